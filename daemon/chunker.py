@@ -1,0 +1,571 @@
+"""Split one Rust source file into symbol-level chunks using tree-sitter-rust.
+
+Search quality depends on chunks that line up with what people look for (a function, a
+method, a type), so the unit is the item, not a fixed window of lines.  Everything here is a
+pure function of ``(rel_path, source)``: no I/O, no global mutable state, deterministic output.
+
+Chunk policy:
+
+* ``fn``/``struct``/``enum``/``union``/``type``/``const``/``static``/``macro``: one chunk per
+  item, including the doc comments, attributes and directly adjacent ``//`` comments above it.
+* ``impl`` / ``trait`` blocks that contain methods with bodies are *containers*: every such
+  method becomes a ``method`` chunk (symbol ``module::SelfType::method`` or
+  ``module::Trait::method``, ``context`` = the block header).  The lines of the block that no
+  method covers (header, associated consts/types, required-method signatures, closing brace)
+  form ``impl``/``trait`` chunks, one per contiguous run of such lines.  For ``impl`` a run is
+  dropped when it holds nothing but the header, attributes and the closing brace (the header
+  already travels with every method as ``context``); for ``trait`` the header run is always
+  kept so each trait has a ``trait`` chunk.  An ``impl``/``trait`` without methods that have
+  bodies is a single chunk.
+* Inline ``mod x { ... }`` prefixes its items with ``x::``.  Its loose lines (``use``, ``//!``
+  docs, macro calls) become ``mod`` chunks by the same rule as ``impl``; a ``mod`` without
+  items is a single ``mod`` chunk.
+* File-level lines outside every item (``use``, ``//!``, ``extern crate``, ``mod foo;``,
+  inner attributes, macro calls, unparsable text) become ``code`` chunks, one per contiguous
+  run of non-blank-bounded lines.  Their symbol is the module path, or the file stem when the
+  module path is empty (``lib`` for ``src/lib.rs``), so that no chunk has an empty symbol.
+* Chunks whose text exceeds ``max_chars`` are split by lines into overlapping parts.
+
+Syntax errors: tree-sitter recovers and wraps what it cannot parse in ``ERROR`` nodes; those
+are walked like a module body, so items inside still become chunks and the rest becomes code.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import textwrap
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+
+import tree_sitter
+import tree_sitter_rust
+
+__all__ = ["KINDS", "Chunk", "chunk_source", "module_path"]
+
+KINDS = (
+    "fn",
+    "method",
+    "struct",
+    "enum",
+    "union",
+    "trait",
+    "impl",
+    "type",
+    "const",
+    "static",
+    "macro",
+    "mod",
+    "code",
+)
+
+# tree-sitter node type -> chunk kind for items that become chunks at module level.
+_ITEM_KINDS: dict[str, str] = {
+    "function_item": "fn",
+    "struct_item": "struct",
+    "enum_item": "enum",
+    "union_item": "union",
+    "trait_item": "trait",
+    "impl_item": "impl",
+    "type_item": "type",
+    "const_item": "const",
+    "static_item": "static",
+    "macro_definition": "macro",
+    "mod_item": "mod",
+}
+_COMMENTS = frozenset({"line_comment", "block_comment"})
+_BOM = b"\xef\xbb\xbf"
+_MAX_SIGNATURE = 300
+_OPEN_PAD = re.compile(r"([(\[]) ")
+_CLOSE_PAD = re.compile(r",? ([)\]])")
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "0": "\0", "\\": "\\", '"': '"', "'": "'"}
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """One searchable unit: an item (or a piece of one) or a run of loose module code."""
+
+    path: str
+    start_line: int
+    end_line: int
+    symbol: str
+    kind: str
+    signature: str
+    doc: str
+    text: str
+    context: str
+    part: int = 0
+
+    def embed_text(self) -> str:
+        """Text for the embedding model: a short locating header, then the source."""
+        header = f"// {self.path}\n// {self.symbol} ({self.kind})\n"
+        if self.context:
+            header += f"// in {self.context}\n"
+        if self.signature:
+            header += f"// {self.signature}\n"
+        return header + self.text
+
+
+def module_path(rel_path: str) -> str:
+    """Rust module path of a file, used as the symbol prefix of its items.
+
+    ``src/`` is the crate root: ``src/lib.rs``/``src/main.rs`` -> ``''``,
+    ``src/net/mod.rs`` -> ``net``, ``src/net/retry.rs`` -> ``net::retry``.  In a workspace the
+    directory holding ``src`` names the crate (``crates/my-db/src/wal.rs`` -> ``my_db::wal``)
+    so symbols stay distinguishable across crates.  Files outside any ``src`` keep their
+    directories (``benches/x.rs`` -> ``benches::x``, ``build.rs`` -> ``build``).
+    """
+    parts = [p for p in PurePosixPath(rel_path.replace("\\", "/")).parts if p not in ("", ".")]
+    if parts and parts[0] == "/":
+        parts = parts[1:]
+    if not parts:
+        return ""
+    last = parts[-1]
+    parts[-1] = last[:-3] if last.endswith(".rs") else last
+    if "src" in parts[:-1]:
+        i = parts.index("src")
+        crate = [parts[i - 1].replace("-", "_")] if i > 0 else []
+        rest = parts[i + 1 :]
+        if len(rest) == 1 and rest[0] in ("lib", "main"):
+            rest = []
+        parts = crate + rest
+    if len(parts) > 1 and parts[-1] == "mod":
+        parts = parts[:-1]
+    return "::".join(parts)
+
+
+@functools.lru_cache(maxsize=1)
+def _language() -> tree_sitter.Language:
+    """The Rust grammar; loading it is the only non-trivial setup cost, so it is cached."""
+    return tree_sitter.Language(tree_sitter_rust.language())
+
+
+@dataclass(slots=True)
+class _Meta:
+    """Everything a chunk carries except its position and text."""
+
+    symbol: str
+    kind: str
+    signature: str = ""
+    doc: str = ""
+    context: str = ""
+
+
+@dataclass(slots=True)
+class _Scope:
+    """A region whose uncovered lines become chunks: the file, an inline mod, an impl/trait."""
+
+    meta: _Meta
+    first_row: int
+    last_row: int
+    header_row: int  # row of the opening `{` of the body
+    order: int  # number of items recorded before this scope: sorts it ahead of its members
+    # Rows that alone do not justify a chunk (header, attributes, closing brace).
+    trivial_rows: set[int] = field(default_factory=set)
+    # Doc comment lines by row, so a run of loose lines can carry the docs it contains.
+    docs: dict[int, list[str]] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Frame:
+    """A node whose children are walked for items, and how to name what is found there."""
+
+    node: tree_sitter.Node
+    prefix: tuple[str, ...]
+    scope: int
+    owner: str = ""  # self type / trait name when walking an impl or trait body
+    context: str = ""  # impl/trait header when walking its body
+
+
+def chunk_source(
+    rel_path: str, source: bytes, *, max_chars: int = 1600, overlap_lines: int = 3
+) -> list[Chunk]:
+    """Parse ``source`` (raw bytes; may contain invalid UTF-8, a BOM, CRLF) into chunks.
+
+    Line numbers are 1-based and inclusive and are computed on the bytes, so they stay exact
+    whatever the encoding; ``text`` always uses ``\\n`` line endings.  Chunks are returned in
+    source order (by start line).
+    """
+    if source.startswith(_BOM):
+        source = source[len(_BOM) :]
+    # CRLF -> LF keeps the number of lines, so rows from the parser match the file's lines.
+    source = source.replace(b"\r\n", b"\n")
+    lines = source.decode("utf-8", "replace").split("\n")
+    if not any(line.strip() for line in lines):
+        return []
+
+    tree = tree_sitter.Parser(_language()).parse(source)
+    root = tree.root_node
+    mod_path = module_path(rel_path)
+    prefix = tuple(mod_path.split("::")) if mod_path else ()
+    file_symbol = mod_path or PurePosixPath(rel_path.replace("\\", "/")).stem
+    scopes = [_Scope(_Meta(file_symbol, "code"), 0, len(lines) - 1, 0, 0)]
+    items: list[tuple[int, int, _Meta]] = []
+    frames = [_Frame(root, prefix, 0)]
+    while frames:
+        frame = frames.pop()
+        _walk_container(frame, source, scopes, items, frames)
+
+    # (start row, end row, tie-breaker, meta); ties keep a block's own chunk before its members.
+    chunks: list[tuple[int, int, tuple[int, int], _Meta]] = []
+    covered = bytearray(len(lines))
+    for seq, (start, end, meta) in enumerate(items):
+        chunks.append((start, end, (seq, 1), meta))
+        covered[start : end + 1] = b"\x01" * (end + 1 - start)
+    for start, end, order, meta in _loose_runs(lines, covered, scopes):
+        chunks.append((start, end, (order, 0), meta))
+    chunks.sort(key=lambda c: (c[0], c[1], c[2]))
+
+    out: list[Chunk] = []
+    for start, end, _, meta in chunks:
+        out.extend(_split(rel_path, lines, start, end, meta, max_chars, overlap_lines))
+    return out
+
+
+def _walk_container(
+    frame: _Frame,
+    src: bytes,
+    scopes: list[_Scope],
+    items: list[tuple[int, int, _Meta]],
+    frames: list[_Frame],
+) -> None:
+    """Record the items among ``frame.node``'s children and queue nested containers.
+
+    Only containers are descended into (file, mod/impl/trait bodies, ERROR nodes), each via
+    the explicit ``frames`` stack, so deeply nested code cannot exhaust the Python stack.
+    """
+    scope = scopes[frame.scope]
+    in_body = bool(frame.owner)  # impl or trait body
+    pending: list[tree_sitter.Node] = []  # comments/attributes that may belong to next item
+    last_end = -1  # last row of the previous sibling that is not pending
+    for child in frame.node.children:
+        ctype = child.type
+        if ctype in _COMMENTS or ctype == "attribute_item":
+            if child.child_by_field_name("inner") is not None:
+                # `//!` and `/*! */` document the enclosing module: loose code, not an item.
+                scope.docs[child.start_point.row] = _comment_doc_lines(child, src)
+                pending.clear()
+                last_end = _end_row(child)
+            else:
+                pending.append(child)
+            continue
+        if ctype == "ERROR":
+            # Recovery leftovers: items inside are still items, the rest stays loose code.
+            frames.append(_Frame(child, frame.prefix, frame.scope, frame.owner, frame.context))
+            pending.clear()
+            last_end = _end_row(child)
+            continue
+        kind = _item_kind(child, in_body)
+        if kind is None:
+            pending.clear()
+            last_end = _end_row(child)
+            continue
+        attached = _attached(pending, child.start_point.row, last_end)
+        pending.clear()
+        last_end = _end_row(child)
+        start = attached[0].start_point.row if attached else child.start_point.row
+        _record_item(child, kind, start, attached, frame, src, scopes, items, frames)
+
+
+def _item_kind(node: tree_sitter.Node, in_body: bool) -> str | None:
+    """Chunk kind of a container child, or None when it is loose code."""
+    if in_body:
+        # Inside impl/trait bodies only methods with bodies are split out; associated
+        # consts/types and required-method signatures stay with the block's own chunk.
+        return "method" if node.type == "function_item" else None
+    kind = _ITEM_KINDS.get(node.type)
+    if kind == "mod" and node.child_by_field_name("body") is None:
+        return None  # `mod foo;` is a declaration: loose code of the parent module
+    return kind
+
+
+def _record_item(
+    node: tree_sitter.Node,
+    kind: str,
+    start: int,
+    attached: list[tree_sitter.Node],
+    frame: _Frame,
+    src: bytes,
+    scopes: list[_Scope],
+    items: list[tuple[int, int, _Meta]],
+    frames: list[_Frame],
+) -> None:
+    """Add the chunk for one item, or turn it into a scope when its members become chunks."""
+    end = _end_row(node)
+    doc_lines = [line for n in attached for line in _doc_lines(n, src)]
+    body = node.child_by_field_name("body")
+    if kind == "method":
+        name = _field_text(node, "name", src)
+        meta = _Meta(
+            "::".join((*frame.prefix, frame.owner, name)),
+            kind,
+            _signature(node, src),
+            _finish_doc(doc_lines),
+            frame.context,
+        )
+        items.append((start, end, meta))
+        return
+
+    if kind == "impl":
+        type_node = node.child_by_field_name("type")
+        name = _type_name(type_node, src) if type_node is not None else "impl"
+    else:
+        name = _field_text(node, "name", src)
+    symbol = "::".join((*frame.prefix, name))
+    signature = f"macro_rules! {name}" if kind == "macro" else _signature(node, src)
+    meta = _Meta(symbol, kind, signature, _finish_doc(doc_lines))
+
+    if body is None or not _has_members(body, kind):
+        items.append((start, end, meta))
+        return
+
+    # Container: members become their own chunks; the rest of the block is a scope.
+    header_rows = set(range(node.start_point.row, body.start_point.row + 1))
+    header_rows.add(end)
+    attr_rows = {
+        r
+        for n in attached
+        if n.type == "attribute_item"
+        for r in range(n.start_point.row, _end_row(n) + 1)
+    }
+    trivial = {end} if kind == "trait" else header_rows | attr_rows
+    scope = _Scope(meta, start, end, body.start_point.row, len(items), trivial)
+    for n in attached:
+        lines = _doc_lines(n, src)
+        if lines:
+            scope.docs[n.start_point.row] = lines
+    scopes.append(scope)
+    index = len(scopes) - 1
+    if kind == "mod":
+        frames.append(_Frame(body, (*frame.prefix, name), index))
+    else:
+        frames.append(_Frame(body, frame.prefix, index, name, signature))
+
+
+def _has_members(body: tree_sitter.Node, kind: str) -> bool:
+    """Whether a block body holds items that become chunks of their own."""
+    if kind in ("impl", "trait"):
+        return any(c.type == "function_item" for c in body.children)
+    if kind == "mod":
+        return any(c.type in _ITEM_KINDS or c.type == "ERROR" for c in body.children)
+    return False
+
+
+def _attached(
+    pending: list[tree_sitter.Node], item_row: int, last_end: int
+) -> list[tree_sitter.Node]:
+    """The trailing comments/attributes in ``pending`` that belong to the item below them.
+
+    Doc comments and attributes always attach; a plain ``//`` comment attaches only when no
+    blank line separates it from what follows.  Anything sharing a line with the previous
+    sibling is a trailing comment of that sibling and stops the search.
+    """
+    attached: list[tree_sitter.Node] = []
+    next_row = item_row
+    for node in reversed(pending):
+        if node.start_point.row <= last_end:
+            break
+        is_doc = node.type == "attribute_item" or node.child_by_field_name("outer") is not None
+        if not is_doc and _end_row(node) < next_row - 1:
+            break
+        attached.append(node)
+        next_row = node.start_point.row
+    attached.reverse()
+    return attached
+
+
+def _loose_runs(
+    lines: list[str], covered: bytearray, scopes: list[_Scope]
+) -> Iterable[tuple[int, int, int, _Meta]]:
+    """Contiguous runs of lines outside every item, each attributed to its innermost scope."""
+    owner = [0] * len(lines)
+    for index, scope in enumerate(scopes[1:], start=1):  # parents precede their children
+        owner[scope.first_row : scope.last_row + 1] = [index] * (
+            scope.last_row + 1 - scope.first_row
+        )
+    emitted = [False] * len(scopes)
+    row, n = 0, len(lines)
+    while row < n:
+        if covered[row] or not lines[row].strip():
+            row += 1
+            continue
+        start, current = row, owner[row]
+        last_nonblank = row
+        while row < n and not covered[row] and owner[row] == current:
+            if lines[row].strip():
+                last_nonblank = row
+            row += 1
+        scope = scopes[current]
+        rows = range(start, last_nonblank + 1)
+        if all(r in scope.trivial_rows or not lines[r].strip() for r in rows):
+            continue
+        emitted[current] = True
+        doc = _finish_doc([d for r in rows for d in scope.docs.get(r, ())])
+        meta = scope.meta
+        yield start, last_nonblank, scope.order, _Meta(meta.symbol, meta.kind, meta.signature, doc)
+    for index, scope in enumerate(scopes):
+        if scope.meta.kind == "trait" and not emitted[index]:
+            # Every line is shared with a method (one-line trait): still give it a chunk.
+            yield scope.first_row, scope.header_row, scope.order, scope.meta
+
+
+def _split(
+    path: str,
+    lines: list[str],
+    start: int,
+    end: int,
+    meta: _Meta,
+    max_chars: int,
+    overlap: int,
+) -> list[Chunk]:
+    """Cut rows ``start..end`` into parts of at most ``max_chars`` that overlap by lines.
+
+    Keeping parts under the limit keeps them inside the embedding model's window; the overlap
+    keeps a statement that straddles a cut findable from both sides.
+    """
+    body = lines[start : end + 1]
+    text = "\n".join(body)
+
+    def make(first: int, last: int, part: int, part_text: str) -> Chunk:
+        return Chunk(
+            path,
+            first + 1,
+            last + 1,
+            meta.symbol,
+            meta.kind,
+            meta.signature,
+            meta.doc,
+            part_text,
+            meta.context,
+            part,
+        )
+
+    if len(text) <= max_chars:
+        return [make(start, end, 0, text)]
+    parts: list[Chunk] = []
+    first, last = 0, -1
+    while last < len(body) - 1:
+        # Each part must reach a new line; the overlap shrinks when it would not fit with it.
+        first = max(first + 1 if parts else 0, last + 1 - overlap)
+        size = sum(len(line) + 1 for line in body[first : last + 2]) - 1
+        while first <= last and size > max_chars:
+            size -= len(body[first]) + 1
+            first += 1
+        last += 1
+        while last + 1 < len(body) and size + 1 + len(body[last + 1]) <= max_chars:
+            last += 1
+            size += 1 + len(body[last])
+        parts.append(
+            make(start + first, start + last, len(parts), "\n".join(body[first : last + 1]))
+        )
+    return parts
+
+
+def _end_row(node: tree_sitter.Node) -> int:
+    """Last row that holds text of ``node`` (line comments end at column 0 of the next row)."""
+    end = node.end_point
+    if end.column == 0 and end.row > node.start_point.row:
+        return end.row - 1
+    return end.row
+
+
+def _text(node: tree_sitter.Node, src: bytes) -> str:
+    return src[node.start_byte : node.end_byte].decode("utf-8", "replace")
+
+
+def _field_text(node: tree_sitter.Node, name: str, src: bytes) -> str:
+    child = node.child_by_field_name(name)
+    return _text(child, src) if child is not None else "?"
+
+
+def _collapse(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _signature(node: tree_sitter.Node, src: bytes) -> str:
+    """The item's header on one line: its text up to the body ``{`` (or ``=``/``;``)."""
+    end = node.end_byte
+    stop = node.child_by_field_name("body")
+    if stop is not None and stop.type == "ordered_field_declaration_list":
+        stop = None  # tuple struct: the fields are the signature
+    if stop is None and node.type in ("const_item", "static_item"):
+        stop = node.child_by_field_name("value")
+    if stop is not None:
+        end = stop.start_byte
+    text = _collapse(src[node.start_byte : end].decode("utf-8", "replace"))
+    # Undo the padding left by multi-line parameter lists: `f( a: u8, )` -> `f(a: u8)`.
+    text = _OPEN_PAD.sub(r"\1", text)
+    text = _CLOSE_PAD.sub(r"\1", text).rstrip(" ;={,")
+    return text if len(text) <= _MAX_SIGNATURE else text[: _MAX_SIGNATURE - 1] + "…"
+
+
+def _type_name(node: tree_sitter.Node, src: bytes) -> str:
+    """Self type of an impl without generics, references or paths: ``&'a mut Foo<T>`` -> Foo."""
+    fields = {
+        "generic_type": "type",
+        "reference_type": "type",
+        "pointer_type": "type",
+        "dynamic_type": "trait",
+        "scoped_type_identifier": "name",
+    }
+    for _ in range(64):  # bounded: types nest, but never this deep in practice
+        name = fields.get(node.type)
+        nxt = node.child_by_field_name(name) if name else None
+        if nxt is None:
+            break
+        node = nxt
+    return _collapse(_text(node, src))
+
+
+def _doc_lines(node: tree_sitter.Node, src: bytes) -> list[str]:
+    """Raw doc lines of an outer doc comment or ``#[doc = "..."]``; [] for anything else."""
+    if node.type == "attribute_item":
+        return _doc_attr_lines(node, src)
+    if node.child_by_field_name("outer") is None:
+        return []
+    return _comment_doc_lines(node, src)
+
+
+def _comment_doc_lines(node: tree_sitter.Node, src: bytes) -> list[str]:
+    """Doc text lines of a doc comment, with ``///``/``/** */`` markers and ``*`` gutters."""
+    doc = node.child_by_field_name("doc")
+    if doc is None:
+        return [""]
+    text = _text(doc, src)
+    if node.type == "line_comment":
+        return [_drop_space(text.rstrip("\n"))]
+    out = []
+    for line in text.split("\n"):
+        stripped = line.lstrip()
+        out.append(_drop_space(stripped[1:]) if stripped.startswith("*") else line)
+    return out
+
+
+def _drop_space(line: str) -> str:
+    """Remove the one space conventionally written after ``///`` or a ``*`` gutter."""
+    return line[1:] if line.startswith(" ") else line
+
+
+def _doc_attr_lines(node: tree_sitter.Node, src: bytes) -> list[str]:
+    attr = next((c for c in node.named_children if c.type == "attribute"), None)
+    if attr is None or not attr.named_children or _text(attr.named_children[0], src) != "doc":
+        return []
+    value = attr.child_by_field_name("value")
+    if value is None or value.type not in ("string_literal", "raw_string_literal"):
+        return []
+    pieces = []
+    for part in value.named_children:
+        if part.type == "string_content":
+            pieces.append(_text(part, src))
+        elif part.type == "escape_sequence":
+            esc = _text(part, src)
+            pieces.append(_ESCAPES.get(esc[1:], esc))
+    return "".join(pieces).split("\n")
+
+
+def _finish_doc(lines: list[str]) -> str:
+    """Join doc lines, removing their common indentation and surrounding blank lines."""
+    if not lines:
+        return ""
+    return textwrap.dedent("\n".join(line.rstrip() for line in lines)).strip("\n")

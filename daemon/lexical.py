@@ -1,0 +1,135 @@
+"""The BM25 side: one Tantivy index per root.
+
+Text is tokenized in Python (`daemon.tokenize`) and stored pre-split, so Tantivy only
+splits on whitespace; queries are built from term queries, never from the query parser,
+so no user input can be a syntax error. Tantivy's commit and searches release the GIL.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import tantivy
+
+from daemon.tokenize import as_field_text, code_tokens, query_tokens
+
+SCHEMA_VERSION = "1"
+#: Field → boost used when scoring a query against it.
+FIELD_BOOSTS = {"symbol_t": 3.0, "signature_t": 1.5, "path_t": 1.0, "content_t": 1.0}
+
+
+@dataclass(frozen=True, slots=True)
+class LexicalDoc:
+    chunk_id: str
+    path: str
+    kind: str
+    symbol: str
+    signature: str
+    text: str
+
+
+def _schema() -> tantivy.Schema:
+    b = tantivy.SchemaBuilder()
+    b.add_text_field("chunk_id", stored=True, tokenizer_name="raw")
+    b.add_text_field("path", stored=True, tokenizer_name="raw")
+    b.add_text_field("kind", stored=True, tokenizer_name="raw")
+    for name in FIELD_BOOSTS:
+        b.add_text_field(name, stored=False, tokenizer_name="whitespace")
+    return b.build()
+
+
+class LexicalIndex:
+    """One writer (the indexer thread), many concurrent searchers."""
+
+    def __init__(self, path: Path, heap_bytes: int = 64 << 20, threads: int = 1) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.schema = _schema()
+        self.index = tantivy.Index(self.schema, str(path), reuse=True)
+        self._heap = heap_bytes
+        self._threads = threads
+        self._writer: tantivy.IndexWriter | None = None
+        self._lock = threading.Lock()
+        self.pending = 0
+
+    def _w(self) -> tantivy.IndexWriter:
+        if self._writer is None:
+            self._writer = self.index.writer(self._heap, self._threads)
+        return self._writer
+
+    def delete_paths(self, paths: Iterable[str]) -> None:
+        w = self._w()
+        for p in paths:
+            w.delete_documents_by_term("path", p)
+            self.pending += 1
+
+    def add(self, docs: Iterable[LexicalDoc]) -> None:
+        w = self._w()
+        for d in docs:
+            w.add_document(
+                tantivy.Document(
+                    chunk_id=d.chunk_id,
+                    path=d.path,
+                    kind=d.kind,
+                    symbol_t=as_field_text(code_tokens(d.symbol.replace("::", " "))),
+                    signature_t=as_field_text(code_tokens(d.signature)),
+                    path_t=as_field_text(code_tokens(d.path.replace("/", " "))),
+                    content_t=as_field_text(code_tokens(d.text)),
+                )
+            )
+            self.pending += 1
+
+    def delete_all(self) -> None:
+        self._w().delete_all_documents()
+        self.pending += 1
+
+    def commit(self) -> None:
+        """Make pending writes durable and visible to new searches."""
+        if self._writer is None or not self.pending:
+            return
+        self._writer.commit()
+        self.pending = 0
+        self.index.reload()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self.commit()
+            self._writer.wait_merging_threads()
+            self._writer = None
+
+    def search(self, query: str, limit: int) -> list[tuple[str, float]]:
+        """(chunk id, BM25 score) best first; an empty list when no token is searchable."""
+        tokens = query_tokens(query)
+        if not tokens:
+            return []
+        clauses = []
+        for field, boost in FIELD_BOOSTS.items():
+            for tok in tokens:
+                q = tantivy.Query.term_query(self.schema, field, tok)
+                clauses.append((tantivy.Occur.Should, tantivy.Query.boost_query(q, boost)))
+        searcher = self.index.searcher()
+        result = searcher.search(tantivy.Query.boolean_query(clauses), limit, count=False)
+        out: list[tuple[str, float]] = []
+        for score, address in result.hits:
+            doc = searcher.doc(address)
+            out.append((str(doc["chunk_id"][0]), float(score)))
+        return out
+
+    def ids_by_path(self) -> dict[str, set[str]]:
+        """Every (path → chunk ids) the committed index holds; for verify."""
+        searcher = self.index.searcher()
+        n = searcher.num_docs
+        out: dict[str, set[str]] = {}
+        if n == 0:
+            return out
+        result = searcher.search(tantivy.Query.all_query(), n, count=False)
+        for _score, address in result.hits:
+            doc = searcher.doc(address)
+            out.setdefault(str(doc["path"][0]), set()).add(str(doc["chunk_id"][0]))
+        return out
+
+    def num_docs(self) -> int:
+        return int(self.index.searcher().num_docs)

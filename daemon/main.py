@@ -1,0 +1,102 @@
+"""The daemon process: single-instance lock, logging, model, roots, socket, signals.
+
+`rcmd daemon` runs this in the foreground (what systemd or launchd run); the CLI spawns
+the same thing detached when a command needs a daemon and none is running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import signal
+import stat
+import sys
+from pathlib import Path
+from typing import IO
+
+import structlog
+
+from daemon.config import Config, ensure_dirs, load_config
+from ipc.errors import AlreadyRunning, RcmdError, StateError
+
+
+def _check_runtime_dir(path: Path) -> None:
+    st = path.stat()
+    if st.st_uid != os.getuid():
+        raise StateError(f"{path} is owned by uid {st.st_uid}, not by you; refusing to use it")
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise StateError(f"{path} is writable by others; fix it with: chmod 700 {path}")
+
+
+def acquire_lock(lock_path: Path) -> IO[str]:
+    """Hold an exclusive flock for the process's life; a killed daemon releases it."""
+    f = open(lock_path, "a+")  # noqa: SIM115 (held until exit)
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        pid = f.read().strip() or "?"
+        f.close()
+        raise AlreadyRunning(
+            f"another rcmd daemon is running (pid {pid}); stop it with: rcmd stop"
+        ) from None
+    f.seek(0)
+    f.truncate()
+    f.write(str(os.getpid()))
+    f.flush()
+    return f
+
+
+async def _serve(config: Config) -> None:
+    from daemon.embed_cache import EmbedCache
+    from daemon.embedder import Embedder
+    from daemon.server import Server, bind_socket
+    from daemon.service import Service
+
+    log = structlog.get_logger("rcmd.daemon")
+    embedder = Embedder(config.embedding, config.paths.cache_dir)
+    service = Service(config, embedder, EmbedCache(config.paths.embed_cache))
+    service.start()
+    server = Server(service.handlers)
+    sock = bind_socket(config.paths.socket)
+    await server.serve(sock)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, service.stop_requested.set)
+    log.info(
+        "daemon_ready", pid=os.getpid(), socket=str(config.paths.socket), model=embedder.model_id
+    )
+    await loop.run_in_executor(None, service.stop_requested.wait)
+    log.info("daemon_stopping")
+    await server.close()
+    config.paths.socket.unlink(missing_ok=True)
+    await loop.run_in_executor(None, service.shutdown)
+
+
+def run(foreground: bool = True) -> int:
+    """Run the daemon until `stop` or SIGTERM; returns the process exit code."""
+    try:
+        config = load_config()
+        ensure_dirs(config.paths)
+        _check_runtime_dir(config.paths.runtime_dir)
+        lock = acquire_lock(config.paths.lock)
+    except RcmdError as exc:
+        print(f"rcmd daemon: {exc}", file=sys.stderr)
+        return 1
+    from daemon.logs import configure
+
+    configure(config.paths.log_file, config.log.level, foreground)
+    log = structlog.get_logger("rcmd.daemon")
+    try:
+        asyncio.run(_serve(config))
+    except RcmdError as exc:
+        log.error("daemon_failed", error=str(exc))
+        print(f"rcmd daemon: {exc}", file=sys.stderr)
+        return 1
+    except Exception:
+        log.exception("daemon_crashed")
+        raise
+    finally:
+        lock.close()
+    return 0

@@ -1,0 +1,142 @@
+"""The blake3 Merkle tree over a root's indexed files.
+
+A directory's hash covers its sorted children (name, kind, hash), so the root hash changes
+exactly when some indexed file's content, name or place changes, and two trees can be
+diffed by descending only into directories whose hashes differ.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import blake3
+
+_FILE = b"f"
+_DIR = b"d"
+
+
+def hash_bytes(data: bytes) -> bytes:
+    """Content hash of one file; blake3 uses several threads for large inputs."""
+    if len(data) >= 1 << 20:
+        return blake3.blake3(data, max_threads=blake3.blake3.AUTO).digest()
+    return blake3.blake3(data).digest()
+
+
+def _parent(path: str) -> str:
+    i = path.rfind("/")
+    return path[:i] if i >= 0 else ""
+
+
+def _name(path: str) -> str:
+    return path[path.rfind("/") + 1 :]
+
+
+def ancestors(path: str) -> Iterable[str]:
+    """Every directory above `path`, deepest first, ending with the root ""."""
+    while path:
+        path = _parent(path)
+        yield path
+
+
+@dataclass(frozen=True, slots=True)
+class MerkleDiff:
+    added: tuple[str, ...]
+    changed: tuple[str, ...]
+    deleted: tuple[str, ...]
+
+    @property
+    def empty(self) -> bool:
+        return not (self.added or self.changed or self.deleted)
+
+
+class MerkleTree:
+    """File hashes plus lazily recomputed directory hashes.
+
+    Changing a file marks its ancestors dirty; `dir_hash` recomputes only dirty nodes,
+    so an edit costs O(depth × fan-out), not O(files).
+    """
+
+    def __init__(self, files: Mapping[str, bytes] | None = None) -> None:
+        self._files: dict[str, bytes] = {}
+        self._children: dict[str, set[str]] = {"": set()}
+        self._dirs: dict[str, bytes] = {}
+        self._dirty: set[str] = {""}
+        for path, digest in (files or {}).items():
+            self.set_file(path, digest)
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+    @property
+    def files(self) -> Mapping[str, bytes]:
+        return self._files
+
+    def set_file(self, path: str, digest: bytes) -> None:
+        if self._files.get(path) == digest:
+            return
+        self._files[path] = digest
+        child = path
+        for d in ancestors(path):
+            kids = self._children.setdefault(d, set())
+            kids.add(child)
+            self._dirty.add(d)
+            child = d
+
+    def remove_file(self, path: str) -> None:
+        if self._files.pop(path, None) is None:
+            return
+        child = path
+        for d in ancestors(path):
+            self._dirty.add(d)
+            kids = self._children.get(d)
+            if kids is not None:
+                kids.discard(child)
+                if kids or d == "":
+                    break
+                del self._children[d]
+                self._dirs.pop(d, None)
+            child = d
+        for d in ancestors(path):
+            self._dirty.add(d)
+
+    def dir_hash(self, d: str = "") -> bytes:
+        if d in self._dirty or d not in self._dirs:
+            h = blake3.blake3()
+            for child in sorted(self._children.get(d, ()), key=_name):
+                if child in self._files:
+                    h.update(_FILE + _name(child).encode() + b"\0" + self._files[child])
+                else:
+                    h.update(_DIR + _name(child).encode() + b"\0" + self.dir_hash(child))
+            self._dirs[d] = h.digest()
+            self._dirty.discard(d)
+        return self._dirs[d]
+
+    @property
+    def root_hash(self) -> str:
+        return self.dir_hash("").hex()
+
+    def diff(self, new: MerkleTree) -> MerkleDiff:
+        """What changed from `self` to `new`, skipping every subtree whose hash agrees."""
+        added: list[str] = []
+        changed: list[str] = []
+        deleted: list[str] = []
+        stack = [""]
+        while stack:
+            d = stack.pop()
+            if d in self._children and d in new._children and self.dir_hash(d) == new.dir_hash(d):
+                continue
+            mine = self._children.get(d, set())
+            theirs = new._children.get(d, set())
+            for child in sorted(mine | theirs):
+                in_old_f, in_new_f = child in self._files, child in new._files
+                if in_old_f and in_new_f:
+                    if self._files[child] != new._files[child]:
+                        changed.append(child)
+                elif in_new_f:
+                    added.append(child)
+                elif in_old_f:
+                    deleted.append(child)
+                if child in self._children or child in new._children:
+                    stack.append(child)
+        return MerkleDiff(tuple(sorted(added)), tuple(sorted(changed)), tuple(sorted(deleted)))

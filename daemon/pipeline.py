@@ -1,0 +1,369 @@
+"""One batch, end to end: reconcile paths → stat/hash → chunk → embed (cache first) →
+Tantivy + Qdrant writes → commit → state records.
+
+The consistency rule lives here: paths are marked in-flight before any index write, and a
+file's record is written only after the Tantivy commit and the vector flush that hold it.
+Chunk ids are deterministic, so replaying a batch after a crash overwrites, never duplicates.
+"""
+
+from __future__ import annotations
+
+import os
+import stat as stat_mod
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import blake3
+import structlog
+
+from daemon.chunker import Chunk, chunk_source
+from daemon.config import Config
+from daemon.embed_cache import EmbedCache, Vector, cache_key
+from daemon.embedder import Embedder
+from daemon.ignore import IGNORE_FILES
+from daemon.lexical import LexicalDoc
+from daemon.merkle import hash_bytes
+from daemon.root import RootIndex
+from daemon.state import ChunkRow, FileRecord
+from daemon.vectors import VectorPoint
+
+log = structlog.get_logger("rcmd.pipeline")
+
+
+@dataclass(frozen=True, slots=True)
+class Collaborators:
+    config: Config
+    embedder: Embedder
+    cache: EmbedCache
+    #: Set when the daemon is shutting down: a batch stops at its next commit point.
+    should_stop: Callable[[], bool] = lambda: False
+
+
+@dataclass
+class BatchReport:
+    statted: int = 0
+    read: int = 0
+    indexed: int = 0
+    deleted: int = 0
+    unchanged: int = 0
+    skipped: int = 0
+    chunks: int = 0
+    cache_hits: int = 0
+    cache_misses: int = 0
+    stages: dict[str, float] = field(default_factory=dict)
+
+    def time(self, stage: str, seconds: float) -> None:
+        self.stages[stage] = self.stages.get(stage, 0.0) + seconds
+
+
+def chunk_id(root_id: str, path: str, c: Chunk, occurrence: int) -> str:
+    key = f"{root_id}\0{path}\0{c.symbol}\0{c.kind}\0{c.part}\0{occurrence}"
+    return blake3.blake3(key.encode()).hexdigest(length=16)
+
+
+def assign_ids(root_id: str, path: str, chunks: Iterable[Chunk]) -> list[tuple[str, Chunk]]:
+    """Deterministic ids; repeated (symbol, kind, part) in a file are told apart by order."""
+    seen: dict[tuple[str, str, int], int] = {}
+    out = []
+    for c in chunks:
+        k = (c.symbol, c.kind, c.part)
+        n = seen.get(k, 0)
+        seen[k] = n + 1
+        out.append((chunk_id(root_id, path, c, n), c))
+    return out
+
+
+def _under(path: str, prefix: str) -> bool:
+    return prefix == "" or path == prefix or path.startswith(prefix + "/")
+
+
+@dataclass
+class _Scan:
+    present: dict[str, os.stat_result] = field(default_factory=dict)
+    scope: list[str] = field(default_factory=list)  # prefixes fully reconciled
+
+
+def _reconcile(root: RootIndex, paths: Iterable[str] | None) -> _Scan:
+    """Stat each event path: a file is checked, a directory rescanned, a missing path
+    drops everything recorded under it. `None` means the whole root."""
+    scan = _Scan()
+    if paths is None:
+        root.ignore.forget("")
+        scan.scope.append("")
+        scan.present.update(root.ignore.walk(""))
+        return scan
+    for rel in sorted(set(paths)):
+        name = rel.rsplit("/", 1)[-1]
+        if name in IGNORE_FILES:
+            parent = rel.rsplit("/", 1)[0] if "/" in rel else ""
+            root.ignore.forget(parent)
+            rel = parent
+        full = root.path / rel
+        try:
+            st = os.lstat(full)
+        except OSError:
+            scan.scope.append(rel)
+            continue
+        if stat_mod.S_ISDIR(st.st_mode):
+            scan.scope.append(rel)
+            if not rel or not root.ignore.is_ignored(rel, True):
+                scan.present.update(root.ignore.walk(rel))
+        elif stat_mod.S_ISREG(st.st_mode):
+            scan.scope.append(rel)
+            if name.endswith(".rs") and not root.ignore.is_ignored(rel, False):
+                scan.present[rel] = st
+        else:
+            scan.scope.append(rel)
+    return scan
+
+
+class _Pending:
+    """Index writes not yet committed, and the records that follow the commit."""
+
+    def __init__(self) -> None:
+        self.files: list[FileRecord] = []
+        self.chunks: list[ChunkRow] = []
+        self.deleted: list[str] = []
+        self.skipped: dict[str, tuple[str, str]] = {}
+        self.since = time.monotonic()
+
+    def __bool__(self) -> bool:
+        return bool(self.files or self.deleted or self.skipped)
+
+
+def _commit(root: RootIndex, pending: _Pending, report: BatchReport) -> None:
+    if not pending:
+        return
+    t = time.perf_counter()
+    root.lexical.commit()
+    report.time("tantivy_commit", time.perf_counter() - t)
+    t = time.perf_counter()
+    root.vectors.flush()
+    report.time("vector_flush", time.perf_counter() - t)
+    t = time.perf_counter()
+    root.state.record(pending.files, pending.chunks, pending.deleted, pending.skipped)
+    for f in pending.files:
+        root.records[f.path] = f
+        root.tree.set_file(f.path, f.hash)
+    for p in pending.deleted:
+        root.records.pop(p, None)
+        root.tree.remove_file(p)
+    root.state.set_meta("merkle_root", root.tree.root_hash)
+    report.time("state_record", time.perf_counter() - t)
+
+
+def _read(
+    root: RootIndex, rel: str, max_bytes: int
+) -> tuple[bytes | None, os.stat_result | None, str]:
+    """File bytes and the stat taken with them, or a skip reason."""
+    try:
+        fd = os.open(root.path / rel, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except FileNotFoundError:
+        return None, None, "vanished"
+    except OSError as exc:
+        return None, None, f"unreadable: {exc.strerror}"
+    try:
+        st = os.fstat(fd)
+        if st.st_size > max_bytes:
+            return None, st, f"too_large: {st.st_size} bytes > {max_bytes}"
+        chunks = []
+        while True:
+            part = os.read(fd, 1 << 20)
+            if not part:
+                break
+            chunks.append(part)
+        data = b"".join(chunks)
+    except OSError as exc:
+        return None, None, f"unreadable: {exc.strerror}"
+    finally:
+        os.close(fd)
+    if b"\0" in data[:8192]:
+        return None, st, "binary"
+    return data, st, ""
+
+
+def run_batch(
+    root: RootIndex,
+    paths: Iterable[str] | None,
+    collab: Collaborators,
+    *,
+    force: bool = False,
+) -> BatchReport:
+    """Bring the indexes of `root` up to date for `paths` (None: the whole root)."""
+    cfg = collab.config.index
+    report = BatchReport()
+    prog = root.progress
+    prog.started_at = time.time()
+    prog.activity = "scanning"
+    t = time.perf_counter()
+    scan = _reconcile(root, paths)
+    report.time("scan", time.perf_counter() - t)
+    inflight = root.state.inflight()
+
+    # Stat fast path: unchanged (size, mtime, inode) means the file is not read at all.
+    candidates: list[str] = []
+    for rel, st in scan.present.items():
+        report.statted += 1
+        rec = root.records.get(rel)
+        if (
+            not force
+            and rec is not None
+            and rel not in inflight
+            and (rec.size, rec.mtime_ns, rec.inode) == (st.st_size, st.st_mtime_ns, st.st_ino)
+        ):
+            report.unchanged += 1
+            continue
+        candidates.append(rel)
+    gone = [
+        p for p in root.records if p not in scan.present and any(_under(p, s) for s in scan.scope)
+    ]
+    gone += [p for p in inflight if p not in scan.present and p not in root.records]
+
+    prog.files_total = len(candidates)
+    prog.files_done = 0
+    prog.chunks_total = 0
+    prog.chunks_done = 0
+    prog.activity = f"indexing {len(candidates)} files" if candidates else "idle"
+    root.state.mark_inflight([*candidates, *gone])
+
+    pending = _Pending()
+    if gone:
+        root.lexical.delete_paths(gone)
+        root.vectors.delete_paths(gone)
+        pending.deleted.extend(gone)
+        report.deleted += len(gone)
+
+    step = max(1, cfg.files_per_step)
+    for start in range(0, len(candidates), step):
+        _index_files(root, candidates[start : start + step], collab, pending, report, force)
+        prog.files_done = min(len(candidates), start + step)
+        if time.monotonic() - pending.since >= cfg.commit_interval_s or collab.should_stop():
+            _commit(root, pending, report)
+            pending = _Pending()
+            if collab.should_stop():
+                log.info("batch_interrupted", root=str(root.path), done=prog.files_done)
+                break
+    _commit(root, pending, report)
+    prog.activity = "idle"
+    return report
+
+
+def _index_files(
+    root: RootIndex,
+    rels: list[str],
+    collab: Collaborators,
+    pending: _Pending,
+    report: BatchReport,
+    force: bool,
+) -> None:
+    cfg = collab.config.index
+    to_write: list[tuple[FileRecord, list[tuple[str, Chunk]]]] = []
+    for rel in rels:
+        t = time.perf_counter()
+        data, st, reason = _read(root, rel, cfg.max_file_bytes)
+        report.time("read", time.perf_counter() - t)
+        if data is None or st is None:
+            if reason == "vanished":
+                if rel in root.records:
+                    pending.deleted.append(rel)
+                    report.deleted += 1
+                pending.skipped[rel] = ("", "")
+            else:
+                report.skipped += 1
+                kind, _, detail = reason.partition(": ")
+                pending.skipped[rel] = (kind, detail)
+                if rel in root.records:
+                    pending.deleted.append(rel)
+            root.lexical.delete_paths([rel])
+            root.vectors.delete_paths([rel])
+            continue
+        report.read += 1
+        t = time.perf_counter()
+        digest = hash_bytes(data)
+        report.time("hash", time.perf_counter() - t)
+        rec = FileRecord(rel, st.st_size, st.st_mtime_ns, st.st_ino, digest, 0)
+        old = root.records.get(rel)
+        if not force and old is not None and old.hash == digest:
+            root.state.update_stat(
+                [FileRecord(rel, rec.size, rec.mtime_ns, rec.inode, digest, old.chunks)]
+            )
+            root.records[rel] = FileRecord(
+                rel, rec.size, rec.mtime_ns, rec.inode, digest, old.chunks
+            )
+            pending.skipped[rel] = ("", "")
+            report.unchanged += 1
+            continue
+        t = time.perf_counter()
+        chunks = assign_ids(root.id, rel, chunk_source(rel, data))
+        report.time("chunk", time.perf_counter() - t)
+        to_write.append(
+            (FileRecord(rel, rec.size, rec.mtime_ns, rec.inode, digest, len(chunks)), chunks)
+        )
+        pending.skipped[rel] = ("", "")
+
+    all_chunks = [(cid, c) for _rec, cs in to_write for cid, c in cs]
+    root.progress.chunks_total += len(all_chunks)
+    vectors = _embed(all_chunks, collab, report, root)
+
+    paths = [rec.path for rec, _ in to_write]
+    t = time.perf_counter()
+    root.lexical.delete_paths(paths)
+    root.lexical.add(
+        LexicalDoc(cid, c.path, c.kind, c.symbol, c.signature, c.text) for cid, c in all_chunks
+    )
+    report.time("tantivy", time.perf_counter() - t)
+    t = time.perf_counter()
+    root.vectors.delete_paths(paths)
+    root.vectors.upsert([VectorPoint(cid, c.path, c.kind, vectors[cid]) for cid, c in all_chunks])
+    report.time("vectors", time.perf_counter() - t)
+    for rec, cs in to_write:
+        pending.files.append(rec)
+        pending.chunks.extend(
+            ChunkRow(cid, rec.path, c.start_line, c.end_line, c.symbol, c.kind, c.signature, c.text)
+            for cid, c in cs
+        )
+    report.indexed += len(to_write)
+    report.chunks += len(all_chunks)
+
+
+def _embed(
+    chunks: list[tuple[str, Chunk]], collab: Collaborators, report: BatchReport, root: RootIndex
+) -> dict[str, Vector]:
+    """Vectors by chunk id: cache first, the model only for misses."""
+    model_id = collab.embedder.model_id
+    texts = {cid: c.embed_text() for cid, c in chunks}
+    keys = {cid: cache_key(model_id, text) for cid, text in texts.items()}
+    t = time.perf_counter()
+    cached = collab.cache.get_many(list(set(keys.values())))
+    report.time("cache_lookup", time.perf_counter() - t)
+    miss_keys: dict[bytes, str] = {}
+    for cid, key in keys.items():
+        if key not in cached:
+            miss_keys.setdefault(key, texts[cid])
+    report.cache_hits += len(keys) - sum(1 for k in keys.values() if k in miss_keys)
+    report.cache_misses += sum(1 for k in keys.values() if k in miss_keys)
+    if miss_keys:
+        t = time.perf_counter()
+        new = dict(zip(miss_keys, collab.embedder.embed(list(miss_keys.values())), strict=True))
+        report.time("embed", time.perf_counter() - t)
+        t = time.perf_counter()
+        collab.cache.put_many(new)
+        report.time("cache_store", time.perf_counter() - t)
+        cached.update(new)
+    root.progress.chunks_done += len(chunks)
+    return {cid: cached[key] for cid, key in keys.items()}
+
+
+def drop_orphans(root: RootIndex) -> int:
+    """Delete index entries whose path has no state record (left by a crash or a bug)."""
+    orphans = (set(root.lexical.ids_by_path()) | set(root.vectors.ids_by_path())) - set(
+        root.records
+    )
+    if orphans:
+        root.lexical.delete_paths(orphans)
+        root.lexical.commit()
+        root.vectors.delete_paths(orphans)
+        root.vectors.flush()
+        log.warning("orphans_dropped", root=str(root.path), paths=len(orphans))
+    return len(orphans)

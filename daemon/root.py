@@ -1,0 +1,81 @@
+"""One registered project root: its state, both indexes, its Merkle tree and live progress."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import blake3
+
+from daemon.config import Config, root_dir
+from daemon.ignore import IgnoreRules
+from daemon.lexical import LexicalIndex
+from daemon.merkle import MerkleTree
+from daemon.state import StateDB
+from daemon.vectors import VectorStore, open_store
+
+
+def root_id_for(path: Path) -> str:
+    return blake3.blake3(str(path).encode()).hexdigest()[:16]
+
+
+@dataclass
+class Progress:
+    """What the indexer is doing to this root now; read by status without locks
+    (each field is replaced atomically, and a status reply tolerates a torn snapshot)."""
+
+    activity: str = "idle"
+    files_total: int = 0
+    files_done: int = 0
+    chunks_total: int = 0
+    chunks_done: int = 0
+    started_at: float = 0.0
+
+
+@dataclass
+class Counters:
+    """Cumulative per-root counters since the daemon started."""
+
+    batches: int = 0
+    files_statted: int = 0
+    files_read: int = 0
+    files_indexed: int = 0
+    files_deleted: int = 0
+    chunks_written: int = 0
+    last_batch: dict[str, float] = field(default_factory=dict)
+
+
+class RootIndex:
+    def __init__(self, path: Path, config: Config, dim: int) -> None:
+        self.path = path
+        self.id = root_id_for(path)
+        self.dir = root_dir(config.paths, self.id)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "root.txt").write_text(str(path) + "\n")
+        self.state = StateDB(self.dir / "state.db")
+        self.lexical = LexicalIndex(self.dir / "tantivy")
+        self.vectors: VectorStore = open_store(
+            config.vector_store, self.dir / "qdrant", self.id, dim
+        )
+        self.ignore = IgnoreRules(path)
+        self.records = self.state.files()
+        self.tree = MerkleTree({p: r.hash for p, r in self.records.items()})
+        self.progress = Progress()
+        self.counters = Counters()
+        self.watch_status = "starting"
+        self.last_error = ""
+        self.lock = threading.Lock()
+        self.opened_at = time.time()
+
+    def close(self) -> None:
+        self.lexical.close()
+        self.vectors.close()
+        self.state.close()
+
+    def destroy(self) -> None:
+        """Close and delete this root's state (it was removed by the user)."""
+        self.close()
+        shutil.rmtree(self.dir, ignore_errors=True)

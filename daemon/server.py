@@ -1,0 +1,107 @@
+"""The Unix-socket server: newline-delimited JSON, many clients, handlers on threads.
+
+The event loop only frames lines and routes them; every handler runs on a worker thread,
+so one slow search, or one client that stalls mid-line, holds up nobody else. A line over
+MAX_LINE_BYTES is refused without being buffered whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from ipc.errors import BadRequest, RcmdError, UnknownMethod
+from ipc.protocol import (
+    MAX_LINE_BYTES,
+    decode_request,
+    encode_error,
+    encode_result,
+    request_id_of,
+)
+
+log = structlog.get_logger("rcmd.server")
+
+Handler = Callable[[dict[str, Any]], Any]
+
+
+def bind_socket(path: Path) -> socket.socket:
+    """A listening Unix socket at `path`, created 0600 (no window where others can connect)."""
+    path.unlink(missing_ok=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)
+    try:
+        sock.bind(str(path))
+    finally:
+        os.umask(old)
+    os.chmod(path, 0o600)
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+class Server:
+    def __init__(self, handlers: dict[str, Handler], workers: int = 8) -> None:
+        self._handlers = handlers
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rcmd-req")
+        self._server: asyncio.AbstractServer | None = None
+        self.requests = 0
+
+    async def serve(self, sock: socket.socket) -> None:
+        self._server = await asyncio.start_unix_server(
+            self._client, sock=sock, limit=MAX_LINE_BYTES
+        )
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _call(self, method: str, params: dict[str, Any]) -> Any:
+        handler = self._handlers.get(method)
+        if handler is None:
+            raise UnknownMethod(f"unknown method {method!r}; known: {', '.join(self._handlers)}")
+        return handler(params)
+
+    async def _handle_line(self, line: bytes) -> bytes:
+        req_id: Any = None
+        try:
+            req = decode_request(line)
+            req_id = req.id
+            loop = asyncio.get_running_loop()
+            result = await loop.run_in_executor(self._pool, self._call, req.method, req.params)
+            return encode_result(req_id, result)
+        except RcmdError as exc:
+            return encode_error(req_id if req_id is not None else request_id_of(line), exc)
+        except Exception as exc:
+            log.exception("handler_failed")
+            return encode_error(req_id, RcmdError(f"internal error: {type(exc).__name__}: {exc}"))
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                try:
+                    line = await reader.readline()
+                except (ValueError, asyncio.LimitOverrunError):
+                    writer.write(
+                        encode_error(None, BadRequest(f"request line over {MAX_LINE_BYTES} bytes"))
+                    )
+                    await writer.drain()
+                    return
+                if not line:
+                    return
+                if not line.strip():
+                    continue
+                self.requests += 1
+                writer.write(await self._handle_line(line))
+                await writer.drain()
+        except (ConnectionError, BrokenPipeError):
+            return
+        finally:
+            writer.close()

@@ -1,0 +1,292 @@
+"""The daemon's core: registered roots, the indexer, and one handler per protocol method.
+
+Handlers are plain blocking functions; the socket server runs them on worker threads, so
+a long search or verify never blocks another client.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from daemon.config import Config
+from daemon.embed_cache import EmbedCache
+from daemon.embedder import Embedder
+from daemon.indexer import Indexer
+from daemon.metrics import peak_rss_bytes, rss_bytes
+from daemon.pipeline import Collaborators
+from daemon.root import RootIndex
+from daemon.search import search_roots
+from daemon.verify import verify_root
+from daemon.watcher import RootWatcher
+from ipc import __version__
+from ipc.errors import BadRequest, NotFound
+from ipc.protocol import (
+    MODES,
+    PROTOCOL_VERSION,
+    param_bool,
+    param_int,
+    param_opt_str,
+    param_str,
+)
+
+log = structlog.get_logger("rcmd.service")
+
+Handler = Callable[[dict[str, Any]], Any]
+
+
+class Service:
+    def __init__(self, config: Config, embedder: Embedder, cache: EmbedCache) -> None:
+        self.config = config
+        self.embedder = embedder
+        self.cache = cache
+        self.started = time.time()
+        self.stop_requested = threading.Event()
+        self.indexer = Indexer(
+            Collaborators(config, embedder, cache, should_stop=self.stop_requested.is_set)
+        )
+        self.roots: dict[str, RootIndex] = {}
+        self.watchers: dict[str, RootWatcher] = {}
+        self._roots_lock = threading.Lock()
+        self._registry = config.paths.state_dir / "roots.json"
+        self.handlers: dict[str, Handler] = {
+            "hello": self.hello,
+            "status": self.status,
+            "search": self.search,
+            "index": self.index,
+            "reindex": self.reindex,
+            "remove": self.remove,
+            "verify": self.verify,
+            "stop": self.stop,
+        }
+
+    # ---- lifecycle ----
+    def start(self) -> None:
+        self.indexer.start()
+        for path in self._load_registry():
+            try:
+                self._open_root(Path(path))
+            except Exception as exc:
+                log.error("root_open_failed", root=path, error=str(exc))
+
+    def shutdown(self) -> None:
+        self.stop_requested.set()
+        for w in self.watchers.values():
+            w.stop()
+        self.indexer.stop()
+        for root in self.roots.values():
+            with root.lock:
+                root.close()
+        self.cache.close()
+        log.info("daemon_stopped")
+
+    def _load_registry(self) -> list[str]:
+        try:
+            data = json.loads(self._registry.read_text())
+        except FileNotFoundError:
+            return []
+        except (OSError, ValueError) as exc:
+            log.error("registry_unreadable", path=str(self._registry), error=str(exc))
+            return []
+        return [p for p in data.get("roots", []) if isinstance(p, str)]
+
+    def _save_registry(self) -> None:
+        tmp = self._registry.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"roots": sorted(str(r.path) for r in self.roots.values())}))
+        os.replace(tmp, self._registry)
+
+    def _open_root(self, path: Path) -> RootIndex:
+        root = RootIndex(path, self.config, self.embedder.dim)
+        self.roots[root.id] = root
+
+        def on_status(text: str) -> None:
+            root.watch_status = text
+
+        watcher = RootWatcher(
+            path,
+            lambda paths: self.indexer.enqueue(root, paths),
+            on_status,
+            self.config.index.debounce_ms,
+            self.config.index.max_wait_ms,
+        )
+        self.watchers[root.id] = watcher
+        self.indexer.enqueue(root, None)
+        watcher.start()
+        log.info("root_opened", root=str(path), id=root.id, files=len(root.records))
+        return root
+
+    # ---- lookups ----
+    def _find_root(self, raw: str) -> RootIndex:
+        """The registered root that holds `raw` (the root itself or any path inside it)."""
+        path = Path(raw).expanduser().resolve()
+        best: RootIndex | None = None
+        for root in self.roots.values():
+            if (path == root.path or root.path in path.parents) and (
+                best is None or len(str(root.path)) > len(str(best.path))
+            ):
+                best = root
+        if best is None:
+            raise NotFound(f"{path} is not inside an indexed root; add it with: rcmd index {path}")
+        return best
+
+    # ---- handlers ----
+    def hello(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {"protocol": PROTOCOL_VERSION, "version": __version__, "pid": os.getpid()}
+
+    def index(self, params: dict[str, Any]) -> dict[str, Any]:
+        path = Path(param_str(params, "path")).expanduser().resolve()
+        if not path.is_dir():
+            raise NotFound(f"{path} is not a directory")
+        with self._roots_lock:
+            for root in self.roots.values():
+                if root.path == path:
+                    self.indexer.enqueue(root, None)
+                    return self._root_status(root)
+            root = self._open_root(path)
+            self._save_registry()
+        return self._root_status(root)
+
+    def reindex(self, params: dict[str, Any]) -> dict[str, Any]:
+        raw = param_opt_str(params, "path")
+        force = param_bool(params, "force", False)
+        roots = [self._find_root(raw)] if raw else list(self.roots.values())
+        if raw is None and not roots:
+            raise NotFound("no roots are indexed; add one with: rcmd index PATH")
+        for root in roots:
+            self.indexer.enqueue(root, None, force=force)
+        return {"roots": [str(r.path) for r in roots], "force": force}
+
+    def remove(self, params: dict[str, Any]) -> dict[str, Any]:
+        path = Path(param_str(params, "path")).expanduser().resolve()
+        with self._roots_lock:
+            root = next((r for r in self.roots.values() if r.path == path), None)
+            if root is None:
+                raise NotFound(f"{path} is not an indexed root")
+            self.watchers.pop(root.id).stop()
+            self.indexer.forget(root.id)
+            del self.roots[root.id]
+            with root.lock:
+                root.destroy()
+            self._save_registry()
+        return {"removed": str(path)}
+
+    def search(self, params: dict[str, Any]) -> dict[str, Any]:
+        query = param_str(params, "query")
+        if not query.strip():
+            raise BadRequest("'query' must not be empty")
+        mode = param_str(params, "mode", "hybrid")
+        if mode not in MODES:
+            raise BadRequest(f"'mode' must be one of {', '.join(MODES)}")
+        limit = param_int(params, "limit", 10, 1, 1000)
+        raw_root = param_opt_str(params, "root")
+        roots = [self._find_root(raw_root)] if raw_root else list(self.roots.values())
+        t = time.perf_counter()
+        hits = search_roots(
+            roots,
+            query,
+            mode=mode,
+            limit=limit,
+            candidates=self.config.search.candidates,
+            rrf_k=self.config.search.rrf_k,
+            embed_query=self.embedder.embed_query,
+        )
+        return {
+            "results": [h.to_json() for h in hits],
+            "took_ms": round((time.perf_counter() - t) * 1000, 2),
+        }
+
+    def verify(self, params: dict[str, Any]) -> dict[str, Any]:
+        raw = param_opt_str(params, "root")
+        roots = [self._find_root(raw)] if raw else list(self.roots.values())
+        reports = []
+        for root in roots:
+            with root.lock:
+                reports.append(verify_root(root))
+        return {"ok": all(r["ok"] for r in reports), "roots": reports}
+
+    def stop(self, params: dict[str, Any]) -> dict[str, Any]:
+        self.stop_requested.set()
+        return {"stopping": True}
+
+    def status(self, params: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "pid": os.getpid(),
+            "version": __version__,
+            "protocol": PROTOCOL_VERSION,
+            "socket": str(self.config.paths.socket),
+            "uptime_s": round(time.time() - self.started, 1),
+            "rss_bytes": rss_bytes(),
+            "peak_rss_bytes": peak_rss_bytes(),
+            "embedding": {
+                "model": self.embedder.model_id,
+                "dim": self.embedder.dim,
+                "cache_hits": self.indexer.totals.cache_hits,
+                "cache_misses": self.indexer.totals.cache_misses,
+            },
+            "vector_store": "qdrant-server" if self.config.vector_store.url else "qdrant-edge",
+            "last_batch": self.indexer.totals.last_batch,
+            "roots": [self._root_status(r) for r in list(self.roots.values())],
+        }
+        if param_bool(params, "verify", False):
+            out["verify"] = self.verify({})
+        return out
+
+    def _root_status(self, root: RootIndex) -> dict[str, Any]:
+        files, chunks = root.state.counts()
+        p = root.progress
+        elapsed = max(time.time() - p.started_at, 1e-6) if p.started_at else 0.0
+        rate = p.chunks_done / elapsed if elapsed and p.activity != "idle" else 0.0
+        remaining = max(p.chunks_total - p.chunks_done, 0)
+        file_rate = p.files_done / elapsed if elapsed else 0.0
+        eta = (
+            (p.files_total - p.files_done) / file_rate
+            if file_rate > 0 and p.activity != "idle"
+            else None
+        )
+        skipped = list(root.state.skipped())
+        reasons = Counter(reason for _p, reason, _d in skipped)
+        last_commit = root.state.get_meta("last_commit")
+        return {
+            "path": str(root.path),
+            "id": root.id,
+            "files": files,
+            "chunks": chunks,
+            "merkle_root": root.tree.root_hash,
+            "last_commit": float(last_commit) if last_commit else None,
+            "queue": self.indexer.queued(root.id),
+            "idle": self.indexer.idle(root.id),
+            "activity": p.activity,
+            "progress": {
+                "files_done": p.files_done,
+                "files_total": p.files_total,
+                "chunks_done": p.chunks_done,
+                "chunks_total": p.chunks_total,
+                "chunks_remaining": remaining,
+                "chunks_per_s": round(rate, 1),
+                "eta_s": round(eta, 1) if eta is not None else None,
+            },
+            "skipped": {
+                "count": len(skipped),
+                "by_reason": dict(reasons),
+                "examples": [{"path": sp, "reason": r, "detail": d} for sp, r, d in skipped[:20]],
+            },
+            "watcher": root.watch_status,
+            "last_error": root.last_error,
+            "counters": {
+                "batches": root.counters.batches,
+                "files_statted": root.counters.files_statted,
+                "files_read": root.counters.files_read,
+                "files_indexed": root.counters.files_indexed,
+                "files_deleted": root.counters.files_deleted,
+                "chunks_written": root.counters.chunks_written,
+            },
+            "last_batch": root.counters.last_batch,
+        }

@@ -1,0 +1,224 @@
+"""`state.db`: the truth about what a root's indexes hold (apsw/SQLite, WAL).
+
+One place defines the on-disk schema. A file's row (and its chunks' rows) is written only
+after both indexes hold it; paths being written are listed in `inflight` first, so a
+crash leaves a record of what to redo.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import apsw
+
+from ipc.errors import StateError
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS files(
+    path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
+    inode INTEGER NOT NULL, hash BLOB NOT NULL, chunks INTEGER NOT NULL,
+    indexed_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS chunks(
+    id TEXT PRIMARY KEY, path TEXT NOT NULL, start_line INTEGER NOT NULL,
+    end_line INTEGER NOT NULL, symbol TEXT NOT NULL, kind TEXT NOT NULL,
+    signature TEXT NOT NULL, text TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS chunks_path ON chunks(path);
+CREATE TABLE IF NOT EXISTS skipped(
+    path TEXT PRIMARY KEY, reason TEXT NOT NULL, detail TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS inflight(path TEXT PRIMARY KEY);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class FileRecord:
+    path: str
+    size: int
+    mtime_ns: int
+    inode: int
+    hash: bytes
+    chunks: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkRow:
+    id: str
+    path: str
+    start_line: int
+    end_line: int
+    symbol: str
+    kind: str
+    signature: str
+    text: str
+
+
+def _connect(path: Path, readonly: bool = False) -> apsw.Connection:
+    flags = (
+        apsw.SQLITE_OPEN_READONLY
+        if readonly
+        else apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
+    )
+    conn = apsw.Connection(str(path), flags=flags)
+    conn.set_busy_timeout(5000)
+    if not readonly:
+        set_wal(conn)
+    return conn
+
+
+def set_wal(conn: apsw.Connection) -> None:
+    """WAL lets searches read while the indexer writes. Each pragma runs on its own:
+    apsw stops a multi-statement execute at the first statement that returns rows."""
+    conn.execute("PRAGMA journal_mode=WAL").fetchall()
+    conn.execute("PRAGMA synchronous=NORMAL").fetchall()
+
+
+class StateDB:
+    """Writer side (the indexer thread) plus per-thread read connections for searches."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self._db = _connect(path)
+            with self._db:
+                self._db.execute(_SCHEMA)
+                version = self.get_meta("schema_version")
+                if version is None:
+                    self.set_meta("schema_version", str(SCHEMA_VERSION))
+                elif version != str(SCHEMA_VERSION):
+                    raise StateError(f"{path}: schema version {version}, expected {SCHEMA_VERSION}")
+        except apsw.Error as exc:
+            raise StateError(f"{path}: {exc}") from exc
+        self._local = threading.local()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _reader(self) -> apsw.Connection:
+        conn: apsw.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = _connect(self.path, readonly=True)
+            self._local.conn = conn
+        return conn
+
+    # ---- meta ----
+    def get_meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._db.execute("INSERT OR REPLACE INTO meta VALUES(?,?)", (key, value))
+
+    # ---- files ----
+    def files(self) -> dict[str, FileRecord]:
+        return {
+            r[0]: FileRecord(r[0], r[1], r[2], r[3], bytes(r[4]), r[5])
+            for r in self._db.execute("SELECT path,size,mtime_ns,inode,hash,chunks FROM files")
+        }
+
+    def counts(self) -> tuple[int, int]:
+        """(files, chunks) as recorded; read on the caller's thread."""
+        db = self._reader()
+        files = db.execute("SELECT count(*) FROM files").fetchone()
+        chunks = db.execute("SELECT count(*) FROM chunks").fetchone()
+        return int(files[0] if files else 0), int(chunks[0] if chunks else 0)
+
+    def chunk_ids_by_path(self) -> dict[str, set[str]]:
+        out: dict[str, set[str]] = {}
+        for path, cid in self._reader().execute("SELECT path, id FROM chunks"):
+            out.setdefault(path, set()).add(cid)
+        return out
+
+    def chunk_rows(self, ids: Iterable[str]) -> dict[str, ChunkRow]:
+        """Result metadata for chunk ids; ids not recorded (yet, or any more) are absent."""
+        id_list = list(ids)
+        if not id_list:
+            return {}
+        marks = ",".join("?" * len(id_list))
+        rows = self._reader().execute(
+            "SELECT id,path,start_line,end_line,symbol,kind,signature,text "
+            f"FROM chunks WHERE id IN ({marks})",
+            id_list,
+        )
+        return {r[0]: ChunkRow(*r) for r in rows}
+
+    def inflight(self) -> set[str]:
+        return {r[0] for r in self._db.execute("SELECT path FROM inflight")}
+
+    def mark_inflight(self, paths: Iterable[str]) -> None:
+        with self._db:
+            self._db.executemany("INSERT OR IGNORE INTO inflight VALUES(?)", ((p,) for p in paths))
+
+    def record(
+        self,
+        files: Iterable[FileRecord],
+        chunks: Iterable[ChunkRow],
+        deleted: Iterable[str],
+        skipped: dict[str, tuple[str, str]],
+    ) -> None:
+        """Record what the indexes now hold, in one transaction."""
+        now = time.time()
+        file_list = list(files)
+        deleted_list = list(deleted)
+        try:
+            with self._db:
+                touched = [f.path for f in file_list] + deleted_list
+                self._db.executemany("DELETE FROM chunks WHERE path=?", ((p,) for p in touched))
+                self._db.executemany("DELETE FROM files WHERE path=?", ((p,) for p in deleted_list))
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO files VALUES(?,?,?,?,?,?,?)",
+                    (
+                        (f.path, f.size, f.mtime_ns, f.inode, f.hash, f.chunks, now)
+                        for f in file_list
+                    ),
+                )
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO chunks VALUES(?,?,?,?,?,?,?,?)",
+                    (
+                        (
+                            c.id,
+                            c.path,
+                            c.start_line,
+                            c.end_line,
+                            c.symbol,
+                            c.kind,
+                            c.signature,
+                            c.text,
+                        )
+                        for c in chunks
+                    ),
+                )
+                for path, (reason, detail) in skipped.items():
+                    if reason:
+                        self._db.execute(
+                            "INSERT OR REPLACE INTO skipped VALUES(?,?,?)", (path, reason, detail)
+                        )
+                    else:
+                        self._db.execute("DELETE FROM skipped WHERE path=?", (path,))
+                self._db.executemany("DELETE FROM inflight WHERE path=?", ((p,) for p in touched))
+                self._db.executemany("DELETE FROM inflight WHERE path=?", ((p,) for p in skipped))
+                self.set_meta("last_commit", repr(now))
+        except apsw.Error as exc:
+            raise StateError(f"{self.path}: {exc}") from exc
+
+    def update_stat(self, records: Iterable[FileRecord]) -> None:
+        """Refresh (size, mtime, inode) of files whose content hash did not change."""
+        with self._db:
+            self._db.executemany(
+                "UPDATE files SET size=?, mtime_ns=?, inode=? WHERE path=?",
+                ((r.size, r.mtime_ns, r.inode, r.path) for r in records),
+            )
+
+    def skipped(self) -> Iterator[tuple[str, str, str]]:
+        yield from self._reader().execute("SELECT path, reason, detail FROM skipped ORDER BY path")
+
+    def clear(self) -> None:
+        """Forget everything recorded (a forced reindex starts from here)."""
+        with self._db:
+            for table in ("files", "chunks", "skipped", "inflight"):
+                self._db.execute(f"DELETE FROM {table}")

@@ -1,0 +1,50 @@
+"""Code-aware tokenizing for the lexical index, done in Python so indexing and querying agree.
+
+An identifier is kept whole (lowercased) and also split on case changes, digits and
+underscores, so `HashMap` matches both "hashmap" and "hash map", and `read_to_string`
+matches "read to string". Tantivy then only splits on whitespace.
+"""
+
+from __future__ import annotations
+
+import re
+
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9]+")
+# Boundaries inside an identifier: aB, ABc (acronym end), letter-digit.
+_PARTS = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
+#: Tokens this long are noise (hashes, base64) and only bloat the index.
+MAX_TOKEN_CHARS = 64
+
+
+def split_identifier(word: str) -> list[str]:
+    """Parts of an identifier, lowercased: 'parseHTTPResponse2' -> parse http response 2."""
+    parts: list[str] = []
+    for piece in word.split("_"):
+        parts.extend(p.lower() for p in _PARTS.findall(piece))
+    return parts
+
+
+def code_tokens(text: str) -> list[str]:
+    """Every token of `text` for indexing: whole identifiers plus their parts."""
+    out: list[str] = []
+    for word in _WORD.findall(text):
+        if len(word) > MAX_TOKEN_CHARS:
+            continue
+        whole = word.lower().strip("_")
+        if not whole:
+            continue
+        out.append(whole)
+        parts = split_identifier(word)
+        if len(parts) > 1:
+            out.extend(parts)
+    return out
+
+
+def query_tokens(text: str) -> list[str]:
+    """Distinct tokens of a query, in first-seen order."""
+    return list(dict.fromkeys(code_tokens(text)))
+
+
+def as_field_text(tokens: list[str]) -> str:
+    """Tokens joined for a whitespace-tokenized Tantivy field."""
+    return " ".join(tokens)

@@ -1,0 +1,219 @@
+"""The vector side: one small store interface, two backends.
+
+`EdgeStore` (default) runs Qdrant's engine in-process with its WAL and segments;
+`ServerStore` talks to a Qdrant server through qdrant-client for users who outgrow one
+machine. Point ids are the chunk ids (UUIDs derived from root, path and symbol), so a
+replayed batch overwrites instead of duplicating.
+
+Edge segments stay plain (no HNSW): `EdgeShard.optimize()` holds the GIL for its whole
+run (seconds to minutes) and would freeze the daemon, so it is never called here.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from daemon.config import VectorStoreConfig
+
+
+@dataclass(frozen=True, slots=True)
+class VectorPoint:
+    chunk_id: str  # 32 hex digits
+    path: str
+    kind: str
+    vector: npt.NDArray[np.float32]
+
+
+def point_id(chunk_id: str) -> str:
+    return str(uuid.UUID(hex=chunk_id))
+
+
+def chunk_id_of(pid: Any) -> str:
+    return uuid.UUID(str(pid)).hex
+
+
+class VectorStore(Protocol):
+    def upsert(self, points: Sequence[VectorPoint]) -> None: ...
+    def delete_paths(self, paths: Iterable[str]) -> None: ...
+    def delete_all(self) -> None: ...
+    def flush(self) -> None: ...
+    def search(self, vector: npt.NDArray[np.float32], limit: int) -> list[tuple[str, float]]: ...
+    def ids_by_path(self) -> dict[str, set[str]]: ...
+    def count(self) -> int: ...
+    def close(self) -> None: ...
+
+
+class EdgeStore:
+    """Qdrant Edge shard in a folder of the root's state dir."""
+
+    def __init__(self, path: Path, dim: int) -> None:
+        import qdrant_edge as qe
+
+        self._qe = qe
+        self.path = path
+        config = qe.EdgeConfig(
+            vectors=qe.EdgeVectorParams(
+                size=dim,
+                distance=qe.Distance.Cosine,
+                datatype=qe.VectorStorageDatatype.Float16,
+            ),
+        )
+        if path.exists() and any(path.iterdir()):
+            self._shard = qe.EdgeShard.load(str(path))
+        else:
+            self._shard = qe.EdgeShard.create(str(path), config)
+            self._shard.update(
+                qe.UpdateOperation.create_field_index("path", qe.PayloadSchemaType.Keyword)
+            )
+
+    def _path_filter(self, path: str) -> Any:
+        qe = self._qe
+        return qe.Filter(must=[qe.FieldCondition(key="path", match=qe.MatchValue(path))])
+
+    def upsert(self, points: Sequence[VectorPoint]) -> None:
+        if not points:
+            return
+        qe = self._qe
+        self._shard.update(
+            qe.UpdateOperation.upsert_points(
+                [
+                    qe.Point(
+                        point_id(p.chunk_id),
+                        p.vector.tolist(),
+                        {"path": p.path, "kind": p.kind},
+                    )
+                    for p in points
+                ]
+            )
+        )
+
+    def delete_paths(self, paths: Iterable[str]) -> None:
+        for p in paths:
+            self._shard.update(
+                self._qe.UpdateOperation.delete_points_by_filter(self._path_filter(p))
+            )
+
+    def delete_all(self) -> None:
+        self._shard.update(self._qe.UpdateOperation.delete_points_by_filter(self._qe.Filter()))
+
+    def flush(self) -> None:
+        self._shard.flush()
+
+    def search(self, vector: npt.NDArray[np.float32], limit: int) -> list[tuple[str, float]]:
+        qe = self._qe
+        hits = self._shard.query(
+            qe.QueryRequest(
+                limit=limit, query=qe.Query.Nearest(vector.tolist()), with_payload=False
+            )
+        )
+        return [(chunk_id_of(h.id), float(h.score)) for h in hits]
+
+    def ids_by_path(self) -> dict[str, set[str]]:
+        qe = self._qe
+        out: dict[str, set[str]] = {}
+        offset: Any = None
+        while True:
+            records, offset = self._shard.scroll(
+                qe.ScrollRequest(offset=offset, limit=1000, with_payload=["path"])
+            )
+            for r in records:
+                out.setdefault(str((r.payload or {}).get("path")), set()).add(chunk_id_of(r.id))
+            if offset is None:
+                return out
+
+    def count(self) -> int:
+        return int(self._shard.count(self._qe.CountRequest(exact=True)))
+
+    def close(self) -> None:
+        self._shard.flush()
+        self._shard.close()
+
+
+class ServerStore:
+    """A collection on a Qdrant server (`[vector_store] url = ...`)."""
+
+    def __init__(self, cfg: VectorStoreConfig, root_id: str, dim: int) -> None:
+        from qdrant_client import QdrantClient, models
+
+        self._m = models
+        self._client = QdrantClient(url=cfg.url, api_key=cfg.api_key or None)
+        self.collection = f"{cfg.collection_prefix}_{root_id}"
+        if not self._client.collection_exists(self.collection):
+            self._client.create_collection(
+                self.collection,
+                vectors_config=models.VectorParams(
+                    size=dim, distance=models.Distance.COSINE, datatype=models.Datatype.FLOAT16
+                ),
+            )
+            self._client.create_payload_index(
+                self.collection, "path", models.PayloadSchemaType.KEYWORD
+            )
+
+    def _path_selector(self, path: str | None) -> Any:
+        m = self._m
+        must = (
+            [] if path is None else [m.FieldCondition(key="path", match=m.MatchValue(value=path))]
+        )
+        return m.FilterSelector(filter=m.Filter(must=must))
+
+    def upsert(self, points: Sequence[VectorPoint]) -> None:
+        if points:
+            self._client.upsert(
+                self.collection,
+                [
+                    self._m.PointStruct(
+                        id=point_id(p.chunk_id),
+                        vector=p.vector.tolist(),
+                        payload={"path": p.path, "kind": p.kind},
+                    )
+                    for p in points
+                ],
+                wait=True,
+            )
+
+    def delete_paths(self, paths: Iterable[str]) -> None:
+        for p in paths:
+            self._client.delete(self.collection, self._path_selector(p), wait=True)
+
+    def delete_all(self) -> None:
+        self._client.delete(self.collection, self._path_selector(None), wait=True)
+
+    def flush(self) -> None:
+        """Writes are acknowledged with wait=True; nothing is buffered here."""
+
+    def search(self, vector: npt.NDArray[np.float32], limit: int) -> list[tuple[str, float]]:
+        hits = self._client.query_points(
+            self.collection, query=vector.tolist(), limit=limit, with_payload=False
+        ).points
+        return [(chunk_id_of(h.id), float(h.score)) for h in hits]
+
+    def ids_by_path(self) -> dict[str, set[str]]:
+        out: dict[str, set[str]] = {}
+        offset: Any = None
+        while True:
+            records, offset = self._client.scroll(
+                self.collection, limit=1000, offset=offset, with_payload=["path"]
+            )
+            for r in records:
+                out.setdefault(str((r.payload or {}).get("path")), set()).add(chunk_id_of(r.id))
+            if offset is None:
+                return out
+
+    def count(self) -> int:
+        return int(self._client.count(self.collection, exact=True).count)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def open_store(cfg: VectorStoreConfig, path: Path, root_id: str, dim: int) -> VectorStore:
+    if cfg.url:
+        return ServerStore(cfg, root_id, dim)
+    return EdgeStore(path, dim)

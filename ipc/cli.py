@@ -1,0 +1,252 @@
+"""The `rcmd` command line: one function per subcommand, heavy modules never imported.
+
+Every failure is one line on stderr that names the next command to try; exit codes are
+0 ok, 1 error, 2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ipc import __version__
+from ipc.client import call, ensure_daemon, is_running
+from ipc.errors import RcmdError
+from ipc.paths import RuntimePaths, runtime_paths
+from ipc.protocol import MODES
+
+DESCRIPTION = """\
+rcmd keeps a hybrid (BM25 + vector) index of Rust project roots up to date as you edit,
+and answers searches in milliseconds. A background daemon does the work; this command
+talks to it over a Unix socket and starts it when needed.
+
+examples:
+  rcmd index ~/src/myproject --wait     add a root and wait until it is indexed
+  rcmd search "retry failed http requests"
+  rcmd search HashMap::with_capacity --mode bm25 --json
+  rcmd status                           roots, progress, cache, memory
+"""
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, indent=2, ensure_ascii=False))
+
+
+def _bar(done: int, total: int, width: int = 24) -> str:
+    filled = int(width * done / total) if total else width
+    return "[" + "#" * filled + "-" * (width - filled) + "]"
+
+
+def _progress_line(root: dict[str, Any]) -> str:
+    p = root["progress"]
+    eta = f", ETA {p['eta_s']:.0f}s" if p.get("eta_s") is not None else ""
+    return (
+        f"{_bar(p['files_done'], p['files_total'])} files {p['files_done']}/{p['files_total']}"
+        f"  chunks embedded {p['chunks_done']}/{p['chunks_total']}"
+        f"  {p['chunks_per_s']:.0f} chunks/s{eta}  ({root['activity']})"
+    )
+
+
+def _find(status: dict[str, Any], path: str) -> dict[str, Any] | None:
+    return next((r for r in status["roots"] if r["path"] == path), None)
+
+
+def cmd_index(args: argparse.Namespace, paths: RuntimePaths) -> int:
+    target = Path(args.path).expanduser().resolve()
+    if not target.is_dir():
+        raise RcmdError(f"{target} is not a directory; give the root of a Rust project")
+    ensure_daemon(paths)
+    root = call(paths, "index", path=str(target))
+    if not args.wait:
+        print(f"indexing {root['path']} in the background; follow it with: rcmd status")
+        return 0
+    tty = sys.stderr.isatty()
+    # A root reports idle only after its queued scan has run, so wait until idle twice
+    # in a row to step over the moment between queueing and starting.
+    idle_seen = 0
+    while True:
+        status = call(paths, "status")
+        info = _find(status, root["path"])
+        if info is None:
+            raise RcmdError(f"{root['path']} was removed while indexing")
+        if tty:
+            sys.stderr.write("\r\033[K" + _progress_line(info))
+            sys.stderr.flush()
+        idle_seen = idle_seen + 1 if info["idle"] else 0
+        if idle_seen >= 2:
+            break
+        time.sleep(0.2)
+    if tty:
+        sys.stderr.write("\n")
+    skipped = info["skipped"]["count"]
+    note = f", {skipped} skipped (see rcmd status)" if skipped else ""
+    print(f"indexed {info['path']}: {info['files']} files, {info['chunks']} chunks{note}")
+    if info["last_error"]:
+        raise RcmdError(f"last batch failed: {info['last_error']}; see {paths.log_file}")
+    return 0
+
+
+def cmd_search(args: argparse.Namespace, paths: RuntimePaths) -> int:
+    params: dict[str, Any] = {"query": args.query, "limit": args.limit, "mode": args.mode}
+    if args.root:
+        params["root"] = str(Path(args.root).expanduser().resolve())
+    result = call(paths, "search", **params)
+    if args.json:
+        _print_json({"results": result["results"]})
+        return 0
+    if not result["results"]:
+        print("no results", file=sys.stderr)
+        return 0
+    for hit in result["results"]:
+        print(
+            f"{hit['path']}:{hit['start_line']}-{hit['end_line']}  {hit['symbol']} "
+            f"({hit['kind']})  {hit['score']:.4f}"
+        )
+        for line in hit["snippet"].splitlines()[:4]:
+            print(f"    {line}")
+    return 0
+
+
+def _fmt_bytes(n: int) -> str:
+    return f"{n / (1 << 20):.0f} MiB"
+
+
+def cmd_status(args: argparse.Namespace, paths: RuntimePaths) -> int:
+    status = call(paths, "status", verify=args.verify)
+    if args.json:
+        _print_json(status)
+        return 1 if args.verify and not status["verify"]["ok"] else 0
+    emb = status["embedding"]
+    print(
+        f"rcmd {status['version']}  pid {status['pid']}  up {status['uptime_s']:.0f}s  "
+        f"RSS {_fmt_bytes(status['rss_bytes'])}  socket {status['socket']}"
+    )
+    print(
+        f"embeddings: {emb['model']}  cache hits {emb['cache_hits']}  misses {emb['cache_misses']}"
+        f"  vectors: {status['vector_store']}"
+    )
+    if not status["roots"]:
+        print("no roots; add one with: rcmd index PATH")
+    for r in status["roots"]:
+        state = "idle" if r["idle"] else r["activity"]
+        print(f"\n{r['path']}  [{state}]")
+        print(f"  files {r['files']}  chunks {r['chunks']}  queue {r['queue']}")
+        print(f"  merkle root {r['merkle_root'][:16]}  watcher: {r['watcher']}")
+        if r["last_commit"]:
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["last_commit"]))
+            print(f"  last commit {when}")
+        if not r["idle"]:
+            print("  " + _progress_line(r))
+        if r["skipped"]["count"]:
+            reasons = ", ".join(f"{k} {v}" for k, v in r["skipped"]["by_reason"].items())
+            print(f"  skipped {r['skipped']['count']}: {reasons}")
+        if r["last_error"]:
+            print(f"  last error: {r['last_error']}")
+    if args.verify:
+        v = status["verify"]
+        for r in v["roots"]:
+            verdict = "ok" if r["ok"] else f"{r['problem_count']} problem(s)"
+            print(f"\nverify {r['path']}: {verdict}")
+            for p in r["problems"]:
+                print(f"  {p}")
+        return 0 if v["ok"] else 1
+    return 0
+
+
+def cmd_reindex(args: argparse.Namespace, paths: RuntimePaths) -> int:
+    if not args.force:
+        raise RcmdError("reindex rebuilds the index; confirm with: rcmd reindex --force")
+    params: dict[str, Any] = {"force": True}
+    if args.path:
+        params["path"] = str(Path(args.path).expanduser().resolve())
+    result = call(paths, "reindex", **params)
+    print(f"rebuilding {', '.join(result['roots'])}; follow it with: rcmd status")
+    return 0
+
+
+def cmd_remove(args: argparse.Namespace, paths: RuntimePaths) -> int:
+    result = call(paths, "remove", path=str(Path(args.path).expanduser().resolve()))
+    print(f"removed {result['removed']} and its index")
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace, paths: RuntimePaths) -> int:
+    if not is_running(paths):
+        print("daemon not running", file=sys.stderr)
+        return 0
+    call(paths, "stop")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (paths.socket.exists() or is_running(paths)):
+        time.sleep(0.05)
+    print("daemon stopped")
+    return 0
+
+
+def cmd_daemon(args: argparse.Namespace, paths: RuntimePaths) -> int:
+    from daemon.main import run  # the only heavy import, and only for this command
+
+    return run(foreground=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rcmd", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"rcmd {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("index", help="add a root (starts the daemon if needed)")
+    p.add_argument("path", help="root of a Rust project")
+    p.add_argument("--wait", action="store_true", help="show progress until indexed")
+    p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("search", help="hybrid search over indexed roots")
+    p.add_argument("query", help="words, an identifier or a path like HashMap::insert")
+    p.add_argument("--root", help="search only the root holding this path")
+    p.add_argument("--limit", type=int, default=10, help="results to show (default 10)")
+    p.add_argument("--mode", choices=MODES, default="hybrid", help="default: hybrid")
+    p.add_argument("--json", action="store_true", help="print one JSON object for tools")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("status", help="roots, progress, cache, memory")
+    p.add_argument("--json", action="store_true", help="print one JSON object for tools")
+    p.add_argument("--verify", action="store_true", help="check disk, state and both indexes agree")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("reindex", help="rebuild a root's indexes (reuses the embedding cache)")
+    p.add_argument("path", nargs="?", help="root to rebuild (default: all roots)")
+    p.add_argument("--force", action="store_true", help="required: confirms the rebuild")
+    p.set_defaults(func=cmd_reindex)
+
+    p = sub.add_parser("remove", help="stop watching a root and delete its index")
+    p.add_argument("path")
+    p.set_defaults(func=cmd_remove)
+
+    p = sub.add_parser("stop", help="stop the daemon (commits first)")
+    p.set_defaults(func=cmd_stop)
+
+    p = sub.add_parser("daemon", help="run the daemon in the foreground (for service managers)")
+    p.set_defaults(func=cmd_daemon)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "limit", 1) < 1:
+        build_parser().error("--limit must be at least 1")
+    try:
+        code: int = args.func(args, runtime_paths())
+        return code
+    except RcmdError as exc:
+        print(f"rcmd: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

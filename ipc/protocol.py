@@ -1,0 +1,123 @@
+"""Message shapes and framing of the rcmd protocol (newline-delimited JSON).
+
+The one place that defines what travels on the socket; `PROTOCOL.md` documents it for
+editor authors. Kept free of heavy imports so clients load it in milliseconds.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from ipc.errors import BadRequest, RcmdError
+
+PROTOCOL_VERSION = 1
+#: A request line longer than this is refused without being read whole.
+MAX_LINE_BYTES = 1 << 20
+
+METHODS = ("hello", "status", "search", "index", "reindex", "remove", "stop", "verify")
+MODES = ("hybrid", "bm25", "vector")
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    id: Any
+    method: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def encode(self) -> bytes:
+        return _dump({"id": self.id, "method": self.method, "params": self.params})
+
+
+def _dump(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+
+
+def encode_result(req_id: Any, result: Any) -> bytes:
+    return _dump({"id": req_id, "result": result})
+
+
+def encode_error(req_id: Any, error: RcmdError) -> bytes:
+    return _dump({"id": req_id, "error": {"code": error.code, "message": str(error)}})
+
+
+def decode_request(line: bytes) -> Request:
+    """Parse one request line; raises BadRequest with a message a client author can act on."""
+    try:
+        obj = json.loads(line)
+    except (ValueError, RecursionError) as exc:
+        raise BadRequest(f"invalid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise BadRequest("a request must be a JSON object")
+    method = obj.get("method")
+    if not isinstance(method, str):
+        raise BadRequest("'method' must be a string")
+    params = obj.get("params", {})
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        raise BadRequest("'params' must be an object")
+    return Request(id=obj.get("id"), method=method, params=params)
+
+
+def request_id_of(line: bytes) -> Any:
+    """Best-effort id of a malformed request, so its error reply can still be matched."""
+    try:
+        obj = json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+    if isinstance(obj, dict):
+        rid = obj.get("id")
+        if rid is None or isinstance(rid, (str, int, float)):
+            return rid
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    id: Any
+    result: Any = None
+    error_code: str | None = None
+    error_message: str | None = None
+
+
+def decode_reply(line: bytes) -> Reply:
+    obj = json.loads(line)
+    if not isinstance(obj, dict):
+        raise ValueError("reply is not an object")
+    err = obj.get("error")
+    if isinstance(err, dict):
+        return Reply(obj.get("id"), None, str(err.get("code")), str(err.get("message")))
+    return Reply(obj.get("id"), obj.get("result"))
+
+
+# ---- parameter helpers: one checked accessor per JSON type, used by the dispatcher ----
+
+
+def param_str(params: dict[str, Any], name: str, default: str | None = None) -> str:
+    value = params.get(name, default)
+    if not isinstance(value, str):
+        raise BadRequest(f"'{name}' must be a string")
+    return value
+
+
+def param_opt_str(params: dict[str, Any], name: str) -> str | None:
+    value = params.get(name)
+    if value is not None and not isinstance(value, str):
+        raise BadRequest(f"'{name}' must be a string or null")
+    return value
+
+
+def param_int(params: dict[str, Any], name: str, default: int, lo: int, hi: int) -> int:
+    value = params.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise BadRequest(f"'{name}' must be an integer from {lo} to {hi}")
+    return value
+
+
+def param_bool(params: dict[str, Any], name: str, default: bool = False) -> bool:
+    value = params.get(name, default)
+    if not isinstance(value, bool):
+        raise BadRequest(f"'{name}' must be true or false")
+    return value
