@@ -22,8 +22,9 @@ Chunk policy:
   items is a single ``mod`` chunk.
 * File-level lines outside every item (``use``, ``//!``, ``extern crate``, ``mod foo;``,
   inner attributes, macro calls, unparsable text) become ``code`` chunks, one per contiguous
-  run of non-blank-bounded lines.  Their symbol is the module path, or the file stem when the
-  module path is empty (``lib`` for ``src/lib.rs``), so that no chunk has an empty symbol.
+  run of such lines (blank lines at its edges trimmed).  Their symbol is the module path, or
+  the file stem when the module path is empty (``lib`` for ``src/lib.rs``), so that no chunk
+  has an empty symbol.
 * Chunks whose text exceeds ``max_chars`` are split by lines into overlapping parts.
 
 Syntax errors: tree-sitter recovers and wraps what it cannot parse in ``ERROR`` nodes; those

@@ -69,8 +69,13 @@ class RootIndex:
         self.last_error = ""
         self.lock = threading.Lock()
         self.opened_at = time.time()
+        self.closed = False
 
     def close(self) -> None:
+        """Commit and release everything; safe to call twice."""
+        if self.closed:
+            return
+        self.closed = True
         self.lexical.close()
         self.vectors.close()
         self.state.close()

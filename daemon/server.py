@@ -46,6 +46,22 @@ def bind_socket(path: Path) -> socket.socket:
     return sock
 
 
+#: How long a client may take to finish sending a refused oversized line.
+SKIP_TIMEOUT_S = 10.0
+
+
+async def _skip_line(reader: asyncio.StreamReader, consumed: int) -> None:
+    """Discard the rest of an oversized line without buffering it, so the stream resyncs
+    at the next request (closing instead would reset the socket and lose the error reply)."""
+    while True:
+        await reader.readexactly(consumed)
+        try:
+            await reader.readuntil(b"\n")
+            return
+        except asyncio.LimitOverrunError as exc:
+            consumed = exc.consumed
+
+
 class Server:
     def __init__(self, handlers: dict[str, Handler], workers: int = 8) -> None:
         self._handlers = handlers
@@ -87,13 +103,16 @@ class Server:
         try:
             while True:
                 try:
-                    line = await reader.readline()
-                except (ValueError, asyncio.LimitOverrunError):
+                    line = await reader.readuntil(b"\n")
+                except asyncio.IncompleteReadError as exc:
+                    line = exc.partial  # the last request may lack its newline
+                except asyncio.LimitOverrunError as exc:
                     writer.write(
                         encode_error(None, BadRequest(f"request line over {MAX_LINE_BYTES} bytes"))
                     )
                     await writer.drain()
-                    return
+                    await asyncio.wait_for(_skip_line(reader, exc.consumed), SKIP_TIMEOUT_S)
+                    continue
                 if not line:
                     return
                 if not line.strip():
@@ -101,7 +120,7 @@ class Server:
                 self.requests += 1
                 writer.write(await self._handle_line(line))
                 await writer.drain()
-        except (ConnectionError, BrokenPipeError):
+        except (ConnectionError, asyncio.IncompleteReadError, TimeoutError):
             return
         finally:
             writer.close()

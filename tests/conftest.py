@@ -1,0 +1,156 @@
+"""Shared fixtures: isolated RCMD_HOME, the real embedder, a real daemon process."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ipc.client import call
+from ipc.errors import DaemonNotRunning
+from ipc.paths import RuntimePaths, runtime_paths
+
+FIXTURE_CRATE = Path(__file__).parent / "fixtures" / "demo_crate"
+REPO = Path(__file__).resolve().parent.parent
+
+
+def wait_until(pred: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05) -> Any:
+    """Poll `pred` until it returns something truthy; fail with a message at the deadline."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = pred()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s (last value: {last!r})")
+
+
+@pytest.fixture
+def crate(tmp_path: Path) -> Path:
+    """A private copy of the fixture crate, free to edit."""
+    dst = tmp_path / "demo_crate"
+    shutil.copytree(FIXTURE_CRATE, dst)
+    return dst
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    h = tmp_path / "home"
+    h.mkdir()
+    monkeypatch.setenv("RCMD_HOME", str(h))
+    return h
+
+
+@pytest.fixture(scope="session")
+def embedder(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from daemon.config import EmbeddingConfig
+    from daemon.embedder import Embedder
+
+    return Embedder(EmbeddingConfig(), tmp_path_factory.mktemp("cache"))
+
+
+class Daemon:
+    """A real `rcmd daemon` process in its own RCMD_HOME, driven through the real CLI."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.env = {**os.environ, "RCMD_HOME": str(home)}
+        self.paths: RuntimePaths = runtime_paths(self.env)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = open(self.home / "daemon.out", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "daemon"], env=self.env, stdout=log, stderr=log, cwd=REPO
+        )
+        wait_until(self._answers, timeout=120)
+
+    def _answers(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            out = (self.home / "daemon.out").read_text()
+            raise AssertionError(f"daemon exited with {self.proc.returncode}:\n{out}")
+        try:
+            self.call("hello")
+        except DaemonNotRunning:
+            return False
+        return True
+
+    def call(self, method: str, **params: Any) -> Any:
+        return call(self.paths, method, **params)
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "ipc.cli", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=REPO,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"rcmd {' '.join(args)} -> {proc.returncode}\n{proc.stderr}")
+        return proc
+
+    def search(self, query: str, *extra: str) -> list[dict[str, Any]]:
+        out = self.cli("search", query, "--json", *extra).stdout
+        results: list[dict[str, Any]] = json.loads(out)["results"]
+        return results
+
+    def root_status(self, path: Path) -> dict[str, Any]:
+        status = self.call("status")
+        return next(r for r in status["roots"] if r["path"] == str(path.resolve()))
+
+    def wait_idle(self, path: Path, timeout: float = 120) -> dict[str, Any]:
+        def idle() -> dict[str, Any] | None:
+            r = self.root_status(path)
+            return r if r["idle"] else None
+
+        wait_until(idle, timeout=timeout)
+        return wait_until(idle, timeout=timeout)  # twice: step over queue→run handoff
+
+    def verify(self) -> dict[str, Any]:
+        result: dict[str, Any] = self.call("verify")
+        return result
+
+    def stop(self) -> int:
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            try:
+                self.call("stop")
+            except DaemonNotRunning:
+                self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout=60)
+        self.proc = None
+        return code
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[Daemon]:
+    home = tmp_path / "home"
+    home.mkdir()
+    d = Daemon(home)
+    d.start()
+    try:
+        yield d
+    finally:
+        try:
+            d.stop()
+        finally:
+            d.kill()

@@ -1,0 +1,314 @@
+"""End to end: a real daemon process, the real CLI, real files and real events."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import REPO, Daemon, wait_until
+
+pytestmark = pytest.mark.slow
+
+
+def hits_for(d: Daemon, query: str, *extra: str) -> list[str]:
+    return [f"{h['path']}:{h['symbol']}" for h in d.search(query, *extra)]
+
+
+def index(d: Daemon, path: Path) -> None:
+    d.cli("index", str(path), "--wait")
+
+
+def test_index_search_status_verify(daemon: Daemon, crate: Path) -> None:
+    out = daemon.cli("index", str(crate), "--wait")
+    assert "indexed" in out.stdout and "files" in out.stdout
+
+    results = daemon.search("where do we retry failed http requests")
+    top = results[0]
+    assert set(top) == {
+        "root", "path", "start_line", "end_line", "symbol", "kind", "score", "snippet"
+    }
+    assert top["path"] == "src/net/retry.rs"
+    assert top["root"] == str(crate.resolve())
+    lines = (crate / top["path"]).read_text().splitlines()
+    assert "fetch_with_retry" in "\n".join(lines[top["start_line"] - 1 : top["end_line"]])
+
+    for mode in ("bm25", "vector"):
+        assert daemon.search("fetch_with_retry", "--mode", mode), mode
+
+    status = json.loads(daemon.cli("status", "--json").stdout)
+    assert status["pid"] == daemon.proc.pid if daemon.proc else False
+    assert status["socket"] == str(daemon.paths.socket)
+    (root,) = status["roots"]
+    assert root["path"] == str(crate.resolve())
+    assert root["files"] == sum(1 for _ in crate.rglob("*.rs"))
+    assert root["chunks"] > root["files"]
+    assert root["idle"] is True
+    assert len(root["merkle_root"]) == 64
+    assert status["embedding"]["cache_misses"] > 0
+    human = daemon.cli("status").stdout
+    assert str(crate.resolve()) in human and "merkle root" in human
+
+    verify = daemon.cli("status", "--verify")
+    assert verify.returncode == 0 and "ok" in verify.stdout
+
+
+def test_socket_is_private(daemon: Daemon) -> None:
+    mode = stat.S_IMODE(os.stat(daemon.paths.socket).st_mode)
+    assert mode == 0o600
+    assert stat.S_IMODE(os.stat(daemon.paths.runtime_dir).st_mode) == 0o700
+
+
+def test_edits_are_followed(daemon: Daemon, crate: Path) -> None:
+    index(daemon, crate)
+    src = crate / "src"
+
+    # add
+    (src / "fresh.rs").write_text("/// Counts quokkas.\npub fn count_quokkas() -> u32 { 3 }\n")
+    wait_until(lambda: "src/fresh.rs:fresh::count_quokkas" in hits_for(daemon, "count_quokkas"))
+
+    # change (an editor's atomic save: temp file + rename)
+    tmp = src / ".fresh.rs.tmp"
+    tmp.write_text("/// Counts wombats.\npub fn count_wombats() -> u32 { 4 }\n")
+    os.replace(tmp, src / "fresh.rs")
+    wait_until(lambda: "src/fresh.rs:fresh::count_wombats" in hits_for(daemon, "count_wombats"))
+    assert "count_quokkas" not in str(hits_for(daemon, "count_quokkas", "--mode", "bm25"))
+
+    # rename a file
+    (src / "fresh.rs").rename(src / "renamed.rs")
+    wait_until(lambda: "src/renamed.rs:renamed::count_wombats" in hits_for(daemon, "count_wombats"))
+    wait_until(lambda: not any("fresh.rs" in h for h in hits_for(daemon, "count_wombats")))
+
+    # rename a directory: inotify reports only the directory itself
+    (src / "net").rename(src / "web")
+    wait_until(
+        lambda: (h := hits_for(daemon, "fetch_with_retry", "--mode", "bm25"))
+        and h[0].startswith("src/web/retry.rs")
+    )
+    assert not any(h.startswith("src/net/") for h in hits_for(daemon, "fetch_with_retry"))
+
+    # delete
+    (src / "renamed.rs").unlink()
+    wait_until(lambda: not any("wombats" in h for h in hits_for(daemon, "count_wombats")))
+
+    daemon.wait_idle(crate)
+    verify = daemon.verify()
+    assert verify["ok"], verify
+
+
+def test_restart_rereads_only_changed_files(tmp_path: Path, crate: Path) -> None:
+    home = tmp_path / "home2"
+    home.mkdir()
+    d = Daemon(home)
+    d.start()
+    try:
+        index(d, crate)
+        before = d.root_status(crate)
+        assert d.stop() == 0
+
+        (crate / "src" / "store.rs").write_text(
+            (crate / "src" / "store.rs").read_text() + "\npub fn restart_marker_one() {}\n"
+        )
+        (crate / "src" / "lib.rs").write_text(
+            (crate / "src" / "lib.rs").read_text() + "\npub fn restart_marker_two() {}\n"
+        )
+        d.start()
+        after = d.wait_idle(crate)
+        assert after["counters"]["files_read"] == 2
+        assert after["counters"]["files_statted"] == before["files"]
+        assert after["files"] == before["files"]
+        assert hits_for(d, "restart_marker_one", "--mode", "bm25")[0] == (
+            "src/store.rs:store::restart_marker_one"
+        )
+        assert hits_for(d, "restart_marker_two", "--mode", "bm25")[0] == (
+            "src/lib.rs:restart_marker_two"
+        )
+        assert d.verify()["ok"]
+    finally:
+        d.stop()
+        d.kill()
+
+
+def test_forced_reindex_reuses_the_embedding_cache(daemon: Daemon, crate: Path) -> None:
+    index(daemon, crate)
+    first = daemon.call("status")
+    chunks = first["roots"][0]["chunks"]
+    misses = first["embedding"]["cache_misses"]
+    hits = first["embedding"]["cache_hits"]
+    out = daemon.cli("reindex", str(crate), "--force")
+    assert "rebuilding" in out.stdout
+    wait_until(lambda: daemon.call("status")["embedding"]["cache_hits"] >= hits + chunks)
+    daemon.wait_idle(crate)
+    after = daemon.call("status")
+    assert after["embedding"]["cache_misses"] == misses
+    assert after["roots"][0]["chunks"] == chunks
+    assert after["roots"][0]["counters"]["files_read"] >= 2 * after["roots"][0]["files"]
+    assert daemon.verify()["ok"]
+
+
+def test_reindex_requires_force(daemon: Daemon) -> None:
+    out = daemon.cli("reindex", check=False)
+    assert out.returncode == 1 and "--force" in out.stderr
+
+
+def test_several_roots_and_root_filter(daemon: Daemon, crate: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    (other / "src").mkdir(parents=True)
+    (other / "src" / "lib.rs").write_text("pub fn fetch_with_retry_elsewhere() {}\n")
+    index(daemon, crate)
+    index(daemon, other)
+    roots = {h["root"] for h in daemon.search("fetch_with_retry", "--mode", "bm25", "--limit", "50")}
+    assert roots == {str(crate.resolve()), str(other.resolve())}
+    narrowed = daemon.search("fetch_with_retry", "--root", str(other), "--mode", "bm25")
+    assert {h["root"] for h in narrowed} == {str(other.resolve())}
+    missing = daemon.cli("search", "x", "--root", str(tmp_path / "nowhere"), check=False)
+    assert missing.returncode == 1 and "rcmd index" in missing.stderr
+
+
+def raw_exchange(path: Path, payload: bytes) -> list[dict[str, Any]]:
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(30)
+        s.connect(str(path))
+        try:
+            s.sendall(payload)
+            s.shutdown(socket.SHUT_WR)
+        except BrokenPipeError:
+            pass  # the daemon refused the rest of an oversized line; its reply is queued
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    return [json.loads(line) for line in data.splitlines()]
+
+
+def test_malformed_input_gets_errors_and_the_daemon_lives(daemon: Daemon) -> None:
+    bad = [
+        b"this is not json",
+        b"[1, 2, 3]",
+        b'{"id": 1, "method": "no_such_method"}',
+        b'{"id": 2, "method": "search", "params": {"query": 5}}',
+        b'{"id": 3, "method": "search", "params": {"query": "x", "limit": 10000000000000}}',
+        b'{"id": 4, "method": "search", "params": {"query": "x", "mode": "psychic"}}',
+        b'{"id": 5, "method": "index", "params": {"path": "/definitely/not/here"}}',
+        b"[" * 50_000 + b"]" * 50_000,
+        b'{"id": 6, "method": "status", "params": "nope"}',
+        b"\xff\xfe\x00garbage",
+    ]
+    replies = raw_exchange(daemon.paths.socket, b"\n".join(bad) + b"\n")
+    assert len(replies) == len(bad)
+    assert all("error" in r for r in replies)
+    codes = [r["error"]["code"] for r in replies]
+    assert codes[2] == "unknown_method" and codes[6] == "not_found"
+    assert [r["id"] for r in replies[2:7]] == [1, 2, 3, 4, 5]
+
+    oversized = b'{"id":1,"method":"hello","x":"' + b"a" * (2 << 20) + b'"}\n'
+    huge = raw_exchange(daemon.paths.socket, oversized + b'{"id":2,"method":"hello"}\n')
+    assert huge[0]["error"]["code"] == "bad_request"
+    assert huge[1]["id"] == 2 and huge[1]["result"]["protocol"] == 1
+
+    # A client that sends half a line and stalls does not hold anyone up.
+    with socket.socket(socket.AF_UNIX) as stalled:
+        stalled.connect(str(daemon.paths.socket))
+        stalled.sendall(b'{"id": 1, "meth')
+        assert daemon.call("hello")["protocol"] == 1
+    assert daemon.call("status")["pid"] > 0
+
+
+def test_status_answers_while_a_big_batch_indexes(daemon: Daemon, tmp_path: Path) -> None:
+    big = tmp_path / "big" / "src"
+    big.mkdir(parents=True)
+    for i in range(400):
+        body = "\n".join(
+            f"/// Helper {i}-{j} computes a value.\npub fn helper_{i}_{j}(x: u64) -> u64 "
+            f"{{ x.wrapping_mul({j + 1}).rotate_left({i % 63}) ^ {i * j} }}\n"
+            for j in range(12)
+        )
+        (big / f"mod_{i}.rs").write_text(body)
+    daemon.cli("index", str(big.parent))
+    worst = 0.0
+    saw_busy = False
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        t = time.perf_counter()
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(10)  # generous: a stall of this length would fail the test
+            s.connect(str(daemon.paths.socket))
+            s.sendall(b'{"id":1,"method":"status"}\n')
+            reply = json.loads(s.makefile("rb").readline())
+        worst = max(worst, time.perf_counter() - t)
+        root = reply["result"]["roots"][0]
+        saw_busy |= not root["idle"]
+        if root["idle"] and root["files"] == 400:
+            break
+        time.sleep(0.05)
+    assert saw_busy, "the batch finished before status could observe it"
+    assert root["files"] == 400
+    print(f"worst status latency while indexing: {worst * 1000:.0f} ms")
+
+
+def test_second_daemon_refuses(daemon: Daemon) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "daemon"],
+        env=daemon.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
+    assert proc.returncode == 1
+    assert "already running" in proc.stderr or "another rcmd daemon" in proc.stderr
+    assert daemon.call("hello")
+
+
+def test_sigterm_commits_and_exits_cleanly(daemon: Daemon, crate: Path) -> None:
+    index(daemon, crate)
+    assert daemon.proc is not None
+    daemon.proc.send_signal(signal.SIGTERM)
+    assert daemon.proc.wait(timeout=60) == 0
+    assert not daemon.paths.socket.exists()
+    daemon.start()
+    status = daemon.wait_idle(crate)
+    assert status["counters"]["files_read"] == 0
+    assert daemon.verify()["ok"]
+
+
+def test_stale_socket_and_lock_after_kill_are_taken_over(daemon: Daemon, crate: Path) -> None:
+    index(daemon, crate)
+    daemon.kill()
+    assert daemon.paths.socket.exists()
+    daemon.start()
+    daemon.wait_idle(crate)
+    assert daemon.verify()["ok"]
+
+
+def test_cli_errors_are_one_line(tmp_path: Path) -> None:
+    env = {**os.environ, "RCMD_HOME": str(tmp_path / "nobody")}
+
+    def rcmd(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "ipc.cli", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=REPO,
+        )
+
+    out = rcmd("search", "anything")
+    assert out.returncode == 1
+    assert out.stderr.strip() == "rcmd: daemon not running; start it with: rcmd daemon"
+    assert rcmd("status").returncode == 1
+    assert rcmd("search").returncode == 2
+    assert rcmd("frobnicate").returncode == 2
+    notdir = rcmd("index", str(tmp_path / "missing"))
+    assert notdir.returncode == 1 and notdir.stderr.count("\n") == 1
+    assert "rcmd" in rcmd("--version").stdout
+    assert "examples" in rcmd("--help").stdout

@@ -1,0 +1,66 @@
+"""The real offline model and the real apsw cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from daemon.embed_cache import EmbedCache, cache_key
+from daemon.embedder import plan_batches
+
+
+def test_plan_batches_sorted_and_bounded() -> None:
+    lengths = [50, 3, 200, 10, 10, 120, 7]
+    batches = plan_batches(lengths, batch_size=3, max_batch_tokens=300)
+    flat = [i for b in batches for i in b]
+    assert sorted(flat) == list(range(len(lengths)))
+    assert [lengths[i] for i in flat] == sorted(lengths)
+    for b in batches:
+        assert len(b) <= 3
+        assert max(lengths[i] for i in b) * len(b) <= 300 or len(b) == 1
+
+
+def test_offline_model_embeds_normalized_vectors(embedder: Any) -> None:
+    vecs = embedder.embed(["fn main() {}", "retry a failed http request", "x" * 5000])
+    assert len(vecs) == 3
+    for v in vecs:
+        assert v.shape == (embedder.dim,)
+        assert abs(float(np.linalg.norm(v)) - 1.0) < 1e-3
+
+
+def test_batched_equals_one_by_one(embedder: Any) -> None:
+    texts = [f"fn f{i}() {{ {'let x = 1; ' * i} }}" for i in range(12)]
+    together = embedder.embed(texts)
+    alone = [embedder.embed([t])[0] for t in texts]
+    for a, b in zip(together, alone, strict=True):
+        assert float(np.dot(a, b)) > 0.999
+
+
+def test_semantics_rank_related_text_higher(embedder: Any) -> None:
+    q = embedder.embed_query("retry failed network requests")
+    near, far = embedder.embed(
+        [
+            "fn fetch_with_retry(url) { for attempt in 0..n { if ok { return } sleep(backoff) } }",
+            "struct Matrix { rows: usize, cols: usize, data: Vec<f64> }",
+        ]
+    )
+    assert float(np.dot(q, near)) > float(np.dot(q, far))
+
+
+def test_cache_roundtrip_and_persistence(tmp_path: Path) -> None:
+    path = tmp_path / "emb.db"
+    cache = EmbedCache(path)
+    k1, k2 = cache_key("m", "a"), cache_key("m", "b")
+    assert cache_key("m", "a") == k1 and cache_key("other", "a") != k1
+    v = np.random.default_rng(0).standard_normal(384).astype(np.float32)
+    v /= np.linalg.norm(v)
+    cache.put_many({k1: v})
+    got = cache.get_many([k1, k2])
+    assert set(got) == {k1}
+    assert np.allclose(got[k1], v, atol=1e-3)
+    cache.close()
+    again = EmbedCache(path)
+    assert len(again) == 1
+    assert set(again.get_many([k1])) == {k1}

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import pytest
+
+from daemon.fusion import rrf
+
+
+def test_rrf_rewards_agreement() -> None:
+    fused = rrf([["a", "b", "c"], ["c", "a", "d"]], k=60)
+    order = [k for k, _ in fused]
+    assert order[0] == "a"  # ranks 1 and 2
+    assert order[1] == "c"  # ranks 3 and 1
+    assert set(order) == {"a", "b", "c", "d"}
+
+
+def test_rrf_scores_formula() -> None:
+    fused = dict(rrf([["a"], ["a"]], k=10))
+    assert fused["a"] == pytest.approx(2 / 11)
+
+
+def test_rrf_single_list_keeps_order_and_ties_are_stable() -> None:
+    assert [k for k, _ in rrf([["x", "y", "z"]])] == ["x", "y", "z"]
+    # b and c tie (rank 2 in one list each): the first list wins the tie.
+    assert [k for k, _ in rrf([["a", "b"], ["a", "c"]])] == ["a", "b", "c"]
+
+
+def test_rrf_weights() -> None:
+    fused = rrf([["a", "b"], ["b", "a"]], weights=[1.0, 3.0])
+    assert fused[0][0] == "b"
+    with pytest.raises(ValueError):
+        rrf([["a"]], weights=[1.0, 2.0])
+
+
+def test_rrf_empty() -> None:
+    assert rrf([[], []]) == []

@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+from daemon.merkle import MerkleTree, hash_bytes
+
+
+def h(s: str) -> bytes:
+    return hash_bytes(s.encode())
+
+
+def test_root_hash_depends_on_content_name_and_place() -> None:
+    base = MerkleTree({"src/a.rs": h("a"), "src/b.rs": h("b")})
+    same = MerkleTree({"src/b.rs": h("b"), "src/a.rs": h("a")})
+    assert base.root_hash == same.root_hash
+    assert MerkleTree({"src/a.rs": h("A"), "src/b.rs": h("b")}).root_hash != base.root_hash
+    assert MerkleTree({"src/c.rs": h("a"), "src/b.rs": h("b")}).root_hash != base.root_hash
+    assert MerkleTree({"lib/a.rs": h("a"), "src/b.rs": h("b")}).root_hash != base.root_hash
+
+
+def test_incremental_updates_match_a_fresh_build() -> None:
+    tree = MerkleTree({"src/a.rs": h("a"), "src/net/b.rs": h("b"), "c.rs": h("c")})
+    tree.root_hash  # noqa: B018 (materialize dir hashes before mutating)
+    tree.set_file("src/net/b.rs", h("b2"))
+    tree.remove_file("c.rs")
+    tree.set_file("src/new/d.rs", h("d"))
+    fresh = MerkleTree({"src/a.rs": h("a"), "src/net/b.rs": h("b2"), "src/new/d.rs": h("d")})
+    assert tree.root_hash == fresh.root_hash
+
+
+def test_removing_last_file_of_a_dir_prunes_it() -> None:
+    tree = MerkleTree({"a/b/c.rs": h("c"), "x.rs": h("x")})
+    tree.root_hash  # noqa: B018
+    tree.remove_file("a/b/c.rs")
+    assert tree.root_hash == MerkleTree({"x.rs": h("x")}).root_hash
+
+
+def test_diff_add_change_delete_rename() -> None:
+    old = MerkleTree({"src/a.rs": h("a"), "src/b.rs": h("b"), "src/net/c.rs": h("c")})
+    new = MerkleTree({"src/a.rs": h("a2"), "src/net/c2.rs": h("c"), "src/d.rs": h("d")})
+    diff = old.diff(new)
+    assert diff.added == ("src/d.rs", "src/net/c2.rs")
+    assert diff.changed == ("src/a.rs",)
+    assert diff.deleted == ("src/b.rs", "src/net/c.rs")
+
+
+def test_diff_of_equal_trees_is_empty() -> None:
+    files = {f"d{i}/f{j}.rs": h(f"{i}-{j}") for i in range(5) for j in range(5)}
+    assert MerkleTree(files).diff(MerkleTree(dict(files))).empty
+
+
+def test_diff_when_a_file_becomes_a_directory() -> None:
+    old = MerkleTree({"x": h("file")})
+    new = MerkleTree({"x/y.rs": h("y")})
+    diff = old.diff(new)
+    assert diff.deleted == ("x",)
+    assert diff.added == ("x/y.rs",)
+
+
+def test_large_files_hash_the_same_with_threads() -> None:
+    import blake3
+
+    data = b"fn main() {}\n" * 200_000
+    assert hash_bytes(data) == blake3.blake3(data).digest()
