@@ -113,8 +113,10 @@ class Embedder:
         self.dim = int(self._model.embedding_size)
         tokenizer = self._model.model.tokenizer
         tokenizer.enable_truncation(MAX_TOKENS)
+        # fastembed's tokenizer pads each batch to its longest text; the attention mask
+        # counts the real tokens.
         self._count: Callable[[Sequence[str]], list[int]] = lambda texts: [
-            len(e.ids) for e in tokenizer.encode_batch(list(texts))
+            sum(e.attention_mask) for e in tokenizer.encode_batch(list(texts))
         ]
 
     def token_lengths(self, texts: Sequence[str]) -> list[int]:

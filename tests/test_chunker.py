@@ -7,16 +7,26 @@ import itertools
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from daemon.chunker import KINDS, Chunk, chunk_source, module_path
+from daemon.chunker import (
+    DEFAULT_BUDGET,
+    KINDS,
+    Chunk,
+    chunk_source,
+    estimate_tokens,
+    module_path,
+)
 
 CRATE = Path(__file__).parent / "fixtures" / "demo_crate"
 FIXTURE_FILES = sorted(p.relative_to(CRATE).as_posix() for p in CRATE.rglob("*.rs"))
 
 
-def chunks_of(rel: str, **kwargs: int) -> list[Chunk]:
+def chunks_of(rel: str, **kwargs: Any) -> list[Chunk]:
+    """Fixture chunks; whole items unless the test sets a budget."""
+    kwargs.setdefault("budget", 10_000)
     return chunk_source(rel, (CRATE / rel).read_bytes(), **kwargs)
 
 
@@ -34,7 +44,7 @@ def line_of(rel: str, needle: str) -> int:
     raise AssertionError(f"{needle!r} not in {rel}")
 
 
-def snippet(source: str, rel: str = "src/snippet.rs", **kwargs: int) -> list[Chunk]:
+def snippet(source: str, rel: str = "src/snippet.rs", **kwargs: Any) -> list[Chunk]:
     return chunk_source(rel, source.encode("utf-8"), **kwargs)
 
 
@@ -537,7 +547,7 @@ def test_deep_nesting_does_not_recurse() -> None:
     assert leaf[0].start_line == depth + 1
 
     expr = "fn deep() -> u32 {\n" + "(" * 3000 + "1" + ")" * 3000 + "\n}\n"
-    (deep,) = snippet(expr, max_chars=100_000)
+    (deep,) = snippet(expr, budget=100_000, measure=len)
     assert (deep.symbol, deep.start_line, deep.end_line) == ("snippet::deep", 1, 3)
 
 
@@ -553,7 +563,7 @@ def long_fn(lines: int) -> str:
 def test_oversized_items_split_with_overlap(max_chars: int, overlap: int) -> None:
     source = long_fn(120)
     lines = source.split("\n")
-    parts = snippet(source, max_chars=max_chars, overlap_lines=overlap)
+    parts = snippet(source, budget=max_chars, measure=len, overlap_lines=overlap)
     assert len(parts) > 1
     assert [p.part for p in parts] == list(range(len(parts)))
     assert {(p.symbol, p.kind, p.signature, p.doc) for p in parts} == {
@@ -575,7 +585,7 @@ def test_oversized_items_split_with_overlap(max_chars: int, overlap: int) -> Non
 def test_split_keeps_going_when_a_line_exceeds_the_limit() -> None:
     giant = "x" * 400
     source = f'const BIG: &str = "\n{giant}\n{giant}\nend";\n'
-    parts = snippet(source, max_chars=100, overlap_lines=3)
+    parts = snippet(source, budget=100, measure=len, overlap_lines=3)
     assert [(p.start_line, p.end_line, p.part) for p in parts] == [
         (1, 1, 0),
         (2, 2, 1),
@@ -586,13 +596,13 @@ def test_split_keeps_going_when_a_line_exceeds_the_limit() -> None:
 
 
 def test_small_items_are_not_split() -> None:
-    chunks = snippet(long_fn(10), max_chars=10_000)
+    chunks = snippet(long_fn(10), budget=10_000, measure=len)
     assert [(c.part, c.start_line) for c in chunks] == [(0, 1)]
 
 
 def test_loose_code_is_split_too() -> None:
     source = "".join(f"use crate::module_{i}::Thing{i};\n" for i in range(100))
-    parts = snippet(source, max_chars=400, overlap_lines=2)
+    parts = snippet(source, budget=400, measure=len, overlap_lines=2)
     assert len(parts) > 1
     assert {p.kind for p in parts} == {"code"}
     assert parts[-1].end_line == 100
@@ -620,3 +630,25 @@ def test_large_file_is_fast() -> None:
     elapsed = time.perf_counter() - started
     assert len(chunks) > 60 * 40
     assert elapsed < 5.0
+
+
+def test_default_budget_fits_the_model_window() -> None:
+    rel = "src/net/retry.rs"
+    whole = by_symbol(chunks_of(rel), "net::retry::fetch_with_retry")
+    parts = [
+        c
+        for c in chunk_source(rel, (CRATE / rel).read_bytes())
+        if c.symbol == "net::retry::fetch_with_retry"
+    ]
+    assert len(parts) > 1
+    assert [p.part for p in parts] == list(range(len(parts)))
+    assert parts[0].start_line == whole.start_line and parts[-1].end_line == whole.end_line
+    for p in parts:
+        assert estimate_tokens(p.text) <= DEFAULT_BUDGET
+
+
+def test_estimate_tokens() -> None:
+    assert estimate_tokens("") == 0
+    assert estimate_tokens("fn main() {}") == 6  # fn main ( ) { }
+    assert estimate_tokens("with_capacity") == 4  # with _ capa city
+    assert estimate_tokens("x: u64") == 5  # x : u 6 4

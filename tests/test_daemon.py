@@ -35,12 +35,21 @@ def test_index_search_status_verify(daemon: Daemon, crate: Path) -> None:
     results = daemon.search("where do we retry failed http requests")
     top = results[0]
     assert set(top) == {
-        "root", "path", "start_line", "end_line", "symbol", "kind", "score", "snippet"
+        "root",
+        "path",
+        "start_line",
+        "end_line",
+        "symbol",
+        "kind",
+        "score",
+        "snippet",
     }
     assert top["path"] == "src/net/retry.rs"
     assert top["root"] == str(crate.resolve())
+    assert top["symbol"] == "net::retry::fetch_with_retry"
     lines = (crate / top["path"]).read_text().splitlines()
-    assert "fetch_with_retry" in "\n".join(lines[top["start_line"] - 1 : top["end_line"]])
+    assert 1 <= top["start_line"] <= top["end_line"] <= len(lines)
+    assert top["snippet"].splitlines()[0] in lines[top["start_line"] - 1 : top["end_line"]]
 
     for mode in ("bm25", "vector"):
         assert daemon.search("fetch_with_retry", "--mode", mode), mode
@@ -91,8 +100,10 @@ def test_edits_are_followed(daemon: Daemon, crate: Path) -> None:
     # rename a directory: inotify reports only the directory itself
     (src / "net").rename(src / "web")
     wait_until(
-        lambda: (h := hits_for(daemon, "fetch_with_retry", "--mode", "bm25"))
-        and h[0].startswith("src/web/retry.rs")
+        lambda: (
+            (h := hits_for(daemon, "fetch_with_retry", "--mode", "bm25"))
+            and h[0].startswith("src/web/retry.rs")
+        )
     )
     assert not any(h.startswith("src/net/") for h in hits_for(daemon, "fetch_with_retry"))
 
@@ -166,7 +177,9 @@ def test_several_roots_and_root_filter(daemon: Daemon, crate: Path, tmp_path: Pa
     (other / "src" / "lib.rs").write_text("pub fn fetch_with_retry_elsewhere() {}\n")
     index(daemon, crate)
     index(daemon, other)
-    roots = {h["root"] for h in daemon.search("fetch_with_retry", "--mode", "bm25", "--limit", "50")}
+    roots = {
+        h["root"] for h in daemon.search("fetch_with_retry", "--mode", "bm25", "--limit", "50")
+    }
     assert roots == {str(crate.resolve()), str(other.resolve())}
     narrowed = daemon.search("fetch_with_retry", "--root", str(other), "--mode", "bm25")
     assert {h["root"] for h in narrowed} == {str(other.resolve())}

@@ -59,7 +59,9 @@ def test_index_search_and_verify(setup: Any) -> None:
     assert search(root, collab, "retry failed http requests with backoff")[0].startswith(
         "src/net/retry.rs"
     )
-    assert any("fetch_with_retry" in h for h in search(root, collab, "fetch_with_retry", "bm25")[:3])
+    assert any(
+        "fetch_with_retry" in h for h in search(root, collab, "fetch_with_retry", "bm25")[:3]
+    )
     assert search(root, collab, "exponential backoff between attempts", "vector")
 
 
@@ -89,7 +91,9 @@ def test_change_delete_rename_follow(setup: Any) -> None:
     store = crate / "src" / "store.rs"
     store.write_text(store.read_text() + "\npub fn zanzibar_quokka() -> u8 { 7 }\n")
     run_batch(root, ["src/store.rs"], collab)
-    assert search(root, collab, "zanzibar_quokka", "bm25")[0] == "src/store.rs:store::zanzibar_quokka"
+    assert (
+        search(root, collab, "zanzibar_quokka", "bm25")[0] == "src/store.rs:store::zanzibar_quokka"
+    )
 
     (crate / "src" / "net").rename(crate / "src" / "web")
     run_batch(root, ["src/net", "src/web"], collab)
