@@ -28,8 +28,8 @@ class IndexConfig:
     max_wait_ms: int = 1000
     #: How often index writes are committed while a long batch runs.
     commit_interval_s: float = 1.0
-    #: Files handled per unit of work inside a batch (bounds memory and commit latency).
-    files_per_step: int = 64
+    #: Chunks embedded and written per step of a batch (bounds memory and commit latency).
+    chunks_per_step: int = 128
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,8 +36,6 @@ class EmbedCache:
             )
         except apsw.Error as exc:
             raise StateError(f"{path}: {exc}") from exc
-        self.hits = 0
-        self.misses = 0
 
     def close(self) -> None:
         self._db.close()
@@ -51,8 +49,6 @@ class EmbedCache:
                 f"SELECT key, vec FROM emb WHERE key IN ({marks})", part
             ):
                 found[bytes(key)] = np.frombuffer(blob, dtype=np.float16).astype(np.float32)
-        self.hits += len(found)
-        self.misses += len(set(keys)) - len(found)
         return found
 
     def put_many(self, items: dict[bytes, Vector]) -> None:

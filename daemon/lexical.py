@@ -29,6 +29,8 @@ class LexicalDoc:
     symbol: str
     signature: str
     text: str
+    start_line: int
+    end_line: int
 
 
 def _schema() -> tantivy.Schema:
@@ -36,6 +38,8 @@ def _schema() -> tantivy.Schema:
     b.add_text_field("chunk_id", stored=True, tokenizer_name="raw")
     b.add_text_field("path", stored=True, tokenizer_name="raw")
     b.add_text_field("kind", stored=True, tokenizer_name="raw")
+    b.add_unsigned_field("start_line", stored=True)
+    b.add_unsigned_field("end_line", stored=True)
     for name in FIELD_BOOSTS:
         b.add_text_field(name, stored=False, tokenizer_name="whitespace")
     return b.build()
@@ -74,6 +78,8 @@ class LexicalIndex:
                     chunk_id=d.chunk_id,
                     path=d.path,
                     kind=d.kind,
+                    start_line=d.start_line,
+                    end_line=d.end_line,
                     symbol_t=as_field_text(code_tokens(d.symbol.replace("::", " "))),
                     signature_t=as_field_text(code_tokens(d.signature)),
                     path_t=as_field_text(code_tokens(d.path.replace("/", " "))),

@@ -234,10 +234,18 @@ def run_batch(
         pending.deleted.extend(gone)
         report.deleted += len(gone)
 
-    step = max(1, cfg.files_per_step)
-    for start in range(0, len(candidates), step):
-        _index_files(root, candidates[start : start + step], collab, pending, report, force)
-        prog.files_done = min(len(candidates), start + step)
+    step: list[tuple[FileRecord, list[tuple[str, Chunk]]]] = []
+    step_chunks = 0
+    for i, rel in enumerate(candidates):
+        prepared = _prepare_file(root, rel, collab, pending, report, force)
+        if prepared is not None:
+            step.append(prepared)
+            step_chunks += len(prepared[1])
+        last = i == len(candidates) - 1
+        if step and (step_chunks >= cfg.chunks_per_step or last):
+            _write_step(root, step, collab, pending, report)
+            step, step_chunks = [], 0
+        prog.files_done = i + 1
         if time.monotonic() - pending.since >= cfg.commit_interval_s or collab.should_stop():
             _commit(root, pending, report)
             pending = _Pending()
@@ -249,81 +257,79 @@ def run_batch(
     return report
 
 
-def _index_files(
+def _prepare_file(
     root: RootIndex,
-    rels: list[str],
+    rel: str,
     collab: Collaborators,
     pending: _Pending,
     report: BatchReport,
     force: bool,
-) -> None:
-    cfg = collab.config.index
-    to_write: list[tuple[FileRecord, list[tuple[str, Chunk]]]] = []
-    for rel in rels:
-        t = time.perf_counter()
-        data, st, reason = _read(root, rel, cfg.max_file_bytes)
-        report.time("read", time.perf_counter() - t)
-        if data is None or st is None:
-            if reason == "vanished":
-                if rel in root.records:
-                    pending.deleted.append(rel)
-                    report.deleted += 1
-                pending.skipped[rel] = ("", "")
-            else:
-                report.skipped += 1
-                kind, _, detail = reason.partition(": ")
-                pending.skipped[rel] = (kind, detail)
-                if rel in root.records:
-                    pending.deleted.append(rel)
+) -> tuple[FileRecord, list[tuple[str, Chunk]]] | None:
+    """Read, hash and chunk one file; None when there is nothing to write for it."""
+    t = time.perf_counter()
+    data, st, reason = _read(root, rel, collab.config.index.max_file_bytes)
+    report.time("read", time.perf_counter() - t)
+    if data is None or st is None:
+        if reason == "vanished":
+            pending.skipped[rel] = ("", "")
+        else:
+            report.skipped += 1
+            kind, _, detail = reason.partition(": ")
+            pending.skipped[rel] = (kind, detail)
+        if rel in root.records:
             root.lexical.delete_paths([rel])
             root.vectors.delete_paths([rel])
-            continue
-        report.read += 1
-        t = time.perf_counter()
-        digest = hash_bytes(data)
-        report.time("hash", time.perf_counter() - t)
-        rec = FileRecord(rel, st.st_size, st.st_mtime_ns, st.st_ino, digest, 0)
-        old = root.records.get(rel)
-        if not force and old is not None and old.hash == digest:
-            root.state.update_stat(
-                [FileRecord(rel, rec.size, rec.mtime_ns, rec.inode, digest, old.chunks)]
-            )
-            root.records[rel] = FileRecord(
-                rel, rec.size, rec.mtime_ns, rec.inode, digest, old.chunks
-            )
-            pending.skipped[rel] = ("", "")
-            report.unchanged += 1
-            continue
-        t = time.perf_counter()
-        chunks = assign_ids(root.id, rel, chunk_source(rel, data))
-        report.time("chunk", time.perf_counter() - t)
-        to_write.append(
-            (FileRecord(rel, rec.size, rec.mtime_ns, rec.inode, digest, len(chunks)), chunks)
-        )
-        pending.skipped[rel] = ("", "")
+            pending.deleted.append(rel)
+            report.deleted += 1
+        return None
+    report.read += 1
+    t = time.perf_counter()
+    digest = hash_bytes(data)
+    report.time("hash", time.perf_counter() - t)
+    old = root.records.get(rel)
+    pending.skipped[rel] = ("", "")
+    if not force and old is not None and old.hash == digest:
+        same = FileRecord(rel, st.st_size, st.st_mtime_ns, st.st_ino, digest, old.chunks)
+        root.state.update_stat([same])
+        root.records[rel] = same
+        report.unchanged += 1
+        return None
+    t = time.perf_counter()
+    chunks = assign_ids(root.id, rel, chunk_source(rel, data))
+    report.time("chunk", time.perf_counter() - t)
+    root.progress.chunks_total += len(chunks)
+    return FileRecord(rel, st.st_size, st.st_mtime_ns, st.st_ino, digest, len(chunks)), chunks
 
-    all_chunks = [(cid, c) for _rec, cs in to_write for cid, c in cs]
-    root.progress.chunks_total += len(all_chunks)
+
+def _write_step(
+    root: RootIndex,
+    step: list[tuple[FileRecord, list[tuple[str, Chunk]]]],
+    collab: Collaborators,
+    pending: _Pending,
+    report: BatchReport,
+) -> None:
+    """Embed one step's chunks and write them to both indexes (uncommitted)."""
+    all_chunks = [(cid, c) for _rec, cs in step for cid, c in cs]
     vectors = _embed(all_chunks, collab, report, root)
-
-    paths = [rec.path for rec, _ in to_write]
+    paths = [rec.path for rec, _ in step]
     t = time.perf_counter()
     root.lexical.delete_paths(paths)
     root.lexical.add(
-        LexicalDoc(cid, c.path, c.kind, c.symbol, c.signature, c.text) for cid, c in all_chunks
+        LexicalDoc(cid, c.path, c.kind, c.symbol, c.signature, c.text, c.start_line, c.end_line)
+        for cid, c in all_chunks
     )
     report.time("tantivy", time.perf_counter() - t)
     t = time.perf_counter()
     root.vectors.delete_paths(paths)
     root.vectors.upsert([VectorPoint(cid, c.path, c.kind, vectors[cid]) for cid, c in all_chunks])
     report.time("vectors", time.perf_counter() - t)
-    for rec, cs in to_write:
+    for rec, cs in step:
         pending.files.append(rec)
         pending.chunks.extend(
             ChunkRow(cid, rec.path, c.start_line, c.end_line, c.symbol, c.kind, c.signature, c.text)
             for cid, c in cs
         )
-    report.indexed += len(to_write)
+    report.indexed += len(step)
     report.chunks += len(all_chunks)
 
 

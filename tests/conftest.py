@@ -59,6 +59,36 @@ def embedder(tmp_path_factory: pytest.TempPathFactory) -> Any:
     return Embedder(EmbeddingConfig(), tmp_path_factory.mktemp("cache"))
 
 
+@pytest.fixture(scope="session")
+def warm_cache(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> Path:
+    """An embeddings.db holding the fixture crate's vectors, made once per session.
+
+    The cache is keyed by content, so seeding a test's RCMD_HOME with it changes no result,
+    only how long the test waits for the model. Tests about cold indexing do not use it.
+    """
+    from daemon.config import load_config
+    from daemon.embed_cache import EmbedCache
+    from daemon.pipeline import Collaborators, run_batch
+    from daemon.root import RootIndex
+
+    base = tmp_path_factory.mktemp("warm")
+    crate = base / "demo_crate"
+    shutil.copytree(FIXTURE_CRATE, crate)
+    config = load_config({"RCMD_HOME": str(base / "home")})
+    config.paths.cache_dir.mkdir(parents=True)
+    cache = EmbedCache(config.paths.embed_cache)
+    root = RootIndex(crate.resolve(), config, embedder.dim)
+    run_batch(root, None, Collaborators(config, embedder, cache))
+    root.close()
+    cache.close()
+    return config.paths.embed_cache
+
+
+def seed_cache(home: Path, warm: Path) -> None:
+    (home / "cache").mkdir(parents=True, exist_ok=True)
+    shutil.copy(warm, home / "cache" / "embeddings.db")
+
+
 class Daemon:
     """A real `rcmd daemon` process in its own RCMD_HOME, driven through the real CLI."""
 
@@ -142,9 +172,11 @@ class Daemon:
 
 
 @pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[Daemon]:
+def daemon(tmp_path: Path, warm_cache: Path) -> Iterator[Daemon]:
+    """A running daemon whose embedding cache already holds the fixture crate."""
     home = tmp_path / "home"
     home.mkdir()
+    seed_cache(home, warm_cache)
     d = Daemon(home)
     d.start()
     try:

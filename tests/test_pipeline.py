@@ -14,12 +14,13 @@ from daemon.pipeline import Collaborators, run_batch
 from daemon.root import RootIndex
 from daemon.search import search_roots
 from daemon.verify import verify_root
+from tests.conftest import seed_cache
 
 
 @pytest.fixture
-def setup(crate: Path, tmp_path: Path, embedder: Any) -> Any:
+def setup(crate: Path, tmp_path: Path, embedder: Any, warm_cache: Path) -> Any:
     config = load_config({"RCMD_HOME": str(tmp_path / "home")})
-    config.paths.cache_dir.mkdir(parents=True)
+    seed_cache(tmp_path / "home", warm_cache)
     cache = EmbedCache(config.paths.embed_cache)
     collab = Collaborators(config, embedder, cache)
     roots: list[RootIndex] = []
@@ -107,15 +108,22 @@ def test_change_delete_rename_follow(setup: Any) -> None:
     assert verify_root(root)["ok"], verify_root(root)["problems"]
 
 
-def test_forced_rebuild_hits_the_cache(setup: Any) -> None:
-    _crate, collab, open_root = setup
-    root = open_root()
+def test_cold_index_embeds_and_forced_rebuild_hits_the_cache(
+    crate: Path, tmp_path: Path, embedder: Any
+) -> None:
+    config = load_config({"RCMD_HOME": str(tmp_path / "cold")})
+    config.paths.cache_dir.mkdir(parents=True)
+    cache = EmbedCache(config.paths.embed_cache)
+    collab = Collaborators(config, embedder, cache)
+    root = RootIndex(crate.resolve(), config, embedder.dim)
     first = run_batch(root, None, collab)
-    assert first.cache_misses > 0
+    assert first.cache_misses > 0 and first.cache_hits == 0
     again = run_batch(root, None, collab, force=True)
     assert again.indexed == first.indexed
     assert again.cache_misses == 0 and again.cache_hits == first.chunks
     assert verify_root(root)["ok"]
+    root.close()
+    cache.close()
 
 
 def test_state_survives_reopen(setup: Any) -> None:

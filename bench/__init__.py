@@ -1,0 +1,1 @@
+"""Benchmarks and evaluations (not tests): run as `python -m bench.<name>`."""
