@@ -87,7 +87,7 @@ def main() -> int:
             "seconds": round(cold_s, 2),
             "chunks_per_s": round(cold["chunks"] / cold_s, 1),
             "cache_misses": status["embedding"]["cache_misses"],
-            "stages": cold["last_batch"],
+            "stages": status["last_batch"].get("stages"),
             "peak_rss_mb": status["peak_rss_bytes"] >> 20,
             "status_latency_ms_while_indexing": {
                 "n": len(status_ms),

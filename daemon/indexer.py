@@ -17,6 +17,9 @@ from daemon.root import RootIndex
 
 log = structlog.get_logger("rcmd.indexer")
 
+VACUUM_MIN_POINTS = 1000
+VACUUM_FRACTION = 0.2
+
 
 @dataclass
 class _Work:
@@ -137,6 +140,25 @@ class Indexer:
                 drop_orphans(root)
         root.last_error = ""
         self._account(root, report, time.perf_counter() - t0, work)
+        self._maybe_vacuum(root, report.points_dropped)
+
+    def _maybe_vacuum(self, root: RootIndex, dropped: int) -> None:
+        """Vacuum deleted vector points once they are a fifth of the live ones (Qdrant's own
+        default), and only when no more work is queued for the root."""
+        garbage = int(root.state.get_meta("vector_garbage") or 0) + dropped
+        if dropped:
+            root.state.set_meta("vector_garbage", str(garbage))
+        if garbage < max(VACUUM_MIN_POINTS, VACUUM_FRACTION * root.state.counts()[1]):
+            return
+        if self.queued(root.id):
+            return
+        with root.lock:
+            root.progress.activity = "vacuuming deleted vectors"
+            seconds = root.vectors.vacuum()
+            root.state.set_meta("vector_garbage", "0")
+            root.progress.activity = "idle"
+        root.counters.vacuums += 1
+        log.info("vectors_vacuumed", root=str(root.path), points=garbage, seconds=round(seconds, 3))
 
     def _account(self, root: RootIndex, report: BatchReport, seconds: float, work: _Work) -> None:
         c = root.counters

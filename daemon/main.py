@@ -55,11 +55,11 @@ async def _serve(config: Config) -> None:
     from daemon.service import Service
 
     log = structlog.get_logger("rcmd.daemon")
+    sock = bind_socket(config.paths.socket)  # first, so a bad path fails before the model loads
     embedder = Embedder(config.embedding, config.paths.cache_dir)
     service = Service(config, embedder, EmbedCache(config.paths.embed_cache))
     service.start()
     server = Server(service.handlers)
-    sock = bind_socket(config.paths.socket)
     await server.serve(sock)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

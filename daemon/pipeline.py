@@ -51,6 +51,8 @@ class BatchReport:
     chunks: int = 0
     cache_hits: int = 0
     cache_misses: int = 0
+    #: Vector points deleted (rewritten or removed files): garbage until a vacuum.
+    points_dropped: int = 0
     stages: dict[str, float] = field(default_factory=dict)
 
     def time(self, stage: str, seconds: float) -> None:
@@ -229,6 +231,7 @@ def run_batch(
 
     pending = _Pending()
     if gone:
+        report.points_dropped += sum(root.records[p].chunks for p in gone if p in root.records)
         root.lexical.delete_paths(gone)
         root.vectors.delete_paths(gone)
         pending.deleted.extend(gone)
@@ -281,6 +284,7 @@ def _prepare_file(
             root.vectors.delete_paths([rel])
             pending.deleted.append(rel)
             report.deleted += 1
+            report.points_dropped += root.records[rel].chunks
         return None
     report.read += 1
     t = time.perf_counter()
@@ -294,6 +298,8 @@ def _prepare_file(
         root.records[rel] = same
         report.unchanged += 1
         return None
+    if old is not None:
+        report.points_dropped += old.chunks
     t = time.perf_counter()
     chunks = assign_ids(root.id, rel, chunk_source(rel, data))
     report.time("chunk", time.perf_counter() - t)

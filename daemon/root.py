@@ -45,6 +45,7 @@ class Counters:
     files_indexed: int = 0
     files_deleted: int = 0
     chunks_written: int = 0
+    vacuums: int = 0
     last_batch: dict[str, float] = field(default_factory=dict)
 
 

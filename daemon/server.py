@@ -17,7 +17,7 @@ from typing import Any
 
 import structlog
 
-from ipc.errors import BadRequest, RcmdError, UnknownMethod
+from ipc.errors import BadRequest, RcmdError, StateError, UnknownMethod
 from ipc.protocol import (
     MAX_LINE_BYTES,
     decode_request,
@@ -29,10 +29,17 @@ from ipc.protocol import (
 log = structlog.get_logger("rcmd.server")
 
 Handler = Callable[[dict[str, Any]], Any]
+#: sockaddr_un.sun_path is 108 bytes on Linux (104 on macOS), NUL included.
+SUN_PATH_MAX = 104
 
 
 def bind_socket(path: Path) -> socket.socket:
     """A listening Unix socket at `path`, created 0600 (no window where others can connect)."""
+    if len(os.fsencode(path)) >= SUN_PATH_MAX:
+        raise StateError(
+            f"socket path {path} is longer than {SUN_PATH_MAX - 1} bytes; "
+            "set RCMD_HOME to a shorter directory"
+        )
     path.unlink(missing_ok=True)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old = os.umask(0o177)

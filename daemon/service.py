@@ -118,6 +118,11 @@ class Service:
             self.config.index.max_wait_ms,
         )
         self.watchers[root.id] = watcher
+        if not path.is_dir():
+            # An unmounted disk or a moved checkout: keep the index, do not "delete" it all.
+            root.watch_status = "root missing; re-add it with: rcmd index PATH"
+            log.warning("root_missing", root=str(path))
+            return root
         self.indexer.enqueue(root, None)
         watcher.start()
         log.info("root_opened", root=str(path), id=root.id, files=len(root.records))
@@ -146,8 +151,14 @@ class Service:
         if not path.is_dir():
             raise NotFound(f"{path} is not a directory")
         with self._roots_lock:
-            for root in self.roots.values():
+            for root in list(self.roots.values()):
                 if root.path == path:
+                    if root.watch_status.startswith("root missing"):
+                        self.watchers.pop(root.id)
+                        del self.roots[root.id]
+                        with root.lock:
+                            root.close()
+                        break  # reopened below, with a watcher and a full scan
                     self.indexer.enqueue(root, None)
                     return self._root_status(root)
             root = self._open_root(path)
@@ -287,6 +298,7 @@ class Service:
                 "files_indexed": root.counters.files_indexed,
                 "files_deleted": root.counters.files_deleted,
                 "chunks_written": root.counters.chunks_written,
+                "vacuums": root.counters.vacuums,
             },
             "last_batch": root.counters.last_batch,
         }

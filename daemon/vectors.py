@@ -6,7 +6,8 @@ machine. Point ids are the chunk ids (UUIDs derived from root, path and symbol),
 replayed batch overwrites instead of duplicating.
 
 Edge segments stay plain (no HNSW): `EdgeShard.optimize()` holds the GIL for its whole
-run (seconds to minutes) and would freeze the daemon, so it is never called here.
+run (seconds to minutes with HNSW) and would freeze the daemon, so it is never called in
+the daemon's process; deleted points are vacuumed by a child process instead.
 """
 
 from __future__ import annotations
@@ -47,11 +48,29 @@ class VectorStore(Protocol):
     def search(self, vector: npt.NDArray[np.float32], limit: int) -> list[tuple[str, float]]: ...
     def ids_by_path(self) -> dict[str, set[str]]: ...
     def count(self) -> int: ...
+    def vacuum(self) -> float: ...
     def close(self) -> None: ...
 
 
+#: Run in a child process: `optimize()` holds the GIL for its whole run, so vacuuming in
+#: the daemon would freeze every request. With indexing disabled it only drops deleted
+#: points (measured: 0.37 s for 30k points with 30k deletions; HNSW would take 16 s).
+_VACUUM_SCRIPT = """
+import sys
+import qdrant_edge as qe
+shard = qe.EdgeShard.load(sys.argv[1])
+shard.optimize()
+shard.flush()
+shard.close()
+"""
+
+
 class EdgeStore:
-    """Qdrant Edge shard in a folder of the root's state dir."""
+    """Qdrant Edge shard in a folder of the root's state dir.
+
+    Segments stay plain (`indexing_threshold=0`: no HNSW), so `optimize()` is a vacuum of
+    deleted points, and it runs in a child process (see `vacuum`).
+    """
 
     def __init__(self, path: Path, dim: int) -> None:
         import qdrant_edge as qe
@@ -64,7 +83,9 @@ class EdgeStore:
                 distance=qe.Distance.Cosine,
                 datatype=qe.VectorStorageDatatype.Float16,
             ),
+            optimizers=qe.EdgeOptimizersConfig(indexing_threshold=0),
         )
+        self._shard: Any
         if path.exists() and any(path.iterdir()):
             self._shard = qe.EdgeShard.load(str(path))
         else:
@@ -107,12 +128,21 @@ class EdgeStore:
         self._shard.flush()
 
     def search(self, vector: npt.NDArray[np.float32], limit: int) -> list[tuple[str, float]]:
+        """Nearest chunks; empty while a vacuum has the shard closed (hybrid then uses BM25)."""
         qe = self._qe
-        hits = self._shard.query(
-            qe.QueryRequest(
-                limit=limit, query=qe.Query.Nearest(vector.tolist()), with_payload=False
+        shard = self._shard
+        if shard is None:
+            return []
+        try:
+            hits = shard.query(
+                qe.QueryRequest(
+                    limit=limit, query=qe.Query.Nearest(vector.tolist()), with_payload=False
+                )
             )
-        )
+        except Exception:
+            if self._shard is None:  # closed under us by a vacuum
+                return []
+            raise
         return [(chunk_id_of(h.id), float(h.score)) for h in hits]
 
     def ids_by_path(self) -> dict[str, set[str]]:
@@ -131,9 +161,36 @@ class EdgeStore:
     def count(self) -> int:
         return int(self._shard.count(self._qe.CountRequest(exact=True)))
 
+    def vacuum(self) -> float:
+        """Drop deleted points in a child process; returns its seconds.
+
+        The shard is closed meanwhile: the caller holds the root's lock (no writes), and
+        vector searches return nothing until it reopens.
+        """
+        import subprocess
+        import sys
+        import time
+
+        shard, self._shard = self._shard, None
+        shard.flush()
+        shard.close()
+        t = time.perf_counter()
+        try:
+            subprocess.run(
+                [sys.executable, "-c", _VACUUM_SCRIPT, str(self.path)],
+                check=True,
+                capture_output=True,
+                timeout=3600,
+            )
+        finally:
+            self._shard = self._qe.EdgeShard.load(str(self.path))
+        return time.perf_counter() - t
+
     def close(self) -> None:
-        self._shard.flush()
-        self._shard.close()
+        if self._shard is not None:
+            self._shard.flush()
+            self._shard.close()
+            self._shard = None
 
 
 class ServerStore:
@@ -208,6 +265,10 @@ class ServerStore:
 
     def count(self) -> int:
         return int(self._client.count(self.collection, exact=True).count)
+
+    def vacuum(self) -> float:
+        """The server's own optimizers vacuum its segments."""
+        return 0.0
 
     def close(self) -> None:
         self._client.close()

@@ -13,7 +13,7 @@ from typing import Any
 
 from ipc.errors import DaemonNotRunning, RcmdError, error_for_code
 from ipc.paths import RuntimePaths
-from ipc.protocol import Request, decode_reply
+from ipc.protocol import PROTOCOL_VERSION, Request, decode_reply
 
 NOT_RUNNING = "daemon not running; start it with: rcmd daemon"
 
@@ -100,5 +100,12 @@ def spawn_daemon(paths: RuntimePaths, timeout: float = 120.0) -> None:
 
 
 def ensure_daemon(paths: RuntimePaths) -> None:
+    """Start a daemon if none answers; refuse one that speaks another protocol version."""
     if not is_running(paths):
         spawn_daemon(paths)
+    hello = call(paths, "hello")
+    if hello.get("protocol") != PROTOCOL_VERSION:
+        raise RcmdError(
+            f"the running daemon speaks protocol {hello.get('protocol')}, this rcmd speaks "
+            f"{PROTOCOL_VERSION}; restart it with: rcmd stop && rcmd index PATH"
+        )

@@ -343,3 +343,35 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     assert notdir.returncode == 1 and notdir.stderr.count("\n") == 1
     assert "rcmd" in rcmd("--version").stdout
     assert "examples" in rcmd("--help").stdout
+
+
+def test_missing_root_keeps_its_index_until_it_returns(daemon: Daemon, crate: Path) -> None:
+    index(daemon, crate)
+    files = daemon.root_status(crate)["files"]
+    assert daemon.stop() == 0
+    away = crate.with_name("demo_crate_away")
+    crate.rename(away)
+    daemon.start()
+    status = daemon.root_status(crate)
+    assert status["watcher"].startswith("root missing")
+    assert status["files"] == files
+    away.rename(crate)
+    index(daemon, crate)
+    back = daemon.wait_idle(crate)
+    assert back["files"] == files
+    assert back["counters"]["files_read"] == 0  # same inodes and mtimes: nothing re-read
+    assert daemon.verify()["ok"]
+
+
+def test_too_long_socket_path_is_a_clear_error(tmp_path: Path) -> None:
+    home = tmp_path / ("x" * 100)
+    proc = subprocess.run(
+        [sys.executable, "-m", "daemon"],
+        env={**os.environ, "RCMD_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
+    assert proc.returncode == 1
+    assert "set RCMD_HOME to a shorter directory" in proc.stderr

@@ -166,3 +166,21 @@ def test_bad_files_are_skipped_and_reported(setup: Any) -> None:
     (crate / "src" / "blob.rs").write_text("pub fn now_fine() {}\n")
     run_batch(root, ["src/blob.rs"], collab)
     assert {p for p, _r, _d in root.state.skipped()} == {"src/huge.rs"}
+
+
+def test_indexer_vacuums_when_garbage_passes_the_threshold(setup: Any) -> None:
+    from daemon.indexer import VACUUM_MIN_POINTS, Indexer
+
+    _crate, collab, open_root = setup
+    root = open_root()
+    run_batch(root, None, collab)
+    indexer = Indexer(collab)
+    forced = run_batch(root, None, collab, force=True)
+    assert forced.points_dropped == root.state.counts()[1]
+    indexer._maybe_vacuum(root, forced.points_dropped)
+    assert root.counters.vacuums == 0  # a small crate stays under the minimum
+    indexer._maybe_vacuum(root, VACUUM_MIN_POINTS)
+    assert root.counters.vacuums == 1
+    assert root.state.get_meta("vector_garbage") == "0"
+    assert verify_root(root)["ok"]
+    assert search(root, collab, "exponential backoff between attempts", "vector")
