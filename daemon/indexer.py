@@ -123,6 +123,7 @@ class Indexer:
             try:
                 self._run(root, work)
             except Exception as exc:  # a failed batch must not kill the indexer
+                root.lexical.rollback()
                 root.last_error = f"{type(exc).__name__}: {exc}"
                 root.progress.activity = "idle (last batch failed)"
                 log.exception("batch_failed", root=str(root.path))

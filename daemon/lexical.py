@@ -100,6 +100,12 @@ class LexicalIndex:
         self.pending = 0
         self.index.reload()
 
+    def rollback(self) -> None:
+        """Drop uncommitted writes (a batch failed half way; its paths stay in-flight)."""
+        if self._writer is not None and self.pending:
+            self._writer.rollback()
+            self.pending = 0
+
     def close(self) -> None:
         if self._writer is not None:
             self.commit()

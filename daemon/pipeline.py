@@ -23,7 +23,7 @@ from daemon.embed_cache import EmbedCache, Vector, cache_key
 from daemon.embedder import Embedder
 from daemon.ignore import IGNORE_FILES
 from daemon.lexical import LexicalDoc
-from daemon.merkle import hash_bytes
+from daemon.merkle import ancestors, hash_bytes
 from daemon.root import RootIndex
 from daemon.state import ChunkRow, FileRecord
 from daemon.vectors import VectorPoint
@@ -74,10 +74,6 @@ def assign_ids(root_id: str, path: str, chunks: Iterable[Chunk]) -> list[tuple[s
         seen[k] = n + 1
         out.append((chunk_id(root_id, path, c, n), c))
     return out
-
-
-def _under(path: str, prefix: str) -> bool:
-    return prefix == "" or path == prefix or path.startswith(prefix + "/")
 
 
 @dataclass
@@ -198,10 +194,12 @@ def run_batch(
     prog = root.progress
     prog.started_at = time.time()
     prog.activity = "scanning"
+    inflight = root.state.inflight()
+    if paths is not None:
+        paths = set(paths) | inflight  # a failed batch's leftovers are redone by the next
     t = time.perf_counter()
     scan = _reconcile(root, paths)
     report.time("scan", time.perf_counter() - t)
-    inflight = root.state.inflight()
 
     # Stat fast path: unchanged (size, mtime, inode) means the file is not read at all.
     candidates: list[str] = []
@@ -217,8 +215,11 @@ def run_batch(
             report.unchanged += 1
             continue
         candidates.append(rel)
+    scopes = set(scan.scope)
     gone = [
-        p for p in root.records if p not in scan.present and any(_under(p, s) for s in scan.scope)
+        p
+        for p in root.records
+        if p not in scan.present and (p in scopes or any(a in scopes for a in ancestors(p)))
     ]
     gone += [p for p in inflight if p not in scan.present and p not in root.records]
 
