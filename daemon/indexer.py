@@ -9,10 +9,12 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 
-from daemon.pipeline import BatchReport, Collaborators, drop_orphans, run_batch
+from daemon.metrics import BatchReport
+from daemon.pipeline import Collaborators, drop_orphans, run_batch
 from daemon.root import RootIndex
 
 log = structlog.get_logger("rcmd.indexer")
@@ -31,16 +33,6 @@ class _Work:
         return bool(self.paths or self.full or self.force)
 
 
-@dataclass
-class Totals:
-    """Daemon-wide counters for status."""
-
-    batches: int = 0
-    cache_hits: int = 0
-    cache_misses: int = 0
-    last_batch: dict[str, object] = field(default_factory=dict)
-
-
 class Indexer:
     def __init__(self, collab: Collaborators) -> None:
         self.collab = collab
@@ -49,7 +41,9 @@ class Indexer:
         self._roots: dict[str, RootIndex] = {}
         self._running: str | None = None
         self._stopping = False
-        self.totals = Totals()
+        self.totals = BatchReport()
+        self.batches = 0
+        self.last_batch: dict[str, Any] = {}
         self._thread = threading.Thread(target=self._loop, name="rcmd-indexer", daemon=True)
 
     def start(self) -> None:
@@ -158,36 +152,20 @@ class Indexer:
             seconds = root.vectors.vacuum()
             root.state.set_meta("vector_garbage", "0")
             root.progress.activity = "idle"
-        root.counters.vacuums += 1
+        root.vacuums += 1
         log.info("vectors_vacuumed", root=str(root.path), points=garbage, seconds=round(seconds, 3))
 
     def _account(self, root: RootIndex, report: BatchReport, seconds: float, work: _Work) -> None:
-        c = root.counters
-        c.batches += 1
-        c.files_statted += report.statted
-        c.files_read += report.read
-        c.files_indexed += report.indexed
-        c.files_deleted += report.deleted
-        c.chunks_written += report.chunks
-        t = self.totals
-        t.batches += 1
-        t.cache_hits += report.cache_hits
-        t.cache_misses += report.cache_misses
-        summary: dict[str, object] = {
+        root.totals.add(report)
+        root.batches += 1
+        self.totals.add(report)
+        self.batches += 1
+        summary = {
             "root": str(root.path),
             "kind": "force" if work.force else "full" if work.full else "paths",
             "seconds": round(seconds, 4),
-            "statted": report.statted,
-            "read": report.read,
-            "indexed": report.indexed,
-            "unchanged": report.unchanged,
-            "deleted": report.deleted,
-            "skipped": report.skipped,
-            "chunks": report.chunks,
-            "cache_hits": report.cache_hits,
-            "cache_misses": report.cache_misses,
-            "stages": {k: round(v, 4) for k, v in report.stages.items()},
+            **report.to_json(),
         }
-        c.last_batch = {k: v for k, v in summary.items() if isinstance(v, (int, float))}
-        t.last_batch = summary
+        root.last_batch = summary
+        self.last_batch = summary
         log.info("batch_done", **summary)

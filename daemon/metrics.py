@@ -1,10 +1,13 @@
-"""Process figures for status: resident memory now and at peak."""
+"""Figures for status and logs: what batches did (per stage), and process memory."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import resource
 import sys
+from dataclasses import dataclass, field
+from typing import Any
 
 
 def rss_bytes() -> int:
@@ -19,3 +22,36 @@ def rss_bytes() -> int:
 def peak_rss_bytes() -> int:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak if sys.platform == "darwin" else peak * 1024
+
+
+@dataclass
+class BatchReport:
+    """Counts and per-stage seconds of one batch, or summed over many (`add`)."""
+
+    statted: int = 0
+    read: int = 0
+    indexed: int = 0
+    deleted: int = 0
+    unchanged: int = 0
+    skipped: int = 0
+    chunks: int = 0
+    cache_hits: int = 0
+    cache_misses: int = 0
+    #: Vector points deleted (rewritten or removed files): garbage until a vacuum.
+    points_dropped: int = 0
+    stages: dict[str, float] = field(default_factory=dict)
+
+    def time(self, stage: str, seconds: float) -> None:
+        self.stages[stage] = self.stages.get(stage, 0.0) + seconds
+
+    def add(self, other: BatchReport) -> None:
+        for f in dataclasses.fields(self):
+            if f.name != "stages":
+                setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+        for stage, seconds in other.stages.items():
+            self.time(stage, seconds)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = dataclasses.asdict(self)
+        out["stages"] = {k: round(v, 4) for k, v in self.stages.items()}
+        return out

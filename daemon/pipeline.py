@@ -24,6 +24,7 @@ from daemon.embedder import Embedder
 from daemon.ignore import IGNORE_FILES
 from daemon.lexical import LexicalDoc
 from daemon.merkle import ancestors, hash_bytes
+from daemon.metrics import BatchReport
 from daemon.root import RootIndex
 from daemon.state import ChunkRow, FileRecord
 from daemon.vectors import VectorPoint
@@ -38,25 +39,6 @@ class Collaborators:
     cache: EmbedCache
     #: Set when the daemon is shutting down: a batch stops at its next commit point.
     should_stop: Callable[[], bool] = lambda: False
-
-
-@dataclass
-class BatchReport:
-    statted: int = 0
-    read: int = 0
-    indexed: int = 0
-    deleted: int = 0
-    unchanged: int = 0
-    skipped: int = 0
-    chunks: int = 0
-    cache_hits: int = 0
-    cache_misses: int = 0
-    #: Vector points deleted (rewritten or removed files): garbage until a vacuum.
-    points_dropped: int = 0
-    stages: dict[str, float] = field(default_factory=dict)
-
-    def time(self, stage: str, seconds: float) -> None:
-        self.stages[stage] = self.stages.get(stage, 0.0) + seconds
 
 
 def chunk_id(root_id: str, path: str, c: Chunk, occurrence: int) -> str:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import shutil
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import blake3
 
@@ -14,6 +15,7 @@ from daemon.config import Config, root_dir
 from daemon.ignore import IgnoreRules
 from daemon.lexical import LexicalIndex
 from daemon.merkle import MerkleTree
+from daemon.metrics import BatchReport
 from daemon.state import StateDB
 from daemon.vectors import VectorStore, open_store
 
@@ -35,20 +37,6 @@ class Progress:
     started_at: float = 0.0
 
 
-@dataclass
-class Counters:
-    """Cumulative per-root counters since the daemon started."""
-
-    batches: int = 0
-    files_statted: int = 0
-    files_read: int = 0
-    files_indexed: int = 0
-    files_deleted: int = 0
-    chunks_written: int = 0
-    vacuums: int = 0
-    last_batch: dict[str, float] = field(default_factory=dict)
-
-
 class RootIndex:
     def __init__(self, path: Path, config: Config, dim: int) -> None:
         self.path = path
@@ -65,7 +53,11 @@ class RootIndex:
         self.records = self.state.files()
         self.tree = MerkleTree({p: r.hash for p, r in self.records.items()})
         self.progress = Progress()
-        self.counters = Counters()
+        #: Summed over every batch since the daemon started, for status.
+        self.totals = BatchReport()
+        self.batches = 0
+        self.vacuums = 0
+        self.last_batch: dict[str, Any] = {}
         self.watch_status = "starting"
         self.last_error = ""
         self.lock = threading.Lock()

@@ -243,7 +243,7 @@ class Service:
                 "cache_misses": self.indexer.totals.cache_misses,
             },
             "vector_store": "qdrant-server" if self.config.vector_store.url else "qdrant-edge",
-            "last_batch": self.indexer.totals.last_batch,
+            "last_batch": self.indexer.last_batch,
             "roots": [self._root_status(r) for r in list(self.roots.values())],
         }
         if param_bool(params, "verify", False):
@@ -292,13 +292,14 @@ class Service:
             "watcher": root.watch_status,
             "last_error": root.last_error,
             "counters": {
-                "batches": root.counters.batches,
-                "files_statted": root.counters.files_statted,
-                "files_read": root.counters.files_read,
-                "files_indexed": root.counters.files_indexed,
-                "files_deleted": root.counters.files_deleted,
-                "chunks_written": root.counters.chunks_written,
-                "vacuums": root.counters.vacuums,
+                "batches": root.batches,
+                "files_statted": root.totals.statted,
+                "files_read": root.totals.read,
+                "files_indexed": root.totals.indexed,
+                "files_deleted": root.totals.deleted,
+                "chunks_written": root.totals.chunks,
+                "vacuums": root.vacuums,
+                "stages_s": root.totals.to_json()["stages"],
             },
-            "last_batch": root.counters.last_batch,
+            "last_batch": root.last_batch,
         }

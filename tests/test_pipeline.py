@@ -178,9 +178,9 @@ def test_indexer_vacuums_when_garbage_passes_the_threshold(setup: Any) -> None:
     forced = run_batch(root, None, collab, force=True)
     assert forced.points_dropped == root.state.counts()[1]
     indexer._maybe_vacuum(root, forced.points_dropped)
-    assert root.counters.vacuums == 0  # a small crate stays under the minimum
+    assert root.vacuums == 0  # a small crate stays under the minimum
     indexer._maybe_vacuum(root, VACUUM_MIN_POINTS)
-    assert root.counters.vacuums == 1
+    assert root.vacuums == 1
     assert root.state.get_meta("vector_garbage") == "0"
     assert verify_root(root)["ok"]
     assert search(root, collab, "exponential backoff between attempts", "vector")
