@@ -199,6 +199,8 @@ class Service:
         limit = param_int(params, "limit", 10, 1, 1000)
         raw_root = param_opt_str(params, "root")
         roots = [self._find_root(raw_root)] if raw_root else list(self.roots.values())
+        if not roots:
+            raise NotFound("no roots are indexed; add one with: rcmd index PATH")
         t = time.perf_counter()
         hits = search_roots(
             roots,

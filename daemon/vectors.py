@@ -200,7 +200,8 @@ class ServerStore:
         from qdrant_client import QdrantClient, models
 
         self._m = models
-        self._client = QdrantClient(url=cfg.url, api_key=cfg.api_key or None)
+        # `location` takes a URL, or ":memory:" for qdrant-client's in-process mode (tests).
+        self._client = QdrantClient(location=cfg.url, api_key=cfg.api_key or None)
         self.collection = f"{cfg.collection_prefix}_{root_id}"
         if not self._client.collection_exists(self.collection):
             self._client.create_collection(

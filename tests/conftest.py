@@ -92,9 +92,9 @@ def seed_cache(home: Path, warm: Path) -> None:
 class Daemon:
     """A real `rcmd daemon` process in its own RCMD_HOME, driven through the real CLI."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, **env: str) -> None:
         self.home = home
-        self.env = {**os.environ, "RCMD_HOME": str(home)}
+        self.env = {**os.environ, "RCMD_HOME": str(home), **env}
         self.paths: RuntimePaths = runtime_paths(self.env)
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO, Daemon, wait_until
+from tests.conftest import REPO, Daemon, seed_cache, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -375,3 +375,41 @@ def test_too_long_socket_path_is_a_clear_error(tmp_path: Path) -> None:
     )
     assert proc.returncode == 1
     assert "set RCMD_HOME to a shorter directory" in proc.stderr
+
+
+def test_vector_store_url_selects_qdrant_client(
+    tmp_path: Path, crate: Path, warm_cache: Path
+) -> None:
+    """`RCMD_VECTOR_STORE_URL` switches the backend; ":memory:" is qdrant-client's own
+    in-process engine, so the server code path runs without a server."""
+    home = tmp_path / "home-url"
+    seed_cache(home, warm_cache)
+    d = Daemon(home, RCMD_VECTOR_STORE_URL=":memory:")
+    d.start()
+    try:
+        index(d, crate)
+        assert d.call("status")["vector_store"] == "qdrant-server"
+        hits = d.search("retry a failed http request with backoff", "--mode", "vector")
+        assert hits and hits[0]["path"] == "src/net/retry.rs"
+        assert d.verify()["ok"]
+    finally:
+        d.stop()
+        d.kill()
+
+
+def test_concurrent_clients_while_indexing(daemon: Daemon, crate: Path) -> None:
+    import concurrent.futures
+
+    daemon.cli("index", str(crate))
+
+    def one(i: int) -> int:
+        kind = ("search", "status", "hello")[i % 3]
+        params = {"query": "retry backoff", "limit": 5} if kind == "search" else {}
+        daemon.call(kind, **params)
+        return i
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=50) as pool:
+        done = list(pool.map(one, range(200)))
+    assert done == list(range(200))
+    daemon.wait_idle(crate)
+    assert daemon.verify()["ok"]

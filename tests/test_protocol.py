@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+import contextlib
 import json
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ipc.errors import BadRequest, NotFound, RcmdError, error_for_code
 from ipc.protocol import (
@@ -75,3 +79,34 @@ def test_param_checks() -> None:
         param_str({}, "query")
     with pytest.raises(BadRequest):
         param_bool({"force": "yes"}, "force")
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200) | json_values.map(lambda v: json.dumps(v).encode()))
+def test_any_line_decodes_or_is_a_bad_request(line: bytes) -> None:
+    try:
+        req = decode_request(line)
+    except BadRequest:
+        return
+    assert isinstance(req.method, str) and isinstance(req.params, dict)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(["query", "limit", "mode", "force"]), json_values))
+def test_param_checks_only_raise_bad_request(params: dict[str, Any]) -> None:
+    for check in (
+        lambda: param_str(params, "query"),
+        lambda: param_int(params, "limit", 10, 1, 1000),
+        lambda: param_bool(params, "force"),
+    ):
+        with contextlib.suppress(BadRequest):
+            check()

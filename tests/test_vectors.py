@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from daemon.vectors import EdgeStore, VectorPoint, chunk_id_of, point_id
 
@@ -53,4 +54,25 @@ def test_vacuum_keeps_live_points_and_search(tmp_path: Path) -> None:
     assert store.ids_by_path() == before
     assert store.count() == 1500
     assert store.search(pts[7].vector, 1)[0][0] == pts[7].chunk_id
+    store.close()
+
+
+@pytest.mark.filterwarnings("ignore:Payload indexes have no effect")
+def test_server_store_through_qdrant_client() -> None:
+    """The qdrant-client code path, against qdrant-client's in-process engine (no server)."""
+    from daemon.config import VectorStoreConfig
+    from daemon.vectors import ServerStore
+
+    store = ServerStore(VectorStoreConfig(url=":memory:"), "abcd", 16)
+    assert store.collection == "rcmd_abcd"
+    pts = points(40, 4)
+    store.upsert(pts)
+    store.upsert(pts)
+    assert store.count() == 40
+    store.delete_paths(["src/f0.rs"])
+    assert set(store.ids_by_path()) == {"src/f1.rs", "src/f2.rs", "src/f3.rs"}
+    assert store.search(pts[1].vector, 3)[0][0] == pts[1].chunk_id
+    store.delete_all()
+    assert store.count() == 0
+    assert store.vacuum() == 0.0
     store.close()
