@@ -44,23 +44,11 @@ from pathlib import PurePosixPath
 import tree_sitter
 import tree_sitter_rust
 
+from ipc.protocol import KINDS as CHUNK_KINDS
+
 __all__ = ["KINDS", "Chunk", "chunk_source", "module_path"]
 
-KINDS = (
-    "fn",
-    "method",
-    "struct",
-    "enum",
-    "union",
-    "trait",
-    "impl",
-    "type",
-    "const",
-    "static",
-    "macro",
-    "mod",
-    "code",
-)
+KINDS = CHUNK_KINDS  # defined with the protocol, which filters on them
 
 # tree-sitter node type -> chunk kind for items that become chunks at module level.
 _ITEM_KINDS: dict[str, str] = {

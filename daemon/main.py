@@ -18,7 +18,11 @@ from typing import IO
 import structlog
 
 from daemon.config import Config, ensure_dirs, load_config
+from daemon.systemd import Notifier, listen_socket
 from ipc.errors import AlreadyRunning, RcmdError, StateError
+
+#: How often the service manager's status line is refreshed.
+STATUS_EVERY_S = 2.0
 
 
 def _check_runtime_dir(path: Path) -> None:
@@ -55,9 +59,14 @@ async def _serve(config: Config) -> None:
     from daemon.service import Service
 
     log = structlog.get_logger("rcmd.daemon")
-    sock = bind_socket(config.paths.socket)  # first, so a bad path fails before the model loads
+    notifier = Notifier()
+    # Bind (or take systemd's socket) first, so a bad path fails before the model loads.
+    activated = listen_socket()
+    sock = activated if activated is not None else bind_socket(config.paths.socket)
+    socket_path = Path(sock.getsockname())
+    notifier.status("loading the embedding model")
     embedder = Embedder(config.embedding, config.paths.cache_dir)
-    service = Service(config, embedder, EmbedCache(config.paths.embed_cache))
+    service = Service(config, embedder, EmbedCache(config.paths.embed_cache), socket_path)
     service.start()
     server = Server(service.handlers)
     await server.serve(sock)
@@ -65,12 +74,20 @@ async def _serve(config: Config) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, service.stop_requested.set)
     log.info(
-        "daemon_ready", pid=os.getpid(), socket=str(config.paths.socket), model=embedder.model_id
+        "daemon_ready",
+        pid=os.getpid(),
+        socket=str(socket_path),
+        socket_activated=activated is not None,
+        model=embedder.model_id,
     )
-    await loop.run_in_executor(None, service.stop_requested.wait)
+    notifier.ready(service.summary())
+    while not await loop.run_in_executor(None, service.stop_requested.wait, STATUS_EVERY_S):
+        notifier.status(service.summary())
     log.info("daemon_stopping")
+    notifier.stopping()
     await server.close()
-    config.paths.socket.unlink(missing_ok=True)
+    if activated is None:
+        socket_path.unlink(missing_ok=True)  # systemd owns an activated socket
     await loop.run_in_executor(None, service.shutdown)
 
 

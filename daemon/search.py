@@ -6,6 +6,7 @@ Results are resolved through `state.db`, so only chunks whose file record is com
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
@@ -17,6 +18,8 @@ from daemon.root import RootIndex
 from daemon.state import ChunkRow
 
 SNIPPET_LINES = 6
+#: How much deeper each side searches when filters may discard candidates.
+FILTER_DEPTH_FACTOR = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,8 +58,13 @@ def search_roots(
     candidates: int,
     rrf_k: int,
     embed_query: Callable[[str], npt.NDArray[np.float32]] | None,
+    path_glob: str | None = None,
+    kind: str | None = None,
 ) -> list[SearchHit]:
-    depth = max(candidates, limit)
+    """Best `limit` hits over `roots`; `path_glob` (fnmatch on the root-relative path, `*`
+    crossing `/`) and `kind` keep only matching chunks, searching deeper to make up for it."""
+    filtered = path_glob is not None or kind is not None
+    depth = max(candidates, limit) * (FILTER_DEPTH_FACTOR if filtered else 1)
     vector = embed_query(query) if mode in ("hybrid", "vector") and embed_query else None
     words = {w.lower() for w in query.split() if len(w) > 2}
     keyed: list[tuple[tuple[str, str], float]] = []
@@ -78,6 +86,10 @@ def search_roots(
     for (rid, cid), score in keyed:
         row = rows.get(rid, {}).get(cid)
         if row is None:
+            continue
+        if (kind is not None and row.kind != kind) or (
+            path_glob is not None and not fnmatch.fnmatchcase(row.path, path_glob)
+        ):
             continue
         hits.append(
             SearchHit(

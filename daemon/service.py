@@ -24,12 +24,13 @@ from daemon.indexer import Indexer
 from daemon.metrics import peak_rss_bytes, rss_bytes
 from daemon.pipeline import Collaborators
 from daemon.root import RootIndex
-from daemon.search import search_roots
+from daemon.search import SearchHit, search_roots
 from daemon.verify import verify_root
 from daemon.watcher import RootWatcher
 from ipc import __version__
 from ipc.errors import BadRequest, NotFound
 from ipc.protocol import (
+    KINDS,
     MODES,
     PROTOCOL_VERSION,
     param_bool,
@@ -41,11 +42,16 @@ from ipc.protocol import (
 log = structlog.get_logger("rcmd.service")
 
 Handler = Callable[[dict[str, Any]], Any]
+#: Most lines one `read` returns.
+MAX_READ_LINES = 2000
 
 
 class Service:
-    def __init__(self, config: Config, embedder: Embedder, cache: EmbedCache) -> None:
+    def __init__(
+        self, config: Config, embedder: Embedder, cache: EmbedCache, socket_path: Path
+    ) -> None:
         self.config = config
+        self.socket_path = socket_path
         self.embedder = embedder
         self.cache = cache
         self.started = time.time()
@@ -65,6 +71,8 @@ class Service:
             "reindex": self.reindex,
             "remove": self.remove,
             "verify": self.verify,
+            "read": self.read,
+            "similar": self.similar,
             "stop": self.stop,
         }
 
@@ -201,6 +209,9 @@ class Service:
         roots = [self._find_root(raw_root)] if raw_root else list(self.roots.values())
         if not roots:
             raise NotFound("no roots are indexed; add one with: rcmd index PATH")
+        kind = param_opt_str(params, "kind")
+        if kind is not None and kind not in KINDS:
+            raise BadRequest(f"'kind' must be one of {', '.join(KINDS)}")
         t = time.perf_counter()
         hits = search_roots(
             roots,
@@ -210,11 +221,81 @@ class Service:
             candidates=self.config.search.candidates,
             rrf_k=self.config.search.rrf_k,
             embed_query=self.embedder.embed_query,
+            path_glob=param_opt_str(params, "path"),
+            kind=kind,
         )
         return {
             "results": [h.to_json() for h in hits],
             "took_ms": round((time.perf_counter() - t) * 1000, 2),
         }
+
+    def _confined(self, params: dict[str, Any]) -> tuple[RootIndex, Path, str]:
+        """(root, real file, path relative to the root) for a `path` param, which may be
+        absolute or relative to `root`; refuses anything that resolves outside every root
+        (`..`, absolute paths elsewhere, symlinks pointing out)."""
+        raw = param_str(params, "path")
+        raw_root = param_opt_str(params, "root")
+        if raw_root:
+            base = self._find_root(raw_root)
+            candidate = base.path / raw
+        else:
+            candidate = Path(raw).expanduser()
+            if not candidate.is_absolute():
+                raise BadRequest("'path' must be absolute unless 'root' is given")
+        real = candidate.resolve()
+        root = self._find_root(str(real))
+        if not real.is_file():
+            raise NotFound(f"{real} is not a file")
+        return root, real, real.relative_to(root.path).as_posix()
+
+    def read(self, params: dict[str, Any]) -> dict[str, Any]:
+        root, real, rel = self._confined(params)
+        start = param_int(params, "start_line", 1, 1, 1 << 31)
+        end = param_int(params, "end_line", start + MAX_READ_LINES - 1, start, 1 << 31)
+        end = min(end, start + MAX_READ_LINES - 1)
+        lines = real.read_bytes().decode("utf-8", "replace").splitlines()
+        if start > len(lines):
+            raise BadRequest(f"{rel} has {len(lines)} lines; start_line {start} is past its end")
+        end = min(end, len(lines))
+        return {
+            "root": str(root.path),
+            "path": rel,
+            "start_line": start,
+            "end_line": end,
+            "text": "\n".join(lines[start - 1 : end]),
+        }
+
+    def similar(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Chunks nearest (by embedding) to a file's line range, the range itself excluded."""
+        source = self.read(params)
+        limit = param_int(params, "limit", 10, 1, 1000)
+        roots = list(self.roots.values())
+        vector = self.embedder.embed([source["text"]])[0]
+        hits = search_roots(
+            roots,
+            "",
+            mode="vector",
+            limit=limit + 20,
+            candidates=self.config.search.candidates,
+            rrf_k=self.config.search.rrf_k,
+            embed_query=lambda _query: vector,
+        )
+
+        src_root: str = source["root"]
+        src_path: str = source["path"]
+        first: int = source["start_line"]
+        last: int = source["end_line"]
+
+        def overlaps(h: SearchHit) -> bool:
+            return (
+                h.root == src_root
+                and h.path == src_path
+                and h.start_line <= last
+                and h.end_line >= first
+            )
+
+        results = [h.to_json() for h in hits if not overlaps(h)][:limit]
+        return {"results": results}
 
     def verify(self, params: dict[str, Any]) -> dict[str, Any]:
         raw = param_opt_str(params, "root")
@@ -234,7 +315,7 @@ class Service:
             "pid": os.getpid(),
             "version": __version__,
             "protocol": PROTOCOL_VERSION,
-            "socket": str(self.config.paths.socket),
+            "socket": str(self.socket_path),
             "uptime_s": round(time.time() - self.started, 1),
             "rss_bytes": rss_bytes(),
             "peak_rss_bytes": peak_rss_bytes(),
@@ -251,6 +332,17 @@ class Service:
         if param_bool(params, "verify", False):
             out["verify"] = self.verify({})
         return out
+
+    def summary(self) -> str:
+        """One line for a service manager's status display."""
+        roots = list(self.roots.values())
+        busy = [r for r in roots if not self.indexer.idle(r.id)]
+        if busy:
+            r = busy[0]
+            p = r.progress
+            return f"{r.path.name}: {p.activity}, {p.files_done}/{p.files_total} files"
+        chunks = sum(r.state.counts()[1] for r in roots)
+        return f"idle: {len(roots)} root(s), {chunks} chunks"
 
     def _root_status(self, root: RootIndex) -> dict[str, Any]:
         files, chunks = root.state.counts()

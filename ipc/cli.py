@@ -15,9 +15,10 @@ from typing import Any
 
 from ipc import __version__
 from ipc.client import call, ensure_daemon, is_running
+from ipc.completion import SHELLS
 from ipc.errors import RcmdError
 from ipc.paths import RuntimePaths, runtime_paths
-from ipc.protocol import MODES
+from ipc.protocol import KINDS, MODES
 
 DESCRIPTION = """\
 rcmd keeps a hybrid (BM25 + vector) index of Rust project roots up to date as you edit,
@@ -29,6 +30,18 @@ examples:
   rcmd search "retry failed http requests"
   rcmd search HashMap::with_capacity --mode bm25 --json
   rcmd status                           roots, progress, cache, memory
+"""
+
+EPILOG = """\
+environment:
+  RCMD_HOME=DIR                 keep all state, cache, socket and logs under DIR
+  RCMD_<SECTION>_<KEY>=VALUE    override a config key, e.g. RCMD_INDEX_MAX_FILE_BYTES
+
+files:
+  config: ~/.config/rcmd/config.toml (or $RCMD_HOME/config.toml)
+  state:  ~/.local/state/rcmd, cache ~/.cache/rcmd, socket $XDG_RUNTIME_DIR/rcmd/rcmd.sock
+
+exit status: 0 ok, 1 error (one line on stderr naming what to do next), 2 usage.
 """
 
 
@@ -94,6 +107,10 @@ def cmd_search(args: argparse.Namespace, paths: RuntimePaths) -> int:
     params: dict[str, Any] = {"query": args.query, "limit": args.limit, "mode": args.mode}
     if args.root:
         params["root"] = str(Path(args.root).expanduser().resolve())
+    if args.path:
+        params["path"] = args.path
+    if args.kind:
+        params["kind"] = args.kind
     result = call(paths, "search", **params)
     if args.json:
         _print_json({"results": result["results"]})
@@ -186,6 +203,56 @@ def cmd_stop(args: argparse.Namespace, paths: RuntimePaths) -> int:
     return 0
 
 
+def cmd_service(args: argparse.Namespace, paths: RuntimePaths) -> int:
+    from ipc.units import default_manager, service_files
+
+    spec = service_files(args.manager or default_manager(), paths)
+    if args.action == "install":
+        changed = []
+        for path, text in spec.files.items():
+            if path.exists() and path.read_text() == text:
+                continue
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            changed.append(path)
+        for path in spec.files:
+            print(f"{'wrote' if path in changed else 'up to date'}: {path}")
+        print(f"enable it with: {spec.enable}")
+    elif args.action == "uninstall":
+        removed = [p for p in spec.files if p.exists()]
+        if removed:
+            print(f"stop it first if it runs: {spec.disable}")
+        for path in removed:
+            path.unlink()
+            print(f"removed: {path}")
+        if not removed:
+            print(f"no {spec.manager} files installed")
+    else:
+        for path, text in spec.files.items():
+            if not path.exists():
+                state = "not installed (rcmd service install)"
+            elif path.read_text() == text:
+                state = "installed"
+            else:
+                state = "installed, differs from this rcmd (rcmd service install updates it)"
+            print(f"{path}: {state}")
+        print(f"daemon: {'running' if is_running(paths) else 'not running'}")
+    return 0
+
+
+def cmd_completion(args: argparse.Namespace, paths: RuntimePaths) -> int:
+    from ipc.completion import script
+
+    sys.stdout.write(script(args.shell, build_parser()))
+    return 0
+
+
+def cmd_mcp(args: argparse.Namespace, paths: RuntimePaths) -> int:
+    from ipc.mcp_bridge import run
+
+    return run(paths)
+
+
 def cmd_daemon(args: argparse.Namespace, paths: RuntimePaths) -> int:
     from daemon.main import run  # the only heavy import, and only for this command
 
@@ -194,43 +261,114 @@ def cmd_daemon(args: argparse.Namespace, paths: RuntimePaths) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="rcmd", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="rcmd",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"rcmd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("index", help="add a root (starts the daemon if needed)")
+    def command(name: str, help: str, description: str) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name,
+            help=help,
+            description=description,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+
+    p = command(
+        "index",
+        "add a root (starts the daemon if needed)",
+        "Register a Rust project root with the daemon (starting it if none runs) and index\n"
+        "it; the root is then watched and kept up to date. With --wait, show progress\n"
+        "(files, chunks embedded, rate, ETA) until the root is indexed.",
+    )
     p.add_argument("path", help="root of a Rust project")
     p.add_argument("--wait", action="store_true", help="show progress until indexed")
     p.set_defaults(func=cmd_index)
 
-    p = sub.add_parser("search", help="hybrid search over indexed roots")
+    p = command(
+        "search",
+        "hybrid search over indexed roots",
+        "Search every indexed root (or one, with --root). The default hybrid mode fuses\n"
+        "BM25 and embedding results, so both identifiers (HashMap::with_capacity) and\n"
+        "questions (where do we retry failed requests) work. Each result shows\n"
+        "path:start-end, symbol, kind, score and the matching lines.",
+    )
     p.add_argument("query", help="words, an identifier or a path like HashMap::insert")
     p.add_argument("--root", help="search only the root holding this path")
     p.add_argument("--limit", type=int, default=10, help="results to show (default 10)")
     p.add_argument("--mode", choices=MODES, default="hybrid", help="default: hybrid")
+    p.add_argument("--path", metavar="GLOB", help="only paths matching GLOB, e.g. 'src/net/*'")
+    p.add_argument("--kind", choices=KINDS, help="only chunks of this kind")
     p.add_argument("--json", action="store_true", help="print one JSON object for tools")
     p.set_defaults(func=cmd_search)
 
-    p = sub.add_parser("status", help="roots, progress, cache, memory")
+    p = command(
+        "status",
+        "roots, progress, cache, memory",
+        "Show the daemon (pid, uptime, memory, embedding cache) and each root: files,\n"
+        "chunks, Merkle root, last commit, queue, current activity, skipped files by\n"
+        "reason. --verify also checks that disk, state.db, Tantivy and Qdrant agree\n"
+        "(exit code 1 if they do not).",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object for tools")
     p.add_argument("--verify", action="store_true", help="check disk, state and both indexes agree")
     p.set_defaults(func=cmd_status)
 
-    p = sub.add_parser("reindex", help="rebuild a root's indexes (reuses the embedding cache)")
+    p = command(
+        "reindex",
+        "rebuild a root's indexes (reuses the embedding cache)",
+        "Re-read and re-chunk every file and rewrite both indexes, for one root or all.\n"
+        "The embedding cache is reused, so unchanged code is not embedded again.",
+    )
     p.add_argument("path", nargs="?", help="root to rebuild (default: all roots)")
     p.add_argument("--force", action="store_true", help="required: confirms the rebuild")
     p.set_defaults(func=cmd_reindex)
 
-    p = sub.add_parser("remove", help="stop watching a root and delete its index")
+    p = command("remove", "stop watching a root and delete its index", "Unregister a root.")
     p.add_argument("path")
     p.set_defaults(func=cmd_remove)
 
-    p = sub.add_parser("stop", help="stop the daemon (commits first)")
+    p = command("stop", "stop the daemon (commits first)", "Commit pending work and stop.")
     p.set_defaults(func=cmd_stop)
 
-    p = sub.add_parser("daemon", help="run the daemon in the foreground (for service managers)")
+    p = command(
+        "daemon",
+        "run the daemon in the foreground (for service managers)",
+        "Run the daemon in the foreground; logs go to the log file (and readably to a\n"
+        "terminal). Takes a listening socket from systemd (socket activation) and reports\n"
+        "readiness via sd_notify when started by systemd.",
+    )
     p.set_defaults(func=cmd_daemon)
+
+    p = command(
+        "service",
+        "install or remove the systemd user units / launchd agent",
+        "install: write the systemd user units (Linux) or the launchd agent (macOS) for\n"
+        "this rcmd, then print the command that enables it. uninstall: remove them.\n"
+        "status: whether they are installed and current. Running it twice is harmless.",
+    )
+    p.add_argument("action", choices=("install", "uninstall", "status"))
+    p.add_argument("--manager", choices=("systemd", "launchd"), help="default: this platform's")
+    p.set_defaults(func=cmd_service)
+
+    p = command(
+        "completion",
+        "print a shell completion script",
+        "Print a completion script for bash, zsh or fish; the first lines say where to put it.",
+    )
+    p.add_argument("shell", choices=SHELLS)
+    p.set_defaults(func=cmd_completion)
+
+    p = command(
+        "mcp",
+        "run an MCP server on stdio (for agents)",
+        "Serve the Model Context Protocol on stdin/stdout with the tools search, status,\n"
+        "reindex, read_chunk and similar_code, forwarding to the daemon (started if needed).",
+    )
+    p.set_defaults(func=cmd_mcp)
     return parser
 
 

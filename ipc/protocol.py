@@ -16,8 +16,23 @@ PROTOCOL_VERSION = 1
 #: A request line longer than this is refused without being read whole.
 MAX_LINE_BYTES = 1 << 20
 
-METHODS = ("hello", "status", "search", "index", "reindex", "remove", "stop", "verify")
 MODES = ("hybrid", "bm25", "vector")
+#: What a chunk can be; `search` filters on it.
+KINDS = (
+    "fn",
+    "method",
+    "struct",
+    "enum",
+    "union",
+    "trait",
+    "impl",
+    "type",
+    "const",
+    "static",
+    "macro",
+    "mod",
+    "code",
+)
 
 
 @dataclass(frozen=True, slots=True)

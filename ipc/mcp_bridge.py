@@ -1,0 +1,98 @@
+"""`rcmd mcp`: a stdio MCP server (the official `mcp` SDK) that forwards to the daemon.
+
+Agents get five tools: `search`, `status`, `reindex`, `read_chunk` and `similar_code`.
+The daemon is started on first use if none runs; every call is one protocol request.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ipc import __version__
+from ipc.client import call, ensure_daemon
+from ipc.paths import RuntimePaths
+
+INSTRUCTIONS = """\
+rcmd searches the Rust code of the project roots it indexes (hybrid BM25 + embeddings,
+kept up to date as files change). Use `search` with natural language ("where do we retry
+failed requests") or identifiers (`HashMap::with_capacity`); results give root, path,
+1-based inclusive line range, symbol, kind and a snippet. Use `read_chunk` to read a
+result's lines and `similar_code` to find code like a given range."""
+
+
+def build_server(paths: RuntimePaths) -> Any:
+    from anyio import to_thread
+    from mcp.server import MCPServer
+
+    server = MCPServer("rcmd", version=__version__, instructions=INSTRUCTIONS)
+
+    async def forward(method: str, **params: Any) -> dict[str, Any]:
+        def run() -> dict[str, Any]:
+            ensure_daemon(paths)
+            result: dict[str, Any] = call(paths, method, **params)
+            return result
+
+        return await to_thread.run_sync(run)
+
+    def clean(params: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in params.items() if v is not None}
+
+    @server.tool()
+    async def search(
+        query: str,
+        root: str | None = None,
+        limit: int = 10,
+        mode: str = "hybrid",
+        path: str | None = None,
+        kind: str | None = None,
+    ) -> dict[str, Any]:
+        """Search indexed Rust code. mode: hybrid (default), bm25 or vector. path: a glob on
+        the root-relative path (e.g. "src/net/*"); kind: fn, method, struct, enum, trait,
+        impl, macro, ... ; root: narrow to the root holding this absolute path."""
+        params = clean(
+            {"query": query, "root": root, "limit": limit, "mode": mode, "path": path, "kind": kind}
+        )
+        return await forward("search", **params)
+
+    @server.tool()
+    async def status() -> dict[str, Any]:
+        """Daemon and per-root status: files, chunks, progress, skipped files, memory."""
+        return await forward("status")
+
+    @server.tool()
+    async def reindex(path: str | None = None, force: bool = True) -> dict[str, Any]:
+        """Rebuild a root's index (all roots without `path`); the embedding cache is reused."""
+        return await forward("reindex", **clean({"path": path, "force": force}))
+
+    @server.tool()
+    async def read_chunk(
+        path: str, start_line: int = 1, end_line: int | None = None, root: str | None = None
+    ) -> dict[str, Any]:
+        """Source lines of a file inside an indexed root (e.g. a search result's range).
+        `path` is absolute, or relative to `root`."""
+        params = clean({"path": path, "start_line": start_line, "end_line": end_line, "root": root})
+        return await forward("read", **params)
+
+    @server.tool()
+    async def similar_code(
+        path: str, start_line: int, end_line: int, limit: int = 10, root: str | None = None
+    ) -> dict[str, Any]:
+        """Chunks most similar (by embedding) to the given lines of a file, the range itself
+        excluded."""
+        params = clean(
+            {
+                "path": path,
+                "start_line": start_line,
+                "end_line": end_line,
+                "limit": limit,
+                "root": root,
+            }
+        )
+        return await forward("similar", **params)
+
+    return server
+
+
+def run(paths: RuntimePaths) -> int:
+    build_server(paths).run("stdio")
+    return 0

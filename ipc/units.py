@@ -1,0 +1,140 @@
+"""Service-manager files for rcmd: systemd user units and a launchd agent.
+
+The texts are defined here, once; `systemd/` and `packaging/launchd/` hold the defaults
+rendered from them (a test keeps them in step), and `rcmd service install` renders them
+with the current user's paths.
+"""
+
+from __future__ import annotations
+
+import os
+import plistlib
+import shlex
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from ipc.paths import RuntimePaths
+
+LAUNCHD_LABEL = "com.github.rcmd.daemon"
+DEFAULT_EXEC = "%h/.local/bin/rcmd daemon"  # where pipx and `pip install --user` put it
+
+SERVICE = """\
+# rcmd code-search daemon, as a systemd user service.
+# Install it for the current user with: rcmd service install
+[Unit]
+Description=rcmd code-search daemon for Rust projects
+Requires=rcmd.socket
+After=rcmd.socket
+# Restart on failure, but give up after 5 crashes in a minute.
+StartLimitIntervalSec=60
+StartLimitBurst=5
+
+[Service]
+Type=notify
+NotifyAccess=main
+ExecStart={exec_start}
+Restart=on-failure
+RestartSec=2
+TimeoutStopSec=60
+# Stay out of the way of the user's editor and compiler.
+Nice=10
+CPUWeight=20
+IOSchedulingClass=idle
+# Hardening that still lets it read the user's code and write its own state.
+NoNewPrivileges=yes
+LockPersonality=yes
+RestrictRealtime=yes
+RestrictSUIDSGID=yes
+SystemCallArchitectures=native
+RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
+UMask=0077
+
+[Install]
+WantedBy=default.target
+"""
+
+SOCKET = """\
+# Socket activation for rcmd: systemd listens where the CLI connects and starts
+# rcmd.service on the first connection. Install it with: rcmd service install
+[Unit]
+Description=rcmd code-search daemon socket
+
+[Socket]
+ListenStream=%t/rcmd/rcmd.sock
+SocketMode=0600
+DirectoryMode=0700
+RemoveOnStop=yes
+
+[Install]
+WantedBy=sockets.target
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceFiles:
+    manager: str
+    files: dict[Path, str]
+    enable: str
+    disable: str
+
+
+def rcmd_command() -> list[str]:
+    """How a service manager should start this very rcmd."""
+    exe = shutil.which("rcmd")
+    if exe:
+        return [str(Path(exe).resolve())]
+    return [sys.executable, "-m", "ipc.cli"]
+
+
+def render_service(exec_start: str = DEFAULT_EXEC) -> str:
+    return SERVICE.format(exec_start=exec_start)
+
+
+def render_plist(program: list[str], log_dir: Path) -> str:
+    plist = {
+        "Label": LAUNCHD_LABEL,
+        "ProgramArguments": [*program, "daemon"],
+        "RunAtLoad": True,
+        "KeepAlive": {"SuccessfulExit": False},  # restart after a crash, not after `rcmd stop`
+        "ThrottleInterval": 10,
+        "ProcessType": "Background",
+        "Nice": 10,
+        "LowPriorityIO": True,
+        "StandardOutPath": str(log_dir / "launchd.stdout.log"),
+        "StandardErrorPath": str(log_dir / "launchd.stderr.log"),
+    }
+    return plistlib.dumps(plist).decode()
+
+
+def default_manager() -> str:
+    return "launchd" if sys.platform == "darwin" else "systemd"
+
+
+def service_files(
+    manager: str, paths: RuntimePaths, env: dict[str, str] | None = None
+) -> ServiceFiles:
+    env = dict(os.environ) if env is None else env
+    home = Path(env.get("HOME", str(Path.home())))
+    if manager == "systemd":
+        unit_dir = Path(env.get("XDG_CONFIG_HOME") or home / ".config") / "systemd" / "user"
+        exec_start = shlex.join([*rcmd_command(), "daemon"])
+        return ServiceFiles(
+            manager,
+            {
+                unit_dir / "rcmd.service": render_service(exec_start),
+                unit_dir / "rcmd.socket": SOCKET,
+            },
+            enable="systemctl --user daemon-reload && systemctl --user enable --now rcmd.socket",
+            disable="systemctl --user disable --now rcmd.socket rcmd.service",
+        )
+    if manager == "launchd":
+        agent = home / "Library" / "LaunchAgents" / f"{LAUNCHD_LABEL}.plist"
+        return ServiceFiles(
+            manager,
+            {agent: render_plist(rcmd_command(), paths.log_dir)},
+            enable=f"launchctl bootstrap gui/$(id -u) {shlex.quote(str(agent))}",
+            disable=f"launchctl bootout gui/$(id -u)/{LAUNCHD_LABEL}",
+        )
+    raise ValueError(f"unknown service manager {manager!r}")

@@ -1,0 +1,264 @@
+"""The daemon as service managers, editors and agents see it: socket activation and
+sd_notify like systemd, the confined `read` and `similar` methods, search filters, and the
+MCP bridge driven by the official SDK's own client over stdio."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ipc.client import Client
+from ipc.errors import BadRequest, NotFound
+from tests.conftest import REPO, Daemon, seed_cache, wait_until
+
+pytestmark = pytest.mark.slow
+
+
+def recv_until(sock: socket.socket, needle: str, timeout: float = 120) -> list[str]:
+    sock.settimeout(timeout)
+    seen: list[str] = []
+    while True:
+        msg = sock.recv(4096).decode()
+        seen.append(msg)
+        if needle in msg:
+            return seen
+
+
+def test_socket_activation_and_sd_notify(tmp_path: Path, warm_cache: Path) -> None:
+    home = tmp_path / "home"
+    seed_cache(home, warm_cache)
+    sock_path = tmp_path / "activated.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(sock_path))
+    listener.listen(16)
+    notify_path = tmp_path / "notify.sock"
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(notify_path))
+    fd = listener.fileno()
+
+    def as_systemd() -> None:  # runs in the child: the socket becomes fd 3, as systemd does
+        os.dup2(fd, 3)
+        os.set_inheritable(3, True)
+
+    env = {
+        **os.environ,
+        "RCMD_HOME": str(home),
+        "LISTEN_FDS": "1",
+        "NOTIFY_SOCKET": str(notify_path),
+    }
+    # LISTEN_PID must be the daemon's own pid: the shell exports its pid, then becomes Python.
+    proc = subprocess.Popen(
+        ["sh", "-c", f'LISTEN_PID=$$ exec "{sys.executable}" -m daemon'],
+        env=env,
+        cwd=REPO,
+        pass_fds=(3,) if fd == 3 else (),
+        preexec_fn=as_systemd,
+        close_fds=False,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        messages = recv_until(notify, "READY=1")
+        assert any(f"MAINPID={proc.pid}" in m for m in messages)
+        with Client(sock_path) as c:
+            hello = c.call("hello")
+            assert hello["pid"] == proc.pid
+            assert c.call("status")["socket"] == str(sock_path)
+            c.call("stop")
+        recv_until(notify, "STOPPING=1")
+        assert proc.wait(60) == 0
+        assert sock_path.exists()  # systemd's socket is left for systemd to remove
+        assert not (home / "run" / "rcmd.sock").exists()  # and the daemon bound none itself
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        listener.close()
+        notify.close()
+
+
+def test_read_is_confined_to_roots(daemon: Daemon, crate: Path, tmp_path: Path) -> None:
+    daemon.cli("index", str(crate), "--wait")
+    root = str(crate.resolve())
+    got = daemon.call("read", root=root, path="src/lib.rs", start_line=1, end_line=3)
+    assert got["path"] == "src/lib.rs"
+    assert got["text"].splitlines() == (crate / "src/lib.rs").read_text().splitlines()[:3]
+    absolute = daemon.call("read", path=str(crate / "src" / "store.rs"))
+    assert absolute["root"] == root and absolute["start_line"] == 1
+
+    secret = tmp_path / "secret.rs"
+    secret.write_text('pub const KEY: &str = "hunter2";\n')
+    (crate / "src" / "escape.rs").symlink_to(secret)
+    for params in (
+        {"root": root, "path": "../secret.rs"},
+        {"path": str(secret)},
+        {"root": root, "path": "src/escape.rs"},
+        {"root": root, "path": "/etc/passwd"},
+    ):
+        with pytest.raises(NotFound):
+            daemon.call("read", **params)
+    with pytest.raises(BadRequest):
+        daemon.call("read", path="src/lib.rs")  # relative without a root
+    with pytest.raises(BadRequest):
+        daemon.call("read", root=root, path="src/lib.rs", start_line=10_000)
+
+
+def test_similar_excludes_the_range_itself(daemon: Daemon, crate: Path) -> None:
+    daemon.cli("index", str(crate), "--wait")
+    retry = crate / "src" / "net" / "retry.rs"
+    lines = retry.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines, 1) if "pub fn fetch_with_retry" in line)
+    result = daemon.call("similar", path=str(retry), start_line=start, end_line=start + 12)
+    hits = result["results"]
+    assert hits
+    for h in hits:
+        overlapping = (
+            h["path"] == "src/net/retry.rs"
+            and h["start_line"] <= start + 12
+            and h["end_line"] >= start
+        )
+        assert not overlapping
+
+
+def test_search_filters(daemon: Daemon, crate: Path) -> None:
+    daemon.cli("index", str(crate), "--wait")
+    structs = daemon.search("retry policy", "--kind", "struct", "--limit", "20")
+    assert structs and all(h["kind"] == "struct" for h in structs)
+    net = daemon.search("retry", "--path", "src/net/*", "--limit", "20")
+    assert net and all(h["path"].startswith("src/net/") for h in net)
+    bad = daemon.cli("search", "x", "--kind", "spaceship", check=False)
+    assert bad.returncode == 2
+
+
+def test_mcp_bridge_with_the_sdk_client(daemon: Daemon, crate: Path) -> None:
+    from mcp.client import Client as McpClient
+    from mcp.client.stdio import StdioServerParameters
+
+    daemon.cli("index", str(crate), "--wait")
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "ipc.cli", "mcp"],
+        env={"RCMD_HOME": str(daemon.home), "PYTHONPATH": str(REPO)},
+        cwd=str(REPO),
+    )
+
+    def payload(result: Any) -> dict[str, Any]:
+        assert not result.is_error, result
+        if result.structured_content is not None:
+            data: dict[str, Any] = result.structured_content
+            return data.get("result", data) if set(data) == {"result"} else data
+        return json.loads(result.content[0].text)  # type: ignore[no-any-return]
+
+    async def session() -> None:
+        async with McpClient(params, read_timeout_seconds=120) as client:
+            tools = {t.name for t in (await client.list_tools()).tools}
+            assert tools == {"search", "status", "reindex", "read_chunk", "similar_code"}
+
+            found = payload(
+                await client.call_tool("search", {"query": "retry failed http requests"})
+            )
+            top = found["results"][0]
+            assert top["path"] == "src/net/retry.rs"
+
+            chunk = payload(
+                await client.call_tool(
+                    "read_chunk",
+                    {
+                        "root": top["root"],
+                        "path": top["path"],
+                        "start_line": top["start_line"],
+                        "end_line": top["end_line"],
+                    },
+                )
+            )
+            assert "retry" in chunk["text"].lower()
+
+            outside = await client.call_tool("read_chunk", {"path": "/etc/passwd"})
+            assert outside.is_error
+
+            similar = payload(
+                await client.call_tool(
+                    "similar_code",
+                    {"path": str(crate / top["path"]), "start_line": 1, "end_line": 10},
+                )
+            )
+            assert similar["results"]
+            status = payload(await client.call_tool("status", {}))
+            assert status["roots"][0]["path"] == str(crate.resolve())
+
+    asyncio.run(session())
+
+
+def test_mcp_starts_the_daemon_if_needed(tmp_path: Path, crate: Path, warm_cache: Path) -> None:
+    """No daemon runs: the first tool call starts one (like the CLI does)."""
+    from mcp.client import Client as McpClient
+    from mcp.client.stdio import StdioServerParameters
+
+    home = tmp_path / "mcp-home"
+    seed_cache(home, warm_cache)
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "ipc.cli", "mcp"],
+        env={"RCMD_HOME": str(home), "PYTHONPATH": str(REPO)},
+        cwd=str(REPO),
+    )
+
+    async def session() -> None:
+        async with McpClient(params, read_timeout_seconds=120) as client:
+            result = await client.call_tool("status", {})
+            assert not result.is_error
+
+    d = Daemon(home)
+    try:
+        asyncio.run(session())
+        wait_until(lambda: d.paths.socket.exists())
+        assert d.call("hello")["protocol"] == 1
+    finally:
+        d.call("stop")
+        wait_until(lambda: not d.paths.socket.exists(), timeout=60)
+
+
+PLUGIN = REPO / "packaging" / "editors" / "rcmd.lua"
+
+
+def test_neovim_plugin_searches_the_daemon(daemon: Daemon, crate: Path, tmp_path: Path) -> None:
+    """The example plugin, run for real in headless Neovim against the daemon."""
+    assert shutil.which("nvim"), "neovim missing: .ci/run installs Debian's neovim"
+    daemon.cli("index", str(crate), "--wait")
+    out = tmp_path / "results.json"
+    script = tmp_path / "run.lua"
+    script.write_text(
+        f"""
+package.path = {json.dumps(str(PLUGIN.parent) + "/?.lua")} .. ";" .. package.path
+local rcmd = require("rcmd")
+local results, err = rcmd.search("where do we retry failed http requests", {{ limit = 5 }})
+local bad_result, bad_err = rcmd.request("no_such_method", {{}})
+local f = io.open({json.dumps(str(out))}, "w")
+f:write(vim.json.encode({{ results = results, err = err, qf = rcmd.to_qf(results or {{}}),
+                           bad = bad_err, socket = rcmd.socket_path() }}))
+f:close()
+vim.cmd("qall!")
+"""
+    )
+    proc = subprocess.run(
+        ["nvim", "--headless", "-u", "NONE", "-c", f"luafile {script}"],
+        env={**daemon.env, "XDG_RUNTIME_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(out.read_text())
+    assert got["socket"] == str(daemon.paths.socket)
+    assert got.get("err") is None
+    assert got["results"][0]["path"] == "src/net/retry.rs"
+    assert got["qf"][0]["filename"] == str(crate.resolve() / "src/net/retry.rs")
+    assert got["bad"].startswith("unknown_method")

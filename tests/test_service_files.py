@@ -1,0 +1,131 @@
+"""systemd units, the launchd agent, `rcmd service`, and shell completion."""
+
+from __future__ import annotations
+
+import os
+import plistlib
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ipc.cli import build_parser
+from ipc.completion import script
+from ipc.paths import runtime_paths
+from ipc.units import LAUNCHD_LABEL, SOCKET, render_plist, render_service, service_files
+from tests.conftest import REPO
+
+UNITS = REPO / "systemd"
+PLIST = REPO / "packaging" / "launchd" / f"{LAUNCHD_LABEL}.plist"
+
+
+def test_repo_files_are_the_rendered_defaults() -> None:
+    assert (UNITS / "rcmd.service").read_text() == render_service()
+    assert (UNITS / "rcmd.socket").read_text() == SOCKET
+    rendered = plistlib.loads(
+        render_plist(["/usr/local/bin/rcmd"], Path("~/Library/Logs/rcmd")).encode()
+    )
+    assert plistlib.loads(PLIST.read_bytes()) == rendered
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="systemd is Linux-only")
+def test_systemd_analyze_verify(tmp_path: Path) -> None:
+    analyze = shutil.which("systemd-analyze")
+    assert analyze, "systemd-analyze missing: .ci/run installs Debian's systemd"
+    (tmp_path / "rcmd.service").write_text(render_service(f"{sys.executable} -m ipc.cli daemon"))
+    (tmp_path / "rcmd.socket").write_text(SOCKET)
+    runtime = tmp_path / "xdg"
+    runtime.mkdir(mode=0o700)
+    proc = subprocess.run(
+        [
+            analyze,
+            "verify",
+            "--user",
+            str(tmp_path / "rcmd.socket"),
+            str(tmp_path / "rcmd.service"),
+        ],
+        env={**os.environ, "XDG_RUNTIME_DIR": str(runtime)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    # verify reports unknown keys and bad values as warnings with exit code 0: no output at all.
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip() == "" and proc.stdout.strip() == ""
+    service = render_service()
+    for line in ("Type=notify", "Restart=on-failure", "StartLimitBurst=5", "NoNewPrivileges=yes"):
+        assert line in service
+    assert "ListenStream=%t/rcmd/rcmd.sock" in SOCKET and "SocketMode=0600" in SOCKET
+
+
+def test_plist_keys() -> None:
+    plist = plistlib.loads(
+        render_plist(["/opt/bin/rcmd"], Path("/Users/me/Library/Logs/rcmd")).encode()
+    )
+    assert plist["Label"] == LAUNCHD_LABEL
+    assert plist["ProgramArguments"] == ["/opt/bin/rcmd", "daemon"]
+    assert plist["RunAtLoad"] is True
+    assert plist["KeepAlive"] == {"SuccessfulExit": False}
+    assert plist["StandardErrorPath"].startswith("/Users/me/Library/Logs/rcmd/")
+
+
+def rcmd(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ipc.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
+
+
+@pytest.mark.parametrize("manager", ["systemd", "launchd"])
+def test_service_install_is_idempotent_and_uninstalls(tmp_path: Path, manager: str) -> None:
+    env = {
+        **os.environ,
+        "HOME": str(tmp_path),
+        "XDG_CONFIG_HOME": str(tmp_path / ".config"),
+        "RCMD_HOME": str(tmp_path / "rcmd"),
+    }
+    spec = service_files(manager, runtime_paths(env), env)
+    first = rcmd("service", "install", "--manager", manager, env=env)
+    assert first.returncode == 0, first.stderr
+    assert "wrote" in first.stdout and spec.enable in first.stdout
+    for path, text in spec.files.items():
+        assert path.read_text() == text
+    again = rcmd("service", "install", "--manager", manager, env=env)
+    assert "wrote" not in again.stdout and "up to date" in again.stdout
+    status = rcmd("service", "status", "--manager", manager, env=env)
+    assert "installed" in status.stdout and "not running" in status.stdout
+    gone = rcmd("service", "uninstall", "--manager", manager, env=env)
+    assert gone.returncode == 0 and spec.disable in gone.stdout
+    assert not any(p.exists() for p in spec.files)
+    assert "no " in rcmd("service", "uninstall", "--manager", manager, env=env).stdout
+
+
+def test_installed_unit_runs_this_rcmd(tmp_path: Path) -> None:
+    env = {**os.environ, "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path)}
+    spec = service_files("systemd", runtime_paths({"RCMD_HOME": str(tmp_path)}), env)
+    service = next(t for p, t in spec.files.items() if p.name == "rcmd.service")
+    exec_line = next(line for line in service.splitlines() if line.startswith("ExecStart="))
+    program = exec_line.removeprefix("ExecStart=").split()[0]
+    assert Path(program).is_absolute() and os.access(program, os.X_OK)
+    assert exec_line.endswith(" daemon")
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_completion_scripts(shell: str) -> None:
+    text = script(shell, build_parser())
+    for command in ("index", "search", "status", "reindex", "service", "mcp"):
+        assert command in text
+    assert "--mode" in text or "mode" in text
+    checker = shutil.which(shell)
+    assert checker, f"{shell} missing: .ci/run installs it to syntax-check the script"
+    flag = "--no-execute" if shell == "fish" else "-n"
+    proc = subprocess.run([checker, flag], input=text, capture_output=True, text=True)
+    assert proc.returncode == 0 and not proc.stderr, proc.stderr
+    out = rcmd("completion", shell, env=dict(os.environ))
+    assert out.returncode == 0 and out.stdout == text
