@@ -47,6 +47,16 @@ def _ignored(layers: tuple[_Layer, ...], rel: str, is_dir: bool) -> bool:
     return verdict
 
 
+def printable_if_not_utf8(rel: str) -> str | None:
+    """None for a valid UTF-8 name; else a printable form of it (`bad\\xff.rs`), since
+    SQLite, Tantivy and JSON all need UTF-8 and such files can only be reported."""
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        return rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return None
+
+
 def is_indexable_name(name: str) -> bool:
     return name.endswith(".rs") and not name.startswith(".")
 
@@ -84,10 +94,13 @@ class IgnoreRules:
                 return True
         return _ignored(self.layers_for("/".join(parts[:-1])), rel, is_dir)
 
-    def walk(self, rel_dir: str = "") -> Iterator[tuple[str, os.stat_result]]:
-        """Every indexable file at or below `rel_dir` with its lstat, in sorted order.
+    def walk(
+        self, rel_dir: str = "", not_utf8: set[str] | None = None
+    ) -> Iterator[tuple[str, os.stat_result]]:
+        """Every indexable file at or below `rel_dir` with its lstat, in a stable order.
 
-        Symlinks are not followed, so a link cannot lead the index outside the root.
+        Symlinks are not followed, so a link cannot lead the index outside the root. Names
+        that are not valid UTF-8 are left out and added, printable, to `not_utf8`.
         """
         stack = [rel_dir]
         while stack:
@@ -100,6 +113,11 @@ class IgnoreRules:
             subdirs: list[str] = []
             for entry in entries:
                 rel = f"{current}/{entry.name}" if current else entry.name
+                shown = printable_if_not_utf8(rel)
+                if shown is not None:
+                    if not_utf8 is not None:
+                        not_utf8.add(shown)
+                    continue
                 try:
                     if entry.is_dir(follow_symlinks=False):
                         if entry.name not in ALWAYS_IGNORED_DIRS and not _ignored(

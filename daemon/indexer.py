@@ -21,6 +21,8 @@ log = structlog.get_logger("rcmd.indexer")
 
 VACUUM_MIN_POINTS = 1000
 VACUUM_FRACTION = 0.2
+#: After a failed vacuum, wait this long before the next try.
+VACUUM_RETRY_S = 3600.0
 
 
 @dataclass
@@ -147,11 +149,21 @@ class Indexer:
             return
         if self.queued(root.id):
             return
+        failed_at = float(root.state.get_meta("vacuum_failed_at") or 0)
+        if time.time() - failed_at < VACUUM_RETRY_S:
+            return
         with root.lock:
             root.progress.activity = "vacuuming deleted vectors"
-            seconds = root.vectors.vacuum()
+            try:
+                seconds = root.vectors.vacuum()
+            except Exception as exc:  # searches still work; try again later, not every batch
+                root.state.set_meta("vacuum_failed_at", repr(time.time()))
+                root.last_error = f"vacuum failed (retried in an hour): {exc}"
+                log.exception("vacuum_failed", root=str(root.path))
+                return
+            finally:
+                root.progress.activity = "idle"
             root.state.set_meta("vector_garbage", "0")
-            root.progress.activity = "idle"
         root.vacuums += 1
         log.info("vectors_vacuumed", root=str(root.path), points=garbage, seconds=round(seconds, 3))
 

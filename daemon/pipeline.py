@@ -21,7 +21,7 @@ from daemon.chunker import Chunk, chunk_source
 from daemon.config import Config
 from daemon.embed_cache import EmbedCache, Vector, cache_key
 from daemon.embedder import Embedder
-from daemon.ignore import IGNORE_FILES
+from daemon.ignore import IGNORE_FILES, printable_if_not_utf8
 from daemon.lexical import LexicalDoc
 from daemon.merkle import ancestors, hash_bytes
 from daemon.metrics import BatchReport
@@ -62,6 +62,7 @@ def assign_ids(root_id: str, path: str, chunks: Iterable[Chunk]) -> list[tuple[s
 class _Scan:
     present: dict[str, os.stat_result] = field(default_factory=dict)
     scope: list[str] = field(default_factory=list)  # prefixes fully reconciled
+    not_utf8: set[str] = field(default_factory=set)  # printable names that cannot be indexed
 
 
 def _reconcile(root: RootIndex, paths: Iterable[str] | None) -> _Scan:
@@ -71,9 +72,13 @@ def _reconcile(root: RootIndex, paths: Iterable[str] | None) -> _Scan:
     if paths is None:
         root.ignore.forget("")
         scan.scope.append("")
-        scan.present.update(root.ignore.walk(""))
+        scan.present.update(root.ignore.walk("", scan.not_utf8))
         return scan
     for rel in sorted(set(paths)):
+        shown = printable_if_not_utf8(rel)
+        if shown is not None:
+            scan.not_utf8.add(shown)
+            continue
         name = rel.rsplit("/", 1)[-1]
         if name in IGNORE_FILES:
             parent = rel.rsplit("/", 1)[0] if "/" in rel else ""
@@ -88,7 +93,7 @@ def _reconcile(root: RootIndex, paths: Iterable[str] | None) -> _Scan:
         if stat_mod.S_ISDIR(st.st_mode):
             scan.scope.append(rel)
             if not rel or not root.ignore.is_ignored(rel, True):
-                scan.present.update(root.ignore.walk(rel))
+                scan.present.update(root.ignore.walk(rel, scan.not_utf8))
         elif stat_mod.S_ISREG(st.st_mode):
             scan.scope.append(rel)
             if name.endswith(".rs") and not root.ignore.is_ignored(rel, False):
@@ -175,6 +180,11 @@ def run_batch(
     report = BatchReport()
     prog = root.progress
     prog.started_at = time.time()
+    if not root.path.is_dir():
+        # An unmounted disk or a moved checkout is not "every file deleted".
+        root.watch_status = "root missing; re-add it with: rcmd index PATH"
+        prog.activity = "idle"
+        return report
     prog.activity = "scanning"
     inflight = root.state.inflight()
     if paths is not None:
@@ -198,12 +208,22 @@ def run_batch(
             continue
         candidates.append(rel)
     scopes = set(scan.scope)
-    gone = [
-        p
-        for p in root.records
-        if p not in scan.present and (p in scopes or any(a in scopes for a in ancestors(p)))
-    ]
+
+    def in_scope(p: str) -> bool:
+        return p in scopes or any(a in scopes for a in ancestors(p))
+
+    gone = [p for p in root.records if p not in scan.present and in_scope(p)]
     gone += [p for p in inflight if p not in scan.present and p not in root.records]
+
+    pending = _Pending()
+    # Skip records of files that are gone (or no longer skipped) are dropped; names that
+    # are not valid UTF-8 cannot be stored or indexed, so they are reported instead.
+    for p, _reason, _detail in root.state.skipped():
+        if p not in scan.present and p not in scan.not_utf8 and in_scope(p):
+            pending.skipped[p] = ("", "")
+    for shown in scan.not_utf8:
+        pending.skipped[shown] = ("non_utf8_name", "the file name is not valid UTF-8")
+        report.skipped += 1
 
     prog.files_total = len(candidates)
     prog.files_done = 0
@@ -212,7 +232,9 @@ def run_batch(
     prog.activity = f"indexing {len(candidates)} files" if candidates else "idle"
     root.state.mark_inflight([*candidates, *gone])
 
-    pending = _Pending()
+    def stopping() -> bool:
+        return collab.should_stop() or root.cancelled
+
     if gone:
         report.points_dropped += sum(root.records[p].chunks for p in gone if p in root.records)
         root.lexical.delete_paths(gone)
@@ -223,7 +245,8 @@ def run_batch(
     step: list[tuple[FileRecord, list[tuple[str, Chunk]]]] = []
     step_chunks = 0
     for i, rel in enumerate(candidates):
-        prepared = _prepare_file(root, rel, collab, pending, report, force)
+        # An in-flight file may be half written in one index: rewrite it even if unchanged.
+        prepared = _prepare_file(root, rel, collab, pending, report, force or rel in inflight)
         if prepared is not None:
             step.append(prepared)
             step_chunks += len(prepared[1])
@@ -232,10 +255,10 @@ def run_batch(
             _write_step(root, step, collab, pending, report)
             step, step_chunks = [], 0
         prog.files_done = i + 1
-        if time.monotonic() - pending.since >= cfg.commit_interval_s or collab.should_stop():
+        if time.monotonic() - pending.since >= cfg.commit_interval_s or stopping():
             _commit(root, pending, report)
             pending = _Pending()
-            if collab.should_stop():
+            if stopping():
                 log.info("batch_interrupted", root=str(root.path), done=prog.files_done)
                 break
     _commit(root, pending, report)
@@ -274,8 +297,8 @@ def _prepare_file(
     digest = hash_bytes(data)
     report.time("hash", time.perf_counter() - t)
     old = root.records.get(rel)
-    pending.skipped[rel] = ("", "")
     if not force and old is not None and old.hash == digest:
+        pending.skipped[rel] = ("", "")  # clears its in-flight mark at the next commit
         same = FileRecord(rel, st.st_size, st.st_mtime_ns, st.st_ino, digest, old.chunks)
         root.state.update_stat([same])
         root.records[rel] = same
@@ -314,6 +337,7 @@ def _write_step(
     report.time("vectors", time.perf_counter() - t)
     for rec, cs in step:
         pending.files.append(rec)
+        pending.skipped[rec.path] = ("", "")  # no longer skipped, if it was
         pending.chunks.extend(
             ChunkRow(cid, rec.path, c.start_line, c.end_line, c.symbol, c.kind, c.signature, c.text)
             for cid, c in cs

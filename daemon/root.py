@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import blake3
+import structlog
 
 from daemon.config import Config, root_dir
 from daemon.ignore import IgnoreRules
@@ -18,6 +19,8 @@ from daemon.merkle import MerkleTree
 from daemon.metrics import BatchReport
 from daemon.state import StateDB
 from daemon.vectors import VectorStore, open_store
+
+log = structlog.get_logger("rcmd.root")
 
 
 def root_id_for(path: Path) -> str:
@@ -38,7 +41,7 @@ class Progress:
 
 
 class RootIndex:
-    def __init__(self, path: Path, config: Config, dim: int) -> None:
+    def __init__(self, path: Path, config: Config, model_id: str, dim: int) -> None:
         self.path = path
         self.id = root_id_for(path)
         self.dir = root_dir(config.paths, self.id)
@@ -46,6 +49,16 @@ class RootIndex:
         (self.dir / "root.txt").write_text(str(path) + "\n")
         self.state = StateDB(self.dir / "state.db")
         self.lexical = LexicalIndex(self.dir / "tantivy")
+        model = f"{model_id} ({dim})"
+        built_with = self.state.get_meta("embedding_model")
+        if built_with is not None and built_with != model:
+            # Vectors of two models are not comparable: rebuild rather than mix them.
+            log.warning("embedding_model_changed", root=str(path), was=built_with, now=model)
+            shutil.rmtree(self.dir / "qdrant", ignore_errors=True)
+            self.lexical.delete_all()
+            self.lexical.commit()
+            self.state.clear()
+        self.state.set_meta("embedding_model", model)
         self.vectors: VectorStore = open_store(
             config.vector_store, self.dir / "qdrant", self.id, dim
         )
@@ -63,6 +76,8 @@ class RootIndex:
         self.lock = threading.Lock()
         self.opened_at = time.time()
         self.closed = False
+        #: Set when the root is being removed: a running batch stops at its next step.
+        self.cancelled = False
 
     def close(self) -> None:
         """Commit and release everything; safe to call twice."""

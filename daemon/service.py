@@ -28,7 +28,7 @@ from daemon.search import SearchHit, search_roots
 from daemon.verify import verify_root
 from daemon.watcher import RootWatcher
 from ipc import __version__
-from ipc.errors import BadRequest, NotFound
+from ipc.errors import BadRequest, Busy, NotFound
 from ipc.protocol import (
     KINDS,
     MODES,
@@ -42,6 +42,8 @@ from ipc.protocol import (
 log = structlog.get_logger("rcmd.service")
 
 Handler = Callable[[dict[str, Any]], Any]
+#: How long `verify` waits for a running batch before answering busy.
+VERIFY_WAIT_S = 10.0
 #: Most lines one `read` returns.
 MAX_READ_LINES = 2000
 
@@ -60,6 +62,8 @@ class Service:
             Collaborators(config, embedder, cache, should_stop=self.stop_requested.is_set)
         )
         self.roots: dict[str, RootIndex] = {}
+        #: Registered roots that could not be opened, with why.
+        self.failed: dict[str, str] = {}
         self.watchers: dict[str, RootWatcher] = {}
         self._roots_lock = threading.Lock()
         self._registry = config.paths.state_dir / "roots.json"
@@ -83,17 +87,25 @@ class Service:
             try:
                 self._open_root(Path(path))
             except Exception as exc:
+                # Kept registered (and shown in status) so a passing failure loses nothing.
+                self.failed[path] = f"{type(exc).__name__}: {exc}"
                 log.error("root_open_failed", root=path, error=str(exc))
 
     def shutdown(self) -> None:
+        """Stop watchers, let the indexer commit, close every store; one failure does not
+        keep the rest from closing."""
         self.stop_requested.set()
-        for w in self.watchers.values():
-            w.stop()
-        self.indexer.stop()
-        for root in self.roots.values():
-            with root.lock:
-                root.close()
-        self.cache.close()
+        steps: list[tuple[str, Callable[[], None]]] = [
+            *((f"watcher {w.root}", w.stop) for w in self.watchers.values()),
+            ("indexer", self.indexer.stop),
+            *((f"root {r.path}", r.close) for r in self.roots.values()),
+            ("embedding cache", self.cache.close),
+        ]
+        for what, step in steps:
+            try:
+                step()
+            except Exception:
+                log.exception("shutdown_step_failed", step=what)
         log.info("daemon_stopped")
 
     def _load_registry(self) -> list[str]:
@@ -108,11 +120,12 @@ class Service:
 
     def _save_registry(self) -> None:
         tmp = self._registry.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"roots": sorted(str(r.path) for r in self.roots.values())}))
+        paths = {str(r.path) for r in self.roots.values()} | set(self.failed)
+        tmp.write_text(json.dumps({"roots": sorted(paths)}))
         os.replace(tmp, self._registry)
 
     def _open_root(self, path: Path) -> RootIndex:
-        root = RootIndex(path, self.config, self.embedder.dim)
+        root = RootIndex(path, self.config, self.embedder.model_id, self.embedder.dim)
         self.roots[root.id] = root
 
         def on_status(text: str) -> None:
@@ -141,7 +154,7 @@ class Service:
         """The registered root that holds `raw` (the root itself or any path inside it)."""
         path = Path(raw).expanduser().resolve()
         best: RootIndex | None = None
-        for root in self.roots.values():
+        for root in list(self.roots.values()):
             if (path == root.path or root.path in path.parents) and (
                 best is None or len(str(root.path)) > len(str(best.path))
             ):
@@ -169,6 +182,7 @@ class Service:
                         break  # reopened below, with a watcher and a full scan
                     self.indexer.enqueue(root, None)
                     return self._root_status(root)
+            self.failed.pop(str(path), None)  # a root that failed to open gets another try
             root = self._open_root(path)
             self._save_registry()
         return self._root_status(root)
@@ -179,6 +193,9 @@ class Service:
         roots = [self._find_root(raw)] if raw else list(self.roots.values())
         if raw is None and not roots:
             raise NotFound("no roots are indexed; add one with: rcmd index PATH")
+        roots = [r for r in roots if r.path.is_dir()]  # a missing root keeps its index
+        if not roots:
+            raise NotFound("the root is missing on disk; nothing to rebuild")
         for root in roots:
             self.indexer.enqueue(root, None, force=force)
         return {"roots": [str(r.path) for r in roots], "force": force}
@@ -187,8 +204,13 @@ class Service:
         path = Path(param_str(params, "path")).expanduser().resolve()
         with self._roots_lock:
             root = next((r for r in self.roots.values() if r.path == path), None)
+            if root is None and str(path) in self.failed:
+                del self.failed[str(path)]
+                self._save_registry()
+                return {"removed": str(path)}
             if root is None:
                 raise NotFound(f"{path} is not an indexed root")
+            root.cancelled = True  # a running batch stops at its next step
             self.watchers.pop(root.id).stop()
             self.indexer.forget(root.id)
             del self.roots[root.id]
@@ -302,8 +324,12 @@ class Service:
         roots = [self._find_root(raw)] if raw else list(self.roots.values())
         reports = []
         for root in roots:
-            with root.lock:
+            if not root.lock.acquire(timeout=VERIFY_WAIT_S):
+                raise Busy(f"{root.path} is indexing; retry when rcmd status shows it idle")
+            try:
                 reports.append(verify_root(root))
+            finally:
+                root.lock.release()
         return {"ok": all(r["ok"] for r in reports), "roots": reports}
 
     def stop(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -328,6 +354,10 @@ class Service:
             "vector_store": "qdrant-server" if self.config.vector_store.url else "qdrant-edge",
             "last_batch": self.indexer.last_batch,
             "roots": [self._root_status(r) for r in list(self.roots.values())],
+            "failed_roots": [
+                {"path": p, "error": e, "next": f"see the log; remove it with: rcmd remove {p}"}
+                for p, e in self.failed.items()
+            ],
         }
         if param_bool(params, "verify", False):
             out["verify"] = self.verify({})
@@ -335,6 +365,12 @@ class Service:
 
     def summary(self) -> str:
         """One line for a service manager's status display."""
+        try:
+            return self._summary()
+        except Exception as exc:  # a root removed meanwhile, a state error: never fatal
+            return f"status unavailable: {exc}"
+
+    def _summary(self) -> str:
         roots = list(self.roots.values())
         busy = [r for r in roots if not self.indexer.idle(r.id)]
         if busy:
@@ -358,7 +394,7 @@ class Service:
         )
         skipped = list(root.state.skipped())
         reasons = Counter(reason for _p, reason, _d in skipped)
-        last_commit = root.state.get_meta("last_commit")
+        last_commit = root.state.get_meta("last_commit")  # this thread's read connection
         return {
             "path": str(root.path),
             "id": root.id,

@@ -79,25 +79,34 @@ def set_wal(conn: apsw.Connection) -> None:
 
 
 class StateDB:
-    """Writer side (the indexer thread) plus per-thread read connections for searches."""
+    """One writer connection, used under a lock, plus a read connection per thread.
+
+    apsw refuses a connection used by two threads at once, and the indexer writes while
+    requests read: so every read goes through the calling thread's own connection (WAL
+    lets it see the last commit), and every write holds `_lock`.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._lock = threading.RLock()
+        self._local = threading.local()
         try:
             self._db = _connect(path)
             with self._db:
                 self._db.execute(_SCHEMA)
-                version = self.get_meta("schema_version")
-                if version is None:
+                row = self._db.execute(
+                    "SELECT value FROM meta WHERE key='schema_version'"
+                ).fetchone()
+                if row is None:
                     self.set_meta("schema_version", str(SCHEMA_VERSION))
-                elif version != str(SCHEMA_VERSION):
-                    raise StateError(f"{path}: schema version {version}, expected {SCHEMA_VERSION}")
+                elif row[0] != str(SCHEMA_VERSION):
+                    raise StateError(f"{path}: schema version {row[0]}, expected {SCHEMA_VERSION}")
         except apsw.Error as exc:
             raise StateError(f"{path}: {exc}") from exc
-        self._local = threading.local()
 
     def close(self) -> None:
-        self._db.close()
+        with self._lock:
+            self._db.close()
 
     def _reader(self) -> apsw.Connection:
         conn: apsw.Connection | None = getattr(self._local, "conn", None)
@@ -108,17 +117,20 @@ class StateDB:
 
     # ---- meta ----
     def get_meta(self, key: str) -> str | None:
-        row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        row = self._reader().execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return None if row is None else str(row[0])
 
     def set_meta(self, key: str, value: str) -> None:
-        self._db.execute("INSERT OR REPLACE INTO meta VALUES(?,?)", (key, value))
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES(?,?)", (key, value))
 
     # ---- files ----
     def files(self) -> dict[str, FileRecord]:
         return {
             r[0]: FileRecord(r[0], r[1], r[2], r[3], bytes(r[4]), r[5])
-            for r in self._db.execute("SELECT path,size,mtime_ns,inode,hash,chunks FROM files")
+            for r in self._reader().execute(
+                "SELECT path,size,mtime_ns,inode,hash,chunks FROM files"
+            )
         }
 
     def counts(self) -> tuple[int, int]:
@@ -148,10 +160,10 @@ class StateDB:
         return {r[0]: ChunkRow(*r) for r in rows}
 
     def inflight(self) -> set[str]:
-        return {r[0] for r in self._db.execute("SELECT path FROM inflight")}
+        return {r[0] for r in self._reader().execute("SELECT path FROM inflight")}
 
     def mark_inflight(self, paths: Iterable[str]) -> None:
-        with self._db:
+        with self._lock, self._db:
             self._db.executemany("INSERT OR IGNORE INTO inflight VALUES(?)", ((p,) for p in paths))
 
     def record(
@@ -166,7 +178,7 @@ class StateDB:
         file_list = list(files)
         deleted_list = list(deleted)
         try:
-            with self._db:
+            with self._lock, self._db:
                 touched = [f.path for f in file_list] + deleted_list
                 self._db.executemany("DELETE FROM chunks WHERE path=?", ((p,) for p in touched))
                 self._db.executemany("DELETE FROM files WHERE path=?", ((p,) for p in deleted_list))
@@ -208,7 +220,7 @@ class StateDB:
 
     def update_stat(self, records: Iterable[FileRecord]) -> None:
         """Refresh (size, mtime, inode) of files whose content hash did not change."""
-        with self._db:
+        with self._lock, self._db:
             self._db.executemany(
                 "UPDATE files SET size=?, mtime_ns=?, inode=? WHERE path=?",
                 ((r.size, r.mtime_ns, r.inode, r.path) for r in records),
@@ -218,7 +230,7 @@ class StateDB:
         yield from self._reader().execute("SELECT path, reason, detail FROM skipped ORDER BY path")
 
     def clear(self) -> None:
-        """Forget everything recorded (a forced reindex starts from here)."""
-        with self._db:
+        """Forget everything recorded."""
+        with self._lock, self._db:
             for table in ("files", "chunks", "skipped", "inflight"):
                 self._db.execute(f"DELETE FROM {table}")

@@ -176,14 +176,17 @@ class EdgeStore:
         shard.close()
         t = time.perf_counter()
         try:
-            subprocess.run(
+            proc = subprocess.run(
                 [sys.executable, "-c", _VACUUM_SCRIPT, str(self.path)],
-                check=True,
                 capture_output=True,
+                text=True,
                 timeout=3600,
             )
         finally:
-            self._shard = self._qe.EdgeShard.load(str(self.path))
+            self._shard = self._qe.EdgeShard.load(str(self.path))  # raises: the store is broken
+        if proc.returncode != 0:
+            tail = proc.stderr.strip().splitlines()[-1:] or ["no output"]
+            raise RuntimeError(f"vacuum child exited with {proc.returncode}: {tail[0]}")
         return time.perf_counter() - t
 
     def close(self) -> None:

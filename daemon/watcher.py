@@ -67,7 +67,8 @@ class RootWatcher:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(5)
+        if self._thread.is_alive():  # never started for a missing root
+            self._thread.join(5)
 
     def _run(self) -> None:
         import watchfiles

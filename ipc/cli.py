@@ -32,6 +32,9 @@ examples:
   rcmd status                           roots, progress, cache, memory
 """
 
+#: How long `rcmd stop` waits for the daemon to commit and exit.
+STOP_WAIT_S = 120.0
+
 EPILOG = """\
 environment:
   RCMD_HOME=DIR                 keep all state, cache, socket and logs under DIR
@@ -146,8 +149,10 @@ def cmd_status(args: argparse.Namespace, paths: RuntimePaths) -> int:
         f"embeddings: {emb['model']}  cache hits {emb['cache_hits']}  misses {emb['cache_misses']}"
         f"  vectors: {status['vector_store']}"
     )
-    if not status["roots"]:
+    if not status["roots"] and not status.get("failed_roots"):
         print("no roots; add one with: rcmd index PATH")
+    for failed in status.get("failed_roots", []):
+        print(f"\n{failed['path']}  [failed to open: {failed['error']}]\n  {failed['next']}")
     for r in status["roots"]:
         state = "idle" if r["idle"] else r["activity"]
         print(f"\n{r['path']}  [{state}]")
@@ -191,16 +196,37 @@ def cmd_remove(args: argparse.Namespace, paths: RuntimePaths) -> int:
     return 0
 
 
+def _lock_released(lock: Path) -> bool:
+    import fcntl
+
+    try:
+        with open(lock, "a") as f:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+            return True
+    except FileNotFoundError:
+        return True
+
+
 def cmd_stop(args: argparse.Namespace, paths: RuntimePaths) -> int:
     if not is_running(paths):
         print("daemon not running", file=sys.stderr)
         return 0
+    pid = call(paths, "hello")["pid"]
     call(paths, "stop")
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (paths.socket.exists() or is_running(paths)):
+    deadline = time.monotonic() + STOP_WAIT_S
+    while time.monotonic() < deadline:
+        if _lock_released(paths.lock):  # the daemon holds its lock until its last step
+            print("daemon stopped")
+            return 0
         time.sleep(0.05)
-    print("daemon stopped")
-    return 0
+    raise RcmdError(
+        f"the daemon (pid {pid}) is still finishing after {STOP_WAIT_S:.0f}s; "
+        f"check again with: rcmd status, or see {paths.log_file}"
+    )
 
 
 def cmd_service(args: argparse.Namespace, paths: RuntimePaths) -> int:

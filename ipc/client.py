@@ -23,6 +23,7 @@ class Client:
 
     def __init__(self, socket_path: Path, timeout: float = 60.0) -> None:
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._timeout = timeout
         self._sock.settimeout(timeout)
         try:
             self._sock.connect(str(socket_path))
@@ -48,6 +49,11 @@ class Client:
         try:
             self._sock.sendall(Request(rid, method, params).encode())
             line = self._file.readline()
+        except TimeoutError:
+            raise RcmdError(
+                f"the daemon did not answer {method!r} within {self._timeout:.0f}s; "
+                "it may be busy, see: rcmd status"
+            ) from None
         except OSError as exc:
             raise DaemonNotRunning(
                 f"lost connection to the daemon ({exc}); {NOT_RUNNING}"

@@ -77,7 +77,7 @@ def warm_cache(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> Path:
     config = load_config({"RCMD_HOME": str(base / "home")})
     config.paths.cache_dir.mkdir(parents=True)
     cache = EmbedCache(config.paths.embed_cache)
-    root = RootIndex(crate.resolve(), config, embedder.dim)
+    root = RootIndex(crate.resolve(), config, embedder.model_id, embedder.dim)
     run_batch(root, None, Collaborators(config, embedder, cache))
     root.close()
     cache.close()

@@ -355,6 +355,11 @@ def test_missing_root_keeps_its_index_until_it_returns(daemon: Daemon, crate: Pa
     status = daemon.root_status(crate)
     assert status["watcher"].startswith("root missing")
     assert status["files"] == files
+    refused = daemon.cli("reindex", str(crate), "--force", check=False)
+    assert refused.returncode == 1 and "missing" in refused.stderr
+    assert daemon.root_status(crate)["files"] == files
+    assert daemon.stop() == 0  # a root without a watcher still shuts down cleanly
+    daemon.start()
     away.rename(crate)
     index(daemon, crate)
     back = daemon.wait_idle(crate)
@@ -413,3 +418,43 @@ def test_concurrent_clients_while_indexing(daemon: Daemon, crate: Path) -> None:
     assert done == list(range(200))
     daemon.wait_idle(crate)
     assert daemon.verify()["ok"]
+
+
+def test_cli_stop_returns_after_the_daemon_exited(daemon: Daemon, crate: Path) -> None:
+    index(daemon, crate)
+    from ipc.cli import _lock_released
+
+    out = daemon.cli("stop")
+    assert out.stdout.strip() == "daemon stopped"
+    # The single-instance lock is free: `rcmd stop && rcmd index X` can start a new daemon.
+    assert _lock_released(daemon.paths.lock)
+    assert daemon.proc is not None and daemon.proc.wait(timeout=60) == 0
+
+
+def test_root_that_fails_to_open_stays_registered(
+    daemon: Daemon, crate: Path, tmp_path: Path
+) -> None:
+    import apsw
+
+    index(daemon, crate)
+    root_id = daemon.root_status(crate)["id"]
+    assert daemon.stop() == 0
+    state = daemon.home / "state" / "roots" / root_id / "state.db"
+    db = apsw.Connection(str(state))
+    db.execute("UPDATE meta SET value='999' WHERE key='schema_version'")
+    db.close()
+    daemon.start()
+    status = daemon.call("status")
+    assert status["roots"] == []
+    (failed,) = status["failed_roots"]
+    assert failed["path"] == str(crate.resolve()) and "schema version" in failed["error"]
+    other = tmp_path / "other"
+    (other / "src").mkdir(parents=True)
+    (other / "src" / "lib.rs").write_text("pub fn other() {}\n")
+    index(daemon, other)
+    registry = json.loads((daemon.home / "state" / "roots.json").read_text())
+    assert registry["roots"] == sorted([str(crate.resolve()), str(other.resolve())])
+    assert "failed to open" in daemon.cli("status").stdout
+    daemon.cli("remove", str(crate))
+    registry = json.loads((daemon.home / "state" / "roots.json").read_text())
+    assert registry["roots"] == [str(other.resolve())]

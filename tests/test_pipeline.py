@@ -26,7 +26,7 @@ def setup(crate: Path, tmp_path: Path, embedder: Any, warm_cache: Path) -> Any:
     roots: list[RootIndex] = []
 
     def open_root() -> RootIndex:
-        root = RootIndex(crate.resolve(), config, embedder.dim)
+        root = RootIndex(crate.resolve(), config, embedder.model_id, embedder.dim)
         roots.append(root)
         return root
 
@@ -115,7 +115,7 @@ def test_cold_index_embeds_and_forced_rebuild_hits_the_cache(
     config.paths.cache_dir.mkdir(parents=True)
     cache = EmbedCache(config.paths.embed_cache)
     collab = Collaborators(config, embedder, cache)
-    root = RootIndex(crate.resolve(), config, embedder.dim)
+    root = RootIndex(crate.resolve(), config, embedder.model_id, embedder.dim)
     first = run_batch(root, None, collab)
     assert first.cache_misses > 0 and first.cache_hits == 0
     again = run_batch(root, None, collab, force=True)
@@ -184,3 +184,133 @@ def test_indexer_vacuums_when_garbage_passes_the_threshold(setup: Any) -> None:
     assert root.state.get_meta("vector_garbage") == "0"
     assert verify_root(root)["ok"]
     assert search(root, collab, "exponential backoff between attempts", "vector")
+
+
+def test_status_reads_while_batches_write(setup: Any) -> None:
+    """Request threads read state.db while the indexer writes it (apsw refuses one
+    connection used by two threads at once, so each thread must use its own)."""
+    import threading
+
+    crate, collab, open_root = setup
+    root = open_root()
+    run_batch(root, None, collab)
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def reader() -> None:
+        while not done.is_set():
+            try:
+                root.state.get_meta("last_commit")
+                root.state.counts()
+                list(root.state.skipped())
+                root.state.inflight()
+            except BaseException as exc:
+                errors.append(exc)
+                return
+
+    threads = [threading.Thread(target=reader) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        for i in range(15):
+            for path in crate.rglob("*.rs"):
+                os.utime(path, ns=(i + 1, i + 1))  # same content: stat updates only
+            run_batch(root, None, collab)
+    finally:
+        done.set()
+        for t in threads:
+            t.join()
+    assert not errors, errors
+    assert verify_root(root)["ok"]
+
+
+def test_non_utf8_file_name_is_skipped_not_fatal(setup: Any) -> None:
+    crate, collab, open_root = setup
+    bad = os.fsencode(crate / "src") + b"/bad\xff.rs"
+    with open(bad, "wb") as f:
+        f.write(b"pub fn hidden() {}\n")
+    root = open_root()
+    report = run_batch(root, None, collab)
+    assert report.indexed == sum(1 for _ in crate.rglob("*.rs")) - 1
+    reasons = {p: r for p, r, _d in root.state.skipped()}
+    assert reasons == {"src/bad\\xff.rs": "non_utf8_name"}
+    assert verify_root(root)["ok"], verify_root(root)["problems"]
+    os.unlink(bad)
+    run_batch(root, None, collab)
+    assert list(root.state.skipped()) == []
+
+
+def test_missing_root_is_not_emptied(setup: Any, tmp_path: Path) -> None:
+    crate, collab, open_root = setup
+    root = open_root()
+    run_batch(root, None, collab)
+    counts = root.state.counts()
+    away = tmp_path / "away"
+    crate.rename(away)
+    report = run_batch(root, None, collab, force=True)
+    assert report.deleted == 0 and root.state.counts() == counts
+    assert root.watch_status.startswith("root missing")
+    away.rename(crate)
+
+
+def test_interrupted_batch_keeps_unwritten_files_in_flight(
+    crate: Path, tmp_path: Path, embedder: Any, warm_cache: Path
+) -> None:
+    """Files read into a step that is never written must stay marked for redo."""
+    import dataclasses
+
+    config = load_config({"RCMD_HOME": str(tmp_path / "home")})
+    seed_cache(tmp_path / "home", warm_cache)
+    config = dataclasses.replace(
+        config,
+        index=dataclasses.replace(config.index, commit_interval_s=0.0, chunks_per_step=10_000),
+    )
+    cache = EmbedCache(config.paths.embed_cache)
+    calls = iter(range(1000))
+    collab = Collaborators(config, embedder, cache, should_stop=lambda: next(calls) >= 3)
+    root = RootIndex(crate.resolve(), config, embedder.model_id, embedder.dim)
+    try:
+        run_batch(root, None, collab)
+        recorded = set(root.state.files())
+        total = {p.relative_to(crate).as_posix() for p in crate.rglob("*.rs")}
+        assert recorded < total  # interrupted before the single step was written
+        assert root.state.inflight() == total - recorded
+        resumed = run_batch(root, [], Collaborators(config, embedder, cache))
+        assert resumed.indexed == len(total - recorded)
+        assert set(root.state.files()) == total and not root.state.inflight()
+        assert verify_root(root)["ok"]
+    finally:
+        root.close()
+        cache.close()
+
+
+def test_in_flight_file_is_rewritten_even_if_unchanged(setup: Any) -> None:
+    """A crash between the vector delete and upsert leaves the content unchanged but the
+    vectors gone; the in-flight mark must force a rewrite."""
+    _crate, collab, open_root = setup
+    root = open_root()
+    run_batch(root, None, collab)
+    root.state.mark_inflight(["src/lib.rs"])
+    root.vectors.delete_paths(["src/lib.rs"])
+    assert not verify_root(root)["ok"]
+    run_batch(root, [], collab)
+    assert verify_root(root)["ok"], verify_root(root)["problems"]
+
+
+def test_changing_the_model_rebuilds_instead_of_mixing(
+    crate: Path, tmp_path: Path, embedder: Any, warm_cache: Path
+) -> None:
+    config = load_config({"RCMD_HOME": str(tmp_path / "home")})
+    seed_cache(tmp_path / "home", warm_cache)
+    cache = EmbedCache(config.paths.embed_cache)
+    collab = Collaborators(config, embedder, cache)
+    root = RootIndex(crate.resolve(), config, embedder.model_id, embedder.dim)
+    run_batch(root, None, collab)
+    root.close()
+    other = RootIndex(crate.resolve(), config, "some/other-model", embedder.dim)
+    try:
+        assert other.state.counts() == (0, 0) and other.vectors.count() == 0
+        assert other.lexical.num_docs() == 0
+    finally:
+        other.close()
+        cache.close()

@@ -110,3 +110,19 @@ def test_param_checks_only_raise_bad_request(params: dict[str, Any]) -> None:
     ):
         with contextlib.suppress(BadRequest):
             check()
+
+
+def test_client_side_imports_nothing_heavy() -> None:
+    """`rcmd status` must start in milliseconds and editors may vendor `ipc`: importing the
+    CLI, client and protocol loads none of the daemon's heavy libraries."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, ipc.cli, ipc.client, ipc.protocol, ipc.units, ipc.completion;"
+        "heavy = {'tantivy', 'onnxruntime', 'fastembed', 'qdrant_edge', 'qdrant_client',"
+        " 'numpy', 'tree_sitter', 'apsw', 'mcp', 'structlog', 'daemon'};"
+        "print(sorted(heavy & {m.split('.')[0] for m in sys.modules}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
