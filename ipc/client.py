@@ -72,8 +72,10 @@ def call(paths: RuntimePaths, method: str, timeout: float = 60.0, **params: Any)
 
 
 def is_running(paths: RuntimePaths) -> bool:
+    """Whether a daemon answers; under socket activation the first connection starts it,
+    so allow for its start-up (loading the model) before giving up."""
     try:
-        call(paths, "hello", timeout=5)
+        call(paths, "hello", timeout=30)
     except DaemonNotRunning:
         return False
     return True
