@@ -23,6 +23,18 @@ FIXTURE_CRATE = Path(__file__).parent / "fixtures" / "demo_crate"
 REPO = Path(__file__).resolve().parent.parent
 
 
+def run_rcmd(*args: str, env: dict[str, str], timeout: float = 300) -> Any:
+    """The real CLI in a child process: `rcmd ARGS` with `env`."""
+    return subprocess.run(
+        [sys.executable, "-m", "ipc.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+    )
+
+
 def wait_until(pred: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05) -> Any:
     """Poll `pred` until it returns something truthy; fail with a message at the deadline."""
     deadline = time.monotonic() + timeout
@@ -120,14 +132,7 @@ class Daemon:
         return call(self.paths, method, **params)
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            [sys.executable, "-m", "ipc.cli", *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            cwd=REPO,
-        )
+        proc: subprocess.CompletedProcess[str] = run_rcmd(*args, env=self.env)
         if check and proc.returncode != 0:
             raise AssertionError(f"rcmd {' '.join(args)} -> {proc.returncode}\n{proc.stderr}")
         return proc

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO, Daemon, seed_cache, wait_until
+from tests.conftest import REPO, Daemon, run_rcmd, seed_cache, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -324,14 +324,8 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     env = {**os.environ, "RCMD_HOME": str(tmp_path / "nobody")}
 
     def rcmd(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "ipc.cli", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            cwd=REPO,
-        )
+        result: subprocess.CompletedProcess[str] = run_rcmd(*args, env=env, timeout=60)
+        return result
 
     out = rcmd("search", "anything")
     assert out.returncode == 1

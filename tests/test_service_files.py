@@ -16,6 +16,7 @@ from ipc.completion import script
 from ipc.paths import runtime_paths
 from ipc.units import LAUNCHD_LABEL, SOCKET, render_plist, render_service, service_files
 from tests.conftest import REPO
+from tests.conftest import run_rcmd as rcmd
 
 UNITS = REPO / "systemd"
 PLIST = REPO / "packaging" / "launchd" / f"{LAUNCHD_LABEL}.plist"
@@ -69,17 +70,6 @@ def test_plist_keys() -> None:
     assert plist["RunAtLoad"] is True
     assert plist["KeepAlive"] == {"SuccessfulExit": False}
     assert plist["StandardErrorPath"].startswith("/Users/me/Library/Logs/rcmd/")
-
-
-def rcmd(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ipc.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO,
-    )
 
 
 @pytest.mark.parametrize("manager", ["systemd", "launchd"])
