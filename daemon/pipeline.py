@@ -21,7 +21,7 @@ from daemon.chunker import Chunk, chunk_source
 from daemon.config import Config
 from daemon.embed_cache import EmbedCache, Vector, cache_key
 from daemon.embedder import Embedder
-from daemon.ignore import IGNORE_FILES, printable_if_not_utf8
+from daemon.ignore import IGNORE_FILES, is_indexable_name, printable_if_not_utf8
 from daemon.lexical import LexicalDoc
 from daemon.merkle import ancestors, hash_bytes
 from daemon.metrics import BatchReport
@@ -96,7 +96,7 @@ def _reconcile(root: RootIndex, paths: Iterable[str] | None) -> _Scan:
                 scan.present.update(root.ignore.walk(rel, scan.not_utf8))
         elif stat_mod.S_ISREG(st.st_mode):
             scan.scope.append(rel)
-            if name.endswith(".rs") and not root.ignore.is_ignored(rel, False):
+            if is_indexable_name(name) and not root.ignore.is_ignored(rel, False):
                 scan.present[rel] = st
         else:
             scan.scope.append(rel)
@@ -285,12 +285,7 @@ def _prepare_file(
             report.skipped += 1
             kind, _, detail = reason.partition(": ")
             pending.skipped[rel] = (kind, detail)
-        if rel in root.records:
-            root.lexical.delete_paths([rel])
-            root.vectors.delete_paths([rel])
-            pending.deleted.append(rel)
-            report.deleted += 1
-            report.points_dropped += root.records[rel].chunks
+        _drop_indexed(root, rel, pending, report)
         return None
     report.read += 1
     t = time.perf_counter()
@@ -304,13 +299,32 @@ def _prepare_file(
         root.records[rel] = same
         report.unchanged += 1
         return None
+    t = time.perf_counter()
+    try:
+        chunks = assign_ids(root.id, rel, chunk_source(rel, data))
+    except Exception as exc:  # one file the chunker cannot handle must not stop the batch
+        log.exception("chunk_failed", root=str(root.path), path=rel)
+        report.skipped += 1
+        pending.skipped[rel] = ("chunk_error", f"{type(exc).__name__}: {exc}")
+        _drop_indexed(root, rel, pending, report)
+        return None
+    report.time("chunk", time.perf_counter() - t)
     if old is not None:
         report.points_dropped += old.chunks
-    t = time.perf_counter()
-    chunks = assign_ids(root.id, rel, chunk_source(rel, data))
-    report.time("chunk", time.perf_counter() - t)
     root.progress.chunks_total += len(chunks)
     return FileRecord(rel, st.st_size, st.st_mtime_ns, st.st_ino, digest, len(chunks)), chunks
+
+
+def _drop_indexed(root: RootIndex, rel: str, pending: _Pending, report: BatchReport) -> None:
+    """Remove a file that is indexed but can no longer be (gone, unreadable, skipped)."""
+    old = root.records.get(rel)
+    if old is None:
+        return
+    root.lexical.delete_paths([rel])
+    root.vectors.delete_paths([rel])
+    pending.deleted.append(rel)
+    report.deleted += 1
+    report.points_dropped += old.chunks
 
 
 def _write_step(
