@@ -19,6 +19,8 @@ from daemon.root import RootIndex
 
 log = structlog.get_logger("rcmd.indexer")
 
+#: Pause before a failed batch's work is queued again.
+RETRY_S = 30.0
 VACUUM_MIN_POINTS = 1000
 VACUUM_FRACTION = 0.2
 #: After a failed vacuum, wait this long before the next try.
@@ -56,10 +58,6 @@ class Indexer:
             self._stopping = True
             self._cond.notify_all()
         self._thread.join(timeout)
-
-    @property
-    def stopping(self) -> bool:
-        return self._stopping
 
     def enqueue(
         self,
@@ -120,13 +118,31 @@ class Indexer:
                 self._run(root, work)
             except Exception as exc:  # a failed batch must not kill the indexer
                 root.lexical.rollback()
-                root.last_error = f"{type(exc).__name__}: {exc}"
+                root.last_error = f"{type(exc).__name__}: {exc} (retrying in {RETRY_S:.0f}s)"
                 root.progress.activity = "idle (last batch failed)"
-                log.exception("batch_failed", root=str(root.path))
+                log.exception("batch_failed", root=str(root.path), retry_in_s=RETRY_S)
+                self._retry_later(root, work)
             finally:
                 with self._cond:
                     self._running = None
                     self._cond.notify_all()
+
+    def _retry_later(self, root: RootIndex, work: _Work) -> threading.Timer:
+        """Queue a failed batch's work again after a pause (a full disk, a server that is
+        down: the daemon recovers by itself once the cause is gone)."""
+
+        def again() -> None:
+            if self._stopping or root.cancelled:
+                return
+            if work.force or work.full:
+                self.enqueue(root, None, force=work.force)
+            else:
+                self.enqueue(root, work.paths)
+
+        timer = threading.Timer(RETRY_S, again)
+        timer.daemon = True
+        timer.start()
+        return timer
 
     def _run(self, root: RootIndex, work: _Work) -> None:
         t0 = time.perf_counter()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,7 +73,6 @@ class RootIndex:
         self.watch_status = "starting"
         self.last_error = ""
         self.lock = threading.Lock()
-        self.opened_at = time.time()
         self.closed = False
         #: Set when the root is being removed: a running batch stops at its next step.
         self.cancelled = False

@@ -314,3 +314,18 @@ def test_changing_the_model_rebuilds_instead_of_mixing(
     finally:
         other.close()
         cache.close()
+
+
+def test_failed_work_is_queued_again(setup: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import daemon.indexer as indexer_mod
+    from daemon.indexer import Indexer, _Work
+
+    _crate, collab, open_root = setup
+    root = open_root()
+    monkeypatch.setattr(indexer_mod, "RETRY_S", 0.05)
+    indexer = Indexer(collab)  # not started: queued work stays visible
+    indexer._retry_later(root, _Work(paths={"src/lib.rs"})).join(10)
+    assert indexer.queued(root.id) == 1
+    root.cancelled = True
+    indexer._retry_later(root, _Work(full=True)).join(10)
+    assert indexer.queued(root.id) == 1  # a removed root is not retried
