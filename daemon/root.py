@@ -18,6 +18,7 @@ from daemon.merkle import MerkleTree
 from daemon.metrics import BatchReport
 from daemon.state import StateDB
 from daemon.vectors import VectorStore, open_store
+from ipc.errors import StateError
 
 log = structlog.get_logger("rcmd.root")
 
@@ -47,20 +48,36 @@ class RootIndex:
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "root.txt").write_text(str(path) + "\n")
         self.state = StateDB(self.dir / "state.db")
-        self.lexical = LexicalIndex(self.dir / "tantivy")
+        try:
+            self.lexical = LexicalIndex(self.dir / "tantivy")
+        except Exception as exc:  # a damaged meta.json, a foreign directory
+            self.state.close()
+            raise StateError(f"{self.dir / 'tantivy'}: {exc}") from exc
         model = f"{model_id} ({dim})"
         built_with = self.state.get_meta("embedding_model")
-        if built_with is not None and built_with != model:
-            # Vectors of two models are not comparable: rebuild rather than mix them.
-            log.warning("embedding_model_changed", root=str(path), was=built_with, now=model)
+        reset = self.state.created or (built_with is not None and built_with != model)
+        if reset:
+            # A new state.db records nothing, so whatever the indexes hold is unaccounted
+            # for; and vectors of two models are not comparable. Start both afresh.
+            if not self.state.created:
+                log.warning("embedding_model_changed", root=str(path), was=built_with, now=model)
             shutil.rmtree(self.dir / "qdrant", ignore_errors=True)
             self.lexical.delete_all()
             self.lexical.commit()
             self.state.clear()
         self.state.set_meta("embedding_model", model)
-        self.vectors: VectorStore = open_store(
-            config.vector_store, self.dir / "qdrant", self.id, dim
-        )
+        try:
+            self.vectors: VectorStore = open_store(
+                config.vector_store, self.dir / "qdrant", self.id, dim
+            )
+        except Exception as exc:
+            self.lexical.close()
+            self.state.close()
+            if config.vector_store.url:
+                raise  # a server that is down is not local damage: keep the root as failed
+            raise StateError(f"{self.dir / 'qdrant'}: {exc}") from exc
+        if reset and config.vector_store.url:
+            self.vectors.delete_all()  # a server collection outlives the local state
         self.ignore = IgnoreRules(path)
         self.records = self.state.files()
         self.tree = MerkleTree({p: r.hash for p, r in self.records.items()})

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import threading
 import time
 from collections import Counter
@@ -17,18 +18,18 @@ from typing import Any
 
 import structlog
 
-from daemon.config import Config
+from daemon.config import Config, root_dir
 from daemon.embed_cache import EmbedCache
 from daemon.embedder import Embedder
 from daemon.indexer import Indexer
 from daemon.metrics import peak_rss_bytes, rss_bytes
 from daemon.pipeline import Collaborators
-from daemon.root import RootIndex
+from daemon.root import RootIndex, root_id_for
 from daemon.search import SearchHit, search_roots
 from daemon.verify import verify_root
 from daemon.watcher import RootWatcher
 from ipc import __version__
-from ipc.errors import BadRequest, Busy, NotFound
+from ipc.errors import BadRequest, Busy, NotFound, StateError
 from ipc.protocol import (
     KINDS,
     MODES,
@@ -125,7 +126,22 @@ class Service:
         os.replace(tmp, self._registry)
 
     def _open_root(self, path: Path) -> RootIndex:
-        root = RootIndex(path, self.config, self.embedder.model_id, self.embedder.dim)
+        try:
+            root = RootIndex(path, self.config, self.embedder.model_id, self.embedder.dim)
+        except StateError as exc:
+            # The root's own files are unreadable (truncated, damaged, another schema): they
+            # are a cache of the source tree, so set them aside and rebuild from the files.
+            broken = root_dir(self.config.paths, root_id_for(path))
+            aside = broken.with_name(broken.name + ".broken")
+            log.error(
+                "root_state_unusable_rebuilding",
+                root=str(path),
+                error=str(exc),
+                moved_to=str(aside),
+            )
+            shutil.rmtree(aside, ignore_errors=True)
+            broken.rename(aside)
+            root = RootIndex(path, self.config, self.embedder.model_id, self.embedder.dim)
         self.roots[root.id] = root
 
         def on_status(text: str) -> None:

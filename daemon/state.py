@@ -97,6 +97,8 @@ class StateDB:
                 row = self._db.execute(
                     "SELECT value FROM meta WHERE key='schema_version'"
                 ).fetchone()
+                #: True when this open created the database (nothing was recorded before).
+                self.created = row is None
                 if row is None:
                     self.set_meta("schema_version", str(SCHEMA_VERSION))
                 elif row[0] != str(SCHEMA_VERSION):

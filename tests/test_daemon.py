@@ -425,30 +425,54 @@ def test_cli_stop_returns_after_the_daemon_exited(daemon: Daemon, crate: Path) -
     assert daemon.proc is not None and daemon.proc.wait(timeout=60) == 0
 
 
-def test_root_that_fails_to_open_stays_registered(
-    daemon: Daemon, crate: Path, tmp_path: Path
-) -> None:
+@pytest.mark.parametrize("damage", ["schema", "garbage_state", "tantivy_meta", "qdrant"])
+def test_damaged_state_is_set_aside_and_rebuilt(daemon: Daemon, crate: Path, damage: str) -> None:
     import apsw
 
     index(daemon, crate)
-    root_id = daemon.root_status(crate)["id"]
+    before = daemon.root_status(crate)
     assert daemon.stop() == 0
-    state = daemon.home / "state" / "roots" / root_id / "state.db"
-    db = apsw.Connection(str(state))
-    db.execute("UPDATE meta SET value='999' WHERE key='schema_version'")
-    db.close()
+    root_dir = daemon.home / "state" / "roots" / before["id"]
+    if damage == "schema":  # an index from another schema version
+        db = apsw.Connection(str(root_dir / "state.db"))
+        db.execute("UPDATE meta SET value='999' WHERE key='schema_version'")
+        db.close()
+    elif damage == "garbage_state":
+        (root_dir / "state.db").write_bytes(b"this is not a database" * 100)
+        for extra in ("state.db-wal", "state.db-shm"):
+            (root_dir / extra).unlink(missing_ok=True)
+    elif damage == "tantivy_meta":
+        (root_dir / "tantivy" / "meta.json").write_text("{ truncated")
+    else:
+        for f in (root_dir / "qdrant").rglob("*"):
+            if f.is_file():
+                f.write_bytes(b"\0garbage")
     daemon.start()
-    status = daemon.call("status")
-    assert status["roots"] == []
-    (failed,) = status["failed_roots"]
-    assert failed["path"] == str(crate.resolve()) and "schema version" in failed["error"]
-    other = tmp_path / "other"
-    (other / "src").mkdir(parents=True)
-    (other / "src" / "lib.rs").write_text("pub fn other() {}\n")
-    index(daemon, other)
-    registry = json.loads((daemon.home / "state" / "roots.json").read_text())
-    assert registry["roots"] == sorted([str(crate.resolve()), str(other.resolve())])
-    assert "failed to open" in daemon.cli("status").stdout
-    daemon.cli("remove", str(crate))
-    registry = json.loads((daemon.home / "state" / "roots.json").read_text())
-    assert registry["roots"] == [str(other.resolve())]
+    after = daemon.wait_idle(crate)
+    assert (after["files"], after["chunks"]) == (before["files"], before["chunks"])
+    assert daemon.verify()["ok"]
+    assert (root_dir.parent / (root_dir.name + ".broken")).is_dir()
+    log = (daemon.home / "log" / "rcmd.log").read_text()
+    assert "root_state_unusable_rebuilding" in log
+
+
+def test_root_that_fails_to_open_stays_registered(daemon: Daemon, crate: Path) -> None:
+    """A Qdrant server that is down is not damage: the root stays registered and shown."""
+    index(daemon, crate)
+    assert daemon.stop() == 0
+    down = Daemon(daemon.home, RCMD_VECTOR_STORE_URL="http://127.0.0.1:9")
+    down.start()
+    try:
+        status = down.call("status")
+        assert status["roots"] == []
+        (failed,) = status["failed_roots"]
+        assert failed["path"] == str(crate.resolve())
+        assert "failed to open" in down.cli("status").stdout
+        registry = json.loads((daemon.home / "state" / "roots.json").read_text())
+        assert registry["roots"] == [str(crate.resolve())]
+        down.cli("remove", str(crate))
+        registry = json.loads((daemon.home / "state" / "roots.json").read_text())
+        assert registry["roots"] == []
+    finally:
+        down.stop()
+        down.kill()
