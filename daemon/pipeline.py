@@ -41,6 +41,13 @@ class Collaborators:
     should_stop: Callable[[], bool] = lambda: False
 
 
+def crash_point(name: str) -> None:
+    """Die here, as a kill -9 would, when the test-only switch RCMD_TEST_CRASH_AT names this
+    point: the crash tests use it to hit the windows between the consistency steps."""
+    if os.environ.get("RCMD_TEST_CRASH_AT") == name:
+        os._exit(137)
+
+
 def chunk_id(root_id: str, path: str, c: Chunk, occurrence: int) -> str:
     key = f"{root_id}\0{path}\0{c.symbol}\0{c.kind}\0{c.part}\0{occurrence}"
     return blake3.blake3(key.encode()).hexdigest(length=16)
@@ -123,9 +130,11 @@ def _commit(root: RootIndex, pending: _Pending, report: BatchReport) -> None:
     t = time.perf_counter()
     root.lexical.commit()
     report.time("tantivy_commit", time.perf_counter() - t)
+    crash_point("after_tantivy_commit")
     t = time.perf_counter()
     root.vectors.flush()
     report.time("vector_flush", time.perf_counter() - t)
+    crash_point("before_state_record")
     t = time.perf_counter()
     root.state.record(pending.files, pending.chunks, pending.deleted, pending.skipped)
     for f in pending.files:

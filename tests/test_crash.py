@@ -10,11 +10,13 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Daemon, seed_cache, wait_until
+from tests.conftest import REPO, Daemon, seed_cache, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -85,6 +87,44 @@ def test_sigkill_during_indexing_loses_nothing(tmp_path: Path, warm_cache: Path)
         finally:
             fresh.stop()
             fresh.kill()
+    finally:
+        d.stop()
+        d.kill()
+
+
+@pytest.mark.parametrize("point", ["after_tantivy_commit", "before_state_record"])
+def test_crash_between_consistency_steps(tmp_path: Path, warm_cache: Path, point: str) -> None:
+    """Die right after the Tantivy commit (Qdrant not flushed, state not recorded), or
+    after both index writes but before the state record; the restart must repair it."""
+    rng = random.Random(SEED)
+    tree = tmp_path / "tree"
+    write_tree(tree / "src", rng, 6, 0)
+    home = tmp_path / "home"
+    seed_cache(home, warm_cache)
+    crashing = Daemon(home, RCMD_TEST_CRASH_AT=point)
+    crashing.start()
+    crashing.cli("index", str(tree))
+    assert crashing.proc is not None
+    assert crashing.proc.wait(timeout=300) == 137
+    d = Daemon(home)
+    d.start()
+    try:
+        files, _chunks = indexed(d, tree)
+        assert files == 6
+        assert d.verify()["ok"], d.verify()
+        # an incremental batch crashing the same way
+        d.stop()
+        write_tree(tree / "src", rng, 6, 1)
+        # The startup scan finds the changes and dies at the same point.
+        restarted = subprocess.run(
+            [sys.executable, "-m", "daemon"], env=crashing.env, cwd=REPO, timeout=300
+        )
+        assert restarted.returncode == 137
+        d.start()
+        indexed(d, tree)
+        assert d.verify()["ok"], d.verify()
+        hits = d.search("step_0_0_v1", "--mode", "bm25")
+        assert hits and hits[0]["symbol"] == "m0::step_0_0_v1"
     finally:
         d.stop()
         d.kill()
