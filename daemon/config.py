@@ -135,11 +135,13 @@ def load_config(env: dict[str, str] | None = None) -> Config:
 
 
 def ensure_dirs(paths: RuntimePaths) -> None:
-    """Create state dirs; the runtime dir is 0700 because it holds the socket."""
+    """Create state dirs. The runtime dir holds the socket, so it is created 0700; an
+    existing one is left as it is for the daemon's safety check to judge."""
     for d in (paths.state_dir, paths.cache_dir, paths.log_dir):
         d.mkdir(parents=True, exist_ok=True)
-    paths.runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(paths.runtime_dir, 0o700)
+    if not paths.runtime_dir.exists():
+        paths.runtime_dir.mkdir(parents=True, mode=0o700)
+        os.chmod(paths.runtime_dir, 0o700)  # mkdir's mode is filtered by the umask
 
 
 def root_dir(paths: RuntimePaths, root_id: str) -> Path:

@@ -29,6 +29,9 @@ from ipc.protocol import (
 log = structlog.get_logger("rcmd.server")
 
 Handler = Callable[[dict[str, Any]], Any]
+#: Pending connections the kernel queues before accept: a burst of clients (an editor
+#: opening many files, an agent fanning out) must not see EAGAIN on connect.
+BACKLOG = 1024
 #: sockaddr_un.sun_path is 108 bytes on Linux (104 on macOS), NUL included.
 SUN_PATH_MAX = 104
 
@@ -48,7 +51,7 @@ def bind_socket(path: Path) -> socket.socket:
     finally:
         os.umask(old)
     os.chmod(path, 0o600)
-    sock.listen(128)
+    sock.listen(BACKLOG)
     sock.setblocking(False)
     return sock
 
@@ -78,7 +81,7 @@ class Server:
 
     async def serve(self, sock: socket.socket) -> None:
         self._server = await asyncio.start_unix_server(
-            self._client, sock=sock, limit=MAX_LINE_BYTES
+            self._client, sock=sock, limit=MAX_LINE_BYTES, backlog=BACKLOG
         )
 
     async def close(self) -> None:

@@ -1,0 +1,138 @@
+"""Hostile clients and odd files: a protocol fuzz against the live daemon, many clients at
+once, file names with spaces, newlines and non-ASCII, and an unsafe runtime directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import REPO, Daemon
+
+pytestmark = pytest.mark.slow
+
+FUZZ_REQUESTS = int(os.environ.get("RCMD_FUZZ_REQUESTS", "10000"))
+#: Methods without side effects on the user's machine (no registering "/", no stop).
+SAFE_METHODS = ["hello", "status", "search", "verify", "read", "similar", "nope", ""]
+
+
+def random_json(rng: random.Random, depth: int = 0) -> Any:
+    pick = rng.randrange(9 if depth < 4 else 5)
+    if pick == 0:
+        return None
+    if pick == 1:
+        return rng.choice([True, False])
+    if pick == 2:
+        return rng.choice([0, -1, 2**63, -(2**70), 10**300, rng.randrange(-100, 100)])
+    if pick == 3:
+        return rng.choice([1.5, -0.0, 1e308])
+    if pick == 4:
+        return "".join(chr(rng.randrange(1, 0x2FFF)) for _ in range(rng.randrange(12)))
+    if pick in (5, 6):
+        return [random_json(rng, depth + 1) for _ in range(rng.randrange(4))]
+    keys = ["query", "limit", "mode", "root", "path", "kind", "start_line", "end_line", "x"]
+    return {rng.choice(keys): random_json(rng, depth + 1) for _ in range(rng.randrange(5))}
+
+
+def fuzz_line(rng: random.Random, i: int) -> bytes:
+    kind = rng.randrange(6)
+    if kind == 0:  # raw bytes, no newline inside
+        return bytes(rng.randrange(256) for _ in range(rng.randrange(60))).replace(b"\n", b" ")
+    if kind == 1:  # any JSON value
+        return json.dumps(random_json(rng)).encode()
+    if kind == 2:  # deep nesting
+        n = rng.randrange(1000, 100_000)
+        return b"[" * n + b"]" * n
+    request: dict[str, Any] = {"id": i, "method": rng.choice(SAFE_METHODS)}
+    if kind != 3:
+        request["params"] = random_json(rng)
+    if kind == 5:
+        request["id"] = random_json(rng)
+    return json.dumps(request).encode()
+
+
+def test_protocol_fuzz_every_line_gets_a_reply(daemon: Daemon, crate: Path) -> None:
+    daemon.cli("index", str(crate), "--wait")
+    rng = random.Random(20261127)
+    lines = [fuzz_line(rng, i) for i in range(FUZZ_REQUESTS)]
+    lines = [line for line in lines if line.strip()]  # blank lines get no reply, by design
+    replies: list[dict[str, Any]] = []
+
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(120)
+        s.connect(str(daemon.paths.socket))
+        reader = s.makefile("rb")
+
+        def send() -> None:
+            for line in lines:
+                s.sendall(line + b"\n")
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        for _ in lines:
+            replies.append(json.loads(reader.readline()))
+        sender.join()
+    assert len(replies) == len(lines)
+    assert all(("result" in r) != ("error" in r) for r in replies)
+    internal = [r for r in replies if r.get("error", {}).get("code") == "internal"]
+    assert not internal, internal[:3]
+    assert daemon.call("hello")["protocol"] == 1
+    assert daemon.verify()["ok"]
+    print(f"fuzz: {len(lines)} requests, {sum('error' in r for r in replies)} error replies")
+
+
+def test_two_hundred_clients_at_once(daemon: Daemon, crate: Path) -> None:
+    daemon.cli("index", str(crate), "--wait")
+    conns = []
+    for _ in range(200):
+        c = socket.socket(socket.AF_UNIX)
+        c.settimeout(120)
+        c.connect(str(daemon.paths.socket))
+        conns.append(c)
+    try:
+        for i, c in enumerate(conns):
+            method = "search" if i % 2 else "status"
+            params = {"query": "retry", "limit": 3} if method == "search" else {}
+            c.sendall(json.dumps({"id": i, "method": method, "params": params}).encode() + b"\n")
+        for i, c in enumerate(conns):
+            reply = json.loads(c.makefile("rb").readline())
+            assert reply["id"] == i and "result" in reply
+    finally:
+        for c in conns:
+            c.close()
+
+
+def test_odd_file_names_are_indexed(daemon: Daemon, crate: Path) -> None:
+    odd = ["with space.rs", "naïve_ünïcödé.rs", "new\nline.rs", "日本語.rs"]
+    for i, name in enumerate(odd):
+        (crate / "src" / name).write_text(f"pub fn odd_name_marker_{i}() {{}}\n")
+    daemon.cli("index", str(crate), "--wait")
+    for i, name in enumerate(odd):
+        hits = daemon.search(f"odd_name_marker_{i}", "--mode", "bm25")
+        assert hits[0]["path"] == f"src/{name}"
+    assert daemon.verify()["ok"]
+
+
+def test_unsafe_runtime_dir_is_refused(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    (home / "run").mkdir(parents=True)
+    os.chmod(home / "run", 0o777)
+    proc = subprocess.run(
+        [sys.executable, "-m", "daemon"],
+        env={**os.environ, "RCMD_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
+    assert proc.returncode == 1
+    assert "writable by others" in proc.stderr and "chmod 700" in proc.stderr
+    assert not (home / "run" / "rcmd.sock").exists()
