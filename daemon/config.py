@@ -30,6 +30,8 @@ class IndexConfig:
     commit_interval_s: float = 1.0
     #: Chunks embedded and written per step of a batch (bounds memory and commit latency).
     chunks_per_step: int = 128
+    #: A failed batch (a full disk, a server that is down) is queued again after this long.
+    retry_after_s: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)

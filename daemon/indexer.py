@@ -19,8 +19,6 @@ from daemon.root import RootIndex
 
 log = structlog.get_logger("rcmd.indexer")
 
-#: Pause before a failed batch's work is queued again.
-RETRY_S = 30.0
 VACUUM_MIN_POINTS = 1000
 VACUUM_FRACTION = 0.2
 #: After a failed vacuum, wait this long before the next try.
@@ -118,9 +116,10 @@ class Indexer:
                 self._run(root, work)
             except Exception as exc:  # a failed batch must not kill the indexer
                 root.lexical.rollback()
-                root.last_error = f"{type(exc).__name__}: {exc} (retrying in {RETRY_S:.0f}s)"
+                retry = self.collab.config.index.retry_after_s
+                root.last_error = f"{type(exc).__name__}: {exc} (retrying in {retry:g}s)"
                 root.progress.activity = "idle (last batch failed)"
-                log.exception("batch_failed", root=str(root.path), retry_in_s=RETRY_S)
+                log.exception("batch_failed", root=str(root.path), retry_in_s=retry)
                 self._retry_later(root, work)
             finally:
                 with self._cond:
@@ -139,7 +138,7 @@ class Indexer:
             else:
                 self.enqueue(root, work.paths)
 
-        timer = threading.Timer(RETRY_S, again)
+        timer = threading.Timer(self.collab.config.index.retry_after_s, again)
         timer.daemon = True
         timer.start()
         return timer

@@ -7,6 +7,7 @@ so no user input can be a syntax error. Tantivy's commit and searches release th
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -101,10 +102,16 @@ class LexicalIndex:
         self.index.reload()
 
     def rollback(self) -> None:
-        """Drop uncommitted writes (a batch failed half way; its paths stay in-flight)."""
-        if self._writer is not None and self.pending:
-            self._writer.rollback()
-            self.pending = 0
+        """Drop uncommitted writes and the writer itself (a batch failed half way; its
+        paths stay in-flight). A writer whose commit failed, on a full disk say, refuses
+        all further work, so the next batch opens a fresh one."""
+        writer, self._writer = self._writer, None
+        self.pending = 0
+        if writer is not None:
+            # A dead writer refuses even the rollback; dropping it releases the index lock.
+            with contextlib.suppress(Exception):
+                writer.rollback()
+            del writer
 
     def close(self) -> None:
         if self._writer is not None:

@@ -18,10 +18,15 @@ class _Sink:
         self._file = file
         self._tty = tty
         self._console = structlog.dev.ConsoleRenderer(colors=False) if tty else None
+        self.dropped = 0
 
     def _emit(self, **event: Any) -> None:
-        self._file.write(json.dumps(event, default=str) + "\n")
-        self._file.flush()
+        try:
+            self._file.write(json.dumps(event, default=str) + "\n")
+            self._file.flush()
+        except OSError:
+            self.dropped += 1  # a full disk must not turn logging into a crash
+            return
         if self._tty is not None and self._console is not None:
             self._tty.write(str(self._console(None, "", dict(event))) + "\n")
             self._tty.flush()

@@ -136,3 +136,43 @@ def test_unsafe_runtime_dir_is_refused(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert "writable by others" in proc.stderr and "chmod 700" in proc.stderr
     assert not (home / "run" / "rcmd.sock").exists()
+
+
+def test_full_disk_is_reported_and_recovered(tmp_path: Path, crate: Path, warm_cache: Path) -> None:
+    """The state dir on a 16 MB tmpfs: fill it, edit a file, see the failure in status
+    while search keeps answering, free the space, and the edit lands by itself."""
+    from tests.conftest import seed_cache, wait_until
+
+    home = tmp_path / "small"
+    home.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(home)])
+    assert mounted.returncode == 0, "mounting a tmpfs needs root, as CI has"
+    d = Daemon(home, RCMD_INDEX_RETRY_AFTER_S="0.5")
+    try:
+        seed_cache(home, warm_cache)
+        d.start()
+        d.cli("index", str(crate), "--wait")
+        filler = home / "filler"
+        with open(filler, "wb") as f, pytest.raises(OSError):
+            while True:
+                f.write(b"\0" * (1 << 20))
+                f.flush()
+        store = crate / "src" / "store.rs"
+        store.write_text(store.read_text() + "\npub fn disk_full_marker() {}\n")
+        print("while full:", wait_until(lambda: d.root_status(crate)["last_error"], timeout=60))
+        assert d.search("fetch_with_retry", "--mode", "bm25")  # still answering
+        filler.unlink()
+        wait_until(
+            lambda: (
+                (h := d.search("disk_full_marker", "--mode", "bm25"))
+                and h[0]["symbol"] == "store::disk_full_marker"
+            ),
+            timeout=120,
+        )
+        wait_until(lambda: not d.root_status(crate)["last_error"], timeout=60)
+        d.wait_idle(crate)
+        assert d.verify()["ok"], d.verify()
+    finally:
+        d.stop()
+        d.kill()
+        subprocess.run(["umount", "-l", str(home)])

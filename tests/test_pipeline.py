@@ -316,14 +316,18 @@ def test_changing_the_model_rebuilds_instead_of_mixing(
         cache.close()
 
 
-def test_failed_work_is_queued_again(setup: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    import daemon.indexer as indexer_mod
+def test_failed_work_is_queued_again(setup: Any) -> None:
+    import dataclasses
+
     from daemon.indexer import Indexer, _Work
 
     _crate, collab, open_root = setup
     root = open_root()
-    monkeypatch.setattr(indexer_mod, "RETRY_S", 0.05)
-    indexer = Indexer(collab)  # not started: queued work stays visible
+    config = collab.config
+    config = dataclasses.replace(
+        config, index=dataclasses.replace(config.index, retry_after_s=0.05)
+    )
+    indexer = Indexer(dataclasses.replace(collab, config=config))  # not started: work stays queued
     indexer._retry_later(root, _Work(paths={"src/lib.rs"})).join(10)
     assert indexer.queued(root.id) == 1
     root.cancelled = True
