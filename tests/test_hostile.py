@@ -138,9 +138,13 @@ def test_unsafe_runtime_dir_is_refused(tmp_path: Path) -> None:
     assert not (home / "run" / "rcmd.sock").exists()
 
 
-def test_full_disk_is_reported_and_recovered(tmp_path: Path, crate: Path, warm_cache: Path) -> None:
-    """The state dir on a 16 MB tmpfs: fill it, edit a file, see the failure in status
-    while search keeps answering, free the space, and the edit lands by itself."""
+@pytest.mark.parametrize("fault", ["full", "read_only"])
+def test_full_or_read_only_state_dir_is_reported_and_recovered(
+    tmp_path: Path, crate: Path, warm_cache: Path, fault: str
+) -> None:
+    """The state dir on a 16 MB tmpfs: fill it (or remount it read-only), edit a file, see
+    the failure in status while search keeps answering, undo the fault, and the edit
+    lands by itself."""
     from tests.conftest import seed_cache, wait_until
 
     home = tmp_path / "small"
@@ -148,24 +152,33 @@ def test_full_disk_is_reported_and_recovered(tmp_path: Path, crate: Path, warm_c
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(home)])
     assert mounted.returncode == 0, "mounting a tmpfs needs root, as CI has"
     d = Daemon(home, RCMD_INDEX_RETRY_AFTER_S="0.5")
+    filler = home / "filler"
     try:
         seed_cache(home, warm_cache)
         d.start()
         d.cli("index", str(crate), "--wait")
-        filler = home / "filler"
-        with open(filler, "wb") as f, pytest.raises(OSError):
-            while True:
-                f.write(b"\0" * (1 << 20))
-                f.flush()
+        if fault == "full":
+            with open(filler, "wb") as f, pytest.raises(OSError):
+                while True:
+                    f.write(b"\0" * (1 << 20))
+                    f.flush()
+        else:  # a read-only bind mount over the state folder: new files cannot be made
+            state = str(home / "state")
+            subprocess.run(["mount", "--bind", state, state], check=True)
+            subprocess.run(["mount", "-o", "remount,bind,ro", state], check=True)
         store = crate / "src" / "store.rs"
-        store.write_text(store.read_text() + "\npub fn disk_full_marker() {}\n")
-        print("while full:", wait_until(lambda: d.root_status(crate)["last_error"], timeout=60))
+        store.write_text(store.read_text() + "\npub fn state_fault_marker() {}\n")
+        error = wait_until(lambda: d.root_status(crate)["last_error"], timeout=60)
+        print(f"{fault}: {error}")
         assert d.search("fetch_with_retry", "--mode", "bm25")  # still answering
-        filler.unlink()
+        if fault == "full":
+            filler.unlink()
+        else:
+            subprocess.run(["umount", str(home / "state")], check=True)
         wait_until(
             lambda: (
-                (h := d.search("disk_full_marker", "--mode", "bm25"))
-                and h[0]["symbol"] == "store::disk_full_marker"
+                (h := d.search("state_fault_marker", "--mode", "bm25"))
+                and h[0]["symbol"] == "store::state_fault_marker"
             ),
             timeout=120,
         )
@@ -173,6 +186,8 @@ def test_full_disk_is_reported_and_recovered(tmp_path: Path, crate: Path, warm_c
         d.wait_idle(crate)
         assert d.verify()["ok"], d.verify()
     finally:
+        if fault == "read_only":
+            subprocess.run(["umount", str(home / "state")], capture_output=True)
         d.stop()
         d.kill()
         subprocess.run(["umount", "-l", str(home)])
