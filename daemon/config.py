@@ -32,6 +32,8 @@ class IndexConfig:
     chunks_per_step: int = 128
     #: A failed batch (a full disk, a server that is down) is queued again after this long.
     retry_after_s: float = 30.0
+    #: Rescan period when the watcher fails, and how often a missing root is looked for.
+    poll_interval_s: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)

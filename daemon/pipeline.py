@@ -191,7 +191,7 @@ def run_batch(
     prog.started_at = time.time()
     if not root.path.is_dir():
         # An unmounted disk or a moved checkout is not "every file deleted".
-        root.watch_status = "root missing; re-add it with: rcmd index PATH"
+        root.watch_status = "root missing; waiting for it to return"
         prog.activity = "idle"
         return report
     prog.activity = "scanning"

@@ -153,14 +153,16 @@ class Service:
             on_status,
             self.config.index.debounce_ms,
             self.config.index.max_wait_ms,
+            self.config.index.poll_interval_s,
         )
         self.watchers[root.id] = watcher
-        if not path.is_dir():
-            # An unmounted disk or a moved checkout: keep the index, do not "delete" it all.
-            root.watch_status = "root missing; re-add it with: rcmd index PATH"
+        if path.is_dir():
+            self.indexer.enqueue(root, None)
+        else:
+            # An unmounted disk or a moved checkout: keep the index, do not "delete" it all;
+            # the watcher rescans when the root is back.
+            root.watch_status = "root missing; waiting for it to return"
             log.warning("root_missing", root=str(path))
-            return root
-        self.indexer.enqueue(root, None)
         watcher.start()
         log.info("root_opened", root=str(path), id=root.id, files=len(root.records))
         return root
@@ -190,12 +192,6 @@ class Service:
         with self._roots_lock:
             for root in list(self.roots.values()):
                 if root.path == path:
-                    if root.watch_status.startswith("root missing"):
-                        self.watchers.pop(root.id)
-                        del self.roots[root.id]
-                        with root.lock:
-                            root.close()
-                        break  # reopened below, with a watcher and a full scan
                     self.indexer.enqueue(root, None)
                     return self._root_status(root)
             self.failed.pop(str(path), None)  # a root that failed to open gets another try

@@ -19,9 +19,6 @@ from daemon.ignore import ALWAYS_IGNORED_DIRS
 
 log = structlog.get_logger("rcmd.watcher")
 
-#: How often a root whose watcher failed is rescanned in full.
-POLL_FALLBACK_S = 30.0
-
 
 def relevant(root: Path, path: str) -> str | None:
     """The root-relative posix path of an event worth reconciling, else None."""
@@ -41,8 +38,14 @@ def relevant(root: Path, path: str) -> str | None:
 
 
 class RootWatcher:
-    """A thread watching one root; calls `on_paths(set_of_rel_paths)` per batch,
-    or `on_paths(None)` when it must fall back to a full rescan."""
+    """A thread watching one root; calls `on_paths(set_of_rel_paths)` per batch, or
+    `on_paths(None)` when a full rescan is due (the watcher failed, or the root came back).
+
+    A watch on a deleted root goes silent (inotify loses the directory), so the root's
+    disappearance ends the watch; the thread then waits for the root to return and
+    starts watching again. A watcher that fails (watch limit, overflow) degrades to a
+    full rescan every `poll_s` seconds and retries the watch each time.
+    """
 
     def __init__(
         self,
@@ -51,12 +54,14 @@ class RootWatcher:
         on_status: Callable[[str], None],
         debounce_ms: int,
         max_wait_ms: int,
+        poll_s: float,
     ) -> None:
         self.root = root
         self._on_paths = on_paths
         self._on_status = on_status
         self._step = max(1, debounce_ms)
         self._max_wait = max(self._step, max_wait_ms)
+        self._poll_s = poll_s
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._run, name=f"rcmd-watch-{root.name}", daemon=True
@@ -71,6 +76,27 @@ class RootWatcher:
             self._thread.join(5)
 
     def _run(self) -> None:
+        while not self._stop.is_set():
+            if not self.root.is_dir():
+                self._on_status("root missing; waiting for it to return")
+                while not self.root.is_dir():
+                    if self._stop.wait(self._poll_s):
+                        return
+                log.info("root_returned", root=str(self.root))
+                self._on_paths(None)
+            reason = self._watch()
+            if reason is None:
+                continue  # stopped, or the root went away: the loop decides
+            log.warning("watcher_failed", root=str(self.root), reason=reason)
+            self._on_status(
+                f"polling every {self._poll_s:g}s (watcher failed: {reason}); retrying it"
+            )
+            self._on_paths(None)
+            if self._stop.wait(self._poll_s):
+                return
+
+    def _watch(self) -> str | None:
+        """Watch until stopped or the root disappears (None), or fail (the reason)."""
         import watchfiles
 
         try:
@@ -88,13 +114,8 @@ class RootWatcher:
                 rels = {r for _change, p in changes if (r := relevant(self.root, p)) is not None}
                 if rels:
                     self._on_paths(rels)
-            if self._stop.is_set():
-                return
-            reason = "watch ended (root removed?)"
-        except Exception as exc:  # inotify limits, overflow, vanished root
-            reason = f"{type(exc).__name__}: {exc}"
-        log.warning("watcher_failed", root=str(self.root), reason=reason)
-        self._on_status(f"polling every {POLL_FALLBACK_S:.0f}s (watcher failed: {reason})")
-        self._on_paths(None)
-        while not self._stop.wait(POLL_FALLBACK_S):
-            self._on_paths(None)
+                if not self.root.is_dir():
+                    return None
+        except Exception as exc:  # inotify limits, overflow
+            return f"{type(exc).__name__}: {exc}"
+        return None if self._stop.is_set() else "the watch ended"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import stat
@@ -476,3 +477,40 @@ def test_root_that_fails_to_open_stays_registered(daemon: Daemon, crate: Path) -
     finally:
         down.stop()
         down.kill()
+
+
+def test_root_deleted_while_watched_then_restored(tmp_path: Path, warm_cache: Path) -> None:
+    """inotify loses a deleted root for good: the watcher notices, keeps the index, waits
+    for the root to come back, rescans and watches again."""
+    home = tmp_path / "home-del"
+    seed_cache(home, warm_cache)
+    d = Daemon(home, RCMD_INDEX_POLL_INTERVAL_S="0.2")
+    crate = tmp_path / "crate"
+    shutil.copytree(REPO / "tests" / "fixtures" / "demo_crate", crate)
+    d.start()
+    try:
+        index(d, crate)
+        files = d.root_status(crate)["files"]
+        backup = tmp_path / "backup"
+        shutil.copytree(crate, backup)
+        shutil.rmtree(crate)
+        wait_until(lambda: d.root_status(crate)["watcher"].startswith("root missing"))
+        assert d.root_status(crate)["files"] == files  # the index is kept meanwhile
+        shutil.copytree(backup, crate)
+        wait_until(lambda: d.root_status(crate)["watcher"] == "watching")
+        d.wait_idle(crate)
+        # and the new watch works: an edit is followed
+        (crate / "src" / "lib.rs").write_text(
+            (crate / "src" / "lib.rs").read_text() + "\npub fn after_return_marker() {}\n"
+        )
+        wait_until(
+            lambda: (
+                (h := d.search("after_return_marker", "--mode", "bm25"))
+                and h[0]["symbol"] == "after_return_marker"
+            )
+        )
+        d.wait_idle(crate)
+        assert d.verify()["ok"]
+    finally:
+        d.stop()
+        d.kill()
