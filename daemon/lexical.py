@@ -8,7 +8,6 @@ so no user input can be a syntax error. Tantivy's commit and searches release th
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,7 +56,6 @@ class LexicalIndex:
         self._heap = heap_bytes
         self._threads = threads
         self._writer: tantivy.IndexWriter | None = None
-        self._lock = threading.Lock()
         self.pending = 0
 
     def _w(self) -> tantivy.IndexWriter:

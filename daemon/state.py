@@ -214,8 +214,9 @@ class StateDB:
                         )
                     else:
                         self._db.execute("DELETE FROM skipped WHERE path=?", (path,))
-                self._db.executemany("DELETE FROM inflight WHERE path=?", ((p,) for p in touched))
-                self._db.executemany("DELETE FROM inflight WHERE path=?", ((p,) for p in skipped))
+                self._db.executemany(
+                    "DELETE FROM inflight WHERE path=?", ((p,) for p in [*touched, *skipped])
+                )
                 self.set_meta("last_commit", repr(now))
         except apsw.Error as exc:
             raise StateError(f"{self.path}: {exc}") from exc

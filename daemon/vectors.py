@@ -13,7 +13,7 @@ the daemon's process; deleted points are vacuumed by a child process instead.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -38,6 +38,18 @@ def point_id(chunk_id: str) -> str:
 
 def chunk_id_of(pid: Any) -> str:
     return uuid.UUID(str(pid)).hex
+
+
+def _ids_by_path(scroll: Callable[[Any], tuple[Sequence[Any], Any]]) -> dict[str, set[str]]:
+    """Page through every point (`scroll(offset)` → records, next offset) into path → ids."""
+    out: dict[str, set[str]] = {}
+    offset: Any = None
+    while True:
+        records, offset = scroll(offset)
+        for r in records:
+            out.setdefault(str((r.payload or {}).get("path")), set()).add(chunk_id_of(r.id))
+        if offset is None:
+            return out
 
 
 class VectorStore(Protocol):
@@ -147,16 +159,11 @@ class EdgeStore:
 
     def ids_by_path(self) -> dict[str, set[str]]:
         qe = self._qe
-        out: dict[str, set[str]] = {}
-        offset: Any = None
-        while True:
-            records, offset = self._shard.scroll(
+        return _ids_by_path(
+            lambda offset: self._shard.scroll(
                 qe.ScrollRequest(offset=offset, limit=1000, with_payload=["path"])
             )
-            for r in records:
-                out.setdefault(str((r.payload or {}).get("path")), set()).add(chunk_id_of(r.id))
-            if offset is None:
-                return out
+        )
 
     def count(self) -> int:
         return int(self._shard.count(self._qe.CountRequest(exact=True)))
@@ -256,16 +263,11 @@ class ServerStore:
         return [(chunk_id_of(h.id), float(h.score)) for h in hits]
 
     def ids_by_path(self) -> dict[str, set[str]]:
-        out: dict[str, set[str]] = {}
-        offset: Any = None
-        while True:
-            records, offset = self._client.scroll(
+        return _ids_by_path(
+            lambda offset: self._client.scroll(
                 self.collection, limit=1000, offset=offset, with_payload=["path"]
             )
-            for r in records:
-                out.setdefault(str((r.payload or {}).get("path")), set()).add(chunk_id_of(r.id))
-            if offset is None:
-                return out
+        )
 
     def count(self) -> int:
         return int(self._client.count(self.collection, exact=True).count)

@@ -35,6 +35,18 @@ def run_rcmd(*args: str, env: dict[str, str], timeout: float = 300) -> Any:
     )
 
 
+def run_daemon_once(env: dict[str, str], timeout: float = 60) -> Any:
+    """`python -m daemon` run to its end: for daemons expected to refuse or to crash."""
+    return subprocess.run(
+        [sys.executable, "-m", "daemon"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+    )
+
+
 def wait_until(pred: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05) -> Any:
     """Poll `pred` until it returns something truthy; fail with a message at the deadline."""
     deadline = time.monotonic() + timeout

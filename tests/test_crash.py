@@ -10,13 +10,11 @@ from __future__ import annotations
 import os
 import random
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, Daemon, seed_cache, wait_until
+from tests.conftest import Daemon, run_daemon_once, seed_cache, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -116,9 +114,7 @@ def test_crash_between_consistency_steps(tmp_path: Path, warm_cache: Path, point
         d.stop()
         write_tree(tree / "src", rng, 6, 1)
         # The startup scan finds the changes and dies at the same point.
-        restarted = subprocess.run(
-            [sys.executable, "-m", "daemon"], env=crashing.env, cwd=REPO, timeout=300
-        )
+        restarted = run_daemon_once(crashing.env, timeout=300)
         assert restarted.returncode == 137
         d.start()
         indexed(d, tree)

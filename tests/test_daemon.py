@@ -9,7 +9,6 @@ import signal
 import socket
 import stat
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO, Daemon, run_rcmd, seed_cache, wait_until
+from tests.conftest import REPO, Daemon, run_daemon_once, run_rcmd, seed_cache, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -287,14 +286,7 @@ def test_status_answers_while_a_big_batch_indexes(daemon: Daemon, tmp_path: Path
 
 
 def test_second_daemon_refuses(daemon: Daemon) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "daemon"],
-        env=daemon.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO,
-    )
+    proc = run_daemon_once(daemon.env)
     assert proc.returncode == 1
     assert "already running" in proc.stderr or "another rcmd daemon" in proc.stderr
     assert daemon.call("hello")
@@ -365,14 +357,7 @@ def test_missing_root_keeps_its_index_until_it_returns(daemon: Daemon, crate: Pa
 
 def test_too_long_socket_path_is_a_clear_error(tmp_path: Path) -> None:
     home = tmp_path / ("x" * 100)
-    proc = subprocess.run(
-        [sys.executable, "-m", "daemon"],
-        env={**os.environ, "RCMD_HOME": str(home)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO,
-    )
+    proc = run_daemon_once({**os.environ, "RCMD_HOME": str(home)})
     assert proc.returncode == 1
     assert "set RCMD_HOME to a shorter directory" in proc.stderr
 

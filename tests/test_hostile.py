@@ -8,14 +8,13 @@ import os
 import random
 import socket
 import subprocess
-import sys
 import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import REPO, Daemon
+from tests.conftest import Daemon, run_daemon_once
 
 pytestmark = pytest.mark.slow
 
@@ -125,14 +124,7 @@ def test_unsafe_runtime_dir_is_refused(tmp_path: Path) -> None:
     home = tmp_path / "home"
     (home / "run").mkdir(parents=True)
     os.chmod(home / "run", 0o777)
-    proc = subprocess.run(
-        [sys.executable, "-m", "daemon"],
-        env={**os.environ, "RCMD_HOME": str(home)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO,
-    )
+    proc = run_daemon_once({**os.environ, "RCMD_HOME": str(home)})
     assert proc.returncode == 1
     assert "writable by others" in proc.stderr and "chmod 700" in proc.stderr
     assert not (home / "run" / "rcmd.sock").exists()
