@@ -62,6 +62,16 @@ class SearchConfig:
     rrf_k: int = 60
     #: How many candidates each side contributes to fusion.
     candidates: int = 50
+    #: RRF weight of the BM25 list for questions in words (the vector list weighs 1).
+    natural_lexical_weight: float = 1.0
+    #: RRF weight of the BM25 list for identifier-like queries (`Vec::push`, `read_to_string`).
+    identifier_lexical_weight: float = 1.0
+    #: RRF weight of the list of chunks whose symbol is exactly what an identifier query
+    #: names; 0 turns exact symbol matching off.
+    symbol_weight: float = 0.0
+    #: Drop a hit that overlaps a better one in the same file (parts of one item, a method
+    #: and its impl).
+    dedupe: bool = False
 
 
 @dataclass(frozen=True, slots=True)

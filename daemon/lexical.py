@@ -135,6 +135,20 @@ class LexicalIndex:
             out.append((str(doc["chunk_id"][0]), float(score)))
         return out
 
+    def symbol_candidates(self, words: list[str], limit: int) -> list[str]:
+        """Chunk ids whose symbol holds every one of `words` (whole, lowercased
+        identifiers), best BM25 first: shorter symbols, i.e. closer matches, lead. The
+        caller checks the exact symbol; this only narrows the index to a few candidates."""
+        if not words:
+            return []
+        clauses = [
+            (tantivy.Occur.Must, tantivy.Query.term_query(self.schema, "symbol_t", w))
+            for w in dict.fromkeys(words)
+        ]
+        searcher = self.index.searcher()
+        result = searcher.search(tantivy.Query.boolean_query(clauses), limit, count=False)
+        return [str(searcher.doc(a)["chunk_id"][0]) for _, a in result.hits]
+
     def ids_by_path(self) -> dict[str, set[str]]:
         """Every (path → chunk ids) the committed index holds; for verify."""
         searcher = self.index.searcher()

@@ -1,7 +1,10 @@
-"""Hybrid search over one or more roots: BM25 and vector candidates fused with RRF.
+"""Hybrid search over one or more roots: BM25 and vector candidates fused with weighted RRF.
 
-Results are resolved through `state.db`, so only chunks whose file record is committed
-(and therefore in both indexes) are ever returned: no stale or half-written hits.
+The query is classified first (`daemon.query`): identifier-like queries lean on the BM25
+list and on the chunks whose symbol is exactly the name asked for; questions in words lean
+on the vector list. Results are resolved through `state.db`, so only chunks whose file
+record is committed (and therefore in both indexes) are ever returned: no stale or
+half-written hits. A hit that overlaps a better one in the same file is dropped.
 """
 
 from __future__ import annotations
@@ -13,13 +16,20 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import numpy.typing as npt
 
+from daemon.config import SearchConfig
 from daemon.fusion import rrf
+from daemon.query import classify, symbol_matches, symbol_name, symbol_words
 from daemon.root import RootIndex
 from daemon.state import ChunkRow
+from daemon.tokenize import code_tokens, query_tokens
 
 SNIPPET_LINES = 6
 #: How much deeper each side searches when filters may discard candidates.
 FILTER_DEPTH_FACTOR = 4
+#: Most chunks a symbol lookup considers (every `new` in a big workspace fits).
+SYMBOL_DEPTH = 1000
+#: Kinds whose chunk holds the loose lines of a block whose members are chunks of their own.
+_CONTAINERS = frozenset({"impl", "trait", "mod", "code"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,16 +47,78 @@ class SearchHit:
         return asdict(self)
 
 
-def snippet(row: ChunkRow, query_words: set[str], lines: int = SNIPPET_LINES) -> str:
-    """A few lines of the chunk, starting at the first line that mentions a query word."""
-    text_lines = row.text.splitlines()
-    start = 0
-    for i, line in enumerate(text_lines):
-        low = line.lower()
-        if any(w in low for w in query_words):
-            start = max(0, i - 1)
-            break
-    return "\n".join(text_lines[start : start + lines])
+def snippet(text: str, words: Sequence[str], lines: int = SNIPPET_LINES) -> str:
+    """The `lines`-line window of `text` that holds the most query tokens (each line
+    scored by the distinct tokens it shares with the query); the top when none match."""
+    text_lines = text.splitlines()
+    wanted = set(words)
+    line_score = [len(wanted.intersection(code_tokens(line))) for line in text_lines]
+    best, best_score = 0, 0
+    for start in range(max(1, len(text_lines) - lines + 1)):
+        score = sum(line_score[start : start + lines])
+        if score > best_score:
+            best, best_score = start, score
+    if best_score == 0:
+        # No match: skip leading blank lines so the snippet shows code.
+        best = next((i for i, line in enumerate(text_lines) if line.strip()), 0)
+    elif best > 0 and line_score[best] == 0 and not text_lines[best].strip():
+        best += 1
+    return "\n".join(text_lines[best : best + lines])
+
+
+def is_near_duplicate(a: ChunkRow, b: ChunkRow) -> bool:
+    """Whether `b` adds nothing to a result list that already shows `a`: same file, and
+    the line ranges overlap (parts of one item) or one is the container chunk (impl, trait,
+    mod) of the other's symbol."""
+    if a.path != b.path:
+        return False
+    if a.start_line <= b.end_line and b.start_line <= a.end_line:
+        return True
+    for outer, inner in ((a, b), (b, a)):
+        if outer.kind in _CONTAINERS and inner.symbol.startswith(outer.symbol + "::"):
+            return True
+    return False
+
+
+def _symbol_hits(root: RootIndex, name: str, *, ignore_case: bool) -> list[str]:
+    """Chunk ids of `root` whose symbol is `name` or ends with `::name`, closest first."""
+    cids = root.lexical.symbol_candidates(symbol_words(name), SYMBOL_DEPTH)
+    rows = root.state.chunk_rows(cids)
+    return [
+        cid
+        for cid in cids
+        if cid in rows and symbol_matches(rows[cid].symbol, name, ignore_case=ignore_case)
+    ]
+
+
+def _fuse_root(
+    root: RootIndex,
+    query: str,
+    *,
+    mode: str,
+    depth: int,
+    rrf_k: int,
+    vector: npt.NDArray[np.float32] | None,
+    tuning: SearchConfig,
+) -> list[tuple[str, float]]:
+    """One root's ranked (chunk id, score) list for `query`."""
+    bm25 = root.lexical.search(query, depth) if mode in ("hybrid", "bm25") else []
+    vec = root.vectors.search(vector, depth) if vector is not None else []
+    identifier = classify(query) == "identifier"
+    name = symbol_name(query) if identifier and tuning.symbol_weight > 0 else None
+    exact = _symbol_hits(root, name, ignore_case=True)[:depth] if name else []
+    if mode == "vector":
+        return vec
+    lex_weight = tuning.identifier_lexical_weight if identifier else tuning.natural_lexical_weight
+    lists: list[tuple[list[str], float]] = [([cid for cid, _ in bm25], lex_weight)]
+    if mode == "hybrid":
+        lists.append(([cid for cid, _ in vec], 1.0))
+    if exact:
+        lists.append((exact, tuning.symbol_weight))
+    if len(lists) == 1:
+        return bm25
+    lists = [(ids, w) for ids, w in lists if w > 0]
+    return rrf([ids for ids, _ in lists], k=rrf_k, weights=[w for _, w in lists])
 
 
 def search_roots(
@@ -60,29 +132,47 @@ def search_roots(
     embed_query: Callable[[str], npt.NDArray[np.float32]] | None,
     path_glob: str | None = None,
     kind: str | None = None,
+    symbol: str | None = None,
+    tuning: SearchConfig | None = None,
 ) -> list[SearchHit]:
-    """Best `limit` hits over `roots`; `path_glob` (fnmatch on the root-relative path, `*`
-    crossing `/`) and `kind` keep only matching chunks, searching deeper to make up for it."""
-    filtered = path_glob is not None or kind is not None
+    """Best `limit` hits over `roots`.
+
+    `path_glob` (fnmatch on the root-relative path, `*` crossing `/`) and `kind` keep only
+    matching chunks, searching deeper to make up for it. `symbol` keeps only chunks whose
+    symbol is that name or ends with `::name` (case-sensitive); those are looked up
+    directly, ranked by the query when there is one. `tuning` holds the fusion weights
+    (defaults: `SearchConfig()`); `candidates` and `rrf_k` override its own.
+    """
+    tuning = tuning or SearchConfig()
+    filtered = path_glob is not None or kind is not None or symbol is not None
     depth = max(candidates, limit) * (FILTER_DEPTH_FACTOR if filtered else 1)
-    vector = embed_query(query) if mode in ("hybrid", "vector") and embed_query else None
-    words = {w.lower() for w in query.split() if len(w) > 2}
+    # `similar` passes no query and its own vector; a bare symbol lookup embeds nothing.
+    wants_vector = mode in ("hybrid", "vector") and (bool(query.strip()) or symbol is None)
+    vector = embed_query(query) if wants_vector and embed_query is not None else None
+    words = query_tokens(query)
     keyed: list[tuple[tuple[str, str], float]] = []
     for root in roots:
-        bm25 = root.lexical.search(query, depth) if mode in ("hybrid", "bm25") else []
-        vec = root.vectors.search(vector, depth) if vector is not None else []
-        if mode == "hybrid":
-            fused = rrf([[cid for cid, _ in bm25], [cid for cid, _ in vec]], k=rrf_k)
-        else:
-            fused = bm25 if mode == "bm25" else vec
+        fused = _fuse_root(
+            root, query, mode=mode, depth=depth, rrf_k=rrf_k, vector=vector, tuning=tuning
+        )
+        if symbol is not None:
+            allowed = _symbol_hits(root, symbol, ignore_case=False)
+            allowed_set = set(allowed)
+            ranked = [(cid, s) for cid, s in fused if cid in allowed_set]
+            seen = {cid for cid, _ in ranked}
+            # Matches the query did not reach follow, closest symbol first, scored below.
+            floor = min((s for _, s in ranked), default=1.0)
+            ranked += [(cid, floor / 2) for cid in allowed if cid not in seen]
+            fused = ranked
         keyed.extend(((root.id, cid), score) for cid, score in fused)
-    keyed.sort(key=lambda kv: -kv[1])
+    keyed.sort(key=lambda kv: -kv[1])  # stable: equal scores keep each root's order
     by_root = {r.id: r for r in roots}
-    hits: list[SearchHit] = []
     wanted: dict[str, list[str]] = {}
-    for (rid, cid), _ in keyed[: depth * 2]:
+    for (rid, cid), _ in keyed:
         wanted.setdefault(rid, []).append(cid)
     rows = {rid: by_root[rid].state.chunk_rows(cids) for rid, cids in wanted.items()}
+    hits: list[SearchHit] = []
+    shown: list[tuple[str, ChunkRow]] = []
     for (rid, cid), score in keyed:
         row = rows.get(rid, {}).get(cid)
         if row is None:
@@ -91,6 +181,9 @@ def search_roots(
             path_glob is not None and not fnmatch.fnmatchcase(row.path, path_glob)
         ):
             continue
+        if tuning.dedupe and any(s_rid == rid and is_near_duplicate(s, row) for s_rid, s in shown):
+            continue
+        shown.append((rid, row))
         hits.append(
             SearchHit(
                 root=str(by_root[rid].path),
@@ -100,7 +193,7 @@ def search_roots(
                 symbol=row.symbol,
                 kind=row.kind,
                 score=round(score, 6),
-                snippet=snippet(row, words),
+                snippet=snippet(row.text, words),
             )
         )
         if len(hits) >= limit:

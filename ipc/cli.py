@@ -107,7 +107,11 @@ def cmd_index(args: argparse.Namespace, paths: RuntimePaths) -> int:
 
 
 def cmd_search(args: argparse.Namespace, paths: RuntimePaths) -> int:
-    params: dict[str, Any] = {"query": args.query, "limit": args.limit, "mode": args.mode}
+    if not args.query and not args.symbol:
+        raise RcmdError("give a query, or a symbol to look up with --symbol NAME")
+    params: dict[str, Any] = {"query": args.query or "", "limit": args.limit, "mode": args.mode}
+    if args.symbol:
+        params["symbol"] = args.symbol
     if args.root:
         params["root"] = str(Path(args.root).expanduser().resolve())
     if args.path:
@@ -320,14 +324,21 @@ def build_parser() -> argparse.ArgumentParser:
         "Search every indexed root (or one, with --root). The default hybrid mode fuses\n"
         "BM25 and embedding results, so both identifiers (HashMap::with_capacity) and\n"
         "questions (where do we retry failed requests) work. Each result shows\n"
-        "path:start-end, symbol, kind, score and the matching lines.",
+        "path:start-end, symbol, kind, score and the matching lines. --symbol NAME\n"
+        "looks a symbol up exactly (rcmd search --symbol Vec::push).",
     )
-    p.add_argument("query", help="words, an identifier or a path like HashMap::insert")
+    p.add_argument("query", nargs="?", help="words, an identifier or a path like HashMap::insert")
     p.add_argument("--root", help="search only the root holding this path")
     p.add_argument("--limit", type=int, default=10, help="results to show (default 10)")
     p.add_argument("--mode", choices=MODES, default="hybrid", help="default: hybrid")
     p.add_argument("--path", metavar="GLOB", help="only paths matching GLOB, e.g. 'src/net/*'")
     p.add_argument("--kind", choices=KINDS, help="only chunks of this kind")
+    p.add_argument(
+        "--symbol",
+        metavar="NAME",
+        help="only the symbol NAME or one ending in ::NAME (exact, case-sensitive), "
+        "e.g. 'HashMap::with_capacity'; the query is then optional",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object for tools")
     p.set_defaults(func=cmd_search)
 

@@ -45,12 +45,22 @@ def build_server(paths: RuntimePaths) -> Any:
         mode: str = "hybrid",
         path: str | None = None,
         kind: str | None = None,
+        symbol: str | None = None,
     ) -> dict[str, Any]:
         """Search indexed Rust code. mode: hybrid (default), bm25 or vector. path: a glob on
         the root-relative path (e.g. "src/net/*"); kind: fn, method, struct, enum, trait,
-        impl, macro, ... ; root: narrow to the root holding this absolute path."""
+        impl, macro, ... ; root: narrow to the root holding this absolute path; symbol: an
+        exact symbol lookup (e.g. "Vec::push"), query may then be empty."""
         params = clean(
-            {"query": query, "root": root, "limit": limit, "mode": mode, "path": path, "kind": kind}
+            {
+                "query": query,
+                "root": root,
+                "limit": limit,
+                "mode": mode,
+                "path": path,
+                "kind": kind,
+                "symbol": symbol,
+            }
         )
         return await forward("search", **params)
 

@@ -1,0 +1,1 @@
+"""Search-quality evaluation on rust-src `library/`: `python -m bench.quality`."""

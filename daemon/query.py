@@ -1,0 +1,59 @@
+"""What kind of query this is, and which symbols an identifier query names exactly.
+
+Identifier-like queries (`HashMap::with_capacity`, `read_to_string`, `Vec`) are best
+answered by the lexical side and by symbols whose name is the query; questions in words
+("where does Vec grow its buffer") by the embedding side. Pure functions only.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+QueryClass = Literal["identifier", "natural"]
+
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_PATH = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_]*::)*[A-Za-z_][A-Za-z0-9_]*$")
+_CAMEL = re.compile(r"[a-z0-9][A-Z]|[A-Z]{2}[a-z]")
+
+
+def _codeish(token: str) -> bool:
+    """A token no one types in prose: a path, snake_case, camelCase or a call."""
+    return (
+        "::" in token
+        or "_" in token.strip("_")
+        or "(" in token
+        or "." in token.strip(".")
+        or _CAMEL.search(token) is not None
+    )
+
+
+def classify(query: str) -> QueryClass:
+    """`identifier` for one word or a few code-like tokens, else `natural`."""
+    tokens = query.split()
+    if len(tokens) == 1:
+        return "identifier"
+    if not tokens:
+        return "natural"
+    codeish = sum(_codeish(t) for t in tokens)
+    return "identifier" if len(tokens) <= 3 and codeish * 2 >= len(tokens) else "natural"
+
+
+def symbol_name(query: str) -> str | None:
+    """The symbol path a query names, `Vec::with_capacity()` -> `Vec::with_capacity`; None
+    when the query is not a single (possibly `::`-qualified) identifier."""
+    text = query.strip().removesuffix("()").replace(".", "::").strip(":")
+    return text if _PATH.match(text) else None
+
+
+def symbol_matches(symbol: str, name: str, *, ignore_case: bool = False) -> bool:
+    """Whether `name` is `symbol` or a `::`-aligned suffix of it: `alloc::vec::Vec::push`
+    matches `push`, `Vec::push` and itself, never `ec::push`."""
+    if ignore_case:
+        symbol, name = symbol.lower(), name.lower()
+    return symbol == name or symbol.endswith("::" + name)
+
+
+def symbol_words(name: str) -> list[str]:
+    """Lowercased identifiers of a symbol path, as the lexical index stores them whole."""
+    return [w.lower() for w in _IDENT.findall(name)]

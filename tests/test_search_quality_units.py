@@ -1,0 +1,117 @@
+"""Pure search logic: the query classifier, symbol matching, near-duplicate suppression,
+snippets, and the evaluation metrics (bench/quality)."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.quality.corpus import blank_docs, decl_line, first_sentence, mentions_name
+from bench.quality.metrics import gains, ndcg, score
+from daemon.query import classify, symbol_matches, symbol_name, symbol_words
+from daemon.search import is_near_duplicate, snippet
+from daemon.state import ChunkRow
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "HashMap::with_capacity",
+        "read_to_string",
+        "Vec",
+        "push",
+        "Vec::push()",
+        "BufReader::new fill_buf",
+        "self.buf.len",
+        "RawVec grow_amortized",
+    ],
+)
+def test_identifier_queries(query: str) -> None:
+    assert classify(query) == "identifier"
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "where does Vec grow its buffer",
+        "how does a HashMap pick its hasher",
+        "read a whole file into a string",
+        "retry failed requests",
+        "Creates an empty HashMap with at least the specified capacity.",
+        "",
+    ],
+)
+def test_natural_queries(query: str) -> None:
+    assert classify(query) == "natural"
+
+
+def test_symbol_name_of_a_query() -> None:
+    assert symbol_name("HashMap::with_capacity") == "HashMap::with_capacity"
+    assert symbol_name(" Vec::push() ") == "Vec::push"
+    assert symbol_name("::std::io::Read") == "std::io::Read"
+    assert symbol_name("read_to_string") == "read_to_string"
+    assert symbol_name("read to string") is None
+    assert symbol_name("Vec<T>") is None
+
+
+def test_symbol_matches_on_path_boundaries() -> None:
+    sym = "alloc::vec::Vec::push"
+    assert symbol_matches(sym, "push")
+    assert symbol_matches(sym, "Vec::push")
+    assert symbol_matches(sym, sym)
+    assert not symbol_matches(sym, "ec::push")
+    assert not symbol_matches(sym, "Vec::pus")
+    assert not symbol_matches("alloc::vec::Vec::push_within_capacity", "Vec::push")
+    assert not symbol_matches(sym, "vec::push")
+    assert symbol_matches(sym, "VEC::PUSH", ignore_case=True)
+    assert symbol_words("HashMap::with_capacity") == ["hashmap", "with_capacity"]
+
+
+def _row(path: str, start: int, end: int, symbol: str, kind: str) -> ChunkRow:
+    return ChunkRow("id", path, start, end, symbol, kind, "", "")
+
+
+def test_near_duplicates() -> None:
+    method = _row("src/a.rs", 10, 20, "a::Foo::bar", "method")
+    part2 = _row("src/a.rs", 18, 40, "a::Foo::bar", "method")
+    impl = _row("src/a.rs", 5, 6, "a::Foo", "impl")
+    other = _row("src/a.rs", 30, 35, "a::Foo::baz", "method")
+    elsewhere = _row("src/b.rs", 10, 20, "a::Foo::bar", "method")
+    struct = _row("src/a.rs", 1, 3, "a::Foo", "struct")
+    assert is_near_duplicate(method, part2)  # two parts of one item
+    assert is_near_duplicate(method, impl) and is_near_duplicate(impl, method)
+    assert not is_near_duplicate(method, other)  # a sibling method
+    assert not is_near_duplicate(method, elsewhere)  # another file
+    assert not is_near_duplicate(struct, method)  # a struct is no container of methods
+
+
+def test_snippet_shows_the_matching_lines() -> None:
+    text = "\n".join(
+        ["", "fn grow(&mut self) {", "    let a = 1;", "    let b = 2;", "    let c = 3;"]
+        + [f"    let x{i} = {i};" for i in range(10)]
+        + ["    self.reserve_for_push(len);", "    self.buf.grow_amortized(len, 1);", "}"]
+    )
+    snip = snippet(text, ["grow_amortized", "reserve_for_push"], lines=4)
+    assert "grow_amortized" in snip and "reserve_for_push" in snip
+    # No match: the first lines, blank ones skipped.
+    assert snippet(text, ["nothing"], lines=2).splitlines()[0] == "fn grow(&mut self) {"
+
+
+def test_metrics_count_each_target_once() -> None:
+    g = gains(["x", "a", "a", "b"], ["a", "b"], lambda r, t: r == t)
+    assert g == [0, 1, 0, 1]
+    assert ndcg([1], 1) == pytest.approx(1.0)
+    assert ndcg([0, 1], 1) == pytest.approx(1 / 1.5849625, rel=1e-6)
+    s = score([([0, 1], 1), ([0] * 10 + [1], 1)])
+    assert (s.hit1, s.hit10, s.mrr10) == (0.0, 0.5, 0.25)
+
+
+def test_corpus_helpers() -> None:
+    src = b"//! crate docs\nuse x;\n    /// item docs\n    #[inline]\n    pub fn f() {}\n"
+    blanked = blank_docs(src)
+    assert blanked.count(b"\n") == src.count(b"\n") and b"docs" not in blanked
+    lines = src.decode().split("\n")
+    assert decl_line(lines, 3, 5) == 5
+    doc = "Creates a [`Vec`](crate::vec::Vec) with **room** for `n`. More text.\n\n# Examples"
+    assert first_sentence(doc) == "Creates a Vec with room for n."
+    assert mentions_name("Returns the capacity, with capacity.", "with_capacity")
+    assert not mentions_name("Reserves room for more elements.", "reserve")

@@ -1,0 +1,61 @@
+"""Exact symbol lookups (`rcmd search --symbol`, the protocol's `symbol`) and how
+identifier queries rank, through a real daemon and the real CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ipc.errors import BadRequest
+from tests.conftest import Daemon
+
+pytestmark = pytest.mark.slow
+
+
+def test_symbol_lookup(daemon: Daemon, crate: Path) -> None:
+    daemon.cli("index", str(crate), "--wait")
+    # A bare lookup: every `new` and nothing else, no query needed.
+    out = daemon.cli("search", "--symbol", "new", "--json", "--limit", "50").stdout
+    news = json.loads(out)["results"]
+    assert news and all(h["symbol"].endswith("::new") or h["symbol"] == "new" for h in news)
+    assert "net::retry::RetryPolicy::new" in {h["symbol"] for h in news}
+
+    # Qualified: exactly that method; matching is on `::` boundaries and case-sensitive.
+    exact = daemon.search("delay", "--symbol", "RetryPolicy::next_delay")
+    assert [h["symbol"] for h in exact] == ["net::retry::RetryPolicy::next_delay"]
+    assert daemon.search("delay", "--symbol", "Policy::next_delay") == []
+    assert daemon.search("delay", "--symbol", "retrypolicy::next_delay") == []
+
+    # With other filters and modes.
+    assert daemon.search("x", "--symbol", "RetryPolicy::new", "--kind", "struct") == []
+    vec = daemon.search("make a policy", "--symbol", "RetryPolicy::new", "--mode", "vector")
+    assert [h["symbol"] for h in vec] == ["net::retry::RetryPolicy::new"]
+
+    # The protocol: `query` may be left out with `symbol`, not otherwise.
+    res = daemon.call("search", symbol="MemoryStore::get")["results"]
+    assert [h["symbol"] for h in res] == ["store::MemoryStore::get"]
+    with pytest.raises(BadRequest):
+        daemon.call("search", query="  ")
+    with pytest.raises(BadRequest):
+        daemon.call("search", query="x", symbol=" ")
+    usage = daemon.cli("search", check=False)
+    assert usage.returncode == 1 and "--symbol" in usage.stderr
+
+
+def test_identifier_query_ranks_the_exact_symbol_first(daemon: Daemon, crate: Path) -> None:
+    daemon.cli("index", str(crate), "--wait")
+    for query, symbol in [
+        ("RetryPolicy::next_delay", "net::retry::RetryPolicy::next_delay"),
+        ("fetch_with_retry", "net::retry::fetch_with_retry"),
+        ("MemoryStore::get", "store::MemoryStore::get"),
+    ]:
+        hits = daemon.search(query)
+        assert hits[0]["symbol"] == symbol, (query, [h["symbol"] for h in hits[:3]])
+    # No hit repeats lines of a better one in the same file.
+    hits = daemon.search("retry policy delay", "--limit", "20")
+    for i, a in enumerate(hits):
+        for b in hits[:i]:
+            if a["path"] == b["path"]:
+                assert a["end_line"] < b["start_line"] or b["end_line"] < a["start_line"]
