@@ -232,9 +232,12 @@ class Service:
         return {"removed": str(path)}
 
     def search(self, params: dict[str, Any]) -> dict[str, Any]:
-        query = param_str(params, "query")
-        if not query.strip():
-            raise BadRequest("'query' must not be empty")
+        query = param_str(params, "query", "")
+        symbol = param_opt_str(params, "symbol")
+        if symbol is not None and not symbol.strip():
+            raise BadRequest("'symbol' must not be empty")
+        if not query.strip() and symbol is None:
+            raise BadRequest("'query' must not be empty (it may be left out with 'symbol')")
         mode = param_str(params, "mode", "hybrid")
         if mode not in MODES:
             raise BadRequest(f"'mode' must be one of {', '.join(MODES)}")
@@ -257,6 +260,8 @@ class Service:
             embed_query=self.embedder.embed_query,
             path_glob=param_opt_str(params, "path"),
             kind=kind,
+            symbol=symbol.strip() if symbol is not None else None,
+            tuning=self.config.search,
         )
         return {
             "results": [h.to_json() for h in hits],
@@ -313,6 +318,7 @@ class Service:
             candidates=self.config.search.candidates,
             rrf_k=self.config.search.rrf_k,
             embed_query=lambda _query: vector,
+            tuning=self.config.search,
         )
 
         src_root: str = source["root"]
