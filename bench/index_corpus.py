@@ -1,149 +1,253 @@
-"""Index a corpus with a real daemon and report what the foundation issue asks for.
+"""Every daemon scenario of the performance issue on one corpus, with a real daemon.
 
-    python -m bench.index_corpus /usr/lib/rustlib/src/rust/library/alloc [--edits 5]
+    python -m bench index medium [--clients 50 --load-seconds 120 --edits 20 --queries 200]
 
-Copies the corpus to a temp dir, starts a daemon with a fresh RCMD_HOME (empty embedding
-cache), and measures: cold index (files, chunks, seconds, chunks/s), a forced reindex
-with the warm cache (seconds, hits, misses), edit-to-searchable latency over N edits,
-and the daemon's RSS. Prints one JSON object.
+In a fresh RCMD_HOME (empty embedding cache) on a private copy of the corpus:
+cold index (progress timeline, time to the first BM25 hit, status latency, and `--clients`
+searching throughout the first `--load-seconds`), peak and idle RSS, search latency
+(hybrid and BM25) against `rg` on the same identifiers, edit-to-searchable, a forced
+reindex on the warm cache, and a no-change restart. Writes bench/results/<corpus>.json.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
+import random
+import re
 import shutil
 import statistics
 import subprocess
-import sys
-import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from ipc.client import call, is_running
-from ipc.paths import runtime_paths
+from bench.corpora import materialize
+from bench.harness import BenchDaemon, save, summary_ms, wait_for
+from ipc.client import call
+
+IDENT = re.compile(rb"\bpub fn ([a-z][a-z0-9_]{5,})")
 
 
-def _wait(pred: Any, timeout: float, interval: float = 0.02) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError("benchmark step did not finish in time")
+def identifiers(tree: Path, n: int, seed: int = 1) -> list[str]:
+    """`n` distinct public function names of the corpus, sampled with a fixed seed."""
+    names: set[str] = set()
+    for f in sorted(tree.rglob("*.rs")):
+        try:
+            names.update(m.decode() for m in IDENT.findall(f.read_bytes()))
+        except OSError:
+            continue
+    pool = sorted(names)
+    random.Random(seed).shuffle(pool)
+    return pool[:n]
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
-    )
-    parser.add_argument("corpus", type=Path)
-    parser.add_argument("--edits", type=int, default=5)
-    parser.add_argument("--timeout", type=float, default=3600)
-    args = parser.parse_args()
+class Load:
+    """`clients` threads, each searching in a loop until stopped; latencies and errors."""
 
-    work = Path(tempfile.mkdtemp(prefix="rcmd-bench-"))
-    tree = work / args.corpus.name
-    shutil.copytree(args.corpus, tree, symlinks=True)
-    env = {**os.environ, "RCMD_HOME": str(work / "home")}
-    paths = runtime_paths(env)
-    daemon = subprocess.Popen(
-        [sys.executable, "-m", "daemon"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    out: dict[str, Any] = {"corpus": str(args.corpus)}
+    def __init__(self, d: BenchDaemon, queries: list[str], clients: int) -> None:
+        self.latencies: list[float] = []
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = [
+            threading.Thread(target=self._run, args=(d, queries, i), daemon=True)
+            for i in range(clients)
+        ]
+
+    def _run(self, d: BenchDaemon, queries: list[str], i: int) -> None:
+        k = i
+        while not self._stop.is_set():
+            q = queries[k % len(queries)]
+            k += len(self._threads)
+            t = time.perf_counter()
+            try:
+                d.call("search", query=q, limit=10)
+            except Exception as exc:
+                with self._lock:
+                    self.errors.append(f"{type(exc).__name__}: {exc}")
+                continue
+            with self._lock:
+                self.latencies.append(time.perf_counter() - t)
+
+    def start(self) -> None:
+        for t in self._threads:
+            t.start()
+
+    def stop(self) -> dict[str, Any]:
+        self._stop.set()
+        for t in self._threads:
+            t.join(30)
+        return {
+            "clients": len(self._threads),
+            "searches": len(self.latencies),
+            "errors": len(self.errors),
+            "error_examples": self.errors[:3],
+            "over_1s": sum(1 for s in self.latencies if s > 1.0),
+            **summary_ms(self.latencies),
+        }
+
+
+def cold_index(d: BenchDaemon, tree: Path, args: Any, probes: list[str]) -> dict[str, Any]:
+    status_s: list[float] = []
+    timeline: list[dict[str, Any]] = []
+    first_hit: float | None = None
+    load = Load(d, probes, args.clients) if args.clients else None
+    t0 = time.perf_counter()
+    d.call("index", path=str(tree))
+    if load:
+        load.start()
+    load_result: dict[str, Any] | None = None
+    last_sample = 0.0
+    while True:
+        now = time.perf_counter() - t0
+        if load and load_result is None and now >= args.load_seconds:
+            load_result = load.stop()
+        t = time.perf_counter()
+        r = d.root()
+        status_s.append(time.perf_counter() - t)
+        if first_hit is None:
+            hits = d.call("search", query=probes[0], mode="bm25", limit=1)["results"]
+            if hits:
+                first_hit = time.perf_counter() - t0
+        if now - last_sample >= 5:
+            last_sample = now
+            timeline.append(
+                {
+                    "t_s": round(now, 1),
+                    "files": r["files"],
+                    "chunks": r["chunks"],
+                    "progress": r["progress"],
+                    "rss_mb": d.call("status")["rss_bytes"] >> 20,
+                }
+            )
+        if r["idle"] and r["counters"]["batches"] >= 1 and not r.get("vectors_pending"):
+            break
+        time.sleep(0.2)
+    seconds = time.perf_counter() - t0
+    if load and load_result is None:
+        load_result = load.stop()
+    status = d.call("status")
+    return {
+        "files": r["files"],
+        "chunks": r["chunks"],
+        "seconds": round(seconds, 1),
+        "chunks_per_s": round(r["chunks"] / seconds, 1),
+        "first_bm25_hit_s": round(first_hit, 1) if first_hit is not None else None,
+        "stages_s": r["counters"]["stages_s"],
+        "cache_misses": status["embedding"]["cache_misses"],
+        "peak_rss_mb": status["peak_rss_bytes"] >> 20,
+        "status_latency": summary_ms(status_s),
+        "load": load_result,
+        "timeline": timeline,
+    }
+
+
+def search_latency(d: BenchDaemon, tree: Path, names: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for mode in ("hybrid", "bm25"):
+        times = []
+        for q in names:
+            t = time.perf_counter()
+            call(d.paths, "search", query=q, mode=mode, limit=10)
+            times.append(time.perf_counter() - t)
+        out[mode] = summary_ms(times)
+    rg = shutil.which("rg")
+    if rg:
+        rg_times, ours = [], []
+        for q in names[:50]:
+            t = time.perf_counter()
+            subprocess.run([rg, "-n", "-w", "-F", q, str(tree)], capture_output=True)
+            rg_times.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            call(d.paths, "search", query=q, mode="hybrid", limit=10)
+            ours.append(time.perf_counter() - t)
+        out["rg_vs_hybrid"] = {
+            "queries": len(rg_times),
+            "rg_p50_ms": round(statistics.median(rg_times) * 1000, 1),
+            "hybrid_p50_ms": round(statistics.median(ours) * 1000, 1),
+            "speedup": round(statistics.median(rg_times) / statistics.median(ours), 1),
+        }
+    return out
+
+
+def edits(d: BenchDaemon, tree: Path, n: int) -> dict[str, Any]:
+    files = sorted(tree.rglob("*.rs"))
+    latencies = []
+    for i in range(n):
+        target = files[(i * 7919) % len(files)]
+        word = f"edit_marker_{i}_{int(time.time())}"
+        text = target.read_text(errors="replace")
+        t = time.perf_counter()
+        target.write_text(text + f"\npub fn {word}() {{}}\n")
+
+        def found(w: str = word) -> bool:
+            hits = d.call("search", query=w, mode="hybrid", limit=1)["results"]
+            return bool(hits) and hits[0]["symbol"].endswith(w)
+
+        wait_for(found, 120, 0.01)
+        latencies.append(time.perf_counter() - t)
+    s = summary_ms(latencies)
+    return {"n": n, **{f"{k}_s": s[f"{k}_ms"] / 1000 for k in ("p50", "p95", "max")}}
+
+
+def forced_reindex(d: BenchDaemon, tree: Path, cold_s: float) -> dict[str, Any]:
+    before = d.call("status")["embedding"]
+    batches = d.root()["counters"]["batches"]
+    t = time.perf_counter()
+    d.call("reindex", path=str(tree), force=True)
+    r = wait_for(lambda: d.idle_after(batches + 1), 7200, 0.05)
+    seconds = time.perf_counter() - t
+    after = d.call("status")["embedding"]
+    return {
+        "seconds": round(seconds, 2),
+        "chunks": r["chunks"],
+        "cache_hits": after["cache_hits"] - before["cache_hits"],
+        "cache_misses": after["cache_misses"] - before["cache_misses"],
+        "speedup_vs_cold": round(cold_s / seconds, 1),
+    }
+
+
+def restart(d: BenchDaemon) -> dict[str, Any]:
+    """Stop, start again, and time until the startup scan found nothing to do."""
+    d.stop()
+    t = time.perf_counter()
+    answer_s = d.start()
+    r = wait_for(lambda: d.idle_after(1), 600, 0.01)
+    seconds = time.perf_counter() - t
+    files = r["counters"]["files_statted"]
+    scan = r["counters"]["stages_s"].get("scan", 0.0)
+    return {
+        "seconds_to_up_to_date": round(seconds, 2),
+        "seconds_to_answer": round(answer_s, 2),
+        "files_statted": files,
+        "files_read": r["counters"]["files_read"],
+        "scan_us_per_file": round(scan / max(files, 1) * 1e6, 1),
+        "rss_mb": d.call("status")["rss_bytes"] >> 20,
+    }
+
+
+def run(args: Any) -> dict[str, Any]:
+    work = Path(args.work) / args.corpus.replace(":", "_")
+    tree = materialize(args.corpus, work / "tree")
+    home = work / "home"
+    shutil.rmtree(home, ignore_errors=True)
+    names = identifiers(tree, max(args.queries, 1))
+    d = BenchDaemon(home)
+    d.start()
+    out: dict[str, Any] = {"corpus": args.corpus}
     try:
-        _wait(lambda: is_running(paths), 120)
-
-        def root() -> dict[str, Any]:
-            return call(paths, "status")["roots"][0]  # type: ignore[no-any-return]
-
-        def idle_after(batches: int) -> dict[str, Any] | None:
-            r = root()
-            return r if r["idle"] and r["counters"]["batches"] >= batches else None
-
-        status_ms: list[float] = []
-
-        def sampled_idle() -> dict[str, Any] | None:
-            t = time.perf_counter()
-            r = idle_after(1)
-            status_ms.append((time.perf_counter() - t) * 1000)
-            return r
-
-        t = time.perf_counter()
-        call(paths, "index", path=str(tree))
-        cold = _wait(sampled_idle, args.timeout, 0.1)
-        cold_s = time.perf_counter() - t
-        status_ms.sort()
-        status = call(paths, "status")
-        out["cold"] = {
-            "files": cold["files"],
-            "chunks": cold["chunks"],
-            "seconds": round(cold_s, 2),
-            "chunks_per_s": round(cold["chunks"] / cold_s, 1),
-            "cache_misses": status["embedding"]["cache_misses"],
-            "stages": status["last_batch"].get("stages"),
-            "peak_rss_mb": status["peak_rss_bytes"] >> 20,
-            "status_latency_ms_while_indexing": {
-                "n": len(status_ms),
-                "p50": round(status_ms[len(status_ms) // 2], 1),
-                "p99": round(status_ms[int(len(status_ms) * 0.99)], 1),
-                "max": round(status_ms[-1], 1),
-            },
-        }
-        hits0 = status["embedding"]["cache_hits"]
-        misses0 = status["embedding"]["cache_misses"]
-
-        t = time.perf_counter()
-        call(paths, "reindex", path=str(tree), force=True)
-        warm = _wait(lambda: idle_after(2), args.timeout, 0.05)
-        warm_s = time.perf_counter() - t
-        status = call(paths, "status")
-        out["reindex_force"] = {
-            "seconds": round(warm_s, 2),
-            "cache_hits": status["embedding"]["cache_hits"] - hits0,
-            "cache_misses": status["embedding"]["cache_misses"] - misses0,
-            "chunks": warm["chunks"],
-            "speedup_vs_cold": round(cold_s / warm_s, 1),
-        }
-
-        files = sorted(tree.rglob("*.rs"))
-        latencies = []
-        for i in range(args.edits):
-            target = files[(i * 7919) % len(files)]
-            word = f"edit_marker_{i}_{int(time.time())}"
-            text = target.read_text(errors="replace")
-            t = time.perf_counter()
-            target.write_text(text + f"\npub fn {word}() {{}}\n")
-
-            def found(w: str = word) -> bool:
-                hits = call(paths, "search", query=w, mode="bm25", limit=1)["results"]
-                return bool(hits) and w in hits[0]["symbol"]
-
-            _wait(found, 60, 0.01)
-            latencies.append(time.perf_counter() - t)
-        out["edit_to_searchable_s"] = {
-            "n": len(latencies),
-            "median": round(statistics.median(latencies), 3) if latencies else None,
-            "max": round(max(latencies), 3) if latencies else None,
-        }
-        status = call(paths, "status")
-        out["rss_mb_after"] = status["rss_bytes"] >> 20
-        out["peak_rss_mb"] = status["peak_rss_bytes"] >> 20
-        out["verify_ok"] = call(paths, "verify")["ok"]
+        out["cold"] = cold_index(d, tree, args, names)
+        print(f"cold: {out['cold']['seconds']} s, {out['cold']['chunks']} chunks", flush=True)
+        time.sleep(args.idle_wait)
+        out["idle_rss_mb"] = d.call("status")["rss_bytes"] >> 20
+        out["search"] = search_latency(d, tree, names[: args.queries])
+        out["edits"] = edits(d, tree, args.edits)
+        if not args.skip_reindex:
+            out["reindex_force"] = forced_reindex(d, tree, out["cold"]["seconds"])
+        out["restart"] = restart(d)
+        out["verify_ok"] = d.call("verify")["ok"]
+        out["final_rss_mb"] = d.call("status")["rss_bytes"] >> 20
     finally:
-        if is_running(paths):
-            call(paths, "stop")
-        daemon.wait(60)
-        shutil.rmtree(work, ignore_errors=True)
-    print(json.dumps(out, indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        d.stop()
+    save(f"index-{args.corpus.replace(':', '_')}", f"python -m bench index {args.corpus}", out)
+    return out

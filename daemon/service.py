@@ -447,6 +447,7 @@ class Service:
                 "files_deleted": root.totals.deleted,
                 "chunks_written": root.totals.chunks,
                 "vacuums": root.vacuums,
+                "watch_rescans": w.rescans if (w := self.watchers.get(root.id)) else 0,
                 "stages_s": root.totals.to_json()["stages"],
             },
             "last_batch": root.last_batch,

@@ -3,8 +3,14 @@
 watchfiles already coalesces: it yields once no event arrived for `step` ms, and at the
 latest after `debounce` ms of a constant stream. Every event is treated as "reconcile
 this path" by the pipeline, because renames and atomic saves arrive as bare add/delete
-pairs. If the watcher fails (watch limit, overflow, root deleted), the root falls back to
-periodic full rescans and says so in status.
+pairs. If the watcher fails (watch limit, root deleted), the root falls back to periodic
+full rescans and says so in status.
+
+inotify drops events when its queue (`fs.inotify.max_queued_events`) overflows, and
+watchfiles swallows the overflow notice (measured: 1,916 of 2,000 rewrites reported with a
+64-event queue, no error). Only a burst can overflow the queue, so a batch of at least
+`BURST_PATHS` paths is turned into a full rescan: the stat fast path makes that cheap
+(unchanged files cost one `stat`), and it finds whatever the lost events named.
 """
 
 from __future__ import annotations
@@ -18,6 +24,9 @@ import structlog
 from daemon.ignore import ALWAYS_IGNORED_DIRS
 
 log = structlog.get_logger("rcmd.watcher")
+
+#: A watch batch this large is handled as a full rescan (see the module docstring).
+BURST_PATHS = 256
 
 
 def relevant(root: Path, path: str) -> str | None:
@@ -62,6 +71,8 @@ class RootWatcher:
         self._step = max(1, debounce_ms)
         self._max_wait = max(self._step, max_wait_ms)
         self._poll_s = poll_s
+        #: Full rescans this watcher asked for (bursts, failures, the root's return).
+        self.rescans = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._run, name=f"rcmd-watch-{root.name}", daemon=True
@@ -83,7 +94,7 @@ class RootWatcher:
                     if self._stop.wait(self._poll_s):
                         return
                 log.info("root_returned", root=str(self.root))
-                self._on_paths(None)
+                self._rescan()
             reason = self._watch()
             if reason is None:
                 continue  # stopped, or the root went away: the loop decides
@@ -91,9 +102,13 @@ class RootWatcher:
             self._on_status(
                 f"polling every {self._poll_s:g}s (watcher failed: {reason}); retrying it"
             )
-            self._on_paths(None)
+            self._rescan()
             if self._stop.wait(self._poll_s):
                 return
+
+    def _rescan(self) -> None:
+        self.rescans += 1
+        self._on_paths(None)
 
     def _watch(self) -> str | None:
         """Watch until stopped or the root disappears (None), or fail (the reason)."""
@@ -112,7 +127,10 @@ class RootWatcher:
                 raise_interrupt=False,
             ):
                 rels = {r for _change, p in changes if (r := relevant(self.root, p)) is not None}
-                if rels:
+                if len(rels) >= BURST_PATHS:  # build output (target/) is not counted
+                    log.info("watch_burst_rescan", root=str(self.root), paths=len(rels))
+                    self._rescan()
+                elif rels:
                     self._on_paths(rels)
                 if not self.root.is_dir():
                     return None

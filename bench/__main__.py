@@ -1,0 +1,92 @@
+"""rcmd's benchmarks (not tests): `python -m bench COMMAND --help`.
+
+    python -m bench index small|medium|large|synthetic:N   the daemon scenarios on a corpus
+    python -m bench embed                                   embedding throughput vs naive
+    python -m bench vectors                                 qdrant-client local vs Qdrant Edge
+    python -m bench hash                                    blake3 vs sha256
+    python -m bench scale                                   cold index cost vs tree size
+    python -m bench report                                  bench/results → docs/PERFORMANCE.md
+
+Each command writes bench/results/<name>.json (machine, date, commit, command, figures);
+`report` renders them all into the generated section of docs/PERFORMANCE.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    work = str(Path(tempfile.gettempdir()) / "rcmd-bench")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("index", help="the daemon scenarios on one corpus")
+    p.add_argument("corpus", help="small, medium, large or synthetic:N")
+    p.add_argument("--clients", type=int, default=50, help="searching clients during the index")
+    p.add_argument("--load-seconds", type=float, default=120)
+    p.add_argument("--edits", type=int, default=20)
+    p.add_argument("--queries", type=int, default=200)
+    p.add_argument("--idle-wait", type=float, default=30, help="seconds idle before idle RSS")
+    p.add_argument("--skip-reindex", action="store_true")
+    p.add_argument("--work", default=work)
+
+    p = sub.add_parser("embed", help="embedding throughput against a naive fastembed call")
+    p.add_argument("--chunks", type=int, default=512)
+    p.add_argument("--corpus", default="small")
+
+    p = sub.add_parser("vectors", help="qdrant-client local mode against Qdrant Edge")
+    p.add_argument("--points", type=int, nargs="+", default=[50_000, 200_000])
+    p.add_argument("--queries", type=int, default=200)
+    p.add_argument("--one", nargs=2, metavar=("STORE", "N"), help=argparse.SUPPRESS)
+
+    p = sub.add_parser("hash", help="blake3 against sha256")
+    p.add_argument("--corpus", default="medium")
+
+    p = sub.add_parser("scale", help="cold index time and RSS against tree size")
+    p.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000, 20000])
+    p.add_argument("--work", default=work)
+
+    sub.add_parser("report", help="render bench/results into docs/PERFORMANCE.md")
+
+    args = parser.parse_args(argv)
+    if args.command == "index":
+        from bench.index_corpus import run
+
+        out = run(args)
+    elif args.command == "embed":
+        from bench.embedding import run
+
+        out = run(args)
+    elif args.command == "vectors":
+        from bench import vector_stores
+
+        if args.one:
+            print(json.dumps(vector_stores.one(args.one[0], int(args.one[1]), args.queries)))
+            return 0
+        out = vector_stores.run(args)
+    elif args.command == "hash":
+        from bench.micro import hashing
+
+        out = hashing(args)
+    elif args.command == "scale":
+        from bench.micro import scale
+
+        out = scale(args)
+    else:
+        from bench.report import render
+
+        print(render())
+        return 0
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
