@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("embed", help="embedding throughput against a naive fastembed call")
     p.add_argument("--chunks", type=int, default=512)
     p.add_argument("--corpus", default="small")
+    p.add_argument("--rounds", type=int, default=3)
 
     p = sub.add_parser("vectors", help="qdrant-client local mode against Qdrant Edge")
     p.add_argument("--points", type=int, nargs="+", default=[50_000, 200_000])

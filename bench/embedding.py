@@ -11,6 +11,7 @@ loaded model and thread settings. Reports chunks/s, real tokens/s and the ratio.
 from __future__ import annotations
 
 import random
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -42,23 +43,30 @@ def run(args: Any) -> dict[str, Any]:
         emb = Embedder(EmbeddingConfig(), Path(cache))
         tokens = sum(emb.token_lengths(texts))
         emb.embed(texts[:32])  # warm the session
-        out: dict[str, Any] = {"chunks": len(texts), "real_tokens": tokens}
-        t = time.perf_counter()
-        naive = list(emb._model.embed(texts, batch_size=64))
-        naive_s = time.perf_counter() - t
-        t = time.perf_counter()
-        ours = emb.embed(texts)
-        ours_s = time.perf_counter() - t
-        assert len(naive) == len(ours) == len(texts)
-        for name, s in (("naive_batch64_unsorted", naive_s), ("rcmd", ours_s)):
+        out: dict[str, Any] = {"chunks": len(texts), "real_tokens": tokens, "rounds": args.rounds}
+        runs: dict[str, list[float]] = {"naive_batch64_unsorted": [], "rcmd": []}
+        # Interleaved rounds, so a change in machine load hits both alike.
+        for _ in range(args.rounds):
+            t = time.perf_counter()
+            naive = list(emb._model.embed(texts, batch_size=64))
+            runs["naive_batch64_unsorted"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            ours = emb.embed(texts)
+            runs["rcmd"].append(time.perf_counter() - t)
+            assert len(naive) == len(ours) == len(texts)
+        for name, times in runs.items():
+            s = statistics.median(times)
             out[name] = {
-                "seconds": round(s, 2),
+                "median_s": round(s, 2),
                 "chunks_per_s": round(len(texts) / s, 1),
                 "tokens_per_s": round(tokens / s),
             }
+        out["speedup"] = round(
+            statistics.median(runs["naive_batch64_unsorted"]) / statistics.median(runs["rcmd"]), 2
+        )
         t = time.perf_counter()
         emb.token_lengths(texts)
         out["tokenize_s"] = round(time.perf_counter() - t, 3)
-        out["speedup"] = round(naive_s / ours_s, 2)
-    save("embedding", f"python -m bench embed --chunks {args.chunks} --corpus {args.corpus}", out)
+    command = f"python -m bench embed --chunks {args.chunks} --corpus {args.corpus}"
+    save("embedding", f"{command} --rounds {args.rounds}", out)
     return out

@@ -53,7 +53,7 @@ def one(store: str, n: int, queries: int) -> dict[str, Any]:
         def upsert(lo: int, hi: int) -> None:
             s.upsert(
                 [
-                    VectorPoint(f"{i:016x}", f"src/f{i // 20}.rs", "fn", data[i])
+                    VectorPoint(f"{i:032x}", f"src/f{i // 20}.rs", "fn", data[i])
                     for i in range(lo, hi)
                 ]
             )

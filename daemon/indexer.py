@@ -2,6 +2,8 @@
 
 Events that arrive while a batch runs are merged into the root's pending path set, so a
 burst (a branch switch) becomes a few large batches instead of thousands of small ones.
+Embedding left pending by a lexical-first batch is the lowest-priority work: it runs a
+step at a time and gives way as soon as file changes are queued for any root.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 import structlog
 
 from daemon.metrics import BatchReport
-from daemon.pipeline import Collaborators, drop_orphans, run_batch
+from daemon.pipeline import Collaborators, drop_orphans, fill_vectors, run_batch
 from daemon.root import RootIndex
 
 log = structlog.get_logger("rcmd.indexer")
@@ -30,8 +32,15 @@ class _Work:
     paths: set[str] = field(default_factory=set)
     full: bool = False
     force: bool = False
+    #: Embed the chunks a lexical-first batch recorded as pending.
+    vectors: bool = False
 
     def __bool__(self) -> bool:
+        return bool(self.files or self.vectors)
+
+    @property
+    def files(self) -> bool:
+        """Whether there is file work (which goes before any pending embedding)."""
         return bool(self.paths or self.full or self.force)
 
 
@@ -63,12 +72,16 @@ class Indexer:
         paths: set[str] | None = None,
         *,
         force: bool = False,
+        vectors: bool = False,
     ) -> None:
-        """Queue `paths` of `root` (None: the whole root); `force` rebuilds from scratch."""
+        """Queue `paths` of `root` (None: the whole root); `force` rebuilds from scratch;
+        `vectors` (alone) embeds what the root has pending."""
         with self._cond:
             self._roots[root.id] = root
             work = self._work.setdefault(root.id, _Work())
-            if force:
+            if vectors:
+                work.vectors = True
+            elif force:
                 work.force = True
             elif paths is None:
                 work.full = True
@@ -92,17 +105,29 @@ class Indexer:
             return len(w.paths) + (1 if w.full or w.force else 0)
 
     def idle(self, root_id: str) -> bool:
+        """Nothing queued, running or left to embed for the root: it is up to date."""
         with self._cond:
-            return self._running != root_id and not self._work.get(root_id)
+            root = self._roots.get(root_id)
+            return (
+                self._running != root_id
+                and not self._work.get(root_id)
+                and (root is None or root.vectors_pending == 0)
+            )
+
+    def _files_waiting(self) -> bool:
+        with self._cond:
+            return self._stopping or any(w.files for w in self._work.values())
 
     def _next(self) -> tuple[RootIndex, _Work] | None:
         with self._cond:
             while not self._stopping:
-                for rid, work in list(self._work.items()):
-                    if work:
-                        del self._work[rid]
-                        self._running = rid
-                        return self._roots[rid], work
+                # File work for any root first; pending embedding only when none is left.
+                for files_only in (True, False):
+                    for rid, work in list(self._work.items()):
+                        if work and (work.files or not files_only):
+                            del self._work[rid]
+                            self._running = rid
+                            return self._roots[rid], work
                 self._cond.wait()
             return None
 
@@ -135,8 +160,10 @@ class Indexer:
                 return
             if work.force or work.full:
                 self.enqueue(root, None, force=work.force)
-            else:
+            elif work.paths:
                 self.enqueue(root, work.paths)
+            if work.vectors:
+                self.enqueue(root, vectors=True)
 
         timer = threading.Timer(self.collab.config.index.retry_after_s, again)
         timer.daemon = True
@@ -145,13 +172,23 @@ class Indexer:
 
     def _run(self, root: RootIndex, work: _Work) -> None:
         t0 = time.perf_counter()
-        with root.lock:
-            paths = None if (work.full or work.force) else work.paths
-            report = run_batch(root, paths, self.collab, force=work.force)
-            if work.force:
-                drop_orphans(root)
+        if work.files:
+            with root.lock:
+                paths = None if (work.full or work.force) else work.paths
+                report = run_batch(root, paths, self.collab, force=work.force)
+                if work.force:
+                    drop_orphans(root)
+        else:
+            with root.lock:
+                report = fill_vectors(
+                    root,
+                    self.collab,
+                    lambda: self._files_waiting() or root.cancelled or self.collab.should_stop(),
+                )
         root.last_error = ""
         self._account(root, report, time.perf_counter() - t0, work)
+        if root.vectors_pending and not root.cancelled:
+            self.enqueue(root, vectors=True)
         self._maybe_vacuum(root, report.points_dropped)
 
     def _maybe_vacuum(self, root: RootIndex, dropped: int) -> None:
@@ -189,7 +226,13 @@ class Indexer:
         self.batches += 1
         summary = {
             "root": str(root.path),
-            "kind": "force" if work.force else "full" if work.full else "paths",
+            "kind": "force"
+            if work.force
+            else "full"
+            if work.full
+            else "paths"
+            if work.paths
+            else "vectors",
             "seconds": round(seconds, 4),
             **report.to_json(),
         }

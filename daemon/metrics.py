@@ -37,6 +37,8 @@ class BatchReport:
     chunks: int = 0
     cache_hits: int = 0
     cache_misses: int = 0
+    #: Vectors written for chunks a lexical-first batch left pending.
+    vectors_filled: int = 0
     #: Vector points deleted (rewritten or removed files): garbage until a vacuum.
     points_dropped: int = 0
     stages: dict[str, float] = field(default_factory=dict)

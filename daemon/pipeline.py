@@ -4,6 +4,10 @@ Tantivy + Qdrant writes → commit → state records.
 The consistency rule lives here: paths are marked in-flight before any index write, and a
 file's record is written only after the Tantivy commit and the vector flush that hold it.
 Chunk ids are deterministic, so replaying a batch after a crash overwrites, never duplicates.
+
+A big batch is lexical-first: chunks whose vector is not in the embedding cache are
+recorded as pending (state.db says exactly which vectors Qdrant lacks) and
+`fill_vectors` embeds them afterwards, a step at a time, yielding to newer work.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from daemon.lexical import LexicalDoc
 from daemon.merkle import ancestors, hash_bytes
 from daemon.metrics import BatchReport
 from daemon.root import RootIndex
-from daemon.state import ChunkRow, FileRecord
+from daemon.state import ChunkRow, FileRecord, PendingVector
 from daemon.vectors import VectorPoint
 
 log = structlog.get_logger("rcmd.pipeline")
@@ -118,6 +122,7 @@ class _Pending:
         self.chunks: list[ChunkRow] = []
         self.deleted: list[str] = []
         self.skipped: dict[str, tuple[str, str]] = {}
+        self.vectors_later: list[PendingVector] = []
         self.since = time.monotonic()
 
     def __bool__(self) -> bool:
@@ -136,7 +141,9 @@ def _commit(root: RootIndex, pending: _Pending, report: BatchReport) -> None:
     report.time("vector_flush", time.perf_counter() - t)
     crash_point("before_state_record")
     t = time.perf_counter()
-    root.state.record(pending.files, pending.chunks, pending.deleted, pending.skipped)
+    root.state.record(
+        pending.files, pending.chunks, pending.deleted, pending.skipped, pending.vectors_later
+    )
     for f in pending.files:
         root.records[f.path] = f
         root.tree.set_file(f.path, f.hash)
@@ -144,6 +151,7 @@ def _commit(root: RootIndex, pending: _Pending, report: BatchReport) -> None:
         root.records.pop(p, None)
         root.tree.remove_file(p)
     root.state.set_meta("merkle_root", root.tree.root_hash)
+    root.vectors_pending = root.state.pending_count()
     report.time("state_record", time.perf_counter() - t)
 
 
@@ -251,6 +259,7 @@ def run_batch(
         pending.deleted.extend(gone)
         report.deleted += len(gone)
 
+    lexical_first = len(candidates) >= cfg.lexical_first_files
     step: list[tuple[FileRecord, list[tuple[str, Chunk]]]] = []
     step_chunks = 0
     for i, rel in enumerate(candidates):
@@ -261,7 +270,7 @@ def run_batch(
             step_chunks += len(prepared[1])
         last = i == len(candidates) - 1
         if step and (step_chunks >= cfg.chunks_per_step or last):
-            _write_step(root, step, collab, pending, report)
+            _write_step(root, step, collab, pending, report, lexical_first)
             step, step_chunks = [], 0
         prog.files_done = i + 1
         if time.monotonic() - pending.since >= cfg.commit_interval_s or stopping():
@@ -342,10 +351,15 @@ def _write_step(
     collab: Collaborators,
     pending: _Pending,
     report: BatchReport,
+    lexical_first: bool,
 ) -> None:
-    """Embed one step's chunks and write them to both indexes (uncommitted)."""
+    """Embed one step's chunks (`lexical_first`: only those in the cache; the rest are
+    recorded as pending) and write them to both indexes (uncommitted)."""
     all_chunks = [(cid, c) for _rec, cs in step for cid, c in cs]
-    vectors = _embed(all_chunks, collab, report, root)
+    texts = {cid: c.embed_text() for cid, c in all_chunks}
+    vectors = _embed(texts, collab, report, cache_only=lexical_first)
+    if not lexical_first:
+        root.progress.chunks_done += len(all_chunks)
     paths = [rec.path for rec, _ in step]
     t = time.perf_counter()
     root.lexical.delete_paths(paths)
@@ -356,8 +370,15 @@ def _write_step(
     report.time("tantivy", time.perf_counter() - t)
     t = time.perf_counter()
     root.vectors.delete_paths(paths)
-    root.vectors.upsert([VectorPoint(cid, c.path, c.kind, vectors[cid]) for cid, c in all_chunks])
+    root.vectors.upsert(
+        [VectorPoint(cid, c.path, c.kind, vectors[cid]) for cid, c in all_chunks if cid in vectors]
+    )
     report.time("vectors", time.perf_counter() - t)
+    pending.vectors_later.extend(
+        PendingVector(cid, c.path, c.kind, texts[cid])
+        for cid, c in all_chunks
+        if cid not in vectors
+    )
     for rec, cs in step:
         pending.files.append(rec)
         pending.skipped[rec.path] = ("", "")  # no longer skipped, if it was
@@ -370,11 +391,10 @@ def _write_step(
 
 
 def _embed(
-    chunks: list[tuple[str, Chunk]], collab: Collaborators, report: BatchReport, root: RootIndex
+    texts: dict[str, str], collab: Collaborators, report: BatchReport, *, cache_only: bool
 ) -> dict[str, Vector]:
-    """Vectors by chunk id: cache first, the model only for misses."""
+    """Vectors by chunk id: cache first, the model for misses (none with `cache_only`)."""
     model_id = collab.embedder.model_id
-    texts = {cid: c.embed_text() for cid, c in chunks}
     keys = {cid: cache_key(model_id, text) for cid, text in texts.items()}
     t = time.perf_counter()
     cached = collab.cache.get_many(list(set(keys.values())))
@@ -383,8 +403,11 @@ def _embed(
     for cid, key in keys.items():
         if key not in cached:
             miss_keys.setdefault(key, texts[cid])
-    report.cache_hits += len(keys) - sum(1 for k in keys.values() if k in miss_keys)
-    report.cache_misses += sum(1 for k in keys.values() if k in miss_keys)
+    hits = sum(1 for k in keys.values() if k not in miss_keys)
+    report.cache_hits += hits
+    if cache_only:
+        return {cid: cached[key] for cid, key in keys.items() if key in cached}
+    report.cache_misses += len(keys) - hits
     if miss_keys:
         t = time.perf_counter()
         new = dict(zip(miss_keys, collab.embedder.embed(list(miss_keys.values())), strict=True))
@@ -393,8 +416,38 @@ def _embed(
         collab.cache.put_many(new)
         report.time("cache_store", time.perf_counter() - t)
         cached.update(new)
-    root.progress.chunks_done += len(chunks)
     return {cid: cached[key] for cid, key in keys.items()}
+
+
+def fill_vectors(
+    root: RootIndex, collab: Collaborators, should_yield: Callable[[], bool]
+) -> BatchReport:
+    """Embed the chunks recorded as pending, a step at a time, until none is left or
+    `should_yield` says newer work waits. Each step is flushed to the vector store before
+    its pending rows are cleared, so a crash only repeats a step."""
+    report = BatchReport()
+    prog = root.progress
+    prog.started_at = time.time()
+    prog.files_done = prog.files_total = 0
+    prog.chunks_done = 0
+    prog.chunks_total = root.vectors_pending
+    while not should_yield():
+        todo = root.state.pending_vectors(collab.config.index.chunks_per_step)
+        if not todo:
+            break
+        prog.activity = f"embedding {root.vectors_pending} chunks (search is BM25-only for them)"
+        vectors = _embed({v.id: v.embed_text for v in todo}, collab, report, cache_only=False)
+        t = time.perf_counter()
+        root.vectors.upsert([VectorPoint(v.id, v.path, v.kind, vectors[v.id]) for v in todo])
+        root.vectors.flush()
+        report.time("vector_flush", time.perf_counter() - t)
+        crash_point("before_vectors_recorded")
+        root.state.vectors_written(v.id for v in todo)
+        root.vectors_pending = max(0, root.vectors_pending - len(todo))
+        prog.chunks_done += len(todo)
+        report.vectors_filled += len(todo)
+    prog.activity = "idle"
+    return report
 
 
 def drop_orphans(root: RootIndex) -> int:

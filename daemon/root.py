@@ -82,6 +82,8 @@ class RootIndex:
         self.records = self.state.files()
         self.tree = MerkleTree({p: r.hash for p, r in self.records.items()})
         self.progress = Progress()
+        #: Chunks recorded whose vectors are not written yet (a lexical-first batch's).
+        self.vectors_pending = self.state.pending_count()
         #: Summed over every batch since the daemon started, for status.
         self.totals = BatchReport()
         self.batches = 0

@@ -405,11 +405,11 @@ class Service:
         rate = p.chunks_done / elapsed if elapsed and p.activity != "idle" else 0.0
         remaining = max(p.chunks_total - p.chunks_done, 0)
         file_rate = p.files_done / elapsed if elapsed else 0.0
-        eta = (
-            (p.files_total - p.files_done) / file_rate
-            if file_rate > 0 and p.activity != "idle"
-            else None
-        )
+        eta = None
+        if p.activity != "idle" and p.files_done < p.files_total and file_rate > 0:
+            eta = (p.files_total - p.files_done) / file_rate
+        elif p.activity != "idle" and rate > 0:  # filling in pending vectors
+            eta = remaining / rate
         skipped = list(root.state.skipped())
         reasons = Counter(reason for _p, reason, _d in skipped)
         last_commit = root.state.get_meta("last_commit")  # this thread's read connection
@@ -421,6 +421,7 @@ class Service:
             "merkle_root": root.tree.root_hash,
             "last_commit": float(last_commit) if last_commit else None,
             "queue": self.indexer.queued(root.id),
+            "vectors_pending": root.vectors_pending,
             "idle": self.indexer.idle(root.id),
             "activity": p.activity,
             "progress": {

@@ -3,6 +3,10 @@
 One place defines the on-disk schema. A file's row (and its chunks' rows) is written only
 after both indexes hold it; paths being written are listed in `inflight` first, so a
 crash leaves a record of what to redo.
+
+A big batch writes Tantivy first and leaves the embedding for later: its chunks are
+recorded with a row in `pending_vectors` (the text to embed) until their vectors are in
+Qdrant. A v1 database simply gains the empty table: "no vector pending" is what v1 meant.
 """
 
 from __future__ import annotations
@@ -33,6 +37,9 @@ CREATE INDEX IF NOT EXISTS chunks_path ON chunks(path);
 CREATE TABLE IF NOT EXISTS skipped(
     path TEXT PRIMARY KEY, reason TEXT NOT NULL, detail TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS inflight(path TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS pending_vectors(
+    id TEXT PRIMARY KEY, path TEXT NOT NULL, kind TEXT NOT NULL, embed_text TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS pending_vectors_path ON pending_vectors(path);
 """
 
 
@@ -56,6 +63,16 @@ class ChunkRow:
     kind: str
     signature: str
     text: str
+
+
+@dataclass(frozen=True, slots=True)
+class PendingVector:
+    """A recorded chunk whose vector is not in the vector store yet."""
+
+    id: str
+    path: str
+    kind: str
+    embed_text: str
 
 
 def _connect(path: Path, readonly: bool = False) -> apsw.Connection:
@@ -161,6 +178,16 @@ class StateDB:
         )
         return {r[0]: ChunkRow(*r) for r in rows}
 
+    def symbol_spans(self, path: str, symbol: str, kind: str) -> list[tuple[int, int]]:
+        """(start, end) of every chunk of `path` with this symbol and kind, in line order:
+        the parts of a split item (and of any other item of the same name there)."""
+        rows = self._reader().execute(
+            "SELECT start_line, end_line FROM chunks WHERE path=? AND symbol=? AND kind=?"
+            " ORDER BY start_line",
+            (path, symbol, kind),
+        )
+        return [(int(a), int(b)) for a, b in rows]
+
     def inflight(self) -> set[str]:
         return {r[0] for r in self._reader().execute("SELECT path FROM inflight")}
 
@@ -174,8 +201,10 @@ class StateDB:
         chunks: Iterable[ChunkRow],
         deleted: Iterable[str],
         skipped: dict[str, tuple[str, str]],
+        pending: Iterable[PendingVector] = (),
     ) -> None:
-        """Record what the indexes now hold, in one transaction."""
+        """Record what the indexes now hold, in one transaction; `pending` are chunks of
+        these files that Tantivy holds and the vector store does not yet."""
         now = time.time()
         file_list = list(files)
         deleted_list = list(deleted)
@@ -183,6 +212,13 @@ class StateDB:
             with self._lock, self._db:
                 touched = [f.path for f in file_list] + deleted_list
                 self._db.executemany("DELETE FROM chunks WHERE path=?", ((p,) for p in touched))
+                self._db.executemany(
+                    "DELETE FROM pending_vectors WHERE path=?", ((p,) for p in touched)
+                )
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO pending_vectors VALUES(?,?,?,?)",
+                    ((v.id, v.path, v.kind, v.embed_text) for v in pending),
+                )
                 self._db.executemany("DELETE FROM files WHERE path=?", ((p,) for p in deleted_list))
                 self._db.executemany(
                     "INSERT OR REPLACE INTO files VALUES(?,?,?,?,?,?,?)",
@@ -229,11 +265,34 @@ class StateDB:
                 ((r.size, r.mtime_ns, r.inode, r.path) for r in records),
             )
 
+    def pending_vectors(self, limit: int) -> list[PendingVector]:
+        """Up to `limit` chunks waiting for their vectors, a few files at a time."""
+        rows = self._reader().execute(
+            "SELECT id, path, kind, embed_text FROM pending_vectors ORDER BY path, id LIMIT ?",
+            (limit,),
+        )
+        return [PendingVector(*r) for r in rows]
+
+    def pending_count(self) -> int:
+        row = self._reader().execute("SELECT count(*) FROM pending_vectors").fetchone()
+        return int(row[0]) if row else 0
+
+    def pending_ids(self) -> set[str]:
+        return {r[0] for r in self._reader().execute("SELECT id FROM pending_vectors")}
+
+    def vectors_written(self, ids: Iterable[str]) -> None:
+        """These chunks' vectors are flushed to the vector store."""
+        try:
+            with self._lock, self._db:
+                self._db.executemany("DELETE FROM pending_vectors WHERE id=?", ((i,) for i in ids))
+        except apsw.Error as exc:
+            raise StateError(f"{self.path}: {exc}") from exc
+
     def skipped(self) -> Iterator[tuple[str, str, str]]:
         yield from self._reader().execute("SELECT path, reason, detail FROM skipped ORDER BY path")
 
     def clear(self) -> None:
         """Forget everything recorded."""
         with self._lock, self._db:
-            for table in ("files", "chunks", "skipped", "inflight"):
+            for table in ("files", "chunks", "skipped", "inflight", "pending_vectors"):
                 self._db.execute(f"DELETE FROM {table}")

@@ -60,6 +60,14 @@ def _bar(done: int, total: int, width: int = 24) -> str:
 def _progress_line(root: dict[str, Any]) -> str:
     p = root["progress"]
     eta = f", ETA {p['eta_s']:.0f}s" if p.get("eta_s") is not None else ""
+    pending = root.get("vectors_pending", 0)
+    if pending and p["files_done"] >= p["files_total"]:
+        # Lexical-first: every file is searchable with BM25; vectors are filling in.
+        return (
+            f"{_bar(p['chunks_done'], p['chunks_total'])} BM25 ready; embedding "
+            f"{p['chunks_done']}/{p['chunks_total']} chunks"
+            f"  {p['chunks_per_s']:.0f} chunks/s{eta}  ({pending} pending)"
+        )
     return (
         f"{_bar(p['files_done'], p['files_total'])} files {p['files_done']}/{p['files_total']}"
         f"  chunks embedded {p['chunks_done']}/{p['chunks_total']}"
@@ -108,7 +116,9 @@ def cmd_index(args: argparse.Namespace, paths: RuntimePaths) -> int:
 
 def cmd_search(args: argparse.Namespace, paths: RuntimePaths) -> int:
     if not args.query and not args.symbol:
-        raise RcmdError("give a query, or a symbol to look up with --symbol NAME")
+        # A usage error, like argparse's own (exit status 2).
+        print("rcmd: give a query, or a symbol to look up with --symbol NAME", file=sys.stderr)
+        return 2
     params: dict[str, Any] = {"query": args.query or "", "limit": args.limit, "mode": args.mode}
     if args.symbol:
         params["symbol"] = args.symbol
@@ -160,7 +170,9 @@ def cmd_status(args: argparse.Namespace, paths: RuntimePaths) -> int:
     for r in status["roots"]:
         state = "idle" if r["idle"] else r["activity"]
         print(f"\n{r['path']}  [{state}]")
-        print(f"  files {r['files']}  chunks {r['chunks']}  queue {r['queue']}")
+        pending = r.get("vectors_pending", 0)
+        vec = f"  vectors pending {pending}" if pending else ""
+        print(f"  files {r['files']}  chunks {r['chunks']}  queue {r['queue']}{vec}")
         print(f"  merkle root {r['merkle_root'][:16]}  watcher: {r['watcher']}")
         if r["last_commit"]:
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["last_commit"]))

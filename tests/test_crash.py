@@ -50,14 +50,22 @@ def test_sigkill_during_indexing_loses_nothing(tmp_path: Path, warm_cache: Path)
     try:
         for trial in range(TRIALS):
             # New content each trial, so there is real work (embedding) to interrupt.
+            # Even trials go lexical-first; every fourth is killed while vectors fill in.
             write_tree(tree / "src", rng, files, trial)
+            lexical_first = trial % 2 == 0
+            in_vectors = trial % 4 == 2
+            d.env["RCMD_INDEX_LEXICAL_FIRST_FILES"] = "8" if lexical_first else "1000"
             d.start()
             d.cli("index", str(tree))
             target = rng.randrange(0, files)
-            print(f"trial {trial}: seed {SEED}, kill after {target} files")
+            pending = rng.randrange(1, 3 * files)
+            when = f"{pending} vectors pending" if in_vectors else f"{target} files"
+            print(f"trial {trial}: seed {SEED}, lexical-first {lexical_first}, kill at {when}")
 
-            def progressed(t: int = target) -> bool:
+            def progressed(t: int = target, v: int = pending, vec: bool = in_vectors) -> bool:
                 r = d.root_status(tree)
+                if vec:
+                    return bool(r["idle"] or 0 < r["vectors_pending"] <= v)
                 return bool(r["idle"] or r["progress"]["files_done"] >= t)
 
             wait_until(progressed, timeout=300, interval=0.01)
@@ -90,16 +98,20 @@ def test_sigkill_during_indexing_loses_nothing(tmp_path: Path, warm_cache: Path)
         d.kill()
 
 
-@pytest.mark.parametrize("point", ["after_tantivy_commit", "before_state_record"])
+@pytest.mark.parametrize(
+    "point", ["after_tantivy_commit", "before_state_record", "before_vectors_recorded"]
+)
 def test_crash_between_consistency_steps(tmp_path: Path, warm_cache: Path, point: str) -> None:
-    """Die right after the Tantivy commit (Qdrant not flushed, state not recorded), or
-    after both index writes but before the state record; the restart must repair it."""
+    """Die right after the Tantivy commit (Qdrant not flushed, state not recorded), after
+    both index writes but before the state record, or after pending vectors are flushed
+    but before state.db hears of it; the restart must repair it."""
     rng = random.Random(SEED)
     tree = tmp_path / "tree"
     write_tree(tree / "src", rng, 6, 0)
     home = tmp_path / "home"
     seed_cache(home, warm_cache)
-    crashing = Daemon(home, RCMD_TEST_CRASH_AT=point)
+    # Pending vectors exist only after a lexical-first batch.
+    crashing = Daemon(home, RCMD_TEST_CRASH_AT=point, RCMD_INDEX_LEXICAL_FIRST_FILES="2")
     crashing.start()
     crashing.cli("index", str(tree))
     assert crashing.proc is not None

@@ -10,7 +10,7 @@ import pytest
 
 from daemon.config import load_config
 from daemon.embed_cache import EmbedCache
-from daemon.pipeline import Collaborators, run_batch
+from daemon.pipeline import Collaborators, fill_vectors, run_batch
 from daemon.root import RootIndex
 from daemon.search import search_roots
 from daemon.verify import verify_root
@@ -333,3 +333,49 @@ def test_failed_work_is_queued_again(setup: Any) -> None:
     root.cancelled = True
     indexer._retry_later(root, _Work(full=True)).join(10)
     assert indexer.queued(root.id) == 1  # a removed root is not retried
+
+
+def test_lexical_first_batch_then_vectors_fill_in(
+    crate: Path, tmp_path: Path, embedder: Any
+) -> None:
+    """A big batch is searchable with BM25 before anything is embedded; the pending
+    vectors survive a reopen, fill in a step at a time, and verify holds at every stage."""
+    env = {
+        "RCMD_HOME": str(tmp_path / "cold"),
+        "RCMD_INDEX_LEXICAL_FIRST_FILES": "2",
+        "RCMD_INDEX_CHUNKS_PER_STEP": "8",
+    }
+    config = load_config(env)
+    config.paths.cache_dir.mkdir(parents=True)
+    cache = EmbedCache(config.paths.embed_cache)
+    collab = Collaborators(config, embedder, cache)
+    root = RootIndex(crate.resolve(), config, embedder.model_id, embedder.dim)
+    report = run_batch(root, None, collab)
+    chunks = root.state.counts()[1]
+    assert report.cache_misses == 0 and root.vectors_pending == chunks > 0
+    assert root.vectors.count() == 0
+    assert verify_root(root)["ok"], verify_root(root)["problems"]
+    assert any("fetch_with_retry" in h for h in search(root, collab, "fetch_with_retry", "bm25"))
+    assert not search(root, collab, "exponential backoff between attempts", "vector")
+
+    # One file edited while its vectors are pending: the new chunks replace the old ones.
+    retry = crate / "src" / "net" / "retry.rs"
+    retry.write_text(retry.read_text() + "\npub fn pending_edit_marker() {}\n")
+    run_batch(root, ["src/net/retry.rs"], collab)  # small: embedded in the same step
+    assert verify_root(root)["ok"], verify_root(root)["problems"]
+    root.close()
+
+    root = RootIndex(crate.resolve(), config, embedder.model_id, embedder.dim)
+    before = root.vectors_pending
+    assert 0 < before < chunks
+    steps = iter([False, True])  # one step, then "newer work is waiting"
+    filled = fill_vectors(root, collab, lambda: next(steps))
+    assert filled.vectors_filled == 8 and root.vectors_pending == before - 8
+    assert verify_root(root)["ok"], verify_root(root)["problems"]
+    fill_vectors(root, collab, lambda: False)
+    assert root.vectors_pending == 0 and root.state.pending_count() == 0
+    assert root.vectors.count() == root.state.counts()[1]
+    assert verify_root(root)["ok"], verify_root(root)["problems"]
+    assert search(root, collab, "exponential backoff between attempts", "vector")
+    root.close()
+    cache.close()
