@@ -15,7 +15,7 @@ from typing import Any
 
 import structlog
 
-from daemon.metrics import BatchReport
+from daemon.metrics import BatchReport, rss_bytes, trim_heap
 from daemon.pipeline import Collaborators, drop_orphans, fill_vectors, run_batch
 from daemon.root import RootIndex
 
@@ -25,6 +25,8 @@ VACUUM_MIN_POINTS = 1000
 VACUUM_FRACTION = 0.2
 #: After a failed vacuum, wait this long before the next try.
 VACUUM_RETRY_S = 3600.0
+#: Going idle after embedding at least this many texts reloads the model to drop its arena.
+RELEASE_AFTER_TEXTS = 256
 
 
 @dataclass
@@ -150,6 +152,19 @@ class Indexer:
                 with self._cond:
                     self._running = None
                     self._cond.notify_all()
+                    all_done = not any(self._work.values())
+            if all_done:
+                self._settle()
+
+    def _settle(self) -> None:
+        """Give memory back once every queue is empty: a big batch leaves onnxruntime's
+        arena and freed heap behind, which an idle daemon has no use for."""
+        try:
+            if self.collab.embedder.release_memory(RELEASE_AFTER_TEXTS):
+                trim_heap()
+                log.info("memory_released", rss_mb=rss_bytes() >> 20)
+        except Exception:  # the old model keeps working; only memory is at stake
+            log.exception("memory_release_failed")
 
     def _retry_later(self, root: RootIndex, work: _Work) -> threading.Timer:
         """Queue a failed batch's work again after a pause (a full disk, a server that is

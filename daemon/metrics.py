@@ -19,6 +19,18 @@ def rss_bytes() -> int:
         return peak_rss_bytes()
 
 
+def trim_heap() -> None:
+    """Hand freed heap pages back to the OS (glibc keeps them otherwise); no-op elsewhere."""
+    if sys.platform != "linux":
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def peak_rss_bytes() -> int:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak if sys.platform == "darwin" else peak * 1024

@@ -64,3 +64,18 @@ def test_cache_roundtrip_and_persistence(tmp_path: Path) -> None:
     again = EmbedCache(path)
     assert len(again) == 1
     assert set(again.get_many([k1])) == {k1}
+
+
+def test_release_memory_reloads_the_model_and_keeps_vectors(tmp_path: Path) -> None:
+    from daemon.config import EmbeddingConfig
+    from daemon.embedder import Embedder
+
+    emb = Embedder(EmbeddingConfig(), tmp_path)
+    before = emb.embed(["pub fn grow(&mut self) {}"])[0]
+    assert not emb.release_memory(2)  # one text embedded: not worth a reload
+    emb.embed(["a", "b"])
+    assert emb.release_memory(2)
+    assert emb.embedded_since_load == 0
+    after = emb.embed(["pub fn grow(&mut self) {}"])[0]
+    assert float(np.dot(before, after)) > 0.9999
+    assert emb.embed_query("grow").shape == (emb.dim,)
