@@ -5,6 +5,7 @@
     python -m bench vectors                                 qdrant-client local vs Qdrant Edge
     python -m bench hash                                    blake3 vs sha256
     python -m bench scale                                   cold index cost vs tree size
+    python -m bench startup [large]                         no-change startup on a big tree
     python -m bench report                                  bench/results → docs/PERFORMANCE.md
 
 Each command writes bench/results/<name>.json (machine, date, commit, command, figures);
@@ -52,6 +53,12 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("scale", help="cold index time and RSS against tree size")
     p.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000, 20000])
+    p.add_argument("--embed-up-to", type=int, default=5000, help="larger sizes: lexical only")
+    p.add_argument("--work", default=work)
+
+    p = sub.add_parser("startup", help="no-change daemon startup on a big tree")
+    p.add_argument("corpus", nargs="?", default="large")
+    p.add_argument("--restarts", type=int, default=3)
     p.add_argument("--work", default=work)
 
     sub.add_parser("report", help="render bench/results into docs/PERFORMANCE.md")
@@ -80,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench.micro import scale
 
         out = scale(args)
+    elif args.command == "startup":
+        from bench.micro import startup
+
+        out = startup(args)
     else:
         from bench.report import render
 
