@@ -46,7 +46,7 @@ import tree_sitter_rust
 
 from ipc.protocol import KINDS as CHUNK_KINDS
 
-__all__ = ["KINDS", "Chunk", "chunk_source", "module_path"]
+__all__ = ["KINDS", "Chunk", "chunk_source", "module_path", "strip_attributes"]
 
 KINDS = CHUNK_KINDS  # defined with the protocol, which filters on them
 
@@ -88,13 +88,41 @@ class Chunk:
     part: int = 0
 
     def embed_text(self) -> str:
-        """Text for the embedding model: a short locating header, then the source."""
-        header = f"// {self.path}\n// {self.symbol} ({self.kind})\n"
+        """Text for the embedding model: a short locating header, then the source without
+        attributes. The model sees only 256 tokens: the symbol path already names the
+        module (so no file path), the signature is the text's own first line (so it is
+        repeated only for later parts), and attributes (`#[stable(...)]`, `#[inline]`)
+        say nothing about what the code does."""
+        header = f"// {self.symbol} ({self.kind})\n"
         if self.context:
             header += f"// in {self.context}\n"
-        if self.signature:
+        if self.signature and self.part > 0:
             header += f"// {self.signature}\n"
-        return header + self.text
+        return header + strip_attributes(self.text)
+
+
+def strip_attributes(text: str) -> str:
+    """`text` without its outer/inner attributes (`#[...]`, `#![...]`) at line starts,
+    also when they span lines; code after an attribute on its line is kept."""
+    out: list[str] = []
+    depth = 0  # open brackets of an attribute that continues on the next line
+    for line in text.split("\n"):
+        rest = line.lstrip()
+        while depth > 0 or rest.startswith(("#[", "#![")):
+            for i, ch in enumerate(rest):
+                depth += (ch == "[") - (ch == "]")
+                if depth == 0 and ch == "]":
+                    rest = rest[i + 1 :].lstrip()
+                    break
+            else:
+                rest = ""  # the attribute goes on past this line
+            if depth > 0 or not rest:
+                break
+        if rest:
+            out.append(line[: len(line) - len(line.lstrip())] + rest)
+        elif not line.strip():
+            out.append(line)
+    return "\n".join(out)
 
 
 def module_path(rel_path: str) -> str:

@@ -74,6 +74,10 @@ class SearchConfig:
     #: RRF weight of the list of chunks whose symbol is exactly what an identifier query
     #: names; 0 turns exact symbol matching off.
     symbol_weight: float = 0.0
+    #: Leave English function words out of the BM25 side of questions in words.
+    natural_stopwords: bool = False
+    #: Report a part of a split item with the whole item's lines.
+    whole_items: bool = False
     #: Drop a hit that overlaps a better one in the same file (parts of one item, a method
     #: and its impl).
     dedupe: bool = False

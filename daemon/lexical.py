@@ -117,9 +117,12 @@ class LexicalIndex:
             self._writer.wait_merging_threads()
             self._writer = None
 
-    def search(self, query: str, limit: int) -> list[tuple[str, float]]:
-        """(chunk id, BM25 score) best first; an empty list when no token is searchable."""
-        tokens = query_tokens(query)
+    def search(
+        self, query: str, limit: int, drop: frozenset[str] = frozenset()
+    ) -> list[tuple[str, float]]:
+        """(chunk id, BM25 score) best first; an empty list when no token is searchable.
+        Tokens in `drop` (stopwords of a question in words) are not searched for."""
+        tokens = [t for t in query_tokens(query) if t not in drop]
         if not tokens:
             return []
         clauses = []

@@ -12,8 +12,20 @@ from typing import Literal
 
 QueryClass = Literal["identifier", "natural"]
 
+#: Function words of English questions; in code they are noise (`a`, `it`, `is` are
+#: common variable and method names), so natural queries do not search for them.
+STOPWORDS = frozenset(
+    (  # noqa: SIM905 (a word list reads best as words)
+        "a an the of to in on at by for from and or but this that these those it its is are "
+        "be been was were which what where when who how does do did if then than any some "
+        "there their they them we you your i my me so such can could would should will"
+    ).split()
+)
+
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_PATH = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_]*::)*[A-Za-z_][A-Za-z0-9_]*$")
+#: A symbol path: `::`-separated parts, the last an identifier; earlier parts may be types
+#: such as `[T]` or `Vec<T>` (impl owners are named that way).
+_PATH = re.compile(r"^(?:[^\s:]+::)*[A-Za-z_][A-Za-z0-9_]*$")
 _CAMEL = re.compile(r"[a-z0-9][A-Z]|[A-Z]{2}[a-z]")
 
 

@@ -9,6 +9,7 @@ half-written hits. A hit that overlaps a better one in the same file is dropped.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -18,7 +19,7 @@ import numpy.typing as npt
 
 from daemon.config import SearchConfig
 from daemon.fusion import rrf
-from daemon.query import classify, symbol_matches, symbol_name, symbol_words
+from daemon.query import STOPWORDS, classify, symbol_matches, symbol_name, symbol_words
 from daemon.root import RootIndex
 from daemon.state import ChunkRow
 from daemon.tokenize import code_tokens, query_tokens
@@ -66,6 +67,20 @@ def snippet(text: str, words: Sequence[str], lines: int = SNIPPET_LINES) -> str:
     return "\n".join(text_lines[best : best + lines])
 
 
+def item_extent(start: int, end: int, spans: Sequence[tuple[int, int]]) -> tuple[int, int]:
+    """The lines of the whole item a chunk is a part of: `(start, end)` grown by every span
+    that overlaps or touches it, transitively (parts of a split item overlap by a few
+    lines; two items of one name are always apart)."""
+    grown = True
+    while grown:
+        grown = False
+        for a, b in spans:
+            if a <= end + 1 and b >= start - 1 and (a < start or b > end):
+                start, end = min(start, a), max(end, b)
+                grown = True
+    return start, end
+
+
 def is_near_duplicate(a: ChunkRow, b: ChunkRow) -> bool:
     """Whether `b` adds nothing to a result list that already shows `a`: same file, and
     the line ranges overlap (parts of one item) or one is the container chunk (impl, trait,
@@ -102,9 +117,10 @@ def _fuse_root(
     tuning: SearchConfig,
 ) -> list[tuple[str, float]]:
     """One root's ranked (chunk id, score) list for `query`."""
-    bm25 = root.lexical.search(query, depth) if mode in ("hybrid", "bm25") else []
-    vec = root.vectors.search(vector, depth) if vector is not None else []
     identifier = classify(query) == "identifier"
+    drop = STOPWORDS if tuning.natural_stopwords and not identifier else frozenset()
+    bm25 = root.lexical.search(query, depth, drop) if mode in ("hybrid", "bm25") else []
+    vec = root.vectors.search(vector, depth) if vector is not None else []
     name = symbol_name(query) if identifier and tuning.symbol_weight > 0 else None
     exact = _symbol_hits(root, name, ignore_case=True)[:depth] if name else []
     if mode == "vector":
@@ -177,6 +193,11 @@ def search_roots(
         row = rows.get(rid, {}).get(cid)
         if row is None:
             continue
+        if tuning.whole_items:
+            # Show a part of a split item as the whole item; the snippet stays on the part.
+            spans = by_root[rid].state.symbol_spans(row.path, row.symbol, row.kind)
+            start, end = item_extent(row.start_line, row.end_line, spans)
+            row = dataclasses.replace(row, start_line=start, end_line=end)
         if (kind is not None and row.kind != kind) or (
             path_glob is not None and not fnmatch.fnmatchcase(row.path, path_glob)
         ):

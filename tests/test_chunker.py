@@ -18,6 +18,7 @@ from daemon.chunker import (
     chunk_source,
     estimate_tokens,
     module_path,
+    strip_attributes,
 )
 
 CRATE = Path(__file__).parent / "fixtures" / "demo_crate"
@@ -171,10 +172,19 @@ def test_impl_methods_carry_header_context() -> None:
 def test_method_embed_text_has_locating_header() -> None:
     c = by_symbol(chunks_of("src/store.rs"), "store::Wrapper::fmt")
     embed = c.embed_text()
-    assert embed.startswith("// src/store.rs\n// store::Wrapper::fmt (method)\n")
+    assert embed.startswith("// store::Wrapper::fmt (method)\n")
     assert "// in impl<T: Clone> fmt::Display for Wrapper<T>\n" in embed
-    assert f"// {c.signature}\n" in embed
+    assert f"// {c.signature}\n" not in embed  # the text starts with it already
     assert embed.endswith(c.text)
+
+
+def test_embed_text_drops_attributes_and_repeats_the_signature_for_later_parts() -> None:
+    src = "#[inline]\n#[cfg(any(\n    unix,\n))]\npub fn f() {\n    let v = vec![1];\n}\n"
+    (c,) = chunk_source("src/a.rs", src.encode())
+    assert c.embed_text() == "// a::f (fn)\npub fn f() {\n    let v = vec![1];\n}"
+    later = dataclasses.replace(c, part=1, text="    let v = vec![1];\n}")
+    assert later.embed_text().startswith("// a::f (fn)\n// pub fn f()\n")
+    assert strip_attributes("    #[a] #[b(c)] fn h() {}\n#![allow(x)]") == "    fn h() {}"
 
 
 def test_impl_chunks_only_for_non_method_content() -> None:
@@ -617,7 +627,7 @@ def test_chunk_is_frozen_with_slots() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         c.start_line = 2  # type: ignore[misc]
     assert not hasattr(c, "__dict__")
-    assert c.embed_text() == "// src/a.rs\n// a::f (fn)\n// fn f()\nfn f() {}"
+    assert c.embed_text() == "// a::f (fn)\nfn f() {}"
 
 
 def test_large_file_is_fast() -> None:

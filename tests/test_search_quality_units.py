@@ -8,7 +8,7 @@ import pytest
 from bench.quality.corpus import blank_docs, decl_line, first_sentence, mentions_name
 from bench.quality.metrics import gains, ndcg, score
 from daemon.query import classify, symbol_matches, symbol_name, symbol_words
-from daemon.search import is_near_duplicate, snippet
+from daemon.search import is_near_duplicate, item_extent, snippet
 from daemon.state import ChunkRow
 
 
@@ -51,6 +51,7 @@ def test_symbol_name_of_a_query() -> None:
     assert symbol_name("read_to_string") == "read_to_string"
     assert symbol_name("read to string") is None
     assert symbol_name("Vec<T>") is None
+    assert symbol_name("[T]::to_vec") == "[T]::to_vec"
 
 
 def test_symbol_matches_on_path_boundaries() -> None:
@@ -114,4 +115,16 @@ def test_corpus_helpers() -> None:
     doc = "Creates a [`Vec`](crate::vec::Vec) with **room** for `n`. More text.\n\n# Examples"
     assert first_sentence(doc) == "Creates a Vec with room for n."
     assert mentions_name("Returns the capacity, with capacity.", "with_capacity")
-    assert not mentions_name("Reserves room for more elements.", "reserve")
+    assert mentions_name("Reserves room for more elements.", "reserve")
+    assert mentions_name("Returns the length.", "len")
+    assert not mentions_name("Returns the length.", "le")
+    assert not mentions_name("Makes room for more elements.", "reserve")
+
+
+def test_item_extent_joins_the_parts_of_one_item() -> None:
+    parts = [(10, 40), (38, 70), (68, 90), (95, 99)]  # a split item, then another item
+    assert item_extent(38, 70, parts) == (10, 90)
+    assert item_extent(10, 40, parts) == (10, 90)
+    assert item_extent(95, 99, parts) == (95, 99)
+    assert item_extent(5, 6, []) == (5, 6)
+    assert item_extent(1, 3, [(1, 3), (4, 6)]) == (1, 6)  # parts that only touch

@@ -48,7 +48,9 @@ def evaluate(search: Searcher, label: str) -> dict[str, Any]:
         t = time.perf_counter()
         for split, qs in halves.items():
             out.setdefault(split, {})[mode] = run_doc(search, qs, mode).to_json()
-        out.setdefault("hand", {})[mode] = run_hand(search, hand, mode).to_json()
+        hand_run = run_hand(search, hand, mode)
+        out.setdefault("hand", {})[mode] = hand_run.to_json()
+        out.setdefault("hand_ranks", {})[mode] = hand_run.ranks
         print(
             f"{label} {mode:6s} dev MRR {out['dev'][mode]['mrr@10']:.3f}  "
             f"test MRR {out['test'][mode]['mrr@10']:.3f}  "
@@ -63,12 +65,14 @@ def evaluate(search: Searcher, label: str) -> dict[str, Any]:
     return out
 
 
-def run_rcmd(work: Path, root: Path, env: dict[str, str]) -> dict[str, Any]:
+def run_rcmd(work: Path, root: Path, env: dict[str, str], reindex: bool) -> dict[str, Any]:
     daemon = RcmdDaemon(work / "home", env)
     daemon.start()
     try:
         t = time.perf_counter()
         info = daemon.index(root)
+        if reindex:
+            info = daemon.reindex(root)
         index_s = time.perf_counter() - t
         emb = daemon.status()["embedding"]
 
@@ -127,6 +131,9 @@ def main() -> int:
     p.add_argument("--work", type=Path, default=DEFAULT_WORK, help="kept between runs")
     p.add_argument("--no-naive", action="store_true", help="reuse the naive figures on file")
     p.add_argument("--no-doc", action="store_true", help="do not rewrite docs/SEARCH_QUALITY.md")
+    p.add_argument(
+        "--reindex", action="store_true", help="force a rebuild (after a chunker change)"
+    )
     p.add_argument("-e", "--env", action="append", default=[], help="KEY=VALUE for the daemon")
     p.add_argument("--out", type=Path, help="results JSON (default WORK/results.json)")
     args = p.parse_args()
@@ -145,7 +152,7 @@ def main() -> int:
         "corpus": {"library": "Debian rust-src 1.63.0 (library/)", "subset": list(SUBSET)},
         "command": "python -m bench.quality " + " ".join(sys.argv[1:]),
     }
-    results["rcmd"] = run_rcmd(work, root, env)
+    results["rcmd"] = run_rcmd(work, root, env, args.reindex)
     if args.no_naive and "naive" in previous:
         results["naive"] = previous["naive"]
         results["naive_from"] = previous.get("date")

@@ -145,10 +145,12 @@ def first_sentence(doc: str) -> str:
 
 
 def mentions_name(sentence: str, name: str) -> bool:
-    """Whether the sentence names the item: the identifier itself, or its words in order
-    (`with_capacity` in "with capacity")."""
+    """Whether the sentence names the item: the identifier, inflected too when it is at
+    least three letters long (`push` in "Pushes", `len` in "length"), or its words in
+    order (`with_capacity` in "with capacity")."""
     low = sentence.lower()
-    if re.search(rf"\b{re.escape(name.lower())}\b", low):
+    tail = r"\w*" if len(name) >= 3 else r"\b"
+    if re.search(rf"\b{re.escape(name.lower())}{tail}", low):
         return True
     words = [w for w in re.split(r"_|(?<=[a-z])(?=[A-Z])", name) if w]
     if len(words) > 1:
@@ -186,7 +188,8 @@ def public_items(library: Path = LIBRARY) -> list[tuple[Item, str]]:
 
 def doc_queries(library: Path = LIBRARY) -> list[DocQuery]:
     """The doc-comment set: one query per public item whose first doc sentence is at least
-    four words, names nothing of the item, and is not shared with another item."""
+    four words, does not name the item (see `mentions_name`), and is not shared with
+    another item."""
     candidates: list[tuple[str, Item]] = []
     for item, doc in public_items(library):
         if not doc:

@@ -57,6 +57,28 @@ class RcmdDaemon:
             time.sleep(0.5)
         raise TimeoutError("indexing did not finish")
 
+    def reindex(self, root: Path, timeout: float = 3600) -> dict[str, Any]:
+        """Force a rebuild (re-chunk, re-embed what the cache lacks) and wait for it."""
+
+        def current() -> dict[str, Any]:
+            roots = call(self.paths, "status")["roots"]
+            return next(x for x in roots if x["path"] == str(root))  # type: ignore[no-any-return]
+
+        before = current()["counters"]["batches"]
+        call(self.paths, "reindex", path=str(root), force=True)
+        deadline = time.monotonic() + timeout
+        last = 0.0
+        while time.monotonic() < deadline:
+            r = current()
+            if r["idle"] and r["counters"]["batches"] > before:
+                return r
+            if time.monotonic() - last > 15:
+                p = r["progress"]
+                print(f"  rcmd reindex: {p['chunks_done']}/{p['chunks_total']} chunks", flush=True)
+                last = time.monotonic()
+            time.sleep(0.5)
+        raise TimeoutError("reindex did not finish")
+
     def search(self, query: str, **params: Any) -> tuple[list[dict[str, Any]], float]:
         """(results, round-trip ms) on one kept-open connection, as an editor would."""
         if self.client is None:

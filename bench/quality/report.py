@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bench.quality.evaluate import MODES
+from bench.quality.evaluate import MODES, hand_set
 
 TUNING = Path(__file__).with_name("tuning.md")
 SETS = (
@@ -115,6 +115,18 @@ def render(res: dict[str, Any]) -> str:
         f"- p50 latency: rcmd {ident['p50_ms']:.1f} ms, naive {n['identifiers']['p50_ms']:.1f} ms",
         "- missed: " + (", ".join(f"`{m}`" for m in ident["misses"]) or "none"),
     ]
+    lines += [
+        "",
+        "## Hand-written set, question by question (hybrid; rank of the first answering file)",
+        "",
+        "| question | answering files | rcmd | naive |",
+        "|---|---|---|---|",
+    ]
+    for (q, files), a, b in zip(
+        hand_set(), r["hand_ranks"]["hybrid"], n["hand_ranks"]["hybrid"], strict=True
+    ):
+        shown = ", ".join(f"`{f}`" for f in files)
+        lines.append(f"| {q} | {shown} | {a or '-'} | {b or '-'} |")
     if res.get("naive_from"):
         lines += ["", f"(naive figures from the run of {res['naive_from']}, same corpus)"]
     text = "\n".join(lines) + "\n"
