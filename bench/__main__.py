@@ -6,6 +6,7 @@
     python -m bench hash                                    blake3 vs sha256
     python -m bench scale                                   cold index cost vs tree size
     python -m bench startup [large]                         no-change startup on a big tree
+    python -m bench writes                                  Tantivy heap, vector upsert batch
     python -m bench report                                  bench/results → docs/PERFORMANCE.md
 
 Each command writes bench/results/<name>.json (machine, date, commit, command, figures);
@@ -36,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--queries", type=int, default=200)
     p.add_argument("--idle-wait", type=float, default=30, help="seconds idle before idle RSS")
     p.add_argument("--skip-reindex", action="store_true")
+    p.add_argument("--profile", metavar="SVG", help="flame graph of the cold index (py-spy)")
     p.add_argument("--work", default=work)
 
     p = sub.add_parser("embed", help="embedding throughput against a naive fastembed call")
@@ -55,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000, 20000])
     p.add_argument("--embed-up-to", type=int, default=5000, help="larger sizes: lexical only")
     p.add_argument("--work", default=work)
+
+    p = sub.add_parser("writes", help="Tantivy heap/threads and vector upsert batch size")
+    p.add_argument("--corpus", default="small")
 
     p = sub.add_parser("startup", help="no-change daemon startup on a big tree")
     p.add_argument("corpus", nargs="?", default="large")
@@ -87,6 +92,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench.micro import scale
 
         out = scale(args)
+    elif args.command == "writes":
+        from bench.writes import run
+
+        out = run(args)
     elif args.command == "startup":
         from bench.micro import startup
 

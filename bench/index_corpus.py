@@ -14,6 +14,7 @@ from __future__ import annotations
 import random
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import threading
@@ -226,6 +227,18 @@ def restart(d: BenchDaemon) -> dict[str, Any]:
     }
 
 
+def _profile(d: BenchDaemon, svg: str) -> subprocess.Popen[bytes]:
+    """py-spy sampling the daemon (and its children) until interrupted."""
+    spy = shutil.which("py-spy")
+    if spy is None or d.proc is None:
+        raise SystemExit("--profile needs py-spy: pip install py-spy")
+    return subprocess.Popen(
+        [spy, "record", "--pid", str(d.proc.pid), "--rate", "20", "--subprocesses", "-o", svg],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 def run(args: Any) -> dict[str, Any]:
     work = Path(args.work) / args.corpus.replace(":", "_")
     tree = materialize(args.corpus, work / "tree")
@@ -235,8 +248,13 @@ def run(args: Any) -> dict[str, Any]:
     d = BenchDaemon(home)
     d.start()
     out: dict[str, Any] = {"corpus": args.corpus}
+    profiler = _profile(d, args.profile) if args.profile else None
     try:
         out["cold"] = cold_index(d, tree, args, names)
+        if profiler is not None:
+            profiler.send_signal(signal.SIGINT)  # py-spy writes the flame graph and exits
+            profiler.wait(120)
+            out["profile"] = args.profile
         print(f"cold: {out['cold']['seconds']} s, {out['cold']['chunks']} chunks", flush=True)
         time.sleep(args.idle_wait)
         out["idle_rss_mb"] = d.call("status")["rss_bytes"] >> 20
