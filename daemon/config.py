@@ -64,23 +64,29 @@ class VectorStoreConfig:
 
 @dataclass(frozen=True, slots=True)
 class SearchConfig:
-    rrf_k: int = 60
+    """Ranking knobs; the defaults were tuned on the dev half of the doc-comment set of
+    `python -m bench.quality` (docs/SEARCH_QUALITY.md has the figures)."""
+
+    #: Reciprocal-rank-fusion constant: smaller lets the top ranks of each list count more.
+    rrf_k: int = 20
     #: How many candidates each side contributes to fusion.
     candidates: int = 50
     #: RRF weight of the BM25 list for questions in words (the vector list weighs 1).
-    natural_lexical_weight: float = 1.0
+    natural_lexical_weight: float = 0.5
     #: RRF weight of the BM25 list for identifier-like queries (`Vec::push`, `read_to_string`).
     identifier_lexical_weight: float = 1.0
     #: RRF weight of the list of chunks whose symbol is exactly what an identifier query
     #: names; 0 turns exact symbol matching off.
-    symbol_weight: float = 0.0
+    symbol_weight: float = 1.0
+    #: BM25 boost of the code text (symbol 3, signature 1.5, path 1) for questions in words.
+    natural_content_boost: float = 0.3
     #: Leave English function words out of the BM25 side of questions in words.
     natural_stopwords: bool = False
     #: Report a part of a split item with the whole item's lines.
-    whole_items: bool = False
+    whole_items: bool = True
     #: Drop a hit that overlaps a better one in the same file (parts of one item, a method
     #: and its impl).
-    dedupe: bool = False
+    dedupe: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -118,15 +118,22 @@ class LexicalIndex:
             self._writer = None
 
     def search(
-        self, query: str, limit: int, drop: frozenset[str] = frozenset()
+        self,
+        query: str,
+        limit: int,
+        drop: frozenset[str] = frozenset(),
+        boosts: dict[str, float] | None = None,
     ) -> list[tuple[str, float]]:
         """(chunk id, BM25 score) best first; an empty list when no token is searchable.
-        Tokens in `drop` (stopwords of a question in words) are not searched for."""
+        Tokens in `drop` (stopwords of a question in words) are not searched for; `boosts`
+        replaces some of FIELD_BOOSTS."""
         tokens = [t for t in query_tokens(query) if t not in drop]
         if not tokens:
             return []
         clauses = []
-        for field, boost in FIELD_BOOSTS.items():
+        for field, boost in {**FIELD_BOOSTS, **(boosts or {})}.items():
+            if boost <= 0:
+                continue
             for tok in tokens:
                 q = tantivy.Query.term_query(self.schema, field, tok)
                 clauses.append((tantivy.Occur.Should, tantivy.Query.boost_query(q, boost)))

@@ -95,9 +95,10 @@ def is_near_duplicate(a: ChunkRow, b: ChunkRow) -> bool:
     return False
 
 
-def _symbol_hits(root: RootIndex, name: str, *, ignore_case: bool) -> list[str]:
-    """Chunk ids of `root` whose symbol is `name` or ends with `::name`, closest first."""
-    cids = root.lexical.symbol_candidates(symbol_words(name), SYMBOL_DEPTH)
+def _symbol_hits(root: RootIndex, name: str, *, ignore_case: bool, limit: int) -> list[str]:
+    """Chunk ids of `root` whose symbol is `name` or ends with `::name`, closest first,
+    from the `limit` best lexical candidates."""
+    cids = root.lexical.symbol_candidates(symbol_words(name), limit)
     rows = root.state.chunk_rows(cids)
     return [
         cid
@@ -119,10 +120,11 @@ def _fuse_root(
     """One root's ranked (chunk id, score) list for `query`."""
     identifier = classify(query) == "identifier"
     drop = STOPWORDS if tuning.natural_stopwords and not identifier else frozenset()
-    bm25 = root.lexical.search(query, depth, drop) if mode in ("hybrid", "bm25") else []
+    boosts = None if identifier else {"content_t": tuning.natural_content_boost}
+    bm25 = root.lexical.search(query, depth, drop, boosts) if mode in ("hybrid", "bm25") else []
     vec = root.vectors.search(vector, depth) if vector is not None else []
     name = symbol_name(query) if identifier and tuning.symbol_weight > 0 else None
-    exact = _symbol_hits(root, name, ignore_case=True)[:depth] if name else []
+    exact = _symbol_hits(root, name, ignore_case=True, limit=depth * 4) if name else []
     if mode == "vector":
         return vec
     lex_weight = tuning.identifier_lexical_weight if identifier else tuning.natural_lexical_weight
@@ -172,7 +174,7 @@ def search_roots(
             root, query, mode=mode, depth=depth, rrf_k=rrf_k, vector=vector, tuning=tuning
         )
         if symbol is not None:
-            allowed = _symbol_hits(root, symbol, ignore_case=False)
+            allowed = _symbol_hits(root, symbol, ignore_case=False, limit=SYMBOL_DEPTH)
             allowed_set = set(allowed)
             ranked = [(cid, s) for cid, s in fused if cid in allowed_set]
             seen = {cid for cid, _ in ranked}

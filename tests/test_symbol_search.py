@@ -41,7 +41,7 @@ def test_symbol_lookup(daemon: Daemon, crate: Path) -> None:
     with pytest.raises(BadRequest):
         daemon.call("search", query="x", symbol=" ")
     usage = daemon.cli("search", check=False)
-    assert usage.returncode == 1 and "--symbol" in usage.stderr
+    assert usage.returncode == 2 and "--symbol" in usage.stderr
 
 
 def test_identifier_query_ranks_the_exact_symbol_first(daemon: Daemon, crate: Path) -> None:

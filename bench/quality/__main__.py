@@ -39,7 +39,9 @@ from bench.quality.report import write_report
 DEFAULT_WORK = Path.home() / ".cache" / "rcmd-quality"
 
 
-def evaluate(search: Searcher, label: str) -> dict[str, Any]:
+def evaluate(search: Searcher, search_real: Searcher, label: str) -> dict[str, Any]:
+    """Every set: the doc-comment halves on the doc-blanked index (`search`), the hand set
+    on the real index with its doc comments (`search_real`) and on the blanked one."""
     queries = doc_queries()
     halves = {s: [q for q in queries if q.split == s] for s in ("dev", "test")}
     hand = hand_set()
@@ -48,13 +50,15 @@ def evaluate(search: Searcher, label: str) -> dict[str, Any]:
         t = time.perf_counter()
         for split, qs in halves.items():
             out.setdefault(split, {})[mode] = run_doc(search, qs, mode).to_json()
-        hand_run = run_hand(search, hand, mode)
-        out.setdefault("hand", {})[mode] = hand_run.to_json()
-        out.setdefault("hand_ranks", {})[mode] = hand_run.ranks
+        for key, s in (("hand", search_real), ("hand_blanked", search)):
+            hand_run = run_hand(s, hand, mode)
+            out.setdefault(key, {})[mode] = hand_run.to_json()
+            out.setdefault(f"{key}_ranks", {})[mode] = hand_run.ranks
         print(
             f"{label} {mode:6s} dev MRR {out['dev'][mode]['mrr@10']:.3f}  "
             f"test MRR {out['test'][mode]['mrr@10']:.3f}  "
-            f"hand hit@10 {out['hand'][mode]['hit@10']:.3f}  "
+            f"hand hit@10 {out['hand'][mode]['hit@10']:.3f} "
+            f"(blanked {out['hand_blanked'][mode]['hit@10']:.3f})  "
             f"({time.perf_counter() - t:.0f}s)",
             flush=True,
         )
@@ -65,27 +69,33 @@ def evaluate(search: Searcher, label: str) -> dict[str, Any]:
     return out
 
 
-def run_rcmd(work: Path, root: Path, env: dict[str, str], reindex: bool) -> dict[str, Any]:
+def run_rcmd(
+    work: Path, roots: tuple[Path, Path], env: dict[str, str], reindex: bool
+) -> dict[str, Any]:
+    """rcmd through a daemon holding both roots (doc-blanked, real); each query is
+    narrowed to one root with the protocol's `root` parameter."""
     daemon = RcmdDaemon(work / "home", env)
     daemon.start()
     try:
         t = time.perf_counter()
-        info = daemon.index(root)
-        if reindex:
-            info = daemon.reindex(root)
+        infos = [daemon.reindex(r) if reindex else daemon.index(r) for r in roots]
         index_s = time.perf_counter() - t
         emb = daemon.status()["embedding"]
 
-        def search(query: str, mode: str, limit: int) -> tuple[list[Result], float]:
-            hits, ms = daemon.search(query, mode=mode, limit=limit)
-            rs = [Result(h["path"], h["start_line"], h["end_line"], h["symbol"]) for h in hits]
-            return rs, ms
+        def searcher(root: Path) -> Searcher:
+            def search(query: str, mode: str, limit: int) -> tuple[list[Result], float]:
+                hits, ms = daemon.search(query, mode=mode, limit=limit, root=str(root))
+                rs = [Result(h["path"], h["start_line"], h["end_line"], h["symbol"]) for h in hits]
+                return rs, ms
 
-        search("warm up", "hybrid", 10)
-        out = evaluate(search, "rcmd ")
+            return search
+
+        searcher(roots[0])("warm up", "hybrid", 10)
+        out = evaluate(searcher(roots[0]), searcher(roots[1]), "rcmd ")
         out["index"] = {
-            "files": info["files"],
-            "chunks": info["chunks"],
+            "files": infos[0]["files"],
+            "chunks": infos[0]["chunks"],
+            "real_chunks": infos[1]["chunks"],
             "seconds": round(index_s, 1),
             "cache_misses": emb["cache_misses"],
         }
@@ -95,7 +105,7 @@ def run_rcmd(work: Path, root: Path, env: dict[str, str], reindex: bool) -> dict
         daemon.stop()
 
 
-def run_naive(work: Path, root: Path) -> dict[str, Any]:
+def run_naive(work: Path, roots: tuple[Path, Path]) -> dict[str, Any]:
     from bench.quality.naive import NaiveIndex
     from daemon.config import EmbeddingConfig
     from daemon.embedder import Embedder
@@ -103,20 +113,30 @@ def run_naive(work: Path, root: Path) -> dict[str, Any]:
     (work / "naive").mkdir(parents=True, exist_ok=True)
     embedder = Embedder(EmbeddingConfig(), work / "naive")
     t = time.perf_counter()
-    index = NaiveIndex(
-        root, embedder.embed, embedder.embed_query, embedder.model_id, work / "naive" / "emb.db"
-    )
+    indexes = [
+        NaiveIndex(
+            r, embedder.embed, embedder.embed_query, embedder.model_id, work / "naive" / "emb.db"
+        )
+        for r in roots
+    ]
     build_s = time.perf_counter() - t
 
-    def search(query: str, mode: str, limit: int) -> tuple[list[Result], float]:
-        t = time.perf_counter()
-        hits = index.search(query, mode, limit)
-        ms = (time.perf_counter() - t) * 1000
-        return [Result(h.path, h.start_line, h.end_line) for h in hits], ms
+    def searcher(index: NaiveIndex) -> Searcher:
+        def search(query: str, mode: str, limit: int) -> tuple[list[Result], float]:
+            t = time.perf_counter()
+            hits = index.search(query, mode, limit)
+            ms = (time.perf_counter() - t) * 1000
+            return [Result(h.path, h.start_line, h.end_line) for h in hits], ms
 
-    search("warm up", "hybrid", 10)
-    out = evaluate(search, "naive")
-    out["index"] = {"chunks": len(index.chunks), "seconds": round(build_s, 1)}
+        return search
+
+    searcher(indexes[0])("warm up", "hybrid", 10)
+    out = evaluate(searcher(indexes[0]), searcher(indexes[1]), "naive")
+    out["index"] = {
+        "chunks": len(indexes[0].chunks),
+        "real_chunks": len(indexes[1].chunks),
+        "seconds": round(build_s, 1),
+    }
     return out
 
 
@@ -138,7 +158,7 @@ def main() -> int:
     p.add_argument("--out", type=Path, help="results JSON (default WORK/results.json)")
     args = p.parse_args()
     work: Path = args.work
-    root = build_corpus(work).resolve()
+    roots = (build_corpus(work).resolve(), build_corpus(work, blank=False).resolve())
     env = dict(kv.split("=", 1) for kv in args.env)
     previous: dict[str, Any] = {}
     results_path = args.out or work / "results.json"
@@ -152,12 +172,12 @@ def main() -> int:
         "corpus": {"library": "Debian rust-src 1.63.0 (library/)", "subset": list(SUBSET)},
         "command": "python -m bench.quality " + " ".join(sys.argv[1:]),
     }
-    results["rcmd"] = run_rcmd(work, root, env, args.reindex)
+    results["rcmd"] = run_rcmd(work, roots, env, args.reindex)
     if args.no_naive and "naive" in previous:
         results["naive"] = previous["naive"]
         results["naive_from"] = previous.get("date")
     else:
-        results["naive"] = run_naive(work, root)
+        results["naive"] = run_naive(work, roots)
     results_path.write_text(json.dumps(results, indent=2))
     print(f"results: {results_path}")
     if not args.no_doc:

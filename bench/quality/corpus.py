@@ -84,17 +84,19 @@ def blank_docs(source: bytes) -> bytes:
     return _DOC_LINE.sub(b"", source)
 
 
-def build_corpus(dest: Path, library: Path = LIBRARY) -> Path:
-    """Write the doc-blanked subset under `dest/library` (idempotent) and return that root."""
-    root = dest / "library"
-    stamp = dest / "corpus.ok"
+def build_corpus(dest: Path, library: Path = LIBRARY, *, blank: bool = True) -> Path:
+    """Write the subset under `dest/library`, doc comments blanked, or with `blank=False`
+    as it is under `dest/real/library` (idempotent); return that root."""
+    base = dest if blank else dest / "real"
+    root = base / "library"
+    stamp = base / "corpus.ok"
     if stamp.exists() and root.is_dir():
         return root
     shutil.rmtree(root, ignore_errors=True)
     for f in subset_files(library):
         out = root / f.relative_to(library)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_bytes(blank_docs(f.read_bytes()))
+        out.write_bytes(blank_docs(f.read_bytes()) if blank else f.read_bytes())
     stamp.write_text("\n".join(SUBSET) + "\n")
     return root
 

@@ -9,6 +9,7 @@ computed once and reused, so a whole sweep takes seconds per setting.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sys
 import time
 from typing import Any
@@ -45,9 +46,11 @@ def _parse(args: list[str]) -> dict[str, Any]:
 BASE: dict[str, Any] = {"symbol_weight": 1.0, "dedupe": True, "whole_items": True}
 SWEEP: list[dict[str, Any]] = [
     {},
-    *({"natural_lexical_weight": w, "rrf_k": k} for w in (0.5, 0.7, 1.0) for k in (5, 10, 20, 30)),
-    {"natural_lexical_weight": 0.5, "candidates": 30},
-    {"natural_lexical_weight": 0.5, "candidates": 100},
+    *(
+        {"natural_content_boost": c, "natural_lexical_weight": w, "rrf_k": k}
+        for c in (0.3, 0.5)
+        for w, k in ((1.0, 60), (1.0, 20), (0.7, 20), (0.5, 20), (0.7, 10))
+    ),
 ]
 
 
@@ -57,6 +60,9 @@ def main() -> int:
     config = load_config({"RCMD_HOME": str(work / "home")})
     embedder = Embedder(EmbeddingConfig(), config.paths.cache_dir)
     root = RootIndex(root_path, config, embedder.model_id, embedder.dim)
+    real = RootIndex(
+        build_corpus(work, blank=False).resolve(), config, embedder.model_id, embedder.dim
+    )
     memo: dict[str, npt.NDArray[np.float32]] = {}
 
     def embed_query(q: str) -> npt.NDArray[np.float32]:
@@ -74,7 +80,9 @@ def main() -> int:
     for change in settings:
         cfg = dataclasses.replace(SearchConfig(), **{**base, **change})
 
-        def search(q: str, mode: str, limit: int, cfg: SearchConfig = cfg) -> Any:
+        def search(
+            q: str, mode: str, limit: int, cfg: SearchConfig = cfg, root: RootIndex = root
+        ) -> Any:
             t = time.perf_counter()
             hits = search_roots(
                 [root],
@@ -93,7 +101,7 @@ def main() -> int:
         modes = ("bm25", "vector", "hybrid") if not single else ("hybrid",)
         d = {**single, **{m: run_doc(search, dev, m).scores for m in modes}}
         single = {m: d[m] for m in ("bm25", "vector")}
-        h = run_hand(search, hand, "hybrid").scores
+        h = run_hand(functools.partial(search, root=real), hand, "hybrid").scores
         ident = run_identifiers(search, ids)
         print(
             f"{change or 'defaults'} | {d['bm25'].mrr10:.3f} | {d['vector'].mrr10:.3f} | "
@@ -102,6 +110,7 @@ def main() -> int:
             flush=True,
         )
     root.close()
+    real.close()
     return 0
 
 
