@@ -7,6 +7,7 @@
     python -m bench scale                                   cold index cost vs tree size
     python -m bench startup [large]                         no-change startup on a big tree
     python -m bench writes                                  Tantivy heap, vector upsert batch
+    python -m bench refactor                                cache hits when code moves
     python -m bench report                                  bench/results → docs/PERFORMANCE.md
 
 Each command writes bench/results/<name>.json (machine, date, commit, command, figures);
@@ -61,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("writes", help="Tantivy heap/threads and vector upsert batch size")
     p.add_argument("--corpus", default="small")
 
+    p = sub.add_parser("refactor", help="embedding-cache hits when functions move files")
+    p.add_argument("--files", type=int, default=200)
+    p.add_argument("--work", default=work)
+
     p = sub.add_parser("startup", help="no-change daemon startup on a big tree")
     p.add_argument("corpus", nargs="?", default="large")
     p.add_argument("--restarts", type=int, default=3)
@@ -96,6 +101,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench.writes import run
 
         out = run(args)
+    elif args.command == "refactor":
+        from bench.micro import refactor
+
+        out = refactor(args)
     elif args.command == "startup":
         from bench.micro import startup
 

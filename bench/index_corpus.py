@@ -134,6 +134,7 @@ def cold_index(d: BenchDaemon, tree: Path, args: Any, probes: list[str]) -> dict
         "seconds": round(seconds, 1),
         "chunks_per_s": round(r["chunks"] / seconds, 1),
         "first_bm25_hit_s": round(first_hit, 1) if first_hit is not None else None,
+        "lexical_complete_s": lexical_complete(timeline, r["files"]),
         "stages_s": r["counters"]["stages_s"],
         "cache_misses": status["embedding"]["cache_misses"],
         "peak_rss_mb": status["peak_rss_bytes"] >> 20,
@@ -141,6 +142,11 @@ def cold_index(d: BenchDaemon, tree: Path, args: Any, probes: list[str]) -> dict
         "load": load_result,
         "timeline": timeline,
     }
+
+
+def lexical_complete(timeline: list[dict[str, Any]], files: int) -> float | None:
+    """When every file was recorded (BM25 covers the tree), to the 5 s sampling step."""
+    return next((t["t_s"] for t in timeline if t["files"] >= files), None)
 
 
 def search_latency(d: BenchDaemon, tree: Path, names: list[str]) -> dict[str, Any]:

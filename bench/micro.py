@@ -165,3 +165,60 @@ def _scanned(d: BenchDaemon) -> dict[str, Any] | None:
     """The root once its startup scan finished (pending vectors may still fill in)."""
     r = d.root()
     return r if r["counters"]["batches"] >= 1 else None
+
+
+def refactor(args: Any) -> dict[str, Any]:
+    """Embedding-cache hit rate (3.4) on a forced reindex and on a refactor that moves
+    free functions between files, on a synthetic tree indexed in-process."""
+    import re
+
+    from daemon.config import load_config
+    from daemon.embed_cache import EmbedCache
+    from daemon.embedder import Embedder
+    from daemon.pipeline import Collaborators, run_batch
+    from daemon.root import RootIndex
+
+    work = Path(args.work) / "refactor"
+    shutil.rmtree(work, ignore_errors=True)
+    tree = work / "tree"
+    synthetic(args.files, tree)
+    # Embedding in the batch itself, so each batch's report holds its hits and misses.
+    config = load_config(
+        {"RCMD_HOME": str(work / "home"), "RCMD_INDEX_LEXICAL_FIRST_FILES": str(10**9)}
+    )
+    config.paths.cache_dir.mkdir(parents=True)
+    cache = EmbedCache(config.paths.embed_cache)
+    embedder = Embedder(config.embedding, config.paths.cache_dir)
+    collab = Collaborators(config, embedder, cache)
+    root = RootIndex(tree.resolve(), config, embedder.model_id, embedder.dim)
+    out: dict[str, Any] = {"files": args.files}
+    try:
+        first = run_batch(root, None, collab)
+        out["cold"] = {"chunks": first.chunks, "misses": first.cache_misses}
+        forced = run_batch(root, None, collab, force=True)
+        out["forced_reindex"] = {"hits": forced.cache_hits, "misses": forced.cache_misses}
+        # Move the free function at the end of every tenth file into the next file.
+        files = sorted(tree.rglob("*.rs"))
+        moved = 0
+        for a, b in zip(files[::10], files[1::10], strict=False):
+            text = a.read_text()
+            i = text.rfind("/// ")
+            fn, rest = text[i:], text[:i]
+            if re.search(r"^pub fn ", fn, re.M):
+                a.write_text(rest)
+                b.write_text(b.read_text() + "\n" + fn)
+                moved += 1
+        changed = run_batch(root, None, collab)
+        out["refactor"] = {
+            "functions_moved": moved,
+            "files_rewritten": changed.indexed,
+            "chunks_in_them": changed.chunks,
+            "hits": changed.cache_hits,
+            "misses": changed.cache_misses,
+        }
+    finally:
+        root.close()
+        cache.close()
+        shutil.rmtree(work, ignore_errors=True)
+    save("embed-cache-refactor", f"python -m bench refactor --files {args.files}", out)
+    return out

@@ -58,11 +58,103 @@ def section(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _get(results: dict[str, Any], dotted: str) -> Any:
+    """`name.key.key` from the results, or None when that run or figure is missing."""
+    name, _, rest = dotted.partition(".")
+    value: Any = results.get(name)
+    for key in rest.split(".") if rest else []:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value
+
+
+def _fmt(value: Any) -> str:
+    return "not measured" if value is None else str(value)
+
+
+def targets(results: dict[str, Any]) -> list[str]:
+    """The performance issue's targets against the latest figures: one row each."""
+    m = "index-medium"
+    rows: list[tuple[str, str, bool | None]] = []
+
+    def row(target: str, figure: str, met: bool | None) -> None:
+        rows.append((target, figure, met))
+
+    speedup = _get(results, "embedding.speedup")
+    row(
+        "1. embedding ≥ 5× naive fastembed (batch 64, unsorted)",
+        f"{_fmt(speedup)}× ({_fmt(_get(results, 'embedding.rcmd.chunks_per_s'))} vs "
+        f"{_fmt(_get(results, 'embedding.naive_batch64_unsorted.chunks_per_s'))} chunks/s)",
+        None if speedup is None else speedup >= 5,
+    )
+    first = _get(results, f"{m}.cold.first_bm25_hit_s")
+    lexical = _get(results, f"{m}.cold.lexical_complete_s")
+    timeline = _get(results, f"{m}.cold.timeline") or []
+    if lexical is None and timeline:
+        from bench.index_corpus import lexical_complete
+
+        lexical = lexical_complete(timeline, _get(results, f"{m}.cold.files"))
+    row(
+        "2. BM25 on a new medium root within 60 s",
+        f"first hit {_fmt(first)} s, every file searchable {_fmt(lexical)} s",
+        None if lexical is None else lexical <= 60,
+    )
+    speed = _get(results, f"{m}.reindex_force.speedup_vs_cold")
+    misses = _get(results, f"{m}.reindex_force.cache_misses")
+    row(
+        "3. forced reindex (warm cache) ≥ 10× the cold index, 100% hits",
+        f"{_fmt(speed)}×, {_fmt(misses)} misses",
+        None if speed is None else speed >= 10 and misses == 0,
+    )
+    large = [r["seconds_to_up_to_date"] for r in _get(results, "startup-large.restarts") or []]
+    us = [r["scan_us_per_file"] for r in _get(results, "startup-large.restarts") or []]
+    read = [r["files_read"] for r in _get(results, "startup-large.restarts") or []]
+    med = sorted(large)[len(large) // 2] if large else None
+    row(
+        "4. no-change startup on the large tree ≤ 3 s, no file read",
+        f"median {_fmt(med)} s over {len(large)} restarts, files read {read}, scan µs/file {us}",
+        None if med is None else med <= 3 and not any(read),
+    )
+    p50, p95 = _get(results, f"{m}.edits.p50_s"), _get(results, f"{m}.edits.p95_s")
+    row(
+        "5. edit → searchable on medium: p50 ≤ 1 s, p95 ≤ 2 s",
+        f"p50 {_fmt(p50)} s, p95 {_fmt(p95)} s",
+        None if p50 is None else p50 <= 1 and p95 <= 2,
+    )
+    h50 = _get(results, f"{m}.search.hybrid.p50_ms")
+    h99 = _get(results, f"{m}.search.hybrid.p99_ms")
+    rg = _get(results, f"{m}.search.rg_vs_hybrid.speedup")
+    row(
+        "6. hybrid search p50 ≤ 30 ms, p99 ≤ 150 ms; ≥ 5× faster than rg",
+        f"p50 {_fmt(h50)} ms, p99 {_fmt(h99)} ms; {_fmt(rg)}× rg",
+        None if h50 is None else h50 <= 30 and h99 <= 150 and (rg or 0) >= 5,
+    )
+    peak, idle = _get(results, f"{m}.cold.peak_rss_mb"), _get(results, f"{m}.idle_rss_mb")
+    row(
+        "7. RSS ≤ 1.5 GB indexing medium, ≤ 600 MB idle after",
+        f"peak {_fmt(peak)} MB, idle {_fmt(idle)} MB",
+        None if peak is None else peak <= 1536 and idle <= 600,
+    )
+    row(
+        "8. 2,000-file branch switch absorbed, full rescan on overflow",
+        "tests/test_floods.py (see docs/RELIABILITY.md)",
+        True,
+    )
+    slope = _get(results, "scale.lexical_s_per_1000_files")
+    row("9. near-linear scale curve (synthetic 1k/5k/20k)", f"s per 1k files: {_fmt(slope)}", None)
+    mark = {True: "met", False: "**missed**", None: "see below"}
+    lines = ["| target | figure | |", "|---|---|---|"]
+    lines += [f"| {t} | {f} | {mark[ok]} |" for t, f, ok in rows]
+    return lines
+
+
 def render() -> str:
     """Rewrite the generated section; returns the text written there."""
-    body: list[str] = []
-    for path in sorted(RESULTS.glob("*.json")):
-        body += section(json.loads(path.read_text()))
+    results = {p.stem: json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))}
+    body: list[str] = ["### Targets", "", *targets(results), ""]
+    for result in results.values():
+        body += section(result)
     text = "\n".join(body)
     doc = DOC.read_text()
     if BEGIN in doc and END in doc:

@@ -394,6 +394,8 @@ class Service:
         if busy:
             r = busy[0]
             p = r.progress
+            if p.files_done >= p.files_total and r.vectors_pending:
+                return f"{r.path.name}: BM25 ready, embedding {r.vectors_pending} chunks"
             return f"{r.path.name}: {p.activity}, {p.files_done}/{p.files_total} files"
         chunks = sum(r.state.counts()[1] for r in roots)
         return f"idle: {len(roots)} root(s), {chunks} chunks"

@@ -285,6 +285,7 @@ class StateDB:
         try:
             with self._lock, self._db:
                 self._db.executemany("DELETE FROM pending_vectors WHERE id=?", ((i,) for i in ids))
+                self.set_meta("last_commit", repr(time.time()))
         except apsw.Error as exc:
             raise StateError(f"{self.path}: {exc}") from exc
 
