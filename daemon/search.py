@@ -123,10 +123,10 @@ def _fuse_root(
     boosts = None if identifier else {"content_t": tuning.natural_content_boost}
     bm25 = root.lexical.search(query, depth, drop, boosts) if mode in ("hybrid", "bm25") else []
     vec = root.vectors.search(vector, depth) if vector is not None else []
-    name = symbol_name(query) if identifier and tuning.symbol_weight > 0 else None
-    exact = _symbol_hits(root, name, ignore_case=True, limit=depth * 4) if name else []
     if mode == "vector":
         return vec
+    name = symbol_name(query) if identifier and tuning.symbol_weight > 0 else None
+    exact = _symbol_hits(root, name, ignore_case=True, limit=depth * 4) if name else []
     lex_weight = tuning.identifier_lexical_weight if identifier else tuning.natural_lexical_weight
     lists: list[tuple[list[str], float]] = [([cid for cid, _ in bm25], lex_weight)]
     if mode == "hybrid":
@@ -195,15 +195,15 @@ def search_roots(
         row = rows.get(rid, {}).get(cid)
         if row is None:
             continue
+        if (kind is not None and row.kind != kind) or (
+            path_glob is not None and not fnmatch.fnmatchcase(row.path, path_glob)
+        ):
+            continue
         if tuning.whole_items:
             # Show a part of a split item as the whole item; the snippet stays on the part.
             spans = by_root[rid].state.symbol_spans(row.path, row.symbol, row.kind)
             start, end = item_extent(row.start_line, row.end_line, spans)
             row = dataclasses.replace(row, start_line=start, end_line=end)
-        if (kind is not None and row.kind != kind) or (
-            path_glob is not None and not fnmatch.fnmatchcase(row.path, path_glob)
-        ):
-            continue
         if tuning.dedupe and any(s_rid == rid and is_near_duplicate(s, row) for s_rid, s in shown):
             continue
         shown.append((rid, row))
