@@ -9,6 +9,7 @@ all-MiniLM-L6-v2 from PyPI packages: no model hub is touched.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
@@ -83,18 +84,44 @@ def plan_batches(lengths: Sequence[int], batch_size: int, max_batch_tokens: int)
 class Embedder:
     """A loaded fastembed model plus the batching policy."""
 
-    def __init__(self, cfg: EmbeddingConfig, cache_dir: Path) -> None:
-        from fastembed import TextEmbedding  # heavy: onnxruntime
-
+    def __init__(self, cfg: EmbeddingConfig, cache_dir: Path, *, background: bool = False) -> None:
+        """Load the model; with `background` (the daemon), the default model loads on a
+        thread so the daemon answers status and BM25 searches meanwhile (importing
+        onnxruntime and loading the session take ~2 s of a ~4 s start on 2 cores)."""
         self.cfg = cfg
         self._cache_dir = cache_dir
-        self._TextEmbedding = TextEmbedding
         #: Texts embedded since the model was (re)loaded: what `release_memory` looks at.
         self.embedded_since_load = 0
-        self._load()
+        self._ready = threading.Event()
+        self._load_error: Exception | None = None
+        if background and cfg.model == DEFAULT_MODEL:
+            offline_model_dir(cache_dir)  # a missing model package still fails the start
+            # Known without loading: roots can open (they record the model) right away.
+            self.model_id, self.dim = DEFAULT_MODEL_ID, DIM_DEFAULT
+            threading.Thread(target=self._load_on_thread, name="rcmd-model", daemon=True).start()
+        else:
+            self._load()
+
+    def _load_on_thread(self) -> None:
+        try:
+            self._load()
+        except Exception as exc:  # reported to every caller that needs the model
+            self._load_error = exc
+            self._ready.set()
+
+    @property
+    def loaded(self) -> bool:
+        return self._ready.is_set() and self._load_error is None
+
+    def _wait(self) -> None:
+        self._ready.wait()
+        if self._load_error is not None:
+            raise ConfigError(f"the embedding model failed to load: {self._load_error}")
 
     def _load(self) -> None:
-        cfg, TextEmbedding = self.cfg, self._TextEmbedding
+        from fastembed import TextEmbedding  # heavy: onnxruntime
+
+        cfg = self.cfg
         threads = cfg.threads or os.cpu_count() or 1
         if cfg.model == DEFAULT_MODEL:
             from fastembed.common.model_description import ModelSource, PoolingType
@@ -130,6 +157,7 @@ class Embedder:
         # One assignment: a query embedding running on another thread keeps the old one.
         self._model = model
         self.embedded_since_load = 0
+        self._ready.set()
 
     def release_memory(self, min_texts: int) -> bool:
         """Reload the model if it embedded at least `min_texts` texts since its load.
@@ -139,19 +167,21 @@ class Embedder:
         small (measured: 554 MB → 272 MB RSS, 0.6–0.9 s to reload). The indexer calls
         this when it goes idle after big work. Returns whether it reloaded.
         """
-        if self.embedded_since_load < min_texts:
+        if self.embedded_since_load < min_texts or not self._ready.is_set():
             return False
         self._load()
         return True
 
     def token_lengths(self, texts: Sequence[str]) -> list[int]:
         """Token counts (after truncation) with the model's own tokenizer."""
+        self._wait()
         return self._count(texts)
 
     def embed(self, texts: Sequence[str]) -> list[npt.NDArray[np.float32]]:
         """Vectors for `texts`, in their order, computed in length-sorted batches."""
         if not texts:
             return []
+        self._wait()
         self.embedded_since_load += len(texts)
         out: list[npt.NDArray[np.float32] | None] = [None] * len(texts)
         lengths = self.token_lengths(texts)
@@ -162,4 +192,5 @@ class Embedder:
         return [v for v in out if v is not None]
 
     def embed_query(self, text: str) -> npt.NDArray[np.float32]:
+        self._wait()
         return np.asarray(next(iter(self._model.query_embed(text))), dtype=np.float32)

@@ -366,6 +366,7 @@ class Service:
             "embedding": {
                 "model": self.embedder.model_id,
                 "dim": self.embedder.dim,
+                "loaded": self.embedder.loaded,
                 "cache_hits": self.indexer.totals.cache_hits,
                 "cache_misses": self.indexer.totals.cache_misses,
             },

@@ -79,3 +79,15 @@ def test_release_memory_reloads_the_model_and_keeps_vectors(tmp_path: Path) -> N
     after = emb.embed(["pub fn grow(&mut self) {}"])[0]
     assert float(np.dot(before, after)) > 0.9999
     assert emb.embed_query("grow").shape == (emb.dim,)
+
+
+def test_background_load_answers_model_id_at_once_and_embeds_when_ready(
+    tmp_path: Path,
+) -> None:
+    from daemon.config import EmbeddingConfig
+    from daemon.embedder import DEFAULT_MODEL_ID, DIM_DEFAULT, Embedder
+
+    emb = Embedder(EmbeddingConfig(), tmp_path, background=True)
+    assert (emb.model_id, emb.dim) == (DEFAULT_MODEL_ID, DIM_DEFAULT)
+    vec = emb.embed_query("where does Vec grow its buffer")  # waits for the load
+    assert emb.loaded and vec.shape == (DIM_DEFAULT,)
