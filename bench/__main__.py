@@ -38,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--queries", type=int, default=200)
     p.add_argument("--idle-wait", type=float, default=30, help="seconds idle before idle RSS")
     p.add_argument("--skip-reindex", action="store_true")
+    p.add_argument(
+        "--lexical-only", action="store_true", help="stop once BM25 covers the tree (target 2)"
+    )
     p.add_argument("--profile", metavar="SVG", help="flame graph of the cold index (py-spy)")
     p.add_argument("--work", default=work)
 

@@ -92,6 +92,7 @@ def cold_index(d: BenchDaemon, tree: Path, args: Any, probes: list[str]) -> dict
     status_s: list[float] = []
     timeline: list[dict[str, Any]] = []
     first_hit: float | None = None
+    lexical_s: float | None = None
     load = Load(d, probes, args.clients) if args.clients else None
     t0 = time.perf_counter()
     d.call("index", path=str(tree))
@@ -121,6 +122,14 @@ def cold_index(d: BenchDaemon, tree: Path, args: Any, probes: list[str]) -> dict
                     "rss_mb": d.call("status")["rss_bytes"] >> 20,
                 }
             )
+        p = r["progress"]
+        if lexical_s is None and (
+            r["counters"]["batches"] >= 1
+            or (r.get("vectors_pending") and p["files_done"] >= p["files_total"])
+        ):
+            lexical_s = time.perf_counter() - t0  # every file is searchable with BM25
+            if args.lexical_only:
+                break
         if r["idle"] and r["counters"]["batches"] >= 1 and not r.get("vectors_pending"):
             break
         time.sleep(0.2)
@@ -134,7 +143,7 @@ def cold_index(d: BenchDaemon, tree: Path, args: Any, probes: list[str]) -> dict
         "seconds": round(seconds, 1),
         "chunks_per_s": round(r["chunks"] / seconds, 1),
         "first_bm25_hit_s": round(first_hit, 1) if first_hit is not None else None,
-        "lexical_complete_s": lexical_complete(timeline, r["files"]),
+        "lexical_complete_s": round(lexical_s, 1) if lexical_s is not None else None,
         "stages_s": r["counters"]["stages_s"],
         "cache_misses": status["embedding"]["cache_misses"],
         "peak_rss_mb": status["peak_rss_bytes"] >> 20,
@@ -145,7 +154,8 @@ def cold_index(d: BenchDaemon, tree: Path, args: Any, probes: list[str]) -> dict
 
 
 def lexical_complete(timeline: list[dict[str, Any]], files: int) -> float | None:
-    """When every file was recorded (BM25 covers the tree), to the 5 s sampling step."""
+    """When every file was recorded (BM25 covers the tree), to the 5 s sampling step:
+    for results written before `lexical_complete_s` was measured directly."""
     return next((t["t_s"] for t in timeline if t["files"] >= files), None)
 
 
@@ -257,6 +267,8 @@ def run(args: Any) -> dict[str, Any]:
     profiler = _profile(d, args.profile) if args.profile else None
     try:
         out["cold"] = cold_index(d, tree, args, names)
+        if args.lexical_only:
+            return _finish(d, args, out, "lexical")
         if profiler is not None:
             profiler.send_signal(signal.SIGINT)  # py-spy writes the flame graph and exits
             profiler.wait(120)
@@ -273,5 +285,12 @@ def run(args: Any) -> dict[str, Any]:
         out["final_rss_mb"] = d.call("status")["rss_bytes"] >> 20
     finally:
         d.stop()
-    save(f"index-{args.corpus.replace(':', '_')}", f"python -m bench index {args.corpus}", out)
+    return _finish(d, args, out, "index")
+
+
+def _finish(d: BenchDaemon, args: Any, out: dict[str, Any], kind: str) -> dict[str, Any]:
+    d.stop()
+    flags = " --lexical-only" if args.lexical_only else ""
+    name = f"{kind}-{args.corpus.replace(':', '_')}"
+    save(name, f"python -m bench index {args.corpus}{flags} --clients {args.clients}", out)
     return out
