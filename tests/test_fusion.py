@@ -33,3 +33,15 @@ def test_rrf_weights() -> None:
 
 def test_rrf_empty() -> None:
     assert rrf([[], []]) == []
+
+
+def test_rrf_weighted_lists_and_small_k() -> None:
+    # The tuned hybrid: BM25 at weight 0.5 beside vectors at 1, k=20.
+    lexical = ["lex1", "both"]
+    vector = ["vec1", "both", "vec3"]
+    fused = rrf([lexical, vector], k=20, weights=[0.5, 1.0])
+    scores = dict(fused)
+    assert scores["both"] == pytest.approx(0.5 / 22 + 1 / 22)
+    assert scores["lex1"] == pytest.approx(0.5 / 21)
+    # Found by both sides first; a vector top hit outweighs a half-weight BM25 top hit.
+    assert [key for key, _ in fused] == ["both", "vec1", "vec3", "lex1"]

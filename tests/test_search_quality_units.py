@@ -3,6 +3,8 @@ snippets, and the evaluation metrics (bench/quality)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from bench.quality.corpus import blank_docs, decl_line, first_sentence, mentions_name
@@ -128,3 +130,29 @@ def test_item_extent_joins_the_parts_of_one_item() -> None:
     assert item_extent(95, 99, parts) == (95, 99)
     assert item_extent(5, 6, []) == (5, 6)
     assert item_extent(1, 3, [(1, 3), (4, 6)]) == (1, 6)  # parts that only touch
+
+
+def test_lexical_symbol_candidates_and_question_boosts(tmp_path: Path) -> None:
+    from daemon.lexical import LexicalDoc, LexicalIndex
+
+    index = LexicalIndex(tmp_path / "tantivy")
+    docs = [
+        ("a", "vec::Vec::with_capacity", "pub fn with_capacity(n: usize) -> Self", "alloc"),
+        ("b", "map::HashMap::with_capacity", "pub fn with_capacity(n: usize) -> Self", "x"),
+        ("c", "vec::Vec::push", "pub fn push(&mut self, v: T)", "grow the buffer"),
+        ("d", "raw::RawVec::grow", "fn grow(&mut self)", "the buffer"),
+    ]
+    index.add(
+        LexicalDoc(cid, "src/a.rs", "fn", sym, sig, text, 1, 2) for cid, sym, sig, text in docs
+    )
+    index.commit()
+    # Every word must be in the symbol: `Vec::with_capacity` is one chunk, not two.
+    assert index.symbol_candidates(["vec", "with_capacity"], 10) == ["a"]
+    assert set(index.symbol_candidates(["with_capacity"], 10)) == {"a", "b"}
+    assert index.symbol_candidates(["nothing"], 10) == []
+    # Dropped words are not searched; a zero boost turns a field off.
+    assert index.search("the", 10, drop=frozenset({"the"})) == []
+    text_only = {"symbol_t": 0.0, "signature_t": 0.0, "path_t": 0.0}
+    assert [cid for cid, _ in index.search("buffer", 10, boosts=text_only)] != []
+    assert index.search("grow", 10, boosts={**text_only, "content_t": 0.0}) == []
+    index.close()
