@@ -75,6 +75,9 @@ class SearchConfig:
     natural_lexical_weight: float = 0.5
     #: RRF weight of the BM25 list for identifier-like queries (`Vec::push`, `read_to_string`).
     identifier_lexical_weight: float = 1.0
+    #: RRF weight of the vector list for identifier-like queries (questions weigh 1);
+    #: 0 answers names from BM25 and the exact-symbol list without embedding the query.
+    identifier_vector_weight: float = 0.0
     #: RRF weight of the list of chunks whose symbol is exactly what an identifier query
     #: names; 0 turns exact symbol matching off.
     symbol_weight: float = 1.0

@@ -107,6 +107,13 @@ def _symbol_hits(root: RootIndex, name: str, *, ignore_case: bool, limit: int) -
     ]
 
 
+def _vector_weight(query: str, tuning: SearchConfig) -> float:
+    """RRF weight of the vector list: `identifier_vector_weight` for identifier-like
+    queries (0 skips embedding the query: a name is found by BM25 and the exact-symbol
+    list), 1 for questions in words."""
+    return tuning.identifier_vector_weight if classify(query) == "identifier" else 1.0
+
+
 def _fuse_root(
     root: RootIndex,
     query: str,
@@ -130,7 +137,7 @@ def _fuse_root(
     lex_weight = tuning.identifier_lexical_weight if identifier else tuning.natural_lexical_weight
     lists: list[tuple[list[str], float]] = [([cid for cid, _ in bm25], lex_weight)]
     if mode == "hybrid":
-        lists.append(([cid for cid, _ in vec], 1.0))
+        lists.append(([cid for cid, _ in vec], _vector_weight(query, tuning)))
     if exact:
         lists.append((exact, tuning.symbol_weight))
     if len(lists) == 1:
@@ -165,7 +172,9 @@ def search_roots(
     filtered = path_glob is not None or kind is not None or symbol is not None
     depth = max(candidates, limit) * (FILTER_DEPTH_FACTOR if filtered else 1)
     # `similar` passes no query and its own vector; a bare symbol lookup embeds nothing.
-    wants_vector = mode in ("hybrid", "vector") and (bool(query.strip()) or symbol is None)
+    wants_vector = (
+        mode == "vector" or (mode == "hybrid" and _vector_weight(query, tuning) > 0)
+    ) and (bool(query.strip()) or symbol is None)
     vector = embed_query(query) if wants_vector and embed_query is not None else None
     words = query_tokens(query)
     keyed: list[tuple[tuple[str, str], float]] = []

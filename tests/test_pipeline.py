@@ -313,6 +313,16 @@ def test_changing_the_model_rebuilds_instead_of_mixing(
         assert other.lexical.num_docs() == 0
     finally:
         other.close()
+    # A root whose vectors were made from another embedded-text layout is rebuilt too.
+    root = RootIndex(crate.resolve(), config, embedder.model_id, embedder.dim)
+    run_batch(root, None, collab)
+    root.state.set_meta("embedding_model", f"{embedder.model_id} ({embedder.dim})")
+    root.close()
+    again = RootIndex(crate.resolve(), config, embedder.model_id, embedder.dim)
+    try:
+        assert again.state.counts() == (0, 0) and again.vectors.count() == 0
+    finally:
+        again.close()
         cache.close()
 
 
@@ -379,3 +389,24 @@ def test_lexical_first_batch_then_vectors_fill_in(
     assert search(root, collab, "exponential backoff between attempts", "vector")
     root.close()
     cache.close()
+
+
+def test_identifier_queries_skip_the_query_embedding(setup: Any) -> None:
+    """With the default `identifier_vector_weight` of 0, a name is answered by BM25 and the
+    exact-symbol list without running the model; a question in words still embeds."""
+    _crate, collab, open_root = setup
+    root = open_root()
+    run_batch(root, None, collab)
+
+    def no_model(_query: str) -> Any:
+        raise AssertionError("the query was embedded")
+
+    def run(query: str) -> list[str]:
+        hits = search_roots(
+            [root], query, mode="hybrid", limit=5, candidates=50, rrf_k=20, embed_query=no_model
+        )
+        return [h.symbol for h in hits]
+
+    assert any(s.endswith("fetch_with_retry") for s in run("fetch_with_retry")[:1])
+    with pytest.raises(AssertionError, match="embedded"):
+        run("retry failed http requests with backoff")
