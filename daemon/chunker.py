@@ -71,6 +71,11 @@ _OPEN_PAD = re.compile(r"([(\[]) ")
 _CLOSE_PAD = re.compile(r",? ([)\]])")
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "0": "\0", "\\": "\\", '"': '"', "'": "'"}
 
+#: Bumped whenever `Chunk.embed_text` changes what the model sees: each root records it
+#: with the model, and a root built with another version gets fresh vectors instead of
+#: mixing two layouts (the embedding cache is keyed by the text, so it never mixes them).
+EMBED_TEXT_VERSION = 2
+
 
 @dataclass(frozen=True, slots=True)
 class Chunk:
@@ -88,11 +93,11 @@ class Chunk:
     part: int = 0
 
     def embed_text(self) -> str:
-        """Text for the embedding model: a short locating header, then the source without
-        attributes. The model sees only 256 tokens: the symbol path already names the
-        module (so no file path), the signature is the text's own first line (so it is
-        repeated only for later parts), and attributes (`#[stable(...)]`, `#[inline]`)
-        say nothing about what the code does."""
+        """Text for the embedding model (layout `EMBED_TEXT_VERSION`): a short locating
+        header, then the source without attributes. The model sees only 256 tokens: the
+        symbol path already names the module (so no file path), the signature is the
+        text's own first line (so it is repeated only for later parts), and attributes
+        (`#[stable(...)]`, `#[inline]`) say nothing about what the code does."""
         header = f"// {self.symbol} ({self.kind})\n"
         if self.context:
             header += f"// in {self.context}\n"

@@ -11,6 +11,7 @@ from typing import Any
 import blake3
 import structlog
 
+from daemon.chunker import EMBED_TEXT_VERSION
 from daemon.config import Config, root_dir
 from daemon.ignore import IgnoreRules
 from daemon.lexical import LexicalIndex
@@ -53,7 +54,7 @@ class RootIndex:
         except Exception as exc:  # a damaged meta.json, a foreign directory
             self.state.close()
             raise StateError(f"{self.dir / 'tantivy'}: {exc}") from exc
-        model = f"{model_id} ({dim})"
+        model = f"{model_id} ({dim}), text v{EMBED_TEXT_VERSION}"
         built_with = self.state.get_meta("embedding_model")
         reset = self.state.created or (built_with is not None and built_with != model)
         if reset:
