@@ -1,6 +1,7 @@
 """rcmd's benchmarks (not tests): `python -m bench COMMAND --help`.
 
     python -m bench index small|medium|large|synthetic:N   the daemon scenarios on a corpus
+    python -m bench search medium                           search latency on that index
     python -m bench embed                                   embedding throughput vs naive
     python -m bench vectors                                 qdrant-client local vs Qdrant Edge
     python -m bench hash                                    blake3 vs sha256
@@ -39,9 +40,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--idle-wait", type=float, default=30, help="seconds idle before idle RSS")
     p.add_argument("--skip-reindex", action="store_true")
     p.add_argument(
+        "--resume",
+        type=float,
+        metavar="COLD_S",
+        help="reuse an earlier run's tree and index (its cold index took COLD_S seconds)",
+    )
+    p.add_argument(
         "--lexical-only", action="store_true", help="stop once BM25 covers the tree (target 2)"
     )
     p.add_argument("--profile", metavar="SVG", help="flame graph of the cold index (py-spy)")
+    p.add_argument("--work", default=work)
+
+    p = sub.add_parser("search", help="search latency on an earlier index run's tree")
+    p.add_argument("corpus")
+    p.add_argument("--queries", type=int, default=200)
     p.add_argument("--work", default=work)
 
     p = sub.add_parser("embed", help="embedding throughput against a naive fastembed call")
@@ -81,6 +93,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench.index_corpus import run
 
         out = run(args)
+    elif args.command == "search":
+        from bench.index_corpus import search_only
+
+        out = search_only(args)
     elif args.command == "embed":
         from bench.embedding import run
 

@@ -53,7 +53,13 @@ def snippet(text: str, words: Sequence[str], lines: int = SNIPPET_LINES) -> str:
     scored by the distinct tokens it shares with the query); the top when none match."""
     text_lines = text.splitlines()
     wanted = set(words)
-    line_score = [len(wanted.intersection(code_tokens(line))) for line in text_lines]
+    # Every token is a lowercase substring of its line, so a line holding none of the
+    # words as a substring scores 0 without being tokenized (tokenizing was ~40% of a
+    # search's CPU).
+    line_score = [
+        len(wanted.intersection(code_tokens(line))) if any(w in low for w in wanted) else 0
+        for line, low in zip(text_lines, [t.lower() for t in text_lines], strict=True)
+    ]
     best, best_score = 0, 0
     for start in range(max(1, len(text_lines) - lines + 1)):
         score = sum(line_score[start : start + lines])
