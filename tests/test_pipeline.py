@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from daemon.pipeline import Collaborators, fill_vectors, run_batch
 from daemon.root import RootIndex
 from daemon.search import search_roots
 from daemon.verify import verify_root
-from tests.conftest import seed_cache
+from tests.conftest import REPO, seed_cache
 
 
 @pytest.fixture
@@ -410,3 +411,91 @@ def test_identifier_queries_skip_the_query_embedding(setup: Any) -> None:
     assert any(s.endswith("fetch_with_retry") for s in run("fetch_with_retry")[:1])
     with pytest.raises(AssertionError, match="embedded"):
         run("retry failed http requests with backoff")
+
+
+def test_files_deleted_and_renamed_while_a_batch_reads_them(setup: Any) -> None:
+    """A second thread deletes and renames files while a batch runs over them: the batch
+    finishes, and the next one leaves the index equal to the tree."""
+    import threading
+
+    crate, collab, open_root = setup
+    churn = crate / "src" / "churn"
+    churn.mkdir()
+    for i in range(150):
+        (churn / f"f{i}.rs").write_text(f"pub fn churn_{i}() -> u32 {{ {i} }}\n")
+    root = open_root()
+    done = threading.Event()
+
+    def vandal() -> None:
+        i = 0
+        while not done.is_set() and i < 150:
+            f = churn / f"f{i}.rs"
+            if i % 2:
+                f.unlink(missing_ok=True)
+            elif f.exists():
+                f.rename(churn / f"moved{i}.rs")
+            i += 1
+
+    t = threading.Thread(target=vandal)
+    t.start()
+    try:
+        run_batch(root, None, collab)  # must not raise
+    finally:
+        done.set()
+        t.join()
+    run_batch(root, None, collab)
+    report = verify_root(root)
+    assert report["ok"], report["problems"]
+    assert report["files_recorded"] == report["files_on_disk"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to another user")
+def test_unreadable_file_is_skipped_and_reported(warm_cache: Path) -> None:
+    """EACCES cannot happen to root, so the batch runs in a child that drops to `nobody`."""
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    # pytest's own temp folders are root's (0700): `nobody` needs a way in.
+    base = Path(tempfile.mkdtemp(prefix="rcmd-eacces-"))
+    crate = base / "crate"
+    (crate / "src").mkdir(parents=True)
+    (crate / "src" / "ok.rs").write_text("pub fn readable() {}\n")
+    (crate / "src" / "secret.rs").write_text("pub fn hidden() {}\n")
+    (crate / "src" / "secret.rs").chmod(0)
+    home = base / "home"
+    seed_cache(home, warm_cache)
+    for p in (base, crate, crate / "src", home, home / "cache"):
+        p.chmod(0o777)
+    (home / "cache" / "embeddings.db").chmod(0o666)
+    script = f"""
+import os, json
+from pathlib import Path
+from daemon.chunker import chunk_source
+from daemon.config import load_config
+from daemon.embed_cache import EmbedCache
+from daemon.embedder import Embedder
+from daemon.pipeline import Collaborators, run_batch
+from daemon.root import RootIndex
+# Everything that reads root's own files (modules, the model) is loaded first.
+os.umask(0)
+chunk_source("warm.rs", b"fn warm() {{}}")
+config = load_config({{"RCMD_HOME": {str(home)!r}}})
+emb = Embedder(config.embedding, config.paths.cache_dir)
+root = RootIndex(Path({str(crate)!r}), config, emb.model_id, emb.dim)
+collab = Collaborators(config, emb, EmbedCache(config.paths.embed_cache))
+os.setgid(65534); os.setuid(65534)
+run_batch(root, None, collab)
+print(json.dumps({{"skipped": list(root.state.skipped()), "files": root.state.counts()[0]}}))
+"""
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=REPO
+        )
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["files"] == 1
+    assert out["skipped"] == [["src/secret.rs", "unreadable", "Permission denied"]]
