@@ -94,11 +94,15 @@ class Embedder:
         self.embedded_since_load = 0
         self._ready = threading.Event()
         self._load_error: Exception | None = None
+        self._loader: threading.Thread | None = None
         if background and cfg.model == DEFAULT_MODEL:
             offline_model_dir(cache_dir)  # a missing model package still fails the start
             # Known without loading: roots can open (they record the model) right away.
             self.model_id, self.dim = DEFAULT_MODEL_ID, DIM_DEFAULT
-            threading.Thread(target=self._load_on_thread, name="rcmd-model", daemon=True).start()
+            self._loader = threading.Thread(
+                target=self._load_on_thread, name="rcmd-model", daemon=True
+            )
+            self._loader.start()
         else:
             self._load()
 
@@ -108,6 +112,12 @@ class Embedder:
         except Exception as exc:  # reported to every caller that needs the model
             self._load_error = exc
             self._ready.set()
+
+    def join(self) -> None:
+        """Wait for a background load to end. The process must not exit while it runs:
+        tearing down the interpreter under onnxruntime's session setup aborts (SIGABRT)."""
+        if self._loader is not None:
+            self._loader.join()
 
     @property
     def loaded(self) -> bool:

@@ -89,6 +89,7 @@ async def _serve(config: Config) -> None:
     if activated is None:
         socket_path.unlink(missing_ok=True)  # systemd owns an activated socket
     await loop.run_in_executor(None, service.shutdown)
+    await loop.run_in_executor(None, embedder.join)
 
 
 def run(foreground: bool = True) -> int:
