@@ -18,10 +18,24 @@ Each command writes bench/results/<name>.json (machine, date, commit, command, f
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 import tempfile
 from pathlib import Path
+
+#: Subcommand -> (module, function taking the parsed arguments); imported when run.
+COMMANDS = {
+    "index": ("bench.index_corpus", "run"),
+    "search": ("bench.index_corpus", "search_only"),
+    "embed": ("bench.embedding", "run"),
+    "vectors": ("bench.vector_stores", "run"),
+    "hash": ("bench.micro", "hashing"),
+    "scale": ("bench.micro", "scale"),
+    "writes": ("bench.writes", "run"),
+    "refactor": ("bench.micro", "refactor"),
+    "startup": ("bench.micro", "startup"),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,50 +103,18 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("report", help="render bench/results into docs/PERFORMANCE.md")
 
     args = parser.parse_args(argv)
-    if args.command == "index":
-        from bench.index_corpus import run
-
-        out = run(args)
-    elif args.command == "search":
-        from bench.index_corpus import search_only
-
-        out = search_only(args)
-    elif args.command == "embed":
-        from bench.embedding import run
-
-        out = run(args)
-    elif args.command == "vectors":
-        from bench import vector_stores
-
-        if args.one:
-            print(json.dumps(vector_stores.one(args.one[0], int(args.one[1]), args.queries)))
-            return 0
-        out = vector_stores.run(args)
-    elif args.command == "hash":
-        from bench.micro import hashing
-
-        out = hashing(args)
-    elif args.command == "scale":
-        from bench.micro import scale
-
-        out = scale(args)
-    elif args.command == "writes":
-        from bench.writes import run
-
-        out = run(args)
-    elif args.command == "refactor":
-        from bench.micro import refactor
-
-        out = refactor(args)
-    elif args.command == "startup":
-        from bench.micro import startup
-
-        out = startup(args)
-    else:
+    if args.command == "report":
         from bench.report import render
 
         print(render())
         return 0
+    if args.command == "vectors" and args.one:
+        from bench.vector_stores import one
+
+        print(json.dumps(one(args.one[0], int(args.one[1]), args.queries)))
+        return 0
+    module, function = COMMANDS[args.command]
+    out = getattr(importlib.import_module(module), function)(args)
     print(json.dumps(out, indent=2))
     return 0
 

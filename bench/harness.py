@@ -52,6 +52,17 @@ def summary_ms(seconds: list[float]) -> dict[str, float]:
     }
 
 
+def lexical_done(r: dict[str, Any]) -> bool:
+    """Whether a root's status says every file is recorded (BM25 covers the tree): its
+    first batch finished, or a lexical-first batch has read every file and only vectors
+    are pending."""
+    p = r["progress"]
+    return bool(
+        r["counters"]["batches"] >= 1
+        or (r.get("vectors_pending") and p["files_done"] >= p["files_total"])
+    )
+
+
 @dataclass
 class BenchDaemon:
     """`python -m daemon` in `home`, driven over its socket."""

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.corpora import materialize
-from bench.harness import BenchDaemon, save, summary_ms, wait_for
+from bench.harness import BenchDaemon, lexical_done, save, summary_ms, wait_for
 from ipc.client import call
 
 IDENT = re.compile(rb"\bpub fn ([a-z][a-z0-9_]{5,})")
@@ -122,11 +122,7 @@ def cold_index(d: BenchDaemon, tree: Path, args: Any, probes: list[str]) -> dict
                     "rss_mb": d.call("status")["rss_bytes"] >> 20,
                 }
             )
-        p = r["progress"]
-        if lexical_s is None and (
-            r["counters"]["batches"] >= 1
-            or (r.get("vectors_pending") and p["files_done"] >= p["files_total"])
-        ):
+        if lexical_s is None and lexical_done(r):
             lexical_s = time.perf_counter() - t0  # every file is searchable with BM25
             if args.lexical_only:
                 break
@@ -151,12 +147,6 @@ def cold_index(d: BenchDaemon, tree: Path, args: Any, probes: list[str]) -> dict
         "load": load_result,
         "timeline": timeline,
     }
-
-
-def lexical_complete(timeline: list[dict[str, Any]], files: int) -> float | None:
-    """When every file was recorded (BM25 covers the tree), to the 5 s sampling step:
-    for results written before `lexical_complete_s` was measured directly."""
-    return next((t["t_s"] for t in timeline if t["files"] >= files), None)
 
 
 def search_latency(d: BenchDaemon, tree: Path, names: list[str]) -> dict[str, Any]:
@@ -289,7 +279,7 @@ def run(args: Any) -> dict[str, Any]:
         else:
             out["cold"] = cold_index(d, tree, args, names)
         if args.lexical_only:
-            return _finish(d, args, out, "lexical")
+            return out
         if profiler is not None:
             profiler.send_signal(signal.SIGINT)  # py-spy writes the flame graph and exits
             profiler.wait(120)
@@ -309,17 +299,11 @@ def run(args: Any) -> dict[str, Any]:
         raise
     finally:
         d.stop()
-        if not args.lexical_only:
-            _finish(d, args, out, "index")
-    return out
-
-
-def _finish(d: BenchDaemon, args: Any, out: dict[str, Any], kind: str) -> dict[str, Any]:
-    d.stop()
-    flags = " --lexical-only" if args.lexical_only else ""
-    flags += f" --resume {args.resume:g}" if args.resume else ""
-    name = f"{kind}-{args.corpus.replace(':', '_')}"
-    save(name, f"python -m bench index {args.corpus}{flags} --clients {args.clients}", out)
+        flags = " --lexical-only" if args.lexical_only else ""
+        flags += f" --resume {args.resume:g}" if args.resume else ""
+        kind = "lexical" if args.lexical_only else "index"
+        name = f"{kind}-{args.corpus.replace(':', '_')}"
+        save(name, f"python -m bench index {args.corpus}{flags} --clients {args.clients}", out)
     return out
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import blake3
 
 from bench.corpora import materialize, synthetic
-from bench.harness import BenchDaemon, save, wait_for
+from bench.harness import BenchDaemon, lexical_done, save, wait_for
 
 
 def hashing(args: Any) -> dict[str, Any]:
@@ -51,14 +51,9 @@ def hashing(args: Any) -> dict[str, Any]:
     return out
 
 
-def lexical_done(d: BenchDaemon) -> dict[str, Any] | None:
-    """The root once every file is recorded (BM25 complete), vectors possibly pending."""
+def _lexical_root(d: BenchDaemon) -> dict[str, Any] | None:
     r = d.root()
-    p = r["progress"]
-    done = r["counters"]["batches"] >= 1 or (
-        r["vectors_pending"] > 0 and p["files_done"] >= p["files_total"]
-    )
-    return r if done else None
+    return r if lexical_done(r) else None
 
 
 def scale(args: Any) -> dict[str, Any]:
@@ -76,7 +71,7 @@ def scale(args: Any) -> dict[str, Any]:
         try:
             t = time.perf_counter()
             d.call("index", path=str(tree))
-            r = wait_for(lambda d=d: lexical_done(d), 7200, 0.2)
+            r = wait_for(lambda d=d: _lexical_root(d), 7200, 0.2)
             lexical_s = time.perf_counter() - t
             row: dict[str, Any] = {
                 "files": n,
@@ -127,7 +122,7 @@ def startup(args: Any) -> dict[str, Any]:
     try:
         t = time.perf_counter()
         d.call("index", path=str(tree))
-        r = wait_for(lambda: lexical_done(d), 7200, 0.5)
+        r = wait_for(lambda: _lexical_root(d), 7200, 0.5)
         out["lexical_pass_s"] = round(time.perf_counter() - t, 1)
         out["files"], out["chunks"] = r["files"], r["chunks"]
         out["vectors_pending_at_stop"] = r["vectors_pending"]
@@ -136,7 +131,7 @@ def startup(args: Any) -> dict[str, Any]:
         for _ in range(args.restarts):
             t = time.perf_counter()
             answer_s = d.start()
-            r = wait_for(lambda: d.idle_after(1) or _scanned(d), 600, 0.01)
+            r = wait_for(lambda: _scanned(d), 600, 0.01)
             seconds = time.perf_counter() - t
             c = r["counters"]
             runs.append(

@@ -92,11 +92,6 @@ def targets(results: dict[str, Any]) -> list[str]:
     lx = "lexical-medium" if "lexical-medium" in results else m
     first = _get(results, f"{lx}.cold.first_bm25_hit_s")
     lexical = _get(results, f"{lx}.cold.lexical_complete_s")
-    timeline = _get(results, f"{lx}.cold.timeline") or []
-    if lexical is None and timeline:
-        from bench.index_corpus import lexical_complete
-
-        lexical = lexical_complete(timeline, _get(results, f"{lx}.cold.files"))
     row(
         "2. BM25 on a new medium root within 60 s",
         f"first hit {_fmt(first)} s, every file searchable {_fmt(lexical)} s ({lx})",
