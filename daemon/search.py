@@ -113,11 +113,11 @@ def _symbol_hits(root: RootIndex, name: str, *, ignore_case: bool, limit: int) -
     ]
 
 
-def _vector_weight(query: str, tuning: SearchConfig) -> float:
+def _vector_weight(identifier: bool, tuning: SearchConfig) -> float:
     """RRF weight of the vector list: `identifier_vector_weight` for identifier-like
     queries (0 skips embedding the query: a name is found by BM25 and the exact-symbol
     list), 1 for questions in words."""
-    return tuning.identifier_vector_weight if classify(query) == "identifier" else 1.0
+    return tuning.identifier_vector_weight if identifier else 1.0
 
 
 def _fuse_root(
@@ -143,7 +143,7 @@ def _fuse_root(
     lex_weight = tuning.identifier_lexical_weight if identifier else tuning.natural_lexical_weight
     lists: list[tuple[list[str], float]] = [([cid for cid, _ in bm25], lex_weight)]
     if mode == "hybrid":
-        lists.append(([cid for cid, _ in vec], _vector_weight(query, tuning)))
+        lists.append(([cid for cid, _ in vec], _vector_weight(identifier, tuning)))
     if exact:
         lists.append((exact, tuning.symbol_weight))
     if len(lists) == 1:
@@ -179,7 +179,8 @@ def search_roots(
     depth = max(candidates, limit) * (FILTER_DEPTH_FACTOR if filtered else 1)
     # `similar` passes no query and its own vector; a bare symbol lookup embeds nothing.
     wants_vector = (
-        mode == "vector" or (mode == "hybrid" and _vector_weight(query, tuning) > 0)
+        mode == "vector"
+        or (mode == "hybrid" and _vector_weight(classify(query) == "identifier", tuning) > 0)
     ) and (bool(query.strip()) or symbol is None)
     vector = embed_query(query) if wants_vector and embed_query is not None else None
     words = query_tokens(query)
