@@ -52,6 +52,10 @@ class EmbeddingConfig:
     max_batch_tokens: int = 2048
     #: onnxruntime intra-op threads; 0 means one per core.
     threads: int = 0
+    #: Run the default model's weight products in int8 (per-channel scales): ~1.4x
+    #: faster on CPUs, vectors at cosine ~0.99 to the float graph's. Another model id,
+    #: so switching rebuilds each root once. Only for the default model.
+    quantize: bool = True
 
 
 @dataclass(frozen=True, slots=True)

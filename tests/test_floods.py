@@ -62,8 +62,11 @@ def top_symbol(d: Daemon, query: str) -> str | None:
 
 
 def matches_disk(d: Daemon, files: int) -> dict[str, Any] | None:
+    """The verify report once every file is recorded and every vector is in (a big batch
+    goes lexical-first: verify is ok while its vectors are still pending)."""
     report = d.verify()["roots"][0]
-    return report if report["ok"] and report["files_recorded"] == files else None
+    done = report["ok"] and report["files_recorded"] == files and not report["vectors_pending"]
+    return report if done else None
 
 
 @pytest.mark.skipif(not _writable("max_queued_events"), reason="needs root to shrink inotify")

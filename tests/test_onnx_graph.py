@@ -1,0 +1,115 @@
+"""The graph rewrite on small hand-built graphs, run by the real onnxruntime."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+from daemon.onnx_graph import optimized_graph, quantize_weight_matmuls, strip_softmax_nan_guards
+
+
+def _value(name: str, shape: list[int]) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+
+
+def _guarded_softmax_graph() -> onnx.ModelProto:
+    """softmax(x) behind a NaN guard, read by an Add; plus a Where that is no guard."""
+    zero = numpy_helper.from_array(np.zeros((1,), np.float32), "zero")
+    nodes = [
+        helper.make_node("Softmax", ["x"], ["sm"], axis=-1),
+        helper.make_node("IsNaN", ["sm"], ["nan"]),
+        helper.make_node("Where", ["nan", "zero", "sm"], ["guarded"]),
+        helper.make_node("Add", ["guarded", "x"], ["y"]),
+        helper.make_node("IsNaN", ["x"], ["xnan"]),
+        helper.make_node("Where", ["xnan", "zero", "y"], ["out"]),  # cond is not about y
+    ]
+    graph = helper.make_graph(nodes, "g", [_value("x", [2, 3])], [_value("out", [2, 3])], [zero])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return np.asarray(session.run(None, {"x": x})[0])
+
+
+def test_strip_removes_only_softmax_guards_and_keeps_the_result() -> None:
+    model = _guarded_softmax_graph()
+    x = np.array([[1.0, 2.0, 3.0], [0.5, -1.0, 0.0]], np.float32)
+    before = _run(model, x)
+    assert strip_softmax_nan_guards(model.graph) == 1
+    ops = [n.op_type for n in model.graph.node]
+    assert ops.count("Where") == 1 and ops.count("IsNaN") == 1
+    assert model.graph.node[1].input[0] == "sm"  # the Add now reads the softmax
+    np.testing.assert_allclose(_run(model, x), before, rtol=1e-6)
+
+
+def test_weight_matmuls_become_int8_with_per_column_scales() -> None:
+    rng = np.random.default_rng(7)
+    # Columns of very different magnitude: one scale for all would flatten the small one.
+    w = rng.standard_normal((16, 4)).astype(np.float32) * np.array([1.0, 0.01, 5.0, 0.2])
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["x", "w"], ["h"]),
+            helper.make_node("MatMul", ["h", "h_t"], ["out"]),  # activation × activation
+        ],
+        "g",
+        [_value("x", [3, 16]), _value("h_t", [4, 2])],
+        [_value("h", [3, 4]), _value("out", [3, 2])],
+        [numpy_helper.from_array(w.astype(np.float32), "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    assert quantize_weight_matmuls(model) == 1
+    assert [n.op_type for n in model.graph.node] == ["DynamicQuantizeMatMul", "MatMul"]
+    assert {i.name for i in model.graph.initializer} == {"w_q8_w", "w_q8_scale", "w_q8_zero"}
+    x = rng.standard_normal((3, 16)).astype(np.float32)
+    h_t = np.eye(4, 2, dtype=np.float32)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    h, out = session.run(None, {"x": x, "h_t": h_t})
+    want = x @ w
+    # Each column within a few percent of its own magnitude, the small one included.
+    error = np.abs(np.asarray(h) - want).max(axis=0)
+    assert (error <= 0.05 * np.abs(want).max(axis=0)).all(), error
+    np.testing.assert_allclose(out, np.asarray(h) @ h_t, rtol=1e-5)
+
+
+def test_optimized_graph_is_built_once_and_old_builds_are_removed(tmp_path: Path) -> None:
+    from daemon.embedder import offline_model_dir
+
+    model_dir = offline_model_dir(tmp_path)
+    stale = model_dir / "model-q8-0000000000000000.onnx"
+    stale.write_bytes(b"from an older recipe")
+    built = optimized_graph(model_dir / "model.onnx", model_dir, quantize=True)
+    (kept,) = model_dir.glob("model-q8-*.onnx")
+    assert kept != stale and not stale.exists() and kept.read_bytes() == built
+    mtime = kept.stat().st_mtime_ns
+    assert optimized_graph(model_dir / "model.onnx", model_dir, quantize=True) == built
+    assert kept.stat().st_mtime_ns == mtime
+    assert not list(model_dir.glob(".*.tmp"))
+    ops = {n.op_type for n in onnx.load_from_string(built).graph.node}
+    assert "DynamicQuantizeMatMul" in ops and "IsNaN" not in ops
+
+
+def test_a_cache_folder_without_room_still_gets_the_graph(tmp_path: Path) -> None:
+    """A read-only cache folder (as good as a full one here): the graph is built and
+    returned, nothing is left behind, and the next call builds again."""
+    from daemon.embedder import offline_model_dir
+
+    model_dir = offline_model_dir(tmp_path)
+    os.chmod(model_dir, 0o555)
+    try:
+        if os.access(model_dir, os.W_OK):  # root ignores the mode: take the write away
+            subprocess.run(["mount", "--bind", model_dir, model_dir], check=True)
+            subprocess.run(["mount", "-o", "remount,bind,ro", model_dir], check=True)
+        built = optimized_graph(model_dir / "model.onnx", model_dir, quantize=True)
+        session = ort.InferenceSession(built, providers=["CPUExecutionProvider"])
+        assert "input_ids" in {i.name for i in session.get_inputs()}
+        assert not list(model_dir.glob("model-q8-*")) and not list(model_dir.glob(".*"))
+    finally:
+        subprocess.run(["umount", str(model_dir)], capture_output=True)
+        os.chmod(model_dir, 0o755)
