@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -27,6 +27,9 @@ from daemon.tokenize import code_tokens, query_tokens
 SNIPPET_LINES = 6
 #: How much deeper each side searches when filters may discard candidates.
 FILTER_DEPTH_FACTOR = 4
+#: Fewest candidates whose rows one state.db read fetches (a search of `limit` hits reads
+#: pages of max(2 * limit, this) until it has them).
+RESOLVE_PAGE = 32
 #: Most chunks a symbol lookup considers (every `new` in a big workspace fits).
 SYMBOL_DEPTH = 1000
 #: Kinds whose chunk holds the loose lines of a block whose members are chunks of their own.
@@ -105,11 +108,11 @@ def _symbol_hits(root: RootIndex, name: str, *, ignore_case: bool, limit: int) -
     """Chunk ids of `root` whose symbol is `name` or ends with `::name`, closest first,
     from the `limit` best lexical candidates."""
     cids = root.lexical.symbol_candidates(symbol_words(name), limit)
-    rows = root.state.chunk_rows(cids)
+    symbols = root.state.chunk_symbols(cids)
     return [
         cid
         for cid in cids
-        if cid in rows and symbol_matches(rows[cid].symbol, name, ignore_case=ignore_case)
+        if cid in symbols and symbol_matches(symbols[cid], name, ignore_case=ignore_case)
     ]
 
 
@@ -150,6 +153,40 @@ def _fuse_root(
         return bm25
     lists = [(ids, w) for ids, w in lists if w > 0]
     return rrf([ids for ids, _ in lists], k=rrf_k, weights=[w for _, w in lists])
+
+
+def resolve_candidates(
+    keyed: Sequence[tuple[tuple[str, str], float]],
+    by_root: dict[str, RootIndex],
+    page: int,
+    *,
+    whole_items: bool,
+) -> Iterator[tuple[str, ChunkRow, float]]:
+    """(root id, row, score) for the ranked `keyed` candidates, in order, read from
+    state.db a page at a time: ten hits need the rows (and text) of the first few dozen
+    candidates, not of all of them. Candidates no longer recorded are skipped. With
+    `whole_items`, a part of a split item spans the whole item (its snippet stays on
+    the part)."""
+    for start in range(0, len(keyed), page):
+        part = keyed[start : start + page]
+        wanted: dict[str, list[str]] = {}
+        for (rid, cid), _ in part:
+            wanted.setdefault(rid, []).append(cid)
+        rows = {rid: by_root[rid].state.chunk_rows(cids) for rid, cids in wanted.items()}
+        spans = {
+            rid: by_root[rid].state.symbol_spans((r.path, r.symbol, r.kind) for r in got.values())
+            for rid, got in rows.items()
+            if whole_items
+        }
+        for (rid, cid), score in part:
+            row = rows[rid].get(cid)
+            if row is None:
+                continue
+            if whole_items:
+                extent = spans[rid][(row.path, row.symbol, row.kind)]
+                first, last = item_extent(row.start_line, row.end_line, extent)
+                row = dataclasses.replace(row, start_line=first, end_line=last)
+            yield rid, row, score
 
 
 def search_roots(
@@ -201,25 +238,14 @@ def search_roots(
         keyed.extend(((root.id, cid), score) for cid, score in fused)
     keyed.sort(key=lambda kv: -kv[1])  # stable: equal scores keep each root's order
     by_root = {r.id: r for r in roots}
-    wanted: dict[str, list[str]] = {}
-    for (rid, cid), _ in keyed:
-        wanted.setdefault(rid, []).append(cid)
-    rows = {rid: by_root[rid].state.chunk_rows(cids) for rid, cids in wanted.items()}
     hits: list[SearchHit] = []
     shown: list[tuple[str, ChunkRow]] = []
-    for (rid, cid), score in keyed:
-        row = rows.get(rid, {}).get(cid)
-        if row is None:
-            continue
+    page = max(2 * limit, RESOLVE_PAGE)
+    for rid, row, score in resolve_candidates(keyed, by_root, page, whole_items=tuning.whole_items):
         if (kind is not None and row.kind != kind) or (
             path_glob is not None and not fnmatch.fnmatchcase(row.path, path_glob)
         ):
             continue
-        if tuning.whole_items:
-            # Show a part of a split item as the whole item; the snippet stays on the part.
-            spans = by_root[rid].state.symbol_spans(row.path, row.symbol, row.kind)
-            start, end = item_extent(row.start_line, row.end_line, spans)
-            row = dataclasses.replace(row, start_line=start, end_line=end)
         if tuning.dedupe and any(s_rid == rid and is_near_duplicate(s, row) for s_rid, s in shown):
             continue
         shown.append((rid, row))

@@ -178,15 +178,40 @@ class StateDB:
         )
         return {r[0]: ChunkRow(*r) for r in rows}
 
-    def symbol_spans(self, path: str, symbol: str, kind: str) -> list[tuple[int, int]]:
-        """(start, end) of every chunk of `path` with this symbol and kind, in line order:
-        the parts of a split item (and of any other item of the same name there)."""
+    def chunk_symbols(self, ids: Iterable[str]) -> dict[str, str]:
+        """The symbol of each recorded chunk id: what an exact-symbol lookup checks,
+        without reading the chunks' text."""
+        id_list = list(ids)
+        if not id_list:
+            return {}
+        marks = ",".join("?" * len(id_list))
         rows = self._reader().execute(
-            "SELECT start_line, end_line FROM chunks WHERE path=? AND symbol=? AND kind=?"
-            " ORDER BY start_line",
-            (path, symbol, kind),
+            f"SELECT id, symbol FROM chunks WHERE id IN ({marks})", id_list
         )
-        return [(int(a), int(b)) for a, b in rows]
+        return {cid: symbol for cid, symbol in rows}
+
+    def symbol_spans(
+        self, items: Iterable[tuple[str, str, str]]
+    ) -> dict[tuple[str, str, str], list[tuple[int, int]]]:
+        """For each (path, symbol, kind): (start, end) of every chunk of that path with
+        that symbol and kind, in line order — the parts of a split item (and of any other
+        item of the same name there). One query for all of them: a search asks for a page
+        of hits at once."""
+        keys = list(set(items))
+        if not keys:
+            return {}
+        values = ",".join("(?,?,?)" for _ in keys)
+        rows = self._reader().execute(
+            f"WITH k(p, s, kd) AS (VALUES {values}) "
+            "SELECT c.path, c.symbol, c.kind, c.start_line, c.end_line "
+            "FROM k JOIN chunks c ON c.path = k.p AND c.symbol = k.s AND c.kind = k.kd "
+            "ORDER BY c.start_line",
+            [v for key in keys for v in key],
+        )
+        out: dict[tuple[str, str, str], list[tuple[int, int]]] = {key: [] for key in keys}
+        for path, symbol, kind, start, end in rows:
+            out[(path, symbol, kind)].append((int(start), int(end)))
+        return out
 
     def inflight(self) -> set[str]:
         return {r[0] for r in self._reader().execute("SELECT path FROM inflight")}

@@ -13,7 +13,7 @@ from daemon.config import load_config
 from daemon.embed_cache import EmbedCache
 from daemon.pipeline import Collaborators, fill_vectors, run_batch
 from daemon.root import RootIndex
-from daemon.search import search_roots
+from daemon.search import resolve_candidates, search_roots
 from daemon.verify import verify_root
 from tests.conftest import REPO, seed_cache
 
@@ -499,3 +499,25 @@ print(json.dumps({{"skipped": list(root.state.skipped()), "files": root.state.co
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["files"] == 1
     assert out["skipped"] == [["src/secret.rs", "unreadable", "Permission denied"]]
+
+
+def test_hits_resolved_page_by_page_match_one_read(setup: Any) -> None:
+    """Search reads candidate rows a page at a time; the pages give the same rows, in the
+    same order and with the same whole-item extents, as one read of every candidate, and
+    skip ids that are not recorded."""
+    _crate, collab, open_root = setup
+    root = open_root()
+    run_batch(root, None, collab)
+    ids = sorted(root.state.chunk_ids_by_path().items())
+    keyed = [((root.id, cid), 1.0 / (i + 1)) for i, (_, cids) in enumerate(ids) for cid in cids]
+    keyed.insert(5, ((root.id, "not-a-chunk"), 0.5))
+    by_root = {root.id: root}
+    whole = list(resolve_candidates(keyed, by_root, len(keyed), whole_items=True))
+    assert len(whole) == len(keyed) - 1
+    assert list(resolve_candidates(keyed, by_root, 3, whole_items=True)) == whole
+    parts = list(resolve_candidates(keyed, by_root, 3, whole_items=False))
+    assert [r.id for _, r, _ in parts] == [r.id for _, r, _ in whole]
+    assert all(
+        w.start_line <= p.start_line and p.end_line <= w.end_line
+        for (_, p, _), (_, w, _) in zip(parts, whole, strict=True)
+    )
