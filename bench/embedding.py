@@ -47,21 +47,9 @@ def sample_texts(corpus: str, n: int, seed: int = 3) -> list[str]:
 
 
 def _stock_model(cache: Path, max_tokens: int | None) -> Any:
-    from fastembed import TextEmbedding
-    from fastembed.common.model_description import ModelSource, PoolingType
+    from daemon.embedder import stock_fastembed
 
-    from daemon.embedder import DEFAULT_MODEL_ID, DIM_DEFAULT, offline_model_dir
-
-    if DEFAULT_MODEL_ID not in {m["model"] for m in TextEmbedding.list_supported_models()}:
-        TextEmbedding.add_custom_model(
-            model=DEFAULT_MODEL_ID,
-            pooling=PoolingType.MEAN,
-            normalization=True,
-            sources=ModelSource(hf=DEFAULT_MODEL_ID),
-            dim=DIM_DEFAULT,
-            model_file="model.onnx",
-        )
-    model = TextEmbedding(DEFAULT_MODEL_ID, specific_model_path=str(offline_model_dir(cache)))
+    model = stock_fastembed(cache)
     if max_tokens is not None:
         model.model.tokenizer.enable_truncation(max_tokens)  # type: ignore[attr-defined]
     return model

@@ -63,6 +63,24 @@ def offline_model_dir(cache_dir: Path) -> Path:
     return target
 
 
+def stock_fastembed(cache_dir: Path) -> Any:
+    """The offline model through fastembed's own pipeline, as shipped: the reference the
+    rewritten graph is checked against (tests) and measured against (`bench embed`)."""
+    from fastembed import TextEmbedding
+    from fastembed.common.model_description import ModelSource, PoolingType
+
+    if DEFAULT_MODEL_ID not in {m["model"] for m in TextEmbedding.list_supported_models()}:
+        TextEmbedding.add_custom_model(
+            model=DEFAULT_MODEL_ID,
+            pooling=PoolingType.MEAN,
+            normalization=True,
+            sources=ModelSource(hf=DEFAULT_MODEL_ID),
+            dim=DIM_DEFAULT,
+            model_file="model.onnx",
+        )
+    return TextEmbedding(DEFAULT_MODEL_ID, specific_model_path=str(offline_model_dir(cache_dir)))
+
+
 def plan_batches(lengths: Sequence[int], batch_size: int, max_batch_tokens: int) -> list[list[int]]:
     """Indices grouped into batches of similar length, shortest first.
 

@@ -36,27 +36,15 @@ def test_float_graph_gives_the_stock_vectors_and_int8_stays_close(
     """The rewritten float graph must embed exactly as fastembed does on the model as
     shipped (texts under the 256-token window, where both truncate alike); the int8
     graph is another model id, close to it."""
-    from fastembed import TextEmbedding
-    from fastembed.common.model_description import ModelSource, PoolingType
-
     from daemon.config import EmbeddingConfig
-    from daemon.embedder import DEFAULT_MODEL_ID, DIM_DEFAULT, Embedder, offline_model_dir
+    from daemon.embedder import Embedder, stock_fastembed
 
     texts = [
         "pub fn push(&mut self, value: T) { if self.len == self.buf.capacity() { self.grow() } }",
         "/// Reads the whole file into a string.\nfn read_to_string(p: &Path) -> Result<String>",
         "impl Drop for Guard { fn drop(&mut self) { self.lock.unlock(); } }",
     ]
-    if DEFAULT_MODEL_ID not in {m["model"] for m in TextEmbedding.list_supported_models()}:
-        TextEmbedding.add_custom_model(
-            model=DEFAULT_MODEL_ID,
-            pooling=PoolingType.MEAN,
-            normalization=True,
-            sources=ModelSource(hf=DEFAULT_MODEL_ID),
-            dim=DIM_DEFAULT,
-            model_file="model.onnx",
-        )
-    stock = TextEmbedding(DEFAULT_MODEL_ID, specific_model_path=str(offline_model_dir(tmp_path)))
+    stock = stock_fastembed(tmp_path)
     reference = np.asarray(list(stock.embed(texts)))
     exact = np.asarray(Embedder(EmbeddingConfig(quantize=False), tmp_path).embed(texts))
     assert (exact * reference).sum(axis=1).min() > 0.9999
