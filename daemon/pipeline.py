@@ -272,13 +272,15 @@ def run_batch(
         if step and (step_chunks >= cfg.chunks_per_step or last):
             _write_step(root, step, collab, pending, report, lexical_first)
             step, step_chunks = [], 0
-        prog.files_done = i + 1
-        if time.monotonic() - pending.since >= cfg.commit_interval_s or stopping():
+        stop = stopping()
+        if last or stop or time.monotonic() - pending.since >= cfg.commit_interval_s:
             _commit(root, pending, report)
             pending = _Pending()
-            if stopping():
-                log.info("batch_interrupted", root=str(root.path), done=prog.files_done)
-                break
+        # Counted after the commit, so "every file done" means every file is searchable.
+        prog.files_done = i + 1
+        if stop:
+            log.info("batch_interrupted", root=str(root.path), done=prog.files_done)
+            break
     _commit(root, pending, report)
     prog.activity = "idle"
     return report

@@ -79,15 +79,18 @@ def snippet(text: str, words: Sequence[str], lines: int = SNIPPET_LINES) -> str:
 def item_extent(start: int, end: int, spans: Sequence[tuple[int, int]]) -> tuple[int, int]:
     """The lines of the whole item a chunk is a part of: `(start, end)` grown by every span
     that overlaps or touches it, transitively (parts of a split item overlap by a few
-    lines; two items of one name are always apart)."""
-    grown = True
-    while grown:
-        grown = False
-        for a, b in spans:
-            if a <= end + 1 and b >= start - 1 and (a < start or b > end):
-                start, end = min(start, a), max(end, b)
-                grown = True
-    return start, end
+    lines; two items of one name are always apart). One sweep over the spans in start
+    order, merging runs that touch, finds the run that holds the chunk."""
+    ordered = sorted([*spans, (start, end)])
+    lo, hi = ordered[0]
+    for a, b in ordered[1:]:
+        if a <= hi + 1:
+            hi = max(hi, b)  # touches the run being merged
+        elif lo <= start and end <= hi:
+            break  # that run holds the chunk; later runs lie past it
+        else:
+            lo, hi = a, b
+    return lo, hi
 
 
 def is_near_duplicate(a: ChunkRow, b: ChunkRow) -> bool:

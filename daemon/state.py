@@ -33,7 +33,8 @@ CREATE TABLE IF NOT EXISTS chunks(
     id TEXT PRIMARY KEY, path TEXT NOT NULL, start_line INTEGER NOT NULL,
     end_line INTEGER NOT NULL, symbol TEXT NOT NULL, kind TEXT NOT NULL,
     signature TEXT NOT NULL, text TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS chunks_path ON chunks(path);
+DROP INDEX IF EXISTS chunks_path;
+CREATE INDEX IF NOT EXISTS chunks_item ON chunks(path, symbol, kind, start_line, end_line);
 CREATE TABLE IF NOT EXISTS skipped(
     path TEXT PRIMARY KEY, reason TEXT NOT NULL, detail TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS inflight(path TEXT PRIMARY KEY);

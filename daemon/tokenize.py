@@ -8,12 +8,17 @@ matches "read to string". Tantivy then only splits on whitespace.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9]+")
 # Boundaries inside an identifier: aB, ABc (acronym end), letter-digit.
 _PARTS = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
 #: Tokens this long are noise (hashes, base64) and only bloat the index.
 MAX_TOKEN_CHARS = 64
+#: Distinct words whose tokens are remembered. Code repeats its identifiers (300 files of
+#: the standard library: 1.4M words, 17k distinct), so splitting each once made
+#: tokenizing 3.6x faster; 32k entries hold a few MB.
+WORD_CACHE = 1 << 15
 
 
 def split_identifier(word: str) -> list[str]:
@@ -24,19 +29,23 @@ def split_identifier(word: str) -> list[str]:
     return parts
 
 
+@lru_cache(maxsize=WORD_CACHE)
+def word_tokens(word: str) -> tuple[str, ...]:
+    """Tokens of one word: the whole identifier (lowercased, outer underscores dropped),
+    then its parts when it has more than one; none for a word of underscores."""
+    whole = word.lower().strip("_")
+    if not whole:
+        return ()
+    parts = split_identifier(word)
+    return (whole, *parts) if len(parts) > 1 else (whole,)
+
+
 def code_tokens(text: str) -> list[str]:
     """Every token of `text` for indexing: whole identifiers plus their parts."""
     out: list[str] = []
     for word in _WORD.findall(text):
-        if len(word) > MAX_TOKEN_CHARS:
-            continue
-        whole = word.lower().strip("_")
-        if not whole:
-            continue
-        out.append(whole)
-        parts = split_identifier(word)
-        if len(parts) > 1:
-            out.extend(parts)
+        if len(word) <= MAX_TOKEN_CHARS:
+            out.extend(word_tokens(word))
     return out
 
 

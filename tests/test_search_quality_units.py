@@ -130,6 +130,8 @@ def test_item_extent_joins_the_parts_of_one_item() -> None:
     assert item_extent(95, 99, parts) == (95, 99)
     assert item_extent(5, 6, []) == (5, 6)
     assert item_extent(1, 3, [(1, 3), (4, 6)]) == (1, 6)  # parts that only touch
+    assert item_extent(68, 90, parts[::-1]) == (10, 90)  # any order
+    assert item_extent(40, 96, [(1, 5), (10, 40), (96, 99), (120, 130)]) == (10, 99)  # a bridge
 
 
 def test_lexical_symbol_candidates_and_question_boosts(tmp_path: Path) -> None:
