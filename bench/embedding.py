@@ -38,7 +38,7 @@ def sample_texts(corpus: str, n: int, seed: int = 3) -> list[str]:
 
     with tempfile.TemporaryDirectory() as tmp:
         tree = materialize(corpus, Path(tmp) / "tree")
-        texts = []
+        texts: list[str] = []
         for f in sorted(tree.rglob("*.rs")):
             rel = f.relative_to(tree).as_posix()
             texts.extend(c.embed_text() for c in chunk_source(rel, f.read_bytes()))

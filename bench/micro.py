@@ -11,6 +11,8 @@ import itertools
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +31,12 @@ def hashing(args: Any) -> dict[str, Any]:
     total = sum(len(b) for b in blobs)
     out: dict[str, Any] = {"files": len(blobs), "mb": round(total / 2**20, 1)}
     big = b"x" * (64 << 20)
-    for name, fn in (
+    hashers: list[tuple[str, Callable[[bytes], bytes]]] = [
         ("sha256", lambda b: hashlib.sha256(b).digest()),
         ("blake3", lambda b: blake3.blake3(b).digest()),
         ("blake3_auto_threads", lambda b: blake3.blake3(b, max_threads=-1).digest()),
-    ):
+    ]
+    for name, fn in hashers:
         t = time.perf_counter()
         for _ in range(3):
             for b in blobs:
@@ -71,7 +74,7 @@ def scale(args: Any) -> dict[str, Any]:
         try:
             t = time.perf_counter()
             d.call("index", path=str(tree))
-            r = wait_for(lambda d=d: _lexical_root(d), 7200, 0.2)
+            r = wait_for(partial(_lexical_root, d), 7200, 0.2)
             lexical_s = time.perf_counter() - t
             row: dict[str, Any] = {
                 "files": n,
@@ -80,7 +83,7 @@ def scale(args: Any) -> dict[str, Any]:
                 "lexical_us_per_file": round(lexical_s / n * 1e6),
             }
             if n <= args.embed_up_to:
-                r = wait_for(lambda d=d: d.idle_after(1), 7200, 0.2)
+                r = wait_for(partial(d.idle_after, 1), 7200, 0.2)
                 seconds = time.perf_counter() - t
                 row["total_s"] = round(seconds, 1)
                 row["chunks_per_s"] = round(r["chunks"] / seconds, 1)
