@@ -26,8 +26,9 @@ STATUS_EVERY_S = 2.0
 #: How long a thread may hold the GIL while another waits for it (Python's default is
 #: 5 ms). A search releases the GIL at every Tantivy and SQLite call and waits to get it
 #: back from the chunker each time; at 1 ms, 50 clients searching through a medium
-#: lexical pass saw p99 665 ms and none over 1 s (3 runs) instead of 826 ms and 1-16
-#: over 1 s (4 runs), for a lexical pass ~7% slower when nobody searches.
+#: lexical pass saw p99 ~665 ms and one search over 1 s in 5 runs, instead of ~826 ms
+#: and 1-16 over 1 s in each of 4 runs, for a lexical pass ~7% slower when nobody
+#: searches (docs/RELIABILITY.md, Load).
 GIL_SWITCH_INTERVAL_S = 0.001
 
 
