@@ -8,6 +8,7 @@ root down to its own directory, and the deepest matching pattern wins.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,3 +141,21 @@ class IgnoreRules:
                 except OSError:
                     continue
             stack.extend(reversed(subdirs))
+
+
+def through_link(root: Path | str, rel: str) -> bool:
+    """Whether a directory on the way from `root` to `rel` is a symlink (or is gone).
+
+    `lstat` follows every component but the last, so a path under `root/link/` would
+    name a file outside the root; callers treat such a path as absent.
+    """
+    parts = rel.split("/")[:-1]
+    current = str(root)
+    for part in parts:
+        current = os.path.join(current, part)
+        try:
+            if not stat.S_ISDIR(os.lstat(current).st_mode):
+                return True
+        except OSError:
+            return True
+    return False

@@ -25,7 +25,7 @@ from daemon.chunker import Chunk, chunk_source
 from daemon.config import Config
 from daemon.embed_cache import EmbedCache, Vector, cache_key
 from daemon.embedder import Embedder
-from daemon.ignore import IGNORE_FILES, is_indexable_name, printable_if_not_utf8
+from daemon.ignore import IGNORE_FILES, is_indexable_name, printable_if_not_utf8, through_link
 from daemon.lexical import LexicalDoc
 from daemon.merkle import ancestors, hash_bytes
 from daemon.metrics import BatchReport
@@ -97,6 +97,8 @@ def _reconcile(root: RootIndex, paths: Iterable[str] | None) -> _Scan:
             rel = parent
         full = root.path / rel
         try:
+            if through_link(root.path, rel):  # names a file outside the root: absent
+                raise FileNotFoundError(rel)
             st = os.lstat(full)
         except OSError:
             scan.scope.append(rel)

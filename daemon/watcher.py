@@ -6,6 +6,11 @@ this path" by the pipeline, because renames and atomic saves arrive as bare add/
 pairs. If the watcher fails (watch limit, root deleted), the root falls back to periodic
 full rescans and says so in status.
 
+Each directory of the root is watched on its own (non-recursively), listed without
+following symlinks and without `target/` or `.git/`: notify's recursive mode follows
+links, which put watches (and indexed files) outside the root. A new directory restarts
+the watch on the new set, the new watches in place before the old ones are dropped.
+
 inotify drops events when its queue (`fs.inotify.max_queued_events`) overflows, and
 watchfiles swallows the overflow notice (measured: 1,916 of 2,000 rewrites reported with a
 64-event queue, no error). Only a burst can overflow the queue, so a batch of at least
@@ -15,13 +20,19 @@ watchfiles swallows the overflow notice (measured: 1,916 of 2,000 rewrites repor
 
 from __future__ import annotations
 
+import os
+import stat
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
 from daemon.ignore import ALWAYS_IGNORED_DIRS
+
+if TYPE_CHECKING:
+    from watchfiles._rust_notify import RustNotify
 
 log = structlog.get_logger("rcmd.watcher")
 
@@ -112,28 +123,91 @@ class RootWatcher:
 
     def _watch(self) -> str | None:
         """Watch until stopped or the root disappears (None), or fail (the reason)."""
-        import watchfiles
-
+        try:
+            notify = _open_notify(self.root)
+        except Exception as exc:  # inotify limits, a directory gone while listed
+            return f"{type(exc).__name__}: {exc}"
         try:
             self._on_status("watching")
-            for changes in watchfiles.watch(
-                self.root,
-                watch_filter=None,
-                debounce=self._max_wait,
-                step=self._step,
-                stop_event=self._stop,
-                rust_timeout=1000,
-                yield_on_timeout=False,
-                raise_interrupt=False,
-            ):
-                rels = {r for _change, p in changes if (r := relevant(self.root, p)) is not None}
-                if len(rels) >= BURST_PATHS:  # build output (target/) is not counted
-                    log.info("watch_burst_rescan", root=str(self.root), paths=len(rels))
-                    self._rescan()
-                elif rels:
-                    self._on_paths(rels)
+            while not self._stop.is_set():
+                raw = notify.watch(self._max_wait, self._step, 1000, self._stop)
+                if raw == "stop":
+                    return None
+                if isinstance(raw, str):  # timeout, or a signal for the main thread
+                    if not self.root.is_dir():
+                        return None
+                    continue
+                rels = {r for _change, p in raw if (r := relevant(self.root, p)) is not None}
+                if _new_dirs(self.root, rels):
+                    notify, drained = _rewatch(self.root, notify)
+                    rels |= drained
+                self._deliver(rels)
                 if not self.root.is_dir():
                     return None
         except Exception as exc:  # inotify limits, overflow
             return f"{type(exc).__name__}: {exc}"
-        return None if self._stop.is_set() else "the watch ended"
+        finally:
+            notify.close()
+        return None
+
+    def _deliver(self, rels: set[str]) -> None:
+        if len(rels) >= BURST_PATHS:  # build output (target/) is not counted
+            log.info("watch_burst_rescan", root=str(self.root), paths=len(rels))
+            self._rescan()
+        elif rels:
+            self._on_paths(rels)
+
+
+def watched_dirs(root: Path) -> list[str]:
+    """The directories to watch: every one under `root`, never through a symlink and
+    never into `target/` or `.git/`, so no watch (and no event) leads outside the root
+    and build output costs no watches."""
+    found = [str(root)]
+    stack = [str(root)]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as entries:
+                for e in entries:
+                    if (
+                        e.name not in ALWAYS_IGNORED_DIRS
+                        and e.is_dir(follow_symlinks=False)
+                        and os.access(e.path, os.R_OK | os.X_OK)  # else inotify refuses it
+                    ):
+                        found.append(e.path)
+                        stack.append(e.path)
+        except OSError:  # removed or unreadable meanwhile: its parent's watch sees it
+            continue
+    return found
+
+
+def _open_notify(root: Path) -> RustNotify:
+    from watchfiles._rust_notify import RustNotify
+
+    # Non-recursive watches on a listed set: notify's recursive mode follows symlinks.
+    # ignore_permission_denied stays off: it also hides the watch limit being reached.
+    return RustNotify(watched_dirs(root), False, False, 300, False, False)
+
+
+def _new_dirs(root: Path, rels: set[str]) -> bool:
+    """Whether an event names a real directory (created, or moved in or renamed: a
+    watch follows its inode, so a renamed one must be watched again under its name)."""
+    for rel in rels:
+        try:
+            if rel and stat.S_ISDIR(os.lstat(root / rel).st_mode):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def _rewatch(root: Path, old: RustNotify) -> tuple[RustNotify, set[str]]:
+    """Watch the current directory set; the new watches are in place before the old
+    ones go, and whatever the old instance caught meanwhile is returned, so nothing
+    falls between the two."""
+    new = _open_notify(root)
+    drained: set[str] = set()
+    raw = old.watch(1, 1, 1, None)
+    if not isinstance(raw, str):
+        drained = {r for _c, p in raw if (r := relevant(root, p)) is not None}
+    old.close()
+    return new, drained
