@@ -47,7 +47,9 @@ def _sync(daemon: Daemon, crate: Path, word: str) -> None:
     in order through one queue, so everything written before it has been handled."""
     (crate / "src" / f"{word}.rs").write_text(f"pub fn {word}() {{}}\n")
     wait_until(
-        lambda: any(h["symbol"].split("::")[-1] == word for h in daemon.search(word, "--mode", "bm25")),
+        lambda: any(
+            h["symbol"].split("::")[-1] == word for h in daemon.search(word, "--mode", "bm25")
+        ),
         timeout=60,
     )
     daemon.wait_idle(crate)
@@ -61,9 +63,7 @@ def _assert_nothing_outside(daemon: Daemon, crate: Path) -> None:
 
 
 @pytest.mark.slow
-def test_link_present_at_start_is_not_followed(
-    daemon: Daemon, crate: Path, tmp_path: Path
-) -> None:
+def test_link_present_at_start_is_not_followed(daemon: Daemon, crate: Path, tmp_path: Path) -> None:
     outside = _outside(tmp_path, subdirs=50)
     (crate / "link").symlink_to(outside, target_is_directory=True)
     daemon.cli("index", str(crate))
