@@ -44,26 +44,19 @@ from pathlib import PurePosixPath
 import tree_sitter
 import tree_sitter_rust
 
-from ipc.protocol import KINDS as CHUNK_KINDS
+from ipc.kinds import KINDS, NODE_KINDS
 
-__all__ = ["KINDS", "Chunk", "chunk_source", "module_path", "strip_attributes"]
+__all__ = [
+    "KINDS",
+    "Chunk",
+    "TooComplex",
+    "chunk_source",
+    "module_path",
+    "strip_attributes",
+]
 
-KINDS = CHUNK_KINDS  # defined with the protocol, which filters on them
-
-# tree-sitter node type -> chunk kind for items that become chunks at module level.
-_ITEM_KINDS: dict[str, str] = {
-    "function_item": "fn",
-    "struct_item": "struct",
-    "enum_item": "enum",
-    "union_item": "union",
-    "trait_item": "trait",
-    "impl_item": "impl",
-    "type_item": "type",
-    "const_item": "const",
-    "static_item": "static",
-    "macro_definition": "macro",
-    "mod_item": "mod",
-}
+# tree-sitter node type -> chunk kind for items that become chunks (ipc/kinds.py).
+_ITEM_KINDS = NODE_KINDS
 _COMMENTS = frozenset({"line_comment", "block_comment"})
 _BOM = b"\xef\xbb\xbf"
 _MAX_SIGNATURE = 300
@@ -75,6 +68,21 @@ _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "0": "\0", "\\": "\\", '"': '"', "'
 #: with the model, and a root built with another version gets fresh vectors instead of
 #: mixing two layouts (the embedding cache is keyed by the text, so it never mixes them).
 EMBED_TEXT_VERSION = 2
+#: Bumped whenever `chunk_source` would cut any file differently (kinds, boundaries,
+#: symbols, splitting): each root records it, and a root chunked under another version
+#: is rebuilt (cheaply: unchanged texts come from the embedding cache) instead of
+#: applying the new policy only to files edited later.
+CHUNK_POLICY_VERSION = 2
+#: Bounds that no real Rust file comes near; a file past one is skipped and reported
+#: (`too_complex`) instead of costing quadratic time and memory: 10,000 nested `mod`s
+#: made 340 MB of symbol paths from a 268 KB file.
+MAX_NESTING = 64
+MAX_SYMBOL_CHARS = 1024
+MAX_CHUNKS_PER_FILE = 20_000
+
+
+class TooComplex(ValueError):
+    """A file past one of the chunker's bounds."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,6 +264,8 @@ def chunk_source(
                 rel_path, lines, start, end, meta, budget, measure or estimate_tokens, overlap_lines
             )
         )
+        if len(out) > MAX_CHUNKS_PER_FILE:
+            raise TooComplex(f"more than {MAX_CHUNKS_PER_FILE} chunks")
     return out
 
 
@@ -348,7 +358,13 @@ def _record_item(
         name = _type_name(type_node, src) if type_node is not None else "impl"
     else:
         name = _field_text(node, "name", src)
+    if len(frame.prefix) >= MAX_NESTING:
+        raise TooComplex(f"items nested more than {MAX_NESTING} modules deep")
+    if len(items) >= MAX_CHUNKS_PER_FILE:
+        raise TooComplex(f"more than {MAX_CHUNKS_PER_FILE} items")
     symbol = "::".join((*frame.prefix, name))
+    if len(symbol) > MAX_SYMBOL_CHARS:
+        raise TooComplex(f"a symbol path longer than {MAX_SYMBOL_CHARS} characters")
     signature = f"macro_rules! {name}" if kind == "macro" else _signature(node, src)
     meta = _Meta(symbol, kind, signature, _finish_doc(doc_lines))
 

@@ -99,6 +99,8 @@ class SearchConfig:
 @dataclass(frozen=True, slots=True)
 class LogConfig:
     level: str = "info"
+    #: rcmd.log is rotated past this size; three old files are kept.
+    max_bytes: int = 10 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,14 +169,22 @@ def load_config(env: dict[str, str] | None = None) -> Config:
         if not isinstance(section, dict):
             raise ConfigError(f"{paths.config_file}: [{name}] must be a table")
         parts[name] = _build(name, cls, section, env)
+    if parts["vector_store"].url == ":memory:" and env.get("RCMD_TEST_MEMORY_VECTORS") != "1":
+        raise ConfigError(
+            f'[vector_store] url = ":memory:" (in {paths.config_file} or RCMD_VECTOR_STORE_URL) '
+            "keeps vectors in memory only and loses them at every restart; use a server URL, "
+            "or leave it empty for the embedded store"
+        )
     return Config(paths=paths, **parts)
 
 
 def ensure_dirs(paths: RuntimePaths) -> None:
-    """Create state dirs. The runtime dir holds the socket, so it is created 0700; an
-    existing one is left as it is for the daemon's safety check to judge."""
+    """Create state dirs, private (0700: state.db holds all chunk text). The runtime dir
+    holds the socket, so it is created 0700; an existing one is left as it is for the
+    daemon's safety check to judge."""
     for d in (paths.state_dir, paths.cache_dir, paths.log_dir):
         d.mkdir(parents=True, exist_ok=True)
+        os.chmod(d, 0o700)  # also closes one made by an older rcmd under a looser umask
     if not paths.runtime_dir.exists():
         paths.runtime_dir.mkdir(parents=True, mode=0o700)
         os.chmod(paths.runtime_dir, 0o700)  # mkdir's mode is filtered by the umask

@@ -6,16 +6,19 @@ vectors are stored as float16 (ample for cosine ranking, half the disk).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
-import apsw
 import blake3
 import numpy as np
 import numpy.typing as npt
+import structlog
 
-from daemon.state import set_wal
+from daemon.sqlite import connect, state_errors
 from ipc.errors import StateError
+
+log = structlog.get_logger("rcmd.embed_cache")
 
 Vector = npt.NDArray[np.float32]
 
@@ -24,30 +27,48 @@ def cache_key(model_id: str, text: str) -> bytes:
     return blake3.blake3(model_id.encode() + b"\0" + text.encode()).digest(16)
 
 
+def open_cache(path: Path) -> EmbedCache:
+    """The cache at `path`; one that cannot be opened is only a cache: it is set aside as
+    `embeddings.db.broken` (with its WAL files) and a new one started."""
+    try:
+        return EmbedCache(path)
+    except StateError as exc:
+        aside = path.with_name(path.name + ".broken")
+        log.error(
+            "embed_cache_unusable_set_aside", path=str(path), error=str(exc), moved_to=str(aside)
+        )
+        for suffix in ("", "-wal", "-shm"):
+            src = path.with_name(path.name + suffix)
+            if src.exists():
+                os.replace(src, aside.with_name(aside.name + suffix))
+        return EmbedCache(path)
+
+
 class EmbedCache:
     def __init__(self, path: Path) -> None:
-        try:
-            self._db = apsw.Connection(str(path))
-            self._db.set_busy_timeout(5000)
-            set_wal(self._db)
+        self._db = connect(path)
+        with state_errors(path):
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS emb(key BLOB PRIMARY KEY, vec BLOB NOT NULL)"
                 " WITHOUT ROWID"
             )
-        except apsw.Error as exc:
-            raise StateError(f"{path}: {exc}") from exc
 
     def close(self) -> None:
         self._db.close()
 
-    def get_many(self, keys: Sequence[bytes]) -> dict[bytes, Vector]:
+    def get_many(self, keys: Sequence[bytes], dim: int | None = None) -> dict[bytes, Vector]:
+        """Cached vectors by key; with `dim`, a row of another size (a damaged or foreign
+        row) is left out, so it counts as a miss and the fresh vector replaces it."""
         found: dict[bytes, Vector] = {}
+        size = None if dim is None else 2 * dim
         for start in range(0, len(keys), 500):
             part = keys[start : start + 500]
             marks = ",".join("?" * len(part))
             for key, blob in self._db.execute(
                 f"SELECT key, vec FROM emb WHERE key IN ({marks})", part
             ):
+                if size is not None and len(blob) != size:
+                    continue
                 found[bytes(key)] = np.frombuffer(blob, dtype=np.float16).astype(np.float32)
         return found
 

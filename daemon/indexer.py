@@ -15,6 +15,7 @@ from typing import Any
 
 import structlog
 
+from daemon.activity import Activity
 from daemon.metrics import BatchReport, rss_bytes, trim_heap
 from daemon.pipeline import Collaborators, drop_orphans, fill_vectors, run_batch
 from daemon.root import RootIndex
@@ -113,7 +114,7 @@ class Indexer:
             return (
                 self._running != root_id
                 and not self._work.get(root_id)
-                and (root is None or root.vectors_pending == 0)
+                and (root is None or root.ledger.vectors_pending == 0)
             )
 
     def _files_waiting(self) -> bool:
@@ -144,8 +145,7 @@ class Indexer:
             except Exception as exc:  # a failed batch must not kill the indexer
                 root.lexical.rollback()
                 retry = self.collab.config.index.retry_after_s
-                root.last_error = f"{type(exc).__name__}: {exc} (retrying in {retry:g}s)"
-                root.progress.activity = "idle (last batch failed)"
+                root.progress.failed(f"{type(exc).__name__}: {exc} (retrying in {retry:g}s)")
                 log.exception("batch_failed", root=str(root.path), retry_in_s=retry)
                 self._retry_later(root, work)
             finally:
@@ -200,9 +200,8 @@ class Indexer:
                     self.collab,
                     lambda: self._files_waiting() or root.cancelled or self.collab.should_stop(),
                 )
-        root.last_error = ""
         self._account(root, report, time.perf_counter() - t0, work)
-        if root.vectors_pending and not root.cancelled:
+        if root.ledger.vectors_pending and not root.cancelled:
             self.enqueue(root, vectors=True)
         self._maybe_vacuum(root, report.points_dropped)
 
@@ -220,23 +219,21 @@ class Indexer:
         if time.time() - failed_at < VACUUM_RETRY_S:
             return
         with root.lock:
-            root.progress.activity = "vacuuming deleted vectors"
+            root.progress.set_activity(Activity.VACUUMING)
             try:
                 seconds = root.vectors.vacuum()
             except Exception as exc:  # searches still work; try again later, not every batch
                 root.state.set_meta("vacuum_failed_at", repr(time.time()))
-                root.last_error = f"vacuum failed (retried in an hour): {exc}"
+                root.progress.note_error(f"vacuum failed (retried in an hour): {exc}")
                 log.exception("vacuum_failed", root=str(root.path))
                 return
             finally:
-                root.progress.activity = "idle"
+                root.progress.end()
             root.state.set_meta("vector_garbage", "0")
-        root.vacuums += 1
+        root.progress.vacuumed()
         log.info("vectors_vacuumed", root=str(root.path), points=garbage, seconds=round(seconds, 3))
 
     def _account(self, root: RootIndex, report: BatchReport, seconds: float, work: _Work) -> None:
-        root.totals.add(report)
-        root.batches += 1
         self.totals.add(report)
         self.batches += 1
         summary = {
@@ -251,6 +248,6 @@ class Indexer:
             "seconds": round(seconds, 4),
             **report.to_json(),
         }
-        root.last_batch = summary
+        root.progress.finished(report, summary)
         self.last_batch = summary
         log.info("batch_done", **summary)

@@ -60,7 +60,7 @@ def acquire_lock(lock_path: Path) -> IO[str]:
 
 
 async def _serve(config: Config) -> None:
-    from daemon.embed_cache import EmbedCache
+    from daemon.embed_cache import open_cache
     from daemon.embedder import Embedder
     from daemon.server import Server, bind_socket
     from daemon.service import Service
@@ -73,7 +73,7 @@ async def _serve(config: Config) -> None:
     socket_path = Path(sock.getsockname())
     notifier.status("starting")
     embedder = Embedder(config.embedding, config.paths.cache_dir, background=True)
-    service = Service(config, embedder, EmbedCache(config.paths.embed_cache), socket_path)
+    service = Service(config, embedder, open_cache(config.paths.embed_cache), socket_path)
     service.start()
     server = Server(service.handlers)
     await server.serve(sock)
@@ -101,6 +101,9 @@ async def _serve(config: Config) -> None:
 
 def run(foreground: bool = True) -> int:
     """Run the daemon until `stop` or SIGTERM; returns the process exit code."""
+    # State holds every chunk's text: private whoever started us (the systemd unit says
+    # UMask=0077; a daemon spawned by the CLI inherits the shell's umask otherwise).
+    os.umask(0o077)
     try:
         config = load_config()
         ensure_dirs(config.paths)
@@ -111,7 +114,7 @@ def run(foreground: bool = True) -> int:
         return 1
     from daemon.logs import configure
 
-    configure(config.paths.log_file, config.log.level, foreground)
+    configure(config.paths.log_file, config.log.level, foreground, config.log.max_bytes)
     log = structlog.get_logger("rcmd.daemon")
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     try:

@@ -1,8 +1,18 @@
 """The blake3 Merkle tree over a root's indexed files.
 
-A directory's hash covers its sorted children (name, kind, hash), so the root hash changes
-exactly when some indexed file's content, name or place changes, and two trees can be
-diffed by descending only into directories whose hashes differ.
+What it guarantees:
+- A file's leaf is the blake3 hash of its bytes; a directory's hash covers its sorted
+  children (name, kind, hash). So two trees have the same root hash exactly when they
+  hold the same paths with the same contents (up to blake3 collisions), and the same
+  holds for every subtree.
+- `diff` visits only directories whose hashes differ, so comparing two trees costs
+  what changed between them, not what they hold.
+
+How rcmd uses it: the file hashes persist in `state.db` (`files.hash`) and the root
+hash in its `merkle_root` meta, written in the same transaction (see
+`daemon/ledger.py`); the interior nodes are rebuilt from the file hashes on open
+(linear in files, lazily) and checked against the persisted root. `status --verify`
+builds the tree of the files on disk and diffs it against the recorded one.
 """
 
 from __future__ import annotations

@@ -6,6 +6,9 @@ import dataclasses
 import os
 import resource
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +60,15 @@ class BatchReport:
 
     def time(self, stage: str, seconds: float) -> None:
         self.stages[stage] = self.stages.get(stage, 0.0) + seconds
+
+    @contextmanager
+    def timed(self, stage: str) -> Iterator[None]:
+        """Add the wall time of the `with` body to `stage`."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.time(stage, time.perf_counter() - start)
 
     def add(self, other: BatchReport) -> None:
         for f in dataclasses.fields(self):

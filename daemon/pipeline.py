@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 import blake3
 import structlog
 
-from daemon.chunker import Chunk, chunk_source
+from daemon.activity import Activity
+from daemon.chunker import Chunk, TooComplex, chunk_source
 from daemon.config import Config
 from daemon.embed_cache import EmbedCache, Vector, cache_key
 from daemon.embedder import Embedder
@@ -134,27 +135,16 @@ class _Pending:
 def _commit(root: RootIndex, pending: _Pending, report: BatchReport) -> None:
     if not pending:
         return
-    t = time.perf_counter()
-    root.lexical.commit()
-    report.time("tantivy_commit", time.perf_counter() - t)
+    with report.timed("tantivy_commit"):
+        root.lexical.commit()
     crash_point("after_tantivy_commit")
-    t = time.perf_counter()
-    root.vectors.flush()
-    report.time("vector_flush", time.perf_counter() - t)
+    with report.timed("vector_flush"):
+        root.vectors.flush()
     crash_point("before_state_record")
-    t = time.perf_counter()
-    root.state.record(
-        pending.files, pending.chunks, pending.deleted, pending.skipped, pending.vectors_later
-    )
-    for f in pending.files:
-        root.records[f.path] = f
-        root.tree.set_file(f.path, f.hash)
-    for p in pending.deleted:
-        root.records.pop(p, None)
-        root.tree.remove_file(p)
-    root.state.set_meta("merkle_root", root.tree.root_hash)
-    root.vectors_pending = root.state.pending_count()
-    report.time("state_record", time.perf_counter() - t)
+    with report.timed("state_record"):
+        root.ledger.commit(
+            pending.files, pending.chunks, pending.deleted, pending.skipped, pending.vectors_later
+        )
 
 
 def _read(
@@ -187,42 +177,28 @@ def _read(
     return data, st, ""
 
 
-def run_batch(
-    root: RootIndex,
-    paths: Iterable[str] | None,
-    collab: Collaborators,
-    *,
-    force: bool = False,
-) -> BatchReport:
-    """Bring the indexes of `root` up to date for `paths` (None: the whole root)."""
-    cfg = collab.config.index
-    report = BatchReport()
-    prog = root.progress
-    prog.started_at = time.time()
-    if not root.path.is_dir():
-        # An unmounted disk or a moved checkout is not "every file deleted".
-        root.watch_status = "root missing; waiting for it to return"
-        prog.activity = "idle"
-        return report
-    prog.activity = "scanning"
+@dataclass
+class _Plan:
+    """What a batch must do, decided from the scan before any index is touched."""
+
+    candidates: list[str]  # files to read (changed, new, in flight, or forced)
+    gone: list[str]  # recorded or in-flight paths no longer present
+    inflight: set[str]
+    pending: _Pending
+
+
+def _plan(root: RootIndex, paths: set[str] | None, force: bool, report: BatchReport) -> _Plan:
+    """Reconcile `paths` and split them into files to read and paths to drop."""
     inflight = root.state.inflight()
     if paths is not None:
-        paths = set(paths) | inflight  # a failed batch's leftovers are redone by the next
-    t = time.perf_counter()
-    scan = _reconcile(root, paths)
-    report.time("scan", time.perf_counter() - t)
-
+        paths = paths | inflight  # a failed batch's leftovers are redone by the next
+    with report.timed("scan"):
+        scan = _reconcile(root, paths)
     # Stat fast path: unchanged (size, mtime, inode) means the file is not read at all.
     candidates: list[str] = []
     for rel, st in scan.present.items():
         report.statted += 1
-        rec = root.records.get(rel)
-        if (
-            not force
-            and rec is not None
-            and rel not in inflight
-            and (rec.size, rec.mtime_ns, rec.inode) == (st.st_size, st.st_mtime_ns, st.st_ino)
-        ):
+        if not force and rel not in inflight and root.ledger.unchanged(rel, st):
             report.unchanged += 1
             continue
         candidates.append(rel)
@@ -231,9 +207,8 @@ def run_batch(
     def in_scope(p: str) -> bool:
         return p in scopes or any(a in scopes for a in ancestors(p))
 
-    gone = [p for p in root.records if p not in scan.present and in_scope(p)]
-    gone += [p for p in inflight if p not in scan.present and p not in root.records]
-
+    gone = root.ledger.under(lambda p: p not in scan.present and in_scope(p))
+    gone += [p for p in inflight if p not in scan.present and p not in root.ledger]
     pending = _Pending()
     # Skip records of files that are gone (or no longer skipped) are dropped; names that
     # are not valid UTF-8 cannot be stored or indexed, so they are reported instead.
@@ -243,49 +218,73 @@ def run_batch(
     for shown in scan.not_utf8:
         pending.skipped[shown] = ("non_utf8_name", "the file name is not valid UTF-8")
         report.skipped += 1
+    return _Plan(candidates, gone, inflight, pending)
 
-    prog.files_total = len(candidates)
-    prog.files_done = 0
-    prog.chunks_total = 0
-    prog.chunks_done = 0
-    prog.activity = f"indexing {len(candidates)} files" if candidates else "idle"
-    root.state.mark_inflight([*candidates, *gone])
 
-    def stopping() -> bool:
-        return collab.should_stop() or root.cancelled
+def run_batch(
+    root: RootIndex,
+    paths: Iterable[str] | None,
+    collab: Collaborators,
+    *,
+    force: bool = False,
+) -> BatchReport:
+    """Bring the indexes of `root` up to date for `paths` (None: the whole root)."""
+    report = BatchReport()
+    prog = root.progress
+    if not root.path.is_dir():
+        # An unmounted disk or a moved checkout is not "every file deleted".
+        prog.set_watcher("root missing; waiting for it to return")
+        return report
+    prog.begin(Activity.SCANNING)
+    plan = _plan(root, None if paths is None else set(paths), force, report)
+    prog.files_planned(len(plan.candidates))
+    prog.set_activity(Activity.INDEXING)
+    root.state.mark_inflight([*plan.candidates, *plan.gone])
+    if plan.gone:
+        report.points_dropped += root.ledger.chunks_of(plan.gone)
+        root.lexical.delete_paths(plan.gone)
+        root.vectors.delete_paths(plan.gone)
+        plan.pending.deleted.extend(plan.gone)
+        report.deleted += len(plan.gone)
+    finished = _write_files(root, plan, collab, report, force)
+    if finished and paths is None:
+        root.ledger.full_scan_done()
+    prog.end()
+    return report
 
-    if gone:
-        report.points_dropped += sum(root.records[p].chunks for p in gone if p in root.records)
-        root.lexical.delete_paths(gone)
-        root.vectors.delete_paths(gone)
-        pending.deleted.extend(gone)
-        report.deleted += len(gone)
 
-    lexical_first = len(candidates) >= cfg.lexical_first_files
+def _write_files(
+    root: RootIndex, plan: _Plan, collab: Collaborators, report: BatchReport, force: bool
+) -> bool:
+    """Read, chunk, embed and write the planned files a step at a time, committing on the
+    interval; False when a stop or a removal interrupted it (what is done stays)."""
+    cfg = collab.config.index
+    pending = plan.pending
+    lexical_first = len(plan.candidates) >= cfg.lexical_first_files
     step: list[tuple[FileRecord, list[tuple[str, Chunk]]]] = []
     step_chunks = 0
-    for i, rel in enumerate(candidates):
+    for i, rel in enumerate(plan.candidates):
         # An in-flight file may be half written in one index: rewrite it even if unchanged.
-        prepared = _prepare_file(root, rel, collab, pending, report, force or rel in inflight)
+        redo = force or rel in plan.inflight
+        prepared = _prepare_file(root, rel, collab, pending, report, redo)
         if prepared is not None:
             step.append(prepared)
             step_chunks += len(prepared[1])
-        last = i == len(candidates) - 1
+        last = i == len(plan.candidates) - 1
         if step and (step_chunks >= cfg.chunks_per_step or last):
             _write_step(root, step, collab, pending, report, lexical_first)
             step, step_chunks = [], 0
-        stop = stopping()
+        stop = collab.should_stop() or root.cancelled
         if last or stop or time.monotonic() - pending.since >= cfg.commit_interval_s:
             _commit(root, pending, report)
             pending = _Pending()
         # Counted after the commit, so "every file done" means every file is searchable.
-        prog.files_done = i + 1
+        root.progress.file_done(i + 1)
         if stop:
-            log.info("batch_interrupted", root=str(root.path), done=prog.files_done)
-            break
+            log.info("batch_interrupted", root=str(root.path), done=i + 1)
+            return False
     _commit(root, pending, report)
-    prog.activity = "idle"
-    return report
+    return True
 
 
 def _prepare_file(
@@ -297,9 +296,8 @@ def _prepare_file(
     force: bool,
 ) -> tuple[FileRecord, list[tuple[str, Chunk]]] | None:
     """Read, hash and chunk one file; None when there is nothing to write for it."""
-    t = time.perf_counter()
-    data, st, reason = _read(root, rel, collab.config.index.max_file_bytes)
-    report.time("read", time.perf_counter() - t)
+    with report.timed("read"):
+        data, st, reason = _read(root, rel, collab.config.index.max_file_bytes)
     if data is None or st is None:
         if reason == "vanished":
             pending.skipped[rel] = ("", "")
@@ -310,20 +308,20 @@ def _prepare_file(
         _drop_indexed(root, rel, pending, report)
         return None
     report.read += 1
-    t = time.perf_counter()
-    digest = hash_bytes(data)
-    report.time("hash", time.perf_counter() - t)
-    old = root.records.get(rel)
-    if not force and old is not None and old.hash == digest:
+    with report.timed("hash"):
+        digest = hash_bytes(data)
+    if not force and root.ledger.same_content(rel, st, digest):
         pending.skipped[rel] = ("", "")  # clears its in-flight mark at the next commit
-        same = FileRecord(rel, st.st_size, st.st_mtime_ns, st.st_ino, digest, old.chunks)
-        root.state.update_stat([same])
-        root.records[rel] = same
         report.unchanged += 1
         return None
     t = time.perf_counter()
     try:
         chunks = assign_ids(root.id, rel, chunk_source(rel, data))
+    except TooComplex as exc:
+        report.skipped += 1
+        pending.skipped[rel] = ("too_complex", str(exc))
+        _drop_indexed(root, rel, pending, report)
+        return None
     except Exception as exc:  # one file the chunker cannot handle must not stop the batch
         log.exception("chunk_failed", root=str(root.path), path=rel)
         report.skipped += 1
@@ -331,15 +329,14 @@ def _prepare_file(
         _drop_indexed(root, rel, pending, report)
         return None
     report.time("chunk", time.perf_counter() - t)
-    if old is not None:
-        report.points_dropped += old.chunks
-    root.progress.chunks_total += len(chunks)
+    report.points_dropped += root.ledger.chunks_of([rel])
+    root.progress.chunks_planned(len(chunks))
     return FileRecord(rel, st.st_size, st.st_mtime_ns, st.st_ino, digest, len(chunks)), chunks
 
 
 def _drop_indexed(root: RootIndex, rel: str, pending: _Pending, report: BatchReport) -> None:
     """Remove a file that is indexed but can no longer be (gone, unreadable, skipped)."""
-    old = root.records.get(rel)
+    old = root.ledger.get(rel)
     if old is None:
         return
     root.lexical.delete_paths([rel])
@@ -363,21 +360,23 @@ def _write_step(
     texts = {cid: c.embed_text() for cid, c in all_chunks}
     vectors = _embed(texts, collab, report, cache_only=lexical_first)
     if not lexical_first:
-        root.progress.chunks_done += len(all_chunks)
+        root.progress.chunks_embedded(len(all_chunks))
     paths = [rec.path for rec, _ in step]
-    t = time.perf_counter()
-    root.lexical.delete_paths(paths)
-    root.lexical.add(
-        LexicalDoc(cid, c.path, c.kind, c.symbol, c.signature, c.text, c.start_line, c.end_line)
-        for cid, c in all_chunks
-    )
-    report.time("tantivy", time.perf_counter() - t)
-    t = time.perf_counter()
-    root.vectors.delete_paths(paths)
-    root.vectors.upsert(
-        [VectorPoint(cid, c.path, c.kind, vectors[cid]) for cid, c in all_chunks if cid in vectors]
-    )
-    report.time("vectors", time.perf_counter() - t)
+    with report.timed("tantivy"):
+        root.lexical.delete_paths(paths)
+        root.lexical.add(
+            LexicalDoc(cid, c.path, c.kind, c.symbol, c.signature, c.text, c.start_line, c.end_line)
+            for cid, c in all_chunks
+        )
+    with report.timed("vectors"):
+        root.vectors.delete_paths(paths)
+        root.vectors.upsert(
+            [
+                VectorPoint(cid, c.path, c.kind, vectors[cid])
+                for cid, c in all_chunks
+                if cid in vectors
+            ]
+        )
     pending.vectors_later.extend(
         PendingVector(cid, c.path, c.kind, texts[cid])
         for cid, c in all_chunks
@@ -400,9 +399,8 @@ def _embed(
     """Vectors by chunk id: cache first, the model for misses (none with `cache_only`)."""
     model_id = collab.embedder.model_id
     keys = {cid: cache_key(model_id, text) for cid, text in texts.items()}
-    t = time.perf_counter()
-    cached = collab.cache.get_many(list(set(keys.values())))
-    report.time("cache_lookup", time.perf_counter() - t)
+    with report.timed("cache_lookup"):
+        cached = collab.cache.get_many(list(set(keys.values())), collab.embedder.dim)
     miss_keys: dict[bytes, str] = {}
     for cid, key in keys.items():
         if key not in cached:
@@ -413,12 +411,11 @@ def _embed(
         return {cid: cached[key] for cid, key in keys.items() if key in cached}
     report.cache_misses += len(keys) - hits
     if miss_keys:
-        t = time.perf_counter()
-        new = dict(zip(miss_keys, collab.embedder.embed(list(miss_keys.values())), strict=True))
-        report.time("embed", time.perf_counter() - t)
-        t = time.perf_counter()
-        collab.cache.put_many(new)
-        report.time("cache_store", time.perf_counter() - t)
+        with report.timed("embed"):
+            vecs = collab.embedder.embed(list(miss_keys.values()))
+            new = dict(zip(miss_keys, vecs, strict=True))
+        with report.timed("cache_store"):
+            collab.cache.put_many(new)
         cached.update(new)
     return {cid: cached[key] for cid, key in keys.items()}
 
@@ -431,34 +428,26 @@ def fill_vectors(
     its pending rows are cleared, so a crash only repeats a step."""
     report = BatchReport()
     prog = root.progress
-    prog.started_at = time.time()
-    prog.files_done = prog.files_total = 0
-    prog.chunks_done = 0
-    prog.chunks_total = root.vectors_pending
+    prog.begin(Activity.EMBEDDING, chunks=root.ledger.vectors_pending)
     while not should_yield():
         todo = root.state.pending_vectors(collab.config.index.chunks_per_step)
         if not todo:
             break
-        prog.activity = f"embedding {root.vectors_pending} chunks (search is BM25-only for them)"
         vectors = _embed({v.id: v.embed_text for v in todo}, collab, report, cache_only=False)
-        t = time.perf_counter()
-        root.vectors.upsert([VectorPoint(v.id, v.path, v.kind, vectors[v.id]) for v in todo])
-        root.vectors.flush()
-        report.time("vector_flush", time.perf_counter() - t)
+        with report.timed("vector_flush"):
+            root.vectors.upsert([VectorPoint(v.id, v.path, v.kind, vectors[v.id]) for v in todo])
+            root.vectors.flush()
         crash_point("before_vectors_recorded")
-        root.state.vectors_written(v.id for v in todo)
-        root.vectors_pending = max(0, root.vectors_pending - len(todo))
-        prog.chunks_done += len(todo)
+        root.ledger.vectors_written([v.id for v in todo])
+        prog.chunks_embedded(len(todo))
         report.vectors_filled += len(todo)
-    prog.activity = "idle"
+    prog.end()
     return report
 
 
 def drop_orphans(root: RootIndex) -> int:
     """Delete index entries whose path has no state record (left by a crash or a bug)."""
-    orphans = (set(root.lexical.ids_by_path()) | set(root.vectors.ids_by_path())) - set(
-        root.records
-    )
+    orphans = (set(root.lexical.ids_by_path()) | set(root.vectors.ids_by_path())) - set(root.ledger)
     if orphans:
         root.lexical.delete_paths(orphans)
         root.lexical.commit()

@@ -1,22 +1,22 @@
-"""One registered project root: its state, both indexes, its Merkle tree and live progress."""
+"""One registered project root: its stores (state.db, Tantivy, Qdrant), its file ledger
+and its progress. The stores are opened together and rebuilt together when what they
+hold was made under another embedding model, text layout or chunk policy."""
 
 from __future__ import annotations
 
 import shutil
 import threading
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import blake3
 import structlog
 
-from daemon.chunker import EMBED_TEXT_VERSION
+from daemon.activity import RootProgress
+from daemon.chunker import CHUNK_POLICY_VERSION, EMBED_TEXT_VERSION
 from daemon.config import Config, root_dir
 from daemon.ignore import IgnoreRules
+from daemon.ledger import FileLedger
 from daemon.lexical import LexicalIndex
-from daemon.merkle import MerkleTree
-from daemon.metrics import BatchReport
 from daemon.state import StateDB
 from daemon.vectors import VectorStore, open_store
 from ipc.errors import StateError
@@ -28,17 +28,13 @@ def root_id_for(path: Path) -> str:
     return blake3.blake3(str(path).encode()).hexdigest()[:16]
 
 
-@dataclass
-class Progress:
-    """What the indexer is doing to this root now; read by status without locks
-    (each field is replaced atomically, and a status reply tolerates a torn snapshot)."""
-
-    activity: str = "idle"
-    files_total: int = 0
-    files_done: int = 0
-    chunks_total: int = 0
-    chunks_done: int = 0
-    started_at: float = 0.0
+def build_layout(model_id: str, dim: int) -> dict[str, str]:
+    """What a root's indexes were built under (state.db meta key → value): a root whose
+    recorded layout differs on any key is rebuilt."""
+    return {
+        "embedding_model": f"{model_id} ({dim}), text v{EMBED_TEXT_VERSION}",
+        "chunk_policy": str(CHUNK_POLICY_VERSION),
+    }
 
 
 class RootIndex:
@@ -49,24 +45,19 @@ class RootIndex:
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "root.txt").write_text(str(path) + "\n")
         self.state = StateDB(self.dir / "state.db")
+        missing = [
+            side
+            for side in ("tantivy", "qdrant")
+            if not (self.dir / side).exists() and not (side == "qdrant" and config.vector_store.url)
+        ]
         try:
             self.lexical = LexicalIndex(self.dir / "tantivy")
         except Exception as exc:  # a damaged meta.json, a foreign directory
             self.state.close()
             raise StateError(f"{self.dir / 'tantivy'}: {exc}") from exc
-        model = f"{model_id} ({dim}), text v{EMBED_TEXT_VERSION}"
-        built_with = self.state.get_meta("embedding_model")
-        reset = self.state.created or (built_with is not None and built_with != model)
-        if reset:
-            # A new state.db records nothing, so whatever the indexes hold is unaccounted
-            # for; and vectors of two models are not comparable. Start both afresh.
-            if not self.state.created:
-                log.warning("embedding_model_changed", root=str(path), was=built_with, now=model)
-            shutil.rmtree(self.dir / "qdrant", ignore_errors=True)
-            self.lexical.delete_all()
-            self.lexical.commit()
-            self.state.clear()
-        self.state.set_meta("embedding_model", model)
+        self.ledger = FileLedger(self.state)
+        self.progress = RootProgress()
+        reset = self._reset_if_rebuilt(build_layout(model_id, dim), missing)
         try:
             self.vectors: VectorStore = open_store(
                 config.vector_store, self.dir / "qdrant", self.id, dim
@@ -80,28 +71,51 @@ class RootIndex:
         if reset and config.vector_store.url:
             self.vectors.delete_all()  # a server collection outlives the local state
         self.ignore = IgnoreRules(path)
-        self.records = self.state.files()
-        self.tree = MerkleTree({p: r.hash for p, r in self.records.items()})
-        self.progress = Progress()
-        #: Chunks recorded whose vectors are not written yet (a lexical-first batch's).
-        self.vectors_pending = self.state.pending_count()
-        #: Summed over every batch since the daemon started, for status.
-        self.totals = BatchReport()
-        self.batches = 0
-        self.vacuums = 0
-        self.last_batch: dict[str, Any] = {}
-        self.watch_status = "starting"
-        self.last_error = ""
+        #: Held while a batch, an embedding run or a vacuum writes to the stores.
         self.lock = threading.Lock()
-        self.closed = False
-        #: Set when the root is being removed: a running batch stops at its next step.
-        self.cancelled = False
+        self._closed = False
+        self._cancelled = False
+
+    def _reset_if_rebuilt(self, layout: dict[str, str], missing: list[str]) -> bool:
+        """Empty every store when state.db is new (whatever the indexes hold is
+        unaccounted for), was built under another layout, or records files that an index
+        directory gone missing held; record the current layout. The next full batch then
+        rebuilds both sides, through the embedding cache."""
+        recorded = {key: self.state.get_meta(key) for key in layout}
+        # A root from before the chunk policy was recorded was cut under its version 1.
+        if recorded.get("chunk_policy") is None and not self.state.created:
+            recorded["chunk_policy"] = "1"
+        changed = any(v is not None and v != layout[k] for k, v in recorded.items())
+        lost = missing if len(self.ledger) else []
+        if lost:
+            note = f"{' and '.join(lost)}/ missing at start; rebuilding the index from the files"
+            log.error("index_directory_missing", root=str(self.path), missing=lost)
+            self.progress.note_error(note)
+        reset = self.state.created or changed or bool(lost)
+        if reset:
+            if not self.state.created:
+                log.warning("index_layout_changed", root=str(self.path), was=recorded, now=layout)
+            shutil.rmtree(self.dir / "qdrant", ignore_errors=True)
+            self.lexical.delete_all()
+            self.lexical.commit()
+            self.ledger.reset()
+        for key, value in layout.items():
+            self.state.set_meta(key, value)
+        return reset
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether the root is being removed: a running batch stops at its next step."""
+        return self._cancelled
+
+    def cancel(self) -> None:
+        self._cancelled = True
 
     def close(self) -> None:
         """Commit and release everything; safe to call twice."""
-        if self.closed:
+        if self._closed:
             return
-        self.closed = True
+        self._closed = True
         self.lexical.close()
         self.vectors.close()
         self.state.close()

@@ -23,6 +23,7 @@ from daemon.query import STOPWORDS, classify, symbol_matches, symbol_name, symbo
 from daemon.root import RootIndex
 from daemon.state import ChunkRow
 from daemon.tokenize import code_tokens, query_tokens
+from ipc.kinds import CONTAINER_KINDS
 
 SNIPPET_LINES = 6
 #: How much deeper each side searches when filters may discard candidates.
@@ -33,7 +34,7 @@ RESOLVE_PAGE = 32
 #: Most chunks a symbol lookup considers (every `new` in a big workspace fits).
 SYMBOL_DEPTH = 1000
 #: Kinds whose chunk holds the loose lines of a block whose members are chunks of their own.
-_CONTAINERS = frozenset({"impl", "trait", "mod", "code"})
+_CONTAINERS = CONTAINER_KINDS
 
 
 @dataclass(frozen=True, slots=True)

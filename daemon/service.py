@@ -6,9 +6,7 @@ a long search or verify never blocks another client.
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import threading
 import time
 from collections import Counter
@@ -18,18 +16,18 @@ from typing import Any
 
 import structlog
 
-from daemon.config import Config, root_dir
+from daemon.config import Config
 from daemon.embed_cache import EmbedCache
 from daemon.embedder import Embedder
 from daemon.indexer import Indexer
 from daemon.metrics import peak_rss_bytes, rss_bytes
 from daemon.pipeline import Collaborators
-from daemon.root import RootIndex, root_id_for
+from daemon.registry import Registry
+from daemon.root import RootIndex
 from daemon.search import SearchHit, search_roots
 from daemon.verify import verify_root
-from daemon.watcher import RootWatcher
 from ipc import __version__
-from ipc.errors import BadRequest, Busy, NotFound, StateError
+from ipc.errors import BadRequest, Busy, NotFound
 from ipc.protocol import (
     KINDS,
     MODES,
@@ -62,12 +60,7 @@ class Service:
         self.indexer = Indexer(
             Collaborators(config, embedder, cache, should_stop=self.stop_requested.is_set)
         )
-        self.roots: dict[str, RootIndex] = {}
-        #: Registered roots that could not be opened, with why.
-        self.failed: dict[str, str] = {}
-        self.watchers: dict[str, RootWatcher] = {}
-        self._roots_lock = threading.Lock()
-        self._registry = config.paths.state_dir / "roots.json"
+        self.registry = Registry(config, embedder.model_id, embedder.dim, self.indexer)
         self.handlers: dict[str, Handler] = {
             "hello": self.hello,
             "status": self.status,
@@ -84,102 +77,19 @@ class Service:
     # ---- lifecycle ----
     def start(self) -> None:
         self.indexer.start()
-        for path in self._load_registry():
-            try:
-                self._open_root(Path(path))
-            except Exception as exc:
-                # Kept registered (and shown in status) so a passing failure loses nothing.
-                self.failed[path] = f"{type(exc).__name__}: {exc}"
-                log.error("root_open_failed", root=path, error=str(exc))
+        self.registry.load()
 
     def shutdown(self) -> None:
         """Stop watchers, let the indexer commit, close every store; one failure does not
         keep the rest from closing."""
         self.stop_requested.set()
-        steps: list[tuple[str, Callable[[], None]]] = [
-            *((f"watcher {w.root}", w.stop) for w in self.watchers.values()),
-            ("indexer", self.indexer.stop),
-            *((f"root {r.path}", r.close) for r in self.roots.values()),
-            ("embedding cache", self.cache.close),
-        ]
+        steps = [*self.registry.closers(), ("embedding cache", self.cache.close)]
         for what, step in steps:
             try:
                 step()
             except Exception:
                 log.exception("shutdown_step_failed", step=what)
         log.info("daemon_stopped")
-
-    def _load_registry(self) -> list[str]:
-        try:
-            data = json.loads(self._registry.read_text())
-        except FileNotFoundError:
-            return []
-        except (OSError, ValueError) as exc:
-            log.error("registry_unreadable", path=str(self._registry), error=str(exc))
-            return []
-        return [p for p in data.get("roots", []) if isinstance(p, str)]
-
-    def _save_registry(self) -> None:
-        tmp = self._registry.with_suffix(".tmp")
-        paths = {str(r.path) for r in self.roots.values()} | set(self.failed)
-        tmp.write_text(json.dumps({"roots": sorted(paths)}))
-        os.replace(tmp, self._registry)
-
-    def _open_root(self, path: Path) -> RootIndex:
-        try:
-            root = RootIndex(path, self.config, self.embedder.model_id, self.embedder.dim)
-        except StateError as exc:
-            # The root's own files are unreadable (truncated, damaged, another schema): they
-            # are a cache of the source tree, so set them aside and rebuild from the files.
-            broken = root_dir(self.config.paths, root_id_for(path))
-            aside = broken.with_name(broken.name + ".broken")
-            log.error(
-                "root_state_unusable_rebuilding",
-                root=str(path),
-                error=str(exc),
-                moved_to=str(aside),
-            )
-            shutil.rmtree(aside, ignore_errors=True)
-            broken.rename(aside)
-            root = RootIndex(path, self.config, self.embedder.model_id, self.embedder.dim)
-        self.roots[root.id] = root
-
-        def on_status(text: str) -> None:
-            root.watch_status = text
-
-        watcher = RootWatcher(
-            path,
-            lambda paths: self.indexer.enqueue(root, paths),
-            on_status,
-            self.config.index.debounce_ms,
-            self.config.index.max_wait_ms,
-            self.config.index.poll_interval_s,
-        )
-        self.watchers[root.id] = watcher
-        if path.is_dir():
-            self.indexer.enqueue(root, None)
-        else:
-            # An unmounted disk or a moved checkout: keep the index, do not "delete" it all;
-            # the watcher rescans when the root is back.
-            root.watch_status = "root missing; waiting for it to return"
-            log.warning("root_missing", root=str(path))
-        watcher.start()
-        log.info("root_opened", root=str(path), id=root.id, files=len(root.records))
-        return root
-
-    # ---- lookups ----
-    def _find_root(self, raw: str) -> RootIndex:
-        """The registered root that holds `raw` (the root itself or any path inside it)."""
-        path = Path(raw).expanduser().resolve()
-        best: RootIndex | None = None
-        for root in list(self.roots.values()):
-            if (path == root.path or root.path in path.parents) and (
-                best is None or len(str(root.path)) > len(str(best.path))
-            ):
-                best = root
-        if best is None:
-            raise NotFound(f"{path} is not inside an indexed root; add it with: rcmd index {path}")
-        return best
 
     # ---- handlers ----
     def hello(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -189,23 +99,13 @@ class Service:
         path = Path(param_str(params, "path")).expanduser().resolve()
         if not path.is_dir():
             raise NotFound(f"{path} is not a directory")
-        with self._roots_lock:
-            for root in list(self.roots.values()):
-                if root.path == path:
-                    self.indexer.enqueue(root, None)
-                    return self._root_status(root)
-            self.failed.pop(str(path), None)  # a root that failed to open gets another try
-            root = self._open_root(path)
-            self._save_registry()
-        return self._root_status(root)
+        return self._root_status(self.registry.add(path))
 
     def reindex(self, params: dict[str, Any]) -> dict[str, Any]:
         raw = param_opt_str(params, "path")
         force = param_bool(params, "force", False)
-        roots = [self._find_root(raw)] if raw else list(self.roots.values())
-        if raw is None and not roots:
-            raise NotFound("no roots are indexed; add one with: rcmd index PATH")
-        roots = [r for r in roots if r.path.is_dir()]  # a missing root keeps its index
+        # A missing root keeps its index.
+        roots = [r for r in self.registry.select(raw) if r.path.is_dir()]
         if not roots:
             raise NotFound("the root is missing on disk; nothing to rebuild")
         for root in roots:
@@ -214,21 +114,7 @@ class Service:
 
     def remove(self, params: dict[str, Any]) -> dict[str, Any]:
         path = Path(param_str(params, "path")).expanduser().resolve()
-        with self._roots_lock:
-            root = next((r for r in self.roots.values() if r.path == path), None)
-            if root is None and str(path) in self.failed:
-                del self.failed[str(path)]
-                self._save_registry()
-                return {"removed": str(path)}
-            if root is None:
-                raise NotFound(f"{path} is not an indexed root")
-            root.cancelled = True  # a running batch stops at its next step
-            self.watchers.pop(root.id).stop()
-            self.indexer.forget(root.id)
-            del self.roots[root.id]
-            with root.lock:
-                root.destroy()
-            self._save_registry()
+        self.registry.remove(path)
         return {"removed": str(path)}
 
     def search(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -243,9 +129,7 @@ class Service:
             raise BadRequest(f"'mode' must be one of {', '.join(MODES)}")
         limit = param_int(params, "limit", 10, 1, 1000)
         raw_root = param_opt_str(params, "root")
-        roots = [self._find_root(raw_root)] if raw_root else list(self.roots.values())
-        if not roots:
-            raise NotFound("no roots are indexed; add one with: rcmd index PATH")
+        roots = self.registry.select(raw_root)
         kind = param_opt_str(params, "kind")
         if kind is not None and kind not in KINDS:
             raise BadRequest(f"'kind' must be one of {', '.join(KINDS)}")
@@ -275,14 +159,14 @@ class Service:
         raw = param_str(params, "path")
         raw_root = param_opt_str(params, "root")
         if raw_root:
-            base = self._find_root(raw_root)
+            base = self.registry.find(raw_root)
             candidate = base.path / raw
         else:
             candidate = Path(raw).expanduser()
             if not candidate.is_absolute():
                 raise BadRequest("'path' must be absolute unless 'root' is given")
         real = candidate.resolve()
-        root = self._find_root(str(real))
+        root = self.registry.find(str(real))
         if not real.is_file():
             raise NotFound(f"{real} is not a file")
         return root, real, real.relative_to(root.path).as_posix()
@@ -308,7 +192,7 @@ class Service:
         """Chunks nearest (by embedding) to a file's line range, the range itself excluded."""
         source = self.read(params)
         limit = param_int(params, "limit", 10, 1, 1000)
-        roots = list(self.roots.values())
+        roots = self.registry.roots()
         vector = self.embedder.embed([source["text"]])[0]
         hits = search_roots(
             roots,
@@ -339,7 +223,7 @@ class Service:
 
     def verify(self, params: dict[str, Any]) -> dict[str, Any]:
         raw = param_opt_str(params, "root")
-        roots = [self._find_root(raw)] if raw else list(self.roots.values())
+        roots = self.registry.select(raw) if raw else self.registry.roots()
         reports = []
         for root in roots:
             if not root.lock.acquire(timeout=VERIFY_WAIT_S):
@@ -372,10 +256,10 @@ class Service:
             },
             "vector_store": "qdrant-server" if self.config.vector_store.url else "qdrant-edge",
             "last_batch": self.indexer.last_batch,
-            "roots": [self._root_status(r) for r in list(self.roots.values())],
+            "roots": [self._root_status(r) for r in self.registry.roots()],
             "failed_roots": [
                 {"path": p, "error": e, "next": f"see the log; remove it with: rcmd remove {p}"}
-                for p, e in self.failed.items()
+                for p, e in self.registry.failed().items()
             ],
         }
         if param_bool(params, "verify", False):
@@ -390,29 +274,20 @@ class Service:
             return f"status unavailable: {exc}"
 
     def _summary(self) -> str:
-        roots = list(self.roots.values())
+        roots = self.registry.roots()
         busy = [r for r in roots if not self.indexer.idle(r.id)]
         if busy:
             r = busy[0]
             p = r.progress
-            if p.files_done >= p.files_total and r.vectors_pending:
-                return f"{r.path.name}: BM25 ready, embedding {r.vectors_pending} chunks"
+            pending = r.ledger.vectors_pending
+            if p.files_done >= p.files_total and pending:
+                return f"{r.path.name}: BM25 ready, embedding {pending} chunks"
             return f"{r.path.name}: {p.activity}, {p.files_done}/{p.files_total} files"
         chunks = sum(r.state.counts()[1] for r in roots)
         return f"idle: {len(roots)} root(s), {chunks} chunks"
 
     def _root_status(self, root: RootIndex) -> dict[str, Any]:
         files, chunks = root.state.counts()
-        p = root.progress
-        elapsed = max(time.time() - p.started_at, 1e-6) if p.started_at else 0.0
-        rate = p.chunks_done / elapsed if elapsed and p.activity != "idle" else 0.0
-        remaining = max(p.chunks_total - p.chunks_done, 0)
-        file_rate = p.files_done / elapsed if elapsed else 0.0
-        eta = None
-        if p.activity != "idle" and p.files_done < p.files_total and file_rate > 0:
-            eta = (p.files_total - p.files_done) / file_rate
-        elif p.activity != "idle" and rate > 0:  # filling in pending vectors
-            eta = remaining / rate
         skipped = list(root.state.skipped())
         reasons = Counter(reason for _p, reason, _d in skipped)
         last_commit = root.state.get_meta("last_commit")  # this thread's read connection
@@ -421,38 +296,15 @@ class Service:
             "id": root.id,
             "files": files,
             "chunks": chunks,
-            "merkle_root": root.tree.root_hash,
+            "merkle_root": root.ledger.root_hash,
             "last_commit": float(last_commit) if last_commit else None,
             "queue": self.indexer.queued(root.id),
-            "vectors_pending": root.vectors_pending,
+            "vectors_pending": root.ledger.vectors_pending,
             "idle": self.indexer.idle(root.id),
-            "activity": p.activity,
-            "progress": {
-                "files_done": p.files_done,
-                "files_total": p.files_total,
-                "chunks_done": p.chunks_done,
-                "chunks_total": p.chunks_total,
-                "chunks_remaining": remaining,
-                "chunks_per_s": round(rate, 1),
-                "eta_s": round(eta, 1) if eta is not None else None,
-            },
             "skipped": {
                 "count": len(skipped),
                 "by_reason": dict(reasons),
                 "examples": [{"path": sp, "reason": r, "detail": d} for sp, r, d in skipped[:20]],
             },
-            "watcher": root.watch_status,
-            "last_error": root.last_error,
-            "counters": {
-                "batches": root.batches,
-                "files_statted": root.totals.statted,
-                "files_read": root.totals.read,
-                "files_indexed": root.totals.indexed,
-                "files_deleted": root.totals.deleted,
-                "chunks_written": root.totals.chunks,
-                "vacuums": root.vacuums,
-                "watch_rescans": w.rescans if (w := self.watchers.get(root.id)) else 0,
-                "stages_s": root.totals.to_json()["stages"],
-            },
-            "last_batch": root.last_batch,
+            **root.progress.to_json(self.registry.watch_rescans(root)),
         }

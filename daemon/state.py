@@ -19,6 +19,7 @@ from pathlib import Path
 
 import apsw
 
+from daemon.sqlite import connect, state_errors
 from ipc.errors import StateError
 
 SCHEMA_VERSION = 1
@@ -76,26 +77,6 @@ class PendingVector:
     embed_text: str
 
 
-def _connect(path: Path, readonly: bool = False) -> apsw.Connection:
-    flags = (
-        apsw.SQLITE_OPEN_READONLY
-        if readonly
-        else apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
-    )
-    conn = apsw.Connection(str(path), flags=flags)
-    conn.set_busy_timeout(5000)
-    if not readonly:
-        set_wal(conn)
-    return conn
-
-
-def set_wal(conn: apsw.Connection) -> None:
-    """WAL lets searches read while the indexer writes. Each pragma runs on its own:
-    apsw stops a multi-statement execute at the first statement that returns rows."""
-    conn.execute("PRAGMA journal_mode=WAL").fetchall()
-    conn.execute("PRAGMA synchronous=NORMAL").fetchall()
-
-
 class StateDB:
     """One writer connection, used under a lock, plus a read connection per thread.
 
@@ -108,21 +89,16 @@ class StateDB:
         self.path = path
         self._lock = threading.RLock()
         self._local = threading.local()
-        try:
-            self._db = _connect(path)
-            with self._db:
-                self._db.execute(_SCHEMA)
-                row = self._db.execute(
-                    "SELECT value FROM meta WHERE key='schema_version'"
-                ).fetchone()
-                #: True when this open created the database (nothing was recorded before).
-                self.created = row is None
-                if row is None:
-                    self.set_meta("schema_version", str(SCHEMA_VERSION))
-                elif row[0] != str(SCHEMA_VERSION):
-                    raise StateError(f"{path}: schema version {row[0]}, expected {SCHEMA_VERSION}")
-        except apsw.Error as exc:
-            raise StateError(f"{path}: {exc}") from exc
+        self._db = connect(path)
+        with state_errors(path), self._db:
+            self._db.execute(_SCHEMA)
+            row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            #: True when this open created the database (nothing was recorded before).
+            self.created = row is None
+            if row is None:
+                self.set_meta("schema_version", str(SCHEMA_VERSION))
+            elif row[0] != str(SCHEMA_VERSION):
+                raise StateError(f"{path}: schema version {row[0]}, expected {SCHEMA_VERSION}")
 
     def close(self) -> None:
         with self._lock:
@@ -131,7 +107,7 @@ class StateDB:
     def _reader(self) -> apsw.Connection:
         conn: apsw.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = _connect(self.path, readonly=True)
+            conn = connect(self.path, readonly=True)
             self._local.conn = conn
         return conn
 
@@ -228,60 +204,58 @@ class StateDB:
         deleted: Iterable[str],
         skipped: dict[str, tuple[str, str]],
         pending: Iterable[PendingVector] = (),
+        merkle_root: str | None = None,
     ) -> None:
         """Record what the indexes now hold, in one transaction; `pending` are chunks of
-        these files that Tantivy holds and the vector store does not yet."""
+        these files that Tantivy holds and the vector store does not yet; `merkle_root`
+        is the tree's root hash over the records as they are after this commit."""
         now = time.time()
         file_list = list(files)
         deleted_list = list(deleted)
-        try:
-            with self._lock, self._db:
-                touched = [f.path for f in file_list] + deleted_list
-                self._db.executemany("DELETE FROM chunks WHERE path=?", ((p,) for p in touched))
-                self._db.executemany(
-                    "DELETE FROM pending_vectors WHERE path=?", ((p,) for p in touched)
-                )
-                self._db.executemany(
-                    "INSERT OR REPLACE INTO pending_vectors VALUES(?,?,?,?)",
-                    ((v.id, v.path, v.kind, v.embed_text) for v in pending),
-                )
-                self._db.executemany("DELETE FROM files WHERE path=?", ((p,) for p in deleted_list))
-                self._db.executemany(
-                    "INSERT OR REPLACE INTO files VALUES(?,?,?,?,?,?,?)",
+        with state_errors(self.path), self._lock, self._db:
+            touched = [f.path for f in file_list] + deleted_list
+            self._db.executemany("DELETE FROM chunks WHERE path=?", ((p,) for p in touched))
+            self._db.executemany(
+                "DELETE FROM pending_vectors WHERE path=?", ((p,) for p in touched)
+            )
+            self._db.executemany(
+                "INSERT OR REPLACE INTO pending_vectors VALUES(?,?,?,?)",
+                ((v.id, v.path, v.kind, v.embed_text) for v in pending),
+            )
+            self._db.executemany("DELETE FROM files WHERE path=?", ((p,) for p in deleted_list))
+            self._db.executemany(
+                "INSERT OR REPLACE INTO files VALUES(?,?,?,?,?,?,?)",
+                ((f.path, f.size, f.mtime_ns, f.inode, f.hash, f.chunks, now) for f in file_list),
+            )
+            self._db.executemany(
+                "INSERT OR REPLACE INTO chunks VALUES(?,?,?,?,?,?,?,?)",
+                (
                     (
-                        (f.path, f.size, f.mtime_ns, f.inode, f.hash, f.chunks, now)
-                        for f in file_list
-                    ),
-                )
-                self._db.executemany(
-                    "INSERT OR REPLACE INTO chunks VALUES(?,?,?,?,?,?,?,?)",
-                    (
-                        (
-                            c.id,
-                            c.path,
-                            c.start_line,
-                            c.end_line,
-                            c.symbol,
-                            c.kind,
-                            c.signature,
-                            c.text,
-                        )
-                        for c in chunks
-                    ),
-                )
-                for path, (reason, detail) in skipped.items():
-                    if reason:
-                        self._db.execute(
-                            "INSERT OR REPLACE INTO skipped VALUES(?,?,?)", (path, reason, detail)
-                        )
-                    else:
-                        self._db.execute("DELETE FROM skipped WHERE path=?", (path,))
-                self._db.executemany(
-                    "DELETE FROM inflight WHERE path=?", ((p,) for p in [*touched, *skipped])
-                )
-                self.set_meta("last_commit", repr(now))
-        except apsw.Error as exc:
-            raise StateError(f"{self.path}: {exc}") from exc
+                        c.id,
+                        c.path,
+                        c.start_line,
+                        c.end_line,
+                        c.symbol,
+                        c.kind,
+                        c.signature,
+                        c.text,
+                    )
+                    for c in chunks
+                ),
+            )
+            for path, (reason, detail) in skipped.items():
+                if reason:
+                    self._db.execute(
+                        "INSERT OR REPLACE INTO skipped VALUES(?,?,?)", (path, reason, detail)
+                    )
+                else:
+                    self._db.execute("DELETE FROM skipped WHERE path=?", (path,))
+            self._db.executemany(
+                "DELETE FROM inflight WHERE path=?", ((p,) for p in [*touched, *skipped])
+            )
+            self.set_meta("last_commit", repr(now))
+            if merkle_root is not None:
+                self.set_meta("merkle_root", merkle_root)
 
     def update_stat(self, records: Iterable[FileRecord]) -> None:
         """Refresh (size, mtime, inode) of files whose content hash did not change."""
@@ -308,12 +282,9 @@ class StateDB:
 
     def vectors_written(self, ids: Iterable[str]) -> None:
         """These chunks' vectors are flushed to the vector store."""
-        try:
-            with self._lock, self._db:
-                self._db.executemany("DELETE FROM pending_vectors WHERE id=?", ((i,) for i in ids))
-                self.set_meta("last_commit", repr(time.time()))
-        except apsw.Error as exc:
-            raise StateError(f"{self.path}: {exc}") from exc
+        with state_errors(self.path), self._lock, self._db:
+            self._db.executemany("DELETE FROM pending_vectors WHERE id=?", ((i,) for i in ids))
+            self.set_meta("last_commit", repr(time.time()))
 
     def skipped(self) -> Iterator[tuple[str, str, str]]:
         yield from self._reader().execute("SELECT path, reason, detail FROM skipped ORDER BY path")

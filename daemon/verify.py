@@ -4,25 +4,51 @@ from __future__ import annotations
 
 from typing import Any
 
+from daemon.merkle import MerkleTree, hash_bytes
 from daemon.root import RootIndex
 
 MAX_PROBLEMS = 20
 
 
+def disk_tree(root: RootIndex, exclude: set[str]) -> tuple[MerkleTree, int]:
+    """The Merkle tree of the indexable files on disk now (read and hashed), leaving out
+    `exclude`; and how many files it walked."""
+    tree = MerkleTree()
+    walked = 0
+    for path, _st in root.ignore.walk(""):
+        walked += 1
+        if path in exclude:
+            continue
+        try:
+            tree.set_file(path, hash_bytes((root.path / path).read_bytes()))
+        except OSError:  # gone or unreadable since the walk: not on disk for this check
+            continue
+    return tree, walked
+
+
+def _tree_problems(root: RootIndex, recorded: MerkleTree) -> tuple[list[str], int]:
+    """Disk against the records, by Merkle diff (only differing subtrees are visited),
+    and the records against the daemon's ledger and the persisted root hash."""
+    problems: list[str] = []
+    skipped = {p for p, _r, _d in root.state.skipped()}
+    on_disk, walked = disk_tree(root, skipped)
+    diff = recorded.diff(on_disk)
+    problems += [f"on disk, not indexed: {p}" for p in diff.added]
+    problems += [f"indexed, not on disk: {p}" for p in diff.deleted]
+    problems += [f"changed on disk since indexed: {p}" for p in diff.changed]
+    if recorded.root_hash != root.ledger.root_hash:
+        problems.append("state.db's file records differ from the daemon's")
+    persisted = root.state.get_meta("merkle_root")
+    if persisted is not None and persisted != recorded.root_hash:
+        problems.append("state.db's Merkle root does not match its file records")
+    return problems, walked
+
+
 def verify_root(root: RootIndex) -> dict[str, Any]:
     """Compare the four views path by path; call with the root's lock held (no batch running)."""
-    problems: list[str] = []
-    on_disk = dict(root.ignore.walk(""))
     records = root.state.files()
-    skipped = {p for p, _r, _d in root.state.skipped()}
-    for path in sorted(set(on_disk) - set(records) - skipped):
-        problems.append(f"on disk, not indexed: {path}")
-    for path in sorted(set(records) - set(on_disk)):
-        problems.append(f"indexed, not on disk: {path}")
-    for path in sorted(set(records) & set(on_disk)):
-        st, rec = on_disk[path], records[path]
-        if (st.st_size, st.st_mtime_ns) != (rec.size, rec.mtime_ns):
-            problems.append(f"changed on disk since indexed: {path}")
+    recorded = MerkleTree({p: r.hash for p, r in records.items()})
+    problems, walked = _tree_problems(root, recorded)
     state_ids = root.state.chunk_ids_by_path()
     pending = root.state.pending_ids()
     lexical_ids = root.lexical.ids_by_path()
@@ -44,7 +70,7 @@ def verify_root(root: RootIndex) -> dict[str, Any]:
     return {
         "path": str(root.path),
         "ok": not problems,
-        "files_on_disk": len(on_disk),
+        "files_on_disk": walked,
         "files_recorded": len(records),
         "chunks_recorded": sum(len(v) for v in state_ids.values()),
         "tantivy_docs": lexical_total,

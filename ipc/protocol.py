@@ -11,28 +11,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ipc.errors import BadRequest, RcmdError
+from ipc.kinds import KINDS as KINDS  # re-exported: `search` filters on them
 
 PROTOCOL_VERSION = 1
 #: A request line longer than this is refused without being read whole.
 MAX_LINE_BYTES = 1 << 20
 
 MODES = ("hybrid", "bm25", "vector")
-#: What a chunk can be; `search` filters on it.
-KINDS = (
-    "fn",
-    "method",
-    "struct",
-    "enum",
-    "union",
-    "trait",
-    "impl",
-    "type",
-    "const",
-    "static",
-    "macro",
-    "mod",
-    "code",
-)
 
 
 @dataclass(frozen=True, slots=True)

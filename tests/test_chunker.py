@@ -14,7 +14,9 @@ import pytest
 from daemon.chunker import (
     DEFAULT_BUDGET,
     KINDS,
+    MAX_NESTING,
     Chunk,
+    TooComplex,
     chunk_source,
     estimate_tokens,
     module_path,
@@ -548,13 +550,17 @@ def test_parse_error_at_root_keeps_items() -> None:
 
 
 def test_deep_nesting_does_not_recurse() -> None:
-    depth = 3000
+    depth = MAX_NESTING - 4  # the file's own module path counts too
     source = "".join(f"mod m{i} {{\n" for i in range(depth)) + "fn leaf() {}\n" + "}\n" * depth
     chunks = snippet(source)
     leaf = [c for c in chunks if c.kind == "fn"]
     assert len(leaf) == 1
-    assert leaf[0].symbol.endswith("::m2999::leaf")
+    assert leaf[0].symbol.endswith(f"::m{depth - 1}::leaf")
     assert leaf[0].start_line == depth + 1
+    # Past the bound the file is refused (and skipped by the pipeline), not recursed into.
+    deeper = "".join(f"mod m{i} {{\n" for i in range(3000)) + "fn leaf() {}\n" + "}\n" * 3000
+    with pytest.raises(TooComplex):
+        snippet(deeper)
 
     expr = "fn deep() -> u32 {\n" + "(" * 3000 + "1" + ")" * 3000 + "\n}\n"
     (deep,) = snippet(expr, budget=100_000, measure=len)

@@ -48,3 +48,10 @@ def test_bad_config_is_a_clear_error(tmp_path: Path, text: str) -> None:
 def test_bad_env_value(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"max_file_bytes"):
         load_config({"RCMD_HOME": str(tmp_path), "RCMD_INDEX_MAX_FILE_BYTES": "lots"})
+
+
+def test_memory_vector_store_is_refused_outside_tests(tmp_path: Path) -> None:
+    env = {"RCMD_HOME": str(tmp_path), "RCMD_VECTOR_STORE_URL": ":memory:"}
+    with pytest.raises(ConfigError, match="loses them at every restart"):
+        load_config(env)
+    assert load_config({**env, "RCMD_TEST_MEMORY_VECTORS": "1"}).vector_store.url == ":memory:"

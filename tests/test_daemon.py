@@ -369,7 +369,7 @@ def test_vector_store_url_selects_qdrant_client(
     in-process engine, so the server code path runs without a server."""
     home = tmp_path / "home-url"
     seed_cache(home, warm_cache)
-    d = Daemon(home, RCMD_VECTOR_STORE_URL=":memory:")
+    d = Daemon(home, RCMD_VECTOR_STORE_URL=":memory:", RCMD_TEST_MEMORY_VECTORS="1")
     d.start()
     try:
         index(d, crate)

@@ -132,11 +132,11 @@ def test_state_survives_reopen(setup: Any) -> None:
     root = open_root()
     run_batch(root, None, collab)
     files, chunks = root.state.counts()
-    merkle = root.tree.root_hash
+    merkle = root.ledger.root_hash
     root.close()
     reopened = open_root()
     assert reopened.state.counts() == (files, chunks)
-    assert reopened.tree.root_hash == merkle
+    assert reopened.ledger.root_hash == merkle
     assert run_batch(reopened, None, collab).read == 0
     assert verify_root(reopened)["ok"]
 
@@ -179,9 +179,9 @@ def test_indexer_vacuums_when_garbage_passes_the_threshold(setup: Any) -> None:
     forced = run_batch(root, None, collab, force=True)
     assert forced.points_dropped == root.state.counts()[1]
     indexer._maybe_vacuum(root, forced.points_dropped)
-    assert root.vacuums == 0  # a small crate stays under the minimum
+    assert root.progress.vacuums == 0  # a small crate stays under the minimum
     indexer._maybe_vacuum(root, VACUUM_MIN_POINTS)
-    assert root.vacuums == 1
+    assert root.progress.vacuums == 1
     assert root.state.get_meta("vector_garbage") == "0"
     assert verify_root(root)["ok"]
     assert search(root, collab, "exponential backoff between attempts", "vector")
@@ -250,7 +250,7 @@ def test_missing_root_is_not_emptied(setup: Any, tmp_path: Path) -> None:
     crate.rename(away)
     report = run_batch(root, None, collab, force=True)
     assert report.deleted == 0 and root.state.counts() == counts
-    assert root.watch_status.startswith("root missing")
+    assert root.progress.watcher.startswith("root missing")
     away.rename(crate)
 
 
@@ -341,7 +341,7 @@ def test_failed_work_is_queued_again(setup: Any) -> None:
     indexer = Indexer(dataclasses.replace(collab, config=config))  # not started: work stays queued
     indexer._retry_later(root, _Work(paths={"src/lib.rs"})).join(10)
     assert indexer.queued(root.id) == 1
-    root.cancelled = True
+    root.cancel()
     indexer._retry_later(root, _Work(full=True)).join(10)
     assert indexer.queued(root.id) == 1  # a removed root is not retried
 
@@ -363,7 +363,7 @@ def test_lexical_first_batch_then_vectors_fill_in(
     root = RootIndex(crate.resolve(), config, embedder.model_id, embedder.dim)
     report = run_batch(root, None, collab)
     chunks = root.state.counts()[1]
-    assert report.cache_misses == 0 and root.vectors_pending == chunks > 0
+    assert report.cache_misses == 0 and root.ledger.vectors_pending == chunks > 0
     assert root.vectors.count() == 0
     assert verify_root(root)["ok"], verify_root(root)["problems"]
     assert any("fetch_with_retry" in h for h in search(root, collab, "fetch_with_retry", "bm25"))
@@ -377,14 +377,14 @@ def test_lexical_first_batch_then_vectors_fill_in(
     root.close()
 
     root = RootIndex(crate.resolve(), config, embedder.model_id, embedder.dim)
-    before = root.vectors_pending
+    before = root.ledger.vectors_pending
     assert 0 < before < chunks
     steps = iter([False, True])  # one step, then "newer work is waiting"
     filled = fill_vectors(root, collab, lambda: next(steps))
-    assert filled.vectors_filled == 8 and root.vectors_pending == before - 8
+    assert filled.vectors_filled == 8 and root.ledger.vectors_pending == before - 8
     assert verify_root(root)["ok"], verify_root(root)["problems"]
     fill_vectors(root, collab, lambda: False)
-    assert root.vectors_pending == 0 and root.state.pending_count() == 0
+    assert root.ledger.vectors_pending == 0 and root.state.pending_count() == 0
     assert root.vectors.count() == root.state.counts()[1]
     assert verify_root(root)["ok"], verify_root(root)["problems"]
     assert search(root, collab, "exponential backoff between attempts", "vector")

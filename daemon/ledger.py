@@ -1,0 +1,142 @@
+"""A root's file bookkeeping: the records of what the indexes hold, the Merkle tree over
+them, and the count of vectors still to write — kept in step with `state.db` here only.
+
+Invariant: for every recorded path, `tree` holds the recorded hash, and `state.db`'s
+`merkle_root` is the tree's root hash as of the last commit (written in the same
+transaction as the records). When the two disagree on open (a crash from an older
+version, a hand-edited database), the records' stat data is not trusted: the next full
+scan reads and hashes every file instead of taking the stat fast path.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+
+import structlog
+
+from daemon.merkle import MerkleDiff, MerkleTree
+from daemon.state import ChunkRow, FileRecord, PendingVector, StateDB
+
+log = structlog.get_logger("rcmd.ledger")
+
+
+class FileLedger:
+    def __init__(self, state: StateDB) -> None:
+        self._state = state
+        self._records = state.files()
+        self._tree = MerkleTree({p: r.hash for p, r in self._records.items()})
+        self._vectors_pending = state.pending_count()
+        persisted = state.get_meta("merkle_root")
+        #: Set when the persisted root hash disagrees with the records.
+        self._distrust_stat = persisted is not None and persisted != self._tree.root_hash
+        if self._distrust_stat:
+            log.warning("merkle_root_mismatch", state=str(state.path), recorded=persisted)
+
+    # ---- reads ----
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __contains__(self, path: object) -> bool:
+        return path in self._records
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._records))
+
+    def get(self, path: str) -> FileRecord | None:
+        return self._records.get(path)
+
+    def chunks_of(self, paths: Iterable[str]) -> int:
+        return sum(r.chunks for p in paths if (r := self._records.get(p)) is not None)
+
+    def under(self, in_scope: Callable[[str], bool]) -> list[str]:
+        """Recorded paths for which `in_scope` holds."""
+        return [p for p in self._records if in_scope(p)]
+
+    @property
+    def root_hash(self) -> str:
+        return self._tree.root_hash
+
+    @property
+    def vectors_pending(self) -> int:
+        """Chunks recorded whose vectors are not written yet (a lexical-first batch's)."""
+        return self._vectors_pending
+
+    def diff(self, other: MerkleTree) -> MerkleDiff:
+        """What differs from the recorded tree to `other` (e.g. the tree on disk)."""
+        return self._tree.diff(other)
+
+    # ---- the stat fast path ----
+    def unchanged(self, path: str, st: os.stat_result) -> bool:
+        """Whether `path`'s (size, mtime, inode) match its record, so it need not be read."""
+        rec = self._records.get(path)
+        return (
+            not self._distrust_stat
+            and rec is not None
+            and (rec.size, rec.mtime_ns, rec.inode) == (st.st_size, st.st_mtime_ns, st.st_ino)
+        )
+
+    def same_content(self, path: str, st: os.stat_result, digest: bytes) -> bool:
+        """If `path` was read and its hash is the recorded one, refresh its stat data
+        (so the next scan skips it) and say so; the indexes need nothing."""
+        old = self._records.get(path)
+        if old is None or old.hash != digest:
+            return False
+        same = FileRecord(path, st.st_size, st.st_mtime_ns, st.st_ino, digest, old.chunks)
+        self._state.update_stat([same])
+        self._records[path] = same
+        return True
+
+    def full_scan_done(self) -> None:
+        """Every file was compared by content: the stat data can be trusted again."""
+        self._distrust_stat = False
+
+    # ---- writes ----
+    def commit(
+        self,
+        files: list[FileRecord],
+        chunks: list[ChunkRow],
+        deleted: list[str],
+        skipped: dict[str, tuple[str, str]],
+        vectors_later: list[PendingVector],
+    ) -> None:
+        """Record what the indexes now hold (after their commit): state.db, the records
+        and the tree change together, or not at all."""
+        for f in files:
+            self._tree.set_file(f.path, f.hash)
+        for p in deleted:
+            self._tree.remove_file(p)
+        try:
+            self._state.record(
+                files, chunks, deleted, skipped, vectors_later, merkle_root=self._tree.root_hash
+            )
+        except BaseException:
+            self._restore_tree([f.path for f in files] + deleted)
+            raise
+        for f in files:
+            self._records[f.path] = f
+        for p in deleted:
+            self._records.pop(p, None)
+        self._vectors_pending = self._state.pending_count()
+
+    def vectors_written(self, ids: list[str]) -> None:
+        """These pending chunks' vectors are flushed to the vector store."""
+        self._state.vectors_written(ids)
+        self._vectors_pending = max(0, self._vectors_pending - len(ids))
+
+    def reset(self) -> None:
+        """Forget every record (the indexes were emptied)."""
+        self._state.clear()
+        self._records.clear()
+        self._tree = MerkleTree()
+        self._state.set_meta("merkle_root", self._tree.root_hash)
+        self._vectors_pending = 0
+        self._distrust_stat = False
+
+    def _restore_tree(self, paths: list[str]) -> None:
+        for p in paths:
+            rec = self._records.get(p)
+            if rec is None:
+                self._tree.remove_file(p)
+            else:
+                self._tree.set_file(p, rec.hash)

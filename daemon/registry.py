@@ -1,0 +1,194 @@
+"""The registered roots: `roots.json`, the open `RootIndex` and watcher of each, and the
+roots that failed to open (kept registered and shown in status, so a passing failure
+loses nothing).
+
+A root whose own state cannot be opened (truncated, damaged, another schema) is set
+aside as `<id>.broken` and rebuilt from its files: the state is a cache of the tree.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import structlog
+
+from daemon.config import Config, root_dir
+from daemon.indexer import Indexer
+from daemon.root import RootIndex, root_id_for
+from daemon.watcher import RootWatcher
+from ipc.errors import NotFound, StateError
+
+log = structlog.get_logger("rcmd.registry")
+
+
+class Registry:
+    def __init__(self, config: Config, model_id: str, dim: int, indexer: Indexer) -> None:
+        self._config = config
+        self._model = (model_id, dim)
+        self._indexer = indexer
+        self._file = config.paths.state_dir / "roots.json"
+        self._roots: dict[str, RootIndex] = {}
+        self._watchers: dict[str, RootWatcher] = {}
+        self._failed: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    # ---- reads ----
+    def roots(self) -> list[RootIndex]:
+        return list(self._roots.values())
+
+    def failed(self) -> dict[str, str]:
+        """Registered roots that could not be opened, with why."""
+        return dict(self._failed)
+
+    def watch_rescans(self, root: RootIndex) -> int:
+        w = self._watchers.get(root.id)
+        return w.rescans if w is not None else 0
+
+    def find(self, raw: str) -> RootIndex:
+        """The registered root that holds `raw` (the root itself or any path inside it)."""
+        path = Path(raw).expanduser().resolve()
+        best: RootIndex | None = None
+        for root in self.roots():
+            if (path == root.path or root.path in path.parents) and (
+                best is None or len(str(root.path)) > len(str(best.path))
+            ):
+                best = root
+        if best is None:
+            raise NotFound(f"{path} is not inside an indexed root; add it with: rcmd index {path}")
+        return best
+
+    def select(self, raw: str | None) -> list[RootIndex]:
+        """The root holding `raw`, or every root when `raw` is None (at least one)."""
+        roots = [self.find(raw)] if raw else self.roots()
+        if not roots:
+            raise NotFound("no roots are indexed; add one with: rcmd index PATH")
+        return roots
+
+    # ---- changes ----
+    def load(self) -> None:
+        """Open every registered root (at start)."""
+        for path in self._read():
+            try:
+                self._open(Path(path))
+            except Exception as exc:
+                self._failed[path] = f"{type(exc).__name__}: {exc}"
+                log.error("root_open_failed", root=path, error=str(exc))
+
+    def add(self, path: Path) -> RootIndex:
+        """Register and open `path`, or queue a rescan when it is registered already."""
+        with self._lock:
+            for root in self.roots():
+                if root.path == path:
+                    self._indexer.enqueue(root, None)
+                    return root
+            self._failed.pop(str(path), None)  # a root that failed to open gets another try
+            root = self._open(path)
+            self._save()
+        return root
+
+    def remove(self, path: Path) -> None:
+        """Unregister `path`: stop its watcher and queued work, delete its state."""
+        with self._lock:
+            root = next((r for r in self.roots() if r.path == path), None)
+            if root is None and str(path) in self._failed:
+                del self._failed[str(path)]
+                self._save()
+                return
+            if root is None:
+                raise NotFound(f"{path} is not an indexed root")
+            root.cancel()  # a running batch stops at its next step
+            self._watchers.pop(root.id).stop()
+            self._indexer.forget(root.id)
+            del self._roots[root.id]
+            with root.lock:
+                root.destroy()
+            self._save()
+
+    def closers(self) -> list[tuple[str, Callable[[], None]]]:
+        """Shutdown steps: the watchers (before the indexer stops), then the roots."""
+        return [
+            *((f"watcher {w.root}", w.stop) for w in self._watchers.values()),
+            ("indexer", self._indexer.stop),
+            *((f"root {r.path}", r.close) for r in self._roots.values()),
+        ]
+
+    # ---- internals ----
+    def _read(self) -> list[str]:
+        try:
+            data = json.loads(self._file.read_text())
+            if not isinstance(data, dict) or not isinstance(data.get("roots"), list):
+                raise ValueError("not an object with a 'roots' list")
+        except FileNotFoundError:
+            return []
+        except (OSError, ValueError) as exc:
+            return self._rebuild(str(exc))
+        return [p for p in data["roots"] if isinstance(p, str)]
+
+    def _rebuild(self, error: str) -> list[str]:
+        """A damaged roots.json: set it aside and find the roots again from their state
+        folders (each holds `root.txt`), so no root is forgotten or orphaned."""
+        aside = self._file.with_name(self._file.name + ".broken")
+        os.replace(self._file, aside)
+        found = []
+        for marker in sorted(self._file.parent.glob("roots/*/root.txt")):
+            try:
+                found.append(marker.read_text().strip())
+            except OSError:
+                continue
+        paths = sorted({p for p in found if p})
+        log.error("registry_damaged_rebuilt", error=error, moved_to=str(aside), roots=len(paths))
+        self._write(paths)
+        return paths
+
+    def _save(self) -> None:
+        self._write(sorted({str(r.path) for r in self._roots.values()} | set(self._failed)))
+
+    def _write(self, paths: list[str]) -> None:
+        tmp = self._file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"roots": paths}))
+        os.replace(tmp, self._file)
+
+    def _open(self, path: Path) -> RootIndex:
+        root = self._open_index(path)
+        self._roots[root.id] = root
+        watcher = RootWatcher(
+            path,
+            lambda paths: self._indexer.enqueue(root, paths),
+            root.progress.set_watcher,
+            self._config.index.debounce_ms,
+            self._config.index.max_wait_ms,
+            self._config.index.poll_interval_s,
+        )
+        self._watchers[root.id] = watcher
+        if path.is_dir():
+            self._indexer.enqueue(root, None)
+        else:
+            # An unmounted disk or a moved checkout: keep the index, do not "delete" it all;
+            # the watcher rescans when the root is back.
+            root.progress.set_watcher("root missing; waiting for it to return")
+            log.warning("root_missing", root=str(path))
+        watcher.start()
+        log.info("root_opened", root=str(path), id=root.id, files=len(root.ledger))
+        return root
+
+    def _open_index(self, path: Path) -> RootIndex:
+        model_id, dim = self._model
+        try:
+            return RootIndex(path, self._config, model_id, dim)
+        except StateError as exc:
+            broken = root_dir(self._config.paths, root_id_for(path))
+            aside = broken.with_name(broken.name + ".broken")
+            log.error(
+                "root_state_unusable_rebuilding",
+                root=str(path),
+                error=str(exc),
+                moved_to=str(aside),
+            )
+            shutil.rmtree(aside, ignore_errors=True)
+            broken.rename(aside)
+            return RootIndex(path, self._config, model_id, dim)

@@ -1,0 +1,135 @@
+"""A root's bookkeeping: the file ledger keeps records, the Merkle tree and state.db in
+step; the progress object reports a typed activity and never a stale rate; the recorded
+layout (model, text, chunk policy) rebuilds a root built under another one."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import daemon.root
+from daemon.activity import Activity, RootProgress
+from daemon.config import load_config
+from daemon.embed_cache import EmbedCache
+from daemon.indexer import Indexer
+from daemon.pipeline import Collaborators, run_batch
+from daemon.root import RootIndex
+from daemon.verify import verify_root
+from tests.conftest import seed_cache, wait_until
+
+
+@pytest.fixture
+def setup(crate: Path, tmp_path: Path, embedder: Any, warm_cache: Path) -> Any:
+    config = load_config({"RCMD_HOME": str(tmp_path / "home")})
+    seed_cache(tmp_path / "home", warm_cache)
+    cache = EmbedCache(config.paths.embed_cache)
+    collab = Collaborators(config, embedder, cache)
+    roots: list[RootIndex] = []
+
+    def open_root() -> RootIndex:
+        root = RootIndex(crate.resolve(), config, embedder.model_id, embedder.dim)
+        roots.append(root)
+        return root
+
+    yield crate, collab, open_root
+    for r in roots:
+        r.close()
+    cache.close()
+
+
+def test_merkle_root_is_recorded_with_the_records(setup: Any) -> None:
+    crate, collab, open_root = setup
+    root = open_root()
+    run_batch(root, None, collab)
+    assert root.state.get_meta("merkle_root") == root.ledger.root_hash
+    (crate / "src" / "extra.rs").write_text("pub fn extra() {}\n")
+    before = root.ledger.root_hash
+    run_batch(root, {"src/extra.rs"}, collab)
+    assert root.ledger.root_hash != before
+    assert root.state.get_meta("merkle_root") == root.ledger.root_hash
+    recorded = root.ledger.root_hash
+    root.close()
+    assert open_root().ledger.root_hash == recorded  # rebuilt from the file hashes
+
+
+def test_a_root_hash_that_disagrees_with_the_records_rereads_every_file(setup: Any) -> None:
+    """A database whose records do not add up to its recorded root is not trusted for the
+    stat fast path: the next full scan hashes every file, and then trusts it again."""
+    _crate, collab, open_root = setup
+    root = open_root()
+    files = run_batch(root, None, collab).indexed
+    root.state.set_meta("merkle_root", "0" * 64)
+    root.close()
+    reopened = open_root()
+    first = run_batch(reopened, None, collab)
+    assert first.read == files and first.indexed == 0  # read and hashed, nothing rewritten
+    assert reopened.state.get_meta("merkle_root") == reopened.ledger.root_hash
+    assert run_batch(reopened, None, collab).read == 0
+
+
+def test_verify_diffs_contents_not_only_stat(setup: Any) -> None:
+    """Same size, same mtime, same inode, other bytes: only the Merkle diff of what is
+    on disk against the records sees it."""
+    crate, collab, open_root = setup
+    root = open_root()
+    run_batch(root, None, collab)
+    target = crate / "src" / "lib.rs"
+    st = target.stat()
+    data = bytearray(target.read_bytes())
+    data[-2:-1] = b"X" if data[-2:-1] != b"X" else b"Y"
+    with open(target, "r+b") as f:  # in place: the inode stays
+        f.write(bytes(data))
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    report = verify_root(root)
+    assert not report["ok"]
+    assert "changed on disk since indexed: src/lib.rs" in report["problems"]
+
+
+def test_chunk_policy_change_rebuilds_the_root(setup: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    _crate, collab, open_root = setup
+    root = open_root()
+    run_batch(root, None, collab)
+    assert len(root.ledger) > 0
+    root.close()
+    same = open_root()
+    assert len(same.ledger) > 0  # same policy: kept
+    same.close()
+    monkeypatch.setattr(daemon.root, "CHUNK_POLICY_VERSION", 999)
+    rebuilt = open_root()
+    assert len(rebuilt.ledger) == 0 and rebuilt.state.get_meta("chunk_policy") == "999"
+    report = run_batch(rebuilt, None, collab)
+    assert report.indexed > 0 and report.cache_misses == 0  # re-chunked, vectors cached
+
+
+def test_progress_has_a_rate_only_while_active() -> None:
+    p = RootProgress()
+    p.begin(Activity.INDEXING, files=10)
+    p.started_at = time.time() - 2.0
+    p.file_done(5)
+    assert p.to_json()["progress"]["eta_s"] is not None
+    p.failed("OSError: disk full")
+    out = p.to_json()
+    assert out["activity"] == "failed" and out["last_error"] == "OSError: disk full"
+    assert out["progress"]["eta_s"] is None and out["progress"]["chunks_per_s"] == 0
+
+
+def test_a_failed_batch_shows_failed_without_a_stale_eta(setup: Any) -> None:
+    """Through the real indexer: a batch that fails (its state.db closed under it)
+    leaves the root `failed` with its error, and no rate or ETA."""
+    _crate, collab, open_root = setup
+    root = open_root()
+    indexer = Indexer(collab)
+    indexer.start()
+    try:
+        root.state.close()  # every write of the batch now fails
+        indexer.enqueue(root, None)
+        wait_until(lambda: root.progress.activity == Activity.FAILED, timeout=60)
+        out = root.progress.to_json()
+        assert out["last_error"] and "retrying" in out["last_error"]
+        assert out["progress"]["eta_s"] is None and out["progress"]["chunks_per_s"] == 0
+    finally:
+        indexer.stop()

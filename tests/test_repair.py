@@ -1,0 +1,112 @@
+"""Damaged or missing state is repaired, not trusted (issue 17.11): each case starts a
+real daemon on state damaged while it was stopped."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from daemon.chunker import chunk_source
+from daemon.config import load_config
+from daemon.embed_cache import EmbedCache, cache_key
+from daemon.pipeline import Collaborators, run_batch
+from daemon.root import RootIndex
+from daemon.verify import verify_root
+from tests.conftest import Daemon, seed_cache
+
+
+def _indexed(daemon: Daemon, crate: Path) -> dict[str, Any]:
+    daemon.cli("index", str(crate), "--wait")
+    status = daemon.root_status(crate)
+    assert daemon.stop() == 0
+    return status
+
+
+def _searchable(daemon: Daemon, crate: Path, before: dict[str, Any]) -> None:
+    after = daemon.wait_idle(crate)
+    assert (after["files"], after["chunks"]) == (before["files"], before["chunks"])
+    hits = daemon.search("fetch_with_retry", "--mode", "bm25")
+    assert hits and hits[0]["symbol"].endswith("fetch_with_retry")
+    assert daemon.search("retry failed requests with backoff", "--mode", "vector")
+    assert daemon.verify()["ok"], daemon.verify()
+
+
+def test_damaged_embedding_cache_is_set_aside(daemon: Daemon, crate: Path) -> None:
+    before = _indexed(daemon, crate)
+    cache = daemon.home / "cache" / "embeddings.db"
+    cache.write_bytes(b"not a database at all" * 200)
+    for extra in ("embeddings.db-wal", "embeddings.db-shm"):
+        (cache.parent / extra).unlink(missing_ok=True)
+    daemon.start()  # used to exit with "file is not a database"
+    assert (cache.parent / "embeddings.db.broken").exists()
+    daemon.cli("reindex", str(crate), "--force")
+    _searchable(daemon, crate, before)
+    assert "embed_cache_unusable_set_aside" in (daemon.home / "log" / "rcmd.log").read_text()
+
+
+@pytest.mark.parametrize("side", ["tantivy", "qdrant"])
+def test_missing_index_directory_is_rebuilt(daemon: Daemon, crate: Path, side: str) -> None:
+    before = _indexed(daemon, crate)
+    shutil.rmtree(daemon.home / "state" / "roots" / before["id"] / side)
+    daemon.start()
+    _searchable(daemon, crate, before)
+
+
+def test_damaged_registry_is_rebuilt_from_the_root_folders(daemon: Daemon, crate: Path) -> None:
+    before = _indexed(daemon, crate)
+    registry = daemon.home / "state" / "roots.json"
+    registry.write_text('{"roots": [trunc')
+    daemon.start()
+    assert [r["path"] for r in daemon.call("status")["roots"]] == [str(crate.resolve())]
+    assert (registry.parent / "roots.json.broken").exists()
+    assert json.loads(registry.read_text()) == {"roots": [str(crate.resolve())]}
+    _searchable(daemon, crate, before)
+
+
+def test_a_cached_vector_of_the_wrong_size_is_a_miss(
+    crate: Path, tmp_path: Path, embedder: Any, warm_cache: Path
+) -> None:
+    """One bad row used to fail every batch of the root (Qdrant refuses the size)."""
+    config = load_config({"RCMD_HOME": str(tmp_path / "home")})
+    seed_cache(tmp_path / "home", warm_cache)
+    cache = EmbedCache(config.paths.embed_cache)
+    rel = "src/lib.rs"
+    first = next(iter(chunk_source(rel, (crate / rel).read_bytes())))
+    key = cache_key(embedder.model_id, first.embed_text())
+    cache.put_many({key: np.ones(7, dtype=np.float32)})
+    root = RootIndex(crate.resolve(), config, embedder.model_id, embedder.dim)
+    try:
+        report = run_batch(root, None, Collaborators(config, embedder, cache))
+        assert report.cache_misses >= 1 and verify_root(root)["ok"]
+        assert cache.get_many([key], embedder.dim)[key].shape == (embedder.dim,)
+    finally:
+        root.close()
+        cache.close()
+
+
+def test_pathological_file_is_skipped_and_reported(
+    crate: Path, tmp_path: Path, embedder: Any, warm_cache: Path
+) -> None:
+    """10,000 nested `mod`s (268 KB) made 340 MB of symbol paths and a 6.5-minute pass;
+    now the file is skipped as `too_complex` and the rest of the crate is indexed."""
+    depth = 10_000
+    nested = "".join(f"mod m{i} {{\nfn f{i}() {{}}\n" for i in range(depth)) + "}\n" * depth
+    (crate / "src" / "nested.rs").write_text(nested)
+    config = load_config({"RCMD_HOME": str(tmp_path / "home")})
+    seed_cache(tmp_path / "home", warm_cache)
+    cache = EmbedCache(config.paths.embed_cache)
+    root = RootIndex(crate.resolve(), config, embedder.model_id, embedder.dim)
+    try:
+        report = run_batch(root, None, Collaborators(config, embedder, cache))
+        assert report.skipped == 1 and report.indexed > 0
+        ((path, reason, detail),) = list(root.state.skipped())
+        assert (path, reason) == ("src/nested.rs", "too_complex") and "nested" in detail
+        assert verify_root(root)["ok"]
+    finally:
+        root.close()
+        cache.close()
