@@ -112,10 +112,14 @@ class LexicalIndex:
             del writer
 
     def close(self) -> None:
+        """Commit, then let go of the index: its searcher maps segment files, which a
+        removed root's deleted directory would otherwise keep on disk."""
         if self._writer is not None:
             self.commit()
             self._writer.wait_merging_threads()
             self._writer = None
+        if hasattr(self, "index"):
+            del self.index
 
     def search(
         self,

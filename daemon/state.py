@@ -89,6 +89,7 @@ class StateDB:
         self.path = path
         self._lock = threading.RLock()
         self._local = threading.local()
+        self._readers: list[apsw.Connection] = []
         self._db = connect(path)
         with state_errors(path), self._db:
             self._db.execute(_SCHEMA)
@@ -101,14 +102,21 @@ class StateDB:
                 raise StateError(f"{path}: schema version {row[0]}, expected {SCHEMA_VERSION}")
 
     def close(self) -> None:
+        """Close the writer and every thread's reader (a removed root's files must not
+        stay open in worker threads)."""
         with self._lock:
             self._db.close()
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()
 
     def _reader(self) -> apsw.Connection:
         conn: apsw.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = connect(self.path, readonly=True)
             self._local.conn = conn
+            with self._lock:
+                self._readers.append(conn)
         return conn
 
     # ---- meta ----
