@@ -34,11 +34,12 @@ class IndexConfig:
     retry_after_s: float = 30.0
     #: Rescan period when the watcher fails, and how often a missing root is looked for.
     poll_interval_s: float = 30.0
-    #: A batch of at least this many changed files (a new root, a branch switch) goes
-    #: lexical-first: Tantivy and the records for every file, then the embeddings, so BM25
-    #: answers for the whole tree within seconds while vectors fill in. Smaller batches
-    #: (an edit) embed in the same step and are complete when they land.
-    lexical_first_files: int = 64
+    #: A batch of at least this many changed files goes lexical-first: Tantivy and the
+    #: records for every file, then the embeddings (cache misses) a few texts at a time,
+    #: giving way to any file work. 1 (every batch) keeps an edit in one root from
+    #: waiting behind another root's embedding; a bigger value embeds small batches in
+    #: the same step (complete when they land, but they then hold the queue meanwhile).
+    lexical_first_files: int = 1
 
 
 @dataclass(frozen=True, slots=True)

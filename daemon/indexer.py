@@ -117,6 +117,11 @@ class Indexer:
                 and (root is None or root.ledger.vectors_pending == 0)
             )
 
+    def _others_waiting(self, root_id: str) -> bool:
+        """Whether another root has file work queued (a batch gives way to it)."""
+        with self._cond:
+            return any(w.files for rid, w in self._work.items() if rid != root_id)
+
     def _files_waiting(self) -> bool:
         with self._cond:
             return self._stopping or any(w.files for w in self._work.values())
@@ -190,9 +195,18 @@ class Indexer:
         if work.files:
             with root.lock:
                 paths = None if (work.full or work.force) else work.paths
-                report = run_batch(root, paths, self.collab, force=work.force)
-                if work.force:
+                report = run_batch(
+                    root,
+                    paths,
+                    self.collab,
+                    force=work.force,
+                    should_yield=lambda: self._others_waiting(root.id),
+                )
+                if work.force and not report.interrupted:
                     drop_orphans(root)
+            if report.interrupted and not (root.cancelled or self.collab.should_stop()):
+                # It gave way to another root: what it did not write is still in flight.
+                self.enqueue(root, root.state.inflight())
         else:
             with root.lock:
                 report = fill_vectors(

@@ -56,6 +56,8 @@ class BatchReport:
     vectors_filled: int = 0
     #: Vector points deleted (rewritten or removed files): garbage until a vacuum.
     points_dropped: int = 0
+    #: Batches stopped before their last file (a stop, a removal, another root's edits).
+    interrupted: int = 0
     stages: dict[str, float] = field(default_factory=dict)
 
     def time(self, stage: str, seconds: float) -> None:

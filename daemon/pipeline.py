@@ -36,6 +36,12 @@ from daemon.vectors import VectorPoint
 
 log = structlog.get_logger("rcmd.pipeline")
 
+#: Texts embedded between two checks for newer work (a few hundred ms on 2 cores).
+EMBED_GROUP = 8
+#: A batch runs at least this long before it yields to another root's file work, so
+#: two busy roots take turns instead of thrashing.
+MIN_RUN_BEFORE_YIELD_S = 0.5
+
 
 @dataclass(frozen=True, slots=True)
 class Collaborators:
@@ -227,8 +233,13 @@ def run_batch(
     collab: Collaborators,
     *,
     force: bool = False,
+    should_yield: Callable[[], bool] = lambda: False,
 ) -> BatchReport:
-    """Bring the indexes of `root` up to date for `paths` (None: the whole root)."""
+    """Bring the indexes of `root` up to date for `paths` (None: the whole root).
+
+    `should_yield` says another root's file work waits: the batch then stops at its next
+    step boundary (after `MIN_RUN_BEFORE_YIELD_S`). Files not written yet stay in
+    flight, so the caller resumes exactly where it stopped by queueing them again."""
     report = BatchReport()
     prog = root.progress
     if not root.path.is_dir():
@@ -246,19 +257,28 @@ def run_batch(
         root.vectors.delete_paths(plan.gone)
         plan.pending.deleted.extend(plan.gone)
         report.deleted += len(plan.gone)
-    finished = _write_files(root, plan, collab, report, force)
-    if finished and paths is None:
+    finished = _write_files(root, plan, collab, report, force, should_yield)
+    if not finished:
+        report.interrupted += 1
+    elif paths is None:
         root.ledger.full_scan_done()
     prog.end()
     return report
 
 
 def _write_files(
-    root: RootIndex, plan: _Plan, collab: Collaborators, report: BatchReport, force: bool
+    root: RootIndex,
+    plan: _Plan,
+    collab: Collaborators,
+    report: BatchReport,
+    force: bool,
+    should_yield: Callable[[], bool],
 ) -> bool:
     """Read, chunk, embed and write the planned files a step at a time, committing on the
-    interval; False when a stop or a removal interrupted it (what is done stays)."""
+    interval; False when a stop, a removal or other work interrupted it (what is done
+    stays; the rest stays in flight)."""
     cfg = collab.config.index
+    yield_after = time.monotonic() + MIN_RUN_BEFORE_YIELD_S
     pending = plan.pending
     lexical_first = len(plan.candidates) >= cfg.lexical_first_files
     step: list[tuple[FileRecord, list[tuple[str, Chunk]]]] = []
@@ -274,7 +294,11 @@ def _write_files(
         if step and (step_chunks >= cfg.chunks_per_step or last):
             _write_step(root, step, collab, pending, report, lexical_first)
             step, step_chunks = [], 0
-        stop = collab.should_stop() or root.cancelled
+        stop = (
+            collab.should_stop()
+            or root.cancelled
+            or (step == [] and time.monotonic() > yield_after and should_yield())
+        )
         if last or stop or time.monotonic() - pending.since >= cfg.commit_interval_s:
             _commit(root, pending, report)
             pending = _Pending()
@@ -394,9 +418,17 @@ def _write_step(
 
 
 def _embed(
-    texts: dict[str, str], collab: Collaborators, report: BatchReport, *, cache_only: bool
+    texts: dict[str, str],
+    collab: Collaborators,
+    report: BatchReport,
+    *,
+    cache_only: bool,
+    should_yield: Callable[[], bool] | None = None,
 ) -> dict[str, Vector]:
-    """Vectors by chunk id: cache first, the model for misses (none with `cache_only`)."""
+    """Vectors by chunk id: cache first, the model for misses (none with `cache_only`).
+
+    With `should_yield`, misses are embedded `EMBED_GROUP` texts at a time and the work
+    stops early when it says so: the result then holds only the chunks done."""
     model_id = collab.embedder.model_id
     keys = {cid: cache_key(model_id, text) for cid, text in texts.items()}
     with report.timed("cache_lookup"):
@@ -405,27 +437,32 @@ def _embed(
     for cid, key in keys.items():
         if key not in cached:
             miss_keys.setdefault(key, texts[cid])
-    hits = sum(1 for k in keys.values() if k not in miss_keys)
-    report.cache_hits += hits
+    report.cache_hits += sum(1 for k in keys.values() if k not in miss_keys)
     if cache_only:
         return {cid: cached[key] for cid, key in keys.items() if key in cached}
-    report.cache_misses += len(keys) - hits
-    if miss_keys:
+    misses = list(miss_keys.items())
+    group = EMBED_GROUP if should_yield is not None else max(len(misses), 1)
+    for start in range(0, len(misses), group):
+        if start and should_yield is not None and should_yield():
+            break
+        part = dict(misses[start : start + group])
         with report.timed("embed"):
-            vecs = collab.embedder.embed(list(miss_keys.values()))
-            new = dict(zip(miss_keys, vecs, strict=True))
+            new = dict(zip(part, collab.embedder.embed(list(part.values())), strict=True))
         with report.timed("cache_store"):
             collab.cache.put_many(new)
         cached.update(new)
-    return {cid: cached[key] for cid, key in keys.items()}
+    done = {cid: cached[key] for cid, key in keys.items() if key in cached}
+    report.cache_misses += sum(1 for key in keys.values() if key in miss_keys and key in cached)
+    return done
 
 
 def fill_vectors(
     root: RootIndex, collab: Collaborators, should_yield: Callable[[], bool]
 ) -> BatchReport:
     """Embed the chunks recorded as pending, a step at a time, until none is left or
-    `should_yield` says newer work waits. Each step is flushed to the vector store before
-    its pending rows are cleared, so a crash only repeats a step."""
+    `should_yield` says newer work waits (checked every `EMBED_GROUP` texts, so an edit
+    elsewhere waits for a few texts, not a step). Each step is flushed to the vector
+    store before its pending rows are cleared, so a crash only repeats a step."""
     report = BatchReport()
     prog = root.progress
     prog.begin(Activity.EMBEDDING, chunks=root.ledger.vectors_pending)
@@ -433,14 +470,16 @@ def fill_vectors(
         todo = root.state.pending_vectors(collab.config.index.chunks_per_step)
         if not todo:
             break
-        vectors = _embed({v.id: v.embed_text for v in todo}, collab, report, cache_only=False)
+        texts = {v.id: v.embed_text for v in todo}
+        vectors = _embed(texts, collab, report, cache_only=False, should_yield=should_yield)
+        done = [v for v in todo if v.id in vectors]
         with report.timed("vector_flush"):
-            root.vectors.upsert([VectorPoint(v.id, v.path, v.kind, vectors[v.id]) for v in todo])
+            root.vectors.upsert([VectorPoint(v.id, v.path, v.kind, vectors[v.id]) for v in done])
             root.vectors.flush()
         crash_point("before_vectors_recorded")
-        root.ledger.vectors_written([v.id for v in todo])
-        prog.chunks_embedded(len(todo))
-        report.vectors_filled += len(todo)
+        root.ledger.vectors_written([v.id for v in done])
+        prog.chunks_embedded(len(done))
+        report.vectors_filled += len(done)
     prog.end()
     return report
 

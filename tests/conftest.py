@@ -92,7 +92,7 @@ def warm_cache(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> Path:
     """
     from daemon.config import load_config
     from daemon.embed_cache import EmbedCache
-    from daemon.pipeline import Collaborators, run_batch
+    from daemon.pipeline import Collaborators, fill_vectors, run_batch
     from daemon.root import RootIndex
 
     base = tmp_path_factory.mktemp("warm")
@@ -102,7 +102,9 @@ def warm_cache(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> Path:
     config.paths.cache_dir.mkdir(parents=True)
     cache = EmbedCache(config.paths.embed_cache)
     root = RootIndex(crate.resolve(), config, embedder.model_id, embedder.dim)
-    run_batch(root, None, Collaborators(config, embedder, cache))
+    collab = Collaborators(config, embedder, cache)
+    run_batch(root, None, collab)
+    fill_vectors(root, collab, lambda: False)  # a batch leaves cache misses pending
     root.close()
     cache.close()
     return config.paths.embed_cache

@@ -14,7 +14,7 @@ import pytest
 from daemon.chunker import chunk_source
 from daemon.config import load_config
 from daemon.embed_cache import EmbedCache, cache_key
-from daemon.pipeline import Collaborators, run_batch
+from daemon.pipeline import Collaborators, fill_vectors, run_batch
 from daemon.root import RootIndex
 from daemon.verify import verify_root
 from tests.conftest import Daemon, seed_cache
@@ -81,8 +81,11 @@ def test_a_cached_vector_of_the_wrong_size_is_a_miss(
     cache.put_many({key: np.ones(7, dtype=np.float32)})
     root = RootIndex(crate.resolve(), config, embedder.model_id, embedder.dim)
     try:
-        report = run_batch(root, None, Collaborators(config, embedder, cache))
-        assert report.cache_misses >= 1 and verify_root(root)["ok"]
+        collab = Collaborators(config, embedder, cache)
+        run_batch(root, None, collab)
+        assert root.ledger.vectors_pending >= 1  # the bad row is no hit
+        assert fill_vectors(root, collab, lambda: False).cache_misses >= 1
+        assert verify_root(root)["ok"]
         assert cache.get_many([key], embedder.dim)[key].shape == (embedder.dim,)
     finally:
         root.close()
