@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ipc import __version__
-from ipc.client import ensure_daemon, is_running, request, stop_daemon, wait_root
+from ipc.client import WAIT_STEP_S, ensure_daemon, is_running, request, stop_daemon, wait_root
 from ipc.commands import COMMANDS, argument, command, request_from_args
 from ipc.completion import SHELLS
 from ipc.errors import RcmdError
@@ -40,6 +40,9 @@ examples:
   rcmd search HashMap::with_capacity --mode bm25 --json
   rcmd status                           roots, progress, cache, memory
 """
+
+#: Without a terminal there is no progress to show: one `wait` request per this long.
+QUIET_WAIT_STEP_S = 60.0
 
 EPILOG = """\
 environment:
@@ -107,8 +110,10 @@ def cmd_index(args: argparse.Namespace, paths: RuntimePaths) -> int:
         sys.stderr.write("\r\033[K" + _progress_line(info))
         sys.stderr.flush()
 
-    # `wait` answers once the root is idle; between its short steps, show progress.
-    info = wait_root(paths, root["path"], progress=show if sys.stderr.isatty() else None)
+    # `wait` answers once the root is idle; on a terminal, show progress between short steps.
+    tty = sys.stderr.isatty()
+    step = WAIT_STEP_S if tty else QUIET_WAIT_STEP_S
+    info = wait_root(paths, root["path"], step_s=step, progress=show if tty else None)
     if shown:
         sys.stderr.write("\n")
     skipped = info["skipped"]["count"]
