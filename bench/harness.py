@@ -1,5 +1,6 @@
-"""What every benchmark needs: a real daemon in its own RCMD_HOME, percentiles, and a place
-for results (`bench/results/<name>.json`, rendered into docs/PERFORMANCE.md by `report`)."""
+"""What every benchmark needs: a real daemon in its own RCMD_HOME (the shared driver of
+ipc.driver), percentiles, and a place for results (`bench/results/<name>.json`, rendered
+into docs/PERFORMANCE.md by `report`)."""
 
 from __future__ import annotations
 
@@ -9,15 +10,12 @@ import platform
 import shutil
 import statistics
 import subprocess
-import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ipc.client import call, is_running
-from ipc.paths import RuntimePaths, runtime_paths
+from ipc.driver import DaemonDriver
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
@@ -63,53 +61,11 @@ def lexical_done(r: dict[str, Any]) -> bool:
     )
 
 
-@dataclass
-class BenchDaemon:
-    """`python -m daemon` in `home`, driven over its socket."""
-
-    home: Path
-    env_extra: dict[str, str] = field(default_factory=dict)
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def env(self) -> dict[str, str]:
-        return {**os.environ, "RCMD_HOME": str(self.home), **self.env_extra}
-
-    @property
-    def paths(self) -> RuntimePaths:
-        return runtime_paths(self.env)
-
-    def start(self) -> float:
-        """Start it; seconds until it answers."""
-        self.home.mkdir(parents=True, exist_ok=True)
-        t = time.perf_counter()
-        log = open(self.home / "daemon.out", "ab")  # noqa: SIM115 - the child keeps it
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "daemon"], env=self.env, stdout=log, stderr=log, cwd=REPO
-        )
-        wait_for(lambda: is_running(self.paths), 120)
-        return time.perf_counter() - t
-
-    def call(self, method: str, **params: Any) -> Any:
-        return call(self.paths, method, **params)
+class BenchDaemon(DaemonDriver):
+    """`python -m daemon` in `home` (ipc.driver), for benchmarks of a single root."""
 
     def root(self) -> dict[str, Any]:
-        return self.call("status")["roots"][0]  # type: ignore[no-any-return]
-
-    def idle_after(self, batches: int) -> dict[str, Any] | None:
-        r = self.root()
-        return r if r["idle"] and r["counters"]["batches"] >= batches else None
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            try:
-                self.call("stop")
-            except Exception:
-                self.proc.terminate()
-        self.proc.wait(120)
-        self.proc = None
+        return self.status()["roots"][0]  # type: ignore[no-any-return]
 
 
 def machine() -> dict[str, Any]:

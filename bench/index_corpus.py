@@ -208,10 +208,9 @@ def edits(d: BenchDaemon, tree: Path, n: int) -> dict[str, Any]:
 
 def forced_reindex(d: BenchDaemon, tree: Path, cold_s: float) -> dict[str, Any]:
     before = d.call("status")["embedding"]
-    batches = d.root()["counters"]["batches"]
     t = time.perf_counter()
     d.call("reindex", path=str(tree), force=True)
-    r = wait_for(lambda: d.idle_after(batches + 1), 7200, 0.05)
+    r = d.wait(tree, 7200)  # the rebuild is queued before `reindex` answers
     seconds = time.perf_counter() - t
     after = d.call("status")["embedding"]
     return {
@@ -228,7 +227,7 @@ def restart(d: BenchDaemon) -> dict[str, Any]:
     d.stop()
     t = time.perf_counter()
     answer_s = d.start()
-    r = wait_for(lambda: d.idle_after(1), 600, 0.01)
+    r = d.wait(d.root()["path"], 600)  # the startup scan is queued before the socket answers
     seconds = time.perf_counter() - t
     files = r["counters"]["files_statted"]
     scan = r["counters"]["stages_s"].get("scan", 0.0)
@@ -274,7 +273,7 @@ def run(args: Any) -> dict[str, Any]:
         if args.resume:
             out["resumed"] = True
             out["start_rss_mb"] = d.call("status")["rss_bytes"] >> 20
-            r = wait_for(lambda: d.idle_after(1), 600, 0.1)
+            r = d.wait(tree, 600)
             out["cold"] = {"seconds": args.resume, "files": r["files"], "chunks": r["chunks"]}
         else:
             out["cold"] = cold_index(d, tree, args, names)

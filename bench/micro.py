@@ -83,7 +83,7 @@ def scale(args: Any) -> dict[str, Any]:
                 "lexical_us_per_file": round(lexical_s / n * 1e6),
             }
             if n <= args.embed_up_to:
-                r = wait_for(partial(d.idle_after, 1), 7200, 0.2)
+                r = d.wait(tree, 7200)
                 seconds = time.perf_counter() - t
                 row["total_s"] = round(seconds, 1)
                 row["chunks_per_s"] = round(r["chunks"] / seconds, 1)

@@ -58,6 +58,8 @@ class Indexer:
         self.totals = BatchReport()
         self.batches = 0
         self.last_batch: dict[str, Any] = {}
+        #: Clients blocked in `wait_idle` (shown in status).
+        self.waiters = 0
         self._thread = threading.Thread(target=self._loop, name="rcmd-indexer", daemon=True)
 
     def start(self) -> None:
@@ -99,6 +101,7 @@ class Indexer:
             while self._running == root_id:
                 self._cond.wait(0.1)
             self._roots.pop(root_id, None)
+            self._cond.notify_all()  # waiters on the root see it gone
 
     def queued(self, root_id: str) -> int:
         with self._cond:
@@ -121,6 +124,21 @@ class Indexer:
         """Whether another root has file work queued (a batch gives way to it)."""
         with self._cond:
             return any(w.files for rid, w in self._work.items() if rid != root_id)
+
+    def wait_idle(self, root_id: str, timeout: float) -> bool:
+        """Block until the root is `idle` (True), or False at the deadline or when the
+        indexer stops. No polling: every change that can make a root idle (a batch ending,
+        work dropped) notifies the condition, and queued work counts as not idle, so a
+        wait that follows an enqueue never sees the moment before its batch starts."""
+        with self._cond:
+            self.waiters += 1
+            try:
+                done = self._cond.wait_for(
+                    lambda: self._stopping or self.idle(root_id), timeout=timeout
+                )
+                return bool(done) and not self._stopping
+            finally:
+                self.waiters -= 1
 
     def _files_waiting(self) -> bool:
         with self._cond:

@@ -10,7 +10,6 @@ half-written hits. A hit that overlaps a better one in the same file is dropped.
 from __future__ import annotations
 
 import dataclasses
-import fnmatch
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 
@@ -18,12 +17,14 @@ import numpy as np
 import numpy.typing as npt
 
 from daemon.config import SearchConfig
+from daemon.filters import row_filters
 from daemon.fusion import rrf
 from daemon.query import STOPWORDS, classify, symbol_matches, symbol_name, symbol_words
 from daemon.root import RootIndex
 from daemon.state import ChunkRow
 from daemon.tokenize import code_tokens, query_tokens
 from ipc.kinds import CONTAINER_KINDS
+from ipc.requests import SearchRequest
 
 SNIPPET_LINES = 6
 #: How much deeper each side searches when filters may discard candidates.
@@ -195,29 +196,23 @@ def resolve_candidates(
 
 def search_roots(
     roots: Sequence[RootIndex],
-    query: str,
+    request: SearchRequest,
     *,
-    mode: str,
-    limit: int,
-    candidates: int,
-    rrf_k: int,
     embed_query: Callable[[str], npt.NDArray[np.float32]] | None,
-    path_glob: str | None = None,
-    kind: str | None = None,
-    symbol: str | None = None,
     tuning: SearchConfig | None = None,
 ) -> list[SearchHit]:
-    """Best `limit` hits over `roots`.
+    """Best `request.limit` hits over `roots` for `request` (its `root` is the caller's to
+    resolve into `roots`).
 
-    `path_glob` (fnmatch on the root-relative path, `*` crossing `/`) and `kind` keep only
-    matching chunks, searching deeper to make up for it. `symbol` keeps only chunks whose
-    symbol is that name or ends with `::name` (case-sensitive); those are looked up
-    directly, ranked by the query when there is one. `tuning` holds the fusion weights
-    (defaults: `SearchConfig()`); `candidates` and `rrf_k` override its own.
+    The filters (`daemon.filters`: path glob, kind, symbol) keep only matching chunks,
+    searching deeper to make up for it. Chunks of the symbol asked for are also looked
+    up directly, ranked by the query when there is one. `tuning` holds the candidate
+    depth, the RRF constant and the fusion weights (defaults: `SearchConfig()`).
     """
     tuning = tuning or SearchConfig()
-    filtered = path_glob is not None or kind is not None or symbol is not None
-    depth = max(candidates, limit) * (FILTER_DEPTH_FACTOR if filtered else 1)
+    query, mode, limit, symbol = request.query, request.mode, request.limit, request.symbol_name
+    filters = row_filters(request)
+    depth = max(tuning.candidates, limit) * (FILTER_DEPTH_FACTOR if filters else 1)
     # `similar` passes no query and its own vector; a bare symbol lookup embeds nothing.
     wants_vector = (
         mode == "vector"
@@ -228,17 +223,10 @@ def search_roots(
     keyed: list[tuple[tuple[str, str], float]] = []
     for root in roots:
         fused = _fuse_root(
-            root, query, mode=mode, depth=depth, rrf_k=rrf_k, vector=vector, tuning=tuning
+            root, query, mode=mode, depth=depth, rrf_k=tuning.rrf_k, vector=vector, tuning=tuning
         )
         if symbol is not None:
-            allowed = _symbol_hits(root, symbol, ignore_case=False, limit=SYMBOL_DEPTH)
-            allowed_set = set(allowed)
-            ranked = [(cid, s) for cid, s in fused if cid in allowed_set]
-            seen = {cid for cid, _ in ranked}
-            # Matches the query did not reach follow, closest symbol first, scored below.
-            floor = min((s for _, s in ranked), default=1.0)
-            ranked += [(cid, floor / 2) for cid in allowed if cid not in seen]
-            fused = ranked
+            fused = _with_symbol_hits(root, symbol, fused)
         keyed.extend(((root.id, cid), score) for cid, score in fused)
     keyed.sort(key=lambda kv: -kv[1])  # stable: equal scores keep each root's order
     by_root = {r.id: r for r in roots}
@@ -246,9 +234,7 @@ def search_roots(
     shown: list[tuple[str, ChunkRow]] = []
     page = max(2 * limit, RESOLVE_PAGE)
     for rid, row, score in resolve_candidates(keyed, by_root, page, whole_items=tuning.whole_items):
-        if (kind is not None and row.kind != kind) or (
-            path_glob is not None and not fnmatch.fnmatchcase(row.path, path_glob)
-        ):
+        if not all(keep(row) for keep in filters):
             continue
         if tuning.dedupe and any(s_rid == rid and is_near_duplicate(s, row) for s_rid, s in shown):
             continue
@@ -268,3 +254,17 @@ def search_roots(
         if len(hits) >= limit:
             break
     return hits
+
+
+def _with_symbol_hits(
+    root: RootIndex, symbol: str, fused: list[tuple[str, float]]
+) -> list[tuple[str, float]]:
+    """`fused` narrowed to the chunks of `symbol`, followed by the matches the query did
+    not reach, closest symbol first, scored below the rest."""
+    allowed = _symbol_hits(root, symbol, ignore_case=False, limit=SYMBOL_DEPTH)
+    allowed_set = set(allowed)
+    ranked = [(cid, s) for cid, s in fused if cid in allowed_set]
+    seen = {cid for cid, _ in ranked}
+    floor = min((s for _, s in ranked), default=1.0)
+    ranked += [(cid, floor / 2) for cid in allowed if cid not in seen]
+    return ranked

@@ -1,8 +1,10 @@
 """The Unix-socket server: newline-delimited JSON, many clients, handlers on threads.
 
 The event loop only frames lines and routes them; every handler runs on a worker thread,
-so one slow search, or one client that stalls mid-line, holds up nobody else. A line over
-MAX_LINE_BYTES is refused without being buffered whole.
+so one slow search, or one client that stalls mid-line, holds up nobody else. Methods that
+block for long by design (`wait`, marked `long` in `ipc.requests`) run on a pool of their
+own, so clients waiting for a root never take the workers other requests need. A line
+over MAX_LINE_BYTES is refused without being buffered whole.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from ipc.protocol import (
     encode_result,
     request_id_of,
 )
+from ipc.requests import REQUESTS
 
 log = structlog.get_logger("rcmd.server")
 
@@ -34,6 +37,9 @@ Handler = Callable[[dict[str, Any]], Any]
 BACKLOG = 1024
 #: sockaddr_un.sun_path is 108 bytes on Linux (104 on macOS), NUL included.
 SUN_PATH_MAX = 104
+#: Threads for long calls (`wait`): this many clients can wait at once; more queue behind
+#: them, never behind or in front of other requests.
+LONG_WORKERS = 64
 
 
 def bind_socket(path: Path) -> socket.socket:
@@ -76,6 +82,10 @@ class Server:
     def __init__(self, handlers: dict[str, Handler], workers: int = 8) -> None:
         self._handlers = handlers
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rcmd-req")
+        self._long_pool = ThreadPoolExecutor(
+            max_workers=LONG_WORKERS, thread_name_prefix="rcmd-wait"
+        )
+        self._long = frozenset(name for name, schema in REQUESTS.items() if schema.long)
         self._server: asyncio.AbstractServer | None = None
         self.requests = 0
 
@@ -88,6 +98,7 @@ class Server:
         if self._server is not None:
             self._server.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._long_pool.shutdown(wait=False, cancel_futures=True)
 
     def _call(self, method: str, params: dict[str, Any]) -> Any:
         handler = self._handlers.get(method)
@@ -101,7 +112,8 @@ class Server:
             req = decode_request(line)
             req_id = req.id
             loop = asyncio.get_running_loop()
-            result = await loop.run_in_executor(self._pool, self._call, req.method, req.params)
+            pool = self._long_pool if req.method in self._long else self._pool
+            result = await loop.run_in_executor(pool, self._call, req.method, req.params)
             return encode_result(req_id, result)
         except RcmdError as exc:
             return encode_error(req_id if req_id is not None else request_id_of(line), exc)

@@ -12,7 +12,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
@@ -27,24 +27,43 @@ from daemon.root import RootIndex
 from daemon.search import SearchHit, search_roots
 from daemon.verify import verify_root
 from ipc import __version__
-from ipc.errors import BadRequest, Busy, NotFound
-from ipc.protocol import (
-    KINDS,
-    MODES,
-    PROTOCOL_VERSION,
-    param_bool,
-    param_int,
-    param_opt_str,
-    param_str,
+from ipc.errors import BadRequest, Busy, NotFound, Timeout
+from ipc.protocol import PROTOCOL_VERSION
+from ipc.requests import (
+    REQUESTS,
+    HelloRequest,
+    IndexRequest,
+    MethodRequest,
+    ReadRequest,
+    ReindexRequest,
+    RemoveRequest,
+    SearchRequest,
+    SimilarRequest,
+    StatusRequest,
+    StopRequest,
+    VerifyRequest,
+    WaitRequest,
 )
 
 log = structlog.get_logger("rcmd.service")
 
 Handler = Callable[[dict[str, Any]], Any]
+R = TypeVar("R", bound=MethodRequest)
 #: How long `verify` waits for a running batch before answering busy.
 VERIFY_WAIT_S = 10.0
 #: Most lines one `read` returns.
 MAX_READ_LINES = 2000
+
+
+def version() -> str:
+    """The package version `hello` and `status` report. RCMD_TEST_VERSION (test-only, like
+    RCMD_TEST_CRASH_AT) makes a daemon pose as another version, to test client upgrades."""
+    return os.environ.get("RCMD_TEST_VERSION") or __version__
+
+
+def handler(schema: type[R], domain: Callable[[R], Any]) -> Handler:
+    """A socket handler: parse `params` with the method's schema, then one domain call."""
+    return lambda params: domain(schema.from_params(params))
 
 
 class Service:
@@ -62,17 +81,20 @@ class Service:
         )
         self.registry = Registry(config, embedder.model_id, embedder.dim, self.indexer)
         self.handlers: dict[str, Handler] = {
-            "hello": self.hello,
-            "status": self.status,
-            "search": self.search,
-            "index": self.index,
-            "reindex": self.reindex,
-            "remove": self.remove,
-            "verify": self.verify,
-            "read": self.read,
-            "similar": self.similar,
-            "stop": self.stop,
+            "hello": handler(HelloRequest, self.hello),
+            "status": handler(StatusRequest, self.status),
+            "search": handler(SearchRequest, self.search),
+            "index": handler(IndexRequest, self.index),
+            "reindex": handler(ReindexRequest, self.reindex),
+            "remove": handler(RemoveRequest, self.remove),
+            "verify": handler(VerifyRequest, self.verify),
+            "read": handler(ReadRequest, self.read),
+            "similar": handler(SimilarRequest, self.similar),
+            "wait": handler(WaitRequest, self.wait),
+            "stop": handler(StopRequest, self.stop),
         }
+        if missing := REQUESTS.keys() - self.handlers.keys():
+            raise RuntimeError(f"methods without a handler: {sorted(missing)}")
 
     # ---- lifecycle ----
     def start(self) -> None:
@@ -92,18 +114,17 @@ class Service:
         log.info("daemon_stopped")
 
     # ---- handlers ----
-    def hello(self, params: dict[str, Any]) -> dict[str, Any]:
-        return {"protocol": PROTOCOL_VERSION, "version": __version__, "pid": os.getpid()}
+    def hello(self, req: HelloRequest) -> dict[str, Any]:
+        return {"protocol": PROTOCOL_VERSION, "version": version(), "pid": os.getpid()}
 
-    def index(self, params: dict[str, Any]) -> dict[str, Any]:
-        path = Path(param_str(params, "path")).expanduser().resolve()
+    def index(self, req: IndexRequest) -> dict[str, Any]:
+        path = Path(req.path).expanduser().resolve()
         if not path.is_dir():
             raise NotFound(f"{path} is not a directory")
         return self._root_status(self.registry.add(path))
 
-    def reindex(self, params: dict[str, Any]) -> dict[str, Any]:
-        raw = param_opt_str(params, "path")
-        force = param_bool(params, "force", False)
+    def reindex(self, req: ReindexRequest) -> dict[str, Any]:
+        raw, force = req.path, req.force
         # A missing root keeps its index.
         roots = [r for r in self.registry.select(raw) if r.path.is_dir()]
         if not roots:
@@ -112,52 +133,26 @@ class Service:
             self.indexer.enqueue(root, None, force=force)
         return {"roots": [str(r.path) for r in roots], "force": force}
 
-    def remove(self, params: dict[str, Any]) -> dict[str, Any]:
-        path = Path(param_str(params, "path")).expanduser().resolve()
+    def remove(self, req: RemoveRequest) -> dict[str, Any]:
+        path = Path(req.path).expanduser().resolve()
         self.registry.remove(path)
         return {"removed": str(path)}
 
-    def search(self, params: dict[str, Any]) -> dict[str, Any]:
-        query = param_str(params, "query", "")
-        symbol = param_opt_str(params, "symbol")
-        if symbol is not None and not symbol.strip():
-            raise BadRequest("'symbol' must not be empty")
-        if not query.strip() and symbol is None:
-            raise BadRequest("'query' must not be empty (it may be left out with 'symbol')")
-        mode = param_str(params, "mode", "hybrid")
-        if mode not in MODES:
-            raise BadRequest(f"'mode' must be one of {', '.join(MODES)}")
-        limit = param_int(params, "limit", 10, 1, 1000)
-        raw_root = param_opt_str(params, "root")
-        roots = self.registry.select(raw_root)
-        kind = param_opt_str(params, "kind")
-        if kind is not None and kind not in KINDS:
-            raise BadRequest(f"'kind' must be one of {', '.join(KINDS)}")
+    def search(self, req: SearchRequest) -> dict[str, Any]:
+        roots = self.registry.select(req.root)
         t = time.perf_counter()
         hits = search_roots(
-            roots,
-            query,
-            mode=mode,
-            limit=limit,
-            candidates=self.config.search.candidates,
-            rrf_k=self.config.search.rrf_k,
-            embed_query=self.embedder.embed_query,
-            path_glob=param_opt_str(params, "path"),
-            kind=kind,
-            symbol=symbol.strip() if symbol is not None else None,
-            tuning=self.config.search,
+            roots, req, embed_query=self.embedder.embed_query, tuning=self.config.search
         )
         return {
             "results": [h.to_json() for h in hits],
             "took_ms": round((time.perf_counter() - t) * 1000, 2),
         }
 
-    def _confined(self, params: dict[str, Any]) -> tuple[RootIndex, Path, str]:
+    def _confined(self, raw: str, raw_root: str | None) -> tuple[RootIndex, Path, str]:
         """(root, real file, path relative to the root) for a `path` param, which may be
         absolute or relative to `root`; refuses anything that resolves outside every root
         (`..`, absolute paths elsewhere, symlinks pointing out)."""
-        raw = param_str(params, "path")
-        raw_root = param_opt_str(params, "root")
         if raw_root:
             base = self.registry.find(raw_root)
             candidate = base.path / raw
@@ -171,11 +166,11 @@ class Service:
             raise NotFound(f"{real} is not a file")
         return root, real, real.relative_to(root.path).as_posix()
 
-    def read(self, params: dict[str, Any]) -> dict[str, Any]:
-        root, real, rel = self._confined(params)
-        start = param_int(params, "start_line", 1, 1, 1 << 31)
-        end = param_int(params, "end_line", start + MAX_READ_LINES - 1, start, 1 << 31)
-        end = min(end, start + MAX_READ_LINES - 1)
+    def read(self, req: ReadRequest) -> dict[str, Any]:
+        """The lines `req` names (at most MAX_READ_LINES), from a file inside a root."""
+        root, real, rel = self._confined(req.path, req.root)
+        start = req.start_line
+        end = min(req.end_line or start + MAX_READ_LINES - 1, start + MAX_READ_LINES - 1)
         lines = real.read_bytes().decode("utf-8", "replace").splitlines()
         if start > len(lines):
             raise BadRequest(f"{rel} has {len(lines)} lines; start_line {start} is past its end")
@@ -188,19 +183,15 @@ class Service:
             "text": "\n".join(lines[start - 1 : end]),
         }
 
-    def similar(self, params: dict[str, Any]) -> dict[str, Any]:
+    def similar(self, req: SimilarRequest) -> dict[str, Any]:
         """Chunks nearest (by embedding) to a file's line range, the range itself excluded."""
-        source = self.read(params)
-        limit = param_int(params, "limit", 10, 1, 1000)
+        source = self.read(req)  # a SimilarRequest is a ReadRequest with a limit
+        limit = req.limit
         roots = self.registry.roots()
         vector = self.embedder.embed([source["text"]])[0]
         hits = search_roots(
             roots,
-            "",
-            mode="vector",
-            limit=limit + 20,
-            candidates=self.config.search.candidates,
-            rrf_k=self.config.search.rrf_k,
+            SearchRequest(mode="vector", limit=limit + 20),
             embed_query=lambda _query: vector,
             tuning=self.config.search,
         )
@@ -221,9 +212,11 @@ class Service:
         results = [h.to_json() for h in hits if not overlaps(h)][:limit]
         return {"results": results}
 
-    def verify(self, params: dict[str, Any]) -> dict[str, Any]:
-        raw = param_opt_str(params, "root")
-        roots = self.registry.select(raw) if raw else self.registry.roots()
+    def verify(self, req: VerifyRequest) -> dict[str, Any]:
+        return self._verify(self.registry.select(req.root) if req.root else self.registry.roots())
+
+    def _verify(self, roots: list[RootIndex]) -> dict[str, Any]:
+        """Check each root's disk, state.db and indexes agree, once no batch runs on it."""
         reports = []
         for root in roots:
             if not root.lock.acquire(timeout=VERIFY_WAIT_S):
@@ -234,14 +227,29 @@ class Service:
                 root.lock.release()
         return {"ok": all(r["ok"] for r in reports), "roots": reports}
 
-    def stop(self, params: dict[str, Any]) -> dict[str, Any]:
+    def stop(self, req: StopRequest) -> dict[str, Any]:
         self.stop_requested.set()
         return {"stopping": True}
 
-    def status(self, params: dict[str, Any]) -> dict[str, Any]:
+    def wait(self, req: WaitRequest) -> dict[str, Any]:
+        """The root's status once it is idle; blocks on the indexer's condition, no polling.
+        Work queued before this call (an `index` or `reindex` that has answered) counts."""
+        root = self.registry.find(req.path)
+        if not self.indexer.wait_idle(root.id, req.timeout_s):
+            if self.stop_requested.is_set():
+                raise Busy("the daemon is stopping")
+            raise Timeout(
+                f"{root.path} is still indexing after {req.timeout_s:g}s; "
+                "wait again, or follow it with: rcmd status"
+            )
+        if root not in self.registry.roots():
+            raise NotFound(f"{root.path} was removed while waiting")
+        return self._root_status(root)
+
+    def status(self, req: StatusRequest) -> dict[str, Any]:
         out: dict[str, Any] = {
             "pid": os.getpid(),
-            "version": __version__,
+            "version": version(),
             "protocol": PROTOCOL_VERSION,
             "socket": str(self.socket_path),
             "uptime_s": round(time.time() - self.started, 1),
@@ -256,14 +264,15 @@ class Service:
             },
             "vector_store": "qdrant-server" if self.config.vector_store.url else "qdrant-edge",
             "last_batch": self.indexer.last_batch,
+            "waiting": self.indexer.waiters,
             "roots": [self._root_status(r) for r in self.registry.roots()],
             "failed_roots": [
                 {"path": p, "error": e, "next": f"see the log; remove it with: rcmd remove {p}"}
                 for p, e in self.registry.failed().items()
             ],
         }
-        if param_bool(params, "verify", False):
-            out["verify"] = self.verify({})
+        if req.verify:
+            out["verify"] = self._verify(self.registry.roots())
         return out
 
     def summary(self) -> str:

@@ -1,7 +1,9 @@
 """The `rcmd` command line: one function per subcommand, heavy modules never imported.
 
-Every failure is one line on stderr that names the next command to try; exit codes are
-0 ok, 1 error, 2 usage.
+Each `cmd_*` function is declared with `@command` (ipc.commands) right above it; the
+arguments of a protocol method come from its request schema (ipc.requests), so the CLI
+cannot drift from what the daemon accepts. Every failure is one line on stderr that
+names the next command to try; exit codes are 0 ok, 1 error, 2 usage.
 """
 
 from __future__ import annotations
@@ -14,11 +16,18 @@ from pathlib import Path
 from typing import Any
 
 from ipc import __version__
-from ipc.client import call, ensure_daemon, is_running
+from ipc.client import WAIT_STEP_S, ensure_daemon, is_running, request, stop_daemon, wait_root
+from ipc.commands import COMMANDS, argument, command, request_from_args
 from ipc.completion import SHELLS
 from ipc.errors import RcmdError
 from ipc.paths import RuntimePaths, runtime_paths
-from ipc.protocol import KINDS, MODES
+from ipc.requests import (
+    IndexRequest,
+    ReindexRequest,
+    RemoveRequest,
+    SearchRequest,
+    StatusRequest,
+)
 
 DESCRIPTION = """\
 rcmd keeps a hybrid (BM25 + vector) index of Rust project roots up to date as you edit,
@@ -32,8 +41,8 @@ examples:
   rcmd status                           roots, progress, cache, memory
 """
 
-#: How long `rcmd stop` waits for the daemon to commit and exit.
-STOP_WAIT_S = 120.0
+#: Without a terminal there is no progress to show: one `wait` request per this long.
+QUIET_WAIT_STEP_S = 60.0
 
 EPILOG = """\
 environment:
@@ -75,36 +84,37 @@ def _progress_line(root: dict[str, Any]) -> str:
     )
 
 
-def _find(status: dict[str, Any], path: str) -> dict[str, Any] | None:
-    return next((r for r in status["roots"] if r["path"] == path), None)
-
-
+@command(
+    "index",
+    "add a root (starts the daemon if needed)",
+    "Register a Rust project root with the daemon (starting it if none runs) and index\n"
+    "it; the root is then watched and kept up to date. With --wait, show progress\n"
+    "(files, chunks embedded, rate, ETA) until the root is indexed.",
+    schema=IndexRequest,
+)
+@argument("--wait", action="store_true", help="show progress until indexed")
 def cmd_index(args: argparse.Namespace, paths: RuntimePaths) -> int:
-    target = Path(args.path).expanduser().resolve()
-    if not target.is_dir():
-        raise RcmdError(f"{target} is not a directory; give the root of a Rust project")
+    req = request_from_args(IndexRequest, args)
+    if not Path(req.path).is_dir():
+        raise RcmdError(f"{req.path} is not a directory; give the root of a Rust project")
     ensure_daemon(paths)
-    root = call(paths, "index", path=str(target))
+    root = request(paths, req)
     if not args.wait:
         print(f"indexing {root['path']} in the background; follow it with: rcmd status")
         return 0
+    shown = False
+
+    def show(info: dict[str, Any]) -> None:
+        nonlocal shown
+        shown = True
+        sys.stderr.write("\r\033[K" + _progress_line(info))
+        sys.stderr.flush()
+
+    # `wait` answers once the root is idle; on a terminal, show progress between short steps.
     tty = sys.stderr.isatty()
-    # A root reports idle only after its queued scan has run, so wait until idle twice
-    # in a row to step over the moment between queueing and starting.
-    idle_seen = 0
-    while True:
-        status = call(paths, "status")
-        info = _find(status, root["path"])
-        if info is None:
-            raise RcmdError(f"{root['path']} was removed while indexing")
-        if tty:
-            sys.stderr.write("\r\033[K" + _progress_line(info))
-            sys.stderr.flush()
-        idle_seen = idle_seen + 1 if info["idle"] else 0
-        if idle_seen >= 2:
-            break
-        time.sleep(0.2)
-    if tty:
+    step = WAIT_STEP_S if tty else QUIET_WAIT_STEP_S
+    info = wait_root(paths, root["path"], step_s=step, progress=show if tty else None)
+    if shown:
         sys.stderr.write("\n")
     skipped = info["skipped"]["count"]
     note = f", {skipped} skipped (see rcmd status)" if skipped else ""
@@ -114,21 +124,24 @@ def cmd_index(args: argparse.Namespace, paths: RuntimePaths) -> int:
     return 0
 
 
+@command(
+    "search",
+    "hybrid search over indexed roots",
+    "Search every indexed root (or one, with --root). The default hybrid mode fuses\n"
+    "BM25 and embedding results, so both identifiers (HashMap::with_capacity) and\n"
+    "questions (where do we retry failed requests) work. Each result shows\n"
+    "path:start-end, symbol, kind, score and the matching lines. --symbol NAME\n"
+    "looks a symbol up exactly (rcmd search --symbol Vec::push).",
+    schema=SearchRequest,
+)
+@argument("--json", action="store_true", help="print one JSON object for tools")
 def cmd_search(args: argparse.Namespace, paths: RuntimePaths) -> int:
-    if not args.query and not args.symbol:
+    req = request_from_args(SearchRequest, args)
+    if not req.query and not req.symbol:
         # A usage error, like argparse's own (exit status 2).
         print("rcmd: give a query, or a symbol to look up with --symbol NAME", file=sys.stderr)
         return 2
-    params: dict[str, Any] = {"query": args.query or "", "limit": args.limit, "mode": args.mode}
-    if args.symbol:
-        params["symbol"] = args.symbol
-    if args.root:
-        params["root"] = str(Path(args.root).expanduser().resolve())
-    if args.path:
-        params["path"] = args.path
-    if args.kind:
-        params["kind"] = args.kind
-    result = call(paths, "search", **params)
+    result = request(paths, req)
     if args.json:
         _print_json({"results": result["results"]})
         return 0
@@ -149,8 +162,18 @@ def _fmt_bytes(n: int) -> str:
     return f"{n / (1 << 20):.0f} MiB"
 
 
+@command(
+    "status",
+    "roots, progress, cache, memory",
+    "Show the daemon (pid, uptime, memory, embedding cache) and each root: files,\n"
+    "chunks, Merkle root, last commit, queue, current activity, skipped files by\n"
+    "reason. --verify also checks that disk, state.db, Tantivy and Qdrant agree\n"
+    "(exit code 1 if they do not).",
+    schema=StatusRequest,
+)
+@argument("--json", action="store_true", help="print one JSON object for tools")
 def cmd_status(args: argparse.Namespace, paths: RuntimePaths) -> int:
-    status = call(paths, "status", verify=args.verify)
+    status = request(paths, request_from_args(StatusRequest, args))
     if args.json:
         _print_json(status)
         return 1 if args.verify and not status["verify"]["ok"] else 0
@@ -195,56 +218,66 @@ def cmd_status(args: argparse.Namespace, paths: RuntimePaths) -> int:
     return 0
 
 
+@command(
+    "reindex",
+    "rebuild a root's indexes (reuses the embedding cache)",
+    "Re-read and re-chunk every file and rewrite both indexes, for one root or all.\n"
+    "The embedding cache is reused, so unchanged code is not embedded again.",
+    schema=ReindexRequest,
+)
 def cmd_reindex(args: argparse.Namespace, paths: RuntimePaths) -> int:
-    if not args.force:
+    req = request_from_args(ReindexRequest, args)
+    if not req.force:
         raise RcmdError("reindex rebuilds the index; confirm with: rcmd reindex --force")
-    params: dict[str, Any] = {"force": True}
-    if args.path:
-        params["path"] = str(Path(args.path).expanduser().resolve())
-    result = call(paths, "reindex", **params)
+    result = request(paths, req)
     print(f"rebuilding {', '.join(result['roots'])}; follow it with: rcmd status")
     return 0
 
 
+@command(
+    "remove",
+    "stop watching a root and delete its index",
+    "Unregister a root.",
+    schema=RemoveRequest,
+)
 def cmd_remove(args: argparse.Namespace, paths: RuntimePaths) -> int:
-    result = call(paths, "remove", path=str(Path(args.path).expanduser().resolve()))
+    result = request(paths, request_from_args(RemoveRequest, args))
     print(f"removed {result['removed']} and its index")
     return 0
 
 
-def _lock_released(lock: Path) -> bool:
-    import fcntl
-
-    try:
-        with open(lock, "a") as f:
-            try:
-                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return False
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-            return True
-    except FileNotFoundError:
-        return True
-
-
+@command("stop", "stop the daemon (commits first)", "Commit pending work and stop.")
 def cmd_stop(args: argparse.Namespace, paths: RuntimePaths) -> int:
     if not is_running(paths):
         print("daemon not running", file=sys.stderr)
         return 0
-    pid = call(paths, "hello")["pid"]
-    call(paths, "stop")
-    deadline = time.monotonic() + STOP_WAIT_S
-    while time.monotonic() < deadline:
-        if _lock_released(paths.lock):  # the daemon holds its lock until its last step
-            print("daemon stopped")
-            return 0
-        time.sleep(0.05)
-    raise RcmdError(
-        f"the daemon (pid {pid}) is still finishing after {STOP_WAIT_S:.0f}s; "
-        f"check again with: rcmd status, or see {paths.log_file}"
-    )
+    stop_daemon(paths)  # returns once the daemon has exited and freed its lock
+    print("daemon stopped")
+    return 0
 
 
+@command(
+    "daemon",
+    "run the daemon in the foreground (for service managers)",
+    "Run the daemon in the foreground; logs go to the log file (and readably to a\n"
+    "terminal). Takes a listening socket from systemd (socket activation) and reports\n"
+    "readiness via sd_notify when started by systemd.",
+)
+def cmd_daemon(args: argparse.Namespace, paths: RuntimePaths) -> int:
+    from daemon.main import run  # the only heavy import, and only for this command
+
+    return run(foreground=True)
+
+
+@command(
+    "service",
+    "install or remove the systemd user units / launchd agent",
+    "install: write the systemd user units (Linux) or the launchd agent (macOS) for\n"
+    "this rcmd, then print the command that enables it. uninstall: remove them.\n"
+    "status: whether they are installed and current. Running it twice is harmless.",
+)
+@argument("action", choices=("install", "uninstall", "status"))
+@argument("--manager", choices=("systemd", "launchd"), help="default: this platform's")
 def cmd_service(args: argparse.Namespace, paths: RuntimePaths) -> int:
     from ipc.units import default_manager, service_files
 
@@ -282,6 +315,12 @@ def cmd_service(args: argparse.Namespace, paths: RuntimePaths) -> int:
     return 0
 
 
+@command(
+    "completion",
+    "print a shell completion script",
+    "Print a completion script for bash, zsh or fish; the first lines say where to put it.",
+)
+@argument("shell", choices=SHELLS)
 def cmd_completion(args: argparse.Namespace, paths: RuntimePaths) -> int:
     from ipc.completion import script
 
@@ -289,19 +328,20 @@ def cmd_completion(args: argparse.Namespace, paths: RuntimePaths) -> int:
     return 0
 
 
+@command(
+    "mcp",
+    "run an MCP server on stdio (for agents)",
+    "Serve the Model Context Protocol on stdin/stdout with the tools search, status,\n"
+    "reindex, read_chunk and similar_code, forwarding to the daemon (started if needed).",
+)
 def cmd_mcp(args: argparse.Namespace, paths: RuntimePaths) -> int:
     from ipc.mcp_bridge import run
 
     return run(paths)
 
 
-def cmd_daemon(args: argparse.Namespace, paths: RuntimePaths) -> int:
-    from daemon.main import run  # the only heavy import, and only for this command
-
-    return run(foreground=True)
-
-
 def build_parser() -> argparse.ArgumentParser:
+    """The whole `rcmd` parser, from the commands declared above."""
     parser = argparse.ArgumentParser(
         prog="rcmd",
         description=DESCRIPTION,
@@ -310,114 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"rcmd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
-    def command(name: str, help: str, description: str) -> argparse.ArgumentParser:
-        return sub.add_parser(
-            name,
-            help=help,
-            description=description,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-        )
-
-    p = command(
-        "index",
-        "add a root (starts the daemon if needed)",
-        "Register a Rust project root with the daemon (starting it if none runs) and index\n"
-        "it; the root is then watched and kept up to date. With --wait, show progress\n"
-        "(files, chunks embedded, rate, ETA) until the root is indexed.",
-    )
-    p.add_argument("path", help="root of a Rust project")
-    p.add_argument("--wait", action="store_true", help="show progress until indexed")
-    p.set_defaults(func=cmd_index)
-
-    p = command(
-        "search",
-        "hybrid search over indexed roots",
-        "Search every indexed root (or one, with --root). The default hybrid mode fuses\n"
-        "BM25 and embedding results, so both identifiers (HashMap::with_capacity) and\n"
-        "questions (where do we retry failed requests) work. Each result shows\n"
-        "path:start-end, symbol, kind, score and the matching lines. --symbol NAME\n"
-        "looks a symbol up exactly (rcmd search --symbol Vec::push).",
-    )
-    p.add_argument("query", nargs="?", help="words, an identifier or a path like HashMap::insert")
-    p.add_argument("--root", help="search only the root holding this path")
-    p.add_argument("--limit", type=int, default=10, help="results to show (default 10)")
-    p.add_argument("--mode", choices=MODES, default="hybrid", help="default: hybrid")
-    p.add_argument("--path", metavar="GLOB", help="only paths matching GLOB, e.g. 'src/net/*'")
-    p.add_argument("--kind", choices=KINDS, help="only chunks of this kind")
-    p.add_argument(
-        "--symbol",
-        metavar="NAME",
-        help="only the symbol NAME or one ending in ::NAME (exact, case-sensitive), "
-        "e.g. 'HashMap::with_capacity'; the query is then optional",
-    )
-    p.add_argument("--json", action="store_true", help="print one JSON object for tools")
-    p.set_defaults(func=cmd_search)
-
-    p = command(
-        "status",
-        "roots, progress, cache, memory",
-        "Show the daemon (pid, uptime, memory, embedding cache) and each root: files,\n"
-        "chunks, Merkle root, last commit, queue, current activity, skipped files by\n"
-        "reason. --verify also checks that disk, state.db, Tantivy and Qdrant agree\n"
-        "(exit code 1 if they do not).",
-    )
-    p.add_argument("--json", action="store_true", help="print one JSON object for tools")
-    p.add_argument("--verify", action="store_true", help="check disk, state and both indexes agree")
-    p.set_defaults(func=cmd_status)
-
-    p = command(
-        "reindex",
-        "rebuild a root's indexes (reuses the embedding cache)",
-        "Re-read and re-chunk every file and rewrite both indexes, for one root or all.\n"
-        "The embedding cache is reused, so unchanged code is not embedded again.",
-    )
-    p.add_argument("path", nargs="?", help="root to rebuild (default: all roots)")
-    p.add_argument("--force", action="store_true", help="required: confirms the rebuild")
-    p.set_defaults(func=cmd_reindex)
-
-    p = command("remove", "stop watching a root and delete its index", "Unregister a root.")
-    p.add_argument("path")
-    p.set_defaults(func=cmd_remove)
-
-    p = command("stop", "stop the daemon (commits first)", "Commit pending work and stop.")
-    p.set_defaults(func=cmd_stop)
-
-    p = command(
-        "daemon",
-        "run the daemon in the foreground (for service managers)",
-        "Run the daemon in the foreground; logs go to the log file (and readably to a\n"
-        "terminal). Takes a listening socket from systemd (socket activation) and reports\n"
-        "readiness via sd_notify when started by systemd.",
-    )
-    p.set_defaults(func=cmd_daemon)
-
-    p = command(
-        "service",
-        "install or remove the systemd user units / launchd agent",
-        "install: write the systemd user units (Linux) or the launchd agent (macOS) for\n"
-        "this rcmd, then print the command that enables it. uninstall: remove them.\n"
-        "status: whether they are installed and current. Running it twice is harmless.",
-    )
-    p.add_argument("action", choices=("install", "uninstall", "status"))
-    p.add_argument("--manager", choices=("systemd", "launchd"), help="default: this platform's")
-    p.set_defaults(func=cmd_service)
-
-    p = command(
-        "completion",
-        "print a shell completion script",
-        "Print a completion script for bash, zsh or fish; the first lines say where to put it.",
-    )
-    p.add_argument("shell", choices=SHELLS)
-    p.set_defaults(func=cmd_completion)
-
-    p = command(
-        "mcp",
-        "run an MCP server on stdio (for agents)",
-        "Serve the Model Context Protocol on stdin/stdout with the tools search, status,\n"
-        "reindex, read_chunk and similar_code, forwarding to the daemon (started if needed).",
-    )
-    p.set_defaults(func=cmd_mcp)
+    for cmd in COMMANDS.values():
+        cmd.add_to(sub)
     return parser
 
 

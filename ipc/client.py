@@ -8,14 +8,23 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ipc.errors import DaemonNotRunning, RcmdError, error_for_code
+from ipc import __version__
+from ipc.errors import DaemonNotRunning, RcmdError, Timeout, error_for_code
 from ipc.paths import RuntimePaths
 from ipc.protocol import PROTOCOL_VERSION, Request, decode_reply
+from ipc.requests import MethodRequest, StatusRequest, WaitRequest
 
 NOT_RUNNING = "daemon not running; start it with: rcmd daemon"
+#: How long `stop_daemon` waits for the daemon to commit and exit.
+STOP_WAIT_S = 120.0
+#: Seconds one `wait` request blocks before `wait_root` shows progress and asks again.
+WAIT_STEP_S = 0.5
+#: Socket timeout beyond a `wait` request's own deadline.
+WAIT_SLACK_S = 30.0
 
 
 class Client:
@@ -65,10 +74,48 @@ class Client:
             raise error_for_code(reply.error_code, reply.error_message or "")
         return reply.result
 
+    def request(self, req: MethodRequest) -> Any:
+        """Send a request built from its schema (`ipc.requests`)."""
+        return self.call(req.method, **req.to_params())
+
 
 def call(paths: RuntimePaths, method: str, timeout: float = 60.0, **params: Any) -> Any:
     with Client(paths.socket, timeout) as c:
         return c.call(method, **params)
+
+
+def request(paths: RuntimePaths, req: MethodRequest, timeout: float = 60.0) -> Any:
+    """One request built from its schema, on a connection of its own."""
+    with Client(paths.socket, timeout) as c:
+        return c.request(req)
+
+
+def wait_root(
+    paths: RuntimePaths,
+    root: str,
+    *,
+    timeout: float | None = None,
+    step_s: float = WAIT_STEP_S,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """The root's status once the daemon reports it idle (the `wait` method: the daemon
+    answers the moment the root's work is done). Asks in steps of `step_s`, calling
+    `progress` with the root's status between them; raises `Timeout` after `timeout`."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    with Client(paths.socket, step_s + WAIT_SLACK_S) as c:
+        while True:
+            left = step_s if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                result: dict[str, Any] = c.request(WaitRequest(root, min(step_s, left)))
+                return result
+            except Timeout:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+            if progress is not None:
+                status = c.request(StatusRequest())
+                info = next((r for r in status["roots"] if r["path"] == root), None)
+                if info is not None:
+                    progress(info)
 
 
 def is_running(paths: RuntimePaths) -> bool:
@@ -107,13 +154,62 @@ def spawn_daemon(paths: RuntimePaths, timeout: float = 120.0) -> None:
     raise RcmdError(f"the daemon did not answer within {timeout:.0f}s; see {paths.log_file}")
 
 
+def lock_released(lock: Path) -> bool:
+    """Whether no daemon holds the single-instance lock (it keeps it until its last step)."""
+    import fcntl
+
+    try:
+        with open(lock, "a") as f:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+            return True
+    except FileNotFoundError:
+        return True
+
+
+def stop_daemon(paths: RuntimePaths, timeout: float = STOP_WAIT_S) -> None:
+    """Ask the running daemon to stop and return once it has exited (its lock is free), so
+    a new daemon can start right after."""
+    pid = call(paths, "hello")["pid"]
+    call(paths, "stop")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if lock_released(paths.lock):
+            return
+        time.sleep(0.05)
+    raise RcmdError(
+        f"the daemon (pid {pid}) is still finishing after {timeout:.0f}s; "
+        f"check again with: rcmd status, or see {paths.log_file}"
+    )
+
+
+def _current(hello: dict[str, Any]) -> bool:
+    return hello.get("protocol") == PROTOCOL_VERSION and hello.get("version") == __version__
+
+
 def ensure_daemon(paths: RuntimePaths) -> None:
-    """Start a daemon if none answers; refuse one that speaks another protocol version."""
+    """Start a daemon if none answers. One of another version or protocol (left running
+    by an upgrade) is stopped and replaced, as dmypy does, with one line on stderr."""
     if not is_running(paths):
         spawn_daemon(paths)
     hello = call(paths, "hello")
-    if hello.get("protocol") != PROTOCOL_VERSION:
+    if _current(hello):
+        return
+    print(
+        f"rcmd: restarting the daemon (pid {hello.get('pid')}, version {hello.get('version')}, "
+        f"protocol {hello.get('protocol')}) as version {__version__}",
+        file=sys.stderr,
+    )
+    stop_daemon(paths)
+    if not is_running(paths):  # under socket activation the service manager starts it
+        spawn_daemon(paths)
+    hello = call(paths, "hello")
+    if not _current(hello):
         raise RcmdError(
-            f"the running daemon speaks protocol {hello.get('protocol')}, this rcmd speaks "
-            f"{PROTOCOL_VERSION}; restart it with: rcmd stop && rcmd index PATH"
+            f"the daemon still runs version {hello.get('version')} (protocol "
+            f"{hello.get('protocol')}), this rcmd is {__version__} (protocol "
+            f"{PROTOCOL_VERSION}); update the service (rcmd service install) and restart it"
         )

@@ -37,6 +37,12 @@ class Busy(RcmdError):
     code = "busy"
 
 
+class Timeout(RcmdError):
+    """A `wait` reached its deadline before the root was idle; asking again is fine."""
+
+    code = "timeout"
+
+
 class ConfigError(RcmdError):
     """The configuration file or an RCMD_* variable holds an invalid value."""
 
@@ -69,6 +75,7 @@ _BY_CODE: dict[str, type[RcmdError]] = {
         UnknownMethod,
         NotFound,
         Busy,
+        Timeout,
         ConfigError,
         StateError,
         DaemonNotRunning,

@@ -1,16 +1,29 @@
 """`rcmd mcp`: a stdio MCP server (the official `mcp` SDK) that forwards to the daemon.
 
 Agents get five tools: `search`, `status`, `reindex`, `read_chunk` and `similar_code`.
-The daemon is started on first use if none runs; every call is one protocol request.
+The daemon is started on first use if none runs; every call is one protocol request, built
+through the method's schema (ipc.requests).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from ipc import __version__
-from ipc.client import call, ensure_daemon
+from ipc.client import ensure_daemon, request
 from ipc.paths import RuntimePaths
+from ipc.requests import (
+    MethodRequest,
+    ReadRequest,
+    ReindexRequest,
+    SearchRequest,
+    SimilarRequest,
+    StatusRequest,
+)
+
+if TYPE_CHECKING:
+    from mcp.server import MCPServer
 
 INSTRUCTIONS = """\
 rcmd searches the Rust code of the project roots it indexes (hybrid BM25 + embeddings,
@@ -20,23 +33,40 @@ failed requests") or identifiers (`HashMap::with_capacity`); results give root, 
 result's lines and `similar_code` to find code like a given range."""
 
 
+#: MCP tool → the protocol method it forwards to; its parameters are that method's fields
+#: (tests/test_requests.py checks they stay so).
+TOOL_METHODS = {
+    "search": "search",
+    "status": "status",
+    "reindex": "reindex",
+    "read_chunk": "read",
+    "similar_code": "similar",
+}
+
+
+Forward = Callable[[MethodRequest], Awaitable[dict[str, Any]]]
+
+
 def build_server(paths: RuntimePaths) -> Any:
     from anyio import to_thread
     from mcp.server import MCPServer
 
     server = MCPServer("rcmd", version=__version__, instructions=INSTRUCTIONS)
 
-    async def forward(method: str, **params: Any) -> dict[str, Any]:
+    async def forward(req: MethodRequest) -> dict[str, Any]:
         def run() -> dict[str, Any]:
             ensure_daemon(paths)
-            result: dict[str, Any] = call(paths, method, **params)
+            result: dict[str, Any] = request(paths, req)
             return result
 
         return await to_thread.run_sync(run)
 
-    def clean(params: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in params.items() if v is not None}
+    _search_tools(server, forward)
+    _status_and_code_tools(server, forward)
+    return server
 
+
+def _search_tools(server: MCPServer, forward: Forward) -> None:
     @server.tool()
     async def search(
         query: str,
@@ -51,28 +81,23 @@ def build_server(paths: RuntimePaths) -> Any:
         the root-relative path (e.g. "src/net/*"); kind: fn, method, struct, enum, trait,
         impl, macro, ... ; root: narrow to the root holding this absolute path; symbol: an
         exact symbol lookup (e.g. "Vec::push"), query may then be empty."""
-        params = clean(
-            {
-                "query": query,
-                "root": root,
-                "limit": limit,
-                "mode": mode,
-                "path": path,
-                "kind": kind,
-                "symbol": symbol,
-            }
+        return await forward(
+            SearchRequest(
+                query=query, root=root, limit=limit, mode=mode, path=path, kind=kind, symbol=symbol
+            )
         )
-        return await forward("search", **params)
 
+
+def _status_and_code_tools(server: MCPServer, forward: Forward) -> None:
     @server.tool()
     async def status() -> dict[str, Any]:
         """Daemon and per-root status: files, chunks, progress, skipped files, memory."""
-        return await forward("status")
+        return await forward(StatusRequest())
 
     @server.tool()
     async def reindex(path: str | None = None, force: bool = True) -> dict[str, Any]:
         """Rebuild a root's index (all roots without `path`); the embedding cache is reused."""
-        return await forward("reindex", **clean({"path": path, "force": force}))
+        return await forward(ReindexRequest(path=path, force=force))
 
     @server.tool()
     async def read_chunk(
@@ -80,8 +105,9 @@ def build_server(paths: RuntimePaths) -> Any:
     ) -> dict[str, Any]:
         """Source lines of a file inside an indexed root (e.g. a search result's range).
         `path` is absolute, or relative to `root`."""
-        params = clean({"path": path, "start_line": start_line, "end_line": end_line, "root": root})
-        return await forward("read", **params)
+        return await forward(
+            ReadRequest(path=path, start_line=start_line, end_line=end_line, root=root)
+        )
 
     @server.tool()
     async def similar_code(
@@ -89,18 +115,11 @@ def build_server(paths: RuntimePaths) -> Any:
     ) -> dict[str, Any]:
         """Chunks most similar (by embedding) to the given lines of a file, the range itself
         excluded."""
-        params = clean(
-            {
-                "path": path,
-                "start_line": start_line,
-                "end_line": end_line,
-                "limit": limit,
-                "root": root,
-            }
+        return await forward(
+            SimilarRequest(
+                path=path, start_line=start_line, end_line=end_line, limit=limit, root=root
+            )
         )
-        return await forward("similar", **params)
-
-    return server
 
 
 def run(paths: RuntimePaths) -> int:

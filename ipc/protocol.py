@@ -17,6 +17,8 @@ PROTOCOL_VERSION = 1
 #: A request line longer than this is refused without being read whole.
 MAX_LINE_BYTES = 1 << 20
 
+#: Search modes. The schemas (`ipc.requests`) take MODES and KINDS (the chunk-kind table
+#: in `ipc.kinds`) from here.
 MODES = ("hybrid", "bm25", "vector")
 
 
@@ -90,34 +92,3 @@ def decode_reply(line: bytes) -> Reply:
     if isinstance(err, dict):
         return Reply(obj.get("id"), None, str(err.get("code")), str(err.get("message")))
     return Reply(obj.get("id"), obj.get("result"))
-
-
-# ---- parameter helpers: one checked accessor per JSON type, used by the dispatcher ----
-
-
-def param_str(params: dict[str, Any], name: str, default: str | None = None) -> str:
-    value = params.get(name, default)
-    if not isinstance(value, str):
-        raise BadRequest(f"'{name}' must be a string")
-    return value
-
-
-def param_opt_str(params: dict[str, Any], name: str) -> str | None:
-    value = params.get(name)
-    if value is not None and not isinstance(value, str):
-        raise BadRequest(f"'{name}' must be a string or null")
-    return value
-
-
-def param_int(params: dict[str, Any], name: str, default: int, lo: int, hi: int) -> int:
-    value = params.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise BadRequest(f"'{name}' must be an integer from {lo} to {hi}")
-    return value
-
-
-def param_bool(params: dict[str, Any], name: str, default: bool = False) -> bool:
-    value = params.get(name, default)
-    if not isinstance(value, bool):
-        raise BadRequest(f"'{name}' must be true or false")
-    return value

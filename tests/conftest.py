@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -15,9 +13,7 @@ from typing import Any
 
 import pytest
 
-from ipc.client import call
-from ipc.errors import DaemonNotRunning
-from ipc.paths import RuntimePaths, runtime_paths
+from ipc.driver import DaemonDriver
 
 FIXTURE_CRATE = Path(__file__).parent / "fixtures" / "demo_crate"
 REPO = Path(__file__).resolve().parent.parent
@@ -115,35 +111,11 @@ def seed_cache(home: Path, warm: Path) -> None:
     shutil.copy(warm, home / "cache" / "embeddings.db")
 
 
-class Daemon:
-    """A real `rcmd daemon` process in its own RCMD_HOME, driven through the real CLI."""
+class Daemon(DaemonDriver):
+    """A real `rcmd daemon` process in its own RCMD_HOME (ipc.driver), plus the real CLI."""
 
     def __init__(self, home: Path, **env: str) -> None:
-        self.home = home
-        self.env = {**os.environ, "RCMD_HOME": str(home), **env}
-        self.paths: RuntimePaths = runtime_paths(self.env)
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        log = open(self.home / "daemon.out", "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "daemon"], env=self.env, stdout=log, stderr=log, cwd=REPO
-        )
-        wait_until(self._answers, timeout=120)
-
-    def _answers(self) -> bool:
-        assert self.proc is not None
-        if self.proc.poll() is not None:
-            out = (self.home / "daemon.out").read_text()
-            raise AssertionError(f"daemon exited with {self.proc.returncode}:\n{out}")
-        try:
-            self.call("hello")
-        except DaemonNotRunning:
-            return False
-        return True
-
-    def call(self, method: str, **params: Any) -> Any:
-        return call(self.paths, method, **params)
+        super().__init__(home, env)
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         proc: subprocess.CompletedProcess[str] = run_rcmd(*args, env=self.env)
@@ -156,38 +128,12 @@ class Daemon:
         results: list[dict[str, Any]] = json.loads(out)["results"]
         return results
 
-    def root_status(self, path: Path) -> dict[str, Any]:
-        status = self.call("status")
-        return next(r for r in status["roots"] if r["path"] == str(path.resolve()))
-
     def wait_idle(self, path: Path, timeout: float = 120) -> dict[str, Any]:
-        def idle() -> dict[str, Any] | None:
-            r = self.root_status(path)
-            return r if r["idle"] else None
-
-        wait_until(idle, timeout=timeout)
-        return wait_until(idle, timeout=timeout)  # twice: step over queue→run handoff
+        return self.wait(path, timeout)
 
     def verify(self) -> dict[str, Any]:
         result: dict[str, Any] = self.call("verify")
         return result
-
-    def stop(self) -> int:
-        if self.proc is None:
-            return 0
-        if self.proc.poll() is None:
-            try:
-                self.call("stop")
-            except DaemonNotRunning:
-                self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(timeout=60)
-        self.proc = None
-        return code
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=30)
 
 
 @pytest.fixture

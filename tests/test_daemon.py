@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import shutil
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from ipc.errors import BadRequest, NotFound, Timeout
 from tests.conftest import REPO, Daemon, run_daemon_once, run_rcmd, seed_cache, wait_until
 
 pytestmark = pytest.mark.slow
@@ -402,12 +404,12 @@ def test_concurrent_clients_while_indexing(daemon: Daemon, crate: Path) -> None:
 
 def test_cli_stop_returns_after_the_daemon_exited(daemon: Daemon, crate: Path) -> None:
     index(daemon, crate)
-    from ipc.cli import _lock_released
+    from ipc.client import lock_released
 
     out = daemon.cli("stop")
     assert out.stdout.strip() == "daemon stopped"
     # The single-instance lock is free: `rcmd stop && rcmd index X` can start a new daemon.
-    assert _lock_released(daemon.paths.lock)
+    assert lock_released(daemon.paths.lock)
     assert daemon.proc is not None and daemon.proc.wait(timeout=60) == 0
 
 
@@ -499,3 +501,55 @@ def test_root_deleted_while_watched_then_restored(tmp_path: Path, warm_cache: Pa
     finally:
         d.stop()
         d.kill()
+
+
+def test_wait_after_index_or_reindex_sees_the_queued_work(daemon: Daemon, crate: Path) -> None:
+    """`wait` right after `index`/`reindex` answered never reports the moment between the
+    work being queued and its batch starting: the scan it waited for has run."""
+    files = sum(1 for _ in crate.rglob("*.rs"))
+    root = daemon.call("index", path=str(crate))["path"]
+    got = daemon.call("wait", path=root, timeout_s=120, timeout=150)
+    assert got["idle"] and got["files"] == files and got["counters"]["batches"] >= 1
+    for _ in range(3):
+        before = got["counters"]["batches"]
+        daemon.call("reindex", path=root, force=True)
+        got = daemon.call("wait", path=root, timeout_s=120, timeout=150)
+        assert got["idle"] and got["counters"]["batches"] > before
+        assert got["counters"]["files_read"] >= files
+    assert daemon.call("wait", path=str(crate / "src"), timeout_s=0)["path"] == root
+    with pytest.raises(NotFound):
+        daemon.call("wait", path=str(crate.parent / "elsewhere"), timeout_s=1)
+    with pytest.raises(BadRequest):
+        daemon.call("wait", path=root, timeout_s=-1)
+
+
+def test_status_answers_while_clients_wait(daemon: Daemon, tmp_path: Path) -> None:
+    """More clients block in `wait` than the server has workers: `wait` runs on threads of
+    its own, so status still answers; each waiter gets the root's status once it is idle,
+    and a wait that reaches its deadline is a `timeout` error."""
+    files = 60
+    big = tmp_path / "big" / "src"
+    big.mkdir(parents=True)
+    for i in range(files):
+        body = "\n".join(
+            f"/// Waiter {i}-{j} folds a value.\npub fn waiter_{i}_{j}(x: u64) -> u64 "
+            f"{{ x.rotate_right({j + 1}) ^ {i * 31 + j} }}\n"
+            for j in range(5)
+        )
+        (big / f"w_{i}.rs").write_text(body)
+    root = daemon.call("index", path=str(big.parent))["path"]
+    with pytest.raises(Timeout):
+        daemon.call("wait", path=root, timeout_s=0)  # embedding 300 chunks takes seconds
+
+    waiters = 10  # > the 8 request workers
+    with concurrent.futures.ThreadPoolExecutor(max_workers=waiters) as pool:
+        futures = [
+            pool.submit(daemon.call, "wait", timeout=400, path=root, timeout_s=300)
+            for _ in range(waiters)
+        ]
+        # Status answers and counts every waiter blocked at once.
+        wait_until(lambda: daemon.call("status", timeout=10)["waiting"] == waiters, 120, 0.02)
+        assert daemon.call("hello", timeout=10)["protocol"] == 1
+        results = [f.result(timeout=400) for f in futures]
+    assert all(r["idle"] and r["files"] == files for r in results)
+    assert daemon.call("status")["waiting"] == 0

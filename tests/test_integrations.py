@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 
-from ipc.client import Client
+from ipc import __version__
+from ipc.client import Client, is_running, stop_daemon
 from ipc.errors import BadRequest, NotFound
-from tests.conftest import REPO, Daemon, seed_cache, wait_until
+from tests.conftest import REPO, Daemon, run_rcmd, seed_cache, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -262,3 +263,29 @@ vim.cmd("qall!")
     assert got["results"][0]["path"] == "src/net/retry.rs"
     assert got["qf"][0]["filename"] == str(crate.resolve() / "src/net/retry.rs")
     assert got["bad"].startswith("unknown_method")
+
+
+def test_client_restarts_a_daemon_of_another_version(
+    tmp_path: Path, crate: Path, warm_cache: Path
+) -> None:
+    """After an upgrade the old daemon still runs: the first command that needs a daemon
+    stops it, starts this version's, and says so in one line."""
+    home = tmp_path / "home"
+    seed_cache(home, warm_cache)
+    old = Daemon(home, RCMD_TEST_VERSION="0.0.0-old")
+    old.start()
+    try:
+        assert old.call("hello")["version"] == "0.0.0-old"
+        env = {k: v for k, v in old.env.items() if k != "RCMD_TEST_VERSION"}
+        out = run_rcmd("index", str(crate), "--wait", env=env)
+        assert out.returncode == 0, out.stderr
+        notes = [line for line in out.stderr.splitlines() if "restarting the daemon" in line]
+        assert len(notes) == 1 and "0.0.0-old" in notes[0], out.stderr
+        assert old.proc is not None and old.proc.wait(timeout=60) == 0
+        hello = old.call("hello")
+        assert hello["version"] == __version__ and hello["pid"] != old.proc.pid
+        assert old.root_status(crate)["idle"]
+    finally:
+        if is_running(old.paths):
+            stop_daemon(old.paths)
+        old.kill()

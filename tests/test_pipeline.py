@@ -9,12 +9,13 @@ from typing import Any
 
 import pytest
 
-from daemon.config import load_config
+from daemon.config import SearchConfig, load_config
 from daemon.embed_cache import EmbedCache
 from daemon.pipeline import Collaborators, fill_vectors, run_batch
 from daemon.root import RootIndex
 from daemon.search import resolve_candidates, search_roots
 from daemon.verify import verify_root
+from ipc.requests import SearchRequest
 from tests.conftest import REPO, seed_cache
 
 
@@ -40,12 +41,9 @@ def setup(crate: Path, tmp_path: Path, embedder: Any, warm_cache: Path) -> Any:
 def search(root: RootIndex, collab: Collaborators, query: str, mode: str = "hybrid") -> list[str]:
     hits = search_roots(
         [root],
-        query,
-        mode=mode,
-        limit=10,
-        candidates=50,
-        rrf_k=60,
+        SearchRequest(query=query, mode=mode, limit=10),
         embed_query=collab.embedder.embed_query,
+        tuning=SearchConfig(candidates=50, rrf_k=60),
     )
     return [f"{h.path}:{h.symbol}" for h in hits]
 
@@ -406,7 +404,10 @@ def test_identifier_queries_skip_the_query_embedding(setup: Any) -> None:
 
     def run(query: str) -> list[str]:
         hits = search_roots(
-            [root], query, mode="hybrid", limit=5, candidates=50, rrf_k=20, embed_query=no_model
+            [root],
+            SearchRequest(query=query, mode="hybrid", limit=5),
+            embed_query=no_model,
+            tuning=SearchConfig(candidates=50, rrf_k=20),
         )
         return [h.symbol for h in hits]
 
@@ -475,7 +476,7 @@ def test_unreadable_file_is_skipped_and_reported(warm_cache: Path) -> None:
 import os, json
 from pathlib import Path
 from daemon.chunker import chunk_source
-from daemon.config import load_config
+from daemon.config import SearchConfig, load_config
 from daemon.embed_cache import EmbedCache
 from daemon.embedder import Embedder
 from daemon.pipeline import Collaborators, run_batch

@@ -31,6 +31,7 @@ from daemon.config import EmbeddingConfig, SearchConfig, load_config
 from daemon.embedder import Embedder
 from daemon.root import RootIndex
 from daemon.search import search_roots
+from ipc.requests import SearchRequest
 
 
 def _parse(args: list[str]) -> dict[str, Any]:
@@ -87,11 +88,7 @@ def main() -> int:
             t = time.perf_counter()
             hits = search_roots(
                 [root],
-                q,
-                mode=mode,
-                limit=limit,
-                candidates=cfg.candidates,
-                rrf_k=cfg.rrf_k,
+                SearchRequest(query=q, mode=mode, limit=limit),
                 embed_query=embed_query,
                 tuning=cfg,
             )

@@ -7,6 +7,9 @@
 --
 -- It speaks the protocol in ipc/PROTOCOL.md directly over the Unix socket: one JSON
 -- request line, one JSON reply line. Start the daemon once with `rcmd index PATH`.
+-- Each method's params (here `search`: query, limit, mode, root; also path, kind,
+-- symbol) are defined once in ipc/requests.py (SearchRequest etc.): the reference for
+-- names, defaults and allowed values.
 
 local M = {}
 

@@ -1,0 +1,282 @@
+"""One request schema per protocol method, shared by the daemon and every client.
+
+Each method's parameters are declared once, as a frozen dataclass: the daemon parses with
+`XRequest.from_params(params)` (raising `BadRequest` with a message a client author can
+act on), clients build with `XRequest(...).to_params()`. Field metadata (`spec`) carries
+the help text, the CLI flag and the allowed values, so the `rcmd` CLI derives its flags
+from here and a test checks the MCP tools against the same fields: adding a parameter is
+one edit here, not four lists that drift apart.
+
+Stdlib only (editors may vendor `ipc`).
+"""
+
+from __future__ import annotations
+
+import math
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, Field, dataclass, field, fields
+from typing import Any, ClassVar, Self, TypeVar
+
+from ipc.errors import BadRequest
+from ipc.protocol import KINDS, MODES
+
+#: Most results one search or similar request returns.
+MAX_LIMIT = 1000
+#: Largest line number a request may name.
+MAX_LINE = 1 << 31
+#: Longest one `wait` request blocks; wait again for longer.
+MAX_WAIT_S = 3600.0
+
+
+def spec(
+    help: str,
+    *,
+    cli: str | None = None,
+    cli_help: str | None = None,
+    choices: tuple[str, ...] | None = None,
+    bounds: tuple[float, float] | None = None,
+    metavar: str | None = None,
+    resolve: bool = False,
+) -> dict[str, Any]:
+    """Metadata of one request field.
+
+    `cli`: the `rcmd` flag (`--kind`) or positional name (`query`) this field is exposed
+    as; `cli_help` overrides `help` there. `choices`: allowed values. `bounds`: inclusive
+    range of a number. `resolve`: the CLI makes the value an absolute path first.
+    """
+    return {
+        "help": help,
+        "cli": cli,
+        "cli_help": cli_help,
+        "choices": choices,
+        "bounds": bounds,
+        "metavar": metavar,
+        "resolve": resolve,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class MethodRequest:
+    """Base of the request schemas: parsing and encoding driven by the fields."""
+
+    #: The protocol method this schema is for (set by `@protocol_method`).
+    method: ClassVar[str]
+    #: The call may block for long (`wait`): the server runs it on a thread of its own.
+    long: ClassVar[bool] = False
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> Self:
+        """Validate a request's `params`; unknown keys are ignored, as they always were."""
+        hints = field_types(cls)
+        values = {f.name: _read(f, hints[f.name], params) for f in fields(cls)}
+        request = cls(**values)
+        request.check()
+        return request
+
+    def to_params(self) -> dict[str, Any]:
+        """The `params` object to send: every field that is not None."""
+        return {f.name: value for f in fields(self) if (value := getattr(self, f.name)) is not None}
+
+    def check(self) -> None:
+        """Rules that span fields; overridden where a method has some."""
+
+
+R = TypeVar("R", bound=MethodRequest)
+
+#: Method name → its request schema.
+REQUESTS: dict[str, type[MethodRequest]] = {}
+
+
+def protocol_method(name: str, *, long: bool = False) -> Callable[[type[R]], type[R]]:
+    """Register a schema as the request of method `name`."""
+
+    def register(cls: type[R]) -> type[R]:
+        cls.method = name
+        cls.long = long
+        REQUESTS[name] = cls
+        return cls
+
+    return register
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def field_types(cls: type) -> dict[str, Any]:
+    """Resolved annotations of a schema's fields (cached)."""
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
+
+
+def base_type(hint: Any) -> tuple[type, bool]:
+    """(str/int/float/bool, whether None is allowed) of a field's annotation."""
+    if isinstance(hint, types.UnionType):
+        args = [a for a in hint.__args__ if a is not type(None)]
+        return args[0], len(args) < len(hint.__args__)
+    return hint, False
+
+
+def _read(f: Field[Any], hint: Any, params: Mapping[str, Any]) -> Any:
+    kind, nullable = base_type(hint)
+    if f.name not in params and f.default is not MISSING:
+        return f.default
+    value: Any = params.get(f.name)
+    if value is None and nullable:
+        return None
+    meta = f.metadata
+    lo, hi = meta.get("bounds") or (-math.inf, math.inf)
+    if kind is str:
+        ok = isinstance(value, str)
+        want = "a string or null" if nullable else "a string"
+    elif kind is bool:
+        ok, want = isinstance(value, bool), "true or false"
+    elif kind is int:
+        ok = type(value) is int and lo <= value <= hi
+        want = f"an integer from {lo:.0f} to {hi:.0f}" if meta.get("bounds") else "an integer"
+    else:
+        ok = type(value) in (int, float) and math.isfinite(value) and lo <= value <= hi
+        want = f"a number from {lo:g} to {hi:g}"
+    if not ok:
+        raise BadRequest(f"'{f.name}' must be {want}")
+    choices = meta.get("choices")
+    if choices is not None and value not in choices:
+        raise BadRequest(f"'{f.name}' must be one of {', '.join(choices)}")
+    return float(value) if kind is float else value
+
+
+# ---- the methods ----
+
+
+@protocol_method("hello")
+@dataclass(frozen=True, slots=True)
+class HelloRequest(MethodRequest):
+    """Protocol version, package version and pid of the daemon."""
+
+
+@protocol_method("stop")
+@dataclass(frozen=True, slots=True)
+class StopRequest(MethodRequest):
+    """Commit and exit."""
+
+
+@protocol_method("status")
+@dataclass(frozen=True, slots=True)
+class StatusRequest(MethodRequest):
+    verify: bool = field(
+        default=False, metadata=spec("check disk, state and both indexes agree", cli="--verify")
+    )
+
+
+@protocol_method("search")
+@dataclass(frozen=True, slots=True)
+class SearchRequest(MethodRequest):
+    query: str = field(
+        default="",
+        metadata=spec("words, an identifier or a path like HashMap::insert", cli="query"),
+    )
+    root: str | None = field(
+        default=None,
+        metadata=spec("search only the root holding this path", cli="--root", resolve=True),
+    )
+    limit: int = field(
+        default=10,
+        metadata=spec("results to show (default 10)", cli="--limit", bounds=(1, MAX_LIMIT)),
+    )
+    mode: str = field(
+        default="hybrid", metadata=spec("default: hybrid", cli="--mode", choices=MODES)
+    )
+    path: str | None = field(
+        default=None,
+        metadata=spec("only paths matching GLOB, e.g. 'src/net/*'", cli="--path", metavar="GLOB"),
+    )
+    kind: str | None = field(
+        default=None, metadata=spec("only chunks of this kind", cli="--kind", choices=KINDS)
+    )
+    symbol: str | None = field(
+        default=None,
+        metadata=spec(
+            "only the symbol NAME or one ending in ::NAME (exact, case-sensitive), "
+            "e.g. 'HashMap::with_capacity'; the query is then optional",
+            cli="--symbol",
+            metavar="NAME",
+        ),
+    )
+
+    def check(self) -> None:
+        if self.symbol is not None and not self.symbol.strip():
+            raise BadRequest("'symbol' must not be empty")
+        if not self.query.strip() and self.symbol is None:
+            raise BadRequest("'query' must not be empty (it may be left out with 'symbol')")
+
+    @property
+    def symbol_name(self) -> str | None:
+        """The symbol to look up, without surrounding blanks."""
+        return self.symbol.strip() if self.symbol is not None else None
+
+
+@protocol_method("index")
+@dataclass(frozen=True, slots=True)
+class IndexRequest(MethodRequest):
+    path: str = field(metadata=spec("root of a Rust project", cli="path", resolve=True))
+
+
+@protocol_method("reindex")
+@dataclass(frozen=True, slots=True)
+class ReindexRequest(MethodRequest):
+    path: str | None = field(
+        default=None,
+        metadata=spec("root to rebuild (default: all roots)", cli="path", resolve=True),
+    )
+    force: bool = field(
+        default=False,
+        metadata=spec(
+            "re-read and rewrite every file (without: a reconcile scan)",
+            cli="--force",
+            cli_help="required: confirms the rebuild",
+        ),
+    )
+
+
+@protocol_method("remove")
+@dataclass(frozen=True, slots=True)
+class RemoveRequest(MethodRequest):
+    path: str = field(metadata=spec("the root to forget", cli="path", resolve=True))
+
+
+@protocol_method("verify")
+@dataclass(frozen=True, slots=True)
+class VerifyRequest(MethodRequest):
+    root: str | None = field(default=None, metadata=spec("the root to check (default: all)"))
+
+
+@protocol_method("read")
+@dataclass(frozen=True, slots=True)
+class ReadRequest(MethodRequest):
+    path: str = field(metadata=spec("a file: absolute, or relative to root"))
+    root: str | None = field(default=None, metadata=spec("the root `path` is relative to"))
+    start_line: int = field(default=1, metadata=spec("first line", bounds=(1, MAX_LINE)))
+    end_line: int | None = field(
+        default=None, metadata=spec("last line (inclusive)", bounds=(1, MAX_LINE))
+    )
+
+    def check(self) -> None:
+        if self.end_line is not None and self.end_line < self.start_line:
+            raise BadRequest(f"'end_line' must be an integer from {self.start_line} to {MAX_LINE}")
+
+
+@protocol_method("similar")
+@dataclass(frozen=True, slots=True)
+class SimilarRequest(ReadRequest):
+    limit: int = field(default=10, metadata=spec("results", bounds=(1, MAX_LIMIT)))
+
+
+@protocol_method("wait", long=True)
+@dataclass(frozen=True, slots=True)
+class WaitRequest(MethodRequest):
+    path: str = field(metadata=spec("a registered root (or a path inside one)"))
+    timeout_s: float = field(
+        default=60.0, metadata=spec("give up after this long", bounds=(0, MAX_WAIT_S))
+    )
