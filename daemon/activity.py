@@ -18,6 +18,8 @@ from daemon.metrics import BatchReport
 
 class Activity(StrEnum):
     IDLE = "idle"
+    #: Nothing runs for the root, but work for it waits in the queue (shown, never idle).
+    QUEUED = "queued"
     SCANNING = "scanning"
     INDEXING = "indexing"
     EMBEDDING = "embedding"
@@ -26,7 +28,7 @@ class Activity(StrEnum):
 
     @property
     def active(self) -> bool:
-        return self not in (Activity.IDLE, Activity.FAILED)
+        return self not in (Activity.IDLE, Activity.QUEUED, Activity.FAILED)
 
 
 class RootProgress:
@@ -119,11 +121,13 @@ class RootProgress:
             "eta_s": round(eta, 1) if eta is not None else None,
         }
 
-    def to_json(self, watch_rescans: int = 0) -> dict[str, Any]:
-        """The root status fields this object owns (the caller adds the stores' figures)."""
+    def to_json(self, watch_rescans: int = 0, queued: bool = False) -> dict[str, Any]:
+        """The root status fields this object owns (the caller adds the stores' figures);
+        `queued`: work waits for the root, so an idle root shows as queued."""
         t = self.totals
+        shown = Activity.QUEUED if queued and self.activity == Activity.IDLE else self.activity
         return {
-            "activity": str(self.activity),
+            "activity": str(shown),
             "progress": self.rates(),
             "watcher": self.watcher,
             "last_error": self.last_error,

@@ -315,5 +315,8 @@ class Service:
                 "by_reason": dict(reasons),
                 "examples": [{"path": sp, "reason": r, "detail": d} for sp, r, d in skipped[:20]],
             },
-            **root.progress.to_json(self.registry.watch_rescans(root)),
+            # Not idle yet nothing runs: files or vectors wait in the queue.
+            **root.progress.to_json(
+                self.registry.watch_rescans(root), queued=not self.indexer.idle(root.id)
+            ),
         }
