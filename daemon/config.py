@@ -95,6 +95,8 @@ class SearchConfig:
     #: Drop a hit that overlaps a better one in the same file (parts of one item, a method
     #: and its impl).
     dedupe: bool = True
+    #: Longest a `fresh` search waits for the changes made before it to be indexed.
+    fresh_timeout_s: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,6 +54,8 @@ class Indexer:
         self._work: dict[str, _Work] = {}
         self._roots: dict[str, RootIndex] = {}
         self._running: str | None = None
+        #: Whether the running work is file work (not pending embedding).
+        self._running_files = False
         self._stopping = False
         self.totals = BatchReport()
         self.batches = 0
@@ -65,11 +67,15 @@ class Indexer:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self, timeout: float = 60.0) -> None:
+    def stop(self, timeout: float = 60.0) -> bool:
+        """Ask the running batch to stop at its next step and wait; False if it did not
+        end within `timeout`."""
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
-        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        return not self._thread.is_alive()
 
     def enqueue(
         self,
@@ -125,6 +131,18 @@ class Indexer:
         with self._cond:
             return any(w.files for rid, w in self._work.items() if rid != root_id)
 
+    def wait_files_done(self, root_id: str, timeout: float) -> bool:
+        """Block until no file work is queued or running for the root (pending vectors
+        may remain: BM25 answers for every file by then); False at the deadline."""
+
+        def done() -> bool:
+            work = self._work.get(root_id)
+            running = self._running == root_id and self._running_files
+            return self._stopping or not (running or (work is not None and work.files))
+
+        with self._cond:
+            return bool(self._cond.wait_for(done, timeout=timeout)) and not self._stopping
+
     def wait_idle(self, root_id: str, timeout: float) -> bool:
         """Block until the root is `idle` (True), or False at the deadline or when the
         indexer stops. No polling: every change that can make a root idle (a batch ending,
@@ -153,6 +171,7 @@ class Indexer:
                         if work and (work.files or not files_only):
                             del self._work[rid]
                             self._running = rid
+                            self._running_files = work.files
                             return self._roots[rid], work
                 self._cond.wait()
             return None

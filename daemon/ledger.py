@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 
 import structlog
 
@@ -74,6 +75,20 @@ class FileLedger:
             not self._distrust_stat
             and rec is not None
             and (rec.size, rec.mtime_ns, rec.inode) == (st.st_size, st.st_mtime_ns, st.st_ino)
+        )
+
+    def is_stale(self, root: Path, path: str) -> bool:
+        """Whether `path` changed on disk (or went) since it was recorded: one lstat, no
+        read, so a search can flag hits whose lines may have moved."""
+        rec = self._records.get(path)
+        try:
+            st = os.lstat(root / path)
+        except OSError:
+            return True
+        return rec is None or (rec.size, rec.mtime_ns, rec.inode) != (
+            st.st_size,
+            st.st_mtime_ns,
+            st.st_ino,
         )
 
     def same_content(self, path: str, st: os.stat_result, digest: bytes) -> bool:

@@ -7,17 +7,19 @@ the same thing detached when a command needs a daemon and none is running.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import os
+import resource
 import signal
 import stat
 import sys
 from pathlib import Path
-from typing import IO
 
 import structlog
 
 from daemon.config import Config, ensure_dirs, load_config
+from daemon.metrics import trim_heap
 from daemon.systemd import Notifier, listen_socket
 from ipc.errors import AlreadyRunning, RcmdError, StateError
 
@@ -40,23 +42,31 @@ def _check_runtime_dir(path: Path) -> None:
         raise StateError(f"{path} is writable by others; fix it with: chmod 700 {path}")
 
 
-def acquire_lock(lock_path: Path) -> IO[str]:
-    """Hold an exclusive flock for the process's life; a killed daemon releases it."""
-    f = open(lock_path, "a+")  # noqa: SIM115 (held until exit)
+def raise_fd_limit() -> None:
+    """Take the hard fd limit as the soft one (as watchman does): each root holds index
+    files open, and each client a socket."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def acquire_lock(lock_path: Path) -> int:
+    """Hold an exclusive flock for the process's life. The fd is never closed: only the
+    process's exit (or a kill) releases the lock, so `rcmd stop` seeing it free means the
+    daemon is gone, and no second daemon can start while this one still runs."""
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        f.seek(0)
-        pid = f.read().strip() or "?"
-        f.close()
+        pid = os.read(fd, 32).decode(errors="replace").strip() or "?"
+        os.close(fd)
         raise AlreadyRunning(
             f"another rcmd daemon is running (pid {pid}); stop it with: rcmd stop"
         ) from None
-    f.seek(0)
-    f.truncate()
-    f.write(str(os.getpid()))
-    f.flush()
-    return f
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    return fd
 
 
 async def _serve(config: Config) -> None:
@@ -88,8 +98,15 @@ async def _serve(config: Config) -> None:
         model=embedder.model_id,
     )
     notifier.ready(service.summary())
+    last_seen = trimmed_at = 0
     while not await loop.run_in_executor(None, service.stop_requested.wait, STATUS_EVERY_S):
         notifier.status(service.summary())
+        # After a burst of requests (big reads, many clients) hand the freed heap back
+        # once a quiet tick follows, as the indexer does after its batches.
+        if server.requests == last_seen != trimmed_at:
+            trim_heap()
+            trimmed_at = last_seen
+        last_seen = server.requests
     log.info("daemon_stopping")
     notifier.stopping()
     await server.close()
@@ -104,11 +121,15 @@ def run(foreground: bool = True) -> int:
     # State holds every chunk's text: private whoever started us (the systemd unit says
     # UMask=0077; a daemon spawned by the CLI inherits the shell's umask otherwise).
     os.umask(0o077)
+    raise_fd_limit()
     try:
         config = load_config()
         ensure_dirs(config.paths)
         _check_runtime_dir(config.paths.runtime_dir)
-        lock = acquire_lock(config.paths.lock)
+        acquire_lock(config.paths.lock)
+    except AlreadyRunning as exc:
+        print(f"rcmd daemon: {exc}", file=sys.stderr)
+        return AlreadyRunning.exit_status
     except RcmdError as exc:
         print(f"rcmd daemon: {exc}", file=sys.stderr)
         return 1
@@ -126,6 +147,4 @@ def run(foreground: bool = True) -> int:
     except Exception:
         log.exception("daemon_crashed")
         raise
-    finally:
-        lock.close()
     return 0

@@ -20,6 +20,7 @@ import structlog
 from daemon.config import Config, root_dir
 from daemon.indexer import Indexer
 from daemon.root import RootIndex, root_id_for
+from daemon.sync import Cookies
 from daemon.watcher import RootWatcher
 from ipc.errors import NotFound, StateError
 
@@ -27,8 +28,11 @@ log = structlog.get_logger("rcmd.registry")
 
 
 class Registry:
-    def __init__(self, config: Config, model_id: str, dim: int, indexer: Indexer) -> None:
+    def __init__(
+        self, config: Config, model_id: str, dim: int, indexer: Indexer, cookies: Cookies
+    ) -> None:
         self._config = config
+        self._cookies = cookies
         self._model = (model_id, dim)
         self._indexer = indexer
         self._file = config.paths.state_dir / "roots.json"
@@ -109,13 +113,13 @@ class Registry:
                 root.destroy()
             self._save()
 
-    def closers(self) -> list[tuple[str, Callable[[], None]]]:
-        """Shutdown steps: the watchers (before the indexer stops), then the roots."""
-        return [
-            *((f"watcher {w.root}", w.stop) for w in self._watchers.values()),
-            ("indexer", self._indexer.stop),
-            *((f"root {r.path}", r.close) for r in self._roots.values()),
-        ]
+    def watcher_closers(self) -> list[tuple[str, Callable[[], None]]]:
+        """Shutdown steps that stop new work coming in: the watchers."""
+        return [(f"watcher {w.root}", w.stop) for w in self._watchers.values()]
+
+    def root_closers(self) -> list[tuple[str, Callable[[], None]]]:
+        """Shutdown steps once no batch runs: commit and close each root's stores."""
+        return [(f"root {r.path}", r.close) for r in self._roots.values()]
 
     # ---- internals ----
     def _read(self) -> list[str]:
@@ -163,6 +167,7 @@ class Registry:
             self._config.index.debounce_ms,
             self._config.index.max_wait_ms,
             self._config.index.poll_interval_s,
+            lambda names: self._cookies.seen(path, names),
         )
         self._watchers[root.id] = watcher
         if path.is_dir():
@@ -180,6 +185,12 @@ class Registry:
         model_id, dim = self._model
         try:
             return RootIndex(path, self._config, model_id, dim)
+        except OSError as exc:  # a full disk, a read-only state folder: say which
+            where = root_dir(self._config.paths, root_id_for(path))
+            raise StateError(
+                f"cannot create the index of {path} in {where}: {exc.strerror or exc}; "
+                f"free some space or fix its permissions, then run: rcmd index {path}"
+            ) from exc
         except StateError as exc:
             broken = root_dir(self._config.paths, root_id_for(path))
             aside = broken.with_name(broken.name + ".broken")

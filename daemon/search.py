@@ -27,6 +27,8 @@ from ipc.kinds import CONTAINER_KINDS
 from ipc.requests import SearchRequest
 
 SNIPPET_LINES = 6
+#: Longest snippet line; longer ones are cut (and marked with …).
+SNIPPET_LINE_CHARS = 400
 #: How much deeper each side searches when filters may discard candidates.
 FILTER_DEPTH_FACTOR = 4
 #: Fewest candidates whose rows one state.db read fetches (a search of `limit` hits reads
@@ -48,6 +50,8 @@ class SearchHit:
     kind: str
     score: float
     snippet: str
+    #: The file changed on disk after this hit was indexed (its lines may have moved).
+    stale: bool = False
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
@@ -55,8 +59,13 @@ class SearchHit:
 
 def snippet(text: str, words: Sequence[str], lines: int = SNIPPET_LINES) -> str:
     """The `lines`-line window of `text` that holds the most query tokens (each line
-    scored by the distinct tokens it shares with the query); the top when none match."""
-    text_lines = text.splitlines()
+    scored by the distinct tokens it shares with the query); the top when none match.
+    Lines are cut at SNIPPET_LINE_CHARS (a one-line minified chunk must not come back
+    whole, nor be tokenized whole)."""
+    text_lines = [
+        line if len(line) <= SNIPPET_LINE_CHARS else line[:SNIPPET_LINE_CHARS] + " …"
+        for line in text.splitlines()
+    ]
     wanted = set(words)
     # Every token is a lowercase substring of its line, so a line holding none of the
     # words as a substring scores 0 without being tokenized (tokenizing was ~40% of a

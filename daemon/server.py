@@ -1,17 +1,26 @@
 """The Unix-socket server: newline-delimited JSON, many clients, handlers on threads.
 
 The event loop only frames lines and routes them; every handler runs on a worker thread,
-so one slow search, or one client that stalls mid-line, holds up nobody else. Methods that
-block for long by design (`wait`, marked `long` in `ipc.requests`) run on a pool of their
-own, so clients waiting for a root never take the workers other requests need. A line
-over MAX_LINE_BYTES is refused without being buffered whole.
+so one slow search, or one client that stalls mid-line, holds up nobody else. Calls run
+on three pools by cost: cheap ones (`hello`, `status`, `search`) on their own workers,
+heavy ones (`verify`, `read`, `similar`, opening a root) on a small pool that can only
+delay each other, and long ones (`wait`) on a pool of their own.
+
+Bounded by design: a line over MAX_LINE_BYTES is refused without being buffered whole;
+a connection idle for IDLE_TIMEOUT_S is closed; a reply the client does not read is
+dropped with its connection after WRITE_TIMEOUT_S; and the number of connections stays
+below the fd limit less a reserve, the longest-idle client giving way to a new one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import math
 import os
+import resource
 import socket
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,7 +28,7 @@ from typing import Any
 
 import structlog
 
-from ipc.errors import BadRequest, RcmdError, StateError, UnknownMethod
+from ipc.errors import BadRequest, Busy, RcmdError, StateError, UnknownMethod
 from ipc.protocol import (
     MAX_LINE_BYTES,
     decode_request,
@@ -35,11 +44,22 @@ Handler = Callable[[dict[str, Any]], Any]
 #: Pending connections the kernel queues before accept: a burst of clients (an editor
 #: opening many files, an agent fanning out) must not see EAGAIN on connect.
 BACKLOG = 1024
+#: Connections accepted per wake-up of the event loop, before admission runs.
+ACCEPT_BURST = 32
 #: sockaddr_un.sun_path is 108 bytes on Linux (104 on macOS), NUL included.
 SUN_PATH_MAX = 104
 #: Threads for long calls (`wait`): this many clients can wait at once; more queue behind
 #: them, never behind or in front of other requests.
 LONG_WORKERS = 64
+#: Threads for heavy calls (`verify`, `read`, `similar`, opening a root): these queue
+#: among themselves, never in front of `hello`, `status` or `search`.
+HEAVY_WORKERS = 2
+#: A connection with no request for this long is closed (clients reconnect on demand).
+IDLE_TIMEOUT_S = 300.0
+#: A reply the client does not read within this long is dropped with the connection.
+WRITE_TIMEOUT_S = 30.0
+#: File descriptors kept for the daemon's own work (at least; a quarter of the limit).
+FD_RESERVE = 256
 
 
 def bind_socket(path: Path) -> socket.socket:
@@ -81,24 +101,29 @@ async def _skip_line(reader: asyncio.StreamReader, consumed: int) -> None:
 class Server:
     def __init__(self, handlers: dict[str, Handler], workers: int = 8) -> None:
         self._handlers = handlers
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rcmd-req")
-        self._long_pool = ThreadPoolExecutor(
-            max_workers=LONG_WORKERS, thread_name_prefix="rcmd-wait"
-        )
-        self._long = frozenset(name for name, schema in REQUESTS.items() if schema.long)
+        self._pools = {
+            "cheap": ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rcmd-req"),
+            "heavy": ThreadPoolExecutor(max_workers=HEAVY_WORKERS, thread_name_prefix="rcmd-heavy"),
+            "long": ThreadPoolExecutor(max_workers=LONG_WORKERS, thread_name_prefix="rcmd-wait"),
+        }
         self._server: asyncio.AbstractServer | None = None
+        self._conns = Connections(max_connections())
         self.requests = 0
 
     async def serve(self, sock: socket.socket) -> None:
+        # asyncio accepts up to `backlog` connections per wake-up before any of them is
+        # admitted: keep that burst small (fds are the limit), then give the kernel's
+        # listen queue its full depth again so a burst of clients still connects.
         self._server = await asyncio.start_unix_server(
-            self._client, sock=sock, limit=MAX_LINE_BYTES, backlog=BACKLOG
+            self._client, sock=sock, limit=MAX_LINE_BYTES, backlog=ACCEPT_BURST
         )
+        sock.listen(BACKLOG)
 
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        self._long_pool.shutdown(wait=False, cancel_futures=True)
+        for pool in self._pools.values():
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def _call(self, method: str, params: dict[str, Any]) -> Any:
         handler = self._handlers.get(method)
@@ -106,13 +131,21 @@ class Server:
             raise UnknownMethod(f"unknown method {method!r}; known: {', '.join(self._handlers)}")
         return handler(params)
 
+    def _pool(self, method: str, params: dict[str, Any]) -> ThreadPoolExecutor:
+        schema = REQUESTS.get(method)
+        if schema is not None and schema.long:
+            return self._pools["long"]
+        if schema is not None and schema.is_heavy(params):
+            return self._pools["heavy"]
+        return self._pools["cheap"]
+
     async def _handle_line(self, line: bytes) -> bytes:
         req_id: Any = None
         try:
             req = decode_request(line)
             req_id = req.id
             loop = asyncio.get_running_loop()
-            pool = self._long_pool if req.method in self._long else self._pool
+            pool = self._pool(req.method, req.params)
             result = await loop.run_in_executor(pool, self._call, req.method, req.params)
             return encode_result(req_id, result)
         except RcmdError as exc:
@@ -122,27 +155,94 @@ class Server:
             return encode_error(req_id, RcmdError(f"internal error: {type(exc).__name__}: {exc}"))
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not self._conns.admit(writer):
+            log.warning("connection_refused", open=len(self._conns), limit=self._conns.limit)
+            writer.write(encode_error(None, Busy(self._conns.refusal())))
+            with contextlib.suppress(ConnectionError, TimeoutError):
+                await asyncio.wait_for(writer.drain(), 1.0)
+            writer.close()
+            return
         try:
-            while True:
-                try:
-                    line = await reader.readuntil(b"\n")
-                except asyncio.IncompleteReadError as exc:
-                    line = exc.partial  # the last request may lack its newline
-                except asyncio.LimitOverrunError as exc:
-                    writer.write(
-                        encode_error(None, BadRequest(f"request line over {MAX_LINE_BYTES} bytes"))
-                    )
-                    await writer.drain()
-                    await asyncio.wait_for(_skip_line(reader, exc.consumed), SKIP_TIMEOUT_S)
-                    continue
-                if not line:
-                    return
-                if not line.strip():
-                    continue
-                self.requests += 1
-                writer.write(await self._handle_line(line))
-                await writer.drain()
+            await self._serve_client(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError, TimeoutError):
             return
         finally:
+            self._conns.release(writer)
             writer.close()
+
+    async def _serve_client(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        """Answer one connection's requests in order until it closes or idles out."""
+        while True:
+            self._conns.idle(writer, True)
+            try:
+                line = await asyncio.wait_for(reader.readuntil(b"\n"), IDLE_TIMEOUT_S)
+            except asyncio.IncompleteReadError as exc:
+                line = exc.partial  # the last request may lack its newline
+            except asyncio.LimitOverrunError as exc:
+                self._conns.idle(writer, False)
+                error = BadRequest(f"request line over {MAX_LINE_BYTES} bytes")
+                await _send(writer, encode_error(None, error))
+                await asyncio.wait_for(_skip_line(reader, exc.consumed), SKIP_TIMEOUT_S)
+                continue
+            self._conns.idle(writer, False)
+            if not line:
+                return
+            if not line.strip():
+                continue
+            self.requests += 1
+            await _send(writer, await self._handle_line(line))
+
+
+async def _send(writer: asyncio.StreamWriter, data: bytes) -> None:
+    """Write a reply; a client that does not read it within WRITE_TIMEOUT_S is dropped
+    (TimeoutError), so unread replies never pile up in the daemon's memory."""
+    writer.write(data)
+    await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT_S)
+
+
+def max_connections() -> int:
+    """Connections served at once: the fd limit less a reserve for the daemon's own work
+    (indexes, state, log), so clients can never make a batch fail with EMFILE."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        soft = 1 << 20
+    return max(16, soft - max(FD_RESERVE, soft // 4))
+
+
+class Connections:
+    """The open connections and which of them wait idle for a request. At the limit, a
+    new client takes the place of the longest-idle one (an editor reconnects on demand);
+    only when every connection is mid-request is the new one refused."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._since: dict[asyncio.StreamWriter, float] = {}  # idle since (monotonic), or inf
+
+    def __len__(self) -> int:
+        return len(self._since)
+
+    def admit(self, writer: asyncio.StreamWriter) -> bool:
+        if len(self._since) >= self.limit:
+            idle = [(t, id(w), w) for w, t in self._since.items() if t != math.inf]
+            if not idle:
+                return False
+            _t, _id, oldest = min(idle)
+            self.release(oldest)
+            oldest.close()  # its pending read ends; its handler cleans up
+        self._since[writer] = math.inf
+        return True
+
+    def idle(self, writer: asyncio.StreamWriter, idle: bool) -> None:
+        if writer in self._since:
+            self._since[writer] = time.monotonic() if idle else math.inf
+
+    def release(self, writer: asyncio.StreamWriter) -> None:
+        self._since.pop(writer, None)
+
+    def refusal(self) -> str:
+        return (
+            f"the daemon serves {self.limit} connections at most and every one is busy; "
+            "retry in a moment, or see: rcmd status"
+        )

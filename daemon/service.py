@@ -6,6 +6,8 @@ a long search or verify never blocks another client.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
 import threading
 import time
@@ -22,9 +24,11 @@ from daemon.embedder import Embedder
 from daemon.indexer import Indexer
 from daemon.metrics import peak_rss_bytes, rss_bytes
 from daemon.pipeline import Collaborators
+from daemon.reader import read_lines
 from daemon.registry import Registry
 from daemon.root import RootIndex
 from daemon.search import SearchHit, search_roots
+from daemon.sync import Cookies
 from daemon.verify import verify_root
 from ipc import __version__
 from ipc.errors import BadRequest, Busy, NotFound, Timeout
@@ -51,6 +55,10 @@ Handler = Callable[[dict[str, Any]], Any]
 R = TypeVar("R", bound=MethodRequest)
 #: How long `verify` waits for a running batch before answering busy.
 VERIFY_WAIT_S = 10.0
+#: How long a stop waits for the running batch step before the process exits hard.
+STOP_TIMEOUT_S = 60.0
+#: Exit status of a daemon that had to exit hard (EX_SOFTWARE).
+EXIT_STUCK = 70
 #: Most lines one `read` returns.
 MAX_READ_LINES = 2000
 
@@ -59,6 +67,14 @@ def version() -> str:
     """The package version `hello` and `status` report. RCMD_TEST_VERSION (test-only, like
     RCMD_TEST_CRASH_AT) makes a daemon pose as another version, to test client upgrades."""
     return os.environ.get("RCMD_TEST_VERSION") or __version__
+
+
+def _run_steps(steps: list[tuple[str, Callable[[], None]]]) -> None:
+    for what, step in steps:
+        try:
+            step()
+        except Exception:
+            log.exception("shutdown_step_failed", step=what)
 
 
 def handler(schema: type[R], domain: Callable[[R], Any]) -> Handler:
@@ -79,7 +95,10 @@ class Service:
         self.indexer = Indexer(
             Collaborators(config, embedder, cache, should_stop=self.stop_requested.is_set)
         )
-        self.registry = Registry(config, embedder.model_id, embedder.dim, self.indexer)
+        self.cookies = Cookies()
+        self.registry = Registry(
+            config, embedder.model_id, embedder.dim, self.indexer, self.cookies
+        )
         self.handlers: dict[str, Handler] = {
             "hello": handler(HelloRequest, self.hello),
             "status": handler(StatusRequest, self.status),
@@ -102,15 +121,16 @@ class Service:
         self.registry.load()
 
     def shutdown(self) -> None:
-        """Stop watchers, let the indexer commit, close every store; one failure does not
-        keep the rest from closing."""
+        """Stop watchers, let the indexer finish its step and commit, close every store;
+        one failure does not keep the rest from closing. A batch that does not stop in
+        STOP_TIMEOUT_S ends the process at once: closing stores under it would corrupt
+        them, while its in-flight files are simply redone at the next start."""
         self.stop_requested.set()
-        steps = [*self.registry.closers(), ("embedding cache", self.cache.close)]
-        for what, step in steps:
-            try:
-                step()
-            except Exception:
-                log.exception("shutdown_step_failed", step=what)
+        _run_steps(self.registry.watcher_closers())
+        if not self.indexer.stop(STOP_TIMEOUT_S):
+            log.error("indexer_did_not_stop_exiting", timeout_s=STOP_TIMEOUT_S)
+            os._exit(EXIT_STUCK)
+        _run_steps([*self.registry.root_closers(), ("embedding cache", self.cache.close)])
         log.info("daemon_stopped")
 
     # ---- handlers ----
@@ -141,13 +161,45 @@ class Service:
     def search(self, req: SearchRequest) -> dict[str, Any]:
         roots = self.registry.select(req.root)
         t = time.perf_counter()
+        if req.fresh:
+            self._sync(roots, self.config.search.fresh_timeout_s)
         hits = search_roots(
             roots, req, embed_query=self.embedder.embed_query, tuning=self.config.search
         )
+        by_path = {str(r.path): r for r in roots}
+        hits = [
+            dataclasses.replace(
+                h, stale=by_path[h.root].ledger.is_stale(by_path[h.root].path, h.path)
+            )
+            for h in hits
+        ]
         return {
             "results": [h.to_json() for h in hits],
             "took_ms": round((time.perf_counter() - t) * 1000, 2),
         }
+
+    def _sync(self, roots: list[RootIndex], timeout: float) -> None:
+        """Bring `roots` up to date with every change made before now (see daemon/sync.py):
+        through the watcher's cookie when it watches, by a rescan when it polls or the
+        root is read-only."""
+        deadline = time.monotonic() + timeout
+        for root in roots:
+            synced = False
+            if root.progress.watcher == "watching":
+                with contextlib.suppress(OSError):
+                    synced = self.cookies.sync(root.path, max(deadline - time.monotonic(), 0))
+                    if not synced:
+                        raise Timeout(
+                            f"{root.path}: the watcher did not report a change within "
+                            f"{timeout:g}s; search again, or without --fresh"
+                        )
+            if not synced:
+                self.indexer.enqueue(root, None)
+            if not self.indexer.wait_files_done(root.id, max(deadline - time.monotonic(), 0)):
+                raise Timeout(
+                    f"{root.path} is still indexing after {timeout:g}s; "
+                    "search again, or without --fresh"
+                )
 
     def _confined(self, raw: str, raw_root: str | None) -> tuple[RootIndex, Path, str]:
         """(root, real file, path relative to the root) for a `path` param, which may be
@@ -167,20 +219,29 @@ class Service:
         return root, real, real.relative_to(root.path).as_posix()
 
     def read(self, req: ReadRequest) -> dict[str, Any]:
-        """The lines `req` names (at most MAX_READ_LINES), from a file inside a root."""
+        """The lines `req` names (at most MAX_READ_LINES and MAX_READ_BYTES) of a file that
+        is indexed: never `.env`, `.git/config`, `target/` or anything else in a root that
+        rcmd does not index."""
         root, real, rel = self._confined(req.path, req.root)
+        if rel not in root.ledger:
+            raise NotFound(
+                f"{rel} is not an indexed file of {root.path}; only indexed files are read"
+            )
         start = req.start_line
         end = min(req.end_line or start + MAX_READ_LINES - 1, start + MAX_READ_LINES - 1)
-        lines = real.read_bytes().decode("utf-8", "replace").splitlines()
-        if start > len(lines):
-            raise BadRequest(f"{rel} has {len(lines)} lines; start_line {start} is past its end")
-        end = min(end, len(lines))
+        try:
+            got = read_lines(real, start, end)
+        except OSError as exc:
+            raise NotFound(f"{rel}: {exc.strerror}") from None
+        if got.past_end is not None:
+            raise BadRequest(f"{rel} has {got.past_end} lines; start_line {start} is past its end")
         return {
             "root": str(root.path),
             "path": rel,
             "start_line": start,
-            "end_line": end,
-            "text": "\n".join(lines[start - 1 : end]),
+            "end_line": got.end_line,
+            "text": got.text,
+            "truncated": got.truncated,
         }
 
     def similar(self, req: SimilarRequest) -> dict[str, Any]:

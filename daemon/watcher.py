@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from daemon.ignore import ALWAYS_IGNORED_DIRS
+from daemon.sync import is_cookie
 
 if TYPE_CHECKING:
     from watchfiles._rust_notify import RustNotify
@@ -75,10 +76,12 @@ class RootWatcher:
         debounce_ms: int,
         max_wait_ms: int,
         poll_s: float,
+        on_cookies: Callable[[set[str]], None] = lambda _names: None,
     ) -> None:
         self.root = root
         self._on_paths = on_paths
         self._on_status = on_status
+        self._on_cookies = on_cookies
         self._step = max(1, debounce_ms)
         self._max_wait = max(self._step, max_wait_ms)
         self._poll_s = poll_s
@@ -151,11 +154,17 @@ class RootWatcher:
         return None
 
     def _deliver(self, rels: set[str]) -> None:
+        """Hand the paths to the indexer, then report cookies: a cookie is seen only once
+        every event before it is queued (see daemon/sync.py)."""
+        cookies = {r for r in rels if is_cookie(r)}
+        rels -= cookies
         if len(rels) >= BURST_PATHS:  # build output (target/) is not counted
             log.info("watch_burst_rescan", root=str(self.root), paths=len(rels))
             self._rescan()
         elif rels:
             self._on_paths(rels)
+        if cookies:
+            self._on_cookies(cookies)
 
 
 def watched_dirs(root: Path) -> list[str]:

@@ -84,6 +84,25 @@ def _progress_line(root: dict[str, Any]) -> str:
     )
 
 
+def _refuse_broad_or_nested(paths: RuntimePaths, target: Path) -> None:
+    """Ask for --yes before watching `/`, a top-level system folder or a home folder, or a
+    folder that holds or lies inside a root already indexed (its files twice)."""
+    home = Path.home().resolve()
+    if len(target.parts) <= 2 or target == home or target.parent == home.parent:
+        raise RcmdError(
+            f"{target} is a system or home folder: rcmd would watch and index every Rust "
+            f"file below it; if you mean it: rcmd index {target} --yes"
+        )
+    for root in request(paths, StatusRequest())["roots"]:
+        other = Path(root["path"])
+        if other != target and (other in target.parents or target in other.parents):
+            inside = "inside" if other in target.parents else "around"
+            raise RcmdError(
+                f"{target} is {inside} the indexed root {other}: its files would be indexed "
+                f"twice; if you mean it: rcmd index {target} --yes"
+            )
+
+
 @command(
     "index",
     "add a root (starts the daemon if needed)",
@@ -93,11 +112,21 @@ def _progress_line(root: dict[str, Any]) -> str:
     schema=IndexRequest,
 )
 @argument("--wait", action="store_true", help="show progress until indexed")
+@argument(
+    "--yes",
+    action="store_true",
+    help="index it even if it is /, a system or home folder, or overlaps a root",
+)
 def cmd_index(args: argparse.Namespace, paths: RuntimePaths) -> int:
+    if not args.path.strip():
+        print("rcmd: give the folder to index (an empty path is refused)", file=sys.stderr)
+        return 2
     req = request_from_args(IndexRequest, args)
     if not Path(req.path).is_dir():
         raise RcmdError(f"{req.path} is not a directory; give the root of a Rust project")
     ensure_daemon(paths)
+    if not args.yes:
+        _refuse_broad_or_nested(paths, Path(req.path))
     root = request(paths, req)
     if not args.wait:
         print(f"indexing {root['path']} in the background; follow it with: rcmd status")

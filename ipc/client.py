@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ipc import __version__
-from ipc.errors import DaemonNotRunning, RcmdError, Timeout, error_for_code
+from ipc.errors import AlreadyRunning, DaemonNotRunning, RcmdError, Timeout, error_for_code
 from ipc.paths import RuntimePaths
 from ipc.protocol import PROTOCOL_VERSION, Request, decode_reply
 from ipc.requests import MethodRequest, StatusRequest, WaitRequest
@@ -27,10 +28,39 @@ WAIT_STEP_S = 0.5
 WAIT_SLACK_S = 30.0
 
 
+def check_socket(path: Path) -> None:
+    """Refuse to talk to a socket another user could have put there: it and its folder
+    must be ours, the socket reachable by us alone, and the folder writable by us alone.
+    A query (and the code it returns) must never go to, or come from, someone else."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        raise DaemonNotRunning(NOT_RUNNING) from None
+    folder = os.lstat(path.parent)
+    uid = os.getuid()
+    problem = None
+    if not stat.S_ISSOCK(st.st_mode):
+        problem = "is not a socket"
+    elif st.st_uid != uid:
+        problem = f"belongs to uid {st.st_uid}, not to you (uid {uid})"
+    elif st.st_mode & 0o077:
+        problem = f"is open to other users (mode {stat.S_IMODE(st.st_mode):o})"
+    elif not stat.S_ISDIR(folder.st_mode) or folder.st_uid != uid:
+        problem = f"is in {path.parent}, which is not a folder of yours"
+    elif folder.st_mode & 0o022:
+        problem = f"is in {path.parent}, which others can write to"
+    if problem is not None:
+        raise RcmdError(
+            f"refusing the socket {path}: it {problem}; "
+            "remove it (and stop whatever made it), then start rcmd again"
+        )
+
+
 class Client:
     """One connection; requests are answered in order."""
 
     def __init__(self, socket_path: Path, timeout: float = 60.0) -> None:
+        check_socket(socket_path)
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._timeout = timeout
         self._sock.settimeout(timeout)
@@ -145,7 +175,9 @@ def spawn_daemon(paths: RuntimePaths, timeout: float = 120.0) -> None:
         if is_running(paths):
             return
         code = proc.poll()
-        if code is not None and not is_running(paths):
+        if code == AlreadyRunning.exit_status:
+            pass  # another client's daemon won the lock: wait for it to answer
+        elif code is not None and not is_running(paths):
             raise RcmdError(
                 f"the daemon exited with code {code} while starting; "
                 f"see {paths.log_dir / 'daemon.stderr'} and {paths.log_file}"

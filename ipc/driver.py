@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +29,14 @@ class DaemonDriver:
     """A `python -m daemon` process in `home`; `env` entries override the environment
     (and may be changed between a `stop` and the next `start`)."""
 
-    def __init__(self, home: Path, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, home: Path, env: Mapping[str, str] | None = None, prefix: Sequence[str] = ()
+    ) -> None:
         self.home = home
         self.env: dict[str, str] = {**os.environ, "RCMD_HOME": str(home), **(env or {})}
         self.paths: RuntimePaths = runtime_paths(self.env)
+        #: A command the daemon runs under (`unshare -U -r --`, `prlimit --nofile=...`).
+        self.prefix = list(prefix)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -46,7 +50,7 @@ class DaemonDriver:
         t = time.perf_counter()
         with open(self.log, "ab") as out:  # the child keeps its own descriptor
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "daemon"],
+                [*self.prefix, sys.executable, "-m", "daemon"],
                 env=self.env,
                 stdout=out,
                 stderr=out,

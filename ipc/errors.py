@@ -65,6 +65,9 @@ class AlreadyRunning(RcmdError):
     """Another daemon holds the single-instance lock."""
 
     code = "already_running"
+    #: The daemon's exit status when it finds another one running (EX_TEMPFAIL): a client
+    #: that spawned it waits for the other one instead of reporting a failure.
+    exit_status = 75
 
 
 _BY_CODE: dict[str, type[RcmdError]] = {

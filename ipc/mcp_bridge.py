@@ -76,14 +76,24 @@ def _search_tools(server: MCPServer, forward: Forward) -> None:
         path: str | None = None,
         kind: str | None = None,
         symbol: str | None = None,
+        fresh: bool = False,
     ) -> dict[str, Any]:
         """Search indexed Rust code. mode: hybrid (default), bm25 or vector. path: a glob on
         the root-relative path (e.g. "src/net/*"); kind: fn, method, struct, enum, trait,
         impl, macro, ... ; root: narrow to the root holding this absolute path; symbol: an
-        exact symbol lookup (e.g. "Vec::push"), query may then be empty."""
+        exact symbol lookup (e.g. "Vec::push"), query may then be empty. fresh: true after
+        you edited files, to search only once your edits are indexed. A hit with
+        `stale: true` changed on disk since it was indexed."""
         return await forward(
             SearchRequest(
-                query=query, root=root, limit=limit, mode=mode, path=path, kind=kind, symbol=symbol
+                query=query,
+                root=root,
+                limit=limit,
+                mode=mode,
+                path=path,
+                kind=kind,
+                symbol=symbol,
+                fresh=fresh,
             )
         )
 

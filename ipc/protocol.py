@@ -7,6 +7,7 @@ editor authors. Kept free of heavy imports so clients load it in milliseconds.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +34,9 @@ class Request:
 
 
 def _dump(obj: dict[str, Any]) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+    return (
+        json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode() + b"\n"
+    )
 
 
 def encode_result(req_id: Any, result: Any) -> bytes:
@@ -44,10 +47,27 @@ def encode_error(req_id: Any, error: RcmdError) -> bytes:
     return _dump({"id": req_id, "error": {"code": error.code, "message": str(error)}})
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400: JSON has no infinity to echo back
+        raise ValueError(f"number {text} is out of range")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _loads(line: bytes) -> Any:
+    """Strict JSON: NaN, Infinity and numbers that overflow to them are refused, so no
+    reply can echo a value that is not valid JSON."""
+    return json.loads(line, parse_float=_finite, parse_constant=_no_constant)
+
+
 def decode_request(line: bytes) -> Request:
     """Parse one request line; raises BadRequest with a message a client author can act on."""
     try:
-        obj = json.loads(line)
+        obj = _loads(line)
     except (ValueError, RecursionError) as exc:
         raise BadRequest(f"invalid JSON: {exc}") from None
     if not isinstance(obj, dict):
@@ -66,7 +86,7 @@ def decode_request(line: bytes) -> Request:
 def request_id_of(line: bytes) -> Any:
     """Best-effort id of a malformed request, so its error reply can still be matched."""
     try:
-        obj = json.loads(line)
+        obj = _loads(line)
     except (ValueError, RecursionError):
         return None
     if isinstance(obj, dict):

@@ -30,6 +30,13 @@ MAX_LINE = 1 << 31
 MAX_WAIT_S = 3600.0
 
 
+#: Longest string any field takes (a path: Linux's PATH_MAX is 4096 bytes).
+MAX_STRING_CHARS = 4096
+#: Longest query or symbol: past a few hundred characters a query finds nothing more,
+#: and a 540 KB one cost ~20 s of CPU.
+MAX_QUERY_CHARS = 1000
+
+
 def spec(
     help: str,
     *,
@@ -39,12 +46,14 @@ def spec(
     bounds: tuple[float, float] | None = None,
     metavar: str | None = None,
     resolve: bool = False,
+    max_chars: int = MAX_STRING_CHARS,
 ) -> dict[str, Any]:
     """Metadata of one request field.
 
     `cli`: the `rcmd` flag (`--kind`) or positional name (`query`) this field is exposed
     as; `cli_help` overrides `help` there. `choices`: allowed values. `bounds`: inclusive
     range of a number. `resolve`: the CLI makes the value an absolute path first.
+    `max_chars`: the longest string accepted (every string is also refused with a NUL).
     """
     return {
         "help": help,
@@ -54,6 +63,7 @@ def spec(
         "bounds": bounds,
         "metavar": metavar,
         "resolve": resolve,
+        "max_chars": max_chars,
     }
 
 
@@ -65,6 +75,14 @@ class MethodRequest:
     method: ClassVar[str]
     #: The call may block for long (`wait`): the server runs it on a thread of its own.
     long: ClassVar[bool] = False
+    #: The call may take seconds of work (`verify`, `read`, `similar`, opening a root):
+    #: the server runs it on a small pool of its own, so cheap calls never queue behind it.
+    heavy: ClassVar[bool] = False
+
+    @classmethod
+    def is_heavy(cls, params: Mapping[str, Any]) -> bool:
+        """Whether this call, with these params, is heavy (see `heavy`)."""
+        return cls.heavy
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> Self:
@@ -89,12 +107,15 @@ R = TypeVar("R", bound=MethodRequest)
 REQUESTS: dict[str, type[MethodRequest]] = {}
 
 
-def protocol_method(name: str, *, long: bool = False) -> Callable[[type[R]], type[R]]:
+def protocol_method(
+    name: str, *, long: bool = False, heavy: bool = False
+) -> Callable[[type[R]], type[R]]:
     """Register a schema as the request of method `name`."""
 
     def register(cls: type[R]) -> type[R]:
         cls.method = name
         cls.long = long
+        cls.heavy = heavy
         REQUESTS[name] = cls
         return cls
 
@@ -141,10 +162,19 @@ def _read(f: Field[Any], hint: Any, params: Mapping[str, Any]) -> Any:
         want = f"a number from {lo:g} to {hi:g}"
     if not ok:
         raise BadRequest(f"'{f.name}' must be {want}")
+    if kind is str:
+        _check_text(f.name, value, meta.get("max_chars", MAX_STRING_CHARS))
     choices = meta.get("choices")
     if choices is not None and value not in choices:
         raise BadRequest(f"'{f.name}' must be one of {', '.join(choices)}")
     return float(value) if kind is float else value
+
+
+def _check_text(name: str, value: str, max_chars: int) -> None:
+    if len(value) > max_chars:
+        raise BadRequest(f"'{name}' is {len(value)} characters long; at most {max_chars}")
+    if "\0" in value:
+        raise BadRequest(f"'{name}' must not contain a NUL character")
 
 
 # ---- the methods ----
@@ -169,13 +199,21 @@ class StatusRequest(MethodRequest):
         default=False, metadata=spec("check disk, state and both indexes agree", cli="--verify")
     )
 
+    @classmethod
+    def is_heavy(cls, params: Mapping[str, Any]) -> bool:
+        return params.get("verify") is True  # a plain status is cheap; a verify is not
+
 
 @protocol_method("search")
 @dataclass(frozen=True, slots=True)
 class SearchRequest(MethodRequest):
     query: str = field(
         default="",
-        metadata=spec("words, an identifier or a path like HashMap::insert", cli="query"),
+        metadata=spec(
+            "words, an identifier or a path like HashMap::insert",
+            cli="query",
+            max_chars=MAX_QUERY_CHARS,
+        ),
     )
     root: str | None = field(
         default=None,
@@ -202,6 +240,15 @@ class SearchRequest(MethodRequest):
             "e.g. 'HashMap::with_capacity'; the query is then optional",
             cli="--symbol",
             metavar="NAME",
+            max_chars=MAX_QUERY_CHARS,
+        ),
+    )
+    fresh: bool = field(
+        default=False,
+        metadata=spec(
+            "first wait until every change made before this search is indexed "
+            "(fails after a deadline rather than answer from an older index)",
+            cli="--fresh",
         ),
     )
 
@@ -217,7 +264,7 @@ class SearchRequest(MethodRequest):
         return self.symbol.strip() if self.symbol is not None else None
 
 
-@protocol_method("index")
+@protocol_method("index", heavy=True)
 @dataclass(frozen=True, slots=True)
 class IndexRequest(MethodRequest):
     path: str = field(metadata=spec("root of a Rust project", cli="path", resolve=True))
@@ -240,19 +287,19 @@ class ReindexRequest(MethodRequest):
     )
 
 
-@protocol_method("remove")
+@protocol_method("remove", heavy=True)
 @dataclass(frozen=True, slots=True)
 class RemoveRequest(MethodRequest):
     path: str = field(metadata=spec("the root to forget", cli="path", resolve=True))
 
 
-@protocol_method("verify")
+@protocol_method("verify", heavy=True)
 @dataclass(frozen=True, slots=True)
 class VerifyRequest(MethodRequest):
     root: str | None = field(default=None, metadata=spec("the root to check (default: all)"))
 
 
-@protocol_method("read")
+@protocol_method("read", heavy=True)
 @dataclass(frozen=True, slots=True)
 class ReadRequest(MethodRequest):
     path: str = field(metadata=spec("a file: absolute, or relative to root"))
@@ -267,7 +314,7 @@ class ReadRequest(MethodRequest):
             raise BadRequest(f"'end_line' must be an integer from {self.start_line} to {MAX_LINE}")
 
 
-@protocol_method("similar")
+@protocol_method("similar", heavy=True)
 @dataclass(frozen=True, slots=True)
 class SimilarRequest(ReadRequest):
     limit: int = field(default=10, metadata=spec("results", bounds=(1, MAX_LIMIT)))

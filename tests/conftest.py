@@ -7,7 +7,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,24 @@ def run_daemon_once(env: dict[str, str], timeout: float = 60) -> Any:
         timeout=timeout,
         cwd=REPO,
     )
+
+
+#: Run a command in a user namespace of its own, mapped to the same uid.
+OWN_USERNS = ["unshare", "--user", "--map-current-user", "--"]
+
+
+def _userns_available() -> bool:
+    try:
+        return subprocess.run([*OWN_USERNS, "true"], capture_output=True).returncode == 0
+    except FileNotFoundError:
+        return False
+
+
+#: Tests that change kernel limits or mount file systems do it in a namespace of their
+#: own, never on the host; where user namespaces are off they skip, saying why.
+needs_userns = pytest.mark.skipif(
+    not _userns_available(), reason="needs user namespaces (unshare --user --map-current-user)"
+)
 
 
 def wait_until(pred: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05) -> Any:
@@ -114,8 +132,8 @@ def seed_cache(home: Path, warm: Path) -> None:
 class Daemon(DaemonDriver):
     """A real `rcmd daemon` process in its own RCMD_HOME (ipc.driver), plus the real CLI."""
 
-    def __init__(self, home: Path, **env: str) -> None:
-        super().__init__(home, env)
+    def __init__(self, home: Path, prefix: Sequence[str] = (), **env: str) -> None:
+        super().__init__(home, env, prefix)
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         proc: subprocess.CompletedProcess[str] = run_rcmd(*args, env=self.env)

@@ -11,6 +11,7 @@ import os
 import random
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -47,6 +48,7 @@ def test_sigkill_during_indexing_loses_nothing(tmp_path: Path, warm_cache: Path)
     env = {"RCMD_INDEX_COMMIT_INTERVAL_S": "0.05", "RCMD_INDEX_CHUNKS_PER_STEP": "6"}
     d = Daemon(home, **env)
     files = 24
+    mid_batch = 0
     try:
         for trial in range(TRIALS):
             # New content each trial, so there is real work (embedding) to interrupt.
@@ -62,14 +64,18 @@ def test_sigkill_during_indexing_loses_nothing(tmp_path: Path, warm_cache: Path)
             when = f"{pending} vectors pending" if in_vectors else f"{target} files"
             print(f"trial {trial}: seed {SEED}, lexical-first {lexical_first}, kill at {when}")
 
-            def progressed(t: int = target, v: int = pending, vec: bool = in_vectors) -> bool:
+            def progressed(
+                t: int = target, v: int = pending, vec: bool = in_vectors
+            ) -> dict[str, Any] | None:
                 r = d.root_status(tree)
                 if vec:
-                    return bool(r["idle"] or 0 < r["vectors_pending"] <= v)
-                return bool(r["idle"] or r["progress"]["files_done"] >= t)
+                    return r if (r["idle"] or 0 < r["vectors_pending"] <= v) else None
+                return r if (r["idle"] or r["progress"]["files_done"] >= t) else None
 
-            wait_until(progressed, timeout=300, interval=0.01)
+            seen = wait_until(progressed, timeout=300, interval=0.01)
             d.kill()
+            # The kill follows a status that saw the batch (or its embedding) still running.
+            mid_batch += not seen["idle"]
             d.start()
             got = indexed(d, tree)
             verify = d.verify()
@@ -77,6 +83,8 @@ def test_sigkill_during_indexing_loses_nothing(tmp_path: Path, warm_cache: Path)
             assert got[0] == files
             d.stop()
 
+        print(f"{mid_batch} of {TRIALS} kills landed mid-batch")
+        assert mid_batch >= (TRIALS + 1) // 2, "most kills must interrupt a running batch"
         # The end state equals a fresh index of the same tree.
         fresh_home = tmp_path / "fresh"
         shutil.copytree(home / "cache", fresh_home / "cache")

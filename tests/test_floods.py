@@ -1,43 +1,46 @@
 """Watcher floods: a branch switch that rewrites 2,000 files while inotify's queue
 overflows, and the inotify watch limit. Each ends with the index equal to the tree.
 
-Both shrink a kernel limit (`fs.inotify.*`) for the moment the daemon's watch starts, so
-they need root; they are skipped elsewhere. The limit is restored before the test goes on.
+Neither touches the host's settings: the overflow comes from the daemon being paused
+(SIGSTOP) while the branch switch makes more events than inotify queues by default, and
+the watch limit is set inside a user namespace of the daemon's own
+(`/proc/sys/user/max_inotify_watches` is per namespace; the host's stays as it was).
 """
 
 from __future__ import annotations
 
 import os
 import random
-from collections.abc import Iterator
-from contextlib import contextmanager
+import signal
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import Daemon, seed_cache, wait_until
+from tests.conftest import OWN_USERNS, Daemon, needs_userns, seed_cache, wait_until
 
 pytestmark = pytest.mark.slow
 
-INOTIFY = Path("/proc/sys/fs/inotify")
 FILES = 2000
 
 
-def _writable(name: str) -> bool:
-    return os.access(INOTIFY / name, os.W_OK)
-
-
-@contextmanager
-def kernel_limit(name: str, value: int) -> Iterator[None]:
-    """Set `fs.inotify.<name>` for the duration of the block."""
-    knob = INOTIFY / name
-    old = knob.read_text().strip()
-    knob.write_text(str(value))
-    try:
-        yield
-    finally:
-        knob.write_text(old)
+def set_watch_limit(pid: int, value: int) -> None:
+    """Set the inotify watch limit of `pid`'s user namespace (never the host's)."""
+    knob = "/proc/sys/user/max_inotify_watches"
+    subprocess.run(
+        [
+            "nsenter",
+            "--user",
+            "--target",
+            str(pid),
+            "--preserve-credentials",
+            "sh",
+            "-c",
+            f"echo {value} > {knob}",
+        ],
+        check=True,
+    )
 
 
 def flood_file(i: int, version: int) -> str:
@@ -69,7 +72,6 @@ def matches_disk(d: Daemon, files: int) -> dict[str, Any] | None:
     return report if done else None
 
 
-@pytest.mark.skipif(not _writable("max_queued_events"), reason="needs root to shrink inotify")
 @pytest.mark.timeout(900)
 def test_branch_switch_with_an_overflowing_event_queue(tmp_path: Path) -> None:
     rng = random.Random(2000)
@@ -83,21 +85,29 @@ def test_branch_switch_with_an_overflowing_event_queue(tmp_path: Path) -> None:
     d = Daemon(home)
     d.start()
     try:
-        # A 64-event queue: the rewrite below overflows it and events are lost.
-        with kernel_limit("max_queued_events", 64):
-            d.cli("index", str(tree), "--wait")
-            wait_until(lambda: watching(d, tree))
+        d.cli("index", str(tree), "--wait")
+        wait_until(lambda: watching(d, tree))
         before = d.root_status(tree)["counters"]["watch_rescans"]
 
-        # The branch switch: every file rewritten, 10% with new content, 50 deleted, 50 new.
+        # The branch switch: every file rewritten three times, the last with new content
+        # for 10%, 50 deleted, 50 new. Paused, the daemon reads no event meanwhile: the
+        # ~30,000 events overflow inotify's default queue (16,384) and some are lost.
         files = sorted((tree / "src").rglob("*.rs"))
         changed = set(rng.sample(range(FILES), FILES // 10))
-        for i, path in enumerate(files):
-            n = int(path.stem[1:])
-            replace(path, flood_file(n, 1 if n in changed else 0))
-            if i < 50:
+        assert d.proc is not None
+        os.kill(d.proc.pid, signal.SIGSTOP)
+        try:
+            for rewrite in range(3):
+                for path in files:
+                    n = int(path.stem[1:])
+                    replace(path, flood_file(n, 1 if n in changed and rewrite == 2 else 0))
+            for path in files[:50]:
                 path.unlink()
-                (path.parent / f"new{n}.rs").write_text(flood_file(n, 2))
+                (path.parent / f"new{int(path.stem[1:])}.rs").write_text(
+                    flood_file(int(path.stem[1:]), 2)
+                )
+        finally:
+            os.kill(d.proc.pid, signal.SIGCONT)
 
         report = wait_until(lambda: matches_disk(d, FILES), timeout=180, interval=0.5)
         assert d.root_status(tree)["counters"]["watch_rescans"] > before
@@ -121,22 +131,26 @@ def test_branch_switch_with_an_overflowing_event_queue(tmp_path: Path) -> None:
         d.kill()
 
 
-@pytest.mark.skipif(not _writable("max_user_watches"), reason="needs root to shrink inotify")
+@needs_userns
 def test_watch_limit_falls_back_to_polling(tmp_path: Path, crate: Path, warm_cache: Path) -> None:
     home = tmp_path / "home"
     seed_cache(home, warm_cache)
-    d = Daemon(home, RCMD_INDEX_POLL_INTERVAL_S="0.5")
+    d = Daemon(home, prefix=OWN_USERNS, RCMD_INDEX_POLL_INTERVAL_S="0.5")
     d.start()
+    assert d.proc is not None
     src = crate / "src"
+    host_limit = Path("/proc/sys/user/max_inotify_watches").read_text()
     try:
-        with kernel_limit("max_user_watches", 1):
-            d.cli("index", str(crate), "--wait")
-            wait_until(lambda: d.root_status(crate)["watcher"].startswith("polling"))
-            assert "watch limit" in d.root_status(crate)["watcher"]
-            # Polling still follows edits.
-            (src / "polled.rs").write_text("pub fn found_by_polling() {}\n")
-            wait_until(lambda: top_symbol(d, "found_by_polling") == "polled::found_by_polling")
+        set_watch_limit(d.proc.pid, 1)
+        d.cli("index", str(crate), "--wait")
+        wait_until(lambda: d.root_status(crate)["watcher"].startswith("polling"))
+        assert "watch limit" in d.root_status(crate)["watcher"]
+        # Polling still follows edits.
+        (src / "polled.rs").write_text("pub fn found_by_polling() {}\n")
+        wait_until(lambda: top_symbol(d, "found_by_polling") == "polled::found_by_polling")
+        assert Path("/proc/sys/user/max_inotify_watches").read_text() == host_limit
         # With room again the watch is retried and taken up.
+        set_watch_limit(d.proc.pid, 100_000)
         wait_until(lambda: watching(d, crate))
         (src / "watched.rs").write_text("pub fn found_by_the_watch() {}\n")
         wait_until(lambda: top_symbol(d, "found_by_the_watch") == "watched::found_by_the_watch")

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import Daemon, run_daemon_once
+from tests.conftest import Daemon, needs_userns, run_daemon_once
 
 pytestmark = pytest.mark.slow
 
@@ -133,43 +133,79 @@ def test_unsafe_runtime_dir_is_refused(tmp_path: Path) -> None:
     assert not (home / "run" / "rcmd.sock").exists()
 
 
+def _in_daemon_ns(pid: int, script: str) -> None:
+    """Run `script` in the daemon's user and mount namespaces (never the host's)."""
+    subprocess.run(
+        [
+            "nsenter",
+            "--user",
+            "--mount",
+            "--target",
+            str(pid),
+            "--preserve-credentials",
+            "sh",
+            "-c",
+            script,
+        ],
+        check=True,
+    )
+
+
+def _private_tmpfs(over: Path) -> list[str]:
+    """A daemon prefix: its own user and mount namespaces with a 16 MB tmpfs over `over`."""
+    return [
+        "unshare",
+        "--user",
+        "--map-current-user",
+        "--mount",
+        "--",
+        "sh",
+        "-c",
+        'mount -t tmpfs -o size=16m tmpfs "$0" && exec "$@"',
+        str(over),
+    ]
+
+
+@needs_userns
 @pytest.mark.parametrize("fault", ["full", "read_only"])
 def test_full_or_read_only_state_dir_is_reported_and_recovered(
     tmp_path: Path, crate: Path, warm_cache: Path, fault: str
 ) -> None:
-    """The state dir on a 16 MB tmpfs: fill it (or remount it read-only), edit a file, see
-    the failure in status while search keeps answering, undo the fault, and the edit
-    lands by itself."""
+    """The state dir on a 16 MB tmpfs of the daemon's own mount namespace: fill it (or
+    remount it read-only), edit a file, see the failure in status while search keeps
+    answering, undo the fault, and the edit lands by itself. Nothing is mounted on the
+    host."""
     from tests.conftest import seed_cache, wait_until
 
     home = tmp_path / "small"
-    home.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(home)])
-    assert mounted.returncode == 0, "mounting a tmpfs needs root, as CI has"
-    d = Daemon(home, RCMD_INDEX_RETRY_AFTER_S="0.5")
-    filler = home / "filler"
+    state = home / "state"
+    state.mkdir(parents=True)
+    seed_cache(home, warm_cache)
+    d = Daemon(home, prefix=_private_tmpfs(state), RCMD_INDEX_RETRY_AFTER_S="0.5")
     try:
-        seed_cache(home, warm_cache)
         d.start()
+        assert d.proc is not None
+        pid = d.proc.pid
         d.cli("index", str(crate), "--wait")
+        assert not any(state.iterdir())  # the host sees none of it
         if fault == "full":
-            with open(filler, "wb") as f, pytest.raises(OSError):
-                while True:
-                    f.write(b"\0" * (1 << 20))
-                    f.flush()
+            _in_daemon_ns(pid, f'head -c 32M /dev/zero > "{state}/filler" || true')
         else:  # a read-only bind mount over the state folder: new files cannot be made
-            state = str(home / "state")
-            subprocess.run(["mount", "--bind", state, state], check=True)
-            subprocess.run(["mount", "-o", "remount,bind,ro", state], check=True)
+            _in_daemon_ns(
+                pid, f'mount --bind "{state}" "{state}" && mount -o remount,bind,ro "{state}"'
+            )
         store = crate / "src" / "store.rs"
         store.write_text(store.read_text() + "\npub fn state_fault_marker() {}\n")
         error = wait_until(lambda: d.root_status(crate)["last_error"], timeout=60)
         print(f"{fault}: {error}")
+        status = d.root_status(crate)
+        assert status["activity"] == "failed" and status["progress"]["eta_s"] is None
         assert d.search("fetch_with_retry", "--mode", "bm25")  # still answering
         if fault == "full":
-            filler.unlink()
+            _in_daemon_ns(pid, f'rm "{state}/filler"')
         else:
-            subprocess.run(["umount", str(home / "state")], check=True)
+            # Lazy: the daemon keeps index files open under the bind mount.
+            _in_daemon_ns(pid, f'umount -l "{state}"')
         wait_until(
             lambda: (
                 (h := d.search("state_fault_marker", "--mode", "bm25"))
@@ -181,8 +217,5 @@ def test_full_or_read_only_state_dir_is_reported_and_recovered(
         d.wait_idle(crate)
         assert d.verify()["ok"], d.verify()
     finally:
-        if fault == "read_only":
-            subprocess.run(["umount", str(home / "state")], capture_output=True)
         d.stop()
         d.kill()
-        subprocess.run(["umount", "-l", str(home)])

@@ -40,6 +40,7 @@ def test_socket_activation_and_sd_notify(tmp_path: Path, warm_cache: Path) -> No
     sock_path = tmp_path / "activated.sock"
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(str(sock_path))
+    os.chmod(sock_path, 0o600)  # as the unit's SocketMode=0600 makes systemd do
     listener.listen(16)
     notify_path = tmp_path / "notify.sock"
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

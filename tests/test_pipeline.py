@@ -417,35 +417,33 @@ def test_identifier_queries_skip_the_query_embedding(setup: Any) -> None:
 
 
 def test_files_deleted_and_renamed_while_a_batch_reads_them(setup: Any) -> None:
-    """A second thread deletes and renames files while a batch runs over them: the batch
-    finishes, and the next one leaves the index equal to the tree."""
-    import threading
+    """Files deleted and renamed after the batch planned them and before it reads them:
+    in lockstep with the batch (its per-file stop check), each file read lets the vandal
+    delete or rename one churn file the batch has not reached yet. The batch finishes,
+    and the next one leaves the index equal to the tree."""
+    import dataclasses
 
     crate, collab, open_root = setup
     churn = crate / "src" / "churn"
     churn.mkdir()
     for i in range(150):
         (churn / f"f{i}.rs").write_text(f"pub fn churn_{i}() -> u32 {{ {i} }}\n")
+    ahead = sorted(churn.iterdir(), reverse=True)  # the batch reads them in name order
+    vandalized: list[str] = []
+
+    def vandal_step() -> bool:
+        if len(vandalized) < 75:
+            f = ahead[len(vandalized)]
+            if len(vandalized) % 2:
+                f.unlink()
+            else:
+                f.rename(churn / f"moved_{f.name}")
+            vandalized.append(f.name)
+        return False  # never asks the batch to stop
+
     root = open_root()
-    done = threading.Event()
-
-    def vandal() -> None:
-        i = 0
-        while not done.is_set() and i < 150:
-            f = churn / f"f{i}.rs"
-            if i % 2:
-                f.unlink(missing_ok=True)
-            elif f.exists():
-                f.rename(churn / f"moved{i}.rs")
-            i += 1
-
-    t = threading.Thread(target=vandal)
-    t.start()
-    try:
-        run_batch(root, None, collab)  # must not raise
-    finally:
-        done.set()
-        t.join()
+    first = run_batch(root, None, dataclasses.replace(collab, should_stop=vandal_step))
+    assert len(vandalized) == 75 and first.read < 150 + 7  # it met files already gone
     run_batch(root, None, collab)
     report = verify_root(root)
     assert report["ok"], report["problems"]

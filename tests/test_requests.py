@@ -94,12 +94,13 @@ def test_schemas_without_required_fields_parse_empty_params() -> None:
 
 @settings(max_examples=200, deadline=None)
 @given(
-    query=st.text(max_size=20).filter(str.strip),
+    query=st.text(st.characters(blacklist_characters="\0"), max_size=20).filter(str.strip),
     limit=st.integers(1, 1000),
     mode=st.sampled_from(MODES),
     kind=st.none() | st.sampled_from(KINDS),
-    path=st.none() | st.text(max_size=10),
-    symbol=st.none() | st.text(max_size=10).filter(str.strip),
+    path=st.none() | st.text(st.characters(blacklist_characters="\0"), max_size=10),
+    symbol=st.none()
+    | st.text(st.characters(blacklist_characters="\0"), max_size=10).filter(str.strip),
 )
 def test_search_round_trip(
     query: str, limit: int, mode: str, kind: str | None, path: str | None, symbol: str | None

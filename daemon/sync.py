@@ -1,0 +1,53 @@
+"""Fresh answers on request, as watchman's cookies do it: to be sure every change made
+before a request is seen, write a cookie file into the root and wait until the watcher
+reports it. inotify delivers events in order through one queue, so by then every
+earlier event has been handed to the indexer; the caller then waits for that file work.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+from pathlib import Path
+
+#: Cookie files start with this; the watcher reports them here and never indexes them.
+COOKIE_PREFIX = ".rcmd-cookie-"
+
+
+def is_cookie(rel: str) -> bool:
+    return rel.rsplit("/", 1)[-1].startswith(COOKIE_PREFIX)
+
+
+class Cookies:
+    """Cookies written and not seen yet, per root; `seen` is the watcher's side."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiting: dict[tuple[Path, str], threading.Event] = {}
+        self._serial = itertools.count()
+
+    def seen(self, root: Path, names: set[str]) -> None:
+        """The watcher saw these cookie paths (root-relative) under `root`."""
+        with self._lock:
+            for name in names:
+                event = self._waiting.get((root, name))
+                if event is not None:
+                    event.set()
+
+    def sync(self, root: Path, timeout: float) -> bool:
+        """Write a cookie into `root` and wait until the watcher reports it: True then,
+        False at the deadline. OSError when the root cannot be written (read-only)."""
+        name = f"{COOKIE_PREFIX}{os.getpid()}-{next(self._serial)}"
+        event = threading.Event()
+        with self._lock:
+            self._waiting[(root, name)] = event
+        path = root / name
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            os.close(fd)
+            return event.wait(timeout)
+        finally:
+            with self._lock:
+                del self._waiting[(root, name)]
+            path.unlink(missing_ok=True)

@@ -1,0 +1,55 @@
+"""Fresh answers on request (issue 17.10): a client that edits and then searches with
+`--fresh` sees its edit, never the old text; hits from files changed since they were
+indexed say `stale`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Daemon, seed_cache
+
+pytestmark = pytest.mark.slow
+
+
+def test_fresh_search_sees_the_edit_just_made(daemon: Daemon, crate: Path) -> None:
+    daemon.cli("index", str(crate), "--wait")
+    src = crate / "src"
+    for i in range(5):  # edit, then search at once: no wait, no poll
+        old = src / f"renamed_{i - 1}.rs" if i else src / "store.rs"
+        new = src / f"renamed_{i}.rs"
+        os.replace(old, new)
+        new.write_text(new.read_text() + f"\npub fn fresh_marker_{i}() {{}}\n")
+        hits = daemon.search(f"fresh_marker_{i}", "--mode", "bm25", "--fresh")
+        assert hits and hits[0]["path"] == f"src/renamed_{i}.rs", hits[:2]
+        paths = {h["path"] for h in daemon.search("store", "--mode", "bm25", "--fresh")}
+        assert str(old.relative_to(crate)) not in paths  # the old path is gone at once
+    assert not list(crate.rglob(".rcmd-cookie-*"))  # cookies are cleaned up
+
+
+def test_stale_hits_and_a_fresh_search_that_cannot_be_met(
+    tmp_path: Path, crate: Path, warm_cache: Path
+) -> None:
+    """A watcher that holds its events for ten minutes: an edit is not indexed, so its
+    file's hits say `stale`, and `--fresh` fails with a clear error at its deadline
+    instead of answering from the old index."""
+    home = tmp_path / "home"
+    seed_cache(home, warm_cache)
+    held = {"RCMD_INDEX_DEBOUNCE_MS": "600000", "RCMD_INDEX_MAX_WAIT_MS": "600000"}
+    d = Daemon(home, RCMD_SEARCH_FRESH_TIMEOUT_S="2", **held)
+    d.start()
+    try:
+        d.cli("index", str(crate), "--wait")
+        hits = d.search("fetch_with_retry", "--mode", "bm25")
+        assert hits and not any(h["stale"] for h in hits)
+        target = crate / hits[0]["path"]
+        target.write_text("// moved down\n" + target.read_text())
+        again = d.search("fetch_with_retry", "--mode", "bm25")
+        assert again[0]["path"] == hits[0]["path"] and again[0]["stale"] is True
+        out = d.cli("search", "fetch_with_retry", "--fresh", check=False)
+        assert out.returncode == 1 and "--fresh" in out.stderr, out.stderr
+    finally:
+        d.stop()
+        d.kill()
