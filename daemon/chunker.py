@@ -72,7 +72,7 @@ EMBED_TEXT_VERSION = 2
 #: symbols, splitting): each root records it, and a root chunked under another version
 #: is rebuilt (cheaply: unchanged texts come from the embedding cache) instead of
 #: applying the new policy only to files edited later.
-CHUNK_POLICY_VERSION = 2
+CHUNK_POLICY_VERSION = 3
 #: Bounds that no real Rust file comes near; a file past one is skipped and reported
 #: (`too_complex`) instead of costing quadratic time and memory: 10,000 nested `mod`s
 #: made 340 MB of symbol paths from a 268 KB file.
@@ -323,7 +323,14 @@ def _item_kind(node: tree_sitter.Node, in_body: bool) -> str | None:
     kind = _ITEM_KINDS.get(node.type)
     if kind == "mod" and node.child_by_field_name("body") is None:
         return None  # `mod foo;` is a declaration: loose code of the parent module
+    if kind == "fn" and _takes_self(node):
+        return "method"  # written in a macro body that is expanded inside an impl
     return kind
+
+
+def _takes_self(node: tree_sitter.Node) -> bool:
+    params = node.child_by_field_name("parameters")
+    return params is not None and any(c.type == "self_parameter" for c in params.children)
 
 
 def _record_item(
@@ -344,7 +351,7 @@ def _record_item(
     if kind == "method":
         name = _field_text(node, "name", src)
         meta = _Meta(
-            "::".join((*frame.prefix, frame.owner, name)),
+            "::".join((*frame.prefix, frame.owner, name) if frame.owner else (*frame.prefix, name)),
             kind,
             _signature(node, src),
             _finish_doc(doc_lines),
@@ -367,6 +374,8 @@ def _record_item(
         raise TooComplex(f"a symbol path longer than {MAX_SYMBOL_CHARS} characters")
     signature = f"macro_rules! {name}" if kind == "macro" else _signature(node, src)
     meta = _Meta(symbol, kind, signature, _finish_doc(doc_lines))
+    if kind == "macro":
+        body = _macro_items(node, src)  # the items its rules expand to, parsed in place
 
     if body is None or not _has_members(body, kind):
         items.append((start, end, meta))
@@ -389,7 +398,7 @@ def _record_item(
             scope.docs[n.start_point.row] = lines
     scopes.append(scope)
     index = len(scopes) - 1
-    if kind == "mod":
+    if kind in ("mod", "macro"):
         frames.append(_Frame(body, (*frame.prefix, name), index))
     else:
         frames.append(_Frame(body, frame.prefix, index, name, signature))
@@ -399,9 +408,32 @@ def _has_members(body: tree_sitter.Node, kind: str) -> bool:
     """Whether a block body holds items that become chunks of their own."""
     if kind in ("impl", "trait"):
         return any(c.type == "function_item" for c in body.children)
-    if kind == "mod":
-        return any(c.type in _ITEM_KINDS or c.type == "ERROR" for c in body.children)
+    if kind in ("mod", "macro"):
+        return any(c.type in _ITEM_KINDS for c in body.children)
     return False
+
+
+def _macro_items(node: tree_sitter.Node, src: bytes) -> tree_sitter.Node | None:
+    """The items written in a `macro_rules!` body (as `core::num`'s `int_impl!` writes its
+    methods), parsed where they stand: only the rules' expansions are parsed (tree-sitter's
+    included ranges), with each `$` read as `_` so `$SelfT` parses as an identifier, and
+    every node keeps the row and byte offsets it has in the real file. None when the
+    expansions hold no item."""
+    ranges = [
+        tree_sitter.Range(
+            right.start_point, right.end_point, right.start_byte + 1, right.end_byte - 1
+        )
+        for rule in node.children
+        if rule.type == "macro_rule" and (right := rule.child_by_field_name("right")) is not None
+    ]
+    if not ranges:
+        return None
+    lo, hi = node.start_byte, node.end_byte
+    masked = src[:lo] + src[lo:hi].replace(b"$", b"_") + src[hi:]
+    parser = tree_sitter.Parser(_language())
+    parser.included_ranges = ranges
+    root = parser.parse(masked).root_node
+    return root if any(c.type in _ITEM_KINDS for c in root.children) else None
 
 
 def _attached(

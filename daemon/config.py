@@ -88,6 +88,9 @@ class SearchConfig:
     symbol_weight: float = 1.0
     #: BM25 boost of the code text (symbol 3, signature 1.5, path 1) for questions in words.
     natural_content_boost: float = 0.3
+    #: BM25 weight of a code-like identifier's whole form against its parts
+    #: (`NonZeroU32` against `non`, `zero`, `u`, `32`).
+    whole_identifier_boost: float = 4.0
     #: Leave English function words out of the BM25 side of questions in words.
     natural_stopwords: bool = False
     #: Report a part of a split item with the whole item's lines.
@@ -97,6 +100,9 @@ class SearchConfig:
     dedupe: bool = True
     #: Longest a `fresh` search waits for the changes made before it to be indexed.
     fresh_timeout_s: float = 30.0
+    #: A question in words whose best vector hit is less similar than this (cosine) is
+    #: answered with `confidence: low`: the tree may not hold what it asks for.
+    low_confidence_cosine: float = 0.35
 
 
 @dataclass(frozen=True, slots=True)

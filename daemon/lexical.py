@@ -127,10 +127,13 @@ class LexicalIndex:
         limit: int,
         drop: frozenset[str] = frozenset(),
         boosts: dict[str, float] | None = None,
+        emphasis: dict[str, float] | None = None,
     ) -> list[tuple[str, float]]:
         """(chunk id, BM25 score) best first; an empty list when no token is searchable.
         Tokens in `drop` (stopwords of a question in words) are not searched for; `boosts`
-        replaces some of FIELD_BOOSTS."""
+        replaces some of FIELD_BOOSTS; `emphasis` multiplies the weight of some tokens
+        (an identifier's whole form over its parts)."""
+        emphasis = emphasis or {}
         tokens = [t for t in query_tokens(query) if t not in drop]
         if not tokens:
             return []
@@ -140,7 +143,8 @@ class LexicalIndex:
                 continue
             for tok in tokens:
                 q = tantivy.Query.term_query(self.schema, field, tok)
-                clauses.append((tantivy.Occur.Should, tantivy.Query.boost_query(q, boost)))
+                weight = boost * emphasis.get(tok, 1.0)
+                clauses.append((tantivy.Occur.Should, tantivy.Query.boost_query(q, weight)))
         searcher = self.index.searcher()
         result = searcher.search(tantivy.Query.boolean_query(clauses), limit, count=False)
         out: list[tuple[str, float]] = []

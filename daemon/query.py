@@ -51,6 +51,14 @@ def classify(query: str) -> QueryClass:
     return "identifier" if len(tokens) <= 3 and codeish * 2 >= len(tokens) else "natural"
 
 
+def strict_identifier(query: str) -> bool:
+    """One token nobody types as an English word: a path, snake_case, CamelCase, a call,
+    or a capitalised name (`Vec`). Chunks defining such a name rank first; a plain word
+    (`retry`) may mean the concept as much as the symbol."""
+    tokens = query.split()
+    return len(tokens) == 1 and (_codeish(tokens[0]) or tokens[0][:1].isupper())
+
+
 def symbol_name(query: str) -> str | None:
     """The symbol path a query names, `Vec::with_capacity()` -> `Vec::with_capacity`; None
     when the query is not a single (possibly `::`-qualified) identifier."""

@@ -10,7 +10,7 @@ half-written hits. A hit that overlaps a better one in the same file is dropped.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -19,10 +19,17 @@ import numpy.typing as npt
 from daemon.config import SearchConfig
 from daemon.filters import row_filters
 from daemon.fusion import rrf
-from daemon.query import STOPWORDS, classify, symbol_matches, symbol_name, symbol_words
+from daemon.query import (
+    STOPWORDS,
+    classify,
+    strict_identifier,
+    symbol_matches,
+    symbol_name,
+    symbol_words,
+)
 from daemon.root import RootIndex
 from daemon.state import ChunkRow
-from daemon.tokenize import code_tokens, query_tokens
+from daemon.tokenize import code_tokens, query_tokens, whole_identifiers
 from ipc.kinds import CONTAINER_KINDS
 from ipc.requests import SearchRequest
 
@@ -137,36 +144,81 @@ def _vector_weight(identifier: bool, tuning: SearchConfig) -> float:
     return tuning.identifier_vector_weight if identifier else 1.0
 
 
+@dataclass(frozen=True, slots=True)
+class RootRanking:
+    """One root's candidates, on the scale every root of one search shares."""
+
+    ranked: list[tuple[str, float]]  # (chunk id, score in [0, 1]) best first
+    exact: frozenset[str]  # chunks that define the exact name an identifier query asks for
+    best_cosine: float | None  # the vector side's best similarity, when it ran
+
+
 def _fuse_root(
     root: RootIndex,
     query: str,
     *,
     mode: str,
     depth: int,
-    rrf_k: int,
     vector: npt.NDArray[np.float32] | None,
     tuning: SearchConfig,
-) -> list[tuple[str, float]]:
-    """One root's ranked (chunk id, score) list for `query`."""
+) -> RootRanking:
+    """One root's ranked candidates for `query`.
+
+    Scores are weighted RRF divided by the most any chunk could get for this query (first
+    on every list the query uses), so they lie in [0, 1] and mean the same in every root:
+    a root without the exact symbol cannot outrank, on a scale of its own, the root that
+    has it. Vector mode scores by cosine. For a code-like identifier (`NonZeroU32`,
+    `Vec::push`, `read_to_string`), chunks defining that exact name come first (the upper
+    half of the scale); a plain word (`retry`) only weighs them in the fusion."""
     identifier = classify(query) == "identifier"
     drop = STOPWORDS if tuning.natural_stopwords and not identifier else frozenset()
     boosts = None if identifier else {"content_t": tuning.natural_content_boost}
-    bm25 = root.lexical.search(query, depth, drop, boosts) if mode in ("hybrid", "bm25") else []
+    # A code-like identifier is matched whole before its parts (`NonZeroU32` over `u32`).
+    emphasis = (
+        dict.fromkeys(whole_identifiers(query), tuning.whole_identifier_boost)
+        if strict_identifier(query)
+        else None
+    )
+    bm25 = (
+        root.lexical.search(query, depth, drop, boosts, emphasis)
+        if mode in ("hybrid", "bm25")
+        else []
+    )
     vec = root.vectors.search(vector, depth) if vector is not None else []
-    if mode == "vector":
-        return vec
+    best_cosine = vec[0][1] if vec else None
     name = symbol_name(query) if identifier and tuning.symbol_weight > 0 else None
     exact = _symbol_hits(root, name, ignore_case=True, limit=depth * 4) if name else []
-    lex_weight = tuning.identifier_lexical_weight if identifier else tuning.natural_lexical_weight
-    lists: list[tuple[list[str], float]] = [([cid for cid, _ in bm25], lex_weight)]
+    first = exact if name is not None and strict_identifier(query) else []
+    if mode == "vector":
+        cosines = [(c, max(0.0, min(1.0, s))) for c, s in vec]
+        return RootRanking(_exact_first(cosines, first), frozenset(exact), best_cosine)
+    lists = [([cid for cid, _ in bm25], _lexical_weight(identifier, tuning))]
     if mode == "hybrid":
         lists.append(([cid for cid, _ in vec], _vector_weight(identifier, tuning)))
-    if exact:
+    if name is not None:
         lists.append((exact, tuning.symbol_weight))
-    if len(lists) == 1:
-        return bm25
     lists = [(ids, w) for ids, w in lists if w > 0]
-    return rrf([ids for ids, _ in lists], k=rrf_k, weights=[w for _, w in lists])
+    best = sum(w for _ids, w in lists) / (tuning.rrf_k + 1)
+    fused = rrf([ids for ids, _ in lists], k=tuning.rrf_k, weights=[w for _, w in lists])
+    ranked = [(cid, score / best) for cid, score in fused]
+    return RootRanking(_exact_first(ranked, first), frozenset(exact), best_cosine)
+
+
+def _exact_first(ranked: list[tuple[str, float]], first: list[str]) -> list[tuple[str, float]]:
+    """`ranked` (scores in [0, 1]) with the chunks of `first` moved into the upper half of
+    the scale, so they lead in this root and in the merge with every other root. Exact
+    chunks the list did not reach join at the bottom of that half, closest symbol first."""
+    if not first:
+        return ranked
+    present = {cid for cid, _ in ranked}
+    ranked = ranked + [(cid, 0.0) for cid in first if cid not in present]
+    chosen = set(first)
+    moved = ((cid, (1 + s) / 2 if cid in chosen else s / 2) for cid, s in ranked)
+    return sorted(moved, key=lambda kv: -kv[1])
+
+
+def _lexical_weight(identifier: bool, tuning: SearchConfig) -> float:
+    return tuning.identifier_lexical_weight if identifier else tuning.natural_lexical_weight
 
 
 def resolve_candidates(
@@ -203,6 +255,15 @@ def resolve_candidates(
             yield rid, row, score
 
 
+@dataclass(frozen=True, slots=True)
+class SearchOutcome:
+    hits: list[SearchHit]
+    #: For an identifier-like query: the name, and whether any searched root defines it.
+    exact: dict[str, object] | None
+    #: For a question in words: "low" when even the best hit matches it weakly.
+    confidence: str | None
+
+
 def search_roots(
     roots: Sequence[RootIndex],
     request: SearchRequest,
@@ -210,38 +271,69 @@ def search_roots(
     embed_query: Callable[[str], npt.NDArray[np.float32]] | None,
     tuning: SearchConfig | None = None,
 ) -> list[SearchHit]:
-    """Best `request.limit` hits over `roots` for `request` (its `root` is the caller's to
-    resolve into `roots`).
+    """The hits of `run_search` (for callers that need only them)."""
+    return run_search(roots, request, embed_query=embed_query, tuning=tuning).hits
 
-    The filters (`daemon.filters`: path glob, kind, symbol) keep only matching chunks,
-    searching deeper to make up for it. Chunks of the symbol asked for are also looked
-    up directly, ranked by the query when there is one. `tuning` holds the candidate
-    depth, the RRF constant and the fusion weights (defaults: `SearchConfig()`).
-    """
+
+def run_search(
+    roots: Sequence[RootIndex],
+    request: SearchRequest,
+    *,
+    embed_query: Callable[[str], npt.NDArray[np.float32]] | None,
+    tuning: SearchConfig | None = None,
+) -> SearchOutcome:
+    """Best `request.limit` hits over `roots` for `request` (its `root` is the caller's to
+    resolve into `roots`), with what the reply says about them.
+
+    Each root is ranked on its own and the roots merged on their shared [0, 1] scale
+    (`_fuse_root`). The filters (`daemon.filters`: path glob, kind, symbol) keep only
+    matching chunks, searching deeper to make up for it. Chunks of the symbol asked for
+    are also looked up directly, ranked by the query when there is one. `tuning` holds
+    the candidate depth, the RRF constant and the fusion weights."""
     tuning = tuning or SearchConfig()
     query, mode, limit, symbol = request.query, request.mode, request.limit, request.symbol_name
     filters = row_filters(request)
     depth = max(tuning.candidates, limit) * (FILTER_DEPTH_FACTOR if filters else 1)
+    identifier = classify(query) == "identifier"
     # `similar` passes no query and its own vector; a bare symbol lookup embeds nothing.
     wants_vector = (
-        mode == "vector"
-        or (mode == "hybrid" and _vector_weight(classify(query) == "identifier", tuning) > 0)
+        mode == "vector" or (mode == "hybrid" and _vector_weight(identifier, tuning) > 0)
     ) and (bool(query.strip()) or symbol is None)
     vector = embed_query(query) if wants_vector and embed_query is not None else None
-    words = query_tokens(query)
+    rankings = {
+        root.id: _fuse_root(root, query, mode=mode, depth=depth, vector=vector, tuning=tuning)
+        for root in roots
+    }
     keyed: list[tuple[tuple[str, str], float]] = []
-    for root in roots:
-        fused = _fuse_root(
-            root, query, mode=mode, depth=depth, rrf_k=tuning.rrf_k, vector=vector, tuning=tuning
-        )
+    for rid, ranking in rankings.items():
+        fused = ranking.ranked
         if symbol is not None:
-            fused = _with_symbol_hits(root, symbol, fused)
-        keyed.extend(((root.id, cid), score) for cid, score in fused)
+            fused = _with_symbol_hits(by_id(roots, rid), symbol, fused)
+        keyed.extend(((rid, cid), score) for cid, score in fused)
     keyed.sort(key=lambda kv: -kv[1])  # stable: equal scores keep each root's order
+    hits = _resolve_hits(keyed, roots, request, filters, tuning)
+    return SearchOutcome(
+        hits, _exact_info(query, rankings.values()), _confidence(query, hits, rankings, tuning)
+    )
+
+
+def by_id(roots: Sequence[RootIndex], root_id: str) -> RootIndex:
+    return next(r for r in roots if r.id == root_id)
+
+
+def _resolve_hits(
+    keyed: list[tuple[tuple[str, str], float]],
+    roots: Sequence[RootIndex],
+    request: SearchRequest,
+    filters: list[Callable[[ChunkRow], bool]],
+    tuning: SearchConfig,
+) -> list[SearchHit]:
+    """The first `request.limit` candidates that pass the filters and add something."""
     by_root = {r.id: r for r in roots}
+    words = query_tokens(request.query)
     hits: list[SearchHit] = []
     shown: list[tuple[str, ChunkRow]] = []
-    page = max(2 * limit, RESOLVE_PAGE)
+    page = max(2 * request.limit, RESOLVE_PAGE)
     for rid, row, score in resolve_candidates(keyed, by_root, page, whole_items=tuning.whole_items):
         if not all(keep(row) for keep in filters):
             continue
@@ -260,9 +352,38 @@ def search_roots(
                 snippet=snippet(row.text, words),
             )
         )
-        if len(hits) >= limit:
+        if len(hits) >= request.limit:
             break
     return hits
+
+
+def _exact_info(query: str, rankings: Iterable[RootRanking]) -> dict[str, object] | None:
+    """`{"symbol", "found"}` for an identifier-like query, None for words."""
+    name = symbol_name(query) if classify(query) == "identifier" else None
+    if name is None:
+        return None
+    return {"symbol": name, "found": any(r.exact for r in rankings)}
+
+
+def _confidence(
+    query: str,
+    hits: list[SearchHit],
+    rankings: dict[str, RootRanking],
+    tuning: SearchConfig,
+) -> str | None:
+    """For a question in words: "low" when the best hit is weak, judged by the vector
+    side's best cosine (an absolute measure, unlike ranks) or, without vectors, by how
+    many of the question's words the best hit holds. None for identifiers."""
+    if classify(query) == "identifier" or not query.strip():
+        return None
+    if not hits:
+        return "low"
+    cosines = [r.best_cosine for r in rankings.values() if r.best_cosine is not None]
+    if cosines:
+        return "low" if max(cosines) < tuning.low_confidence_cosine else "high"
+    wanted = {t for t in query_tokens(query) if t not in STOPWORDS}
+    have = set(query_tokens(hits[0].snippet + " " + hits[0].symbol))
+    return "low" if wanted and len(wanted & have) * 2 < len(wanted) else "high"
 
 
 def _with_symbol_hits(

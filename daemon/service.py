@@ -27,7 +27,7 @@ from daemon.pipeline import Collaborators
 from daemon.reader import read_lines
 from daemon.registry import Registry
 from daemon.root import RootIndex
-from daemon.search import SearchHit, search_roots
+from daemon.search import SearchHit, run_search, search_roots
 from daemon.sync import Cookies
 from daemon.verify import verify_root
 from ipc import __version__
@@ -163,7 +163,7 @@ class Service:
         t = time.perf_counter()
         if req.fresh:
             self._sync(roots, self.config.search.fresh_timeout_s)
-        hits = search_roots(
+        outcome = run_search(
             roots, req, embed_query=self.embedder.embed_query, tuning=self.config.search
         )
         by_path = {str(r.path): r for r in roots}
@@ -171,12 +171,17 @@ class Service:
             dataclasses.replace(
                 h, stale=by_path[h.root].ledger.is_stale(by_path[h.root].path, h.path)
             )
-            for h in hits
+            for h in outcome.hits
         ]
-        return {
+        reply: dict[str, Any] = {
             "results": [h.to_json() for h in hits],
             "took_ms": round((time.perf_counter() - t) * 1000, 2),
         }
+        if outcome.exact is not None:
+            reply["exact"] = outcome.exact
+        if outcome.confidence is not None:
+            reply["confidence"] = outcome.confidence
+        return reply
 
     def _sync(self, roots: list[RootIndex], timeout: float) -> None:
         """Bring `roots` up to date with every change made before now (see daemon/sync.py):

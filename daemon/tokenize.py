@@ -49,6 +49,12 @@ def code_tokens(text: str) -> list[str]:
     return out
 
 
+def whole_identifiers(text: str) -> list[str]:
+    """The whole (lowercased) form of each identifier in `text` that has parts:
+    `NonZeroU32` -> `nonzerou32`, not `non`, `zero`, `u`, `32`."""
+    return [toks[0] for word in _WORD.findall(text) if len(toks := word_tokens(word)) > 1]
+
+
 def query_tokens(text: str) -> list[str]:
     """Distinct tokens of a query, in first-seen order."""
     return list(dict.fromkeys(code_tokens(text)))

@@ -171,8 +171,17 @@ def cmd_search(args: argparse.Namespace, paths: RuntimePaths) -> int:
         print("rcmd: give a query, or a symbol to look up with --symbol NAME", file=sys.stderr)
         return 2
     result = request(paths, req)
+    exact = result.get("exact")
+    if exact is not None and not exact["found"]:
+        print(
+            f"rcmd: no symbol named {exact['symbol']} is defined in the searched roots; "
+            "showing the closest matches",
+            file=sys.stderr,
+        )
+    if result.get("confidence") == "low" and result["results"]:
+        print("rcmd: low confidence: nothing matches the question closely", file=sys.stderr)
     if args.json:
-        _print_json({"results": result["results"]})
+        _print_json({k: result[k] for k in ("results", "exact", "confidence") if k in result})
         return 0
     if not result["results"]:
         print("no results", file=sys.stderr)

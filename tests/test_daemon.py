@@ -206,6 +206,27 @@ def test_several_roots_and_root_filter(daemon: Daemon, crate: Path, tmp_path: Pa
     assert missing.returncode == 1 and "rcmd index" in missing.stderr
 
 
+def test_several_roots_rank_on_one_scale(daemon: Daemon, crate: Path, tmp_path: Path) -> None:
+    """Issue 18.5: a root that only mentions the name (many times) must not outrank, on a
+    scale of its own, the root that defines it: at --limit 1, in every mode, the one hit
+    is the definition. Scores lie in [0, 1]."""
+    decoy = tmp_path / "decoy"
+    (decoy / "src").mkdir(parents=True)
+    (decoy / "src" / "lib.rs").write_text(
+        "// fetch with retry: fetch, retry, fetch again, retry with backoff\n"
+        + "".join(f"pub fn fetch_{i}() {{ retry(); fetch(); retry(); }}\n" for i in range(30))
+    )
+    index(daemon, crate)
+    index(daemon, decoy)
+    for mode in ("hybrid", "bm25", "vector"):
+        (top,) = daemon.search("fetch_with_retry", "--mode", mode, "--limit", "1")
+        assert top["root"] == str(crate.resolve()), (mode, top)
+        assert top["symbol"].endswith("fetch_with_retry"), (mode, top)
+    every = daemon.search("fetch_with_retry", "--limit", "50")
+    assert all(0.0 <= h["score"] <= 1.0 for h in every)
+    assert [h["score"] for h in every] == sorted((h["score"] for h in every), reverse=True)
+
+
 def raw_exchange(path: Path, payload: bytes) -> list[dict[str, Any]]:
     with socket.socket(socket.AF_UNIX) as s:
         s.settimeout(30)

@@ -59,3 +59,24 @@ def test_identifier_query_ranks_the_exact_symbol_first(daemon: Daemon, crate: Pa
         for b in hits[:i]:
             if a["path"] == b["path"]:
                 assert a["end_line"] < b["start_line"] or b["end_line"] < a["start_line"]
+
+
+def test_exact_identifiers_say_whether_they_exist(daemon: Daemon, crate: Path) -> None:
+    """Issue 18.4/18.6: an identifier the tree defines comes first and `exact.found` is
+    true; one it does not gets `found: false` and a line on stderr; a question in words
+    carries no `exact` key but a confidence, low when nothing matches it closely."""
+    daemon.cli("index", str(crate), "--wait")
+    found = json.loads(daemon.cli("search", "RetryPolicy::next_delay", "--json").stdout)
+    assert found["exact"] == {"symbol": "RetryPolicy::next_delay", "found": True}
+    assert found["results"][0]["symbol"] == "net::retry::RetryPolicy::next_delay"
+    absent = daemon.cli("search", "HashMap::with_capacity", "--json")
+    reply = json.loads(absent.stdout)
+    assert reply["exact"] == {"symbol": "HashMap::with_capacity", "found": False}
+    assert "no symbol named HashMap::with_capacity" in absent.stderr
+    question = json.loads(
+        daemon.cli("search", "where do we retry failed http requests", "--json").stdout
+    )
+    assert "exact" not in question and question["confidence"] == "high"
+    unrelated = daemon.cli("search", "render a triangle mesh with opengl shaders", "--json")
+    assert json.loads(unrelated.stdout)["confidence"] == "low"
+    assert "low confidence" in unrelated.stderr

@@ -1,0 +1,99 @@
+"""Items written inside `macro_rules!` bodies are items (issue 18.3): chunked with their
+own line ranges and symbols, found by symbol search, and a hit on one never spans the
+whole macro. On the real `core::num` sources when rust-src is installed, and on a small
+macro of our own always."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from daemon.chunker import chunk_source
+from daemon.config import load_config
+from daemon.embed_cache import EmbedCache
+from daemon.pipeline import Collaborators, run_batch
+from daemon.root import RootIndex
+from daemon.search import search_roots
+from ipc.requests import SearchRequest
+
+CORE_NUM = Path("/usr/lib/rustlib/src/rust/library/core/src/num")
+
+MACRO = b"""\
+macro_rules! int_impl {
+    ($SelfT:ty, $BITS:expr) => {
+        /// Adds, `None` on overflow.
+        pub const fn checked_add(self, rhs: Self) -> Option<Self> {
+            let (a, b) = self.overflowing_add(rhs);
+            if b { None } else { Some(a) }
+        }
+
+        pub const BITS: u32 = $BITS;
+
+        pub fn from_parts(x: $SelfT) -> Self { x }
+    };
+}
+"""
+
+
+def test_items_in_a_macro_body_are_chunks() -> None:
+    chunks = {c.symbol: c for c in chunk_source("src/num.rs", MACRO)}
+    add = chunks["num::int_impl::checked_add"]
+    assert (add.kind, add.start_line, add.end_line) == ("method", 3, 7)
+    assert chunks["num::int_impl::BITS"].kind == "const"
+    assert chunks["num::int_impl::from_parts"].kind == "fn"
+    assert "$SelfT" in chunks["num::int_impl::from_parts"].signature  # the real text
+    rest = chunks["num::int_impl"]  # the macro keeps only its own lines
+    assert rest.kind == "macro" and rest.end_line - rest.start_line < 3
+
+
+@pytest.mark.skipif(not CORE_NUM.is_dir(), reason="needs rust-src (apt-get install rust-src)")
+def test_core_num_methods_are_found_by_symbol(
+    tmp_path: Path, embedder: Any, warm_cache: Path
+) -> None:
+    tree = tmp_path / "library" / "core" / "src"
+    shutil.copytree(CORE_NUM, tree / "num")
+    config = load_config({"RCMD_HOME": str(tmp_path / "home")})
+    config.paths.cache_dir.mkdir(parents=True)
+    cache = EmbedCache(config.paths.embed_cache)
+    root = RootIndex((tmp_path / "library").resolve(), config, embedder.model_id, embedder.dim)
+    try:
+        run_batch(root, None, Collaborators(config, embedder, cache))  # BM25 first; enough
+        for name in ("saturating_mul", "leading_zeros", "wrapping_neg", "is_power_of_two"):
+            req = SearchRequest(symbol=name, mode="bm25", limit=50)
+            hits = search_roots([root], req, embed_query=None)
+            assert hits, name
+            assert all(h.symbol.endswith("::" + name) for h in hits)
+            assert {"core/src/num/int_macros.rs", "core/src/num/uint_macros.rs"} & {
+                h.path for h in hits
+            }
+        req = SearchRequest(symbol="checked_add", mode="bm25", limit=50)
+        spans = [h.end_line - h.start_line + 1 for h in search_roots([root], req, embed_query=None)]
+        assert spans and max(spans) <= 60, spans
+    finally:
+        root.close()
+        cache.close()
+
+
+@pytest.mark.skipif(not CORE_NUM.is_dir(), reason="needs rust-src (apt-get install rust-src)")
+def test_an_identifier_is_matched_whole_before_its_parts(
+    tmp_path: Path, embedder: Any, warm_cache: Path
+) -> None:
+    """Issue 18.4: `NonZeroU32` (written only as macro arguments in `nonzero.rs`) once had
+    no `nonzero.rs` hit in its top 10, behind `u32` and `zero_pow2`."""
+    tree = tmp_path / "library" / "core" / "src"
+    shutil.copytree(CORE_NUM, tree / "num")
+    config = load_config({"RCMD_HOME": str(tmp_path / "home")})
+    config.paths.cache_dir.mkdir(parents=True)
+    cache = EmbedCache(config.paths.embed_cache)
+    root = RootIndex((tmp_path / "library").resolve(), config, embedder.model_id, embedder.dim)
+    try:
+        run_batch(root, None, Collaborators(config, embedder, cache))
+        req = SearchRequest(query="NonZeroU32", mode="hybrid", limit=3)
+        top3 = search_roots([root], req, embed_query=embedder.embed_query)
+        assert "core/src/num/nonzero.rs" in {h.path for h in top3}, top3
+    finally:
+        root.close()
+        cache.close()
