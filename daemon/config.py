@@ -40,6 +40,9 @@ class IndexConfig:
     #: waiting behind another root's embedding; a bigger value embeds small batches in
     #: the same step (complete when they land, but they then hold the queue meanwhile).
     lexical_first_files: int = 1
+    #: Most the chunk cache (chunk lists by file content, shared by all roots) may hold;
+    #: past it the oldest entries go once the indexer is idle.
+    chunk_cache_mb: int = 256
 
 
 @dataclass(frozen=True, slots=True)

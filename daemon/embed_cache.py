@@ -6,7 +6,6 @@ vectors are stored as float16 (ample for cosine ranking, half the disk).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,8 +14,7 @@ import numpy as np
 import numpy.typing as npt
 import structlog
 
-from daemon.sqlite import connect, state_errors
-from ipc.errors import StateError
+from daemon.sqlite import connect, open_or_set_aside, state_errors
 
 log = structlog.get_logger("rcmd.embed_cache")
 
@@ -28,20 +26,8 @@ def cache_key(model_id: str, text: str) -> bytes:
 
 
 def open_cache(path: Path) -> EmbedCache:
-    """The cache at `path`; one that cannot be opened is only a cache: it is set aside as
-    `embeddings.db.broken` (with its WAL files) and a new one started."""
-    try:
-        return EmbedCache(path)
-    except StateError as exc:
-        aside = path.with_name(path.name + ".broken")
-        log.error(
-            "embed_cache_unusable_set_aside", path=str(path), error=str(exc), moved_to=str(aside)
-        )
-        for suffix in ("", "-wal", "-shm"):
-            src = path.with_name(path.name + suffix)
-            if src.exists():
-                os.replace(src, aside.with_name(aside.name + suffix))
-        return EmbedCache(path)
+    """The cache at `path`, or a new one if it is damaged (see `open_or_set_aside`)."""
+    return open_or_set_aside(path, EmbedCache)
 
 
 class EmbedCache:

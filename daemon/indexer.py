@@ -207,6 +207,11 @@ class Indexer:
                 log.info("memory_released", rss_mb=rss_bytes() >> 20)
         except Exception:  # the old model keeps working; only memory is at stake
             log.exception("memory_release_failed")
+        try:
+            if self.collab.chunk_cache is not None and (n := self.collab.chunk_cache.prune()):
+                log.info("chunk_cache_pruned", entries=n)
+        except Exception:  # a cache that cannot be pruned only grows
+            log.exception("chunk_cache_prune_failed")
 
     def _retry_later(self, root: RootIndex, work: _Work) -> threading.Timer:
         """Queue a failed batch's work again after a pause (a full disk, a server that is
@@ -297,8 +302,17 @@ class Indexer:
             if work.paths
             else "vectors",
             "seconds": round(seconds, 4),
+            "parse": _parse_kind(report),
             **report.to_json(),
         }
         root.progress.finished(report, summary)
         self.last_batch = summary
         log.info("batch_done", **summary)
+
+
+def _parse_kind(report: BatchReport) -> str:
+    """How the batch got its chunks: `cached` (every file from the chunk cache), `full`
+    (parsed), or `none` (nothing to chunk)."""
+    if report.files_parsed:
+        return "full"
+    return "cached" if report.chunk_cache_hits else "none"

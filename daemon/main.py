@@ -70,10 +70,12 @@ def acquire_lock(lock_path: Path) -> int:
 
 
 async def _serve(config: Config) -> None:
+    from daemon.chunk_cache import ChunkCache
     from daemon.embed_cache import open_cache
     from daemon.embedder import Embedder
     from daemon.server import Server, bind_socket
     from daemon.service import Service
+    from daemon.sqlite import open_or_set_aside
 
     log = structlog.get_logger("rcmd.daemon")
     notifier = Notifier()
@@ -83,7 +85,13 @@ async def _serve(config: Config) -> None:
     socket_path = Path(sock.getsockname())
     notifier.status("starting")
     embedder = Embedder(config.embedding, config.paths.cache_dir, background=True)
-    service = Service(config, embedder, open_cache(config.paths.embed_cache), socket_path)
+    chunks = open_or_set_aside(
+        config.paths.cache_dir / "chunks.db",
+        lambda path: ChunkCache(path, config.index.chunk_cache_mb << 20),
+    )
+    service = Service(
+        config, embedder, open_cache(config.paths.embed_cache), socket_path, chunk_cache=chunks
+    )
     service.start()
     server = Server(service.handlers)
     await server.serve(sock)

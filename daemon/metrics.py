@@ -58,6 +58,9 @@ class BatchReport:
     points_dropped: int = 0
     #: Batches stopped before their last file (a stop, a removal, another root's edits).
     interrupted: int = 0
+    #: Files parsed with tree-sitter, and files whose chunks came from the chunk cache.
+    files_parsed: int = 0
+    chunk_cache_hits: int = 0
     stages: dict[str, float] = field(default_factory=dict)
 
     def time(self, stage: str, seconds: float) -> None:

@@ -22,6 +22,7 @@ import blake3
 import structlog
 
 from daemon.activity import Activity
+from daemon.chunk_cache import ChunkCache
 from daemon.chunker import Chunk, TooComplex, chunk_source
 from daemon.config import Config
 from daemon.embed_cache import EmbedCache, Vector, cache_key
@@ -50,6 +51,8 @@ class Collaborators:
     cache: EmbedCache
     #: Set when the daemon is shutting down: a batch stops at its next commit point.
     should_stop: Callable[[], bool] = lambda: False
+    #: Chunk lists by (path, content): a file seen before is not parsed again.
+    chunk_cache: ChunkCache | None = None
 
 
 def crash_point(name: str) -> None:
@@ -340,7 +343,7 @@ def _prepare_file(
         return None
     t = time.perf_counter()
     try:
-        chunks = assign_ids(root.id, rel, chunk_source(rel, data))
+        chunks = assign_ids(root.id, rel, _chunks_of(rel, data, digest, collab, report))
     except TooComplex as exc:
         report.skipped += 1
         pending.skipped[rel] = ("too_complex", str(exc))
@@ -356,6 +359,22 @@ def _prepare_file(
     report.points_dropped += root.ledger.chunks_of([rel])
     root.progress.chunks_planned(len(chunks))
     return FileRecord(rel, st.st_size, st.st_mtime_ns, st.st_ino, digest, len(chunks)), chunks
+
+
+def _chunks_of(
+    rel: str, data: bytes, digest: bytes, collab: Collaborators, report: BatchReport
+) -> list[Chunk]:
+    """The file's chunks: from the chunk cache when this content was chunked before."""
+    cache = collab.chunk_cache
+    cached = cache.get(rel, digest) if cache is not None else None
+    if cached is not None:
+        report.chunk_cache_hits += 1
+        return cached
+    chunks = chunk_source(rel, data)
+    report.files_parsed += 1
+    if cache is not None:
+        cache.put(rel, digest, chunks)
+    return chunks
 
 
 def _drop_indexed(root: RootIndex, rel: str, pending: _Pending, report: BatchReport) -> None:

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import structlog
 
+from daemon.chunk_cache import ChunkCache
 from daemon.config import Config
 from daemon.embed_cache import EmbedCache
 from daemon.embedder import Embedder
@@ -84,7 +85,12 @@ def handler(schema: type[R], domain: Callable[[R], Any]) -> Handler:
 
 class Service:
     def __init__(
-        self, config: Config, embedder: Embedder, cache: EmbedCache, socket_path: Path
+        self,
+        config: Config,
+        embedder: Embedder,
+        cache: EmbedCache,
+        socket_path: Path,
+        chunk_cache: ChunkCache | None = None,
     ) -> None:
         self.config = config
         self.socket_path = socket_path
@@ -92,8 +98,15 @@ class Service:
         self.cache = cache
         self.started = time.time()
         self.stop_requested = threading.Event()
+        self.chunk_cache = chunk_cache
         self.indexer = Indexer(
-            Collaborators(config, embedder, cache, should_stop=self.stop_requested.is_set)
+            Collaborators(
+                config,
+                embedder,
+                cache,
+                should_stop=self.stop_requested.is_set,
+                chunk_cache=chunk_cache,
+            )
         )
         self.cookies = Cookies()
         self.registry = Registry(
@@ -130,7 +143,10 @@ class Service:
         if not self.indexer.stop(STOP_TIMEOUT_S):
             log.error("indexer_did_not_stop_exiting", timeout_s=STOP_TIMEOUT_S)
             os._exit(EXIT_STUCK)
-        _run_steps([*self.registry.root_closers(), ("embedding cache", self.cache.close)])
+        steps = [*self.registry.root_closers(), ("embedding cache", self.cache.close)]
+        if self.chunk_cache is not None:
+            steps.append(("chunk cache", self.chunk_cache.close))
+        _run_steps(steps)
         log.info("daemon_stopped")
 
     # ---- handlers ----
@@ -327,6 +343,11 @@ class Service:
                 "loaded": self.embedder.loaded,
                 "cache_hits": self.indexer.totals.cache_hits,
                 "cache_misses": self.indexer.totals.cache_misses,
+            },
+            "chunk_cache": {
+                "hits": self.chunk_cache.hits if self.chunk_cache else 0,
+                "misses": self.chunk_cache.misses if self.chunk_cache else 0,
+                "pruned": self.chunk_cache.pruned if self.chunk_cache else 0,
             },
             "vector_store": "qdrant-server" if self.config.vector_store.url else "qdrant-edge",
             "last_batch": self.indexer.last_batch,

@@ -4,13 +4,19 @@ the caller can set aside, never an apsw exception leaking into a reply."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import apsw
+import structlog
 
 from ipc.errors import StateError
+
+log = structlog.get_logger("rcmd.sqlite")
+T = TypeVar("T")
 
 BUSY_TIMEOUT_MS = 5000
 
@@ -40,3 +46,19 @@ def state_errors(path: Path) -> Iterator[None]:
         yield
     except apsw.Error as exc:
         raise StateError(f"{path}: {exc}") from exc
+
+
+def open_or_set_aside(path: Path, opener: Callable[[Path], T]) -> T:
+    """`opener(path)`, for a database that is only a cache: one that cannot be opened
+    is set aside as `<name>.broken` (with its WAL files) and a new one started, so a
+    damaged cache never keeps the daemon from starting."""
+    try:
+        return opener(path)
+    except StateError as exc:
+        aside = path.with_name(path.name + ".broken")
+        log.error("cache_unusable_set_aside", path=str(path), error=str(exc), moved_to=str(aside))
+        for suffix in ("", "-wal", "-shm"):
+            src = path.with_name(path.name + suffix)
+            if src.exists():
+                os.replace(src, aside.with_name(aside.name + suffix))
+        return opener(path)

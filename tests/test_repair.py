@@ -46,7 +46,7 @@ def test_damaged_embedding_cache_is_set_aside(daemon: Daemon, crate: Path) -> No
     assert (cache.parent / "embeddings.db.broken").exists()
     daemon.cli("reindex", str(crate), "--force")
     _searchable(daemon, crate, before)
-    assert "embed_cache_unusable_set_aside" in (daemon.home / "log" / "rcmd.log").read_text()
+    assert "cache_unusable_set_aside" in (daemon.home / "log" / "rcmd.log").read_text()
 
 
 @pytest.mark.parametrize("side", ["tantivy", "qdrant"])

@@ -1,0 +1,68 @@
+"""The chunk cache (issue 20.3): a file's chunks are a pure function of its path, bytes
+and the chunk policy, so a forced reindex parses nothing it has parsed before, gets the
+same chunks, and the cache stays within its bound."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import daemon.chunk_cache
+from daemon.chunk_cache import ChunkCache
+from daemon.chunker import chunk_source
+from daemon.config import load_config
+from daemon.embed_cache import EmbedCache
+from daemon.pipeline import Collaborators, run_batch
+from daemon.root import RootIndex
+from daemon.verify import verify_root
+from tests.conftest import seed_cache
+
+SOURCE = b"pub struct A;\nimpl A {\n    pub fn one(&self) -> u32 { 1 }\n}\n"
+
+
+def test_round_trip_and_keys(tmp_path: Path, monkeypatch: Any) -> None:
+    cache = ChunkCache(tmp_path / "chunks.db", 1 << 20)
+    chunks = chunk_source("src/a.rs", SOURCE)
+    cache.put("src/a.rs", b"h" * 32, chunks)
+    assert cache.get("src/a.rs", b"h" * 32) == chunks
+    assert cache.get("src/b.rs", b"h" * 32) is None  # the path names the module
+    monkeypatch.setattr(daemon.chunk_cache, "CHUNK_POLICY_VERSION", 999)
+    assert cache.get("src/a.rs", b"h" * 32) is None  # another policy cuts differently
+    assert (cache.hits, cache.misses) == (1, 2)
+    cache.close()
+
+
+def test_prune_keeps_the_newest_within_the_bound(tmp_path: Path) -> None:
+    cache = ChunkCache(tmp_path / "chunks.db", 0)
+    chunks = chunk_source("src/a.rs", SOURCE)
+    for i in range(20):
+        cache.put(f"src/m{i}.rs", b"h" * 32, chunks)
+    one = cache.size() // 20
+    cache.close()
+    cache = ChunkCache(tmp_path / "chunks.db", 5 * one)  # room for five entries
+    assert cache.prune() == 15 and cache.size() <= 5 * one
+    assert cache.get("src/m19.rs", b"h" * 32) is not None  # the newest stay
+    assert cache.get("src/m0.rs", b"h" * 32) is None
+    cache.close()
+
+
+def test_forced_reindex_parses_nothing_known(
+    crate: Path, tmp_path: Path, embedder: Any, warm_cache: Path
+) -> None:
+    config = load_config({"RCMD_HOME": str(tmp_path / "home")})
+    seed_cache(tmp_path / "home", warm_cache)
+    cache = EmbedCache(config.paths.embed_cache)
+    chunks = ChunkCache(config.paths.cache_dir / "chunks.db", 1 << 20)
+    collab = Collaborators(config, embedder, cache, chunk_cache=chunks)
+    root = RootIndex(crate.resolve(), config, embedder.model_id, embedder.dim)
+    try:
+        first = run_batch(root, None, collab)
+        rows = root.state.chunk_ids_by_path()
+        again = run_batch(root, None, collab, force=True)
+        assert first.files_parsed == first.indexed > 0 and first.chunk_cache_hits == 0
+        assert again.files_parsed == 0 and again.chunk_cache_hits == again.indexed
+        assert root.state.chunk_ids_by_path() == rows and verify_root(root)["ok"]
+    finally:
+        root.close()
+        chunks.close()
+        cache.close()
