@@ -219,3 +219,30 @@ def test_full_or_read_only_state_dir_is_reported_and_recovered(
     finally:
         d.stop()
         d.kill()
+
+
+@needs_userns
+def test_a_new_root_on_a_full_disk_gets_a_clear_error(
+    tmp_path: Path, crate: Path, warm_cache: Path
+) -> None:
+    """Issue 17.14: adding a root with no room for its index once answered
+    `internal error: OSError`; it must name the cause and the next step."""
+    from tests.conftest import seed_cache
+
+    home = tmp_path / "small"
+    state = home / "state"
+    state.mkdir(parents=True)
+    seed_cache(home, warm_cache)
+    d = Daemon(home, prefix=_private_tmpfs(state))
+    try:
+        d.start()
+        assert d.proc is not None
+        _in_daemon_ns(d.proc.pid, f'head -c 32M /dev/zero > "{state}/filler" || true')
+        out = d.cli("index", str(crate), check=False)
+        assert out.returncode == 1, out
+        assert "internal" not in out.stderr and "free some space" in out.stderr, out.stderr
+        assert out.stderr.count("\n") == 1
+        assert d.call("hello")["pid"] == d.proc.pid  # and the daemon goes on
+    finally:
+        d.stop()
+        d.kill()
