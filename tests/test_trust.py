@@ -17,7 +17,7 @@ import pytest
 
 from ipc.client import Client
 from ipc.errors import BadRequest, NotFound, RcmdError
-from tests.conftest import REPO, Daemon, seed_cache, wait_until
+from tests.conftest import REPO, Daemon, require_tools, seed_cache, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -103,6 +103,7 @@ def test_idle_connections_cannot_starve_the_daemon(
 ) -> None:
     """17.6: with a 1024-fd limit, 1,000 idle connections once made the daemon stop
     answering and batches fail with EMFILE."""
+    require_tools("prlimit")
     home = tmp_path / "home"
     seed_cache(home, warm_cache)
     d = Daemon(home, prefix=["prlimit", "--nofile=1024:1024", "--"])
