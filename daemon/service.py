@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import structlog
 
+from daemon.budget import apply_budget
 from daemon.config import Config
 from daemon.embed_cache import EmbedCache
 from daemon.embedder import Embedder
@@ -173,10 +174,12 @@ class Service:
             )
             for h in hits
         ]
-        return {
-            "results": [h.to_json() for h in hits],
-            "took_ms": round((time.perf_counter() - t) * 1000, 2),
-        }
+        results = [h.to_json() for h in hits]
+        reply: dict[str, Any] = {"results": results}
+        if req.max_tokens is not None:
+            reply["results"], reply["cut"] = apply_budget(results, req.max_tokens)
+        reply["took_ms"] = round((time.perf_counter() - t) * 1000, 2)
+        return reply
 
     def _sync(self, roots: list[RootIndex], timeout: float) -> None:
         """Bring `roots` up to date with every change made before now (see daemon/sync.py):
