@@ -184,6 +184,11 @@ def test_mcp_bridge_with_the_sdk_client(daemon: Daemon, crate: Path) -> None:
 
             outside = await client.call_tool("read_chunk", {"path": "/etc/passwd"})
             assert outside.is_error
+            # 19.7: the one-line reason reaches the agent, not only "Error executing tool".
+            assert "is not inside an indexed root" in outside.content[0].text
+            empty = await client.call_tool("search", {"query": ""})
+            assert empty.is_error and "'query' must not be empty" in empty.content[0].text
+            assert len(empty.content[0].text.splitlines()) == 1
 
             similar = payload(
                 await client.call_tool(
