@@ -9,6 +9,7 @@
     python -m bench startup [large]                         no-change startup on a big tree
     python -m bench writes                                  Tantivy heap, vector upsert batch
     python -m bench refactor                                cache hits when code moves
+    python -m bench cli                                     `rcmd` start-up: status, search
     python -m bench report                                  bench/results → docs/PERFORMANCE.md
 
 Each command writes bench/results/<name>.json (machine, date, commit, command, figures);
@@ -35,6 +36,7 @@ COMMANDS = {
     "writes": ("bench.writes", "run"),
     "refactor": ("bench.micro", "refactor"),
     "startup": ("bench.micro", "startup"),
+    "cli": ("bench.cli", "run"),
 }
 
 
@@ -99,6 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("corpus", nargs="?", default="large")
     p.add_argument("--restarts", type=int, default=3)
     p.add_argument("--work", default=work)
+
+    p = sub.add_parser("cli", help="wall time of rcmd status/search on a warm daemon")
+    p.add_argument("--runs", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=3)
 
     sub.add_parser("report", help="render bench/results into docs/PERFORMANCE.md")
 

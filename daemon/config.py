@@ -134,8 +134,7 @@ _SECTIONS: dict[str, type[Any]] = {
 }
 
 
-def _coerce(section: str, key: str, raw: Any, kind: type[Any]) -> Any:
-    where = f"[{section}] {key}"
+def _coerce(where: str, raw: Any, kind: type[Any]) -> Any:
     if kind is bool:
         if isinstance(raw, str):
             return raw.strip().lower() in ("1", "true", "yes", "on")
@@ -149,17 +148,22 @@ def _coerce(section: str, key: str, raw: Any, kind: type[Any]) -> Any:
     return value
 
 
-def _build(section: str, cls: type[Any], values: dict[str, Any], env: dict[str, str]) -> Any:
+def _build(
+    section: str, cls: type[Any], values: dict[str, Any], env: dict[str, str], file: Path
+) -> Any:
+    """One section from the file's `values` and the RCMD_* variables; an error names the
+    key and where its value came from (the file or the variable)."""
     kinds = {f.name: type(f.default) for f in dataclasses.fields(cls)}
     unknown = set(values) - set(kinds)
     if unknown:
-        raise ConfigError(f"[{section}] unknown key(s): {', '.join(sorted(unknown))}")
-    merged = dict(values)
+        raise ConfigError(f"{file}: [{section}] unknown key(s): {', '.join(sorted(unknown))}")
+    merged = {k: (v, f"[{section}] {k} in {file}") for k, v in values.items()}
     for key in kinds:
-        env_value = env.get(f"RCMD_{section.upper()}_{key.upper()}")
+        var = f"RCMD_{section.upper()}_{key.upper()}"
+        env_value = env.get(var)
         if env_value is not None:
-            merged[key] = env_value
-    return cls(**{k: _coerce(section, k, v, kinds[k]) for k, v in merged.items()})
+            merged[key] = (env_value, f"{var} ([{section}] {key})")
+    return cls(**{k: _coerce(where, v, kinds[k]) for k, (v, where) in merged.items()})
 
 
 def load_config(env: dict[str, str] | None = None) -> Config:
@@ -180,7 +184,7 @@ def load_config(env: dict[str, str] | None = None) -> Config:
         section = data.get(name, {})
         if not isinstance(section, dict):
             raise ConfigError(f"{paths.config_file}: [{name}] must be a table")
-        parts[name] = _build(name, cls, section, env)
+        parts[name] = _build(name, cls, section, env, paths.config_file)
     if parts["vector_store"].url == ":memory:" and env.get("RCMD_TEST_MEMORY_VECTORS") != "1":
         raise ConfigError(
             f'[vector_store] url = ":memory:" (in {paths.config_file} or RCMD_VECTOR_STORE_URL) '

@@ -22,9 +22,22 @@ def row_filters(request: SearchRequest) -> list[RowFilter]:
     if (kind := request.kind) is not None:
         out.append(lambda row: row.kind == kind)
     if (glob := request.path) is not None:
-        # fnmatch on the root-relative path: `*` also crosses `/`.
-        out.append(lambda row: fnmatch.fnmatchcase(row.path, glob))
+        out.append(path_filter(glob))
     if (name := request.symbol_name) is not None:
         # Exact and case-sensitive: `name` itself or a symbol ending in `::name`.
         out.append(lambda row: symbol_matches(row.symbol, name, ignore_case=False))
     return out
+
+
+def path_filter(value: str) -> RowFilter:
+    """A glob is matched by fnmatch on the root-relative path (`*` also crosses `/`). A
+    value without glob characters is a file or a folder: the path itself, everything
+    under it, and everything under a folder of that name anywhere (`--path dec2flt`)."""
+    if any(c in value for c in "*?["):
+        return lambda row: fnmatch.fnmatchcase(row.path, value)
+    name = value.strip("/").removeprefix("./")
+    if not name:
+        return lambda row: True
+    inner, tail = "/" + name + "/", "/" + name
+    # "/" + path: the folder or file at the top counts like one further down.
+    return lambda row: inner in "/" + row.path or ("/" + row.path).endswith(tail)

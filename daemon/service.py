@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import structlog
 
+from daemon.budget import apply_budget
 from daemon.chunk_cache import ChunkCache
 from daemon.config import Config
 from daemon.embed_cache import EmbedCache
@@ -189,14 +190,15 @@ class Service:
             )
             for h in outcome.hits
         ]
-        reply: dict[str, Any] = {
-            "results": [h.to_json() for h in hits],
-            "took_ms": round((time.perf_counter() - t) * 1000, 2),
-        }
+        results = [h.to_json() for h in hits]
+        reply: dict[str, Any] = {"results": results}
+        if req.max_tokens is not None:
+            reply["results"], reply["cut"] = apply_budget(results, req.max_tokens)
         if outcome.exact is not None:
             reply["exact"] = outcome.exact
         if outcome.confidence is not None:
             reply["confidence"] = outcome.confidence
+        reply["took_ms"] = round((time.perf_counter() - t) * 1000, 2)
         return reply
 
     def _sync(self, roots: list[RootIndex], timeout: float) -> None:

@@ -9,17 +9,27 @@ names the next command to try; exit codes are 0 ok, 1 error, 2 usage.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from ipc import __version__
-from ipc.client import WAIT_STEP_S, ensure_daemon, is_running, request, stop_daemon, wait_root
+from ipc.client import (
+    WAIT_STEP_S,
+    ensure_daemon,
+    is_running,
+    request,
+    request_starting,
+    stop_daemon,
+    wait_root,
+)
 from ipc.commands import COMMANDS, argument, command, request_from_args
 from ipc.completion import SHELLS
-from ipc.errors import RcmdError
+from ipc.errors import NotFound, RcmdError
 from ipc.paths import RuntimePaths, runtime_paths
 from ipc.requests import (
     IndexRequest,
@@ -66,22 +76,69 @@ def _bar(done: int, total: int, width: int = 24) -> str:
     return "[" + "#" * filled + "-" * (width - filled) + "]"
 
 
+def _rate(p: dict[str, Any]) -> str:
+    """Rate and ETA, or "starting…" until there is a rate (an ETA from no rate would only
+    climb)."""
+    if not p.get("chunks_per_s"):
+        return "starting…"
+    eta = f", ETA {p['eta_s']:.0f}s" if p.get("eta_s") is not None else ""
+    return f"{p['chunks_per_s']:.0f} chunks/s{eta}"
+
+
 def _progress_line(root: dict[str, Any]) -> str:
     p = root["progress"]
-    eta = f", ETA {p['eta_s']:.0f}s" if p.get("eta_s") is not None else ""
     pending = root.get("vectors_pending", 0)
     if pending and p["files_done"] >= p["files_total"]:
         # Lexical-first: every file is searchable with BM25; vectors are filling in.
         return (
             f"{_bar(p['chunks_done'], p['chunks_total'])} BM25 ready; embedding "
             f"{p['chunks_done']}/{p['chunks_total']} chunks"
-            f"  {p['chunks_per_s']:.0f} chunks/s{eta}  ({pending} pending)"
+            f"  {_rate(p)}  ({pending} pending)"
         )
     return (
         f"{_bar(p['files_done'], p['files_total'])} files {p['files_done']}/{p['files_total']}"
         f"  chunks embedded {p['chunks_done']}/{p['chunks_total']}"
-        f"  {p['chunks_per_s']:.0f} chunks/s{eta}  ({root['activity']})"
+        f"  {_rate(p)}  ({root['activity']})"
     )
+
+
+def _wait_with_progress(paths: RuntimePaths, root: str) -> dict[str, Any]:
+    """Wait for `root` to be idle, with a progress line on a terminal. Ctrl-C ends the
+    line and says the work goes on in the daemon (KeyboardInterrupt goes on up: exit 130)."""
+    shown = False
+
+    def show(info: dict[str, Any]) -> None:
+        nonlocal shown
+        shown = True
+        sys.stderr.write("\r\033[K" + _progress_line(info))
+        sys.stderr.flush()
+
+    # `wait` answers once the root is idle; on a terminal, show progress between short steps.
+    tty = sys.stderr.isatty()
+    step = WAIT_STEP_S if tty else QUIET_WAIT_STEP_S
+    try:
+        return wait_root(paths, root, step_s=step, progress=show if tty else None)
+    except KeyboardInterrupt:
+        if shown:
+            sys.stderr.write("\n")
+            shown = False
+        print(
+            f"rcmd: stopped waiting; indexing {root} goes on in the background; "
+            "follow it with: rcmd status",
+            file=sys.stderr,
+        )
+        raise
+    finally:
+        if shown:
+            sys.stderr.write("\n")
+
+
+def _report_indexed(paths: RuntimePaths, info: dict[str, Any]) -> None:
+    skipped = info["skipped"]["count"]
+    note = f", {skipped} skipped (see rcmd status)" if skipped else ""
+    print(f"indexed {info['path']}: {info['files']} files, {info['chunks']} chunks{note}")
+    if info["last_error"]:
+        raise RcmdError(f"last batch failed: {info['last_error']}; see {paths.log_file}")
 
 
 def _refuse_broad_or_nested(paths: RuntimePaths, target: Path) -> None:
@@ -131,46 +188,37 @@ def cmd_index(args: argparse.Namespace, paths: RuntimePaths) -> int:
     if not args.wait:
         print(f"indexing {root['path']} in the background; follow it with: rcmd status")
         return 0
-    shown = False
-
-    def show(info: dict[str, Any]) -> None:
-        nonlocal shown
-        shown = True
-        sys.stderr.write("\r\033[K" + _progress_line(info))
-        sys.stderr.flush()
-
-    # `wait` answers once the root is idle; on a terminal, show progress between short steps.
-    tty = sys.stderr.isatty()
-    step = WAIT_STEP_S if tty else QUIET_WAIT_STEP_S
-    info = wait_root(paths, root["path"], step_s=step, progress=show if tty else None)
-    if shown:
-        sys.stderr.write("\n")
-    skipped = info["skipped"]["count"]
-    note = f", {skipped} skipped (see rcmd status)" if skipped else ""
-    print(f"indexed {info['path']}: {info['files']} files, {info['chunks']} chunks{note}")
-    if info["last_error"]:
-        raise RcmdError(f"last batch failed: {info['last_error']}; see {paths.log_file}")
+    _report_indexed(paths, _wait_with_progress(paths, root["path"]))
     return 0
 
 
 @command(
     "search",
     "hybrid search over indexed roots",
-    "Search every indexed root (or one, with --root). The default hybrid mode fuses\n"
-    "BM25 and embedding results, so both identifiers (HashMap::with_capacity) and\n"
-    "questions (where do we retry failed requests) work. Each result shows\n"
-    "path:start-end, symbol, kind, score and the matching lines. --symbol NAME\n"
-    "looks a symbol up exactly (rcmd search --symbol Vec::push).",
+    "Search the indexed root holding the current directory (as rg searches the current\n"
+    "tree), else every root; --all searches every root, --root one. The default hybrid\n"
+    "mode fuses BM25 and embedding results, so both identifiers (HashMap::with_capacity)\n"
+    "and questions (where do we retry failed requests) work. Each result shows\n"
+    "path:start-end, symbol, kind, score and the matching lines; paths open from the\n"
+    "current directory. --symbol NAME looks a symbol up exactly (rcmd search --symbol\n"
+    "Vec::push).",
     schema=SearchRequest,
 )
 @argument("--json", action="store_true", help="print one JSON object for tools")
+@argument("--all", action="store_true", help="search every root, wherever you are")
+@argument(
+    "--color",
+    choices=("auto", "always", "never"),
+    default="auto",
+    help="colour paths and matches (auto: on a terminal, unless NO_COLOR is set)",
+)
 def cmd_search(args: argparse.Namespace, paths: RuntimePaths) -> int:
     req = request_from_args(SearchRequest, args)
     if not req.query and not req.symbol:
         # A usage error, like argparse's own (exit status 2).
         print("rcmd: give a query, or a symbol to look up with --symbol NAME", file=sys.stderr)
         return 2
-    result = request(paths, req)
+    result = _search_here(paths, req, search_all=args.all)
     exact = result.get("exact")
     if exact is not None and not exact["found"]:
         print(
@@ -181,19 +229,71 @@ def cmd_search(args: argparse.Namespace, paths: RuntimePaths) -> int:
     if result.get("confidence") == "low" and result["results"]:
         print("rcmd: low confidence: nothing matches the question closely", file=sys.stderr)
     if args.json:
-        _print_json({k: result[k] for k in ("results", "exact", "confidence") if k in result})
+        keys = ("results", "cut", "exact", "confidence")
+        _print_json({k: result[k] for k in keys if k in result})
         return 0
     if not result["results"]:
         print("no results", file=sys.stderr)
         return 0
-    for hit in result["results"]:
+    _print_hits(result["results"], req.query, _use_color(args.color))
+    if result.get("cut"):
+        print(f"({result['cut']} more results cut by --max-tokens)", file=sys.stderr)
+    return 0
+
+
+def _search_here(paths: RuntimePaths, req: SearchRequest, *, search_all: bool) -> Any:
+    """Search the root holding the working directory, if one does, unless --all or
+    --root says otherwise; else every root."""
+    if req.root is None and not search_all:
+        try:
+            return request_starting(paths, dataclasses.replace(req, root=os.getcwd()))
+        except NotFound as exc:
+            if "not inside an indexed root" not in str(exc):
+                raise
+    return request_starting(paths, req)
+
+
+def _use_color(choice: str) -> bool:
+    if choice != "auto":
+        return choice == "always"
+    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+
+
+def _display_path(hit: dict[str, Any], cwd: str, several_roots: bool) -> str:
+    """A path that opens from the current directory when it lies in the hit's root;
+    otherwise root-relative, or absolute when hits come from several roots."""
+    full = os.path.join(hit["root"], hit["path"])
+    if cwd == hit["root"] or cwd.startswith(hit["root"].rstrip("/") + "/"):
+        return os.path.relpath(full, cwd)
+    return full if several_roots else str(hit["path"])
+
+
+def _print_hits(hits: list[dict[str, Any]], query: str, color: bool) -> None:
+    several = len({h["root"] for h in hits}) > 1
+    cwd = os.getcwd()
+    mark = _highlighter(query) if color else None
+    path_on, num_on, off = ("\033[35m", "\033[32m", "\033[0m") if color else ("", "", "")
+    for hit in hits:
+        where = _display_path(hit, cwd, several)
         print(
-            f"{hit['path']}:{hit['start_line']}-{hit['end_line']}  {hit['symbol']} "
-            f"({hit['kind']})  {hit['score']:.4f}"
+            f"{path_on}{where}{off}:{num_on}{hit['start_line']}-{hit['end_line']}{off}  "
+            f"{hit['symbol']} ({hit['kind']})  {hit['score']:.4f}"
         )
         for line in hit["snippet"].splitlines()[:4]:
-            print(f"    {line}")
-    return 0
+            print(f"    {mark(line) if mark else line}")
+
+
+def _highlighter(query: str) -> Any:
+    """A function that paints the query's words (and identifier parts) bold red, as rg
+    paints its matches; None when the query has no word to paint."""
+    import re  # only when colouring
+
+    words = {w for w in re.findall(r"[A-Za-z0-9_]+", query) if len(w) > 1}
+    words |= {p for w in list(words) for p in w.split("_") if len(p) > 2}
+    if not words:
+        return None
+    pattern = re.compile("|".join(sorted(map(re.escape, words), key=len, reverse=True)), re.I)
+    return lambda line: pattern.sub(lambda m: f"\033[1;31m{m.group(0)}\033[0m", line)
 
 
 def _fmt_bytes(n: int) -> str:
@@ -211,7 +311,7 @@ def _fmt_bytes(n: int) -> str:
 )
 @argument("--json", action="store_true", help="print one JSON object for tools")
 def cmd_status(args: argparse.Namespace, paths: RuntimePaths) -> int:
-    status = request(paths, request_from_args(StatusRequest, args))
+    status = request_starting(paths, request_from_args(StatusRequest, args))
     if args.json:
         _print_json(status)
         return 1 if args.verify and not status["verify"]["ok"] else 0
@@ -260,15 +360,23 @@ def cmd_status(args: argparse.Namespace, paths: RuntimePaths) -> int:
     "reindex",
     "rebuild a root's indexes (reuses the embedding cache)",
     "Re-read and re-chunk every file and rewrite both indexes, for one root or all.\n"
-    "The embedding cache is reused, so unchanged code is not embedded again.",
+    "The embedding cache is reused, so unchanged code is not embedded again. With\n"
+    "--wait, show progress until done.",
     schema=ReindexRequest,
 )
+@argument("--wait", action="store_true", help="show progress until rebuilt")
 def cmd_reindex(args: argparse.Namespace, paths: RuntimePaths) -> int:
     req = request_from_args(ReindexRequest, args)
     if not req.force:
-        raise RcmdError("reindex rebuilds the index; confirm with: rcmd reindex --force")
-    result = request(paths, req)
-    print(f"rebuilding {', '.join(result['roots'])}; follow it with: rcmd status")
+        target = f" {req.path}" if req.path else ""
+        what = "rebuilds that root's index" if req.path else "rebuilds every root's index"
+        raise RcmdError(f"reindex {what}; confirm with: rcmd reindex --force{target}")
+    result = request_starting(paths, req)
+    if not args.wait:
+        print(f"rebuilding {', '.join(result['roots'])}; follow it with: rcmd status")
+        return 0
+    for root in result["roots"]:
+        _report_indexed(paths, _wait_with_progress(paths, root))
     return 0
 
 
@@ -279,7 +387,7 @@ def cmd_reindex(args: argparse.Namespace, paths: RuntimePaths) -> int:
     schema=RemoveRequest,
 )
 def cmd_remove(args: argparse.Namespace, paths: RuntimePaths) -> int:
-    result = request(paths, request_from_args(RemoveRequest, args))
+    result = request_starting(paths, request_from_args(RemoveRequest, args))
     print(f"removed {result['removed']} and its index")
     return 0
 
@@ -289,8 +397,21 @@ def cmd_stop(args: argparse.Namespace, paths: RuntimePaths) -> int:
     if not is_running(paths):
         print("daemon not running", file=sys.stderr)
         return 0
-    stop_daemon(paths)  # returns once the daemon has exited and freed its lock
-    print("daemon stopped")
+    busy = [r for r in request(paths, StatusRequest())["roots"] if not r["idle"]]
+    for r in busy:
+        print(f"stopping: the daemon finishes the current step of {r['path']} first")
+        print("  " + _progress_line(r))
+    tty = sys.stderr.isatty()
+
+    def waiting(seconds: float) -> None:
+        if tty:
+            sys.stderr.write(f"\r\033[Kfinishing the current step… {seconds:.0f}s")
+            sys.stderr.flush()
+
+    stop_daemon(paths, waiting=waiting if busy else None)  # returns once the lock is free
+    if busy and tty:
+        sys.stderr.write("\n")
+    print("daemon stopped" + ("; indexing resumes when it starts again" if busy else ""))
     return 0
 
 
@@ -378,8 +499,9 @@ def cmd_mcp(args: argparse.Namespace, paths: RuntimePaths) -> int:
     return run(paths)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The whole `rcmd` parser, from the commands declared above."""
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole `rcmd` parser, from the commands declared above; with `only`, just that
+    command's subparser (each one costs schema introspection at start-up)."""
     parser = argparse.ArgumentParser(
         prog="rcmd",
         description=DESCRIPTION,
@@ -389,22 +511,31 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"rcmd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for cmd in COMMANDS.values():
-        cmd.add_to(sub)
+        if only is None or cmd.name == only:
+            cmd.add_to(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv[0] if argv and argv[0] in COMMANDS else None)
+    args = parser.parse_args(argv)
     if getattr(args, "limit", 1) < 1:
-        build_parser().error("--limit must be at least 1")
+        parser.error("--limit must be at least 1")
     try:
         code: int = args.func(args, runtime_paths())
+        sys.stdout.flush()  # inside the try: a closed pipe surfaces here, not at exit
         return code
     except RcmdError as exc:
         print(f"rcmd: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `rcmd search ... | head -1`: the reader left; stop quietly, as rg and grep do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by it
 
 
 if __name__ == "__main__":

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import socket
 import stat
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -19,7 +19,10 @@ from ipc.paths import RuntimePaths
 from ipc.protocol import PROTOCOL_VERSION, Request, decode_reply
 from ipc.requests import MethodRequest, StatusRequest, WaitRequest
 
-NOT_RUNNING = "daemon not running; start it with: rcmd daemon"
+NOT_RUNNING = (
+    "daemon not running; add a root with: rcmd index PATH (starts it), "
+    "or run it as a service: rcmd service install"
+)
 #: How long `stop_daemon` waits for the daemon to commit and exit.
 STOP_WAIT_S = 120.0
 #: Seconds one `wait` request blocks before `wait_root` shows progress and asks again.
@@ -158,10 +161,46 @@ def is_running(paths: RuntimePaths) -> bool:
     return True
 
 
+def has_roots(paths: RuntimePaths) -> bool:
+    """Whether roots are registered (a daemon that is down has work to resume)."""
+    try:
+        data = json.loads((paths.state_dir / "roots.json").read_bytes())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and bool(data.get("roots"))
+
+
+def request_starting(paths: RuntimePaths, req: MethodRequest, timeout: float = 60.0) -> Any:
+    """`request`, starting the daemon first when it is down but roots are registered
+    (after a reboot); with nothing registered, say which command adds a root."""
+    try:
+        return request(paths, req, timeout)
+    except DaemonNotRunning:
+        if not has_roots(paths):
+            raise
+    ensure_daemon(paths)
+    return request(paths, req, timeout)
+
+
+def _last_line(path: Path, offset: int) -> str:
+    """The last non-empty line written to `path` past `offset` (a daemon's reason to exit)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            lines = f.read().decode(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return lines[-1].removeprefix("rcmd daemon: ") if lines else ""
+
+
 def spawn_daemon(paths: RuntimePaths, timeout: float = 120.0) -> None:
     """Start a detached daemon (like watchman) and wait until its socket answers."""
+    import subprocess
+
     paths.log_dir.mkdir(parents=True, exist_ok=True)
-    with open(paths.log_dir / "daemon.stderr", "ab") as err:
+    err_file = paths.log_dir / "daemon.stderr"
+    offset = err_file.stat().st_size if err_file.exists() else 0
+    with open(err_file, "ab") as err:
         proc = subprocess.Popen(
             [sys.executable, "-m", "daemon", "--detached"],
             stdin=subprocess.DEVNULL,
@@ -178,9 +217,10 @@ def spawn_daemon(paths: RuntimePaths, timeout: float = 120.0) -> None:
         if code == AlreadyRunning.exit_status:
             pass  # another client's daemon won the lock: wait for it to answer
         elif code is not None and not is_running(paths):
+            reason = _last_line(err_file, offset) or f"it exited with code {code}"
             raise RcmdError(
-                f"the daemon exited with code {code} while starting; "
-                f"see {paths.log_dir / 'daemon.stderr'} and {paths.log_file}"
+                f"the daemon could not start: {reason}; fix that, then run the command "
+                f"again (details: {err_file})"
             )
         time.sleep(0.05)
     raise RcmdError(f"the daemon did not answer within {timeout:.0f}s; see {paths.log_file}")
@@ -202,15 +242,25 @@ def lock_released(lock: Path) -> bool:
         return True
 
 
-def stop_daemon(paths: RuntimePaths, timeout: float = STOP_WAIT_S) -> None:
+def stop_daemon(
+    paths: RuntimePaths,
+    timeout: float = STOP_WAIT_S,
+    waiting: Callable[[float], None] | None = None,
+) -> None:
     """Ask the running daemon to stop and return once it has exited (its lock is free), so
-    a new daemon can start right after."""
+    a new daemon can start right after. `waiting` gets the seconds waited so far, about
+    twice a second, while the daemon finishes its current step."""
     pid = call(paths, "hello")["pid"]
     call(paths, "stop")
-    deadline = time.monotonic() + timeout
+    start = time.monotonic()
+    deadline = start + timeout
+    polls = 0
     while time.monotonic() < deadline:
         if lock_released(paths.lock):
             return
+        polls += 1
+        if waiting is not None and polls % 10 == 0:
+            waiting(time.monotonic() - start)
         time.sleep(0.05)
     raise RcmdError(
         f"the daemon (pid {pid}) is still finishing after {timeout:.0f}s; "

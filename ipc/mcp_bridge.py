@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ipc import __version__
 from ipc.client import ensure_daemon, request
+from ipc.errors import RcmdError
 from ipc.paths import RuntimePaths
 from ipc.requests import (
     MethodRequest,
@@ -50,6 +51,7 @@ Forward = Callable[[MethodRequest], Awaitable[dict[str, Any]]]
 def build_server(paths: RuntimePaths) -> Any:
     from anyio import to_thread
     from mcp.server import MCPServer
+    from mcp.server.mcpserver.exceptions import ToolError
 
     server = MCPServer("rcmd", version=__version__, instructions=INSTRUCTIONS)
 
@@ -59,7 +61,12 @@ def build_server(paths: RuntimePaths) -> Any:
             result: dict[str, Any] = request(paths, req)
             return result
 
-        return await to_thread.run_sync(run)
+        try:
+            return await to_thread.run_sync(run)
+        except RcmdError as exc:
+            # The SDK's way to hand the agent an `isError` result with this one line;
+            # any other exception would reach it as a bare "Error executing tool".
+            raise ToolError(str(exc)) from None
 
     _search_tools(server, forward)
     _status_and_code_tools(server, forward)
@@ -77,13 +84,16 @@ def _search_tools(server: MCPServer, forward: Forward) -> None:
         kind: str | None = None,
         symbol: str | None = None,
         fresh: bool = False,
+        max_tokens: int | None = None,
     ) -> dict[str, Any]:
         """Search indexed Rust code. mode: hybrid (default), bm25 or vector. path: a glob on
         the root-relative path (e.g. "src/net/*"); kind: fn, method, struct, enum, trait,
         impl, macro, ... ; root: narrow to the root holding this absolute path; symbol: an
         exact symbol lookup (e.g. "Vec::push"), query may then be empty. fresh: true after
         you edited files, to search only once your edits are indexed. A hit with
-        `stale: true` changed on disk since it was indexed."""
+        `stale: true` changed on disk since it was indexed. max_tokens: a budget for the
+        results (about 4 characters a token): snippets are trimmed, later hits cut, and
+        `cut` says how many."""
         return await forward(
             SearchRequest(
                 query=query,
@@ -94,6 +104,7 @@ def _search_tools(server: MCPServer, forward: Forward) -> None:
                 kind=kind,
                 symbol=symbol,
                 fresh=fresh,
+                max_tokens=max_tokens,
             )
         )
 

@@ -26,6 +26,8 @@ from ipc.protocol import KINDS, MODES
 MAX_LIMIT = 1000
 #: Largest line number a request may name.
 MAX_LINE = 1 << 31
+#: Largest `max_tokens` budget a search takes.
+MAX_TOKENS = 1 << 24
 #: Longest one `wait` request blocks; wait again for longer.
 MAX_WAIT_S = 3600.0
 
@@ -249,6 +251,16 @@ class SearchRequest(MethodRequest):
             "first wait until every change made before this search is indexed "
             "(fails after a deadline rather than answer from an older index)",
             cli="--fresh",
+        ),
+    )
+    max_tokens: int | None = field(
+        default=None,
+        metadata=spec(
+            "budget for the results, in tokens of about 4 characters of their JSON: "
+            "snippets are trimmed, then the last hits cut (the reply's `cut` counts them)",
+            cli="--max-tokens",
+            metavar="N",
+            bounds=(1, MAX_TOKENS),
         ),
     )
 

@@ -92,8 +92,10 @@ def render_service(exec_start: str = DEFAULT_EXEC) -> str:
     return SERVICE.format(exec_start=exec_start)
 
 
-def render_plist(program: list[str], log_dir: Path) -> str:
-    plist = {
+def render_plist(program: list[str], log_dir: Path, rcmd_home: str | None = None) -> str:
+    """The launchd agent; `rcmd_home` (RCMD_HOME at install time) is passed to the daemon,
+    which otherwise would look for its state, socket and config elsewhere."""
+    plist: dict[str, object] = {
         "Label": LAUNCHD_LABEL,
         "ProgramArguments": [*program, "daemon"],
         "RunAtLoad": True,
@@ -105,6 +107,8 @@ def render_plist(program: list[str], log_dir: Path) -> str:
         "StandardOutPath": str(log_dir / "launchd.stdout.log"),
         "StandardErrorPath": str(log_dir / "launchd.stderr.log"),
     }
+    if rcmd_home:
+        plist["EnvironmentVariables"] = {"RCMD_HOME": rcmd_home}
     return plistlib.dumps(plist).decode()
 
 
@@ -133,7 +137,7 @@ def service_files(
         agent = home / "Library" / "LaunchAgents" / f"{LAUNCHD_LABEL}.plist"
         return ServiceFiles(
             manager,
-            {agent: render_plist(rcmd_command(), paths.log_dir)},
+            {agent: render_plist(rcmd_command(), paths.log_dir, env.get("RCMD_HOME"))},
             enable=f"launchctl bootstrap gui/$(id -u) {shlex.quote(str(agent))}",
             disable=f"launchctl bootout gui/$(id -u)/{LAUNCHD_LABEL}",
         )

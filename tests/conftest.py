@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -19,15 +20,16 @@ FIXTURE_CRATE = Path(__file__).parent / "fixtures" / "demo_crate"
 REPO = Path(__file__).resolve().parent.parent
 
 
-def run_rcmd(*args: str, env: dict[str, str], timeout: float = 300) -> Any:
-    """The real CLI in a child process: `rcmd ARGS` with `env`."""
+def run_rcmd(*args: str, env: dict[str, str], timeout: float = 300, cwd: Path | None = None) -> Any:
+    """The real CLI in a child process: `rcmd ARGS` with `env` (in `cwd`, default the
+    checkout, which is no indexed root)."""
     return subprocess.run(
         [sys.executable, "-m", "ipc.cli", *args],
-        env=env,
+        env={**env, "PYTHONPATH": str(REPO)},
         capture_output=True,
         text=True,
         timeout=timeout,
-        cwd=REPO,
+        cwd=cwd or REPO,
     )
 
 
@@ -43,22 +45,57 @@ def run_daemon_once(env: dict[str, str], timeout: float = 60) -> Any:
     )
 
 
+#: RCMD_TEST_STRICT=1 (set by .ci/run, which installs every tool): a test that would
+#: skip for a missing tool or privilege fails instead, so CI runs every test.
+STRICT = os.environ.get("RCMD_TEST_STRICT") == "1"
+#: Skip reasons of that kind start so; other skips (platform) stay skips.
+NEEDS = "needs "
+
+
+def skip_or_fail(reason: str) -> None:
+    """Skip the test for `reason` ("needs ..."); under RCMD_TEST_STRICT=1, fail it."""
+    if STRICT:
+        pytest.fail(f"{reason} (RCMD_TEST_STRICT=1: install it, as .ci/run does)")
+    pytest.skip(reason)
+
+
+def require_tools(*tools: str) -> None:
+    """Skip (fail when strict) unless every command in `tools` is on PATH."""
+    missing = [t for t in tools if shutil.which(t) is None]
+    if missing:
+        skip_or_fail(f"{NEEDS}{', '.join(missing)} on PATH (Debian: see .ci/run)")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Under RCMD_TEST_STRICT=1, a `skipif` mark whose reason starts with "needs " fails."""
+    outcome = yield
+    report = outcome.get_result()
+    if STRICT and report.skipped and isinstance(report.longrepr, tuple):
+        reason = str(report.longrepr[2]).removeprefix("Skipped: ")
+        if reason.startswith(NEEDS):
+            report.outcome = "failed"
+            report.longrepr = f"{reason} (RCMD_TEST_STRICT=1: CI must run this test)"
+
+
 #: Run a command in a user namespace of its own, mapped to the same uid.
 OWN_USERNS = ["unshare", "--user", "--map-current-user", "--"]
 
 
-def _userns_available() -> bool:
+def userns_available() -> bool:
+    if shutil.which("nsenter") is None:
+        return False
     try:
         return subprocess.run([*OWN_USERNS, "true"], capture_output=True).returncode == 0
     except FileNotFoundError:
         return False
 
 
+USERNS_REASON = "needs user namespaces (util-linux's unshare and nsenter, userns enabled)"
+
 #: Tests that change kernel limits or mount file systems do it in a namespace of their
 #: own, never on the host; where user namespaces are off they skip, saying why.
-needs_userns = pytest.mark.skipif(
-    not _userns_available(), reason="needs user namespaces (unshare --user --map-current-user)"
-)
+needs_userns = pytest.mark.skipif(not userns_available(), reason=USERNS_REASON)
 
 
 def wait_until(pred: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05) -> Any:
@@ -135,8 +172,10 @@ class Daemon(DaemonDriver):
     def __init__(self, home: Path, prefix: Sequence[str] = (), **env: str) -> None:
         super().__init__(home, env, prefix)
 
-    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        proc: subprocess.CompletedProcess[str] = run_rcmd(*args, env=self.env)
+    def cli(
+        self, *args: str, check: bool = True, cwd: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        proc: subprocess.CompletedProcess[str] = run_rcmd(*args, env=self.env, cwd=cwd)
         if check and proc.returncode != 0:
             raise AssertionError(f"rcmd {' '.join(args)} -> {proc.returncode}\n{proc.stderr}")
         return proc

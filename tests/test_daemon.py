@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from ipc.client import NOT_RUNNING
 from ipc.errors import BadRequest, NotFound, Timeout
 from tests.conftest import REPO, Daemon, run_daemon_once, run_rcmd, seed_cache, wait_until
 
@@ -349,7 +350,7 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
 
     out = rcmd("search", "anything")
     assert out.returncode == 1
-    assert out.stderr.strip() == "rcmd: daemon not running; start it with: rcmd daemon"
+    assert out.stderr.strip() == f"rcmd: {NOT_RUNNING}" and "rcmd index" in out.stderr
     assert rcmd("status").returncode == 1
     assert rcmd("search").returncode == 2
     assert rcmd("frobnicate").returncode == 2

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -19,7 +18,7 @@ import pytest
 from ipc import __version__
 from ipc.client import Client, is_running, stop_daemon
 from ipc.errors import BadRequest, NotFound
-from tests.conftest import REPO, Daemon, run_rcmd, seed_cache, wait_until
+from tests.conftest import REPO, Daemon, require_tools, run_rcmd, seed_cache, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -185,6 +184,11 @@ def test_mcp_bridge_with_the_sdk_client(daemon: Daemon, crate: Path) -> None:
 
             outside = await client.call_tool("read_chunk", {"path": "/etc/passwd"})
             assert outside.is_error
+            # 19.7: the one-line reason reaches the agent, not only "Error executing tool".
+            assert "is not inside an indexed root" in outside.content[0].text
+            empty = await client.call_tool("search", {"query": ""})
+            assert empty.is_error and "'query' must not be empty" in empty.content[0].text
+            assert len(empty.content[0].text.splitlines()) == 1
 
             similar = payload(
                 await client.call_tool(
@@ -233,7 +237,7 @@ PLUGIN = REPO / "packaging" / "editors" / "rcmd.lua"
 
 def test_neovim_plugin_searches_the_daemon(daemon: Daemon, crate: Path, tmp_path: Path) -> None:
     """The example plugin, run for real in headless Neovim against the daemon."""
-    assert shutil.which("nvim"), "neovim missing: .ci/run installs Debian's neovim"
+    require_tools("nvim")
     daemon.cli("index", str(crate), "--wait")
     out = tmp_path / "results.json"
     script = tmp_path / "run.lua"

@@ -13,7 +13,7 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 from daemon.onnx_graph import optimized_graph, quantize_weight_matmuls, strip_softmax_nan_guards
-from tests.conftest import REPO
+from tests.conftest import REPO, USERNS_REASON, skip_or_fail, userns_available
 
 
 def _value(name: str, shape: list[int]) -> onnx.ValueInfoProto:
@@ -121,6 +121,8 @@ def test_a_cache_folder_without_room_still_gets_the_graph(tmp_path: Path) -> Non
     try:
         build = [sys.executable, "-c", _BUILD_IN, str(model_dir)]
         if os.access(model_dir, os.W_OK):
+            if not userns_available():
+                skip_or_fail(USERNS_REASON + ", as root: to make a folder read-only")
             remount = 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && exec "$@"'
             private = ["unshare", "--user", "--map-current-user", "--mount", "--"]
             build = [*private, "sh", "-c", remount, str(model_dir), *build]

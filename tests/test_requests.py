@@ -212,7 +212,8 @@ def test_cli_arguments_map_to_schema_fields() -> None:
 def test_cli_search_flags_are_the_search_fields() -> None:
     search = _subparsers(build_parser())["search"]
     flags = {a.dest for a in search._actions if not isinstance(a, argparse._HelpAction)}
-    assert flags == {f.name for f in dataclasses.fields(SearchRequest)} | {"json"}
+    own = {"json", "all", "color"}  # options of the CLI alone
+    assert flags == {f.name for f in dataclasses.fields(SearchRequest)} | own
 
 
 def test_mcp_tool_parameters_map_to_schema_fields(tmp_path: Path) -> None:

@@ -1,0 +1,89 @@
+"""Start-up cost of the `rcmd` command (issue 19.13): wall time of whole `rcmd` calls
+against a warm daemon, hyperfine-style (warm-up runs, then the median of N), with
+`python -c pass` measured in the same run as the floor no Python CLI can beat.
+
+The command runs through a console script written the way pip writes one, so the figure
+is what a user's shell sees; the old entry point (`ipc.cli:main`) runs beside the new one
+(`ipc.main:main`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.harness import REPO, BenchDaemon, save
+
+CRATE = REPO / "tests" / "fixtures" / "demo_crate"
+#: pip's console-script template (distlib), pointed at one entry point.
+SCRIPT = """#!{python}
+# -*- coding: utf-8 -*-
+import re
+import sys
+from {module} import {func}
+if __name__ == '__main__':
+    sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])
+    sys.exit({func}())
+"""
+
+
+def _script(folder: Path, name: str, entry: str) -> str:
+    module, func = entry.split(":")
+    path = folder / name
+    path.write_text(SCRIPT.format(python=sys.executable, module=module, func=func))
+    path.chmod(0o755)
+    return str(path)
+
+
+def _time(cmd: list[str], env: dict[str, str], runs: int, warmup: int) -> dict[str, float]:
+    times = []
+    for i in range(warmup + runs):
+        t = time.perf_counter()
+        subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, check=True, cwd=REPO)
+        if i >= warmup:
+            times.append((time.perf_counter() - t) * 1000)
+    return {
+        "median_ms": round(statistics.median(times), 1),
+        "min_ms": round(min(times), 1),
+        "max_ms": round(max(times), 1),
+    }
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="rcmd-bench-cli-") as tmp:
+        work = Path(tmp)
+        d = BenchDaemon(work / "home", {"PYTHONPATH": str(REPO)})
+        d.start()
+        try:
+            d.call("index", path=str(CRATE.resolve()))
+            d.wait(CRATE)
+            new = _script(work, "rcmd", "ipc.main:main")
+            old = _script(work, "rcmd-old", "ipc.cli:main")
+            cases = {
+                "python -c pass": [sys.executable, "-c", "pass"],
+                "rcmd --version": [new, "--version"],
+                "rcmd status": [new, "status"],
+                "rcmd search fetch_with_retry": [new, "search", "fetch_with_retry"],
+                "rcmd search 'retry failed requests'": [new, "search", "retry failed requests"],
+                "old entry (ipc.cli:main) status": [old, "status"],
+            }
+            env = {**os.environ, **d.env}
+            figures = {name: _time(cmd, env, args.runs, args.warmup) for name, cmd in cases.items()}
+        finally:
+            d.stop()
+    floor = figures["python -c pass"]["median_ms"]
+    result = {
+        "runs": args.runs,
+        "figures": figures,
+        "above_python_ms": {k: round(v["median_ms"] - floor, 1) for k, v in figures.items()},
+        "target": "rcmd search/status <= 60 ms wall on a warm daemon",
+    }
+    save("cli", f"python -m bench cli --runs {args.runs}", result)
+    return result
