@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -48,6 +49,14 @@ RANKING_FILES = (
 )
 
 __all__ = ["DEFAULT_WORK", "MODES", "Searcher", "evaluate_corpus", "main"]
+
+
+def dump(results: dict[str, Any]) -> str:
+    """Indented JSON with lists of numbers kept on one line (per-query ranks, scores)."""
+    text = json.dumps(results, indent=1)
+    return re.sub(
+        r"\[\s*([-\d.enull, \n]*?)\s*\]", lambda m: "[" + " ".join(m[1].split()) + "]", text
+    )
 
 
 def _git(*args: str) -> str:
@@ -140,9 +149,11 @@ def main() -> int:
     else:
         results["naive"] = run_naive(work, sets)
     results_path.parent.mkdir(parents=True, exist_ok=True)
-    results_path.write_text(json.dumps(results, indent=1))
+    results_path.write_text(dump(results))
     print(f"results: {results_path}")
-    if not args.no_doc:
+    if len(corpora) < len(CORPORA) and not args.no_doc:
+        print("docs/SEARCH_QUALITY.md left alone: it reports every corpus (this run had a subset)")
+    elif not args.no_doc:
         doc = REPO / "docs" / "SEARCH_QUALITY.md"
         write_report(results, doc)
         print(f"report: {doc}")

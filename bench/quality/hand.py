@@ -82,9 +82,8 @@ def _items(node: tree_sitter.Node, owner: str, out: list[tuple[str, int, int]]) 
         elif child.type in _NAMED:
             n = child.child_by_field_name("name")
             name = (n.text or b"").decode() if n is not None else ""
-            out.append(
-                (f"{owner}::{name}" if owner else name, *_rows(child))  # type: ignore[arg-type]
-            )
+            start, end = _rows(child)
+            out.append((f"{owner}::{name}" if owner else name, start, end))
             body = child.child_by_field_name("body")
             if child.type == "mod_item" and body is not None:
                 _items(body, "", out)
