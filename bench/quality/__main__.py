@@ -12,7 +12,8 @@ blanked root, a second every real root (both share the embedding cache, kept bet
 runs: a re-run that changes only search knobs embeds nothing). Each set runs once per
 corpus with the `root` filter, and once with no filter (every selected root at once).
 The naive baseline (bench/quality/naive.py) is built in-process from the same copies.
-Results go to WORK/results.json (or --out); the doc to docs/SEARCH_QUALITY.md.
+Results go to WORK/results.json (or --out); a run over every corpus also rewrites
+docs/SEARCH_QUALITY.md and bench/results/quality.json (unless --no-doc).
 """
 
 from __future__ import annotations
@@ -156,7 +157,8 @@ def main() -> int:
     elif not args.no_doc:
         doc = REPO / "docs" / "SEARCH_QUALITY.md"
         write_report(results, doc)
-        print(f"report: {doc}")
+        (REPO / "bench" / "results" / "quality.json").write_text(dump(results))
+        print(f"report: {doc} (results: bench/results/quality.json)")
     return 0
 
 

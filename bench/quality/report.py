@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.quality.evaluate import MODES, summary
+from bench.quality.hand import load_questions
 
 HERE = Path(__file__).parent
 NOTES = (HERE / "notes.md", HERE / "tuning.md")
@@ -179,6 +180,24 @@ def absent_scores(res: dict[str, Any]) -> list[str]:
     return lines
 
 
+def question_table(res: dict[str, Any]) -> list[str]:
+    """Rank of the first answer per hand-written question (- : not in the top 10), in
+    the order the harness ran them (each corpus's answerable questions, file order)."""
+    lines = [
+        "| corpus | question | rcmd bm25 | rcmd vector | rcmd hybrid | naive hybrid |",
+        "|---|---|---|---|---|---|",
+    ]
+    questions = load_questions()
+    for name in res["corpora"]:
+        r, nv = res["rcmd"]["corpora"][name]["hand"], res["naive"]["corpora"][name]["hand"]
+        mine = [q for q in questions if q.corpus == name and not q.absent]
+        for i, q in enumerate(mine):
+            ranks = [r[m]["ranks"][i] for m in MODES] + [nv["hybrid"]["ranks"][i]]
+            cells = " | ".join(str(x or "-") for x in ranks)
+            lines.append(f"| {name} | {q.query} | {cells} |")
+    return lines
+
+
 def corpora_table(res: dict[str, Any]) -> list[str]:
     lines = [
         "| corpus | split | style | source | files | lines | rcmd chunks (blanked / real) "
@@ -250,6 +269,14 @@ def render(res: dict[str, Any]) -> str:
         "low-confidence signal (issue 18 item 6).",
         "",
         *absent_scores(res),
+    ]
+    lines += [
+        "",
+        "## Hand-written questions one by one",
+        "",
+        "Rank of the first answer (- : not in the top 10), index with doc comments.",
+        "",
+        *question_table(res),
     ]
     if res.get("naive_from"):
         lines += ["", f"(naive figures from the run of {res['naive_from']})"]
