@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.quality.corpus import blank_docs, decl_line, first_sentence, mentions_name
+from bench.quality.corpora import blank_docs
+from bench.quality.corpus import decl_line, first_sentence, mentions_name
 from bench.quality.metrics import gains, ndcg, score
 from daemon.query import classify, symbol_matches, symbol_name, symbol_words
 from daemon.search import is_near_duplicate, item_extent, snippet

@@ -1,9 +1,10 @@
 """How much the code-aware lexical side is worth on its own: BM25 over rcmd's own chunks
 (read from the harness daemon's state.db) with (a) Tantivy's default tokenizer on the raw
 text, (b) rcmd's code tokens on the text alone, (c) rcmd's fields (symbol ×3, signature
-×1.5, path, text), scored on the dev half. Run after `python -m bench.quality`.
+×1.5, path, text), scored on one corpus's doc-comment queries (and its hand-written
+questions, on the doc-blanked copy). Run after `python -m bench.quality`.
 
-    python -m bench.quality.ablation
+    python -m bench.quality.ablation [CORPUS]        # default: library
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ import apsw
 import tantivy
 
 from bench.quality.__main__ import DEFAULT_WORK
-from bench.quality.corpus import build_corpus, doc_queries
-from bench.quality.evaluate import Result, hand_set, run_doc, run_hand
+from bench.quality.corpora import BY_NAME, copy_root
+from bench.quality.evaluate import Result, run_doc, run_hand, summary
 from bench.quality.naive import simple_tokens
+from bench.quality.runs import CorpusSets
 from daemon.lexical import FIELD_BOOSTS
 from daemon.root import root_id_for
 from daemon.tokenize import as_field_text, code_tokens, query_tokens
@@ -86,10 +88,8 @@ class Variant:
 
 def main() -> int:
     work = DEFAULT_WORK
-    root = build_corpus(work).resolve()
-    rows = _rows(work, root)
-    dev = [q for q in doc_queries() if q.split == "dev"]
-    hand = hand_set()
+    sets = CorpusSets.load(BY_NAME[sys.argv[1] if len(sys.argv) > 1 else "library"])
+    rows = _rows(work, copy_root(sets.corpus, work, blank=True))
     rcmd_fields = {k.removesuffix("_t"): v for k, v in FIELD_BOOSTS.items()}
     variants = {
         "default tokenizer, text only": Variant(rows, {"content": 1.0}, code=False),
@@ -98,14 +98,14 @@ def main() -> int:
         "code tokens, rcmd's fields (rcmd)": Variant(rows, rcmd_fields, code=True),
     }
     print(
-        "| lexical variant (rcmd chunks, BM25) | dev MRR@10 | dev hit@10 "
+        f"| lexical variant (rcmd chunks, BM25; {sets.corpus.name}) | doc MRR@10 | doc hit@10 "
         "| hand MRR@10 (doc-blanked) |"
     )
     print("|---|---|---|---|")
     for name, v in variants.items():
-        d = run_doc(v.search, dev, "bm25").scores
-        h = run_hand(v.search, hand, "bm25").scores
-        print(f"| {name} | {d.mrr10:.3f} | {d.hit10:.3f} | {h.mrr10:.3f} |")
+        d = summary(run_doc(v.search, sets.doc, "bm25").ranks)
+        h = summary(run_hand(v.search, sets.hand, "bm25").ranks)
+        print(f"| {name} | {d['mrr@10']:.3f} | {d['hit@10']:.3f} | {h['mrr@10']:.3f} |")
     return 0
 
 

@@ -1,39 +1,19 @@
-"""The evaluation corpus: a doc-blanked copy of a rust-src `library/` subset, and the
-doc-comment query set drawn from the original.
-
-Queries are the first sentence of a public item's doc comment; the indexed copy has every
-`///` and `//!` line blanked (line numbers kept), so the query text cannot be found
-lexically and the ranking has to come from the code itself.
+"""Doc-comment queries: the first sentence of a public item's doc comment, drawn from the
+original sources of a corpus; the indexed copy has every `///` and `//!` line blanked
+(line numbers kept), so the query text cannot be found lexically and the ranking has to
+come from the code itself. The query sets are frozen in doc_queries.json (see
+bench/quality/queries.py) so that a chunker change cannot change the questions.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
-import shutil
 from collections import Counter
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
+from bench.quality.corpora import Corpus
 from daemon.chunker import chunk_source
 
-LIBRARY = Path("/usr/lib/rustlib/src/rust/library")
-#: The subset indexed. All of `library/` is ~30k chunks, too slow to embed twice on 2
-#: cores; this is ~5,900 rcmd chunks: all of `alloc/src` plus the parts of `std` that
-#: the hand-written questions ask about (collections, io, sync, thread, fs, path, env,
-#: process).
-SUBSET = (
-    "alloc/src",
-    "std/src/collections",
-    "std/src/io",
-    "std/src/sync",
-    "std/src/thread",
-    "std/src/fs.rs",
-    "std/src/path.rs",
-    "std/src/env.rs",
-    "std/src/process.rs",
-)
-_DOC_LINE = re.compile(rb"^[ \t]*//[/!].*$", re.M)
 _PUBLIC = re.compile(r"pub\s")  # `pub(crate)` and friends are not public
 _QUERY_KINDS = frozenset(
     {"fn", "method", "struct", "enum", "union", "trait", "type", "const", "static"}
@@ -64,41 +44,10 @@ class Item:
 class DocQuery:
     query: str
     item: Item
-    split: str  # "dev" or "test"
+    corpus: str
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
-
-
-def subset_files(library: Path = LIBRARY) -> list[Path]:
-    """Every `.rs` file of the subset, sorted."""
-    out: list[Path] = []
-    for entry in SUBSET:
-        p = library / entry
-        out.extend([p] if p.is_file() else sorted(p.rglob("*.rs")))
-    return sorted(out)
-
-
-def blank_docs(source: bytes) -> bytes:
-    """Every `///` and `//!` line made empty; the line count is unchanged."""
-    return _DOC_LINE.sub(b"", source)
-
-
-def build_corpus(dest: Path, library: Path = LIBRARY, *, blank: bool = True) -> Path:
-    """Write the subset under `dest/library`, doc comments blanked, or with `blank=False`
-    as it is under `dest/real/library` (idempotent); return that root."""
-    base = dest if blank else dest / "real"
-    root = base / "library"
-    stamp = base / "corpus.ok"
-    if stamp.exists() and root.is_dir():
-        return root
-    shutil.rmtree(root, ignore_errors=True)
-    for f in subset_files(library):
-        out = root / f.relative_to(library)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_bytes(blank_docs(f.read_bytes()) if blank else f.read_bytes())
-    stamp.write_text("\n".join(SUBSET) + "\n")
-    return root
 
 
 def decl_line(lines: list[str], start: int, end: int) -> int:
@@ -161,16 +110,11 @@ def mentions_name(sentence: str, name: str) -> bool:
     return False
 
 
-def split_of(path: str) -> str:
-    """dev or test, fixed per file so no file contributes to both halves."""
-    return "dev" if hashlib.sha1(path.encode()).digest()[0] % 2 == 0 else "test"
-
-
-def public_items(library: Path = LIBRARY) -> list[tuple[Item, str]]:
-    """(item, its doc comment) for every public item of the subset, from the original."""
+def public_items(corpus: Corpus) -> list[tuple[Item, str]]:
+    """(item, its doc comment) for every public item of the corpus, from the original."""
     out: list[tuple[Item, str]] = []
-    for f in subset_files(library):
-        rel = f.relative_to(library).as_posix()
+    for f in corpus.files():
+        rel = corpus.rel(f)
         src = f.read_bytes()
         lines = src.decode("utf-8", "replace").split("\n")
         chunks = chunk_source(rel, src)
@@ -188,12 +132,12 @@ def public_items(library: Path = LIBRARY) -> list[tuple[Item, str]]:
     return out
 
 
-def doc_queries(library: Path = LIBRARY) -> list[DocQuery]:
+def doc_queries(corpus: Corpus) -> list[DocQuery]:
     """The doc-comment set: one query per public item whose first doc sentence is at least
     four words, does not name the item (see `mentions_name`), and is not shared with
     another item."""
     candidates: list[tuple[str, Item]] = []
-    for item, doc in public_items(library):
+    for item, doc in public_items(corpus):
         if not doc:
             continue
         sentence = first_sentence(doc)
@@ -201,6 +145,4 @@ def doc_queries(library: Path = LIBRARY) -> list[DocQuery]:
             continue
         candidates.append((sentence, item))
     counts = Counter(s.lower() for s, _ in candidates)
-    return [
-        DocQuery(s, item, split_of(item.path)) for s, item in candidates if counts[s.lower()] == 1
-    ]
+    return [DocQuery(s, item, corpus.name) for s, item in candidates if counts[s.lower()] == 1]

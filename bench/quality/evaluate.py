@@ -1,20 +1,21 @@
-"""Run the query sets against a searcher and score them; shared by the harness and tuning."""
+"""Run the query sets of one corpus against a searcher and record, per query, the rank of
+the first answer; shared by the harness and tuning. Aggregates come from the ranks
+(`summary`), so corpora can be pooled into per-split figures afterwards."""
 
 from __future__ import annotations
 
-import json
-import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from bench.quality.corpus import DocQuery, Item
-from bench.quality.metrics import Scores, gains, percentile, score
+from bench.quality.hand import Question
+from bench.quality.metrics import percentile
 
-HAND_SET = Path(__file__).with_name("hand_set.json")
 MODES = ("bm25", "vector", "hybrid")
 K = 10
+#: A result of at most this many lines is a fragment (issue 24 asks for their share).
+FRAGMENT_LINES = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +24,10 @@ class Result:
     start_line: int
     end_line: int
     symbol: str = ""
+    score: float = 0.0
+    #: The corpus the result came from, when several are searched at once ("" = the one
+    #: searched).
+    corpus: str = ""
 
 
 #: (query, mode, limit) -> (results best first, latency ms)
@@ -35,86 +40,104 @@ def holds(r: Result, item: Item) -> bool:
     return r.path == item.path and r.start_line <= item.decl_line <= r.end_line
 
 
-def hand_set() -> list[tuple[str, list[str]]]:
-    data = json.loads(HAND_SET.read_text())
-    return [(q["q"], list(q["files"])) for q in data["questions"]]
-
-
 def symbol_matches(symbol: str, name: str) -> bool:
     """`alloc::vec::Vec::with_capacity` matches `Vec::with_capacity` and `with_capacity`."""
     return symbol == name or symbol.endswith("::" + name)
 
 
-def identifier_sample(items: Sequence[Item], n: int = 100, seed: int = 4) -> list[Item]:
-    """`n` public items with distinct `Type::method` / bare names, sampled once."""
-    by_name: dict[str, Item] = {}
-    for it in items:
-        by_name.setdefault(it.owner_name(), it)
-    names = sorted(by_name)
-    return [by_name[x] for x in random.Random(seed).sample(names, min(n, len(names)))]
+def first_rank(results: Sequence[Result], hit: Callable[[Result], bool]) -> int | None:
+    return next((i + 1 for i, r in enumerate(results[:K]) if hit(r)), None)
 
 
 @dataclass
-class ModeRun:
-    scores: Scores
-    latencies_ms: list[float]
+class SetRun:
+    """One query set in one mode: first-answer ranks (None: not in the top 10), the
+    latencies, the result sizes seen, and each query's top score."""
+
     ranks: list[int | None]
+    latencies_ms: list[float]
+    fragments: int = 0
+    results: int = 0
+    top_scores: list[float | None] | None = None
+    symbol_top3: list[bool] | None = None
+
+    def add(self, results: Sequence[Result], ms: float, rank: int | None) -> None:
+        self.ranks.append(rank)
+        self.latencies_ms.append(ms)
+        self.results += len(results[:K])
+        self.fragments += sum(r.end_line - r.start_line + 1 <= FRAGMENT_LINES for r in results[:K])
+        if self.top_scores is not None:
+            self.top_scores.append(results[0].score if results else None)
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            **self.scores.to_json(),
+        out: dict[str, Any] = {
+            **summary(self.ranks),
             "p50_ms": round(percentile(self.latencies_ms, 50), 2),
-            "p90_ms": round(percentile(self.latencies_ms, 90), 2),
+            "fragments": [self.fragments, self.results],
+            "ranks": self.ranks,
         }
+        if self.top_scores is not None:
+            out["top_scores"] = [None if s is None else round(s, 5) for s in self.top_scores]
+        if self.symbol_top3 is not None:
+            out["symbol_top3"] = round(sum(self.symbol_top3) / max(len(self.symbol_top3), 1), 4)
+        return out
 
 
-def run_doc(search: Searcher, queries: Sequence[DocQuery], mode: str) -> ModeRun:
-    per: list[tuple[list[int], int]] = []
-    lat: list[float] = []
-    ranks: list[int | None] = []
+def summary(ranks: Sequence[int | None]) -> dict[str, Any]:
+    """n, hit@1, hit@10 and MRR@10 of a list of first-answer ranks."""
+    n = len(ranks)
+    if not n:
+        return {"n": 0, "hit@1": 0.0, "hit@10": 0.0, "mrr@10": 0.0}
+    return {
+        "n": n,
+        "hit@1": round(sum(r == 1 for r in ranks) / n, 4),
+        "hit@10": round(sum(r is not None for r in ranks) / n, 4),
+        "mrr@10": round(sum(1 / r for r in ranks if r) / n, 4),
+    }
+
+
+def _here(r: Result, corpus: str) -> bool:
+    return r.corpus in ("", corpus)
+
+
+def _item_hit(corpus: str, item: Item) -> Callable[[Result], bool]:
+    return lambda r: _here(r, corpus) and holds(r, item)
+
+
+def run_doc(search: Searcher, queries: Sequence[DocQuery], mode: str) -> SetRun:
+    run = SetRun([], [])
     for q in queries:
         results, ms = search(q.query, mode, K)
-        g = gains(results, [q.item], holds)
-        per.append((g, 1))
-        lat.append(ms)
-        ranks.append(next((i + 1 for i, x in enumerate(g) if x), None))
-    return ModeRun(score(per), lat, ranks)
+        run.add(results, ms, first_rank(results, _item_hit(q.corpus, q.item)))
+    return run
 
 
-def run_hand(search: Searcher, questions: Sequence[tuple[str, list[str]]], mode: str) -> ModeRun:
-    per: list[tuple[list[int], int]] = []
-    lat: list[float] = []
-    ranks: list[int | None] = []
-    for q, files in questions:
-        results, ms = search(q, mode, K)
-        g = gains(results, files, lambda r, f: r.path == f)
-        per.append((g, len(files)))
-        lat.append(ms)
-        ranks.append(next((i + 1 for i, x in enumerate(g) if x), None))
-    return ModeRun(score(per), lat, ranks)
-
-
-def run_identifiers(
-    search: Searcher, items: Sequence[Item], mode: str = "hybrid"
-) -> dict[str, Any]:
-    """Share of item names whose exact symbol (and whose item) is in the top 3."""
-    by_symbol = by_item = 0
-    misses: list[str] = []
-    lat: list[float] = []
+def run_identifiers(search: Searcher, corpus: str, items: Sequence[Item], mode: str) -> SetRun:
+    """Exact identifier queries (`Type::method` / bare name) → the defining item; also
+    whether a result among the top 3 has the exact symbol."""
+    run = SetRun([], [], symbol_top3=[])
     for it in items:
         name = it.owner_name()
-        results, ms = search(name, mode, 3)
-        lat.append(ms)
-        sym = any(symbol_matches(r.symbol, name) for r in results)
-        by_symbol += sym
-        by_item += any(holds(r, it) for r in results)
-        if not sym:
-            misses.append(name)
-    n = max(len(items), 1)
-    return {
-        "n": len(items),
-        "symbol_top3": round(by_symbol / n, 3),
-        "item_top3": round(by_item / n, 3),
-        "p50_ms": round(percentile(lat, 50), 2),
-        "misses": misses,
-    }
+        results, ms = search(name, mode, K)
+        run.add(results, ms, first_rank(results, _item_hit(corpus, it)))
+        assert run.symbol_top3 is not None
+        run.symbol_top3.append(
+            any(_here(r, corpus) and symbol_matches(r.symbol, name) for r in results[:3])
+        )
+    return run
+
+
+def run_hand(search: Searcher, questions: Sequence[Question], mode: str) -> SetRun:
+    """Hand-written questions: the rank of the first result overlapping a target (for
+    absent questions, None always; their top scores are what counts)."""
+    run = SetRun([], [], top_scores=[])
+    for q in questions:
+        results, ms = search(q.query, mode, K)
+
+        def hit(r: Result, q: Question = q) -> bool:
+            return _here(r, q.corpus) and any(
+                t.hit(r.path, r.start_line, r.end_line) for t in q.targets
+            )
+
+        run.add(results, ms, first_rank(results, hit))
+    return run

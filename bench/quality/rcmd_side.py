@@ -41,6 +41,10 @@ class RcmdDaemon(DaemonDriver):
         self.call("reindex", path=str(root), force=True)
         return self.wait(root, timeout, step_s=PROGRESS_EVERY_S, progress=_progress("reindex"))
 
+    def wait_indexed(self, root: Path, timeout: float = 7200) -> dict[str, Any]:
+        """Wait until `root` is indexed (it was added or rebuilt earlier), with progress."""
+        return self.wait(root, timeout, step_s=PROGRESS_EVERY_S, progress=_progress(root.name))
+
     def search(self, query: str, **params: Any) -> tuple[list[dict[str, Any]], float]:
         """(results, round-trip ms) on one kept-open connection, as an editor would."""
         if self.client is None:

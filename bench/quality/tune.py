@@ -1,37 +1,42 @@
-"""Sweep search knobs on the dev half in-process, through the same `search_roots` the
-daemon calls, on the index the harness's daemon built (stop it first). Query vectors are
-computed once and reused, so a whole sweep takes seconds per setting.
+"""Sweep search knobs in-process on the dev split, through the same `search_roots` the
+daemon calls, on the indexes the harness's daemons built (stop them first: run
+`python -m bench.quality` once, it stops its daemons when done). Query vectors are
+computed once and reused, so a sweep takes seconds per setting and corpus.
 
-    python -m bench.quality.tune                       # the built-in sweep
-    python -m bench.quality.tune rrf_k=30 symbol_weight=2 dedupe=true   # one setting
+    python -m bench.quality.tune                              # the built-in sweep, dev
+    python -m bench.quality.tune rrf_k=30 symbol_weight=2     # one setting
+    python -m bench.quality.tune --corpora serde,rayon rrf_k=30
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
-import functools
 import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from bench.quality.__main__ import DEFAULT_WORK
-from bench.quality.corpus import build_corpus, doc_queries, public_items
-from bench.quality.evaluate import (
-    Result,
-    hand_set,
-    identifier_sample,
-    run_doc,
-    run_hand,
-    run_identifiers,
-)
+from bench.quality.corpora import copy_root, select
+from bench.quality.evaluate import Result, Searcher, run_doc, run_hand, summary
+from bench.quality.runs import CorpusSets
 from daemon.config import EmbeddingConfig, SearchConfig, load_config
 from daemon.embedder import Embedder
 from daemon.root import RootIndex
 from daemon.search import search_roots
 from ipc.requests import SearchRequest
+
+#: Settings tried, each on top of the current defaults (the log is in notes.md).
+SWEEP: list[dict[str, Any]] = [
+    {},
+    {"natural_lexical_weight": 1.0},
+    {"rrf_k": 60},
+]
 
 
 def _parse(args: list[str]) -> dict[str, Any]:
@@ -43,72 +48,70 @@ def _parse(args: list[str]) -> dict[str, Any]:
     return out
 
 
-#: Settings tried, each on top of the current defaults; tuning.md has what every round
-#: found. This last sweep shows how the hand set on the real index (doc comments kept)
-#: moves with the knobs tuned on the doc-blanked dev half.
-BASE: dict[str, Any] = {}
-SWEEP: list[dict[str, Any]] = [
-    {},
-    {"natural_content_boost": 1.0},
-    {"natural_lexical_weight": 1.0},
-    {"natural_content_boost": 1.0, "natural_lexical_weight": 1.0},
-    {"natural_content_boost": 1.0, "natural_lexical_weight": 1.0, "rrf_k": 60},
-]
+def _searcher(
+    root: RootIndex, cfg: SearchConfig, embed: Callable[[str], npt.NDArray[np.float32]]
+) -> Searcher:
+    def search(q: str, mode: str, limit: int) -> tuple[list[Result], float]:
+        t = time.perf_counter()
+        req = SearchRequest(query=q, mode=mode, limit=limit)
+        hits = search_roots([root], req, embed_query=embed, tuning=cfg)
+        ms = (time.perf_counter() - t) * 1000
+        return [Result(h.path, h.start_line, h.end_line, h.symbol, h.score) for h in hits], ms
+
+    return search
+
+
+def _open(work: Path, sets: list[CorpusSets], model: tuple[str, int]) -> list[RootIndex]:
+    """(blank, real) RootIndex of every corpus, from the harness daemons' homes."""
+    out: list[RootIndex] = []
+    for blank, home in ((True, "home"), (False, "home-real")):
+        config = load_config({"RCMD_HOME": str(work / home)})
+        for s in sets:
+            out.append(RootIndex(copy_root(s.corpus, work, blank=blank), config, *model))
+    return out
 
 
 def main() -> int:
-    work = DEFAULT_WORK
-    root_path = build_corpus(work).resolve()
-    config = load_config({"RCMD_HOME": str(work / "home")})
-    embedder = Embedder(EmbeddingConfig(), config.paths.cache_dir)
-    root = RootIndex(root_path, config, embedder.model_id, embedder.dim)
-    real = RootIndex(
-        build_corpus(work, blank=False).resolve(), config, embedder.model_id, embedder.dim
-    )
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--work", type=Path, default=DEFAULT_WORK)
+    p.add_argument("--corpora")
+    p.add_argument("--split", choices=("dev", "test", "all"), default="dev")
+    p.add_argument("settings", nargs="*", help="KNOB=VALUE of [search]")
+    args = p.parse_args()
+    sets = [
+        CorpusSets.load(c)
+        for c in select(args.corpora.split(",") if args.corpora else None, args.split)
+        if c.available
+    ]
+    embedder = Embedder(EmbeddingConfig(), args.work / "home" / "cache")
     memo: dict[str, npt.NDArray[np.float32]] = {}
 
-    def embed_query(q: str) -> npt.NDArray[np.float32]:
+    def embed(q: str) -> npt.NDArray[np.float32]:
         if q not in memo:
             memo[q] = embedder.embed_query(q)
         return memo[q]
 
-    dev = [q for q in doc_queries() if q.split == "dev"]
-    hand = hand_set()
-    ids = identifier_sample([it for it, _ in public_items()])
-    base = BASE
-    single: dict[str, Any] = {}
-    settings = [_parse(sys.argv[1:])] if sys.argv[1:] else SWEEP
-    print("setting | dev bm25 | dev vec | dev hybrid MRR | hand hybrid MRR/hit10 | ident")
-    for change in settings:
-        cfg = dataclasses.replace(SearchConfig(), **{**base, **change})
-
-        def search(
-            q: str, mode: str, limit: int, cfg: SearchConfig = cfg, root: RootIndex = root
-        ) -> Any:
-            t = time.perf_counter()
-            hits = search_roots(
-                [root],
-                SearchRequest(query=q, mode=mode, limit=limit),
-                embed_query=embed_query,
-                tuning=cfg,
-            )
-            ms = (time.perf_counter() - t) * 1000
-            return [Result(h.path, h.start_line, h.end_line, h.symbol) for h in hits], ms
-
-        # Fusion knobs leave the single modes alone: score those once.
-        modes = ("bm25", "vector", "hybrid") if not single else ("hybrid",)
-        d = {**single, **{m: run_doc(search, dev, m).scores for m in modes}}
-        single = {m: d[m] for m in ("bm25", "vector")}
-        h = run_hand(functools.partial(search, root=real), hand, "hybrid").scores
-        ident = run_identifiers(search, ids)
+    roots = _open(args.work, sets, (embedder.model_id, embedder.dim))
+    blank, real = roots[: len(sets)], roots[len(sets) :]
+    print("setting | doc bm25 | doc vector | doc hybrid | hand hybrid | per corpus (doc hybrid)")
+    for change in [_parse(args.settings)] if args.settings else SWEEP:
+        cfg = dataclasses.replace(SearchConfig(), **change)
+        doc: dict[str, list[int | None]] = {m: [] for m in ("bm25", "vector", "hybrid")}
+        hand: list[int | None] = []
+        per: list[str] = []
+        for s, b, r in zip(sets, blank, real, strict=True):
+            for m in doc:
+                doc[m] += run_doc(_searcher(b, cfg, embed), s.doc, m).ranks
+            per.append(f"{s.corpus.name} {summary(doc['hybrid'][-len(s.doc) :])['mrr@10']:.3f}")
+            hand += run_hand(_searcher(r, cfg, embed), s.hand, "hybrid").ranks
+        mrr = {m: summary(v)["mrr@10"] for m, v in doc.items()}
         print(
-            f"{change or 'defaults'} | {d['bm25'].mrr10:.3f} | {d['vector'].mrr10:.3f} | "
-            f"{d['hybrid'].mrr10:.3f} (hit10 {d['hybrid'].hit10:.3f}) | "
-            f"{h.mrr10:.3f}/{h.hit10:.3f} | {ident['symbol_top3']:.2f}",
+            f"{change or 'defaults'} | {mrr['bm25']:.3f} | {mrr['vector']:.3f} | "
+            f"{mrr['hybrid']:.3f} | {summary(hand)['mrr@10']:.3f} | {', '.join(per)}",
             flush=True,
         )
-    root.close()
-    real.close()
+    for root in roots:
+        root.close()
     return 0
 
 
