@@ -144,16 +144,20 @@ def _vector_weight(identifier: bool, tuning: SearchConfig) -> float:
     return tuning.identifier_vector_weight if identifier else 1.0
 
 
+Key = tuple[str, str]  # (root id, chunk id)
+
+
 @dataclass(frozen=True, slots=True)
-class RootRanking:
-    """One root's candidates, on the scale every root of one search shares."""
+class RootLists:
+    """One root's candidate lists for a query, with the raw scores that are comparable
+    across roots (BM25 over one tokenizer and schema, cosine over one model)."""
 
-    ranked: list[tuple[str, float]]  # (chunk id, score in [0, 1]) best first
-    exact: frozenset[str]  # chunks that define the exact name an identifier query asks for
-    best_cosine: float | None  # the vector side's best similarity, when it ran
+    bm25: list[tuple[str, float]]
+    vec: list[tuple[str, float]]
+    exact: list[str]  # chunks defining the exact name an identifier query asks for
 
 
-def _fuse_root(
+def _root_lists(
     root: RootIndex,
     query: str,
     *,
@@ -161,15 +165,7 @@ def _fuse_root(
     depth: int,
     vector: npt.NDArray[np.float32] | None,
     tuning: SearchConfig,
-) -> RootRanking:
-    """One root's ranked candidates for `query`.
-
-    Scores are weighted RRF divided by the most any chunk could get for this query (first
-    on every list the query uses), so they lie in [0, 1] and mean the same in every root:
-    a root without the exact symbol cannot outrank, on a scale of its own, the root that
-    has it. Vector mode scores by cosine. For a code-like identifier (`NonZeroU32`,
-    `Vec::push`, `read_to_string`), chunks defining that exact name come first (the upper
-    half of the scale); a plain word (`retry`) only weighs them in the fusion."""
+) -> RootLists:
     identifier = classify(query) == "identifier"
     drop = STOPWORDS if tuning.natural_stopwords and not identifier else frozenset()
     boosts = None if identifier else {"content_t": tuning.natural_content_boost}
@@ -179,32 +175,69 @@ def _fuse_root(
         if strict_identifier(query)
         else None
     )
-    bm25 = (
-        root.lexical.search(query, depth, drop, boosts, emphasis)
-        if mode in ("hybrid", "bm25")
-        else []
-    )
+    lexical = mode in ("hybrid", "bm25")
+    bm25 = root.lexical.search(query, depth, drop, boosts, emphasis) if lexical else []
     vec = root.vectors.search(vector, depth) if vector is not None else []
-    best_cosine = vec[0][1] if vec else None
     name = symbol_name(query) if identifier and tuning.symbol_weight > 0 else None
     exact = _symbol_hits(root, name, ignore_case=True, limit=depth * 4) if name else []
-    first = exact if name is not None and strict_identifier(query) else []
+    return RootLists(bm25, vec, exact)
+
+
+def _merged(lists: dict[str, list[tuple[str, float]]]) -> list[Key]:
+    """One list over every root, best raw score first (ties keep root order)."""
+    flat = [((rid, cid), score) for rid, ranked in lists.items() for cid, score in ranked]
+    flat.sort(key=lambda kv: -kv[1])
+    return [key for key, _ in flat]
+
+
+def _interleaved(lists: dict[str, list[str]]) -> list[Key]:
+    """Rank-by-rank interleaving of per-root lists that carry no comparable score."""
+    out: list[Key] = []
+    longest = max((len(ids) for ids in lists.values()), default=0)
+    for rank in range(longest):
+        out.extend((rid, ids[rank]) for rid, ids in lists.items() if rank < len(ids))
+    return out
+
+
+def _fuse(
+    per_root: dict[str, RootLists], query: str, mode: str, tuning: SearchConfig
+) -> list[tuple[Key, float]]:
+    """Every root's candidates on one scale in [0, 1], best first.
+
+    The roots' lists are merged first (BM25 by its raw score, vectors by cosine, exact
+    symbols rank by rank) and then fused once, with weighted RRF divided by the most a
+    chunk could get (first on every list the query uses): several roots rank as one
+    index would, so a root that merely mentions a name, or answers a question weakly,
+    cannot outrank on a scale of its own the root that answers it. Vector mode scores by
+    cosine. For a code-like identifier (`NonZeroU32`, `Vec::push`, `read_to_string`) the
+    chunks defining that exact name take the upper half of the scale, so they lead; a
+    plain word (`retry`) only weighs them in the fusion."""
+    identifier = classify(query) == "identifier"
+    exact = _interleaved({rid: r.exact for rid, r in per_root.items()})
+    first = exact if identifier and strict_identifier(query) else []
     if mode == "vector":
-        cosines = [(c, max(0.0, min(1.0, s))) for c, s in vec]
-        return RootRanking(_exact_first(cosines, first), frozenset(exact), best_cosine)
-    lists = [([cid for cid, _ in bm25], _lexical_weight(identifier, tuning))]
+        flat = [((rid, c), s) for rid, r in per_root.items() for c, s in r.vec]
+        cosines = sorted(((k, max(0.0, min(1.0, s))) for k, s in flat), key=lambda kv: -kv[1])
+        return _exact_first(cosines, first)
+    lists = [
+        (_merged({rid: r.bm25 for rid, r in per_root.items()}), _lexical_weight(identifier, tuning))
+    ]
     if mode == "hybrid":
-        lists.append(([cid for cid, _ in vec], _vector_weight(identifier, tuning)))
-    if name is not None:
+        vec = _merged({rid: r.vec for rid, r in per_root.items()})
+        lists.append((vec, _vector_weight(identifier, tuning)))
+    if identifier and symbol_name(query) is not None and tuning.symbol_weight > 0:
         lists.append((exact, tuning.symbol_weight))
     lists = [(ids, w) for ids, w in lists if w > 0]
     best = sum(w for _ids, w in lists) / (tuning.rrf_k + 1)
     fused = rrf([ids for ids, _ in lists], k=tuning.rrf_k, weights=[w for _, w in lists])
-    ranked = [(cid, score / best) for cid, score in fused]
-    return RootRanking(_exact_first(ranked, first), frozenset(exact), best_cosine)
+    return _exact_first([(key, score / best) for key, score in fused], first)
 
 
-def _exact_first(ranked: list[tuple[str, float]], first: list[str]) -> list[tuple[str, float]]:
+def _lexical_weight(identifier: bool, tuning: SearchConfig) -> float:
+    return tuning.identifier_lexical_weight if identifier else tuning.natural_lexical_weight
+
+
+def _exact_first(ranked: list[tuple[Key, float]], first: list[Key]) -> list[tuple[Key, float]]:
     """`ranked` (scores in [0, 1]) with the chunks of `first` moved into the upper half of
     the scale, so they lead in this root and in the merge with every other root. Exact
     chunks the list did not reach join at the bottom of that half, closest symbol first."""
@@ -215,10 +248,6 @@ def _exact_first(ranked: list[tuple[str, float]], first: list[str]) -> list[tupl
     chosen = set(first)
     moved = ((cid, (1 + s) / 2 if cid in chosen else s / 2) for cid, s in ranked)
     return sorted(moved, key=lambda kv: -kv[1])
-
-
-def _lexical_weight(identifier: bool, tuning: SearchConfig) -> float:
-    return tuning.identifier_lexical_weight if identifier else tuning.natural_lexical_weight
 
 
 def resolve_candidates(
@@ -286,7 +315,7 @@ def run_search(
     resolve into `roots`), with what the reply says about them.
 
     Each root is ranked on its own and the roots merged on their shared [0, 1] scale
-    (`_fuse_root`). The filters (`daemon.filters`: path glob, kind, symbol) keep only
+    (`_fuse`). The filters (`daemon.filters`: path glob, kind, symbol) keep only
     matching chunks, searching deeper to make up for it. Chunks of the symbol asked for
     are also looked up directly, ranked by the query when there is one. `tuning` holds
     the candidate depth, the RRF constant and the fusion weights."""
@@ -300,25 +329,17 @@ def run_search(
         mode == "vector" or (mode == "hybrid" and _vector_weight(identifier, tuning) > 0)
     ) and (bool(query.strip()) or symbol is None)
     vector = embed_query(query) if wants_vector and embed_query is not None else None
-    rankings = {
-        root.id: _fuse_root(root, query, mode=mode, depth=depth, vector=vector, tuning=tuning)
+    per_root = {
+        root.id: _root_lists(root, query, mode=mode, depth=depth, vector=vector, tuning=tuning)
         for root in roots
     }
-    keyed: list[tuple[tuple[str, str], float]] = []
-    for rid, ranking in rankings.items():
-        fused = ranking.ranked
-        if symbol is not None:
-            fused = _with_symbol_hits(by_id(roots, rid), symbol, fused)
-        keyed.extend(((rid, cid), score) for cid, score in fused)
-    keyed.sort(key=lambda kv: -kv[1])  # stable: equal scores keep each root's order
+    keyed = _fuse(per_root, query, mode, tuning)
+    if symbol is not None:
+        keyed = _with_symbol_hits(roots, symbol, keyed)
     hits = _resolve_hits(keyed, roots, request, filters, tuning)
     return SearchOutcome(
-        hits, _exact_info(query, rankings.values()), _confidence(query, hits, rankings, tuning)
+        hits, _exact_info(query, per_root.values()), _confidence(query, hits, per_root, tuning)
     )
-
-
-def by_id(roots: Sequence[RootIndex], root_id: str) -> RootIndex:
-    return next(r for r in roots if r.id == root_id)
 
 
 def _resolve_hits(
@@ -357,7 +378,7 @@ def _resolve_hits(
     return hits
 
 
-def _exact_info(query: str, rankings: Iterable[RootRanking]) -> dict[str, object] | None:
+def _exact_info(query: str, rankings: Iterable[RootLists]) -> dict[str, object] | None:
     """`{"symbol", "found"}` for an identifier-like query, None for words."""
     name = symbol_name(query) if classify(query) == "identifier" else None
     if name is None:
@@ -368,7 +389,7 @@ def _exact_info(query: str, rankings: Iterable[RootRanking]) -> dict[str, object
 def _confidence(
     query: str,
     hits: list[SearchHit],
-    rankings: dict[str, RootRanking],
+    rankings: dict[str, RootLists],
     tuning: SearchConfig,
 ) -> str | None:
     """For a question in words: "low" when the best hit is weak, judged by the vector
@@ -378,7 +399,7 @@ def _confidence(
         return None
     if not hits:
         return "low"
-    cosines = [r.best_cosine for r in rankings.values() if r.best_cosine is not None]
+    cosines = [r.vec[0][1] for r in rankings.values() if r.vec]
     if cosines:
         return "low" if max(cosines) < tuning.low_confidence_cosine else "high"
     wanted = {t for t in query_tokens(query) if t not in STOPWORDS}
@@ -387,14 +408,16 @@ def _confidence(
 
 
 def _with_symbol_hits(
-    root: RootIndex, symbol: str, fused: list[tuple[str, float]]
-) -> list[tuple[str, float]]:
+    roots: Sequence[RootIndex], symbol: str, fused: list[tuple[Key, float]]
+) -> list[tuple[Key, float]]:
     """`fused` narrowed to the chunks of `symbol`, followed by the matches the query did
     not reach, closest symbol first, scored below the rest."""
-    allowed = _symbol_hits(root, symbol, ignore_case=False, limit=SYMBOL_DEPTH)
+    allowed = _interleaved(
+        {r.id: _symbol_hits(r, symbol, ignore_case=False, limit=SYMBOL_DEPTH) for r in roots}
+    )
     allowed_set = set(allowed)
-    ranked = [(cid, s) for cid, s in fused if cid in allowed_set]
-    seen = {cid for cid, _ in ranked}
+    ranked = [(key, s) for key, s in fused if key in allowed_set]
+    seen = {key for key, _ in ranked}
     floor = min((s for _, s in ranked), default=1.0)
-    ranked += [(cid, floor / 2) for cid in allowed if cid not in seen]
+    ranked += [(key, floor / 2) for key in allowed if key not in seen]
     return ranked
