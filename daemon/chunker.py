@@ -365,13 +365,7 @@ def _record_item(
         name = _type_name(type_node, src) if type_node is not None else "impl"
     else:
         name = _field_text(node, "name", src)
-    if len(frame.prefix) >= MAX_NESTING:
-        raise TooComplex(f"items nested more than {MAX_NESTING} modules deep")
-    if len(items) >= MAX_CHUNKS_PER_FILE:
-        raise TooComplex(f"more than {MAX_CHUNKS_PER_FILE} items")
-    symbol = "::".join((*frame.prefix, name))
-    if len(symbol) > MAX_SYMBOL_CHARS:
-        raise TooComplex(f"a symbol path longer than {MAX_SYMBOL_CHARS} characters")
+    symbol = _bounded_symbol(frame.prefix, name, len(items))
     signature = f"macro_rules! {name}" if kind == "macro" else _signature(node, src)
     meta = _Meta(symbol, kind, signature, _finish_doc(doc_lines))
     if kind == "macro":
@@ -381,8 +375,42 @@ def _record_item(
         items.append((start, end, meta))
         return
 
-    # Container: members become their own chunks; the rest of the block is a scope.
-    header_rows = set(range(node.start_point.row, body.start_point.row + 1))
+    # Container: members become their own chunks; the rest of the block is a scope. A
+    # macro's members were parsed on their own: its header is its first line.
+    body_row = node.start_point.row if kind == "macro" else body.start_point.row
+    scopes.append(_container_scope(node, meta, start, end, body_row, attached, src, len(items)))
+    index = len(scopes) - 1
+    if kind in ("mod", "macro"):
+        frames.append(_Frame(body, (*frame.prefix, name), index))
+    else:
+        frames.append(_Frame(body, frame.prefix, index, name, signature))
+
+
+def _bounded_symbol(prefix: tuple[str, ...], name: str, items_so_far: int) -> str:
+    """The item's symbol path, or TooComplex past the chunker's bounds."""
+    if len(prefix) >= MAX_NESTING:
+        raise TooComplex(f"items nested more than {MAX_NESTING} modules deep")
+    if items_so_far >= MAX_CHUNKS_PER_FILE:
+        raise TooComplex(f"more than {MAX_CHUNKS_PER_FILE} items")
+    symbol = "::".join((*prefix, name))
+    if len(symbol) > MAX_SYMBOL_CHARS:
+        raise TooComplex(f"a symbol path longer than {MAX_SYMBOL_CHARS} characters")
+    return symbol
+
+
+def _container_scope(
+    node: tree_sitter.Node,
+    meta: _Meta,
+    start: int,
+    end: int,
+    body_row: int,
+    attached: list[tree_sitter.Node],
+    src: bytes,
+    order: int,
+) -> _Scope:
+    """The scope of a block whose members are chunks: its header, closing line and
+    attributes alone do not make a chunk; its doc comments go with its loose lines."""
+    header_rows = set(range(node.start_point.row, body_row + 1))
     header_rows.add(end)
     attr_rows = {
         r
@@ -390,18 +418,13 @@ def _record_item(
         if n.type == "attribute_item"
         for r in range(n.start_point.row, _end_row(n) + 1)
     }
-    trivial = {end} if kind == "trait" else header_rows | attr_rows
-    scope = _Scope(meta, start, end, body.start_point.row, len(items), trivial)
+    trivial = {end} if meta.kind == "trait" else header_rows | attr_rows
+    scope = _Scope(meta, start, end, body_row, order, trivial)
     for n in attached:
         lines = _doc_lines(n, src)
         if lines:
             scope.docs[n.start_point.row] = lines
-    scopes.append(scope)
-    index = len(scopes) - 1
-    if kind in ("mod", "macro"):
-        frames.append(_Frame(body, (*frame.prefix, name), index))
-    else:
-        frames.append(_Frame(body, frame.prefix, index, name, signature))
+    return scope
 
 
 def _has_members(body: tree_sitter.Node, kind: str) -> bool:

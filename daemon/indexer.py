@@ -259,35 +259,7 @@ class Indexer:
         self._account(root, report, time.perf_counter() - t0, work)
         if root.ledger.vectors_pending and not root.cancelled:
             self.enqueue(root, vectors=True)
-        self._maybe_vacuum(root, report.points_dropped)
-
-    def _maybe_vacuum(self, root: RootIndex, dropped: int) -> None:
-        """Vacuum deleted vector points once they are a fifth of the live ones (Qdrant's own
-        default), and only when no more work is queued for the root."""
-        garbage = int(root.state.get_meta("vector_garbage") or 0) + dropped
-        if dropped:
-            root.state.set_meta("vector_garbage", str(garbage))
-        if garbage < max(VACUUM_MIN_POINTS, VACUUM_FRACTION * root.state.counts()[1]):
-            return
-        if self.queued(root.id):
-            return
-        failed_at = float(root.state.get_meta("vacuum_failed_at") or 0)
-        if time.time() - failed_at < VACUUM_RETRY_S:
-            return
-        with root.lock:
-            root.progress.set_activity(Activity.VACUUMING)
-            try:
-                seconds = root.vectors.vacuum()
-            except Exception as exc:  # searches still work; try again later, not every batch
-                root.state.set_meta("vacuum_failed_at", repr(time.time()))
-                root.progress.note_error(f"vacuum failed (retried in an hour): {exc}")
-                log.exception("vacuum_failed", root=str(root.path))
-                return
-            finally:
-                root.progress.end()
-            root.state.set_meta("vector_garbage", "0")
-        root.progress.vacuumed()
-        log.info("vectors_vacuumed", root=str(root.path), points=garbage, seconds=round(seconds, 3))
+        maybe_vacuum(root, report.points_dropped, queued=self.queued(root.id) > 0)
 
     def _account(self, root: RootIndex, report: BatchReport, seconds: float, work: _Work) -> None:
         self.totals.add(report)
@@ -316,3 +288,32 @@ def _parse_kind(report: BatchReport) -> str:
     if report.files_parsed:
         return "full"
     return "cached" if report.chunk_cache_hits else "none"
+
+
+def maybe_vacuum(root: RootIndex, dropped: int, *, queued: bool) -> None:
+    """Vacuum deleted vector points once they are a fifth of the live ones (Qdrant's own
+    default), and only when no more work is queued for the root (`queued`)."""
+    garbage = int(root.state.get_meta("vector_garbage") or 0) + dropped
+    if dropped:
+        root.state.set_meta("vector_garbage", str(garbage))
+    if garbage < max(VACUUM_MIN_POINTS, VACUUM_FRACTION * root.state.counts()[1]):
+        return
+    if queued:
+        return
+    failed_at = float(root.state.get_meta("vacuum_failed_at") or 0)
+    if time.time() - failed_at < VACUUM_RETRY_S:
+        return
+    with root.lock:
+        root.progress.set_activity(Activity.VACUUMING)
+        try:
+            seconds = root.vectors.vacuum()
+        except Exception as exc:  # searches still work; try again later, not every batch
+            root.state.set_meta("vacuum_failed_at", repr(time.time()))
+            root.progress.note_error(f"vacuum failed (retried in an hour): {exc}")
+            log.exception("vacuum_failed", root=str(root.path))
+            return
+        finally:
+            root.progress.end()
+        root.state.set_meta("vector_garbage", "0")
+    root.progress.vacuumed()
+    log.info("vectors_vacuumed", root=str(root.path), points=garbage, seconds=round(seconds, 3))

@@ -111,6 +111,14 @@ def item_extent(start: int, end: int, spans: Sequence[tuple[int, int]]) -> tuple
     return lo, hi
 
 
+def overlaps(hit: SearchHit, root: str, path: str, first: int, last: int) -> bool:
+    """Whether `hit` covers any of lines `first`..`last` of `root`/`path` (`similar`
+    leaves out the range it was asked about)."""
+    return (
+        hit.root == root and hit.path == path and hit.start_line <= last and hit.end_line >= first
+    )
+
+
 def is_near_duplicate(a: ChunkRow, b: ChunkRow) -> bool:
     """Whether `b` adds nothing to a result list that already shows `a`: same file, and
     the line ranges overlap (parts of one item) or one is the container chunk (impl, trait,

@@ -6,12 +6,10 @@ a long search or verify never blocks another client.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,8 +27,9 @@ from daemon.pipeline import Collaborators
 from daemon.reader import read_lines
 from daemon.registry import Registry
 from daemon.root import RootIndex
-from daemon.search import SearchHit, run_search, search_roots
-from daemon.sync import Cookies
+from daemon.search import overlaps, run_search, search_roots
+from daemon.status import root_status, summary_line
+from daemon.sync import Cookies, bring_up_to_date
 from daemon.verify import verify_root
 from ipc import __version__
 from ipc.errors import BadRequest, Busy, NotFound, Timeout
@@ -158,7 +157,7 @@ class Service:
         path = Path(req.path).expanduser().resolve()
         if not path.is_dir():
             raise NotFound(f"{path} is not a directory")
-        return self._root_status(self.registry.add(path))
+        return root_status(self.indexer, self.registry, self.registry.add(path))
 
     def reindex(self, req: ReindexRequest) -> dict[str, Any]:
         raw, force = req.path, req.force
@@ -179,7 +178,7 @@ class Service:
         roots = self.registry.select(req.root)
         t = time.perf_counter()
         if req.fresh:
-            self._sync(roots, self.config.search.fresh_timeout_s)
+            bring_up_to_date(roots, self.cookies, self.indexer, self.config.search.fresh_timeout_s)
         outcome = run_search(
             roots, req, embed_query=self.embedder.embed_query, tuning=self.config.search
         )
@@ -200,29 +199,6 @@ class Service:
             reply["confidence"] = outcome.confidence
         reply["took_ms"] = round((time.perf_counter() - t) * 1000, 2)
         return reply
-
-    def _sync(self, roots: list[RootIndex], timeout: float) -> None:
-        """Bring `roots` up to date with every change made before now (see daemon/sync.py):
-        through the watcher's cookie when it watches, by a rescan when it polls or the
-        root is read-only."""
-        deadline = time.monotonic() + timeout
-        for root in roots:
-            synced = False
-            if root.progress.watcher == "watching":
-                with contextlib.suppress(OSError):
-                    synced = self.cookies.sync(root.path, max(deadline - time.monotonic(), 0))
-                    if not synced:
-                        raise Timeout(
-                            f"{root.path}: the watcher did not report a change within "
-                            f"{timeout:g}s; search again, or without --fresh"
-                        )
-            if not synced:
-                self.indexer.enqueue(root, None)
-            if not self.indexer.wait_files_done(root.id, max(deadline - time.monotonic(), 0)):
-                raise Timeout(
-                    f"{root.path} is still indexing after {timeout:g}s; "
-                    "search again, or without --fresh"
-                )
 
     def _confined(self, raw: str, raw_root: str | None) -> tuple[RootIndex, Path, str]:
         """(root, real file, path relative to the root) for a `path` param, which may be
@@ -280,20 +256,8 @@ class Service:
             tuning=self.config.search,
         )
 
-        src_root: str = source["root"]
-        src_path: str = source["path"]
-        first: int = source["start_line"]
-        last: int = source["end_line"]
-
-        def overlaps(h: SearchHit) -> bool:
-            return (
-                h.root == src_root
-                and h.path == src_path
-                and h.start_line <= last
-                and h.end_line >= first
-            )
-
-        results = [h.to_json() for h in hits if not overlaps(h)][:limit]
+        span = (source["root"], source["path"], source["start_line"], source["end_line"])
+        results = [h.to_json() for h in hits if not overlaps(h, *span)][:limit]
         return {"results": results}
 
     def verify(self, req: VerifyRequest) -> dict[str, Any]:
@@ -328,7 +292,7 @@ class Service:
             )
         if root not in self.registry.roots():
             raise NotFound(f"{root.path} was removed while waiting")
-        return self._root_status(root)
+        return root_status(self.indexer, self.registry, root)
 
     def status(self, req: StatusRequest) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -354,7 +318,7 @@ class Service:
             "vector_store": "qdrant-server" if self.config.vector_store.url else "qdrant-edge",
             "last_batch": self.indexer.last_batch,
             "waiting": self.indexer.waiters,
-            "roots": [self._root_status(r) for r in self.registry.roots()],
+            "roots": [root_status(self.indexer, self.registry, r) for r in self.registry.roots()],
             "failed_roots": [
                 {"path": p, "error": e, "next": f"see the log; remove it with: rcmd remove {p}"}
                 for p, e in self.registry.failed().items()
@@ -366,46 +330,4 @@ class Service:
 
     def summary(self) -> str:
         """One line for a service manager's status display."""
-        try:
-            return self._summary()
-        except Exception as exc:  # a root removed meanwhile, a state error: never fatal
-            return f"status unavailable: {exc}"
-
-    def _summary(self) -> str:
-        roots = self.registry.roots()
-        busy = [r for r in roots if not self.indexer.idle(r.id)]
-        if busy:
-            r = busy[0]
-            p = r.progress
-            pending = r.ledger.vectors_pending
-            if p.files_done >= p.files_total and pending:
-                return f"{r.path.name}: BM25 ready, embedding {pending} chunks"
-            return f"{r.path.name}: {p.activity}, {p.files_done}/{p.files_total} files"
-        chunks = sum(r.state.counts()[1] for r in roots)
-        return f"idle: {len(roots)} root(s), {chunks} chunks"
-
-    def _root_status(self, root: RootIndex) -> dict[str, Any]:
-        files, chunks = root.state.counts()
-        skipped = list(root.state.skipped())
-        reasons = Counter(reason for _p, reason, _d in skipped)
-        last_commit = root.state.get_meta("last_commit")  # this thread's read connection
-        return {
-            "path": str(root.path),
-            "id": root.id,
-            "files": files,
-            "chunks": chunks,
-            "merkle_root": root.ledger.root_hash,
-            "last_commit": float(last_commit) if last_commit else None,
-            "queue": self.indexer.queued(root.id),
-            "vectors_pending": root.ledger.vectors_pending,
-            "idle": self.indexer.idle(root.id),
-            "skipped": {
-                "count": len(skipped),
-                "by_reason": dict(reasons),
-                "examples": [{"path": sp, "reason": r, "detail": d} for sp, r, d in skipped[:20]],
-            },
-            # Not idle yet nothing runs: files or vectors wait in the queue.
-            **root.progress.to_json(
-                self.registry.watch_rescans(root), queued=not self.indexer.idle(root.id)
-            ),
-        }
+        return summary_line(self.indexer, self.registry)

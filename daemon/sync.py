@@ -6,10 +6,19 @@ earlier event has been handed to the indexer; the caller then waits for that fil
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import threading
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ipc.errors import Timeout
+
+if TYPE_CHECKING:
+    from daemon.indexer import Indexer
+    from daemon.root import RootIndex
 
 #: Cookie files start with this; the watcher reports them here and never indexes them.
 COOKIE_PREFIX = ".rcmd-cookie-"
@@ -51,3 +60,29 @@ class Cookies:
             with self._lock:
                 del self._waiting[(root, name)]
             path.unlink(missing_ok=True)
+
+
+def bring_up_to_date(
+    roots: list[RootIndex], cookies: Cookies, indexer: Indexer, timeout: float
+) -> None:
+    """Bring `roots` up to date with every change made before now (the module docstring):
+    through the watcher's cookie when it watches, by a rescan when it polls or the
+    root is read-only."""
+    deadline = time.monotonic() + timeout
+    for root in roots:
+        synced = False
+        if root.progress.watcher == "watching":
+            with contextlib.suppress(OSError):
+                synced = cookies.sync(root.path, max(deadline - time.monotonic(), 0))
+                if not synced:
+                    raise Timeout(
+                        f"{root.path}: the watcher did not report a change within "
+                        f"{timeout:g}s; search again, or without --fresh"
+                    )
+        if not synced:
+            indexer.enqueue(root, None)
+        if not indexer.wait_files_done(root.id, max(deadline - time.monotonic(), 0)):
+            raise Timeout(
+                f"{root.path} is still indexing after {timeout:g}s; "
+                "search again, or without --fresh"
+            )

@@ -170,17 +170,18 @@ def test_bad_files_are_skipped_and_reported(setup: Any) -> None:
 
 
 def test_indexer_vacuums_when_garbage_passes_the_threshold(setup: Any) -> None:
-    from daemon.indexer import VACUUM_MIN_POINTS, Indexer
+    from daemon.indexer import VACUUM_MIN_POINTS, maybe_vacuum
 
     _crate, collab, open_root = setup
     root = open_root()
     run_batch(root, None, collab)
-    indexer = Indexer(collab)
     forced = run_batch(root, None, collab, force=True)
     assert forced.points_dropped == root.state.counts()[1]
-    indexer._maybe_vacuum(root, forced.points_dropped)
+    maybe_vacuum(root, forced.points_dropped, queued=False)
     assert root.progress.vacuums == 0  # a small crate stays under the minimum
-    indexer._maybe_vacuum(root, VACUUM_MIN_POINTS)
+    maybe_vacuum(root, VACUUM_MIN_POINTS, queued=True)
+    assert root.progress.vacuums == 0  # not while work waits for the root
+    maybe_vacuum(root, 0, queued=False)
     assert root.progress.vacuums == 1
     assert root.state.get_meta("vector_garbage") == "0"
     assert verify_root(root)["ok"]

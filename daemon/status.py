@@ -1,0 +1,61 @@
+"""What `status` says about a root, and the one line a service manager shows: built
+from the root's own objects (ledger, progress, state) and the indexer's queue, never
+from fields another module writes."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from daemon.indexer import Indexer
+from daemon.registry import Registry
+from daemon.root import RootIndex
+
+#: Skipped files listed by name in a root's status (all are counted by reason).
+SKIPPED_EXAMPLES = 20
+
+
+def root_status(indexer: Indexer, registry: Registry, root: RootIndex) -> dict[str, Any]:
+    files, chunks = root.state.counts()
+    skipped = list(root.state.skipped())
+    reasons = Counter(reason for _p, reason, _d in skipped)
+    last_commit = root.state.get_meta("last_commit")  # this thread's read connection
+    idle = indexer.idle(root.id)
+    return {
+        "path": str(root.path),
+        "id": root.id,
+        "files": files,
+        "chunks": chunks,
+        "merkle_root": root.ledger.root_hash,
+        "last_commit": float(last_commit) if last_commit else None,
+        "queue": indexer.queued(root.id),
+        "vectors_pending": root.ledger.vectors_pending,
+        "idle": idle,
+        "skipped": {
+            "count": len(skipped),
+            "by_reason": dict(reasons),
+            "examples": [
+                {"path": sp, "reason": r, "detail": d} for sp, r, d in skipped[:SKIPPED_EXAMPLES]
+            ],
+        },
+        # Not idle yet nothing runs: files or vectors wait in the queue.
+        **root.progress.to_json(registry.watch_rescans(root), queued=not idle),
+    }
+
+
+def summary_line(indexer: Indexer, registry: Registry) -> str:
+    """One line for a service manager's status display; never raises."""
+    try:
+        roots = registry.roots()
+        busy = [r for r in roots if not indexer.idle(r.id)]
+        if busy:
+            r = busy[0]
+            p = r.progress
+            pending = r.ledger.vectors_pending
+            if p.files_done >= p.files_total and pending:
+                return f"{r.path.name}: BM25 ready, embedding {pending} chunks"
+            return f"{r.path.name}: {p.activity}, {p.files_done}/{p.files_total} files"
+        chunks = sum(r.state.counts()[1] for r in roots)
+        return f"idle: {len(roots)} root(s), {chunks} chunks"
+    except Exception as exc:  # a root removed meanwhile, a state error: never fatal
+        return f"status unavailable: {exc}"
