@@ -208,3 +208,29 @@ def daemon(tmp_path: Path, warm_cache: Path) -> Iterator[Daemon]:
             d.stop()
         finally:
             d.kill()
+
+
+@pytest.fixture
+def setup(crate: Path, tmp_path: Path, embedder: Any, warm_cache: Path) -> Any:
+    """In-process stores for the fixture crate: (crate, collaborators, open_root()); every
+    root opened is closed at the end."""
+    from daemon.config import load_config
+    from daemon.embed_cache import EmbedCache
+    from daemon.pipeline import Collaborators
+    from daemon.root import RootIndex
+
+    config = load_config({"RCMD_HOME": str(tmp_path / "home")})
+    seed_cache(tmp_path / "home", warm_cache)
+    cache = EmbedCache(config.paths.embed_cache)
+    collab = Collaborators(config, embedder, cache)
+    roots: list[Any] = []
+
+    def open_root() -> Any:
+        root = RootIndex(crate.resolve(), config, embedder.model_id, embedder.dim)
+        roots.append(root)
+        return root
+
+    yield crate, collab, open_root
+    for r in roots:
+        r.close()
+    cache.close()

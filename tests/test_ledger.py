@@ -6,39 +6,16 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 import daemon.root
 from daemon.activity import Activity, RootProgress
-from daemon.config import load_config
-from daemon.embed_cache import EmbedCache
 from daemon.indexer import Indexer
-from daemon.pipeline import Collaborators, run_batch
-from daemon.root import RootIndex
+from daemon.pipeline import run_batch
 from daemon.verify import verify_root
-from tests.conftest import seed_cache, wait_until
-
-
-@pytest.fixture
-def setup(crate: Path, tmp_path: Path, embedder: Any, warm_cache: Path) -> Any:
-    config = load_config({"RCMD_HOME": str(tmp_path / "home")})
-    seed_cache(tmp_path / "home", warm_cache)
-    cache = EmbedCache(config.paths.embed_cache)
-    collab = Collaborators(config, embedder, cache)
-    roots: list[RootIndex] = []
-
-    def open_root() -> RootIndex:
-        root = RootIndex(crate.resolve(), config, embedder.model_id, embedder.dim)
-        roots.append(root)
-        return root
-
-    yield crate, collab, open_root
-    for r in roots:
-        r.close()
-    cache.close()
+from tests.conftest import wait_until
 
 
 def test_merkle_root_is_recorded_with_the_records(setup: Any) -> None:

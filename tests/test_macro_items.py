@@ -6,6 +6,8 @@ macro of our own always."""
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,23 @@ macro_rules! int_impl {
 """
 
 
+@contextmanager
+def _core_num(tmp_path: Path, embedder: Any) -> Iterator[RootIndex]:
+    """A root holding a copy of `core/src/num`, through its lexical pass (BM25 answers)."""
+    tree = tmp_path / "library" / "core" / "src"
+    shutil.copytree(CORE_NUM, tree / "num")
+    config = load_config({"RCMD_HOME": str(tmp_path / "home")})
+    config.paths.cache_dir.mkdir(parents=True)
+    cache = EmbedCache(config.paths.embed_cache)
+    root = RootIndex((tmp_path / "library").resolve(), config, embedder.model_id, embedder.dim)
+    try:
+        run_batch(root, None, Collaborators(config, embedder, cache))
+        yield root
+    finally:
+        root.close()
+        cache.close()
+
+
 def test_items_in_a_macro_body_are_chunks() -> None:
     chunks = {c.symbol: c for c in chunk_source("src/num.rs", MACRO)}
     add = chunks["num::int_impl::checked_add"]
@@ -53,14 +72,7 @@ def test_items_in_a_macro_body_are_chunks() -> None:
 def test_core_num_methods_are_found_by_symbol(
     tmp_path: Path, embedder: Any, warm_cache: Path
 ) -> None:
-    tree = tmp_path / "library" / "core" / "src"
-    shutil.copytree(CORE_NUM, tree / "num")
-    config = load_config({"RCMD_HOME": str(tmp_path / "home")})
-    config.paths.cache_dir.mkdir(parents=True)
-    cache = EmbedCache(config.paths.embed_cache)
-    root = RootIndex((tmp_path / "library").resolve(), config, embedder.model_id, embedder.dim)
-    try:
-        run_batch(root, None, Collaborators(config, embedder, cache))  # BM25 first; enough
+    with _core_num(tmp_path, embedder) as root:
         for name in ("saturating_mul", "leading_zeros", "wrapping_neg", "is_power_of_two"):
             req = SearchRequest(symbol=name, mode="bm25", limit=50)
             hits = search_roots([root], req, embed_query=None)
@@ -72,9 +84,6 @@ def test_core_num_methods_are_found_by_symbol(
         req = SearchRequest(symbol="checked_add", mode="bm25", limit=50)
         spans = [h.end_line - h.start_line + 1 for h in search_roots([root], req, embed_query=None)]
         assert spans and max(spans) <= 60, spans
-    finally:
-        root.close()
-        cache.close()
 
 
 @pytest.mark.skipif(not CORE_NUM.is_dir(), reason="needs rust-src (apt-get install rust-src)")
@@ -83,17 +92,7 @@ def test_an_identifier_is_matched_whole_before_its_parts(
 ) -> None:
     """Issue 18.4: `NonZeroU32` (written only as macro arguments in `nonzero.rs`) once had
     no `nonzero.rs` hit in its top 10, behind `u32` and `zero_pow2`."""
-    tree = tmp_path / "library" / "core" / "src"
-    shutil.copytree(CORE_NUM, tree / "num")
-    config = load_config({"RCMD_HOME": str(tmp_path / "home")})
-    config.paths.cache_dir.mkdir(parents=True)
-    cache = EmbedCache(config.paths.embed_cache)
-    root = RootIndex((tmp_path / "library").resolve(), config, embedder.model_id, embedder.dim)
-    try:
-        run_batch(root, None, Collaborators(config, embedder, cache))
+    with _core_num(tmp_path, embedder) as root:
         req = SearchRequest(query="NonZeroU32", mode="hybrid", limit=3)
         top3 = search_roots([root], req, embed_query=embedder.embed_query)
         assert "core/src/num/nonzero.rs" in {h.path for h in top3}, top3
-    finally:
-        root.close()
-        cache.close()

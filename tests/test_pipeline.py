@@ -19,25 +19,6 @@ from ipc.requests import SearchRequest
 from tests.conftest import REPO, seed_cache
 
 
-@pytest.fixture
-def setup(crate: Path, tmp_path: Path, embedder: Any, warm_cache: Path) -> Any:
-    config = load_config({"RCMD_HOME": str(tmp_path / "home")})
-    seed_cache(tmp_path / "home", warm_cache)
-    cache = EmbedCache(config.paths.embed_cache)
-    collab = Collaborators(config, embedder, cache)
-    roots: list[RootIndex] = []
-
-    def open_root() -> RootIndex:
-        root = RootIndex(crate.resolve(), config, embedder.model_id, embedder.dim)
-        roots.append(root)
-        return root
-
-    yield crate, collab, open_root
-    for r in roots:
-        r.close()
-    cache.close()
-
-
 def search(root: RootIndex, collab: Collaborators, query: str, mode: str = "hybrid") -> list[str]:
     hits = search_roots(
         [root],
