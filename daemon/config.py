@@ -101,6 +101,9 @@ class SearchConfig:
     #: Drop a hit that overlaps a better one in the same file (parts of one item, a method
     #: and its impl).
     dedupe: bool = True
+    #: How a question's BM25 and vector lists are fused: "rrf" (by rank) or "combsum"
+    #: (by their scores scaled to [0, 1]).
+    fusion: str = "rrf"
     #: Longest a `fresh` search waits for the changes made before it to be indexed.
     fresh_timeout_s: float = 30.0
     #: A question in words whose best vector hit is less similar than this (cosine) is

@@ -236,9 +236,36 @@ def _fuse(
     if identifier and symbol_name(query) is not None and tuning.symbol_weight > 0:
         lists.append((exact, tuning.symbol_weight))
     lists = [(ids, w) for ids, w in lists if w > 0]
+    if tuning.fusion == "combsum" and mode == "hybrid" and not identifier:
+        return _combsum(per_root, tuning)
     best = sum(w for _ids, w in lists) / (tuning.rrf_k + 1)
     fused = rrf([ids for ids, _ in lists], k=tuning.rrf_k, weights=[w for _, w in lists])
     return _exact_first([(key, score / best) for key, score in fused], first)
+
+
+def _combsum(per_root: dict[str, RootLists], tuning: SearchConfig) -> list[tuple[Key, float]]:
+    """Weighted sum of each side's scores scaled to [0, 1] over its candidates (BM25 by
+    its maximum, cosine min-max), so a side's margin counts, not only its ranks."""
+    scores: dict[Key, float] = {}
+    sides = (
+        (
+            [((rid, c), s) for rid, r in per_root.items() for c, s in r.bm25],
+            tuning.natural_lexical_weight,
+            False,
+        ),
+        ([((rid, c), s) for rid, r in per_root.items() for c, s in r.vec], 1.0, True),
+    )
+    total = 0.0
+    for flat, weight, minmax in sides:
+        if not flat:
+            continue
+        total += weight
+        hi = max(s for _, s in flat)
+        lo = min(s for _, s in flat) if minmax else 0.0
+        span = (hi - lo) or 1.0
+        for key, s in flat:
+            scores[key] = scores.get(key, 0.0) + weight * (s - lo) / span
+    return sorted(((k, v / (total or 1.0)) for k, v in scores.items()), key=lambda kv: -kv[1])
 
 
 def _lexical_weight(identifier: bool, tuning: SearchConfig) -> float:

@@ -45,3 +45,21 @@ def test_rrf_weighted_lists_and_small_k() -> None:
     assert scores["lex1"] == pytest.approx(0.5 / 21)
     # Found by both sides first; a vector top hit outweighs a half-weight BM25 top hit.
     assert [key for key, _ in fused] == ["both", "vec1", "vec3", "lex1"]
+
+
+def test_combsum_weighs_margins_not_only_ranks() -> None:
+    """`[search] fusion = "combsum"`: a chunk far ahead on BM25 and close behind on the
+    vectors comes first, where RRF (by rank alone) ties the three."""
+    from daemon.config import SearchConfig
+    from daemon.search import RootLists, _combsum
+
+    lists = {
+        "r": RootLists(
+            bm25=[("strong", 10.0), ("both", 2.0), ("weak", 1.9)],
+            vec=[("weak", 0.60), ("both", 0.59), ("strong", 0.55), ("x", 0.21), ("y", 0.20)],
+            exact=[],
+        )
+    }
+    ranked = _combsum(lists, SearchConfig(fusion="combsum", natural_lexical_weight=1.0))
+    assert ranked[0][0][1] == "strong"
+    assert all(0.0 <= score <= 1.0 for _, score in ranked)
