@@ -328,11 +328,10 @@ def _prepare_file(
     if data is None or st is None:
         if reason == "vanished":
             pending.skipped[rel] = ("", "")
+            _drop_indexed(root, rel, pending, report)
         else:
-            report.skipped += 1
             kind, _, detail = reason.partition(": ")
-            pending.skipped[rel] = (kind, detail)
-        _drop_indexed(root, rel, pending, report)
+            _skip(root, rel, pending, report, kind, detail)
         return None
     report.read += 1
     with report.timed("hash"):
@@ -345,15 +344,11 @@ def _prepare_file(
     try:
         chunks = assign_ids(root.id, rel, _chunks_of(rel, data, digest, collab, report))
     except TooComplex as exc:
-        report.skipped += 1
-        pending.skipped[rel] = ("too_complex", str(exc))
-        _drop_indexed(root, rel, pending, report)
+        _skip(root, rel, pending, report, "too_complex", str(exc))
         return None
     except Exception as exc:  # one file the chunker cannot handle must not stop the batch
         log.exception("chunk_failed", root=str(root.path), path=rel)
-        report.skipped += 1
-        pending.skipped[rel] = ("chunk_error", f"{type(exc).__name__}: {exc}")
-        _drop_indexed(root, rel, pending, report)
+        _skip(root, rel, pending, report, "chunk_error", f"{type(exc).__name__}: {exc}")
         return None
     report.time("chunk", time.perf_counter() - t)
     report.points_dropped += root.ledger.chunks_of([rel])
@@ -375,6 +370,15 @@ def _chunks_of(
     if cache is not None:
         cache.put(rel, digest, chunks)
     return chunks
+
+
+def _skip(
+    root: RootIndex, rel: str, pending: _Pending, report: BatchReport, reason: str, detail: str
+) -> None:
+    """Count and record a file that cannot be indexed, and drop what the indexes held."""
+    report.skipped += 1
+    pending.skipped[rel] = (reason, detail)
+    _drop_indexed(root, rel, pending, report)
 
 
 def _drop_indexed(root: RootIndex, rel: str, pending: _Pending, report: BatchReport) -> None:

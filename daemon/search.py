@@ -43,8 +43,6 @@ FILTER_DEPTH_FACTOR = 4
 RESOLVE_PAGE = 32
 #: Most chunks a symbol lookup considers (every `new` in a big workspace fits).
 SYMBOL_DEPTH = 1000
-#: Kinds whose chunk holds the loose lines of a block whose members are chunks of their own.
-_CONTAINERS = CONTAINER_KINDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +126,7 @@ def is_near_duplicate(a: ChunkRow, b: ChunkRow) -> bool:
     if a.start_line <= b.end_line and b.start_line <= a.end_line:
         return True
     for outer, inner in ((a, b), (b, a)):
-        if outer.kind in _CONTAINERS and inner.symbol.startswith(outer.symbol + "::"):
+        if outer.kind in CONTAINER_KINDS and inner.symbol.startswith(outer.symbol + "::"):
             return True
     return False
 
@@ -191,11 +189,14 @@ def _root_lists(
     return RootLists(bm25, vec, exact)
 
 
+def _flat(lists: dict[str, list[tuple[str, float]]]) -> list[tuple[Key, float]]:
+    """Every root's (chunk, raw score) pairs as one list keyed by (root, chunk)."""
+    return [((rid, cid), score) for rid, ranked in lists.items() for cid, score in ranked]
+
+
 def _merged(lists: dict[str, list[tuple[str, float]]]) -> list[Key]:
     """One list over every root, best raw score first (ties keep root order)."""
-    flat = [((rid, cid), score) for rid, ranked in lists.items() for cid, score in ranked]
-    flat.sort(key=lambda kv: -kv[1])
-    return [key for key, _ in flat]
+    return [key for key, _ in sorted(_flat(lists), key=lambda kv: -kv[1])]
 
 
 def _interleaved(lists: dict[str, list[str]]) -> list[Key]:
@@ -224,9 +225,11 @@ def _fuse(
     exact = _interleaved({rid: r.exact for rid, r in per_root.items()})
     first = exact if identifier and strict_identifier(query) else []
     if mode == "vector":
-        flat = [((rid, c), s) for rid, r in per_root.items() for c, s in r.vec]
+        flat = _flat({rid: r.vec for rid, r in per_root.items()})
         cosines = sorted(((k, max(0.0, min(1.0, s))) for k, s in flat), key=lambda kv: -kv[1])
         return _exact_first(cosines, first)
+    if tuning.fusion == "combsum" and mode == "hybrid" and not identifier:
+        return _combsum(per_root, tuning)
     lists = [
         (_merged({rid: r.bm25 for rid, r in per_root.items()}), _lexical_weight(identifier, tuning))
     ]
@@ -236,8 +239,6 @@ def _fuse(
     if identifier and symbol_name(query) is not None and tuning.symbol_weight > 0:
         lists.append((exact, tuning.symbol_weight))
     lists = [(ids, w) for ids, w in lists if w > 0]
-    if tuning.fusion == "combsum" and mode == "hybrid" and not identifier:
-        return _combsum(per_root, tuning)
     best = sum(w for _ids, w in lists) / (tuning.rrf_k + 1)
     fused = rrf([ids for ids, _ in lists], k=tuning.rrf_k, weights=[w for _, w in lists])
     return _exact_first([(key, score / best) for key, score in fused], first)
@@ -248,12 +249,8 @@ def _combsum(per_root: dict[str, RootLists], tuning: SearchConfig) -> list[tuple
     its maximum, cosine min-max), so a side's margin counts, not only its ranks."""
     scores: dict[Key, float] = {}
     sides = (
-        (
-            [((rid, c), s) for rid, r in per_root.items() for c, s in r.bm25],
-            tuning.natural_lexical_weight,
-            False,
-        ),
-        ([((rid, c), s) for rid, r in per_root.items() for c, s in r.vec], 1.0, True),
+        (_flat({rid: r.bm25 for rid, r in per_root.items()}), tuning.natural_lexical_weight, False),
+        (_flat({rid: r.vec for rid, r in per_root.items()}), 1.0, True),
     )
     total = 0.0
     for flat, weight, minmax in sides:
