@@ -98,6 +98,19 @@ USERNS_REASON = "needs user namespaces (util-linux's unshare and nsenter, userns
 needs_userns = pytest.mark.skipif(not userns_available(), reason=USERNS_REASON)
 
 
+def write_new_code(src: Path, name: str, files: int, fns: int) -> None:
+    """`files` modules of `fns` small documented functions (`name_{file}_{fn}`) under `src`:
+    code no embedding cache holds, so every chunk of it goes through the model."""
+    src.mkdir(parents=True, exist_ok=True)
+    for i in range(files):
+        body = "\n".join(
+            f"/// {name} {i}-{j} computes a value.\npub fn {name}_{i}_{j}(x: u64) -> u64 "
+            f"{{ x.wrapping_mul({j + 1}).rotate_left({i % 63}) ^ {i * 7919 + j} }}\n"
+            for j in range(fns)
+        )
+        (src / f"{name}_{i}.rs").write_text(body)
+
+
 def wait_until(pred: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05) -> Any:
     """Poll `pred` until it returns something truthy; fail with a message at the deadline."""
     deadline = time.monotonic() + timeout

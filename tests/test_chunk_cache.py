@@ -4,18 +4,15 @@ same chunks, and the cache stays within its bound."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import daemon.chunk_cache
 from daemon.chunk_cache import ChunkCache
 from daemon.chunker import chunk_source
-from daemon.config import load_config
-from daemon.embed_cache import EmbedCache
-from daemon.pipeline import Collaborators, run_batch
-from daemon.root import RootIndex
+from daemon.pipeline import run_batch
 from daemon.verify import verify_root
-from tests.conftest import seed_cache
 
 SOURCE = b"pub struct A;\nimpl A {\n    pub fn one(&self) -> u32 { 1 }\n}\n"
 
@@ -46,15 +43,11 @@ def test_prune_keeps_the_newest_within_the_bound(tmp_path: Path) -> None:
     cache.close()
 
 
-def test_forced_reindex_parses_nothing_known(
-    crate: Path, tmp_path: Path, embedder: Any, warm_cache: Path
-) -> None:
-    config = load_config({"RCMD_HOME": str(tmp_path / "home")})
-    seed_cache(tmp_path / "home", warm_cache)
-    cache = EmbedCache(config.paths.embed_cache)
-    chunks = ChunkCache(config.paths.cache_dir / "chunks.db", 1 << 20)
-    collab = Collaborators(config, embedder, cache, chunk_cache=chunks)
-    root = RootIndex(crate.resolve(), config, embedder.model_id, embedder.dim)
+def test_forced_reindex_parses_nothing_known(setup: Any) -> None:
+    _crate, collab, open_root = setup
+    chunks = ChunkCache(collab.config.paths.cache_dir / "chunks.db", 1 << 20)
+    collab = dataclasses.replace(collab, chunk_cache=chunks)
+    root = open_root()
     try:
         first = run_batch(root, None, collab)
         rows = root.state.chunk_ids_by_path()
@@ -63,6 +56,4 @@ def test_forced_reindex_parses_nothing_known(
         assert again.files_parsed == 0 and again.chunk_cache_hits == again.indexed
         assert root.state.chunk_ids_by_path() == rows and verify_root(root)["ok"]
     finally:
-        root.close()
         chunks.close()
-        cache.close()

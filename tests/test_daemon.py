@@ -19,7 +19,15 @@ import pytest
 
 from ipc.client import NOT_RUNNING
 from ipc.errors import BadRequest, NotFound, Timeout
-from tests.conftest import REPO, Daemon, run_daemon_once, run_rcmd, seed_cache, wait_until
+from tests.conftest import (
+    REPO,
+    Daemon,
+    run_daemon_once,
+    run_rcmd,
+    seed_cache,
+    wait_until,
+    write_new_code,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -280,14 +288,7 @@ def test_status_answers_while_a_big_batch_indexes(daemon: Daemon, tmp_path: Path
     """About 300 new chunks keep the embedder busy for several seconds on two cores."""
     FILES = 60
     big = tmp_path / "big" / "src"
-    big.mkdir(parents=True)
-    for i in range(FILES):
-        body = "\n".join(
-            f"/// Helper {i}-{j} computes a value.\npub fn helper_{i}_{j}(x: u64) -> u64 "
-            f"{{ x.wrapping_mul({j + 1}).rotate_left({i % 63}) ^ {i * j} }}\n"
-            for j in range(5)
-        )
-        (big / f"mod_{i}.rs").write_text(body)
+    write_new_code(big, "helper", FILES, 5)
     daemon.cli("index", str(big.parent))
     worst = 0.0
     busy_answers = 0
@@ -561,14 +562,7 @@ def test_status_answers_while_clients_wait(daemon: Daemon, tmp_path: Path) -> No
     and a wait that reaches its deadline is a `timeout` error."""
     files = 60
     big = tmp_path / "big" / "src"
-    big.mkdir(parents=True)
-    for i in range(files):
-        body = "\n".join(
-            f"/// Waiter {i}-{j} folds a value.\npub fn waiter_{i}_{j}(x: u64) -> u64 "
-            f"{{ x.rotate_right({j + 1}) ^ {i * 31 + j} }}\n"
-            for j in range(5)
-        )
-        (big / f"w_{i}.rs").write_text(body)
+    write_new_code(big, "waiter", files, 5)
     root = daemon.call("index", path=str(big.parent))["path"]
     with pytest.raises(Timeout):
         daemon.call("wait", path=root, timeout_s=0)  # embedding 300 chunks takes seconds

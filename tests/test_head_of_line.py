@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Daemon, wait_until
+from tests.conftest import Daemon, wait_until, write_new_code
 
 pytestmark = pytest.mark.slow
 
@@ -17,13 +17,7 @@ pytestmark = pytest.mark.slow
 def _cold_crate(base: Path, files: int = 30, fns: int = 20, big_fns: int = 300) -> Path:
     """Code the embedding cache has never seen: every chunk must go through the model."""
     src = base / "busy" / "src"
-    src.mkdir(parents=True)
-    for f in range(files):
-        body = "".join(
-            f"pub fn busy_{f}_{i}(x: u64) -> u64 {{\n    x.rotate_left({i}) ^ {f * 7919 + i}\n}}\n"
-            for i in range(fns)
-        )
-        (src / f"m{f}.rs").write_text(body)
+    write_new_code(src, "busy", files, fns)
     big = "".join(
         f"/// Step {i} of the big table.\npub fn big_{i}(v: &[u8]) -> usize {{\n"
         f"    v.iter().filter(|b| **b == {i % 256}).count() + {i}\n}}\n"

@@ -12,12 +12,10 @@ import numpy as np
 import pytest
 
 from daemon.chunker import chunk_source
-from daemon.config import load_config
-from daemon.embed_cache import EmbedCache, cache_key
-from daemon.pipeline import Collaborators, fill_vectors, run_batch
-from daemon.root import RootIndex
+from daemon.embed_cache import cache_key
+from daemon.pipeline import fill_vectors, run_batch
 from daemon.verify import verify_root
-from tests.conftest import Daemon, seed_cache
+from tests.conftest import Daemon
 
 
 def _indexed(daemon: Daemon, crate: Path) -> dict[str, Any]:
@@ -68,48 +66,31 @@ def test_damaged_registry_is_rebuilt_from_the_root_folders(daemon: Daemon, crate
     _searchable(daemon, crate, before)
 
 
-def test_a_cached_vector_of_the_wrong_size_is_a_miss(
-    crate: Path, tmp_path: Path, embedder: Any, warm_cache: Path
-) -> None:
+def test_a_cached_vector_of_the_wrong_size_is_a_miss(setup: Any, embedder: Any) -> None:
     """One bad row used to fail every batch of the root (Qdrant refuses the size)."""
-    config = load_config({"RCMD_HOME": str(tmp_path / "home")})
-    seed_cache(tmp_path / "home", warm_cache)
-    cache = EmbedCache(config.paths.embed_cache)
+    crate, collab, open_root = setup
     rel = "src/lib.rs"
     first = next(iter(chunk_source(rel, (crate / rel).read_bytes())))
     key = cache_key(embedder.model_id, first.embed_text())
-    cache.put_many({key: np.ones(7, dtype=np.float32)})
-    root = RootIndex(crate.resolve(), config, embedder.model_id, embedder.dim)
-    try:
-        collab = Collaborators(config, embedder, cache)
-        run_batch(root, None, collab)
-        assert root.ledger.vectors_pending >= 1  # the bad row is no hit
-        assert fill_vectors(root, collab, lambda: False).cache_misses >= 1
-        assert verify_root(root)["ok"]
-        assert cache.get_many([key], embedder.dim)[key].shape == (embedder.dim,)
-    finally:
-        root.close()
-        cache.close()
+    collab.cache.put_many({key: np.ones(7, dtype=np.float32)})
+    root = open_root()
+    run_batch(root, None, collab)
+    assert root.ledger.vectors_pending >= 1  # the bad row is no hit
+    assert fill_vectors(root, collab, lambda: False).cache_misses >= 1
+    assert verify_root(root)["ok"]
+    assert collab.cache.get_many([key], embedder.dim)[key].shape == (embedder.dim,)
 
 
-def test_pathological_file_is_skipped_and_reported(
-    crate: Path, tmp_path: Path, embedder: Any, warm_cache: Path
-) -> None:
+def test_pathological_file_is_skipped_and_reported(setup: Any) -> None:
     """10,000 nested `mod`s (268 KB) made 340 MB of symbol paths and a 6.5-minute pass;
     now the file is skipped as `too_complex` and the rest of the crate is indexed."""
+    crate, collab, open_root = setup
     depth = 10_000
     nested = "".join(f"mod m{i} {{\nfn f{i}() {{}}\n" for i in range(depth)) + "}\n" * depth
     (crate / "src" / "nested.rs").write_text(nested)
-    config = load_config({"RCMD_HOME": str(tmp_path / "home")})
-    seed_cache(tmp_path / "home", warm_cache)
-    cache = EmbedCache(config.paths.embed_cache)
-    root = RootIndex(crate.resolve(), config, embedder.model_id, embedder.dim)
-    try:
-        report = run_batch(root, None, Collaborators(config, embedder, cache))
-        assert report.skipped == 1 and report.indexed > 0
-        ((path, reason, detail),) = list(root.state.skipped())
-        assert (path, reason) == ("src/nested.rs", "too_complex") and "nested" in detail
-        assert verify_root(root)["ok"]
-    finally:
-        root.close()
-        cache.close()
+    root = open_root()
+    report = run_batch(root, None, collab)
+    assert report.skipped == 1 and report.indexed > 0
+    ((path, reason, detail),) = list(root.state.skipped())
+    assert (path, reason) == ("src/nested.rs", "too_complex") and "nested" in detail
+    assert verify_root(root)["ok"]
