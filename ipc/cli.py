@@ -102,6 +102,14 @@ def _progress_line(root: dict[str, Any]) -> str:
     )
 
 
+def _say_indexing_goes_on(root: str) -> None:
+    print(
+        f"rcmd: stopped waiting; indexing {root} goes on in the background; "
+        "follow it with: rcmd status",
+        file=sys.stderr,
+    )
+
+
 def _wait_with_progress(paths: RuntimePaths, root: str) -> dict[str, Any]:
     """Wait for `root` to be idle, with a progress line on a terminal. Ctrl-C ends the
     line and says the work goes on in the daemon (KeyboardInterrupt goes on up: exit 130)."""
@@ -122,11 +130,7 @@ def _wait_with_progress(paths: RuntimePaths, root: str) -> dict[str, Any]:
         if shown:
             sys.stderr.write("\n")
             shown = False
-        print(
-            f"rcmd: stopped waiting; indexing {root} goes on in the background; "
-            "follow it with: rcmd status",
-            file=sys.stderr,
-        )
+        _say_indexing_goes_on(root)
         raise
     finally:
         if shown:
@@ -184,7 +188,12 @@ def cmd_index(args: argparse.Namespace, paths: RuntimePaths) -> int:
     ensure_daemon(paths)
     if not args.yes:
         _refuse_broad_or_nested(paths, Path(req.path))
-    root = request(paths, req)
+    try:
+        root = request(paths, req)
+    except KeyboardInterrupt:
+        # The daemon finishes a request it has read, so the root is added all the same.
+        _say_indexing_goes_on(req.path)
+        raise
     if not args.wait:
         print(f"indexing {root['path']} in the background; follow it with: rcmd status")
         return 0
