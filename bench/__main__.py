@@ -105,6 +105,11 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("cli", help="wall time of rcmd status/search on a warm daemon")
     p.add_argument("--runs", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
+    p.add_argument(
+        "--python",
+        help="interpreter of the timed console script: a venv with rcmd installed as a user "
+        "gets it (packaging/install.sh); default: this one",
+    )
 
     sub.add_parser("report", help="render bench/results into docs/PERFORMANCE.md")
 

@@ -34,10 +34,10 @@ if __name__ == '__main__':
 """
 
 
-def _script(folder: Path, name: str, entry: str) -> str:
+def _script(folder: Path, name: str, entry: str, python: str) -> str:
     module, func = entry.split(":")
     path = folder / name
-    path.write_text(SCRIPT.format(python=sys.executable, module=module, func=func))
+    path.write_text(SCRIPT.format(python=python, module=module, func=func))
     path.chmod(0o755)
     return str(path)
 
@@ -64,10 +64,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         try:
             d.call("index", path=str(CRATE.resolve()))
             d.wait(CRATE)
-            new = _script(work, "rcmd", "ipc.main:main")
-            old = _script(work, "rcmd-old", "ipc.cli:main")
+            py = args.python or sys.executable
+            new = _script(work, "rcmd", "ipc.main:main", py)
+            old = _script(work, "rcmd-old", "ipc.cli:main", py)
             cases = {
-                "python -c pass": [sys.executable, "-c", "pass"],
+                "python -c pass": [py, "-c", "pass"],
                 "rcmd --version": [new, "--version"],
                 "rcmd status": [new, "status"],
                 "rcmd search fetch_with_retry": [new, "search", "fetch_with_retry"],
@@ -81,9 +82,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     floor = figures["python -c pass"]["median_ms"]
     result = {
         "runs": args.runs,
+        "python": args.python or sys.executable,
+        "load_1min_after": os.getloadavg()[0],
         "figures": figures,
         "above_python_ms": {k: round(v["median_ms"] - floor, 1) for k, v in figures.items()},
         "target": "rcmd search/status <= 60 ms wall on a warm daemon",
     }
-    save("cli", f"python -m bench cli --runs {args.runs}", result)
+    flag = f" --python {args.python}" if args.python else ""
+    save("cli", f"python -m bench cli --runs {args.runs}{flag}", result)
     return result
