@@ -54,6 +54,9 @@ examples:
 
 #: Without a terminal there is no progress to show: one `wait` request per this long.
 QUIET_WAIT_STEP_S = 60.0
+#: How long `index` and `export` may take to answer: adopting a snapshot or seeding a
+#: worktree (unpack, hash the tree, write both indexes) happens before the reply.
+ADOPT_TIMEOUT_S = 900.0
 
 EPILOG = """\
 environment:
@@ -194,7 +197,7 @@ def cmd_index(args: argparse.Namespace, paths: RuntimePaths) -> int:
     if not args.yes:
         _refuse_broad_or_nested(paths, Path(req.path))
     try:
-        root = request(paths, req)
+        root = request(paths, req, ADOPT_TIMEOUT_S)
     except KeyboardInterrupt:
         # The daemon finishes a request it has read, so the root is added all the same.
         _say_indexing_goes_on(req.path)
@@ -232,7 +235,7 @@ def _report_seed(seed: dict[str, Any]) -> None:
     schema=ExportRequest,
 )
 def cmd_export(args: argparse.Namespace, paths: RuntimePaths) -> int:
-    result = request_starting(paths, request_from_args(ExportRequest, args))
+    result = request_starting(paths, request_from_args(ExportRequest, args), ADOPT_TIMEOUT_S)
     print(
         f"exported {result['root']} to {result['file']}: {result['files']} files, "
         f"{result['bytes'] / 1e6:.1f} MB; start a root from it with: "
