@@ -135,6 +135,7 @@ class Adopter:
         build = snap.parent / "build"
         report = install(snap, found, build, path, self._context(), source)
         target = root_dir(self._config.paths, root_id_for(path))
+        target.parent.mkdir(parents=True, exist_ok=True)
         if target.exists():  # the state of a root that failed to open: replaced
             target.rename(snap.parent / "replaced")
         build.rename(target)
