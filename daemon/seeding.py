@@ -71,8 +71,15 @@ class Adopter:
 
     @contextlib.contextmanager
     def _locked(self, root: RootIndex) -> Iterator[None]:
-        """The root's lock, so its committed state stays as it is while it is copied."""
-        if not root.lock.acquire(timeout=SOURCE_WAIT_S):
+        """The root's lock, so its committed state stays as it is while it is copied; a
+        vector fill in progress stops at its next step for it (the rest is exported as
+        pending and filled in by whichever root has it)."""
+        root.lock_wanted.set()  # an embedding run gives way; a file batch is waited for
+        try:
+            acquired = root.lock.acquire(timeout=SOURCE_WAIT_S)
+        finally:
+            root.lock_wanted.clear()
+        if not acquired:
             raise Busy(f"{root.path} is indexing; retry when rcmd status shows it idle")
         try:
             yield

@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import Daemon, require_tools
+from tests.conftest import Daemon, require_tools, write_new_code
 
 EDIT = (
     "\n/// Counts the retries left.\npub fn retries_left(n: u32) -> u32 { n.saturating_sub(1) }\n"
@@ -37,25 +37,53 @@ def edit(tree: Path) -> None:
     target.write_text(target.read_text() + EDIT)
 
 
-def test_export_then_index_from_the_file(daemon: Daemon, crate: Path, tmp_path: Path) -> None:
+def test_export_then_index_from_the_file_elsewhere(
+    daemon: Daemon, crate: Path, tmp_path: Path
+) -> None:
+    """Export from one daemon; another, with a home of its own and an empty embedding
+    cache (another machine), starts from the file and embeds only the new function."""
     daemon.cli("index", str(crate), "--wait")
     file = tmp_path / "demo.rcmd.tar.gz"
     out = daemon.cli("export", str(crate), str(file)).stdout
     assert out.startswith(f"exported {crate.resolve()} to {file}")
+    files = root_of(daemon, crate)["files"]
     other = tmp_path / "elsewhere" / "demo_crate"
     shutil.copytree(crate, other)
     edit(other)
-    shown = daemon.cli("index", str(other), "--from", str(file), "--wait").stdout
-    assert "seeded from" in shown and "1 to index" in shown
-    status = root_of(daemon, other)
-    assert status["seeded_from"] == str(file)
-    assert status["counters"]["files_read"] == 1  # only the changed file was read
-    assert status["files"] == root_of(daemon, crate)["files"]
-    hits = daemon.search("retries_left", "--root", str(other), "--mode", "bm25")
-    assert hits and hits[0]["symbol"].endswith("retries_left")
-    assert daemon.verify()["ok"]
-    text = daemon.cli("status").stdout
-    assert f"seeded from {file}" in text
+    fresh = Daemon(tmp_path / "home2")
+    fresh.start()
+    try:
+        shown = fresh.cli("index", str(other), "--from", str(file), "--wait").stdout
+        assert "seeded from" in shown and "1 to index" in shown
+        status = root_of(fresh, other)
+        assert status["seeded_from"] == str(file)
+        assert status["counters"]["files_read"] == 1  # only the changed file was read
+        assert status["files"] == files
+        assert fresh.status()["embedding"]["cache_misses"] == 1  # the new function only
+        hits = fresh.search("retries_left", "--root", str(other), "--mode", "bm25")
+        assert hits and hits[0]["symbol"].endswith("retries_left")
+        assert fresh.verify()["ok"]
+        assert f"seeded from {file}" in fresh.cli("status").stdout
+    finally:
+        fresh.stop()
+        fresh.kill()
+
+
+def test_export_during_a_batch_is_consistent(daemon: Daemon, tmp_path: Path) -> None:
+    """An export asked for while a root is being indexed is taken between batches: the
+    root adopted from it verifies, and fills in whatever vectors it lacked."""
+    tree = tmp_path / "busy"
+    write_new_code(tree / "src", "busy", files=20, fns=8)
+    daemon.call("index", path=str(tree))
+    file = tmp_path / "busy.rcmd.tar.gz"
+    daemon.cli("export", str(tree), str(file))
+    copy = tmp_path / "copy" / "busy"
+    shutil.copytree(tree, copy)
+    daemon.cli("index", str(copy), "--from", str(file), "--wait")
+    daemon.wait_idle(tree)
+    assert root_of(daemon, copy)["chunks"] == root_of(daemon, tree)["chunks"]
+    check = daemon.verify()
+    assert check["ok"], check
 
 
 def test_index_from_a_bad_snapshot_fails_in_one_line(
