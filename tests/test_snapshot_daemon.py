@@ -15,6 +15,17 @@ EDIT = (
 )
 
 
+QUERIES = [
+    ("retry failed http requests with backoff", "hybrid"),
+    ("retries_left", "bm25"),
+    ("store a value", "vector"),
+]
+
+
+def hit_key(hit: dict[str, Any]) -> tuple[Any, ...]:
+    return (hit["path"], hit["start_line"], hit["end_line"], hit["symbol"], hit["score"])
+
+
 def git(*args: str, cwd: Path) -> str:
     """git with an identity of its own for commits (no global config is changed)."""
     proc = subprocess.run(
@@ -50,8 +61,11 @@ def test_export_then_index_from_the_file_elsewhere(
     other = tmp_path / "elsewhere" / "demo_crate"
     shutil.copytree(crate, other)
     edit(other)
+    leftover = tmp_path / "home2" / "state" / "tmp" / "cut-short" / "build"
+    leftover.mkdir(parents=True)  # what a crash in the middle of an adoption leaves
     fresh = Daemon(tmp_path / "home2")
     fresh.start()
+    assert not leftover.parent.exists()
     try:
         shown = fresh.cli("index", str(other), "--from", str(file), "--wait").stdout
         assert "seeded from" in shown and "1 to index" in shown
@@ -127,7 +141,12 @@ def test_worktree_and_clone_are_seeded_from_the_repository_root(
     assert root_of(daemon, clone)["counters"]["files_read"] == 0
 
     plain = tmp_path / "plain"
-    shutil.copytree(repo, plain, ignore=shutil.ignore_patterns(".git"))
+    shutil.copytree(worktree, plain, ignore=shutil.ignore_patterns(".git"))
     daemon.cli("index", str(plain), "--wait")
     assert root_of(daemon, plain)["seeded_from"] is None  # never seeded by guesswork
     assert daemon.verify()["ok"]
+    # The seeded worktree answers as the cold index of the same files does.
+    for query, mode in QUERIES:
+        seeded = daemon.search(query, "--root", str(worktree), "--mode", mode)
+        cold = daemon.search(query, "--root", str(plain), "--mode", mode)
+        assert [hit_key(h) for h in seeded] == [hit_key(h) for h in cold], query
