@@ -168,11 +168,16 @@ def _order(r: ChunkRow) -> tuple[str, int, str]:
 
 def pack(stage: Path, out: Path) -> int:
     """Pack a staged snapshot into `out` (gzip'd tar, manifest first, no owner names or
-    modes of this machine), atomically; its size in bytes."""
+    modes of this machine), atomically; its size in bytes. The file is private (0600),
+    like the state it comes from: it holds the code's text."""
     names = [MANIFEST, *sorted(p.name for p in stage.iterdir() if p.name != MANIFEST)]
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     try:
-        with tarfile.open(tmp, "w:gz", compresslevel=6) as tar:
+        with (
+            os.fdopen(fd, "wb") as raw,
+            tarfile.open(fileobj=raw, mode="w:gz", compresslevel=6) as tar,
+        ):
             for name in names:
                 info = tar.gettarinfo(str(stage / name), arcname=name)
                 info.uid = info.gid = 0

@@ -229,11 +229,12 @@ def parse_manifest(data: object) -> Manifest:
     commit = data.get("git_commit")
     _want(commit is None or isinstance(commit, str), "git_commit must be a string or null")
     created = data.get("created_at")
-    _want(type(created) in (int, float), "created_at must be a number")
+    _want(isinstance(created, int | float), "created_at must be a number")
+    assert isinstance(created, int | float)
     manifest = Manifest(
         format_version=FORMAT_VERSION,
         rcmd_version=str(data.get("rcmd_version", "")),
-        created_at=float(created),  # type: ignore[arg-type]
+        created_at=float(created),
         layout=_str_map(data.get("layout"), "layout"),
         git_commit=commit,
         merkle_root=str(data.get("merkle_root", "")),

@@ -57,6 +57,7 @@ def test_export_then_index_from_the_file_elsewhere(
     file = tmp_path / "demo.rcmd.tar.gz"
     out = daemon.cli("export", str(crate), str(file)).stdout
     assert out.startswith(f"exported {crate.resolve()} to {file}")
+    assert file.stat().st_mode & 0o777 == 0o600  # it holds the code, as the state does
     files = root_of(daemon, crate)["files"]
     other = tmp_path / "elsewhere" / "demo_crate"
     shutil.copytree(crate, other)
