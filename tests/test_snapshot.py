@@ -88,6 +88,11 @@ def test_adopted_root_catches_up_by_diff_and_searches_like_a_cold_index(
     source = open_root()
     index_fully(source, collab)
     file = export_file(source, collab, tmp_path / "demo.rcmd.tar.gz")
+    with tarfile.open(file) as tar:
+        names = tar.getnames()
+        assert names[0] == "manifest.json" and all("/" not in n for n in names)
+        contents = b"".join(tar.extractfile(n).read() for n in names)  # type: ignore[union-attr]
+    assert str(crate.parent).encode() not in contents  # every path relative to the root
 
     tree = tmp_path / "other" / "demo_crate"
     shutil.copytree(crate, tree)

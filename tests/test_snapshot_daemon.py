@@ -124,6 +124,8 @@ def test_worktree_and_clone_are_seeded_from_the_repository_root(
     git("add", "-A", cwd=repo)
     git("commit", "-q", "-m", "demo", cwd=repo)
     daemon.cli("index", str(repo), "--wait")
+    exported = daemon.call("export", path=str(repo), file=str(tmp_path / "repo.tar.gz"))
+    assert exported["git_commit"] == git("rev-parse", "HEAD", cwd=repo).strip()
 
     worktree = tmp_path / "wt"
     git("worktree", "add", "-q", "-b", "feature", str(worktree), cwd=repo)
