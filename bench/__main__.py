@@ -10,6 +10,7 @@
     python -m bench writes                                  Tantivy heap, vector upsert batch
     python -m bench refactor                                cache hits when code moves
     python -m bench cli                                     `rcmd` start-up: status, search
+    python -m bench snapshots [small]                       export, adopt, seeded worktrees
     python -m bench report                                  bench/results → docs/PERFORMANCE.md
 
 Each command writes bench/results/<name>.json (machine, date, commit, command, figures);
@@ -37,6 +38,7 @@ COMMANDS = {
     "refactor": ("bench.micro", "refactor"),
     "startup": ("bench.micro", "startup"),
     "cli": ("bench.cli", "run"),
+    "snapshots": ("bench.snapshots", "run"),
 }
 
 
@@ -110,6 +112,12 @@ def main(argv: list[str] | None = None) -> int:
         help="interpreter of the timed console script: a venv with rcmd installed as a user "
         "gets it (packaging/install.sh); default: this one",
     )
+
+    p = sub.add_parser("snapshots", help="export, adopt with 1% changed, seeded worktrees")
+    p.add_argument("corpus", nargs="?", default="small")
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--worktree-files", type=int, default=20)
+    p.add_argument("--work", default=work)
 
     sub.add_parser("report", help="render bench/results into docs/PERFORMANCE.md")
 

@@ -254,7 +254,12 @@ class Indexer:
                 report = fill_vectors(
                     root,
                     self.collab,
-                    lambda: self._files_waiting() or root.cancelled or self.collab.should_stop(),
+                    lambda: (
+                        self._files_waiting()
+                        or root.cancelled
+                        or root.lock_wanted.is_set()
+                        or self.collab.should_stop()
+                    ),
                 )
         self._account(root, report, time.perf_counter() - t0, work)
         if root.ledger.vectors_pending and not root.cancelled:

@@ -73,6 +73,8 @@ class RootIndex:
         self.ignore = IgnoreRules(path)
         #: Held while a batch, an embedding run or a vacuum writes to the stores.
         self.lock = threading.Lock()
+        #: Set while an export waits for `lock`: an embedding run gives way at its next step.
+        self.lock_wanted = threading.Event()
         self._closed = False
         self._cancelled = False
 

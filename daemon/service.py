@@ -28,6 +28,7 @@ from daemon.reader import read_lines
 from daemon.registry import Registry
 from daemon.root import RootIndex
 from daemon.search import overlaps, run_search, search_roots
+from daemon.seeding import Adopter
 from daemon.status import root_status, summary_line
 from daemon.sync import Cookies, bring_up_to_date
 from daemon.verify import verify_root
@@ -36,6 +37,7 @@ from ipc.errors import BadRequest, Busy, NotFound, Timeout
 from ipc.protocol import PROTOCOL_VERSION
 from ipc.requests import (
     REQUESTS,
+    ExportRequest,
     HelloRequest,
     IndexRequest,
     MethodRequest,
@@ -112,6 +114,9 @@ class Service:
         self.registry = Registry(
             config, embedder.model_id, embedder.dim, self.indexer, self.cookies
         )
+        self.adopter = Adopter(
+            config, self.registry, (embedder.model_id, embedder.dim), chunk_cache
+        )
         self.handlers: dict[str, Handler] = {
             "hello": handler(HelloRequest, self.hello),
             "status": handler(StatusRequest, self.status),
@@ -124,12 +129,14 @@ class Service:
             "similar": handler(SimilarRequest, self.similar),
             "wait": handler(WaitRequest, self.wait),
             "stop": handler(StopRequest, self.stop),
+            "export": handler(ExportRequest, self.export),
         }
         if missing := REQUESTS.keys() - self.handlers.keys():
             raise RuntimeError(f"methods without a handler: {sorted(missing)}")
 
     # ---- lifecycle ----
     def start(self) -> None:
+        self.adopter.clean()
         self.indexer.start()
         self.registry.load()
 
@@ -157,7 +164,11 @@ class Service:
         path = Path(req.path).expanduser().resolve()
         if not path.is_dir():
             raise NotFound(f"{path} is not a directory")
-        return root_status(self.indexer, self.registry, self.registry.add(path))
+        snapshot = Path(req.snapshot).expanduser().resolve() if req.snapshot else None
+        return root_status(self.indexer, self.registry, self.adopter.add(path, snapshot))
+
+    def export(self, req: ExportRequest) -> dict[str, Any]:
+        return self.adopter.export(req.path, Path(req.file).expanduser().resolve())
 
     def reindex(self, req: ReindexRequest) -> dict[str, Any]:
         raw, force = req.path, req.force

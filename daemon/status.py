@@ -4,6 +4,7 @@ from fields another module writes."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from typing import Any
 
@@ -21,6 +22,7 @@ def root_status(indexer: Indexer, registry: Registry, root: RootIndex) -> dict[s
     reasons = Counter(reason for _p, reason, _d in skipped)
     last_commit = root.state.get_meta("last_commit")  # this thread's read connection
     idle = indexer.idle(root.id)
+    seed = root.state.get_meta("seed")
     return {
         "path": str(root.path),
         "id": root.id,
@@ -31,6 +33,9 @@ def root_status(indexer: Indexer, registry: Registry, root: RootIndex) -> dict[s
         "queue": indexer.queued(root.id),
         "vectors_pending": root.ledger.vectors_pending,
         "idle": idle,
+        # Set when the index was adopted from a snapshot file or a root of the same repo.
+        "seeded_from": root.state.get_meta("seeded_from"),
+        "seed": json.loads(seed) if seed else None,
         "skipped": {
             "count": len(skipped),
             "by_reason": dict(reasons),

@@ -13,7 +13,7 @@ the daemon's process; deleted points are vacuumed by a child process instead.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -59,6 +59,7 @@ class VectorStore(Protocol):
     def flush(self) -> None: ...
     def search(self, vector: npt.NDArray[np.float32], limit: int) -> list[tuple[str, float]]: ...
     def ids_by_path(self) -> dict[str, set[str]]: ...
+    def dump(self) -> Iterator[tuple[str, list[float]]]: ...
     def count(self) -> int: ...
     def vacuum(self) -> float: ...
     def close(self) -> None: ...
@@ -165,6 +166,19 @@ class EdgeStore:
             )
         )
 
+    def dump(self) -> Iterator[tuple[str, list[float]]]:
+        """Every (chunk id, vector) the shard holds, a page at a time (for a snapshot)."""
+        qe = self._qe
+        offset: Any = None
+        while True:
+            records, offset = self._shard.scroll(
+                qe.ScrollRequest(offset=offset, limit=1000, with_payload=False, with_vector=True)
+            )
+            for r in records:
+                yield chunk_id_of(r.id), list(r.vector)
+            if offset is None:
+                return
+
     def count(self) -> int:
         return int(self._shard.count(self._qe.CountRequest(exact=True)))
 
@@ -268,6 +282,18 @@ class ServerStore:
                 self.collection, limit=1000, offset=offset, with_payload=["path"]
             )
         )
+
+    def dump(self) -> Iterator[tuple[str, list[float]]]:
+        """Every (chunk id, vector) of the collection, a page at a time (for a snapshot)."""
+        offset: Any = None
+        while True:
+            records, offset = self._client.scroll(
+                self.collection, limit=1000, offset=offset, with_payload=False, with_vectors=True
+            )
+            for r in records:
+                yield chunk_id_of(r.id), list(r.vector)  # type: ignore[arg-type]
+            if offset is None:
+                return
 
     def count(self) -> int:
         return int(self._client.count(self.collection, exact=True).count)

@@ -29,9 +29,10 @@ from ipc.client import (
 )
 from ipc.commands import COMMANDS, argument, command, request_from_args
 from ipc.completion import SHELLS
-from ipc.errors import NotFound, RcmdError
+from ipc.errors import BadRequest, NotFound, RcmdError
 from ipc.paths import RuntimePaths, runtime_paths
 from ipc.requests import (
+    ExportRequest,
     IndexRequest,
     ReindexRequest,
     RemoveRequest,
@@ -53,6 +54,9 @@ examples:
 
 #: Without a terminal there is no progress to show: one `wait` request per this long.
 QUIET_WAIT_STEP_S = 60.0
+#: How long `index` and `export` may take to answer: adopting a snapshot or seeding a
+#: worktree (unpack, hash the tree, write both indexes) happens before the reply.
+ADOPT_TIMEOUT_S = 900.0
 
 EPILOG = """\
 environment:
@@ -169,7 +173,9 @@ def _refuse_broad_or_nested(paths: RuntimePaths, target: Path) -> None:
     "add a root (starts the daemon if needed)",
     "Register a Rust project root with the daemon (starting it if none runs) and index\n"
     "it; the root is then watched and kept up to date. With --wait, show progress\n"
-    "(files, chunks embedded, rate, ETA) until the root is indexed.",
+    "(files, chunks embedded, rate, ETA) until the root is indexed. With --from FILE\n"
+    "(rcmd export), or when the folder is a git worktree or clone of a repository\n"
+    "another root indexes, it starts from that index and indexes only what differs.",
     schema=IndexRequest,
 )
 @argument("--wait", action="store_true", help="show progress until indexed")
@@ -185,19 +191,56 @@ def cmd_index(args: argparse.Namespace, paths: RuntimePaths) -> int:
     req = request_from_args(IndexRequest, args)
     if not Path(req.path).is_dir():
         raise RcmdError(f"{req.path} is not a directory; give the root of a Rust project")
+    if req.snapshot and not Path(req.snapshot).is_file():
+        raise RcmdError(f"{req.snapshot} is not a file; make one with: rcmd export ROOT FILE")
     ensure_daemon(paths)
     if not args.yes:
         _refuse_broad_or_nested(paths, Path(req.path))
     try:
-        root = request(paths, req)
+        root = request(paths, req, ADOPT_TIMEOUT_S)
     except KeyboardInterrupt:
         # The daemon finishes a request it has read, so the root is added all the same.
         _say_indexing_goes_on(req.path)
         raise
+    except BadRequest as exc:
+        if not req.snapshot:
+            raise
+        raise RcmdError(
+            f"{exc}; nothing was installed; index it without: rcmd index {req.path}"
+        ) from None
+    if root.get("seed"):
+        _report_seed(root["seed"])
     if not args.wait:
         print(f"indexing {root['path']} in the background; follow it with: rcmd status")
         return 0
     _report_indexed(paths, _wait_with_progress(paths, root["path"]))
+    return 0
+
+
+def _report_seed(seed: dict[str, Any]) -> None:
+    todo = seed["files_changed"] + seed["files_added"]
+    print(
+        f"seeded from {seed['source']}: {seed['files_same']} files as they were, "
+        f"{todo} to index, {seed['files_deleted']} gone"
+    )
+
+
+@command(
+    "export",
+    "write a root's index to a snapshot file",
+    "Write the committed index of an indexed root (file records, Merkle tree, chunks,\n"
+    "vectors and their embedding-cache entries) to FILE, one portable file with paths\n"
+    "relative to the root. Another machine, a clone or a CI cache starts from it with:\n"
+    "rcmd index PATH --from FILE (only files that differ are then indexed).",
+    schema=ExportRequest,
+)
+def cmd_export(args: argparse.Namespace, paths: RuntimePaths) -> int:
+    result = request_starting(paths, request_from_args(ExportRequest, args), ADOPT_TIMEOUT_S)
+    print(
+        f"exported {result['root']} to {result['file']}: {result['files']} files, "
+        f"{result['bytes'] / 1e6:.1f} MB; start a root from it with: "
+        f"rcmd index PATH --from {result['file']}"
+    )
     return 0
 
 
@@ -344,6 +387,8 @@ def cmd_status(args: argparse.Namespace, paths: RuntimePaths) -> int:
         vec = f"  vectors pending {pending}" if pending else ""
         print(f"  files {r['files']}  chunks {r['chunks']}  queue {r['queue']}{vec}")
         print(f"  merkle root {r['merkle_root'][:16]}  watcher: {r['watcher']}")
+        if r.get("seeded_from"):
+            print(f"  seeded from {r['seeded_from']}")
         if r["last_commit"]:
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["last_commit"]))
             print(f"  last commit {when}")

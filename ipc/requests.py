@@ -280,6 +280,28 @@ class SearchRequest(MethodRequest):
 @dataclass(frozen=True, slots=True)
 class IndexRequest(MethodRequest):
     path: str = field(metadata=spec("root of a Rust project", cli="path", resolve=True))
+    snapshot: str | None = field(
+        default=None,
+        metadata=spec(
+            "start from this snapshot (made by rcmd export), then catch up with the files",
+            cli="--from",
+            metavar="FILE",
+            resolve=True,
+        ),
+    )
+
+
+@protocol_method("export", heavy=True)
+@dataclass(frozen=True, slots=True)
+class ExportRequest(MethodRequest):
+    path: str = field(
+        metadata=spec("the indexed root (or a path inside it)", cli="path", resolve=True)
+    )
+    file: str = field(
+        metadata=spec(
+            "the snapshot file to write (replaced if it exists)", cli="file", resolve=True
+        )
+    )
 
 
 @protocol_method("reindex")

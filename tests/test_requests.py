@@ -50,6 +50,7 @@ def test_every_method_has_a_schema() -> None:
         "similar",
         "stop",
         "wait",
+        "export",
     }
     for name, schema in REQUESTS.items():
         assert schema.method == name
@@ -190,7 +191,7 @@ def test_cli_arguments_map_to_schema_fields() -> None:
     schema (same name, choices, default and type), or one of the CLI's declared own."""
     subs = _subparsers(build_parser())
     with_schema = {name: cmd for name, cmd in COMMANDS.items() if cmd.schema is not None}
-    assert set(with_schema) == {"index", "search", "status", "reindex", "remove"}
+    assert set(with_schema) == {"index", "search", "status", "reindex", "remove", "export"}
     for name, cmd in with_schema.items():
         assert cmd.schema is not None
         fields = {f.name: f for f in dataclasses.fields(cmd.schema)}

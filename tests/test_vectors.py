@@ -76,3 +76,22 @@ def test_server_store_through_qdrant_client() -> None:
     assert store.count() == 0
     assert store.vacuum() == 0.0
     store.close()
+
+
+@pytest.mark.filterwarnings("ignore:Payload indexes have no effect")
+def test_dump_gives_every_vector_of_both_stores(tmp_path: Path) -> None:
+    """What a snapshot reads out: every id with its vector (float16 in both stores)."""
+    from daemon.config import VectorStoreConfig
+    from daemon.vectors import ServerStore
+
+    pts = points(1234, 7)  # more than one page
+    for store in (
+        EdgeStore(tmp_path / "q", 16),
+        ServerStore(VectorStoreConfig(url=":memory:"), "dump", 16),
+    ):
+        store.upsert(pts)
+        dumped = dict(store.dump())
+        assert set(dumped) == {p.chunk_id for p in pts}
+        for p in pts[:50]:
+            assert np.allclose(dumped[p.chunk_id], p.vector, atol=2e-3)
+        store.close()
