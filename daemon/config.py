@@ -12,7 +12,7 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ipc.errors import ConfigError
 from ipc.paths import RuntimePaths, runtime_paths
@@ -75,6 +75,9 @@ class SearchConfig:
     """Ranking knobs; the defaults were tuned on the dev half of the doc-comment set of
     `python -m bench.quality` (docs/SEARCH_QUALITY.md has the figures)."""
 
+    #: Keys whose value must be one of these (checked when the config is read).
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"fusion": ("rrf", "adaptive", "combsum")}
+
     #: Reciprocal-rank-fusion constant: smaller lets the top ranks of each list count more.
     rrf_k: int = 20
     #: How many candidates each side contributes to fusion.
@@ -101,9 +104,10 @@ class SearchConfig:
     #: Drop a hit that overlaps a better one in the same file (parts of one item, a method
     #: and its impl).
     dedupe: bool = True
-    #: How a question's BM25 and vector lists are fused: "rrf" (by rank) or "combsum"
-    #: (by their scores scaled to [0, 1]).
-    fusion: str = "rrf"
+    #: How a question's BM25 and vector lists are fused: "rrf" (by rank), "adaptive"
+    #: (by rank, each list's weight leaned towards the one whose best candidate stands
+    #: out more for this query) or "combsum" (by their scores scaled to [0, 1]).
+    fusion: str = "adaptive"
     #: Longest a `fresh` search waits for the changes made before it to be indexed.
     fresh_timeout_s: float = 30.0
     #: A question in words whose best vector hit is less similar than this (cosine) is
@@ -169,7 +173,12 @@ def _build(
         env_value = env.get(var)
         if env_value is not None:
             merged[key] = (env_value, f"{var} ([{section}] {key})")
-    return cls(**{k: _coerce(where, v, kinds[k]) for k, (v, where) in merged.items()})
+    built = {k: _coerce(where, v, kinds[k]) for k, (v, where) in merged.items()}
+    for key, allowed in getattr(cls, "CHOICES", {}).items():
+        if key in built and built[key] not in allowed:
+            where = merged[key][1]
+            raise ConfigError(f"{where}: must be one of {', '.join(allowed)}, got {built[key]!r}")
+    return cls(**built)
 
 
 def load_config(env: dict[str, str] | None = None) -> Config:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Hashable, Sequence
 from typing import TypeVar
 
@@ -27,3 +28,33 @@ def rrf(
             scores[key] = scores.get(key, 0.0) + w / (k + rank)
             first_seen.setdefault(key, (li, rank))
     return sorted(scores.items(), key=lambda kv: (-kv[1], first_seen[kv[0]]))
+
+
+def standout(scores: Sequence[float], top: int = 20) -> float:
+    """How far a list's best score stands above the rest of its `top`, in standard
+    deviations of the rest: large when one candidate is clearly the answer, near 0
+    when the list is a plateau of equally weak matches. Scale-free, so BM25 scores and
+    cosines compare; 0 for lists too short to tell."""
+    best = sorted(scores, reverse=True)[:top]
+    if len(best) < 3:
+        return 0.0
+    rest = best[1:]
+    spread = statistics.pstdev(rest)
+    if spread == 0:
+        return 0.0
+    return max(0.0, (best[0] - statistics.fmean(rest)) / spread)
+
+
+def confidence_weighted(
+    weights: Sequence[float], standouts: Sequence[float], lean: float = 1.0
+) -> tuple[float, ...]:
+    """`weights` leaned towards the lists whose best candidate stands out more: each is
+    scaled by 1 + lean·(n·share − 1), its share being its standout over their sum, so
+    equal standouts keep the weights and a list that is a plateau loses up to `lean`
+    of its weight to the others."""
+    total = sum(standouts)
+    if total <= 0:
+        return tuple(weights)
+    n = len(weights)
+    pairs = zip(weights, standouts, strict=True)
+    return tuple(w * max(0.0, 1 + lean * (n * s / total - 1)) for w, s in pairs)

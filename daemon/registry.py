@@ -22,7 +22,7 @@ from daemon.indexer import Indexer
 from daemon.root import RootIndex, root_id_for
 from daemon.sync import Cookies
 from daemon.watcher import RootWatcher
-from ipc.errors import NotFound, StateError
+from ipc.errors import BadRequest, NotFound, StateError
 
 log = structlog.get_logger("rcmd.registry")
 
@@ -203,3 +203,20 @@ class Registry:
             shutil.rmtree(aside, ignore_errors=True)
             broken.rename(aside)
             return RootIndex(path, self._config, model_id, dim)
+
+    def confine(self, raw: str, raw_root: str | None) -> tuple[RootIndex, Path, str]:
+        """(root, real file, path relative to the root) for a `path` param, which may be
+        absolute or relative to `root`; refuses anything that resolves outside every root
+        (`..`, absolute paths elsewhere, symlinks pointing out)."""
+        if raw_root:
+            base = self.find(raw_root)
+            candidate = base.path / raw
+        else:
+            candidate = Path(raw).expanduser()
+            if not candidate.is_absolute():
+                raise BadRequest("'path' must be absolute unless 'root' is given")
+        real = candidate.resolve()
+        root = self.find(str(real))
+        if not real.is_file():
+            raise NotFound(f"{real} is not a file")
+        return root, real, real.relative_to(root.path).as_posix()

@@ -18,7 +18,7 @@ import numpy.typing as npt
 
 from daemon.config import SearchConfig
 from daemon.filters import row_filters
-from daemon.fusion import rrf
+from daemon.fusion import confidence_weighted, rrf, standout
 from daemon.query import (
     STOPWORDS,
     classify,
@@ -230,18 +230,34 @@ def _fuse(
         return _exact_first(cosines, first)
     if tuning.fusion == "combsum" and mode == "hybrid" and not identifier:
         return _combsum(per_root, tuning)
-    lists = [
-        (_merged({rid: r.bm25 for rid, r in per_root.items()}), _lexical_weight(identifier, tuning))
-    ]
+    lex_w, vec_w = _lexical_weight(identifier, tuning), _vector_weight(identifier, tuning)
+    if tuning.fusion == "adaptive" and mode == "hybrid" and not identifier:
+        lex_w, vec_w = _adaptive_weights(per_root, lex_w, vec_w)
+    lists = [(_merged({rid: r.bm25 for rid, r in per_root.items()}), lex_w)]
     if mode == "hybrid":
         vec = _merged({rid: r.vec for rid, r in per_root.items()})
-        lists.append((vec, _vector_weight(identifier, tuning)))
+        lists.append((vec, vec_w))
     if identifier and symbol_name(query) is not None and tuning.symbol_weight > 0:
         lists.append((exact, tuning.symbol_weight))
     lists = [(ids, w) for ids, w in lists if w > 0]
     best = sum(w for _ids, w in lists) / (tuning.rrf_k + 1)
     fused = rrf([ids for ids, _ in lists], k=tuning.rrf_k, weights=[w for _, w in lists])
     return _exact_first([(key, score / best) for key, score in fused], first)
+
+
+def _adaptive_weights(
+    per_root: dict[str, RootLists], lex_w: float, vec_w: float
+) -> tuple[float, float]:
+    """The two sides' fusion weights leaned towards the side whose best candidate
+    stands out more for this query (`fusion.standout`), across every root's list."""
+    lex, vec = confidence_weighted(
+        (lex_w, vec_w),
+        (
+            standout([s for r in per_root.values() for _, s in r.bm25]),
+            standout([s for r in per_root.values() for _, s in r.vec]),
+        ),
+    )
+    return lex, vec
 
 
 def _combsum(per_root: dict[str, RootLists], tuning: SearchConfig) -> list[tuple[Key, float]]:

@@ -211,28 +211,11 @@ class Service:
         reply["took_ms"] = round((time.perf_counter() - t) * 1000, 2)
         return reply
 
-    def _confined(self, raw: str, raw_root: str | None) -> tuple[RootIndex, Path, str]:
-        """(root, real file, path relative to the root) for a `path` param, which may be
-        absolute or relative to `root`; refuses anything that resolves outside every root
-        (`..`, absolute paths elsewhere, symlinks pointing out)."""
-        if raw_root:
-            base = self.registry.find(raw_root)
-            candidate = base.path / raw
-        else:
-            candidate = Path(raw).expanduser()
-            if not candidate.is_absolute():
-                raise BadRequest("'path' must be absolute unless 'root' is given")
-        real = candidate.resolve()
-        root = self.registry.find(str(real))
-        if not real.is_file():
-            raise NotFound(f"{real} is not a file")
-        return root, real, real.relative_to(root.path).as_posix()
-
     def read(self, req: ReadRequest) -> dict[str, Any]:
         """The lines `req` names (at most MAX_READ_LINES and MAX_READ_BYTES) of a file that
         is indexed: never `.env`, `.git/config`, `target/` or anything else in a root that
         rcmd does not index."""
-        root, real, rel = self._confined(req.path, req.root)
+        root, real, rel = self.registry.confine(req.path, req.root)
         if rel not in root.ledger:
             raise NotFound(
                 f"{rel} is not an indexed file of {root.path}; only indexed files are read"

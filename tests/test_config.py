@@ -55,3 +55,11 @@ def test_memory_vector_store_is_refused_outside_tests(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="loses them at every restart"):
         load_config(env)
     assert load_config({**env, "RCMD_TEST_MEMORY_VECTORS": "1"}).vector_store.url == ":memory:"
+
+
+def test_a_value_outside_its_choices_names_them(tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text('[search]\nfusion = "combsun"\n')
+    with pytest.raises(ConfigError, match=r"\[search\] fusion in .*one of rrf, adaptive, combsum"):
+        load_config({"RCMD_HOME": str(tmp_path)})
+    cfg = load_config({"RCMD_HOME": str(tmp_path), "RCMD_SEARCH_FUSION": "adaptive"})
+    assert cfg.search.fusion == "adaptive"

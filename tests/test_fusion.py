@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from daemon.fusion import rrf
+from daemon.fusion import confidence_weighted, rrf, standout
 
 
 def test_rrf_rewards_agreement() -> None:
@@ -63,3 +63,40 @@ def test_combsum_weighs_margins_not_only_ranks() -> None:
     ranked = _combsum(lists, SearchConfig(fusion="combsum", natural_lexical_weight=1.0))
     assert ranked[0][0][1] == "strong"
     assert all(0.0 <= score <= 1.0 for _, score in ranked)
+
+
+def test_standout_is_scale_free_and_zero_on_a_plateau() -> None:
+    peaked = [10.0, 4.0, 3.0, 3.5, 2.5]
+    assert standout(peaked) == pytest.approx(standout([s / 20 for s in peaked]))
+    assert standout([0.5] * 10) == 0.0
+    assert standout([1.0, 0.9]) == 0.0  # too short to tell
+    assert standout(peaked) > standout([4.0, 3.9, 3.8, 3.5, 2.5])
+
+
+def test_confidence_weighted_leans_towards_the_list_that_stands_out() -> None:
+    assert confidence_weighted((0.5, 1.0), (2.0, 2.0)) == pytest.approx((0.5, 1.0))
+    lex, vec = confidence_weighted((0.5, 1.0), (3.0, 1.0))
+    assert lex == pytest.approx(0.5 * 1.5) and vec == pytest.approx(1.0 * 0.5)
+    assert confidence_weighted((0.5, 1.0), (0.0, 4.0)) == pytest.approx((0.0, 2.0))
+    assert confidence_weighted((0.5, 1.0), (0.0, 0.0)) == (0.5, 1.0)
+
+
+def test_adaptive_fusion_follows_the_list_that_is_sure() -> None:
+    """BM25 has one clear answer, the vectors a plateau: fixed-weight RRF lets the
+    vectors' first pick win, adaptive fusion the BM25 answer."""
+    from daemon.config import SearchConfig
+    from daemon.search import RootLists, _fuse
+
+    lists = {
+        "r": RootLists(
+            bm25=[("a", 20.0), ("b", 5.0), ("c", 4.8), ("d", 4.7), ("e", 4.6)],
+            vec=[("b", 0.51), ("c", 0.50), ("d", 0.50), ("e", 0.49), ("a", 0.49)],
+            exact=[],
+        )
+    }
+    query = "retry a request that failed"
+    fixed = _fuse(lists, query, "hybrid", SearchConfig(fusion="rrf"))
+    adaptive = _fuse(lists, query, "hybrid", SearchConfig(fusion="adaptive"))
+    assert fixed[0][0] == ("r", "b")
+    assert adaptive[0][0] == ("r", "a")
+    assert all(0.0 <= s <= 1.0 for _, s in adaptive)

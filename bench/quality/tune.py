@@ -23,7 +23,7 @@ import numpy.typing as npt
 
 from bench.quality.__main__ import DEFAULT_WORK
 from bench.quality.corpora import copy_root, select
-from bench.quality.evaluate import Result, Searcher, run_doc, run_hand, summary
+from bench.quality.evaluate import MODES, Result, Searcher, run_doc, run_hand, summary
 from bench.quality.runs import CorpusSets
 from daemon.config import EmbeddingConfig, SearchConfig, load_config
 from daemon.embedder import Embedder
@@ -71,6 +71,35 @@ def _open(work: Path, sets: list[CorpusSets], model: tuple[str, int]) -> list[Ro
     return out
 
 
+Ranks = dict[str, dict[str, list[int | None]]]  # set → mode → first-answer ranks
+
+
+def _corpus_ranks(s: CorpusSets, blank: Searcher, real: Searcher) -> Ranks:
+    return {
+        "doc": {m: run_doc(blank, s.doc, m).ranks for m in MODES},
+        "hand": {m: run_hand(real, s.hand, m).ranks for m in MODES},
+    }
+
+
+def _report(sets: list[CorpusSets], ranks: dict[str, Ranks]) -> list[str]:
+    """Pooled MRR@10 per split, set and mode, and the corpora where hybrid trails the
+    better single mode by more than 0.01 (issue 18's rule)."""
+    lines = []
+    for split in sorted({s.corpus.split for s in sets}):
+        names = [s.corpus.name for s in sets if s.corpus.split == split]
+        for kind in ("doc", "hand"):
+            pooled = {m: summary([r for n in names for r in ranks[n][kind][m]]) for m in MODES}
+            behind = [
+                n
+                for n in names
+                if (mrr := {m: summary(ranks[n][kind][m])["mrr@10"] for m in MODES})["hybrid"]
+                < max(mrr["bm25"], mrr["vector"]) - 0.01
+            ]
+            cells = " ".join(f"{m} {pooled[m]['mrr@10']:.3f}" for m in MODES)
+            lines.append(f"{split:4} {kind:4} {cells} | hybrid behind: {', '.join(behind) or '-'}")
+    return lines
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--work", type=Path, default=DEFAULT_WORK)
@@ -93,23 +122,15 @@ def main() -> int:
 
     roots = _open(args.work, sets, (embedder.model_id, embedder.dim))
     blank, real = roots[: len(sets)], roots[len(sets) :]
-    print("setting | doc bm25 | doc vector | doc hybrid | hand hybrid | per corpus (doc hybrid)")
     for change in [_parse(args.settings)] if args.settings else SWEEP:
         cfg = dataclasses.replace(SearchConfig(), **change)
-        doc: dict[str, list[int | None]] = {m: [] for m in ("bm25", "vector", "hybrid")}
-        hand: list[int | None] = []
-        per: list[str] = []
-        for s, b, r in zip(sets, blank, real, strict=True):
-            for m in doc:
-                doc[m] += run_doc(_searcher(b, cfg, embed), s.doc, m).ranks
-            per.append(f"{s.corpus.name} {summary(doc['hybrid'][-len(s.doc) :])['mrr@10']:.3f}")
-            hand += run_hand(_searcher(r, cfg, embed), s.hand, "hybrid").ranks
-        mrr = {m: summary(v)["mrr@10"] for m, v in doc.items()}
-        print(
-            f"{change or 'defaults'} | {mrr['bm25']:.3f} | {mrr['vector']:.3f} | "
-            f"{mrr['hybrid']:.3f} | {summary(hand)['mrr@10']:.3f} | {', '.join(per)}",
-            flush=True,
-        )
+        ranks = {
+            s.corpus.name: _corpus_ranks(s, _searcher(b, cfg, embed), _searcher(r, cfg, embed))
+            for s, b, r in zip(sets, blank, real, strict=True)
+        }
+        print(f"== {change or 'defaults'}")
+        for line in _report(sets, ranks):
+            print(line, flush=True)
     for root in roots:
         root.close()
     return 0
