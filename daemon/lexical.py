@@ -14,9 +14,11 @@ from pathlib import Path
 
 import tantivy
 
-from daemon.tokenize import as_field_text, code_tokens, query_tokens
+from daemon.tokenize import as_field_text, code_tokens, query_tokens, stem, stems
 
-SCHEMA_VERSION = "1"
+#: How the indexed terms are made (recorded per root; a root built under another
+#: version is rebuilt): 2 = English stems of the code tokens.
+LEXICAL_VERSION = "2"
 #: Field → boost used when scoring a query against it.
 FIELD_BOOSTS = {"symbol_t": 3.0, "signature_t": 1.5, "path_t": 1.0, "content_t": 1.0}
 
@@ -79,10 +81,10 @@ class LexicalIndex:
                     kind=d.kind,
                     start_line=d.start_line,
                     end_line=d.end_line,
-                    symbol_t=as_field_text(code_tokens(d.symbol.replace("::", " "))),
-                    signature_t=as_field_text(code_tokens(d.signature)),
-                    path_t=as_field_text(code_tokens(d.path.replace("/", " "))),
-                    content_t=as_field_text(code_tokens(d.text)),
+                    symbol_t=as_field_text(stems(code_tokens(d.symbol.replace("::", " ")))),
+                    signature_t=as_field_text(stems(code_tokens(d.signature))),
+                    path_t=as_field_text(stems(code_tokens(d.path.replace("/", " ")))),
+                    content_t=as_field_text(stems(code_tokens(d.text))),
                 )
             )
             self.pending += 1
@@ -134,16 +136,20 @@ class LexicalIndex:
         replaces some of FIELD_BOOSTS; `emphasis` multiplies the weight of some tokens
         (an identifier's whole form over its parts)."""
         emphasis = emphasis or {}
-        tokens = [t for t in query_tokens(query) if t not in drop]
-        if not tokens:
+        terms: dict[str, float] = {}  # stem → its weight (the most emphasis of its tokens)
+        for tok in query_tokens(query):
+            if tok not in drop:
+                term = stem(tok)
+                terms[term] = max(terms.get(term, 0.0), emphasis.get(tok, 1.0))
+        if not terms:
             return []
         clauses = []
         for field, boost in {**FIELD_BOOSTS, **(boosts or {})}.items():
             if boost <= 0:
                 continue
-            for tok in tokens:
-                q = tantivy.Query.term_query(self.schema, field, tok)
-                weight = boost * emphasis.get(tok, 1.0)
+            for term, emphasised in terms.items():
+                q = tantivy.Query.term_query(self.schema, field, term)
+                weight = boost * emphasised
                 clauses.append((tantivy.Occur.Should, tantivy.Query.boost_query(q, weight)))
         searcher = self.index.searcher()
         result = searcher.search(tantivy.Query.boolean_query(clauses), limit, count=False)
@@ -161,7 +167,7 @@ class LexicalIndex:
             return []
         clauses = [
             (tantivy.Occur.Must, tantivy.Query.term_query(self.schema, "symbol_t", w))
-            for w in dict.fromkeys(words)
+            for w in dict.fromkeys(stems(words))
         ]
         searcher = self.index.searcher()
         result = searcher.search(tantivy.Query.boolean_query(clauses), limit, count=False)

@@ -16,7 +16,7 @@ from daemon.chunker import CHUNK_POLICY_VERSION, EMBED_TEXT_VERSION
 from daemon.config import Config, root_dir
 from daemon.ignore import IgnoreRules
 from daemon.ledger import FileLedger
-from daemon.lexical import LexicalIndex
+from daemon.lexical import LEXICAL_VERSION, LexicalIndex
 from daemon.state import StateDB
 from daemon.vectors import VectorStore, open_store
 from ipc.errors import StateError
@@ -34,6 +34,7 @@ def build_layout(model_id: str, dim: int) -> dict[str, str]:
     return {
         "embedding_model": f"{model_id} ({dim}), text v{EMBED_TEXT_VERSION}",
         "chunk_policy": str(CHUNK_POLICY_VERSION),
+        "lexical": LEXICAL_VERSION,
     }
 
 
@@ -87,6 +88,9 @@ class RootIndex:
         # A root from before the chunk policy was recorded was cut under its version 1.
         if recorded.get("chunk_policy") is None and not self.state.created:
             recorded["chunk_policy"] = "1"
+        # ... and its lexical index without stems.
+        if recorded.get("lexical") is None and not self.state.created:
+            recorded["lexical"] = "1"
         changed = any(v is not None and v != layout[k] for k, v in recorded.items())
         lost = missing if len(self.ledger) else []
         if lost:

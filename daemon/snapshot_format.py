@@ -257,10 +257,11 @@ def check_tree(manifest: Manifest) -> None:
 
 def check_layout(manifest: Manifest, layout: Mapping[str, str]) -> None:
     """Refuse a snapshot built under another embedding model, text layout or chunk policy:
-    its vectors and chunks would not be what this daemon makes."""
+    its vectors and chunks would not be what this daemon makes. The lexical version does
+    not matter: adoption writes Tantivy afresh from the chunk rows."""
     theirs = dict(manifest.layout)
     for key, mine in layout.items():
-        if theirs.get(key) != mine:
+        if key != "lexical" and theirs.get(key) != mine:
             raise BadRequest(
                 f"snapshot was made with {key} {theirs.get(key)!r}, this daemon uses {mine!r}; "
                 "index the folder without --from"

@@ -8,6 +8,7 @@ import os
 import time
 from typing import Any
 
+import apsw
 import pytest
 
 import daemon.root
@@ -80,6 +81,25 @@ def test_chunk_policy_change_rebuilds_the_root(setup: Any, monkeypatch: pytest.M
     assert len(rebuilt.ledger) == 0 and rebuilt.state.get_meta("chunk_policy") == "999"
     report = run_batch(rebuilt, None, collab)
     assert report.indexed > 0 and report.cache_misses == 0  # re-chunked, vectors cached
+
+
+def test_a_root_indexed_before_stems_is_rebuilt(setup: Any) -> None:
+    """A root recorded without the lexical version (built before stemming) is rebuilt,
+    and its BM25 side then matches a word's other forms: "backoffs" (a word the crate
+    does not hold) finds the fn documented with "backoff"."""
+    _crate, collab, open_root = setup
+    root = open_root()
+    run_batch(root, None, collab)
+    db = root.dir / "state.db"
+    root.close()
+    with apsw.Connection(str(db)) as conn:
+        conn.execute("DELETE FROM meta WHERE key = 'lexical'")
+    rebuilt = open_root()
+    assert len(rebuilt.ledger) == 0 and rebuilt.state.get_meta("lexical") == "2"
+    run_batch(rebuilt, None, collab)
+    hits = rebuilt.lexical.search("backoffs", 5)
+    symbols = rebuilt.state.chunk_symbols(cid for cid, _ in hits).values()
+    assert "net::retry::fetch_with_retry" in symbols
 
 
 def test_progress_has_a_rate_only_while_active() -> None:

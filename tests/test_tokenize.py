@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from daemon.tokenize import code_tokens, query_tokens, split_identifier
+from daemon.tokenize import code_tokens, query_tokens, split_identifier, stem, stems
 
 
 def test_split_identifier_cases() -> None:
@@ -32,3 +32,10 @@ def test_query_tokens_are_distinct_and_ordered() -> None:
 def test_noise_tokens_dropped() -> None:
     assert code_tokens("x" * 100) == []
     assert code_tokens("::<>{}();") == []
+
+
+def test_word_tokens_are_stemmed_and_identifiers_kept() -> None:
+    assert stems(["retries", "retrying", "retry"]) == ["retri"] * 3
+    assert stem("failed") == stem("fail") == "fail"
+    # whole identifiers with digits or underscores, and numbers, stay as they are
+    assert stems(["u32", "saturating_mul", "404"]) == ["u32", "saturating_mul", "404"]
