@@ -55,6 +55,7 @@ def _ids_by_path(scroll: Callable[[Any], tuple[Sequence[Any], Any]]) -> dict[str
 class VectorStore(Protocol):
     def upsert(self, points: Sequence[VectorPoint]) -> None: ...
     def delete_paths(self, paths: Iterable[str]) -> None: ...
+    def delete_ids(self, chunk_ids: Sequence[str]) -> None: ...
     def delete_all(self) -> None: ...
     def flush(self) -> None: ...
     def search(self, vector: npt.NDArray[np.float32], limit: int) -> list[tuple[str, float]]: ...
@@ -131,6 +132,12 @@ class EdgeStore:
         for p in paths:
             self._shard.update(
                 self._qe.UpdateOperation.delete_points_by_filter(self._path_filter(p))
+            )
+
+    def delete_ids(self, chunk_ids: Sequence[str]) -> None:
+        if chunk_ids:
+            self._shard.update(
+                self._qe.UpdateOperation.delete_points([point_id(c) for c in chunk_ids])
             )
 
     def delete_all(self) -> None:
@@ -249,6 +256,14 @@ class ServerStore:
     def delete_paths(self, paths: Iterable[str]) -> None:
         for p in paths:
             self._client.delete(self.collection, self._path_selector(p), wait=True)
+
+    def delete_ids(self, chunk_ids: Sequence[str]) -> None:
+        if chunk_ids:
+            self._client.delete(
+                self.collection,
+                self._m.PointIdsList(points=[point_id(c) for c in chunk_ids]),
+                wait=True,
+            )
 
     def delete_all(self) -> None:
         self._client.delete(self.collection, self._path_selector(None), wait=True)
