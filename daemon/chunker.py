@@ -56,6 +56,7 @@ __all__ = [
     "end_row",
     "file_scope",
     "item_chunks",
+    "language",
     "loose_chunks",
     "member_rows",
     "module_path",
@@ -180,6 +181,11 @@ def module_path(rel_path: str) -> str:
 def _language() -> tree_sitter.Language:
     """The Rust grammar; loading it is the only non-trivial setup cost, so it is cached."""
     return tree_sitter.Language(tree_sitter_rust.language())
+
+
+def language() -> tree_sitter.Language:
+    """The Rust grammar (loaded once)."""
+    return _language()
 
 
 @dataclass(slots=True)
