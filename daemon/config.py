@@ -43,6 +43,10 @@ class IndexConfig:
     #: Most the chunk cache (chunk lists by file content, shared by all roots) may hold;
     #: past it the oldest entries go once the indexer is idle.
     chunk_cache_mb: int = 256
+    #: Most the trees of recently parsed files may take in memory (estimated): an edit
+    #: to one of them is parsed incrementally and re-chunks only the items it touched.
+    #: A tree costs ~48 bytes per source byte, so 64 MB holds a 1.3 MB file's.
+    parse_cache_mb: int = 64
 
 
 @dataclass(frozen=True, slots=True)

@@ -283,10 +283,13 @@ class Indexer:
 
 
 def _parse_kind(report: BatchReport) -> str:
-    """How the batch got its chunks: `cached` (every file from the chunk cache), `full`
-    (parsed), or `none` (nothing to chunk)."""
+    """How the batch got its chunks: `full` (a file parsed from scratch), `incremental`
+    (every parsed file from its previous tree), `cached` (every file from the chunk
+    cache), or `none` (nothing to chunk)."""
     if report.files_parsed:
         return "full"
+    if report.files_reparsed:
+        return "incremental"
     return "cached" if report.chunk_cache_hits else "none"
 
 

@@ -189,7 +189,3 @@ class ParseCache:
             _rel, old = self._entries.popitem(last=False)
             self._size -= old.size
             self.evicted += 1
-
-    def forget(self, rel: str) -> None:
-        """Drop a file's entry (it was deleted or cannot be indexed)."""
-        self._pop(rel)

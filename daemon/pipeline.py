@@ -32,6 +32,7 @@ from daemon.ignore import IGNORE_FILES, is_indexable_name, printable_if_not_utf8
 from daemon.lexical import LexicalDoc
 from daemon.merkle import ancestors, hash_bytes
 from daemon.metrics import BatchReport
+from daemon.parse_cache import ParseCache
 from daemon.root import RootIndex
 from daemon.state import ChunkPatch, ChunkRow, FileRecord, PendingVector
 from daemon.vectors import VectorPoint
@@ -54,6 +55,8 @@ class Collaborators:
     should_stop: Callable[[], bool] = lambda: False
     #: Chunk lists by (path, content): a file seen before is not parsed again.
     chunk_cache: ChunkCache | None = None
+    #: Trees of recently parsed files: an edit is parsed incrementally.
+    parse_cache: ParseCache | None = None
 
 
 def crash_point(name: str) -> None:
@@ -369,6 +372,7 @@ def _prepare_file(
         report.unchanged += 1
         return None
     t = time.perf_counter()
+    old = None if force else _indexed_chunks(root, rel, collab)
     try:
         chunks = assign_ids(root.id, rel, _chunks_of(rel, data, digest, collab, report))
     except TooComplex as exc:
@@ -378,7 +382,6 @@ def _prepare_file(
         log.exception("chunk_failed", root=str(root.path), path=rel)
         _skip(root, rel, pending, report, "chunk_error", f"{type(exc).__name__}: {exc}")
         return None
-    old = None if force else _indexed_chunks(root, rel, collab)
     diff = None if old is None else diff_chunks(old, chunks)
     report.time("chunk", time.perf_counter() - t)
     if diff is None:
@@ -400,10 +403,12 @@ def _indexed_chunks(
     are the chunks of its recorded content, when a cache still has those. None when
     unknown, or when their ids are not exactly the recorded ones (then it is rewritten)."""
     rec = root.ledger.get(rel)
-    cache = collab.chunk_cache
-    if rec is None or cache is None:
+    if rec is None:
         return None
-    chunks = cache.get(rel, rec.hash)
+    parses, cache = collab.parse_cache, collab.chunk_cache
+    chunks = parses.chunks_for(rel, rec.hash) if parses is not None else None
+    if chunks is None and cache is not None:
+        chunks = cache.get(rel, rec.hash)
     if chunks is None:
         return None
     old = assign_ids(root.id, rel, chunks)
@@ -421,8 +426,18 @@ def _chunks_of(
     if cached is not None:
         report.chunk_cache_hits += 1
         return cached
-    chunks = chunk_source(rel, data)
-    report.files_parsed += 1
+    parses = collab.parse_cache
+    if parses is None:
+        chunks = chunk_source(rel, data)
+        report.files_parsed += 1
+    else:
+        parsed = parses.chunk(rel, data, digest)
+        chunks = parsed.chunks
+        report.items_reparsed += parsed.items_reparsed
+        if parsed.incremental:
+            report.files_reparsed += 1
+        else:
+            report.files_parsed += 1
     if cache is not None:
         cache.put(rel, digest, chunks)
     return chunks

@@ -23,6 +23,7 @@ from daemon.embed_cache import EmbedCache
 from daemon.embedder import Embedder
 from daemon.indexer import Indexer
 from daemon.metrics import peak_rss_bytes, rss_bytes
+from daemon.parse_cache import ParseCache
 from daemon.pipeline import Collaborators
 from daemon.reader import read_lines
 from daemon.registry import Registry
@@ -99,6 +100,7 @@ class Service:
         self.started = time.time()
         self.stop_requested = threading.Event()
         self.chunk_cache = chunk_cache
+        self.parse_cache = ParseCache(config.index.parse_cache_mb << 20)
         self.indexer = Indexer(
             Collaborators(
                 config,
@@ -106,6 +108,7 @@ class Service:
                 cache,
                 should_stop=self.stop_requested.is_set,
                 chunk_cache=chunk_cache,
+                parse_cache=self.parse_cache,
             )
         )
         self.cookies = Cookies()
@@ -314,6 +317,13 @@ class Service:
                 "hits": self.chunk_cache.hits if self.chunk_cache else 0,
                 "misses": self.chunk_cache.misses if self.chunk_cache else 0,
                 "pruned": self.chunk_cache.pruned if self.chunk_cache else 0,
+            },
+            "parse_cache": {
+                "files": len(self.parse_cache),
+                "bytes": self.parse_cache.size,
+                "incremental": self.parse_cache.incremental,
+                "full": self.parse_cache.full,
+                "evicted": self.parse_cache.evicted,
             },
             "vector_store": "qdrant-server" if self.config.vector_store.url else "qdrant-edge",
             "last_batch": self.indexer.last_batch,
