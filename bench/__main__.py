@@ -10,6 +10,7 @@
     python -m bench writes                                  Tantivy heap, vector upsert batch
     python -m bench refactor                                cache hits when code moves
     python -m bench cli                                     `rcmd` start-up: status, search
+    python -m bench edits                                   one save of a big file vs before
     python -m bench report                                  bench/results → docs/PERFORMANCE.md
 
 Each command writes bench/results/<name>.json (machine, date, commit, command, figures);
@@ -37,6 +38,7 @@ COMMANDS = {
     "refactor": ("bench.micro", "refactor"),
     "startup": ("bench.micro", "startup"),
     "cli": ("bench.cli", "run"),
+    "edits": ("bench.edits", "run"),
 }
 
 
@@ -105,6 +107,12 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("cli", help="wall time of rcmd status/search on a warm daemon")
     p.add_argument("--runs", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
+
+    p = sub.add_parser("edits", help="cost of one save (differential chunking) vs a baseline")
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--edits", type=int, default=15, help="saves of the big file per run")
+    p.add_argument("--saves", type=int, default=50, help="saves of the typing session per run")
+    p.add_argument("--baseline", default="62c4c71", help="commit to compare with")
 
     sub.add_parser("report", help="render bench/results into docs/PERFORMANCE.md")
 

@@ -374,7 +374,9 @@ def end_row(node: tree_sitter.Node) -> int:
 
 def loose_chunks(rel_path: str, lines: list[str], lo: int, hi: int, top: _Scope) -> list[Chunk]:
     """The `code` chunks of rows ``lo..hi``, which hold no item (between two items)."""
-    return _cut(rel_path, lines, [], [top], lo, hi) if lo <= hi else []
+    if not any(lines[r].strip() for r in range(lo, hi + 1)):
+        return []  # blank lines between two items (and lo > hi: none)
+    return _cut(rel_path, lines, [], [top], lo, hi)
 
 
 def _walk_container(

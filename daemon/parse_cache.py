@@ -5,8 +5,9 @@ For each file the cache keeps the bytes it parsed, the tree-sitter tree and its 
 chunks (`daemon.units`), least recently used first out past `max_bytes`. On a change the
 edit is derived from the old and new bytes (common prefix and suffix), applied to the
 old tree (`Tree.edit`), and the new bytes are parsed with it: tree-sitter reuses every
-subtree the edit did not touch. `changed_ranges` and the edited bytes then say which
-top-level items to chunk again; the rest keep their chunks, moved to their new rows.
+subtree the edit did not touch. A top-level item is chunked again when it intersects
+one of `changed_ranges` or its bytes differ from every item of the previous version;
+the rest keep their chunks, moved to their new rows.
 
 Memory: a tree costs about 46 bytes per source byte (measured: 32 MB for a 0.69 MB file
 of 3,000 items), so an entry is counted as `ENTRY_BYTES_PER_SOURCE_BYTE` times its size.
@@ -29,6 +30,8 @@ ENTRY_BYTES_PER_SOURCE_BYTE = 48
 _BLOCK = 4096
 
 Point = tuple[int, int]
+#: (root id, root-relative path): two roots may hold the same path.
+FileKey = tuple[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,15 +90,6 @@ def derive_edit(old: bytes, new: bytes) -> Edit | None:
     )
 
 
-def dirty_ranges(edit: Edit | None, changed: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Byte ranges of the new text whose chunks may differ: the edited bytes (an edit
-    inside a string changes no tree structure) and the ranges whose structure changed."""
-    out = list(changed)
-    if edit is not None:
-        out.append((edit.start_byte, edit.new_end_byte))
-    return out
-
-
 @dataclass(slots=True)
 class _Entry:
     source: bytes
@@ -121,7 +115,7 @@ class Parsed:
 class ParseCache:
     def __init__(self, max_bytes: int) -> None:
         self._max = max_bytes
-        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._entries: OrderedDict[FileKey, _Entry] = OrderedDict()
         self._size = 0
         self._parser = tree_sitter.Parser(language())
         self.incremental = 0
@@ -136,16 +130,17 @@ class ParseCache:
         """Estimated bytes held (see `ENTRY_BYTES_PER_SOURCE_BYTE`)."""
         return self._size
 
-    def chunks_for(self, rel: str, digest: bytes) -> list[Chunk] | None:
-        """The chunks last cut for `rel`, when they were cut from content `digest`."""
-        entry = self._entries.get(rel)
+    def chunks_for(self, key: FileKey, digest: bytes) -> list[Chunk] | None:
+        """The chunks last cut for a file, when they were cut from content `digest`."""
+        entry = self._entries.get(key)
         return entry.chunks if entry is not None and entry.digest == digest else None
 
-    def chunk(self, rel: str, data: bytes, digest: bytes) -> Parsed:
+    def chunk(self, key: FileKey, data: bytes, digest: bytes) -> Parsed:
         """Chunk `data` (raw file bytes, content hash `digest`) as `chunk_source` would,
         from the file's previous tree when the cache holds one."""
+        rel = key[1]
         source = normalize(data)
-        entry = self._pop(rel)
+        entry = self._pop(key)
         if entry is None:
             tree = self._parser.parse(source)
             result = chunk_tree(rel, source, tree, {}, [])
@@ -153,7 +148,7 @@ class ParseCache:
         else:
             tree, result = self._reparse(rel, entry, source)
             self.incremental += 1
-        self._put(rel, _Entry(source, tree, result.memo, digest, result.chunks))
+        self._put(key, _Entry(source, tree, result.memo, digest, result.chunks))
         return Parsed(result.chunks, entry is not None, result.items_reparsed)
 
     def _reparse(
@@ -171,19 +166,21 @@ class ParseCache:
                 edit.new_end_point,
             )
         tree = self._parser.parse(source, old)
+        # Units outside these ranges have the same syntax as before; those whose bytes
+        # are also the same (an edit inside a string changes no syntax) keep their chunks.
         changed = [(r.start_byte, r.end_byte) for r in old.changed_ranges(tree)]
-        return tree, chunk_tree(rel, source, tree, entry.memo, dirty_ranges(edit, changed))
+        return tree, chunk_tree(rel, source, tree, entry.memo, changed)
 
-    def _pop(self, rel: str) -> _Entry | None:
-        entry = self._entries.pop(rel, None)
+    def _pop(self, key: FileKey) -> _Entry | None:
+        entry = self._entries.pop(key, None)
         if entry is not None:
             self._size -= entry.size
         return entry
 
-    def _put(self, rel: str, entry: _Entry) -> None:
+    def _put(self, key: FileKey, entry: _Entry) -> None:
         if entry.size > self._max:
             return  # would evict everything and still not fit
-        self._entries[rel] = entry
+        self._entries[key] = entry
         self._size += entry.size
         while self._size > self._max:
             _rel, old = self._entries.popitem(last=False)

@@ -12,6 +12,7 @@ recorded as pending (state.db says exactly which vectors Qdrant lacks) and
 
 from __future__ import annotations
 
+import functools
 import os
 import stat as stat_mod
 import time
@@ -67,7 +68,13 @@ def crash_point(name: str) -> None:
 
 
 def chunk_id(root_id: str, path: str, c: Chunk, occurrence: int) -> str:
-    key = f"{root_id}\0{path}\0{c.symbol}\0{c.kind}\0{c.part}\0{occurrence}"
+    return _chunk_id(root_id, path, c.symbol, c.kind, c.part, occurrence)
+
+
+@functools.lru_cache(maxsize=1 << 15)
+def _chunk_id(root_id: str, path: str, symbol: str, kind: str, part: int, occurrence: int) -> str:
+    """Memoized: a save hashes the ids of every chunk of the file twice (old and new)."""
+    key = f"{root_id}\0{path}\0{symbol}\0{kind}\0{part}\0{occurrence}"
     return blake3.blake3(key.encode()).hexdigest(length=16)
 
 
@@ -79,7 +86,7 @@ def assign_ids(root_id: str, path: str, chunks: Iterable[Chunk]) -> list[tuple[s
         k = (c.symbol, c.kind, c.part)
         n = seen.get(k, 0)
         seen[k] = n + 1
-        out.append((chunk_id(root_id, path, c, n), c))
+        out.append((_chunk_id(root_id, path, c.symbol, c.kind, c.part, n), c))
     return out
 
 
@@ -374,7 +381,7 @@ def _prepare_file(
     t = time.perf_counter()
     old = None if force else _indexed_chunks(root, rel, collab)
     try:
-        chunks = assign_ids(root.id, rel, _chunks_of(rel, data, digest, collab, report))
+        chunks = assign_ids(root.id, rel, _chunks_of(root.id, rel, data, digest, collab, report))
     except TooComplex as exc:
         _skip(root, rel, pending, report, "too_complex", str(exc))
         return None
@@ -406,7 +413,7 @@ def _indexed_chunks(
     if rec is None:
         return None
     parses, cache = collab.parse_cache, collab.chunk_cache
-    chunks = parses.chunks_for(rel, rec.hash) if parses is not None else None
+    chunks = parses.chunks_for((root.id, rel), rec.hash) if parses is not None else None
     if chunks is None and cache is not None:
         chunks = cache.get(rel, rec.hash)
     if chunks is None:
@@ -418,26 +425,29 @@ def _indexed_chunks(
 
 
 def _chunks_of(
-    rel: str, data: bytes, digest: bytes, collab: Collaborators, report: BatchReport
+    root_id: str, rel: str, data: bytes, digest: bytes, collab: Collaborators, report: BatchReport
 ) -> list[Chunk]:
-    """The file's chunks: from the chunk cache when this content was chunked before."""
-    cache = collab.chunk_cache
-    cached = cache.get(rel, digest) if cache is not None else None
+    """The file's chunks: from the parse or chunk cache when this content was chunked
+    before, else from the file's previous tree when the parse cache holds it."""
+    cache, parses = collab.chunk_cache, collab.parse_cache
+    cached = parses.chunks_for((root_id, rel), digest) if parses is not None else None
+    if cached is None and cache is not None:
+        cached = cache.get(rel, digest)
     if cached is not None:
         report.chunk_cache_hits += 1
         return cached
-    parses = collab.parse_cache
     if parses is None:
         chunks = chunk_source(rel, data)
         report.files_parsed += 1
     else:
-        parsed = parses.chunk(rel, data, digest)
+        parsed = parses.chunk((root_id, rel), data, digest)
         chunks = parsed.chunks
         report.items_reparsed += parsed.items_reparsed
         if parsed.incremental:
+            # A version being typed is rarely seen again: the parse cache holds it.
             report.files_reparsed += 1
-        else:
-            report.files_parsed += 1
+            return chunks
+        report.files_parsed += 1
     if cache is not None:
         cache.put(rel, digest, chunks)
     return chunks

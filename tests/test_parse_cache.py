@@ -118,9 +118,9 @@ def test_incremental_chunks_equal_a_full_rechunk(session: tuple[str, list[str]])
     first, versions = session
     cache = ParseCache(64 << 20)
     rel = "src/shapes.rs"
-    cache.chunk(rel, BASE.encode(), _digest(BASE))
+    cache.chunk(("r", rel), BASE.encode(), _digest(BASE))
     for text in [first, *versions]:
-        got = cache.chunk(rel, text.encode(), _digest(text))
+        got = cache.chunk(("r", rel), text.encode(), _digest(text))
         assert got.incremental
         assert got.chunks == chunk_source(rel, text.encode())
 
@@ -128,27 +128,33 @@ def test_incremental_chunks_equal_a_full_rechunk(session: tuple[str, list[str]])
 def test_edit_inside_one_fn_rechunks_one_item() -> None:
     cache = ParseCache(64 << 20)
     rel = "src/shapes.rs"
-    first = cache.chunk(rel, BASE.encode(), _digest(BASE))
+    first = cache.chunk(("r", rel), BASE.encode(), _digest(BASE))
     assert not first.incremental and first.items_reparsed == 6
     edited = BASE.replace("self.x.abs()", "self.x.abs() * 2")
-    again = cache.chunk(rel, edited.encode(), _digest(edited))
+    again = cache.chunk(("r", rel), edited.encode(), _digest(edited))
     assert again.incremental and again.items_reparsed == 1
     assert again.chunks == chunk_source(rel, edited.encode())
     # No tree structure changes inside a string: the edited bytes alone mark the item.
     inside_string = edited.replace("not a comment", "still not a comment")
-    third = cache.chunk(rel, inside_string.encode(), _digest(inside_string))
+    third = cache.chunk(("r", rel), inside_string.encode(), _digest(inside_string))
     assert third.items_reparsed == 1
+    # Two edits far apart make one derived edit spanning the items between them, and
+    # tree-sitter reports the whole span as changed: all five are chunked again.
+    far = BASE.replace("mod inner", "mod outer")
+    fourth = cache.chunk(("r", rel), far.encode(), _digest(far))
+    assert fourth.items_reparsed == 5
+    assert fourth.chunks == chunk_source(rel, far.encode())
     assert third.chunks == chunk_source(rel, inside_string.encode())
 
 
 def test_lines_inserted_above_shift_reused_chunks() -> None:
     cache = ParseCache(64 << 20)
     rel = "src/shapes.rs"
-    cache.chunk(rel, BASE.encode(), _digest(BASE))
+    cache.chunk(("r", rel), BASE.encode(), _digest(BASE))
     moved = BASE.replace("use std::fmt;\n", "use std::fmt;\nuse std::io;\n\n")
-    got = cache.chunk(rel, moved.encode(), _digest(moved))
+    got = cache.chunk(("r", rel), moved.encode(), _digest(moved))
     assert got.items_reparsed == 0 and got.chunks == chunk_source(rel, moved.encode())
-    shared = cache.chunk(rel, SHARED_ROW.encode(), _digest(SHARED_ROW))
+    shared = cache.chunk(("r", rel), SHARED_ROW.encode(), _digest(SHARED_ROW))
     assert shared.items_reparsed == 8 and shared.chunks == chunk_source(rel, SHARED_ROW.encode())
 
 
@@ -179,14 +185,14 @@ def test_cache_is_bounded_least_recently_used_first() -> None:
     text = BASE.encode()
     cache = ParseCache(3 * len(text) * ENTRY_BYTES_PER_SOURCE_BYTE)
     for i in range(5):
-        cache.chunk(f"src/m{i}.rs", text, b"d")
+        cache.chunk(("r", f"src/m{i}.rs"), text, b"d")
     assert len(cache) == 3 and cache.evicted == 2
     assert cache.size <= 3 * len(text) * ENTRY_BYTES_PER_SOURCE_BYTE
-    assert cache.chunks_for("src/m4.rs", b"d") is not None
-    assert cache.chunks_for("src/m0.rs", b"d") is None
-    assert not cache.chunk("src/m0.rs", text, b"d").incremental
+    assert cache.chunks_for(("r", "src/m4.rs"), b"d") is not None
+    assert cache.chunks_for(("r", "src/m0.rs"), b"d") is None
+    assert not cache.chunk(("r", "src/m0.rs"), text, b"d").incremental
     tiny = ParseCache(10)
-    tiny.chunk("src/a.rs", text, b"d")
+    tiny.chunk(("r", "src/a.rs"), text, b"d")
     assert len(tiny) == 0  # an entry that cannot fit is not kept
 
 
