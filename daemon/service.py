@@ -312,6 +312,7 @@ class Service:
                 "loaded": self.embedder.loaded,
                 "cache_hits": self.indexer.totals.cache_hits,
                 "cache_misses": self.indexer.totals.cache_misses,
+                "cache_pruned": self.cache.pruned,
             },
             "chunk_cache": {
                 "hits": self.chunk_cache.hits if self.chunk_cache else 0,
