@@ -59,6 +59,9 @@ def diff_chunks(old: Sequence[IdChunk], new: Sequence[IdChunk]) -> ChunkDiff:
     kept = 0
     for cid, c in new:
         o = before.get(cid)
+        if o is c:  # reused as is by the parse cache
+            kept += 1
+            continue
         if o is None or (_embed_fields(o) != _embed_fields(c) and o.embed_text() != c.embed_text()):
             changed.append((cid, c))
         elif _doc_fields(o) != _doc_fields(c):

@@ -49,6 +49,7 @@ from ipc.kinds import KINDS, NODE_KINDS
 __all__ = [
     "KINDS",
     "Chunk",
+    "FileScope",
     "Member",
     "TooComplex",
     "chunk_source",
@@ -214,6 +215,10 @@ class _Scope:
     docs: dict[int, list[str]] = field(default_factory=dict)
 
 
+#: The scope of a file's loose lines, as `file_scope` makes it (opaque outside).
+FileScope = _Scope
+
+
 @dataclass(slots=True)
 class _Frame:
     """A node whose children are walked for items, and how to name what is found there."""
@@ -334,9 +339,13 @@ def _cut(
 # ---- the per-item path (daemon.units): one top-level item at a time ----
 
 
-def top_members(tree: tree_sitter.Tree, source: bytes, top: _Scope) -> Iterator[Member]:
-    """The file's own members (see `_members`); its inner docs go to `top.docs`."""
-    return _members(tree.root_node, False, source, top)
+def top_members(
+    children: Iterable[tree_sitter.Node], source: bytes, top: _Scope, last_end: int = -1
+) -> Iterator[Member]:
+    """The members among top-level `children` (see `_members`): from the file's first
+    child, or from any child that no comment before it may attach to (with the last row
+    of the node before it as `last_end`); inner docs go to `top.docs`."""
+    return _members(children, False, source, top, last_end)
 
 
 def item_chunks(
@@ -391,7 +400,7 @@ def _walk_container(
     Only containers are descended into (file, mod/impl/trait bodies, ERROR nodes), each via
     the explicit ``frames`` stack, so deeply nested code cannot exhaust the Python stack.
     """
-    members = _members(frame.node, bool(frame.owner), src, scopes[frame.scope])
+    members = _members(frame.node.children, bool(frame.owner), src, scopes[frame.scope])
     for child, kind, start, attached in members:
         if kind is None:
             # Recovery leftovers: items inside are still items, the rest stays loose code.
@@ -403,13 +412,19 @@ def _walk_container(
 Member = tuple[tree_sitter.Node, str | None, int, list[tree_sitter.Node]]
 
 
-def _members(node: tree_sitter.Node, in_body: bool, src: bytes, scope: _Scope) -> Iterator[Member]:
+def _members(
+    children: Iterable[tree_sitter.Node],
+    in_body: bool,
+    src: bytes,
+    scope: _Scope,
+    last_end: int = -1,
+) -> Iterator[Member]:
     """A container's children that matter, in order: (item, kind, first row, the comments
     and attributes attached to it) for each item; (node, None, row, []) for each ERROR
-    node, whose children are walked as the container's. Inner docs go to `scope.docs`."""
+    node, whose children are walked as the container's. Inner docs go to `scope.docs`.
+    `last_end`: last row of the sibling before `children` that is not a comment."""
     pending: list[tree_sitter.Node] = []  # comments/attributes that may belong to next item
-    last_end = -1  # last row of the previous sibling that is not pending
-    for child in node.children:
+    for child in children:
         ctype = child.type
         if ctype in _COMMENTS or ctype == "attribute_item":
             if child.child_by_field_name("inner") is not None:
