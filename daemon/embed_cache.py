@@ -41,9 +41,10 @@ ROW_OVERHEAD = 64
 
 
 class EmbedCache:
-    """Rows carry their last use (`used`), so `prune` drops what has not been used for
-    long, and the least recently used rows past a size bound. A cache from before the
-    column gains it with 0 (the oldest) for every row."""
+    """Each vector's last use is kept beside it (`emb_use`), so `prune` drops what has not
+    been used for long, and the least recently used rows past a size bound. A side table,
+    not a column: an older rcmd keeps writing `emb` as it did (its rows count as unused
+    since the epoch until a hit refreshes them)."""
 
     def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
         self._path = path
@@ -51,13 +52,13 @@ class EmbedCache:
         self._db = connect(path)
         with state_errors(path):
             self._db.execute(
-                "CREATE TABLE IF NOT EXISTS emb(key BLOB PRIMARY KEY, vec BLOB NOT NULL,"
-                " used REAL NOT NULL DEFAULT 0) WITHOUT ROWID"
+                "CREATE TABLE IF NOT EXISTS emb(key BLOB PRIMARY KEY, vec BLOB NOT NULL)"
+                " WITHOUT ROWID"
             )
-            columns = {row[1] for row in self._db.execute("PRAGMA table_info(emb)")}
-            if "used" not in columns:
-                self._db.execute("ALTER TABLE emb ADD COLUMN used REAL NOT NULL DEFAULT 0")
-            self._db.execute("CREATE INDEX IF NOT EXISTS emb_used ON emb(used)")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS emb_use(key BLOB PRIMARY KEY, used REAL NOT NULL)"
+                " WITHOUT ROWID"
+            )
         #: Rows dropped by `prune` since the daemon started.
         self.pruned = 0
 
@@ -76,24 +77,29 @@ class EmbedCache:
             marks = ",".join("?" * len(part))
             stale = []
             for key, blob, used in self._db.execute(
-                f"SELECT key, vec, used FROM emb WHERE key IN ({marks})", part
+                f"SELECT key, vec, used FROM emb LEFT JOIN emb_use USING(key) "
+                f"WHERE key IN ({marks})",
+                part,
             ):
                 if size is not None and len(blob) != size:
                     continue
                 found[bytes(key)] = np.frombuffer(blob, dtype=np.float16).astype(np.float32)
-                if used < now - TOUCH_EVERY_S:
-                    stale.append((now, key))
+                if used is None or used < now - TOUCH_EVERY_S:
+                    stale.append((key, now))
             if stale:
                 with self._db:
-                    self._db.executemany("UPDATE emb SET used=? WHERE key=?", stale)
+                    self._db.executemany("INSERT OR REPLACE INTO emb_use VALUES(?,?)", stale)
         return found
 
     def put_many(self, items: dict[bytes, Vector]) -> None:
         now = self._clock()
         with self._db:
             self._db.executemany(
-                "INSERT OR REPLACE INTO emb VALUES(?,?,?)",
-                ((k, v.astype(np.float16).tobytes(), now) for k, v in items.items()),
+                "INSERT OR REPLACE INTO emb VALUES(?,?)",
+                ((k, v.astype(np.float16).tobytes()) for k, v in items.items()),
+            )
+            self._db.executemany(
+                "INSERT OR REPLACE INTO emb_use VALUES(?,?)", ((k, now) for k in items)
             )
 
     def __len__(self) -> int:
@@ -111,18 +117,26 @@ class EmbedCache:
         dropped = 0
         with state_errors(self._path), self._db:
             if max_age_s > 0:
-                self._db.execute("DELETE FROM emb WHERE used < ?", (self._clock() - max_age_s,))
-                dropped += self._db.changes()
+                dropped += self._drop(
+                    "SELECT key FROM emb LEFT JOIN emb_use USING(key) WHERE coalesce(used, 0) < ?",
+                    (self._clock() - max_age_s,),
+                )
             size = self.size()
             if max_bytes > 0 and size > max_bytes:
                 rows = len(self)
-                excess = rows - rows * max_bytes // size
-                self._db.execute(
-                    "DELETE FROM emb WHERE key IN (SELECT key FROM emb ORDER BY used LIMIT ?)",
-                    (excess,),
+                dropped += self._drop(
+                    "SELECT key FROM emb LEFT JOIN emb_use USING(key)"
+                    " ORDER BY coalesce(used, 0) LIMIT ?",
+                    (rows - rows * max_bytes // size,),
                 )
-                dropped += self._db.changes()
+            self._db.execute("DELETE FROM emb_use WHERE key NOT IN (SELECT key FROM emb)")
         if dropped:
             log.info("embed_cache_pruned", rows=dropped)
         self.pruned += dropped
         return dropped
+
+    def _drop(self, select: str, args: tuple[float | int, ...]) -> int:
+        """Delete the rows whose keys `select` yields; how many."""
+        keys = [(k,) for (k,) in self._db.execute(select, args)]
+        self._db.executemany("DELETE FROM emb WHERE key=?", keys)
+        return len(keys)

@@ -237,19 +237,9 @@ class StateDB:
         now = time.time()
         file_list = list(files)
         deleted_list = list(deleted)
-        patch_list = list(patches)
-        patched = {p.path for p in patch_list}
         with state_errors(self.path), self._lock, self._db:
             touched = [f.path for f in file_list] + deleted_list
-            whole = [(p,) for p in touched if p not in patched]
-            self._db.executemany("DELETE FROM chunks WHERE path=?", whole)
-            self._db.executemany("DELETE FROM pending_vectors WHERE path=?", whole)
-            for patch in patch_list:
-                self._db.executemany("DELETE FROM chunks WHERE id=?", ((i,) for i in patch.dropped))
-                self._db.executemany(
-                    "DELETE FROM pending_vectors WHERE id=?",
-                    ((i,) for i in (*patch.dropped, *patch.revectored)),
-                )
+            self._drop_chunks(touched, list(patches))
             self._db.executemany(
                 "INSERT OR REPLACE INTO pending_vectors VALUES(?,?,?,?)",
                 ((v.id, v.path, v.kind, v.embed_text) for v in pending),
@@ -288,6 +278,20 @@ class StateDB:
             self.set_meta("last_commit", repr(now))
             if merkle_root is not None:
                 self.set_meta("merkle_root", merkle_root)
+
+    def _drop_chunks(self, touched: list[str], patches: list[ChunkPatch]) -> None:
+        """Delete the chunk rows and pending vectors that a commit replaces: every one of
+        a file written whole, only the dropped (and re-embedded) ones of a patched file."""
+        patched = {p.path for p in patches}
+        whole = [(p,) for p in touched if p not in patched]
+        self._db.executemany("DELETE FROM chunks WHERE path=?", whole)
+        self._db.executemany("DELETE FROM pending_vectors WHERE path=?", whole)
+        for patch in patches:
+            self._db.executemany("DELETE FROM chunks WHERE id=?", ((i,) for i in patch.dropped))
+            self._db.executemany(
+                "DELETE FROM pending_vectors WHERE id=?",
+                ((i,) for i in (*patch.dropped, *patch.revectored)),
+            )
 
     def update_stat(self, records: Iterable[FileRecord]) -> None:
         """Refresh (size, mtime, inode) of files whose content hash did not change."""

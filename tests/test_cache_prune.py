@@ -58,16 +58,20 @@ def test_embedding_cache_keeps_the_recently_used_within_its_size(tmp_path: Path)
     cache.close()
 
 
-def test_an_old_embedding_cache_gains_last_use(tmp_path: Path) -> None:
+def test_an_older_rcmd_can_still_write_the_cache(tmp_path: Path) -> None:
+    """Last use lives in a side table: the two-column insert of an older rcmd works,
+    and its rows count as unused until a hit refreshes them."""
     import apsw
 
+    clock = Clock()
+    EmbedCache(tmp_path / "e.db", clock).close()
     db = apsw.Connection(str(tmp_path / "e.db"))
-    db.execute("CREATE TABLE emb(key BLOB PRIMARY KEY, vec BLOB NOT NULL) WITHOUT ROWID")
-    db.execute("INSERT INTO emb VALUES(?, ?)", (b"k" * 16, np.ones(8, np.float16).tobytes()))
+    for k in (b"k" * 16, b"j" * 16):
+        db.execute("INSERT OR REPLACE INTO emb VALUES(?,?)", (k, np.ones(8, np.float16).tobytes()))
     db.close()
-    cache = EmbedCache(tmp_path / "e.db", Clock())
-    assert cache.get_many([b"k" * 16], 8)  # still there, with last use 0 (the oldest)
-    assert cache.prune(0, DAY) == 0  # refreshed by that hit
+    cache = EmbedCache(tmp_path / "e.db", clock)
+    assert cache.get_many([b"k" * 16], 8)  # refreshed by the hit
+    assert cache.prune(0, DAY) == 1 and len(cache) == 1
     cache.close()
 
 
