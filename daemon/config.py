@@ -52,7 +52,7 @@ class IndexConfig:
     cache_max_age_days: float = 90.0
     #: Most the trees of recently parsed files may take in memory (estimated): an edit
     #: to one of them is parsed incrementally and re-chunks only the items it touched.
-    #: A tree costs ~48 bytes per source byte, so 64 MB holds a 1.3 MB file's.
+    #: An entry costs ~56 bytes per source byte, so 64 MB holds a 1.1 MB file's.
     parse_cache_mb: int = 64
 
 

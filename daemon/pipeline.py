@@ -500,9 +500,11 @@ def _write_step(
             LexicalDoc(cid, c.path, c.kind, c.symbol, c.signature, c.text, c.start_line, c.end_line)
             for cid, c in docs
         )
+    # A changed chunk whose new vector comes later must not keep its old one meanwhile.
+    stale = [cid for d in diffs for cid, _ in d.changed if cid not in vectors]
     with report.timed("vectors"):
         root.vectors.delete_paths(whole)
-        root.vectors.delete_ids([cid for d in diffs for cid in d.removed])
+        root.vectors.delete_ids([cid for d in diffs for cid in d.removed] + stale)
         root.vectors.upsert(
             [VectorPoint(cid, c.path, c.kind, vectors[cid]) for cid, c in embeds if cid in vectors]
         )

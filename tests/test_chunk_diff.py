@@ -89,6 +89,8 @@ def test_edit_inside_one_fn_writes_one_chunk(
     assert report.chunks_written == 1 and report.chunks == 1 and report.chunks_moved == 0
     assert report.chunks_kept == len(before) - 1
     assert root.state.chunk_ids_of(RETRY) == before
+    assert root.ledger.vectors_pending == 1  # new text: its vector comes later
+    _consistent(root)  # and the old vector is gone meanwhile
     fill_vectors(root, collab, lambda: False)
     _consistent(root)
     row = root.state.chunk_rows(before)
