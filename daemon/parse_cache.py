@@ -1,13 +1,13 @@
 """Trees of recently parsed files, so a save re-parses and re-chunks what it changed
 (issue 20.2).
 
-For each file the cache keeps the bytes it parsed, the tree-sitter tree and its units'
-chunks (`daemon.units`), least recently used first out past `max_bytes`. On a change the
-edit is derived from the old and new bytes (common prefix and suffix), applied to the
-old tree (`Tree.edit`), and the new bytes are parsed with it: tree-sitter reuses every
-subtree the edit did not touch. A top-level item is chunked again when it intersects
-one of `changed_ranges` or its bytes differ from every item of the previous version;
-the rest keep their chunks, moved to their new rows.
+For each file the cache keeps the bytes it parsed, the tree-sitter tree and its pieces
+(`daemon.units`: top-level items and the rows between them, with their chunks), least
+recently used first out past `max_bytes`. On a change the edit is derived from the old
+and new bytes (common prefix and suffix), applied to the old tree (`Tree.edit`), and the
+new bytes are parsed with it: tree-sitter reuses every subtree the edit did not touch.
+Only the items that the edit and `changed_ranges` touch are chunked again; the rest keep
+their chunks, moved to their new rows.
 
 A text with a syntax error is parsed afresh (tree-sitter's error recovery from an old tree
 can choose differently from a fresh parse, found by the property test).
