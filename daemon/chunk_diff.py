@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from daemon.chunker import Chunk
+from daemon.state import FileRecord
 
 IdChunk = tuple[str, Chunk]
 
@@ -39,6 +40,26 @@ class ChunkDiff:
     def lexical_deletes(self) -> tuple[str, ...]:
         """Ids whose Tantivy doc goes (Tantivy has no update: rewritten docs go too)."""
         return tuple(cid for cid, _ in self.rewritten) + self.removed
+
+
+@dataclass(frozen=True, slots=True)
+class FileWrite:
+    """One file's new chunks, and what differs from the chunks the indexes hold
+    (`diff` None: the file is written whole)."""
+
+    record: FileRecord
+    chunks: list[IdChunk]
+    diff: ChunkDiff | None
+
+    @property
+    def docs(self) -> list[IdChunk]:
+        """Chunks whose Tantivy doc and state row are written."""
+        return self.chunks if self.diff is None else list(self.diff.rewritten)
+
+    @property
+    def embeds(self) -> list[IdChunk]:
+        """Chunks whose vector is written."""
+        return self.chunks if self.diff is None else list(self.diff.changed)
 
 
 def _doc_fields(c: Chunk) -> tuple[object, ...]:

@@ -24,7 +24,7 @@ import structlog
 
 from daemon.activity import Activity
 from daemon.chunk_cache import ChunkCache
-from daemon.chunk_diff import ChunkDiff, diff_chunks
+from daemon.chunk_diff import FileWrite, diff_chunks
 from daemon.chunker import Chunk, TooComplex, chunk_source
 from daemon.config import Config
 from daemon.embed_cache import EmbedCache, Vector, cache_key
@@ -88,26 +88,6 @@ def assign_ids(root_id: str, path: str, chunks: Iterable[Chunk]) -> list[tuple[s
         seen[k] = n + 1
         out.append((_chunk_id(root_id, path, c.symbol, c.kind, c.part, n), c))
     return out
-
-
-@dataclass(frozen=True, slots=True)
-class _File:
-    """One file's new chunks, and what differs from the chunks the indexes hold
-    (`diff` None: the file is written whole)."""
-
-    record: FileRecord
-    chunks: list[tuple[str, Chunk]]
-    diff: ChunkDiff | None
-
-    @property
-    def docs(self) -> list[tuple[str, Chunk]]:
-        """Chunks whose Tantivy doc and state row are written."""
-        return self.chunks if self.diff is None else list(self.diff.rewritten)
-
-    @property
-    def embeds(self) -> list[tuple[str, Chunk]]:
-        """Chunks whose vector is written."""
-        return self.chunks if self.diff is None else list(self.diff.changed)
 
 
 @dataclass
@@ -321,7 +301,7 @@ def _write_files(
     yield_after = time.monotonic() + MIN_RUN_BEFORE_YIELD_S
     pending = plan.pending
     lexical_first = len(plan.candidates) >= cfg.lexical_first_files
-    step: list[_File] = []
+    step: list[FileWrite] = []
     step_chunks = 0
     for i, rel in enumerate(plan.candidates):
         # An in-flight file may be half written in one index: rewrite it even if unchanged.
@@ -358,7 +338,7 @@ def _prepare_file(
     pending: _Pending,
     report: BatchReport,
     force: bool,
-) -> _File | None:
+) -> FileWrite | None:
     """Read, hash and chunk one file; None when there is nothing to write for it. Unless
     `force`, the new chunks are compared with those the indexes hold (when known)."""
     with report.timed("read"):
@@ -398,7 +378,7 @@ def _prepare_file(
         report.chunks_moved += len(diff.moved)
         report.chunks_kept += diff.kept
     record = FileRecord(rel, st.st_size, st.st_mtime_ns, st.st_ino, digest, len(chunks))
-    prepared = _File(record, chunks, diff)
+    prepared = FileWrite(record, chunks, diff)
     root.progress.chunks_planned(len(prepared.docs))
     return prepared
 
@@ -476,7 +456,7 @@ def _drop_indexed(root: RootIndex, rel: str, pending: _Pending, report: BatchRep
 
 def _write_step(
     root: RootIndex,
-    step: list[_File],
+    step: list[FileWrite],
     collab: Collaborators,
     pending: _Pending,
     report: BatchReport,
