@@ -237,3 +237,33 @@ def test_units_equal_the_whole_walk_on_real_files() -> None:
         rel = f.name
         got = chunk_tree(rel, source, parser.parse(source))
         assert got.chunks == chunk_source(rel, source), f
+
+
+def test_edits_of_real_files_equal_a_full_rechunk() -> None:
+    """Lines inserted, changed, deleted and commented in real files (the fixture crate,
+    and a slice of rust-src's alloc when it is installed)."""
+    import random
+
+    files = sorted(FIXTURE_CRATE.rglob("*.rs"))
+    library = Path("/usr/lib/rustlib/src/rust/library/alloc/src")
+    files += sorted(library.rglob("*.rs"))[:30] if library.is_dir() else []
+    rnd = random.Random(7)
+    cache = ParseCache(256 << 20)
+    for f in files:
+        text = f.read_bytes()
+        rel = f.relative_to(f.parents[1]).as_posix()
+        cache.chunk(("r", rel), text, b"")
+        for op in range(4):
+            lines = text.split(b"\n")
+            i = rnd.randrange(len(lines))
+            if op == 0:
+                lines.insert(i, b"")
+            elif op == 1:
+                lines[i] += b" x"
+            elif op == 2:
+                del lines[i]
+            else:
+                lines.insert(i, b"// note")
+            text = b"\n".join(lines)
+            got = cache.chunk(("r", rel), text, bytes([op]))
+            assert got.chunks == chunk_source(rel, text), (f, op, i)
