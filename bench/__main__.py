@@ -11,6 +11,7 @@
     python -m bench refactor                                cache hits when code moves
     python -m bench cli                                     `rcmd` start-up: status, search
     python -m bench snapshots [small]                       export, adopt, seeded worktrees
+    python -m bench edits                                   one save of a big file vs before
     python -m bench report                                  bench/results → docs/PERFORMANCE.md
 
 Each command writes bench/results/<name>.json (machine, date, commit, command, figures);
@@ -39,6 +40,7 @@ COMMANDS = {
     "startup": ("bench.micro", "startup"),
     "cli": ("bench.cli", "run"),
     "snapshots": ("bench.snapshots", "run"),
+    "edits": ("bench.edits", "run"),
 }
 
 
@@ -118,6 +120,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--worktree-files", type=int, default=20)
     p.add_argument("--work", default=work)
+
+    p = sub.add_parser("edits", help="cost of one save (differential chunking) vs a baseline")
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--edits", type=int, default=15, help="saves of the big file per run")
+    p.add_argument("--saves", type=int, default=50, help="saves of the typing session per run")
+    p.add_argument("--baseline", default="62c4c71", help="commit to compare with")
 
     sub.add_parser("report", help="render bench/results into docs/PERFORMANCE.md")
 

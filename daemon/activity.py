@@ -137,7 +137,7 @@ class RootProgress:
                 "files_read": t.read,
                 "files_indexed": t.indexed,
                 "files_deleted": t.deleted,
-                "chunks_written": t.chunks,
+                "chunks_written": t.chunks_written,
                 "vacuums": self.vacuums,
                 "watch_rescans": watch_rescans,
                 "stages_s": t.to_json()["stages"],

@@ -3,7 +3,9 @@ path, its bytes and the chunk policy, so it is kept by blake3(policy â€– path â€
 hash). `reindex --force`, a restart after a crash, or a second checkout of the same code
 then skip parsing for every file whose content was seen before (issue 20.3).
 
-Bounded: past `max_bytes` of stored (compressed) chunk lists the oldest entries go.
+Bounded: entries unused for `max_age_s` go, then, past `max_bytes` of stored
+(compressed) chunk lists, the least recently used; `added` is the last use (refreshed at
+most daily, as the embedding cache does).
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ from __future__ import annotations
 import json
 import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import blake3
 
 from daemon.chunker import CHUNK_POLICY_VERSION, Chunk
+from daemon.embed_cache import TOUCH_EVERY_S
 from daemon.sqlite import connect, state_errors
 
 _FIELDS = ("start_line", "end_line", "symbol", "kind", "signature", "doc", "text", "context")
@@ -35,9 +39,17 @@ def _decode(path: str, blob: bytes) -> list[Chunk]:
 
 
 class ChunkCache:
-    def __init__(self, path: Path, max_bytes: int) -> None:
+    def __init__(
+        self,
+        path: Path,
+        max_bytes: int,
+        max_age_s: float = 0.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._path = path
         self._max = max_bytes
+        self._max_age = max_age_s
+        self._clock = clock
         self._db = connect(path)
         with state_errors(path):
             self._db.execute(
@@ -53,10 +65,12 @@ class ChunkCache:
         self._db.close()
 
     def get(self, path: str, digest: bytes) -> list[Chunk] | None:
+        key = chunk_key(path, digest)
+        now = self._clock()
         with state_errors(self._path):
-            row = self._db.execute(
-                "SELECT data FROM chunks WHERE key=?", (chunk_key(path, digest),)
-            ).fetchone()
+            row = self._db.execute("SELECT data, added FROM chunks WHERE key=?", (key,)).fetchone()
+            if row is not None and row[1] < now - TOUCH_EVERY_S:
+                self._db.execute("UPDATE chunks SET added=? WHERE key=?", (now, key))
         if row is None:
             self.misses += 1
             return None
@@ -68,7 +82,7 @@ class ChunkCache:
         with state_errors(self._path), self._db:
             self._db.execute(
                 "INSERT OR REPLACE INTO chunks VALUES(?,?,?,?)",
-                (chunk_key(path, digest), blob, len(blob), time.time()),
+                (chunk_key(path, digest), blob, len(blob), self._clock()),
             )
 
     def size(self) -> int:
@@ -77,11 +91,18 @@ class ChunkCache:
         return int(row[0]) if row else 0
 
     def prune(self) -> int:
-        """Drop the oldest entries until the cache holds at most `max_bytes`; how many."""
+        """Drop entries unused for `max_age_s` (if set), then the least recently used
+        until the cache holds at most `max_bytes`; how many went."""
+        dropped = 0
+        if self._max_age > 0:
+            with state_errors(self._path), self._db:
+                cutoff = self._clock() - self._max_age
+                self._db.execute("DELETE FROM chunks WHERE added < ?", (cutoff,))
+                dropped = self._db.changes()
+        self.pruned += dropped
         excess = self.size() - self._max
         if excess <= 0:
-            return 0
-        dropped = 0
+            return dropped
         with state_errors(self._path), self._db:
             rows = self._db.execute("SELECT key, size FROM chunks ORDER BY added").fetchall()
             doomed = []
@@ -91,6 +112,5 @@ class ChunkCache:
                 doomed.append((key,))
                 excess -= size if isinstance(size, int) else 0
             self._db.executemany("DELETE FROM chunks WHERE key=?", doomed)
-            dropped = len(doomed)
-        self.pruned += dropped
-        return dropped
+        self.pruned += len(doomed)
+        return dropped + len(doomed)

@@ -37,7 +37,7 @@ from __future__ import annotations
 import functools
 import re
 import textwrap
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
@@ -49,10 +49,22 @@ from ipc.kinds import KINDS, NODE_KINDS
 __all__ = [
     "KINDS",
     "Chunk",
+    "FileScope",
+    "Member",
     "TooComplex",
     "chunk_source",
+    "chunk_whole",
+    "end_row",
+    "file_scope",
+    "item_chunks",
+    "language",
+    "loose_chunks",
+    "member_rows",
     "module_path",
+    "normalize",
+    "source_lines",
     "strip_attributes",
+    "top_members",
 ]
 
 # tree-sitter node type -> chunk kind for items that become chunks (ipc/kinds.py).
@@ -172,6 +184,11 @@ def _language() -> tree_sitter.Language:
     return tree_sitter.Language(tree_sitter_rust.language())
 
 
+def language() -> tree_sitter.Language:
+    """The Rust grammar (loaded once)."""
+    return _language()
+
+
 @dataclass(slots=True)
 class _Meta:
     """Everything a chunk carries except its position and text."""
@@ -196,6 +213,10 @@ class _Scope:
     trivial_rows: set[int] = field(default_factory=set)
     # Doc comment lines by row, so a run of loose lines can carry the docs it contains.
     docs: dict[int, list[str]] = field(default_factory=dict)
+
+
+#: The scope of a file's loose lines, as `file_scope` makes it (opaque outside).
+FileScope = _Scope
 
 
 @dataclass(slots=True)
@@ -227,36 +248,82 @@ def chunk_source(
     whatever the encoding; ``text`` always uses ``\\n`` line endings.  Chunks are returned in
     source order (by start line).
     """
+    source = normalize(source)
+    lines = source_lines(source)
+    if not lines:
+        return []
+    tree = tree_sitter.Parser(_language()).parse(source)
+    return chunk_whole(rel_path, source, lines, tree, budget, measure, overlap_lines)
+
+
+def normalize(source: bytes) -> bytes:
+    """The bytes the chunker parses: no BOM, LF line ends. CRLF -> LF keeps the number of
+    lines, so rows from the parser match the file's lines."""
     if source.startswith(_BOM):
         source = source[len(_BOM) :]
-    # CRLF -> LF keeps the number of lines, so rows from the parser match the file's lines.
-    source = source.replace(b"\r\n", b"\n")
-    lines = source.decode("utf-8", "replace").split("\n")
-    if not any(line.strip() for line in lines):
-        return []
+    return source.replace(b"\r\n", b"\n")
 
-    tree = tree_sitter.Parser(_language()).parse(source)
-    root = tree.root_node
+
+def source_lines(source: bytes) -> list[str]:
+    """The lines of normalized `source`; [] when all are blank (no chunk)."""
+    lines = source.decode("utf-8", "replace").split("\n")
+    return lines if any(line.strip() for line in lines) else []
+
+
+def file_scope(rel_path: str, lines: list[str]) -> tuple[tuple[str, ...], _Scope]:
+    """The module prefix of the file's items, and the scope of its loose lines."""
     mod_path = module_path(rel_path)
     prefix = tuple(mod_path.split("::")) if mod_path else ()
     file_symbol = mod_path or PurePosixPath(rel_path.replace("\\", "/")).stem
-    scopes = [_Scope(_Meta(file_symbol, "code"), 0, len(lines) - 1, 0, 0)]
+    return prefix, _Scope(_Meta(file_symbol, "code"), 0, len(lines) - 1, 0, 0)
+
+
+def chunk_whole(
+    rel_path: str,
+    source: bytes,
+    lines: list[str],
+    tree: tree_sitter.Tree,
+    budget: int = DEFAULT_BUDGET,
+    measure: Callable[[str], int] | None = None,
+    overlap_lines: int = 3,
+) -> list[Chunk]:
+    """Chunks of a parsed file (`lines` from `source_lines` of the parsed bytes), walking
+    every item: the reference that the per-item path of `daemon.units` must equal."""
+    prefix, top = file_scope(rel_path, lines)
+    scopes = [top]
     items: list[tuple[int, int, _Meta]] = []
-    frames = [_Frame(root, prefix, 0)]
+    frames = [_Frame(tree.root_node, prefix, 0)]
     while frames:
         frame = frames.pop()
         _walk_container(frame, source, scopes, items, frames)
 
+    out = _cut(rel_path, lines, items, scopes, 0, len(lines) - 1, budget, measure, overlap_lines)
+    if len(out) > MAX_CHUNKS_PER_FILE:
+        raise TooComplex(f"more than {MAX_CHUNKS_PER_FILE} chunks")
+    return out
+
+
+def _cut(
+    rel_path: str,
+    lines: list[str],
+    items: list[tuple[int, int, _Meta]],
+    scopes: list[_Scope],
+    lo: int,
+    hi: int,
+    budget: int = DEFAULT_BUDGET,
+    measure: Callable[[str], int] | None = None,
+    overlap_lines: int = 3,
+) -> list[Chunk]:
+    """The chunks of rows ``lo..hi``: the items found there and the loose runs between."""
     # (start row, end row, tie-breaker, meta); ties keep a block's own chunk before its members.
     chunks: list[tuple[int, int, tuple[int, int], _Meta]] = []
-    covered = bytearray(len(lines))
+    covered = bytearray(hi + 1 - lo)
     for seq, (start, end, meta) in enumerate(items):
         chunks.append((start, end, (seq, 1), meta))
-        covered[start : end + 1] = b"\x01" * (end + 1 - start)
-    for start, end, order, meta in _loose_runs(lines, covered, scopes):
+        covered[start - lo : end + 1 - lo] = b"\x01" * (end + 1 - start)
+    for start, end, order, meta in _loose_runs(lines, covered, scopes, lo):
         chunks.append((start, end, (order, 0), meta))
     chunks.sort(key=lambda c: (c[0], c[1], c[2]))
-
     out: list[Chunk] = []
     for start, end, _, meta in chunks:
         out.extend(
@@ -267,6 +334,58 @@ def chunk_source(
         if len(out) > MAX_CHUNKS_PER_FILE:
             raise TooComplex(f"more than {MAX_CHUNKS_PER_FILE} chunks")
     return out
+
+
+# ---- the per-item path (daemon.units): one top-level item at a time ----
+
+
+def top_members(
+    children: Iterable[tree_sitter.Node], source: bytes, top: _Scope, last_end: int = -1
+) -> Iterator[Member]:
+    """The members among top-level `children` (see `_members`): from the file's first
+    child, or from any child that no comment before it may attach to (with the last row
+    of the node before it as `last_end`); inner docs go to `top.docs`."""
+    return _members(children, False, source, top, last_end)
+
+
+def item_chunks(
+    rel_path: str,
+    source: bytes,
+    lines: list[str],
+    member: Member,
+    prefix: tuple[str, ...],
+    top: _Scope,
+) -> tuple[list[Chunk], int]:
+    """The chunks of one top-level item (with its attached comments) whose rows hold
+    nothing else, cut as `chunk_whole` cuts them; and how many items it holds."""
+    node, kind, first, attached = member
+    if kind is None:
+        raise ValueError("an ERROR node is not an item")
+    scopes = [top]
+    items: list[tuple[int, int, _Meta]] = []
+    frames: list[_Frame] = []
+    frame = _Frame(node, prefix, 0)
+    _record_item(node, kind, first, attached, frame, source, scopes, items, frames)
+    while frames:
+        _walk_container(frames.pop(), source, scopes, items, frames)
+    return _cut(rel_path, lines, items, scopes, first, _end_row(node)), len(items)
+
+
+def member_rows(member: Member) -> tuple[int, int]:
+    """First and last row of a member with its attached comments."""
+    return member[2], _end_row(member[0])
+
+
+def end_row(node: tree_sitter.Node) -> int:
+    """Last row that holds text of ``node`` (see `_end_row`)."""
+    return _end_row(node)
+
+
+def loose_chunks(rel_path: str, lines: list[str], lo: int, hi: int, top: _Scope) -> list[Chunk]:
+    """The `code` chunks of rows ``lo..hi``, which hold no item (between two items)."""
+    if not any(lines[r].strip() for r in range(lo, hi + 1)):
+        return []  # blank lines between two items (and lo > hi: none)
+    return _cut(rel_path, lines, [], [top], lo, hi)
 
 
 def _walk_container(
@@ -281,11 +400,31 @@ def _walk_container(
     Only containers are descended into (file, mod/impl/trait bodies, ERROR nodes), each via
     the explicit ``frames`` stack, so deeply nested code cannot exhaust the Python stack.
     """
-    scope = scopes[frame.scope]
-    in_body = bool(frame.owner)  # impl or trait body
+    members = _members(frame.node.children, bool(frame.owner), src, scopes[frame.scope])
+    for child, kind, start, attached in members:
+        if kind is None:
+            # Recovery leftovers: items inside are still items, the rest stays loose code.
+            frames.append(_Frame(child, frame.prefix, frame.scope, frame.owner, frame.context))
+        else:
+            _record_item(child, kind, start, attached, frame, src, scopes, items, frames)
+
+
+Member = tuple[tree_sitter.Node, str | None, int, list[tree_sitter.Node]]
+
+
+def _members(
+    children: Iterable[tree_sitter.Node],
+    in_body: bool,
+    src: bytes,
+    scope: _Scope,
+    last_end: int = -1,
+) -> Iterator[Member]:
+    """A container's children that matter, in order: (item, kind, first row, the comments
+    and attributes attached to it) for each item; (node, None, row, []) for each ERROR
+    node, whose children are walked as the container's. Inner docs go to `scope.docs`.
+    `last_end`: last row of the sibling before `children` that is not a comment."""
     pending: list[tree_sitter.Node] = []  # comments/attributes that may belong to next item
-    last_end = -1  # last row of the previous sibling that is not pending
-    for child in frame.node.children:
+    for child in children:
         ctype = child.type
         if ctype in _COMMENTS or ctype == "attribute_item":
             if child.child_by_field_name("inner") is not None:
@@ -296,22 +435,22 @@ def _walk_container(
             else:
                 pending.append(child)
             continue
-        if ctype == "ERROR":
-            # Recovery leftovers: items inside are still items, the rest stays loose code.
-            frames.append(_Frame(child, frame.prefix, frame.scope, frame.owner, frame.context))
-            pending.clear()
-            last_end = _end_row(child)
-            continue
-        kind = _item_kind(child, in_body)
+        kind = None if ctype == "ERROR" else _item_kind(child, in_body)
         if kind is None:
+            if ctype == "ERROR":
+                yield child, None, child.start_point.row, []
             pending.clear()
             last_end = _end_row(child)
             continue
         attached = _attached(pending, child.start_point.row, last_end)
         pending.clear()
         last_end = _end_row(child)
-        start = attached[0].start_point.row if attached else child.start_point.row
-        _record_item(child, kind, start, attached, frame, src, scopes, items, frames)
+        yield (
+            child,
+            kind,
+            attached[0].start_point.row if attached else child.start_point.row,
+            attached,
+        )
 
 
 def _item_kind(node: tree_sitter.Node, in_body: bool) -> str | None:
@@ -483,34 +622,37 @@ def _attached(
 
 
 def _loose_runs(
-    lines: list[str], covered: bytearray, scopes: list[_Scope]
+    lines: list[str], covered: bytearray, scopes: list[_Scope], lo: int = 0
 ) -> Iterable[tuple[int, int, int, _Meta]]:
-    """Contiguous runs of lines outside every item, each attributed to its innermost scope."""
-    owner = [0] * len(lines)
+    """Contiguous runs of lines outside every item, each attributed to its innermost scope.
+
+    Only rows ``lo .. lo + len(covered) - 1`` are looked at (`covered` is indexed from
+    `lo`): a top-level item's rows hold nothing else, so they are cut on their own."""
+    n = len(covered)
+    owner = [0] * n
     for index, scope in enumerate(scopes[1:], start=1):  # parents precede their children
-        owner[scope.first_row : scope.last_row + 1] = [index] * (
-            scope.last_row + 1 - scope.first_row
-        )
+        first, last = max(scope.first_row - lo, 0), min(scope.last_row - lo, n - 1)
+        owner[first : last + 1] = [index] * (last + 1 - first)
     emitted = [False] * len(scopes)
-    row, n = 0, len(lines)
+    row = 0
     while row < n:
-        if covered[row] or not lines[row].strip():
+        if covered[row] or not lines[lo + row].strip():
             row += 1
             continue
         start, current = row, owner[row]
         last_nonblank = row
         while row < n and not covered[row] and owner[row] == current:
-            if lines[row].strip():
+            if lines[lo + row].strip():
                 last_nonblank = row
             row += 1
         scope = scopes[current]
-        rows = range(start, last_nonblank + 1)
+        rows = range(lo + start, lo + last_nonblank + 1)
         if all(r in scope.trivial_rows or not lines[r].strip() for r in rows):
             continue
         emitted[current] = True
         doc = _finish_doc([d for r in rows for d in scope.docs.get(r, ())])
         meta = scope.meta
-        yield start, last_nonblank, scope.order, _Meta(meta.symbol, meta.kind, meta.signature, doc)
+        yield rows[0], rows[-1], scope.order, _Meta(meta.symbol, meta.kind, meta.signature, doc)
     for index, scope in enumerate(scopes):
         if scope.meta.kind == "trait" and not emitted[index]:
             # Every line is shared with a method (one-line trait): still give it a chunk.

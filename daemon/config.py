@@ -43,6 +43,17 @@ class IndexConfig:
     #: Most the chunk cache (chunk lists by file content, shared by all roots) may hold;
     #: past it the oldest entries go once the indexer is idle.
     chunk_cache_mb: int = 256
+    #: Most the embedding cache (vectors by text, shared by all roots) may hold on disk
+    #: (estimated: ~830 bytes a vector); past it the least recently used go when idle.
+    #: 0: no size limit.
+    embed_cache_mb: int = 2048
+    #: Entries of the embedding and chunk caches unused for this many days go when the
+    #: indexer is idle. 0: kept whatever their age.
+    cache_max_age_days: float = 90.0
+    #: Most the trees of recently parsed files may take in memory (estimated): an edit
+    #: to one of them is parsed incrementally and re-chunks only the items it touched.
+    #: An entry costs ~56 bytes per source byte, so 64 MB holds a 1.1 MB file's.
+    parse_cache_mb: int = 64
 
 
 @dataclass(frozen=True, slots=True)

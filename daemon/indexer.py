@@ -28,6 +28,9 @@ VACUUM_FRACTION = 0.2
 VACUUM_RETRY_S = 3600.0
 #: Going idle after embedding at least this many texts reloads the model to drop its arena.
 RELEASE_AFTER_TEXTS = 256
+#: The caches are pruned when the indexer goes idle, at most this often (measuring
+#: their size reads every row's size: not a cost for each save).
+PRUNE_EVERY_S = 600.0
 
 
 @dataclass
@@ -62,6 +65,7 @@ class Indexer:
         self.last_batch: dict[str, Any] = {}
         #: Clients blocked in `wait_idle` (shown in status).
         self.waiters = 0
+        self._pruned_at = -PRUNE_EVERY_S
         self._thread = threading.Thread(target=self._loop, name="rcmd-indexer", daemon=True)
 
     def start(self) -> None:
@@ -207,11 +211,16 @@ class Indexer:
                 log.info("memory_released", rss_mb=rss_bytes() >> 20)
         except Exception:  # the old model keeps working; only memory is at stake
             log.exception("memory_release_failed")
+        if time.monotonic() - self._pruned_at < PRUNE_EVERY_S:
+            return
+        self._pruned_at = time.monotonic()
         try:
             if self.collab.chunk_cache is not None and (n := self.collab.chunk_cache.prune()):
                 log.info("chunk_cache_pruned", entries=n)
+            cfg = self.collab.config.index
+            self.collab.cache.prune(cfg.embed_cache_mb << 20, cfg.cache_max_age_days * 86_400)
         except Exception:  # a cache that cannot be pruned only grows
-            log.exception("chunk_cache_prune_failed")
+            log.exception("cache_prune_failed")
 
     def _retry_later(self, root: RootIndex, work: _Work) -> threading.Timer:
         """Queue a failed batch's work again after a pause (a full disk, a server that is
@@ -288,10 +297,13 @@ class Indexer:
 
 
 def _parse_kind(report: BatchReport) -> str:
-    """How the batch got its chunks: `cached` (every file from the chunk cache), `full`
-    (parsed), or `none` (nothing to chunk)."""
+    """How the batch got its chunks: `full` (a file parsed from scratch), `incremental`
+    (every parsed file from its previous tree), `cached` (every file from the chunk
+    cache), or `none` (nothing to chunk)."""
     if report.files_parsed:
         return "full"
+    if report.files_reparsed:
+        return "incremental"
     return "cached" if report.chunk_cache_hits else "none"
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import structlog
 
 from daemon.merkle import MerkleDiff, MerkleTree
-from daemon.state import ChunkRow, FileRecord, PendingVector, StateDB
+from daemon.state import ChunkPatch, ChunkRow, FileRecord, PendingVector, StateDB
 
 log = structlog.get_logger("rcmd.ledger")
 
@@ -114,6 +114,7 @@ class FileLedger:
         deleted: list[str],
         skipped: dict[str, tuple[str, str]],
         vectors_later: list[PendingVector],
+        patches: list[ChunkPatch] | None = None,
     ) -> None:
         """Record what the indexes now hold (after their commit): state.db, the records
         and the tree change together, or not at all."""
@@ -123,7 +124,13 @@ class FileLedger:
             self._tree.remove_file(p)
         try:
             self._state.record(
-                files, chunks, deleted, skipped, vectors_later, merkle_root=self._tree.root_hash
+                files,
+                chunks,
+                deleted,
+                skipped,
+                vectors_later,
+                merkle_root=self._tree.root_hash,
+                patches=patches or (),
             )
         except BaseException:
             self._restore_tree([f.path for f in files] + deleted)

@@ -71,6 +71,13 @@ class LexicalIndex:
             w.delete_documents_by_term("path", p)
             self.pending += 1
 
+    def delete_ids(self, chunk_ids: Iterable[str]) -> None:
+        """Delete single chunks (an edit rewrites only the chunks it changed or moved)."""
+        w = self._w()
+        for cid in chunk_ids:
+            w.delete_documents_by_term("chunk_id", cid)
+            self.pending += 1
+
     def add(self, docs: Iterable[LexicalDoc]) -> None:
         w = self._w()
         for d in docs:

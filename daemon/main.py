@@ -87,7 +87,9 @@ async def _serve(config: Config) -> None:
     embedder = Embedder(config.embedding, config.paths.cache_dir, background=True)
     chunks = open_or_set_aside(
         config.paths.cache_dir / "chunks.db",
-        lambda path: ChunkCache(path, config.index.chunk_cache_mb << 20),
+        lambda path: ChunkCache(
+            path, config.index.chunk_cache_mb << 20, config.index.cache_max_age_days * 86_400
+        ),
     )
     service = Service(
         config, embedder, open_cache(config.paths.embed_cache), socket_path, chunk_cache=chunks

@@ -61,6 +61,15 @@ class BatchReport:
     #: Files parsed with tree-sitter, and files whose chunks came from the chunk cache.
     files_parsed: int = 0
     chunk_cache_hits: int = 0
+    #: Files parsed incrementally (an earlier tree of theirs was kept), and the top-level
+    #: items of those files chunked again (the others' chunks were reused).
+    files_reparsed: int = 0
+    items_reparsed: int = 0
+    #: Chunks whose Tantivy doc was written (`chunks`: whose vector was), and chunks of
+    #: edited files left alone (`kept`) or rewritten only for their lines (`moved`).
+    chunks_written: int = 0
+    chunks_moved: int = 0
+    chunks_kept: int = 0
     stages: dict[str, float] = field(default_factory=dict)
 
     def time(self, stage: str, seconds: float) -> None:

@@ -12,6 +12,7 @@ recorded as pending (state.db says exactly which vectors Qdrant lacks) and
 
 from __future__ import annotations
 
+import functools
 import os
 import stat as stat_mod
 import time
@@ -23,6 +24,7 @@ import structlog
 
 from daemon.activity import Activity
 from daemon.chunk_cache import ChunkCache
+from daemon.chunk_diff import FileWrite, diff_chunks
 from daemon.chunker import Chunk, TooComplex, chunk_source
 from daemon.config import Config
 from daemon.embed_cache import EmbedCache, Vector, cache_key
@@ -31,8 +33,9 @@ from daemon.ignore import IGNORE_FILES, is_indexable_name, printable_if_not_utf8
 from daemon.lexical import LexicalDoc
 from daemon.merkle import ancestors, hash_bytes
 from daemon.metrics import BatchReport
+from daemon.parse_cache import ParseCache
 from daemon.root import RootIndex
-from daemon.state import ChunkRow, FileRecord, PendingVector
+from daemon.state import ChunkPatch, ChunkRow, FileRecord, PendingVector
 from daemon.vectors import VectorPoint
 
 log = structlog.get_logger("rcmd.pipeline")
@@ -53,6 +56,8 @@ class Collaborators:
     should_stop: Callable[[], bool] = lambda: False
     #: Chunk lists by (path, content): a file seen before is not parsed again.
     chunk_cache: ChunkCache | None = None
+    #: Trees of recently parsed files: an edit is parsed incrementally.
+    parse_cache: ParseCache | None = None
 
 
 def crash_point(name: str) -> None:
@@ -63,7 +68,13 @@ def crash_point(name: str) -> None:
 
 
 def chunk_id(root_id: str, path: str, c: Chunk, occurrence: int) -> str:
-    key = f"{root_id}\0{path}\0{c.symbol}\0{c.kind}\0{c.part}\0{occurrence}"
+    return _chunk_id(root_id, path, c.symbol, c.kind, c.part, occurrence)
+
+
+@functools.lru_cache(maxsize=1 << 15)
+def _chunk_id(root_id: str, path: str, symbol: str, kind: str, part: int, occurrence: int) -> str:
+    """Memoized: a save hashes the ids of every chunk of the file twice (old and new)."""
+    key = f"{root_id}\0{path}\0{symbol}\0{kind}\0{part}\0{occurrence}"
     return blake3.blake3(key.encode()).hexdigest(length=16)
 
 
@@ -75,7 +86,7 @@ def assign_ids(root_id: str, path: str, chunks: Iterable[Chunk]) -> list[tuple[s
         k = (c.symbol, c.kind, c.part)
         n = seen.get(k, 0)
         seen[k] = n + 1
-        out.append((chunk_id(root_id, path, c, n), c))
+        out.append((_chunk_id(root_id, path, c.symbol, c.kind, c.part, n), c))
     return out
 
 
@@ -135,6 +146,7 @@ class _Pending:
         self.deleted: list[str] = []
         self.skipped: dict[str, tuple[str, str]] = {}
         self.vectors_later: list[PendingVector] = []
+        self.patches: list[ChunkPatch] = []
         self.since = time.monotonic()
 
     def __bool__(self) -> bool:
@@ -152,7 +164,12 @@ def _commit(root: RootIndex, pending: _Pending, report: BatchReport) -> None:
     crash_point("before_state_record")
     with report.timed("state_record"):
         root.ledger.commit(
-            pending.files, pending.chunks, pending.deleted, pending.skipped, pending.vectors_later
+            pending.files,
+            pending.chunks,
+            pending.deleted,
+            pending.skipped,
+            pending.vectors_later,
+            pending.patches,
         )
 
 
@@ -284,7 +301,7 @@ def _write_files(
     yield_after = time.monotonic() + MIN_RUN_BEFORE_YIELD_S
     pending = plan.pending
     lexical_first = len(plan.candidates) >= cfg.lexical_first_files
-    step: list[tuple[FileRecord, list[tuple[str, Chunk]]]] = []
+    step: list[FileWrite] = []
     step_chunks = 0
     for i, rel in enumerate(plan.candidates):
         # An in-flight file may be half written in one index: rewrite it even if unchanged.
@@ -292,7 +309,7 @@ def _write_files(
         prepared = _prepare_file(root, rel, collab, pending, report, redo)
         if prepared is not None:
             step.append(prepared)
-            step_chunks += len(prepared[1])
+            step_chunks += len(prepared.docs)
         last = i == len(plan.candidates) - 1
         if step and (step_chunks >= cfg.chunks_per_step or last):
             _write_step(root, step, collab, pending, report, lexical_first)
@@ -321,8 +338,9 @@ def _prepare_file(
     pending: _Pending,
     report: BatchReport,
     force: bool,
-) -> tuple[FileRecord, list[tuple[str, Chunk]]] | None:
-    """Read, hash and chunk one file; None when there is nothing to write for it."""
+) -> FileWrite | None:
+    """Read, hash and chunk one file; None when there is nothing to write for it. Unless
+    `force`, the new chunks are compared with those the indexes hold (when known)."""
     with report.timed("read"):
         data, st, reason = _read(root, rel, collab.config.index.max_file_bytes)
     if data is None or st is None:
@@ -341,8 +359,9 @@ def _prepare_file(
         report.unchanged += 1
         return None
     t = time.perf_counter()
+    old = None if force else _indexed_chunks(root, rel, collab)
     try:
-        chunks = assign_ids(root.id, rel, _chunks_of(rel, data, digest, collab, report))
+        chunks = assign_ids(root.id, rel, _chunks_of(root.id, rel, data, digest, collab, report))
     except TooComplex as exc:
         _skip(root, rel, pending, report, "too_complex", str(exc))
         return None
@@ -350,23 +369,65 @@ def _prepare_file(
         log.exception("chunk_failed", root=str(root.path), path=rel)
         _skip(root, rel, pending, report, "chunk_error", f"{type(exc).__name__}: {exc}")
         return None
+    diff = None if old is None else diff_chunks(old, chunks)
     report.time("chunk", time.perf_counter() - t)
-    report.points_dropped += root.ledger.chunks_of([rel])
-    root.progress.chunks_planned(len(chunks))
-    return FileRecord(rel, st.st_size, st.st_mtime_ns, st.st_ino, digest, len(chunks)), chunks
+    if diff is None:
+        report.points_dropped += root.ledger.chunks_of([rel])
+    else:
+        report.points_dropped += len(diff.removed) + len(diff.changed)
+        report.chunks_moved += len(diff.moved)
+        report.chunks_kept += diff.kept
+    record = FileRecord(rel, st.st_size, st.st_mtime_ns, st.st_ino, digest, len(chunks))
+    prepared = FileWrite(record, chunks, diff)
+    root.progress.chunks_planned(len(prepared.docs))
+    return prepared
+
+
+def _indexed_chunks(
+    root: RootIndex, rel: str, collab: Collaborators
+) -> list[tuple[str, Chunk]] | None:
+    """The chunks (with ids) the indexes hold for `rel`: chunking is deterministic, so they
+    are the chunks of its recorded content, when a cache still has those. None when
+    unknown, or when their ids are not exactly the recorded ones (then it is rewritten)."""
+    rec = root.ledger.get(rel)
+    if rec is None:
+        return None
+    parses, cache = collab.parse_cache, collab.chunk_cache
+    chunks = parses.chunks_for((root.id, rel), rec.hash) if parses is not None else None
+    if chunks is None and cache is not None:
+        chunks = cache.get(rel, rec.hash)
+    if chunks is None:
+        return None
+    old = assign_ids(root.id, rel, chunks)
+    if {cid for cid, _ in old} != root.state.chunk_ids_of(rel):
+        return None
+    return old
 
 
 def _chunks_of(
-    rel: str, data: bytes, digest: bytes, collab: Collaborators, report: BatchReport
+    root_id: str, rel: str, data: bytes, digest: bytes, collab: Collaborators, report: BatchReport
 ) -> list[Chunk]:
-    """The file's chunks: from the chunk cache when this content was chunked before."""
-    cache = collab.chunk_cache
-    cached = cache.get(rel, digest) if cache is not None else None
+    """The file's chunks: from the parse or chunk cache when this content was chunked
+    before, else from the file's previous tree when the parse cache holds it."""
+    cache, parses = collab.chunk_cache, collab.parse_cache
+    cached = parses.chunks_for((root_id, rel), digest) if parses is not None else None
+    if cached is None and cache is not None:
+        cached = cache.get(rel, digest)
     if cached is not None:
         report.chunk_cache_hits += 1
         return cached
-    chunks = chunk_source(rel, data)
-    report.files_parsed += 1
+    if parses is None:
+        chunks = chunk_source(rel, data)
+        report.files_parsed += 1
+    else:
+        parsed = parses.chunk((root_id, rel), data, digest)
+        chunks = parsed.chunks
+        report.items_reparsed += parsed.items_reparsed
+        if parsed.incremental:
+            # A version being typed is rarely seen again: the parse cache holds it.
+            report.files_reparsed += 1
+            return chunks
+        report.files_parsed += 1
     if cache is not None:
         cache.put(rel, digest, chunks)
     return chunks
@@ -395,49 +456,55 @@ def _drop_indexed(root: RootIndex, rel: str, pending: _Pending, report: BatchRep
 
 def _write_step(
     root: RootIndex,
-    step: list[tuple[FileRecord, list[tuple[str, Chunk]]]],
+    step: list[FileWrite],
     collab: Collaborators,
     pending: _Pending,
     report: BatchReport,
     lexical_first: bool,
 ) -> None:
     """Embed one step's chunks (`lexical_first`: only those in the cache; the rest are
-    recorded as pending) and write them to both indexes (uncommitted)."""
-    all_chunks = [(cid, c) for _rec, cs in step for cid, c in cs]
-    texts = {cid: c.embed_text() for cid, c in all_chunks}
+    recorded as pending) and write them to both indexes (uncommitted). A file with a
+    diff has only its changed and moved chunks written, and its removed ones deleted."""
+    docs = [ic for f in step for ic in f.docs]
+    embeds = [ic for f in step for ic in f.embeds]
+    texts = {cid: c.embed_text() for cid, c in embeds}
     vectors = _embed(texts, collab, report, cache_only=lexical_first)
     if not lexical_first:
-        root.progress.chunks_embedded(len(all_chunks))
-    paths = [rec.path for rec, _ in step]
+        root.progress.chunks_embedded(len(embeds))
+    whole = [f.record.path for f in step if f.diff is None]
+    diffs = [f.diff for f in step if f.diff is not None]
     with report.timed("tantivy"):
-        root.lexical.delete_paths(paths)
+        root.lexical.delete_paths(whole)
+        root.lexical.delete_ids([cid for d in diffs for cid in d.lexical_deletes])
         root.lexical.add(
             LexicalDoc(cid, c.path, c.kind, c.symbol, c.signature, c.text, c.start_line, c.end_line)
-            for cid, c in all_chunks
+            for cid, c in docs
         )
+    # A changed chunk whose new vector comes later must not keep its old one meanwhile.
+    stale = [cid for d in diffs for cid, _ in d.changed if cid not in vectors]
     with report.timed("vectors"):
-        root.vectors.delete_paths(paths)
+        root.vectors.delete_paths(whole)
+        root.vectors.delete_ids([cid for d in diffs for cid in d.removed] + stale)
         root.vectors.upsert(
-            [
-                VectorPoint(cid, c.path, c.kind, vectors[cid])
-                for cid, c in all_chunks
-                if cid in vectors
-            ]
+            [VectorPoint(cid, c.path, c.kind, vectors[cid]) for cid, c in embeds if cid in vectors]
         )
     pending.vectors_later.extend(
-        PendingVector(cid, c.path, c.kind, texts[cid])
-        for cid, c in all_chunks
-        if cid not in vectors
+        PendingVector(cid, c.path, c.kind, texts[cid]) for cid, c in embeds if cid not in vectors
     )
-    for rec, cs in step:
-        pending.files.append(rec)
-        pending.skipped[rec.path] = ("", "")  # no longer skipped, if it was
+    for f in step:
+        pending.files.append(f.record)
+        pending.skipped[f.record.path] = ("", "")  # no longer skipped, if it was
         pending.chunks.extend(
-            ChunkRow(cid, rec.path, c.start_line, c.end_line, c.symbol, c.kind, c.signature, c.text)
-            for cid, c in cs
+            ChunkRow(cid, c.path, c.start_line, c.end_line, c.symbol, c.kind, c.signature, c.text)
+            for cid, c in f.docs
         )
+        if f.diff is not None:
+            pending.patches.append(
+                ChunkPatch(f.record.path, f.diff.removed, tuple(cid for cid, _ in f.diff.changed))
+            )
     report.indexed += len(step)
-    report.chunks += len(all_chunks)
+    report.chunks += len(embeds)
+    report.chunks_written += len(docs)
 
 
 def _embed(

@@ -23,6 +23,7 @@ from daemon.embed_cache import EmbedCache
 from daemon.embedder import Embedder
 from daemon.indexer import Indexer
 from daemon.metrics import peak_rss_bytes, rss_bytes
+from daemon.parse_cache import ParseCache
 from daemon.pipeline import Collaborators
 from daemon.reader import read_lines
 from daemon.registry import Registry
@@ -101,6 +102,7 @@ class Service:
         self.started = time.time()
         self.stop_requested = threading.Event()
         self.chunk_cache = chunk_cache
+        self.parse_cache = ParseCache(config.index.parse_cache_mb << 20)
         self.indexer = Indexer(
             Collaborators(
                 config,
@@ -108,6 +110,7 @@ class Service:
                 cache,
                 should_stop=self.stop_requested.is_set,
                 chunk_cache=chunk_cache,
+                parse_cache=self.parse_cache,
             )
         )
         self.cookies = Cookies()
@@ -303,11 +306,19 @@ class Service:
                 "loaded": self.embedder.loaded,
                 "cache_hits": self.indexer.totals.cache_hits,
                 "cache_misses": self.indexer.totals.cache_misses,
+                "cache_pruned": self.cache.pruned,
             },
             "chunk_cache": {
                 "hits": self.chunk_cache.hits if self.chunk_cache else 0,
                 "misses": self.chunk_cache.misses if self.chunk_cache else 0,
                 "pruned": self.chunk_cache.pruned if self.chunk_cache else 0,
+            },
+            "parse_cache": {
+                "files": len(self.parse_cache),
+                "bytes": self.parse_cache.size,
+                "incremental": self.parse_cache.incremental,
+                "full": self.parse_cache.full,
+                "evicted": self.parse_cache.evicted,
             },
             "vector_store": "qdrant-server" if self.config.vector_store.url else "qdrant-edge",
             "last_batch": self.indexer.last_batch,

@@ -68,6 +68,17 @@ class ChunkRow:
 
 
 @dataclass(frozen=True, slots=True)
+class ChunkPatch:
+    """A file rewritten chunk by chunk (an edit): its other rows and pending vectors stay.
+    `dropped` chunks are gone; `revectored` ones have a new embedded text, so a pending
+    row of theirs is stale (a new one comes with the commit when still needed)."""
+
+    path: str
+    dropped: tuple[str, ...]
+    revectored: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class PendingVector:
     """A recorded chunk whose vector is not in the vector store yet."""
 
@@ -150,6 +161,10 @@ class StateDB:
             out.setdefault(path, set()).add(cid)
         return out
 
+    def chunk_ids_of(self, path: str) -> set[str]:
+        """The chunk ids recorded for one file."""
+        return {r[0] for r in self._reader().execute("SELECT id FROM chunks WHERE path=?", (path,))}
+
     def chunk_rows(self, ids: Iterable[str]) -> dict[str, ChunkRow]:
         """Result metadata for chunk ids; ids not recorded (yet, or any more) are absent."""
         id_list = list(ids)
@@ -213,19 +228,18 @@ class StateDB:
         skipped: dict[str, tuple[str, str]],
         pending: Iterable[PendingVector] = (),
         merkle_root: str | None = None,
+        patches: Iterable[ChunkPatch] = (),
     ) -> None:
         """Record what the indexes now hold, in one transaction; `pending` are chunks of
         these files that Tantivy holds and the vector store does not yet; `merkle_root`
-        is the tree's root hash over the records as they are after this commit."""
+        is the tree's root hash over the records as they are after this commit. A file
+        with a patch keeps the chunk rows that `chunks` does not replace."""
         now = time.time()
         file_list = list(files)
         deleted_list = list(deleted)
         with state_errors(self.path), self._lock, self._db:
             touched = [f.path for f in file_list] + deleted_list
-            self._db.executemany("DELETE FROM chunks WHERE path=?", ((p,) for p in touched))
-            self._db.executemany(
-                "DELETE FROM pending_vectors WHERE path=?", ((p,) for p in touched)
-            )
+            self._drop_chunks(touched, list(patches))
             self._db.executemany(
                 "INSERT OR REPLACE INTO pending_vectors VALUES(?,?,?,?)",
                 ((v.id, v.path, v.kind, v.embed_text) for v in pending),
@@ -264,6 +278,20 @@ class StateDB:
             self.set_meta("last_commit", repr(now))
             if merkle_root is not None:
                 self.set_meta("merkle_root", merkle_root)
+
+    def _drop_chunks(self, touched: list[str], patches: list[ChunkPatch]) -> None:
+        """Delete the chunk rows and pending vectors that a commit replaces: every one of
+        a file written whole, only the dropped (and re-embedded) ones of a patched file."""
+        patched = {p.path for p in patches}
+        whole = [(p,) for p in touched if p not in patched]
+        self._db.executemany("DELETE FROM chunks WHERE path=?", whole)
+        self._db.executemany("DELETE FROM pending_vectors WHERE path=?", whole)
+        for patch in patches:
+            self._db.executemany("DELETE FROM chunks WHERE id=?", ((i,) for i in patch.dropped))
+            self._db.executemany(
+                "DELETE FROM pending_vectors WHERE id=?",
+                ((i,) for i in (*patch.dropped, *patch.revectored)),
+            )
 
     def update_stat(self, records: Iterable[FileRecord]) -> None:
         """Refresh (size, mtime, inode) of files whose content hash did not change."""

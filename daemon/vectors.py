@@ -55,6 +55,7 @@ def _ids_by_path(scroll: Callable[[Any], tuple[Sequence[Any], Any]]) -> dict[str
 class VectorStore(Protocol):
     def upsert(self, points: Sequence[VectorPoint]) -> None: ...
     def delete_paths(self, paths: Iterable[str]) -> None: ...
+    def delete_ids(self, chunk_ids: Sequence[str]) -> None: ...
     def delete_all(self) -> None: ...
     def flush(self) -> None: ...
     def search(self, vector: npt.NDArray[np.float32], limit: int) -> list[tuple[str, float]]: ...
@@ -106,6 +107,9 @@ class EdgeStore:
             self._shard.update(
                 qe.UpdateOperation.create_field_index("path", qe.PayloadSchemaType.Keyword)
             )
+        #: Whether an update came since the last flush (a flush of nothing still costs
+        #: tens of ms, and most saves write no vector: theirs is embedded afterwards).
+        self._unflushed = True
 
     def _path_filter(self, path: str) -> Any:
         qe = self._qe
@@ -115,7 +119,7 @@ class EdgeStore:
         if not points:
             return
         qe = self._qe
-        self._shard.update(
+        self._update(
             qe.UpdateOperation.upsert_points(
                 [
                     qe.Point(
@@ -130,15 +134,23 @@ class EdgeStore:
 
     def delete_paths(self, paths: Iterable[str]) -> None:
         for p in paths:
-            self._shard.update(
-                self._qe.UpdateOperation.delete_points_by_filter(self._path_filter(p))
-            )
+            self._update(self._qe.UpdateOperation.delete_points_by_filter(self._path_filter(p)))
+
+    def delete_ids(self, chunk_ids: Sequence[str]) -> None:
+        if chunk_ids:
+            self._update(self._qe.UpdateOperation.delete_points([point_id(c) for c in chunk_ids]))
 
     def delete_all(self) -> None:
-        self._shard.update(self._qe.UpdateOperation.delete_points_by_filter(self._qe.Filter()))
+        self._update(self._qe.UpdateOperation.delete_points_by_filter(self._qe.Filter()))
+
+    def _update(self, op: Any) -> None:
+        self._unflushed = True
+        self._shard.update(op)
 
     def flush(self) -> None:
-        self._shard.flush()
+        if self._unflushed:
+            self._shard.flush()
+            self._unflushed = False
 
     def search(self, vector: npt.NDArray[np.float32], limit: int) -> list[tuple[str, float]]:
         """Nearest chunks; empty while a vacuum has the shard closed (hybrid then uses BM25)."""
@@ -263,6 +275,14 @@ class ServerStore:
     def delete_paths(self, paths: Iterable[str]) -> None:
         for p in paths:
             self._client.delete(self.collection, self._path_selector(p), wait=True)
+
+    def delete_ids(self, chunk_ids: Sequence[str]) -> None:
+        if chunk_ids:
+            self._client.delete(
+                self.collection,
+                self._m.PointIdsList(points=[point_id(c) for c in chunk_ids]),
+                wait=True,
+            )
 
     def delete_all(self) -> None:
         self._client.delete(self.collection, self._path_selector(None), wait=True)

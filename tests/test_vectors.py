@@ -95,3 +95,31 @@ def test_dump_gives_every_vector_of_both_stores(tmp_path: Path) -> None:
         for p in pts[:50]:
             assert np.allclose(dumped[p.chunk_id], p.vector, atol=2e-3)
         store.close()
+
+
+def test_delete_single_chunks_and_flush_only_after_writes(tmp_path: Path) -> None:
+    """An edit deletes chunks by id; a step that wrote nothing flushes nothing, and
+    what was written survives a reopen."""
+    from daemon.config import VectorStoreConfig
+    from daemon.vectors import ServerStore
+
+    pts = points(6, 2)
+    for store in (
+        EdgeStore(tmp_path / "q", 16),
+        ServerStore(VectorStoreConfig(url=":memory:"), "r", 16),
+    ):
+        store.upsert(pts)
+        store.flush()
+        store.delete_ids([pts[0].chunk_id, pts[3].chunk_id])
+        store.delete_ids([])
+        store.flush()
+        store.flush()  # nothing new: a no-op
+        by_path = store.ids_by_path()
+        assert by_path == {
+            "src/f0.rs": {pts[2].chunk_id, pts[4].chunk_id},
+            "src/f1.rs": {pts[1].chunk_id, pts[5].chunk_id},
+        }
+        store.close()
+    reopened = EdgeStore(tmp_path / "q", 16)
+    assert reopened.count() == 4
+    reopened.close()

@@ -1,0 +1,94 @@
+"""What an edit changed in a file's chunk list, so a save rewrites only that (issue 20.1).
+
+Chunk ids come from (root, path, symbol, kind, part, occurrence), never from line
+numbers, so a chunk that an edit did not touch keeps its id. Against the chunks the
+indexes hold for the file, each new chunk is:
+
+* changed: new, or its embedded text differs: a vector and a Tantivy doc are written;
+* moved: same embedded text, but its lines (or attributes, which the model does not
+  see) differ: its Tantivy doc and state row are rewritten, its vector is left alone
+  (the vector's payload holds no position);
+* kept: identical: nothing is written.
+
+Old ids that are no longer produced are removed. Pure functions only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from daemon.chunker import Chunk
+from daemon.state import FileRecord
+
+IdChunk = tuple[str, Chunk]
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkDiff:
+    changed: tuple[IdChunk, ...]
+    moved: tuple[IdChunk, ...]
+    removed: tuple[str, ...]
+    kept: int
+
+    @property
+    def rewritten(self) -> tuple[IdChunk, ...]:
+        """Chunks whose Tantivy doc and state row are written again."""
+        return self.changed + self.moved
+
+    @property
+    def lexical_deletes(self) -> tuple[str, ...]:
+        """Ids whose Tantivy doc goes (Tantivy has no update: rewritten docs go too)."""
+        return tuple(cid for cid, _ in self.rewritten) + self.removed
+
+
+@dataclass(frozen=True, slots=True)
+class FileWrite:
+    """One file's new chunks, and what differs from the chunks the indexes hold
+    (`diff` None: the file is written whole)."""
+
+    record: FileRecord
+    chunks: list[IdChunk]
+    diff: ChunkDiff | None
+
+    @property
+    def docs(self) -> list[IdChunk]:
+        """Chunks whose Tantivy doc and state row are written."""
+        return self.chunks if self.diff is None else list(self.diff.rewritten)
+
+    @property
+    def embeds(self) -> list[IdChunk]:
+        """Chunks whose vector is written."""
+        return self.chunks if self.diff is None else list(self.diff.changed)
+
+
+def _doc_fields(c: Chunk) -> tuple[object, ...]:
+    """What the Tantivy doc and the state row of a chunk hold."""
+    return (c.symbol, c.kind, c.signature, c.text, c.start_line, c.end_line)
+
+
+def _embed_fields(c: Chunk) -> tuple[object, ...]:
+    """Everything `Chunk.embed_text` is made of: equal fields, equal embedded text."""
+    return (c.symbol, c.kind, c.context, c.signature, c.part, c.text)
+
+
+def diff_chunks(old: Sequence[IdChunk], new: Sequence[IdChunk]) -> ChunkDiff:
+    """Sort `new` into changed, moved and kept against `old` (both with their ids)."""
+    before = dict(old)
+    changed: list[IdChunk] = []
+    moved: list[IdChunk] = []
+    kept = 0
+    for cid, c in new:
+        o = before.get(cid)
+        if o is c:  # reused as is by the parse cache
+            kept += 1
+            continue
+        if o is None or (_embed_fields(o) != _embed_fields(c) and o.embed_text() != c.embed_text()):
+            changed.append((cid, c))
+        elif _doc_fields(o) != _doc_fields(c):
+            moved.append((cid, c))
+        else:
+            kept += 1
+    now = {cid for cid, _ in new}
+    removed = tuple(cid for cid, _ in old if cid not in now)
+    return ChunkDiff(tuple(changed), tuple(moved), removed, kept)

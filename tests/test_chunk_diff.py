@@ -1,0 +1,155 @@
+"""Differential writes (issue 20.1): an edit rewrites the chunks it changed, moves the
+ones whose lines shifted without a new vector, and leaves the rest alone; the indexes
+still agree with state.db. Real Tantivy, Qdrant Edge, apsw and the offline model."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tantivy
+
+from daemon.chunk_cache import ChunkCache
+from daemon.chunk_diff import diff_chunks
+from daemon.chunker import chunk_source
+from daemon.pipeline import Collaborators, assign_ids, fill_vectors, run_batch
+from daemon.root import RootIndex
+from daemon.verify import verify_root
+
+RETRY = "src/net/retry.rs"
+
+
+def ids(rel: str, text: str) -> list[Any]:
+    return assign_ids("r", rel, chunk_source(rel, text.encode()))
+
+
+def test_diff_sorts_changed_moved_kept_and_removed() -> None:
+    old = "fn a() -> u8 { 1 }\n\nfn b() -> u8 { 2 }\n\nfn c() -> u8 { 3 }\n"
+    edited = "fn a() -> u8 { 1 }\n\nfn b() -> u8 { 20 }\n\nfn c() -> u8 { 3 }\n"
+    d = diff_chunks(ids("x.rs", old), ids("x.rs", edited))
+    assert [c.symbol for _, c in d.changed] == ["x::b"] and d.kept == 2 and not d.moved
+    shifted = "\n\n" + old.replace("fn c() -> u8 { 3 }\n", "")
+    d = diff_chunks(ids("x.rs", old), ids("x.rs", shifted))
+    assert not d.changed and d.kept == 0
+    assert [c.symbol for _, c in d.moved] == ["x::a", "x::b"]
+    assert [c.start_line for _, c in d.moved] == [3, 5] and len(d.removed) == 1
+
+
+def test_attribute_only_change_moves_without_a_new_vector() -> None:
+    """The model does not see attributes: the vector stays, the doc is rewritten."""
+    old = "fn a() -> u8 { 1 }\n"
+    d = diff_chunks(ids("x.rs", old), ids("x.rs", "#[inline]\n" + old))
+    assert not d.changed and [c.start_line for _, c in d.moved] == [1]
+
+
+@pytest.fixture
+def cached(setup: Any) -> Iterator[tuple[Path, Collaborators, RootIndex]]:
+    """The fixture crate indexed (vectors filled), with a chunk cache that knows it."""
+    crate, collab, open_root = setup
+    chunks = ChunkCache(collab.config.paths.cache_dir / "chunks.db", 1 << 24)
+    collab = dataclasses.replace(collab, chunk_cache=chunks)
+    root = open_root()
+    run_batch(root, None, collab)
+    fill_vectors(root, collab, lambda: False)
+    try:
+        yield crate, collab, root
+    finally:
+        chunks.close()
+
+
+def _stored_lines(root: RootIndex, cid: str) -> tuple[int, int]:
+    """(start, end) that Tantivy's one doc of `cid` holds."""
+    searcher = root.lexical.index.searcher()
+    q = tantivy.Query.term_query(root.lexical.schema, "chunk_id", cid)
+    hits = searcher.search(q, 2).hits
+    assert len(hits) == 1, hits
+    doc = searcher.doc(hits[0][1])
+    return int(doc["start_line"][0]), int(doc["end_line"][0])
+
+
+def _consistent(root: RootIndex) -> None:
+    report = verify_root(root)
+    assert report["ok"], report["problems"]
+    _files, chunks = root.state.counts()
+    assert root.lexical.num_docs() == chunks  # no doc written twice
+    assert root.vectors.count() == chunks - root.ledger.vectors_pending
+
+
+def test_edit_inside_one_fn_writes_one_chunk(
+    cached: tuple[Path, Collaborators, RootIndex],
+) -> None:
+    crate, collab, root = cached
+    before = root.state.chunk_ids_of(RETRY)
+    path = crate / RETRY
+    path.write_text(path.read_text().replace("saturating_pow(attempt)", "pow(attempt)"))
+    report = run_batch(root, [RETRY], collab)
+    assert report.chunks_written == 1 and report.chunks == 1 and report.chunks_moved == 0
+    assert report.chunks_kept == len(before) - 1
+    assert root.state.chunk_ids_of(RETRY) == before
+    assert root.ledger.vectors_pending == 1  # new text: its vector comes later
+    _consistent(root)  # and the old vector is gone meanwhile
+    fill_vectors(root, collab, lambda: False)
+    _consistent(root)
+    row = root.state.chunk_rows(before)
+    assert any("2u32.pow(attempt)" in r.text for r in row.values())
+
+
+def test_inserted_lines_move_chunks_without_vectors(
+    cached: tuple[Path, Collaborators, RootIndex],
+) -> None:
+    crate, collab, root = cached
+    before = root.state.chunk_rows(root.state.chunk_ids_of(RETRY))
+    path = crate / RETRY
+    text = path.read_text()
+    cut = text.index("impl RetryPolicy {")
+    path.write_text(text[:cut] + "\n\n\n" + text[cut:])
+    points = root.vectors.count()
+    report = run_batch(root, [RETRY], collab)
+    assert report.chunks == 0 and report.cache_hits == 0  # nothing embedded, not even looked up
+    assert report.chunks_moved == report.chunks_written > 0 and report.chunks_kept > 0
+    after = root.state.chunk_rows(before)
+    assert after.keys() == before.keys()
+    for cid, row in after.items():
+        shift = 3 if before[cid].start_line > text[:cut].count("\n") else 0
+        assert row.start_line == before[cid].start_line + shift
+        assert _stored_lines(root, cid) == (row.start_line, row.end_line)
+    assert root.vectors.count() == points
+    _consistent(root)
+
+
+def test_removed_and_added_items_follow(
+    cached: tuple[Path, Collaborators, RootIndex],
+) -> None:
+    crate, collab, root = cached
+    path = crate / RETRY
+    text = path.read_text()
+    start = text.index("impl Default for RetryPolicy")
+    end = text.index("/// Retries a failed")
+    path.write_text(
+        text[:start] + text[end:] + "\n/// Brand new.\npub fn jitter_ms() -> u64 { 17 }\n"
+    )
+    report = run_batch(root, [RETRY], collab)
+    fill_vectors(root, collab, lambda: False)
+    symbols = {r.symbol for r in root.state.chunk_rows(root.state.chunk_ids_of(RETRY)).values()}
+    assert "net::retry::jitter_ms" in symbols
+    assert not any(s.endswith("RetryPolicy::default") for s in symbols)
+    assert report.chunks == 1 and report.chunks_kept > 0
+    _consistent(root)
+
+
+def test_force_and_unknown_old_chunks_rewrite_whole_files(
+    cached: tuple[Path, Collaborators, RootIndex],
+) -> None:
+    crate, collab, root = cached
+    path = crate / RETRY
+    path.write_text(path.read_text().replace("saturating_pow(attempt)", "pow(attempt)"))
+    n = len(root.state.chunk_ids_of(RETRY))
+    without_cache = dataclasses.replace(collab, chunk_cache=None)
+    report = run_batch(root, [RETRY], without_cache)
+    assert report.chunks_written == n and report.chunks_kept == 0
+    report = run_batch(root, None, collab, force=True)
+    assert report.chunks_kept == 0 and report.chunks_written == root.state.counts()[1]
+    _consistent(root)
