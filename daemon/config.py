@@ -94,7 +94,7 @@ class SearchConfig:
     #: How many candidates each side contributes to fusion.
     candidates: int = 50
     #: RRF weight of the BM25 list for questions in words (the vector list weighs 1).
-    natural_lexical_weight: float = 0.5
+    natural_lexical_weight: float = 0.7
     #: RRF weight of the BM25 list for identifier-like queries (`Vec::push`, `read_to_string`).
     identifier_lexical_weight: float = 1.0
     #: RRF weight of the vector list for identifier-like queries (questions weigh 1);
