@@ -172,7 +172,8 @@ def render() -> str:
     results = {p.stem: json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))}
     body: list[str] = ["### Targets", "", *targets(results), ""]
     for result in results.values():
-        body += section(result)
+        if "name" in result:  # quality.json has its own report: docs/SEARCH_QUALITY.md
+            body += section(result)
     text = "\n".join(body)
     doc = DOC.read_text()
     if BEGIN in doc and END in doc:
