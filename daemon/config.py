@@ -112,6 +112,9 @@ class SearchConfig:
     natural_stopwords: bool = False
     #: Report a part of a split item with the whole item's lines.
     whole_items: bool = True
+    #: For questions in words, a hit that is a fragment (a few lines of an impl header,
+    #: a const, a type alias: `search.is_fragment`) counts this much of its score.
+    fragment_weight: float = 0.5
     #: Drop a hit that overlaps a better one in the same file (parts of one item, a method
     #: and its impl).
     dedupe: bool = True

@@ -397,9 +397,13 @@ def _resolve_hits(
     filters: list[Callable[[ChunkRow], bool]],
     tuning: SearchConfig,
 ) -> list[SearchHit]:
-    """The first `request.limit` candidates that pass the filters and add something."""
+    """The first `request.limit` candidates that pass the filters and add something; for
+    a question in words, fragments (see `is_fragment`) weigh `fragment_weight` of their
+    score, looked at over twice the limit."""
     by_root = {r.id: r for r in roots}
     words = query_tokens(request.query)
+    demote = tuning.fragment_weight < 1 and classify(request.query) != "identifier"
+    wanted = 2 * request.limit if demote else request.limit
     hits: list[SearchHit] = []
     shown: list[tuple[str, ChunkRow]] = []
     page = max(2 * request.limit, RESOLVE_PAGE)
@@ -409,6 +413,8 @@ def _resolve_hits(
         if tuning.dedupe and any(s_rid == rid and is_near_duplicate(s, row) for s_rid, s in shown):
             continue
         shown.append((rid, row))
+        if demote and is_fragment(row):
+            score *= tuning.fragment_weight
         hits.append(
             SearchHit(
                 root=str(by_root[rid].path),
@@ -421,9 +427,22 @@ def _resolve_hits(
                 snippet=snippet(row.text, words),
             )
         )
-        if len(hits) >= request.limit:
+        if len(hits) >= wanted:
             break
-    return hits
+    if demote:
+        hits.sort(key=lambda h: -h.score)  # stable: equal scores keep their order
+    return hits[: request.limit]
+
+
+#: Kinds whose chunk of a few lines is a fragment: an `impl … {` header with its
+#: associated types, a `const`, a type alias, a stray line of loose code. A short fn or
+#: method is a whole answer (a delegation, an accessor) and is not one.
+FRAGMENT_KINDS = frozenset({"impl", "trait", "const", "static", "type", "code", "mod"})
+FRAGMENT_LINES = 3
+
+
+def is_fragment(row: ChunkRow) -> bool:
+    return row.kind in FRAGMENT_KINDS and row.end_line - row.start_line + 1 <= FRAGMENT_LINES
 
 
 def _exact_info(query: str, rankings: Iterable[RootLists]) -> dict[str, object] | None:

@@ -100,3 +100,15 @@ def test_adaptive_fusion_follows_the_list_that_is_sure() -> None:
     assert fixed[0][0] == ("r", "b")
     assert adaptive[0][0] == ("r", "a")
     assert all(0.0 <= s <= 1.0 for _, s in adaptive)
+
+
+def test_fragments_are_headers_consts_and_aliases_not_short_fns() -> None:
+    from daemon.search import is_fragment
+    from daemon.state import ChunkRow
+
+    def row(kind: str, lines: int) -> ChunkRow:
+        return ChunkRow("id", "src/lib.rs", 10, 9 + lines, "m::X", kind, "", "x")
+
+    assert is_fragment(row("impl", 2)) and is_fragment(row("const", 1))
+    assert is_fragment(row("type", 3)) and not is_fragment(row("type", 4))
+    assert not is_fragment(row("method", 3)) and not is_fragment(row("fn", 1))
