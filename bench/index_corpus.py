@@ -177,6 +177,27 @@ def search_latency(d: BenchDaemon, tree: Path, names: list[str]) -> dict[str, An
     return out
 
 
+def words_latency(d: BenchDaemon) -> dict[str, Any]:
+    """Questions in words: the library corpus's first 150 doc-comment queries and its
+    hand-written questions (bench.quality), written about the code the small and medium
+    trees hold; each mode's client wall time and the reply's own `took_ms`."""
+    from bench.quality.corpora import BY_NAME
+    from bench.quality.runs import CorpusSets
+
+    sets = CorpusSets.load(BY_NAME["library"])
+    questions = [q.query for q in sets.doc[:150]] + [q.query for q in sets.hand]
+    out: dict[str, Any] = {"queries": len(questions)}
+    for mode in ("hybrid", "bm25", "vector"):
+        wall, took = [], []
+        for q in questions:
+            t = time.perf_counter()
+            reply = call(d.paths, "search", query=q, mode=mode, limit=10)
+            wall.append(time.perf_counter() - t)
+            took.append(reply["took_ms"] / 1000)
+        out[mode] = {"client": summary_ms(wall), "server": summary_ms(took)}
+    return out
+
+
 def edits(d: BenchDaemon, tree: Path, n: int) -> dict[str, Any]:
     files = sorted(tree.rglob("*.rs"))
     latencies = []
@@ -328,6 +349,7 @@ def search_only(args: Any) -> dict[str, Any]:
             "chunks": r["chunks"],
             "vectors_pending": r["vectors_pending"],
             "search": search_latency(d, tree, identifiers(tree, args.queries)),
+            "words": words_latency(d),
         }
     finally:
         d.stop()
