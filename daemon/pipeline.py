@@ -27,6 +27,7 @@ from daemon.chunker import Chunk, TooComplex, chunk_source
 from daemon.config import Config
 from daemon.embed_cache import EmbedCache, Vector, cache_key
 from daemon.embedder import Embedder
+from daemon.graph import graph_of
 from daemon.ignore import IGNORE_FILES, is_indexable_name, printable_if_not_utf8, through_link
 from daemon.lexical import LexicalDoc
 from daemon.merkle import ancestors, hash_bytes
@@ -351,6 +352,8 @@ def _prepare_file(
         _skip(root, rel, pending, report, "chunk_error", f"{type(exc).__name__}: {exc}")
         return None
     report.time("chunk", time.perf_counter() - t)
+    with report.timed("graph"):
+        root.ledger.stage_graph(rel, digest, graph_of(rel, data))
     report.points_dropped += root.ledger.chunks_of([rel])
     root.progress.chunks_planned(len(chunks))
     return FileRecord(rel, st.st_size, st.st_mtime_ns, st.st_ino, digest, len(chunks)), chunks

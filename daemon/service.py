@@ -21,6 +21,7 @@ from daemon.chunk_cache import ChunkCache
 from daemon.config import Config
 from daemon.embed_cache import EmbedCache
 from daemon.embedder import Embedder
+from daemon.graph import navigate
 from daemon.indexer import Indexer
 from daemon.metrics import peak_rss_bytes, rss_bytes
 from daemon.pipeline import Collaborators
@@ -36,11 +37,13 @@ from ipc import __version__
 from ipc.errors import BadRequest, Busy, NotFound, Timeout
 from ipc.protocol import PROTOCOL_VERSION
 from ipc.requests import (
+    NAV_REQUESTS,
     REQUESTS,
     ExportRequest,
     HelloRequest,
     IndexRequest,
     MethodRequest,
+    NavRequest,
     ReadRequest,
     ReindexRequest,
     RemoveRequest,
@@ -130,6 +133,7 @@ class Service:
             "wait": handler(WaitRequest, self.wait),
             "stop": handler(StopRequest, self.stop),
             "export": handler(ExportRequest, self.export),
+            **{nav.method: handler(nav, self.navigate) for nav in NAV_REQUESTS},
         }
         if missing := REQUESTS.keys() - self.handlers.keys():
             raise RuntimeError(f"methods without a handler: {sorted(missing)}")
@@ -208,6 +212,14 @@ class Service:
             reply["exact"] = outcome.exact
         if outcome.confidence is not None:
             reply["confidence"] = outcome.confidence
+        reply["took_ms"] = round((time.perf_counter() - t) * 1000, 2)
+        return reply
+
+    def navigate(self, req: NavRequest) -> dict[str, Any]:
+        """Definitions, references, callers, callees or impls of a name (`daemon.graph`)."""
+        t = time.perf_counter()
+        graphs = [(r.state.graph_reader(), str(r.path)) for r in self.registry.select(req.root)]
+        reply = navigate(graphs, req.method, req.name, req.limit)
         reply["took_ms"] = round((time.perf_counter() - t) * 1000, 2)
         return reply
 

@@ -1,0 +1,419 @@
+"""A file's symbol graph from its bytes: definitions, references, `impl Trait for Type`
+relations and `use` imports, each a pure function of ``(rel_path, source)``.
+
+Definitions carry the chunker's symbol paths (`net::retry::fetch_with_retry`, methods as
+`module::Type::method`, items written in `macro_rules!` bodies under the macro's name), so
+a graph row and a search hit name an item alike. References are found with tree-sitter
+queries (the matching runs in C; only the hits cross into Python), and each is resolved
+as far as the file alone allows (`daemon.resolve`): the candidates it stores are checked
+against every file's definitions when a query runs.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import tree_sitter
+
+from daemon.chunker import _language, _macro_items, _type_name, module_path
+from daemon.resolve import Scope, candidates, crate_prefix, path_segments, use_entries
+from ipc.kinds import NODE_KINDS
+
+#: Bumped whenever extraction would give any file other rows: a root whose graph was
+#: built under another version (or none) is rebuilt through the caches.
+GRAPH_VERSION = 1
+#: Reference kinds that `callers`/`callees` count as calls.
+CALL_KINDS = frozenset({"call", "method", "macro"})
+
+_BOM = b"\xef\xbb\xbf"
+#: Members of an impl or trait body, named `module::Owner::name` as the chunker names them.
+_MEMBER_KINDS = {
+    "function_item": "method",
+    "function_signature_item": "method",
+    "const_item": "const",
+    "associated_type": "type",
+    "type_item": "type",
+}
+#: Nodes whose `name` field is the name they define, not a reference.
+_NAMING = frozenset({*NODE_KINDS, "associated_type", "enum_variant", "type_parameter"})
+
+_PRIORITY = {"use": 0, "call": 1, "method": 2, "macro": 3, "path": 4, "type": 5}
+_QUERY = """
+(call_expression function: [(identifier) (scoped_identifier)] @call)
+(call_expression function: (generic_function function: [(identifier) (scoped_identifier)] @call))
+(call_expression function: (field_expression field: (field_identifier) @method))
+(call_expression function: (generic_function
+    function: (field_expression field: (field_identifier) @method)))
+(macro_invocation macro: [(identifier) (scoped_identifier)] @macro)
+(scoped_identifier) @path
+(type_identifier) @type
+(scoped_type_identifier) @type
+(use_declaration argument: (_) @use)
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Definition:
+    symbol: str
+    name: str
+    kind: str
+    line: int
+    end_line: int
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """A use of a name: `targets` are the full symbols it may mean, best first (empty when
+    nothing in the file says; the query then falls back to the name)."""
+
+    name: str
+    written: str
+    kind: str  # call | method | macro | path | type | bound | use
+    line: int
+    enclosing: str
+    targets: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ImplRelation:
+    trait: str
+    trait_targets: tuple[str, ...]
+    self_type: str
+    type_targets: tuple[str, ...]
+    line: int
+    symbol: str  # the impl's own symbol (`module::Type`), as the chunker names it
+
+
+@dataclass(frozen=True, slots=True)
+class Import:
+    """`use target as alias` in `module` (a glob has alias `*`)."""
+
+    module: str
+    alias: str
+    target: str
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
+class FileGraph:
+    module: str
+    defs: tuple[Definition, ...] = ()
+    refs: tuple[Reference, ...] = ()
+    impls: tuple[ImplRelation, ...] = ()
+    imports: tuple[Import, ...] = ()
+
+
+@dataclass(slots=True)
+class _Def:
+    """A definition with what resolution needs of the region it spans."""
+
+    out: Definition
+    start: int
+    end: int
+    module: tuple[str, ...]  # the module its body's names resolve in
+    self_path: tuple[str, ...] | None  # what `Self` means inside it
+
+
+@dataclass(slots=True)
+class _Walk:
+    src: bytes
+    defs: list[_Def] = field(default_factory=list)
+    impls: list[tuple[tree_sitter.Node, tuple[str, ...], tuple[str, ...]]] = field(
+        default_factory=list
+    )
+    trees: list[tree_sitter.Node] = field(default_factory=list)
+
+
+@functools.lru_cache(maxsize=1)
+def _query() -> tree_sitter.Query:
+    return tree_sitter.Query(_language(), _QUERY)
+
+
+def extract(rel_path: str, source: bytes) -> FileGraph:
+    """The symbol graph of one file (same input normalisation as the chunker)."""
+    if source.startswith(_BOM):
+        source = source[len(_BOM) :]
+    source = source.replace(b"\r\n", b"\n")
+    mod_path = module_path(rel_path)
+    prefix = tuple(mod_path.split("::")) if mod_path else ()
+    root = tree_sitter.Parser(_language()).parse(source).root_node
+    walk = _Walk(source, trees=[root])
+    _walk_items(walk, root, prefix)
+    scope = Scope(prefix, crate_prefix(rel_path))
+    for d in walk.defs:
+        if d.out.kind not in ("method", "variant", "impl"):
+            scope.add_local(d.out.symbol)
+    hits = _captures(walk)
+    imports = _imports(walk, scope, hits)
+    refs = [*_references(walk, scope, hits), *_use_refs(imports, walk)]
+    refs.sort(key=lambda r: r.line)
+    return FileGraph(
+        mod_path,
+        tuple(d.out for d in walk.defs),
+        tuple(refs),
+        tuple(_impl_relations(walk, scope)),
+        tuple(imports),
+    )
+
+
+def _use_refs(imports: list[Import], walk: _Walk) -> Iterator[Reference]:
+    """Each imported name is a reference (of kind `use`) to what it imports."""
+    for imp in imports:
+        segs = imp.target.split("::")
+        where = imp.module or "crate"
+        yield Reference(segs[-1], imp.target, "use", imp.line, where, (imp.target,))
+
+
+def _text(node: tree_sitter.Node, src: bytes) -> str:
+    return src[node.start_byte : node.end_byte].decode("utf-8", "replace")
+
+
+def _walk_items(walk: _Walk, top: tree_sitter.Node, prefix: tuple[str, ...]) -> None:
+    """Record the definitions of the containers the chunker walks (file, mod, impl,
+    trait, macro_rules bodies, ERROR nodes), with an explicit stack."""
+    stack: list[tuple[tree_sitter.Node, tuple[str, ...], str, tuple[str, ...] | None]] = [
+        (top, prefix, "", None)
+    ]
+    while stack:
+        node, pre, owner, self_path = stack.pop()
+        for child in node.children:
+            if child.type == "ERROR":
+                stack.append((child, pre, owner, self_path))
+            elif owner and child.type in _MEMBER_KINDS:
+                symbol = (*pre, owner, _name(child, walk.src))
+                _add(walk, child, symbol, _MEMBER_KINDS[child.type], pre, self_path)
+            elif child.type in NODE_KINDS:
+                stack.extend(_item(walk, child, pre))
+
+
+def _item(
+    walk: _Walk, node: tree_sitter.Node, pre: tuple[str, ...]
+) -> Iterator[tuple[tree_sitter.Node, tuple[str, ...], str, tuple[str, ...] | None]]:
+    """Record one item; yield the bodies whose members are definitions of their own."""
+    kind = NODE_KINDS[node.type]
+    src = walk.src
+    if kind == "impl":
+        type_node = node.child_by_field_name("type")
+        name = _type_name(type_node, src) if type_node is not None else "impl"
+    else:
+        name = _name(node, src)
+    if kind == "fn" and _takes_self(node):
+        kind = "method"
+    symbol = (*pre, name)
+    body = node.child_by_field_name("body")
+    if kind == "mod":
+        _add(walk, node, symbol, kind, symbol, None)
+        if body is not None:
+            yield body, symbol, "", None
+        return
+    if kind == "impl":
+        _add(walk, node, symbol, kind, pre, symbol)
+        walk.impls.append((node, pre, symbol))
+        if body is not None:
+            yield body, pre, name, symbol
+        return
+    if kind == "trait":
+        _add(walk, node, symbol, kind, pre, symbol)
+        if body is not None:
+            yield body, pre, name, symbol
+        return
+    _add(walk, node, symbol, kind, pre, None)
+    if kind == "enum" and body is not None:
+        for v in body.named_children:
+            if v.type == "enum_variant":
+                _add(walk, v, (*symbol, _name(v, src)), "variant", pre, None)
+    if kind == "macro":
+        inner = _macro_items(node, src)
+        if inner is not None:
+            walk.trees.append(inner)
+            yield inner, symbol, "", None
+
+
+def _name(node: tree_sitter.Node, src: bytes) -> str:
+    child = node.child_by_field_name("name")
+    return _text(child, src) if child is not None else "?"
+
+
+def _takes_self(node: tree_sitter.Node) -> bool:
+    params = node.child_by_field_name("parameters")
+    return params is not None and any(c.type == "self_parameter" for c in params.children)
+
+
+def _add(
+    walk: _Walk,
+    node: tree_sitter.Node,
+    symbol: tuple[str, ...],
+    kind: str,
+    module: tuple[str, ...],
+    self_path: tuple[str, ...] | None,
+) -> None:
+    out = Definition(
+        "::".join(symbol), symbol[-1], kind, node.start_point.row + 1, node.end_point.row + 1
+    )
+    walk.defs.append(_Def(out, node.start_byte, node.end_byte, module, self_path))
+
+
+class _Enclosing:
+    """The innermost definition around a byte offset: a sweep over spans that nest, fed
+    offsets in increasing order."""
+
+    def __init__(self, defs: list[_Def]) -> None:
+        self._spans = sorted(defs, key=lambda d: (d.start, -d.end))
+        self._stack: list[_Def] = []
+        self._i = 0
+
+    def at(self, pos: int) -> _Def | None:
+        spans, stack = self._spans, self._stack
+        while self._i < len(spans) and spans[self._i].start <= pos:
+            nxt = spans[self._i]
+            while stack and stack[-1].end <= nxt.start:
+                stack.pop()
+            stack.append(nxt)
+            self._i += 1
+        while stack and stack[-1].end <= pos:
+            stack.pop()
+        return stack[-1] if stack else None
+
+
+def _captures(walk: _Walk) -> list[tuple[int, str, tree_sitter.Node]]:
+    """Every query hit of every tree (the file and its macro bodies), by offset."""
+    hits: list[tuple[int, str, tree_sitter.Node]] = []
+    for tree in walk.trees:
+        for name, nodes in tree_sitter.QueryCursor(_query()).captures(tree).items():
+            hits.extend((n.start_byte, name, n) for n in nodes)
+    # A node captured twice (a called path is also a path) counts as its most specific.
+    hits.sort(key=lambda h: (h[0], _PRIORITY[h[1]]))
+    return hits
+
+
+def _references(
+    walk: _Walk, scope: Scope, hits: list[tuple[int, str, tree_sitter.Node]]
+) -> list[Reference]:
+    src = walk.src
+    enclosing = _Enclosing(walk.defs)
+    seen: set[int] = set()  # node ids already taken by a more specific capture
+    out: list[Reference] = []
+    for pos, capture, node in hits:
+        if node.id in seen or capture == "use":
+            continue
+        kind = _ref_kind(capture, node)
+        if kind is None:
+            continue
+        seen.add(node.id)
+        inside = enclosing.at(pos)
+        module = inside.module if inside is not None else scope.module
+        self_path = inside.self_path if inside is not None else None
+        written = _text(node, src)
+        segs = path_segments(written)
+        if not segs:
+            continue
+        if kind == "method":
+            targets = _method_targets(node, src, segs[-1], self_path)
+        else:
+            targets = candidates(segs, scope, module, self_path)
+        where = inside.out.symbol if inside is not None else scope.module_symbol
+        out.append(Reference(segs[-1], written, kind, node.start_point.row + 1, where, targets))
+    return out
+
+
+def _ref_kind(capture: str, node: tree_sitter.Node) -> str | None:
+    """What a capture is a reference as, or None when it is not one (a definition's own
+    name, a part of a longer path, a path inside a `use`)."""
+    parent = node.parent
+    if parent is None:
+        return None
+    if capture in ("call", "method", "macro"):
+        return capture
+    if parent.type in ("scoped_identifier", "scoped_type_identifier", "use_declaration"):
+        return None  # the path part of a longer path, counted with it
+    if _in_use(node):
+        return None
+    if capture == "path":
+        return "path"
+    if parent.type in _NAMING and parent.child_by_field_name("name") == node:
+        return None
+    if parent.type in ("type_parameter", "type_parameters", "constrained_type_parameter"):
+        return None
+    if parent.type == "trait_bounds" or (
+        parent.type == "generic_type" and parent.parent and parent.parent.type == "trait_bounds"
+    ):
+        return "bound"
+    return "type"
+
+
+def _in_use(node: tree_sitter.Node) -> bool:
+    for _ in range(8):
+        up = node.parent
+        if up is None:
+            return False
+        if up.type == "use_declaration":
+            return True
+        node = up
+    return False
+
+
+def _method_targets(
+    node: tree_sitter.Node, src: bytes, name: str, self_path: tuple[str, ...] | None
+) -> tuple[str, ...]:
+    """`self.name()` inside an impl means that impl's method (or one of a trait it
+    implements: left to the name); any other receiver's type is not known here."""
+    receiver = node.parent.child_by_field_name("value") if node.parent is not None else None
+    if receiver is not None and receiver.type == "self" and self_path is not None:
+        return ("::".join((*self_path, name)),)
+    return ()
+
+
+def _impl_relations(walk: _Walk, scope: Scope) -> Iterator[ImplRelation]:
+    src = walk.src
+    for node, module, symbol in walk.impls:
+        trait = node.child_by_field_name("trait")
+        type_node = node.child_by_field_name("type")
+        if trait is None or type_node is None:
+            continue
+        trait_segs = path_segments(_text(trait, src))
+        type_segs = path_segments(_text(_strip_type(type_node), src))
+        if not trait_segs or not type_segs:
+            continue
+        yield ImplRelation(
+            "::".join(trait_segs),
+            candidates(trait_segs, scope, module, None),
+            "::".join(type_segs),
+            candidates(type_segs, scope, module, None),
+            node.start_point.row + 1,
+            "::".join(symbol),
+        )
+
+
+def _strip_type(node: tree_sitter.Node) -> tree_sitter.Node:
+    """`&'a mut Foo<T>` -> the node of `Foo`."""
+    for _ in range(16):
+        inner = None
+        if node.type in ("generic_type", "reference_type", "pointer_type"):
+            inner = node.child_by_field_name("type")
+        if inner is None:
+            return node
+        node = inner
+    return node
+
+
+def _imports(
+    walk: _Walk, scope: Scope, hits: list[tuple[int, str, tree_sitter.Node]]
+) -> list[Import]:
+    """Every `use` of the file (in any module or block), with its target made absolute;
+    in order, so a `use` may build on an earlier one."""
+    enclosing = _Enclosing(walk.defs)
+    out: list[Import] = []
+    for pos, capture, node in hits:
+        if capture != "use":
+            continue
+        inside = enclosing.at(pos)
+        module = inside.module if inside is not None else scope.module
+        for alias, segs in use_entries(node, walk.src):
+            target = scope.absolute(segs, module)
+            scope.add_import(module, alias, "::".join(target))
+            out.append(
+                Import("::".join(module), alias, "::".join(target), node.start_point.row + 1)
+            )
+    return out
