@@ -114,6 +114,7 @@ class _Def:
     end: int
     module: tuple[str, ...]  # the module its body's names resolve in
     self_path: tuple[str, ...] | None  # what `Self` means inside it
+    generics: frozenset[str] = frozenset()  # its own type parameters
 
 
 @dataclass(slots=True)
@@ -252,29 +253,36 @@ def _add(
     out = Definition(
         "::".join(symbol), symbol[-1], kind, node.start_point.row + 1, node.end_point.row + 1
     )
-    walk.defs.append(_Def(out, node.start_byte, node.end_byte, module, self_path))
+    params = node.child_by_field_name("type_parameters")
+    generics = frozenset(
+        _text(n, walk.src)
+        for p in (params.named_children if params is not None else ())
+        if (n := p.child_by_field_name("name") or p).type == "type_identifier"
+    )
+    walk.defs.append(_Def(out, node.start_byte, node.end_byte, module, self_path, generics))
 
 
 class _Enclosing:
-    """The innermost definition around a byte offset: a sweep over spans that nest, fed
-    offsets in increasing order."""
+    """The innermost definition around a byte offset, and the type parameters in scope
+    there: a sweep over spans that nest, fed offsets in increasing order."""
 
     def __init__(self, defs: list[_Def]) -> None:
         self._spans = sorted(defs, key=lambda d: (d.start, -d.end))
-        self._stack: list[_Def] = []
+        self._stack: list[tuple[_Def, frozenset[str]]] = []
         self._i = 0
 
-    def at(self, pos: int) -> _Def | None:
+    def at(self, pos: int) -> tuple[_Def | None, frozenset[str]]:
         spans, stack = self._spans, self._stack
         while self._i < len(spans) and spans[self._i].start <= pos:
             nxt = spans[self._i]
-            while stack and stack[-1].end <= nxt.start:
+            while stack and stack[-1][0].end <= nxt.start:
                 stack.pop()
-            stack.append(nxt)
+            outer = stack[-1][1] if stack else frozenset()
+            stack.append((nxt, outer | nxt.generics if nxt.generics else outer))
             self._i += 1
-        while stack and stack[-1].end <= pos:
+        while stack and stack[-1][0].end <= pos:
             stack.pop()
-        return stack[-1] if stack else None
+        return stack[-1] if stack else (None, frozenset())
 
 
 def _captures(walk: _Walk) -> list[tuple[int, str, tree_sitter.Node]]:
@@ -302,13 +310,13 @@ def _references(
         if kind is None:
             continue
         seen.add(node.id)
-        inside = enclosing.at(pos)
+        inside, generics = enclosing.at(pos)
         module = inside.module if inside is not None else scope.module
         self_path = inside.self_path if inside is not None else None
         written = _text(node, src)
         segs = path_segments(written)
-        if not segs:
-            continue
+        if not segs or (kind in ("type", "bound") and segs[0] in generics):
+            continue  # a type parameter names no item
         if kind == "method":
             targets = _method_targets(node, src, segs[-1], self_path)
         else:
@@ -408,7 +416,7 @@ def _imports(
     for pos, capture, node in hits:
         if capture != "use":
             continue
-        inside = enclosing.at(pos)
+        inside, _generics = enclosing.at(pos)
         module = inside.module if inside is not None else scope.module
         for alias, segs in use_entries(node, walk.src):
             target = scope.absolute(segs, module)
