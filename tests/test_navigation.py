@@ -40,9 +40,7 @@ def test_navigation_follows_the_code_and_its_edits(daemon: Daemon, crate: Path) 
         ("src/net/retry.rs", 47, "bound", "resolved"),
     }
     callers = nav(daemon, "callers", "next_delay", crate)
-    assert [(h["symbol"], h["line"]) for h in callers] == [
-        ("net::retry::fetch_with_retry", 61)
-    ]
+    assert [(h["symbol"], h["line"]) for h in callers] == [("net::retry::fetch_with_retry", 61)]
     impls = {(h["symbol"], h["confidence"]) for h in nav(daemon, "impls", "Storage", crate)}
     assert impls == {("store::MemoryStore", "resolved")}
     callees = {h["symbol"] for h in nav(daemon, "callees", "Transport::get", crate)}
@@ -58,8 +56,10 @@ def test_navigation_follows_the_code_and_its_edits(daemon: Daemon, crate: Path) 
     )
     (crate / "src" / "unicode.rs").unlink()
     wait_until(
-        lambda: [h["symbol"] for h in nav(daemon, "callers", "macros::check_status", crate)]
-        == ["store::audit"],
+        lambda: (
+            [h["symbol"] for h in nav(daemon, "callers", "macros::check_status", crate)]
+            == ["store::audit"]
+        ),
         timeout=60,
     )
     wait_until(lambda: nav(daemon, "def", "zähle_zeichen", crate) == [], timeout=60)
