@@ -44,6 +44,7 @@ from pathlib import PurePosixPath
 import tree_sitter
 import tree_sitter_rust
 
+from daemon.parsing import parse_rust
 from ipc.kinds import KINDS, NODE_KINDS
 
 __all__ = [
@@ -235,7 +236,7 @@ def chunk_source(
     if not any(line.strip() for line in lines):
         return []
 
-    tree = tree_sitter.Parser(_language()).parse(source)
+    tree = parse_rust(source)
     root = tree.root_node
     mod_path = module_path(rel_path)
     prefix = tuple(mod_path.split("::")) if mod_path else ()

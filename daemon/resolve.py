@@ -24,6 +24,8 @@ _CRATE_HEADS = frozenset({"crate", "$crate", "_crate"})
 
 def path_segments(written: str) -> Path_:
     """`Vec::<u8>::new` -> (Vec, new); `<T as Tr>::m` -> (m,); `$crate::x` -> (crate, x)."""
+    if written.isidentifier():  # the common case: one plain name
+        return (written,)
     text = "".join(written.split())
     for _ in range(8):  # generics nest; peel them from the inside out
         stripped = _GENERICS.sub("", text)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import tree_sitter
 
 from daemon.chunker import _language, _macro_items, _type_name, module_path
+from daemon.parsing import parse_rust
 from daemon.resolve import Scope, candidates, crate_prefix, path_segments, use_entries
 from ipc.kinds import NODE_KINDS
 
@@ -39,14 +40,27 @@ _MEMBER_KINDS = {
 #: Nodes whose `name` field is the name they define, not a reference.
 _NAMING = frozenset({*NODE_KINDS, "associated_type", "enum_variant", "type_parameter"})
 
-_PRIORITY = {"use": 0, "call": 1, "method": 2, "macro": 3, "path": 4, "type": 5}
+#: Among captures of one node, the most specific wins (a called path is also a path).
+_PRIORITY = {
+    "use": 0,
+    "call": 1,
+    "self_method": 2,
+    "method": 3,
+    "macro": 4,
+    "bound": 5,
+    "path": 6,
+    "type": 7,
+}
 _QUERY = """
 (call_expression function: [(identifier) (scoped_identifier)] @call)
 (call_expression function: (generic_function function: [(identifier) (scoped_identifier)] @call))
+(call_expression function: (field_expression value: (self) field: (field_identifier) @self_method))
 (call_expression function: (field_expression field: (field_identifier) @method))
 (call_expression function: (generic_function
     function: (field_expression field: (field_identifier) @method)))
 (macro_invocation macro: [(identifier) (scoped_identifier)] @macro)
+(trait_bounds [(type_identifier) (scoped_type_identifier)] @bound)
+(trait_bounds (generic_type type: [(type_identifier) (scoped_type_identifier)] @bound))
 (scoped_identifier) @path
 (type_identifier) @type
 (scoped_type_identifier) @type
@@ -125,6 +139,7 @@ class _Walk:
         default_factory=list
     )
     trees: list[tree_sitter.Node] = field(default_factory=list)
+    names: set[int] = field(default_factory=set)  # start bytes of defined names
 
 
 @functools.lru_cache(maxsize=1)
@@ -139,7 +154,7 @@ def extract(rel_path: str, source: bytes) -> FileGraph:
     source = source.replace(b"\r\n", b"\n")
     mod_path = module_path(rel_path)
     prefix = tuple(mod_path.split("::")) if mod_path else ()
-    root = tree_sitter.Parser(_language()).parse(source).root_node
+    root = parse_rust(source).root_node
     walk = _Walk(source, trees=[root])
     _walk_items(walk, root, prefix)
     scope = Scope(prefix, crate_prefix(rel_path))
@@ -253,6 +268,9 @@ def _add(
     out = Definition(
         "::".join(symbol), symbol[-1], kind, node.start_point.row + 1, node.end_point.row + 1
     )
+    name = node.child_by_field_name("name")
+    if name is not None:
+        walk.names.add(name.start_byte)
     params = node.child_by_field_name("type_parameters")
     generics = frozenset(
         _text(n, walk.src)
@@ -291,86 +309,50 @@ def _captures(walk: _Walk) -> list[tuple[int, str, tree_sitter.Node]]:
     for tree in walk.trees:
         for name, nodes in tree_sitter.QueryCursor(_query()).captures(tree).items():
             hits.extend((n.start_byte, name, n) for n in nodes)
-    # A node captured twice (a called path is also a path) counts as its most specific.
-    hits.sort(key=lambda h: (h[0], _PRIORITY[h[1]]))
+    # Outer paths before their parts; a node captured twice counts as its most specific.
+    hits.sort(key=lambda h: (h[0], -h[2].end_byte, _PRIORITY[h[1]]))
     return hits
 
 
 def _references(
     walk: _Walk, scope: Scope, hits: list[tuple[int, str, tree_sitter.Node]]
 ) -> list[Reference]:
+    """One reference per capture that is no part of a longer one, no `use` path and no
+    definition's own name; classified by the query alone (`Node.parent` walks down from
+    the root each time, so it is never asked here)."""
     src = walk.src
     enclosing = _Enclosing(walk.defs)
-    seen: set[int] = set()  # node ids already taken by a more specific capture
     out: list[Reference] = []
+    use_end = -1  # end of the last `use` argument: paths inside it are its imports
+    taken_end = -1  # end of the last path taken: captures inside it are its parts
     for pos, capture, node in hits:
-        if node.id in seen or capture == "use":
+        end = node.end_byte
+        if capture == "use":
+            use_end = max(use_end, end)
             continue
-        kind = _ref_kind(capture, node)
-        if kind is None:
+        if pos < use_end or end <= taken_end:
             continue
-        seen.add(node.id)
+        if capture in ("type", "bound") and pos in walk.names:
+            continue
+        taken_end = end
         inside, generics = enclosing.at(pos)
-        module = inside.module if inside is not None else scope.module
-        self_path = inside.self_path if inside is not None else None
-        written = _text(node, src)
+        written = src[pos:end].decode("utf-8", "replace")
         segs = path_segments(written)
-        if not segs or (kind in ("type", "bound") and segs[0] in generics):
+        if not segs or (capture in ("type", "bound") and segs[0] in generics):
             continue  # a type parameter names no item
-        if kind == "method":
-            targets = _method_targets(node, src, segs[-1], self_path)
+        self_path = inside.self_path if inside is not None else None
+        targets: tuple[str, ...]
+        if capture in ("method", "self_method"):
+            kind = "method"
+            own = capture == "self_method" and self_path is not None
+            targets = ("::".join((*self_path, segs[-1])),) if own and self_path else ()
         else:
+            kind = capture
+            module = inside.module if inside is not None else scope.module
             targets = candidates(segs, scope, module, self_path)
         where = inside.out.symbol if inside is not None else scope.module_symbol
         out.append(Reference(segs[-1], written, kind, node.start_point.row + 1, where, targets))
     return out
-
-
-def _ref_kind(capture: str, node: tree_sitter.Node) -> str | None:
-    """What a capture is a reference as, or None when it is not one (a definition's own
-    name, a part of a longer path, a path inside a `use`)."""
-    parent = node.parent
-    if parent is None:
-        return None
-    if capture in ("call", "method", "macro"):
-        return capture
-    if parent.type in ("scoped_identifier", "scoped_type_identifier", "use_declaration"):
-        return None  # the path part of a longer path, counted with it
-    if _in_use(node):
-        return None
-    if capture == "path":
-        return "path"
-    if parent.type in _NAMING and parent.child_by_field_name("name") == node:
-        return None
-    if parent.type in ("type_parameter", "type_parameters", "constrained_type_parameter"):
-        return None
-    if parent.type == "trait_bounds" or (
-        parent.type == "generic_type" and parent.parent and parent.parent.type == "trait_bounds"
-    ):
-        return "bound"
-    return "type"
-
-
-def _in_use(node: tree_sitter.Node) -> bool:
-    for _ in range(8):
-        up = node.parent
-        if up is None:
-            return False
-        if up.type == "use_declaration":
-            return True
-        node = up
-    return False
-
-
-def _method_targets(
-    node: tree_sitter.Node, src: bytes, name: str, self_path: tuple[str, ...] | None
-) -> tuple[str, ...]:
-    """`self.name()` inside an impl means that impl's method (or one of a trait it
-    implements: left to the name); any other receiver's type is not known here."""
-    receiver = node.parent.child_by_field_name("value") if node.parent is not None else None
-    if receiver is not None and receiver.type == "self" and self_path is not None:
-        return ("::".join((*self_path, name)),)
-    return ()
 
 
 def _impl_relations(walk: _Walk, scope: Scope) -> Iterator[ImplRelation]:
