@@ -12,6 +12,7 @@ against every file's definitions when a query runs.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -50,7 +51,19 @@ _PRIORITY = {
     "bound": 5,
     "path": 6,
     "type": 7,
+    "tt": 8,
 }
+#: A call, method call or macro invocation written inside a macro's arguments, which
+#: tree-sitter leaves as unparsed tokens (`assert_eq!(parse(x), 1)`).
+_TT_CALL = re.compile(
+    rb"(\.\s*)?(?<![\w$])((?:[A-Za-z_][A-Za-z0-9_]*::)*[A-Za-z_][A-Za-z0-9_]*)"
+    rb"(?:::<[^()]*?>)?\s*(!\s*[(\[{]|\()"
+)
+_STRING = re.compile(rb'"(?:\\.|[^"\\])*"')
+_KEYWORDS = frozenset(
+    b"if while match return for in loop as let mut ref move fn impl where unsafe async await"
+    b" dyn Some None Ok Err".split()
+)
 _QUERY = """
 (call_expression function: [(identifier) (scoped_identifier)] @call)
 (call_expression function: (generic_function function: [(identifier) (scoped_identifier)] @call))
@@ -65,6 +78,7 @@ _QUERY = """
 (type_identifier) @type
 (scoped_type_identifier) @type
 (use_declaration argument: (_) @use)
+(macro_invocation (token_tree) @tt)
 """
 
 
@@ -336,6 +350,9 @@ def _references(
             continue
         taken_end = end
         inside, generics = enclosing.at(pos)
+        if capture == "tt":
+            out.extend(_token_tree_refs(node, src, scope, inside))
+            continue
         written = src[pos:end].decode("utf-8", "replace")
         segs = path_segments(written)
         if not segs or (capture in ("type", "bound") and segs[0] in generics):
@@ -353,6 +370,33 @@ def _references(
         where = inside.out.symbol if inside is not None else scope.module_symbol
         out.append(Reference(segs[-1], written, kind, node.start_point.row + 1, where, targets))
     return out
+
+
+def _token_tree_refs(
+    node: tree_sitter.Node, src: bytes, scope: Scope, inside: _Def | None
+) -> Iterator[Reference]:
+    """The calls written in a macro invocation's tokens, found by their shape (a path
+    followed by `(`, or by `!` and a bracket), string literals blanked first."""
+    text = _STRING.sub(lambda m: b" " * len(m.group(0)), src[node.start_byte : node.end_byte])
+    module = inside.module if inside is not None else scope.module
+    self_path = inside.self_path if inside is not None else None
+    where = inside.out.symbol if inside is not None else scope.module_symbol
+    row = node.start_point.row
+    for m in _TT_CALL.finditer(text):
+        path = m.group(2)
+        if path in _KEYWORDS:
+            continue
+        written = path.decode()
+        segs = path_segments(written)
+        if not segs:
+            continue
+        line = row + text.count(b"\n", 0, m.start(2)) + 1
+        if m.group(1):
+            yield Reference(segs[-1], written, "method", line, where, ())
+            continue
+        kind = "macro" if m.group(3).startswith(b"!") else "call"
+        targets = candidates(segs, scope, module, self_path)
+        yield Reference(segs[-1], written, kind, line, where, targets)
 
 
 def _impl_relations(walk: _Walk, scope: Scope) -> Iterator[ImplRelation]:

@@ -247,3 +247,15 @@ def test_a_rewritten_or_deleted_file_takes_its_rows_along(graph_db: StateDB) -> 
 def test_a_name_that_is_no_path_is_refused(graph_db: StateDB) -> None:
     with pytest.raises(BadRequest):
         ask(graph_db, "def", "a b!")
+
+
+def test_calls_inside_macro_arguments_are_references() -> None:
+    src = b'fn t() {\n    assert_eq!(parse("f(x)"),\n        crate::a::b(1).len());\n}\n'
+    got = {(r.written, r.kind, r.line) for r in extract("src/lib.rs", src).refs}
+    assert {
+        ("assert_eq", "macro", 2),
+        ("parse", "call", 2),
+        ("crate::a::b", "call", 3),
+        ("len", "method", 3),
+    } <= got
+    assert "f" not in {r.written for r in extract("src/lib.rs", src).refs}  # in a string
