@@ -122,8 +122,11 @@ def main(argv: list[str] | None = None) -> int:
             if corpus.is_dir():
                 results.append(evaluate(corpus, args.queries, args.seed, Path(tmp)))
                 print(json.dumps(results[-1]))
-    report = {"command": "python -m bench.navigation", "date": time.strftime("%Y-%m-%d")}
-    report["results"] = results
+    report: dict[str, Any] = {
+        "command": "python -m bench.navigation",
+        "date": time.strftime("%Y-%m-%d"),
+        "results": results,
+    }
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     return 0
 
