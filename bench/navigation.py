@@ -63,6 +63,8 @@ def text_sets(lines: dict[str, list[str]], name: str) -> dict[str, set[tuple[str
             if not word.search(line):
                 continue
             out["rg"].add((path, i))
+            if line.lstrip().startswith("//"):
+                continue  # comments and doc tests name code, they do not call it
             if item.search(line):
                 out["defs"].add((path, i))
             elif call.search(line):
