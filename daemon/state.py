@@ -343,6 +343,11 @@ class StateDB:
                 ((path, m.module, m.alias, m.target, m.line) for m in g.imports),
             )
 
+    def graph_paths(self) -> set[str]:
+        """Every path that has symbol graph rows (verify: each must have a record)."""
+        union = " UNION ".join(f"SELECT DISTINCT path FROM {t}" for t in GRAPH_TABLES)
+        return {str(r[0]) for r in self._reader().execute(union)}
+
     def graph_reader(self) -> apsw.Connection:
         """The calling thread's read connection, for the graph queries (`daemon.graph`)."""
         return self._reader()

@@ -63,5 +63,6 @@ def test_navigation_follows_the_code_and_its_edits(daemon: Daemon, crate: Path) 
         timeout=60,
     )
     wait_until(lambda: nav(daemon, "def", "zähle_zeichen", crate) == [], timeout=60)
+    assert daemon.verify()["ok"]
     missing = daemon.cli("def", "NoSuchThing", "--root", str(crate))
     assert "rcmd search NoSuchThing" in missing.stderr

@@ -242,6 +242,7 @@ def test_a_rewritten_or_deleted_file_takes_its_rows_along(graph_db: StateDB) -> 
     assert [h["symbol"] for h in ask(graph_db, "def", "renamed")] == ["other::renamed"]
     graph_db.record([], [], ["src/other.rs"], {})
     assert ask(graph_db, "def", "renamed") == []
+    assert graph_db.graph_paths() == {"src/codec.rs", "src/app.rs"}
 
 
 def test_a_name_that_is_no_path_is_refused(graph_db: StateDB) -> None:
