@@ -4,6 +4,7 @@ def/refs/callers/callees/impls, and an edit or a deletion changes the file's gra
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -66,3 +67,20 @@ def test_navigation_follows_the_code_and_its_edits(daemon: Daemon, crate: Path) 
     assert daemon.verify()["ok"]
     missing = daemon.cli("def", "NoSuchThing", "--root", str(crate))
     assert "rcmd search NoSuchThing" in missing.stderr
+
+
+def test_a_root_started_from_a_snapshot_has_its_graph(
+    daemon: Daemon, crate: Path, tmp_path: Path
+) -> None:
+    """A snapshot carries no graph: the adopted files get theirs from disk when it is
+    installed, so navigation works at once, also on files that did not change."""
+    daemon.cli("index", str(crate), "--wait")
+    file = tmp_path / "demo.rcmd.tar.gz"
+    daemon.cli("export", str(crate), str(file))
+    other = tmp_path / "other"
+    shutil.copytree(crate, other)
+    daemon.cli("remove", str(crate))
+    daemon.cli("index", str(other), "--from", str(file), "--wait")
+    (hit,) = nav(daemon, "impls", "Storage", other)
+    assert (hit["path"], hit["symbol"]) == ("src/store.rs", "store::MemoryStore")
+    assert daemon.verify()["ok"]

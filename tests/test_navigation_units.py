@@ -260,3 +260,24 @@ def test_calls_inside_macro_arguments_are_references() -> None:
         ("len", "method", 3),
     } <= got
     assert "f" not in {r.written for r in extract("src/lib.rs", src).refs}  # in a string
+
+
+def test_a_root_from_before_the_graph_is_rebuilt_with_one(setup: Any) -> None:
+    """A state.db that records no `symbol_graph` version (made before the graph) is
+    rebuilt through the caches when opened, as a chunk-policy change is."""
+    from daemon.pipeline import run_batch
+
+    _crate, collab, open_root = setup
+    root = open_root()
+    run_batch(root, None, collab)
+    with root.state._lock, root.state._db:  # what a root from before the graph holds
+        root.state._db.execute("DELETE FROM meta WHERE key='symbol_graph'")
+        for table in ("graph_defs", "graph_refs", "graph_impls", "graph_imports"):
+            root.state._db.execute(f"DELETE FROM {table}")
+    root.close()
+    again = open_root()
+    assert len(again.ledger) == 0  # reset: the next batch rebuilds everything
+    run_batch(again, None, collab)
+    assert again.state.get_meta("symbol_graph") is not None
+    results = navigate([(again.state.graph_reader(), "/x")], "def", "MemoryStore", 10)
+    assert [h["kind"] for h in results["results"]] == ["struct"]
