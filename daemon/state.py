@@ -253,15 +253,13 @@ class StateDB:
     ) -> None:
         """Record what the indexes now hold, in one transaction; `pending` are chunks of
         these files that Tantivy holds and the vector store does not yet; `merkle_root`
-        is the tree's root hash over the records as they are after this commit; `graphs`
-        the symbol graph of these files (a file without one has no graph rows)."""
+        is the tree's root hash after this commit; `graphs` the files' symbol graphs."""
         now = time.time()
-        file_list = list(files)
-        deleted_list = list(deleted)
+        file_list, deleted_list = list(files), list(deleted)
         with state_errors(self.path), self._lock, self._db:
             touched = [f.path for f in file_list] + deleted_list
             self._db.executemany("DELETE FROM chunks WHERE path=?", ((p,) for p in touched))
-            self._replace_graphs(touched, graphs or {})
+            _replace_graphs(self._db, touched, graphs or {})
             self._db.executemany(
                 "DELETE FROM pending_vectors WHERE path=?", ((p,) for p in touched)
             )
@@ -303,45 +301,6 @@ class StateDB:
             self.set_meta("last_commit", repr(now))
             if merkle_root is not None:
                 self.set_meta("merkle_root", merkle_root)
-
-    def _replace_graphs(self, touched: list[str], graphs: Mapping[str, FileGraph]) -> None:
-        """Drop the graph rows of `touched` paths and write the new ones (in the caller's
-        transaction)."""
-        for table in GRAPH_TABLES:
-            self._db.executemany(f"DELETE FROM {table} WHERE path=?", ((p,) for p in touched))
-        for path, g in graphs.items():
-            self._db.executemany(
-                "INSERT INTO graph_defs VALUES(?,?,?,?,?,?)",
-                ((path, d.symbol, d.name, d.kind, d.line, d.end_line) for d in g.defs),
-            )
-            self._db.executemany(
-                "INSERT INTO graph_refs VALUES(?,?,?,?,?,?,?)",
-                (
-                    (path, r.name, r.written, r.kind, r.line, r.enclosing, "\n".join(r.targets))
-                    for r in g.refs
-                ),
-            )
-            self._db.executemany(
-                "INSERT INTO graph_impls VALUES(?,?,?,?,?,?,?,?,?)",
-                (
-                    (
-                        path,
-                        i.trait.rsplit("::", 1)[-1],
-                        i.trait,
-                        "\n".join(i.trait_targets),
-                        i.self_type.rsplit("::", 1)[-1],
-                        i.self_type,
-                        "\n".join(i.type_targets),
-                        i.line,
-                        i.symbol,
-                    )
-                    for i in g.impls
-                ),
-            )
-            self._db.executemany(
-                "INSERT INTO graph_imports VALUES(?,?,?,?,?)",
-                ((path, m.module, m.alias, m.target, m.line) for m in g.imports),
-            )
 
     def graph_paths(self) -> set[str]:
         """Every path that has symbol graph rows (verify: each must have a record)."""
@@ -390,3 +349,45 @@ class StateDB:
             tables = ("files", "chunks", "skipped", "inflight", "pending_vectors", *GRAPH_TABLES)
             for table in tables:
                 self._db.execute(f"DELETE FROM {table}")
+
+
+def _replace_graphs(
+    db: apsw.Connection, touched: list[str], graphs: Mapping[str, FileGraph]
+) -> None:
+    """Drop the graph rows of `touched` paths and write the new ones (in the caller's
+    transaction)."""
+    for table in GRAPH_TABLES:
+        db.executemany(f"DELETE FROM {table} WHERE path=?", ((p,) for p in touched))
+    for path, g in graphs.items():
+        db.executemany(
+            "INSERT INTO graph_defs VALUES(?,?,?,?,?,?)",
+            ((path, d.symbol, d.name, d.kind, d.line, d.end_line) for d in g.defs),
+        )
+        db.executemany(
+            "INSERT INTO graph_refs VALUES(?,?,?,?,?,?,?)",
+            (
+                (path, r.name, r.written, r.kind, r.line, r.enclosing, "\n".join(r.targets))
+                for r in g.refs
+            ),
+        )
+        db.executemany(
+            "INSERT INTO graph_impls VALUES(?,?,?,?,?,?,?,?,?)",
+            (
+                (
+                    path,
+                    i.trait.rsplit("::", 1)[-1],
+                    i.trait,
+                    "\n".join(i.trait_targets),
+                    i.self_type.rsplit("::", 1)[-1],
+                    i.self_type,
+                    "\n".join(i.type_targets),
+                    i.line,
+                    i.symbol,
+                )
+                for i in g.impls
+            ),
+        )
+        db.executemany(
+            "INSERT INTO graph_imports VALUES(?,?,?,?,?)",
+            ((path, m.module, m.alias, m.target, m.line) for m in g.imports),
+        )
