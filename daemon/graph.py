@@ -284,7 +284,9 @@ def navigate(
     """The reply of a navigation method over (read connection, root path) pairs."""
     segs = name_segments(name)
     if not segs:
-        raise BadRequest(f"{name!r} is not a Rust name or path; give one like Vec::push")
+        raise BadRequest(
+            f"{name!r} is not a Rust name or path; ask for one like: rcmd {method} Vec::push"
+        )
     query = _QUERIES[method]
     hits: list[NavHit] = []
     for conn, root in graphs:
