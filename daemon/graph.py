@@ -220,13 +220,13 @@ class GraphReader:
 
     def callee_hits(self, segs: tuple[str, ...]) -> list[NavHit]:
         out: list[NavHit] = []
-        for _path, symbol, kind, _a, _b in self.definitions(segs):
+        for def_path, symbol, kind, _a, _b in self.definitions(segs):
             if kind == "impl":
                 continue
-            rows = self._db.execute(
-                "SELECT path, line, kind, written, targets FROM graph_refs WHERE enclosing=? "
-                "ORDER BY line",
-                (symbol,),
+            rows = self._db.execute(  # an item's references are in its own file
+                "SELECT path, line, kind, written, targets FROM graph_refs "
+                "WHERE path=? AND enclosing=? ORDER BY line",
+                (def_path, symbol),
             )
             for path, line, rkind, written, targets in rows:
                 if rkind not in _CALLING:

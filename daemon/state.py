@@ -62,7 +62,7 @@ CREATE TABLE IF NOT EXISTS graph_refs(
     line INTEGER NOT NULL, enclosing TEXT NOT NULL, targets TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS graph_refs_path ON graph_refs(path);
 CREATE INDEX IF NOT EXISTS graph_refs_name ON graph_refs(name);
-CREATE INDEX IF NOT EXISTS graph_refs_enclosing ON graph_refs(enclosing);
+DROP INDEX IF EXISTS graph_refs_enclosing;
 CREATE TABLE IF NOT EXISTS graph_impls(
     path TEXT NOT NULL, trait_name TEXT NOT NULL, trait TEXT NOT NULL,
     trait_targets TEXT NOT NULL, type_name TEXT NOT NULL, self_type TEXT NOT NULL,

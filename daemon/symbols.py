@@ -38,6 +38,8 @@ _MEMBER_KINDS = {
     "associated_type": "type",
     "type_item": "type",
 }
+#: Paths that end in these name no item of their own.
+_NOT_NAMES = frozenset({"Self", "self", "super", "crate"})
 #: Nodes whose `name` field is the name they define, not a reference.
 _NAMING = frozenset({*NODE_KINDS, "associated_type", "enum_variant", "type_parameter"})
 
@@ -355,8 +357,8 @@ def _references(
             continue
         written = src[pos:end].decode("utf-8", "replace")
         segs = path_segments(written)
-        if not segs or (capture in ("type", "bound") and segs[0] in generics):
-            continue  # a type parameter names no item
+        if not segs or segs[-1] in _NOT_NAMES or (capture != "path" and segs[0] in generics):
+            continue  # `Self` alone, or a type parameter, names no item
         self_path = inside.self_path if inside is not None else None
         targets: tuple[str, ...]
         if capture in ("method", "self_method"):
