@@ -9,7 +9,8 @@ found by text, independently of tree-sitter: definitions by `fn NAME` (and the o
 keywords), call sites by `NAME(` / `.NAME(` / `NAME::<..>(` outside `fn NAME(`. `rg -w`
 (emulated with the same word regex when rg is absent) returns every line naming the word.
 Figures: precision and recall of `def` and `callers` (by name, as an rg user would ask)
-against those sets, the baseline's precision, and the p50/p95 latency of each query.
+against those sets, the baseline's precision, the p50/p95 latency of each query (in
+process, without the socket), and the seconds the chunker and the graph take.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from daemon.chunker import chunk_source
 from daemon.graph import graph_of, navigate
 from daemon.state import FileRecord, StateDB
 
@@ -112,6 +114,21 @@ def evaluate(corpus: Path, queries: int, seed: int, work: Path) -> dict[str, Any
     return out
 
 
+def cost(corpus: Path) -> dict[str, Any]:
+    """Seconds the chunker and the graph take over the corpus, file by file as the
+    pipeline runs them (the graph reuses the chunker's parse)."""
+    chunk_s = graph_s = 0.0
+    for path in sorted(corpus.rglob("*.rs")):
+        rel, data = path.relative_to(corpus).as_posix(), path.read_bytes()
+        t = time.perf_counter()
+        chunk_source(rel, data)
+        t2 = time.perf_counter()
+        graph_of(rel, data)
+        chunk_s += t2 - t
+        graph_s += time.perf_counter() - t2
+    return {"chunk_s": round(chunk_s, 3), "graph_s": round(graph_s, 3)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.navigation")
     parser.add_argument("--queries", type=int, default=40, help="names per corpus")
@@ -123,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         for corpus in CORPORA:
             if corpus.is_dir():
                 results.append(evaluate(corpus, args.queries, args.seed, Path(tmp)))
+                results[-1].update(cost(corpus))
                 print(json.dumps(results[-1]))
     report: dict[str, Any] = {
         "command": "python -m bench.navigation",

@@ -38,6 +38,7 @@ _MEMBER_KINDS = {
     "associated_type": "type",
     "type_item": "type",
 }
+_TYPES = frozenset({"type", "bound"})
 #: Paths that end in these name no item of their own.
 _NOT_NAMES = frozenset({"Self", "self", "super", "crate"})
 #: Nodes whose `name` field is the name they define, not a reference.
@@ -341,6 +342,8 @@ def _references(
     out: list[Reference] = []
     use_end = -1  # end of the last `use` argument: paths inside it are its imports
     taken_end = -1  # end of the last path taken: captures inside it are its parts
+    # The same names recur all over a file (`Vec`, `Self::new`): resolve each once.
+    memo: dict[tuple[str, tuple[str, ...], tuple[str, ...] | None], tuple[str, ...]] = {}
     for pos, capture, node in hits:
         end = node.end_byte
         if capture == "use":
@@ -357,7 +360,7 @@ def _references(
             continue
         written = src[pos:end].decode("utf-8", "replace")
         segs = path_segments(written)
-        if not segs or segs[-1] in _NOT_NAMES or (capture != "path" and segs[0] in generics):
+        if not segs or segs[-1] in _NOT_NAMES or (capture in _TYPES and segs[0] in generics):
             continue  # `Self` alone, or a type parameter, names no item
         self_path = inside.self_path if inside is not None else None
         targets: tuple[str, ...]
@@ -368,7 +371,11 @@ def _references(
         else:
             kind = capture
             module = inside.module if inside is not None else scope.module
-            targets = candidates(segs, scope, module, self_path)
+            key = (written, module, self_path)
+            found = memo.get(key)
+            if found is None:
+                found = memo[key] = candidates(segs, scope, module, self_path)
+            targets = found
         where = inside.out.symbol if inside is not None else scope.module_symbol
         out.append(Reference(segs[-1], written, kind, node.start_point.row + 1, where, targets))
     return out
