@@ -182,9 +182,12 @@ def extract(rel_path: str, source: bytes) -> FileGraph:
     imports = _imports(walk, scope, hits)
     refs = [*_references(walk, scope, hits), *_use_refs(imports, walk)]
     refs.sort(key=lambda r: r.line)
+    # The file is its module's body: a `mod` row of its own, under its `mod x;` line.
+    rows = source.count(b"\n") + 1
+    own = (Definition(mod_path, prefix[-1], "mod", 1, rows),) if prefix else ()
     return FileGraph(
         mod_path,
-        tuple(d.out for d in walk.defs),
+        own + tuple(d.out for d in walk.defs),
         tuple(refs),
         tuple(_impl_relations(walk, scope)),
         tuple(imports),

@@ -142,7 +142,7 @@ impl S {
 
 def test_workspace_crates_lead_their_paths() -> None:
     g = extract("crates/my-db/src/wal.rs", b"use crate::io::Log;\nfn f() { Log::open(); }\n")
-    assert [d.symbol for d in g.defs] == ["my_db::wal::f"]
+    assert [(d.symbol, d.kind) for d in g.defs] == [("my_db::wal", "mod"), ("my_db::wal::f", "fn")]
     assert next(r.targets for r in g.refs if r.kind == "call") == ("my_db::io::Log::open",)
 
 
@@ -215,6 +215,8 @@ def test_callers_of_a_module_path_leave_out_another_modules_namesake(graph_db: S
 
 
 def test_def_refs_callees_impls(graph_db: StateDB) -> None:
+    modules = [(h["path"], h["line"], h["kind"]) for h in ask(graph_db, "def", "crate::other")]
+    assert modules == [("src/other.rs", 1, "mod")]  # the file is its module
     assert [(h["path"], h["line"], h["kind"]) for h in ask(graph_db, "def", "crc")] == [
         ("src/codec.rs", 1, "fn"),
         ("src/other.rs", 1, "fn"),
