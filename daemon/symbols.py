@@ -49,12 +49,14 @@ _PRIORITY = {
     "use": 0,
     "call": 1,
     "self_method": 2,
+    "recv_method": 2,
     "method": 3,
     "macro": 4,
     "bound": 5,
     "path": 6,
     "type": 7,
     "tt": 8,
+    "let": 9,
 }
 #: A call, method call or macro invocation written inside a macro's arguments, which
 #: tree-sitter leaves as unparsed tokens (`assert_eq!(parse(x), 1)`).
@@ -71,6 +73,8 @@ _QUERY = """
 (call_expression function: [(identifier) (scoped_identifier)] @call)
 (call_expression function: (generic_function function: [(identifier) (scoped_identifier)] @call))
 (call_expression function: (field_expression value: (self) field: (field_identifier) @self_method))
+(call_expression function: (field_expression value: (identifier) field: (field_identifier))
+    @recv_method)
 (call_expression function: (field_expression field: (field_identifier) @method))
 (call_expression function: (generic_function
     function: (field_expression field: (field_identifier) @method)))
@@ -82,6 +86,7 @@ _QUERY = """
 (scoped_type_identifier) @type
 (use_declaration argument: (_) @use)
 (macro_invocation (token_tree) @tt)
+(let_declaration pattern: (identifier)) @let
 """
 
 
@@ -146,6 +151,8 @@ class _Def:
     module: tuple[str, ...]  # the module its body's names resolve in
     self_path: tuple[str, ...] | None  # what `Self` means inside it
     generics: frozenset[str] = frozenset()  # its own type parameters
+    #: Local names of a fn whose type is written (`x: &Foo`, `let v = Vec::new()`).
+    bindings: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -297,7 +304,52 @@ def _add(
         for p in (params.named_children if params is not None else ())
         if (n := p.child_by_field_name("name") or p).type == "type_identifier"
     )
-    walk.defs.append(_Def(out, node.start_byte, node.end_byte, module, self_path, generics))
+    d = _Def(out, node.start_byte, node.end_byte, module, self_path, generics)
+    if kind in ("fn", "method"):
+        d.bindings.update(_param_bindings(node, walk.src, generics))
+    walk.defs.append(d)
+
+
+def _param_bindings(
+    node: tree_sitter.Node, src: bytes, generics: frozenset[str]
+) -> Iterator[tuple[str, tuple[str, ...]]]:
+    params = node.child_by_field_name("parameters")
+    for p in params.named_children if params is not None else ():
+        pattern, ty = p.child_by_field_name("pattern"), p.child_by_field_name("type")
+        if p.type == "parameter" and pattern is not None and pattern.type == "identifier":
+            segs = _type_path(ty, src, generics) if ty is not None else ()
+            if segs:
+                yield _text(pattern, src), segs
+
+
+def _type_path(node: tree_sitter.Node, src: bytes, generics: frozenset[str]) -> tuple[str, ...]:
+    """The path of a written type (`&mut Foo<T>` -> Foo), or () for a type parameter,
+    a trait object or anything else that names no item."""
+    inner = _strip_type(node)
+    if inner.type not in ("type_identifier", "scoped_type_identifier"):
+        return ()
+    segs = path_segments(_text(inner, src))
+    return segs if segs and segs[0] not in generics else ()
+
+
+def _bind_let(node: tree_sitter.Node, src: bytes, inside: _Def) -> None:
+    """`let x: Foo`, `let x = Foo::new()`, `let x = Foo { .. }`: x is a Foo (a path's
+    owner counts only when capitalised, as a type is)."""
+    pattern = node.child_by_field_name("pattern")
+    ty, value = node.child_by_field_name("type"), node.child_by_field_name("value")
+    segs: tuple[str, ...] = ()
+    if ty is not None:
+        segs = _type_path(ty, src, inside.generics)
+    elif value is not None and value.type == "call_expression":
+        f = value.child_by_field_name("function")
+        path = path_segments(_text(f, src)) if f is not None else ()
+        if len(path) >= 2 and path[-2][:1].isupper():
+            segs = path[:-1]
+    elif value is not None and value.type == "struct_expression":
+        name = value.child_by_field_name("name")
+        segs = path_segments(_text(name, src)) if name is not None else ()
+    if pattern is not None and segs:
+        inside.bindings[_text(pattern, src)] = segs
 
 
 class _Enclosing:
@@ -352,6 +404,11 @@ def _references(
         if capture == "use":
             use_end = max(use_end, end)
             continue
+        if capture == "let":
+            owner = enclosing.at(pos)[0]
+            if owner is not None:
+                _bind_let(node, src, owner)
+            continue
         if pos < use_end or end <= taken_end:
             continue
         if capture in ("type", "bound") and pos in walk.names:
@@ -360,6 +417,9 @@ def _references(
         inside, generics = enclosing.at(pos)
         if capture == "tt":
             out.extend(_token_tree_refs(node, src, scope, inside))
+            continue
+        if capture == "recv_method":
+            out.extend(_receiver_call(node, src, scope, inside))
             continue
         written = src[pos:end].decode("utf-8", "replace")
         segs = path_segments(written)
@@ -382,6 +442,22 @@ def _references(
         where = inside.out.symbol if inside is not None else scope.module_symbol
         out.append(Reference(segs[-1], written, kind, node.start_point.row + 1, where, targets))
     return out
+
+
+def _receiver_call(
+    node: tree_sitter.Node, src: bytes, scope: Scope, inside: _Def | None
+) -> Iterator[Reference]:
+    """`x.name(..)`: a method of x's type when the fn wrote it down, else by name."""
+    recv, fld = node.child_by_field_name("value"), node.child_by_field_name("field")
+    if recv is None or fld is None:
+        return
+    name = _text(fld, src)
+    bound = inside.bindings.get(_text(recv, src)) if inside is not None else None
+    targets: tuple[str, ...] = ()
+    if bound and inside is not None:
+        targets = candidates((*bound, name), scope, inside.module, inside.self_path)
+    where = inside.out.symbol if inside is not None else scope.module_symbol
+    yield Reference(name, name, "method", fld.start_point.row + 1, where, targets)
 
 
 def _token_tree_refs(

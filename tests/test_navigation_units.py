@@ -233,8 +233,9 @@ def test_def_refs_callees_impls(graph_db: StateDB) -> None:
     check_refs = ask(graph_db, "refs", "Check")
     assert [h["confidence"] for h in check_refs][:3] == ["resolved"] * 3
     assert ask(graph_db, "refs", "Reexported") == []  # not a definition's name
-    by_name = [h for h in ask(graph_db, "callers", "check") if h["confidence"] == "name"]
-    assert [h["symbol"] for h in by_name] == ["app::via_frame"]
+    # `f: &crate::codec::Frame` is written down, so `f.check()` resolves.
+    typed = [(h["symbol"], h["confidence"]) for h in ask(graph_db, "callers", "Frame::check")]
+    assert typed == [("app::via_frame", "resolved")]
 
 
 def test_a_rewritten_or_deleted_file_takes_its_rows_along(graph_db: StateDB) -> None:
@@ -250,6 +251,27 @@ def test_a_rewritten_or_deleted_file_takes_its_rows_along(graph_db: StateDB) -> 
 def test_a_name_that_is_no_path_is_refused(graph_db: StateDB) -> None:
     with pytest.raises(BadRequest):
         ask(graph_db, "def", "a b!")
+
+
+def test_method_calls_on_locals_of_a_written_type_resolve() -> None:
+    src = b"""use crate::net::Client;
+fn f(c: &mut Client, n: impl Fn()) {
+    c.send();
+    let v = Vec::new();
+    v.push(1);
+    let r = Request { id: 1 };
+    r.go();
+    let t: Option<u8> = None;
+    t.take();
+    other.send();
+}
+"""
+    got = {(r.written, r.line): r.targets for r in extract("src/lib.rs", src).refs}
+    assert got[("send", 3)] == ("net::Client::send",)
+    assert got[("push", 5)] == ("Vec::push",)  # as written: a prelude type stays by name
+    assert got[("go", 7)] == ("Request::go",)
+    assert got[("take", 9)] == ("Option::take",)
+    assert got[("send", 10)] == ()
 
 
 def test_calls_inside_macro_arguments_are_references() -> None:
