@@ -19,11 +19,13 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
 from daemon.embed_cache import EmbedCache, Vector
+from daemon.graph import graph_layout, graph_of
 from daemon.ignore import IgnoreRules
 from daemon.lexical import LexicalDoc, LexicalIndex
 from daemon.merkle import MerkleDiff, MerkleTree, hash_bytes
@@ -46,6 +48,9 @@ from daemon.snapshot_format import (
 from daemon.state import ChunkRow, FileRecord, PendingVector, StateDB
 from daemon.vectors import EdgeStore, VectorPoint
 from ipc.errors import BadRequest
+
+if TYPE_CHECKING:
+    from daemon.symbols import FileGraph
 
 #: Points written to the new shard per update.
 UPSERT_BATCH = 1000
@@ -196,18 +201,35 @@ def catch_up_records(
     return records, diff
 
 
+def disk_graphs(root: Path, records: list[FileRecord]) -> dict[str, FileGraph]:
+    """The symbol graph of each recorded file whose bytes on disk still hash as
+    recorded (a snapshot holds no graph: it is a function of the files, rebuilt here)."""
+    out: dict[str, FileGraph] = {}
+    for rec in records:
+        try:
+            fd = os.open(root / rec.path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        with os.fdopen(fd, "rb") as f:
+            data = f.read()
+        if hash_bytes(data) == rec.hash:
+            out[rec.path] = graph_of(rec.path, data)
+    return out
+
+
 def _write_state(
     path: Path,
     contents: _Contents,
     records: list[FileRecord],
     ctx: InstallContext,
     report: SeedReport,
+    graphs: dict[str, FileGraph],
 ) -> None:
     keep = {r.path for r in records}
     tree = MerkleTree({r.path: r.hash for r in records})
     state = StateDB(path)
     try:
-        for key, value in ctx.layout.items():
+        for key, value in {**ctx.layout, **graph_layout()}.items():
             state.set_meta(key, value)
         state.record(
             records,
@@ -216,6 +238,7 @@ def _write_state(
             {},
             (p for p in contents.pending if p.path in keep),
             tree.root_hash,
+            graphs=graphs,
         )
         state.set_meta("seeded_from", report.source)
         state.set_meta("seed", json.dumps(report.to_json()))
@@ -235,12 +258,14 @@ def install(
     `build` (which must not exist) from what of it matches the files on disk."""
     contents = _read_contents(snap, found, ctx)
     records, diff = catch_up_records(contents.manifest, disk_hashes(root, ctx.max_file_bytes))
-    keep = {r.path for r in records}
     report = SeedReport(source, len(records), len(diff.changed), len(diff.added), len(diff.deleted))
+    graphs = disk_graphs(root, records)
+    records = [r for r in records if r.path in graphs]  # changed since hashed: index it again
+    keep = {r.path for r in records}
     build.mkdir()
     _write_lexical(build / "tantivy", (c for c in contents.chunks.values() if c.path in keep))
     _write_vectors(build / "qdrant", contents, keep, ctx.dim)
-    _write_state(build / "state.db", contents, records, ctx, report)
+    _write_state(build / "state.db", contents, records, ctx, report, graphs)
     _merge_cache(ctx.embed_cache, contents)
     (build / "root.txt").write_text(str(root) + "\n")
     return report

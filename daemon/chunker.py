@@ -44,6 +44,7 @@ from pathlib import PurePosixPath
 import tree_sitter
 import tree_sitter_rust
 
+from daemon.parsing import parse_rust
 from ipc.kinds import KINDS, NODE_KINDS
 
 __all__ = [
@@ -252,7 +253,7 @@ def chunk_source(
     lines = source_lines(source)
     if not lines:
         return []
-    tree = tree_sitter.Parser(_language()).parse(source)
+    tree = parse_rust(source)
     return chunk_whole(rel_path, source, lines, tree, budget, measure, overlap_lines)
 
 

@@ -13,11 +13,15 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
 from daemon.merkle import MerkleDiff, MerkleTree
 from daemon.state import ChunkPatch, ChunkRow, FileRecord, PendingVector, StateDB
+
+if TYPE_CHECKING:
+    from daemon.symbols import FileGraph
 
 log = structlog.get_logger("rcmd.ledger")
 
@@ -28,6 +32,8 @@ class FileLedger:
         self._records = state.files()
         self._tree = MerkleTree({p: r.hash for p, r in self._records.items()})
         self._vectors_pending = state.pending_count()
+        #: Symbol graphs of files read but not recorded yet, by path: (content hash, graph).
+        self._graphs: dict[str, tuple[bytes, FileGraph]] = {}
         persisted = state.get_meta("merkle_root")
         #: Set when the persisted root hash disagrees with the records.
         self._distrust_stat = persisted is not None and persisted != self._tree.root_hash
@@ -107,6 +113,21 @@ class FileLedger:
         self._distrust_stat = False
 
     # ---- writes ----
+    def stage_graph(self, path: str, digest: bytes, graph: FileGraph) -> None:
+        """Hold the symbol graph of `path` as read with hash `digest` until its record is
+        committed: the graph is then written in the same transaction as its chunks."""
+        self._graphs[path] = (digest, graph)
+
+    def _take_graphs(self, files: list[FileRecord], deleted: list[str]) -> dict[str, FileGraph]:
+        out: dict[str, FileGraph] = {}
+        for f in files:
+            staged = self._graphs.pop(f.path, None)
+            if staged is not None and staged[0] == f.hash:
+                out[f.path] = staged[1]
+        for p in deleted:
+            self._graphs.pop(p, None)
+        return out
+
     def commit(
         self,
         files: list[FileRecord],
@@ -131,6 +152,7 @@ class FileLedger:
                 vectors_later,
                 merkle_root=self._tree.root_hash,
                 patches=patches or (),
+                graphs=self._take_graphs(files, deleted),
             )
         except BaseException:
             self._restore_tree([f.path for f in files] + deleted)
@@ -150,6 +172,7 @@ class FileLedger:
         """Forget every record (the indexes were emptied)."""
         self._state.clear()
         self._records.clear()
+        self._graphs.clear()
         self._tree = MerkleTree()
         self._state.set_meta("merkle_root", self._tree.root_hash)
         self._vectors_pending = 0

@@ -29,6 +29,7 @@ from daemon.chunker import Chunk, TooComplex, chunk_source
 from daemon.config import Config
 from daemon.embed_cache import EmbedCache, Vector, cache_key
 from daemon.embedder import Embedder
+from daemon.graph import graph_of
 from daemon.ignore import IGNORE_FILES, is_indexable_name, printable_if_not_utf8, through_link
 from daemon.lexical import LexicalDoc
 from daemon.merkle import ancestors, hash_bytes
@@ -371,6 +372,8 @@ def _prepare_file(
         return None
     diff = None if old is None else diff_chunks(old, chunks)
     report.time("chunk", time.perf_counter() - t)
+    with report.timed("graph"):
+        _stage_graph(root, rel, digest, data)
     if diff is None:
         report.points_dropped += root.ledger.chunks_of([rel])
     else:
@@ -381,6 +384,17 @@ def _prepare_file(
     prepared = FileWrite(record, chunks, diff)
     root.progress.chunks_planned(len(prepared.docs))
     return prepared
+
+
+def _stage_graph(root: RootIndex, rel: str, digest: bytes, data: bytes) -> None:
+    """Stage the file's symbol graph for the commit that records its chunks. A file the
+    graph extractor cannot read keeps its chunks and simply has no graph rows."""
+    try:
+        graph = graph_of(rel, data)
+    except Exception:
+        log.exception("graph_failed", root=str(root.path), path=rel)
+        return
+    root.ledger.stage_graph(rel, digest, graph)
 
 
 def _indexed_chunks(

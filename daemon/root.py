@@ -14,6 +14,7 @@ import structlog
 from daemon.activity import RootProgress
 from daemon.chunker import CHUNK_POLICY_VERSION, EMBED_TEXT_VERSION
 from daemon.config import Config, root_dir
+from daemon.graph import graph_layout
 from daemon.ignore import IgnoreRules
 from daemon.ledger import FileLedger
 from daemon.lexical import LEXICAL_VERSION, LexicalIndex
@@ -58,7 +59,8 @@ class RootIndex:
             raise StateError(f"{self.dir / 'tantivy'}: {exc}") from exc
         self.ledger = FileLedger(self.state)
         self.progress = RootProgress()
-        reset = self._reset_if_rebuilt(build_layout(model_id, dim), missing)
+        layout = {**build_layout(model_id, dim), **graph_layout()}
+        reset = self._reset_if_rebuilt(layout, missing)
         try:
             self.vectors: VectorStore = open_store(
                 config.vector_store, self.dir / "qdrant", self.id, dim
@@ -91,6 +93,9 @@ class RootIndex:
         # ... and its lexical index without stems.
         if recorded.get("lexical") is None and not self.state.created:
             recorded["lexical"] = "1"
+        # A root from before the symbol graph has none: build it (through the caches).
+        if recorded.get("symbol_graph") is None and not self.state.created:
+            recorded["symbol_graph"] = "0"
         changed = any(v is not None and v != layout[k] for k, v in recorded.items())
         lost = missing if len(self.ledger) else []
         if lost:

@@ -21,6 +21,7 @@ from daemon.chunk_cache import ChunkCache
 from daemon.config import Config
 from daemon.embed_cache import EmbedCache
 from daemon.embedder import Embedder
+from daemon.graph import navigate
 from daemon.indexer import Indexer
 from daemon.metrics import peak_rss_bytes, rss_bytes
 from daemon.parse_cache import ParseCache
@@ -30,18 +31,20 @@ from daemon.registry import Registry
 from daemon.root import RootIndex
 from daemon.search import overlaps, run_search, search_roots
 from daemon.seeding import Adopter
-from daemon.status import root_status, summary_line
+from daemon.status import caches_status, root_status, summary_line
 from daemon.sync import Cookies, bring_up_to_date
 from daemon.verify import verify_root
 from ipc import __version__
 from ipc.errors import BadRequest, Busy, NotFound, Timeout
 from ipc.protocol import PROTOCOL_VERSION
 from ipc.requests import (
+    NAV_REQUESTS,
     REQUESTS,
     ExportRequest,
     HelloRequest,
     IndexRequest,
     MethodRequest,
+    NavRequest,
     ReadRequest,
     ReindexRequest,
     RemoveRequest,
@@ -133,6 +136,7 @@ class Service:
             "wait": handler(WaitRequest, self.wait),
             "stop": handler(StopRequest, self.stop),
             "export": handler(ExportRequest, self.export),
+            **{nav.method: handler(nav, self.navigate) for nav in NAV_REQUESTS},
         }
         if missing := REQUESTS.keys() - self.handlers.keys():
             raise RuntimeError(f"methods without a handler: {sorted(missing)}")
@@ -211,6 +215,14 @@ class Service:
             reply["exact"] = outcome.exact
         if outcome.confidence is not None:
             reply["confidence"] = outcome.confidence
+        reply["took_ms"] = round((time.perf_counter() - t) * 1000, 2)
+        return reply
+
+    def navigate(self, req: NavRequest) -> dict[str, Any]:
+        """Definitions, references, callers, callees or impls of a name (`daemon.graph`)."""
+        t = time.perf_counter()
+        graphs = [(r.state.graph_reader(), str(r.path)) for r in self.registry.select(req.root)]
+        reply = navigate(graphs, req.method, req.name, req.limit)
         reply["took_ms"] = round((time.perf_counter() - t) * 1000, 2)
         return reply
 
@@ -300,26 +312,9 @@ class Service:
             "uptime_s": round(time.time() - self.started, 1),
             "rss_bytes": rss_bytes(),
             "peak_rss_bytes": peak_rss_bytes(),
-            "embedding": {
-                "model": self.embedder.model_id,
-                "dim": self.embedder.dim,
-                "loaded": self.embedder.loaded,
-                "cache_hits": self.indexer.totals.cache_hits,
-                "cache_misses": self.indexer.totals.cache_misses,
-                "cache_pruned": self.cache.pruned,
-            },
-            "chunk_cache": {
-                "hits": self.chunk_cache.hits if self.chunk_cache else 0,
-                "misses": self.chunk_cache.misses if self.chunk_cache else 0,
-                "pruned": self.chunk_cache.pruned if self.chunk_cache else 0,
-            },
-            "parse_cache": {
-                "files": len(self.parse_cache),
-                "bytes": self.parse_cache.size,
-                "incremental": self.parse_cache.incremental,
-                "full": self.parse_cache.full,
-                "evicted": self.parse_cache.evicted,
-            },
+            **caches_status(
+                self.embedder, self.indexer, self.cache, self.chunk_cache, self.parse_cache
+            ),
             "vector_store": "qdrant-server" if self.config.vector_store.url else "qdrant-edge",
             "last_batch": self.indexer.last_batch,
             "waiting": self.indexer.waiters,

@@ -7,20 +7,29 @@ crash leaves a record of what to redo.
 A big batch writes Tantivy first and leaves the embedding for later: its chunks are
 recorded with a row in `pending_vectors` (the text to embed) until their vectors are in
 Qdrant. A v1 database simply gains the empty table: "no vector pending" is what v1 meant.
+
+The symbol graph (`graph_*` tables: definitions, references, impl relations, imports) is
+written in the same transaction as its file's chunks and goes with them. A database from
+before it gains the empty tables the same way; its root records no `symbol_graph`
+version and is rebuilt through the caches when opened (`daemon.root`).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import apsw
 
 from daemon.sqlite import connect, state_errors
 from ipc.errors import StateError
+
+if TYPE_CHECKING:
+    from daemon.symbols import FileGraph
 
 SCHEMA_VERSION = 1
 
@@ -42,7 +51,34 @@ CREATE TABLE IF NOT EXISTS inflight(path TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS pending_vectors(
     id TEXT PRIMARY KEY, path TEXT NOT NULL, kind TEXT NOT NULL, embed_text TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS pending_vectors_path ON pending_vectors(path);
+CREATE TABLE IF NOT EXISTS graph_defs(
+    path TEXT NOT NULL, symbol TEXT NOT NULL, name TEXT NOT NULL, kind TEXT NOT NULL,
+    line INTEGER NOT NULL, end_line INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS graph_defs_path ON graph_defs(path);
+CREATE INDEX IF NOT EXISTS graph_defs_name ON graph_defs(name);
+CREATE INDEX IF NOT EXISTS graph_defs_symbol ON graph_defs(symbol);
+CREATE TABLE IF NOT EXISTS graph_refs(
+    path TEXT NOT NULL, name TEXT NOT NULL, written TEXT NOT NULL, kind TEXT NOT NULL,
+    line INTEGER NOT NULL, enclosing TEXT NOT NULL, targets TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS graph_refs_path ON graph_refs(path);
+CREATE INDEX IF NOT EXISTS graph_refs_name ON graph_refs(name);
+DROP INDEX IF EXISTS graph_refs_enclosing;
+CREATE TABLE IF NOT EXISTS graph_impls(
+    path TEXT NOT NULL, trait_name TEXT NOT NULL, trait TEXT NOT NULL,
+    trait_targets TEXT NOT NULL, type_name TEXT NOT NULL, self_type TEXT NOT NULL,
+    type_targets TEXT NOT NULL, line INTEGER NOT NULL, symbol TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS graph_impls_path ON graph_impls(path);
+CREATE INDEX IF NOT EXISTS graph_impls_trait ON graph_impls(trait_name);
+CREATE INDEX IF NOT EXISTS graph_impls_type ON graph_impls(type_name);
+CREATE TABLE IF NOT EXISTS graph_imports(
+    path TEXT NOT NULL, module TEXT NOT NULL, alias TEXT NOT NULL, target TEXT NOT NULL,
+    line INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS graph_imports_path ON graph_imports(path);
+CREATE INDEX IF NOT EXISTS graph_imports_alias ON graph_imports(module, alias);
 """
+
+#: The symbol graph's tables, each with a `path` column: a file's rows go together.
+GRAPH_TABLES = ("graph_defs", "graph_refs", "graph_impls", "graph_imports")
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,17 +265,19 @@ class StateDB:
         pending: Iterable[PendingVector] = (),
         merkle_root: str | None = None,
         patches: Iterable[ChunkPatch] = (),
+        graphs: Mapping[str, FileGraph] | None = None,
     ) -> None:
         """Record what the indexes now hold, in one transaction; `pending` are chunks of
         these files that Tantivy holds and the vector store does not yet; `merkle_root`
-        is the tree's root hash over the records as they are after this commit. A file
-        with a patch keeps the chunk rows that `chunks` does not replace."""
+        is the tree's root hash over the records as they are after this commit; `graphs`
+        the files' symbol graphs. A file with a patch keeps the chunk rows that `chunks`
+        does not replace."""
         now = time.time()
-        file_list = list(files)
-        deleted_list = list(deleted)
+        file_list, deleted_list = list(files), list(deleted)
         with state_errors(self.path), self._lock, self._db:
             touched = [f.path for f in file_list] + deleted_list
-            self._drop_chunks(touched, list(patches))
+            _drop_chunks(self._db, touched, list(patches))
+            _replace_graphs(self._db, touched, graphs or {})
             self._db.executemany(
                 "INSERT OR REPLACE INTO pending_vectors VALUES(?,?,?,?)",
                 ((v.id, v.path, v.kind, v.embed_text) for v in pending),
@@ -279,19 +317,14 @@ class StateDB:
             if merkle_root is not None:
                 self.set_meta("merkle_root", merkle_root)
 
-    def _drop_chunks(self, touched: list[str], patches: list[ChunkPatch]) -> None:
-        """Delete the chunk rows and pending vectors that a commit replaces: every one of
-        a file written whole, only the dropped (and re-embedded) ones of a patched file."""
-        patched = {p.path for p in patches}
-        whole = [(p,) for p in touched if p not in patched]
-        self._db.executemany("DELETE FROM chunks WHERE path=?", whole)
-        self._db.executemany("DELETE FROM pending_vectors WHERE path=?", whole)
-        for patch in patches:
-            self._db.executemany("DELETE FROM chunks WHERE id=?", ((i,) for i in patch.dropped))
-            self._db.executemany(
-                "DELETE FROM pending_vectors WHERE id=?",
-                ((i,) for i in (*patch.dropped, *patch.revectored)),
-            )
+    def graph_paths(self) -> set[str]:
+        """Every path that has symbol graph rows (verify: each must have a record)."""
+        union = " UNION ".join(f"SELECT DISTINCT path FROM {t}" for t in GRAPH_TABLES)
+        return {str(r[0]) for r in self._reader().execute(union)}
+
+    def graph_reader(self) -> apsw.Connection:
+        """The calling thread's read connection, for the graph queries (`daemon.graph`)."""
+        return self._reader()
 
     def update_stat(self, records: Iterable[FileRecord]) -> None:
         """Refresh (size, mtime, inode) of files whose content hash did not change."""
@@ -328,5 +361,63 @@ class StateDB:
     def clear(self) -> None:
         """Forget everything recorded."""
         with self._lock, self._db:
-            for table in ("files", "chunks", "skipped", "inflight", "pending_vectors"):
+            tables = ("files", "chunks", "skipped", "inflight", "pending_vectors", *GRAPH_TABLES)
+            for table in tables:
                 self._db.execute(f"DELETE FROM {table}")
+
+
+def _drop_chunks(db: apsw.Connection, touched: list[str], patches: list[ChunkPatch]) -> None:
+    """Delete the chunk rows and pending vectors that a commit replaces: every one of
+    a file written whole, only the dropped (and re-embedded) ones of a patched file."""
+    patched = {p.path for p in patches}
+    whole = [(p,) for p in touched if p not in patched]
+    db.executemany("DELETE FROM chunks WHERE path=?", whole)
+    db.executemany("DELETE FROM pending_vectors WHERE path=?", whole)
+    for patch in patches:
+        db.executemany("DELETE FROM chunks WHERE id=?", ((i,) for i in patch.dropped))
+        db.executemany(
+            "DELETE FROM pending_vectors WHERE id=?",
+            ((i,) for i in (*patch.dropped, *patch.revectored)),
+        )
+
+
+def _replace_graphs(
+    db: apsw.Connection, touched: list[str], graphs: Mapping[str, FileGraph]
+) -> None:
+    """Drop the graph rows of `touched` paths and write the new ones (in the caller's
+    transaction)."""
+    for table in GRAPH_TABLES:
+        db.executemany(f"DELETE FROM {table} WHERE path=?", ((p,) for p in touched))
+    for path, g in graphs.items():
+        db.executemany(
+            "INSERT INTO graph_defs VALUES(?,?,?,?,?,?)",
+            ((path, d.symbol, d.name, d.kind, d.line, d.end_line) for d in g.defs),
+        )
+        db.executemany(
+            "INSERT INTO graph_refs VALUES(?,?,?,?,?,?,?)",
+            (
+                (path, r.name, r.written, r.kind, r.line, r.enclosing, "\n".join(r.targets))
+                for r in g.refs
+            ),
+        )
+        db.executemany(
+            "INSERT INTO graph_impls VALUES(?,?,?,?,?,?,?,?,?)",
+            (
+                (
+                    path,
+                    i.trait.rsplit("::", 1)[-1],
+                    i.trait,
+                    "\n".join(i.trait_targets),
+                    i.self_type.rsplit("::", 1)[-1],
+                    i.self_type,
+                    "\n".join(i.type_targets),
+                    i.line,
+                    i.symbol,
+                )
+                for i in g.impls
+            ),
+        )
+        db.executemany(
+            "INSERT INTO graph_imports VALUES(?,?,?,?,?)",
+            ((path, m.module, m.alias, m.target, m.line) for m in g.imports),
+        )

@@ -8,7 +8,11 @@ import json
 from collections import Counter
 from typing import Any
 
+from daemon.chunk_cache import ChunkCache
+from daemon.embed_cache import EmbedCache
+from daemon.embedder import Embedder
 from daemon.indexer import Indexer
+from daemon.parse_cache import ParseCache
 from daemon.registry import Registry
 from daemon.root import RootIndex
 
@@ -64,3 +68,35 @@ def summary_line(indexer: Indexer, registry: Registry) -> str:
         return f"idle: {len(roots)} root(s), {chunks} chunks"
     except Exception as exc:  # a root removed meanwhile, a state error: never fatal
         return f"status unavailable: {exc}"
+
+
+def caches_status(
+    embedder: Embedder,
+    indexer: Indexer,
+    cache: EmbedCache,
+    chunk_cache: ChunkCache | None,
+    parse_cache: ParseCache,
+) -> dict[str, Any]:
+    """The daemon-wide `embedding`, `chunk_cache` and `parse_cache` objects of `status`."""
+    return {
+        "embedding": {
+            "model": embedder.model_id,
+            "dim": embedder.dim,
+            "loaded": embedder.loaded,
+            "cache_hits": indexer.totals.cache_hits,
+            "cache_misses": indexer.totals.cache_misses,
+            "cache_pruned": cache.pruned,
+        },
+        "chunk_cache": {
+            "hits": chunk_cache.hits if chunk_cache else 0,
+            "misses": chunk_cache.misses if chunk_cache else 0,
+            "pruned": chunk_cache.pruned if chunk_cache else 0,
+        },
+        "parse_cache": {
+            "files": len(parse_cache),
+            "bytes": parse_cache.size,
+            "incremental": parse_cache.incremental,
+            "full": parse_cache.full,
+            "evicted": parse_cache.evicted,
+        },
+    }

@@ -65,6 +65,8 @@ def verify_root(root: RootIndex) -> dict[str, Any]:
     for path, rec in records.items():
         if rec.chunks != len(state_ids.get(path, ())):
             problems.append(f"chunk count mismatch in state.db for {path}")
+    for path in sorted(root.state.graph_paths() - set(records)):
+        problems.append(f"symbol graph rows of a file not recorded: {path}")
     lexical_total = sum(len(v) for v in lexical_ids.values())
     vector_total = sum(len(v) for v in vector_ids.values())
     return {

@@ -32,8 +32,14 @@ from ipc.completion import SHELLS
 from ipc.errors import BadRequest, NotFound, RcmdError
 from ipc.paths import RuntimePaths, runtime_paths
 from ipc.requests import (
+    CalleesRequest,
+    CallersRequest,
+    DefRequest,
     ExportRequest,
+    ImplsRequest,
     IndexRequest,
+    NavRequest,
+    RefsRequest,
     ReindexRequest,
     RemoveRequest,
     SearchRequest,
@@ -293,7 +299,7 @@ def cmd_search(args: argparse.Namespace, paths: RuntimePaths) -> int:
     return 0
 
 
-def _search_here(paths: RuntimePaths, req: SearchRequest, *, search_all: bool) -> Any:
+def _search_here(paths: RuntimePaths, req: SearchRequest | NavRequest, *, search_all: bool) -> Any:
     """Search the root holding the working directory, if one does, unless --all or
     --root says otherwise; else every root."""
     if req.root is None and not search_all:
@@ -346,6 +352,136 @@ def _highlighter(query: str) -> Any:
         return None
     pattern = re.compile("|".join(sorted(map(re.escape, words), key=len, reverse=True)), re.I)
     return lambda line: pattern.sub(lambda m: f"\033[1;31m{m.group(0)}\033[0m", line)
+
+
+def _navigate(args: argparse.Namespace, paths: RuntimePaths, schema: type[NavRequest]) -> Any:
+    """Ask a navigation method in the root holding the working directory (else every
+    root, or --root's); with --json print the results and return None."""
+    req = request_from_args(schema, args)
+    result = _search_here(paths, req, search_all=False)
+    if args.json:
+        _print_json({"results": result["results"]})
+        return None
+    if not result["results"]:
+        print(
+            f"rcmd: nothing found for {req.name}; look for it as text with: rcmd search {req.name}",
+            file=sys.stderr,
+        )
+        return None
+    return result
+
+
+def _where(hit: dict[str, Any], several: bool) -> str:
+    mark = "" if hit["confidence"] == "resolved" else "  [by name]"
+    return f"{_display_path(hit, os.getcwd(), several)}:{hit['line']}{mark}"
+
+
+def _several(hits: list[dict[str, Any]]) -> bool:
+    return len({h["root"] for h in hits}) > 1
+
+
+_NAV_JSON = "print {results: [{root, path, line, symbol, kind, confidence, crate}]}"
+_NAV_NOTE = (
+    "NAME may be a path suffix (codec::crc, Vec::push, push). Answers resolved through\n"
+    "use declarations, self/super/crate and Self come first; the rest, matched by name\n"
+    "only, are marked [by name]."
+)
+
+
+@command(
+    "def",
+    "where a name is defined",
+    "Show the definitions of NAME in the indexed root you are in (else every root).\n" + _NAV_NOTE,
+    schema=DefRequest,
+)
+@argument("--json", action="store_true", help=_NAV_JSON)
+def cmd_def(args: argparse.Namespace, paths: RuntimePaths) -> int:
+    result = _navigate(args, paths, DefRequest)
+    if result is not None:
+        several = _several(result["results"])
+        for hit in result["results"]:
+            print(f"{_where(hit, several)}  {hit['symbol']} ({hit['kind']})")
+    return 0
+
+
+@command(
+    "refs",
+    "references to a name, by file",
+    "Show every reference to NAME (calls, method calls, type uses, trait bounds, use\n"
+    "imports, macro invocations), grouped by file, with the item each one is in.\n" + _NAV_NOTE,
+    schema=RefsRequest,
+)
+@argument("--json", action="store_true", help=_NAV_JSON)
+def cmd_refs(args: argparse.Namespace, paths: RuntimePaths) -> int:
+    result = _navigate(args, paths, RefsRequest)
+    if result is None:
+        return 0
+    several = _several(result["results"])
+    last = None
+    for hit in result["results"]:
+        file = _display_path(hit, os.getcwd(), several)
+        if file != last:
+            print(file)
+            last = file
+        mark = "" if hit["confidence"] == "resolved" else "  [by name]"
+        print(f"  {hit['line']}: {hit['symbol']} ({hit['kind']}) in {hit['via']}{mark}")
+    return 0
+
+
+@command(
+    "callers",
+    "the fns that call a name, by caller",
+    "Show the fns and methods that call NAME (or name it as a value), grouped by the\n"
+    "calling item, with each call site.\n" + _NAV_NOTE,
+    schema=CallersRequest,
+)
+@argument("--json", action="store_true", help=_NAV_JSON)
+def cmd_callers(args: argparse.Namespace, paths: RuntimePaths) -> int:
+    result = _navigate(args, paths, CallersRequest)
+    if result is None:
+        return 0
+    several = _several(result["results"])
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for hit in result["results"]:
+        groups.setdefault((hit["root"], hit["symbol"], hit["kind"]), []).append(hit)
+    for (_root, symbol, kind), hits in groups.items():
+        print(f"{symbol} ({kind})")
+        for hit in hits:
+            print(f"  {_where(hit, several)}  calls {hit['via']}")
+    return 0
+
+
+@command(
+    "callees",
+    "what a fn calls",
+    "Show the calls made by the fns or methods NAME defines, in line order.\n" + _NAV_NOTE,
+    schema=CalleesRequest,
+)
+@argument("--json", action="store_true", help=_NAV_JSON)
+def cmd_callees(args: argparse.Namespace, paths: RuntimePaths) -> int:
+    result = _navigate(args, paths, CalleesRequest)
+    if result is not None:
+        several = _several(result["results"])
+        for hit in result["results"]:
+            print(f"{_where(hit, several)}  {hit['symbol']} ({hit['kind']}) from {hit['via']}")
+    return 0
+
+
+@command(
+    "impls",
+    "impls of a trait, or traits of a type",
+    "Show the types that implement the trait NAME, or the traits the type NAME\n"
+    "implements (impl Trait for Type).\n" + _NAV_NOTE,
+    schema=ImplsRequest,
+)
+@argument("--json", action="store_true", help=_NAV_JSON)
+def cmd_impls(args: argparse.Namespace, paths: RuntimePaths) -> int:
+    result = _navigate(args, paths, ImplsRequest)
+    if result is not None:
+        several = _several(result["results"])
+        for hit in result["results"]:
+            print(f"{_where(hit, several)}  {hit['symbol']}  (impl with {hit['via']})")
+    return 0
 
 
 def _fmt_bytes(n: int) -> str:

@@ -1,6 +1,7 @@
 """`rcmd mcp`: a stdio MCP server (the official `mcp` SDK) that forwards to the daemon.
 
-Agents get five tools: `search`, `status`, `reindex`, `read_chunk` and `similar_code`.
+Agents get the tools `search`, `status`, `reindex`, `read_chunk`, `similar_code`, and
+the navigation tools `definitions`, `references`, `callers`, `callees`, `implementations`.
 The daemon is started on first use if none runs; every call is one protocol request, built
 through the method's schema (ipc.requests).
 """
@@ -15,8 +16,13 @@ from ipc.client import ensure_daemon, request
 from ipc.errors import RcmdError
 from ipc.paths import RuntimePaths
 from ipc.requests import (
+    CalleesRequest,
+    CallersRequest,
+    DefRequest,
+    ImplsRequest,
     MethodRequest,
     ReadRequest,
+    RefsRequest,
     ReindexRequest,
     SearchRequest,
     SimilarRequest,
@@ -31,7 +37,10 @@ rcmd searches the Rust code of the project roots it indexes (hybrid BM25 + embed
 kept up to date as files change). Use `search` with natural language ("where do we retry
 failed requests") or identifiers (`HashMap::with_capacity`); results give root, path,
 1-based inclusive line range, symbol, kind and a snippet. Use `read_chunk` to read a
-result's lines and `similar_code` to find code like a given range."""
+result's lines and `similar_code` to find code like a given range. `definitions`,
+`references`, `callers`, `callees` and `implementations` navigate the symbol graph: give
+a name or path suffix (`codec::crc`, `Vec::push`); answers say `confidence: resolved`
+(through imports and paths) or `name` (matched by name only)."""
 
 
 #: MCP tool → the protocol method it forwards to; its parameters are that method's fields
@@ -42,6 +51,11 @@ TOOL_METHODS = {
     "reindex": "reindex",
     "read_chunk": "read",
     "similar_code": "similar",
+    "definitions": "def",
+    "references": "refs",
+    "callers": "callers",
+    "callees": "callees",
+    "implementations": "impls",
 }
 
 
@@ -70,6 +84,7 @@ def build_server(paths: RuntimePaths) -> Any:
 
     _search_tools(server, forward)
     _status_and_code_tools(server, forward)
+    _navigation_tools(server, forward)
     return server
 
 
@@ -141,6 +156,35 @@ def _status_and_code_tools(server: MCPServer, forward: Forward) -> None:
                 path=path, start_line=start_line, end_line=end_line, limit=limit, root=root
             )
         )
+
+
+def _navigation_tools(server: MCPServer, forward: Forward) -> None:
+    @server.tool()
+    async def definitions(name: str, root: str | None = None, limit: int = 200) -> dict[str, Any]:
+        """Where a Rust name is defined; `name` may be a path suffix (`codec::crc`)."""
+        return await forward(DefRequest(name=name, root=root, limit=limit))
+
+    @server.tool()
+    async def references(name: str, root: str | None = None, limit: int = 200) -> dict[str, Any]:
+        """Every reference to a name: calls, method calls, type uses, bounds, imports."""
+        return await forward(RefsRequest(name=name, root=root, limit=limit))
+
+    @server.tool()
+    async def callers(name: str, root: str | None = None, limit: int = 200) -> dict[str, Any]:
+        """The fns and methods calling a name (`symbol` is the caller, `via` the callee)."""
+        return await forward(CallersRequest(name=name, root=root, limit=limit))
+
+    @server.tool()
+    async def callees(name: str, root: str | None = None, limit: int = 200) -> dict[str, Any]:
+        """What the fns or methods a name defines call."""
+        return await forward(CalleesRequest(name=name, root=root, limit=limit))
+
+    @server.tool()
+    async def implementations(
+        name: str, root: str | None = None, limit: int = 200
+    ) -> dict[str, Any]:
+        """The types implementing a trait, or the traits a type implements."""
+        return await forward(ImplsRequest(name=name, root=root, limit=limit))
 
 
 def run(paths: RuntimePaths) -> int:

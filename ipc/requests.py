@@ -361,3 +361,75 @@ class WaitRequest(MethodRequest):
     timeout_s: float = field(
         default=60.0, metadata=spec("give up after this long", bounds=(0, MAX_WAIT_S))
     )
+
+
+# ---- navigation (the symbol graph) ----
+
+#: Most answers one navigation request returns (by default).
+NAV_LIMIT = 200
+
+
+@dataclass(frozen=True, slots=True)
+class NavRequest(MethodRequest):
+    """Base of the navigation methods: a name (a path suffix) and where to look."""
+
+    name: str = field(
+        metadata=spec(
+            "a symbol or a path suffix of one: codec::crc, Vec::push, push",
+            cli="name",
+            max_chars=MAX_QUERY_CHARS,
+        )
+    )
+    root: str | None = field(
+        default=None,
+        metadata=spec("look only in the root holding this path", cli="--root", resolve=True),
+    )
+    limit: int = field(
+        default=NAV_LIMIT,
+        metadata=spec(
+            f"answers to show (default {NAV_LIMIT})", cli="--limit", bounds=(1, MAX_LIMIT)
+        ),
+    )
+
+    def check(self) -> None:
+        if not self.name.strip():
+            raise BadRequest("'name' must not be empty")
+
+
+@protocol_method("def")
+@dataclass(frozen=True, slots=True)
+class DefRequest(NavRequest):
+    """Where a name is defined."""
+
+
+@protocol_method("refs")
+@dataclass(frozen=True, slots=True)
+class RefsRequest(NavRequest):
+    """Every reference to a name: calls, method calls, type uses, bounds, imports, macros."""
+
+
+@protocol_method("callers")
+@dataclass(frozen=True, slots=True)
+class CallersRequest(NavRequest):
+    """The items (fns, methods) that call a name."""
+
+
+@protocol_method("callees")
+@dataclass(frozen=True, slots=True)
+class CalleesRequest(NavRequest):
+    """What the fns or methods a name defines call."""
+
+
+@protocol_method("impls")
+@dataclass(frozen=True, slots=True)
+class ImplsRequest(NavRequest):
+    """The types implementing a trait, or the traits a type implements."""
+
+
+NAV_REQUESTS: tuple[type[NavRequest], ...] = (
+    DefRequest,
+    RefsRequest,
+    CallersRequest,
+    CalleesRequest,
+    ImplsRequest,
+)

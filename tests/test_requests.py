@@ -51,6 +51,11 @@ def test_every_method_has_a_schema() -> None:
         "stop",
         "wait",
         "export",
+        "def",
+        "refs",
+        "callers",
+        "callees",
+        "impls",
     }
     for name, schema in REQUESTS.items():
         assert schema.method == name
@@ -191,7 +196,19 @@ def test_cli_arguments_map_to_schema_fields() -> None:
     schema (same name, choices, default and type), or one of the CLI's declared own."""
     subs = _subparsers(build_parser())
     with_schema = {name: cmd for name, cmd in COMMANDS.items() if cmd.schema is not None}
-    assert set(with_schema) == {"index", "search", "status", "reindex", "remove", "export"}
+    assert set(with_schema) == {
+        "index",
+        "search",
+        "status",
+        "reindex",
+        "remove",
+        "export",
+        "def",
+        "refs",
+        "callers",
+        "callees",
+        "impls",
+    }
     for name, cmd in with_schema.items():
         assert cmd.schema is not None
         fields = {f.name: f for f in dataclasses.fields(cmd.schema)}

@@ -1,0 +1,295 @@
+"""Navigation over a root's symbol graph (the `graph_*` tables of state.db): definitions,
+references, callers, callees and implementations of a name.
+
+A name is a path suffix (`codec::crc`, `Vec::push`, `push`). A reference counts as
+`resolved` when one of its candidate symbols (`daemon.resolve`), followed through
+`pub use` re-exports, is a definition the name matches; it is left out when its candidate
+is another definition (the `crc` of another module); otherwise it counts by `name` when
+its written path agrees with the name, and comes after every resolved one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any
+
+import apsw
+import structlog
+
+from daemon.resolve import crate_prefix, path_segments
+from daemon.symbols import CALL_KINDS, GRAPH_VERSION, FileGraph, extract
+from ipc.errors import BadRequest
+
+log = structlog.get_logger("rcmd.graph")
+
+#: Reference kinds a caller makes: calls, and a function named as a value (`map(f)`).
+_CALLING = frozenset({*CALL_KINDS, "path"})
+_RELATIVE_HEADS = frozenset({"crate", "self", "super", "Self"})
+#: (key, judged column, its targets, shown column, its targets) of each impl direction:
+#: the implementors of a trait, and the traits of a type.
+_IMPL_SIDES = (
+    ("trait_name", "trait", "trait_targets", "self_type", "type_targets"),
+    ("type_name", "self_type", "type_targets", "trait", "trait_targets"),
+)
+#: Import hops followed from a candidate to the definition it re-exports.
+_MAX_HOPS = 4
+
+
+def graph_layout() -> dict[str, str]:
+    """The state.db meta key the graph is built under: a root recorded under another
+    version (or none) is rebuilt through the caches."""
+    return {"symbol_graph": str(GRAPH_VERSION)}
+
+
+def graph_of(rel_path: str, source: bytes) -> FileGraph:
+    """The file's graph; a file the extractor fails on gets an empty one (its chunks
+    are still indexed) and a log line, never a failed batch."""
+    try:
+        return extract(rel_path, source)
+    except Exception:
+        log.exception("graph_extract_failed", path=rel_path)
+        return FileGraph("")
+
+
+@dataclass(frozen=True, slots=True)
+class NavHit:
+    """One answer of a navigation query; `path` relative to `root`, `line` 1-based."""
+
+    root: str
+    path: str
+    line: int
+    symbol: str
+    kind: str
+    confidence: str  # "resolved" | "name"
+    crate: str
+    via: str = ""  # the matched side: the reference's target, a caller's callee
+
+    def to_json(self) -> dict[str, Any]:
+        out = {
+            "root": self.root,
+            "path": self.path,
+            "line": self.line,
+            "symbol": self.symbol,
+            "kind": self.kind,
+            "confidence": self.confidence,
+            "crate": self.crate,
+        }
+        if self.via:
+            out["via"] = self.via
+        return out
+
+
+def name_segments(name: str) -> tuple[str, ...]:
+    """A query name as segments, without a leading `crate::`/`self::`."""
+    segs = path_segments(name)
+    while segs and segs[0] in ("crate", "self"):
+        segs = segs[1:]
+    return segs
+
+
+def agrees(written: str, segs: tuple[str, ...]) -> bool:
+    """Whether a path as written can name `segs`: their common tail is equal (`crc` and
+    `codec::crc` agree; `other::crc` and `codec::crc` do not)."""
+    mine = path_segments(written)
+    while mine and mine[0] in _RELATIVE_HEADS:
+        mine = mine[1:]
+    n = min(len(mine), len(segs))
+    return n > 0 and mine[-n:] == segs[-n:]
+
+
+def crate_of(rel_path: str, root_name: str) -> str:
+    """The crate a file belongs to: its folder in a workspace, else the root's name."""
+    prefix = crate_prefix(rel_path)
+    return prefix[0] if prefix else root_name.replace("-", "_")
+
+
+class GraphReader:
+    """Queries over one root's graph through the calling thread's read connection."""
+
+    def __init__(self, conn: apsw.Connection, root: str) -> None:
+        self._db = conn
+        self._root = root
+        self._root_name = PurePosixPath(root).name
+        self._known: dict[str, str | None] = {}
+
+    def _hit(self, path: str, line: int, symbol: str, kind: str, conf: str, via: str) -> NavHit:
+        crate = crate_of(path, self._root_name)
+        return NavHit(self._root, path, line, symbol, kind, conf, crate, via)
+
+    def definitions(self, segs: tuple[str, ...]) -> list[tuple[str, str, str, int, int]]:
+        """(path, symbol, kind, line, end_line) of the definitions `segs` names."""
+        if not segs:
+            return []
+        want = "::".join(segs)
+        rows = self._db.execute(
+            "SELECT path, symbol, kind, line, end_line FROM graph_defs WHERE name=? "
+            "ORDER BY path, line",
+            (segs[-1],),
+        )
+        return [
+            (str(p), str(s), str(k), int(a), int(b))
+            for p, s, k, a, b in rows
+            if s == want or str(s).endswith("::" + want)
+        ]
+
+    def resolve(self, candidate: str) -> str | None:
+        """The defined symbol a candidate names, through `use` re-exports; None when no
+        file of the root defines it."""
+        if candidate in self._known:
+            return self._known[candidate]
+        found: str | None = None
+        current = candidate
+        for _ in range(_MAX_HOPS):
+            row = self._db.execute(
+                "SELECT symbol FROM graph_defs WHERE symbol=? LIMIT 1", (current,)
+            ).fetchone()
+            if row is not None:
+                found = str(row[0])
+                break
+            module, _, alias = current.rpartition("::")
+            nxt = self._db.execute(
+                "SELECT target FROM graph_imports WHERE module=? AND alias=? LIMIT 1",
+                (module, alias),
+            ).fetchone()
+            if nxt is None or nxt[0] == current:
+                break
+            current = str(nxt[0])
+        self._known[candidate] = found
+        return found
+
+    def judge(self, targets: str, written: str, wanted: set[str], segs: tuple[str, ...]) -> str:
+        """`resolved:SYMBOL`, `name`, or "" (another definition's) for one reference."""
+        resolved = [r for c in targets.split("\n") if c and (r := self.resolve(c)) is not None]
+        for r in resolved:
+            if r in wanted:
+                return "resolved:" + r
+        if resolved:
+            return ""
+        return "name" if agrees(written, segs) else ""
+
+    def def_hits(self, segs: tuple[str, ...]) -> list[NavHit]:
+        rows = self.definitions(segs)
+        shown = [r for r in rows if r[2] != "impl"] or rows
+        return [self._hit(p, line, s, k, "resolved", "") for p, s, k, line, _ in shown]
+
+    def _refs(
+        self, segs: tuple[str, ...], kinds: frozenset[str] | None
+    ) -> Iterator[tuple[str, int, str, str, str, str]]:
+        """(path, line, enclosing, kind, confidence, target) of the references to `segs`."""
+        if not segs:
+            return
+        wanted = {s for _p, s, _k, _a, _b in self.definitions(segs)}
+        rows = self._db.execute(
+            "SELECT path, line, enclosing, kind, written, targets FROM graph_refs WHERE name=? "
+            "ORDER BY path, line",
+            (segs[-1],),
+        )
+        for path, line, enclosing, kind, written, targets in rows:
+            if kinds is not None and kind not in kinds:
+                continue
+            verdict = self.judge(str(targets), str(written), wanted, segs)
+            if verdict:
+                conf, _, target = verdict.partition(":")
+                yield str(path), int(line), str(enclosing), str(kind), conf, target or str(written)
+
+    def ref_hits(self, segs: tuple[str, ...]) -> list[NavHit]:
+        return [
+            self._hit(p, line, target, kind, conf, enclosing)
+            for p, line, enclosing, kind, conf, target in self._refs(segs, None)
+        ]
+
+    def caller_hits(self, segs: tuple[str, ...]) -> list[NavHit]:
+        refs = list(self._refs(segs, _CALLING))
+        kinds = self._kinds_of({enclosing for _p, _l, enclosing, *_ in refs})
+        return [
+            self._hit(p, line, enclosing, kinds.get(enclosing, "code"), conf, target)
+            for p, line, enclosing, _kind, conf, target in refs
+        ]
+
+    def _kinds_of(self, symbols: Iterable[str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for symbol in symbols:
+            row = self._db.execute(
+                "SELECT kind FROM graph_defs WHERE symbol=? AND kind!='impl' LIMIT 1", (symbol,)
+            ).fetchone()
+            if row is not None:
+                out[symbol] = str(row[0])
+        return out
+
+    def callee_hits(self, segs: tuple[str, ...]) -> list[NavHit]:
+        out: list[NavHit] = []
+        for def_path, symbol, kind, _a, _b in self.definitions(segs):
+            if kind == "impl":
+                continue
+            rows = self._db.execute(  # an item's references are in its own file
+                "SELECT path, line, kind, written, targets FROM graph_refs "
+                "WHERE path=? AND enclosing=? ORDER BY line",
+                (def_path, symbol),
+            )
+            for path, line, rkind, written, targets in rows:
+                if rkind not in _CALLING:
+                    continue
+                found = [r for c in str(targets).split("\n") if c and (r := self.resolve(c))]
+                if rkind == "path" and not found:
+                    continue  # an unresolved path is more often a constant than a callee
+                name = found[0] if found else str(written)
+                conf = "resolved" if found else "name"
+                out.append(self._hit(str(path), int(line), name, str(rkind), conf, symbol))
+        return out
+
+    def impl_hits(self, segs: tuple[str, ...]) -> list[NavHit]:
+        """Impls of the trait `segs` names (their types), and traits the type it names
+        implements; each side judged like a reference."""
+        if not segs:
+            return []
+        wanted = {s for _p, s, _k, _a, _b in self.definitions(segs)}
+        out: list[NavHit] = []
+        for key, judged, judged_t, shown, shown_t in _IMPL_SIDES:
+            rows = self._db.execute(
+                f"SELECT path, line, {judged}, {judged_t}, {shown}, {shown_t} "
+                f"FROM graph_impls WHERE {key}=? ORDER BY path, line",
+                (segs[-1],),
+            )
+            for path, line, written, targets, other, other_targets in rows:
+                verdict = self.judge(str(targets), str(written), wanted, segs)
+                if not verdict:
+                    continue
+                found = [r for c in str(other_targets).split("\n") if c and (r := self.resolve(c))]
+                symbol = found[0] if found else str(other)
+                conf = verdict.partition(":")[0]
+                out.append(self._hit(str(path), int(line), symbol, "impl", conf, str(written)))
+        return out
+
+
+def rank(hits: Iterable[NavHit]) -> list[NavHit]:
+    """Resolved answers first, then by root, path and line; each answer once."""
+    unique = dict.fromkeys(hits)
+    return sorted(unique, key=lambda h: (h.confidence != "resolved", h.root, h.path, h.line))
+
+
+_QUERIES = {
+    "def": GraphReader.def_hits,
+    "refs": GraphReader.ref_hits,
+    "callers": GraphReader.caller_hits,
+    "callees": GraphReader.callee_hits,
+    "impls": GraphReader.impl_hits,
+}
+
+
+def navigate(
+    graphs: Iterable[tuple[apsw.Connection, str]], method: str, name: str, limit: int
+) -> dict[str, Any]:
+    """The reply of a navigation method over (read connection, root path) pairs."""
+    segs = name_segments(name)
+    if not segs:
+        raise BadRequest(
+            f"{name!r} is not a Rust name or path; ask for one like: rcmd {method} Vec::push"
+        )
+    query = _QUERIES[method]
+    hits: list[NavHit] = []
+    for conn, root in graphs:
+        hits.extend(query(GraphReader(conn, root), segs))
+    ranked = rank(hits)
+    return {"results": [h.to_json() for h in ranked[:limit]], "total": len(ranked)}

@@ -1,0 +1,167 @@
+"""Name resolution as far as one file allows: `use` declarations (aliases, lists,
+globs), `crate`/`self`/`super`, `Self` in an impl or trait, and the file's own items.
+
+Symbols live in the chunker's path space (`net::retry::fetch_with_retry`; in a workspace
+the crate's folder leads: `my_db::wal::Log`). What a name may mean is a short list of
+candidate symbols; whether one of them is defined somewhere in the root is decided when a
+query runs (`daemon.graph`), so the extraction of a file never depends on another file.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+
+import tree_sitter
+
+Path_ = tuple[str, ...]
+
+_GENERICS = re.compile(r"<[^<>]*>")
+_CRATE_HEADS = frozenset({"crate", "$crate", "_crate"})
+
+
+def path_segments(written: str) -> Path_:
+    """`Vec::<u8>::new` -> (Vec, new); `<T as Tr>::m` -> (m,); `$crate::x` -> (crate, x)."""
+    if written.isidentifier():  # the common case: one plain name
+        return (written,)
+    text = "".join(written.split())
+    for _ in range(8):  # generics nest; peel them from the inside out
+        stripped = _GENERICS.sub("", text)
+        if stripped == text:
+            break
+        text = stripped
+    segs = tuple(s for s in text.split("::") if s)
+    if segs and segs[0] in _CRATE_HEADS:
+        segs = ("crate", *segs[1:])
+    if any(not _is_ident(s) for s in segs):
+        return ()
+    return segs
+
+
+def _is_ident(seg: str) -> bool:
+    return seg.replace("_", "a").replace("$", "a").isalnum() or seg.isidentifier()
+
+
+def crate_prefix(rel_path: str) -> Path_:
+    """What `crate::` means in a file: the crate folder's name in a workspace (as the
+    chunker's module paths put it first), nothing for a crate at the root."""
+    parts = [p for p in PurePosixPath(rel_path).parts if p not in ("", ".", "/")]
+    if "src" in parts[:-1]:
+        i = parts.index("src")
+        return (parts[i - 1].replace("-", "_"),) if i > 0 else ()
+    return ()
+
+
+@dataclass(slots=True)
+class Scope:
+    """What names mean in one file: its module, its crate, its imports and items."""
+
+    module: Path_
+    crate: Path_
+    imports: dict[Path_, dict[str, Path_]] = field(default_factory=dict)
+    globs: dict[Path_, list[Path_]] = field(default_factory=dict)
+    locals: set[str] = field(default_factory=set)
+
+    @property
+    def module_symbol(self) -> str:
+        return "::".join(self.module) or "crate"
+
+    def add_import(self, module: Path_, alias: str, target: str) -> None:
+        segs = tuple(target.split("::")) if target else ()
+        if alias == "*":
+            self.globs.setdefault(module, []).append(segs)
+        elif alias != "_":
+            self.imports.setdefault(module, {})[alias] = segs
+
+    def add_local(self, symbol: str) -> None:
+        self.locals.add(symbol)
+
+    def absolute(self, segs: Path_, module: Path_) -> Path_:
+        """A `use` path made absolute: its head read as `crate`/`self`/`super`, an earlier
+        import or an item of the module; else it names another crate (`std::io`)."""
+        head = segs[0] if segs else ""
+        if head == "crate":
+            return (*self.crate, *segs[1:])
+        if head == "self":
+            return (*module, *segs[1:])
+        if head == "super":
+            return _super(segs, module)
+        imported = self.imports.get(module, {}).get(head)
+        if imported is not None:
+            return (*imported, *segs[1:])
+        if "::".join((*module, head)) in self.locals:
+            return (*module, *segs)
+        return segs
+
+
+def _super(segs: Path_, module: Path_) -> Path_:
+    k = 0
+    while k < len(segs) and segs[k] == "super":
+        k += 1
+    return (*module[: max(len(module) - k, 0)], *segs[k:])
+
+
+def candidates(
+    segs: Path_, scope: Scope, module: Path_, self_path: Path_ | None
+) -> tuple[str, ...]:
+    """The symbols a path written in `module` (inside an impl or trait of `self_path`)
+    may mean, best first; empty when the file says nothing (a prelude or local name)."""
+    if not segs:
+        return ()
+    head, rest = segs[0], segs[1:]
+    if head in ("crate", "self", "super"):
+        return ("::".join(scope.absolute(segs, module)),)
+    if head == "Self":
+        return ("::".join((*self_path, *rest)),) if self_path else ()
+    imported = scope.imports.get(module, {}).get(head)
+    if imported is not None:
+        return ("::".join((*imported, *rest)),)
+    local = (*module, head)
+    if "::".join(local) in scope.locals:
+        return ("::".join((*local, *rest)),)
+    out = ["::".join((*g, *segs)) for g in scope.globs.get(module, [])]
+    if rest:
+        out.append("::".join(segs))  # a full path as written
+        out.append("::".join((*scope.crate, *segs)))  # 2015-style crate-relative
+    return tuple(dict.fromkeys(s for s in out if s))
+
+
+def use_entries(node: tree_sitter.Node, src: bytes) -> Iterator[tuple[str, Path_]]:
+    """(alias, path as written) of each name a `use` argument brings in; a glob's alias
+    is `*` and its path the module it opens."""
+    stack: list[tuple[tree_sitter.Node, Path_]] = [(node, ())]
+    while stack:
+        n, prefix = stack.pop()
+        t = n.type
+        if t == "use_list":
+            stack.extend((c, prefix) for c in n.named_children)
+        elif t == "scoped_use_list":
+            path = n.child_by_field_name("path")
+            lst = n.child_by_field_name("list")
+            inner = (*prefix, *_segs(path, src)) if path is not None else prefix
+            if lst is not None:
+                stack.append((lst, inner))
+        elif t == "use_as_clause":
+            path = n.child_by_field_name("path")
+            alias = n.child_by_field_name("alias")
+            if path is not None and alias is not None:
+                yield _text(alias, src), (*prefix, *_segs(path, src))
+        elif t == "use_wildcard":
+            opened = n.named_children[0] if n.named_children else None
+            yield "*", (*prefix, *(_segs(opened, src) if opened is not None else ()))
+        elif t == "self" and prefix:
+            yield prefix[-1], prefix
+        else:
+            segs = (*prefix, *_segs(n, src))
+            if segs:
+                yield segs[-1], segs
+
+
+def _segs(node: tree_sitter.Node, src: bytes) -> Path_:
+    return path_segments(_text(node, src))
+
+
+def _text(node: tree_sitter.Node, src: bytes) -> str:
+    return src[node.start_byte : node.end_byte].decode("utf-8", "replace")

@@ -1,0 +1,541 @@
+"""A file's symbol graph from its bytes: definitions, references, `impl Trait for Type`
+relations and `use` imports, each a pure function of ``(rel_path, source)``.
+
+Definitions carry the chunker's symbol paths (`net::retry::fetch_with_retry`, methods as
+`module::Type::method`, items written in `macro_rules!` bodies under the macro's name), so
+a graph row and a search hit name an item alike. References are found with tree-sitter
+queries (the matching runs in C; only the hits cross into Python), and each is resolved
+as far as the file alone allows (`daemon.resolve`): the candidates it stores are checked
+against every file's definitions when a query runs.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import tree_sitter
+
+from daemon.chunker import _language, _macro_items, _type_name, module_path
+from daemon.parsing import parse_rust
+from daemon.resolve import Scope, candidates, crate_prefix, path_segments, use_entries
+from ipc.kinds import NODE_KINDS
+
+#: Bumped whenever extraction would give any file other rows: a root whose graph was
+#: built under another version (or none) is rebuilt through the caches.
+GRAPH_VERSION = 1
+#: Reference kinds that `callers`/`callees` count as calls.
+CALL_KINDS = frozenset({"call", "method", "macro"})
+
+_BOM = b"\xef\xbb\xbf"
+#: Members of an impl or trait body, named `module::Owner::name` as the chunker names them.
+_MEMBER_KINDS = {
+    "function_item": "method",
+    "function_signature_item": "method",
+    "const_item": "const",
+    "associated_type": "type",
+    "type_item": "type",
+}
+_TYPES = frozenset({"type", "bound"})
+#: Paths that end in these name no item of their own.
+_NOT_NAMES = frozenset({"Self", "self", "super", "crate"})
+#: Nodes whose `name` field is the name they define, not a reference.
+_NAMING = frozenset({*NODE_KINDS, "associated_type", "enum_variant", "type_parameter"})
+
+#: Among captures of one node, the most specific wins (a called path is also a path).
+_PRIORITY = {
+    "use": 0,
+    "call": 1,
+    "self_method": 2,
+    "recv_method": 2,
+    "method": 3,
+    "macro": 4,
+    "bound": 5,
+    "path": 6,
+    "type": 7,
+    "tt": 8,
+    "let": 9,
+}
+#: A call, method call or macro invocation written inside a macro's arguments, which
+#: tree-sitter leaves as unparsed tokens (`assert_eq!(parse(x), 1)`).
+_TT_CALL = re.compile(
+    rb"(\.\s*)?(?<![\w$])((?:[A-Za-z_][A-Za-z0-9_]*::)*[A-Za-z_][A-Za-z0-9_]*)"
+    rb"(?:::<[^()]*?>)?\s*(!\s*[(\[{]|\()"
+)
+_STRING = re.compile(rb'"(?:\\.|[^"\\])*"')
+_KEYWORDS = frozenset(
+    b"if while match return for in loop as let mut ref move fn impl where unsafe async await"
+    b" dyn Some None Ok Err".split()
+)
+_QUERY = """
+(call_expression function: [(identifier) (scoped_identifier)] @call)
+(call_expression function: (generic_function function: [(identifier) (scoped_identifier)] @call))
+(call_expression function: (field_expression value: (self) field: (field_identifier) @self_method))
+(call_expression function: (field_expression value: (identifier) field: (field_identifier))
+    @recv_method)
+(call_expression function: (field_expression field: (field_identifier) @method))
+(call_expression function: (generic_function
+    function: (field_expression field: (field_identifier) @method)))
+(macro_invocation macro: [(identifier) (scoped_identifier)] @macro)
+(trait_bounds [(type_identifier) (scoped_type_identifier)] @bound)
+(trait_bounds (generic_type type: [(type_identifier) (scoped_type_identifier)] @bound))
+(scoped_identifier) @path
+(type_identifier) @type
+(scoped_type_identifier) @type
+(use_declaration argument: (_) @use)
+(macro_invocation (token_tree) @tt)
+(let_declaration pattern: (identifier)) @let
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Definition:
+    symbol: str
+    name: str
+    kind: str
+    line: int
+    end_line: int
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """A use of a name: `targets` are the full symbols it may mean, best first (empty when
+    nothing in the file says; the query then falls back to the name)."""
+
+    name: str
+    written: str
+    kind: str  # call | method | macro | path | type | bound | use
+    line: int
+    enclosing: str
+    targets: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ImplRelation:
+    trait: str
+    trait_targets: tuple[str, ...]
+    self_type: str
+    type_targets: tuple[str, ...]
+    line: int
+    symbol: str  # the impl's own symbol (`module::Type`), as the chunker names it
+
+
+@dataclass(frozen=True, slots=True)
+class Import:
+    """`use target as alias` in `module` (a glob has alias `*`)."""
+
+    module: str
+    alias: str
+    target: str
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
+class FileGraph:
+    module: str
+    defs: tuple[Definition, ...] = ()
+    refs: tuple[Reference, ...] = ()
+    impls: tuple[ImplRelation, ...] = ()
+    imports: tuple[Import, ...] = ()
+
+
+@dataclass(slots=True)
+class _Def:
+    """A definition with what resolution needs of the region it spans."""
+
+    out: Definition
+    start: int
+    end: int
+    module: tuple[str, ...]  # the module its body's names resolve in
+    self_path: tuple[str, ...] | None  # what `Self` means inside it
+    generics: frozenset[str] = frozenset()  # its own type parameters
+    #: Local names of a fn whose type is written (`x: &Foo`, `let v = Vec::new()`).
+    bindings: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Walk:
+    src: bytes
+    defs: list[_Def] = field(default_factory=list)
+    impls: list[tuple[tree_sitter.Node, tuple[str, ...], tuple[str, ...]]] = field(
+        default_factory=list
+    )
+    trees: list[tree_sitter.Node] = field(default_factory=list)
+    names: set[int] = field(default_factory=set)  # start bytes of defined names
+
+
+@functools.lru_cache(maxsize=1)
+def _query() -> tree_sitter.Query:
+    return tree_sitter.Query(_language(), _QUERY)
+
+
+def extract(rel_path: str, source: bytes) -> FileGraph:
+    """The symbol graph of one file (same input normalisation as the chunker)."""
+    if source.startswith(_BOM):
+        source = source[len(_BOM) :]
+    source = source.replace(b"\r\n", b"\n")
+    mod_path = module_path(rel_path)
+    prefix = tuple(mod_path.split("::")) if mod_path else ()
+    root = parse_rust(source).root_node
+    walk = _Walk(source, trees=[root])
+    _walk_items(walk, root, prefix)
+    scope = Scope(prefix, crate_prefix(rel_path))
+    for d in walk.defs:
+        if d.out.kind not in ("method", "variant", "impl"):
+            scope.add_local(d.out.symbol)
+    hits = _captures(walk)
+    imports = _imports(walk, scope, hits)
+    refs = [*_references(walk, scope, hits), *_use_refs(imports, walk)]
+    refs.sort(key=lambda r: r.line)
+    # The file is its module's body: a `mod` row of its own, under its `mod x;` line.
+    rows = source.count(b"\n") + 1
+    own = (Definition(mod_path, prefix[-1], "mod", 1, rows),) if prefix else ()
+    return FileGraph(
+        mod_path,
+        own + tuple(d.out for d in walk.defs),
+        tuple(refs),
+        tuple(_impl_relations(walk, scope)),
+        tuple(imports),
+    )
+
+
+def _use_refs(imports: list[Import], walk: _Walk) -> Iterator[Reference]:
+    """Each imported name is a reference (of kind `use`) to what it imports."""
+    for imp in imports:
+        segs = imp.target.split("::")
+        where = imp.module or "crate"
+        yield Reference(segs[-1], imp.target, "use", imp.line, where, (imp.target,))
+
+
+def _text(node: tree_sitter.Node, src: bytes) -> str:
+    return src[node.start_byte : node.end_byte].decode("utf-8", "replace")
+
+
+def _walk_items(walk: _Walk, top: tree_sitter.Node, prefix: tuple[str, ...]) -> None:
+    """Record the definitions of the containers the chunker walks (file, mod, impl,
+    trait, macro_rules bodies, ERROR nodes), with an explicit stack."""
+    stack: list[tuple[tree_sitter.Node, tuple[str, ...], str, tuple[str, ...] | None]] = [
+        (top, prefix, "", None)
+    ]
+    while stack:
+        node, pre, owner, self_path = stack.pop()
+        for child in node.children:
+            if child.type == "ERROR":
+                stack.append((child, pre, owner, self_path))
+            elif owner and child.type in _MEMBER_KINDS:
+                symbol = (*pre, owner, _name(child, walk.src))
+                _add(walk, child, symbol, _MEMBER_KINDS[child.type], pre, self_path)
+            elif child.type in NODE_KINDS:
+                stack.extend(_item(walk, child, pre))
+
+
+def _item(
+    walk: _Walk, node: tree_sitter.Node, pre: tuple[str, ...]
+) -> Iterator[tuple[tree_sitter.Node, tuple[str, ...], str, tuple[str, ...] | None]]:
+    """Record one item; yield the bodies whose members are definitions of their own."""
+    kind = NODE_KINDS[node.type]
+    src = walk.src
+    if kind == "impl":
+        type_node = node.child_by_field_name("type")
+        name = _type_name(type_node, src) if type_node is not None else "impl"
+    else:
+        name = _name(node, src)
+    if kind == "fn" and _takes_self(node):
+        kind = "method"
+    symbol = (*pre, name)
+    body = node.child_by_field_name("body")
+    if kind == "mod":
+        _add(walk, node, symbol, kind, symbol, None)
+        if body is not None:
+            yield body, symbol, "", None
+        return
+    if kind == "impl":
+        _add(walk, node, symbol, kind, pre, symbol)
+        walk.impls.append((node, pre, symbol))
+        if body is not None:
+            yield body, pre, name, symbol
+        return
+    if kind == "trait":
+        _add(walk, node, symbol, kind, pre, symbol)
+        if body is not None:
+            yield body, pre, name, symbol
+        return
+    _add(walk, node, symbol, kind, pre, None)
+    if kind == "enum" and body is not None:
+        for v in body.named_children:
+            if v.type == "enum_variant":
+                _add(walk, v, (*symbol, _name(v, src)), "variant", pre, None)
+    if kind == "macro":
+        inner = _macro_items(node, src)
+        if inner is not None:
+            walk.trees.append(inner)
+            yield inner, symbol, "", None
+
+
+def _name(node: tree_sitter.Node, src: bytes) -> str:
+    child = node.child_by_field_name("name")
+    return _text(child, src) if child is not None else "?"
+
+
+def _takes_self(node: tree_sitter.Node) -> bool:
+    params = node.child_by_field_name("parameters")
+    return params is not None and any(c.type == "self_parameter" for c in params.children)
+
+
+def _add(
+    walk: _Walk,
+    node: tree_sitter.Node,
+    symbol: tuple[str, ...],
+    kind: str,
+    module: tuple[str, ...],
+    self_path: tuple[str, ...] | None,
+) -> None:
+    out = Definition(
+        "::".join(symbol), symbol[-1], kind, node.start_point.row + 1, node.end_point.row + 1
+    )
+    name = node.child_by_field_name("name")
+    if name is not None:
+        walk.names.add(name.start_byte)
+    params = node.child_by_field_name("type_parameters")
+    generics = frozenset(
+        _text(n, walk.src)
+        for p in (params.named_children if params is not None else ())
+        if (n := p.child_by_field_name("name") or p).type == "type_identifier"
+    )
+    d = _Def(out, node.start_byte, node.end_byte, module, self_path, generics)
+    if kind in ("fn", "method"):
+        d.bindings.update(_param_bindings(node, walk.src, generics))
+    walk.defs.append(d)
+
+
+def _param_bindings(
+    node: tree_sitter.Node, src: bytes, generics: frozenset[str]
+) -> Iterator[tuple[str, tuple[str, ...]]]:
+    params = node.child_by_field_name("parameters")
+    for p in params.named_children if params is not None else ():
+        pattern, ty = p.child_by_field_name("pattern"), p.child_by_field_name("type")
+        if p.type == "parameter" and pattern is not None and pattern.type == "identifier":
+            segs = _type_path(ty, src, generics) if ty is not None else ()
+            if segs:
+                yield _text(pattern, src), segs
+
+
+def _type_path(node: tree_sitter.Node, src: bytes, generics: frozenset[str]) -> tuple[str, ...]:
+    """The path of a written type (`&mut Foo<T>` -> Foo), or () for a type parameter,
+    a trait object or anything else that names no item."""
+    inner = _strip_type(node)
+    if inner.type not in ("type_identifier", "scoped_type_identifier"):
+        return ()
+    segs = path_segments(_text(inner, src))
+    return segs if segs and segs[0] not in generics else ()
+
+
+def _bind_let(node: tree_sitter.Node, src: bytes, inside: _Def) -> None:
+    """`let x: Foo`, `let x = Foo::new()`, `let x = Foo { .. }`: x is a Foo (a path's
+    owner counts only when capitalised, as a type is)."""
+    pattern = node.child_by_field_name("pattern")
+    ty, value = node.child_by_field_name("type"), node.child_by_field_name("value")
+    segs: tuple[str, ...] = ()
+    if ty is not None:
+        segs = _type_path(ty, src, inside.generics)
+    elif value is not None and value.type == "call_expression":
+        f = value.child_by_field_name("function")
+        path = path_segments(_text(f, src)) if f is not None else ()
+        if len(path) >= 2 and path[-2][:1].isupper():
+            segs = path[:-1]
+    elif value is not None and value.type == "struct_expression":
+        name = value.child_by_field_name("name")
+        segs = path_segments(_text(name, src)) if name is not None else ()
+    if pattern is not None and segs:
+        inside.bindings[_text(pattern, src)] = segs
+
+
+class _Enclosing:
+    """The innermost definition around a byte offset, and the type parameters in scope
+    there: a sweep over spans that nest, fed offsets in increasing order."""
+
+    def __init__(self, defs: list[_Def]) -> None:
+        self._spans = sorted(defs, key=lambda d: (d.start, -d.end))
+        self._stack: list[tuple[_Def, frozenset[str]]] = []
+        self._i = 0
+
+    def at(self, pos: int) -> tuple[_Def | None, frozenset[str]]:
+        spans, stack = self._spans, self._stack
+        while self._i < len(spans) and spans[self._i].start <= pos:
+            nxt = spans[self._i]
+            while stack and stack[-1][0].end <= nxt.start:
+                stack.pop()
+            outer = stack[-1][1] if stack else frozenset()
+            stack.append((nxt, outer | nxt.generics if nxt.generics else outer))
+            self._i += 1
+        while stack and stack[-1][0].end <= pos:
+            stack.pop()
+        return stack[-1] if stack else (None, frozenset())
+
+
+def _captures(walk: _Walk) -> list[tuple[int, str, tree_sitter.Node]]:
+    """Every query hit of every tree (the file and its macro bodies), by offset."""
+    hits: list[tuple[int, str, tree_sitter.Node]] = []
+    for tree in walk.trees:
+        for name, nodes in tree_sitter.QueryCursor(_query()).captures(tree).items():
+            hits.extend((n.start_byte, name, n) for n in nodes)
+    # Outer paths before their parts; a node captured twice counts as its most specific.
+    hits.sort(key=lambda h: (h[0], -h[2].end_byte, _PRIORITY[h[1]]))
+    return hits
+
+
+def _references(
+    walk: _Walk, scope: Scope, hits: list[tuple[int, str, tree_sitter.Node]]
+) -> list[Reference]:
+    """One reference per capture that is no part of a longer one, no `use` path and no
+    definition's own name; classified by the query alone (`Node.parent` walks down from
+    the root each time, so it is never asked here)."""
+    src = walk.src
+    enclosing = _Enclosing(walk.defs)
+    out: list[Reference] = []
+    use_end = -1  # end of the last `use` argument: paths inside it are its imports
+    taken_end = -1  # end of the last path taken: captures inside it are its parts
+    # The same names recur all over a file (`Vec`, `Self::new`): resolve each once.
+    memo: dict[tuple[str, tuple[str, ...], tuple[str, ...] | None], tuple[str, ...]] = {}
+    for pos, capture, node in hits:
+        end = node.end_byte
+        if capture == "use":
+            use_end = max(use_end, end)
+            continue
+        if capture == "let":
+            owner = enclosing.at(pos)[0]
+            if owner is not None:
+                _bind_let(node, src, owner)
+            continue
+        if pos < use_end or end <= taken_end:
+            continue
+        if capture in ("type", "bound") and pos in walk.names:
+            continue
+        taken_end = end
+        inside, generics = enclosing.at(pos)
+        if capture == "tt":
+            out.extend(_token_tree_refs(node, src, scope, inside))
+            continue
+        if capture == "recv_method":
+            out.extend(_receiver_call(node, src, scope, inside))
+            continue
+        written = src[pos:end].decode("utf-8", "replace")
+        segs = path_segments(written)
+        if not segs or segs[-1] in _NOT_NAMES or (capture in _TYPES and segs[0] in generics):
+            continue  # `Self` alone, or a type parameter, names no item
+        self_path = inside.self_path if inside is not None else None
+        targets: tuple[str, ...]
+        if capture in ("method", "self_method"):
+            kind = "method"
+            own = capture == "self_method" and self_path is not None
+            targets = ("::".join((*self_path, segs[-1])),) if own and self_path else ()
+        else:
+            kind = capture
+            module = inside.module if inside is not None else scope.module
+            key = (written, module, self_path)
+            found = memo.get(key)
+            if found is None:
+                found = memo[key] = candidates(segs, scope, module, self_path)
+            targets = found
+        where = inside.out.symbol if inside is not None else scope.module_symbol
+        out.append(Reference(segs[-1], written, kind, node.start_point.row + 1, where, targets))
+    return out
+
+
+def _receiver_call(
+    node: tree_sitter.Node, src: bytes, scope: Scope, inside: _Def | None
+) -> Iterator[Reference]:
+    """`x.name(..)`: a method of x's type when the fn wrote it down, else by name."""
+    recv, fld = node.child_by_field_name("value"), node.child_by_field_name("field")
+    if recv is None or fld is None:
+        return
+    name = _text(fld, src)
+    bound = inside.bindings.get(_text(recv, src)) if inside is not None else None
+    targets: tuple[str, ...] = ()
+    if bound and inside is not None:
+        targets = candidates((*bound, name), scope, inside.module, inside.self_path)
+    where = inside.out.symbol if inside is not None else scope.module_symbol
+    yield Reference(name, name, "method", fld.start_point.row + 1, where, targets)
+
+
+def _token_tree_refs(
+    node: tree_sitter.Node, src: bytes, scope: Scope, inside: _Def | None
+) -> Iterator[Reference]:
+    """The calls written in a macro invocation's tokens, found by their shape (a path
+    followed by `(`, or by `!` and a bracket), string literals blanked first."""
+    text = _STRING.sub(lambda m: b" " * len(m.group(0)), src[node.start_byte : node.end_byte])
+    module = inside.module if inside is not None else scope.module
+    self_path = inside.self_path if inside is not None else None
+    where = inside.out.symbol if inside is not None else scope.module_symbol
+    row = node.start_point.row
+    for m in _TT_CALL.finditer(text):
+        path = m.group(2)
+        if path in _KEYWORDS:
+            continue
+        written = path.decode()
+        segs = path_segments(written)
+        if not segs:
+            continue
+        line = row + text.count(b"\n", 0, m.start(2)) + 1
+        if m.group(1):
+            yield Reference(segs[-1], written, "method", line, where, ())
+            continue
+        kind = "macro" if m.group(3).startswith(b"!") else "call"
+        targets = candidates(segs, scope, module, self_path)
+        yield Reference(segs[-1], written, kind, line, where, targets)
+
+
+def _impl_relations(walk: _Walk, scope: Scope) -> Iterator[ImplRelation]:
+    src = walk.src
+    for node, module, symbol in walk.impls:
+        trait = node.child_by_field_name("trait")
+        type_node = node.child_by_field_name("type")
+        if trait is None or type_node is None:
+            continue
+        trait_segs = path_segments(_text(trait, src))
+        type_segs = path_segments(_text(_strip_type(type_node), src))
+        if not trait_segs or not type_segs:
+            continue
+        yield ImplRelation(
+            "::".join(trait_segs),
+            candidates(trait_segs, scope, module, None),
+            "::".join(type_segs),
+            candidates(type_segs, scope, module, None),
+            node.start_point.row + 1,
+            "::".join(symbol),
+        )
+
+
+def _strip_type(node: tree_sitter.Node) -> tree_sitter.Node:
+    """`&'a mut Foo<T>` -> the node of `Foo`."""
+    for _ in range(16):
+        inner = None
+        if node.type in ("generic_type", "reference_type", "pointer_type"):
+            inner = node.child_by_field_name("type")
+        if inner is None:
+            return node
+        node = inner
+    return node
+
+
+def _imports(
+    walk: _Walk, scope: Scope, hits: list[tuple[int, str, tree_sitter.Node]]
+) -> list[Import]:
+    """Every `use` of the file (in any module or block), with its target made absolute;
+    in order, so a `use` may build on an earlier one."""
+    enclosing = _Enclosing(walk.defs)
+    out: list[Import] = []
+    for pos, capture, node in hits:
+        if capture != "use":
+            continue
+        inside, _generics = enclosing.at(pos)
+        module = inside.module if inside is not None else scope.module
+        for alias, segs in use_entries(node, walk.src):
+            target = scope.absolute(segs, module)
+            scope.add_import(module, alias, "::".join(target))
+            out.append(
+                Import("::".join(module), alias, "::".join(target), node.start_point.row + 1)
+            )
+    return out

@@ -1,0 +1,86 @@
+"""Navigation end to end: a real daemon indexes the fixture crate, the real CLI asks
+def/refs/callers/callees/impls, and an edit or a deletion changes the file's graph rows."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import Daemon, wait_until
+
+pytestmark = pytest.mark.slow
+
+
+def nav(daemon: Daemon, method: str, name: str, root: Path) -> list[dict[str, Any]]:
+    out = daemon.cli(method, name, "--root", str(root), "--json").stdout
+    results: list[dict[str, Any]] = json.loads(out)["results"]
+    return results
+
+
+def test_navigation_follows_the_code_and_its_edits(daemon: Daemon, crate: Path) -> None:
+    daemon.cli("index", str(crate), "--wait")
+    root = str(crate.resolve())
+
+    (hit,) = nav(daemon, "def", "RetryPolicy::next_delay", crate)
+    assert hit == {
+        "root": root,
+        "path": "src/net/retry.rs",
+        "line": 31,
+        "symbol": "net::retry::RetryPolicy::next_delay",
+        "kind": "method",
+        "confidence": "resolved",
+        "crate": "demo_crate",
+    }
+    refs = nav(daemon, "refs", "net::Transport", crate)
+    assert {(h["path"], h["line"], h["kind"], h["confidence"]) for h in refs} >= {
+        ("src/net/retry.rs", 6, "use", "resolved"),
+        ("src/net/retry.rs", 47, "bound", "resolved"),
+    }
+    callers = nav(daemon, "callers", "next_delay", crate)
+    assert [(h["symbol"], h["line"]) for h in callers] == [("net::retry::fetch_with_retry", 61)]
+    impls = {(h["symbol"], h["confidence"]) for h in nav(daemon, "impls", "Storage", crate)}
+    assert impls == {("store::MemoryStore", "resolved")}
+    callees = {h["symbol"] for h in nav(daemon, "callees", "Transport::get", crate)}
+    assert "net::Transport::send" in callees
+
+    text = daemon.cli("callers", "next_delay", "--root", str(crate)).stdout
+    assert text.splitlines()[0] == "net::retry::fetch_with_retry (fn)"
+
+    # An edit changes the file's rows with its chunks; a deleted file's rows go with it.
+    store = crate / "src" / "store.rs"
+    store.write_text(
+        store.read_text() + "\npub fn audit() -> u16 {\n    crate::macros::check_status(200)\n}\n"
+    )
+    (crate / "src" / "unicode.rs").unlink()
+    wait_until(
+        lambda: (
+            [h["symbol"] for h in nav(daemon, "callers", "macros::check_status", crate)]
+            == ["store::audit"]
+        ),
+        timeout=60,
+    )
+    wait_until(lambda: nav(daemon, "def", "zähle_zeichen", crate) == [], timeout=60)
+    assert daemon.verify()["ok"]
+    missing = daemon.cli("def", "NoSuchThing", "--root", str(crate))
+    assert "rcmd search NoSuchThing" in missing.stderr
+
+
+def test_a_root_started_from_a_snapshot_has_its_graph(
+    daemon: Daemon, crate: Path, tmp_path: Path
+) -> None:
+    """A snapshot carries no graph: the adopted files get theirs from disk when it is
+    installed, so navigation works at once, also on files that did not change."""
+    daemon.cli("index", str(crate), "--wait")
+    file = tmp_path / "demo.rcmd.tar.gz"
+    daemon.cli("export", str(crate), str(file))
+    other = tmp_path / "other"
+    shutil.copytree(crate, other)
+    daemon.cli("remove", str(crate))
+    daemon.cli("index", str(other), "--from", str(file), "--wait")
+    (hit,) = nav(daemon, "impls", "Storage", other)
+    assert (hit["path"], hit["symbol"]) == ("src/store.rs", "store::MemoryStore")
+    assert daemon.verify()["ok"]

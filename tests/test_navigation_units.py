@@ -1,0 +1,307 @@
+"""The symbol graph without a daemon: extraction and file-local resolution on small Rust
+snippets (pure functions), and the queries over a real state.db holding their rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from daemon.graph import agrees, graph_of, name_segments, navigate
+from daemon.resolve import path_segments
+from daemon.state import FileRecord, StateDB
+from daemon.symbols import FileGraph, Reference, extract
+from ipc.errors import BadRequest
+
+
+def refs_named(g: FileGraph, name: str) -> list[Reference]:
+    return [r for r in g.refs if r.name == name]
+
+
+def test_definitions_carry_the_chunkers_symbol_paths() -> None:
+    src = b"""
+pub mod codec {
+    pub fn crc(data: &[u8]) -> u32 { 0 }
+    pub struct Frame;
+    impl Frame {
+        pub fn new() -> Self { Frame }
+        fn len(&self) -> usize { 0 }
+    }
+}
+pub trait Checksum {
+    const BITS: u32;
+    type Output;
+    fn sum(&self) -> u32;
+}
+pub enum Kind { A, B(u8) }
+"""
+    g = extract("src/lib.rs", src)
+    defs = {(d.symbol, d.kind) for d in g.defs}
+    assert {
+        ("codec", "mod"),
+        ("codec::crc", "fn"),
+        ("codec::Frame", "struct"),
+        ("codec::Frame", "impl"),
+        ("codec::Frame::new", "method"),
+        ("codec::Frame::len", "method"),
+        ("Checksum", "trait"),
+        ("Checksum::BITS", "const"),
+        ("Checksum::Output", "type"),
+        ("Checksum::sum", "method"),
+        ("Kind", "enum"),
+        ("Kind::B", "variant"),
+    } <= defs
+    crc = next(d for d in g.defs if d.symbol == "codec::crc")
+    assert (crc.line, crc.end_line) == (3, 3)
+
+
+def test_items_in_macro_rules_bodies_are_definitions() -> None:
+    src = b"""macro_rules! int_impl {
+    ($SelfT:ty) => {
+        pub const fn checked_add(self, rhs: $SelfT) -> Option<$SelfT> { helper(rhs) }
+    };
+}
+"""
+    g = extract("core/src/num/mod.rs", src)
+    assert ("core::num::int_impl::checked_add", "method") in {(d.symbol, d.kind) for d in g.defs}
+    (call,) = refs_named(g, "helper")
+    assert call.enclosing == "core::num::int_impl::checked_add"
+
+
+def test_references_have_kind_line_and_enclosing_item() -> None:
+    src = b"""use std::fmt;
+fn run<T: Clone>(x: T) -> Vec<T> {
+    let v = Vec::new();
+    v.push(x);
+    helper();
+    println!("{}", 1);
+    v
+}
+fn helper() {}
+impl fmt::Display for Thing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { Ok(()) }
+}
+"""
+    g = extract("src/lib.rs", src)
+    got = {(r.written, r.kind, r.line, r.enclosing) for r in g.refs}
+    assert ("Vec::new", "call", 3, "run") in got
+    assert ("push", "method", 4, "run") in got
+    assert ("helper", "call", 5, "run") in got
+    assert ("println", "macro", 6, "run") in got
+    assert ("Clone", "bound", 2, "run") in got
+    assert ("fmt::Formatter", "type", 11, "Thing::fmt") in got
+    assert ("std::fmt", "use", 1, "crate") in got
+    assert not [r for r in g.refs if r.written == "T"]  # a type parameter names no item
+    (helper,) = refs_named(g, "helper")
+    assert helper.targets == ("helper",)  # an item of the same module
+    (rel,) = g.impls
+    assert (rel.trait, rel.trait_targets, rel.self_type) == (
+        "fmt::Display",
+        ("std::fmt::Display",),
+        "Thing",
+    )
+
+
+def test_use_aliases_globs_self_super_crate_and_self_type_resolve() -> None:
+    src = b"""use crate::codec::{crc as checksum, Frame};
+use super::wire::*;
+mod inner {
+    pub fn f() { super::top(); self::g(); crate::codec::crc(); }
+    pub fn g() {}
+}
+fn top() {
+    checksum();
+    Frame::new();
+    decode();
+}
+struct S;
+impl S {
+    fn a(&self) { Self::b(); self.c(); }
+    fn b() {}
+    fn c(&self) {}
+}
+"""
+    g = extract("src/net/mod.rs", src)
+
+    def targets(written: str) -> tuple[str, ...]:
+        return next(r.targets for r in g.refs if r.written == written and r.kind != "use")
+
+    assert targets("checksum") == ("codec::crc",)
+    assert targets("Frame::new") == ("codec::Frame::new",)
+    assert targets("decode") == ("wire::decode",)  # from the glob
+    assert targets("super::top") == ("net::top",)
+    assert targets("self::g") == ("net::inner::g",)
+    assert targets("crate::codec::crc") == ("codec::crc",)
+    assert targets("Self::b") == ("net::S::b",)
+    assert targets("c") == ("net::S::c",)  # self.c()
+    aliases = {(i.module, i.alias, i.target) for i in g.imports}
+    assert ("net", "checksum", "codec::crc") in aliases
+    assert ("net", "*", "wire") in aliases
+
+
+def test_workspace_crates_lead_their_paths() -> None:
+    g = extract("crates/my-db/src/wal.rs", b"use crate::io::Log;\nfn f() { Log::open(); }\n")
+    assert [(d.symbol, d.kind) for d in g.defs] == [("my_db::wal", "mod"), ("my_db::wal::f", "fn")]
+    assert next(r.targets for r in g.refs if r.kind == "call") == ("my_db::io::Log::open",)
+
+
+def test_path_helpers() -> None:
+    assert path_segments("Vec::<u8>::new") == ("Vec", "new")
+    assert path_segments("<T as Tr>::m") == ("m",)
+    assert path_segments("$crate::net::Request") == ("crate", "net", "Request")
+    assert name_segments("crate::codec::crc") == ("codec", "crc")
+    assert agrees("crc", ("codec", "crc"))
+    assert agrees("self::codec::crc", ("codec", "crc"))
+    assert not agrees("other::crc", ("codec", "crc"))
+
+
+def test_broken_source_still_gives_a_graph() -> None:
+    g = graph_of("src/x.rs", b"fn a( { b(); }\nfn c() { d(); }\n\xff\xfe")
+    assert "x::c" in {d.symbol for d in g.defs}
+
+
+# ---- queries over a real state.db ----
+
+CODEC = b"""pub fn crc(data: &[u8]) -> u32 { table(data) }
+fn table(d: &[u8]) -> u32 { 0 }
+pub trait Check { fn check(&self) -> bool; }
+pub struct Frame;
+impl Check for Frame { fn check(&self) -> bool { crc(&[]) == 0 } }
+"""
+OTHER = b"""pub fn crc() -> u8 { 1 }
+pub fn uses_other() { crc(); }
+"""
+APP = b"""use crate::codec::{crc, Check};
+use crate::other;
+pub use crate::codec::Frame as Reexported;
+fn main_loop() {
+    crc(&[1]);
+    other::crc();
+    unknown::crc();
+}
+fn via_frame(f: &crate::codec::Frame) -> bool { f.check() }
+fn generic<C: Check>(c: C) {}
+"""
+
+
+@pytest.fixture
+def graph_db(tmp_path: Path) -> Any:
+    files = {"src/codec.rs": CODEC, "src/other.rs": OTHER, "src/app.rs": APP}
+    state = StateDB(tmp_path / "state.db")
+    recs = [FileRecord(p, len(b), 1, 1, b"h", 0) for p, b in files.items()]
+    state.record(recs, [], [], {}, graphs={p: graph_of(p, b) for p, b in files.items()})
+    yield state
+    state.close()
+
+
+def ask(state: StateDB, method: str, name: str) -> list[dict[str, Any]]:
+    results: list[dict[str, Any]] = navigate(
+        [(state.graph_reader(), "/r/proj")], method, name, 100
+    )["results"]
+    return results
+
+
+def test_callers_of_a_module_path_leave_out_another_modules_namesake(graph_db: StateDB) -> None:
+    callers = ask(graph_db, "callers", "codec::crc")
+    got = {(h["symbol"], h["line"], h["confidence"]) for h in callers}
+    assert ("app::main_loop", 5, "resolved") in got
+    assert ("codec::Frame::check", 5, "resolved") in got
+    assert not [h for h in callers if h["symbol"] == "other::uses_other"]
+    assert not [h for h in callers if h["line"] in (6, 7) and h["path"] == "src/app.rs"]
+    assert {h["crate"] for h in callers} == {"proj"}
+    other = {(h["symbol"], h["line"]) for h in ask(graph_db, "callers", "other::crc")}
+    assert other == {("other::uses_other", 2), ("app::main_loop", 6)}
+
+
+def test_def_refs_callees_impls(graph_db: StateDB) -> None:
+    modules = [(h["path"], h["line"], h["kind"]) for h in ask(graph_db, "def", "crate::other")]
+    assert modules == [("src/other.rs", 1, "mod")]  # the file is its module
+    assert [(h["path"], h["line"], h["kind"]) for h in ask(graph_db, "def", "crc")] == [
+        ("src/codec.rs", 1, "fn"),
+        ("src/other.rs", 1, "fn"),
+    ]
+    refs = ask(graph_db, "refs", "codec::crc")
+    assert [h["kind"] for h in refs if h["path"] == "src/app.rs"] == ["use", "call"]
+    callees = ask(graph_db, "callees", "codec::crc")
+    assert [(h["symbol"], h["confidence"]) for h in callees] == [("codec::table", "resolved")]
+    impls = ask(graph_db, "impls", "Check")
+    assert [(h["symbol"], h["confidence"]) for h in impls] == [("codec::Frame", "resolved")]
+    traits = ask(graph_db, "impls", "Frame")
+    assert [(h["symbol"], h["via"]) for h in traits] == [("codec::Check", "Frame")]
+    # A re-export is followed: the bound and the method call by name come after.
+    check_refs = ask(graph_db, "refs", "Check")
+    assert [h["confidence"] for h in check_refs][:3] == ["resolved"] * 3
+    assert ask(graph_db, "refs", "Reexported") == []  # not a definition's name
+    # `f: &crate::codec::Frame` is written down, so `f.check()` resolves.
+    typed = [(h["symbol"], h["confidence"]) for h in ask(graph_db, "callers", "Frame::check")]
+    assert typed == [("app::via_frame", "resolved")]
+
+
+def test_a_rewritten_or_deleted_file_takes_its_rows_along(graph_db: StateDB) -> None:
+    rec = FileRecord("src/other.rs", 1, 1, 1, b"h2", 0)
+    graph_db.record([rec], [], [], {}, graphs={rec.path: graph_of(rec.path, b"fn renamed() {}")})
+    assert [h["path"] for h in ask(graph_db, "def", "crc")] == ["src/codec.rs"]
+    assert [h["symbol"] for h in ask(graph_db, "def", "renamed")] == ["other::renamed"]
+    graph_db.record([], [], ["src/other.rs"], {})
+    assert ask(graph_db, "def", "renamed") == []
+    assert graph_db.graph_paths() == {"src/codec.rs", "src/app.rs"}
+
+
+def test_a_name_that_is_no_path_is_refused(graph_db: StateDB) -> None:
+    with pytest.raises(BadRequest):
+        ask(graph_db, "def", "a b!")
+
+
+def test_method_calls_on_locals_of_a_written_type_resolve() -> None:
+    src = b"""use crate::net::Client;
+fn f(c: &mut Client, n: impl Fn()) {
+    c.send();
+    let v = Vec::new();
+    v.push(1);
+    let r = Request { id: 1 };
+    r.go();
+    let t: Option<u8> = None;
+    t.take();
+    other.send();
+}
+"""
+    got = {(r.written, r.line): r.targets for r in extract("src/lib.rs", src).refs}
+    assert got[("send", 3)] == ("net::Client::send",)
+    assert got[("push", 5)] == ("Vec::push",)  # as written: a prelude type stays by name
+    assert got[("go", 7)] == ("Request::go",)
+    assert got[("take", 9)] == ("Option::take",)
+    assert got[("send", 10)] == ()
+
+
+def test_calls_inside_macro_arguments_are_references() -> None:
+    src = b'fn t() {\n    assert_eq!(parse("f(x)"),\n        crate::a::b(1).len());\n}\n'
+    got = {(r.written, r.kind, r.line) for r in extract("src/lib.rs", src).refs}
+    assert {
+        ("assert_eq", "macro", 2),
+        ("parse", "call", 2),
+        ("crate::a::b", "call", 3),
+        ("len", "method", 3),
+    } <= got
+    assert "f" not in {r.written for r in extract("src/lib.rs", src).refs}  # in a string
+
+
+def test_a_root_from_before_the_graph_is_rebuilt_with_one(setup: Any) -> None:
+    """A state.db that records no `symbol_graph` version (made before the graph) is
+    rebuilt through the caches when opened, as a chunk-policy change is."""
+    from daemon.pipeline import run_batch
+
+    _crate, collab, open_root = setup
+    root = open_root()
+    run_batch(root, None, collab)
+    with root.state._lock, root.state._db:  # what a root from before the graph holds
+        root.state._db.execute("DELETE FROM meta WHERE key='symbol_graph'")
+        for table in ("graph_defs", "graph_refs", "graph_impls", "graph_imports"):
+            root.state._db.execute(f"DELETE FROM {table}")
+    root.close()
+    again = open_root()
+    assert len(again.ledger) == 0  # reset: the next batch rebuilds everything
+    run_batch(again, None, collab)
+    assert again.state.get_meta("symbol_graph") is not None
+    results = navigate([(again.state.graph_reader(), "/x")], "def", "MemoryStore", 10)
+    assert [h["kind"] for h in results["results"]] == ["struct"]
