@@ -1,7 +1,8 @@
 """The chunk cache shared by all roots: a file's chunk list is a pure function of its
 path, its bytes and the chunk policy, so it is kept by blake3(policy ‖ path ‖ content
 hash). `reindex --force`, a restart after a crash, or a second checkout of the same code
-then skip parsing for every file whose content was seen before (issue 20.3).
+then skip parsing for every file whose content was seen before (issue 20.3). A file's
+symbol graph is kept the same way, in the same table under its own key.
 
 Bounded: entries unused for `max_age_s` go, then, past `max_bytes` of stored
 (compressed) chunk lists, the least recently used; `added` is the last use (refreshed at
@@ -10,6 +11,7 @@ most daily, as the embedding cache does).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import zlib
@@ -21,12 +23,40 @@ import blake3
 from daemon.chunker import CHUNK_POLICY_VERSION, Chunk
 from daemon.embed_cache import TOUCH_EVERY_S
 from daemon.sqlite import connect, state_errors
+from daemon.symbols import GRAPH_VERSION, Definition, FileGraph, ImplRelation, Import, Reference
 
 _FIELDS = ("start_line", "end_line", "symbol", "kind", "signature", "doc", "text", "context")
 
 
 def chunk_key(path: str, digest: bytes) -> bytes:
     return blake3.blake3(f"{CHUNK_POLICY_VERSION}\0{path}\0".encode() + digest).digest(16)
+
+
+def graph_key(path: str, digest: bytes) -> bytes:
+    return blake3.blake3(f"graph {GRAPH_VERSION}\0{path}\0".encode() + digest).digest(16)
+
+
+def _encode_graph(graph: FileGraph) -> bytes:
+    """A file's symbol graph as compact JSON: each record as its fields in order."""
+    rows = [
+        graph.module,
+        [dataclasses.astuple(d) for d in graph.defs],
+        [dataclasses.astuple(r) for r in graph.refs],
+        [dataclasses.astuple(i) for i in graph.impls],
+        [dataclasses.astuple(i) for i in graph.imports],
+    ]
+    return zlib.compress(json.dumps(rows, separators=(",", ":")).encode(), 1)
+
+
+def _decode_graph(blob: bytes) -> FileGraph:
+    module, defs, refs, impls, imports = json.loads(zlib.decompress(blob))
+    return FileGraph(
+        module,
+        tuple(Definition(*d) for d in defs),
+        tuple(Reference(r[0], r[1], r[2], r[3], r[4], tuple(r[5])) for r in refs),
+        tuple(ImplRelation(i[0], tuple(i[1]), i[2], tuple(i[3]), i[4], i[5]) for i in impls),
+        tuple(Import(*i) for i in imports),
+    )
 
 
 def _encode(chunks: list[Chunk]) -> bytes:
@@ -65,24 +95,39 @@ class ChunkCache:
         self._db.close()
 
     def get(self, path: str, digest: bytes) -> list[Chunk] | None:
-        key = chunk_key(path, digest)
+        blob = self._get(chunk_key(path, digest))
+        if blob is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        return _decode(path, blob)
+
+    def put(self, path: str, digest: bytes, chunks: list[Chunk]) -> None:
+        self._put(chunk_key(path, digest), _encode(chunks))
+
+    def get_graph(self, path: str, digest: bytes) -> FileGraph | None:
+        """The symbol graph of a file's content, kept beside its chunks (the graph is as
+        pure a function of path and bytes as they are): a forced reindex then parses
+        nothing for known contents."""
+        blob = self._get(graph_key(path, digest))
+        return None if blob is None else _decode_graph(blob)
+
+    def put_graph(self, path: str, digest: bytes, graph: FileGraph) -> None:
+        self._put(graph_key(path, digest), _encode_graph(graph))
+
+    def _get(self, key: bytes) -> bytes | None:
         now = self._clock()
         with state_errors(self._path):
             row = self._db.execute("SELECT data, added FROM chunks WHERE key=?", (key,)).fetchone()
             if row is not None and row[1] < now - TOUCH_EVERY_S:
                 self._db.execute("UPDATE chunks SET added=? WHERE key=?", (now, key))
-        if row is None:
-            self.misses += 1
-            return None
-        self.hits += 1
-        return _decode(path, bytes(row[0]))
+        return None if row is None else bytes(row[0])
 
-    def put(self, path: str, digest: bytes, chunks: list[Chunk]) -> None:
-        blob = _encode(chunks)
+    def _put(self, key: bytes, blob: bytes) -> None:
         with state_errors(self._path), self._db:
             self._db.execute(
                 "INSERT OR REPLACE INTO chunks VALUES(?,?,?,?)",
-                (chunk_key(path, digest), blob, len(blob), self._clock()),
+                (key, blob, len(blob), self._clock()),
             )
 
     def size(self) -> int:

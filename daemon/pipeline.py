@@ -373,7 +373,7 @@ def _prepare_file(
     diff = None if old is None else diff_chunks(old, chunks)
     report.time("chunk", time.perf_counter() - t)
     with report.timed("graph"):
-        _stage_graph(root, rel, digest, data)
+        _stage_graph(root, rel, digest, data, collab.chunk_cache)
     if diff is None:
         report.points_dropped += root.ledger.chunks_of([rel])
     else:
@@ -386,14 +386,21 @@ def _prepare_file(
     return prepared
 
 
-def _stage_graph(root: RootIndex, rel: str, digest: bytes, data: bytes) -> None:
-    """Stage the file's symbol graph for the commit that records its chunks. A file the
-    graph extractor cannot read keeps its chunks and simply has no graph rows."""
-    try:
-        graph = graph_of(rel, data)
-    except Exception:
-        log.exception("graph_failed", root=str(root.path), path=rel)
-        return
+def _stage_graph(
+    root: RootIndex, rel: str, digest: bytes, data: bytes, cache: ChunkCache | None
+) -> None:
+    """Stage the file's symbol graph (from the cache when its content is known) for the
+    commit that records its chunks. A file the graph extractor cannot read keeps its
+    chunks and simply has no graph rows."""
+    graph = cache.get_graph(rel, digest) if cache is not None else None
+    if graph is None:
+        try:
+            graph = graph_of(rel, data)
+        except Exception:
+            log.exception("graph_failed", root=str(root.path), path=rel)
+            return
+        if cache is not None:
+            cache.put_graph(rel, digest, graph)
     root.ledger.stage_graph(rel, digest, graph)
 
 

@@ -11,8 +11,11 @@ from typing import Any
 import daemon.chunk_cache
 from daemon.chunk_cache import ChunkCache
 from daemon.chunker import chunk_source
+from daemon.merkle import hash_bytes
 from daemon.pipeline import run_batch
 from daemon.verify import verify_root
+
+CRATE = Path(__file__).parent / "fixtures" / "demo_crate"
 
 SOURCE = b"pub struct A;\nimpl A {\n    pub fn one(&self) -> u32 { 1 }\n}\n"
 
@@ -57,3 +60,19 @@ def test_forced_reindex_parses_nothing_known(setup: Any) -> None:
         assert root.state.chunk_ids_by_path() == rows and verify_root(root)["ok"]
     finally:
         chunks.close()
+
+
+def test_a_files_symbol_graph_is_cached_by_content(tmp_path: Path) -> None:
+    """The graph round-trips through the cache unchanged, under a key of its own."""
+    from daemon.graph import graph_of
+
+    src = (CRATE / "src" / "net" / "retry.rs").read_bytes()
+    graph = graph_of("src/net/retry.rs", src)
+    assert graph.defs and graph.refs
+    cache = ChunkCache(tmp_path / "chunks.db", 1 << 20)
+    digest = hash_bytes(src)
+    assert cache.get_graph("src/net/retry.rs", digest) is None
+    cache.put_graph("src/net/retry.rs", digest, graph)
+    assert cache.get_graph("src/net/retry.rs", digest) == graph
+    assert cache.get("src/net/retry.rs", digest) is None  # not mistaken for chunks
+    assert cache.get_graph("src/net/other.rs", digest) is None
