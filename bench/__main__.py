@@ -12,6 +12,7 @@
     python -m bench cli                                     `rcmd` start-up: status, search
     python -m bench snapshots [small]                       export, adopt, seeded worktrees
     python -m bench edits                                   one save of a big file vs before
+    python -m bench reindex medium                          reindex --force of an indexed tree
     python -m bench report                                  bench/results → docs/PERFORMANCE.md
 
 Each command writes bench/results/<name>.json (machine, date, commit, command, figures);
@@ -41,6 +42,7 @@ COMMANDS = {
     "cli": ("bench.cli", "run"),
     "snapshots": ("bench.snapshots", "run"),
     "edits": ("bench.edits", "run"),
+    "reindex": ("bench.reindex", "run"),
 }
 
 
@@ -126,6 +128,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--edits", type=int, default=15, help="saves of the big file per run")
     p.add_argument("--saves", type=int, default=50, help="saves of the typing session per run")
     p.add_argument("--baseline", default="62c4c71", help="commit to compare with")
+
+    p = sub.add_parser("reindex", help="reindex --force of an earlier index run's tree")
+    p.add_argument("corpus")
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--checkout", help="run the daemon of this checkout instead (a baseline)")
+    p.add_argument("--work", default=work)
 
     sub.add_parser("report", help="render bench/results into docs/PERFORMANCE.md")
 

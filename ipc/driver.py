@@ -30,9 +30,15 @@ class DaemonDriver:
     (and may be changed between a `stop` and the next `start`)."""
 
     def __init__(
-        self, home: Path, env: Mapping[str, str] | None = None, prefix: Sequence[str] = ()
+        self,
+        home: Path,
+        env: Mapping[str, str] | None = None,
+        prefix: Sequence[str] = (),
+        source: Path = SOURCE_ROOT,
     ) -> None:
         self.home = home
+        #: The checkout whose daemon runs (another one's: a baseline in a benchmark).
+        self.source = source
         self.env: dict[str, str] = {**os.environ, "RCMD_HOME": str(home), **(env or {})}
         self.paths: RuntimePaths = runtime_paths(self.env)
         #: A command the daemon runs under (`unshare -U -r --`, `prlimit --nofile=...`).
@@ -54,7 +60,7 @@ class DaemonDriver:
                 env=self.env,
                 stdout=out,
                 stderr=out,
-                cwd=SOURCE_ROOT,
+                cwd=self.source,
             )
         deadline = time.monotonic() + timeout
         while not self._answers():
