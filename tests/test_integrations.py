@@ -161,7 +161,20 @@ def test_mcp_bridge_with_the_sdk_client(daemon: Daemon, crate: Path) -> None:
     async def session() -> None:
         async with McpClient(params, read_timeout_seconds=120) as client:
             tools = {t.name for t in (await client.list_tools()).tools}
-            assert tools == {"search", "status", "reindex", "read_chunk", "similar_code"}
+            assert tools == {
+                "search",
+                "status",
+                "reindex",
+                "read_chunk",
+                "similar_code",
+                "definitions",
+                "references",
+                "callers",
+                "callees",
+                "implementations",
+            }
+            defs = payload(await client.call_tool("definitions", {"name": "fetch_with_retry"}))
+            assert [(d["path"], d["kind"]) for d in defs["results"]] == [("src/net/retry.rs", "fn")]
 
             found = payload(
                 await client.call_tool("search", {"query": "retry failed http requests"})
