@@ -72,7 +72,7 @@ def acquire_lock(lock_path: Path) -> int:
 async def _serve(config: Config) -> None:
     from daemon.chunk_cache import ChunkCache
     from daemon.embed_cache import open_cache
-    from daemon.embedder import Embedder
+    from daemon.embedder import Embedder, TextEmbedder
     from daemon.server import Server, bind_socket
     from daemon.service import Service
     from daemon.sqlite import open_or_set_aside
@@ -84,7 +84,12 @@ async def _serve(config: Config) -> None:
     sock = activated if activated is not None else bind_socket(config.paths.socket)
     socket_path = Path(sock.getsockname())
     notifier.status("starting")
-    embedder = Embedder(config.embedding, config.paths.cache_dir, background=True)
+    local = Embedder(config.embedding, config.paths.cache_dir, background=True)
+    embedder: TextEmbedder = local
+    if config.cluster.address:
+        from daemon.cluster import ClusterEmbedder  # imports Ray only when it is used
+
+        embedder = ClusterEmbedder(local, config.cluster)
     chunks = open_or_set_aside(
         config.paths.cache_dir / "chunks.db",
         lambda path: ChunkCache(path, config.index.chunk_cache_mb << 20),

@@ -1,0 +1,141 @@
+"""A real Ray cluster on this machine for the tests: a head and worker nodes started with
+`ray start --block`, each in a session of its own, all in one temporary folder.
+
+`ray stop` would end every Ray process of the machine (other users' too), so the end is
+scoped: each node's `ray start --block` gets SIGTERM (it stops what it started), then
+whatever is left in those sessions (raylets, workers, actors) is killed by pid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.conftest import REPO, wait_until
+
+#: Ports a node listens on besides the GCS port; each gets a free one, so that this
+#: cluster never meets another one running on the machine.
+_NODE_PORTS = (
+    "--node-manager-port",
+    "--object-manager-port",
+    "--dashboard-agent-grpc-port",
+    "--dashboard-agent-listen-port",
+    "--metrics-export-port",
+    "--runtime-env-agent-port",
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def ray_bin() -> Path:
+    return Path(sys.executable).parent / "ray"
+
+
+def ray_available() -> bool:
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        return False
+    return ray_bin().exists()
+
+
+class LocalRayCluster:
+    """Nodes of one Ray cluster on 127.0.0.1, each with `cpus` CPUs."""
+
+    def __init__(self, temp: Path, cpus: int = 1) -> None:
+        self.temp = temp
+        self.cpus = cpus
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.nodes: list[subprocess.Popen[bytes]] = []
+        self.env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0"}
+
+    def _start_node(self, head: bool) -> None:
+        args = [str(ray_bin()), "start", "--block", "--node-ip-address=127.0.0.1"]
+        args += [f"--num-cpus={self.cpus}", "--num-gpus=0", "--disable-usage-stats"]
+        args += [f"--min-worker-port={free_port()}", "--max-worker-port=0"]
+        args += [f"{flag}={free_port()}" for flag in _NODE_PORTS]
+        if head:
+            args += ["--head", f"--port={self.port}", "--include-dashboard=false"]
+            args += [f"--ray-client-server-port={free_port()}", f"--temp-dir={self.temp}"]
+        else:
+            args += [f"--address={self.address}"]
+        log = (self.temp / f"node{len(self.nodes)}.log").open("wb")
+        self.nodes.append(
+            subprocess.Popen(
+                args, env=self.env, stdout=log, stderr=log, start_new_session=True, cwd=REPO
+            )
+        )
+
+    def alive_nodes(self) -> int:
+        out = subprocess.run(
+            [sys.executable, "-c", _COUNT_NODES, self.address],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        return int(out.stdout.strip() or 0)
+
+    def start(self, nodes: int) -> LocalRayCluster:
+        self._start_node(head=True)
+        for _ in range(nodes - 1):
+            self._start_node(head=False)
+        wait_until(lambda: self.alive_nodes() == nodes, timeout=120, interval=0.5)
+        return self
+
+    def session_pids(self) -> list[int]:
+        """Every process left in the nodes' sessions (the nodes' own included)."""
+        sids = {p.pid for p in self.nodes}
+        pids = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                with contextlib.suppress(OSError):
+                    if os.getsid(int(entry)) in sids:
+                        pids.append(int(entry))
+        return pids
+
+    def worker_pids(self, title: str) -> list[int]:
+        """Processes of this cluster whose title (Ray sets `ray::Class.method` while an
+        actor runs a task) starts with `title`."""
+        found = []
+        for pid in self.session_pids():
+            with contextlib.suppress(OSError):
+                if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(title.encode()):
+                    found.append(pid)
+        return found
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            with contextlib.suppress(ProcessLookupError):
+                node.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        for node in self.nodes:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                node.wait(max(deadline - time.monotonic(), 0.1))
+        for pid in self.session_pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        for node in self.nodes:
+            with contextlib.suppress(ProcessLookupError, subprocess.TimeoutExpired):
+                node.kill()
+                node.wait(10)
+
+
+_COUNT_NODES = """
+import sys, ray
+ray.init(address=sys.argv[1], _node_ip_address="127.0.0.1", log_to_driver=False,
+         logging_level="ERROR")
+print(sum(1 for n in ray.nodes() if n["Alive"]))
+"""
