@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import tempfile
 import threading
 import time
@@ -42,6 +43,8 @@ log = structlog.get_logger("rcmd.cluster")
 ACTOR_RESTARTS = 3
 #: Longest the actors may take to load the model when the pool is made.
 POOL_READY_S = 300.0
+#: How long the reachability check before ray.init waits for the address to answer.
+PROBE_TIMEOUT_S = 5.0
 
 
 class ClusterLost(Exception):
@@ -178,6 +181,16 @@ def _init_args(cfg: ClusterConfig) -> dict[str, Any]:
     return args
 
 
+def _probe(address: str) -> None:
+    """Fail fast when nothing listens at `address`: ray.init would retry for minutes."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=PROBE_TIMEOUT_S):
+            pass
+    except (OSError, ValueError) as exc:
+        raise ClusterLost(f"cannot reach the cluster at {address}: {exc}") from None
+
+
 class ClusterEmbedder:
     """The local `Embedder`'s interface, with cache misses embedded on the cluster.
 
@@ -211,6 +224,7 @@ class ClusterEmbedder:
 
         try:
             if not ray.is_initialized():
+                _probe(self.cfg.address)
                 ray.init(**_init_args(self.cfg))
             pool = _Pool.create(self.cfg, self.local.cfg, self.model_id)
         except Exception as exc:  # any failure to reach or use the cluster: embed locally
