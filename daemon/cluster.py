@@ -22,7 +22,6 @@ import os
 import socket
 import tempfile
 import threading
-import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
@@ -202,24 +201,31 @@ class ClusterEmbedder:
         self.cfg = cfg
         self.model_id, self.dim = local.model_id, local.dim
         self.chunks_embedded = 0
+        #: Batches retried by pools lost since (the current pool counts its own).
+        self._retried_before = 0
         self._pool: _Pool | None = None
         self._reason = "connecting"
-        self._next_try = 0.0
         self._lock = threading.Lock()
-        self._connector: threading.Thread | None = None
-        self._connect_later()
+        self._closed = threading.Event()
+        #: Set when the pool is lost (or at close): the keeper thread connects again.
+        self._lost_event = threading.Event()
+        self._keeper = threading.Thread(
+            target=self._keep_connected, name="rcmd-cluster", daemon=True
+        )
+        self._keeper.start()
 
     # ---- the connection ----
-    def _connect_later(self) -> None:
-        with self._lock:
-            if self._connector is not None and self._connector.is_alive():
+    def _keep_connected(self) -> None:
+        """Connect; after a failure or a loss, wait `reconnect_s` and connect again,
+        until `close`."""
+        while not self._closed.is_set():
+            if self._try_connect():
+                self._lost_event.wait()
+                self._lost_event.clear()
+            if self._closed.wait(self.cfg.reconnect_s):
                 return
-            self._connector = threading.Thread(
-                target=self._connect, name="rcmd-cluster", daemon=True
-            )
-            self._connector.start()
 
-    def _connect(self) -> None:
+    def _try_connect(self) -> bool:
         import ray
 
         try:
@@ -228,42 +234,39 @@ class ClusterEmbedder:
                 ray.init(**_init_args(self.cfg))
             pool = _Pool.create(self.cfg, self.local.cfg, self.model_id)
         except Exception as exc:  # any failure to reach or use the cluster: embed locally
-            self._lost(f"{type(exc).__name__}: {exc}")
-            return
+            self._fall_back(f"{type(exc).__name__}: {exc}")
+            return False
         self._pool, self._reason = pool, ""
         log.info("cluster_connected", address=self.cfg.address, workers=len(pool.actors))
+        return True
 
-    def _lost(self, reason: str) -> None:
-        """Embed locally from now on; try the cluster again after `reconnect_s`."""
+    def _fall_back(self, reason: str) -> None:
+        """Embed locally from now on (the keeper thread tries the cluster again)."""
         import ray
 
-        self._pool = None
-        self._reason = reason
-        self._next_try = time.monotonic() + self.cfg.reconnect_s
+        with self._lock:
+            if self._pool is not None:
+                self._retried_before += self._pool.retried
+            self._pool = None
+            self._reason = reason
         log.warning("cluster_local_fallback", address=self.cfg.address, reason=reason)
         try:
             ray.shutdown()
         except Exception as exc:
             log.warning("cluster_shutdown_failed", error=str(exc))
-
-    def _usable(self) -> _Pool | None:
-        pool = self._pool
-        if pool is None and self._reason != "connecting" and time.monotonic() >= self._next_try:
-            self._reason = "connecting"
-            self._connect_later()
-        return pool
+        self._lost_event.set()
 
     # ---- the embedder's interface ----
     def embed(self, texts: Sequence[str]) -> list[npt.NDArray[np.float32]]:
         """Vectors for `texts`: from the pool when connected, else (or when the cluster
         fails during the call) from the local model."""
-        pool = self._usable() if texts else None
+        pool = self._pool if texts else None
         if pool is None:
             return self.local.embed(texts)
         try:
             vectors = pool.run(texts, self.dim)
         except Exception as exc:  # ClusterLost, or Ray's errors for a lost cluster
-            self._lost(f"{type(exc).__name__}: {exc}")
+            self._fall_back(f"{type(exc).__name__}: {exc}")
             return self.local.embed(texts)
         self.chunks_embedded += len(texts)
         return list(vectors)
@@ -302,7 +305,7 @@ class ClusterEmbedder:
             "state": "connected" if pool is not None else "local-fallback",
             "workers": len(pool.actors) if pool is not None else 0,
             "chunks_embedded": self.chunks_embedded,
-            "retried_batches": pool.retried if pool is not None else 0,
+            "retried_batches": self._retried_before + (pool.retried if pool else 0),
         }
         if pool is None:
             out["reason"] = self._reason
@@ -312,6 +315,8 @@ class ClusterEmbedder:
         """Disconnect: the actors belong to this driver and end with it."""
         import ray
 
+        self._closed.set()
+        self._lost_event.set()
         self._pool = None
         if ray.is_initialized():
             ray.shutdown()

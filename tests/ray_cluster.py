@@ -2,18 +2,20 @@
 `ray start --block`, each in a session of its own, all in one temporary folder.
 
 `ray stop` would end every Ray process of the machine (other users' too), so the end is
-scoped: each node's `ray start --block` gets SIGTERM (it stops what it started), then
-whatever is left in those sessions (raylets, workers, actors) is killed by pid.
+scoped: the processes of the nodes' sessions (`ray start` itself, the GCS, raylets,
+workers, actors) are signalled by pid, SIGTERM first, SIGKILL for what stays.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -53,10 +55,11 @@ def ray_available() -> bool:
 class LocalRayCluster:
     """Nodes of one Ray cluster on 127.0.0.1, each with `cpus` CPUs."""
 
-    def __init__(self, temp: Path, cpus: int = 1) -> None:
-        self.temp = temp
+    def __init__(self, cpus: int = 1, port: int | None = None) -> None:
+        # Short: Ray's Unix sockets live under it, and their paths must stay < 108 bytes.
+        self.temp = Path(tempfile.mkdtemp(prefix="rray-"))
         self.cpus = cpus
-        self.port = free_port()
+        self.port = port or free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.nodes: list[subprocess.Popen[bytes]] = []
         self.env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0"}
@@ -79,6 +82,14 @@ class LocalRayCluster:
         )
 
     def alive_nodes(self) -> int:
+        for node in self.nodes:
+            if node.poll() is not None:
+                logs = "\n".join(p.read_text()[-2000:] for p in self.temp.glob("node*.log"))
+                raise AssertionError(f"a Ray node exited with {node.returncode}:\n{logs}")
+        try:  # ray.init would wait a minute for a head that does not listen yet
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+        except OSError:
+            return 0
         out = subprocess.run(
             [sys.executable, "-c", _COUNT_NODES, self.address],
             env=self.env,
@@ -117,20 +128,21 @@ class LocalRayCluster:
         return found
 
     def stop(self) -> None:
-        for node in self.nodes:
-            with contextlib.suppress(ProcessLookupError):
-                node.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 30
-        for node in self.nodes:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                node.wait(max(deadline - time.monotonic(), 0.1))
-        for pid in self.session_pids():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        for node in self.nodes:
-            with contextlib.suppress(ProcessLookupError, subprocess.TimeoutExpired):
-                node.kill()
-                node.wait(10)
+        """SIGTERM to every process of the nodes' sessions, SIGKILL to what is left
+        after a few seconds."""
+        for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 10.0)):
+            for pid in self.session_pids():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+            deadline = time.monotonic() + grace
+            for node in self.nodes:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    node.wait(max(deadline - time.monotonic(), 0.1))
+            with contextlib.suppress(AssertionError):
+                wait_until(lambda: not self.session_pids(), timeout=grace, interval=0.2)
+            if not self.session_pids():
+                break
+        shutil.rmtree(self.temp, ignore_errors=True)
 
 
 _COUNT_NODES = """

@@ -23,11 +23,11 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRayCluster]:
+def ray_cluster() -> Iterator[LocalRayCluster]:
     """Two nodes of one CPU each: the daemon's pool gets two actors, one per node."""
     if not ray_available():
         skip_or_fail(f"{NEEDS}Ray (pip install 'rcmd[cluster]')")
-    cluster = LocalRayCluster(tmp_path_factory.mktemp("ray"), cpus=1)
+    cluster = LocalRayCluster(cpus=1)
     try:
         yield cluster.start(nodes=2)
     finally:
@@ -134,3 +134,36 @@ def test_an_unreachable_cluster_falls_back_to_the_local_model(
     finally:
         d.stop()
         d.kill()
+
+
+def test_a_lost_cluster_falls_back_and_is_joined_again(
+    crate: Path, tmp_path: Path, embedder: Any
+) -> None:
+    """The cluster stops under a connected daemon: its work is embedded locally, status
+    says so; once the cluster is back at the address, the daemon joins it again."""
+    if not ray_available():
+        skip_or_fail(f"{NEEDS}Ray (pip install 'rcmd[cluster]')")
+    first = LocalRayCluster().start(nodes=1)
+    again: LocalRayCluster | None = None
+    d = cluster_daemon(tmp_path / "home", first.address, RCMD_CLUSTER_RECONNECT_S="1")
+    try:
+        connected(d)
+        first.stop()
+        d.cli("index", str(crate), "--wait")
+        status = d.call("status")
+        assert status["cluster"]["state"] == "local-fallback"
+        assert status["roots"][0]["vectors_pending"] == 0
+        again = LocalRayCluster(port=first.port).start(nodes=1)
+        tree = tmp_path / "tree"
+        write_new_code(tree / "src", "rejoined", files=2, fns=4)
+        connected(d)
+        d.cli("index", str(tree), "--wait")
+        assert d.call("status")["cluster"]["chunks_embedded"] == 8
+    finally:
+        d.stop()
+        d.kill()
+        first.stop()
+        if again is not None:
+            again.stop()
+    assert_cached_like_local(tmp_path / "home", crate, embedder)
+    assert assert_cached_like_local(tmp_path / "home", tree, embedder) == 8
