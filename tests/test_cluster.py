@@ -115,9 +115,7 @@ def test_a_worker_killed_mid_batch(
     assert assert_cached_like_local(tmp_path / "home", tree, embedder) == 300
 
 
-def test_an_unreachable_cluster_falls_back_to_the_local_model(
-    crate: Path, tmp_path: Path
-) -> None:
+def test_an_unreachable_cluster_falls_back_to_the_local_model(crate: Path, tmp_path: Path) -> None:
     if not ray_available():
         skip_or_fail(f"{NEEDS}Ray (pip install 'rcmd[cluster]')")
     d = cluster_daemon(tmp_path / "home", f"127.0.0.1:{free_port()}")

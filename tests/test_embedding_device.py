@@ -3,6 +3,8 @@ said in status; and the GPU's padded batches give the vectors texts get alone.""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ from daemon.embedder import (
     choose_device,
 )
 from ipc.errors import ConfigError
-from tests.conftest import Daemon, run_daemon_once, wait_until
+from tests.conftest import REPO, Daemon, run_daemon_once, wait_until
 
 HAS_CUDA = CUDA_PROVIDER in ort.get_available_providers()
 
@@ -96,3 +98,16 @@ def test_status_says_which_device(daemon: Daemon) -> None:
         "workers": 0,
         "chunks_embedded": 0,
     }
+
+
+def test_ray_is_imported_only_for_a_cluster() -> None:
+    """Without an address the daemon's modules never import Ray (start-up and memory
+    stay as they were)."""
+    code = (
+        "import sys, daemon.main, daemon.service, daemon.pipeline, daemon.cluster\n"
+        "print('ray' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True
+    )
+    assert out.stdout.strip() == "False"
