@@ -11,6 +11,7 @@
     python -m bench refactor                                cache hits when code moves
     python -m bench cli                                     `rcmd` start-up: status, search
     python -m bench snapshots [small]                       export, adopt, seeded worktrees
+    python -m bench cluster                                 embedding: local vs Ray, 1 and 2 nodes
     python -m bench report                                  bench/results → docs/PERFORMANCE.md
 
 Each command writes bench/results/<name>.json (machine, date, commit, command, figures);
@@ -39,6 +40,7 @@ COMMANDS = {
     "startup": ("bench.micro", "startup"),
     "cli": ("bench.cli", "run"),
     "snapshots": ("bench.snapshots", "run"),
+    "cluster": ("bench.cluster", "run"),
 }
 
 
@@ -118,6 +120,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--worktree-files", type=int, default=20)
     p.add_argument("--work", default=work)
+
+    p = sub.add_parser("cluster", help="embedding: local against Ray with 1 and 2 nodes")
+    p.add_argument("--chunks", type=int, default=384)
+    p.add_argument("--corpus", default="small")
 
     sub.add_parser("report", help="render bench/results into docs/PERFORMANCE.md")
 

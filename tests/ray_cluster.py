@@ -33,6 +33,13 @@ _NODE_PORTS = (
 )
 
 
+#: For the nodes and every client of them: no usage report, and no token authentication.
+#: Ray 2.60 turns tokens on for a new cluster whenever ~/.ray/auth_token exists (any
+#: earlier local `ray.init()` of the user writes one), and a client whose environment
+#: says otherwise is refused; saying it here keeps the tests off that shared file.
+CLIENT_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -62,7 +69,7 @@ class LocalRayCluster:
         self.port = port or free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.nodes: list[subprocess.Popen[bytes]] = []
-        self.env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0"}
+        self.env = {**os.environ, "PYTHONPATH": str(REPO), **CLIENT_ENV}
 
     def _start_node(self, head: bool) -> None:
         args = [str(ray_bin()), "start", "--block", "--node-ip-address=127.0.0.1"]
@@ -71,6 +78,7 @@ class LocalRayCluster:
         args += [f"{flag}={free_port()}" for flag in _NODE_PORTS]
         if head:
             args += ["--head", f"--port={self.port}", "--include-dashboard=false"]
+            args += [f"--dashboard-port={free_port()}"]
             args += [f"--ray-client-server-port={free_port()}", f"--temp-dir={self.temp}"]
         else:
             args += [f"--address={self.address}"]
@@ -100,10 +108,15 @@ class LocalRayCluster:
         return int(out.stdout.strip() or 0)
 
     def start(self, nodes: int) -> LocalRayCluster:
-        self._start_node(head=True)
-        for _ in range(nodes - 1):
-            self._start_node(head=False)
-        wait_until(lambda: self.alive_nodes() == nodes, timeout=120, interval=0.5)
+        """Start the head and `nodes - 1` workers; stop them all if they do not come up."""
+        try:
+            self._start_node(head=True)
+            for _ in range(nodes - 1):
+                self._start_node(head=False)
+            wait_until(lambda: self.alive_nodes() == nodes, timeout=120, interval=0.5)
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def session_pids(self) -> list[int]:

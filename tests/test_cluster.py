@@ -17,7 +17,7 @@ import pytest
 from daemon.chunker import chunk_source
 from daemon.embed_cache import EmbedCache, cache_key
 from tests.conftest import NEEDS, Daemon, skip_or_fail, wait_until, write_new_code
-from tests.ray_cluster import LocalRayCluster, free_port, ray_available
+from tests.ray_cluster import CLIENT_ENV, LocalRayCluster, free_port, ray_available
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +36,7 @@ def ray_cluster() -> Iterator[LocalRayCluster]:
 
 
 def cluster_daemon(home: Path, address: str, **env: str) -> Daemon:
-    d = Daemon(home, RCMD_CLUSTER_ADDRESS=address, **env)
+    d = Daemon(home, RCMD_CLUSTER_ADDRESS=address, **CLIENT_ENV, **env)
     d.start()
     return d
 
