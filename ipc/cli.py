@@ -245,6 +245,34 @@ def cmd_export(args: argparse.Namespace, paths: RuntimePaths) -> int:
 
 
 @command(
+    "build",
+    "index a tree without a daemon and write its snapshot",
+    "Index ROOT from scratch in this process (no daemon, nothing registered) and write\n"
+    "its snapshot to FILE, as `rcmd export` would. With --cluster ADDRESS (a Ray\n"
+    "address; needs rcmd[cluster]) the chunks are embedded on that cluster. Start a\n"
+    "root from the file with: rcmd index PATH --from FILE.",
+)
+@argument("root", help="the tree to index")
+@argument("-o", "--output", required=True, metavar="FILE", help="the snapshot file to write")
+@argument("--cluster", default="", metavar="ADDRESS", help="a Ray cluster to embed on")
+def cmd_build(args: argparse.Namespace, paths: RuntimePaths) -> int:
+    from daemon.build import build_snapshot  # heavy: the whole pipeline, only here
+
+    root = Path(args.root).expanduser().resolve()
+    out = Path(args.output).expanduser().resolve()
+    result = build_snapshot(root, out, args.cluster)
+    if args.cluster and result["cluster"]["state"] != "connected":
+        reason = result["cluster"].get("reason", "")
+        print(f"rcmd build: the cluster was not used ({reason}); embedded locally", file=sys.stderr)
+    print(
+        f"built {result['root']} into {result['file']}: {result['files']} files, "
+        f"{result['chunks']} chunks, {result['bytes'] / 1e6:.1f} MB; start a root from it "
+        f"with: rcmd index PATH --from {result['file']}"
+    )
+    return 0
+
+
+@command(
     "search",
     "hybrid search over indexed roots",
     "Search the indexed root holding the current directory (as rg searches the current\n"

@@ -165,3 +165,13 @@ def test_a_lost_cluster_falls_back_and_is_joined_again(
             again.stop()
     assert_cached_like_local(tmp_path / "home", crate, embedder)
     assert assert_cached_like_local(tmp_path / "home", tree, embedder) == 8
+
+
+def test_build_a_snapshot_on_the_cluster(
+    ray_cluster: LocalRayCluster, crate: Path, tmp_path: Path
+) -> None:
+    """`rcmd build --cluster`: the chunks are embedded by the cluster's actors, and a
+    daemon adopting the file has nothing left to embed."""
+    from tests.test_build import build_and_adopt
+
+    build_and_adopt(crate, tmp_path, "--cluster", ray_cluster.address, **CLIENT_ENV)
