@@ -209,7 +209,10 @@ class _OfflineModel:
         self.session = ort.InferenceSession(graph, options, providers=device.providers)
         self.dim = DIM_DEFAULT
         #: On a GPU, whole padded batches (see GPU_BATCH_TEXTS); on CPUs, one text a run.
-        self.batched = device.used == "cuda"
+        #: The int8 graph quantizes activations over the whole input tensor, so its
+        #: batched vectors would depend on batch-mates and padding: it keeps one text a
+        #: run on a GPU too (`quantize = false` is the batched GPU graph).
+        self.batched = device.used == "cuda" and not cfg.quantize
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="rcmd-embed")
 
     def close(self) -> None:
