@@ -17,6 +17,7 @@ Ray is imported only here, and only when an address is set.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import socket
@@ -34,6 +35,7 @@ import structlog
 
 from daemon.config import ClusterConfig, EmbeddingConfig
 from daemon.embedder import Embedder
+from ipc.errors import ConfigError
 
 log = structlog.get_logger("rcmd.cluster")
 
@@ -180,6 +182,16 @@ def _init_args(cfg: ClusterConfig) -> dict[str, Any]:
     return args
 
 
+def require_ray(address: str) -> None:
+    """A clear error at start (without importing Ray) when an address is set but Ray is
+    not installed."""
+    if importlib.util.find_spec("ray") is None:
+        raise ConfigError(
+            f"[cluster] address is {address!r}, but Ray is not installed; install it "
+            "with: pip install 'rcmd[cluster]' (or empty the address to embed locally)"
+        )
+
+
 def _probe(address: str) -> None:
     """Fail fast when nothing listens at `address`: ray.init would retry for minutes."""
     host, _, port = address.removeprefix("ray://").rpartition(":")
@@ -197,6 +209,7 @@ class ClusterEmbedder:
     locally) while the actors load; `state` is "connected" once they have."""
 
     def __init__(self, local: Embedder, cfg: ClusterConfig) -> None:
+        require_ray(cfg.address)
         self.local = local
         self.cfg = cfg
         self.model_id, self.dim = local.model_id, local.dim

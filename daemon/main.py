@@ -84,6 +84,10 @@ async def _serve(config: Config) -> None:
     sock = activated if activated is not None else bind_socket(config.paths.socket)
     socket_path = Path(sock.getsockname())
     notifier.status("starting")
+    if config.cluster.address:  # before the model's loader thread starts
+        from daemon.cluster import require_ray
+
+        require_ray(config.cluster.address)
     local = Embedder(config.embedding, config.paths.cache_dir, background=True)
     embedder: TextEmbedder = local
     if config.cluster.address:
