@@ -380,6 +380,30 @@ def _fmt_bytes(n: int) -> str:
     return f"{n / (1 << 20):.0f} MiB"
 
 
+def _embedding_lines(status: dict[str, Any]) -> list[str]:
+    """Human status: the model and its cache, where it runs, and the cluster if any."""
+    emb = status["embedding"]
+    lines = [
+        f"embeddings: {emb['model']}  cache hits {emb['cache_hits']}  misses {emb['cache_misses']}"
+        f"  vectors: {status['vector_store']}"
+    ]
+    device = emb.get("device")  # absent from older daemons
+    if device and device.get("used"):
+        lines.append(f"  device: {device['used']} ({device['requested']}: {device['reason']})")
+    cluster = status.get("cluster")
+    if cluster and cluster["state"] != "off":
+        how = (
+            f"{cluster['workers']} workers"
+            if cluster["state"] == "connected"
+            else cluster.get("reason", "")
+        )
+        lines.append(
+            f"  cluster {cluster['address']}: {cluster['state']} ({how}), "
+            f"{cluster['chunks_embedded']} chunks embedded there"
+        )
+    return lines
+
+
 @command(
     "status",
     "roots, progress, cache, memory",
@@ -395,15 +419,11 @@ def cmd_status(args: argparse.Namespace, paths: RuntimePaths) -> int:
     if args.json:
         _print_json(status)
         return 1 if args.verify and not status["verify"]["ok"] else 0
-    emb = status["embedding"]
     print(
         f"rcmd {status['version']}  pid {status['pid']}  up {status['uptime_s']:.0f}s  "
         f"RSS {_fmt_bytes(status['rss_bytes'])}  socket {status['socket']}"
     )
-    print(
-        f"embeddings: {emb['model']}  cache hits {emb['cache_hits']}  misses {emb['cache_misses']}"
-        f"  vectors: {status['vector_store']}"
-    )
+    print("\n".join(_embedding_lines(status)))
     if not status["roots"] and not status.get("failed_roots"):
         print("no roots; add one with: rcmd index PATH")
     for failed in status.get("failed_roots", []):

@@ -85,6 +85,7 @@ def test_index_through_the_cluster(
         assert status["cluster"]["chunks_embedded"] == status["embedding"]["cache_misses"] > 0
         assert d.verify()["ok"]
         assert d.search("retry failed http requests")
+        assert f"cluster {ray_cluster.address}: connected (2 workers)" in d.cli("status").stdout
     finally:
         d.stop()
         d.kill()

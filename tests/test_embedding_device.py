@@ -92,6 +92,9 @@ def test_status_says_which_device(daemon: Daemon) -> None:
             "used": "cpu",
             "reason": "no CUDA provider in onnxruntime",
         }
+    human = daemon.cli("status").stdout
+    assert f"device: {device['used']} (auto: {device['reason']})" in human
+    assert "cluster" not in human
     assert status["cluster"] == {
         "address": "",
         "state": "off",
