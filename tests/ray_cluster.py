@@ -69,7 +69,9 @@ class LocalRayCluster:
         self.port = port or free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.nodes: list[subprocess.Popen[bytes]] = []
-        self.env = {**os.environ, "PYTHONPATH": str(REPO), **CLIENT_ENV}
+        # TMPDIR: the actors keep their model graph under the temporary folder; this
+        # cluster's own, removed at the end.
+        self.env = {**os.environ, "PYTHONPATH": str(REPO), "TMPDIR": str(self.temp), **CLIENT_ENV}
 
     def _start_node(self, head: bool) -> None:
         args = [str(ray_bin()), "start", "--block", "--node-ip-address=127.0.0.1"]
