@@ -13,6 +13,7 @@
     python -m bench snapshots [small]                       export, adopt, seeded worktrees
     python -m bench edits                                   one save of a big file vs before
     python -m bench reindex medium                          reindex --force of an indexed tree
+    python -m bench cluster                                 embedding: local vs Ray, 1 and 2 nodes
     python -m bench report                                  bench/results → docs/PERFORMANCE.md
 
 Each command writes bench/results/<name>.json (machine, date, commit, command, figures);
@@ -43,6 +44,7 @@ COMMANDS = {
     "snapshots": ("bench.snapshots", "run"),
     "edits": ("bench.edits", "run"),
     "reindex": ("bench.reindex", "run"),
+    "cluster": ("bench.cluster", "run"),
 }
 
 
@@ -134,6 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--checkout", help="run the daemon of this checkout instead (a baseline)")
     p.add_argument("--work", default=work)
+
+    p = sub.add_parser("cluster", help="embedding: local against Ray with 1 and 2 nodes")
+    p.add_argument("--chunks", type=int, default=384)
+    p.add_argument("--corpus", default="small")
 
     sub.add_parser("report", help="render bench/results into docs/PERFORMANCE.md")
 

@@ -58,6 +58,8 @@ class IndexConfig:
 
 @dataclass(frozen=True, slots=True)
 class EmbeddingConfig:
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"device": ("auto", "cpu", "cuda")}
+
     #: "default" is the offline int8 all-MiniLM-L6-v2; any fastembed model name works online.
     model: str = "default"
     batch_size: int = 32
@@ -71,6 +73,34 @@ class EmbeddingConfig:
     #: faster on CPUs, vectors at cosine ~0.99 to the float graph's. Another model id,
     #: so switching rebuilds each root once. Only for the default model.
     quantize: bool = True
+    #: Where the default model runs: "cuda" (onnxruntime's CUDAExecutionProvider, from
+    #: `pip install 'rcmd[gpu]'`; the start fails without it), "cpu", or "auto" (CUDA
+    #: when onnxruntime offers it, else the CPU; status says which and why).
+    device: str = "auto"
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    #: Empty: embed in the daemon. A Ray address ("10.0.0.5:6379"): chunk texts that miss
+    #: the embedding cache are embedded by a pool of Ray actors (`pip install 'rcmd[cluster]'`).
+    address: str = ""
+    #: Actors in the pool; 0: one per GPU when the cluster has GPUs, else one per
+    #: `cpus_per_worker` CPUs of the cluster.
+    workers: int = 0
+    #: CPUs each actor reserves (and the onnxruntime threads it runs).
+    cpus_per_worker: int = 1
+    #: Texts per batch sent to an actor.
+    batch_size: int = 32
+    #: Batches in flight per actor: a second one queued hides the round trip, more would
+    #: only hold texts in the object store.
+    in_flight_per_worker: int = 2
+    #: Longest a batch may take before the cluster counts as lost (local fallback).
+    batch_timeout_s: float = 120.0
+    #: After the cluster was lost (or unreachable), how long until it is tried again.
+    reconnect_s: float = 60.0
+    #: This machine's address as the cluster sees it; empty: 127.0.0.1 for a local
+    #: address, else Ray's own guess.
+    node_ip: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +177,7 @@ class Config:
     vector_store: VectorStoreConfig = field(default_factory=VectorStoreConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
 
 _SECTIONS: dict[str, type[Any]] = {
@@ -155,6 +186,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "vector_store": VectorStoreConfig,
     "search": SearchConfig,
     "log": LogConfig,
+    "cluster": ClusterConfig,
 }
 
 

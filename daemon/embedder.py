@@ -15,9 +15,10 @@ import os
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -37,6 +38,64 @@ _TOKENIZER_FILES = (
     "config.json",
     "vocab.txt",
 )
+
+
+#: onnxruntime's provider for NVIDIA GPUs (in the `onnxruntime-gpu` wheel).
+CUDA_PROVIDER = "CUDAExecutionProvider"
+GPU_FIX = "pip install 'rcmd[gpu]'"
+#: GPU batches: a GPU is fed whole length-sorted batches (one text at a time would leave it
+#: idle between kernel launches), each padded to a multiple of 8 tokens (the tile size of
+#: tensor cores). 128 texts of at most 256 tokens is ~0.1 GB of activations, small for any
+#: CUDA card; the CPU's token budget (which bounds the arena in RSS) does not apply.
+GPU_BATCH_TEXTS = 128
+GPU_BATCH_TOKENS = GPU_BATCH_TEXTS * MAX_TOKENS
+PAD_MULTIPLE = 8
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceChoice:
+    """Where the model runs, and why: what `status` shows under embedding.device."""
+
+    requested: str
+    used: str
+    reason: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"requested": self.requested, "used": self.used, "reason": self.reason}
+
+    @property
+    def providers(self) -> list[str]:
+        return (
+            [CUDA_PROVIDER, "CPUExecutionProvider"]
+            if self.used == "cuda"
+            else ["CPUExecutionProvider"]
+        )
+
+
+def choose_device(requested: str, available: Sequence[str]) -> DeviceChoice:
+    """The device for `requested` ("auto", "cpu" or "cuda") given onnxruntime's
+    `available` providers; "cuda" without the CUDA provider is a configuration error
+    naming the fix, "auto" falls back to the CPU and says so."""
+    if requested == "cpu":
+        return DeviceChoice("cpu", "cpu", "configured")
+    if CUDA_PROVIDER in available:
+        return DeviceChoice(requested, "cuda", f"{CUDA_PROVIDER} available")
+    if requested == "cuda":
+        raise ConfigError(
+            f'[embedding] device = "cuda", but onnxruntime offers no {CUDA_PROVIDER} '
+            f"(it has: {', '.join(available) or 'none'}); install the GPU build with: "
+            f'{GPU_FIX} (it needs CUDA 12 and cuDNN 9), or set device = "auto"'
+        )
+    return DeviceChoice(requested, "cpu", "no CUDA provider in onnxruntime")
+
+
+def resolve_device(requested: str) -> DeviceChoice:
+    """`choose_device` against the installed onnxruntime (imported only when needed)."""
+    if requested == "cpu":
+        return choose_device(requested, [])
+    import onnxruntime as ort
+
+    return choose_device(requested, ort.get_available_providers())
 
 
 def offline_model_dir(cache_dir: Path) -> Path:
@@ -124,7 +183,9 @@ class _OfflineModel:
     cosine from the same texts embedded alone.
     """
 
-    def __init__(self, cfg: EmbeddingConfig, cache_dir: Path, threads: int) -> None:
+    def __init__(
+        self, cfg: EmbeddingConfig, cache_dir: Path, threads: int, device: DeviceChoice
+    ) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
@@ -145,8 +206,13 @@ class _OfflineModel:
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        self.session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(graph, options, providers=device.providers)
         self.dim = DIM_DEFAULT
+        #: On a GPU, whole padded batches (see GPU_BATCH_TEXTS); on CPUs, one text a run.
+        #: The int8 graph quantizes activations over the whole input tensor, so its
+        #: batched vectors would depend on batch-mates and padding: it keeps one text a
+        #: run on a GPU too (`quantize = false` is the batched GPU graph).
+        self.batched = device.used == "cuda" and not cfg.quantize
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="rcmd-embed")
 
     def close(self) -> None:
@@ -171,7 +237,40 @@ class _OfflineModel:
         pooled: npt.NDArray[np.float32] = hidden[0].mean(axis=0, dtype=np.float32)
         return pooled / np.linalg.norm(pooled)
 
+    def _run_padded(self, batch: Sequence[list[int]]) -> npt.NDArray[np.float32]:
+        """One batch padded to a multiple of PAD_MULTIPLE tokens, mean-pooled over each
+        text's own tokens (the mask keeps the padding out of the mean)."""
+        width = -(-max(len(ids) for ids in batch) // PAD_MULTIPLE) * PAD_MULTIPLE
+        input_ids = np.zeros((len(batch), width), dtype=np.int64)  # 0 is [PAD]
+        mask = np.zeros_like(input_ids)
+        for row, ids in enumerate(batch):
+            input_ids[row, : len(ids)] = ids
+            mask[row, : len(ids)] = 1
+        (hidden,) = self.session.run(
+            ["last_hidden_state"],
+            {
+                "input_ids": input_ids,
+                "attention_mask": mask,
+                "token_type_ids": np.zeros_like(input_ids),
+            },
+        )
+        weights = mask[:, :, None].astype(np.float32)
+        pooled = (hidden * weights).sum(axis=1) / weights.sum(axis=1)
+        normed: npt.NDArray[np.float32] = pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
+        return normed
+
+    def embed_batched(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """Length-sorted padded batches: the GPU path."""
+        encoded = self._tokenize(texts)
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        lengths = [len(ids) for ids in encoded]
+        for batch in plan_batches(lengths, GPU_BATCH_TEXTS, GPU_BATCH_TOKENS):
+            out[batch] = self._run_padded([encoded[i] for i in batch])
+        return out
+
     def embed(self, texts: Sequence[str], cfg: EmbeddingConfig) -> npt.NDArray[np.float32]:
+        if self.batched:
+            return self.embed_batched(texts)
         encoded = self._tokenize(texts)
         # Longest first, so the two runs finish together instead of one waiting on a
         # long text picked up last.
@@ -190,11 +289,16 @@ class _FastembedModel:
     """A fastembed model by name (downloaded on first use). fastembed tokenizes again
     inside its `embed`; the pass here only measures lengths for the batching."""
 
-    def __init__(self, cfg: EmbeddingConfig, cache_dir: Path, threads: int) -> None:
+    def __init__(
+        self, cfg: EmbeddingConfig, cache_dir: Path, threads: int, device: DeviceChoice
+    ) -> None:
         from fastembed import TextEmbedding  # heavy: onnxruntime
 
         self.model: Any = TextEmbedding(
-            cfg.model, cache_dir=str(cache_dir / "fastembed"), threads=threads
+            cfg.model,
+            cache_dir=str(cache_dir / "fastembed"),
+            threads=threads,
+            providers=device.providers,
         )
         self.dim = int(self.model.embedding_size)
         self.tokenizer = self.model.model.tokenizer  # type: ignore[attr-defined]
@@ -220,6 +324,27 @@ class _FastembedModel:
         return np.asarray(next(iter(self.model.query_embed(text))), dtype=np.float32)
 
 
+class TextEmbedder(Protocol):
+    """What the pipeline and the service ask of an embedder: the local `Embedder`, or
+    `daemon.cluster.ClusterEmbedder`, which sends cache misses to a Ray cluster."""
+
+    model_id: str
+    dim: int
+
+    @property
+    def loaded(self) -> bool: ...
+    @property
+    def parallel_texts(self) -> int: ...
+    def embed(self, texts: Sequence[str]) -> list[npt.NDArray[np.float32]]: ...
+    def embed_query(self, text: str) -> npt.NDArray[np.float32]: ...
+    def token_lengths(self, texts: Sequence[str]) -> list[int]: ...
+    def release_memory(self, min_texts: int) -> bool: ...
+    def join(self) -> None: ...
+    def device_status(self) -> dict[str, str | None]: ...
+    def cluster_status(self) -> dict[str, object]: ...
+    def close(self) -> None: ...
+
+
 class Embedder:
     """A loaded model plus the batching policy."""
 
@@ -235,6 +360,11 @@ class Embedder:
         self._ready = threading.Event()
         self._load_error: Exception | None = None
         self._loader: threading.Thread | None = None
+        #: Resolved with the model, except "cuda", checked here so that a daemon without
+        #: the CUDA provider fails its start instead of its first embedding.
+        self.device: DeviceChoice | None = None
+        if cfg.device == "cuda":
+            self.device = resolve_device(cfg.device)
         if background and cfg.model == DEFAULT_MODEL:
             offline_model_dir(cache_dir)  # a missing model package still fails the start
             # Known without loading: roots can open (they record the model) right away.
@@ -271,13 +401,15 @@ class Embedder:
     def _load(self) -> None:
         cfg = self.cfg
         threads = cfg.threads or os.cpu_count() or 1
+        device = self.device or resolve_device(cfg.device)
         model: _OfflineModel | _FastembedModel
         if cfg.model == DEFAULT_MODEL:
-            model = _OfflineModel(cfg, self._cache_dir, threads)
+            model = _OfflineModel(cfg, self._cache_dir, threads, device)
             self.model_id = default_model_id(cfg)
         else:
-            model = _FastembedModel(cfg, self._cache_dir, threads)
+            model = _FastembedModel(cfg, self._cache_dir, threads, device)
             self.model_id = cfg.model
+        self.device = device
         self.dim = model.dim
         # One assignment: a query embedding running on another thread keeps the old one.
         self._model = model
@@ -315,3 +447,19 @@ class Embedder:
     def embed_query(self, text: str) -> npt.NDArray[np.float32]:
         self._wait()
         return self._model.query(text)
+
+    #: Texts worth handing to `embed` in one call: the model runs them one at a time.
+    parallel_texts = 1
+
+    def device_status(self) -> dict[str, str | None]:
+        """status's embedding.device: what was asked, what runs it, and why."""
+        if self.device is None:
+            return {"requested": self.cfg.device, "used": None, "reason": "the model is loading"}
+        return dict(self.device.to_json())
+
+    def cluster_status(self) -> dict[str, object]:
+        """status's `cluster` for a daemon that embeds alone."""
+        return {"address": "", "state": "off", "workers": 0, "chunks_embedded": 0}
+
+    def close(self) -> None:
+        """Nothing to release beyond the model (the cluster embedder ends its pool)."""

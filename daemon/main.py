@@ -15,6 +15,7 @@ import signal
 import stat
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -22,6 +23,9 @@ from daemon.config import Config, ensure_dirs, load_config
 from daemon.metrics import trim_heap
 from daemon.systemd import Notifier, listen_socket
 from ipc.errors import AlreadyRunning, RcmdError, StateError
+
+if TYPE_CHECKING:
+    from daemon.embedder import TextEmbedder
 
 #: How often the service manager's status line is refreshed.
 STATUS_EVERY_S = 2.0
@@ -69,10 +73,26 @@ def acquire_lock(lock_path: Path) -> int:
     return fd
 
 
+def _embedder(config: Config) -> TextEmbedder:
+    """The local model, behind a Ray pool when `[cluster] address` is set (Ray is
+    imported, and checked for, only then: before the model's loader thread starts)."""
+    from daemon.embedder import Embedder
+
+    if config.cluster.address:
+        from daemon.cluster import require_ray
+
+        require_ray(config.cluster.address)
+    local = Embedder(config.embedding, config.paths.cache_dir, background=True)
+    if not config.cluster.address:
+        return local
+    from daemon.cluster import ClusterEmbedder
+
+    return ClusterEmbedder(local, config.cluster)
+
+
 async def _serve(config: Config) -> None:
     from daemon.chunk_cache import ChunkCache
     from daemon.embed_cache import open_cache
-    from daemon.embedder import Embedder
     from daemon.server import Server, bind_socket
     from daemon.service import Service
     from daemon.sqlite import open_or_set_aside
@@ -84,7 +104,7 @@ async def _serve(config: Config) -> None:
     sock = activated if activated is not None else bind_socket(config.paths.socket)
     socket_path = Path(sock.getsockname())
     notifier.status("starting")
-    embedder = Embedder(config.embedding, config.paths.cache_dir, background=True)
+    embedder = _embedder(config)
     chunks = open_or_set_aside(
         config.paths.cache_dir / "chunks.db",
         lambda path: ChunkCache(

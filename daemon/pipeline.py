@@ -28,7 +28,7 @@ from daemon.chunk_diff import FileWrite, diff_chunks
 from daemon.chunker import Chunk, TooComplex, chunk_source
 from daemon.config import Config
 from daemon.embed_cache import EmbedCache, Vector, cache_key
-from daemon.embedder import Embedder
+from daemon.embedder import TextEmbedder
 from daemon.graph import graph_of
 from daemon.ignore import IGNORE_FILES, is_indexable_name, printable_if_not_utf8, through_link
 from daemon.lexical import LexicalDoc
@@ -51,7 +51,7 @@ MIN_RUN_BEFORE_YIELD_S = 0.5
 @dataclass(frozen=True, slots=True)
 class Collaborators:
     config: Config
-    embedder: Embedder
+    embedder: TextEmbedder
     cache: EmbedCache
     #: Set when the daemon is shutting down: a batch stops at its next commit point.
     should_stop: Callable[[], bool] = lambda: False
@@ -552,7 +552,10 @@ def _embed(
     if cache_only:
         return {cid: cached[key] for cid, key in keys.items() if key in cached}
     misses = list(miss_keys.items())
-    group = EMBED_GROUP if should_yield is not None else max(len(misses), 1)
+    # A cluster takes bigger groups: enough to keep all of its workers busy.
+    group = max(EMBED_GROUP, collab.embedder.parallel_texts)
+    if should_yield is None:
+        group = max(len(misses), 1)
     for start in range(0, len(misses), group):
         if start and should_yield is not None and should_yield():
             break

@@ -20,7 +20,7 @@ from daemon.budget import apply_budget
 from daemon.chunk_cache import ChunkCache
 from daemon.config import Config
 from daemon.embed_cache import EmbedCache
-from daemon.embedder import Embedder
+from daemon.embedder import TextEmbedder
 from daemon.graph import navigate
 from daemon.indexer import Indexer
 from daemon.metrics import peak_rss_bytes, rss_bytes
@@ -93,7 +93,7 @@ class Service:
     def __init__(
         self,
         config: Config,
-        embedder: Embedder,
+        embedder: TextEmbedder,
         cache: EmbedCache,
         socket_path: Path,
         chunk_cache: ChunkCache | None = None,
@@ -157,7 +157,11 @@ class Service:
         if not self.indexer.stop(STOP_TIMEOUT_S):
             log.error("indexer_did_not_stop_exiting", timeout_s=STOP_TIMEOUT_S)
             os._exit(EXIT_STUCK)
-        steps = [*self.registry.root_closers(), ("embedding cache", self.cache.close)]
+        steps = [
+            *self.registry.root_closers(),
+            ("embedding cache", self.cache.close),
+            ("embedder", self.embedder.close),
+        ]
         if self.chunk_cache is not None:
             steps.append(("chunk cache", self.chunk_cache.close))
         _run_steps(steps)
@@ -315,6 +319,7 @@ class Service:
             **caches_status(
                 self.embedder, self.indexer, self.cache, self.chunk_cache, self.parse_cache
             ),
+            "cluster": self.embedder.cluster_status(),
             "vector_store": "qdrant-server" if self.config.vector_store.url else "qdrant-edge",
             "last_batch": self.indexer.last_batch,
             "waiting": self.indexer.waiters,

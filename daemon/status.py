@@ -10,7 +10,7 @@ from typing import Any
 
 from daemon.chunk_cache import ChunkCache
 from daemon.embed_cache import EmbedCache
-from daemon.embedder import Embedder
+from daemon.embedder import TextEmbedder
 from daemon.indexer import Indexer
 from daemon.parse_cache import ParseCache
 from daemon.registry import Registry
@@ -71,7 +71,7 @@ def summary_line(indexer: Indexer, registry: Registry) -> str:
 
 
 def caches_status(
-    embedder: Embedder,
+    embedder: TextEmbedder,
     indexer: Indexer,
     cache: EmbedCache,
     chunk_cache: ChunkCache | None,
@@ -83,6 +83,7 @@ def caches_status(
             "model": embedder.model_id,
             "dim": embedder.dim,
             "loaded": embedder.loaded,
+            "device": embedder.device_status(),
             "cache_hits": indexer.totals.cache_hits,
             "cache_misses": indexer.totals.cache_misses,
             "cache_pruned": cache.pruned,

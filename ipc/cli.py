@@ -251,6 +251,34 @@ def cmd_export(args: argparse.Namespace, paths: RuntimePaths) -> int:
 
 
 @command(
+    "build",
+    "index a tree without a daemon and write its snapshot",
+    "Index ROOT from scratch in this process (no daemon, nothing registered) and write\n"
+    "its snapshot to FILE, as `rcmd export` would. With --cluster ADDRESS (a Ray\n"
+    "address; needs rcmd[cluster]) the chunks are embedded on that cluster. Start a\n"
+    "root from the file with: rcmd index PATH --from FILE.",
+)
+@argument("root", help="the tree to index")
+@argument("-o", "--output", required=True, metavar="FILE", help="the snapshot file to write")
+@argument("--cluster", default="", metavar="ADDRESS", help="a Ray cluster to embed on")
+def cmd_build(args: argparse.Namespace, paths: RuntimePaths) -> int:
+    from daemon.build import build_snapshot  # heavy: the whole pipeline, only here
+
+    root = Path(args.root).expanduser().resolve()
+    out = Path(args.output).expanduser().resolve()
+    result = build_snapshot(root, out, args.cluster)
+    if args.cluster and result["cluster"]["state"] != "connected":
+        reason = result["cluster"].get("reason", "")
+        print(f"rcmd build: the cluster was not used ({reason}); embedded locally", file=sys.stderr)
+    print(
+        f"built {result['root']} into {result['file']}: {result['files']} files, "
+        f"{result['chunks']} chunks, {result['bytes'] / 1e6:.1f} MB; start a root from it "
+        f"with: rcmd index PATH --from {result['file']}"
+    )
+    return 0
+
+
+@command(
     "search",
     "hybrid search over indexed roots",
     "Search the indexed root holding the current directory (as rg searches the current\n"
@@ -488,6 +516,30 @@ def _fmt_bytes(n: int) -> str:
     return f"{n / (1 << 20):.0f} MiB"
 
 
+def _embedding_lines(status: dict[str, Any]) -> list[str]:
+    """Human status: the model and its cache, where it runs, and the cluster if any."""
+    emb = status["embedding"]
+    lines = [
+        f"embeddings: {emb['model']}  cache hits {emb['cache_hits']}  misses {emb['cache_misses']}"
+        f"  vectors: {status['vector_store']}"
+    ]
+    device = emb.get("device")  # absent from older daemons
+    if device and device.get("used"):
+        lines.append(f"  device: {device['used']} ({device['requested']}: {device['reason']})")
+    cluster = status.get("cluster")
+    if cluster and cluster["state"] != "off":
+        how = (
+            f"{cluster['workers']} workers"
+            if cluster["state"] == "connected"
+            else cluster.get("reason", "")
+        )
+        lines.append(
+            f"  cluster {cluster['address']}: {cluster['state']} ({how}), "
+            f"{cluster['chunks_embedded']} chunks embedded there"
+        )
+    return lines
+
+
 @command(
     "status",
     "roots, progress, cache, memory",
@@ -503,15 +555,11 @@ def cmd_status(args: argparse.Namespace, paths: RuntimePaths) -> int:
     if args.json:
         _print_json(status)
         return 1 if args.verify and not status["verify"]["ok"] else 0
-    emb = status["embedding"]
     print(
         f"rcmd {status['version']}  pid {status['pid']}  up {status['uptime_s']:.0f}s  "
         f"RSS {_fmt_bytes(status['rss_bytes'])}  socket {status['socket']}"
     )
-    print(
-        f"embeddings: {emb['model']}  cache hits {emb['cache_hits']}  misses {emb['cache_misses']}"
-        f"  vectors: {status['vector_store']}"
-    )
+    print("\n".join(_embedding_lines(status)))
     if not status["roots"] and not status.get("failed_roots"):
         print("no roots; add one with: rcmd index PATH")
     for failed in status.get("failed_roots", []):

@@ -5,8 +5,9 @@
 #                                 that refuses `pip install`, PEP 668), rcmd linked into
 #                                 ~/.local/bin; no dev tools
 #   packaging/install.sh --dev    the same plus the dev tools (pytest, ruff, mypy, build)
+#                                 and Ray (the `cluster` extra, for its tests)
 #   packaging/install.sh --here   into the Python that runs it ($PYTHON, else python3, or
-#                                 the active virtualenv) with the dev tools: what CI does
+#                                 the active virtualenv) with the dev tools and Ray: what CI does
 #                                 (RCMD_INSTALL_HERE=1 does the same)
 #
 # PYTHON=/path/to/python3 picks the interpreter; RCMD_VENV=DIR another venv folder.
@@ -25,7 +26,7 @@ done
 pip_quiet=(--quiet --disable-pip-version-check)
 
 if [ "$here" = 1 ]; then
-    "$PY" -m pip install "${pip_quiet[@]}" -e ".[dev]"
+    "$PY" -m pip install "${pip_quiet[@]}" -e ".[dev,cluster]"
     echo "rcmd installed into $("$PY" -c 'import sys; print(sys.prefix)'): $(command -v rcmd || echo "$PY -m ipc.cli")"
     exit 0
 fi
@@ -38,7 +39,7 @@ if [ ! -x "$venv/bin/python" ]; then
     }
 fi
 extra=""
-[ "$dev" = 1 ] && extra="[dev]"
+[ "$dev" = 1 ] && extra="[dev,cluster]"
 # compat mode: a plain path entry, not an import hook, so each `rcmd` starts faster.
 "$venv/bin/python" -m pip install "${pip_quiet[@]}" -e ".$extra" --config-settings editable_mode=compat
 
