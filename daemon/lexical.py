@@ -14,7 +14,7 @@ from pathlib import Path
 
 import tantivy
 
-from daemon.tokenize import as_field_text, code_tokens, query_tokens, stem, stems
+from daemon.tokenize import as_field_text, index_terms, query_tokens, stem, stems
 
 #: How the indexed terms are made (recorded per root; a root built under another
 #: version is rebuilt): 2 = English stems of the code tokens.
@@ -88,10 +88,10 @@ class LexicalIndex:
                     kind=d.kind,
                     start_line=d.start_line,
                     end_line=d.end_line,
-                    symbol_t=as_field_text(stems(code_tokens(d.symbol.replace("::", " ")))),
-                    signature_t=as_field_text(stems(code_tokens(d.signature))),
-                    path_t=as_field_text(stems(code_tokens(d.path.replace("/", " ")))),
-                    content_t=as_field_text(stems(code_tokens(d.text))),
+                    symbol_t=as_field_text(index_terms(d.symbol.replace("::", " "))),
+                    signature_t=as_field_text(index_terms(d.signature)),
+                    path_t=as_field_text(index_terms(d.path.replace("/", " "))),
+                    content_t=as_field_text(index_terms(d.text)),
                 )
             )
             self.pending += 1

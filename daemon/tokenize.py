@@ -86,6 +86,22 @@ def stems(tokens: Iterable[str]) -> list[str]:
     return [stem(t) for t in tokens]
 
 
+@lru_cache(maxsize=WORD_CACHE)
+def _word_terms(word: str) -> tuple[str, ...]:
+    return tuple(stem(t) for t in word_tokens(word))
+
+
+def index_terms(text: str) -> list[str]:
+    """The terms the lexical index stores for `text`: `stems(code_tokens(text))`, with
+    each distinct word's stems remembered (a token-by-token stem lookup cost half as
+    much again as tokenizing)."""
+    out: list[str] = []
+    for word in _WORD.findall(text):
+        if len(word) <= MAX_TOKEN_CHARS:
+            out.extend(_word_terms(word))
+    return out
+
+
 def as_field_text(tokens: list[str]) -> str:
     """Tokens joined for a whitespace-tokenized Tantivy field."""
     return " ".join(tokens)

@@ -1,6 +1,13 @@
 from __future__ import annotations
 
-from daemon.tokenize import code_tokens, query_tokens, split_identifier, stem, stems
+from daemon.tokenize import (
+    code_tokens,
+    index_terms,
+    query_tokens,
+    split_identifier,
+    stem,
+    stems,
+)
 
 
 def test_split_identifier_cases() -> None:
@@ -39,3 +46,8 @@ def test_word_tokens_are_stemmed_and_identifiers_kept() -> None:
     assert stem("failed") == stem("fail") == "fail"
     # whole identifiers with digits or underscores, and numbers, stay as they are
     assert stems(["u32", "saturating_mul", "404"]) == ["u32", "saturating_mul", "404"]
+
+
+def test_index_terms_are_the_stems_of_the_code_tokens() -> None:
+    text = "fn retries_left(&self) -> u32 { self.failedRequests.len() } // Retrying"
+    assert index_terms(text) == stems(code_tokens(text))
