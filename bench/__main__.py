@@ -116,7 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--python",
         help="interpreter of the timed console script: a venv with rcmd installed as a user "
-        "gets it (packaging/install.sh); default: this one",
+        "gets it (packaging/install.sh), whose installed copy is timed (install the current "
+        "tree into it first: VENV/bin/pip install --no-deps .); default: this one, with "
+        "the source tree",
     )
 
     p = sub.add_parser("snapshots", help="export, adopt with 1% changed, seeded worktrees")

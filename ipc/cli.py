@@ -27,7 +27,7 @@ from ipc.client import (
     stop_daemon,
     wait_root,
 )
-from ipc.commands import COMMANDS, argument, command, request_from_args
+from ipc.commands import COMMANDS, HelpFormatter, argument, command, request_from_args
 from ipc.completion import SHELLS
 from ipc.errors import BadRequest, NotFound, RcmdError
 from ipc.paths import RuntimePaths, runtime_paths
@@ -744,7 +744,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         prog="rcmd",
         description=DESCRIPTION,
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"rcmd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

@@ -162,9 +162,10 @@ def test_search_colours_on_request_and_keeps_a_token_budget(daemon: Daemon, crat
 
 
 def _modules_after(code: str, env: dict[str, str]) -> set[str]:
+    """Modules loaded by `code` alone: -S keeps site's .pth hooks out (ipc is stdlib-only)."""
     run = f"import sys\n{code}\nprint(' '.join(sorted(sys.modules)), file=sys.stderr)"
     out = subprocess.run(
-        [sys.executable, "-c", run], env=env, capture_output=True, text=True, cwd=REPO
+        [sys.executable, "-S", "-c", run], env=env, capture_output=True, text=True, cwd=REPO
     )
     return set(out.stderr.split())
 
@@ -184,6 +185,9 @@ def test_start_up_imports_only_what_the_command_needs(daemon: Daemon) -> None:
     assert "ipc.cli" in status
     heavy = {"daemon", "subprocess", "ipc.units", "ipc.mcp_bridge", "mcp", "platformdirs"}
     assert not heavy & status, heavy & status
+    # argparse's own formatter imports shutil (with zlib, bz2, lzma) for the terminal
+    # width; rcmd's does not (-S above: an editable install's finder loads it at start).
+    assert "shutil" not in status
 
 
 def test_launchd_agent_gets_rcmd_home(tmp_path: Path) -> None:
