@@ -9,7 +9,9 @@
    fresh RCMD_HOME with an empty embedding cache (another machine): seconds until the
    reply, until BM25 covers it and until idle; files read and chunks embedded.
 4. A git worktree differing in `--worktree-files` files, seeded from the first root in
-   the same daemon: seconds until idle and chunks embedded, each run a new worktree.
+   the same daemon: seconds until idle and chunks embedded, each run a new worktree
+   (they accumulate); the state dir of each root on disk and the total after each one,
+   which says how disk grows with the number of worktrees.
 
 Writes bench/results/snapshots-<corpus>.json.
 """
@@ -76,6 +78,14 @@ def _index_timed(d: BenchDaemon, path: Path, **params: Any) -> dict[str, Any]:
     }
 
 
+def _disk_mb(d: BenchDaemon, path: Path) -> float:
+    """Bytes on disk of a root's state dir (Tantivy, vectors, state.db), in MB."""
+    root_id = str(d.root_status(path)["id"])
+    folder = d.paths.state_dir / "roots" / root_id
+    used = sum(f.stat().st_blocks * 512 for f in folder.rglob("*") if f.is_file())
+    return round(used / 1e6, 1)
+
+
 def _median(runs: list[dict[str, Any]], key: str) -> float:
     return round(float(statistics.median(r[key] for r in runs)), 2)
 
@@ -86,6 +96,7 @@ def _source_phase(args: Any, work: Path, tree: Path) -> dict[str, Any]:
     d.start()
     try:
         cold = _index_timed(d, tree)
+        cold["state_mb"] = _disk_mb(d, tree)
         print({"cold": cold}, flush=True)
         exports = []
         for _ in range(args.runs):
@@ -99,6 +110,10 @@ def _source_phase(args: Any, work: Path, tree: Path) -> dict[str, Any]:
             _git(tree, "worktree", "add", "-q", "-b", f"bench-{i}", str(wt))
             _edit(wt, args.worktree_files, f"wt{i}")
             worktrees.append(_index_timed(d, wt))
+            worktrees[-1]["state_mb"] = _disk_mb(d, wt)
+            worktrees[-1]["all_roots_mb"] = round(
+                cold["state_mb"] + sum(w["state_mb"] for w in worktrees), 1
+            )
             print({"worktree": worktrees[-1]}, flush=True)
     finally:
         d.stop()
@@ -143,7 +158,10 @@ def run(args: Any) -> dict[str, Any]:
         "adopt_1pct_median": {k: _median(adopts, k) for k in ("reply_s", "bm25_s", "idle_s")}
         | {"files_read": adopts[0]["files_read"], "chunks_embedded": adopts[0]["chunks_embedded"]},
         "worktree_median": {k: _median(source["worktrees"], k) for k in ("bm25_s", "idle_s")}
-        | {"chunks_embedded": _median(source["worktrees"], "chunks_embedded")},
+        | {
+            "chunks_embedded": _median(source["worktrees"], "chunks_embedded"),
+            "state_mb": _median(source["worktrees"], "state_mb"),
+        },
         "adopt_runs": adopts,
         "worktree_runs": source["worktrees"],
     }

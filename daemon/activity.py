@@ -134,6 +134,7 @@ class RootProgress:
             "counters": {
                 "batches": self.batches,
                 "files_statted": t.statted,
+                "dirs_skipped": t.dirs_skipped,
                 "files_read": t.read,
                 "files_indexed": t.indexed,
                 "files_deleted": t.deleted,

@@ -6,12 +6,19 @@ Invariant: for every recorded path, `tree` holds the recorded hash, and `state.d
 transaction as the records). When the two disagree on open (a crash from an older
 version, a hand-edited database), the records' stat data is not trusted: the next full
 scan reads and hashes every file instead of taking the stat fast path.
+
+A second tree, over the records' stat data instead of their contents, makes a whole-root
+scan a diff too (`stat_diff`): a directory whose entries all agree with their records is
+skipped as a whole. The stat calls stay (a file written in place changes no directory's
+mtime, so a directory's own stat cannot vouch for its files); the per-file work below an
+agreeing directory does not.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator
+import struct
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,6 +33,10 @@ if TYPE_CHECKING:
 log = structlog.get_logger("rcmd.ledger")
 
 
+def _stat_leaf(size: int, mtime_ns: int, inode: int) -> bytes:
+    return struct.pack("<qqQ", size, mtime_ns, inode)
+
+
 class FileLedger:
     def __init__(self, state: StateDB) -> None:
         self._state = state
@@ -35,6 +46,8 @@ class FileLedger:
         #: Symbol graphs of files read but not recorded yet, by path: (content hash, graph).
         self._graphs: dict[str, tuple[bytes, FileGraph]] = {}
         persisted = state.get_meta("merkle_root")
+        #: The records' stat data as a tree, built on the first whole-root scan.
+        self._stat_tree: MerkleTree | None = None
         #: Set when the persisted root hash disagrees with the records.
         self._distrust_stat = persisted is not None and persisted != self._tree.root_hash
         if self._distrust_stat:
@@ -83,6 +96,30 @@ class FileLedger:
             and (rec.size, rec.mtime_ns, rec.inode) == (st.st_size, st.st_mtime_ns, st.st_ino)
         )
 
+    def stat_diff(self, present: Mapping[str, os.stat_result]) -> MerkleDiff | None:
+        """Files whose stat data differs from their records (`added`, `changed`) and
+        recorded files not `present` (`deleted`), by diffing the records' stat tree
+        against the disk's: directories that agree are skipped as a whole. None when the
+        stat data is not trusted: every file must then be read."""
+        if self._distrust_stat:
+            return None
+        if self._stat_tree is None:
+            self._stat_tree = MerkleTree(
+                {p: _stat_leaf(r.size, r.mtime_ns, r.inode) for p, r in self._records.items()}
+            )
+        disk = MerkleTree(
+            {p: _stat_leaf(st.st_size, st.st_mtime_ns, st.st_ino) for p, st in present.items()}
+        )
+        return self._stat_tree.diff(disk)
+
+    def _track_stat(self, records: Iterable[FileRecord], deleted: Iterable[str] = ()) -> None:
+        if self._stat_tree is None:
+            return
+        for r in records:
+            self._stat_tree.set_file(r.path, _stat_leaf(r.size, r.mtime_ns, r.inode))
+        for p in deleted:
+            self._stat_tree.remove_file(p)
+
     def is_stale(self, root: Path, path: str) -> bool:
         """Whether `path` changed on disk (or went) since it was recorded: one lstat, no
         read, so a search can flag hits whose lines may have moved."""
@@ -106,6 +143,7 @@ class FileLedger:
         same = FileRecord(path, st.st_size, st.st_mtime_ns, st.st_ino, digest, old.chunks)
         self._state.update_stat([same])
         self._records[path] = same
+        self._track_stat([same])
         return True
 
     def full_scan_done(self) -> None:
@@ -161,6 +199,7 @@ class FileLedger:
             self._records[f.path] = f
         for p in deleted:
             self._records.pop(p, None)
+        self._track_stat(files, deleted)
         self._vectors_pending = self._state.pending_count()
 
     def vectors_written(self, ids: list[str]) -> None:
@@ -174,6 +213,7 @@ class FileLedger:
         self._records.clear()
         self._graphs.clear()
         self._tree = MerkleTree()
+        self._stat_tree = None
         self._state.set_meta("merkle_root", self._tree.root_hash)
         self._vectors_pending = 0
         self._distrust_stat = False

@@ -54,6 +54,8 @@ class MerkleDiff:
     added: tuple[str, ...]
     changed: tuple[str, ...]
     deleted: tuple[str, ...]
+    #: Directories present in both trees whose hashes agreed: not descended into.
+    dirs_skipped: int = 0
 
     @property
     def empty(self) -> bool:
@@ -131,10 +133,12 @@ class MerkleTree:
         added: list[str] = []
         changed: list[str] = []
         deleted: list[str] = []
+        skipped = 0
         stack = [""]
         while stack:
             d = stack.pop()
             if d in self._children and d in new._children and self.dir_hash(d) == new.dir_hash(d):
+                skipped += 1
                 continue
             mine = self._children.get(d, set())
             theirs = new._children.get(d, set())
@@ -149,4 +153,6 @@ class MerkleTree:
                     deleted.append(child)
                 if child in self._children or child in new._children:
                     stack.append(child)
-        return MerkleDiff(tuple(sorted(added)), tuple(sorted(changed)), tuple(sorted(deleted)))
+        return MerkleDiff(
+            tuple(sorted(added)), tuple(sorted(changed)), tuple(sorted(deleted)), skipped
+        )

@@ -48,6 +48,8 @@ class BatchReport:
     indexed: int = 0
     deleted: int = 0
     unchanged: int = 0
+    #: Directories a whole-root scan skipped as a whole: every entry agreed with its record.
+    dirs_skipped: int = 0
     skipped: int = 0
     chunks: int = 0
     cache_hits: int = 0

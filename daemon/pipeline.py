@@ -221,20 +221,26 @@ def _plan(root: RootIndex, paths: set[str] | None, force: bool, report: BatchRep
         paths = paths | inflight  # a failed batch's leftovers are redone by the next
     with report.timed("scan"):
         scan = _reconcile(root, paths)
-    # Stat fast path: unchanged (size, mtime, inode) means the file is not read at all.
-    candidates: list[str] = []
-    for rel, st in scan.present.items():
-        report.statted += 1
-        if not force and rel not in inflight and root.ledger.unchanged(rel, st):
-            report.unchanged += 1
-            continue
-        candidates.append(rel)
+    report.statted += len(scan.present)
     scopes = set(scan.scope)
 
     def in_scope(p: str) -> bool:
         return p in scopes or any(a in scopes for a in ancestors(p))
 
-    gone = root.ledger.under(lambda p: p not in scan.present and in_scope(p))
+    diff = root.ledger.stat_diff(scan.present) if paths is None and not force else None
+    if diff is not None:  # a whole-root scan: the stat trees' diff, agreeing dirs skipped
+        changed = {*diff.added, *diff.changed}
+        candidates = [p for p in scan.present if p in changed or p in inflight]
+        gone = list(diff.deleted)
+        report.dirs_skipped += diff.dirs_skipped
+    else:  # events: each path's stat against its record
+        candidates = [
+            rel
+            for rel, st in scan.present.items()
+            if force or rel in inflight or not root.ledger.unchanged(rel, st)
+        ]
+        gone = root.ledger.under(lambda p: p not in scan.present and in_scope(p))
+    report.unchanged += len(scan.present) - len(candidates)
     gone += [p for p in inflight if p not in scan.present and p not in root.ledger]
     pending = _Pending()
     # Skip records of files that are gone (or no longer skipped) are dropped; names that

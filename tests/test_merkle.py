@@ -47,6 +47,21 @@ def test_diff_of_equal_trees_is_empty() -> None:
     assert MerkleTree(files).diff(MerkleTree(dict(files))).empty
 
 
+def test_diff_skips_agreeing_subtrees_as_a_whole() -> None:
+    files = {
+        f"d{i}/e{k}/f{j}.rs": h(f"{i}-{k}-{j}")
+        for i in range(4)
+        for k in range(3)
+        for j in range(3)
+    }
+    edited = {**files, "d2/e1/f0.rs": h("edited")}
+    diff = MerkleTree(files).diff(MerkleTree(edited))
+    assert diff.changed == ("d2/e1/f0.rs",)
+    # d0, d1, d3 and d2's e0, e2 agree: five subtrees skipped; "", d2, d2/e1 visited.
+    assert diff.dirs_skipped == 5
+    assert MerkleTree(files).diff(MerkleTree(dict(files))).dirs_skipped == 1
+
+
 def test_diff_when_a_file_becomes_a_directory() -> None:
     old = MerkleTree({"x": h("file")})
     new = MerkleTree({"x/y.rs": h("y")})
