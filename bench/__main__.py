@@ -142,6 +142,12 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("cluster", help="embedding: local against Ray with 1 and 2 nodes")
     p.add_argument("--chunks", type=int, default=384)
     p.add_argument("--corpus", default="small")
+    p.add_argument(
+        "--status-corpus",
+        default="synthetic:300",
+        help="tree cold-indexed locally and through the cluster while `status` is timed",
+    )
+    p.add_argument("--status-runs", type=int, default=3, help="rounds of that comparison")
 
     sub.add_parser("report", help="render bench/results into docs/PERFORMANCE.md")
 
