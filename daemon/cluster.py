@@ -311,6 +311,9 @@ class ClusterEmbedder:
     def device_status(self) -> dict[str, str | None]:
         return self.local.device_status()
 
+    def layout_status(self) -> dict[str, object]:
+        return self.local.layout_status()
+
     def cluster_status(self) -> dict[str, object]:
         pool = self._pool
         out: dict[str, object] = {

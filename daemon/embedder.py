@@ -24,6 +24,8 @@ import numpy as np
 import numpy.typing as npt
 
 from daemon.config import EmbeddingConfig
+from daemon.cpus import cpu_info
+from daemon.layout import LAYOUT_FILE, Layout, LayoutStore, calibrated, measure
 from ipc.errors import ConfigError
 
 DEFAULT_MODEL = "default"
@@ -184,7 +186,7 @@ class _OfflineModel:
     """
 
     def __init__(
-        self, cfg: EmbeddingConfig, cache_dir: Path, threads: int, device: DeviceChoice
+        self, cfg: EmbeddingConfig, cache_dir: Path, layout: Layout, device: DeviceChoice
     ) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
@@ -203,9 +205,11 @@ class _OfflineModel:
         self.tokenizer.enable_truncation(MAX_TOKENS)
         self.tokenizer.no_padding()
         options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
+        options.intra_op_num_threads = layout.threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        # Idle intra-op threads would spin between runs: CPU burnt while nothing embeds.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(graph, options, providers=device.providers)
         self.dim = DIM_DEFAULT
         #: On a GPU, whole padded batches (see GPU_BATCH_TEXTS); on CPUs, one text a run.
@@ -213,7 +217,7 @@ class _OfflineModel:
         #: batched vectors would depend on batch-mates and padding: it keeps one text a
         #: run on a GPU too (`quantize = false` is the batched GPU graph).
         self.batched = device.used == "cuda" and not cfg.quantize
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="rcmd-embed")
+        self._pool = ThreadPoolExecutor(max_workers=layout.runs, thread_name_prefix="rcmd-embed")
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -341,6 +345,7 @@ class TextEmbedder(Protocol):
     def release_memory(self, min_texts: int) -> bool: ...
     def join(self) -> None: ...
     def device_status(self) -> dict[str, str | None]: ...
+    def layout_status(self) -> dict[str, object]: ...
     def cluster_status(self) -> dict[str, object]: ...
     def close(self) -> None: ...
 
@@ -360,6 +365,7 @@ class Embedder:
         self._ready = threading.Event()
         self._load_error: Exception | None = None
         self._loader: threading.Thread | None = None
+        self._layout: dict[str, object] = {"chosen_by": "the model is loading"}
         #: Resolved with the model, except "cuda", checked here so that a daemon without
         #: the CUDA provider fails its start instead of its first embedding.
         self.device: DeviceChoice | None = None
@@ -400,21 +406,52 @@ class Embedder:
 
     def _load(self) -> None:
         cfg = self.cfg
-        threads = cfg.threads or os.cpu_count() or 1
         device = self.device or resolve_device(cfg.device)
         model: _OfflineModel | _FastembedModel
         if cfg.model == DEFAULT_MODEL:
-            model = _OfflineModel(cfg, self._cache_dir, threads, device)
+            model = self._offline_model(device)
             self.model_id = default_model_id(cfg)
         else:
+            threads = cfg.threads or cpu_info().usable
             model = _FastembedModel(cfg, self._cache_dir, threads, device)
             self.model_id = cfg.model
+            self._layout = {"runs": 1, "threads": threads, "chosen_by": "fastembed"}
         self.device = device
         self.dim = model.dim
         # One assignment: a query embedding running on another thread keeps the old one.
         self._model = model
         self.embedded_since_load = 0
         self._ready.set()
+
+    def _offline_model(self, device: DeviceChoice) -> _OfflineModel:
+        """The default model with its CPU layout: `[embedding] threads` when set (runs of
+        one thread), else the fastest measured on this machine (daemon/layout.py)."""
+        cfg, cpu = self.cfg, cpu_info()
+        if cfg.threads or device.used == "cuda":
+            layout = Layout(cfg.threads or cpu.usable, 1)
+            self._layout = {"runs": layout.runs, "threads": 1, "chosen_by": "config"}
+            return _OfflineModel(cfg, self._cache_dir, layout, device)
+        model, layout, how = calibrated(
+            cpu,
+            LayoutStore(self.layout_file),
+            default_model_id(cfg),
+            build=lambda lay: _OfflineModel(cfg, self._cache_dir, lay, device),
+            rate=lambda m: measure(
+                lambda texts: m.embed(texts, cfg), lambda texts: sum(m.lengths(texts))
+            ),
+            close=lambda m: m.close(),
+        )
+        self._layout = {"runs": layout.runs, "threads": layout.threads, **how}
+        return model
+
+    @property
+    def layout_file(self) -> Path:
+        """Where the layouts measured on this machine are kept (daemon/layout.py)."""
+        return self._cache_dir / LAYOUT_FILE
+
+    def layout_status(self) -> dict[str, object]:
+        """status's embedding.layout: runs side by side, threads each, and why."""
+        return {**self._layout, "cpu": cpu_info().to_json()}
 
     def release_memory(self, min_texts: int) -> bool:
         """Reload the model if it embedded at least `min_texts` texts since its load.

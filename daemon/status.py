@@ -84,6 +84,7 @@ def caches_status(
             "dim": embedder.dim,
             "loaded": embedder.loaded,
             "device": embedder.device_status(),
+            "layout": embedder.layout_status(),
             "cache_hits": indexer.totals.cache_hits,
             "cache_misses": indexer.totals.cache_misses,
             "cache_pruned": cache.pruned,

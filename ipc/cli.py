@@ -526,6 +526,13 @@ def _embedding_lines(status: dict[str, Any]) -> list[str]:
     device = emb.get("device")  # absent from older daemons
     if device and device.get("used"):
         lines.append(f"  device: {device['used']} ({device['requested']}: {device['reason']})")
+    layout = emb.get("layout")  # absent from older daemons
+    if layout and "runs" in layout:
+        rates = ", ".join(f"{k} {v:.0f}" for k, v in layout.get("tokens_per_s", {}).items())
+        lines.append(
+            f"  layout: {layout['runs']} runs x {layout['threads']} threads"
+            f" ({layout['chosen_by']}{'; tokens/s ' + rates if rates else ''})"
+        )
     cluster = status.get("cluster")
     if cluster and cluster["state"] != "off":
         how = (

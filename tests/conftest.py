@@ -171,12 +171,17 @@ def warm_cache(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> Path:
     fill_vectors(root, collab, lambda: False)  # a batch leaves cache misses pending
     root.close()
     cache.close()
+    # The embedding layout this machine measured, so each seeded daemon skips measuring.
+    if embedder.layout_file.exists():
+        shutil.copy(embedder.layout_file, config.paths.cache_dir / embedder.layout_file.name)
     return config.paths.embed_cache
 
 
 def seed_cache(home: Path, warm: Path) -> None:
     (home / "cache").mkdir(parents=True, exist_ok=True)
     shutil.copy(warm, home / "cache" / "embeddings.db")
+    for layout in warm.parent.glob("embed-layout.json"):
+        shutil.copy(layout, home / "cache" / layout.name)
 
 
 class Daemon(DaemonDriver):

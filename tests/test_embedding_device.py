@@ -21,6 +21,7 @@ from daemon.embedder import (
     _OfflineModel,
     choose_device,
 )
+from daemon.layout import Layout
 from ipc.errors import ConfigError
 from tests.conftest import REPO, Daemon, run_daemon_once, wait_until
 
@@ -70,7 +71,7 @@ def test_padded_batches_equal_texts_alone(tmp_path: Path) -> None:
     """The GPU path (length-sorted batches padded to a multiple of 8, masked mean), run
     here on the CPU with the float graph: padding must not move any vector."""
     cfg = EmbeddingConfig(quantize=False)
-    model = _OfflineModel(cfg, tmp_path, 1, DeviceChoice("cpu", "cpu", "test"))
+    model = _OfflineModel(cfg, tmp_path, Layout(1, 1), DeviceChoice("cpu", "cpu", "test"))
     texts = [f"fn f{i}() {{ {'let x = 1; ' * (i % 13)} }}" for i in range(40)]
     texts.append("/// a doc\npub struct Point { x: f64, y: f64 }")
     batched = model.embed_batched(texts)

@@ -1,70 +1,125 @@
-"""The layout the design promises, pinned: the top-level folders, no import cycles
-between modules, and a client side (`ipc`) that never imports the daemon at load time."""
+"""The embedder's CPU layout (issue 24.1): topology read from this machine's files, the
+candidates, the choice by measurement, and the choice kept for the next start."""
 
 from __future__ import annotations
 
-import ast
+import json
 from pathlib import Path
 
-from tests.conftest import REPO
+import pytest
 
-PACKAGES = ("daemon", "ipc")
-
-
-def _module_imports(path: Path) -> set[str]:
-    """Modules of this project imported when `path` is loaded: top-level statements
-    only (imports inside functions are lazy by design; TYPE_CHECKING blocks never run)."""
-    tree = ast.parse(path.read_text())
-    found: set[str] = set()
-    for node in tree.body:
-        if isinstance(node, ast.Import):
-            found |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module)
-            found |= {f"{node.module}.{a.name}" for a in node.names}
-    return {m for m in found if m.split(".")[0] in PACKAGES}
+from daemon.config import EmbeddingConfig
+from daemon.cpus import CpuInfo, cpu_info, parse_cpu_max, physical_cores, usable_cpus
+from daemon.embedder import Embedder
+from daemon.layout import Layout, LayoutStore, calibrated, calibration_texts, candidates
 
 
-def _graph() -> dict[str, set[str]]:
-    modules = {
-        ".".join(p.relative_to(REPO).with_suffix("").parts): p
-        for pkg in PACKAGES
-        for p in (REPO / pkg).glob("*.py")
+def test_cgroup_quota_and_affinity_bound_the_cpus() -> None:
+    assert parse_cpu_max("max 100000\n") is None
+    assert parse_cpu_max("150000 100000") == 1.5
+    assert parse_cpu_max("garbage") is None
+    assert usable_cpus(64, 1.5) == 2  # a container on a big host: 2 CPUs, not 64
+    assert usable_cpus(2, None) == 2
+    assert usable_cpus(4, 0.1) == 1
+
+
+def test_smt_siblings_count_as_one_core(tmp_path: Path) -> None:
+    for cpu, core in ((0, 0), (1, 0), (2, 1), (3, 1)):
+        topo = tmp_path / f"cpu{cpu}" / "topology"
+        topo.mkdir(parents=True)
+        (topo / "physical_package_id").write_text("0\n")
+        (topo / "core_id").write_text(f"{core}\n")
+    assert physical_cores([0, 1, 2, 3], tmp_path) == 2
+    assert physical_cores([0, 1], tmp_path) == 1
+    assert physical_cores([7], tmp_path) == 1  # unreadable topology: the CPU alone
+
+
+def test_this_machine_is_read() -> None:
+    cpu = cpu_info()
+    assert 1 <= cpu.cores <= cpu.usable and cpu.model
+
+
+def test_candidates_cover_runs_threads_and_cores() -> None:
+    plain = CpuInfo(usable=2, cores=2, model="m", vnni=False)
+    assert candidates(plain) == [Layout(2, 1), Layout(1, 2)]
+    smt = CpuInfo(usable=4, cores=2, model="m", vnni=False)
+    assert candidates(smt) == [Layout(4, 1), Layout(1, 4), Layout(2, 1), Layout(2, 2)]
+    assert candidates(CpuInfo(1, 1, "m", False)) == [Layout(1, 1)]
+
+
+def test_calibration_keeps_the_fastest_and_closes_the_rest(tmp_path: Path) -> None:
+    cpu = CpuInfo(usable=4, cores=2, model="m", vnni=False)
+    speed = {Layout(4, 1): 5.0, Layout(1, 4): 9.0, Layout(2, 1): 7.0, Layout(2, 2): 9.0}
+    alive: set[Layout] = set()
+
+    def build(lay: Layout) -> Layout:
+        alive.add(lay)
+        assert len(alive) <= 3
+        return lay
+
+    def close(lay: Layout) -> None:
+        alive.remove(lay)
+        closed.append(lay)
+
+    closed: list[Layout] = []
+    store = LayoutStore(tmp_path / "layout.json")
+    got, layout, how = calibrated(cpu, store, "model", build, speed.__getitem__, close)
+    assert got == layout == Layout(1, 4)  # the tie with 2x2 goes to the one measured first
+    assert sorted(closed, key=str) == sorted(set(speed) - {layout}, key=str)
+    assert alive == {layout}
+    assert how["chosen_by"] == "measured" and how["tokens_per_s"]["1x4"] == 9
+    again = calibrated(cpu, store, "model", lambda lay: lay, lambda _m: pytest.fail(), print)
+    assert again[1] == Layout(1, 4) and again[2]["chosen_by"] == "measured earlier"
+    # Another machine (or model) is measured on its own.
+    other = CpuInfo(usable=4, cores=4, model="m", vnni=False)
+    assert (
+        calibrated(other, store, "model", lambda lay: lay, lambda _m: 1.0, print)[2]["chosen_by"]
+        == "measured"
+    )
+
+
+def test_calibration_texts_span_chunk_lengths() -> None:
+    lengths = [len(t) for t in calibration_texts()]
+    assert len(lengths) == 24 and min(lengths) < 100 and max(lengths) > 600
+
+
+@pytest.mark.parametrize("damage", ["", "{", '{"version": 1, "entries": {"x": 3}}', "[]"])
+def test_a_damaged_layout_file_is_measured_again(tmp_path: Path, damage: str) -> None:
+    (tmp_path / "embed-layout.json").write_text(damage)
+    e = Embedder(EmbeddingConfig(), tmp_path)
+    try:
+        assert e.layout_status()["chosen_by"] == "measured"
+        saved = json.loads((tmp_path / "embed-layout.json").read_text())
+        assert saved["version"] == 1
+        assert [e["runs"] for k, e in saved["entries"].items() if k != "x"] == [
+            e.layout_status()["runs"]
+        ]
+    finally:
+        e.close()
+
+
+def test_the_real_model_measures_once_then_remembers(tmp_path: Path) -> None:
+    first = Embedder(EmbeddingConfig(), tmp_path)
+    status = first.layout_status()
+    assert status["chosen_by"] == "measured"
+    rates = status["tokens_per_s"]
+    assert isinstance(rates, dict) and all(v > 0 for v in rates.values())
+    vector = first.embed(["fn main() {}"])[0]
+    first.close()
+    second = Embedder(EmbeddingConfig(), tmp_path)
+    assert second.layout_status()["chosen_by"] == "measured earlier"
+    assert (second.layout_status()["runs"], second.layout_status()["threads"]) == (
+        status["runs"],
+        status["threads"],
+    )
+    # Layouts change the speed, never the vectors: each text still runs alone.
+    assert float((second.embed(["fn main() {}"])[0] * vector).sum()) > 0.9999
+    second.close()
+    configured = Embedder(EmbeddingConfig(threads=1), tmp_path)
+    assert configured.layout_status() | {"cpu": None} == {
+        "runs": 1,
+        "threads": 1,
+        "chosen_by": "config",
+        "cpu": None,
     }
-    modules = {m.removesuffix(".__init__"): p for m, p in modules.items()}
-    return {
-        m: {i for i in _module_imports(p) if i in modules and i != m} for m, p in modules.items()
-    }
-
-
-def test_top_level_layout() -> None:
-    for name in ("daemon", "ipc", "tests", "bench", "packaging", "systemd", "pyproject.toml"):
-        assert (REPO / name).exists(), name
-
-
-def test_no_import_cycles() -> None:
-    graph = _graph()
-    done: set[str] = set()
-
-    def visit(node: str, path: list[str]) -> None:
-        if node in path:
-            cycle = [*path[path.index(node) :], node]
-            raise AssertionError("import cycle: " + " -> ".join(cycle))
-        if node in done:
-            return
-        for dep in sorted(graph[node]):
-            visit(dep, [*path, node])
-        done.add(node)
-
-    for module in sorted(graph):
-        visit(module, [])
-
-
-def test_client_side_never_imports_the_daemon_at_load() -> None:
-    graph = _graph()
-    leaks = {
-        m: sorted(d for d in deps if d.startswith("daemon"))
-        for m, deps in graph.items()
-        if m.startswith("ipc")
-    }
-    assert not {m: d for m, d in leaks.items() if d}
+    configured.close()
