@@ -14,6 +14,7 @@
     python -m bench edits                                   one save of a big file vs before
     python -m bench reindex medium                          reindex --force of an indexed tree
     python -m bench cluster                                 embedding: local vs Ray, 1 and 2 nodes
+    python -m bench cold small crates:tokio                 whole cold runs: tokens/s vs ceiling
     python -m bench report                                  bench/results → docs/PERFORMANCE.md
 
 Each command writes bench/results/<name>.json (machine, date, commit, command, figures);
@@ -45,6 +46,7 @@ COMMANDS = {
     "edits": ("bench.edits", "run"),
     "reindex": ("bench.reindex", "run"),
     "cluster": ("bench.cluster", "run"),
+    "cold": ("bench.cold", "run"),
 }
 
 
@@ -148,6 +150,10 @@ def main(argv: list[str] | None = None) -> int:
         help="tree cold-indexed locally and through the cluster while `status` is timed",
     )
     p.add_argument("--status-runs", type=int, default=3, help="rounds of that comparison")
+
+    p = sub.add_parser("cold", help="whole cold index runs: tokens/s against the embedder's")
+    p.add_argument("corpora", nargs="+", help="small, medium, synthetic:N or crates:a,b,...")
+    p.add_argument("--runs", type=int, default=1)
 
     sub.add_parser("report", help="render bench/results into docs/PERFORMANCE.md")
 

@@ -21,7 +21,6 @@ and `lscpu` of the machine.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import subprocess
@@ -33,10 +32,7 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any
 
-from bench.harness import REPO, BenchDaemon, save
-
-#: Ticks of /proc/<pid>/stat utime and stime per second.
-_TICKS = os.sysconf("SC_CLK_TCK")
+from bench.harness import REPO, BenchDaemon, cpu_s, machine_state, save
 
 
 def rust_file(items: int, pad: int = 0) -> str:
@@ -70,11 +66,6 @@ def export_commit(commit: str, dst: Path) -> Path:
     with tarfile.open(fileobj=BytesIO(blob)) as tar:
         tar.extractall(dst, filter="data")
     return dst
-
-
-def cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
 def start(home: Path, source: Path, seed: Path | None) -> BenchDaemon:
@@ -177,17 +168,6 @@ def _spread(values: list[float], scale: float = 1.0, digits: int = 1) -> dict[st
     }
 
 
-def _machine() -> dict[str, Any]:
-    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    keep = ("Model name", "CPU(s)", "Thread(s) per core", "CPU max MHz", "L3 cache")
-    info = {
-        k.strip(): v.strip()
-        for k, _, v in (line.partition(":") for line in lscpu.splitlines())
-        if k.strip() in keep
-    }
-    return {"lscpu": info, "loadavg": list(os.getloadavg())}
-
-
 Runner = Callable[[BenchDaemon, Path, str, int], dict[str, Any]]
 
 
@@ -251,7 +231,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="rcmd-bench-edits-") as tmp:
         work = Path(tmp)
         sources = {"new": REPO, "baseline": export_commit(args.baseline, work / "baseline")}
-        before = _machine()
+        before = machine_state()
         seed = _warm_seed(work, {"big.rs": big, "typed.rs": typed})
         big_runs = _scenario(work, sources, seed, big_file_run, big, args.edits, args.runs)
         typing_runs = _scenario(work, sources, seed, typing_run, typed, args.saves, args.runs)
@@ -263,7 +243,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "edits_per_run": args.edits,
         "saves_per_run": args.saves,
         "machine_before": before,
-        "machine_after": _machine(),
+        "machine_after": machine_state(),
         "big": _summarize(big_runs, "big"),
         "typing": _summarize(typing_runs, "typing"),
         "raw": {"big": big_runs, "typing": typing_runs},

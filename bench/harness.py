@@ -105,3 +105,31 @@ def copy_tree(src: Path, dst: Path) -> Path:
         shutil.rmtree(dst)
     shutil.copytree(src, dst, symlinks=True)
     return dst
+
+
+#: Ticks of /proc/<pid>/stat utime and stime per second.
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) process `pid` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def machine_state() -> dict[str, Any]:
+    """`lscpu`'s lines that explain a figure (CPU, threads per core, flags that matter
+    to the model: VNNI) and the load average, now."""
+    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    keep = ("Model name", "CPU(s)", "Thread(s) per core", "CPU max MHz", "L3 cache")
+    info = {
+        k.strip(): v.strip()
+        for k, _, v in (line.partition(":") for line in lscpu.splitlines())
+        if k.strip() in keep
+    }
+    flags = next(
+        (v for k, _, v in (ln.partition(":") for ln in lscpu.splitlines()) if k.strip() == "Flags"),
+        "",
+    ).split()
+    info["vnni"] = str(bool({"avx512_vnni", "avx_vnni"} & set(flags)))
+    return {"lscpu": info, "loadavg": list(os.getloadavg())}

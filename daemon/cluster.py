@@ -314,6 +314,11 @@ class ClusterEmbedder:
     def layout_status(self) -> dict[str, object]:
         return self.local.layout_status()
 
+    @property
+    def tokens_embedded(self) -> int:
+        """Tokens this process embedded (local fallback); the cluster's are its own."""
+        return self.local.tokens_embedded
+
     def cluster_status(self) -> dict[str, object]:
         pool = self._pool
         out: dict[str, object] = {

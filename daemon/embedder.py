@@ -218,6 +218,8 @@ class _OfflineModel:
         #: run on a GPU too (`quantize = false` is the batched GPU graph).
         self.batched = device.used == "cuda" and not cfg.quantize
         self._pool = ThreadPoolExecutor(max_workers=layout.runs, thread_name_prefix="rcmd-embed")
+        #: Tokens embedded by this session (after truncation): whole-run tokens/s.
+        self.tokens = 0
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -268,6 +270,7 @@ class _OfflineModel:
         encoded = self._tokenize(texts)
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         lengths = [len(ids) for ids in encoded]
+        self.tokens += sum(lengths)
         for batch in plan_batches(lengths, GPU_BATCH_TEXTS, GPU_BATCH_TOKENS):
             out[batch] = self._run_padded([encoded[i] for i in batch])
         return out
@@ -276,6 +279,7 @@ class _OfflineModel:
         if self.batched:
             return self.embed_batched(texts)
         encoded = self._tokenize(texts)
+        self.tokens += sum(len(ids) for ids in encoded)
         # Longest first, so the two runs finish together instead of one waiting on a
         # long text picked up last.
         order = sorted(range(len(texts)), key=lambda i: -len(encoded[i]))
@@ -292,6 +296,9 @@ class _OfflineModel:
 class _FastembedModel:
     """A fastembed model by name (downloaded on first use). fastembed tokenizes again
     inside its `embed`; the pass here only measures lengths for the batching."""
+
+    #: Not counted: fastembed's own tokenizer runs inside its `embed`.
+    tokens = 0
 
     def __init__(
         self, cfg: EmbeddingConfig, cache_dir: Path, threads: int, device: DeviceChoice
@@ -346,6 +353,8 @@ class TextEmbedder(Protocol):
     def join(self) -> None: ...
     def device_status(self) -> dict[str, str | None]: ...
     def layout_status(self) -> dict[str, object]: ...
+    @property
+    def tokens_embedded(self) -> int: ...
     def cluster_status(self) -> dict[str, object]: ...
     def close(self) -> None: ...
 
@@ -362,6 +371,8 @@ class Embedder:
         self._cache_dir = cache_dir
         #: Texts embedded since the model was (re)loaded: what `release_memory` looks at.
         self.embedded_since_load = 0
+        #: Tokens embedded since the start (the default model's; 0 for fastembed's).
+        self.tokens_embedded = 0
         self._ready = threading.Event()
         self._load_error: Exception | None = None
         self._loader: threading.Thread | None = None
@@ -479,7 +490,11 @@ class Embedder:
             return []
         self._wait()
         self.embedded_since_load += len(texts)
-        return list(self._model.embed(texts, self.cfg))
+        model = self._model
+        before = model.tokens
+        vectors = list(model.embed(texts, self.cfg))
+        self.tokens_embedded += model.tokens - before
+        return vectors
 
     def embed_query(self, text: str) -> npt.NDArray[np.float32]:
         self._wait()

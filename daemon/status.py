@@ -85,6 +85,7 @@ def caches_status(
             "loaded": embedder.loaded,
             "device": embedder.device_status(),
             "layout": embedder.layout_status(),
+            "tokens_embedded": embedder.tokens_embedded,
             "cache_hits": indexer.totals.cache_hits,
             "cache_misses": indexer.totals.cache_misses,
             "cache_pruned": cache.pruned,
