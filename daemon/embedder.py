@@ -440,7 +440,12 @@ class Embedder:
         cfg, cpu = self.cfg, cpu_info()
         if cfg.threads or device.used == "cuda":
             layout = Layout(cfg.threads or cpu.usable, 1)
-            self._layout = {"runs": layout.runs, "threads": 1, "chosen_by": "config"}
+            self._layout = {
+                "runs": layout.runs,
+                "threads": 1,
+                "chosen_by": "config",
+                "cpu": cpu.to_json(),
+            }
             return _OfflineModel(cfg, self._cache_dir, layout, device)
         model, layout, how = calibrated(
             cpu,
@@ -452,7 +457,7 @@ class Embedder:
             ),
             close=lambda m: m.close(),
         )
-        self._layout = {"runs": layout.runs, "threads": layout.threads, **how}
+        self._layout = {"runs": layout.runs, "threads": layout.threads, **how, "cpu": cpu.to_json()}
         return model
 
     @property
@@ -462,7 +467,7 @@ class Embedder:
 
     def layout_status(self) -> dict[str, object]:
         """status's embedding.layout: runs side by side, threads each, and why."""
-        return {**self._layout, "cpu": cpu_info().to_json()}
+        return dict(self._layout)
 
     def release_memory(self, min_texts: int) -> bool:
         """Reload the model if it embedded at least `min_texts` texts since its load.
