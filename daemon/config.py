@@ -22,8 +22,10 @@ from ipc.paths import RuntimePaths, runtime_paths
 class IndexConfig:
     #: Files larger than this are skipped and reported in status.
     max_file_bytes: int = 1 << 20
-    #: Quiet time after the last file event before a batch starts.
-    debounce_ms: int = 100
+    #: Quiet time after the last file event before a batch starts. An editor's save
+    #: (write a temporary file, rename it over) lands within a millisecond or two, so
+    #: 30 ms still makes it one batch (watchman settles for 20 ms); every save waits it.
+    debounce_ms: int = 30
     #: Longest a constant stream of events can delay a batch.
     max_wait_ms: int = 1000
     #: How often index writes are committed while a long batch runs.

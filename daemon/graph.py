@@ -17,6 +17,7 @@ from typing import Any
 
 import apsw
 import structlog
+import tree_sitter
 
 from daemon.resolve import crate_prefix, path_segments
 from daemon.symbols import CALL_KINDS, GRAPH_VERSION, FileGraph, extract
@@ -43,11 +44,13 @@ def graph_layout() -> dict[str, str]:
     return {"symbol_graph": str(GRAPH_VERSION)}
 
 
-def graph_of(rel_path: str, source: bytes) -> FileGraph:
-    """The file's graph; a file the extractor fails on gets an empty one (its chunks
-    are still indexed) and a log line, never a failed batch."""
+def graph_of(
+    rel_path: str, source: bytes, parsed: tuple[bytes, tree_sitter.Tree] | None = None
+) -> FileGraph:
+    """The file's graph (`parsed`: see `extract`); a file the extractor fails on gets an
+    empty one (its chunks are still indexed) and a log line, never a failed batch."""
     try:
-        return extract(rel_path, source)
+        return extract(rel_path, source, parsed)
     except Exception:
         log.exception("graph_extract_failed", path=rel_path)
         return FileGraph("")

@@ -126,6 +126,12 @@ class ParseCache:
         entry = self._entries.get(key)
         return entry.chunks if entry is not None and entry.digest == digest else None
 
+    def tree_for(self, key: FileKey, digest: bytes) -> tuple[bytes, tree_sitter.Tree] | None:
+        """The normalized source and tree last parsed for a file, when of content
+        `digest`: the symbol graph reads the tree the chunker's incremental parse made."""
+        entry = self._entries.get(key)
+        return (entry.source, entry.tree) if entry is not None and entry.digest == digest else None
+
     def chunk(self, key: FileKey, data: bytes, digest: bytes) -> Parsed:
         """Chunk `data` (raw file bytes, content hash `digest`) as `chunk_source` would,
         from the file's previous tree when the cache holds one."""

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import blake3
 import structlog
+import tree_sitter
 
 from daemon.activity import Activity
 from daemon.chunk_cache import ChunkCache
@@ -379,7 +380,9 @@ def _prepare_file(
     diff = None if old is None else diff_chunks(old, chunks)
     report.time("chunk", time.perf_counter() - t)
     with report.timed("graph"):
-        _stage_graph(root, rel, digest, data, collab.chunk_cache)
+        parses = collab.parse_cache
+        parsed = parses.tree_for((root.id, rel), digest) if parses is not None else None
+        _stage_graph(root, rel, digest, data, collab.chunk_cache, parsed)
     if diff is None:
         report.points_dropped += root.ledger.chunks_of([rel])
     else:
@@ -393,7 +396,12 @@ def _prepare_file(
 
 
 def _stage_graph(
-    root: RootIndex, rel: str, digest: bytes, data: bytes, cache: ChunkCache | None
+    root: RootIndex,
+    rel: str,
+    digest: bytes,
+    data: bytes,
+    cache: ChunkCache | None,
+    parsed: tuple[bytes, tree_sitter.Tree] | None = None,
 ) -> None:
     """Stage the file's symbol graph (from the cache when its content is known) for the
     commit that records its chunks. A file the graph extractor cannot read keeps its
@@ -401,7 +409,7 @@ def _stage_graph(
     graph = cache.get_graph(rel, digest) if cache is not None else None
     if graph is None:
         try:
-            graph = graph_of(rel, data)
+            graph = graph_of(rel, data, parsed)
         except Exception:
             log.exception("graph_failed", root=str(root.path), path=rel)
             return

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import tree_sitter
 
-from daemon.chunker import _language, _macro_items, _type_name, module_path
+from daemon.chunker import _language, _macro_items, _type_name, module_path, normalize
 from daemon.parsing import parse_rust
 from daemon.resolve import Scope, candidates, crate_prefix, path_segments, use_entries
 from ipc.kinds import NODE_KINDS
@@ -29,7 +29,6 @@ GRAPH_VERSION = 1
 #: Reference kinds that `callers`/`callees` count as calls.
 CALL_KINDS = frozenset({"call", "method", "macro"})
 
-_BOM = b"\xef\xbb\xbf"
 #: Members of an impl or trait body, named `module::Owner::name` as the chunker names them.
 _MEMBER_KINDS = {
     "function_item": "method",
@@ -171,14 +170,19 @@ def _query() -> tree_sitter.Query:
     return tree_sitter.Query(_language(), _QUERY)
 
 
-def extract(rel_path: str, source: bytes) -> FileGraph:
-    """The symbol graph of one file (same input normalisation as the chunker)."""
-    if source.startswith(_BOM):
-        source = source[len(_BOM) :]
-    source = source.replace(b"\r\n", b"\n")
+def extract(
+    rel_path: str, source: bytes, parsed: tuple[bytes, tree_sitter.Tree] | None = None
+) -> FileGraph:
+    """The symbol graph of one file (same input normalisation as the chunker); `parsed`:
+    the normalized bytes and their tree when the caller has them (the parse cache)."""
+    if parsed is not None:
+        source, tree = parsed
+    else:
+        source = normalize(source)
+        tree = parse_rust(source)
     mod_path = module_path(rel_path)
     prefix = tuple(mod_path.split("::")) if mod_path else ()
-    root = parse_rust(source).root_node
+    root = tree.root_node
     walk = _Walk(source, trees=[root])
     _walk_items(walk, root, prefix)
     scope = Scope(prefix, crate_prefix(rel_path))

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from daemon.chunker import chunk_source
 from daemon.parse_cache import ENTRY_BYTES_PER_SOURCE_BYTE, ParseCache, derive_edit
+from daemon.symbols import extract
 from daemon.units import chunk_tree
 from tests.conftest import FIXTURE_CRATE
 
@@ -137,6 +138,10 @@ def test_incremental_chunks_equal_a_full_rechunk(session: tuple[str, list[str]])
         # A text with a syntax error is parsed afresh (error recovery may differ).
         assert got.incremental or _has_error(text)
         assert got.chunks == chunk_source(rel, text.encode())
+        # The symbol graph read from the cache's (incremental) tree is a fresh parse's.
+        parsed = cache.tree_for(("r", rel), _digest(text))
+        assert parsed is not None
+        assert extract(rel, text.encode(), parsed) == extract(rel, text.encode())
 
 
 def test_edit_inside_one_fn_rechunks_one_item() -> None:
