@@ -96,7 +96,7 @@ def evaluate(corpus: Path, queries: int, seed: int, work: Path) -> dict[str, Any
         got = {}
         for method in ("def", "callers"):
             t = time.perf_counter()
-            res = navigate([(conn, str(corpus))], method, name, 1000)["results"]
+            res = navigate([(conn, str(corpus), None)], method, name, 1000)["results"]
             lat[method].append((time.perf_counter() - t) * 1000)
             got[method] = {(h["path"], h["line"]) for h in res}
         for key, method, want in (("def", "def", "defs"), ("call", "callers", "calls")):

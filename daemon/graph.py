@@ -111,14 +111,16 @@ def crate_of(rel_path: str, root_name: str) -> str:
 class GraphReader:
     """Queries over one root's graph through the calling thread's read connection."""
 
-    def __init__(self, conn: apsw.Connection, root: str) -> None:
+    def __init__(self, conn: apsw.Connection, root: str, crate: str | None = None) -> None:
         self._db = conn
         self._root = root
         self._root_name = PurePosixPath(root).name
+        #: `name version` of a dependency root: every hit of it names that crate.
+        self._crate = crate
         self._known: dict[str, str | None] = {}
 
     def _hit(self, path: str, line: int, symbol: str, kind: str, conf: str, via: str) -> NavHit:
-        crate = crate_of(path, self._root_name)
+        crate = self._crate or crate_of(path, self._root_name)
         return NavHit(self._root, path, line, symbol, kind, conf, crate, via)
 
     def definitions(self, segs: tuple[str, ...]) -> list[tuple[str, str, str, int, int]]:
@@ -282,9 +284,10 @@ _QUERIES = {
 
 
 def navigate(
-    graphs: Iterable[tuple[apsw.Connection, str]], method: str, name: str, limit: int
+    graphs: Iterable[tuple[apsw.Connection, str, str | None]], method: str, name: str, limit: int
 ) -> dict[str, Any]:
-    """The reply of a navigation method over (read connection, root path) pairs."""
+    """The reply of a navigation method over (read connection, root path, dependency
+    crate or None) triples."""
     segs = name_segments(name)
     if not segs:
         raise BadRequest(
@@ -292,7 +295,7 @@ def navigate(
         )
     query = _QUERIES[method]
     hits: list[NavHit] = []
-    for conn, root in graphs:
-        hits.extend(query(GraphReader(conn, root), segs))
+    for conn, root, crate in graphs:
+        hits.extend(query(GraphReader(conn, root, crate), segs))
     ranked = rank(hits)
     return {"results": [h.to_json() for h in ranked[:limit]], "total": len(ranked)}

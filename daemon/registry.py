@@ -18,6 +18,7 @@ from pathlib import Path
 import structlog
 
 from daemon.config import Config, root_dir
+from daemon.dep_roots import DependencyRoots
 from daemon.indexer import Indexer
 from daemon.root import RootIndex, root_id_for
 from daemon.sync import Cookies
@@ -40,6 +41,7 @@ class Registry:
         self._watchers: dict[str, RootWatcher] = {}
         self._failed: dict[str, str] = {}
         self._lock = threading.Lock()
+        self.deps = DependencyRoots(config.paths.state_dir / "deps.json")
 
     # ---- reads ----
     def roots(self) -> list[RootIndex]:
@@ -66,9 +68,16 @@ class Registry:
             raise NotFound(f"{path} is not inside an indexed root; add it with: rcmd index {path}")
         return best
 
-    def select(self, raw: str | None) -> list[RootIndex]:
-        """The root holding `raw`, or every root when `raw` is None (at least one)."""
-        roots = [self.find(raw)] if raw else self.roots()
+    def select(self, raw: str | None, deps: bool = False) -> list[RootIndex]:
+        """The root holding `raw`, or every project root when `raw` is None (at least
+        one); with `deps`, also the dependency roots of those (every one when None)."""
+        if raw:
+            roots = [self.find(raw)]
+            if deps:
+                wanted = {str(p) for p in self.deps.used_by(roots[0].path)}
+                roots += [r for r in self.roots() if str(r.path) in wanted]
+        else:
+            roots = [r for r in self.roots() if deps or self.deps.crate_of(r.path) is None]
         if not roots:
             raise NotFound("no roots are indexed; add one with: rcmd index PATH")
         return roots
@@ -95,6 +104,18 @@ class Registry:
             self._save()
         return root
 
+    def add_dependency(self, path: Path, crate: str, user: Path) -> RootIndex:
+        """Register the sources of `crate` (`name version`) at `path` as a dependency
+        root of project `user` (not watched; shared with other users)."""
+        self.deps.record(path, crate, user)
+        with self._lock:
+            known = next((r for r in self.roots() if r.path == path), None)
+            if known is not None:
+                return known
+            root = self._open(path)
+            self._save()
+        return root
+
     def remove(self, path: Path) -> None:
         """Unregister `path`: stop its watcher and queued work, delete its state."""
         with self._lock:
@@ -106,7 +127,10 @@ class Registry:
             if root is None:
                 raise NotFound(f"{path} is not an indexed root")
             root.cancel()  # a running batch stops at its next step
-            self._watchers.pop(root.id).stop()
+            watcher = self._watchers.pop(root.id, None)
+            if watcher is not None:
+                watcher.stop()
+            self.deps.forget(path)
             self._indexer.forget(root.id)
             del self._roots[root.id]
             with root.lock:
@@ -160,6 +184,11 @@ class Registry:
     def _open(self, path: Path) -> RootIndex:
         root = self._open_index(path)
         self._roots[root.id] = root
+        if self.deps.crate_of(path) is not None:
+            # Registry sources do not change: one scan (stat fast path) per start.
+            root.progress.set_watcher("not watched (dependency sources)")
+            self._indexer.enqueue(root, None)
+            return root
         watcher = RootWatcher(
             path,
             lambda paths: self._indexer.enqueue(root, paths),

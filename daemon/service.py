@@ -19,6 +19,7 @@ import structlog
 from daemon.budget import apply_budget
 from daemon.chunk_cache import ChunkCache
 from daemon.config import Config
+from daemon.deps import dependencies
 from daemon.embed_cache import EmbedCache
 from daemon.embedder import TextEmbedder
 from daemon.graph import navigate
@@ -176,7 +177,23 @@ class Service:
         if not path.is_dir():
             raise NotFound(f"{path} is not a directory")
         snapshot = Path(req.snapshot).expanduser().resolve() if req.snapshot else None
-        return root_status(self.indexer, self.registry, self.adopter.add(path, snapshot))
+        reply = root_status(self.indexer, self.registry, self.adopter.add(path, snapshot))
+        if req.deps:
+            reply["deps"] = self._index_deps(path)
+        return reply
+
+    def _index_deps(self, project: Path) -> dict[str, Any]:
+        """Register the project's dependency crates found on this machine; name the rest."""
+        found, missing = [], []
+        for dep in dependencies(project):
+            crate = f"{dep.name} {dep.version}"
+            if dep.path is None:
+                missing.append(crate)
+                continue
+            self.registry.add_dependency(dep.path, crate, project)
+            found.append({"crate": crate, "path": str(dep.path)})
+        log.info("deps_indexed", root=str(project), found=len(found), missing=len(missing))
+        return {"roots": found, "missing": missing}
 
     def export(self, req: ExportRequest) -> dict[str, Any]:
         return self.adopter.export(req.path, Path(req.file).expanduser().resolve())
@@ -197,7 +214,7 @@ class Service:
         return {"removed": str(path)}
 
     def search(self, req: SearchRequest) -> dict[str, Any]:
-        roots = self.registry.select(req.root)
+        roots = self.registry.select(req.root, req.deps)
         t = time.perf_counter()
         if req.fresh:
             bring_up_to_date(roots, self.cookies, self.indexer, self.config.search.fresh_timeout_s)
@@ -225,7 +242,10 @@ class Service:
     def navigate(self, req: NavRequest) -> dict[str, Any]:
         """Definitions, references, callers, callees or impls of a name (`daemon.graph`)."""
         t = time.perf_counter()
-        graphs = [(r.state.graph_reader(), str(r.path)) for r in self.registry.select(req.root)]
+        graphs = [
+            (r.state.graph_reader(), str(r.path), self.registry.deps.crate_of(r.path))
+            for r in self.registry.select(req.root, req.deps)
+        ]
         reply = navigate(graphs, req.method, req.name, req.limit)
         reply["took_ms"] = round((time.perf_counter() - t) * 1000, 2)
         return reply

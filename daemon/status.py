@@ -40,6 +40,8 @@ def root_status(indexer: Indexer, registry: Registry, root: RootIndex) -> dict[s
         # Set when the index was adopted from a snapshot file or a root of the same repo.
         "seeded_from": root.state.get_meta("seeded_from"),
         "seed": json.loads(seed) if seed else None,
+        # `name version` of a dependency root (`index --deps`), else None.
+        "dependency": registry.deps.crate_of(root.path),
         "skipped": {
             "count": len(skipped),
             "by_reason": dict(reasons),

@@ -216,11 +216,26 @@ def cmd_index(args: argparse.Namespace, paths: RuntimePaths) -> int:
         ) from None
     if root.get("seed"):
         _report_seed(root["seed"])
+    if "deps" in root:
+        _report_deps(root["deps"])
     if not args.wait:
         print(f"indexing {root['path']} in the background; follow it with: rcmd status")
         return 0
     _report_indexed(paths, _wait_with_progress(paths, root["path"]))
     return 0
+
+
+def _report_deps(deps: dict[str, Any]) -> None:
+    found, missing = deps["roots"], deps["missing"]
+    print(f"dependencies: {len(found)} crates indexed as roots of their own (search them: --deps)")
+    if missing:
+        shown = ", ".join(missing[:8]) + (
+            f" and {len(missing) - 8} more" if len(missing) > 8 else ""
+        )
+        print(
+            f"  no sources on this machine for {shown}; fetch them with: cargo fetch",
+            file=sys.stderr,
+        )
 
 
 def _report_seed(seed: dict[str, Any]) -> None:
@@ -580,6 +595,8 @@ def cmd_status(args: argparse.Namespace, paths: RuntimePaths) -> int:
         print(f"  merkle root {r['merkle_root'][:16]}  watcher: {r['watcher']}")
         if r.get("seeded_from"):
             print(f"  seeded from {r['seeded_from']}")
+        if r.get("dependency"):
+            print(f"  dependency crate {r['dependency']} (searched with --deps)")
         if r["last_commit"]:
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["last_commit"]))
             print(f"  last commit {when}")

@@ -100,6 +100,7 @@ def _search_tools(server: MCPServer, forward: Forward) -> None:
         symbol: str | None = None,
         fresh: bool = False,
         max_tokens: int | None = None,
+        deps: bool = False,
     ) -> dict[str, Any]:
         """Search indexed Rust code. mode: hybrid (default), bm25 or vector. path: a glob on
         the root-relative path (e.g. "src/net/*"); kind: fn, method, struct, enum, trait,
@@ -108,7 +109,8 @@ def _search_tools(server: MCPServer, forward: Forward) -> None:
         you edited files, to search only once your edits are indexed. A hit with
         `stale: true` changed on disk since it was indexed. max_tokens: a budget for the
         results (about 4 characters a token): snippets are trimmed, later hits cut, and
-        `cut` says how many."""
+        `cut` says how many. deps: also search the dependency crates indexed with
+        `rcmd index --deps`."""
         return await forward(
             SearchRequest(
                 query=query,
@@ -120,6 +122,7 @@ def _search_tools(server: MCPServer, forward: Forward) -> None:
                 symbol=symbol,
                 fresh=fresh,
                 max_tokens=max_tokens,
+                deps=deps,
             )
         )
 
@@ -160,31 +163,40 @@ def _status_and_code_tools(server: MCPServer, forward: Forward) -> None:
 
 def _navigation_tools(server: MCPServer, forward: Forward) -> None:
     @server.tool()
-    async def definitions(name: str, root: str | None = None, limit: int = 200) -> dict[str, Any]:
-        """Where a Rust name is defined; `name` may be a path suffix (`codec::crc`)."""
-        return await forward(DefRequest(name=name, root=root, limit=limit))
+    async def definitions(
+        name: str, root: str | None = None, limit: int = 200, deps: bool = False
+    ) -> dict[str, Any]:
+        """Where a Rust name is defined; `name` may be a path suffix (`codec::crc`).
+        deps: also in the dependency crates indexed with `rcmd index --deps`."""
+        return await forward(DefRequest(name=name, root=root, limit=limit, deps=deps))
 
     @server.tool()
-    async def references(name: str, root: str | None = None, limit: int = 200) -> dict[str, Any]:
+    async def references(
+        name: str, root: str | None = None, limit: int = 200, deps: bool = False
+    ) -> dict[str, Any]:
         """Every reference to a name: calls, method calls, type uses, bounds, imports."""
-        return await forward(RefsRequest(name=name, root=root, limit=limit))
+        return await forward(RefsRequest(name=name, root=root, limit=limit, deps=deps))
 
     @server.tool()
-    async def callers(name: str, root: str | None = None, limit: int = 200) -> dict[str, Any]:
+    async def callers(
+        name: str, root: str | None = None, limit: int = 200, deps: bool = False
+    ) -> dict[str, Any]:
         """The fns and methods calling a name (`symbol` is the caller, `via` the callee)."""
-        return await forward(CallersRequest(name=name, root=root, limit=limit))
+        return await forward(CallersRequest(name=name, root=root, limit=limit, deps=deps))
 
     @server.tool()
-    async def callees(name: str, root: str | None = None, limit: int = 200) -> dict[str, Any]:
+    async def callees(
+        name: str, root: str | None = None, limit: int = 200, deps: bool = False
+    ) -> dict[str, Any]:
         """What the fns or methods a name defines call."""
-        return await forward(CalleesRequest(name=name, root=root, limit=limit))
+        return await forward(CalleesRequest(name=name, root=root, limit=limit, deps=deps))
 
     @server.tool()
     async def implementations(
-        name: str, root: str | None = None, limit: int = 200
+        name: str, root: str | None = None, limit: int = 200, deps: bool = False
     ) -> dict[str, Any]:
         """The types implementing a trait, or the traits a type implements."""
-        return await forward(ImplsRequest(name=name, root=root, limit=limit))
+        return await forward(ImplsRequest(name=name, root=root, limit=limit, deps=deps))
 
 
 def run(paths: RuntimePaths) -> int:

@@ -253,6 +253,13 @@ class SearchRequest(MethodRequest):
             cli="--fresh",
         ),
     )
+    deps: bool = field(
+        default=False,
+        metadata=spec(
+            "also search the dependency crates indexed with `rcmd index --deps`",
+            cli="--deps",
+        ),
+    )
     max_tokens: int | None = field(
         default=None,
         metadata=spec(
@@ -287,6 +294,15 @@ class IndexRequest(MethodRequest):
             cli="--from",
             metavar="FILE",
             resolve=True,
+        ),
+    )
+    deps: bool = field(
+        default=False,
+        metadata=spec(
+            "also index the dependency crates Cargo.lock (else Cargo.toml) names, from "
+            "their sources on this machine (~/.cargo/registry/src, vendor/, Debian's "
+            "/usr/share/cargo/registry): one shared, unwatched root per crate version",
+            cli="--deps",
         ),
     )
 
@@ -388,6 +404,13 @@ class NavRequest(MethodRequest):
         default=NAV_LIMIT,
         metadata=spec(
             f"answers to show (default {NAV_LIMIT})", cli="--limit", bounds=(1, MAX_LIMIT)
+        ),
+    )
+    deps: bool = field(
+        default=False,
+        metadata=spec(
+            "also look in the dependency crates indexed with `rcmd index --deps`",
+            cli="--deps",
         ),
     )
 

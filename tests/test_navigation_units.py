@@ -197,7 +197,7 @@ def graph_db(tmp_path: Path) -> Any:
 
 def ask(state: StateDB, method: str, name: str) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = navigate(
-        [(state.graph_reader(), "/r/proj")], method, name, 100
+        [(state.graph_reader(), "/r/proj", None)], method, name, 100
     )["results"]
     return results
 
@@ -303,5 +303,5 @@ def test_a_root_from_before_the_graph_is_rebuilt_with_one(setup: Any) -> None:
     assert len(again.ledger) == 0  # reset: the next batch rebuilds everything
     run_batch(again, None, collab)
     assert again.state.get_meta("symbol_graph") is not None
-    results = navigate([(again.state.graph_reader(), "/x")], "def", "MemoryStore", 10)
+    results = navigate([(again.state.graph_reader(), "/x", None)], "def", "MemoryStore", 10)
     assert [h["kind"] for h in results["results"]] == ["struct"]

@@ -1,0 +1,111 @@
+"""A Cargo project's dependency crates, and where their sources lie on this machine.
+
+`Cargo.lock` (the project's own, or its workspace's above it) names each package with
+its exact version; without a lock, `Cargo.toml`'s dependency tables name the crates and
+the highest version found locally is taken. Sources are looked for where cargo and
+distributions put them, never downloaded: `$CARGO_HOME/registry/src/*/<name>-<version>`
+(what `cargo fetch` unpacks), the project's `vendor/` (`cargo vendor`), and Debian's
+`/usr/share/cargo/registry/<name>-<version>` (`apt-get install librust-<name>-dev`).
+Each crate version becomes one read-only root, shared by every project that uses it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+DEBIAN_REGISTRY = Path("/usr/share/cargo/registry")
+_VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)")
+
+
+@dataclass(frozen=True, slots=True)
+class DepCrate:
+    name: str
+    version: str
+    #: Its sources on this machine; None when none of the places holds them.
+    path: Path | None
+
+
+def find_lock(project: Path) -> Path | None:
+    """The Cargo.lock that governs `project`: its own, else its workspace's above it."""
+    for folder in (project, *project.parents):
+        lock = folder / "Cargo.lock"
+        if lock.is_file():
+            return lock
+    return None
+
+
+def locked_packages(lock_text: str) -> list[tuple[str, str]]:
+    """(name, version) of every package a lock file takes from a registry (workspace
+    members and git checkouts have no registry source)."""
+    data = tomllib.loads(lock_text)
+    out = []
+    for pkg in data.get("package", []):
+        source = pkg.get("source", "")
+        if isinstance(source, str) and source.startswith(("registry+", "sparse+")):
+            out.append((str(pkg["name"]), str(pkg["version"])))
+    return sorted(set(out))
+
+
+def declared_crates(manifest_text: str) -> list[str]:
+    """Crate names of a Cargo.toml's dependency tables (a renamed one by its `package`)."""
+    data = tomllib.loads(manifest_text)
+    tables = [data.get(k, {}) for k in ("dependencies", "dev-dependencies", "build-dependencies")]
+    for target in data.get("target", {}).values():
+        tables += [target.get(k, {}) for k in ("dependencies", "dev-dependencies")]
+    names = set()
+    for table in tables:
+        for key, spec in table.items():
+            if isinstance(spec, dict) and (spec.get("path") or spec.get("git")):
+                continue  # not from a registry
+            names.add(spec.get("package", key) if isinstance(spec, dict) else key)
+    return sorted(names)
+
+
+def source_dirs(project: Path, env: Mapping[str, str]) -> list[Path]:
+    """Folders that hold `<name>-<version>` source trees, in the order they are tried."""
+    cargo_home = Path(env.get("CARGO_HOME") or Path(env.get("HOME", "~")) / ".cargo")
+    registry = sorted((cargo_home.expanduser() / "registry" / "src").glob("*"))
+    return [*registry, project / "vendor", DEBIAN_REGISTRY]
+
+
+def _version_key(folder: Path, name: str) -> tuple[int, ...]:
+    m = _VERSION.match(folder.name[len(name) + 1 :])
+    return tuple(int(x) for x in m.groups()) if m else (-1,)
+
+
+def find_source(name: str, version: str | None, dirs: Iterable[Path]) -> Path | None:
+    """The source folder of crate `name` at `version` (the highest found when None)."""
+    for folder in dirs:
+        if version is not None:
+            exact = folder / f"{name}-{version}"
+            if (exact / "Cargo.toml").is_file():
+                return exact
+            continue
+        found = [p for p in folder.glob(f"{name}-[0-9]*") if (p / "Cargo.toml").is_file()]
+        if found:
+            return max(found, key=lambda p: _version_key(p, name))
+    return None
+
+
+def dependencies(project: Path, env: Mapping[str, str] | None = None) -> list[DepCrate]:
+    """The dependency crates of `project` with their local sources (see the module doc)."""
+    env = os.environ if env is None else env
+    dirs = source_dirs(project, env)
+    lock = find_lock(project)
+    if lock is not None:
+        wanted: list[tuple[str, str | None]] = list(locked_packages(lock.read_text()))
+    elif (project / "Cargo.toml").is_file():
+        wanted = [(n, None) for n in declared_crates((project / "Cargo.toml").read_text())]
+    else:
+        wanted = []
+    out = []
+    for name, version in wanted:
+        path = find_source(name, version, dirs)
+        shown = version or (path.name[len(name) + 1 :] if path is not None else "?")
+        out.append(DepCrate(name, shown, path.resolve() if path is not None else None))
+    return out
