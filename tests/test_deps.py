@@ -94,9 +94,7 @@ def _project(base: Path, name: str) -> Path:
 def registry() -> None:
     missing = [c for c in CRATES if not (DEBIAN_REGISTRY / c / "Cargo.toml").is_file()]
     if missing:
-        pytest.skip(
-            "needs Debian's crate sources: apt-get install librust-{scopeguard,either}-dev"
-        )
+        pytest.skip("needs Debian's crate sources: apt-get install librust-{scopeguard,either}-dev")
 
 
 def test_index_deps_makes_shared_dependency_roots(
