@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from bench.corpora import materialize
-from bench.harness import save
+from bench.harness import machine_state, save
 
 
 def sample_texts(corpus: str, n: int, seed: int = 3) -> list[str]:
@@ -120,6 +120,11 @@ def run(args: Any) -> dict[str, Any]:
         t = time.perf_counter()
         rcmd.token_lengths(texts)
         out["tokenize_s"] = round(time.perf_counter() - t, 3)
+        out["int8_over_float"] = round(
+            out["rcmd"]["tokens_per_s"] / out["rcmd_float"]["tokens_per_s"], 2
+        )
+        out["layout"] = rcmd.layout_status()
+        out["machine_after"] = machine_state()
     command = f"python -m bench embed --chunks {args.chunks} --corpus {args.corpus}"
     save("embedding", f"{command} --rounds {args.rounds}", out)
     return out
