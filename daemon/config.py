@@ -69,7 +69,8 @@ class EmbeddingConfig:
     #: on 2 cores (512 alloc chunks): 2048 ran 1.25x faster than 8192 and peaked at 600 MB
     #: RSS instead of 1.8 GB, because onnxruntime's arena keeps the largest batch's memory.
     max_batch_tokens: int = 2048
-    #: onnxruntime intra-op threads; 0 means one per core.
+    #: Texts embedded side by side, one onnxruntime thread each; 0: the layout (runs x
+    #: threads) measured once on this machine and kept in the cache dir (daemon/layout.py).
     threads: int = 0
     #: Run the default model's weight products in int8 (per-channel scales): ~1.4x
     #: faster on CPUs, vectors at cosine ~0.99 to the float graph's. Another model id,
