@@ -416,7 +416,11 @@ def _navigate(args: argparse.Namespace, paths: RuntimePaths, schema: type[NavReq
 
 def _where(hit: dict[str, Any], several: bool) -> str:
     mark = "" if hit["confidence"] == "resolved" else "  [by name]"
-    return f"{_display_path(hit, os.getcwd(), several)}:{hit['line']}{mark}"
+    shown = _display_path(hit, os.getcwd(), several)
+    if " " in hit.get("crate", ""):  # a dependency crate (`name version`): where it lies
+        mark += f"  [{hit['crate']}]"
+        shown = os.path.join(hit["root"], hit["path"])
+    return f"{shown}:{hit['line']}{mark}"
 
 
 def _several(hits: list[dict[str, Any]]) -> bool:

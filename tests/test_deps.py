@@ -123,6 +123,8 @@ def test_index_deps_makes_shared_dependency_roots(
     got = json.loads(daemon.cli("def", "ScopeGuard", "--deps", "--json", cwd=proj).stdout)
     hit = got["results"][0]
     assert (hit["root"], hit["path"], hit["crate"]) == (str(dep), "src/lib.rs", "scopeguard 1.1.0")
+    said = daemon.cli("def", "ScopeGuard", "--deps", cwd=proj).stdout
+    assert f"{dep}/src/lib.rs:" in said and "[scopeguard 1.1.0]" in said
     hits = daemon.search("guard", "--mode", "bm25", "--limit", "50")
     assert {h["root"] for h in hits} == {str(proj.resolve())}
     deps_hits = daemon.search("guard", "--mode", "bm25", "--limit", "50", "--deps", "--all")
