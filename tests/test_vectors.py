@@ -123,3 +123,39 @@ def test_delete_single_chunks_and_flush_only_after_writes(tmp_path: Path) -> Non
     reopened = EdgeStore(tmp_path / "q", 16)
     assert reopened.count() == 4
     reopened.close()
+
+
+def test_each_shard_keeps_few_threads_and_little_memory(tmp_path: Path) -> None:
+    """Qdrant Edge's defaults are 8 search threads a shard and a 32 MB storage chunk loaded
+    into memory with it; a root per dependency crate made that hundreds of idle threads
+    and a gigabyte of RSS after a restart."""
+    import os
+
+    from daemon.vectors import SEARCH_THREADS, EdgeStore
+
+    if not Path("/proc/self/task").is_dir():
+        pytest.skip("counts threads and RSS through /proc (Linux)")
+
+    def threads() -> int:
+        return len(os.listdir("/proc/self/task"))
+
+    def rss_file_mb() -> int:
+        line = next(
+            ln
+            for ln in Path("/proc/self/status").read_text().splitlines()
+            if ln.startswith("RssFile")
+        )
+        return int(line.split()[1]) // 1024
+
+    for i in range(4):
+        store = EdgeStore(tmp_path / f"s{i}", 16)
+        store.upsert(points(50, 1, seed=i))
+        store.flush()
+        store.close()
+    before_threads, before_rss = threads(), rss_file_mb()
+    stores = [EdgeStore(tmp_path / f"s{i}", 16) for i in range(4)]
+    assert threads() - before_threads <= 4 * SEARCH_THREADS
+    assert rss_file_mb() - before_rss < 32  # not 4 x 32 MB
+    assert len(stores[0].search(points(1, 1, seed=9)[0].vector, 5)) == 5
+    for s in stores:
+        s.close()
