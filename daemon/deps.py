@@ -14,9 +14,14 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import structlog
+
+log = structlog.get_logger("rcmd.deps")
 
 DEBIAN_REGISTRY = Path("/usr/share/cargo/registry")
 _VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)")
@@ -109,3 +114,20 @@ def dependencies(project: Path, env: Mapping[str, str] | None = None) -> list[De
         shown = version or (path.name[len(name) + 1 :] if path is not None else "?")
         out.append(DepCrate(name, shown, path.resolve() if path is not None else None))
     return out
+
+
+def register_dependencies(
+    project: Path, add: Callable[[Path, str], object], env: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """`add(sources, "name version")` for each dependency crate of `project` found here;
+    the reply of `index --deps`: the crates added, and those found nowhere."""
+    found, missing = [], []
+    for dep in dependencies(project, env):
+        crate = f"{dep.name} {dep.version}"
+        if dep.path is None:
+            missing.append(crate)
+            continue
+        add(dep.path, crate)
+        found.append({"crate": crate, "path": str(dep.path)})
+    log.info("deps_registered", root=str(project), found=len(found), missing=len(missing))
+    return {"roots": found, "missing": missing}

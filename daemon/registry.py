@@ -14,6 +14,7 @@ import shutil
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -81,6 +82,13 @@ class Registry:
         if not roots:
             raise NotFound("no roots are indexed; add one with: rcmd index PATH")
         return roots
+
+    def graph_readers(self, raw: str | None, deps: bool) -> list[tuple[Any, str, str | None]]:
+        """(graph read connection, root path, dependency crate or None) of `select`'s roots."""
+        return [
+            (r.state.graph_reader(), str(r.path), self.deps.crate_of(r.path))
+            for r in self.select(raw, deps)
+        ]
 
     # ---- changes ----
     def load(self) -> None:

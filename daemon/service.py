@@ -19,7 +19,7 @@ import structlog
 from daemon.budget import apply_budget
 from daemon.chunk_cache import ChunkCache
 from daemon.config import Config
-from daemon.deps import dependencies
+from daemon.deps import register_dependencies
 from daemon.embed_cache import EmbedCache
 from daemon.embedder import TextEmbedder
 from daemon.graph import navigate
@@ -118,12 +118,9 @@ class Service:
             )
         )
         self.cookies = Cookies()
-        self.registry = Registry(
-            config, embedder.model_id, embedder.dim, self.indexer, self.cookies
-        )
-        self.adopter = Adopter(
-            config, self.registry, (embedder.model_id, embedder.dim), chunk_cache
-        )
+        model = (embedder.model_id, embedder.dim)
+        self.registry = Registry(config, *model, self.indexer, self.cookies)
+        self.adopter = Adopter(config, self.registry, model, chunk_cache)
         self.handlers: dict[str, Handler] = {
             "hello": handler(HelloRequest, self.hello),
             "status": handler(StatusRequest, self.status),
@@ -179,21 +176,9 @@ class Service:
         snapshot = Path(req.snapshot).expanduser().resolve() if req.snapshot else None
         reply = root_status(self.indexer, self.registry, self.adopter.add(path, snapshot))
         if req.deps:
-            reply["deps"] = self._index_deps(path)
+            add = self.registry.add_dependency
+            reply["deps"] = register_dependencies(path, lambda dep, crate: add(dep, crate, path))
         return reply
-
-    def _index_deps(self, project: Path) -> dict[str, Any]:
-        """Register the project's dependency crates found on this machine; name the rest."""
-        found, missing = [], []
-        for dep in dependencies(project):
-            crate = f"{dep.name} {dep.version}"
-            if dep.path is None:
-                missing.append(crate)
-                continue
-            self.registry.add_dependency(dep.path, crate, project)
-            found.append({"crate": crate, "path": str(dep.path)})
-        log.info("deps_indexed", root=str(project), found=len(found), missing=len(missing))
-        return {"roots": found, "missing": missing}
 
     def export(self, req: ExportRequest) -> dict[str, Any]:
         return self.adopter.export(req.path, Path(req.file).expanduser().resolve())
@@ -242,10 +227,7 @@ class Service:
     def navigate(self, req: NavRequest) -> dict[str, Any]:
         """Definitions, references, callers, callees or impls of a name (`daemon.graph`)."""
         t = time.perf_counter()
-        graphs = [
-            (r.state.graph_reader(), str(r.path), self.registry.deps.crate_of(r.path))
-            for r in self.registry.select(req.root, req.deps)
-        ]
+        graphs = self.registry.graph_readers(req.root, req.deps)
         reply = navigate(graphs, req.method, req.name, req.limit)
         reply["took_ms"] = round((time.perf_counter() - t) * 1000, 2)
         return reply
