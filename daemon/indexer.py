@@ -50,6 +50,21 @@ class _Work:
         return bool(self.paths or self.full or self.force)
 
 
+def release_writers(roots: list[RootIndex]) -> None:
+    """Close idle roots' Tantivy writers: each holds ~6 threads and its memory budget,
+    which a root written once (a dependency crate) would keep for good. A root that
+    another thread holds (export, verify, removal) keeps its writer this time."""
+    for root in roots:
+        if not root.lock.acquire(blocking=False):
+            continue
+        try:
+            root.lexical.release_writer()
+        except Exception:  # a writer that fails to close is dropped at the next write
+            log.exception("writer_release_failed", root=str(root.path))
+        finally:
+            root.lock.release()
+
+
 class Indexer:
     def __init__(self, collab: Collaborators) -> None:
         self.collab = collab
@@ -211,6 +226,9 @@ class Indexer:
                 log.info("memory_released", rss_mb=rss_bytes() >> 20)
         except Exception:  # the old model keeps working; only memory is at stake
             log.exception("memory_release_failed")
+        with self._cond:
+            roots = list(self._roots.values())
+        release_writers(roots)
         if time.monotonic() - self._pruned_at < PRUNE_EVERY_S:
             return
         self._pruned_at = time.monotonic()

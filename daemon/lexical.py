@@ -120,6 +120,16 @@ class LexicalIndex:
                 writer.rollback()
             del writer
 
+    def release_writer(self) -> bool:
+        """Let go of the writer once nothing is pending: its indexing and merge threads
+        and its memory budget (up to `heap_bytes`) go back; the next write opens one
+        again (~1 ms). Whether a writer was released."""
+        if self._writer is None or self.pending:
+            return False
+        writer, self._writer = self._writer, None
+        writer.wait_merging_threads()
+        return True
+
     def close(self) -> None:
         """Commit, then let go of the index: its searcher maps segment files, which a
         removed root's deleted directory would otherwise keep on disk."""

@@ -159,3 +159,36 @@ def test_lexical_symbol_candidates_and_question_boosts(tmp_path: Path) -> None:
     assert [cid for cid, _ in index.search("buffer", 10, boosts=text_only)] != []
     assert index.search("grow", 10, boosts={**text_only, "content_t": 0.0}) == []
     index.close()
+
+
+def test_an_idle_writer_is_released_and_reopened(tmp_path: Path) -> None:
+    """An idle root gives its Tantivy writer back (threads, memory budget); the next
+    write opens one again, and nothing written is lost either way."""
+    import os
+    import time
+
+    from daemon.lexical import LexicalDoc, LexicalIndex
+
+    def doc(cid: str, word: str) -> LexicalDoc:
+        return LexicalDoc(cid, "src/a.rs", "fn", f"m::{word}", f"fn {word}()", word, 1, 2)
+
+    def threads() -> int:
+        return len(os.listdir("/proc/self/task"))
+
+    index = LexicalIndex(tmp_path / "tantivy")
+    index.add([doc("a", "alpha")])
+    assert index.release_writer() is False  # pending writes keep it
+    index.commit()
+    with_writer = threads()
+    assert index.release_writer() is True
+    # The writer's threads (indexing, merging: ~6) end as it is dropped.
+    deadline = time.monotonic() + 10
+    while threads() > with_writer - 4:
+        assert time.monotonic() < deadline, f"{threads()} threads, {with_writer} with the writer"
+        time.sleep(0.01)
+    assert index.release_writer() is False  # none to release
+    index.add([doc("b", "beta")])
+    index.commit()
+    assert [cid for cid, _ in index.search("alpha", 5)] == ["a"]
+    assert [cid for cid, _ in index.search("beta", 5)] == ["b"]
+    index.close()
