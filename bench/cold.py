@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.corpora import materialize
-from bench.harness import BenchDaemon, cpu_s, machine_state, save
-
-REGISTRY = Path("/usr/share/cargo/registry")
+from bench.embedding import chunk_texts
+from bench.harness import BenchDaemon, cpu_s, machine_state, pct, save
+from daemon.deps import DEBIAN_REGISTRY as REGISTRY
 
 
 def corpus_tree(name: str, dest: Path) -> Path:
@@ -50,41 +50,28 @@ def embedder_on(tree: Path, sample: int = 400, seed: int = 5) -> tuple[list[int]
     """Token counts of every chunk text of `tree`, as the daemon's model counts them, and
     the embedder's own rate on a sample of those texts (tokens/s, best of 2, the layout
     measured as the daemon would): the ceiling a whole run of this corpus can reach."""
-    from daemon.chunker import chunk_source
     from daemon.config import EmbeddingConfig
     from daemon.embedder import Embedder
+    from daemon.layout import measure
 
-    texts: list[str] = []
-    for f in sorted(tree.rglob("*.rs")):
-        rel = f.relative_to(tree).as_posix()
-        texts.extend(c.embed_text() for c in chunk_source(rel, f.read_bytes()))
+    texts = chunk_texts(tree)
     picked = random.Random(seed).sample(texts, min(sample, len(texts)))
     with tempfile.TemporaryDirectory() as cache:
         model = Embedder(EmbeddingConfig(), Path(cache))
         try:
             lengths = model.token_lengths(texts)
-            tokens = sum(model.token_lengths(picked))
-            model.embed(picked[:16])
-            best = float("inf")
-            for _ in range(2):
-                t = time.perf_counter()
-                model.embed(picked)
-                best = min(best, time.perf_counter() - t)
-            return lengths, tokens / best
+            rate = measure(model.embed, lambda t: sum(model.token_lengths(t)), picked)
+            return lengths, rate
         finally:
             model.close()
 
 
 def _distribution(lengths: list[int]) -> dict[str, Any]:
     ordered = sorted(lengths) or [0]
-
-    def at(q: float) -> int:
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
     return {
-        "p10": at(0.1),
-        "p50": at(0.5),
-        "p90": at(0.9),
+        "p10": pct(ordered, 0.1),
+        "p50": pct(ordered, 0.5),
+        "p90": pct(ordered, 0.9),
         "max": ordered[-1],
         "share_at_cap_256": round(sum(1 for n in ordered if n >= 256) / len(ordered), 3),
         "share_under_16": round(sum(1 for n in ordered if n < 16) / len(ordered), 3),

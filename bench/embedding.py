@@ -33,15 +33,20 @@ from bench.corpora import materialize
 from bench.harness import machine_state, save
 
 
-def sample_texts(corpus: str, n: int, seed: int = 3) -> list[str]:
+def chunk_texts(tree: Path) -> list[str]:
+    """The embedded text of every chunk of `tree`'s Rust files, in file order."""
     from daemon.chunker import chunk_source
 
+    texts: list[str] = []
+    for f in sorted(tree.rglob("*.rs")):
+        rel = f.relative_to(tree).as_posix()
+        texts.extend(c.embed_text() for c in chunk_source(rel, f.read_bytes()))
+    return texts
+
+
+def sample_texts(corpus: str, n: int, seed: int = 3) -> list[str]:
     with tempfile.TemporaryDirectory() as tmp:
-        tree = materialize(corpus, Path(tmp) / "tree")
-        texts: list[str] = []
-        for f in sorted(tree.rglob("*.rs")):
-            rel = f.relative_to(tree).as_posix()
-            texts.extend(c.embed_text() for c in chunk_source(rel, f.read_bytes()))
+        texts = chunk_texts(materialize(corpus, Path(tmp) / "tree"))
     random.Random(seed).shuffle(texts)
     return texts[:n]
 

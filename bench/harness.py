@@ -11,7 +11,7 @@ import shutil
 import statistics
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ def wait_for(pred: Callable[[], Any], timeout: float, interval: float = 0.02) ->
     raise TimeoutError(f"benchmark step did not finish within {timeout:g}s")
 
 
-def pct(values: list[float], q: float) -> float:
+def pct(values: Sequence[float], q: float) -> float:
     """The q-quantile (0..1) by nearest rank; 0.0 for no values."""
     if not values:
         return 0.0
@@ -120,16 +120,11 @@ def cpu_s(pid: int) -> float:
 def machine_state() -> dict[str, Any]:
     """`lscpu`'s lines that explain a figure (CPU, threads per core, flags that matter
     to the model: VNNI) and the load average, now."""
+    from daemon.cpus import VNNI_FLAGS
+
     lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    fields = {k.strip(): v.strip() for k, _, v in (ln.partition(":") for ln in lscpu.splitlines())}
     keep = ("Model name", "CPU(s)", "Thread(s) per core", "CPU max MHz", "L3 cache")
-    info = {
-        k.strip(): v.strip()
-        for k, _, v in (line.partition(":") for line in lscpu.splitlines())
-        if k.strip() in keep
-    }
-    flags = next(
-        (v for k, _, v in (ln.partition(":") for ln in lscpu.splitlines()) if k.strip() == "Flags"),
-        "",
-    ).split()
-    info["vnni"] = str(bool({"avx512_vnni", "avx_vnni"} & set(flags)))
+    info = {k: fields[k] for k in keep if k in fields}
+    info["vnni"] = str(not VNNI_FLAGS.isdisjoint(fields.get("Flags", "").split()))
     return {"lscpu": info, "loadavg": list(os.getloadavg())}

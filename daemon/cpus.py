@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SYS_CPU = Path("/sys/devices/system/cpu")
+#: CPU flags (as /proc/cpuinfo and lscpu name them) of the instructions int8 products use.
+VNNI_FLAGS = frozenset({"avx512_vnni", "avx_vnni"})
 CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
 
 
@@ -86,8 +88,7 @@ def _cpuinfo() -> tuple[str, bool]:
             model = value.strip()
         elif key.strip() == "flags" and not flags:
             flags = value
-    words = set(flags.split())
-    return model, bool({"avx512_vnni", "avx_vnni"} & words)
+    return model, not VNNI_FLAGS.isdisjoint(flags.split())
 
 
 def cpu_info() -> CpuInfo:

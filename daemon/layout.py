@@ -86,11 +86,13 @@ def calibration_texts() -> list[str]:
 
 
 def measure(
-    embed: Callable[[Sequence[str]], object], count_tokens: Callable[[Sequence[str]], int]
+    embed: Callable[[Sequence[str]], object],
+    count_tokens: Callable[[Sequence[str]], int],
+    texts: Sequence[str] | None = None,
 ) -> float:
-    """Tokens per second of `embed` on the calibration texts: best of two passes after a
-    warm-up (the first call of a session allocates its arena)."""
-    texts = calibration_texts()
+    """Tokens per second of `embed` on `texts` (the calibration texts by default): best
+    of two passes after a warm-up (the first call of a session allocates its arena)."""
+    texts = calibration_texts() if texts is None else texts
     tokens = count_tokens(texts)
     embed(texts[:4])
     best = float("inf")
