@@ -443,7 +443,7 @@ class Embedder:
             self._layout = {
                 "runs": layout.runs,
                 "threads": 1,
-                "chosen_by": "config",
+                "chosen_by": "config" if cfg.threads else "cuda (not measured)",
                 "cpu": cpu.to_json(),
             }
             return _OfflineModel(cfg, self._cache_dir, layout, device)

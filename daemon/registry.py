@@ -75,8 +75,8 @@ class Registry:
         if raw:
             roots = [self.find(raw)]
             if deps:
-                wanted = {str(p) for p in self.deps.used_by(roots[0].path)}
-                roots += [r for r in self.roots() if str(r.path) in wanted]
+                wanted = set(self.deps.used_by(roots[0].path))
+                roots += [r for r in self.roots() if r.path in wanted]
         else:
             roots = [r for r in self.roots() if deps or self.deps.crate_of(r.path) is None]
         if not roots:
