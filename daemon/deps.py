@@ -25,6 +25,9 @@ log = structlog.get_logger("rcmd.deps")
 
 DEBIAN_REGISTRY = Path("/usr/share/cargo/registry")
 _VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)")
+#: What cargo allows in a package name and a semver version: nothing that walks paths.
+_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_SEMVER = re.compile(r"^[0-9A-Za-z.+-]{1,64}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,16 +87,20 @@ def _version_key(folder: Path, name: str) -> tuple[int, ...]:
 
 
 def find_source(name: str, version: str | None, dirs: Iterable[Path]) -> Path | None:
-    """The source folder of crate `name` at `version` (the highest found when None)."""
+    """The source folder of crate `name` at `version` (the highest found when None).
+    A lock file is input from whoever wrote the repository: a name or version that is
+    not cargo's (`../../home/me`), or a folder that leads out of where it was looked for
+    (a symlink in `vendor/`), finds nothing."""
+    if not _NAME.match(name) or (version is not None and not _SEMVER.match(version)):
+        return None
     for folder in dirs:
         if version is not None:
-            exact = folder / f"{name}-{version}"
-            if (exact / "Cargo.toml").is_file():
-                return exact
-            continue
-        found = [p for p in folder.glob(f"{name}-[0-9]*") if (p / "Cargo.toml").is_file()]
-        if found:
-            return max(found, key=lambda p: _version_key(p, name))
+            found = [folder / f"{name}-{version}"]
+        else:
+            found = sorted(folder.glob(f"{name}-[0-9]*"), key=lambda p: _version_key(p, name))
+        for p in reversed(found):
+            if (p / "Cargo.toml").is_file() and p.resolve().is_relative_to(folder.resolve()):
+                return p
     return None
 
 

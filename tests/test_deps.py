@@ -77,6 +77,22 @@ def test_sources_are_found_by_version_or_the_highest(tmp_path: Path) -> None:
     assert find_source("foo-bar", None, [reg]) == reg / "foo-bar-2.0.0"
 
 
+def test_a_hostile_lock_file_finds_nothing_outside_the_registries(tmp_path: Path) -> None:
+    """Names and versions walking paths, and a vendored link out, are no crates."""
+    reg = tmp_path / "registry"
+    secret = tmp_path / "secret-1.0.0"
+    secret.mkdir()
+    (secret / "Cargo.toml").write_text("[package]\n")
+    (reg / "ok-1.0.0").mkdir(parents=True)
+    (reg / "ok-1.0.0" / "Cargo.toml").write_text("[package]\n")
+    (reg / "link-1.0.0").symlink_to(secret)
+    assert find_source("../secret", "1.0.0", [reg]) is None
+    assert find_source("ok", "1.0.0/../../secret-1.0.0", [reg]) is None
+    assert find_source("link", "1.0.0", [reg]) is None
+    assert find_source("link", None, [reg]) is None
+    assert find_source("ok", "1.0.0", [reg]) == reg / "ok-1.0.0"
+
+
 def _project(base: Path, name: str) -> Path:
     proj = base / name
     (proj / "src").mkdir(parents=True)
