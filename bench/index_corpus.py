@@ -177,6 +177,42 @@ def search_latency(d: BenchDaemon, tree: Path, names: list[str]) -> dict[str, An
     return out
 
 
+def navigation_latency(d: BenchDaemon, names: list[str]) -> dict[str, Any]:
+    """Client wall time of each navigation query (issue 23: p50 <= 20 ms on medium) over
+    the corpus's public fn names, and how many answers each gave."""
+    out: dict[str, Any] = {"queries": len(names)}
+    for method in ("def", "refs", "callers", "callees", "impls"):
+        times, answers = [], []
+        for name in names:
+            t = time.perf_counter()
+            reply = call(d.paths, method, name=name, limit=50)
+            times.append(time.perf_counter() - t)
+            answers.append(reply["total"])
+        out[method] = {**summary_ms(times), "answers_p50": statistics.median(answers)}
+    return out
+
+
+def state_size(home: Path) -> dict[str, Any]:
+    """Bytes the root's state takes on disk, and the symbol graph's share: its `sym_*`
+    tables and indexes in state.db (dbstat), against everything else the root keeps
+    (issue 23: the graph adds <= 15%). The shared caches are not the root's state."""
+    import apsw
+
+    (root_dir,) = (home / "state" / "roots").iterdir()
+    total = sum(f.stat().st_size for f in root_dir.rglob("*") if f.is_file())
+    db = apsw.Connection(str(root_dir / "state.db"), flags=apsw.SQLITE_OPEN_READONLY)
+    try:
+        row = db.execute("SELECT sum(pgsize) FROM dbstat WHERE name LIKE 'sym%'").fetchone()
+    finally:
+        db.close()
+    graph = int(row[0] or 0) if row else 0
+    return {
+        "root_mb": round(total / 1e6, 1),
+        "graph_mb": round(graph / 1e6, 1),
+        "graph_vs_rest": round(graph / max(total - graph, 1), 3),
+    }
+
+
 def words_latency(d: BenchDaemon) -> dict[str, Any]:
     """Questions in words: the library corpus's first 150 doc-comment queries and its
     hand-written questions (bench.quality), written about the code the small and medium
@@ -308,6 +344,8 @@ def run(args: Any) -> dict[str, Any]:
         time.sleep(args.idle_wait)
         out["idle_rss_mb"] = d.call("status")["rss_bytes"] >> 20
         out["search"] = search_latency(d, tree, names[: args.queries])
+        out["navigation"] = navigation_latency(d, names[: args.queries])
+        out["state"] = state_size(home)
         out["edits"] = edits(d, tree, args.edits)
         if not args.skip_reindex:
             out["reindex_force"] = forced_reindex(d, tree, out["cold"]["seconds"])

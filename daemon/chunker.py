@@ -40,6 +40,7 @@ import textwrap
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
+from typing import Any
 
 import tree_sitter
 import tree_sitter_rust
@@ -582,20 +583,28 @@ def _macro_items(node: tree_sitter.Node, src: bytes) -> tree_sitter.Node | None:
     included ranges), with each `$` read as `_` so `$SelfT` parses as an identifier, and
     every node keeps the row and byte offsets it has in the real file. None when the
     expansions hold no item."""
-    ranges = [
-        tree_sitter.Range(
-            right.start_point, right.end_point, right.start_byte + 1, right.end_byte - 1
-        )
+    ranges = tuple(
+        (right.start_point, right.end_point, right.start_byte + 1, right.end_byte - 1)
         for rule in node.children
         if rule.type == "macro_rule" and (right := rule.child_by_field_name("right")) is not None
-    ]
+    )
     if not ranges:
         return None
     lo, hi = node.start_byte, node.end_byte
-    masked = src[:lo] + src[lo:hi].replace(b"$", b"_") + src[hi:]
+    return _parse_expansions(lo, src[lo:hi], ranges)
+
+
+@functools.lru_cache(maxsize=16)
+def _parse_expansions(
+    lo: int, body: bytes, ranges: tuple[tuple[Any, ...], ...]
+) -> tree_sitter.Node | None:
+    """The parse of a macro's expansions: a pure function of its bytes and where they
+    stand (the parser reads only the included ranges, so the bytes before the macro are
+    left zero), kept for the few latest macros because the chunker and the symbol graph
+    read the same file one after the other."""
     parser = tree_sitter.Parser(_language())
-    parser.included_ranges = ranges
-    root = parser.parse(masked).root_node
+    parser.included_ranges = [tree_sitter.Range(*r) for r in ranges]
+    root = parser.parse(bytes(lo) + body.replace(b"$", b"_")).root_node
     return root if any(c.type in _ITEM_KINDS for c in root.children) else None
 
 

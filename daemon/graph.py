@@ -129,8 +129,8 @@ class GraphReader:
             return []
         want = "::".join(segs)
         rows = self._db.execute(
-            "SELECT path, symbol, kind, line, end_line FROM graph_defs WHERE name=? "
-            "ORDER BY path, line",
+            "SELECT f.path, d.symbol, d.kind, d.line, d.end_line FROM sym_defs d "
+            "JOIN sym_files f ON f.id = d.file WHERE d.name=? ORDER BY f.path, d.line",
             (segs[-1],),
         )
         return [
@@ -148,14 +148,14 @@ class GraphReader:
         current = candidate
         for _ in range(_MAX_HOPS):
             row = self._db.execute(
-                "SELECT symbol FROM graph_defs WHERE symbol=? LIMIT 1", (current,)
+                "SELECT symbol FROM sym_defs WHERE symbol=? LIMIT 1", (current,)
             ).fetchone()
             if row is not None:
                 found = str(row[0])
                 break
             module, _, alias = current.rpartition("::")
             nxt = self._db.execute(
-                "SELECT target FROM graph_imports WHERE module=? AND alias=? LIMIT 1",
+                "SELECT target FROM sym_imports WHERE module=? AND alias=? LIMIT 1",
                 (module, alias),
             ).fetchone()
             if nxt is None or nxt[0] == current:
@@ -187,17 +187,25 @@ class GraphReader:
             return
         wanted = {s for _p, s, _k, _a, _b in self.definitions(segs)}
         rows = self._db.execute(
-            "SELECT path, line, enclosing, kind, written, targets FROM graph_refs WHERE name=? "
-            "ORDER BY path, line",
+            "SELECT f.path, r.lines, r.enclosing, r.kind, r.written, r.targets FROM sym_refs r "
+            "JOIN sym_files f ON f.id = r.file WHERE r.name=?",
             (segs[-1],),
         )
-        for path, line, enclosing, kind, written, targets in rows:
+        for path, lines, enclosing, kind, written, targets in rows:
             if kinds is not None and kind not in kinds:
                 continue
             verdict = self.judge(str(targets), str(written), wanted, segs)
             if verdict:
                 conf, _, target = verdict.partition(":")
-                yield str(path), int(line), str(enclosing), str(kind), conf, target or str(written)
+                for line in str(lines).split():
+                    yield (
+                        str(path),
+                        int(line),
+                        str(enclosing),
+                        str(kind),
+                        conf,
+                        target or str(written),
+                    )
 
     def ref_hits(self, segs: tuple[str, ...]) -> list[NavHit]:
         return [
@@ -217,7 +225,7 @@ class GraphReader:
         out: dict[str, str] = {}
         for symbol in symbols:
             row = self._db.execute(
-                "SELECT kind FROM graph_defs WHERE symbol=? AND kind!='impl' LIMIT 1", (symbol,)
+                "SELECT kind FROM sym_defs WHERE symbol=? AND kind!='impl' LIMIT 1", (symbol,)
             ).fetchone()
             if row is not None:
                 out[symbol] = str(row[0])
@@ -229,11 +237,11 @@ class GraphReader:
             if kind == "impl":
                 continue
             rows = self._db.execute(  # an item's references are in its own file
-                "SELECT path, line, kind, written, targets FROM graph_refs "
-                "WHERE path=? AND enclosing=? ORDER BY line",
+                "SELECT r.lines, r.kind, r.written, r.targets FROM sym_refs r "
+                "JOIN sym_files f ON f.id = r.file WHERE f.path=? AND r.enclosing=?",
                 (def_path, symbol),
             )
-            for path, line, rkind, written, targets in rows:
+            for lines, rkind, written, targets in rows:
                 if rkind not in _CALLING:
                     continue
                 found = [r for c in str(targets).split("\n") if c and (r := self.resolve(c))]
@@ -241,7 +249,8 @@ class GraphReader:
                     continue  # an unresolved path is more often a constant than a callee
                 name = found[0] if found else str(written)
                 conf = "resolved" if found else "name"
-                out.append(self._hit(str(path), int(line), name, str(rkind), conf, symbol))
+                for line in str(lines).split():
+                    out.append(self._hit(def_path, int(line), name, str(rkind), conf, symbol))
         return out
 
     def impl_hits(self, segs: tuple[str, ...]) -> list[NavHit]:
@@ -253,8 +262,8 @@ class GraphReader:
         out: list[NavHit] = []
         for key, judged, judged_t, shown, shown_t in _IMPL_SIDES:
             rows = self._db.execute(
-                f"SELECT path, line, {judged}, {judged_t}, {shown}, {shown_t} "
-                f"FROM graph_impls WHERE {key}=? ORDER BY path, line",
+                f"SELECT f.path, i.line, {judged}, {judged_t}, {shown}, {shown_t} FROM sym_impls i "
+                f"JOIN sym_files f ON f.id = i.file WHERE {key}=? ORDER BY f.path, i.line",
                 (segs[-1],),
             )
             for path, line, written, targets, other, other_targets in rows:

@@ -51,34 +51,39 @@ CREATE TABLE IF NOT EXISTS inflight(path TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS pending_vectors(
     id TEXT PRIMARY KEY, path TEXT NOT NULL, kind TEXT NOT NULL, embed_text TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS pending_vectors_path ON pending_vectors(path);
-CREATE TABLE IF NOT EXISTS graph_defs(
-    path TEXT NOT NULL, symbol TEXT NOT NULL, name TEXT NOT NULL, kind TEXT NOT NULL,
+DROP TABLE IF EXISTS graph_defs;
+DROP TABLE IF EXISTS graph_refs;
+DROP TABLE IF EXISTS graph_impls;
+DROP TABLE IF EXISTS graph_imports;
+CREATE TABLE IF NOT EXISTS sym_files(id INTEGER PRIMARY KEY, path TEXT UNIQUE NOT NULL);
+CREATE TABLE IF NOT EXISTS sym_defs(
+    file INTEGER NOT NULL, symbol TEXT NOT NULL, name TEXT NOT NULL, kind TEXT NOT NULL,
     line INTEGER NOT NULL, end_line INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS graph_defs_path ON graph_defs(path);
-CREATE INDEX IF NOT EXISTS graph_defs_name ON graph_defs(name);
-CREATE INDEX IF NOT EXISTS graph_defs_symbol ON graph_defs(symbol);
-CREATE TABLE IF NOT EXISTS graph_refs(
-    path TEXT NOT NULL, name TEXT NOT NULL, written TEXT NOT NULL, kind TEXT NOT NULL,
-    line INTEGER NOT NULL, enclosing TEXT NOT NULL, targets TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS graph_refs_path ON graph_refs(path);
-CREATE INDEX IF NOT EXISTS graph_refs_name ON graph_refs(name);
-DROP INDEX IF EXISTS graph_refs_enclosing;
-CREATE TABLE IF NOT EXISTS graph_impls(
-    path TEXT NOT NULL, trait_name TEXT NOT NULL, trait TEXT NOT NULL,
+CREATE INDEX IF NOT EXISTS sym_defs_file ON sym_defs(file);
+CREATE INDEX IF NOT EXISTS sym_defs_name ON sym_defs(name);
+CREATE INDEX IF NOT EXISTS sym_defs_symbol ON sym_defs(symbol);
+CREATE TABLE IF NOT EXISTS sym_refs(
+    file INTEGER NOT NULL, name TEXT NOT NULL, written TEXT NOT NULL, kind TEXT NOT NULL,
+    enclosing TEXT NOT NULL, targets TEXT NOT NULL, lines TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS sym_refs_file ON sym_refs(file);
+CREATE INDEX IF NOT EXISTS sym_refs_name ON sym_refs(name);
+CREATE TABLE IF NOT EXISTS sym_impls(
+    file INTEGER NOT NULL, trait_name TEXT NOT NULL, trait TEXT NOT NULL,
     trait_targets TEXT NOT NULL, type_name TEXT NOT NULL, self_type TEXT NOT NULL,
     type_targets TEXT NOT NULL, line INTEGER NOT NULL, symbol TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS graph_impls_path ON graph_impls(path);
-CREATE INDEX IF NOT EXISTS graph_impls_trait ON graph_impls(trait_name);
-CREATE INDEX IF NOT EXISTS graph_impls_type ON graph_impls(type_name);
-CREATE TABLE IF NOT EXISTS graph_imports(
-    path TEXT NOT NULL, module TEXT NOT NULL, alias TEXT NOT NULL, target TEXT NOT NULL,
+CREATE INDEX IF NOT EXISTS sym_impls_file ON sym_impls(file);
+CREATE INDEX IF NOT EXISTS sym_impls_trait ON sym_impls(trait_name);
+CREATE INDEX IF NOT EXISTS sym_impls_type ON sym_impls(type_name);
+CREATE TABLE IF NOT EXISTS sym_imports(
+    file INTEGER NOT NULL, module TEXT NOT NULL, alias TEXT NOT NULL, target TEXT NOT NULL,
     line INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS graph_imports_path ON graph_imports(path);
-CREATE INDEX IF NOT EXISTS graph_imports_alias ON graph_imports(module, alias);
+CREATE INDEX IF NOT EXISTS sym_imports_file ON sym_imports(file);
+CREATE INDEX IF NOT EXISTS sym_imports_alias ON sym_imports(module, alias);
 """
 
-#: The symbol graph's tables, each with a `path` column: a file's rows go together.
-GRAPH_TABLES = ("graph_defs", "graph_refs", "graph_impls", "graph_imports")
+#: The symbol graph's tables, each with a `file` column (`sym_files.id`: a file's rows go
+#: together, and a path is stored once, not on each of its ~130 rows).
+GRAPH_TABLES = ("sym_defs", "sym_refs", "sym_impls", "sym_imports")
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,8 +324,7 @@ class StateDB:
 
     def graph_paths(self) -> set[str]:
         """Every path that has symbol graph rows (verify: each must have a record)."""
-        union = " UNION ".join(f"SELECT DISTINCT path FROM {t}" for t in GRAPH_TABLES)
-        return {str(r[0]) for r in self._reader().execute(union)}
+        return {str(r[0]) for r in self._reader().execute("SELECT path FROM sym_files")}
 
     def graph_reader(self) -> apsw.Connection:
         """The calling thread's read connection, for the graph queries (`daemon.graph`)."""
@@ -361,8 +365,8 @@ class StateDB:
     def clear(self) -> None:
         """Forget everything recorded."""
         with self._lock, self._db:
-            tables = ("files", "chunks", "skipped", "inflight", "pending_vectors", *GRAPH_TABLES)
-            for table in tables:
+            tables = ("files", "chunks", "skipped", "inflight", "pending_vectors", "sym_files")
+            for table in (*tables, *GRAPH_TABLES):
                 self._db.execute(f"DELETE FROM {table}")
 
 
@@ -386,25 +390,25 @@ def _replace_graphs(
 ) -> None:
     """Drop the graph rows of `touched` paths and write the new ones (in the caller's
     transaction)."""
-    for table in GRAPH_TABLES:
-        db.executemany(f"DELETE FROM {table} WHERE path=?", ((p,) for p in touched))
+    ids = [
+        (r[0],) for p in touched for r in db.execute("SELECT id FROM sym_files WHERE path=?", (p,))
+    ]
+    for table in (*GRAPH_TABLES, "sym_files"):
+        column = "id" if table == "sym_files" else "file"
+        db.executemany(f"DELETE FROM {table} WHERE {column}=?", ids)
     for path, g in graphs.items():
+        db.execute("INSERT INTO sym_files(path) VALUES(?)", (path,))
+        file = db.last_insert_rowid()
         db.executemany(
-            "INSERT INTO graph_defs VALUES(?,?,?,?,?,?)",
-            ((path, d.symbol, d.name, d.kind, d.line, d.end_line) for d in g.defs),
+            "INSERT INTO sym_defs VALUES(?,?,?,?,?,?)",
+            ((file, d.symbol, d.name, d.kind, d.line, d.end_line) for d in g.defs),
         )
+        db.executemany("INSERT INTO sym_refs VALUES(?,?,?,?,?,?,?)", _ref_rows(file, g))
         db.executemany(
-            "INSERT INTO graph_refs VALUES(?,?,?,?,?,?,?)",
-            (
-                (path, r.name, r.written, r.kind, r.line, r.enclosing, "\n".join(r.targets))
-                for r in g.refs
-            ),
-        )
-        db.executemany(
-            "INSERT INTO graph_impls VALUES(?,?,?,?,?,?,?,?,?)",
+            "INSERT INTO sym_impls VALUES(?,?,?,?,?,?,?,?,?)",
             (
                 (
-                    path,
+                    file,
                     i.trait.rsplit("::", 1)[-1],
                     i.trait,
                     "\n".join(i.trait_targets),
@@ -418,6 +422,17 @@ def _replace_graphs(
             ),
         )
         db.executemany(
-            "INSERT INTO graph_imports VALUES(?,?,?,?,?)",
-            ((path, m.module, m.alias, m.target, m.line) for m in g.imports),
+            "INSERT INTO sym_imports VALUES(?,?,?,?,?)",
+            ((file, m.module, m.alias, m.target, m.line) for m in g.imports),
         )
+
+
+def _ref_rows(file: int, graph: FileGraph) -> Iterator[tuple[int | str, ...]]:
+    """One row per distinct reference of a file, with every line it is written on (a
+    third of a file's references repeat one already made from the same item)."""
+    lines: dict[tuple[str, str, str, str, str], list[str]] = {}
+    for r in graph.refs:
+        key = (r.name, r.written, r.kind, r.enclosing, "\n".join(r.targets))
+        lines.setdefault(key, []).append(str(r.line))
+    for key, at in lines.items():
+        yield (file, *key, " ".join(at))

@@ -23,9 +23,10 @@ from daemon.parsing import parse_rust
 from daemon.resolve import Scope, candidates, crate_prefix, path_segments, use_entries
 from ipc.kinds import NODE_KINDS
 
-#: Bumped whenever extraction would give any file other rows: a root whose graph was
-#: built under another version (or none) is rebuilt through the caches.
-GRAPH_VERSION = 1
+#: Bumped whenever extraction or the graph's tables change (2: the `sym_*` tables): a
+#: root whose graph was built under another version (or none) is rebuilt through the
+#: caches.
+GRAPH_VERSION = 2
 #: Reference kinds that `callers`/`callees` count as calls.
 CALL_KINDS = frozenset({"call", "method", "macro"})
 
@@ -40,6 +41,7 @@ _MEMBER_KINDS = {
 _TYPES = frozenset({"type", "bound"})
 #: Paths that end in these name no item of their own.
 _NOT_NAMES = frozenset({"Self", "self", "super", "crate"})
+_NO_TARGETS: tuple[str, ...] = ()
 #: Nodes whose `name` field is the name they define, not a reference.
 _NAMING = frozenset({*NODE_KINDS, "associated_type", "enum_variant", "type_parameter"})
 
@@ -379,32 +381,66 @@ class _Enclosing:
         return stack[-1] if stack else (None, frozenset())
 
 
-def _captures(walk: _Walk) -> list[tuple[int, str, tree_sitter.Node]]:
-    """Every query hit of every tree (the file and its macro bodies), by offset."""
-    hits: list[tuple[int, str, tree_sitter.Node]] = []
+Hit = tuple[int, int, int, int, str, tree_sitter.Node]
+
+
+def _captures(walk: _Walk) -> list[Hit]:
+    """Every query hit of every tree (the file and its macro bodies) as (start, -end,
+    priority, n, capture, node): in offset order, outer paths before their parts, and a
+    node captured twice first as its most specific capture (sorted as plain tuples, with
+    each node's offsets read once)."""
+    hits: list[Hit] = []
     for tree in walk.trees:
         for name, nodes in tree_sitter.QueryCursor(_query()).captures(tree).items():
-            hits.extend((n.start_byte, name, n) for n in nodes)
-    # Outer paths before their parts; a node captured twice counts as its most specific.
-    hits.sort(key=lambda h: (h[0], -h[2].end_byte, _PRIORITY[h[1]]))
+            prio, base = _PRIORITY[name], len(hits)
+            hits.extend(
+                (n.start_byte, -n.end_byte, prio, base + i, name, n) for i, n in enumerate(nodes)
+            )
+    hits.sort()
     return hits
 
 
-def _references(
-    walk: _Walk, scope: Scope, hits: list[tuple[int, str, tree_sitter.Node]]
-) -> list[Reference]:
+class _Memo:
+    """What recurs all over a file (`Vec`, `Self::new`), worked out once: each written
+    path's segments, and its candidates per module and `Self` (the scope is complete by
+    the time references are read)."""
+
+    def __init__(self, scope: Scope) -> None:
+        self.scope = scope
+        self._segs: dict[str, tuple[str, ...]] = {}
+        self._found: dict[tuple[str, tuple[str, ...], tuple[str, ...] | None], tuple[str, ...]]
+        self._found = {}
+
+    def segments(self, written: str) -> tuple[str, ...]:
+        segs = self._segs.get(written)
+        if segs is None:
+            segs = self._segs[written] = path_segments(written)
+        return segs
+
+    def candidates(
+        self, written: str, segs: tuple[str, ...], inside: _Def | None
+    ) -> tuple[str, ...]:
+        module = inside.module if inside is not None else self.scope.module
+        self_path = inside.self_path if inside is not None else None
+        key = (written, module, self_path)
+        found = self._found.get(key)
+        if found is None:
+            found = self._found[key] = candidates(segs, self.scope, module, self_path)
+        return found
+
+
+def _references(walk: _Walk, scope: Scope, hits: list[Hit]) -> list[Reference]:
     """One reference per capture that is no part of a longer one, no `use` path and no
     definition's own name; classified by the query alone (`Node.parent` walks down from
     the root each time, so it is never asked here)."""
     src = walk.src
     enclosing = _Enclosing(walk.defs)
+    memo = _Memo(scope)
     out: list[Reference] = []
     use_end = -1  # end of the last `use` argument: paths inside it are its imports
     taken_end = -1  # end of the last path taken: captures inside it are its parts
-    # The same names recur all over a file (`Vec`, `Self::new`): resolve each once.
-    memo: dict[tuple[str, tuple[str, ...], tuple[str, ...] | None], tuple[str, ...]] = {}
-    for pos, capture, node in hits:
-        end = node.end_byte
+    for pos, neg_end, _prio, _n, capture, node in hits:
+        end = -neg_end
         if capture == "use":
             use_end = max(use_end, end)
             continue
@@ -415,34 +451,28 @@ def _references(
             continue
         if pos < use_end or end <= taken_end:
             continue
-        if capture in ("type", "bound") and pos in walk.names:
+        if capture in _TYPES and pos in walk.names:
             continue
         taken_end = end
         inside, generics = enclosing.at(pos)
         if capture == "tt":
-            out.extend(_token_tree_refs(node, src, scope, inside))
+            out.extend(_token_tree_refs(node, src, memo, inside))
             continue
         if capture == "recv_method":
             out.extend(_receiver_call(node, src, scope, inside))
             continue
         written = src[pos:end].decode("utf-8", "replace")
-        segs = path_segments(written)
+        segs = memo.segments(written)
         if not segs or segs[-1] in _NOT_NAMES or (capture in _TYPES and segs[0] in generics):
             continue  # `Self` alone, or a type parameter, names no item
-        self_path = inside.self_path if inside is not None else None
-        targets: tuple[str, ...]
+        kind, targets = capture, _NO_TARGETS
         if capture in ("method", "self_method"):
             kind = "method"
-            own = capture == "self_method" and self_path is not None
-            targets = ("::".join((*self_path, segs[-1])),) if own and self_path else ()
+            self_path = inside.self_path if inside is not None else None
+            if capture == "self_method" and self_path:
+                targets = ("::".join((*self_path, segs[-1])),)
         else:
-            kind = capture
-            module = inside.module if inside is not None else scope.module
-            key = (written, module, self_path)
-            found = memo.get(key)
-            if found is None:
-                found = memo[key] = candidates(segs, scope, module, self_path)
-            targets = found
+            targets = memo.candidates(written, segs, inside)
         where = inside.out.symbol if inside is not None else scope.module_symbol
         out.append(Reference(segs[-1], written, kind, node.start_point.row + 1, where, targets))
     return out
@@ -465,21 +495,19 @@ def _receiver_call(
 
 
 def _token_tree_refs(
-    node: tree_sitter.Node, src: bytes, scope: Scope, inside: _Def | None
+    node: tree_sitter.Node, src: bytes, memo: _Memo, inside: _Def | None
 ) -> Iterator[Reference]:
     """The calls written in a macro invocation's tokens, found by their shape (a path
     followed by `(`, or by `!` and a bracket), string literals blanked first."""
     text = _STRING.sub(lambda m: b" " * len(m.group(0)), src[node.start_byte : node.end_byte])
-    module = inside.module if inside is not None else scope.module
-    self_path = inside.self_path if inside is not None else None
-    where = inside.out.symbol if inside is not None else scope.module_symbol
+    where = inside.out.symbol if inside is not None else memo.scope.module_symbol
     row = node.start_point.row
     for m in _TT_CALL.finditer(text):
         path = m.group(2)
         if path in _KEYWORDS:
             continue
         written = path.decode()
-        segs = path_segments(written)
+        segs = memo.segments(written)
         if not segs:
             continue
         line = row + text.count(b"\n", 0, m.start(2)) + 1
@@ -487,8 +515,9 @@ def _token_tree_refs(
             yield Reference(segs[-1], written, "method", line, where, ())
             continue
         kind = "macro" if m.group(3).startswith(b"!") else "call"
-        targets = candidates(segs, scope, module, self_path)
-        yield Reference(segs[-1], written, kind, line, where, targets)
+        yield Reference(
+            segs[-1], written, kind, line, where, memo.candidates(written, segs, inside)
+        )
 
 
 def _impl_relations(walk: _Walk, scope: Scope) -> Iterator[ImplRelation]:
@@ -524,14 +553,12 @@ def _strip_type(node: tree_sitter.Node) -> tree_sitter.Node:
     return node
 
 
-def _imports(
-    walk: _Walk, scope: Scope, hits: list[tuple[int, str, tree_sitter.Node]]
-) -> list[Import]:
+def _imports(walk: _Walk, scope: Scope, hits: list[Hit]) -> list[Import]:
     """Every `use` of the file (in any module or block), with its target made absolute;
     in order, so a `use` may build on an earlier one."""
     enclosing = _Enclosing(walk.defs)
     out: list[Import] = []
-    for pos, capture, node in hits:
+    for pos, _end, _prio, _n, capture, node in hits:
         if capture != "use":
             continue
         inside, _generics = enclosing.at(pos)

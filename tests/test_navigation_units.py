@@ -10,7 +10,7 @@ import pytest
 
 from daemon.graph import agrees, graph_of, name_segments, navigate
 from daemon.resolve import path_segments
-from daemon.state import FileRecord, StateDB
+from daemon.state import GRAPH_TABLES, FileRecord, StateDB
 from daemon.symbols import FileGraph, Reference, extract
 from ipc.errors import BadRequest
 
@@ -296,7 +296,7 @@ def test_a_root_from_before_the_graph_is_rebuilt_with_one(setup: Any) -> None:
     run_batch(root, None, collab)
     with root.state._lock, root.state._db:  # what a root from before the graph holds
         root.state._db.execute("DELETE FROM meta WHERE key='symbol_graph'")
-        for table in ("graph_defs", "graph_refs", "graph_impls", "graph_imports"):
+        for table in ("sym_files", *GRAPH_TABLES):
             root.state._db.execute(f"DELETE FROM {table}")
     root.close()
     again = open_root()
@@ -305,3 +305,25 @@ def test_a_root_from_before_the_graph_is_rebuilt_with_one(setup: Any) -> None:
     assert again.state.get_meta("symbol_graph") is not None
     results = navigate([(again.state.graph_reader(), "/x", None)], "def", "MemoryStore", 10)
     assert [h["kind"] for h in results["results"]] == ["struct"]
+
+
+def test_a_root_of_the_first_graph_tables_is_rebuilt_in_the_new_ones(setup: Any) -> None:
+    """Version 1 kept a path on every row (`graph_*` tables); opening such a root drops
+    them and rebuilds the graph (through the caches) in the `sym_*` tables."""
+    from daemon.pipeline import run_batch
+
+    _crate, collab, open_root = setup
+    root = open_root()
+    run_batch(root, None, collab)
+    with root.state._lock, root.state._db:
+        root.state.set_meta("symbol_graph", "1")
+        root.state._db.execute("CREATE TABLE graph_refs(path TEXT, name TEXT)")
+        root.state._db.execute("INSERT INTO graph_refs VALUES('src/lib.rs', 'x')")
+    root.close()
+    again = open_root()
+    assert len(again.ledger) == 0
+    tables = {r[0] for r in again.state._db.execute("SELECT name FROM sqlite_master")}
+    assert "graph_refs" not in tables
+    run_batch(again, None, collab)
+    results = navigate([(again.state.graph_reader(), "/x", None)], "refs", "MemoryStore", 10)
+    assert results["results"] and all(h["confidence"] for h in results["results"])
