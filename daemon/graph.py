@@ -242,7 +242,7 @@ class GraphReader:
                 (def_path, symbol),
             )
             for lines, rkind, written, targets in rows:
-                if rkind not in _CALLING:
+                if rkind not in _CALLING or _constructs(str(written)):
                     continue
                 found = [r for c in str(targets).split("\n") if c and (r := self.resolve(c))]
                 if rkind == "path" and not found:
@@ -275,6 +275,12 @@ class GraphReader:
                 conf = verdict.partition(":")[0]
                 out.append(self._hit(str(path), int(line), symbol, "impl", conf, str(written)))
         return out
+
+
+def _constructs(written: str) -> bool:
+    """A capitalised call builds a value (`Some(x)`, `Elem(1)`, `Err::Error(e)`): Rust
+    names its fns in snake case, its tuple structs and variants in camel case."""
+    return written.rpartition("::")[2][:1].isupper()
 
 
 def rank(hits: Iterable[NavHit]) -> list[NavHit]:

@@ -128,13 +128,15 @@ def candidates(
     return tuple(dict.fromkeys(s for s in out if s))
 
 
-def use_entries(node: tree_sitter.Node, src: bytes) -> Iterator[tuple[str, Path_]]:
-    """(alias, path as written) of each name a `use` argument brings in; a glob's alias
-    is `*` and its path the module it opens."""
+def use_entries(node: tree_sitter.Node, src: bytes) -> Iterator[tuple[str, Path_, int]]:
+    """(alias, path as written, line) of each name a `use` argument brings in; a glob's
+    alias is `*` and its path the module it opens; the line is the name's own (a `use`
+    list may span many)."""
     stack: list[tuple[tree_sitter.Node, Path_]] = [(node, ())]
     while stack:
         n, prefix = stack.pop()
         t = n.type
+        line = n.start_point.row + 1
         if t == "use_list":
             stack.extend((c, prefix) for c in n.named_children)
         elif t == "scoped_use_list":
@@ -147,16 +149,16 @@ def use_entries(node: tree_sitter.Node, src: bytes) -> Iterator[tuple[str, Path_
             path = n.child_by_field_name("path")
             alias = n.child_by_field_name("alias")
             if path is not None and alias is not None:
-                yield _text(alias, src), (*prefix, *_segs(path, src))
+                yield _text(alias, src), (*prefix, *_segs(path, src)), line
         elif t == "use_wildcard":
             opened = n.named_children[0] if n.named_children else None
-            yield "*", (*prefix, *(_segs(opened, src) if opened is not None else ()))
+            yield "*", (*prefix, *(_segs(opened, src) if opened is not None else ())), line
         elif t == "self" and prefix:
-            yield prefix[-1], prefix
+            yield prefix[-1], prefix, line
         else:
             segs = (*prefix, *_segs(n, src))
             if segs:
-                yield segs[-1], segs
+                yield segs[-1], segs, line
 
 
 def _segs(node: tree_sitter.Node, src: bytes) -> Path_:

@@ -23,7 +23,8 @@ from daemon.parsing import parse_rust
 from daemon.resolve import Scope, candidates, crate_prefix, path_segments, use_entries
 from ipc.kinds import NODE_KINDS
 
-#: Bumped whenever extraction or the graph's tables change (2: the `sym_*` tables): a
+#: Bumped whenever extraction or the graph's tables change (2: the `sym_*` tables, and
+#: references to qualifiers and capitalised values): a
 #: root whose graph was built under another version (or none) is rebuilt through the
 #: caches.
 GRAPH_VERSION = 2
@@ -39,6 +40,10 @@ _MEMBER_KINDS = {
     "type_item": "type",
 }
 _TYPES = frozenset({"type", "bound"})
+#: Captures that may be a definition's own name or a type parameter, not a use.
+_NAMED = frozenset({*_TYPES, "value"})
+#: The prelude's variants, written everywhere and defined in no crate but core.
+_PRELUDE_VALUES = frozenset({"Some", "None", "Ok", "Err"})
 #: Paths that end in these name no item of their own.
 _NOT_NAMES = frozenset({"Self", "self", "super", "crate"})
 _NO_TARGETS: tuple[str, ...] = ()
@@ -47,6 +52,7 @@ _NAMING = frozenset({*NODE_KINDS, "associated_type", "enum_variant", "type_param
 
 #: Among captures of one node, the most specific wins (a called path is also a path).
 _PRIORITY = {
+    "name": -1,
     "use": 0,
     "call": 1,
     "self_method": 2,
@@ -56,8 +62,9 @@ _PRIORITY = {
     "bound": 5,
     "path": 6,
     "type": 7,
-    "tt": 8,
-    "let": 9,
+    "value": 8,
+    "tt": 9,
+    "let": 10,
 }
 #: A call, method call or macro invocation written inside a macro's arguments, which
 #: tree-sitter leaves as unparsed tokens (`assert_eq!(parse(x), 1)`).
@@ -65,7 +72,14 @@ _TT_CALL = re.compile(
     rb"(\.\s*)?(?<![\w$])((?:[A-Za-z_][A-Za-z0-9_]*::)*[A-Za-z_][A-Za-z0-9_]*)"
     rb"(?:::<[^()]*?>)?\s*(!\s*[(\[{]|\()"
 )
-_STRING = re.compile(rb'"(?:\\.|[^"\\])*"')
+_STRING = re.compile(rb'"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\\n])\'')
+#: A capitalised path written inside a macro's arguments and not called (a type, a
+#: constant, a unit struct or variant: `debug_assert_eq!(kind, KIND_ARC)`).
+_TT_VALUE = re.compile(
+    rb"(?<![\w$.:])((?:[A-Za-z_][A-Za-z0-9_]*::)*[A-Z][A-Za-z0-9_]*)\b(?!\s*(?:[(!]|::))"
+)
+#: What stands before a name a macro's tokens declare rather than call (`fn name(`).
+_DECLARED = re.compile(rb"\bfn\s*$")
 _KEYWORDS = frozenset(
     b"if while match return for in loop as let mut ref move fn impl where unsafe async await"
     b" dyn Some None Ok Err".split()
@@ -88,6 +102,16 @@ _QUERY = """
 (use_declaration argument: (_) @use)
 (macro_invocation (token_tree) @tt)
 (let_declaration pattern: (identifier)) @let
+((identifier) @value (#match? @value "^[A-Z]"))
+(struct_item name: (_) @name)
+(enum_item name: (_) @name)
+(union_item name: (_) @name)
+(trait_item name: (_) @name)
+(type_item name: (_) @name)
+(const_item name: (_) @name)
+(static_item name: (_) @name)
+(enum_variant name: (_) @name)
+(function_item name: (_) @name)
 """
 
 
@@ -208,11 +232,16 @@ def extract(
 
 
 def _use_refs(imports: list[Import], walk: _Walk) -> Iterator[Reference]:
-    """Each imported name is a reference (of kind `use`) to what it imports."""
+    """Each imported name is a reference (of kind `use`) to what it imports, and its
+    path a reference to the module or type holding it (`use io::Write` uses `io`)."""
     for imp in imports:
         segs = imp.target.split("::")
         where = imp.module or "crate"
         yield Reference(segs[-1], imp.target, "use", imp.line, where, (imp.target,))
+        if len(segs) >= 2 and segs[-2] not in _NOT_NAMES:
+            head = "::".join(segs[:-1])
+            kind = _qualifier_kind(segs[-2])
+            yield Reference(segs[-2], head, kind, imp.line, where, (head,))
 
 
 def _text(node: tree_sitter.Node, src: bytes) -> str:
@@ -441,6 +470,9 @@ def _references(walk: _Walk, scope: Scope, hits: list[Hit]) -> list[Reference]:
     taken_end = -1  # end of the last path taken: captures inside it are its parts
     for pos, neg_end, _prio, _n, capture, node in hits:
         end = -neg_end
+        if capture == "name":  # an item's own name, wherever the item is (fn bodies too)
+            walk.names.add(pos)
+            continue
         if capture == "use":
             use_end = max(use_end, end)
             continue
@@ -449,33 +481,57 @@ def _references(walk: _Walk, scope: Scope, hits: list[Hit]) -> list[Reference]:
             if owner is not None:
                 _bind_let(node, src, owner)
             continue
-        if pos < use_end or end <= taken_end:
-            continue
-        if capture in _TYPES and pos in walk.names:
+        if pos < use_end or end <= taken_end or (capture in _NAMED and pos in walk.names):
             continue
         taken_end = end
         inside, generics = enclosing.at(pos)
         if capture == "tt":
-            out.extend(_token_tree_refs(node, src, memo, inside))
-            continue
-        if capture == "recv_method":
+            out.extend(_token_tree_refs(node, src, memo, inside, generics))
+        elif capture == "recv_method":
             out.extend(_receiver_call(node, src, scope, inside))
-            continue
-        written = src[pos:end].decode("utf-8", "replace")
-        segs = memo.segments(written)
-        if not segs or segs[-1] in _NOT_NAMES or (capture in _TYPES and segs[0] in generics):
-            continue  # `Self` alone, or a type parameter, names no item
-        kind, targets = capture, _NO_TARGETS
-        if capture in ("method", "self_method"):
-            kind = "method"
-            self_path = inside.self_path if inside is not None else None
-            if capture == "self_method" and self_path:
-                targets = ("::".join((*self_path, segs[-1])),)
         else:
-            targets = memo.candidates(written, segs, inside)
-        where = inside.out.symbol if inside is not None else scope.module_symbol
-        out.append(Reference(segs[-1], written, kind, node.start_point.row + 1, where, targets))
+            written = src[pos:end].decode("utf-8", "replace")
+            line = node.start_point.row + 1
+            out.extend(_path_refs(capture, written, line, memo, inside, generics))
     return out
+
+
+def _path_refs(
+    capture: str,
+    written: str,
+    line: int,
+    memo: _Memo,
+    inside: _Def | None,
+    generics: frozenset[str],
+) -> Iterator[Reference]:
+    """The reference a captured path makes, and one to its qualifier (`Foo::new` uses
+    `Foo`, `io::Result` uses `io`) unless that is `Self`, `crate`, ... or a type
+    parameter."""
+    segs = memo.segments(written)
+    if not segs or segs[-1] in _NOT_NAMES or (capture in _NAMED and segs[0] in generics):
+        return  # `Self` alone, or a type parameter, names no item
+    if capture == "value" and segs[-1] in _PRELUDE_VALUES:
+        return
+    where = inside.out.symbol if inside is not None else memo.scope.module_symbol
+    kind, targets = capture, _NO_TARGETS
+    if capture in ("method", "self_method"):
+        kind = "method"
+        self_path = inside.self_path if inside is not None else None
+        if capture == "self_method" and self_path:
+            targets = ("::".join((*self_path, segs[-1])),)
+    else:
+        targets = memo.candidates(written, segs, inside)
+    yield Reference(segs[-1], written, kind, line, where, targets)
+    if len(segs) >= 2 and segs[-2] not in _NOT_NAMES and segs[-2] not in generics:
+        head = segs[:-1]
+        qualifier = "::".join(head)
+        found = memo.candidates(qualifier, head, inside)
+        yield Reference(head[-1], qualifier, _qualifier_kind(head[-1]), line, where, found)
+
+
+def _qualifier_kind(name: str) -> str:
+    """A capitalised qualifier is a type (or trait, or enum); any other a module."""
+    return "type" if name[:1].isupper() else "module"
 
 
 def _receiver_call(
@@ -495,29 +551,28 @@ def _receiver_call(
 
 
 def _token_tree_refs(
-    node: tree_sitter.Node, src: bytes, memo: _Memo, inside: _Def | None
+    node: tree_sitter.Node, src: bytes, memo: _Memo, inside: _Def | None, generics: frozenset[str]
 ) -> Iterator[Reference]:
     """The calls written in a macro invocation's tokens, found by their shape (a path
-    followed by `(`, or by `!` and a bracket), string literals blanked first."""
+    followed by `(`, or by `!` and a bracket; not a `fn` being declared), and the
+    capitalised paths that are not called (types, constants); strings blanked first."""
     text = _STRING.sub(lambda m: b" " * len(m.group(0)), src[node.start_byte : node.end_byte])
     where = inside.out.symbol if inside is not None else memo.scope.module_symbol
     row = node.start_point.row
     for m in _TT_CALL.finditer(text):
         path = m.group(2)
-        if path in _KEYWORDS:
+        start = m.start(2)
+        if path in _KEYWORDS or _DECLARED.search(text, max(start - 16, 0), start):
             continue
-        written = path.decode()
-        segs = memo.segments(written)
-        if not segs:
-            continue
-        line = row + text.count(b"\n", 0, m.start(2)) + 1
+        line = row + text.count(b"\n", 0, start) + 1
         if m.group(1):
-            yield Reference(segs[-1], written, "method", line, where, ())
+            yield Reference(path.decode(), path.decode(), "method", line, where, ())
             continue
         kind = "macro" if m.group(3).startswith(b"!") else "call"
-        yield Reference(
-            segs[-1], written, kind, line, where, memo.candidates(written, segs, inside)
-        )
+        yield from _path_refs(kind, path.decode(), line, memo, inside, generics)
+    for m in _TT_VALUE.finditer(text):
+        line = row + text.count(b"\n", 0, m.start(1)) + 1
+        yield from _path_refs("value", m.group(1).decode(), line, memo, inside, generics)
 
 
 def _impl_relations(walk: _Walk, scope: Scope) -> Iterator[ImplRelation]:
@@ -528,13 +583,15 @@ def _impl_relations(walk: _Walk, scope: Scope) -> Iterator[ImplRelation]:
         if trait is None or type_node is None:
             continue
         trait_segs = path_segments(_text(trait, src))
-        type_segs = path_segments(_text(_strip_type(type_node), src))
-        if not trait_segs or not type_segs:
+        if not trait_segs:
             continue
+        # A type that is no path (`&[u8]`, `(A, B)`, `[T; N]`) is named as written.
+        type_segs = path_segments(_text(_strip_type(type_node), src))
+        self_type = "::".join(type_segs) or " ".join(_text(type_node, src).split())
         yield ImplRelation(
             "::".join(trait_segs),
             candidates(trait_segs, scope, module, None),
-            "::".join(type_segs),
+            self_type,
             candidates(type_segs, scope, module, None),
             node.start_point.row + 1,
             "::".join(symbol),
@@ -563,10 +620,8 @@ def _imports(walk: _Walk, scope: Scope, hits: list[Hit]) -> list[Import]:
             continue
         inside, _generics = enclosing.at(pos)
         module = inside.module if inside is not None else scope.module
-        for alias, segs in use_entries(node, walk.src):
+        for alias, segs, line in use_entries(node, walk.src):
             target = scope.absolute(segs, module)
             scope.add_import(module, alias, "::".join(target))
-            out.append(
-                Import("::".join(module), alias, "::".join(target), node.start_point.row + 1)
-            )
+            out.append(Import("::".join(module), alias, "::".join(target), line))
     return out

@@ -327,3 +327,50 @@ def test_a_root_of_the_first_graph_tables_is_rebuilt_in_the_new_ones(setup: Any)
     run_batch(again, None, collab)
     results = navigate([(again.state.graph_reader(), "/x", None)], "refs", "MemoryStore", 10)
     assert results["results"] and all(h["confidence"] for h in results["results"])
+
+
+_USES = b"""use crate::wire::{Frame,
+    codec::Crc};
+const KIND_ARC: usize = 1;
+fn f(kind: usize) -> usize {
+    struct Local { v: u8 }
+    let s = Suffix::forward(1);
+    if kind == KIND_ARC { return 0 }
+    match s { TwoWay(ref tw) => 1, None => 2 }
+    debug_assert_eq!(kind, KIND_ARC);
+    quickcheck! { fn prop(x: u8) -> bool { helper(x) } }
+    let c = 'A';
+    SenderFlavor::List(s)
+}
+"""
+
+
+def test_uses_are_found_where_no_call_shows_them() -> None:
+    """A path's qualifier, a capitalised value (a const, a unit struct or variant, also
+    in a macro's arguments), and each name of a `use` list on its own line."""
+    got = {(r.name, r.kind, r.line) for r in extract("src/lib.rs", _USES).refs}
+    assert {("Suffix", "type", 6), ("SenderFlavor", "type", 12)} <= got
+    assert {("KIND_ARC", "value", 7), ("KIND_ARC", "value", 9), ("TwoWay", "value", 8)} <= got
+    assert {("Frame", "use", 1), ("Crc", "use", 2), ("codec", "module", 2)} <= got
+    names = {r.name for r in extract("src/lib.rs", _USES).refs}
+    # Not uses: a local item's own name, a fn a macro's tokens declare, a char literal,
+    # the prelude's variants.
+    assert not names & {"Local", "prop", "A", "None"}
+
+
+def test_impls_for_types_that_are_no_path_and_callees_that_construct(tmp_path: Path) -> None:
+    src = b"""pub trait Buf { fn get(&self) -> u8; }
+impl Buf for &[u8] { fn get(&self) -> u8 { 0 } }
+impl<A: Buf, B: Buf> Buf for (A, B) { fn get(&self) -> u8 { 1 } }
+fn run(x: u8) -> Result<Elem, u8> { helper(x); Ok(Elem(x)) }
+"""
+    graph = graph_of("src/lib.rs", src)
+    assert {i.self_type for i in graph.impls} == {"&[u8]", "(A, B)"}
+    state = StateDB(tmp_path / "state.db")
+    try:
+        rec = FileRecord("src/lib.rs", len(src), 1, 1, b"h", 0)
+        state.record([rec], [], [], {}, graphs={rec.path: graph})
+        assert {h["symbol"] for h in ask(state, "impls", "Buf")} == {"&[u8]", "(A, B)"}
+        assert [h["symbol"] for h in ask(state, "callees", "run")] == ["helper"]
+    finally:
+        state.close()
