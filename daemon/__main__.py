@@ -4,4 +4,6 @@ import sys
 
 from daemon.main import run
 
-sys.exit(run(foreground="--detached" not in sys.argv))
+# Guarded: a spawned worker process (daemon.graph_pool) imports the main module again.
+if __name__ == "__main__":
+    sys.exit(run(foreground="--detached" not in sys.argv))

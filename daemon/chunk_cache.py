@@ -11,9 +11,7 @@ most daily, as the embedding cache does).
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import operator
 import time
 import zlib
 from collections.abc import Callable
@@ -37,25 +35,13 @@ def graph_key(path: str, digest: bytes) -> bytes:
     return blake3.blake3(f"graph {GRAPH_VERSION}\0{path}\0".encode() + digest).digest(16)
 
 
-#: Each graph record's fields in order, as a tuple (`dataclasses.astuple` deep-copies
-#: every value, which made encoding cost two thirds of the extraction itself).
-_ROWS = tuple(
-    operator.attrgetter(*(f.name for f in dataclasses.fields(cls)))
-    for cls in (Definition, Reference, ImplRelation, Import)
-)
-
-
-def _encode_graph(graph: FileGraph) -> bytes:
-    """A file's symbol graph as compact JSON: each record as its fields in order."""
-    parts = (graph.defs, graph.refs, graph.impls, graph.imports)
-    rows = [
-        graph.module,
-        *([row(r) for r in records] for row, records in zip(_ROWS, parts, strict=True)),
-    ]
+def encode_graph(graph: FileGraph) -> bytes:
+    """A file's symbol graph as compact JSON: each record (a named tuple) as its fields."""
+    rows = [graph.module, graph.defs, graph.refs, graph.impls, graph.imports]
     return zlib.compress(json.dumps(rows, separators=(",", ":")).encode(), 1)
 
 
-def _decode_graph(blob: bytes) -> FileGraph:
+def decode_graph(blob: bytes) -> FileGraph:
     module, defs, refs, impls, imports = json.loads(zlib.decompress(blob))
     return FileGraph(
         module,
@@ -117,10 +103,14 @@ class ChunkCache:
         pure a function of path and bytes as they are): a forced reindex then parses
         nothing for known contents."""
         blob = self._get(graph_key(path, digest))
-        return None if blob is None else _decode_graph(blob)
+        return None if blob is None else decode_graph(blob)
 
     def put_graph(self, path: str, digest: bytes, graph: FileGraph) -> None:
-        self._put(graph_key(path, digest), _encode_graph(graph))
+        self.put_graph_blob(path, digest, encode_graph(graph))
+
+    def put_graph_blob(self, path: str, digest: bytes, blob: bytes) -> None:
+        """Keep a graph that is already encoded (`encode_graph`: a worker's)."""
+        self._put(graph_key(path, digest), blob)
 
     def _get(self, key: bytes) -> bytes | None:
         now = self._clock()

@@ -42,6 +42,10 @@ class IndexConfig:
     #: waiting behind another root's embedding; a bigger value embeds small batches in
     #: the same step (complete when they land, but they then hold the queue meanwhile).
     lexical_first_files: int = 1
+    #: A batch of at least this many files extracts their symbol graphs in a worker
+    #: process, on another CPU, while it chunks and writes (only with 2+ usable CPUs);
+    #: 0: always in process.
+    graph_worker_files: int = 64
     #: Most the chunk cache (chunk lists by file content, shared by all roots) may hold;
     #: past it the oldest entries go once the indexer is idle.
     chunk_cache_mb: int = 256

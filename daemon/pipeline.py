@@ -17,6 +17,7 @@ import os
 import stat as stat_mod
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import blake3
@@ -31,6 +32,7 @@ from daemon.config import Config
 from daemon.embed_cache import EmbedCache, Vector, cache_key
 from daemon.embedder import TextEmbedder
 from daemon.graph import graph_of
+from daemon.graph_pool import GraphPool, GraphRows, graph_from_rows
 from daemon.ignore import IGNORE_FILES, is_indexable_name, printable_if_not_utf8, through_link
 from daemon.lexical import LexicalDoc
 from daemon.merkle import ancestors, hash_bytes
@@ -60,6 +62,8 @@ class Collaborators:
     chunk_cache: ChunkCache | None = None
     #: Trees of recently parsed files: an edit is parsed incrementally.
     parse_cache: ParseCache | None = None
+    #: Extracts the symbol graphs of big batches on another CPU (`daemon.graph_pool`).
+    graph_pool: GraphPool | None = None
 
 
 def crash_point(name: str) -> None:
@@ -140,9 +144,13 @@ def _reconcile(root: RootIndex, paths: Iterable[str] | None) -> _Scan:
 
 
 class _Pending:
-    """Index writes not yet committed, and the records that follow the commit."""
+    """Index writes not yet committed, and the records that follow the commit; `pool`:
+    where this batch's symbol graphs are extracted, when not in process."""
 
-    def __init__(self) -> None:
+    def __init__(self, pool: GraphPool | None = None) -> None:
+        self.pool = pool
+        #: Graphs the pool is extracting: (path, content hash, bytes, future blob).
+        self.graph_jobs: list[tuple[str, bytes, bytes, Future[tuple[GraphRows, bytes]]]] = []
         self.files: list[FileRecord] = []
         self.chunks: list[ChunkRow] = []
         self.deleted: list[str] = []
@@ -152,12 +160,16 @@ class _Pending:
         self.since = time.monotonic()
 
     def __bool__(self) -> bool:
-        return bool(self.files or self.deleted or self.skipped)
+        return bool(self.files or self.deleted or self.skipped or self.graph_jobs)
 
 
-def _commit(root: RootIndex, pending: _Pending, report: BatchReport) -> None:
+def _commit(
+    root: RootIndex, pending: _Pending, report: BatchReport, cache: ChunkCache | None
+) -> None:
     if not pending:
         return
+    with report.timed("graph"):
+        _collect_graphs(root, pending, cache)
     with report.timed("tantivy_commit"):
         root.lexical.commit()
     crash_point("after_tantivy_commit")
@@ -285,7 +297,11 @@ def run_batch(
         root.vectors.delete_paths(plan.gone)
         plan.pending.deleted.extend(plan.gone)
         report.deleted += len(plan.gone)
-    finished = _write_files(root, plan, collab, report, force, should_yield)
+    try:
+        finished = _write_files(root, plan, collab, report, force, should_yield)
+    finally:
+        if collab.graph_pool is not None:
+            collab.graph_pool.release()
     if not finished:
         report.interrupted += 1
     elif paths is None:
@@ -309,6 +325,8 @@ def _write_files(
     yield_after = time.monotonic() + MIN_RUN_BEFORE_YIELD_S
     pending = plan.pending
     lexical_first = len(plan.candidates) >= cfg.lexical_first_files
+    if collab.graph_pool is not None and len(plan.candidates) >= cfg.graph_worker_files > 0:
+        pending.pool = collab.graph_pool
     step: list[FileWrite] = []
     step_chunks = 0
     for i, rel in enumerate(plan.candidates):
@@ -328,14 +346,14 @@ def _write_files(
             or (step == [] and time.monotonic() > yield_after and should_yield())
         )
         if last or stop or time.monotonic() - pending.since >= cfg.commit_interval_s:
-            _commit(root, pending, report)
-            pending = _Pending()
+            _commit(root, pending, report, collab.chunk_cache)
+            pending = _Pending(pending.pool)
         # Counted after the commit, so "every file done" means every file is searchable.
         root.progress.file_done(i + 1)
         if stop:
             log.info("batch_interrupted", root=str(root.path), done=i + 1)
             return False
-    _commit(root, pending, report)
+    _commit(root, pending, report, collab.chunk_cache)
     return True
 
 
@@ -382,7 +400,7 @@ def _prepare_file(
     with report.timed("graph"):
         parses = collab.parse_cache
         parsed = parses.tree_for((root.id, rel), digest) if parses is not None else None
-        _stage_graph(root, rel, digest, data, collab.chunk_cache, parsed)
+        _stage_graph(root, rel, digest, data, collab.chunk_cache, parsed, pending)
     if diff is None:
         report.points_dropped += root.ledger.chunks_of([rel])
     else:
@@ -401,12 +419,18 @@ def _stage_graph(
     digest: bytes,
     data: bytes,
     cache: ChunkCache | None,
-    parsed: tuple[bytes, tree_sitter.Tree] | None = None,
+    parsed: tuple[bytes, tree_sitter.Tree] | None,
+    pending: _Pending,
 ) -> None:
-    """Stage the file's symbol graph (from the cache when its content is known) for the
-    commit that records its chunks. A file the graph extractor cannot read keeps its
-    chunks and simply has no graph rows."""
+    """Stage the file's symbol graph (from the cache when its content is known, else
+    from the batch's worker or extracted here) for the commit that records its chunks.
+    A file the graph extractor cannot read keeps its chunks and simply has no graph rows."""
     graph = cache.get_graph(rel, digest) if cache is not None else None
+    if graph is None and pending.pool is not None:
+        job = pending.pool.submit(rel, data)
+        if job is not None:
+            pending.graph_jobs.append((rel, digest, data, job))
+            return
     if graph is None:
         try:
             graph = graph_of(rel, data, parsed)
@@ -416,6 +440,27 @@ def _stage_graph(
         if cache is not None:
             cache.put_graph(rel, digest, graph)
     root.ledger.stage_graph(rel, digest, graph)
+
+
+def _collect_graphs(root: RootIndex, pending: _Pending, cache: ChunkCache | None) -> None:
+    """Stage the graphs the worker extracted for this commit (waiting for the last
+    ones); a file whose job failed has its graph extracted here."""
+    for rel, digest, data, job in pending.graph_jobs:
+        try:
+            rows, blob = job.result()
+            graph = graph_from_rows(rows)
+        except Exception:  # the worker died: it takes no more of this batch
+            if pending.pool is not None:
+                pending.pool.fail()
+            graph = graph_of(rel, data)
+            blob = None
+        if cache is not None:
+            if blob is None:
+                cache.put_graph(rel, digest, graph)
+            else:
+                cache.put_graph_blob(rel, digest, blob)
+        root.ledger.stage_graph(rel, digest, graph)
+    pending.graph_jobs.clear()
 
 
 def _indexed_chunks(

@@ -19,10 +19,12 @@ import structlog
 from daemon.budget import apply_budget
 from daemon.chunk_cache import ChunkCache
 from daemon.config import Config
+from daemon.cpus import cpu_info
 from daemon.deps import register_dependencies
 from daemon.embed_cache import EmbedCache
 from daemon.embedder import TextEmbedder
 from daemon.graph import navigate
+from daemon.graph_pool import GraphPool
 from daemon.indexer import Indexer
 from daemon.metrics import peak_rss_bytes, rss_bytes
 from daemon.parse_cache import ParseCache
@@ -115,6 +117,7 @@ class Service:
                 should_stop=self.stop_requested.is_set,
                 chunk_cache=chunk_cache,
                 parse_cache=self.parse_cache,
+                graph_pool=GraphPool() if cpu_info().usable >= 2 else None,
             )
         )
         self.cookies = Cookies()
