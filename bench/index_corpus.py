@@ -264,6 +264,9 @@ def edits(d: BenchDaemon, tree: Path, n: int) -> dict[str, Any]:
 
 
 def forced_reindex(d: BenchDaemon, tree: Path, cold_s: float) -> dict[str, Any]:
+    # The edits before it wait for BM25 only: their vectors may still be on the way, and
+    # a text not embedded yet is a cache miss that says nothing about the cache.
+    d.wait(tree, 600)
     before = d.call("status")["embedding"]
     t = time.perf_counter()
     d.call("reindex", path=str(tree), force=True)
