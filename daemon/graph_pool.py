@@ -17,6 +17,9 @@ failed for the rest of the batch: its files' graphs are extracted in process.
 from __future__ import annotations
 
 import multiprocessing
+import os
+import threading
+import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
 
@@ -28,10 +31,25 @@ from daemon.symbols import Definition, FileGraph, ImplRelation, Import, Referenc
 
 log = structlog.get_logger("rcmd.graph_pool")
 
+#: How often a worker checks that the daemon that started it is still there.
+_PARENT_POLL_S = 0.5
+
 
 #: A graph as plain tuples: (module, defs, refs, impls, imports), each record its fields.
 Rows = list[tuple[Any, ...]]
 GraphRows = tuple[str, Rows, Rows, Rows, Rows]
+
+
+def exit_with_parent(parent: int) -> None:
+    """Worker start-up: end the worker when the daemon is gone. A daemon killed outright
+    (SIGKILL, OOM) closes nothing the worker reads, and it would wait for work forever."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(_PARENT_POLL_S)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def extract(rel_path: str, data: bytes) -> tuple[GraphRows, bytes]:
@@ -80,7 +98,12 @@ class GraphPool:
             if self._executor is None:
                 # Spawned, not forked: the daemon runs threads (server, watcher, model).
                 context = multiprocessing.get_context("spawn")
-                self._executor = ProcessPoolExecutor(max_workers=1, mp_context=context)
+                self._executor = ProcessPoolExecutor(
+                    max_workers=1,
+                    mp_context=context,
+                    initializer=exit_with_parent,
+                    initargs=(os.getpid(),),
+                )
             return self._executor.submit(extract, rel_path, data)
         except Exception:  # a broken pool, or no process could be started
             self.fail()

@@ -8,6 +8,9 @@ import dataclasses
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
+import time
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -83,3 +86,44 @@ def test_a_failed_job_is_extracted_in_process(setup: Any) -> None:
     record = FileRecord("src/net/retry.rs", len(src), 1, 1, b"digest", 0)
     staged = root.ledger._take_graphs([record], [])  # what its commit would write
     assert staged == {"src/net/retry.rs": graph_of("src/net/retry.rs", src)}
+
+
+_PARENT = """
+import multiprocessing, sys, time
+from daemon.graph_pool import GraphPool
+pool = GraphPool()
+pool.submit("src/lib.rs", b"fn a() {}").result()
+print(multiprocessing.active_children()[0].pid, flush=True)
+time.sleep(120)
+"""
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie waiting for its reaper has ended)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\\nState:\\tZ" not in status
+
+
+def test_the_worker_ends_when_the_daemon_is_killed() -> None:
+    """A daemon killed outright closes nothing its worker reads from: the worker must
+    notice on its own, not wait for work forever."""
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _PARENT],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    try:
+        assert parent.stdout is not None
+        worker = int(parent.stdout.readline())
+        assert _alive(worker)
+    finally:
+        parent.kill()
+        parent.wait()
+    deadline = time.monotonic() + 30
+    while _alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(worker)
