@@ -21,11 +21,14 @@ Used by the indexer thread only.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import tree_sitter
 
 from daemon.chunker import Chunk, language, normalize
+from daemon.graph_edit import GraphMemo
+from daemon.graph_edit import extract as edited_graph
+from daemon.symbols import FileGraph
 from daemon.units import Edit, Piece, TreeChunks, chunk_tree
 
 #: The tree (~46x), the bytes, the pieces and their chunks (~7x): measured 53x.
@@ -88,6 +91,8 @@ class _Entry:
     pieces: tuple[Piece, ...]
     digest: bytes
     chunks: list[Chunk]
+    #: What the last symbol graph of the file found per top-level item (daemon.graph_edit).
+    graph: GraphMemo = field(default_factory=GraphMemo)
 
     @property
     def size(self) -> int:
@@ -132,6 +137,14 @@ class ParseCache:
         entry = self._entries.get(key)
         return (entry.source, entry.tree) if entry is not None and entry.digest == digest else None
 
+    def graph(self, key: FileKey, digest: bytes) -> FileGraph | None:
+        """The symbol graph of the file's content `digest` when its tree is here: only
+        the items an edit changed are read again (daemon.graph_edit)."""
+        entry = self._entries.get(key)
+        if entry is None or entry.digest != digest:
+            return None
+        return edited_graph(key[1], entry.source, entry.tree, entry.graph)
+
     def chunk(self, key: FileKey, data: bytes, digest: bytes) -> Parsed:
         """Chunk `data` (raw file bytes, content hash `digest`) as `chunk_source` would,
         from the file's previous tree when the cache holds one."""
@@ -146,7 +159,8 @@ class ParseCache:
         else:
             tree, result = reparsed
             self.incremental += 1
-        self._put(key, _Entry(source, tree, result.pieces, digest, result.chunks))
+        memo = entry.graph if entry is not None else GraphMemo()
+        self._put(key, _Entry(source, tree, result.pieces, digest, result.chunks, memo))
         return Parsed(result.chunks, reparsed is not None, result.items_reparsed)
 
     def _reparse(

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 
 import blake3
 import structlog
-import tree_sitter
 
 from daemon.activity import Activity
 from daemon.chunk_cache import ChunkCache
@@ -398,9 +397,7 @@ def _prepare_file(
     diff = None if old is None else diff_chunks(old, chunks)
     report.time("chunk", time.perf_counter() - t)
     with report.timed("graph"):
-        parses = collab.parse_cache
-        parsed = parses.tree_for((root.id, rel), digest) if parses is not None else None
-        _stage_graph(root, rel, digest, data, collab.chunk_cache, parsed, pending)
+        _stage_graph(root, rel, digest, data, collab, pending)
     if diff is None:
         report.points_dropped += root.ledger.chunks_of([rel])
     else:
@@ -414,17 +411,13 @@ def _prepare_file(
 
 
 def _stage_graph(
-    root: RootIndex,
-    rel: str,
-    digest: bytes,
-    data: bytes,
-    cache: ChunkCache | None,
-    parsed: tuple[bytes, tree_sitter.Tree] | None,
-    pending: _Pending,
+    root: RootIndex, rel: str, digest: bytes, data: bytes, collab: Collaborators, pending: _Pending
 ) -> None:
     """Stage the file's symbol graph (from the cache when its content is known, else
-    from the batch's worker or extracted here) for the commit that records its chunks.
-    A file the graph extractor cannot read keeps its chunks and simply has no graph rows."""
+    from the batch's worker, or here: from the tree the parse cache holds, reading again
+    only the items an edit changed) for the commit that records its chunks. A file the
+    graph extractor cannot read keeps its chunks and simply has no graph rows."""
+    cache, parses = collab.chunk_cache, collab.parse_cache
     graph = cache.get_graph(rel, digest) if cache is not None else None
     if graph is None and pending.pool is not None:
         job = pending.pool.submit(rel, data)
@@ -433,10 +426,12 @@ def _stage_graph(
             return
     if graph is None:
         try:
-            graph = graph_of(rel, data, parsed)
+            graph = parses.graph((root.id, rel), digest) if parses is not None else None
         except Exception:
             log.exception("graph_failed", root=str(root.path), path=rel)
             return
+        if graph is None:
+            graph = graph_of(rel, data)
         if cache is not None:
             cache.put_graph(rel, digest, graph)
     root.ledger.stage_graph(rel, digest, graph)

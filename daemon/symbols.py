@@ -209,6 +209,14 @@ def extract(
     else:
         source = normalize(source)
         tree = parse_rust(source)
+    walk, scope = prepare(rel_path, source, tree)
+    hits = _captures(walk)
+    imports = _imports(walk, scope, hits)
+    return finish(walk, scope, [*_references(walk, scope, hits), *_use_refs(imports)], imports)
+
+
+def prepare(rel_path: str, source: bytes, tree: tree_sitter.Tree) -> tuple[_Walk, Scope]:
+    """A file's definitions, and its scope before its imports are read."""
     mod_path = module_path(rel_path)
     prefix = tuple(mod_path.split("::")) if mod_path else ()
     root = tree.root_node
@@ -218,13 +226,16 @@ def extract(
     for d in walk.defs:
         if d.out.kind not in ("method", "variant", "impl"):
             scope.add_local(d.out.symbol)
-    hits = _captures(walk)
-    imports = _imports(walk, scope, hits)
-    refs = [*_references(walk, scope, hits), *_use_refs(imports, walk)]
+    return walk, scope
+
+
+def finish(walk: _Walk, scope: Scope, refs: list[Reference], imports: list[Import]) -> FileGraph:
+    """The file's graph from its references and imports (the file is its module's body:
+    a `mod` row of its own, under its `mod x;` line)."""
     refs.sort(key=lambda r: r.line)
-    # The file is its module's body: a `mod` row of its own, under its `mod x;` line.
-    rows = source.count(b"\n") + 1
-    own = (Definition(mod_path, prefix[-1], "mod", 1, rows),) if prefix else ()
+    mod_path = "::".join(scope.module)
+    rows = walk.src.count(b"\n") + 1
+    own = (Definition(mod_path, scope.module[-1], "mod", 1, rows),) if scope.module else ()
     return FileGraph(
         mod_path,
         own + tuple(d.out for d in walk.defs),
@@ -234,7 +245,24 @@ def extract(
     )
 
 
-def _use_refs(imports: list[Import], walk: _Walk) -> Iterator[Reference]:
+def unit_refs(walk: _Walk, scope: Scope, node: tree_sitter.Node) -> list[Reference] | None:
+    """The references of one top-level node, read as `extract` reads the whole file;
+    None when it holds a `use` (it would change the scope)."""
+    cursor = tree_sitter.QueryCursor(_query())
+    cursor.set_byte_range(node.start_byte, node.end_byte)
+    hits: list[Hit] = []
+    for name, nodes in cursor.captures(node).items():
+        if name == "use":
+            return None
+        prio, base = _PRIORITY[name], len(hits)
+        hits.extend(
+            (n.start_byte, -n.end_byte, prio, base + i, name, n) for i, n in enumerate(nodes)
+        )
+    hits.sort()
+    return _references(walk, scope, hits)
+
+
+def _use_refs(imports: list[Import]) -> Iterator[Reference]:
     """Each imported name is a reference (of kind `use`) to what it imports, and its
     path a reference to the module or type holding it (`use io::Write` uses `io`)."""
     for imp in imports:

@@ -12,6 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from daemon.chunker import chunk_source
+from daemon.graph_edit import GraphMemo
+from daemon.graph_edit import extract as edited_graph
 from daemon.parse_cache import ENTRY_BYTES_PER_SOURCE_BYTE, ParseCache, derive_edit
 from daemon.symbols import extract
 from daemon.units import chunk_tree
@@ -133,15 +135,19 @@ def test_incremental_chunks_equal_a_full_rechunk(session: tuple[str, list[str]])
     cache = ParseCache(64 << 20)
     rel = "src/shapes.rs"
     cache.chunk(("r", rel), BASE.encode(), _digest(BASE))
-    for text in [first, *versions]:
+    memo = GraphMemo()
+    for text in [BASE, first, *versions]:
         got = cache.chunk(("r", rel), text.encode(), _digest(text))
         # A text with a syntax error is parsed afresh (error recovery may differ).
         assert got.incremental or _has_error(text)
         assert got.chunks == chunk_source(rel, text.encode())
-        # The symbol graph read from the cache's (incremental) tree is a fresh parse's.
+        # The symbol graph read from the cache's (incremental) tree is a fresh parse's,
+        # and so is the one that reuses the previous version's unchanged items.
         parsed = cache.tree_for(("r", rel), _digest(text))
         assert parsed is not None
-        assert extract(rel, text.encode(), parsed) == extract(rel, text.encode())
+        whole = extract(rel, text.encode())
+        assert extract(rel, text.encode(), parsed) == whole
+        assert edited_graph(rel, *parsed, memo) == whole
 
 
 def test_edit_inside_one_fn_rechunks_one_item() -> None:
@@ -258,6 +264,10 @@ def test_edits_of_real_files_equal_a_full_rechunk() -> None:
         text = f.read_bytes()
         rel = f.relative_to(f.parents[1]).as_posix()
         cache.chunk(("r", rel), text, b"")
+        memo = GraphMemo()
+        parsed = cache.tree_for(("r", rel), b"")
+        assert parsed is not None
+        edited_graph(rel, *parsed, memo)
         for op in range(4):
             lines = text.split(b"\n")
             i = rnd.randrange(len(lines))
@@ -272,3 +282,30 @@ def test_edits_of_real_files_equal_a_full_rechunk() -> None:
             text = b"\n".join(lines)
             got = cache.chunk(("r", rel), text, bytes([op]))
             assert got.chunks == chunk_source(rel, text), (f, op, i)
+            parsed = cache.tree_for(("r", rel), bytes([op]))
+            assert parsed is not None
+            assert edited_graph(rel, *parsed, memo) == extract(rel, text), (f, op, i)
+
+
+def test_an_edited_files_graph_follows_its_scope() -> None:
+    """Unchanged items keep their references only while the file's scope does: a `use`
+    deleted (or a definition added) changes what their names resolve to."""
+    base = (
+        "use std::cell::Cell;\n\nfn a() -> Cell<u8> { Cell::new(1) }\n\n"
+        "fn b() { a(); }\n\nfn c() { helper(); }\n"
+    )
+    edits = [
+        base.replace("helper();", "helper(); b();"),  # one item changed
+        base.replace("use std::cell::Cell;\n", ""),  # a use gone
+        base.replace("fn c()", "fn helper() {}\nfn c()"),  # a definition added
+        "\n\n" + base,  # every item moved
+    ]
+    cache = ParseCache(64 << 20)
+    memo = GraphMemo()
+    rel = "src/lib.rs"
+    for k, text in enumerate([base, base, *edits, base]):
+        digest = bytes([k])
+        cache.chunk(("r", rel), text.encode(), digest)
+        parsed = cache.tree_for(("r", rel), digest)
+        assert parsed is not None
+        assert edited_graph(rel, *parsed, memo) == extract(rel, text.encode()), k
