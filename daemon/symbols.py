@@ -250,14 +250,11 @@ def unit_refs(walk: _Walk, scope: Scope, node: tree_sitter.Node) -> list[Referen
     None when it holds a `use` (it would change the scope)."""
     cursor = tree_sitter.QueryCursor(_query())
     cursor.set_byte_range(node.start_byte, node.end_byte)
+    captured = cursor.captures(node)
+    if "use" in captured:
+        return None
     hits: list[Hit] = []
-    for name, nodes in cursor.captures(node).items():
-        if name == "use":
-            return None
-        prio, base = _PRIORITY[name], len(hits)
-        hits.extend(
-            (n.start_byte, -n.end_byte, prio, base + i, name, n) for i, n in enumerate(nodes)
-        )
+    _add_hits(hits, captured)
     hits.sort()
     return _references(walk, scope, hits)
 
@@ -451,13 +448,17 @@ def _captures(walk: _Walk) -> list[Hit]:
     each node's offsets read once)."""
     hits: list[Hit] = []
     for tree in walk.trees:
-        for name, nodes in tree_sitter.QueryCursor(_query()).captures(tree).items():
-            prio, base = _PRIORITY[name], len(hits)
-            hits.extend(
-                (n.start_byte, -n.end_byte, prio, base + i, name, n) for i, n in enumerate(nodes)
-            )
+        _add_hits(hits, tree_sitter.QueryCursor(_query()).captures(tree))
     hits.sort()
     return hits
+
+
+def _add_hits(hits: list[Hit], captured: dict[str, list[tree_sitter.Node]]) -> None:
+    for name, nodes in captured.items():
+        prio, base = _PRIORITY[name], len(hits)
+        hits.extend(
+            (n.start_byte, -n.end_byte, prio, base + i, name, n) for i, n in enumerate(nodes)
+        )
 
 
 class _Memo:
