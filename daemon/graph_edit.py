@@ -7,9 +7,10 @@ pure function of its bytes and of the file's scope (its module, its definitions,
 imports): while the scope is the same, an unchanged item keeps its references, moved by
 the rows the edit added or removed above it. Whatever could change the scope reads the
 whole file again: a changed item that is or holds a `use`, a `mod` or a `macro_rules!`
-(whose body is a tree of its own), another set of definitions, a syntax error, or two
-top-level items on one row (references carry rows, not bytes). The result is always what
-`symbols.extract` gives; a property test checks it over random edits.
+(whose body is a tree of its own) or a top-level syntax error, another set of
+definitions or of imports, or two top-level items on one row (references carry rows, not
+bytes). The result is always what `symbols.extract` gives; a property test checks it
+over random edits.
 """
 
 from __future__ import annotations
