@@ -21,15 +21,17 @@ from dataclasses import dataclass, field
 
 import tree_sitter
 
+from daemon.resolve import Scope
 from daemon.symbols import (
     FileGraph,
     Import,
     Reference,
+    Walk,
+    extract_prepared,
     finish,
     prepare,
     unit_refs,
 )
-from daemon.symbols import extract as extract_whole
 
 #: Top-level nodes whose change may change the scope: always read with the whole file.
 _SCOPED = frozenset({"use_declaration", "mod_item", "macro_definition", "ERROR"})
@@ -60,17 +62,17 @@ def extract(rel_path: str, source: bytes, tree: tree_sitter.Tree, memo: GraphMem
         # A file's first graph (a cold index) only starts the memo: only an edited file
         # is worth the memory and the time its items' references take to keep.
         first = memo.rel_path != rel_path
-        return _whole(rel_path, source, tree, units, memo, known, keep=not first)
+        return _whole(rel_path, (walk, scope), units, memo, known, keep=not first)
     plan = []
     for node in units:
         key = source[node.start_byte : node.end_byte]
         held = memo.units.get(key)
         if held is None and node.type in _SCOPED:
-            return _whole(rel_path, source, tree, units, memo, known)
+            return _whole(rel_path, (walk, scope), units, memo, known)
         plan.append((node, key, held))
     imports = [i._replace(line=i.line + n.start_point.row) for n, _, h in plan if h for i in h[1]]
     if tuple((i.module, i.alias, i.target) for i in imports) != memo.imports:
-        return _whole(rel_path, source, tree, units, memo, known)
+        return _whole(rel_path, (walk, scope), units, memo, known)
     for imp in imports:  # as `extract` adds them, in the file's order
         scope.add_import(tuple(imp.module.split("::")) if imp.module else (), imp.alias, imp.target)
     refs: list[Reference] = []
@@ -79,8 +81,8 @@ def extract(rel_path: str, source: bytes, tree: tree_sitter.Tree, memo: GraphMem
         row = node.start_point.row
         if held is None:
             found = unit_refs(walk, scope, node)
-            if found is None:  # it holds a `use`
-                return _whole(rel_path, source, tree, units, memo, known)
+            if found is None:  # it holds a `use`; the scope and the walk are used: afresh
+                return _whole(rel_path, prepare(rel_path, source, tree), units, memo, known)
             held = (tuple(_moved(found, -row)), ())
         fresh[key] = held
         refs.extend(_moved(held[0], row))
@@ -90,16 +92,18 @@ def extract(rel_path: str, source: bytes, tree: tree_sitter.Tree, memo: GraphMem
 
 def _whole(
     rel_path: str,
-    source: bytes,
-    tree: tree_sitter.Tree,
+    prepared: tuple[Walk, Scope],
     units: list[tree_sitter.Node] | None,
     memo: GraphMemo,
     known: frozenset[str],
     keep: bool = True,
 ) -> FileGraph:
-    """The whole file read again, and the memo rebuilt from it (unless not `keep`):
-    each node's references and imports are those on its rows."""
-    graph = extract_whole(rel_path, source, (source, tree))
+    """The whole file read again from its walked definitions (`prepared`, untouched by
+    any item read), and the memo rebuilt from it (unless not `keep`): each node's
+    references and imports are those on its rows."""
+    walk = prepared[0]
+    source = walk.src
+    graph = extract_prepared(*prepared)
     memo.rel_path, memo.locals, memo.units = (rel_path if units else ""), known, {}
     memo.imports = tuple((i.module, i.alias, i.target) for i in graph.imports)
     if not keep:

@@ -148,7 +148,7 @@ class _Pending:
 
     def __init__(self, pool: GraphPool | None = None) -> None:
         self.pool = pool
-        #: Graphs the pool is extracting: (path, content hash, bytes, future blob).
+        #: Graphs the pool is extracting: (path, content hash, bytes, future rows and blob).
         self.graph_jobs: list[tuple[str, bytes, bytes, Future[tuple[GraphRows, bytes]]]] = []
         self.files: list[FileRecord] = []
         self.chunks: list[ChunkRow] = []

@@ -25,9 +25,8 @@ from daemon.resolve import Scope, candidates, crate_prefix, path_segments, use_e
 from ipc.kinds import NODE_KINDS
 
 #: Bumped whenever extraction or the graph's tables change (2: the `sym_*` tables, and
-#: references to qualifiers and capitalised values): a
-#: root whose graph was built under another version (or none) is rebuilt through the
-#: caches.
+#: references to qualifiers and capitalised values): a root whose graph was built under
+#: another version (or none) is rebuilt through the caches.
 GRAPH_VERSION = 2
 #: Reference kinds that `callers`/`callees` count as calls.
 CALL_KINDS = frozenset({"call", "method", "macro"})
@@ -40,16 +39,13 @@ _MEMBER_KINDS = {
     "associated_type": "type",
     "type_item": "type",
 }
-_TYPES = frozenset({"type", "bound"})
 #: Captures that may be a definition's own name or a type parameter, not a use.
-_NAMED = frozenset({*_TYPES, "value"})
+_NAMED = frozenset({"type", "bound", "value"})
 #: The prelude's variants, written everywhere and defined in no crate but core.
 _PRELUDE_VALUES = frozenset({"Some", "None", "Ok", "Err"})
 #: Paths that end in these name no item of their own.
 _NOT_NAMES = frozenset({"Self", "self", "super", "crate"})
 _NO_TARGETS: tuple[str, ...] = ()
-#: Nodes whose `name` field is the name they define, not a reference.
-_NAMING = frozenset({*NODE_KINDS, "associated_type", "enum_variant", "type_parameter"})
 
 #: Among captures of one node, the most specific wins (a called path is also a path).
 _PRIORITY = {
@@ -184,7 +180,10 @@ class _Def:
 
 
 @dataclass(slots=True)
-class _Walk:
+class Walk:
+    """What one pass over a file's items found (`prepare`): its definitions, impls, the
+    trees to query (the file's and its macros' bodies) and where defined names stand."""
+
     src: bytes
     defs: list[_Def] = field(default_factory=list)
     impls: list[tuple[tree_sitter.Node, tuple[str, ...], tuple[str, ...]]] = field(
@@ -209,18 +208,15 @@ def extract(
     else:
         source = normalize(source)
         tree = parse_rust(source)
-    walk, scope = prepare(rel_path, source, tree)
-    hits = _captures(walk)
-    imports = _imports(walk, scope, hits)
-    return finish(walk, scope, [*_references(walk, scope, hits), *_use_refs(imports)], imports)
+    return extract_prepared(*prepare(rel_path, source, tree))
 
 
-def prepare(rel_path: str, source: bytes, tree: tree_sitter.Tree) -> tuple[_Walk, Scope]:
+def prepare(rel_path: str, source: bytes, tree: tree_sitter.Tree) -> tuple[Walk, Scope]:
     """A file's definitions, and its scope before its imports are read."""
     mod_path = module_path(rel_path)
     prefix = tuple(mod_path.split("::")) if mod_path else ()
     root = tree.root_node
-    walk = _Walk(source, trees=[root])
+    walk = Walk(source, trees=[root])
     _walk_items(walk, root, prefix)
     scope = Scope(prefix, crate_prefix(rel_path))
     for d in walk.defs:
@@ -229,7 +225,15 @@ def prepare(rel_path: str, source: bytes, tree: tree_sitter.Tree) -> tuple[_Walk
     return walk, scope
 
 
-def finish(walk: _Walk, scope: Scope, refs: list[Reference], imports: list[Import]) -> FileGraph:
+def extract_prepared(walk: Walk, scope: Scope) -> FileGraph:
+    """The whole file's graph once `prepare` has walked its definitions (`scope` gains
+    the file's imports)."""
+    hits = _captures(walk)
+    imports = _imports(walk, scope, hits)
+    return finish(walk, scope, [*_references(walk, scope, hits), *_use_refs(imports)], imports)
+
+
+def finish(walk: Walk, scope: Scope, refs: list[Reference], imports: list[Import]) -> FileGraph:
     """The file's graph from its references and imports (the file is its module's body:
     a `mod` row of its own, under its `mod x;` line)."""
     refs.sort(key=lambda r: r.line)
@@ -245,7 +249,7 @@ def finish(walk: _Walk, scope: Scope, refs: list[Reference], imports: list[Impor
     )
 
 
-def unit_refs(walk: _Walk, scope: Scope, node: tree_sitter.Node) -> list[Reference] | None:
+def unit_refs(walk: Walk, scope: Scope, node: tree_sitter.Node) -> list[Reference] | None:
     """The references of one top-level node, read as `extract` reads the whole file;
     None when it holds a `use` (it would change the scope)."""
     cursor = tree_sitter.QueryCursor(_query())
@@ -276,7 +280,7 @@ def _text(node: tree_sitter.Node, src: bytes) -> str:
     return src[node.start_byte : node.end_byte].decode("utf-8", "replace")
 
 
-def _walk_items(walk: _Walk, top: tree_sitter.Node, prefix: tuple[str, ...]) -> None:
+def _walk_items(walk: Walk, top: tree_sitter.Node, prefix: tuple[str, ...]) -> None:
     """Record the definitions of the containers the chunker walks (file, mod, impl,
     trait, macro_rules bodies, ERROR nodes), with an explicit stack."""
     stack: list[tuple[tree_sitter.Node, tuple[str, ...], str, tuple[str, ...] | None]] = [
@@ -295,7 +299,7 @@ def _walk_items(walk: _Walk, top: tree_sitter.Node, prefix: tuple[str, ...]) -> 
 
 
 def _item(
-    walk: _Walk, node: tree_sitter.Node, pre: tuple[str, ...]
+    walk: Walk, node: tree_sitter.Node, pre: tuple[str, ...]
 ) -> Iterator[tuple[tree_sitter.Node, tuple[str, ...], str, tuple[str, ...] | None]]:
     """Record one item; yield the bodies whose members are definitions of their own."""
     kind = NODE_KINDS[node.type]
@@ -348,7 +352,7 @@ def _takes_self(node: tree_sitter.Node) -> bool:
 
 
 def _add(
-    walk: _Walk,
+    walk: Walk,
     node: tree_sitter.Node,
     symbol: tuple[str, ...],
     kind: str,
@@ -441,7 +445,7 @@ class _Enclosing:
 Hit = tuple[int, int, int, int, str, tree_sitter.Node]
 
 
-def _captures(walk: _Walk) -> list[Hit]:
+def _captures(walk: Walk) -> list[Hit]:
     """Every query hit of every tree (the file and its macro bodies) as (start, -end,
     priority, n, capture, node): in offset order, outer paths before their parts, and a
     node captured twice first as its most specific capture (sorted as plain tuples, with
@@ -490,7 +494,7 @@ class _Memo:
         return found
 
 
-def _references(walk: _Walk, scope: Scope, hits: list[Hit]) -> list[Reference]:
+def _references(walk: Walk, scope: Scope, hits: list[Hit]) -> list[Reference]:
     """One reference per capture that is no part of a longer one, no `use` path and no
     definition's own name; classified by the query alone (`Node.parent` walks down from
     the root each time, so it is never asked here)."""
@@ -607,7 +611,7 @@ def _token_tree_refs(
         yield from _path_refs("value", m.group(1).decode(), line, memo, inside, generics)
 
 
-def _impl_relations(walk: _Walk, scope: Scope) -> Iterator[ImplRelation]:
+def _impl_relations(walk: Walk, scope: Scope) -> Iterator[ImplRelation]:
     src = walk.src
     for node, module, symbol in walk.impls:
         trait = node.child_by_field_name("trait")
@@ -642,7 +646,7 @@ def _strip_type(node: tree_sitter.Node) -> tree_sitter.Node:
     return node
 
 
-def _imports(walk: _Walk, scope: Scope, hits: list[Hit]) -> list[Import]:
+def _imports(walk: Walk, scope: Scope, hits: list[Hit]) -> list[Import]:
     """Every `use` of the file (in any module or block), with its target made absolute;
     in order, so a `use` may build on an earlier one."""
     enclosing = _Enclosing(walk.defs)
