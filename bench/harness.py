@@ -100,6 +100,11 @@ def save(name: str, command: str, data: dict[str, Any]) -> Path:
     return out
 
 
+def dir_bytes(path: Path) -> int:
+    """The sizes of every file under `path`, added up."""
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
 def copy_tree(src: Path, dst: Path) -> Path:
     if dst.exists():
         shutil.rmtree(dst)

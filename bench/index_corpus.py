@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.corpora import materialize
-from bench.harness import BenchDaemon, lexical_done, save, summary_ms, wait_for
+from bench.harness import BenchDaemon, dir_bytes, lexical_done, save, summary_ms, wait_for
 from ipc.client import call
 
 IDENT = re.compile(rb"\bpub fn ([a-z][a-z0-9_]{5,})")
@@ -199,7 +199,7 @@ def state_size(home: Path) -> dict[str, Any]:
     import apsw
 
     (root_dir,) = (home / "state" / "roots").iterdir()
-    total = sum(f.stat().st_size for f in root_dir.rglob("*") if f.is_file())
+    total = dir_bytes(root_dir)
     db = apsw.Connection(str(root_dir / "state.db"), flags=apsw.SQLITE_OPEN_READONLY)
     try:
         row = db.execute("SELECT sum(pgsize) FROM dbstat WHERE name LIKE 'sym%'").fetchone()

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.harness import REPO, save, summary_ms
+from bench.harness import REPO, dir_bytes, save, summary_ms
 
 DIM = 384
 BATCH = 256
@@ -34,7 +34,7 @@ def _vectors(n: int, seed: int) -> np.ndarray:
 
 
 def _disk_mb(path: Path) -> float:
-    return round(sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20, 1)
+    return round(dir_bytes(path) / 2**20, 1)
 
 
 def one(store: str, n: int, queries: int) -> dict[str, Any]:
