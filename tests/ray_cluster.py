@@ -40,11 +40,19 @@ _NODE_PORTS = (
 CLIENT_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
 
 
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free ports: the sockets stay bound until all are taken, so the
+    kernel cannot hand the same one out twice (one at a time it did, and Ray refused to
+    start with two components on one port)."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    return free_ports(1)[0]
 
 
 def ray_bin() -> Path:
@@ -67,21 +75,32 @@ class LocalRayCluster:
         self.temp = Path(tempfile.mkdtemp(prefix="rray-"))
         self.cpus = cpus
         self.port = port or free_port()
+        #: Every port handed to a node so far: a later node never gets one of them.
+        self._taken = {self.port}
         self.address = f"127.0.0.1:{self.port}"
         self.nodes: list[subprocess.Popen[bytes]] = []
         # TMPDIR: the actors keep their model graph under the temporary folder; this
         # cluster's own, removed at the end.
         self.env = {**os.environ, "PYTHONPATH": str(REPO), "TMPDIR": str(self.temp), **CLIENT_ENV}
 
+    def _ports(self, count: int) -> list[int]:
+        """`count` free ports distinct from each other and from every earlier node's."""
+        while True:
+            ports = free_ports(count)
+            if not self._taken.intersection(ports):
+                self._taken.update(ports)
+                return ports
+
     def _start_node(self, head: bool) -> None:
+        worker, dashboard, client, *node_ports = self._ports(3 + len(_NODE_PORTS))
         args = [str(ray_bin()), "start", "--block", "--node-ip-address=127.0.0.1"]
         args += [f"--num-cpus={self.cpus}", "--num-gpus=0", "--disable-usage-stats"]
-        args += [f"--min-worker-port={free_port()}", "--max-worker-port=0"]
-        args += [f"{flag}={free_port()}" for flag in _NODE_PORTS]
+        args += [f"--min-worker-port={worker}", "--max-worker-port=0"]
+        args += [f"{flag}={port}" for flag, port in zip(_NODE_PORTS, node_ports, strict=True)]
         if head:
             args += ["--head", f"--port={self.port}", "--include-dashboard=false"]
-            args += [f"--dashboard-port={free_port()}"]
-            args += [f"--ray-client-server-port={free_port()}", f"--temp-dir={self.temp}"]
+            args += [f"--dashboard-port={dashboard}"]
+            args += [f"--ray-client-server-port={client}", f"--temp-dir={self.temp}"]
         else:
             args += [f"--address={self.address}"]
         log = (self.temp / f"node{len(self.nodes)}.log").open("wb")
