@@ -15,7 +15,7 @@ Old ids that are no longer produced are removed. Pure functions only.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from daemon.chunker import Chunk
@@ -50,6 +50,11 @@ class FileWrite:
     record: FileRecord
     chunks: list[IdChunk]
     diff: ChunkDiff | None
+    #: Embedded text by chunk id, for the chunks that share a vector (`embed_groups`).
+    shared: dict[str, str]
+
+    def embed_text(self, cid: str, c: Chunk) -> str:
+        return self.shared.get(cid) or c.embed_text()
 
     @property
     def docs(self) -> list[IdChunk]:
@@ -72,23 +77,40 @@ def _embed_fields(c: Chunk) -> tuple[object, ...]:
     return (c.symbol, c.kind, c.context, c.signature, c.part, c.text)
 
 
-def diff_chunks(old: Sequence[IdChunk], new: Sequence[IdChunk]) -> ChunkDiff:
-    """Sort `new` into changed, moved and kept against `old` (both with their ids)."""
+_NONE: Mapping[str, str] = {}
+
+
+def _embedded_differs(o: Chunk, c: Chunk, was: str | None, now: str | None) -> bool:
+    if was is not None or now is not None:
+        return (was or o.embed_text()) != (now or c.embed_text())
+    return _embed_fields(o) != _embed_fields(c) and o.embed_text() != c.embed_text()
+
+
+def diff_chunks(
+    old: Sequence[IdChunk],
+    new: Sequence[IdChunk],
+    old_shared: Mapping[str, str] = _NONE,
+    new_shared: Mapping[str, str] = _NONE,
+) -> ChunkDiff:
+    """Sort `new` into changed, moved and kept against `old` (both with their ids); a
+    chunk in `*_shared` is embedded as that text (one vector with others), and is
+    changed when that text is."""
     before = dict(old)
     changed: list[IdChunk] = []
     moved: list[IdChunk] = []
     kept = 0
     for cid, c in new:
         o = before.get(cid)
-        if o is c:  # reused as is by the parse cache
+        was, now = old_shared.get(cid), new_shared.get(cid)
+        if o is c and was == now:  # reused as is by the parse cache
             kept += 1
             continue
-        if o is None or (_embed_fields(o) != _embed_fields(c) and o.embed_text() != c.embed_text()):
+        if o is None or _embedded_differs(o, c, was, now):
             changed.append((cid, c))
         elif _doc_fields(o) != _doc_fields(c):
             moved.append((cid, c))
         else:
             kept += 1
-    now = {cid for cid, _ in new}
-    removed = tuple(cid for cid, _ in old if cid not in now)
+    ids = {cid for cid, _ in new}
+    removed = tuple(cid for cid, _ in old if cid not in ids)
     return ChunkDiff(tuple(changed), tuple(moved), removed, kept)

@@ -80,6 +80,14 @@ class EmbeddingConfig:
     #: faster on CPUs, vectors at cosine ~0.99 to the float graph's. Another model id,
     #: so switching rebuilds each root once. Only for the default model.
     quantize: bool = True
+    #: A chunk whose embedded text is shorter than this many characters shares one
+    #: vector with its neighbours (daemon/embed_groups.py); 0: every chunk its own.
+    group_small_chars: int = 200
+    #: Most characters of text one shared vector is made of (the model reads ~256 tokens).
+    group_max_chars: int = 700
+    #: Whether the parts after an item's first (a long item is cut to fit the model)
+    #: get vectors of their own; false: they share the first part's.
+    later_parts: bool = False
     #: Where the default model runs: "cuda" (onnxruntime's CUDAExecutionProvider, from
     #: `pip install 'rcmd[gpu]'`; the start fails without it), "cpu", or "auto" (CUDA
     #: when onnxruntime offers it, else the CPU; status says which and why).

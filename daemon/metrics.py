@@ -54,6 +54,8 @@ class BatchReport:
     chunks: int = 0
     cache_hits: int = 0
     cache_misses: int = 0
+    #: Texts the model embedded: fewer than the misses where chunks share a vector.
+    texts_embedded: int = 0
     #: Vectors written for chunks a lexical-first batch left pending.
     vectors_filled: int = 0
     #: Vector points deleted (rewritten or removed files): garbage until a vacuum.

@@ -25,10 +25,11 @@ import structlog
 
 from daemon.activity import Activity
 from daemon.chunk_cache import ChunkCache
-from daemon.chunk_diff import FileWrite, diff_chunks
+from daemon.chunk_diff import FileWrite, IdChunk, diff_chunks
 from daemon.chunker import Chunk, TooComplex, chunk_source
 from daemon.config import Config
 from daemon.embed_cache import EmbedCache, Vector, cache_key
+from daemon.embed_groups import EmbedPolicy, shared_texts
 from daemon.embedder import TextEmbedder
 from daemon.graph import graph_of
 from daemon.graph_pool import GraphPool, GraphRows, graph_from_rows
@@ -394,7 +395,8 @@ def _prepare_file(
         log.exception("chunk_failed", root=str(root.path), path=rel)
         _skip(root, rel, pending, report, "chunk_error", f"{type(exc).__name__}: {exc}")
         return None
-    diff = None if old is None else diff_chunks(old, chunks)
+    shared = _shared(chunks, root.policy)
+    diff = None if old is None else diff_chunks(old, chunks, _shared(old, root.policy), shared)
     report.time("chunk", time.perf_counter() - t)
     with report.timed("graph"):
         _stage_graph(root, rel, digest, data, collab, pending)
@@ -405,9 +407,15 @@ def _prepare_file(
         report.chunks_moved += len(diff.moved)
         report.chunks_kept += diff.kept
     record = FileRecord(rel, st.st_size, st.st_mtime_ns, st.st_ino, digest, len(chunks))
-    prepared = FileWrite(record, chunks, diff)
+    prepared = FileWrite(record, chunks, diff, shared)
     root.progress.chunks_planned(len(prepared.docs))
     return prepared
+
+
+def _shared(chunks: list[IdChunk], policy: EmbedPolicy) -> dict[str, str]:
+    """Embedded text by id of the chunks that share a vector."""
+    texts = shared_texts([c for _, c in chunks], policy)
+    return {cid: text for (cid, _), text in zip(chunks, texts, strict=True) if text is not None}
 
 
 def _stage_graph(
@@ -542,7 +550,7 @@ def _write_step(
     diff has only its changed and moved chunks written, and its removed ones deleted."""
     docs = [ic for f in step for ic in f.docs]
     embeds = [ic for f in step for ic in f.embeds]
-    texts = {cid: c.embed_text() for cid, c in embeds}
+    texts = {cid: f.embed_text(cid, c) for f in step for cid, c in f.embeds}
     vectors = _embed(texts, collab, report, cache_only=lexical_first)
     if not lexical_first:
         root.progress.chunks_embedded(len(embeds))
@@ -616,6 +624,7 @@ def _embed(
         part = dict(misses[start : start + group])
         with report.timed("embed"):
             new = dict(zip(part, collab.embedder.embed(list(part.values())), strict=True))
+        report.texts_embedded += len(new)
         with report.timed("cache_store"):
             collab.cache.put_many(new)
         cached.update(new)

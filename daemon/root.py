@@ -14,6 +14,7 @@ import structlog
 from daemon.activity import RootProgress
 from daemon.chunker import CHUNK_POLICY_VERSION, EMBED_TEXT_VERSION
 from daemon.config import Config, root_dir
+from daemon.embed_groups import EmbedPolicy, policy_of
 from daemon.graph import graph_layout
 from daemon.ignore import IgnoreRules
 from daemon.ledger import FileLedger
@@ -29,11 +30,11 @@ def root_id_for(path: Path) -> str:
     return blake3.blake3(str(path).encode()).hexdigest()[:16]
 
 
-def build_layout(model_id: str, dim: int) -> dict[str, str]:
+def build_layout(model_id: str, dim: int, policy: EmbedPolicy) -> dict[str, str]:
     """What a root's indexes were built under (state.db meta key → value): a root whose
     recorded layout differs on any key is rebuilt."""
     return {
-        "embedding_model": f"{model_id} ({dim}), text v{EMBED_TEXT_VERSION}",
+        "embedding_model": f"{model_id} ({dim}), text v{EMBED_TEXT_VERSION}, {policy.layout()}",
         "chunk_policy": str(CHUNK_POLICY_VERSION),
         "lexical": LEXICAL_VERSION,
     }
@@ -59,7 +60,9 @@ class RootIndex:
             raise StateError(f"{self.dir / 'tantivy'}: {exc}") from exc
         self.ledger = FileLedger(self.state)
         self.progress = RootProgress()
-        layout = {**build_layout(model_id, dim), **graph_layout()}
+        #: Which chunks share a vector (recorded in the layout: a change rebuilds).
+        self.policy = policy_of(config.embedding)
+        layout = {**build_layout(model_id, dim, self.policy), **graph_layout()}
         reset = self._reset_if_rebuilt(layout, missing)
         try:
             self.vectors: VectorStore = open_store(

@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from daemon.config import SearchConfig
+from daemon.embed_groups import fold_shared, shared_runs
 from daemon.filters import row_filters
 from daemon.fusion import confidence_weighted, rrf, standout
 from daemon.query import (
@@ -29,7 +30,7 @@ from daemon.query import (
 )
 from daemon.root import RootIndex
 from daemon.state import ChunkRow
-from daemon.tokenize import code_tokens, query_tokens, whole_identifiers
+from daemon.tokenize import code_tokens, query_tokens, stems, whole_identifiers
 from ipc.kinds import CONTAINER_KINDS
 from ipc.requests import SearchRequest
 
@@ -184,9 +185,23 @@ def _root_lists(
     lexical = mode in ("hybrid", "bm25")
     bm25 = root.lexical.search(query, depth, drop, boosts, emphasis) if lexical else []
     vec = root.vectors.search(vector, depth) if vector is not None else []
+    vec = _fold_shared(root, vec, query, drop)
     name = symbol_name(query) if identifier and tuning.symbol_weight > 0 else None
     exact = _symbol_hits(root, name, ignore_case=True, limit=depth * 4) if name else []
     return RootLists(bm25, vec, exact)
+
+
+def _fold_shared(
+    root: RootIndex, vec: list[tuple[str, float]], query: str, drop: frozenset[str]
+) -> list[tuple[str, float]]:
+    """The vector list with the points of one shared vector (`daemon.embed_groups`)
+    folded into their best-matching member."""
+    runs = shared_runs(vec)
+    if len(runs) == len(vec):
+        return vec
+    rows = root.state.chunk_rows(cid for run in runs if len(run) > 1 for cid, _ in run)
+    words = frozenset(stems(t for t in query_tokens(query) if t not in drop))
+    return fold_shared(runs, rows, words)
 
 
 def _flat(lists: dict[str, list[tuple[str, float]]]) -> list[tuple[Key, float]]:

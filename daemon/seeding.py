@@ -24,6 +24,7 @@ import structlog
 from daemon.adopt import InstallContext, SeedReport, install
 from daemon.chunk_cache import ChunkCache
 from daemon.config import Config, root_dir
+from daemon.embed_groups import policy_of
 from daemon.gitinfo import GitCheckout, checkout_of
 from daemon.registry import Registry
 from daemon.root import RootIndex, build_layout, root_id_for
@@ -130,7 +131,7 @@ class Adopter:
     def _context(self) -> InstallContext:
         model_id, dim = self._model
         return InstallContext(
-            build_layout(model_id, dim),
+            build_layout(model_id, dim, policy_of(self._config.embedding)),
             dim,
             self._config.index.max_file_bytes,
             self._config.paths.embed_cache,

@@ -18,6 +18,7 @@ import numpy as np
 
 from daemon.chunk_cache import ChunkCache
 from daemon.embed_cache import cache_key
+from daemon.embed_groups import EmbedPolicy, shared_texts
 from daemon.merkle import MerkleTree
 from daemon.root import RootIndex, build_layout
 from daemon.snapshot_format import (
@@ -78,7 +79,11 @@ def all_chunk_rows(state: StateDB) -> dict[str, ChunkRow]:
 
 
 def _cache_keys(
-    rows: dict[str, ChunkRow], files: dict[str, FileEntry], chunks: ChunkCache, model_id: str
+    rows: dict[str, ChunkRow],
+    files: dict[str, FileEntry],
+    chunks: ChunkCache,
+    model_id: str,
+    policy: EmbedPolicy,
 ) -> dict[str, str]:
     """Embedding-cache key (hex) by chunk id, for the chunks whose embedded text the chunk
     cache still knows (it holds chunk lists by file content); matched by place and name,
@@ -91,7 +96,11 @@ def _cache_keys(
         listed = chunks.get(path, files[path].hash)
         if listed is None:
             continue
-        texts = {(c.start_line, c.end_line, c.symbol, c.kind): c.embed_text() for c in listed}
+        shared = shared_texts(listed, policy)
+        texts = {
+            (c.start_line, c.end_line, c.symbol, c.kind): s or c.embed_text()
+            for c, s in zip(listed, shared, strict=True)
+        }
         for row in group:
             text = texts.get((row.start_line, row.end_line, row.symbol, row.kind))
             if text is not None:
@@ -132,7 +141,9 @@ def stage_export(
     write_jsonl(stage / CHUNKS, ([*_row_fields(r)] for r in sorted(rows.values(), key=_order)))
     pending = root.state.pending_vectors(1 << 62)
     write_jsonl(stage / PENDING, ([v.id, v.path, v.kind, v.embed_text] for v in pending))
-    keys = _cache_keys(rows, files, chunk_cache, model_id) if chunk_cache is not None else {}
+    keys = {}
+    if chunk_cache is not None:
+        keys = _cache_keys(rows, files, chunk_cache, model_id, root.policy)
     waiting = {v.id for v in pending}
     ids = _write_vectors(root, stage, set(rows) - waiting, keys, dim)
     try:
@@ -147,7 +158,7 @@ def stage_export(
         format_version=FORMAT_VERSION,
         rcmd_version=__version__,
         created_at=time.time(),
-        layout=tuple(sorted(build_layout(model_id, dim).items())),
+        layout=tuple(sorted(build_layout(model_id, dim, root.policy).items())),
         git_commit=git_commit,
         merkle_root=tree.root_hash,
         tree=tuple(tree_nodes(tree, files).items()),

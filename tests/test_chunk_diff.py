@@ -91,7 +91,7 @@ def test_edit_inside_one_fn_writes_one_chunk(
     assert root.state.chunk_ids_of(RETRY) == before
     assert root.ledger.vectors_pending == 1  # new text: its vector comes later
     _consistent(root)  # and the old vector is gone meanwhile
-    fill_vectors(root, collab, lambda: False)
+    assert fill_vectors(root, collab, lambda: False).texts_embedded == 1
     _consistent(root)
     row = root.state.chunk_rows(before)
     assert any("2u32.pow(attempt)" in r.text for r in row.values())

@@ -16,6 +16,7 @@ import pytest
 from daemon.adopt import InstallContext, install
 from daemon.config import load_config, root_dir
 from daemon.embed_cache import EmbedCache
+from daemon.embed_groups import policy_of
 from daemon.pipeline import Collaborators, fill_vectors, run_batch
 from daemon.root import RootIndex, build_layout, root_id_for
 from daemon.search import search_roots
@@ -57,7 +58,7 @@ def adopt(file: Path, tree: Path, collab: Collaborators, work: Path) -> Path:
     found = unpack(file, snap, Limits())
     e = collab.embedder
     ctx = InstallContext(
-        build_layout(e.model_id, e.dim),
+        build_layout(e.model_id, e.dim, policy_of(collab.config.embedding)),
         e.dim,
         collab.config.index.max_file_bytes,
         collab.config.paths.embed_cache,
@@ -115,6 +116,7 @@ def test_adopted_root_catches_up_by_diff_and_searches_like_a_cold_index(
         filled = fill_vectors(adopted, collab, lambda: False)
         # Only the chunk texts the cache lacks went through the model: the new function.
         assert batch.cache_misses + filled.cache_misses == 1
+        assert batch.texts_embedded + filled.texts_embedded == 1
         check = verify_root(adopted)
         assert check["ok"], check["problems"]
         adopted_results = results(adopted, collab)
@@ -202,7 +204,10 @@ def refused(file: Path, setup: Any, tmp_path: Path, limits: Limits | None = None
         found = unpack(file, snap, limits or Limits())
         e = collab.embedder
         ctx = InstallContext(
-            build_layout(e.model_id, e.dim), e.dim, 1 << 20, collab.config.paths.embed_cache
+            build_layout(e.model_id, e.dim, policy_of(collab.config.embedding)),
+            e.dim,
+            1 << 20,
+            collab.config.paths.embed_cache,
         )
         install(snap, found, work / "build", crate, ctx, str(file))
     assert not (work / "build").exists()
