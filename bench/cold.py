@@ -91,7 +91,8 @@ def _one_run(tree: Path, home: Path) -> dict[str, Any]:
         d.call("index", path=str(tree))
         root = d.wait(tree, timeout=7200)
         wall, cpu = time.perf_counter() - t, cpu_s(d.proc.pid) - cpu0
-        emb = d.status()["embedding"]
+        status = d.status()
+        emb, peak_mb = status["embedding"], round(status["peak_rss_bytes"] / 2**20)
     finally:
         d.stop()
     layout = emb["layout"]
@@ -102,6 +103,7 @@ def _one_run(tree: Path, home: Path) -> dict[str, Any]:
         "files": root["files"],
         "chunks": root["chunks"],
         "chunks_embedded": emb["cache_misses"],
+        "texts_embedded": root["counters"].get("texts_embedded"),
         "tokens_embedded": tokens,
         "wall_s": round(wall, 1),
         "daemon_cpu_s": round(cpu, 1),
@@ -113,6 +115,7 @@ def _one_run(tree: Path, home: Path) -> dict[str, Any]:
         "model_load_s": round(load_s, 1),
         "ceiling_tokens_per_s": ceiling,
         "whole_run_vs_ceiling": round(tokens / wall / ceiling, 3) if ceiling else None,
+        "peak_rss_mb": peak_mb,
         "stages_s": root["counters"]["stages_s"],
     }
 

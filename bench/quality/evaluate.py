@@ -11,6 +11,7 @@ from typing import Any
 from bench.quality.corpus import DocQuery, Item
 from bench.quality.hand import Question
 from bench.quality.metrics import percentile
+from daemon.search import FRAGMENT_KINDS
 
 MODES = ("bm25", "vector", "hybrid")
 K = 10
@@ -28,6 +29,16 @@ class Result:
     #: The corpus the result came from, when several are searched at once ("" = the one
     #: searched).
     corpus: str = ""
+    kind: str = ""
+
+    def fragment(self) -> bool:
+        """At most `FRAGMENT_LINES` lines."""
+        return self.end_line - self.start_line + 1 <= FRAGMENT_LINES
+
+    def fragment_of_kind(self) -> bool:
+        """A fragment that is no fn, method or type: an `impl` header, a `const`, a type
+        alias, loose lines (`daemon.search.FRAGMENT_KINDS`): what issue 24 names."""
+        return self.fragment() and self.kind in FRAGMENT_KINDS
 
 
 #: (query, mode, limit) -> (results best first, latency ms)
@@ -57,6 +68,7 @@ class SetRun:
     ranks: list[int | None]
     latencies_ms: list[float]
     fragments: int = 0
+    kind_fragments: int = 0
     results: int = 0
     top_scores: list[float | None] | None = None
     symbol_top3: list[bool] | None = None
@@ -65,7 +77,8 @@ class SetRun:
         self.ranks.append(rank)
         self.latencies_ms.append(ms)
         self.results += len(results[:K])
-        self.fragments += sum(r.end_line - r.start_line + 1 <= FRAGMENT_LINES for r in results[:K])
+        self.fragments += sum(r.fragment() for r in results[:K])
+        self.kind_fragments += sum(r.fragment_of_kind() for r in results[:K])
         if self.top_scores is not None:
             self.top_scores.append(results[0].score if results else None)
 
@@ -74,6 +87,7 @@ class SetRun:
             **summary(self.ranks),
             "p50_ms": round(percentile(self.latencies_ms, 50), 2),
             "fragments": [self.fragments, self.results],
+            "kind_fragments": [self.kind_fragments, self.results],
             "ranks": self.ranks,
         }
         if self.top_scores is not None:

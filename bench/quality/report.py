@@ -126,24 +126,33 @@ def all_roots(res: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _frag(side: dict[str, Any], names: list[str], mode: str) -> str:
+def _frag(side: dict[str, Any], names: list[str], mode: str, field: str = "fragments") -> str:
     small = total = 0
     for n in names:
         for key in ("doc", "ident", "hand", "absent"):
-            f = side["corpora"][n].get(key, {}).get(mode, {}).get("fragments", [0, 0])
+            f = side["corpora"][n].get(key, {}).get(mode, {}).get(field)
+            if f is None:
+                return "–"
             small, total = small + f[0], total + f[1]
     return f"{small / total:.3f}" if total else "–"
 
 
 def fragments(res: dict[str, Any]) -> list[str]:
-    """Share of top-10 results that are ≤ 3 lines long, over every set of a corpus."""
+    """Share of top-10 results that are ≤ 3 lines long, over every set of a corpus; and
+    of those that are also no fn, method or type (issue 24's fragments)."""
     lines = [
+        "Each cell: any result of ≤ 3 lines / one that is also of a fragment kind (an `impl`"
+        " run, a `const`, a type alias, loose lines: `daemon.search.FRAGMENT_KINDS`).",
+        "",
         "| corpus | rcmd bm25 | rcmd vector | rcmd hybrid | naive hybrid |",
         "|---|---|---|---|---|",
     ]
     names = list(res["corpora"])
     for label, group in [*((n, [n]) for n in names), ("**all**", names)]:
-        cells = [_frag(res["rcmd"], group, m) for m in MODES]
+        cells = [
+            f"{_frag(res['rcmd'], group, m)} / {_frag(res['rcmd'], group, m, 'kind_fragments')}"
+            for m in MODES
+        ]
         cells.append(_frag(res["naive"], group, "hybrid"))
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines

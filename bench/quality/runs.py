@@ -87,6 +87,7 @@ def _daemon_searcher(daemon: RcmdDaemon, root: Path | None, names: dict[str, str
                 h["symbol"],
                 float(h.get("score", 0.0)),
                 names.get(h["root"], "?"),
+                h.get("kind", ""),
             )
             for h in hits
         ]
