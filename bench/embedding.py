@@ -34,13 +34,16 @@ from bench.harness import machine_state, save
 
 
 def chunk_texts(tree: Path) -> list[str]:
-    """The embedded text of every chunk of `tree`'s Rust files, in file order."""
+    """The texts the daemon embeds for `tree`'s Rust files (a text that chunks of a file
+    share once: daemon/embed_groups.py), in file order."""
     from daemon.chunker import chunk_source
+    from daemon.embed_groups import EmbedPolicy, embedded_texts
 
     texts: list[str] = []
     for f in sorted(tree.rglob("*.rs")):
         rel = f.relative_to(tree).as_posix()
-        texts.extend(c.embed_text() for c in chunk_source(rel, f.read_bytes()))
+        chunks = chunk_source(rel, f.read_bytes())
+        texts.extend(dict.fromkeys(embedded_texts(chunks, EmbedPolicy())))
     return texts
 
 

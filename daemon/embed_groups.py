@@ -71,6 +71,12 @@ def shared_texts(chunks: Sequence[Chunk], policy: EmbedPolicy) -> list[str | Non
     return out
 
 
+def embedded_texts(chunks: Sequence[Chunk], policy: EmbedPolicy) -> list[str]:
+    """The text the model embeds for each chunk of one file (in file order)."""
+    shared = shared_texts(chunks, policy)
+    return [s or c.embed_text() for c, s in zip(chunks, shared, strict=True)]
+
+
 def _continues(prev: Chunk, c: Chunk) -> bool:
     """`c` is the part of an item right after `prev`."""
     return c.part == prev.part + 1 and c.symbol == prev.symbol and c.kind == prev.kind

@@ -18,7 +18,7 @@ import numpy as np
 
 from daemon.chunk_cache import ChunkCache
 from daemon.embed_cache import cache_key
-from daemon.embed_groups import EmbedPolicy, shared_texts
+from daemon.embed_groups import EmbedPolicy, embedded_texts
 from daemon.merkle import MerkleTree
 from daemon.root import RootIndex, build_layout
 from daemon.snapshot_format import (
@@ -96,10 +96,10 @@ def _cache_keys(
         listed = chunks.get(path, files[path].hash)
         if listed is None:
             continue
-        shared = shared_texts(listed, policy)
+        embedded = embedded_texts(listed, policy)
         texts = {
-            (c.start_line, c.end_line, c.symbol, c.kind): s or c.embed_text()
-            for c, s in zip(listed, shared, strict=True)
+            (c.start_line, c.end_line, c.symbol, c.kind): text
+            for c, text in zip(listed, embedded, strict=True)
         }
         for row in group:
             text = texts.get((row.start_line, row.end_line, row.symbol, row.kind))

@@ -90,6 +90,7 @@ def caches_status(
             "tokens_embedded": embedder.tokens_embedded,
             "cache_hits": indexer.totals.cache_hits,
             "cache_misses": indexer.totals.cache_misses,
+            "texts_embedded": indexer.totals.texts_embedded,
             "cache_pruned": cache.pruned,
         },
         "chunk_cache": {

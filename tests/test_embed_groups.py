@@ -9,7 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from daemon.chunker import chunk_source
-from daemon.embed_groups import EmbedPolicy, fold_shared, shared_runs, shared_texts
+from daemon.embed_groups import (
+    EmbedPolicy,
+    embedded_texts,
+    fold_shared,
+    shared_runs,
+    shared_texts,
+)
 from daemon.pipeline import fill_vectors, run_batch
 from daemon.search import search_roots
 from daemon.state import ChunkRow
@@ -26,9 +32,9 @@ def groups_of(source: str, policy: EmbedPolicy = DEFAULT) -> list[list[str]]:
     """`symbol#part` of the chunks embedding one text, for each text two or more share."""
     chunks = chunk_source("src/lib.rs", source.encode())
     by_text: dict[str, list[str]] = {}
-    for c, text in zip(chunks, shared_texts(chunks, policy), strict=True):
+    for c, text in zip(chunks, embedded_texts(chunks, policy), strict=True):
         name = c.symbol.rsplit("::", 1)[-1]
-        by_text.setdefault(text or c.embed_text(), []).append(f"{name}#{c.part}")
+        by_text.setdefault(text, []).append(f"{name}#{c.part}")
     return [names for names in by_text.values() if len(names) > 1]
 
 
