@@ -96,33 +96,36 @@ def _whole(chunks: Sequence[Chunk], i: int) -> bool:
 def _groups(
     chunks: Sequence[Chunk], policy: EmbedPolicy, shared: list[str | None]
 ) -> list[list[int]]:
-    """Indexes of the chunks embedded together, each group of two or more."""
+    """Indexes of the chunks embedded together, each group of two or more. Only the
+    fragments and their neighbours are measured: a save of a 3,000-item file runs this
+    twice (old and new chunks)."""
     if policy.small_chars <= 0:
         return []
-    size = [_embedded_chars(c) for c in chunks]
     small = [
-        _whole(chunks, i) and chunks[i].kind in GROUPED_KINDS and size[i] < policy.small_chars
-        for i in range(len(chunks))
+        i
+        for i, c in enumerate(chunks)
+        if c.kind in GROUPED_KINDS and _whole(chunks, i) and _embedded_chars(c) < policy.small_chars
     ]
     packed: list[list[int]] = []
-    for i, is_small in enumerate(small):
-        last = packed[-1] if packed else None
-        fits = last is not None and sum(size[j] for j in last) + size[i] <= policy.group_chars
-        if is_small and last is not None and last[-1] == i - 1 and small[i - 1] and fits:
-            last.append(i)
-        elif is_small:
+    used = 0  # embedded characters of the last group
+    for i in small:
+        size = _embedded_chars(chunks[i])
+        if packed and packed[-1][-1] == i - 1 and used + size <= policy.group_chars:
+            packed[-1].append(i)
+            used += size
+        else:
             packed.append([i])
+            used = size
     taken = {j for g in packed if len(g) > 1 for j in g}
     for g in packed:
         if len(g) == 1:
-            _join_neighbour(g, chunks, size, policy, taken, shared)
+            _join_neighbour(g, chunks, policy, taken, shared)
     return [g for g in packed if len(g) > 1]
 
 
 def _join_neighbour(
     group: list[int],
     chunks: Sequence[Chunk],
-    size: list[int],
     policy: EmbedPolicy,
     taken: set[int],
     shared: list[str | None],
@@ -132,7 +135,9 @@ def _join_neighbour(
     (i,) = group
     for j in (i - 1, i + 1):
         free = 0 <= j < len(chunks) and j not in taken and shared[j] is None
-        if free and _whole(chunks, j) and size[i] + size[j] <= policy.group_chars:
+        if not free or not _whole(chunks, j):
+            continue
+        if _embedded_chars(chunks[i]) + _embedded_chars(chunks[j]) <= policy.group_chars:
             group[:] = sorted((i, j))
             taken.update(group)
             return

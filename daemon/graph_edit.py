@@ -141,4 +141,5 @@ def _last_row(node: tree_sitter.Node) -> int:
 
 
 def _moved(refs: tuple[Reference, ...] | list[Reference], rows: int) -> list[Reference]:
-    return [r._replace(line=r.line + rows) for r in refs]
+    """`refs` `rows` lower (built directly: `_replace` took 17 ms a save of a 1 MB file)."""
+    return [Reference(n, w, k, line + rows, e, t) for n, w, k, line, e, t in refs]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import apsw
 import pytest
 
 from daemon.graph import agrees, graph_of, name_segments, navigate
@@ -374,3 +375,41 @@ fn run(x: u8) -> Result<Elem, u8> { helper(x); Ok(Elem(x)) }
         assert [h["symbol"] for h in ask(state, "callees", "run")] == ["helper"]
     finally:
         state.close()
+
+
+def _graph_tables(path: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """Every graph row of a state.db, with the file's path for its id, sorted."""
+    db = apsw.Connection(str(path))
+    files = dict(db.execute("SELECT id, path FROM sym_files"))
+    out = {
+        t: sorted((files[r[0]], *r[1:]) for r in db.execute(f"SELECT * FROM {t}"))
+        for t in GRAPH_TABLES
+    }
+    out["sym_files"] = sorted((p,) for p in files.values())
+    db.close()
+    return out
+
+
+def test_a_graph_written_over_an_older_one_equals_one_written_afresh(tmp_path: Path) -> None:
+    """A save rewrites only the rows that differ (`state._write_difference`): after a
+    series of edits (a call changed, lines inserted, a duplicate reference, a file's
+    graph dropped) the tables hold exactly what one fresh write of the last versions
+    holds."""
+    versions = [
+        {"src/codec.rs": CODEC, "src/app.rs": APP, "src/other.rs": OTHER},
+        {"src/codec.rs": CODEC.replace(b"crc(", b"crc32("), "src/app.rs": b"\n\n" + APP},
+        {"src/app.rs": APP + b"fn again() { crc(); crc(); }\n", "src/other.rs": OTHER},
+    ]
+    kept = StateDB(tmp_path / "kept.db")
+    for files in versions:
+        recs = [FileRecord(p, len(b), 1, 1, b"h", 0) for p, b in files.items()]
+        graphs = {p: graph_of(p, b) for p, b in files.items()}
+        gone = ["src/codec.rs"] if files is versions[-1] else []
+        kept.record(recs, [], gone, {}, graphs=graphs)
+    kept.close()
+    fresh = StateDB(tmp_path / "fresh.db")
+    last = versions[-1]
+    recs = [FileRecord(p, len(b), 1, 1, b"h", 0) for p, b in last.items()]
+    fresh.record(recs, [], [], {}, graphs={p: graph_of(p, b) for p, b in last.items()})
+    fresh.close()
+    assert _graph_tables(tmp_path / "kept.db") == _graph_tables(tmp_path / "fresh.db")
