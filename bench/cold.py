@@ -103,7 +103,7 @@ def _one_run(tree: Path, home: Path) -> dict[str, Any]:
         "files": root["files"],
         "chunks": root["chunks"],
         "chunks_embedded": emb["cache_misses"],
-        "texts_embedded": root["counters"].get("texts_embedded"),
+        "texts_embedded": emb.get("texts_embedded"),
         "tokens_embedded": tokens,
         "wall_s": round(wall, 1),
         "daemon_cpu_s": round(cpu, 1),
