@@ -538,9 +538,11 @@ def _fmt_bytes(n: int) -> str:
 def _embedding_lines(status: dict[str, Any]) -> list[str]:
     """Human status: the model and its cache, where it runs, and the cluster if any."""
     emb = status["embedding"]
+    # Chunks sharing a vector miss the cache together and are one text for the model.
+    texts = f" ({emb['texts_embedded']} texts)" if "texts_embedded" in emb else ""
     lines = [
         f"embeddings: {emb['model']}  cache hits {emb['cache_hits']}  misses {emb['cache_misses']}"
-        f"  vectors: {status['vector_store']}"
+        f"{texts}  vectors: {status['vector_store']}"
     ]
     device = emb.get("device")  # absent from older daemons
     if device and device.get("used"):
