@@ -175,8 +175,18 @@ class _Def:
     module: tuple[str, ...]  # the module its body's names resolve in
     self_path: tuple[str, ...] | None  # what `Self` means inside it
     generics: frozenset[str] = frozenset()  # its own type parameters
-    #: Local names of a fn whose type is written (`x: &Foo`, `let v = Vec::new()`).
-    bindings: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: A fn's node and source: its parameters' types are read when a reference inside
+    #: it first needs them (an edit reads the references of the items it changed only).
+    fn: tuple[tree_sitter.Node, bytes] | None = None
+    _bindings: dict[str, tuple[str, ...]] | None = None
+
+    def bindings(self) -> dict[str, tuple[str, ...]]:
+        """Local names of a fn whose type is written (`x: &Foo`, `let v = Vec::new()`)."""
+        if self._bindings is None:
+            self._bindings = {}
+            if self.fn is not None:
+                self._bindings.update(_param_bindings(*self.fn, self.generics))
+        return self._bindings
 
 
 @dataclass(slots=True)
@@ -371,10 +381,8 @@ def _add(
         for p in (params.named_children if params is not None else ())
         if (n := p.child_by_field_name("name") or p).type == "type_identifier"
     )
-    d = _Def(out, node.start_byte, node.end_byte, module, self_path, generics)
-    if kind in ("fn", "method"):
-        d.bindings.update(_param_bindings(node, walk.src, generics))
-    walk.defs.append(d)
+    fn = (node, walk.src) if kind in ("fn", "method") else None
+    walk.defs.append(_Def(out, node.start_byte, node.end_byte, module, self_path, generics, fn))
 
 
 def _param_bindings(
@@ -416,7 +424,7 @@ def _bind_let(node: tree_sitter.Node, src: bytes, inside: _Def) -> None:
         name = value.child_by_field_name("name")
         segs = path_segments(_text(name, src)) if name is not None else ()
     if pattern is not None and segs:
-        inside.bindings[_text(pattern, src)] = segs
+        inside.bindings()[_text(pattern, src)] = segs
 
 
 class _Enclosing:
@@ -578,7 +586,7 @@ def _receiver_call(
     if recv is None or fld is None:
         return
     name = _text(fld, src)
-    bound = inside.bindings.get(_text(recv, src)) if inside is not None else None
+    bound = inside.bindings().get(_text(recv, src)) if inside is not None else None
     targets: tuple[str, ...] = ()
     if bound and inside is not None:
         targets = candidates((*bound, name), scope, inside.module, inside.self_path)
