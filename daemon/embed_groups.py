@@ -1,11 +1,11 @@
 """Which chunks share one vector (issue 24.2): the embedding model costs per token, and
-half of them went to texts that a vector of their own does not help.
+a third of them went to texts that a vector of their own does not help.
 
 * **Later parts** of an item cut to fit the model's window share the vector of the
   item's first part (its doc comment, signature and first lines: what a question in
   words matches). They keep their own Tantivy docs, so a word deep in a long body is
-  still found; measured on four crates, later parts were 32% of chunks and 45% of the
-  tokens embedded.
+  still found. On five crates later parts were 32% of the chunks; with the grouped
+  fragments they were 31% of the tokens the model ran (docs/PERFORMANCE.md).
 * **Small fragments** (a `const`, a type alias, a marker `impl`, a `use` run: see
   `GROUPED_KINDS`) are embedded together with their neighbours: runs of them are
   packed into groups that fit the window, and one left alone joins a whole neighbour
@@ -25,14 +25,15 @@ from daemon.chunker import Chunk
 from daemon.config import EmbeddingConfig
 from daemon.state import ChunkRow
 from daemon.tokenize import index_terms
+from ipc.kinds import FRAGMENT_KINDS
 
-#: Kinds whose small chunk is a fragment (an `impl … {` header with its associated
-#: types, a `const`, a type alias, loose `use` lines) and shares its neighbours' vector.
-#: A short fn, method or type is a whole answer and keeps its own: grouping those too
-#: cut the doc-comment queries' hybrid MRR@10 on the test crates from 0.315 to 0.289
+#: Kinds whose small chunk shares its neighbours' vector: the fragment kinds, less
+#: `trait`, whose chunk is the trait's own declaration (what a question about it asks
+#: for). A short fn, method or type is a whole answer and keeps its own: grouping those
+#: too cut the doc-comment queries' hybrid MRR@10 on the test crates from 0.315 to 0.289
 #: (they are what those queries ask for) while it took hand-written questions from
 #: 0.413 to 0.439 and the share of 3-line results from 0.16 to 0.10 (docs/PERFORMANCE.md).
-GROUPED_KINDS = frozenset({"impl", "const", "static", "type", "code", "mod"})
+GROUPED_KINDS = FRAGMENT_KINDS - {"trait"}
 
 
 @dataclass(frozen=True, slots=True)

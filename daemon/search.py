@@ -31,7 +31,7 @@ from daemon.query import (
 from daemon.root import RootIndex
 from daemon.state import ChunkRow
 from daemon.tokenize import code_tokens, query_tokens, stems, whole_identifiers
-from ipc.kinds import CONTAINER_KINDS
+from ipc.kinds import CONTAINER_KINDS, FRAGMENT_KINDS
 from ipc.requests import SearchRequest
 
 SNIPPET_LINES = 6
@@ -449,10 +449,7 @@ def _resolve_hits(
     return hits[: request.limit]
 
 
-#: Kinds whose chunk of a few lines is a fragment: an `impl … {` header with its
-#: associated types, a `const`, a type alias, a stray line of loose code. A short fn or
-#: method is a whole answer (a delegation, an accessor) and is not one.
-FRAGMENT_KINDS = frozenset({"impl", "trait", "const", "static", "type", "code", "mod"})
+#: A chunk of a fragment kind (`ipc.kinds.FRAGMENT_KINDS`) this short is a fragment.
 FRAGMENT_LINES = 3
 
 

@@ -41,3 +41,10 @@ KINDS: tuple[str, ...] = tuple(k.name for k in CHUNK_KINDS)
 #: tree-sitter node type -> kind, for items that become chunks.
 NODE_KINDS: dict[str, str] = {k.node: k.name for k in CHUNK_KINDS if k.node is not None}
 CONTAINER_KINDS: frozenset[str] = frozenset(k.name for k in CHUNK_KINDS if k.container)
+#: Kinds whose chunk of a few lines is a fragment, not an answer: an `impl … {` header
+#: with its associated types, a `const`, a type alias, a stray line of loose code. A
+#: short fn or method is a whole answer (a delegation, an accessor). Search weighs such
+#: hits down; the embedder shares one vector among neighbouring ones.
+FRAGMENT_KINDS: frozenset[str] = frozenset(
+    {"impl", "trait", "const", "static", "type", "code", "mod"}
+)

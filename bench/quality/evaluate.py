@@ -11,7 +11,7 @@ from typing import Any
 from bench.quality.corpus import DocQuery, Item
 from bench.quality.hand import Question
 from bench.quality.metrics import percentile
-from daemon.search import FRAGMENT_KINDS
+from ipc.kinds import FRAGMENT_KINDS
 
 MODES = ("bm25", "vector", "hybrid")
 K = 10
@@ -37,7 +37,7 @@ class Result:
 
     def fragment_of_kind(self) -> bool:
         """A fragment that is no fn, method or type: an `impl` header, a `const`, a type
-        alias, loose lines (`daemon.search.FRAGMENT_KINDS`): what issue 24 names."""
+        alias, loose lines (`ipc.kinds.FRAGMENT_KINDS`): what issue 24 names."""
         return self.fragment() and self.kind in FRAGMENT_KINDS
 
 

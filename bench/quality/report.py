@@ -142,7 +142,7 @@ def fragments(res: dict[str, Any]) -> list[str]:
     of those that are also no fn, method or type (issue 24's fragments)."""
     lines = [
         "Each cell: any result of ≤ 3 lines / one that is also of a fragment kind (an `impl`"
-        " run, a `const`, a type alias, loose lines: `daemon.search.FRAGMENT_KINDS`).",
+        " run, a `const`, a type alias, loose lines: `ipc.kinds.FRAGMENT_KINDS`).",
         "",
         "| corpus | rcmd bm25 | rcmd vector | rcmd hybrid | naive hybrid |",
         "|---|---|---|---|---|",
