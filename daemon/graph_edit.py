@@ -17,112 +17,192 @@ from __future__ import annotations
 
 import bisect
 import itertools
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple, TypeVar
 
 import tree_sitter
 
 from daemon.resolve import Scope
 from daemon.symbols import (
+    Definition,
     FileGraph,
+    ImplRelation,
     Import,
     Reference,
     Walk,
     extract_prepared,
     finish,
+    impl_relations,
+    module_prefix,
+    new_scope,
     prepare,
     unit_refs,
+    walk_units,
 )
 
 #: Top-level nodes whose change may change the scope: always read with the whole file.
 _SCOPED = frozenset({"use_declaration", "mod_item", "macro_definition", "ERROR"})
 
 
+class _Unit(NamedTuple):
+    """What one top-level node holds, with rows counted from its first row."""
+
+    refs: tuple[Reference, ...]
+    imports: tuple[Import, ...]
+    defs: tuple[Definition, ...]
+    impls: tuple[ImplRelation, ...]
+
+
 @dataclass(slots=True)
 class GraphMemo:
-    """What the last extraction of one file found, per top-level node: its references
-    and imports with rows counted from the node's first row."""
+    """What the last extraction of one file found, per top-level node (by its bytes)."""
 
     rel_path: str = ""
     locals: frozenset[str] = frozenset()
     #: The file's imports (module, alias, target), in order: a `use` deleted with its
     #: item changes the scope as much as one added.
     imports: tuple[tuple[str, str, str], ...] = ()
-    units: dict[bytes, tuple[tuple[Reference, ...], tuple[Import, ...]]] = field(
-        default_factory=dict
-    )
+    units: dict[bytes, _Unit] = field(default_factory=dict)
 
 
 def extract(rel_path: str, source: bytes, tree: tree_sitter.Tree, memo: GraphMemo) -> FileGraph:
     """The graph of `source` (normalized, parsed as `tree`), reusing what `memo` knows
     of its unchanged items; `memo` then describes this version."""
     units = _units(tree.root_node)
-    walk, scope = prepare(rel_path, source, tree)
-    known = frozenset(scope.locals)
-    if units is None or memo.rel_path != rel_path or memo.locals != known:
+    if units is None or memo.rel_path != rel_path:
         # A file's first graph (a cold index) only starts the memo: only an edited file
         # is worth the memory and the time its items' references take to keep.
         first = memo.rel_path != rel_path
-        return _whole(rel_path, (walk, scope), units, memo, known, keep=not first)
-    plan = []
+        return _whole(rel_path, source, tree, units, memo, keep=not first)
+    plan: list[tuple[tree_sitter.Node, bytes, _Unit | None]] = []
     for node in units:
         key = source[node.start_byte : node.end_byte]
         held = memo.units.get(key)
         if held is None and node.type in _SCOPED:
-            return _whole(rel_path, (walk, scope), units, memo, known)
+            return _whole(rel_path, source, tree, units, memo)
         plan.append((node, key, held))
-    imports = [i._replace(line=i.line + n.start_point.row) for n, _, h in plan if h for i in h[1]]
+    walk = Walk(source, trees=[tree.root_node])
+    fresh = _walk_fresh(walk, plan, module_prefix(rel_path))
+    defs = [d.out for d in walk.defs]
+    for node, _key, held in plan:
+        if held is not None:
+            defs.extend(_moved_defs(held.defs, node.start_point.row))
+    scope = new_scope(rel_path, defs)
+    if frozenset(scope.locals) != memo.locals:
+        return _whole(rel_path, source, tree, units, memo)
+    imports = [
+        i._replace(line=i.line + node.start_point.row)
+        for node, _, held in plan
+        if held is not None
+        for i in held.imports
+    ]
     if tuple((i.module, i.alias, i.target) for i in imports) != memo.imports:
-        return _whole(rel_path, (walk, scope), units, memo, known)
+        return _whole(rel_path, source, tree, units, memo)
     for imp in imports:  # as `extract` adds them, in the file's order
         scope.add_import(tuple(imp.module.split("::")) if imp.module else (), imp.alias, imp.target)
+    kept = _read_fresh(walk, scope, plan, fresh)
+    if kept is None:  # a changed node holds a `use`: the scope and the walk are used
+        return _whole(rel_path, source, tree, units, memo)
     refs: list[Reference] = []
-    fresh: dict[bytes, tuple[tuple[Reference, ...], tuple[Import, ...]]] = {}
+    impls: list[ImplRelation] = []
+    for node, key, _ in plan:
+        row, unit = node.start_point.row, kept[key]
+        refs.extend(_moved(unit.refs, row))
+        impls.extend(_moved_impls(unit.impls, row))
+    memo.units = kept
+    return finish(scope, source, defs, refs, impls, imports)
+
+
+#: A fresh node's key and node, and the slices of `Walk.defs` and `Walk.impls` it added.
+_Fresh = tuple[bytes, tree_sitter.Node, slice, slice]
+
+
+def _walk_fresh(
+    walk: Walk, plan: list[tuple[tree_sitter.Node, bytes, _Unit | None]], prefix: tuple[str, ...]
+) -> list[_Fresh]:
+    """Walk the definitions of the nodes the memo does not know, one node at a time."""
+    fresh = []
     for node, key, held in plan:
-        row = node.start_point.row
         if held is None:
-            found = unit_refs(walk, scope, node)
-            if found is None:  # it holds a `use`; the scope and the walk are used: afresh
-                return _whole(rel_path, prepare(rel_path, source, tree), units, memo, known)
-            held = (tuple(_moved(found, -row)), ())
-        fresh[key] = held
-        refs.extend(_moved(held[0], row))
-    memo.units = fresh
-    return finish(walk, scope, refs, imports)
+            d0, i0 = len(walk.defs), len(walk.impls)
+            walk_units(walk, [node], prefix)
+            fresh.append((key, node, slice(d0, len(walk.defs)), slice(i0, len(walk.impls))))
+    return fresh
+
+
+def _read_fresh(
+    walk: Walk,
+    scope: Scope,
+    plan: list[tuple[tree_sitter.Node, bytes, _Unit | None]],
+    fresh: list[_Fresh],
+) -> dict[bytes, _Unit] | None:
+    """Every node's unit: the memo's, or read now for the fresh ones (rows made
+    relative); None when a fresh node holds a `use`."""
+    kept = {key: held for _, key, held in plan if held is not None}
+    for key, node, defs, impls in fresh:
+        if key in kept:  # the same bytes twice: the same unit
+            continue
+        found = unit_refs(walk, scope, node)
+        if found is None:
+            return None
+        row = -node.start_point.row
+        kept[key] = _Unit(
+            tuple(_moved(found, row)),
+            (),
+            tuple(_moved_defs([d.out for d in walk.defs[defs]], row)),
+            tuple(_moved_impls(impl_relations(walk, walk.impls[impls], scope), row)),
+        )
+    return kept
+
+
+def source_key(src: bytes, node: tree_sitter.Node) -> bytes:
+    return src[node.start_byte : node.end_byte]
 
 
 def _whole(
     rel_path: str,
-    prepared: tuple[Walk, Scope],
+    source: bytes,
+    tree: tree_sitter.Tree,
     units: list[tree_sitter.Node] | None,
     memo: GraphMemo,
-    known: frozenset[str],
     keep: bool = True,
 ) -> FileGraph:
-    """The whole file read again from its walked definitions (`prepared`, untouched by
-    any item read), and the memo rebuilt from it (unless not `keep`): each node's
-    references and imports are those on its rows."""
-    walk = prepared[0]
-    source = walk.src
-    graph = extract_prepared(*prepared)
+    """The whole file read again, and the memo rebuilt from it (unless not `keep`):
+    each node's references, imports, definitions and impls are those on its rows."""
+    walk, scope = prepare(rel_path, source, tree)
+    known = frozenset(scope.locals)
+    graph = extract_prepared(walk, scope)
     memo.rel_path, memo.locals, memo.units = (rel_path if units else ""), known, {}
     memo.imports = tuple((i.module, i.alias, i.target) for i in graph.imports)
     if not keep:
         return graph
-    ref_lines = [r.line for r in graph.refs]  # sorted by `finish`
     firsts = [n.start_point.row + 1 for n in units or ()]
-    imports: dict[int, list[Import]] = {}  # by unit, each in the file's order
-    for imp in graph.imports:
-        imports.setdefault(bisect.bisect_right(firsts, imp.line) - 1, []).append(imp)
+    own = len(graph.defs) - len(walk.defs)  # the file's own `mod` row
+    refs = _by_unit(firsts, graph.refs)
+    imports = _by_unit(firsts, graph.imports)
+    defs = _by_unit(firsts, graph.defs[own:])
+    impls = _by_unit(firsts, graph.impls)
     for k, node in enumerate(units or ()):
-        first, last = firsts[k], _last_row(node) + 1
-        a, b = bisect.bisect_left(ref_lines, first), bisect.bisect_right(ref_lines, last)
-        refs = graph.refs[a:b]
-        row = node.start_point.row
-        memo.units[source[node.start_byte : node.end_byte]] = (
-            tuple(_moved(refs, -row)),
-            tuple(i._replace(line=i.line - row) for i in imports.get(k, ())),
+        row = -node.start_point.row
+        memo.units[source_key(source, node)] = _Unit(
+            tuple(_moved(refs.get(k, ()), row)),
+            tuple(i._replace(line=i.line + row) for i in imports.get(k, ())),
+            tuple(_moved_defs(defs.get(k, ()), row)),
+            tuple(_moved_impls(impls.get(k, ()), row)),
         )
     return graph
+
+
+_Lined = TypeVar("_Lined", Reference, Import, Definition, ImplRelation)
+
+
+def _by_unit(firsts: list[int], items: Iterable[_Lined]) -> dict[int, list[_Lined]]:
+    """`items` by the unit holding their line (units start at rows `firsts`), in order."""
+    out: dict[int, list[_Lined]] = {}
+    for item in items:
+        out.setdefault(bisect.bisect_right(firsts, item.line) - 1, []).append(item)
+    return out
 
 
 def _units(root: tree_sitter.Node) -> list[tree_sitter.Node] | None:
@@ -140,6 +220,14 @@ def _last_row(node: tree_sitter.Node) -> int:
     return end.row - 1 if end.column == 0 and end.row > node.start_point.row else end.row
 
 
-def _moved(refs: tuple[Reference, ...] | list[Reference], rows: int) -> list[Reference]:
+def _moved_defs(defs: Iterable[Definition], rows: int) -> list[Definition]:
+    return [Definition(s, n, k, line + rows, end + rows) for s, n, k, line, end in defs]
+
+
+def _moved_impls(impls: Iterable[ImplRelation], rows: int) -> list[ImplRelation]:
+    return [i._replace(line=i.line + rows) for i in impls]
+
+
+def _moved(refs: Iterable[Reference], rows: int) -> list[Reference]:
     """`refs` `rows` lower (built directly: `_replace` took 17 ms a save of a 1 MB file)."""
     return [Reference(n, w, k, line + rows, e, t) for n, w, k, line, e, t in refs]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import gc
 import os
 import resource
 import signal
@@ -36,6 +37,12 @@ STATUS_EVERY_S = 2.0
 #: and 1-16 over 1 s in each of 4 runs, for a lexical pass ~7% slower when nobody
 #: searches (docs/RELIABILITY.md, Load).
 GIL_SWITCH_INTERVAL_S = 0.001
+#: The cyclic GC's thresholds (CPython's default is 700, 10, 10). A save of a 1 MB file
+#: allocates ~200k short-lived objects (graph references, chunk lists): at 700 the
+#: collector ran ~70 times a save and every other save paid a full collection, ~25 ms
+#: of a ~100 ms save (in process, 20 saves, docs/PERFORMANCE.md). Reference counting
+#: frees nearly all of them anyway; cycles wait a little longer.
+GC_THRESHOLDS = (10_000, 10, 10)
 
 
 def _check_runtime_dir(path: Path) -> None:
@@ -168,6 +175,7 @@ def run(foreground: bool = True) -> int:
     configure(config.paths.log_file, config.log.level, foreground, config.log.max_bytes)
     log = structlog.get_logger("rcmd.daemon")
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+    gc.set_threshold(*GC_THRESHOLDS)
     try:
         asyncio.run(_serve(config))
     except RcmdError as exc:

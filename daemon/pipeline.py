@@ -387,7 +387,8 @@ def _prepare_file(
     t = time.perf_counter()
     old = None if force else _indexed_chunks(root, rel, collab)
     try:
-        chunks = assign_ids(root.id, rel, _chunks_of(root.id, rel, data, digest, collab, report))
+        cut, typed = _chunks_of(root.id, rel, data, digest, collab, report)
+        chunks = assign_ids(root.id, rel, cut)
     except TooComplex as exc:
         _skip(root, rel, pending, report, "too_complex", str(exc))
         return None
@@ -399,7 +400,7 @@ def _prepare_file(
     diff = None if old is None else diff_chunks(old, chunks, _shared(old, root.policy), shared)
     report.time("chunk", time.perf_counter() - t)
     with report.timed("graph"):
-        _stage_graph(root, rel, digest, data, collab, pending)
+        _stage_graph(root, rel, (digest, data), collab, pending, cache_it=not typed)
     if diff is None:
         report.points_dropped += root.ledger.chunks_of([rel])
     else:
@@ -419,12 +420,20 @@ def _shared(chunks: list[IdChunk], policy: EmbedPolicy) -> dict[str, str]:
 
 
 def _stage_graph(
-    root: RootIndex, rel: str, digest: bytes, data: bytes, collab: Collaborators, pending: _Pending
+    root: RootIndex,
+    rel: str,
+    content: tuple[bytes, bytes],
+    collab: Collaborators,
+    pending: _Pending,
+    *,
+    cache_it: bool,
 ) -> None:
     """Stage the file's symbol graph (from the cache when its content is known, else
     from the batch's worker, or here: from the tree the parse cache holds, reading again
-    only the items an edit changed) for the commit that records its chunks. A file the
-    graph extractor cannot read keeps its chunks and simply has no graph rows."""
+    only the items an edit changed) for the commit that records its chunks; kept in the
+    chunk cache when `cache_it` (not for a version being typed, as its chunks are not).
+    A file the graph extractor cannot read keeps its chunks and has no graph rows."""
+    digest, data = content
     cache, parses = collab.chunk_cache, collab.parse_cache
     graph = cache.get_graph(rel, digest) if cache is not None else None
     if graph is None and pending.pool is not None:
@@ -440,7 +449,7 @@ def _stage_graph(
             return
         if graph is None:
             graph = graph_of(rel, data)
-        if cache is not None:
+        if cache is not None and cache_it:
             cache.put_graph(rel, digest, graph)
     root.ledger.stage_graph(rel, digest, graph)
 
@@ -489,16 +498,17 @@ def _indexed_chunks(
 
 def _chunks_of(
     root_id: str, rel: str, data: bytes, digest: bytes, collab: Collaborators, report: BatchReport
-) -> list[Chunk]:
+) -> tuple[list[Chunk], bool]:
     """The file's chunks: from the parse or chunk cache when this content was chunked
-    before, else from the file's previous tree when the parse cache holds it."""
+    before, else from the file's previous tree when the parse cache holds it; and
+    whether they were cut incrementally (a version being typed: not cached)."""
     cache, parses = collab.chunk_cache, collab.parse_cache
     cached = parses.chunks_for((root_id, rel), digest) if parses is not None else None
     if cached is None and cache is not None:
         cached = cache.get(rel, digest)
     if cached is not None:
         report.chunk_cache_hits += 1
-        return cached
+        return cached, False
     if parses is None:
         chunks = chunk_source(rel, data)
         report.files_parsed += 1
@@ -509,11 +519,11 @@ def _chunks_of(
         if parsed.incremental:
             # A version being typed is rarely seen again: the parse cache holds it.
             report.files_reparsed += 1
-            return chunks
+            return chunks, True
         report.files_parsed += 1
     if cache is not None:
         cache.put(rel, digest, chunks)
-    return chunks
+    return chunks, False
 
 
 def _skip(

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import apsw
 
+from daemon.graph_rows import GRAPH_TABLES, GraphRows
 from daemon.sqlite import connect, state_errors
 from ipc.errors import StateError
 
@@ -59,13 +60,15 @@ CREATE TABLE IF NOT EXISTS sym_files(id INTEGER PRIMARY KEY, path TEXT UNIQUE NO
 CREATE TABLE IF NOT EXISTS sym_defs(
     file INTEGER NOT NULL, symbol TEXT NOT NULL, name TEXT NOT NULL, kind TEXT NOT NULL,
     line INTEGER NOT NULL, end_line INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS sym_defs_file ON sym_defs(file);
+DROP INDEX IF EXISTS sym_defs_file;
+CREATE INDEX IF NOT EXISTS sym_defs_file_symbol ON sym_defs(file, symbol);
 CREATE INDEX IF NOT EXISTS sym_defs_name ON sym_defs(name);
 CREATE INDEX IF NOT EXISTS sym_defs_symbol ON sym_defs(symbol);
 CREATE TABLE IF NOT EXISTS sym_refs(
     file INTEGER NOT NULL, name TEXT NOT NULL, written TEXT NOT NULL, kind TEXT NOT NULL,
     enclosing TEXT NOT NULL, targets TEXT NOT NULL, lines TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS sym_refs_file ON sym_refs(file);
+DROP INDEX IF EXISTS sym_refs_file;
+CREATE INDEX IF NOT EXISTS sym_refs_file_name ON sym_refs(file, name);
 CREATE INDEX IF NOT EXISTS sym_refs_name ON sym_refs(name);
 CREATE TABLE IF NOT EXISTS sym_impls(
     file INTEGER NOT NULL, trait_name TEXT NOT NULL, trait TEXT NOT NULL,
@@ -80,10 +83,6 @@ CREATE TABLE IF NOT EXISTS sym_imports(
 CREATE INDEX IF NOT EXISTS sym_imports_file ON sym_imports(file);
 CREATE INDEX IF NOT EXISTS sym_imports_alias ON sym_imports(module, alias);
 """
-
-#: The symbol graph's tables, each with a `file` column (`sym_files.id`: a file's rows go
-#: together, and a path is stored once, not on each of its ~130 rows).
-GRAPH_TABLES = ("sym_defs", "sym_refs", "sym_impls", "sym_imports")
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +142,7 @@ class StateDB:
         self._local = threading.local()
         self._readers: list[apsw.Connection] = []
         self._db = connect(path)
+        self._graph_rows = GraphRows()
         with state_errors(path), self._db:
             self._db.execute(_SCHEMA)
             row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
@@ -277,50 +277,68 @@ class StateDB:
         is the tree's root hash over the records as they are after this commit; `graphs`
         the files' symbol graphs. A file with a patch keeps the chunk rows that `chunks`
         does not replace."""
-        now = time.time()
         file_list, deleted_list = list(files), list(deleted)
-        with state_errors(self.path), self._lock, self._db:
-            touched = [f.path for f in file_list] + deleted_list
-            _drop_chunks(self._db, touched, list(patches))
-            _replace_graphs(self._db, touched, graphs or {})
-            self._db.executemany(
-                "INSERT OR REPLACE INTO pending_vectors VALUES(?,?,?,?)",
-                ((v.id, v.path, v.kind, v.embed_text) for v in pending),
-            )
-            self._db.executemany("DELETE FROM files WHERE path=?", ((p,) for p in deleted_list))
-            self._db.executemany(
-                "INSERT OR REPLACE INTO files VALUES(?,?,?,?,?,?,?)",
-                ((f.path, f.size, f.mtime_ns, f.inode, f.hash, f.chunks, now) for f in file_list),
-            )
-            self._db.executemany(
-                "INSERT OR REPLACE INTO chunks VALUES(?,?,?,?,?,?,?,?)",
+        touched = [f.path for f in file_list] + deleted_list
+        with self._lock:
+            try:
+                with state_errors(self.path), self._db:
+                    _drop_chunks(self._db, touched, list(patches))
+                    written = self._graph_rows.write(self._db, touched, graphs or {})
+                    self._write_records(file_list, chunks, deleted_list, skipped, pending)
+                    if merkle_root is not None:
+                        self.set_meta("merkle_root", merkle_root)
+            except BaseException:
+                self._graph_rows.forget()
+                raise
+            self._graph_rows.remember(written)
+
+    def _write_records(
+        self,
+        file_list: list[FileRecord],
+        chunks: Iterable[ChunkRow],
+        deleted_list: list[str],
+        skipped: dict[str, tuple[str, str]],
+        pending: Iterable[PendingVector],
+    ) -> None:
+        """The rows of `record` other than the graph's (in its transaction)."""
+        now = time.time()
+        touched = [f.path for f in file_list] + deleted_list
+        self._db.executemany(
+            "INSERT OR REPLACE INTO pending_vectors VALUES(?,?,?,?)",
+            ((v.id, v.path, v.kind, v.embed_text) for v in pending),
+        )
+        self._db.executemany("DELETE FROM files WHERE path=?", ((p,) for p in deleted_list))
+        self._db.executemany(
+            "INSERT OR REPLACE INTO files VALUES(?,?,?,?,?,?,?)",
+            ((f.path, f.size, f.mtime_ns, f.inode, f.hash, f.chunks, now) for f in file_list),
+        )
+        self._db.executemany(
+            "INSERT OR REPLACE INTO chunks VALUES(?,?,?,?,?,?,?,?)",
+            (
                 (
-                    (
-                        c.id,
-                        c.path,
-                        c.start_line,
-                        c.end_line,
-                        c.symbol,
-                        c.kind,
-                        c.signature,
-                        c.text,
-                    )
-                    for c in chunks
-                ),
-            )
-            for path, (reason, detail) in skipped.items():
-                if reason:
-                    self._db.execute(
-                        "INSERT OR REPLACE INTO skipped VALUES(?,?,?)", (path, reason, detail)
-                    )
-                else:
-                    self._db.execute("DELETE FROM skipped WHERE path=?", (path,))
-            self._db.executemany(
-                "DELETE FROM inflight WHERE path=?", ((p,) for p in [*touched, *skipped])
-            )
-            self.set_meta("last_commit", repr(now))
-            if merkle_root is not None:
-                self.set_meta("merkle_root", merkle_root)
+                    c.id,
+                    c.path,
+                    c.start_line,
+                    c.end_line,
+                    c.symbol,
+                    c.kind,
+                    c.signature,
+                    c.text,
+                )
+                for c in chunks
+            ),
+        )
+        for path, (reason, detail) in skipped.items():
+            if reason:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO skipped VALUES(?,?,?)", (path, reason, detail)
+                )
+            else:
+                self._db.execute("DELETE FROM skipped WHERE path=?", (path,))
+        self._db.executemany(
+            "DELETE FROM inflight WHERE path=?", ((p,) for p in [*touched, *skipped])
+        )
+        self.set_meta("last_commit", repr(now))
 
     def graph_paths(self) -> set[str]:
         """Every path that has symbol graph rows (verify: each must have a record)."""
@@ -365,6 +383,7 @@ class StateDB:
     def clear(self) -> None:
         """Forget everything recorded."""
         with self._lock, self._db:
+            self._graph_rows.forget()
             tables = ("files", "chunks", "skipped", "inflight", "pending_vectors", "sym_files")
             for table in (*tables, *GRAPH_TABLES):
                 self._db.execute(f"DELETE FROM {table}")
@@ -383,56 +402,3 @@ def _drop_chunks(db: apsw.Connection, touched: list[str], patches: list[ChunkPat
             "DELETE FROM pending_vectors WHERE id=?",
             ((i,) for i in (*patch.dropped, *patch.revectored)),
         )
-
-
-def _replace_graphs(
-    db: apsw.Connection, touched: list[str], graphs: Mapping[str, FileGraph]
-) -> None:
-    """Drop the graph rows of `touched` paths and write the new ones (in the caller's
-    transaction)."""
-    ids = [
-        (r[0],) for p in touched for r in db.execute("SELECT id FROM sym_files WHERE path=?", (p,))
-    ]
-    for table in (*GRAPH_TABLES, "sym_files"):
-        column = "id" if table == "sym_files" else "file"
-        db.executemany(f"DELETE FROM {table} WHERE {column}=?", ids)
-    for path, g in graphs.items():
-        db.execute("INSERT INTO sym_files(path) VALUES(?)", (path,))
-        file = db.last_insert_rowid()
-        db.executemany(
-            "INSERT INTO sym_defs VALUES(?,?,?,?,?,?)",
-            ((file, d.symbol, d.name, d.kind, d.line, d.end_line) for d in g.defs),
-        )
-        db.executemany("INSERT INTO sym_refs VALUES(?,?,?,?,?,?,?)", _ref_rows(file, g))
-        db.executemany(
-            "INSERT INTO sym_impls VALUES(?,?,?,?,?,?,?,?,?)",
-            (
-                (
-                    file,
-                    i.trait.rsplit("::", 1)[-1],
-                    i.trait,
-                    "\n".join(i.trait_targets),
-                    i.self_type.rsplit("::", 1)[-1],
-                    i.self_type,
-                    "\n".join(i.type_targets),
-                    i.line,
-                    i.symbol,
-                )
-                for i in g.impls
-            ),
-        )
-        db.executemany(
-            "INSERT INTO sym_imports VALUES(?,?,?,?,?)",
-            ((file, m.module, m.alias, m.target, m.line) for m in g.imports),
-        )
-
-
-def _ref_rows(file: int, graph: FileGraph) -> Iterator[tuple[int | str, ...]]:
-    """One row per distinct reference of a file, with every line it is written on (a
-    third of a file's references repeat one already made from the same item)."""
-    lines: dict[tuple[str, str, str, str, str], list[str]] = {}
-    for r in graph.refs:
-        key = (r.name, r.written, r.kind, r.enclosing, "\n".join(r.targets))
-        lines.setdefault(key, []).append(str(r.line))
-    for key, at in lines.items():
-        yield (file, *key, " ".join(at))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -223,16 +223,24 @@ def extract(
 
 def prepare(rel_path: str, source: bytes, tree: tree_sitter.Tree) -> tuple[Walk, Scope]:
     """A file's definitions, and its scope before its imports are read."""
-    mod_path = module_path(rel_path)
-    prefix = tuple(mod_path.split("::")) if mod_path else ()
     root = tree.root_node
     walk = Walk(source, trees=[root])
-    _walk_items(walk, root, prefix)
-    scope = Scope(prefix, crate_prefix(rel_path))
-    for d in walk.defs:
-        if d.out.kind not in ("method", "variant", "impl"):
-            scope.add_local(d.out.symbol)
-    return walk, scope
+    walk_units(walk, root.children, module_prefix(rel_path))
+    return walk, new_scope(rel_path, [d.out for d in walk.defs])
+
+
+def module_prefix(rel_path: str) -> tuple[str, ...]:
+    mod_path = module_path(rel_path)
+    return tuple(mod_path.split("::")) if mod_path else ()
+
+
+def new_scope(rel_path: str, defs: list[Definition]) -> Scope:
+    """The file's scope before its imports are read: its module and its own items."""
+    scope = Scope(module_prefix(rel_path), crate_prefix(rel_path))
+    for d in defs:
+        if d.kind not in ("method", "variant", "impl"):
+            scope.add_local(d.symbol)
+    return scope
 
 
 def extract_prepared(walk: Walk, scope: Scope) -> FileGraph:
@@ -240,23 +248,29 @@ def extract_prepared(walk: Walk, scope: Scope) -> FileGraph:
     the file's imports)."""
     hits = _captures(walk)
     imports = _imports(walk, scope, hits)
-    return finish(walk, scope, [*_references(walk, scope, hits), *_use_refs(imports)], imports)
+    refs = [*_references(walk, scope, hits), *_use_refs(imports)]
+    defs = [d.out for d in walk.defs]
+    return finish(scope, walk.src, defs, refs, impl_relations(walk, walk.impls, scope), imports)
 
 
-def finish(walk: Walk, scope: Scope, refs: list[Reference], imports: list[Import]) -> FileGraph:
-    """The file's graph from its references and imports (the file is its module's body:
-    a `mod` row of its own, under its `mod x;` line)."""
+def finish(
+    scope: Scope,
+    src: bytes,
+    defs: list[Definition],
+    refs: list[Reference],
+    impls: list[ImplRelation],
+    imports: list[Import],
+) -> FileGraph:
+    """The file's graph, each list in the file's order whatever order it was found in
+    (an edit reads only its changed items); the file is its module's body: a `mod` row
+    of its own, under its `mod x;` line."""
     refs.sort(key=lambda r: r.line)
+    defs.sort(key=lambda d: (d.line, -d.end_line, d))
+    impls.sort(key=lambda i: (i.line, i))
     mod_path = "::".join(scope.module)
-    rows = walk.src.count(b"\n") + 1
+    rows = src.count(b"\n") + 1
     own = (Definition(mod_path, scope.module[-1], "mod", 1, rows),) if scope.module else ()
-    return FileGraph(
-        mod_path,
-        own + tuple(d.out for d in walk.defs),
-        tuple(refs),
-        tuple(_impl_relations(walk, scope)),
-        tuple(imports),
-    )
+    return FileGraph(mod_path, own + tuple(defs), tuple(refs), tuple(impls), tuple(imports))
 
 
 def unit_refs(walk: Walk, scope: Scope, node: tree_sitter.Node) -> list[Reference] | None:
@@ -290,27 +304,41 @@ def _text(node: tree_sitter.Node, src: bytes) -> str:
     return src[node.start_byte : node.end_byte].decode("utf-8", "replace")
 
 
-def _walk_items(walk: Walk, top: tree_sitter.Node, prefix: tuple[str, ...]) -> None:
-    """Record the definitions of the containers the chunker walks (file, mod, impl,
-    trait, macro_rules bodies, ERROR nodes), with an explicit stack."""
-    stack: list[tuple[tree_sitter.Node, tuple[str, ...], str, tuple[str, ...] | None]] = [
-        (top, prefix, "", None)
-    ]
+#: Where a container's members stand: their module, their owner type or trait (its
+#: name), and what `Self` means there.
+_Where = tuple[tuple[str, ...], str, tuple[str, ...] | None]
+
+
+def walk_units(walk: Walk, nodes: Iterable[tree_sitter.Node], prefix: tuple[str, ...]) -> None:
+    """Record the definitions of `nodes` (top-level items) and of the containers the
+    chunker walks inside them (mod, impl, trait, macro_rules bodies, ERROR nodes)."""
+    stack: list[tuple[tree_sitter.Node, _Where]] = []
+    _walk_level(walk, nodes, (prefix, "", None), stack)
     while stack:
-        node, pre, owner, self_path = stack.pop()
-        for child in node.children:
-            if child.type == "ERROR":
-                stack.append((child, pre, owner, self_path))
-            elif owner and child.type in _MEMBER_KINDS:
-                symbol = (*pre, owner, _name(child, walk.src))
-                _add(walk, child, symbol, _MEMBER_KINDS[child.type], pre, self_path)
-            elif child.type in NODE_KINDS:
-                stack.extend(_item(walk, child, pre))
+        node, where = stack.pop()
+        _walk_level(walk, node.children, where, stack)
+
+
+def _walk_level(
+    walk: Walk,
+    nodes: Iterable[tree_sitter.Node],
+    where: _Where,
+    stack: list[tuple[tree_sitter.Node, _Where]],
+) -> None:
+    pre, owner, self_path = where
+    for child in nodes:
+        if child.type == "ERROR":
+            stack.append((child, where))
+        elif owner and child.type in _MEMBER_KINDS:
+            symbol = (*pre, owner, _name(child, walk.src))
+            _add(walk, child, symbol, _MEMBER_KINDS[child.type], pre, self_path)
+        elif child.type in NODE_KINDS:
+            stack.extend(_item(walk, child, pre))
 
 
 def _item(
     walk: Walk, node: tree_sitter.Node, pre: tuple[str, ...]
-) -> Iterator[tuple[tree_sitter.Node, tuple[str, ...], str, tuple[str, ...] | None]]:
+) -> Iterator[tuple[tree_sitter.Node, _Where]]:
     """Record one item; yield the bodies whose members are definitions of their own."""
     kind = NODE_KINDS[node.type]
     src = walk.src
@@ -326,18 +354,18 @@ def _item(
     if kind == "mod":
         _add(walk, node, symbol, kind, symbol, None)
         if body is not None:
-            yield body, symbol, "", None
+            yield body, (symbol, "", None)
         return
     if kind == "impl":
         _add(walk, node, symbol, kind, pre, symbol)
         walk.impls.append((node, pre, symbol))
         if body is not None:
-            yield body, pre, name, symbol
+            yield body, (pre, name, symbol)
         return
     if kind == "trait":
         _add(walk, node, symbol, kind, pre, symbol)
         if body is not None:
-            yield body, pre, name, symbol
+            yield body, (pre, name, symbol)
         return
     _add(walk, node, symbol, kind, pre, None)
     if kind == "enum" and body is not None:
@@ -348,7 +376,7 @@ def _item(
         inner = _macro_items(node, src)
         if inner is not None:
             walk.trees.append(inner)
-            yield inner, symbol, "", None
+            yield inner, (symbol, "", None)
 
 
 def _name(node: tree_sitter.Node, src: bytes) -> str:
@@ -619,9 +647,17 @@ def _token_tree_refs(
         yield from _path_refs("value", m.group(1).decode(), line, memo, inside, generics)
 
 
-def _impl_relations(walk: Walk, scope: Scope) -> Iterator[ImplRelation]:
-    src = walk.src
-    for node, module, symbol in walk.impls:
+def impl_relations(
+    walk: Walk, impls: list[tuple[tree_sitter.Node, tuple[str, ...], tuple[str, ...]]], scope: Scope
+) -> list[ImplRelation]:
+    """The `impl Trait for Type` relations of `impls` (some of `walk.impls`)."""
+    return list(_relations(walk.src, impls, scope))
+
+
+def _relations(
+    src: bytes, impls: list[tuple[tree_sitter.Node, tuple[str, ...], tuple[str, ...]]], scope: Scope
+) -> Iterator[ImplRelation]:
+    for node, module, symbol in impls:
         trait = node.child_by_field_name("trait")
         type_node = node.child_by_field_name("type")
         if trait is None or type_node is None:

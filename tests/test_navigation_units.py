@@ -11,9 +11,9 @@ import pytest
 
 from daemon.graph import agrees, graph_of, name_segments, navigate
 from daemon.resolve import path_segments
-from daemon.state import GRAPH_TABLES, FileRecord, StateDB
+from daemon.state import GRAPH_TABLES, ChunkRow, FileRecord, StateDB
 from daemon.symbols import FileGraph, Reference, extract
-from ipc.errors import BadRequest
+from ipc.errors import BadRequest, StateError
 
 
 def refs_named(g: FileGraph, name: str) -> list[Reference]:
@@ -391,10 +391,10 @@ def _graph_tables(path: Path) -> dict[str, list[tuple[Any, ...]]]:
 
 
 def test_a_graph_written_over_an_older_one_equals_one_written_afresh(tmp_path: Path) -> None:
-    """A save rewrites only the rows that differ (`state._write_difference`): after a
-    series of edits (a call changed, lines inserted, a duplicate reference, a file's
-    graph dropped) the tables hold exactly what one fresh write of the last versions
-    holds."""
+    """A save rewrites only the rows that differ (`daemon.graph_rows`): after a series of
+    edits (a call changed, lines inserted, a duplicate reference, a file's graph
+    dropped, a commit that failed) the tables hold exactly what one fresh write of the
+    last versions holds."""
     versions = [
         {"src/codec.rs": CODEC, "src/app.rs": APP, "src/other.rs": OTHER},
         {"src/codec.rs": CODEC.replace(b"crc(", b"crc32("), "src/app.rs": b"\n\n" + APP},
@@ -405,6 +405,17 @@ def test_a_graph_written_over_an_older_one_equals_one_written_afresh(tmp_path: P
         recs = [FileRecord(p, len(b), 1, 1, b"h", 0) for p, b in files.items()]
         graphs = {p: graph_of(p, b) for p, b in files.items()}
         gone = ["src/codec.rs"] if files is versions[-1] else []
+        if files is versions[-1]:  # first a commit that fails: its rows must not count
+            broken = ChunkRow("x", "src/app.rs", 1, 1, "f", "fn", "", None)  # type: ignore[arg-type]
+            edited = {"src/app.rs": b"\n" + files["src/app.rs"]}
+            with pytest.raises(StateError):
+                kept.record(
+                    recs[:1],
+                    [broken],
+                    [],
+                    {},
+                    graphs={p: graph_of(p, b) for p, b in edited.items()},
+                )
         kept.record(recs, [], gone, {}, graphs=graphs)
     kept.close()
     fresh = StateDB(tmp_path / "fresh.db")
