@@ -24,8 +24,10 @@ class IndexConfig:
     max_file_bytes: int = 1 << 20
     #: Quiet time after the last file event before a batch starts. An editor's save
     #: (write a temporary file, rename it over) lands within a millisecond or two, so
-    #: 30 ms still makes it one batch (watchman settles for 20 ms); every save waits it.
-    debounce_ms: int = 30
+    #: 20 ms still makes it one batch (watchman settles for 20 ms too). Every save waits
+    #: one to two of it (watchfiles checks for events once per period, and yields after
+    #: a period with none), and an idle watcher wakes once per period.
+    debounce_ms: int = 20
     #: Longest a constant stream of events can delay a batch.
     max_wait_ms: int = 1000
     #: How often index writes are committed while a long batch runs.

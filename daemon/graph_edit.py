@@ -45,6 +45,15 @@ from daemon.symbols import (
 _SCOPED = frozenset({"use_declaration", "mod_item", "macro_definition", "ERROR"})
 
 
+class _Placed(NamedTuple):
+    """A node's records where it stands: its first row, references, definitions, impls."""
+
+    row: int
+    refs: list[Reference]
+    defs: list[Definition]
+    impls: list[ImplRelation]
+
+
 class _Unit(NamedTuple):
     """What one top-level node holds, with rows counted from its first row."""
 
@@ -64,6 +73,9 @@ class GraphMemo:
     #: item changes the scope as much as one added.
     imports: tuple[tuple[str, str, str], ...] = ()
     units: dict[bytes, _Unit] = field(default_factory=dict)
+    #: Each node's records at the row it stood on last time: a save that adds no line
+    #: above a node builds none of them again.
+    placed: dict[bytes, _Placed] = field(default_factory=dict)
 
 
 def extract(rel_path: str, source: bytes, tree: tree_sitter.Tree, memo: GraphMemo) -> FileGraph:
@@ -85,9 +97,10 @@ def extract(rel_path: str, source: bytes, tree: tree_sitter.Tree, memo: GraphMem
     walk = Walk(source, trees=[tree.root_node])
     fresh = _walk_fresh(walk, plan, module_prefix(rel_path))
     defs = [d.out for d in walk.defs]
-    for node, _key, held in plan:
+    placed: dict[bytes, _Placed] = {}
+    for node, key, held in plan:
         if held is not None:
-            defs.extend(_moved_defs(held.defs, node.start_point.row))
+            defs.extend(_place(memo, placed, key, held, node.start_point.row).defs)
     scope = new_scope(rel_path, defs)
     if frozenset(scope.locals) != memo.locals:
         return _whole(rel_path, source, tree, units, memo)
@@ -107,11 +120,27 @@ def extract(rel_path: str, source: bytes, tree: tree_sitter.Tree, memo: GraphMem
     refs: list[Reference] = []
     impls: list[ImplRelation] = []
     for node, key, _ in plan:
-        row, unit = node.start_point.row, kept[key]
-        refs.extend(_moved(unit.refs, row))
-        impls.extend(_moved_impls(unit.impls, row))
-    memo.units = kept
+        at = _place(memo, placed, key, kept[key], node.start_point.row)
+        refs.extend(at.refs)
+        impls.extend(at.impls)
+    memo.units, memo.placed = kept, placed
     return finish(scope, source, defs, refs, impls, imports)
+
+
+def _place(
+    memo: GraphMemo, placed: dict[bytes, _Placed], key: bytes, unit: _Unit, row: int
+) -> _Placed:
+    """`unit`'s records at `row`: as placed last time when it stood there, else moved
+    (and kept in `placed`, where the first node of these bytes decides the row)."""
+    for known in (placed.get(key), memo.placed.get(key)):
+        if known is not None and known.row == row:
+            placed.setdefault(key, known)
+            return known
+    at = _Placed(
+        row, _moved(unit.refs, row), _moved_defs(unit.defs, row), _moved_impls(unit.impls, row)
+    )
+    placed.setdefault(key, at)
+    return at
 
 
 #: A fresh node's key and node, and the slices of `Walk.defs` and `Walk.impls` it added.
@@ -173,7 +202,7 @@ def _whole(
     walk, scope = prepare(rel_path, source, tree)
     known = frozenset(scope.locals)
     graph = extract_prepared(walk, scope)
-    memo.rel_path, memo.locals, memo.units = (rel_path if units else ""), known, {}
+    memo.rel_path, memo.locals, memo.units, memo.placed = (rel_path if units else ""), known, {}, {}
     memo.imports = tuple((i.module, i.alias, i.target) for i in graph.imports)
     if not keep:
         return graph
@@ -184,12 +213,14 @@ def _whole(
     defs = _by_unit(firsts, graph.defs[own:])
     impls = _by_unit(firsts, graph.impls)
     for k, node in enumerate(units or ()):
-        row = -node.start_point.row
-        memo.units[source_key(source, node)] = _Unit(
-            tuple(_moved(refs.get(k, ()), row)),
-            tuple(i._replace(line=i.line + row) for i in imports.get(k, ())),
-            tuple(_moved_defs(defs.get(k, ()), row)),
-            tuple(_moved_impls(impls.get(k, ()), row)),
+        key, row = source_key(source, node), node.start_point.row
+        at = _Placed(row, refs.get(k, []), defs.get(k, []), impls.get(k, []))
+        memo.placed.setdefault(key, at)
+        memo.units[key] = _Unit(
+            tuple(_moved(at.refs, -row)),
+            tuple(i._replace(line=i.line - row) for i in imports.get(k, ())),
+            tuple(_moved_defs(at.defs, -row)),
+            tuple(_moved_impls(at.impls, -row)),
         )
     return graph
 
