@@ -45,6 +45,7 @@ from bench import navigation_truth as truth
 from bench.harness import pct
 from daemon.chunker import chunk_source
 from daemon.graph import graph_of, navigate
+from daemon.graph_rows import rows_of
 from daemon.state import FileRecord, StateDB
 
 RUST_SRC = Path("/usr/lib/rustlib/src/rust/library")
@@ -90,7 +91,7 @@ def build(corpus: Path, db: Path) -> tuple[StateDB, dict[str, str]]:
         rel = path.relative_to(corpus).as_posix()
         data = path.read_bytes()
         texts[rel] = data.decode("utf-8", "replace")
-        graphs[rel] = graph_of(rel, data)
+        graphs[rel] = rows_of(graph_of(rel, data))
     records = [FileRecord(p, 0, 0, 0, b"", 0) for p in graphs]
     state.record(records, [], [], {}, graphs=graphs)
     return state, texts

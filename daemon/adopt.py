@@ -19,13 +19,13 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
 from daemon.embed_cache import EmbedCache, Vector
 from daemon.graph import graph_layout, graph_of
+from daemon.graph_rows import TableRows, rows_of
 from daemon.ignore import IgnoreRules
 from daemon.lexical import LexicalDoc, LexicalIndex
 from daemon.merkle import MerkleDiff, MerkleTree, hash_bytes
@@ -48,9 +48,6 @@ from daemon.snapshot_format import (
 from daemon.state import ChunkRow, FileRecord, PendingVector, StateDB
 from daemon.vectors import EdgeStore, VectorPoint
 from ipc.errors import BadRequest
-
-if TYPE_CHECKING:
-    from daemon.symbols import FileGraph
 
 #: Points written to the new shard per update.
 UPSERT_BATCH = 1000
@@ -201,10 +198,10 @@ def catch_up_records(
     return records, diff
 
 
-def disk_graphs(root: Path, records: list[FileRecord]) -> dict[str, FileGraph]:
+def disk_graphs(root: Path, records: list[FileRecord]) -> dict[str, TableRows]:
     """The symbol graph of each recorded file whose bytes on disk still hash as
     recorded (a snapshot holds no graph: it is a function of the files, rebuilt here)."""
-    out: dict[str, FileGraph] = {}
+    out: dict[str, TableRows] = {}
     for rec in records:
         try:
             fd = os.open(root / rec.path, os.O_RDONLY | os.O_NOFOLLOW)
@@ -213,7 +210,7 @@ def disk_graphs(root: Path, records: list[FileRecord]) -> dict[str, FileGraph]:
         with os.fdopen(fd, "rb") as f:
             data = f.read()
         if hash_bytes(data) == rec.hash:
-            out[rec.path] = graph_of(rec.path, data)
+            out[rec.path] = rows_of(graph_of(rec.path, data))
     return out
 
 
@@ -223,7 +220,7 @@ def _write_state(
     records: list[FileRecord],
     ctx: InstallContext,
     report: SeedReport,
-    graphs: dict[str, FileGraph],
+    graphs: dict[str, TableRows],
 ) -> None:
     keep = {r.path for r in records}
     tree = MerkleTree({r.path: r.hash for r in records})

@@ -21,8 +21,9 @@ import blake3
 
 from daemon.chunker import CHUNK_POLICY_VERSION, Chunk
 from daemon.embed_cache import TOUCH_EVERY_S
+from daemon.graph_rows import TableRows, decode_rows, encode_rows
 from daemon.sqlite import connect, state_errors
-from daemon.symbols import GRAPH_VERSION, Definition, FileGraph, ImplRelation, Import, Reference
+from daemon.symbols import GRAPH_VERSION
 
 _FIELDS = ("start_line", "end_line", "symbol", "kind", "signature", "doc", "text", "context")
 
@@ -32,24 +33,9 @@ def chunk_key(path: str, digest: bytes) -> bytes:
 
 
 def graph_key(path: str, digest: bytes) -> bytes:
-    return blake3.blake3(f"graph {GRAPH_VERSION}\0{path}\0".encode() + digest).digest(16)
-
-
-def encode_graph(graph: FileGraph) -> bytes:
-    """A file's symbol graph as compact JSON: each record (a named tuple) as its fields."""
-    rows = [graph.module, graph.defs, graph.refs, graph.impls, graph.imports]
-    return zlib.compress(json.dumps(rows, separators=(",", ":")).encode(), 1)
-
-
-def decode_graph(blob: bytes) -> FileGraph:
-    module, defs, refs, impls, imports = json.loads(zlib.decompress(blob))
-    return FileGraph(
-        module,
-        tuple(Definition(*d) for d in defs),
-        tuple(Reference(r[0], r[1], r[2], r[3], r[4], tuple(r[5])) for r in refs),
-        tuple(ImplRelation(i[0], tuple(i[1]), i[2], tuple(i[3]), i[4], i[5]) for i in impls),
-        tuple(Import(*i) for i in imports),
-    )
+    """Kept as its rows (`daemon.graph_rows`) since "rows": a graph kept as records
+    before then is simply not found."""
+    return blake3.blake3(f"graph rows {GRAPH_VERSION}\0{path}\0".encode() + digest).digest(16)
 
 
 def _encode(chunks: list[Chunk]) -> bytes:
@@ -98,18 +84,18 @@ class ChunkCache:
     def put(self, path: str, digest: bytes, chunks: list[Chunk]) -> None:
         self._put(chunk_key(path, digest), _encode(chunks))
 
-    def get_graph(self, path: str, digest: bytes) -> FileGraph | None:
+    def get_graph(self, path: str, digest: bytes) -> TableRows | None:
         """The symbol graph of a file's content, kept beside its chunks (the graph is as
         pure a function of path and bytes as they are): a forced reindex then parses
         nothing for known contents."""
         blob = self._get(graph_key(path, digest))
-        return None if blob is None else decode_graph(blob)
+        return None if blob is None else decode_rows(blob)
 
-    def put_graph(self, path: str, digest: bytes, graph: FileGraph) -> None:
-        self.put_graph_blob(path, digest, encode_graph(graph))
+    def put_graph(self, path: str, digest: bytes, rows: TableRows) -> None:
+        self.put_graph_blob(path, digest, encode_rows(rows))
 
     def put_graph_blob(self, path: str, digest: bytes, blob: bytes) -> None:
-        """Keep a graph that is already encoded (`encode_graph`: a worker's)."""
+        """Keep a graph that is already encoded (`encode_rows`: a worker's)."""
         self._put(graph_key(path, digest), blob)
 
     def _get(self, key: bytes) -> bytes | None:

@@ -3,8 +3,8 @@
 The graph of a file costs about as much as its chunks, and the pipeline is one thread
 held by the GIL: on a cold index of ~1,000 files the graph added ~45% to the time until
 BM25 covered the tree. A worker process extracts it on another CPU while the pipeline
-chunks and writes, and hands back the graph as plain tuples (with its encoding for the
-chunk cache), so the main thread only rebuilds the records. The rows still land in the
+chunks and writes, and hands back the graph as its rows (with their encoding for the
+chunk cache), so the main thread only writes them. The rows still land in the
 commit that records the file's chunks: the pipeline collects a commit's graphs before
 it records them.
 
@@ -21,23 +21,16 @@ import os
 import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
-from typing import Any
 
 import structlog
 
-from daemon.chunk_cache import encode_graph
 from daemon.graph import graph_of
-from daemon.symbols import Definition, FileGraph, ImplRelation, Import, Reference
+from daemon.graph_rows import TableRows, encode_rows, rows_of
 
 log = structlog.get_logger("rcmd.graph_pool")
 
 #: How often a worker checks that the daemon that started it is still there.
 _PARENT_POLL_S = 0.5
-
-
-#: A graph as plain tuples: (module, defs, refs, impls, imports), each record its fields.
-Rows = list[tuple[Any, ...]]
-GraphRows = tuple[str, Rows, Rows, Rows, Rows]
 
 
 def exit_with_parent(parent: int) -> None:
@@ -52,30 +45,11 @@ def exit_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
-def extract(rel_path: str, data: bytes) -> tuple[GraphRows, bytes]:
-    """The worker's job: a file's graph as plain tuples (they unpickle in a fifth of the
-    time the records take), and encoded as the chunk cache keeps it."""
-    g = graph_of(rel_path, data)
-    rows: GraphRows = (
-        g.module,
-        [tuple(r) for r in g.defs],
-        [tuple(r) for r in g.refs],
-        [tuple(r) for r in g.impls],
-        [tuple(r) for r in g.imports],
-    )
-    return rows, encode_graph(g)
-
-
-def graph_from_rows(rows: GraphRows) -> FileGraph:
-    """The records of a worker's graph."""
-    module, defs, refs, impls, imports = rows
-    return FileGraph(
-        module,
-        tuple(map(Definition._make, defs)),
-        tuple(map(Reference._make, refs)),
-        tuple(map(ImplRelation._make, impls)),
-        tuple(map(Import._make, imports)),
-    )
+def extract(rel_path: str, data: bytes) -> tuple[TableRows, bytes]:
+    """The worker's job: a file's graph as its rows (they unpickle in a fifth of the
+    time the records take), and encoded as the chunk cache keeps them."""
+    rows = rows_of(graph_of(rel_path, data))
+    return rows, encode_rows(rows)
 
 
 class GraphPool:
@@ -89,7 +63,7 @@ class GraphPool:
     def running(self) -> bool:
         return self._executor is not None
 
-    def submit(self, rel_path: str, data: bytes) -> Future[tuple[GraphRows, bytes]] | None:
+    def submit(self, rel_path: str, data: bytes) -> Future[tuple[TableRows, bytes]] | None:
         """The future graph of one file; None when the worker cannot take it (the caller
         then extracts it itself)."""
         if self._failed:

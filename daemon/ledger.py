@@ -28,7 +28,7 @@ from daemon.merkle import MerkleDiff, MerkleTree
 from daemon.state import ChunkPatch, ChunkRow, FileRecord, PendingVector, StateDB
 
 if TYPE_CHECKING:
-    from daemon.symbols import FileGraph
+    from daemon.graph_rows import TableRows
 
 log = structlog.get_logger("rcmd.ledger")
 
@@ -44,7 +44,7 @@ class FileLedger:
         self._tree = MerkleTree({p: r.hash for p, r in self._records.items()})
         self._vectors_pending = state.pending_count()
         #: Symbol graphs of files read but not recorded yet, by path: (content hash, graph).
-        self._graphs: dict[str, tuple[bytes, FileGraph]] = {}
+        self._graphs: dict[str, tuple[bytes, TableRows]] = {}
         persisted = state.get_meta("merkle_root")
         #: The records' stat data as a tree, built on the first whole-root scan.
         self._stat_tree: MerkleTree | None = None
@@ -151,13 +151,13 @@ class FileLedger:
         self._distrust_stat = False
 
     # ---- writes ----
-    def stage_graph(self, path: str, digest: bytes, graph: FileGraph) -> None:
+    def stage_graph(self, path: str, digest: bytes, graph: TableRows) -> None:
         """Hold the symbol graph of `path` as read with hash `digest` until its record is
         committed: the graph is then written in the same transaction as its chunks."""
         self._graphs[path] = (digest, graph)
 
-    def _take_graphs(self, files: list[FileRecord], deleted: list[str]) -> dict[str, FileGraph]:
-        out: dict[str, FileGraph] = {}
+    def _take_graphs(self, files: list[FileRecord], deleted: list[str]) -> dict[str, TableRows]:
+        out: dict[str, TableRows] = {}
         for f in files:
             staged = self._graphs.pop(f.path, None)
             if staged is not None and staged[0] == f.hash:

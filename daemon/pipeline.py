@@ -32,7 +32,8 @@ from daemon.embed_cache import EmbedCache, Vector, cache_key
 from daemon.embed_groups import EmbedPolicy, shared_texts
 from daemon.embedder import TextEmbedder
 from daemon.graph import graph_of
-from daemon.graph_pool import GraphPool, GraphRows, graph_from_rows
+from daemon.graph_pool import GraphPool
+from daemon.graph_rows import TableRows, rows_of
 from daemon.ignore import IGNORE_FILES, is_indexable_name, printable_if_not_utf8, through_link
 from daemon.lexical import LexicalDoc
 from daemon.merkle import ancestors, hash_bytes
@@ -150,7 +151,7 @@ class _Pending:
     def __init__(self, pool: GraphPool | None = None) -> None:
         self.pool = pool
         #: Graphs the pool is extracting: (path, content hash, bytes, future rows and blob).
-        self.graph_jobs: list[tuple[str, bytes, bytes, Future[tuple[GraphRows, bytes]]]] = []
+        self.graph_jobs: list[tuple[str, bytes, bytes, Future[tuple[TableRows, bytes]]]] = []
         self.files: list[FileRecord] = []
         self.chunks: list[ChunkRow] = []
         self.deleted: list[str] = []
@@ -435,23 +436,22 @@ def _stage_graph(
     A file the graph extractor cannot read keeps its chunks and has no graph rows."""
     digest, data = content
     cache, parses = collab.chunk_cache, collab.parse_cache
-    graph = cache.get_graph(rel, digest) if cache is not None else None
-    if graph is None and pending.pool is not None:
+    rows = cache.get_graph(rel, digest) if cache is not None else None
+    if rows is None and pending.pool is not None:
         job = pending.pool.submit(rel, data)
         if job is not None:
             pending.graph_jobs.append((rel, digest, data, job))
             return
-    if graph is None:
+    if rows is None:
         try:
             graph = parses.graph((root.id, rel), digest) if parses is not None else None
+            rows = rows_of(graph if graph is not None else graph_of(rel, data))
         except Exception:
             log.exception("graph_failed", root=str(root.path), path=rel)
             return
-        if graph is None:
-            graph = graph_of(rel, data)
         if cache is not None and cache_it:
-            cache.put_graph(rel, digest, graph)
-    root.ledger.stage_graph(rel, digest, graph)
+            cache.put_graph(rel, digest, rows)
+    root.ledger.stage_graph(rel, digest, rows)
 
 
 def _collect_graphs(root: RootIndex, pending: _Pending, cache: ChunkCache | None) -> None:
@@ -460,18 +460,17 @@ def _collect_graphs(root: RootIndex, pending: _Pending, cache: ChunkCache | None
     for rel, digest, data, job in pending.graph_jobs:
         try:
             rows, blob = job.result()
-            graph = graph_from_rows(rows)
         except Exception:  # the worker died: it takes no more of this batch
             if pending.pool is not None:
                 pending.pool.fail()
-            graph = graph_of(rel, data)
+            rows = rows_of(graph_of(rel, data))
             blob = None
         if cache is not None:
             if blob is None:
-                cache.put_graph(rel, digest, graph)
+                cache.put_graph(rel, digest, rows)
             else:
                 cache.put_graph_blob(rel, digest, blob)
-        root.ledger.stage_graph(rel, digest, graph)
+        root.ledger.stage_graph(rel, digest, rows)
     pending.graph_jobs.clear()
 
 

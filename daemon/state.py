@@ -21,16 +21,12 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import apsw
 
-from daemon.graph_rows import GRAPH_TABLES, GraphRows
+from daemon.graph_rows import GRAPH_TABLES, GraphRows, TableRows
 from daemon.sqlite import connect, state_errors
 from ipc.errors import StateError
-
-if TYPE_CHECKING:
-    from daemon.symbols import FileGraph
 
 SCHEMA_VERSION = 1
 
@@ -270,7 +266,7 @@ class StateDB:
         pending: Iterable[PendingVector] = (),
         merkle_root: str | None = None,
         patches: Iterable[ChunkPatch] = (),
-        graphs: Mapping[str, FileGraph] | None = None,
+        graphs: Mapping[str, TableRows] | None = None,
     ) -> None:
         """Record what the indexes now hold, in one transaction; `pending` are chunks of
         these files that Tantivy holds and the vector store does not yet; `merkle_root`

@@ -65,6 +65,7 @@ def test_forced_reindex_parses_nothing_known(setup: Any) -> None:
 def test_a_files_symbol_graph_is_cached_by_content(tmp_path: Path) -> None:
     """The graph round-trips through the cache unchanged, under a key of its own."""
     from daemon.graph import graph_of
+    from daemon.graph_rows import rows_of
 
     src = (CRATE / "src" / "net" / "retry.rs").read_bytes()
     graph = graph_of("src/net/retry.rs", src)
@@ -72,7 +73,10 @@ def test_a_files_symbol_graph_is_cached_by_content(tmp_path: Path) -> None:
     cache = ChunkCache(tmp_path / "chunks.db", 1 << 20)
     digest = hash_bytes(src)
     assert cache.get_graph("src/net/retry.rs", digest) is None
-    cache.put_graph("src/net/retry.rs", digest, graph)
-    assert cache.get_graph("src/net/retry.rs", digest) == graph
+    rows = rows_of(graph)
+    cache.put_graph("src/net/retry.rs", digest, rows)
+    got = cache.get_graph("src/net/retry.rs", digest)
+    assert got is not None
+    assert [[tuple(r) for r in table] for table in got] == [list(map(tuple, t)) for t in rows]
     assert cache.get("src/net/retry.rs", digest) is None  # not mistaken for chunks
     assert cache.get_graph("src/net/other.rs", digest) is None

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from daemon.graph import graph_of, navigate
-from daemon.graph_pool import GraphPool, extract, graph_from_rows
+from daemon.graph_pool import GraphPool, extract
+from daemon.graph_rows import rows_of
 from daemon.pipeline import _collect_graphs, _Pending, run_batch
 from daemon.state import FileRecord
 
@@ -42,7 +43,7 @@ def _rows(root: Any) -> list[tuple[Any, ...]]:
 def test_a_workers_graph_is_the_one_extracted_in_process(crate: Path) -> None:
     src = (crate / "src" / "net" / "retry.rs").read_bytes()
     rows, blob = extract("src/net/retry.rs", src)
-    assert graph_from_rows(rows) == graph_of("src/net/retry.rs", src)
+    assert rows == rows_of(graph_of("src/net/retry.rs", src))
     assert blob
 
 
@@ -85,7 +86,7 @@ def test_a_failed_job_is_extracted_in_process(setup: Any) -> None:
     assert not pending.graph_jobs
     record = FileRecord("src/net/retry.rs", len(src), 1, 1, b"digest", 0)
     staged = root.ledger._take_graphs([record], [])  # what its commit would write
-    assert staged == {"src/net/retry.rs": graph_of("src/net/retry.rs", src)}
+    assert staged == {"src/net/retry.rs": rows_of(graph_of("src/net/retry.rs", src))}
 
 
 _PARENT = """

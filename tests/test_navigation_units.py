@@ -10,6 +10,7 @@ import apsw
 import pytest
 
 from daemon.graph import agrees, graph_of, name_segments, navigate
+from daemon.graph_rows import rows_of
 from daemon.resolve import path_segments
 from daemon.state import GRAPH_TABLES, ChunkRow, FileRecord, StateDB
 from daemon.symbols import FileGraph, Reference, extract
@@ -191,7 +192,7 @@ def graph_db(tmp_path: Path) -> Any:
     files = {"src/codec.rs": CODEC, "src/other.rs": OTHER, "src/app.rs": APP}
     state = StateDB(tmp_path / "state.db")
     recs = [FileRecord(p, len(b), 1, 1, b"h", 0) for p, b in files.items()]
-    state.record(recs, [], [], {}, graphs={p: graph_of(p, b) for p, b in files.items()})
+    state.record(recs, [], [], {}, graphs={p: rows_of(graph_of(p, b)) for p, b in files.items()})
     yield state
     state.close()
 
@@ -241,7 +242,9 @@ def test_def_refs_callees_impls(graph_db: StateDB) -> None:
 
 def test_a_rewritten_or_deleted_file_takes_its_rows_along(graph_db: StateDB) -> None:
     rec = FileRecord("src/other.rs", 1, 1, 1, b"h2", 0)
-    graph_db.record([rec], [], [], {}, graphs={rec.path: graph_of(rec.path, b"fn renamed() {}")})
+    graph_db.record(
+        [rec], [], [], {}, graphs={rec.path: rows_of(graph_of(rec.path, b"fn renamed() {}"))}
+    )
     assert [h["path"] for h in ask(graph_db, "def", "crc")] == ["src/codec.rs"]
     assert [h["symbol"] for h in ask(graph_db, "def", "renamed")] == ["other::renamed"]
     graph_db.record([], [], ["src/other.rs"], {})
@@ -370,7 +373,7 @@ fn run(x: u8) -> Result<Elem, u8> { helper(x); Ok(Elem(x)) }
     state = StateDB(tmp_path / "state.db")
     try:
         rec = FileRecord("src/lib.rs", len(src), 1, 1, b"h", 0)
-        state.record([rec], [], [], {}, graphs={rec.path: graph})
+        state.record([rec], [], [], {}, graphs={rec.path: rows_of(graph)})
         assert {h["symbol"] for h in ask(state, "impls", "Buf")} == {"&[u8]", "(A, B)"}
         assert [h["symbol"] for h in ask(state, "callees", "run")] == ["helper"]
     finally:
@@ -403,7 +406,7 @@ def test_a_graph_written_over_an_older_one_equals_one_written_afresh(tmp_path: P
     kept = StateDB(tmp_path / "kept.db")
     for files in versions:
         recs = [FileRecord(p, len(b), 1, 1, b"h", 0) for p, b in files.items()]
-        graphs = {p: graph_of(p, b) for p, b in files.items()}
+        graphs = {p: rows_of(graph_of(p, b)) for p, b in files.items()}
         gone = ["src/codec.rs"] if files is versions[-1] else []
         if files is versions[-1]:  # first a commit that fails: its rows must not count
             broken = ChunkRow("x", "src/app.rs", 1, 1, "f", "fn", "", None)  # type: ignore[arg-type]
@@ -414,13 +417,13 @@ def test_a_graph_written_over_an_older_one_equals_one_written_afresh(tmp_path: P
                     [broken],
                     [],
                     {},
-                    graphs={p: graph_of(p, b) for p, b in edited.items()},
+                    graphs={p: rows_of(graph_of(p, b)) for p, b in edited.items()},
                 )
         kept.record(recs, [], gone, {}, graphs=graphs)
     kept.close()
     fresh = StateDB(tmp_path / "fresh.db")
     last = versions[-1]
     recs = [FileRecord(p, len(b), 1, 1, b"h", 0) for p, b in last.items()]
-    fresh.record(recs, [], [], {}, graphs={p: graph_of(p, b) for p, b in last.items()})
+    fresh.record(recs, [], [], {}, graphs={p: rows_of(graph_of(p, b)) for p, b in last.items()})
     fresh.close()
     assert _graph_tables(tmp_path / "kept.db") == _graph_tables(tmp_path / "fresh.db")
