@@ -280,61 +280,13 @@ class StateDB:
                 with state_errors(self.path), self._db:
                     _drop_chunks(self._db, touched, list(patches))
                     written = self._graph_rows.write(self._db, touched, graphs or {})
-                    self._write_records(file_list, chunks, deleted_list, skipped, pending)
+                    _write_records(self._db, file_list, chunks, deleted_list, skipped, pending)
                     if merkle_root is not None:
                         self.set_meta("merkle_root", merkle_root)
             except BaseException:
                 self._graph_rows.forget()
                 raise
             self._graph_rows.remember(written)
-
-    def _write_records(
-        self,
-        file_list: list[FileRecord],
-        chunks: Iterable[ChunkRow],
-        deleted_list: list[str],
-        skipped: dict[str, tuple[str, str]],
-        pending: Iterable[PendingVector],
-    ) -> None:
-        """The rows of `record` other than the graph's (in its transaction)."""
-        now = time.time()
-        touched = [f.path for f in file_list] + deleted_list
-        self._db.executemany(
-            "INSERT OR REPLACE INTO pending_vectors VALUES(?,?,?,?)",
-            ((v.id, v.path, v.kind, v.embed_text) for v in pending),
-        )
-        self._db.executemany("DELETE FROM files WHERE path=?", ((p,) for p in deleted_list))
-        self._db.executemany(
-            "INSERT OR REPLACE INTO files VALUES(?,?,?,?,?,?,?)",
-            ((f.path, f.size, f.mtime_ns, f.inode, f.hash, f.chunks, now) for f in file_list),
-        )
-        self._db.executemany(
-            "INSERT OR REPLACE INTO chunks VALUES(?,?,?,?,?,?,?,?)",
-            (
-                (
-                    c.id,
-                    c.path,
-                    c.start_line,
-                    c.end_line,
-                    c.symbol,
-                    c.kind,
-                    c.signature,
-                    c.text,
-                )
-                for c in chunks
-            ),
-        )
-        for path, (reason, detail) in skipped.items():
-            if reason:
-                self._db.execute(
-                    "INSERT OR REPLACE INTO skipped VALUES(?,?,?)", (path, reason, detail)
-                )
-            else:
-                self._db.execute("DELETE FROM skipped WHERE path=?", (path,))
-        self._db.executemany(
-            "DELETE FROM inflight WHERE path=?", ((p,) for p in [*touched, *skipped])
-        )
-        self.set_meta("last_commit", repr(now))
 
     def graph_paths(self) -> set[str]:
         """Every path that has symbol graph rows (verify: each must have a record)."""
@@ -383,6 +335,51 @@ class StateDB:
             tables = ("files", "chunks", "skipped", "inflight", "pending_vectors", "sym_files")
             for table in (*tables, *GRAPH_TABLES):
                 self._db.execute(f"DELETE FROM {table}")
+
+
+def _write_records(
+    db: apsw.Connection,
+    file_list: list[FileRecord],
+    chunks: Iterable[ChunkRow],
+    deleted_list: list[str],
+    skipped: dict[str, tuple[str, str]],
+    pending: Iterable[PendingVector],
+) -> None:
+    """The rows of `record` other than the graph's (in its transaction)."""
+    now = time.time()
+    touched = [f.path for f in file_list] + deleted_list
+    db.executemany(
+        "INSERT OR REPLACE INTO pending_vectors VALUES(?,?,?,?)",
+        ((v.id, v.path, v.kind, v.embed_text) for v in pending),
+    )
+    db.executemany("DELETE FROM files WHERE path=?", ((p,) for p in deleted_list))
+    db.executemany(
+        "INSERT OR REPLACE INTO files VALUES(?,?,?,?,?,?,?)",
+        ((f.path, f.size, f.mtime_ns, f.inode, f.hash, f.chunks, now) for f in file_list),
+    )
+    db.executemany(
+        "INSERT OR REPLACE INTO chunks VALUES(?,?,?,?,?,?,?,?)",
+        (
+            (
+                c.id,
+                c.path,
+                c.start_line,
+                c.end_line,
+                c.symbol,
+                c.kind,
+                c.signature,
+                c.text,
+            )
+            for c in chunks
+        ),
+    )
+    for path, (reason, detail) in skipped.items():
+        if reason:
+            db.execute("INSERT OR REPLACE INTO skipped VALUES(?,?,?)", (path, reason, detail))
+        else:
+            db.execute("DELETE FROM skipped WHERE path=?", (path,))
+    db.executemany("DELETE FROM inflight WHERE path=?", ((p,) for p in [*touched, *skipped]))
+    db.execute("INSERT OR REPLACE INTO meta VALUES(?,?)", ("last_commit", repr(now)))
 
 
 def _drop_chunks(db: apsw.Connection, touched: list[str], patches: list[ChunkPatch]) -> None:
