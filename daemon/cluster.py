@@ -24,7 +24,7 @@ import socket
 import tempfile
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ import numpy.typing as npt
 import structlog
 
 from daemon.config import ClusterConfig, EmbeddingConfig
-from daemon.embedder import Embedder
+from daemon.embedder import Embedder, in_groups
 from ipc.errors import ConfigError
 
 log = structlog.get_logger("rcmd.cluster")
@@ -283,6 +283,15 @@ class ClusterEmbedder:
             return self.local.embed(texts)
         self.chunks_embedded += len(texts)
         return list(vectors)
+
+    def embed_until(
+        self, texts: Sequence[str], stop: Callable[[], bool]
+    ) -> dict[int, npt.NDArray[np.float32]]:
+        """Vectors by index of the texts embedded before `stop()` said newer work
+        waits: `parallel_texts` at a time on the cluster, else as the local model does."""
+        if self._pool is None:
+            return self.local.embed_until(texts, stop)
+        return in_groups(self.embed, texts, self.parallel_texts, stop)
 
     @property
     def parallel_texts(self) -> int:

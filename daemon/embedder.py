@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -142,6 +142,11 @@ def stock_fastembed(cache_dir: Path) -> Any:
     return TextEmbedding(DEFAULT_MODEL_ID, specific_model_path=str(offline_model_dir(cache_dir)))
 
 
+#: Texts embedded between two checks for newer work where the model takes whole calls
+#: (a GPU's batches, a cluster: there `parallel_texts`; a few hundred ms on 2 cores).
+EMBED_GROUP = 8
+
+
 def plan_batches(lengths: Sequence[int], batch_size: int, max_batch_tokens: int) -> list[list[int]]:
     """Indices grouped into batches of similar length, shortest first.
 
@@ -162,6 +167,23 @@ def plan_batches(lengths: Sequence[int], batch_size: int, max_batch_tokens: int)
     if current:
         batches.append(current)
     return batches
+
+
+def in_groups(
+    embed: Callable[[Sequence[str]], list[npt.NDArray[np.float32]]],
+    texts: Sequence[str],
+    group: int,
+    stop: Callable[[], bool],
+) -> dict[int, npt.NDArray[np.float32]]:
+    """`embed_until` for an embedder that takes whole calls: `group` texts at a time,
+    asking `stop` between two groups (the first group always runs)."""
+    done: dict[int, npt.NDArray[np.float32]] = {}
+    for start in range(0, len(texts), max(group, 1)):
+        if start and stop():
+            break
+        part = texts[start : start + group]
+        done.update(zip(range(start, start + len(part)), embed(part), strict=True))
+    return done
 
 
 def default_model_id(cfg: EmbeddingConfig) -> str:
@@ -217,6 +239,7 @@ class _OfflineModel:
         #: batched vectors would depend on batch-mates and padding: it keeps one text a
         #: run on a GPU too (`quantize = false` is the batched GPU graph).
         self.batched = device.used == "cuda" and not cfg.quantize
+        self._runs = layout.runs
         self._pool = ThreadPoolExecutor(max_workers=layout.runs, thread_name_prefix="rcmd-embed")
         #: Tokens embedded by this session (after truncation): whole-run tokens/s.
         self.tokens = 0
@@ -292,6 +315,35 @@ class _OfflineModel:
     def query(self, text: str) -> npt.NDArray[np.float32]:
         return self._run(self._tokenize([text])[0])
 
+    def embed_until(
+        self, texts: Sequence[str], stop: Callable[[], bool]
+    ) -> dict[int, npt.NDArray[np.float32]]:
+        """Vectors by index of `texts` (longest first) embedded before `stop()` said
+        newer work waits (the first always). Each run takes its next text as soon as it
+        ends one: groups of texts left a run idle while the other ended the group's
+        last text (4-7% of a cold index)."""
+        encoded = self._tokenize(texts)
+        todo = iter(sorted(range(len(texts)), key=lambda i: -len(encoded[i])))
+        running: dict[Future[npt.NDArray[np.float32]], int] = {}
+        done: dict[int, npt.NDArray[np.float32]] = {}
+
+        def hand_out() -> None:
+            if not (done or running) or not stop():
+                i = next(todo, None)
+                if i is not None:
+                    running[self._pool.submit(self._run, encoded[i])] = i
+
+        for _ in range(self._runs):
+            hand_out()
+        while running:
+            ended, _ = wait(running, return_when=FIRST_COMPLETED)
+            for job in ended:
+                i = running.pop(job)
+                done[i] = job.result()
+                self.tokens += len(encoded[i])
+                hand_out()
+        return done
+
 
 class _FastembedModel:
     """A fastembed model by name (downloaded on first use). fastembed tokenizes again
@@ -347,6 +399,9 @@ class TextEmbedder(Protocol):
     @property
     def parallel_texts(self) -> int: ...
     def embed(self, texts: Sequence[str]) -> list[npt.NDArray[np.float32]]: ...
+    def embed_until(
+        self, texts: Sequence[str], stop: Callable[[], bool]
+    ) -> dict[int, npt.NDArray[np.float32]]: ...
     def embed_query(self, text: str) -> npt.NDArray[np.float32]: ...
     def token_lengths(self, texts: Sequence[str]) -> list[int]: ...
     def release_memory(self, min_texts: int) -> bool: ...
@@ -500,6 +555,21 @@ class Embedder:
         vectors = list(model.embed(texts, self.cfg))
         self.tokens_embedded += model.tokens - before
         return vectors
+
+    def embed_until(
+        self, texts: Sequence[str], stop: Callable[[], bool]
+    ) -> dict[int, npt.NDArray[np.float32]]:
+        """Vectors by index of the texts embedded before `stop()` said newer work
+        waits: a text at a time on the CPU model, else `EMBED_GROUP` at a time."""
+        self._wait()
+        model = self._model
+        if not isinstance(model, _OfflineModel) or model.batched:
+            return in_groups(self.embed, texts, EMBED_GROUP, stop)
+        before = model.tokens
+        done = model.embed_until(texts, stop) if texts else {}
+        self.embedded_since_load += len(done)
+        self.tokens_embedded += model.tokens - before
+        return done
 
     def embed_query(self, text: str) -> npt.NDArray[np.float32]:
         self._wait()

@@ -45,8 +45,6 @@ from daemon.vectors import VectorPoint
 
 log = structlog.get_logger("rcmd.pipeline")
 
-#: Texts embedded between two checks for newer work (a few hundred ms on 2 cores).
-EMBED_GROUP = 8
 #: A batch runs at least this long before it yields to another root's file work, so
 #: two busy roots take turns instead of thrashing.
 MIN_RUN_BEFORE_YIELD_S = 0.5
@@ -609,7 +607,7 @@ def _embed(
 ) -> dict[str, Vector]:
     """Vectors by chunk id: cache first, the model for misses (none with `cache_only`).
 
-    With `should_yield`, misses are embedded `EMBED_GROUP` texts at a time and the work
+    With `should_yield`, the embedder asks it before each next text (`embed_until`) and
     stops early when it says so: the result then holds only the chunks done."""
     model_id = collab.embedder.model_id
     keys = {cid: cache_key(model_id, text) for cid, text in texts.items()}
@@ -623,16 +621,14 @@ def _embed(
     if cache_only:
         return {cid: cached[key] for cid, key in keys.items() if key in cached}
     misses = list(miss_keys.items())
-    # A cluster takes bigger groups: enough to keep all of its workers busy.
-    group = max(EMBED_GROUP, collab.embedder.parallel_texts)
-    if should_yield is None:
-        group = max(len(misses), 1)
-    for start in range(0, len(misses), group):
-        if start and should_yield is not None and should_yield():
-            break
-        part = dict(misses[start : start + group])
+    if misses:
+        texts_in = [text for _, text in misses]
         with report.timed("embed"):
-            new = dict(zip(part, collab.embedder.embed(list(part.values())), strict=True))
+            if should_yield is None:
+                got = dict(enumerate(collab.embedder.embed(texts_in)))
+            else:
+                got = collab.embedder.embed_until(texts_in, should_yield)
+        new = {misses[i][0]: vector for i, vector in got.items()}
         report.texts_embedded += len(new)
         with report.timed("cache_store"):
             collab.cache.put_many(new)
@@ -646,8 +642,8 @@ def fill_vectors(
     root: RootIndex, collab: Collaborators, should_yield: Callable[[], bool]
 ) -> BatchReport:
     """Embed the chunks recorded as pending, a step at a time, until none is left or
-    `should_yield` says newer work waits (checked every `EMBED_GROUP` texts, so an edit
-    elsewhere waits for a few texts, not a step). Each step is flushed to the vector
+    `should_yield` says newer work waits (checked before each text, so an edit
+    elsewhere waits for the texts running, not a step). Each step is flushed to the vector
     store before its pending rows are cleared, so a crash only repeats a step."""
     report = BatchReport()
     prog = root.progress

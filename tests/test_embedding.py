@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from daemon.embed_cache import EmbedCache, cache_key
-from daemon.embedder import plan_batches
+from daemon.embedder import in_groups, plan_batches
 
 
 def test_plan_batches_sorted_and_bounded() -> None:
@@ -61,6 +61,39 @@ def test_batched_equals_one_by_one(embedder: Any) -> None:
     alone = [embedder.embed([t])[0] for t in texts]
     for a, b in zip(together, alone, strict=True):
         assert float(np.dot(a, b)) > 0.99999
+
+
+def test_embed_until_stops_between_texts_and_keeps_their_vectors(embedder: Any) -> None:
+    """The streaming path gives the vectors `embed` gives; a stop asked from the start
+    still embeds one text (progress), and stops before the rest."""
+    texts = [
+        f"fn parse_{i}(input: &str) -> Result<u{i}, Error> {{ todo!() }}" * (i % 3 + 1)
+        for i in range(12)
+    ]
+    whole = embedder.embed(texts)
+    all_of_them = embedder.embed_until(texts, lambda: False)
+    assert sorted(all_of_them) == list(range(12))
+    for i, vector in all_of_them.items():
+        assert np.allclose(vector, whole[i], atol=1e-6)
+    asked: list[int] = []
+    some = embedder.embed_until(texts, lambda: asked.append(1) is None)
+    assert 1 <= len(some) < len(texts) and asked
+    assert all(np.allclose(v, whole[i], atol=1e-6) for i, v in some.items())
+
+
+def test_in_groups_runs_the_first_group_and_stops_at_a_boundary() -> None:
+    calls: list[list[str]] = []
+
+    def embed(part: Any) -> list[Any]:
+        calls.append(list(part))
+        return [np.full(2, len(t), dtype=np.float32) for t in part]
+
+    texts = [str(i) * (i + 1) for i in range(7)]
+    assert sorted(in_groups(embed, texts, 3, lambda: False)) == list(range(7))
+    calls.clear()
+    done = in_groups(embed, texts, 3, lambda: True)
+    assert sorted(done) == [0, 1, 2] and calls == [texts[:3]]
+    assert done[2][0] == 3
 
 
 def test_semantics_rank_related_text_higher(embedder: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from pathlib import Path
@@ -361,9 +362,11 @@ def test_lexical_first_batch_then_vectors_fill_in(
     root = RootIndex(crate.resolve(), config, embedder.model_id, embedder.dim)
     before = root.ledger.vectors_pending
     assert 0 < before < chunks
-    steps = iter([False, True])  # one step, then "newer work is waiting"
+    # Newer work waits from the second check on: the step's first text is embedded
+    # (progress), and the embedder asks before each next one.
+    steps = itertools.chain([False], itertools.repeat(True))
     filled = fill_vectors(root, collab, lambda: next(steps))
-    assert filled.vectors_filled == 8 and root.ledger.vectors_pending == before - 8
+    assert filled.vectors_filled == 1 and root.ledger.vectors_pending == before - 1
     assert verify_root(root)["ok"], verify_root(root)["problems"]
     fill_vectors(root, collab, lambda: False)
     assert root.ledger.vectors_pending == 0 and root.state.pending_count() == 0
