@@ -15,6 +15,7 @@
     python -m bench reindex medium                          reindex --force of an indexed tree
     python -m bench cluster                                 embedding: local vs Ray, 1 and 2 nodes
     python -m bench cold small crates:tokio                 whole cold runs: tokens/s vs ceiling
+    python -m bench baseline /tmp/old crates:rayon          an older checkout, timed the same way
     python -m bench report                                  bench/results → docs/PERFORMANCE.md
 
 Each command writes bench/results/<name>.json (machine, date, commit, command, figures);
@@ -47,6 +48,7 @@ COMMANDS = {
     "reindex": ("bench.reindex", "run"),
     "cluster": ("bench.cluster", "run"),
     "cold": ("bench.cold", "run"),
+    "baseline": ("bench.baseline", "run"),
 }
 
 
@@ -154,6 +156,13 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("cold", help="whole cold index runs: tokens/s against the embedder's")
     p.add_argument("corpora", nargs="+", help="small, medium, synthetic:N or crates:a,b,...")
     p.add_argument("--runs", type=int, default=1)
+
+    p = sub.add_parser("baseline", help="an older checkout's cold index or forced reindex, here")
+    p.add_argument("checkout", help="a directory holding the older commit's tree")
+    p.add_argument("corpus", help="small, medium, synthetic:N or crates:a,b,...")
+    p.add_argument("--runs", type=int, default=3, help="cold runs, each in a fresh home")
+    p.add_argument("--reindex", type=int, default=0, metavar="N", help="N forced rebuilds instead")
+    p.add_argument("--seed-cache", help="an embeddings.db to start the home's cache from")
 
     sub.add_parser("report", help="render bench/results into docs/PERFORMANCE.md")
 
