@@ -34,7 +34,7 @@ import numpy.typing as npt
 import structlog
 
 from daemon.config import ClusterConfig, EmbeddingConfig
-from daemon.embedder import Embedder, in_groups
+from daemon.embedder import EMBED_GROUP, Embedder, in_groups
 from ipc.errors import ConfigError
 
 log = structlog.get_logger("rcmd.cluster")
@@ -288,10 +288,11 @@ class ClusterEmbedder:
         self, texts: Sequence[str], stop: Callable[[], bool]
     ) -> dict[int, npt.NDArray[np.float32]]:
         """Vectors by index of the texts embedded before `stop()` said newer work
-        waits: `parallel_texts` at a time on the cluster, else as the local model does."""
+        waits: `parallel_texts` (at least `EMBED_GROUP`) at a time on the cluster, else
+        as the local model does."""
         if self._pool is None:
             return self.local.embed_until(texts, stop)
-        return in_groups(self.embed, texts, self.parallel_texts, stop)
+        return in_groups(self.embed, texts, max(EMBED_GROUP, self.parallel_texts), stop)
 
     @property
     def parallel_texts(self) -> int:

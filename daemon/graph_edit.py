@@ -89,7 +89,7 @@ def extract(rel_path: str, source: bytes, tree: tree_sitter.Tree, memo: GraphMem
         return _whole(rel_path, source, tree, units, memo, keep=not first)
     plan: list[tuple[tree_sitter.Node, bytes, _Unit | None]] = []
     for node in units:
-        key = source[node.start_byte : node.end_byte]
+        key = _key(source, node)
         held = memo.units.get(key)
         if held is None and node.type in _SCOPED:
             return _whole(rel_path, source, tree, units, memo)
@@ -185,7 +185,8 @@ def _read_fresh(
     return kept
 
 
-def source_key(src: bytes, node: tree_sitter.Node) -> bytes:
+def _key(src: bytes, node: tree_sitter.Node) -> bytes:
+    """What the memo knows a top-level node by: its bytes."""
     return src[node.start_byte : node.end_byte]
 
 
@@ -213,7 +214,7 @@ def _whole(
     defs = _by_unit(firsts, graph.defs[own:])
     impls = _by_unit(firsts, graph.impls)
     for k, node in enumerate(units or ()):
-        key, row = source_key(source, node), node.start_point.row
+        key, row = _key(source, node), node.start_point.row
         at = _Placed(row, refs.get(k, []), defs.get(k, []), impls.get(k, []))
         memo.placed.setdefault(key, at)
         memo.units[key] = _Unit(
