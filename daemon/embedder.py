@@ -213,7 +213,7 @@ class _OfflineModel:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
-        from daemon.onnx_graph import optimized_graph
+        from daemon.onnx_graph import DISABLED_OPTIMIZERS, optimized_graph
 
         model_dir = offline_model_dir(cache_dir)
         try:
@@ -232,7 +232,12 @@ class _OfflineModel:
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         # Idle intra-op threads would spin between runs: CPU burnt while nothing embeds.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(graph, options, providers=device.providers)
+        self.session = ort.InferenceSession(
+            graph,
+            options,
+            providers=device.providers,
+            disabled_optimizers=list(DISABLED_OPTIMIZERS),
+        )
         self.dim = DIM_DEFAULT
         #: On a GPU, whole padded batches (see GPU_BATCH_TEXTS); on CPUs, one text a run.
         #: The int8 graph quantizes activations over the whole input tensor, so its

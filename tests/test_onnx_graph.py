@@ -12,7 +12,13 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-from daemon.onnx_graph import optimized_graph, quantize_weight_matmuls, strip_softmax_nan_guards
+from daemon.onnx_graph import (
+    fold_matmul_biases,
+    fuse_erf_gelu,
+    optimized_graph,
+    quantize_weight_matmuls,
+    strip_softmax_nan_guards,
+)
 from tests.conftest import REPO, USERNS_REASON, skip_or_fail, userns_available
 
 
@@ -80,6 +86,67 @@ def test_weight_matmuls_become_int8_with_per_column_scales() -> None:
     np.testing.assert_allclose(out, np.asarray(h) @ h_t, rtol=1e-5)
 
 
+def _constants(**values: float) -> list[onnx.TensorProto]:
+    return [numpy_helper.from_array(np.array(v, np.float32), k) for k, v in values.items()]
+
+
+def test_erf_gelu_becomes_one_gelu_with_the_same_values() -> None:
+    """The export's GELU (0.5 multiplied before x) becomes one Gelu; a look-alike that
+    divides by 2 instead of sqrt 2 is left alone."""
+    nodes = [
+        helper.make_node("Div", ["x", "sqrt2"], ["d"]),
+        helper.make_node("Erf", ["d"], ["e"]),
+        helper.make_node("Add", ["one", "e"], ["a"]),
+        helper.make_node("Mul", ["a", "half"], ["h"]),
+        helper.make_node("Mul", ["h", "x"], ["gelu"]),
+        helper.make_node("Div", ["gelu", "two"], ["d2"]),
+        helper.make_node("Erf", ["d2"], ["e2"]),
+        helper.make_node("Add", ["e2", "one"], ["a2"]),
+        helper.make_node("Mul", ["half", "a2"], ["h2"]),
+        helper.make_node("Mul", ["gelu", "h2"], ["out"]),
+    ]
+    inits = _constants(sqrt2=np.sqrt(2), one=1.0, half=0.5, two=2.0)
+    graph = helper.make_graph(nodes, "g", [_value("x", [2, 5])], [_value("out", [2, 5])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    x = np.linspace(-3, 3, 10, dtype=np.float32).reshape(2, 5)
+    before = _run(model, x)
+    assert fuse_erf_gelu(model.graph) == 1
+    model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    ops = [n.op_type for n in model.graph.node]
+    assert ops == ["Gelu", "Div", "Erf", "Add", "Mul", "Mul"]
+    np.testing.assert_allclose(_run(model, x), before, rtol=1e-5, atol=1e-6)
+
+
+def test_a_quantized_matmuls_bias_folds_in_unless_the_product_is_read_twice() -> None:
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((8, 4)).astype(np.float32)
+    b = rng.standard_normal(4).astype(np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["x", "w"], ["p"]),
+            helper.make_node("Add", ["p", "b"], ["out"]),
+            helper.make_node("MatMul", ["x", "w2"], ["q"]),
+            helper.make_node("Add", ["b", "q"], ["out2"]),
+            helper.make_node("Relu", ["q"], ["out3"]),  # q is read twice: its Add stays
+        ],
+        "g",
+        [_value("x", [3, 8])],
+        [_value(n, [3, 4]) for n in ("out", "out2", "out3")],
+        [numpy_helper.from_array(a, n) for a, n in ((w, "w"), (-w, "w2"), (b, "b"))],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    assert quantize_weight_matmuls(model) == 2
+    assert fold_matmul_biases(model.graph) == 1
+    ops = [n.op_type for n in model.graph.node]
+    assert ops == ["DynamicQuantizeMatMul", "DynamicQuantizeMatMul", "Add", "Relu"]
+    assert list(model.graph.node[0].input)[4:] == ["b"] and model.graph.node[0].output[0] == "out"
+    x = rng.standard_normal((3, 8)).astype(np.float32)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    out, out2, _ = session.run(None, {"x": x})
+    np.testing.assert_allclose(out, x @ w + b, atol=0.05 * np.abs(x @ w).max())
+    np.testing.assert_allclose(out2, b - x @ w, atol=0.05 * np.abs(x @ w).max())
+
+
 def test_optimized_graph_is_built_once_and_old_builds_are_removed(tmp_path: Path) -> None:
     from daemon.embedder import offline_model_dir
 
@@ -94,7 +161,8 @@ def test_optimized_graph_is_built_once_and_old_builds_are_removed(tmp_path: Path
     assert kept.stat().st_mtime_ns == mtime
     assert not list(model_dir.glob(".*.tmp"))
     ops = {n.op_type for n in onnx.load_from_string(built).graph.node}
-    assert "DynamicQuantizeMatMul" in ops and "IsNaN" not in ops
+    assert "DynamicQuantizeMatMul" in ops and "Gelu" in ops
+    assert not ops & {"IsNaN", "Erf"}
 
 
 _BUILD_IN = """
