@@ -16,6 +16,7 @@ from daemon.onnx_graph import (
     fold_matmul_biases,
     fuse_erf_gelu,
     optimized_graph,
+    quantize_embedding_tables,
     quantize_weight_matmuls,
     strip_softmax_nan_guards,
 )
@@ -147,6 +148,33 @@ def test_a_quantized_matmuls_bias_folds_in_unless_the_product_is_read_twice() ->
     np.testing.assert_allclose(out2, b - x @ w, atol=0.05 * np.abs(x @ w).max())
 
 
+def test_an_embedding_table_becomes_int8_rows_and_an_int8_table_comes_back_exactly() -> None:
+    rng = np.random.default_rng(5)
+    rows = rng.integers(-127, 128, (1100, 6)).astype(np.float32)
+    rows[:, 0] = 127  # every row reaches ±127, as a table quantized per row does
+    table = rows * rng.uniform(0.001, 0.1, (1100, 1)).astype(np.float32)
+    small = rng.standard_normal((10, 6)).astype(np.float32)  # too short: not a vocabulary
+    ids = helper.make_tensor_value_info("ids", TensorProto.INT64, [1, 4])
+    graph = helper.make_graph(
+        [
+            helper.make_node("Gather", ["table", "ids"], ["e"], axis=0),
+            helper.make_node("Gather", ["small", "ids"], ["s"], axis=0),
+        ],
+        "g",
+        [ids],
+        [_value("e", [1, 4, 6]), _value("s", [1, 4, 6])],
+        [numpy_helper.from_array(table, "table"), numpy_helper.from_array(small, "small")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    assert quantize_embedding_tables(model.graph) == 1
+    model.graph.initializer.remove(next(i for i in model.graph.initializer if i.name == "table"))
+    tokens = np.array([[0, 5, 9, 5]], np.int64)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    e, s = session.run(None, {"ids": tokens})
+    np.testing.assert_allclose(e, table[tokens], rtol=1e-6)
+    np.testing.assert_array_equal(s, small[tokens])
+
+
 def test_optimized_graph_is_built_once_and_old_builds_are_removed(tmp_path: Path) -> None:
     from daemon.embedder import offline_model_dir
 
@@ -155,13 +183,13 @@ def test_optimized_graph_is_built_once_and_old_builds_are_removed(tmp_path: Path
     stale.write_bytes(b"from an older recipe")
     built = optimized_graph(model_dir / "model.onnx", model_dir, quantize=True)
     (kept,) = model_dir.glob("model-q8-*.onnx")
-    assert kept != stale and not stale.exists() and kept.read_bytes() == built
+    assert kept != stale and not stale.exists() and built == str(kept)
     mtime = kept.stat().st_mtime_ns
     assert optimized_graph(model_dir / "model.onnx", model_dir, quantize=True) == built
     assert kept.stat().st_mtime_ns == mtime
     assert not list(model_dir.glob(".*.tmp"))
-    ops = {n.op_type for n in onnx.load_from_string(built).graph.node}
-    assert "DynamicQuantizeMatMul" in ops and "Gelu" in ops
+    ops = {n.op_type for n in onnx.load(built).graph.node}
+    assert "DynamicQuantizeMatMul" in ops and "Gelu" in ops and "Cast" in ops
     assert not ops & {"IsNaN", "Erf"}
 
 
