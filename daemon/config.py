@@ -30,7 +30,7 @@ class IndexConfig:
     debounce_ms: int = 20
     #: Longest a constant stream of events can delay a batch.
     max_wait_ms: int = 1000
-    #: How often index writes are committed while a long batch runs.
+    #: How often index writes are committed (and filled vectors flushed) while a long batch runs.
     commit_interval_s: float = 1.0
     #: Chunks embedded and written per step of a batch (bounds memory and commit latency).
     chunks_per_step: int = 128

@@ -643,27 +643,48 @@ def fill_vectors(
 ) -> BatchReport:
     """Embed the chunks recorded as pending, a step at a time, until none is left or
     `should_yield` says newer work waits (checked before each text, so an edit
-    elsewhere waits for the texts running, not a step). Each step is flushed to the vector
-    store before its pending rows are cleared, so a crash only repeats a step."""
+    elsewhere waits for the texts running, not a step). Each step's points are written
+    at once (searchable) and flushed at most every `commit_interval_s`, as Tantivy
+    commits: a flush costs ~20 ms, 5–6% of a cold index when it followed every step of
+    128. Pending rows are cleared only after their flush, so a crash repeats at most the
+    steps of one interval (their texts come from the embedding cache)."""
     report = BatchReport()
     prog = root.progress
     prog.begin(Activity.EMBEDDING, chunks=root.ledger.vectors_pending)
+    unflushed: list[str] = []
+    after: tuple[str, str] | None = None  # the last row written, not yet flushed
+    flushed_at = time.monotonic()
     while not should_yield():
-        todo = root.state.pending_vectors(collab.config.index.chunks_per_step)
+        todo = root.state.pending_vectors(collab.config.index.chunks_per_step, after)
         if not todo:
             break
         texts = {v.id: v.embed_text for v in todo}
         vectors = _embed(texts, collab, report, cache_only=False, should_yield=should_yield)
         done = [v for v in todo if v.id in vectors]
-        with report.timed("vector_flush"):
+        with report.timed("vectors"):
             root.vectors.upsert([VectorPoint(v.id, v.path, v.kind, vectors[v.id]) for v in done])
-            root.vectors.flush()
-        crash_point("before_vectors_recorded")
-        root.ledger.vectors_written([v.id for v in done])
+        unflushed += [v.id for v in done]
         prog.chunks_embedded(len(done))
         report.vectors_filled += len(done)
+        if len(done) < len(todo):  # stopped for newer work: the rest stays pending
+            break
+        after = (todo[-1].path, todo[-1].id)
+        if time.monotonic() - flushed_at >= collab.config.index.commit_interval_s:
+            _flush_filled(root, unflushed, report)
+            unflushed, flushed_at = [], time.monotonic()
+    _flush_filled(root, unflushed, report)
     prog.end()
     return report
+
+
+def _flush_filled(root: RootIndex, ids: list[str], report: BatchReport) -> None:
+    """Flush the points written for `ids`, then clear their pending rows."""
+    if not ids:
+        return
+    with report.timed("vector_flush"):
+        root.vectors.flush()
+    crash_point("before_vectors_recorded")
+    root.ledger.vectors_written(ids)
 
 
 def drop_orphans(root: RootIndex) -> int:

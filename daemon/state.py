@@ -304,11 +304,20 @@ class StateDB:
                 ((r.size, r.mtime_ns, r.inode, r.path) for r in records),
             )
 
-    def pending_vectors(self, limit: int) -> list[PendingVector]:
-        """Up to `limit` chunks waiting for their vectors, a few files at a time."""
+    def pending_vectors(
+        self, limit: int, after: tuple[str, str] | None = None
+    ) -> list[PendingVector]:
+        """Up to `limit` chunks waiting for their vectors, a few files at a time, in
+        (path, id) order; past `after` (a (path, id) already handled, not yet cleared)."""
+        args: tuple[object, ...]
+        if after is None:
+            sql, args = "", (limit,)
+        else:
+            sql, args = "WHERE (path, id) > (?, ?)", (*after, limit)
         rows = self._reader().execute(
-            "SELECT id, path, kind, embed_text FROM pending_vectors ORDER BY path, id LIMIT ?",
-            (limit,),
+            f"SELECT id, path, kind, embed_text FROM pending_vectors {sql} "
+            "ORDER BY path, id LIMIT ?",
+            args,
         )
         return [PendingVector(*r) for r in rows]
 

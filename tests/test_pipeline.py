@@ -509,3 +509,38 @@ def test_hits_resolved_page_by_page_match_one_read(setup: Any) -> None:
         w.start_line <= p.start_line and p.end_line <= w.end_line
         for (_, p, _), (_, w, _) in zip(parts, whole, strict=True)
     )
+
+
+def test_vectors_filled_in_small_steps_embed_each_text_once_and_flush_at_the_end(
+    crate: Path, tmp_path: Path, embedder: Any
+) -> None:
+    """Steps written before their flush are not handed out again (the cursor moves past
+    them), a stop for newer work leaves the rest pending, and the next fill ends it."""
+    import dataclasses
+
+    config = load_config({"RCMD_HOME": str(tmp_path / "home")})
+    config = dataclasses.replace(
+        config,
+        index=dataclasses.replace(config.index, commit_interval_s=3600.0, chunks_per_step=3),
+    )
+    config.paths.cache_dir.mkdir(parents=True)
+    cache = EmbedCache(config.paths.embed_cache)
+    collab = Collaborators(config, embedder, cache)
+    root = RootIndex(crate.resolve(), config, embedder.model_id, embedder.dim)
+    try:
+        run_batch(root, None, collab)
+        pending = root.state.pending_vectors(10_000)
+        assert len(pending) > 9  # several steps
+        asked = itertools.count()
+        first = fill_vectors(root, collab, lambda: next(asked) >= 8)
+        left = root.state.pending_count()
+        assert 0 < left < len(pending) and first.vectors_filled == len(pending) - left
+        rest = fill_vectors(root, collab, lambda: False)
+        assert rest.vectors_filled == left and root.state.pending_count() == 0
+        texts = len({v.embed_text for v in pending})
+        assert first.texts_embedded + rest.texts_embedded == texts  # none embedded twice
+        assert root.vectors.count() == root.state.counts()[1]
+        assert verify_root(root)["ok"]
+    finally:
+        root.close()
+        cache.close()
