@@ -22,9 +22,8 @@ from daemon.chunk_cache import ChunkCache
 from daemon.config import load_config
 from daemon.embed_cache import EmbedCache
 from daemon.embedder import Embedder, TextEmbedder
-from daemon.fill import fill_vectors
 from daemon.gitinfo import checkout_of
-from daemon.pipeline import Collaborators, run_batch
+from daemon.pipeline import Collaborators, fill_vectors, run_batch
 from daemon.root import RootIndex
 from daemon.snapshot import pack, stage_export
 from ipc.errors import NotFound

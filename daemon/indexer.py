@@ -16,9 +16,8 @@ from typing import Any
 import structlog
 
 from daemon.activity import Activity
-from daemon.fill import fill_vectors
 from daemon.metrics import BatchReport, rss_bytes, trim_heap
-from daemon.pipeline import Collaborators, drop_orphans, run_batch
+from daemon.pipeline import Collaborators, drop_orphans, fill_vectors, run_batch
 from daemon.root import RootIndex
 
 log = structlog.get_logger("rcmd.indexer")

@@ -156,8 +156,7 @@ def warm_cache(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> Path:
     """
     from daemon.config import load_config
     from daemon.embed_cache import EmbedCache
-    from daemon.fill import fill_vectors
-    from daemon.pipeline import Collaborators, run_batch
+    from daemon.pipeline import Collaborators, fill_vectors, run_batch
     from daemon.root import RootIndex
 
     base = tmp_path_factory.mktemp("warm")

@@ -15,8 +15,7 @@ import tantivy
 from daemon.chunk_cache import ChunkCache
 from daemon.chunk_diff import diff_chunks
 from daemon.chunker import chunk_source
-from daemon.fill import fill_vectors
-from daemon.pipeline import Collaborators, assign_ids, run_batch
+from daemon.pipeline import Collaborators, assign_ids, fill_vectors, run_batch
 from daemon.root import RootIndex
 from daemon.verify import verify_root
 

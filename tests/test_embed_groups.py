@@ -16,8 +16,7 @@ from daemon.embed_groups import (
     shared_runs,
     shared_texts,
 )
-from daemon.fill import fill_vectors
-from daemon.pipeline import run_batch
+from daemon.pipeline import fill_vectors, run_batch
 from daemon.search import search_roots
 from daemon.state import ChunkRow
 from ipc.requests import SearchRequest

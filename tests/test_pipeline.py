@@ -12,8 +12,7 @@ import pytest
 
 from daemon.config import SearchConfig, load_config
 from daemon.embed_cache import EmbedCache
-from daemon.fill import fill_vectors
-from daemon.pipeline import Collaborators, run_batch
+from daemon.pipeline import Collaborators, fill_vectors, run_batch
 from daemon.root import RootIndex
 from daemon.search import resolve_candidates, search_roots
 from daemon.verify import verify_root

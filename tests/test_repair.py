@@ -13,8 +13,7 @@ import pytest
 
 from daemon.chunker import chunk_source
 from daemon.embed_cache import cache_key
-from daemon.fill import fill_vectors
-from daemon.pipeline import run_batch
+from daemon.pipeline import fill_vectors, run_batch
 from daemon.verify import verify_root
 from tests.conftest import Daemon
 

@@ -17,8 +17,7 @@ from daemon.adopt import InstallContext, install
 from daemon.config import load_config, root_dir
 from daemon.embed_cache import EmbedCache
 from daemon.embed_groups import policy_of
-from daemon.fill import fill_vectors
-from daemon.pipeline import Collaborators, run_batch
+from daemon.pipeline import Collaborators, fill_vectors, run_batch
 from daemon.root import RootIndex, build_layout, root_id_for
 from daemon.search import search_roots
 from daemon.snapshot import pack, stage_export, unpack
