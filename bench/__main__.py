@@ -16,6 +16,7 @@
     python -m bench cluster                                 embedding: local vs Ray, 1 and 2 nodes
     python -m bench cold small crates:tokio                 whole cold runs: tokens/s vs ceiling
     python -m bench baseline /tmp/old crates:rayon          an older checkout, timed the same way
+    python -m bench ops [--checkout /tmp/old]               the embedding graph, op by op
     python -m bench report                                  bench/results → docs/PERFORMANCE.md
 
 Each command writes bench/results/<name>.json (machine, date, commit, command, figures);
@@ -49,6 +50,7 @@ COMMANDS = {
     "cluster": ("bench.cluster", "run"),
     "cold": ("bench.cold", "run"),
     "baseline": ("bench.baseline", "run"),
+    "ops": ("bench.graph_ops", "run"),
 }
 
 
@@ -163,6 +165,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=3, help="cold runs, each in a fresh home")
     p.add_argument("--reindex", type=int, default=0, metavar="N", help="N forced rebuilds instead")
     p.add_argument("--seed-cache", help="an embeddings.db to start the home's cache from")
+
+    p = sub.add_parser("ops", help="the int8 embedding graph operator by operator")
+    p.add_argument("--checkout", help="an older checkout whose graph runs beside this one's")
+    p.add_argument("--texts", type=int, default=200, help="chunk texts of library/alloc")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds")
 
     sub.add_parser("report", help="render bench/results into docs/PERFORMANCE.md")
 
