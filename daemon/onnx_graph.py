@@ -117,7 +117,7 @@ def fuse_erf_gelu(graph: Any) -> int:
 
     weights = {init.name: init for init in graph.initializer}
     readers, dead = _readers(graph), []
-    for index, div in enumerate(n for n in graph.node if n.op_type == "Div"):
+    for index, div in enumerate([n for n in graph.node if n.op_type == "Div"]):
         x = div.input[0]
         if not _close(_scalar(weights, div.input[1]), math.sqrt(2)):
             continue
