@@ -227,3 +227,24 @@ def test_a_cache_folder_without_room_still_gets_the_graph(tmp_path: Path) -> Non
         assert not list(model_dir.glob("model-q8-*")) and not list(model_dir.glob(".*"))
     finally:
         os.chmod(model_dir, 0o755)
+
+
+def test_the_default_models_embedding_table_comes_back_exactly(tmp_path: Path) -> None:
+    """The claim `quantize_embedding_tables` rests on: the PyPI model's token table,
+    once its casts are folded, is int8 rows times a per-row scale of max/127."""
+    from daemon.embedder import offline_model_dir
+    from daemon.onnx_graph import EMBEDDING_ROWS
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.optimized_model_filepath = str(tmp_path / "folded.onnx")
+    source = offline_model_dir(tmp_path / "cache") / "model.onnx"
+    ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
+    graph = onnx.load(str(tmp_path / "folded.onnx")).graph
+    gathered = {n.input[0] for n in graph.node if n.op_type == "Gather"}
+    (table,) = [i for i in graph.initializer if i.name in gathered and i.dims[0] >= EMBEDDING_ROWS]
+    want = numpy_helper.to_array(table)
+    assert quantize_embedding_tables(graph) == 1
+    weights = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    q8, rows = weights[f"{table.name}_q8"], weights[f"{table.name}_rows"]
+    np.testing.assert_array_equal(q8.astype(np.float32) * rows, want)
