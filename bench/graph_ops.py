@@ -51,13 +51,17 @@ def _graph_of(checkout: Path, cache: Path) -> dict[str, Any]:
     return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
-def _session(graph: dict[str, Any], profile: bool = False) -> Any:
+def _session(graph: dict[str, Any], profile_in: Path | None = None) -> Any:
+    """A single-threaded session of `graph`; profiled into `profile_in` when given
+    (onnxruntime writes its trace into the working directory otherwise)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = options.inter_op_num_threads = 1
     options.log_severity_level = 3
-    options.enable_profiling = profile
+    if profile_in is not None:
+        options.enable_profiling = True
+        options.profile_file_prefix = str(profile_in / "ort-profile")
     return ort.InferenceSession(
         graph["graph"],
         options,
@@ -80,8 +84,8 @@ def _run_all(session: Any, ids: list[list[int]]) -> float:
     return time.perf_counter() - start
 
 
-def _ops(graph: dict[str, Any], ids: list[list[int]]) -> dict[str, dict[str, float]]:
-    session = _session(graph, profile=True)
+def _ops(graph: dict[str, Any], ids: list[list[int]], folder: Path) -> dict[str, dict[str, float]]:
+    session = _session(graph, profile_in=folder)
     _run_all(session, ids)
     events = json.loads(Path(session.end_profiling()).read_text())
     total: collections.Counter[str] = collections.Counter()
@@ -122,7 +126,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "disabled_optimizers": g["disabled"],
                 "tokens_per_s_one_thread": round(statistics.median(rates[k])),
                 "rounds": [round(r) for r in rates[k]],
-                "ops": _ops(g, ids),
+                "ops": _ops(g, ids, Path(tmp)),
             }
     out["tokens"] = tokens
     out["machine_after"] = machine_state()
