@@ -100,9 +100,17 @@ def _scalar(weights: dict[str, Any], name: str) -> float | None:
     from onnx import numpy_helper
 
     init = weights.get(name)
-    if init is None or numpy_helper.to_array(init).size != 1:
-        return None
-    return float(numpy_helper.to_array(init).item())
+    value = None if init is None else numpy_helper.to_array(init)
+    return None if value is None or value.size != 1 else float(value.item())
+
+
+def _symmetric_int8(w: Any, axis: int, bound: int) -> tuple[Any, Any]:
+    """`w` as int8 in ±`bound`, with one float32 scale per slice along `axis` (kept as
+    a dimension of size 1), so each slice's largest value maps to ±`bound`."""
+    import numpy as np
+
+    scale = (np.maximum(np.abs(w).max(axis=axis, keepdims=True), 1e-12) / bound).astype(np.float32)
+    return np.clip(np.rint(w / scale), -bound, bound).astype(np.int8), scale
 
 
 def _close(value: float | None, want: float) -> bool:
@@ -184,8 +192,7 @@ def quantize_embedding_tables(graph: Any) -> int:
         if table is None or len(table.dims) != 2 or table.dims[0] < EMBEDDING_ROWS:
             continue
         w = numpy_helper.to_array(table).astype(np.float32)
-        scale = (np.maximum(np.abs(w).max(axis=1, keepdims=True), 1e-12) / 127.0).astype(np.float32)
-        q8 = np.clip(np.rint(w / scale), -127, 127).astype(np.int8)
+        q8, scale = _symmetric_int8(w, axis=1, bound=127)
         name, ids, out = node.input[0], node.input[1], node.output[0]
         graph.initializer.extend(
             [
@@ -238,8 +245,8 @@ def quantize_weight_matmuls(model: Any) -> int:
         if init is None or len(init.dims) != 2:
             continue
         w = numpy_helper.to_array(init).astype(np.float32)
-        scale = np.maximum(np.abs(w).max(axis=0), 1e-12) / 63.0
-        quantized = np.clip(np.rint(w / scale), -63, 63).astype(np.int8)
+        quantized, scale = _symmetric_int8(w, axis=0, bound=63)
+        scale = scale.reshape(-1)
         base = f"{node.input[1]}_q8"
         graph.initializer.extend(
             [
