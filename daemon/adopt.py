@@ -29,6 +29,7 @@ from daemon.graph_rows import TableRows, rows_of
 from daemon.ignore import IgnoreRules
 from daemon.lexical import LexicalDoc, LexicalIndex
 from daemon.merkle import MerkleDiff, MerkleTree, hash_bytes
+from daemon.regular import read_regular
 from daemon.snapshot import read_jsonl
 from daemon.snapshot_format import (
     CHUNKS,
@@ -169,14 +170,11 @@ def disk_hashes(root: Path, max_bytes: int) -> dict[str, tuple[os.stat_result, b
     out: dict[str, tuple[os.stat_result, bytes]] = {}
     for rel, _st in IgnoreRules(root).walk(""):
         try:
-            fd = os.open(root / rel, os.O_RDONLY | os.O_NOFOLLOW)
+            data, st = read_regular(root / rel, max_bytes)
         except OSError:
             continue
-        with os.fdopen(fd, "rb") as f:
-            st = os.fstat(fd)
-            if st.st_size > max_bytes:
-                continue
-            out[rel] = (st, hash_bytes(f.read()))
+        if data is not None:
+            out[rel] = (st, hash_bytes(data))
     return out
 
 
@@ -204,12 +202,10 @@ def disk_graphs(root: Path, records: list[FileRecord]) -> dict[str, TableRows]:
     out: dict[str, TableRows] = {}
     for rec in records:
         try:
-            fd = os.open(root / rec.path, os.O_RDONLY | os.O_NOFOLLOW)
+            data, _st = read_regular(root / rec.path, rec.size)
         except OSError:
             continue
-        with os.fdopen(fd, "rb") as f:
-            data = f.read()
-        if hash_bytes(data) == rec.hash:
+        if data is not None and hash_bytes(data) == rec.hash:
             out[rec.path] = rows_of(graph_of(rec.path, data))
     return out
 

@@ -15,8 +15,12 @@ from pathlib import Path
 
 import pathspec
 
+from daemon.regular import read_regular
+
 IGNORE_FILES = (".gitignore", ".ignore")
 ALWAYS_IGNORED_DIRS = frozenset({".git", "target", ".hg", ".svn", ".jj"})
+#: An ignore file larger than this is not read (it is surely not a list of patterns).
+MAX_IGNORE_FILE_BYTES = 16 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,11 +37,12 @@ def _load_layer(root: Path, rel_dir: str, listing: set[str] | None = None) -> _L
     for name in IGNORE_FILES:
         if listing is not None and name not in listing:
             continue
-        try:
-            with open(os.path.join(root, rel_dir, name), errors="replace") as f:
-                lines.extend(f.read().splitlines())
+        try:  # as git does since 2.32: a symlinked ignore file is not followed
+            data, _st = read_regular(os.path.join(root, rel_dir, name), MAX_IGNORE_FILE_BYTES)
         except OSError:
             continue
+        if data is not None:
+            lines.extend(data.decode("utf-8", "replace").splitlines())
     if not lines:
         return None
     return _Layer(rel_dir, pathspec.GitIgnoreSpec.from_lines(lines))

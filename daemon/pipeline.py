@@ -39,6 +39,7 @@ from daemon.lexical import LexicalDoc
 from daemon.merkle import ancestors, hash_bytes
 from daemon.metrics import BatchReport
 from daemon.parse_cache import ParseCache
+from daemon.regular import read_regular
 from daemon.root import RootIndex
 from daemon.state import ChunkPatch, ChunkRow, FileRecord, PendingVector
 from daemon.vectors import VectorPoint
@@ -189,28 +190,17 @@ def _commit(
 def _read(
     root: RootIndex, rel: str, max_bytes: int
 ) -> tuple[bytes | None, os.stat_result | None, str]:
-    """File bytes and the stat taken with them, or a skip reason."""
+    """File bytes and the stat taken with them, or a skip reason (`daemon.regular`: a
+    FIFO that took a scanned file's name must not hang the batch)."""
     try:
-        fd = os.open(root.path / rel, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        data, st = read_regular(root.path / rel, max_bytes)
     except FileNotFoundError:
         return None, None, "vanished"
     except OSError as exc:
         return None, None, f"unreadable: {exc.strerror}"
-    try:
-        st = os.fstat(fd)
-        if st.st_size > max_bytes:
-            return None, st, f"too_large: {st.st_size} bytes > {max_bytes}"
-        chunks = []
-        while True:
-            part = os.read(fd, 1 << 20)
-            if not part:
-                break
-            chunks.append(part)
-        data = b"".join(chunks)
-    except OSError as exc:
-        return None, None, f"unreadable: {exc.strerror}"
-    finally:
-        os.close(fd)
+    if data is None:
+        size = f"{st.st_size} bytes" if st.st_size > max_bytes else "grew while read"
+        return None, st, f"too_large: {size} > {max_bytes}"
     if b"\0" in data[:8192]:
         return None, st, "binary"
     return data, st, ""

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from daemon.regular import open_regular
+
 #: Most bytes of text one `read` returns; longer ranges are cut at a line boundary.
 MAX_READ_BYTES = 256 * 1024
 #: Longest line returned whole; a longer one (minified or generated code) is cut.
@@ -28,7 +30,7 @@ class LineRange:
 def read_lines(path: Path, start: int, end: int, max_bytes: int = MAX_READ_BYTES) -> LineRange:
     """Lines `start`..`end` (1-based, inclusive) of `path`, never following a final
     symlink, holding at most one capped line and `max_bytes` of output in memory."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    fd, _st = open_regular(path)
     out: list[str] = []
     used = 0
     truncated = False

@@ -49,6 +49,31 @@ def test_read_serves_only_indexed_files_within_a_cap(daemon: Daemon, crate: Path
     assert len(hit["snippet"]) < 1_000  # a one-line chunk is not sent back whole
 
 
+
+def test_a_fifo_in_a_root_hangs_nothing(daemon: Daemon, crate: Path) -> None:
+    """Opening a FIFO for reading blocks until a writer comes: one named `*.rs` in a
+    checkout, or one put where an indexed file was, must neither hang the pipeline nor
+    a `read` request (`daemon.regular`)."""
+    os.mkfifo(crate / "src" / "pipe.rs")
+    daemon.cli("index", str(crate), "--wait")
+    with pytest.raises(NotFound):
+        daemon.call("read", path="src/pipe.rs", root=str(crate))
+    (crate / "src" / "lib.rs").unlink()
+    os.mkfifo(crate / "src" / "lib.rs")
+    with pytest.raises(NotFound):  # not a regular file, or no longer indexed
+        daemon.call("read", path="src/lib.rs", root=str(crate))
+    (crate / "src" / "late.rs").write_text("pub fn arrived_after_the_fifo() {}\n")
+
+    def late() -> str | None:
+        try:
+            return str(daemon.call("read", path="src/late.rs", root=str(crate))["text"])
+        except NotFound:
+            return None
+
+    assert "arrived_after_the_fifo" in wait_until(late)
+    assert daemon.search("arrived_after_the_fifo", "--mode", "bm25")
+
+
 def test_oversized_and_invalid_values_are_bad_requests(daemon: Daemon) -> None:
     """17.5 and 17.14: a 540 KB query once cost ~20 s of CPU; a NUL byte was `internal`;
     NaN ids were echoed as invalid JSON."""
