@@ -39,6 +39,8 @@ log = structlog.get_logger("rcmd.watcher")
 
 #: A watch batch this large is handled as a full rescan (see the module docstring).
 BURST_PATHS = 256
+#: Listings tried when directories vanish or appear while a watch is set up.
+OPEN_ATTEMPTS = 5
 
 
 def relevant(root: Path, path: str) -> str | None:
@@ -101,6 +103,10 @@ class RootWatcher:
             self._thread.join(5)
 
     def _run(self) -> None:
+        #: Whether files may have changed unseen since the last full scan: the root was
+        #: gone, or the watch failed. The rescan for it runs once the new watch is in
+        #: place, so nothing changed between that scan and the watch goes unseen.
+        gap = False
         while not self._stop.is_set():
             if not self.root.is_dir():
                 self._on_status("root missing; waiting for it to return")
@@ -108,15 +114,17 @@ class RootWatcher:
                     if self._stop.wait(self._poll_s):
                         return
                 log.info("root_returned", root=str(self.root))
-                self._rescan()
-            reason = self._watch()
+                gap = True
+            reason = self._watch(rescan_when_watching=gap)
             if reason is None:
+                gap = False
                 continue  # stopped, or the root went away: the loop decides
             log.warning("watcher_failed", root=str(self.root), reason=reason)
             self._on_status(
                 f"polling every {self._poll_s:g}s (watcher failed: {reason}); retrying it"
             )
             self._rescan()
+            gap = True
             if self._stop.wait(self._poll_s):
                 return
 
@@ -124,14 +132,18 @@ class RootWatcher:
         self.rescans += 1
         self._on_paths(None)
 
-    def _watch(self) -> str | None:
+    def _watch(self, *, rescan_when_watching: bool) -> str | None:
         """Watch until stopped or the root disappears (None), or fail (the reason)."""
         try:
-            notify = _open_notify(self.root)
-        except Exception as exc:  # inotify limits, a directory gone while listed
+            notify, caught = _open_notify(self.root)
+        except Exception as exc:  # inotify limits, directories that keep vanishing
             return f"{type(exc).__name__}: {exc}"
         try:
             self._on_status("watching")
+            if rescan_when_watching:
+                self._rescan()
+            elif caught:
+                self._deliver(caught)
             while not self._stop.is_set():
                 raw = notify.watch(self._max_wait, self._step, 1000, self._stop)
                 if raw == "stop":
@@ -189,12 +201,49 @@ def watched_dirs(root: Path) -> list[str]:
     return found
 
 
-def _open_notify(root: Path) -> RustNotify:
+def _open_notify(root: Path) -> tuple[RustNotify, set[str]]:
+    """A watch on every directory of `root`, and the paths to reconcile that it may have
+    missed while it was set up.
+
+    Setting up races the tree: a directory listed may be gone before its watch is added
+    (listed again, up to `OPEN_ATTEMPTS` times: a rename during `cp -r` or a checkout is
+    no failure), and one made before its parent's watch was added sends no event (the
+    listing is repeated after the watch is in place; such directories are watched by a
+    next instance and returned, so the pipeline walks what was written into them)."""
     from watchfiles._rust_notify import RustNotify
 
-    # Non-recursive watches on a listed set: notify's recursive mode follows symlinks.
-    # ignore_permission_denied stays off: it also hides the watch limit being reached.
-    return RustNotify(watched_dirs(root), False, False, 300, False, False)
+    notify: RustNotify | None = None
+    caught: set[str] = set()
+    error: OSError | None = None
+    for _ in range(OPEN_ATTEMPTS):
+        dirs = watched_dirs(root)
+        try:
+            # Non-recursive watches on a listed set: notify's recursive mode follows
+            # symlinks. ignore_permission_denied stays off: it also hides the watch limit.
+            new = RustNotify(dirs, False, False, 300, False, False)
+        except (FileNotFoundError, NotADirectoryError) as exc:
+            error = exc
+            continue
+        if notify is not None:
+            caught |= _drain(root, notify)
+        notify = new
+        appeared = set(watched_dirs(root)) - set(dirs)
+        caught |= {rel for d in appeared if (rel := relevant(root, d)) is not None}
+        if not appeared:
+            break
+    if notify is None:
+        assert error is not None
+        raise error
+    return notify, caught
+
+
+def _drain(root: Path, old: RustNotify) -> set[str]:
+    """What `old` caught and not yet reported, as paths to reconcile; `old` is closed."""
+    raw = old.watch(1, 1, 1, None)
+    old.close()
+    if isinstance(raw, str):
+        return set()
+    return {r for _c, p in raw if (r := relevant(root, p)) is not None}
 
 
 def _new_dirs(root: Path, rels: set[str]) -> bool:
@@ -213,10 +262,5 @@ def _rewatch(root: Path, old: RustNotify) -> tuple[RustNotify, set[str]]:
     """Watch the current directory set; the new watches are in place before the old
     ones go, and whatever the old instance caught meanwhile is returned, so nothing
     falls between the two."""
-    new = _open_notify(root)
-    drained: set[str] = set()
-    raw = old.watch(1, 1, 1, None)
-    if not isinstance(raw, str):
-        drained = {r for _c, p in raw if (r := relevant(root, p)) is not None}
-    old.close()
-    return new, drained
+    new, caught = _open_notify(root)
+    return new, caught | _drain(root, old)

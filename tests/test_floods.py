@@ -160,6 +160,36 @@ def test_watch_limit_falls_back_to_polling(tmp_path: Path, crate: Path, warm_cac
         d.kill()
 
 
+@pytest.mark.timeout(600)
+def test_what_changed_while_the_watch_was_down_is_found_once_it_is_back(
+    tmp_path: Path, crate: Path, warm_cache: Path
+) -> None:
+    """A failed watch polls: a full rescan, then a wait of `poll_interval_s` before the
+    watch is tried again. A file written during that wait was lost for good when the
+    retry succeeded (no scan after it; found in a chaos run where a directory renamed
+    during the watch's setup failed it). Now a rescan follows the new watch."""
+    home = tmp_path / "home"
+    seed_cache(home, warm_cache)
+    d = Daemon(home, prefix=OWN_USERNS, RCMD_INDEX_POLL_INTERVAL_S="4")
+    d.start()
+    assert d.proc is not None
+    try:
+        set_watch_limit(d.proc.pid, 1)
+        d.cli("index", str(crate), "--wait")
+        wait_until(lambda: d.root_status(crate)["watcher"].startswith("polling"))
+        d.wait_idle(crate)  # the failure's rescan is done; the retry is seconds away
+        (crate / "src" / "gap.rs").write_text("pub fn written_while_unwatched() {}\n")
+        set_watch_limit(d.proc.pid, 100_000)
+        wait_until(lambda: watching(d, crate))
+        wait_until(
+            lambda: top_symbol(d, "written_while_unwatched") == "gap::written_while_unwatched"
+        )
+        assert d.verify()["ok"], d.verify()["roots"][0]["problems"]
+    finally:
+        d.stop()
+        d.kill()
+
+
 def test_editor_backup_and_swap_files_are_not_indexed(daemon: Daemon, crate: Path) -> None:
     daemon.cli("index", str(crate), "--wait")
     src = crate / "src"
