@@ -49,7 +49,6 @@ def test_read_serves_only_indexed_files_within_a_cap(daemon: Daemon, crate: Path
     assert len(hit["snippet"]) < 1_000  # a one-line chunk is not sent back whole
 
 
-
 def test_a_fifo_in_a_root_hangs_nothing(daemon: Daemon, crate: Path) -> None:
     """Opening a FIFO for reading blocks until a writer comes: one named `*.rs` in a
     checkout, or one put where an indexed file was, must neither hang the pipeline nor
