@@ -17,6 +17,7 @@
     python -m bench cold small crates:tokio                 whole cold runs: tokens/s vs ceiling
     python -m bench baseline /tmp/old crates:rayon          an older checkout, timed the same way
     python -m bench ops [--checkout /tmp/old]               the embedding graph, op by op
+    python -m bench chaos --seed 1 [--kill]                 random churn, then index == fresh?
     python -m bench report                                  bench/results → docs/PERFORMANCE.md
 
 Each command writes bench/results/<name>.json (machine, date, commit, command, figures);
@@ -51,6 +52,7 @@ COMMANDS = {
     "cold": ("bench.cold", "run"),
     "baseline": ("bench.baseline", "run"),
     "ops": ("bench.graph_ops", "run"),
+    "chaos": ("bench.chaos", "run"),
 }
 
 
@@ -170,6 +172,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkout", help="an older checkout whose graph runs beside this one's")
     p.add_argument("--texts", type=int, default=200, help="chunk texts of library/alloc")
     p.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds")
+
+    p = sub.add_parser("chaos", help="random file churn on a live daemon; its index vs fresh")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seconds", type=float, default=90, help="how long the churn goes on")
+    p.add_argument("--crates", type=int, default=6, help="real crates the root starts with")
+    p.add_argument("--kill", action="store_true", help="SIGKILL and restart the daemon midway")
+    p.add_argument("--work", default=work)
 
     sub.add_parser("report", help="render bench/results into docs/PERFORMANCE.md")
 
