@@ -134,7 +134,9 @@ class SearchConfig:
     `python -m bench.quality` (docs/SEARCH_QUALITY.md has the figures)."""
 
     #: Keys whose value must be one of these (checked when the config is read).
-    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"fusion": ("rrf", "adaptive", "combsum")}
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {
+        "fusion": ("rrf", "adaptive", "combsum", "zscore")
+    }
 
     #: Reciprocal-rank-fusion constant: smaller lets the top ranks of each list count more.
     rrf_k: int = 20
@@ -167,7 +169,8 @@ class SearchConfig:
     dedupe: bool = True
     #: How a question's BM25 and vector lists are fused: "rrf" (by rank), "adaptive"
     #: (by rank, each list's weight leaned towards the one whose best candidate stands
-    #: out more for this query) or "combsum" (by their scores scaled to [0, 1]).
+    #: out more for this query), "combsum" (by their scores scaled to [0, 1]) or
+    #: "zscore" (by their standard scores, `fusion.zscore_sum`).
     fusion: str = "adaptive"
     #: Longest a `fresh` search waits for the changes made before it to be indexed.
     fresh_timeout_s: float = 30.0

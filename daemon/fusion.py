@@ -58,3 +58,33 @@ def confidence_weighted(
     n = len(weights)
     pairs = zip(weights, standouts, strict=True)
     return tuple(w * max(0.0, 1 + lean * (n * s / total - 1)) for w, s in pairs)
+
+
+def zscore_sum(
+    lists: Sequence[Sequence[tuple[K, float]]], weights: Sequence[float] | None = None
+) -> list[tuple[K, float]]:
+    """Fuse scored lists by the sum of each candidate's standard score in every list
+    (its distance from that list's mean, in that list's standard deviations), scaled to
+    [0, 1] over the result. A candidate a list did not return counts as that list's
+    lowest. Scale-free like `standout`: BM25 and cosines add up without a weight, and a
+    list whose best stands far above its rest counts for more than a plateau."""
+    standard: list[dict[K, float]] = []
+    ws: list[float] = []
+    for ranked, w in zip(lists, weights or [1.0] * len(lists), strict=True):
+        if not ranked:
+            continue
+        ws.append(w)
+        scores = [s for _, s in ranked]
+        mean, spread = statistics.fmean(scores), statistics.pstdev(scores) or 1.0
+        standard.append({key: (s - mean) / spread for key, s in ranked})
+    if not standard:
+        return []
+    floors = [min(z.values()) for z in standard]
+    keys = list(dict.fromkeys(key for z in standard for key in z))
+    total = {
+        key: sum(w * z.get(key, lo) for z, lo, w in zip(standard, floors, ws, strict=True))
+        for key in keys
+    }
+    lo, hi = min(total.values()), max(total.values())
+    span = (hi - lo) or 1.0
+    return sorted(((key, (v - lo) / span) for key, v in total.items()), key=lambda kv: -kv[1])

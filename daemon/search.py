@@ -19,7 +19,7 @@ import numpy.typing as npt
 from daemon.config import SearchConfig
 from daemon.embed_groups import fold_shared, shared_runs
 from daemon.filters import row_filters
-from daemon.fusion import confidence_weighted, rrf, standout
+from daemon.fusion import confidence_weighted, rrf, standout, zscore_sum
 from daemon.query import (
     STOPWORDS,
     classify,
@@ -245,6 +245,10 @@ def _fuse(
         return _exact_first(cosines, first)
     if tuning.fusion == "combsum" and mode == "hybrid" and not identifier:
         return _combsum(per_root, tuning)
+    if tuning.fusion == "zscore" and mode == "hybrid" and not identifier:
+        scored = [_flat({rid: r.bm25 for rid, r in per_root.items()})]
+        scored.append(_flat({rid: r.vec for rid, r in per_root.items()}))
+        return zscore_sum(scored, [tuning.natural_lexical_weight, 1.0])
     lex_w, vec_w = _lexical_weight(identifier, tuning), _vector_weight(identifier, tuning)
     if tuning.fusion == "adaptive" and mode == "hybrid" and not identifier:
         lex_w, vec_w = _adaptive_weights(per_root, lex_w, vec_w)

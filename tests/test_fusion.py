@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from daemon.fusion import confidence_weighted, rrf, standout
+from daemon.fusion import confidence_weighted, rrf, standout, zscore_sum
 
 
 def test_rrf_rewards_agreement() -> None:
@@ -112,3 +112,19 @@ def test_fragments_are_headers_consts_and_aliases_not_short_fns() -> None:
     assert is_fragment(row("impl", 2)) and is_fragment(row("const", 1))
     assert is_fragment(row("type", 3)) and not is_fragment(row("type", 4))
     assert not is_fragment(row("method", 3)) and not is_fragment(row("fn", 1))
+
+
+def test_zscore_sum_is_scale_free_and_counts_a_missing_candidate_as_the_lowest() -> None:
+    bm25 = [("a", 40.0), ("b", 10.0), ("c", 9.0), ("d", 8.0)]  # a stands out
+    cos = [("b", 0.61), ("a", 0.60), ("c", 0.59), ("e", 0.58)]  # a plateau
+    fused = dict(zscore_sum([bm25, cos]))
+    assert max(fused, key=fused.__getitem__) == "a" and fused["a"] == 1.0
+    assert min(fused.values()) == 0.0
+    # The same lists on another scale fuse the same way.
+    scaled = dict(zscore_sum([[(k, s * 100) for k, s in bm25], [(k, s / 10) for k, s in cos]]))
+    assert {k: round(v, 9) for k, v in scaled.items()} == {k: round(v, 9) for k, v in fused.items()}
+    # d and e are each missing from one list, so each counts as that list's lowest there.
+    assert fused["d"] < fused["c"] and fused["e"] < fused["c"]
+    assert zscore_sum([[], []]) == []
+    # A weight scales a list's say.
+    assert zscore_sum([bm25, cos], [0.0, 1.0])[0][0] == "b"
