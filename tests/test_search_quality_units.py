@@ -9,7 +9,7 @@ import pytest
 
 from bench.quality.corpora import blank_docs
 from bench.quality.corpus import decl_line, first_sentence, mentions_name
-from bench.quality.metrics import gains, ndcg, score
+from bench.quality.metrics import gains, ndcg, paired_interval, score
 from daemon.query import classify, symbol_matches, symbol_name, symbol_words
 from daemon.search import is_near_duplicate, item_extent, snippet
 from daemon.state import ChunkRow
@@ -192,3 +192,14 @@ def test_an_idle_writer_is_released_and_reopened(tmp_path: Path) -> None:
     assert [cid for cid, _ in index.search("alpha", 5)] == ["a"]
     assert [cid for cid, _ in index.search("beta", 5)] == ["b"]
     index.close()
+
+
+def test_paired_interval_is_zero_for_equal_lists_and_covers_the_observed_gap() -> None:
+    ranks: list[int | None] = [1, 2, None, 3, 1, None, 5, 1]
+    assert paired_interval(ranks, ranks, lambda a, b: a - b) == (0.0, 0.0)
+    better: list[int | None] = [1] * 8
+    lo, hi = paired_interval(better, ranks, lambda a, b: a - b)
+    observed = 1.0 - sum(1 / r for r in ranks if r) / len(ranks)
+    assert 0 < lo <= observed <= hi
+    with pytest.raises(ValueError):
+        paired_interval(ranks, ranks[:-1], lambda a, b: a - b)

@@ -82,3 +82,33 @@ def percentile(values: Sequence[float], p: float) -> float:
         return float(statistics.median(values))
     s = sorted(values)
     return float(s[min(len(s) - 1, int(len(s) * p / 100))])
+
+
+def paired_interval(
+    a: Sequence[int | None],
+    b: Sequence[int | None],
+    compare: Callable[[float, float], float],
+    *,
+    level: float = 0.9,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """A percentile-bootstrap interval of `compare(MRR@10 of a, MRR@10 of b)` over the
+    same queries (resampled together, so each comparison is paired): how much of a
+    per-corpus difference one might see from which questions happened to be asked.
+    `a` and `b` are first-answer ranks of one query set in the same order."""
+    if len(a) != len(b) or not a:
+        raise ValueError("two rank lists of one query set are needed")
+    import random
+
+    rnd = random.Random(seed)
+    ra = [1 / r if r else 0.0 for r in a]
+    rb = [1 / r if r else 0.0 for r in b]
+    n = len(ra)
+    stats = []
+    for _ in range(resamples):
+        pick = [rnd.randrange(n) for _ in range(n)]
+        stats.append(compare(sum(ra[i] for i in pick) / n, sum(rb[i] for i in pick) / n))
+    stats.sort()
+    tail = (1 - level) / 2
+    return stats[int(tail * resamples)], stats[min(resamples - 1, int((1 - tail) * resamples))]
