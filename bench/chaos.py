@@ -5,7 +5,9 @@ A root is built from real crates (Debian's `librust-*-dev` sources). While the d
 indexes it, seeded random operations hit it: edits, atomic saves, deletions,
 truncations, invalid UTF-8, directory renames, whole crates copied in and removed, deep
 trees, files over the size cap, directories named `*.rs`, FIFOs (also in place of an
-indexed file) and symlinks out of the root; `status` and `search` are timed throughout.
+indexed file) and symlinks out of the root. `status` and `search` are timed throughout,
+with a `fresh` search for a fn saved just before (is it found?), and every 250 operations
+comes a forced rebuild or a graceful stop and start.
 With `--kill`, the daemon is SIGKILLed a third of the way in, the churn goes on while it
 is down, and it is started again. Once it is idle: `verify` (disk, state.db, Tantivy
 and Qdrant agree), then a second daemon indexes a copy of the final tree and the two
@@ -45,6 +47,8 @@ CRATES = (
     "indexmap-1.9.2",
     "hashbrown-0.12.3",
 )
+#: The daemon's default `[index] max_file_bytes`: a fresh check saves into smaller files.
+MAX_FILE_BYTES = 1 << 20
 GRAPH_TABLES = ("sym_defs", "sym_refs", "sym_impls", "sym_imports", "sym_files")
 
 Op = Callable[[random.Random, Path], None]
@@ -189,40 +193,100 @@ def _compare(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _fresh_check(
+    d: BenchDaemon, root: Path, rnd: random.Random
+) -> tuple[float, dict[str, Any] | None]:
+    """Save a new fn into a file and search for it with `fresh`: the seconds from the
+    save to the answer ("up to date the moment I save"), and what was seen when the fn
+    was not found (None when it was)."""
+    name = f"saved_just_now_{rnd.randrange(10**9)}"
+    target = rnd.choice([f for f in _files(root) if f.stat().st_size < MAX_FILE_BYTES // 2])
+    t = time.perf_counter()
+    with open(target, "a") as f:
+        f.write(f"\npub fn {name}() {{}}\n")
+    try:
+        reply = d.call("search", query=name, mode="bm25", limit=3, fresh=True, timeout=120)
+    except Exception as exc:  # a timeout or an error reply: reported as not found
+        return time.perf_counter() - t, {"path": str(target.relative_to(root)), "error": str(exc)}
+    took = time.perf_counter() - t
+    if any(r["symbol"].endswith(name) for r in reply["results"]):
+        return took, None
+    return took, {"path": str(target.relative_to(root)), "results": reply["results"][:1]}
+
+
+class _Churn:
+    """The churn loop's counters and timings."""
+
+    def __init__(self) -> None:
+        self.done: Counter[str] = Counter()
+        self.status_s: list[float] = []
+        self.search_s: list[float] = []
+        self.search_at: list[float] = []
+        self.fresh_s: list[float] = []
+        self.fresh_misses: list[dict[str, Any]] = []
+        self.daemon_ops: Counter[str] = Counter()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ops": dict(self.done),
+            "daemon_ops": dict(self.daemon_ops),
+            "status": summary_ms(self.status_s),
+            "search": summary_ms(self.search_s),
+            "slowest_searches_at_s": sorted(zip(self.search_s, self.search_at, strict=True))[-3:],
+            "fresh_searches": summary_ms(self.fresh_s),
+            "fresh_missed": len(self.fresh_misses),
+            "fresh_misses": self.fresh_misses[:10],
+        }
+
+
+def _timed_requests(d: BenchDaemon, root: Path, rnd: random.Random, c: _Churn, at: float) -> None:
+    t = time.perf_counter()
+    d.status()
+    c.status_s.append(time.perf_counter() - t)
+    t = time.perf_counter()
+    d.call("search", query="iterator adaptor", limit=10)
+    c.search_s.append(time.perf_counter() - t)
+    c.search_at.append(round(at, 1))
+    took, miss = _fresh_check(d, root, rnd)
+    c.fresh_s.append(took)
+    if miss is not None:
+        c.fresh_misses.append(miss)
+
+
+def _daemon_op(d: BenchDaemon, root: Path, rnd: random.Random, c: _Churn) -> None:
+    """Now and then: a forced rebuild, or a graceful stop and start, mid-churn."""
+    if rnd.random() < 0.5:
+        d.call("reindex", path=str(root), force=True)
+        c.daemon_ops["reindex_force"] += 1
+    else:
+        d.stop()
+        d.start()
+        d.call("index", path=str(root))
+        c.daemon_ops["stop_start"] += 1
+
+
 def _churn(
     d: BenchDaemon, root: Path, rnd: random.Random, seconds: float, kill: bool
 ) -> dict[str, Any]:
-    done: Counter[str] = Counter()
-    status_s: list[float] = []
-    search_s: list[float] = []
-    search_at: list[float] = []
+    c = _Churn()
     killed_at = None
     start = time.monotonic()
-    while time.monotonic() - start < seconds:
-        if kill and killed_at is None and time.monotonic() - start > seconds / 3:
-            killed_at = round(time.monotonic() - start, 1)
+    while (now := time.monotonic() - start) < seconds:
+        if kill and killed_at is None and now > seconds / 3:
+            killed_at = round(now, 1)
             d.kill()  # SIGKILL: nothing is committed or closed
             for _ in range(150):  # while it is down
-                _one_op(rnd, root, done)
+                _one_op(rnd, root, c.done)
             d.start()
             d.call("index", path=str(root))
-        _one_op(rnd, root, done)
-        if sum(done.values()) % 10 == 0:
-            t = time.perf_counter()
-            d.status()
-            status_s.append(time.perf_counter() - t)
-            t = time.perf_counter()
-            d.call("search", query="iterator adaptor", limit=10)
-            search_s.append(time.perf_counter() - t)
-            search_at.append(round(time.monotonic() - start, 1))
+        _one_op(rnd, root, c.done)
+        ops = sum(c.done.values())
+        if ops % 10 == 0:
+            _timed_requests(d, root, rnd, c, now)
+        if ops % 250 == 0:
+            _daemon_op(d, root, rnd, c)
         time.sleep(rnd.random() * 0.05)
-    return {
-        "ops": dict(done),
-        "killed_at_s": killed_at,
-        "status": summary_ms(status_s),
-        "search": summary_ms(search_s),
-        "slowest_searches_at_s": sorted(zip(search_s, search_at, strict=True))[-3:],
-    }
+    return {**c.to_json(), "killed_at_s": killed_at}
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
