@@ -176,7 +176,11 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("chaos", help="random file churn on a live daemon; its index vs fresh")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--seconds", type=float, default=90, help="how long the churn goes on")
-    p.add_argument("--crates", type=int, default=6, help="real crates the root starts with")
+    p.add_argument(
+        "--crates",
+        default="6",
+        help="the root's crates: how many of the built-in list, or registry folder names",
+    )
     p.add_argument("--kill", action="store_true", help="SIGKILL and restart the daemon midway")
     p.add_argument("--work", default=work)
 

@@ -16,6 +16,7 @@ symbol graph).
 
     python -m bench chaos --seed 1 --seconds 90
     python -m bench chaos --seed 4 --seconds 90 --kill
+    python -m bench chaos --seed 10 --crates tokio-1.24.2,syn-1.0.107,serde-1.0.152
 """
 
 from __future__ import annotations
@@ -52,6 +53,11 @@ MAX_FILE_BYTES = 1 << 20
 GRAPH_TABLES = ("sym_defs", "sym_refs", "sym_impls", "sym_imports", "sym_files")
 
 Op = Callable[[random.Random, Path], None]
+
+
+def _crates(chosen: str) -> list[str]:
+    """`--crates`: how many of `CRATES`, or registry folder names, comma-separated."""
+    return list(CRATES[: int(chosen)]) if chosen.isdigit() else chosen.split(",")
 
 
 def _files(root: Path) -> list[Path]:
@@ -293,7 +299,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     base = Path(args.work) / f"chaos-{args.seed}"
     shutil.rmtree(base, ignore_errors=True)
     root, final = base / "root", base / "final"
-    for name in CRATES[: args.crates]:
+    for name in _crates(args.crates):
         shutil.copytree(REGISTRY / name, root / name, symlinks=True)
     rnd = random.Random(args.seed)
     churned = BenchDaemon(base / "home-churned")
@@ -326,10 +332,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         and compared["chunks_only_in_churned"] == compared["chunks_only_in_fresh"] == 0
         and all(a == b for a, b in compared["graph_rows"].values()),
     }
-    kill = " --kill" if args.kill else ""
+    flags = (" --kill" if args.kill else "") + (
+        f" --crates {args.crates}" if args.crates != "6" else ""
+    )
     save(
         f"chaos-{args.seed}{'-kill' if args.kill else ''}",
-        f"python -m bench chaos --seed {args.seed} --seconds {args.seconds:g}{kill}",
+        f"python -m bench chaos --seed {args.seed} --seconds {args.seconds:g}{flags}",
         out,
     )
     return out
