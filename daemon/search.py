@@ -209,6 +209,15 @@ def _flat(lists: dict[str, list[tuple[str, float]]]) -> list[tuple[Key, float]]:
     return [((rid, cid), score) for rid, ranked in lists.items() for cid, score in ranked]
 
 
+def _scored_sides(
+    per_root: dict[str, RootLists],
+) -> tuple[list[tuple[Key, float]], list[tuple[Key, float]]]:
+    """Every root's BM25 pairs as one list, and every root's vector pairs as another:
+    the raw scores the score-based fusions (`combsum`, `zscore`) work on."""
+    bm25 = _flat({rid: r.bm25 for rid, r in per_root.items()})
+    return bm25, _flat({rid: r.vec for rid, r in per_root.items()})
+
+
 def _merged(lists: dict[str, list[tuple[str, float]]]) -> list[Key]:
     """One list over every root, best raw score first (ties keep root order)."""
     return [key for key, _ in sorted(_flat(lists), key=lambda kv: -kv[1])]
@@ -246,9 +255,7 @@ def _fuse(
     if tuning.fusion == "combsum" and mode == "hybrid" and not identifier:
         return _combsum(per_root, tuning)
     if tuning.fusion == "zscore" and mode == "hybrid" and not identifier:
-        scored = [_flat({rid: r.bm25 for rid, r in per_root.items()})]
-        scored.append(_flat({rid: r.vec for rid, r in per_root.items()}))
-        return zscore_sum(scored, [tuning.natural_lexical_weight, 1.0])
+        return zscore_sum(_scored_sides(per_root), [tuning.natural_lexical_weight, 1.0])
     lex_w, vec_w = _lexical_weight(identifier, tuning), _vector_weight(identifier, tuning)
     if tuning.fusion == "adaptive" and mode == "hybrid" and not identifier:
         lex_w, vec_w = _adaptive_weights(per_root, lex_w, vec_w)
@@ -283,10 +290,8 @@ def _combsum(per_root: dict[str, RootLists], tuning: SearchConfig) -> list[tuple
     """Weighted sum of each side's scores scaled to [0, 1] over its candidates (BM25 by
     its maximum, cosine min-max), so a side's margin counts, not only its ranks."""
     scores: dict[Key, float] = {}
-    sides = (
-        (_flat({rid: r.bm25 for rid, r in per_root.items()}), tuning.natural_lexical_weight, False),
-        (_flat({rid: r.vec for rid, r in per_root.items()}), 1.0, True),
-    )
+    bm25, vec = _scored_sides(per_root)
+    sides = ((bm25, tuning.natural_lexical_weight, False), (vec, 1.0, True))
     total = 0.0
     for flat, weight, minmax in sides:
         if not flat:
