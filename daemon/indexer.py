@@ -65,6 +65,28 @@ def release_writers(roots: list[RootIndex]) -> None:
             root.lock.release()
 
 
+def settle(collab: Collaborators, roots: list[RootIndex], *, prune: bool) -> None:
+    """Give memory back once every queue is empty: a big batch leaves onnxruntime's
+    arena and freed heap behind, which an idle daemon has no use for; with `prune`,
+    bound the caches too."""
+    try:
+        if collab.embedder.release_memory(RELEASE_AFTER_TEXTS):
+            trim_heap()
+            log.info("memory_released", rss_mb=rss_bytes() >> 20)
+    except Exception:  # the old model keeps working; only memory is at stake
+        log.exception("memory_release_failed")
+    release_writers(roots)
+    if not prune:
+        return
+    try:
+        if collab.chunk_cache is not None and (n := collab.chunk_cache.prune()):
+            log.info("chunk_cache_pruned", entries=n)
+        cfg = collab.config.index
+        collab.cache.prune(cfg.embed_cache_mb << 20, cfg.cache_max_age_days * 86_400)
+    except Exception:  # a cache that cannot be pruned only grows
+        log.exception("cache_prune_failed")
+
+
 class Indexer:
     def __init__(self, collab: Collaborators) -> None:
         self.collab = collab
@@ -78,6 +100,8 @@ class Indexer:
         self.totals = BatchReport()
         self.batches = 0
         self.last_batch: dict[str, Any] = {}
+        #: Roots whose queued work waits for their watch to be set up (`hold`).
+        self._held: set[str] = set()
         #: Clients blocked in `wait_idle` (shown in status).
         self.waiters = 0
         self._pruned_at = -PRUNE_EVERY_S
@@ -119,6 +143,18 @@ class Indexer:
                 work.paths |= paths
             self._cond.notify_all()
 
+    def hold(self, root_id: str) -> None:
+        """Keep the root's work from starting until `release` (its first scan waits for
+        its watch, so no edit falls between). Held work is queued (the root is not idle),
+        but no batch gives way to it."""
+        with self._cond:
+            self._held.add(root_id)
+
+    def release(self, root_id: str) -> None:
+        with self._cond:
+            self._held.discard(root_id)
+            self._cond.notify_all()
+
     def forget(self, root_id: str) -> None:
         """Drop queued work for a root and wait until no batch runs on it."""
         with self._cond:
@@ -148,7 +184,9 @@ class Indexer:
     def _others_waiting(self, root_id: str) -> bool:
         """Whether another root has file work queued (a batch gives way to it)."""
         with self._cond:
-            return any(w.files for rid, w in self._work.items() if rid != root_id)
+            return any(
+                w.files for rid, w in self._work.items() if rid != root_id and rid not in self._held
+            )
 
     def wait_files_done(self, root_id: str, timeout: float) -> bool:
         """Block until no file work is queued or running for the root (pending vectors
@@ -179,7 +217,9 @@ class Indexer:
 
     def _files_waiting(self) -> bool:
         with self._cond:
-            return self._stopping or any(w.files for w in self._work.values())
+            return self._stopping or any(
+                w.files for rid, w in self._work.items() if rid not in self._held
+            )
 
     def _next(self) -> tuple[RootIndex, _Work] | None:
         with self._cond:
@@ -187,7 +227,7 @@ class Indexer:
                 # File work for any root first; pending embedding only when none is left.
                 for files_only in (True, False):
                     for rid, work in list(self._work.items()):
-                        if work and (work.files or not files_only):
+                        if work and rid not in self._held and (work.files or not files_only):
                             del self._work[rid]
                             self._running = rid
                             self._running_files = work.files
@@ -218,27 +258,12 @@ class Indexer:
                 self._settle()
 
     def _settle(self) -> None:
-        """Give memory back once every queue is empty: a big batch leaves onnxruntime's
-        arena and freed heap behind, which an idle daemon has no use for."""
-        try:
-            if self.collab.embedder.release_memory(RELEASE_AFTER_TEXTS):
-                trim_heap()
-                log.info("memory_released", rss_mb=rss_bytes() >> 20)
-        except Exception:  # the old model keeps working; only memory is at stake
-            log.exception("memory_release_failed")
         with self._cond:
             roots = list(self._roots.values())
-        release_writers(roots)
-        if time.monotonic() - self._pruned_at < PRUNE_EVERY_S:
-            return
-        self._pruned_at = time.monotonic()
-        try:
-            if self.collab.chunk_cache is not None and (n := self.collab.chunk_cache.prune()):
-                log.info("chunk_cache_pruned", entries=n)
-            cfg = self.collab.config.index
-            self.collab.cache.prune(cfg.embed_cache_mb << 20, cfg.cache_max_age_days * 86_400)
-        except Exception:  # a cache that cannot be pruned only grows
-            log.exception("cache_prune_failed")
+        prune = time.monotonic() - self._pruned_at >= PRUNE_EVERY_S
+        if prune:
+            self._pruned_at = time.monotonic()
+        settle(self.collab, roots, prune=prune)
 
     def _retry_later(self, root: RootIndex, work: _Work) -> threading.Timer:
         """Queue a failed batch's work again after a pause (a full disk, a server that is

@@ -205,9 +205,11 @@ class Registry:
             self._config.index.max_wait_ms,
             self._config.index.poll_interval_s,
             lambda names: self._cookies.seen(path, names),
+            lambda: self._indexer.release(root.id),
         )
         self._watchers[root.id] = watcher
         if path.is_dir():
+            self._indexer.hold(root.id)  # the first scan waits for the watch
             self._indexer.enqueue(root, None)
         else:
             # An unmounted disk or a moved checkout: keep the index, do not "delete" it all;

@@ -79,8 +79,13 @@ class RootWatcher:
         max_wait_ms: int,
         poll_s: float,
         on_cookies: Callable[[set[str]], None] = lambda _names: None,
+        on_ready: Callable[[], None] = lambda: None,
     ) -> None:
         self.root = root
+        #: Called once, when the first watch is in place, has failed, or cannot start
+        #: (the root is missing, or the watcher stops): the root's first scan waits for
+        #: it, so nothing changes unseen between that scan and the watch.
+        self._on_ready: Callable[[], None] | None = on_ready
         self._on_paths = on_paths
         self._on_status = on_status
         self._on_cookies = on_cookies
@@ -102,7 +107,18 @@ class RootWatcher:
         if self._thread.is_alive():  # never started for a missing root
             self._thread.join(5)
 
+    def _ready(self) -> None:
+        ready, self._on_ready = self._on_ready, None
+        if ready is not None:
+            ready()
+
     def _run(self) -> None:
+        try:
+            self._watch_loop()
+        finally:
+            self._ready()
+
+    def _watch_loop(self) -> None:
         #: Whether files may have changed unseen since the last full scan: the root was
         #: gone, or the watch failed. The rescan for it runs once the new watch is in
         #: place, so nothing changed between that scan and the watch goes unseen.
@@ -110,6 +126,7 @@ class RootWatcher:
         while not self._stop.is_set():
             if not self.root.is_dir():
                 self._on_status("root missing; waiting for it to return")
+                self._ready()
                 while not self.root.is_dir():
                     if self._stop.wait(self._poll_s):
                         return
@@ -120,6 +137,7 @@ class RootWatcher:
                 gap = False
                 continue  # stopped, or the root went away: the loop decides
             log.warning("watcher_failed", root=str(self.root), reason=reason)
+            self._ready()
             self._on_status(
                 f"polling every {self._poll_s:g}s (watcher failed: {reason}); retrying it"
             )
@@ -140,6 +158,7 @@ class RootWatcher:
             return f"{type(exc).__name__}: {exc}"
         try:
             self._on_status("watching")
+            self._ready()
             if rescan_when_watching:
                 self._rescan()
             elif caught:

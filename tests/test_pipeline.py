@@ -329,6 +329,30 @@ def test_failed_work_is_queued_again(setup: Any) -> None:
     assert indexer.queued(root.id) == 1  # a removed root is not retried
 
 
+def test_held_work_waits_for_its_release_and_the_root_is_not_idle_meanwhile(
+    setup: Any,
+) -> None:
+    """A root's first scan is held until its watch is in place (`Indexer.hold`): the
+    indexer runs it only after `release`, and the root never looks idle before."""
+    from daemon.indexer import Indexer
+
+    _crate, collab, open_root = setup
+    root = open_root()
+    indexer = Indexer(collab)
+    indexer.hold(root.id)
+    indexer.enqueue(root, None)
+    indexer.start()
+    try:
+        assert not indexer.wait_idle(root.id, 0.5)  # held: queued, not run, not idle
+        assert indexer.queued(root.id) == 1 and root.ledger.get("src/lib.rs") is None
+        indexer.release(root.id)
+        assert indexer.wait_idle(root.id, 120)
+        assert root.ledger.get("src/lib.rs") is not None
+    finally:
+        assert indexer.stop()
+        root.close()
+
+
 def test_lexical_first_batch_then_vectors_fill_in(
     crate: Path, tmp_path: Path, embedder: Any
 ) -> None:
