@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         "the source tree",
     )
 
-    p = sub.add_parser("snapshots", help="export, adopt with 1% changed, seeded worktrees")
+    p = sub.add_parser("snapshots", help="export, adopt with 1%% changed, seeded worktrees")
     p.add_argument("corpus", nargs="?", default="small")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--worktree-files", type=int, default=20)

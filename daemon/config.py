@@ -157,6 +157,9 @@ class SearchConfig:
     #: BM25 weight of a code-like identifier's whole form against its parts
     #: (`NonZeroU32` against `non`, `zero`, `u`, `32`).
     whole_identifier_boost: float = 4.0
+    #: BM25 weight, for questions in words, of the short forms code uses for their words
+    #: ("length" → `len`, "buffer" → `buf`: `daemon.abbrev`); 0 turns it off.
+    abbreviation_weight: float = 1.0
     #: Leave English function words out of the BM25 side of questions in words.
     natural_stopwords: bool = False
     #: Report a part of a split item with the whole item's lines.

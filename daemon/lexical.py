@@ -14,6 +14,7 @@ from pathlib import Path
 
 import tantivy
 
+from daemon.abbrev import abbreviations
 from daemon.tokenize import as_field_text, index_terms, query_tokens, stem, stems
 
 #: How the indexed terms are made (recorded per root; a root built under another
@@ -45,6 +46,25 @@ def _schema() -> tantivy.Schema:
     for name in FIELD_BOOSTS:
         b.add_text_field(name, stored=False, tokenizer_name="whitespace")
     return b.build()
+
+
+def query_terms(
+    query: str, drop: frozenset[str], emphasis: dict[str, float], abbreviation_weight: float
+) -> dict[str, float]:
+    """Stem → weight of what `query` searches for: each token's stem at the most emphasis
+    of its tokens, then the stems of their abbreviations (at `abbreviation_weight`, unless
+    the query names them itself)."""
+    terms: dict[str, float] = {}
+    shorts: list[str] = []
+    for tok in query_tokens(query):
+        if tok not in drop:
+            term = stem(tok)
+            terms[term] = max(terms.get(term, 0.0), emphasis.get(tok, 1.0))
+            shorts.extend(abbreviations(tok))
+    if abbreviation_weight > 0:
+        for short in shorts:
+            terms.setdefault(stem(short), abbreviation_weight)
+    return terms
 
 
 class LexicalIndex:
@@ -147,17 +167,14 @@ class LexicalIndex:
         drop: frozenset[str] = frozenset(),
         boosts: dict[str, float] | None = None,
         emphasis: dict[str, float] | None = None,
+        abbreviation_weight: float = 0.0,
     ) -> list[tuple[str, float]]:
         """(chunk id, BM25 score) best first; an empty list when no token is searchable.
         Tokens in `drop` (stopwords of a question in words) are not searched for; `boosts`
         replaces some of FIELD_BOOSTS; `emphasis` multiplies the weight of some tokens
-        (an identifier's whole form over its parts)."""
-        emphasis = emphasis or {}
-        terms: dict[str, float] = {}  # stem → its weight (the most emphasis of its tokens)
-        for tok in query_tokens(query):
-            if tok not in drop:
-                term = stem(tok)
-                terms[term] = max(terms.get(term, 0.0), emphasis.get(tok, 1.0))
+        (an identifier's whole form over its parts); the short forms code uses for a
+        word (`daemon.abbrev`: "length" → `len`) are searched with `abbreviation_weight`."""
+        terms = query_terms(query, drop, emphasis or {}, abbreviation_weight)
         if not terms:
             return []
         clauses = []

@@ -183,7 +183,8 @@ def _root_lists(
         else None
     )
     lexical = mode in ("hybrid", "bm25")
-    bm25 = root.lexical.search(query, depth, drop, boosts, emphasis) if lexical else []
+    shorts = 0.0 if identifier else tuning.abbreviation_weight
+    bm25 = root.lexical.search(query, depth, drop, boosts, emphasis, shorts) if lexical else []
     vec = root.vectors.search(vector, depth) if vector is not None else []
     vec = _fold_shared(root, vec, query, drop)
     name = symbol_name(query) if identifier and tuning.symbol_weight > 0 else None

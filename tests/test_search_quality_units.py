@@ -161,6 +161,25 @@ def test_lexical_symbol_candidates_and_question_boosts(tmp_path: Path) -> None:
     index.close()
 
 
+def test_a_question_also_searches_the_short_forms_code_uses(tmp_path: Path) -> None:
+    """A question for "length of the buffer" meets `fn len(&self)` and `buf`; a word
+    the question names itself keeps its own weight; 0 turns it off."""
+    from daemon.lexical import LexicalDoc, LexicalIndex, query_terms
+    from daemon.tokenize import stem
+
+    terms = query_terms("the length of the buffer", frozenset({"the", "of"}), {}, 1.0)
+    assert terms == {stem("length"): 1.0, stem("buffer"): 1.0, "len": 1.0, "buf": 1.0}
+    assert "len" not in query_terms("length", frozenset(), {}, 0.0)
+    assert query_terms("len length", frozenset(), {"len": 4.0}, 0.5)["len"] == 4.0
+
+    index = LexicalIndex(tmp_path / "tantivy")
+    index.add([LexicalDoc("a", "src/a.rs", "fn", "Buf::len", "pub fn len(&self)", "n", 1, 2)])
+    index.commit()
+    assert [cid for cid, _ in index.search("its length", 10, abbreviation_weight=1.0)] == ["a"]
+    assert index.search("its length", 10) == []
+    index.close()
+
+
 def test_an_idle_writer_is_released_and_reopened(tmp_path: Path) -> None:
     """An idle root gives its Tantivy writer back (threads, memory budget); the next
     write opens one again, and nothing written is lost either way."""
