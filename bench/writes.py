@@ -23,7 +23,8 @@ from bench.harness import save
 
 def run(args: Any) -> dict[str, Any]:
     from daemon.chunker import chunk_source
-    from daemon.lexical import LexicalDoc, LexicalIndex
+    from daemon.lexical import LexicalIndex
+    from daemon.lexical_writes import LexicalDoc
     from daemon.pipeline import assign_ids
     from daemon.vectors import EdgeStore, VectorPoint
 

@@ -27,7 +27,8 @@ from daemon.embed_cache import EmbedCache, Vector
 from daemon.graph import graph_layout, graph_of
 from daemon.graph_rows import TableRows, rows_of
 from daemon.ignore import IgnoreRules
-from daemon.lexical import LexicalDoc, LexicalIndex
+from daemon.lexical import LexicalIndex
+from daemon.lexical_writes import LexicalDoc
 from daemon.merkle import MerkleDiff, MerkleTree, hash_bytes
 from daemon.regular import read_regular
 from daemon.snapshot import read_jsonl

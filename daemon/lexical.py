@@ -7,15 +7,14 @@ so no user input can be a syntax error. Tantivy's commit and searches release th
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 import tantivy
 
 from daemon.abbrev import abbreviations
-from daemon.tokenize import as_field_text, index_terms, query_tokens, stem, stems
+from daemon.lexical_writes import LexicalDoc, LocalWrites, Writes, start_worker
+from daemon.tokenize import query_tokens, stem, stems
 
 #: How the indexed terms are made (recorded per root; a root built under another
 #: version is rebuilt): 2 = English stems of the code tokens.
@@ -24,19 +23,7 @@ LEXICAL_VERSION = "2"
 FIELD_BOOSTS = {"symbol_t": 3.0, "signature_t": 1.5, "path_t": 1.0, "content_t": 1.0}
 
 
-@dataclass(frozen=True, slots=True)
-class LexicalDoc:
-    chunk_id: str
-    path: str
-    kind: str
-    symbol: str
-    signature: str
-    text: str
-    start_line: int
-    end_line: int
-
-
-def _schema() -> tantivy.Schema:
+def schema() -> tantivy.Schema:
     b = tantivy.SchemaBuilder()
     b.add_text_field("chunk_id", stored=True, tokenizer_name="raw")
     b.add_text_field("path", stored=True, tokenizer_name="raw")
@@ -73,58 +60,48 @@ class LexicalIndex:
     def __init__(self, path: Path, heap_bytes: int = 64 << 20, threads: int = 1) -> None:
         path.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.schema = _schema()
+        self.schema = schema()
         self.index = tantivy.Index(self.schema, str(path), reuse=True)
         self._heap = heap_bytes
         self._threads = threads
-        self._writer: tantivy.IndexWriter | None = None
+        self._writes: Writes | None = None
+        #: Whether this batch's writes go to a worker process (`write_in_worker`).
+        self._in_worker = False
         self.pending = 0
 
-    def _w(self) -> tantivy.IndexWriter:
-        if self._writer is None:
-            self._writer = self.index.writer(self._heap, self._threads)
-        return self._writer
+    def _w(self) -> Writes:
+        if self._writes is None:
+            self._writes = LocalWrites(self.index, self._heap, self._threads)
+        return self._writes
 
     def delete_paths(self, paths: Iterable[str]) -> None:
-        w = self._w()
-        for p in paths:
-            w.delete_documents_by_term("path", p)
-            self.pending += 1
+        values = list(paths)
+        if values:
+            self._w().delete("path", values)
+            self.pending += len(values)
 
     def delete_ids(self, chunk_ids: Iterable[str]) -> None:
         """Delete single chunks (an edit rewrites only the chunks it changed or moved)."""
-        w = self._w()
-        for cid in chunk_ids:
-            w.delete_documents_by_term("chunk_id", cid)
-            self.pending += 1
+        values = list(chunk_ids)
+        if values:
+            self._w().delete("chunk_id", values)
+            self.pending += len(values)
 
     def add(self, docs: Iterable[LexicalDoc]) -> None:
-        w = self._w()
-        for d in docs:
-            w.add_document(
-                tantivy.Document(
-                    chunk_id=d.chunk_id,
-                    path=d.path,
-                    kind=d.kind,
-                    start_line=d.start_line,
-                    end_line=d.end_line,
-                    symbol_t=as_field_text(index_terms(d.symbol.replace("::", " "))),
-                    signature_t=as_field_text(index_terms(d.signature)),
-                    path_t=as_field_text(index_terms(d.path.replace("/", " "))),
-                    content_t=as_field_text(index_terms(d.text)),
-                )
-            )
-            self.pending += 1
+        batch = list(docs)
+        if batch:
+            self._w().add(batch)
+            self.pending += len(batch)
 
     def delete_all(self) -> None:
-        self._w().delete_all_documents()
+        self._w().delete_all()
         self.pending += 1
 
     def commit(self) -> None:
         """Make pending writes durable and visible to new searches."""
-        if self._writer is None or not self.pending:
+        if self._writes is None or not self.pending:
             return
-        self._writer.commit()
+        self._writes.commit()
         self.pending = 0
         self.index.reload()
 
@@ -132,31 +109,52 @@ class LexicalIndex:
         """Drop uncommitted writes and the writer itself (a batch failed half way; its
         paths stay in-flight). A writer whose commit failed, on a full disk say, refuses
         all further work, so the next batch opens a fresh one."""
-        writer, self._writer = self._writer, None
+        writes, self._writes = self._writes, None
         self.pending = 0
-        if writer is not None:
-            # A dead writer refuses even the rollback; dropping it releases the index lock.
-            with contextlib.suppress(Exception):
-                writer.rollback()
-            del writer
+        self._in_worker = False
+        if writes is not None:
+            writes.rollback()
+            del writes
 
     def release_writer(self) -> bool:
         """Let go of the writer once nothing is pending: its indexing and merge threads
         and its memory budget (up to `heap_bytes`) go back; the next write opens one
         again (~1 ms). Whether a writer was released."""
-        if self._writer is None or self.pending:
+        if self._writes is None or self.pending:
             return False
-        writer, self._writer = self._writer, None
-        writer.wait_merging_threads()
+        writes, self._writes = self._writes, None
+        self._in_worker = False
+        writes.close()
         return True
+
+    def write_in_worker(self) -> bool:
+        """Send the writes of a big batch to a worker process on another CPU
+        (`daemon.lexical_writes`) until `write_here`. False, and the writes stay here,
+        when some are pending here or no worker could start."""
+        if self.pending:
+            return False
+        self.release_writer()
+        worker = start_worker(str(self.path), self._heap, self._threads)
+        if worker is None:
+            return False
+        self._writes, self._in_worker = worker, True
+        return True
+
+    def write_here(self) -> None:
+        """End a batch's worker: it lets the writer go (dropping what a failed batch did
+        not commit), and later writes are made in this process again."""
+        if self._in_worker:
+            if self.pending:
+                self.rollback()
+            else:
+                self.release_writer()
 
     def close(self) -> None:
         """Commit, then let go of the index: its searcher maps segment files, which a
         removed root's deleted directory would otherwise keep on disk."""
-        if self._writer is not None:
+        if self._writes is not None:
             self.commit()
-            self._writer.wait_merging_threads()
-            self._writer = None
+            self.release_writer()
         if hasattr(self, "index"):
             del self.index
 

@@ -74,6 +74,8 @@ class BatchReport:
     chunks_written: int = 0
     chunks_moved: int = 0
     chunks_kept: int = 0
+    #: Batches whose Tantivy documents were made in a worker process (`lexical_writes`).
+    lexical_worker: int = 0
     stages: dict[str, float] = field(default_factory=dict)
 
     def time(self, stage: str, seconds: float) -> None:

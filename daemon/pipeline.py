@@ -28,6 +28,7 @@ from daemon.chunk_cache import ChunkCache
 from daemon.chunk_diff import FileWrite, IdChunk, diff_chunks
 from daemon.chunker import Chunk, TooComplex, chunk_source
 from daemon.config import Config
+from daemon.cpus import cpu_info
 from daemon.embed_cache import EmbedCache, Vector, cache_key
 from daemon.embed_groups import EmbedPolicy, shared_texts
 from daemon.embedder import TextEmbedder
@@ -35,7 +36,7 @@ from daemon.graph import graph_of
 from daemon.graph_pool import GraphPool
 from daemon.graph_rows import TableRows, rows_of
 from daemon.ignore import IGNORE_FILES, is_indexable_name, printable_if_not_utf8, through_link
-from daemon.lexical import LexicalDoc
+from daemon.lexical_writes import LexicalDoc
 from daemon.merkle import ancestors, hash_bytes
 from daemon.metrics import BatchReport
 from daemon.parse_cache import ParseCache
@@ -280,17 +281,22 @@ def run_batch(
     prog.files_planned(len(plan.candidates))
     prog.set_activity(Activity.INDEXING)
     root.state.mark_inflight([*plan.candidates, *plan.gone])
-    if plan.gone:
-        report.points_dropped += root.ledger.chunks_of(plan.gone)
-        root.lexical.delete_paths(plan.gone)
-        root.vectors.delete_paths(plan.gone)
-        plan.pending.deleted.extend(plan.gone)
-        report.deleted += len(plan.gone)
+    workers = len(plan.candidates) >= collab.config.index.lexical_worker_files > 0
+    in_worker = workers and cpu_info().usable >= 2 and root.lexical.write_in_worker()
+    report.lexical_worker += in_worker
     try:
+        if plan.gone:
+            report.points_dropped += root.ledger.chunks_of(plan.gone)
+            root.lexical.delete_paths(plan.gone)
+            root.vectors.delete_paths(plan.gone)
+            plan.pending.deleted.extend(plan.gone)
+            report.deleted += len(plan.gone)
         finished = _write_files(root, plan, collab, report, force, should_yield)
     finally:
         if collab.graph_pool is not None:
             collab.graph_pool.release()
+        if in_worker:
+            root.lexical.write_here()
     if not finished:
         report.interrupted += 1
     elif paths is None:

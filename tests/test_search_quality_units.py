@@ -136,7 +136,8 @@ def test_item_extent_joins_the_parts_of_one_item() -> None:
 
 
 def test_lexical_symbol_candidates_and_question_boosts(tmp_path: Path) -> None:
-    from daemon.lexical import LexicalDoc, LexicalIndex
+    from daemon.lexical import LexicalIndex
+    from daemon.lexical_writes import LexicalDoc
 
     index = LexicalIndex(tmp_path / "tantivy")
     docs = [
@@ -164,7 +165,8 @@ def test_lexical_symbol_candidates_and_question_boosts(tmp_path: Path) -> None:
 def test_a_question_also_searches_the_short_forms_code_uses(tmp_path: Path) -> None:
     """A question for "length of the buffer" meets `fn len(&self)` and `buf`; a word
     the question names itself keeps its own weight; 0 turns it off."""
-    from daemon.lexical import LexicalDoc, LexicalIndex, query_terms
+    from daemon.lexical import LexicalIndex, query_terms
+    from daemon.lexical_writes import LexicalDoc
     from daemon.tokenize import stem
 
     terms = query_terms("the length of the buffer", frozenset({"the", "of"}), {}, 1.0)
@@ -186,7 +188,8 @@ def test_an_idle_writer_is_released_and_reopened(tmp_path: Path) -> None:
     import os
     import time
 
-    from daemon.lexical import LexicalDoc, LexicalIndex
+    from daemon.lexical import LexicalIndex
+    from daemon.lexical_writes import LexicalDoc
 
     def doc(cid: str, word: str) -> LexicalDoc:
         return LexicalDoc(cid, "src/a.rs", "fn", f"m::{word}", f"fn {word}()", word, 1, 2)

@@ -1,0 +1,212 @@
+"""Where a root's Tantivy writes go: a writer in this process, or, for a big batch, one in
+a worker process on another CPU.
+
+Turning a chunk into its Tantivy document (the lexical terms of four fields, then
+Tantivy's own indexing) was a third of a forced rebuild's time, all of it on the one
+thread the GIL lets the pipeline use while the second CPU idled. A worker process that
+owns the index's writer for the batch does that work beside the pipeline: the pipeline
+only pickles each step's documents (~1 ms per thousand chunks) and waits for the worker
+at each commit, so the consistency order (Tantivy, then vectors, then `state.db`) is
+the same. Searches in the daemon read the committed index as before.
+
+Only one writer may hold an index: the daemon lets its own go before the worker takes
+one, and the worker gives it back when the batch ends. A worker that dies fails the
+batch: its writes were not committed, so the files stay in flight and are redone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any, Protocol
+
+import tantivy
+
+from daemon.graph_pool import exit_with_parent
+from daemon.tokenize import as_field_text, index_terms
+from ipc.errors import StateError
+
+#: How long a commit may take in the worker before the batch gives up on it.
+COMMIT_TIMEOUT_S = 600.0
+#: How often a wait for the worker checks that it is still alive.
+_ALIVE_POLL_S = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class LexicalDoc:
+    chunk_id: str
+    path: str
+    kind: str
+    symbol: str
+    signature: str
+    text: str
+    start_line: int
+    end_line: int
+
+
+def document(d: LexicalDoc) -> tantivy.Document:
+    """The Tantivy document of a chunk: its stored fields and the lexical terms of the
+    four searched ones."""
+    return tantivy.Document(
+        chunk_id=d.chunk_id,
+        path=d.path,
+        kind=d.kind,
+        start_line=d.start_line,
+        end_line=d.end_line,
+        symbol_t=as_field_text(index_terms(d.symbol.replace("::", " "))),
+        signature_t=as_field_text(index_terms(d.signature)),
+        path_t=as_field_text(index_terms(d.path.replace("/", " "))),
+        content_t=as_field_text(index_terms(d.text)),
+    )
+
+
+class Writes(Protocol):
+    """The write side of one root's Tantivy index."""
+
+    def add(self, docs: list[LexicalDoc]) -> None: ...
+    def delete(self, field: str, values: list[str]) -> None: ...
+    def delete_all(self) -> None: ...
+    def commit(self) -> None: ...
+    def rollback(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class LocalWrites:
+    """A Tantivy writer in this process."""
+
+    def __init__(self, index: tantivy.Index, heap_bytes: int, threads: int) -> None:
+        self._w = index.writer(heap_bytes, threads)
+
+    def add(self, docs: list[LexicalDoc]) -> None:
+        for d in docs:
+            self._w.add_document(document(d))
+
+    def delete(self, field: str, values: list[str]) -> None:
+        for v in values:
+            self._w.delete_documents_by_term(field, v)
+
+    def delete_all(self) -> None:
+        self._w.delete_all_documents()
+
+    def commit(self) -> None:
+        self._w.commit()
+
+    def rollback(self) -> None:
+        """Drop uncommitted writes. A dead writer (its commit failed, on a full disk say)
+        refuses even this; dropping it is what releases the index lock."""
+        with contextlib.suppress(Exception):
+            self._w.rollback()
+
+    def close(self) -> None:
+        """Let the writer go (its merge threads finish first), releasing the lock."""
+        self._w.wait_merging_threads()
+
+
+def serve(conn: Connection, path: str, heap_bytes: int, threads: int, parent: int) -> None:
+    """The worker: apply the writes it is sent, in order, to the index at `path`. Only a
+    commit, a rollback and the close are answered; an earlier write that failed makes the
+    next commit fail with its error."""
+    from daemon.lexical import schema
+
+    exit_with_parent(parent)
+    try:
+        writes: LocalWrites | None = LocalWrites(
+            tantivy.Index(schema(), path, reuse=True), heap_bytes, threads
+        )
+    except Exception as exc:
+        writes, failed = None, f"{type(exc).__name__}: {exc}"
+    else:
+        failed = ""
+    while True:
+        try:
+            op, arg = conn.recv()
+        except EOFError:  # the daemon let go of the pipe: nothing more will come
+            return
+        try:
+            if writes is None or (failed and op == "commit"):
+                raise StateError(failed)
+            getattr(writes, op)(*arg)
+        except Exception as exc:
+            failed = failed or f"{type(exc).__name__}: {exc}"
+        if op in ("commit", "rollback", "close"):
+            conn.send(failed if op == "commit" else "")
+            if op != "commit":
+                return
+
+
+class WorkerWrites:
+    """A Tantivy writer in a worker process (`serve`), for one batch."""
+
+    def __init__(self, path: str, heap_bytes: int, threads: int) -> None:
+        # Spawned, not forked: the daemon runs threads (server, watcher, model).
+        context = multiprocessing.get_context("spawn")
+        self._conn, theirs = context.Pipe()
+        self._proc = context.Process(
+            target=serve,
+            args=(theirs, path, heap_bytes, threads, os.getpid()),
+            name="rcmd-lexical",
+            daemon=True,
+        )
+        self._proc.start()
+        theirs.close()
+
+    def _send(self, op: str, *arg: Any) -> None:
+        try:
+            self._conn.send((op, arg))
+        except OSError as exc:
+            raise StateError(f"the lexical worker is gone ({exc})") from exc
+
+    def _reply(self, timeout: float) -> str:
+        waited = 0.0
+        while not self._conn.poll(_ALIVE_POLL_S):
+            waited += _ALIVE_POLL_S
+            if not self._proc.is_alive() or waited >= timeout:
+                raise StateError(f"the lexical worker did not answer (exit {self._proc.exitcode})")
+        try:
+            return str(self._conn.recv())
+        except (EOFError, OSError) as exc:
+            raise StateError(f"the lexical worker is gone ({exc})") from exc
+
+    def add(self, docs: list[LexicalDoc]) -> None:
+        self._send("add", docs)
+
+    def delete(self, field: str, values: list[str]) -> None:
+        self._send("delete", field, values)
+
+    def delete_all(self) -> None:
+        self._send("delete_all")
+
+    def commit(self) -> None:
+        self._send("commit")
+        failed = self._reply(COMMIT_TIMEOUT_S)
+        if failed:
+            raise StateError(f"the lexical worker could not commit: {failed}")
+
+    def rollback(self) -> None:
+        self._end("rollback")
+
+    def close(self) -> None:
+        self._end("close")
+
+    def _end(self, op: str) -> None:
+        """Ask the worker to let the writer go and exit; a worker that does not is
+        killed (its writes were not committed, and its death releases the lock)."""
+        with contextlib.suppress(StateError):
+            self._send(op)
+            self._reply(COMMIT_TIMEOUT_S)
+        self._proc.join(5)
+        if self._proc.is_alive():
+            self._proc.kill()
+            self._proc.join()
+        self._conn.close()
+
+
+def start_worker(path: str, heap_bytes: int, threads: int) -> Writes | None:
+    """A worker's writes, or None when no process could be started."""
+    try:
+        return WorkerWrites(path, heap_bytes, threads)
+    except Exception:  # no process could be started: the batch writes in process
+        return None
