@@ -206,6 +206,22 @@ class StatusRequest(MethodRequest):
         return params.get("verify") is True  # a plain status is cheap; a verify is not
 
 
+def unclosed_class(glob: str) -> int | None:
+    """Where `glob` opens a character class it never closes (`[` with no `]` after it,
+    a `]` right after `[` or `[!` being part of the class), else None. fnmatch would
+    take that `[` literally; ripgrep and git refuse such a glob, and so does search."""
+    i = glob.find("[")
+    while i >= 0:
+        j = i + 1
+        j += glob.startswith("!", j)
+        j += glob.startswith("]", j)
+        close = glob.find("]", j)
+        if close < 0:
+            return i
+        i = glob.find("[", close + 1)
+    return None
+
+
 @protocol_method("search")
 @dataclass(frozen=True, slots=True)
 class SearchRequest(MethodRequest):
@@ -276,6 +292,11 @@ class SearchRequest(MethodRequest):
             raise BadRequest("'symbol' must not be empty")
         if not self.query.strip() and self.symbol is None:
             raise BadRequest("'query' must not be empty (it may be left out with 'symbol')")
+        if self.path is not None and (at := unclosed_class(self.path)) is not None:
+            raise BadRequest(
+                f"'path' is not a valid glob: the '[' at character {at + 1} opens a "
+                "character class that is never closed (a literal '[' is written '[[]')"
+            )
 
     @property
     def symbol_name(self) -> str | None:

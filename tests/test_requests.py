@@ -129,6 +129,8 @@ def test_search_round_trip(
         (SearchRequest, {"query": "x", "mode": "psychic"}, "'mode' must be one of hybrid"),
         (SearchRequest, {"query": "x", "kind": "spaceship"}, "'kind' must be one of fn"),
         (SearchRequest, {"query": "x", "root": 3}, "'root' must be a string or null"),
+        (SearchRequest, {"query": "x", "path": "["}, "'path' is not a valid glob: the"),
+        (SearchRequest, {"query": "x", "path": "src/[ab"}, "'path' is not a valid glob"),
         (IndexRequest, {}, "'path' must be a string"),
         (IndexRequest, {"path": None}, "'path' must be a string"),
         (StatusRequest, {"verify": "yes"}, "'verify' must be true or false"),
@@ -151,6 +153,17 @@ def test_bad_params_are_bad_requests(
 ) -> None:
     with pytest.raises(BadRequest, match="^" + message.replace("(", r"\(")):
         schema.from_params(params)
+
+
+@pytest.mark.parametrize(
+    ("glob", "at"),
+    [("[", 0), ("a[b", 1), ("x[]", 1), ("[!]x", 0), ("a[b]c[", 5)]
+    + [(ok, None) for ok in ("src/[ab]*", "[]]", "[[]", "[!a]*", "plain/path", "*.rs")],
+)
+def test_an_unclosed_character_class_is_found(glob: str, at: int | None) -> None:
+    from ipc.requests import unclosed_class
+
+    assert unclosed_class(glob) == at
 
 
 def test_unknown_params_are_ignored_and_ints_are_numbers() -> None:
