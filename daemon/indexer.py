@@ -100,8 +100,9 @@ class Indexer:
         self.totals = BatchReport()
         self.batches = 0
         self.last_batch: dict[str, Any] = {}
-        #: Roots whose queued work waits for their watch to be set up (`hold`).
-        self._held: set[str] = set()
+        #: Roots whose queued work waits for their watch to be set up (`hold`), each
+        #: with the token of its hold.
+        self._held: dict[str, object] = {}
         #: Clients blocked in `wait_idle` (shown in status).
         self.waiters = 0
         self._pruned_at = -PRUNE_EVERY_S
@@ -143,22 +144,27 @@ class Indexer:
                 work.paths |= paths
             self._cond.notify_all()
 
-    def hold(self, root_id: str) -> None:
+    def hold(self, root_id: str) -> object:
         """Keep the root's work from starting until `release` (its first scan waits for
         its watch, so no edit falls between). Held work is queued (the root is not idle),
-        but no batch gives way to it."""
+        but no batch gives way to it. The token releases this hold and no later one (a
+        removed root's watcher, ending late, must not release its re-added successor)."""
+        token = object()
         with self._cond:
-            self._held.add(root_id)
+            self._held[root_id] = token
+        return token
 
-    def release(self, root_id: str) -> None:
+    def release(self, root_id: str, token: object) -> None:
         with self._cond:
-            self._held.discard(root_id)
-            self._cond.notify_all()
+            if self._held.get(root_id) is token:
+                del self._held[root_id]
+                self._cond.notify_all()
 
     def forget(self, root_id: str) -> None:
         """Drop queued work for a root and wait until no batch runs on it."""
         with self._cond:
             self._work.pop(root_id, None)
+            self._held.pop(root_id, None)
             while self._running == root_id:
                 self._cond.wait(0.1)
             self._roots.pop(root_id, None)
@@ -268,21 +274,11 @@ class Indexer:
     def _retry_later(self, root: RootIndex, work: _Work) -> threading.Timer:
         """Queue a failed batch's work again after a pause (a full disk, a server that is
         down: the daemon recovers by itself once the cause is gone)."""
+        return requeue_later(self, root, work, self.collab.config.index.retry_after_s)
 
-        def again() -> None:
-            if self._stopping or root.cancelled:
-                return
-            if work.force or work.full:
-                self.enqueue(root, None, force=work.force)
-            elif work.paths:
-                self.enqueue(root, work.paths)
-            if work.vectors:
-                self.enqueue(root, vectors=True)
-
-        timer = threading.Timer(self.collab.config.index.retry_after_s, again)
-        timer.daemon = True
-        timer.start()
-        return timer
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
 
     def _run(self, root: RootIndex, work: _Work) -> None:
         t0 = time.perf_counter()
@@ -337,6 +333,28 @@ class Indexer:
         root.progress.finished(report, summary)
         self.last_batch = summary
         log.info("batch_done", **summary)
+
+
+def requeue_later(
+    indexer: Indexer, root: RootIndex, work: _Work, delay_s: float
+) -> threading.Timer:
+    """A timer that queues `work` of `root` again after `delay_s`, unless the indexer is
+    stopping or the root was removed meanwhile."""
+
+    def again() -> None:
+        if indexer.stopping or root.cancelled:
+            return
+        if work.force or work.full:
+            indexer.enqueue(root, None, force=work.force)
+        elif work.paths:
+            indexer.enqueue(root, work.paths)
+        if work.vectors:
+            indexer.enqueue(root, vectors=True)
+
+    timer = threading.Timer(delay_s, again)
+    timer.daemon = True
+    timer.start()
+    return timer
 
 
 def _parse_kind(report: BatchReport) -> str:

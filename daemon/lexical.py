@@ -3,6 +3,7 @@
 Text is tokenized in Python (`daemon.tokenize`) and stored pre-split, so Tantivy only
 splits on whitespace; queries are built from term queries, never from the query parser,
 so no user input can be a syntax error. Tantivy's commit and searches release the GIL.
+The writes of a big batch are made in a worker process (`daemon.lexical_writes`).
 """
 
 from __future__ import annotations
@@ -142,12 +143,17 @@ class LexicalIndex:
 
     def write_here(self) -> None:
         """End a batch's worker: it lets the writer go (dropping what a failed batch did
-        not commit), and later writes are made in this process again."""
-        if self._in_worker:
-            if self.pending:
-                self.rollback()
-            else:
-                self.release_writer()
+        not commit), and later writes are made in this process again. The index is
+        opened again: Tantivy keeps the list of files it may delete (`.managed.json`) in
+        memory, from when the index was opened, and a writer of the old one would write
+        that list back without the worker's files, which would then never be removed."""
+        if not self._in_worker:
+            return
+        if self.pending:
+            self.rollback()
+        else:
+            self.release_writer()
+        self.index = tantivy.Index(self.schema, str(self.path), reuse=True)
 
     def close(self) -> None:
         """Commit, then let go of the index: its searcher maps segment files, which a

@@ -23,14 +23,19 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
+import structlog
 import tantivy
 
 from daemon.graph_pool import exit_with_parent
 from daemon.tokenize import as_field_text, index_terms
 from ipc.errors import StateError
 
+log = structlog.get_logger("rcmd.lexical_writes")
+
 #: How long a commit may take in the worker before the batch gives up on it.
 COMMIT_TIMEOUT_S = 600.0
+#: How long the worker may take to start and open the index's writer.
+START_TIMEOUT_S = 60.0
 #: How often a wait for the worker checks that it is still alive.
 _ALIVE_POLL_S = 0.5
 
@@ -106,27 +111,26 @@ class LocalWrites:
 
 
 def serve(conn: Connection, path: str, heap_bytes: int, threads: int, parent: int) -> None:
-    """The worker: apply the writes it is sent, in order, to the index at `path`. Only a
-    commit, a rollback and the close are answered; an earlier write that failed makes the
-    next commit fail with its error."""
+    """The worker: open the index's writer at `path` (answering whether it could), then
+    apply the writes it is sent, in order. Only a commit, a rollback and the close are
+    answered; an earlier write that failed makes the next commit fail with its error."""
     from daemon.lexical import schema
 
     exit_with_parent(parent)
     try:
-        writes: LocalWrites | None = LocalWrites(
-            tantivy.Index(schema(), path, reuse=True), heap_bytes, threads
-        )
-    except Exception as exc:
-        writes, failed = None, f"{type(exc).__name__}: {exc}"
-    else:
-        failed = ""
+        writes = LocalWrites(tantivy.Index(schema(), path, reuse=True), heap_bytes, threads)
+    except Exception as exc:  # the lock is busy, the index unreadable: the daemon writes
+        conn.send(f"{type(exc).__name__}: {exc}")
+        return
+    conn.send("")
+    failed = ""
     while True:
         try:
             op, arg = conn.recv()
         except EOFError:  # the daemon let go of the pipe: nothing more will come
             return
         try:
-            if writes is None or (failed and op == "commit"):
+            if failed and op == "commit":
                 raise StateError(failed)
             getattr(writes, op)(*arg)
         except Exception as exc:
@@ -150,8 +154,18 @@ class WorkerWrites:
             name="rcmd-lexical",
             daemon=True,
         )
-        self._proc.start()
-        theirs.close()
+        try:
+            self._proc.start()
+        finally:
+            theirs.close()
+        try:
+            failed = self._reply(START_TIMEOUT_S)
+        except StateError:
+            self._conn.close()
+            raise
+        if failed:
+            self._end("close")
+            raise StateError(f"the lexical worker could not open the index: {failed}")
 
     def _send(self, op: str, *arg: Any) -> None:
         try:
@@ -160,10 +174,13 @@ class WorkerWrites:
             raise StateError(f"the lexical worker is gone ({exc})") from exc
 
     def _reply(self, timeout: float) -> str:
+        """The worker's next answer. One that does not come in time is killed, so no late
+        answer can be taken for the one to a later request."""
         waited = 0.0
         while not self._conn.poll(_ALIVE_POLL_S):
             waited += _ALIVE_POLL_S
             if not self._proc.is_alive() or waited >= timeout:
+                self._proc.kill()
                 raise StateError(f"the lexical worker did not answer (exit {self._proc.exitcode})")
         try:
             return str(self._conn.recv())
@@ -205,8 +222,10 @@ class WorkerWrites:
 
 
 def start_worker(path: str, heap_bytes: int, threads: int) -> Writes | None:
-    """A worker's writes, or None when no process could be started."""
+    """A worker's writes, or None when no worker could start or open the writer (the
+    batch then writes in process)."""
     try:
         return WorkerWrites(path, heap_bytes, threads)
-    except Exception:  # no process could be started: the batch writes in process
+    except Exception as exc:
+        log.warning("lexical_worker_not_started", path=path, error=str(exc))
         return None

@@ -197,6 +197,7 @@ class Registry:
             root.progress.set_watcher("not watched (dependency sources)")
             self._indexer.enqueue(root, None)
             return root
+        hold = self._indexer.hold(root.id)  # the first scan waits for the watch
         watcher = RootWatcher(
             path,
             lambda paths: self._indexer.enqueue(root, paths),
@@ -205,18 +206,21 @@ class Registry:
             self._config.index.max_wait_ms,
             self._config.index.poll_interval_s,
             lambda names: self._cookies.seen(path, names),
-            lambda: self._indexer.release(root.id),
+            lambda: self._indexer.release(root.id, hold),
         )
         self._watchers[root.id] = watcher
         if path.is_dir():
-            self._indexer.hold(root.id)  # the first scan waits for the watch
             self._indexer.enqueue(root, None)
         else:
             # An unmounted disk or a moved checkout: keep the index, do not "delete" it all;
             # the watcher rescans when the root is back.
             root.progress.set_watcher("root missing; waiting for it to return")
             log.warning("root_missing", root=str(path))
-        watcher.start()
+        try:
+            watcher.start()
+        except RuntimeError:  # no thread could start: the first scan must not wait for it
+            self._indexer.release(root.id, hold)
+            raise
         log.info("root_opened", root=str(path), id=root.id, files=len(root.ledger))
         return root
 

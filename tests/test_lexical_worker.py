@@ -5,6 +5,7 @@ writer back in the daemon once the batch ends."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,42 @@ def test_a_failed_batch_in_the_worker_drops_what_it_did_not_commit(tmp_path: Pat
     index.add([_doc("a", "alpha")])
     index.write_here()  # the batch ends with writes pending: they are dropped
     assert index.pending == 0 and _ids(index, "alpha") == []
+    index.close()
+
+
+def test_the_segments_the_worker_wrote_are_removed_once_dead(tmp_path: Path) -> None:
+    """Tantivy deletes only the files its list (`.managed.json`, held in memory from when
+    the index was opened) names: the daemon's index must learn the worker's files, or
+    they stay on disk for good once their documents are deleted."""
+    path = tmp_path / "tantivy"
+    index = LexicalIndex(path)
+    assert index.write_in_worker()
+    index.add([_doc(f"a{i}", "alpha") for i in range(20)])
+    index.commit()
+    index.write_here()
+    meta = json.loads((path / "meta.json").read_text())
+    worker_segments = {seg["segment_id"].replace("-", "") for seg in meta["segments"]}
+    assert worker_segments
+    index.delete_all()
+    index.commit()
+    index.add([_doc("z", "omega")])
+    index.commit()
+    index.release_writer()  # its merges and garbage collection end first
+    left = {p.name.split(".")[0] for p in path.iterdir()} & worker_segments
+    assert left == set()
+    index.close()
+
+
+def test_a_worker_that_cannot_take_the_writer_leaves_the_writes_here(tmp_path: Path) -> None:
+    index = LexicalIndex(tmp_path / "tantivy")
+    other = LexicalIndex(tmp_path / "tantivy")
+    other.add([_doc("a", "alpha")])  # another writer holds the index's lock
+    assert not index.write_in_worker()
+    other.commit()
+    other.close()
+    index.add([_doc("b", "alpha")])
+    index.commit()
+    assert _ids(index, "alpha") == ["a", "b"]
     index.close()
 
 

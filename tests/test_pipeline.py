@@ -339,13 +339,15 @@ def test_held_work_waits_for_its_release_and_the_root_is_not_idle_meanwhile(
     _crate, collab, open_root = setup
     root = open_root()
     indexer = Indexer(collab)
-    indexer.hold(root.id)
+    stale = indexer.hold(root.id)
+    token = indexer.hold(root.id)  # the root removed and added again: a new hold
     indexer.enqueue(root, None)
     indexer.start()
     try:
+        indexer.release(root.id, stale)  # an older watcher ending late releases nothing
         assert not indexer.wait_idle(root.id, 0.5)  # held: queued, not run, not idle
         assert indexer.queued(root.id) == 1 and root.ledger.get("src/lib.rs") is None
-        indexer.release(root.id)
+        indexer.release(root.id, token)
         assert indexer.wait_idle(root.id, 120)
         assert root.ledger.get("src/lib.rs") is not None
     finally:
