@@ -139,6 +139,7 @@ class RootProgress:
                 "files_indexed": t.indexed,
                 "files_deleted": t.deleted,
                 "chunks_written": t.chunks_written,
+                "lexical_worker_batches": t.lexical_worker,
                 "vacuums": self.vacuums,
                 "watch_rescans": watch_rescans,
                 "stages_s": t.to_json()["stages"],

@@ -167,21 +167,29 @@ def _private_tmpfs(over: Path) -> list[str]:
 
 
 @needs_userns
-@pytest.mark.parametrize("fault", ["full", "read_only"])
+@pytest.mark.parametrize(
+    ("fault", "worker_files"), [("full", "200"), ("read_only", "200"), ("full", "1")]
+)
 def test_full_or_read_only_state_dir_is_reported_and_recovered(
-    tmp_path: Path, crate: Path, warm_cache: Path, fault: str
+    tmp_path: Path, crate: Path, warm_cache: Path, fault: str, worker_files: str
 ) -> None:
     """The state dir on a 16 MB tmpfs of the daemon's own mount namespace: fill it (or
     remount it read-only), edit a file, see the failure in status while search keeps
     answering, undo the fault, and the edit lands by itself. Nothing is mounted on the
-    host."""
+    host. With `worker_files` 1, every batch writes Tantivy in a worker process, whose
+    failed commit must fail the batch the same way."""
     from tests.conftest import seed_cache, wait_until
 
     home = tmp_path / "small"
     state = home / "state"
     state.mkdir(parents=True)
     seed_cache(home, warm_cache)
-    d = Daemon(home, prefix=_private_tmpfs(state), RCMD_INDEX_RETRY_AFTER_S="0.5")
+    d = Daemon(
+        home,
+        prefix=_private_tmpfs(state),
+        RCMD_INDEX_RETRY_AFTER_S="0.5",
+        RCMD_INDEX_LEXICAL_WORKER_FILES=worker_files,
+    )
     try:
         d.start()
         assert d.proc is not None
@@ -216,6 +224,8 @@ def test_full_or_read_only_state_dir_is_reported_and_recovered(
         wait_until(lambda: not d.root_status(crate)["last_error"], timeout=60)
         d.wait_idle(crate)
         assert d.verify()["ok"], d.verify()
+        in_worker = d.root_status(crate)["counters"]["lexical_worker_batches"]
+        assert (in_worker > 0) == (worker_files == "1"), in_worker
     finally:
         d.stop()
         d.kill()
