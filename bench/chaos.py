@@ -226,6 +226,7 @@ class _Churn:
     def __init__(self) -> None:
         self.done: Counter[str] = Counter()
         self.status_s: list[float] = []
+        self.status_at: list[float] = []
         self.search_s: list[float] = []
         self.search_at: list[float] = []
         self.fresh_s: list[float] = []
@@ -237,6 +238,7 @@ class _Churn:
             "ops": dict(self.done),
             "daemon_ops": dict(self.daemon_ops),
             "status": summary_ms(self.status_s),
+            "slowest_status_at_s": sorted(zip(self.status_s, self.status_at, strict=True))[-3:],
             "search": summary_ms(self.search_s),
             "slowest_searches_at_s": sorted(zip(self.search_s, self.search_at, strict=True))[-3:],
             "fresh_searches": summary_ms(self.fresh_s),
@@ -249,6 +251,7 @@ def _timed_requests(d: BenchDaemon, root: Path, rnd: random.Random, c: _Churn, a
     t = time.perf_counter()
     d.status()
     c.status_s.append(time.perf_counter() - t)
+    c.status_at.append(round(at, 1))
     t = time.perf_counter()
     d.call("search", query="iterator adaptor", limit=10)
     c.search_s.append(time.perf_counter() - t)
