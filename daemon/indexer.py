@@ -254,7 +254,7 @@ class Indexer:
                 retry = self.collab.config.index.retry_after_s
                 root.progress.failed(f"{type(exc).__name__}: {exc} (retrying in {retry:g}s)")
                 log.exception("batch_failed", root=str(root.path), retry_in_s=retry)
-                self._retry_later(root, work)
+                requeue_later(self, root, work, self.collab.config.index.retry_after_s)
             finally:
                 with self._cond:
                     self._running = None
@@ -270,11 +270,6 @@ class Indexer:
         if prune:
             self._pruned_at = time.monotonic()
         settle(self.collab, roots, prune=prune)
-
-    def _retry_later(self, root: RootIndex, work: _Work) -> threading.Timer:
-        """Queue a failed batch's work again after a pause (a full disk, a server that is
-        down: the daemon recovers by itself once the cause is gone)."""
-        return requeue_later(self, root, work, self.collab.config.index.retry_after_s)
 
     @property
     def stopping(self) -> bool:
@@ -338,8 +333,9 @@ class Indexer:
 def requeue_later(
     indexer: Indexer, root: RootIndex, work: _Work, delay_s: float
 ) -> threading.Timer:
-    """A timer that queues `work` of `root` again after `delay_s`, unless the indexer is
-    stopping or the root was removed meanwhile."""
+    """A timer that queues a failed batch's `work` of `root` again after `delay_s` (a full
+    disk, a server that is down: the daemon recovers by itself once the cause is gone),
+    unless the indexer is stopping or the root was removed meanwhile."""
 
     def again() -> None:
         if indexer.stopping or root.cancelled:

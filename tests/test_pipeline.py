@@ -313,7 +313,7 @@ def test_changing_the_model_rebuilds_instead_of_mixing(
 def test_failed_work_is_queued_again(setup: Any) -> None:
     import dataclasses
 
-    from daemon.indexer import Indexer, _Work
+    from daemon.indexer import Indexer, _Work, requeue_later
 
     _crate, collab, open_root = setup
     root = open_root()
@@ -322,10 +322,11 @@ def test_failed_work_is_queued_again(setup: Any) -> None:
         config, index=dataclasses.replace(config.index, retry_after_s=0.05)
     )
     indexer = Indexer(dataclasses.replace(collab, config=config))  # not started: work stays queued
-    indexer._retry_later(root, _Work(paths={"src/lib.rs"})).join(10)
+    retry_s = indexer.collab.config.index.retry_after_s
+    requeue_later(indexer, root, _Work(paths={"src/lib.rs"}), retry_s).join(10)
     assert indexer.queued(root.id) == 1
     root.cancel()
-    indexer._retry_later(root, _Work(full=True)).join(10)
+    requeue_later(indexer, root, _Work(full=True), retry_s).join(10)
     assert indexer.queued(root.id) == 1  # a removed root is not retried
 
 

@@ -53,7 +53,9 @@ class Corpus:
         return f.relative_to(self.source).as_posix()
 
 
-def _crate(name: str, version: str, split: str, style: str, **kw: tuple[str, ...]) -> Corpus:
+def registry_crate(
+    name: str, version: str, split: str, style: str, **kw: tuple[str, ...]
+) -> Corpus:
     return Corpus(
         name=name,
         split=split,
@@ -91,21 +93,23 @@ CORPORA: tuple[Corpus, ...] = (
         LIBRARY_SUBSET,
         package="rust-src",
     ),
-    _crate("serde", "1.0.152", "dev", "macro-heavy, trait-generic (serialization)"),
-    _crate(
+    registry_crate("serde", "1.0.152", "dev", "macro-heavy, trait-generic (serialization)"),
+    registry_crate(
         "regex-syntax",
         "0.6.27",
         "dev",
         "hand-written parser, AST/HIR",
         exclude=("src/unicode_tables",),
     ),
-    _crate("rayon", "1.6.1", "dev", "generic-heavy parallel iterators"),
-    _crate("crossbeam-channel", "0.5.6", "dev", "lock-free concurrency"),
-    _crate("itertools", "0.10.3", "test", "generic-heavy iterator adaptors"),
-    _crate("nom", "7.1.1", "test", "parser combinators"),
-    _crate("tokio", "1.24.2", "test", "async runtime (sync primitives)", include=("src/sync",)),
-    _crate("bytes", "1.2.1", "test", "byte buffers, unsafe low-level"),
-    _crate("syn", "1.0.107", "test", "macro-heavy parser", exclude=("src/gen",)),
+    registry_crate("rayon", "1.6.1", "dev", "generic-heavy parallel iterators"),
+    registry_crate("crossbeam-channel", "0.5.6", "dev", "lock-free concurrency"),
+    registry_crate("itertools", "0.10.3", "test", "generic-heavy iterator adaptors"),
+    registry_crate("nom", "7.1.1", "test", "parser combinators"),
+    registry_crate(
+        "tokio", "1.24.2", "test", "async runtime (sync primitives)", include=("src/sync",)
+    ),
+    registry_crate("bytes", "1.2.1", "test", "byte buffers, unsafe low-level"),
+    registry_crate("syn", "1.0.107", "test", "macro-heavy parser", exclude=("src/gen",)),
 )
 BY_NAME = {c.name: c for c in CORPORA}
 

@@ -39,7 +39,7 @@ SWEEP: list[dict[str, Any]] = [
 ]
 
 
-def _parse(args: list[str]) -> dict[str, Any]:
+def parse_settings(args: list[str]) -> dict[str, Any]:
     kinds: dict[str, Any] = {f.name: type(f.default) for f in dataclasses.fields(SearchConfig)}
     out: dict[str, Any] = {}
     for a in args:
@@ -48,7 +48,7 @@ def _parse(args: list[str]) -> dict[str, Any]:
     return out
 
 
-def _searcher(
+def searcher(
     root: RootIndex, cfg: SearchConfig, embed: Callable[[str], npt.NDArray[np.float32]]
 ) -> Searcher:
     def search(q: str, mode: str, limit: int) -> tuple[list[Result], float]:
@@ -122,10 +122,10 @@ def main() -> int:
 
     roots = _open(args.work, sets, (embedder.model_id, embedder.dim))
     blank, real = roots[: len(sets)], roots[len(sets) :]
-    for change in [_parse(args.settings)] if args.settings else SWEEP:
+    for change in [parse_settings(args.settings)] if args.settings else SWEEP:
         cfg = dataclasses.replace(SearchConfig(), **change)
         ranks = {
-            s.corpus.name: _corpus_ranks(s, _searcher(b, cfg, embed), _searcher(r, cfg, embed))
+            s.corpus.name: _corpus_ranks(s, searcher(b, cfg, embed), searcher(r, cfg, embed))
             for s, b, r in zip(sets, blank, real, strict=True)
         }
         print(f"== {change or 'defaults'}")

@@ -21,10 +21,10 @@ import numpy as np
 import numpy.typing as npt
 
 from bench.harness import save
-from bench.quality.corpora import Corpus, _crate, copy_root
+from bench.quality.corpora import Corpus, copy_root, registry_crate
 from bench.quality.corpus import doc_queries
 from bench.quality.evaluate import MODES, run_doc, summary
-from bench.quality.tune import _parse, _searcher
+from bench.quality.tune import parse_settings, searcher
 from daemon.chunk_cache import ChunkCache
 from daemon.config import SearchConfig, load_config
 from daemon.embed_cache import open_cache
@@ -70,7 +70,7 @@ def run(work: Path, knob: str, values: list[str]) -> dict[str, Any]:
 
     per_crate: dict[str, Ranks] = {}
     for name, version in UNSEEN:
-        corpus = _crate(name, version, "unseen", "")
+        corpus = registry_crate(name, version, "unseen", "")
         if not corpus.available:
             print(f"{name}-{version}: not installed (apt-get install librust-{name}-dev)")
             continue
@@ -78,8 +78,8 @@ def run(work: Path, knob: str, values: list[str]) -> dict[str, Any]:
         root = _index(corpus, work, collab, (embedder.model_id, embedder.dim))
         per_crate[name] = {}
         for value in values:
-            cfg = dataclasses.replace(SearchConfig(), **_parse([f"{knob}={value}"]))
-            search = _searcher(root, cfg, embed)
+            cfg = dataclasses.replace(SearchConfig(), **parse_settings([f"{knob}={value}"]))
+            search = searcher(root, cfg, embed)
             per_crate[name][value] = {m: run_doc(search, queries, m).ranks for m in MODES}
         root.close()
         print(f"{name}: {len(queries)} queries", flush=True)
