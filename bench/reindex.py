@@ -44,6 +44,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "runs_s": runs,
         "load_after": [round(x, 2) for x in os.getloadavg()],
         "chunks": last.get("chunks"),
+        "chunks_written": last.get("chunks_written"),
+        "chunks_kept": last.get("chunks_kept"),
+        "points_dropped": last.get("points_dropped"),
         "parse": last.get("parse"),
         "stages_s": last.get("stages"),
     }

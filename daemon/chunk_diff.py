@@ -10,16 +10,18 @@ indexes hold for the file, each new chunk is:
   (the vector's payload holds no position);
 * kept: identical: nothing is written.
 
-Old ids that are no longer produced are removed. Pure functions only.
+Old ids that are no longer produced are removed. A forced reindex (`check_stored`)
+compares a file's chunks with what state.db and the vector store hold for it instead,
+so a damaged row or a lost point is written again and nothing else. Pure functions only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
 
 from daemon.chunker import Chunk
-from daemon.state import FileRecord
+from daemon.state import ChunkRow, FileRecord
 
 IdChunk = tuple[str, Chunk]
 
@@ -52,13 +54,21 @@ class FileWrite:
     diff: ChunkDiff | None
     #: Embedded text by chunk id, for the chunks that share a vector (`embed_groups`).
     shared: dict[str, str]
+    #: Every Tantivy doc of the file is written again, whatever `diff` says (a forced
+    #: reindex: `diff` then says which state rows and vectors differ from the file's).
+    lexical_whole: bool = False
 
     def embed_text(self, cid: str, c: Chunk) -> str:
         return self.shared.get(cid) or c.embed_text()
 
     @property
     def docs(self) -> list[IdChunk]:
-        """Chunks whose Tantivy doc and state row are written."""
+        """Chunks whose Tantivy doc is written."""
+        return self.chunks if self.lexical_whole else self.rows
+
+    @property
+    def rows(self) -> list[IdChunk]:
+        """Chunks whose state row is written."""
         return self.chunks if self.diff is None else list(self.diff.rewritten)
 
     @property
@@ -70,6 +80,11 @@ class FileWrite:
 def _doc_fields(c: Chunk) -> tuple[object, ...]:
     """What the Tantivy doc and the state row of a chunk hold."""
     return (c.symbol, c.kind, c.signature, c.text, c.start_line, c.end_line)
+
+
+def row_fields(row: ChunkRow) -> tuple[object, ...]:
+    """`_doc_fields` of the chunk a state row was written from."""
+    return (row.symbol, row.kind, row.signature, row.text, row.start_line, row.end_line)
 
 
 def _embed_fields(c: Chunk) -> tuple[object, ...]:
@@ -114,3 +129,24 @@ def diff_chunks(
     ids = {cid for cid, _ in new}
     removed = tuple(cid for cid, _ in old if cid not in ids)
     return ChunkDiff(tuple(changed), tuple(moved), removed, kept)
+
+
+def check_stored(
+    new: Sequence[IdChunk],
+    rows: Mapping[str, tuple[object, ...]],
+    points: Set[str],
+    pending: Set[str],
+) -> ChunkDiff:
+    """What a forced reindex must write for a file whose content is as recorded, against
+    what the indexes hold for it: its state rows (`row_fields` by id), the ids of its
+    vector points and of its chunks still waiting for one. A chunk whose row differs or
+    is missing, or whose vector is missing or pending, is changed (written again, vector
+    included); every id held and no longer produced is removed."""
+    changed = tuple(
+        (cid, c)
+        for cid, c in new
+        if rows.get(cid) != _doc_fields(c) or cid not in points or cid in pending
+    )
+    ids = {cid for cid, _ in new}
+    removed = tuple(sorted((rows.keys() | points) - ids))
+    return ChunkDiff(changed, (), removed, len(new) - len(changed))

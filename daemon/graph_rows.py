@@ -121,6 +121,13 @@ class GraphRows:
         for path in touched:
             old = self._known.pop(path, None)
             graph = graphs.get(path)
+            if old is None and graph is not None:
+                stored = _stored(db, path)
+                if stored is not None and _same(stored[1], graph):
+                    if small:
+                        keep[path] = FileRows(stored[0], _counted(graph))
+                    continue
+                old = None if stored is None else FileRows(stored[0], _counted(stored[1]))
             if old is not None and graph is not None:
                 new = _counted(graph)
                 _write_difference(db, old, new)
@@ -145,6 +152,28 @@ class GraphRows:
     def forget(self) -> None:
         """A commit failed or the tables were cleared: what was kept may be wrong."""
         self._known.clear()
+
+
+def _stored(db: apsw.Connection, path: str) -> tuple[int, TableRows] | None:
+    """The id and rows (in the order written) state.db holds for `path`: reading them and
+    writing only the difference costs a fraction of rewriting them when most are
+    unchanged (a forced reindex)."""
+    found = db.execute("SELECT id FROM sym_files WHERE path=?", (path,)).fetchone()
+    if found is None:
+        return None
+    file = int(found[0])
+    sql = "SELECT {} FROM {} WHERE file=? ORDER BY rowid"
+    tables = tuple(
+        list(db.execute(sql.format(",".join(_COLUMNS[t]), t), (file,))) for t in GRAPH_TABLES
+    )
+    return file, tables
+
+
+def _same(stored: TableRows, graph: TableRows) -> bool:
+    """Whether `stored` (as read back, in the order written) is `graph` row for row."""
+    return all(
+        len(s) == len(g) and s == [tuple(r) for r in g] for s, g in zip(stored, graph, strict=True)
+    )
 
 
 def _drop(db: apsw.Connection, path: str) -> None:

@@ -17,7 +17,7 @@ import structlog
 
 from daemon.activity import Activity
 from daemon.metrics import BatchReport, rss_bytes, trim_heap
-from daemon.pipeline import Collaborators, drop_orphans, fill_vectors, run_batch
+from daemon.pipeline import Collaborators, fill_vectors, run_batch
 from daemon.root import RootIndex
 
 log = structlog.get_logger("rcmd.indexer")
@@ -287,8 +287,6 @@ class Indexer:
                     force=work.force,
                     should_yield=lambda: self._others_waiting(root.id),
                 )
-                if work.force and not report.interrupted:
-                    drop_orphans(root)
             if report.interrupted and not (root.cancelled or self.collab.should_stop()):
                 # It gave way to another root: what it did not write is still in flight.
                 self.enqueue(root, root.state.inflight())

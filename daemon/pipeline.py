@@ -25,7 +25,7 @@ import structlog
 
 from daemon.activity import Activity
 from daemon.chunk_cache import ChunkCache
-from daemon.chunk_diff import FileWrite, IdChunk, diff_chunks
+from daemon.chunk_diff import ChunkDiff, FileWrite, IdChunk, check_stored, diff_chunks, row_fields
 from daemon.chunker import Chunk, TooComplex, chunk_source
 from daemon.config import Config
 from daemon.cpus import cpu_info
@@ -144,6 +144,10 @@ def _reconcile(root: RootIndex, paths: Iterable[str] | None) -> _Scan:
     return scan
 
 
+def _stored(root: RootIndex) -> _Stored:
+    return _Stored(root.vectors.ids_by_path(), root.state.pending_ids())
+
+
 class _Pending:
     """Index writes not yet committed, and the records that follow the commit; `pool`:
     where this batch's symbol graphs are extracted, when not in process."""
@@ -215,6 +219,16 @@ class _Plan:
     gone: list[str]  # recorded or in-flight paths no longer present
     inflight: set[str]
     pending: _Pending
+    stored: _Stored | None = None  # a forced batch's check of what the indexes hold
+
+
+@dataclass(frozen=True)
+class _Stored:
+    """What the vector store holds, read once when a forced batch starts: a file whose
+    content is as recorded is then checked against the indexes, not rewritten blind."""
+
+    points: dict[str, set[str]]  # ids by path
+    pending: set[str]  # recorded chunks without a vector yet
 
 
 def _plan(root: RootIndex, paths: set[str] | None, force: bool, report: BatchReport) -> _Plan:
@@ -278,6 +292,9 @@ def run_batch(
         return report
     prog.begin(Activity.SCANNING)
     plan = _plan(root, None if paths is None else set(paths), force, report)
+    if force:
+        with report.timed("check"):
+            plan.stored = _stored(root)
     prog.files_planned(len(plan.candidates))
     prog.set_activity(Activity.INDEXING)
     root.state.mark_inflight([*plan.candidates, *plan.gone])
@@ -301,6 +318,8 @@ def run_batch(
         report.interrupted += 1
     elif paths is None:
         root.ledger.full_scan_done()
+    if finished and plan.stored is not None:
+        drop_orphans(root, plan.stored.points)
     prog.end()
     return report
 
@@ -327,7 +346,8 @@ def _write_files(
     for i, rel in enumerate(plan.candidates):
         # An in-flight file may be half written in one index: rewrite it even if unchanged.
         redo = force or rel in plan.inflight
-        prepared = _prepare_file(root, rel, collab, pending, report, redo)
+        stored = None if rel in plan.inflight else plan.stored
+        prepared = _prepare_file(root, rel, collab, pending, report, (redo, stored))
         if prepared is not None:
             step.append(prepared)
             step_chunks += len(prepared.docs)
@@ -358,10 +378,12 @@ def _prepare_file(
     collab: Collaborators,
     pending: _Pending,
     report: BatchReport,
-    force: bool,
+    redo: tuple[bool, _Stored | None],
 ) -> FileWrite | None:
     """Read, hash and chunk one file; None when there is nothing to write for it. Unless
-    `force`, the new chunks are compared with those the indexes hold (when known)."""
+    `redo` (rewrite it), the new chunks are compared with those the indexes hold (when
+    known); with what the vector store holds, with what state.db and it hold."""
+    force, stored = redo
     with report.timed("read"):
         data, st, reason = _read(root, rel, collab.config.index.max_file_bytes)
     if data is None or st is None:
@@ -391,9 +413,8 @@ def _prepare_file(
         log.exception("chunk_failed", root=str(root.path), path=rel)
         _skip(root, rel, pending, report, "chunk_error", f"{type(exc).__name__}: {exc}")
         return None
-    shared = _shared(chunks, root.policy)
-    diff = None if old is None else diff_chunks(old, chunks, _shared(old, root.policy), shared)
     report.time("chunk", time.perf_counter() - t)
+    diff, shared = _diff(root, (rel, digest), chunks, (old, stored), report)
     with report.timed("graph"):
         _stage_graph(root, rel, (digest, data), collab, pending, cache_it=not typed)
     if diff is None:
@@ -403,9 +424,44 @@ def _prepare_file(
         report.chunks_moved += len(diff.moved)
         report.chunks_kept += diff.kept
     record = FileRecord(rel, st.st_size, st.st_mtime_ns, st.st_ino, digest, len(chunks))
-    prepared = FileWrite(record, chunks, diff, shared)
+    prepared = FileWrite(record, chunks, diff, shared, lexical_whole=stored is not None)
     root.progress.chunks_planned(len(prepared.docs))
     return prepared
+
+
+def _diff(
+    root: RootIndex,
+    file: tuple[str, bytes],
+    chunks: list[IdChunk],
+    indexed: tuple[list[IdChunk] | None, _Stored | None],
+    report: BatchReport,
+) -> tuple[ChunkDiff | None, dict[str, str]]:
+    """What to write of a file's `chunks` (None: all of them), against the chunks the
+    indexes hold for it (`old`) or, forced, against what they hold (`stored`); and the
+    embedded texts of its chunks that share a vector."""
+    old, stored = indexed
+    if stored is not None:
+        with report.timed("check"):
+            diff = _checked(root, *file, chunks, stored)
+        if diff is not None and not diff.changed:
+            return diff, {}  # no vector to write: no embedded text needed
+        return diff, _shared(chunks, root.policy)
+    with report.timed("chunk"):
+        shared = _shared(chunks, root.policy)
+        diff = None if old is None else diff_chunks(old, chunks, _shared(old, root.policy), shared)
+    return diff, shared
+
+
+def _checked(
+    root: RootIndex, rel: str, digest: bytes, chunks: list[IdChunk], stored: _Stored
+) -> ChunkDiff | None:
+    """A forced file's chunks against what state.db and the vector store hold for it;
+    None (written whole) when its recorded content is not this one."""
+    rec = root.ledger.get(rel)
+    if rec is None or rec.hash != digest:
+        return None
+    rows = {cid: row_fields(r) for cid, r in root.state.chunk_rows_of(rel).items()}
+    return check_stored(chunks, rows, stored.points.get(rel, set()), stored.pending)
 
 
 def _shared(chunks: list[IdChunk], policy: EmbedPolicy) -> dict[str, str]:
@@ -559,9 +615,11 @@ def _write_step(
         root.progress.chunks_embedded(len(embeds))
     whole = [f.record.path for f in step if f.diff is None]
     diffs = [f.diff for f in step if f.diff is not None]
+    patched = [f.diff for f in step if f.diff is not None and not f.lexical_whole]
+    lexical_whole = [f.record.path for f in step if f.lexical_whole or f.diff is None]
     with report.timed("tantivy"):
-        root.lexical.delete_paths(whole)
-        root.lexical.delete_ids([cid for d in diffs for cid in d.lexical_deletes])
+        root.lexical.delete_paths(lexical_whole)
+        root.lexical.delete_ids([cid for d in patched for cid in d.lexical_deletes])
         root.lexical.add(
             LexicalDoc(cid, c.path, c.kind, c.symbol, c.signature, c.text, c.start_line, c.end_line)
             for cid, c in docs
@@ -582,7 +640,7 @@ def _write_step(
         pending.skipped[f.record.path] = ("", "")  # no longer skipped, if it was
         pending.chunks.extend(
             ChunkRow(cid, c.path, c.start_line, c.end_line, c.symbol, c.kind, c.signature, c.text)
-            for cid, c in f.docs
+            for cid, c in f.rows
         )
         if f.diff is not None:
             pending.patches.append(
@@ -684,9 +742,13 @@ def _flush_filled(root: RootIndex, ids: list[str], report: BatchReport) -> None:
     root.ledger.vectors_written(ids)
 
 
-def drop_orphans(root: RootIndex) -> int:
-    """Delete index entries whose path has no state record (left by a crash or a bug)."""
-    orphans = (set(root.lexical.ids_by_path()) | set(root.vectors.ids_by_path())) - set(root.ledger)
+def drop_orphans(root: RootIndex, vector_paths: Iterable[str] | None = None) -> int:
+    """Delete index entries whose path has no state record (left by a crash or a bug);
+    `vector_paths`: the vector store's paths when read already (since, only recorded
+    paths were written to it)."""
+    if vector_paths is None:
+        vector_paths = root.vectors.ids_by_path()
+    orphans = (set(root.lexical.ids_by_path()) | set(vector_paths)) - set(root.ledger)
     if orphans:
         root.lexical.delete_paths(orphans)
         root.lexical.commit()

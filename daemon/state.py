@@ -215,6 +215,15 @@ class StateDB:
         )
         return {r[0]: ChunkRow(*r) for r in rows}
 
+    def chunk_rows_of(self, path: str) -> dict[str, ChunkRow]:
+        """Every chunk row recorded for one file, by id."""
+        rows = self._reader().execute(
+            "SELECT id,path,start_line,end_line,symbol,kind,signature,text "
+            "FROM chunks WHERE path=?",
+            (path,),
+        )
+        return {r[0]: ChunkRow(*r) for r in rows}
+
     def chunk_symbols(self, ids: Iterable[str]) -> dict[str, str]:
         """The symbol of each recorded chunk id: what an exact-symbol lookup checks,
         without reading the chunks' text."""

@@ -40,7 +40,8 @@ def point_id(chunk_id: str) -> str:
 
 
 def chunk_id_of(pid: Any) -> str:
-    return uuid.UUID(str(pid)).hex
+    """The chunk id of a point id (Qdrant Edge gives a `uuid.UUID`, a server a string)."""
+    return pid.hex if isinstance(pid, uuid.UUID) else uuid.UUID(str(pid)).hex
 
 
 def _ids_by_path(scroll: Callable[[Any], tuple[Sequence[Any], Any]]) -> dict[str, set[str]]:
@@ -87,6 +88,8 @@ shard.close()
 #: segments are plain (brute force over a few segments), so two threads keep a search of
 #: medium (38k vectors) in milliseconds.
 SEARCH_THREADS = 2
+#: Points a page of ids: medium's 38,871 took 0.17 s in pages of 1,000, 0.07 s of 5,000.
+ID_PAGE = 5000
 
 
 class EdgeStore:
@@ -194,7 +197,7 @@ class EdgeStore:
         qe = self._qe
         return _ids_by_path(
             lambda offset: self._shard.scroll(
-                qe.ScrollRequest(offset=offset, limit=1000, with_payload=["path"])
+                qe.ScrollRequest(offset=offset, limit=ID_PAGE, with_payload=["path"])
             )
         )
 

@@ -627,9 +627,11 @@ def cmd_status(args: argparse.Namespace, paths: RuntimePaths) -> int:
 @command(
     "reindex",
     "rebuild a root's indexes (reuses the embedding cache)",
-    "Re-read and re-chunk every file and rewrite both indexes, for one root or all.\n"
-    "The embedding cache is reused, so unchanged code is not embedded again. With\n"
-    "--wait, show progress until done.",
+    "Re-read and re-chunk every file, for one root or all: its Tantivy documents are\n"
+    "rewritten, and its state.db rows and vectors checked against its chunks, so what\n"
+    "is missing, stray or different is written again or deleted. The embedding cache\n"
+    "is reused, so unchanged code is not embedded again. With --wait, show progress\n"
+    "until done. To start from nothing instead: rcmd remove ROOT, then rcmd index ROOT.",
     schema=ReindexRequest,
 )
 @argument("--wait", action="store_true", help="show progress until rebuilt")
@@ -644,8 +646,21 @@ def cmd_reindex(args: argparse.Namespace, paths: RuntimePaths) -> int:
         print(f"rebuilding {', '.join(result['roots'])}; follow it with: rcmd status")
         return 0
     for root in result["roots"]:
-        _report_indexed(paths, _wait_with_progress(paths, root))
+        info = _wait_with_progress(paths, root)
+        _report_indexed(paths, info)
+        _report_checked(info.get("last_batch") or {})
     return 0
+
+
+def _report_checked(batch: dict[str, Any]) -> None:
+    """What a forced reindex found when it checked state.db and the vectors."""
+    if batch.get("kind") != "force":
+        return
+    kept, written = batch.get("chunks_kept", 0), batch.get("chunks_written", 0)
+    if kept == written:
+        print("state.db and the vectors held every chunk as it should be")
+    else:
+        print(f"state.db and the vectors: {written - kept} chunks written again, {kept} were right")
 
 
 @command(

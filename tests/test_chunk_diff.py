@@ -9,14 +9,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import apsw
+import numpy as np
 import pytest
 import tantivy
 
 from daemon.chunk_cache import ChunkCache
-from daemon.chunk_diff import diff_chunks
-from daemon.chunker import chunk_source
+from daemon.chunk_diff import ChunkDiff, check_stored, diff_chunks, row_fields
+from daemon.chunker import Chunk, chunk_source
 from daemon.pipeline import Collaborators, assign_ids, fill_vectors, run_batch
 from daemon.root import RootIndex
+from daemon.state import ChunkRow
+from daemon.vectors import VectorPoint
 from daemon.verify import verify_root
 
 RETRY = "src/net/retry.rs"
@@ -140,7 +144,7 @@ def test_removed_and_added_items_follow(
     _consistent(root)
 
 
-def test_force_and_unknown_old_chunks_rewrite_whole_files(
+def test_unknown_old_chunks_rewrite_whole_files(
     cached: tuple[Path, Collaborators, RootIndex],
 ) -> None:
     crate, collab, root = cached
@@ -150,6 +154,62 @@ def test_force_and_unknown_old_chunks_rewrite_whole_files(
     without_cache = dataclasses.replace(collab, chunk_cache=None)
     report = run_batch(root, [RETRY], without_cache)
     assert report.chunks_written == n and report.chunks_kept == 0
-    report = run_batch(root, None, collab, force=True)
-    assert report.chunks_kept == 0 and report.chunks_written == root.state.counts()[1]
     _consistent(root)
+
+
+def _row(cid: str, c: Chunk) -> tuple[object, ...]:
+    return row_fields(
+        ChunkRow(cid, c.path, c.start_line, c.end_line, c.symbol, c.kind, c.signature, c.text)
+    )
+
+
+def test_check_stored_rewrites_only_what_differs_from_the_file() -> None:
+    new = ids("x.rs", "fn a() -> u8 { 1 }\n\nfn b() -> u8 { 2 }\n\nfn c() -> u8 { 3 }\n")
+    (a, _), (b, cb), (c, _) = new
+    rows = {cid: _row(cid, chunk) for cid, chunk in new}
+    assert check_stored(new, rows, {a, b, c}, set()) == ChunkDiff((), (), (), 3)
+    rows[b] = _row(b, dataclasses.replace(cb, text="fn b() -> u8 { 20 }"))
+    rows["f" * 32] = rows[a]  # a row no chunk of the file has any more
+    d = check_stored(new, rows, {a, b, "e" * 32}, {a})  # c's vector lost, a's pending
+    assert [cid for cid, _ in d.changed] == [a, b, c] and d.kept == 0
+    assert d.removed == ("e" * 32, "f" * 32) and not d.moved
+
+
+def test_force_checks_both_stores_and_repairs_what_differs(
+    cached: tuple[Path, Collaborators, RootIndex],
+) -> None:
+    """A forced reindex rewrites every Tantivy doc, and of state.db and the vector store
+    exactly what differs from the files: a damaged row, a lost or a stray point."""
+    _crate, collab, root = cached
+    n = root.state.counts()[1]
+    report = run_batch(root, None, collab, force=True)
+    assert report.chunks_written == n and report.chunks_kept == n
+    assert report.chunks == 0 and report.points_dropped == 0
+    _consistent(root)
+    damaged, lost = sorted(root.state.chunk_ids_of(RETRY))[:2]
+    good = root.state.chunk_rows([damaged])[damaged]
+    graph = "SELECT count(*) FROM sym_refs JOIN sym_files f ON f.id = file WHERE f.path=?"
+    with apsw.Connection(str(root.state.path)) as db:
+        db.execute("UPDATE chunks SET text='garbage' WHERE id=?", (damaged,))
+        refs = _count(db, graph, RETRY)
+        last = _count(db, graph.replace("count(*)", "max(sym_refs.rowid)"), RETRY)
+        db.execute("DELETE FROM sym_refs WHERE rowid=?", (last,))  # a lost graph row
+        assert _count(db, graph, RETRY) == refs - 1
+    root.vectors.delete_ids([lost])
+    stray = "e" * 32
+    root.vectors.upsert([VectorPoint(stray, RETRY, "fn", np.ones(collab.embedder.dim, np.float32))])
+    root.vectors.flush()
+    assert not verify_root(root)["ok"]
+    report = run_batch(root, None, collab, force=True)
+    assert report.chunks_written == n and report.chunks_kept == n - 2
+    assert report.chunks == 2 and report.points_dropped == 3  # two rewritten, the stray
+    assert root.state.chunk_rows([damaged])[damaged] == good
+    with apsw.Connection(str(root.state.path)) as db:
+        assert _count(db, graph, RETRY) == refs
+    _consistent(root)
+
+
+def _count(db: apsw.Connection, sql: str, *args: object) -> int:
+    row = db.execute(sql, args).fetchone()
+    assert row is not None
+    return int(row[0])

@@ -179,20 +179,23 @@ def test_restart_rereads_only_changed_files(tmp_path: Path, crate: Path) -> None
         d.kill()
 
 
-def test_forced_reindex_reuses_the_embedding_cache(daemon: Daemon, crate: Path) -> None:
+def test_forced_reindex_rereads_every_file_and_embeds_nothing(daemon: Daemon, crate: Path) -> None:
+    """Every file is read and chunked again and every Tantivy doc rewritten; the vectors
+    already right are kept (those that are not come from the embedding cache)."""
     index(daemon, crate)
     first = daemon.call("status")
-    chunks = first["roots"][0]["chunks"]
+    chunks, files = first["roots"][0]["chunks"], first["roots"][0]["files"]
     misses = first["embedding"]["cache_misses"]
-    hits = first["embedding"]["cache_hits"]
     out = daemon.cli("reindex", str(crate), "--force")
     assert "rebuilding" in out.stdout
-    wait_until(lambda: daemon.call("status")["embedding"]["cache_hits"] >= hits + chunks)
+    wait_until(lambda: daemon.call("status")["roots"][0]["counters"]["files_read"] >= 2 * files)
     daemon.wait_idle(crate)
     after = daemon.call("status")
     assert after["embedding"]["cache_misses"] == misses
     assert after["roots"][0]["chunks"] == chunks
-    assert after["roots"][0]["counters"]["files_read"] >= 2 * after["roots"][0]["files"]
+    last = after["roots"][0]["last_batch"]
+    assert last["kind"] == "force" and last["chunks_written"] == chunks
+    assert last["chunks_kept"] == chunks and last["chunks"] == 0
     assert daemon.verify()["ok"]
 
 

@@ -101,6 +101,11 @@ def test_cold_index_embeds_and_forced_rebuild_hits_the_cache(
     assert first.cache_hits == 0 and root.ledger.vectors_pending == first.chunks
     filled = fill_vectors(root, collab, lambda: False)  # the misses, after the BM25 pass
     assert filled.cache_misses == filled.vectors_filled == first.chunks
+    checked = run_batch(root, None, collab, force=True)  # every vector found in place
+    assert checked.indexed == first.indexed and checked.chunks_kept == first.chunks
+    assert checked.cache_misses == checked.cache_hits == 0
+    root.vectors.delete_all()  # lost: a forced rebuild writes them again, from the cache
+    root.vectors.flush()
     again = run_batch(root, None, collab, force=True)
     assert again.indexed == first.indexed
     assert again.cache_misses == 0 and again.cache_hits == first.chunks
@@ -154,12 +159,14 @@ def test_bad_files_are_skipped_and_reported(setup: Any) -> None:
 def test_indexer_vacuums_when_garbage_passes_the_threshold(setup: Any) -> None:
     from daemon.indexer import VACUUM_MIN_POINTS, maybe_vacuum
 
-    _crate, collab, open_root = setup
+    crate, collab, open_root = setup
     root = open_root()
     run_batch(root, None, collab)
-    forced = run_batch(root, None, collab, force=True)
-    assert forced.points_dropped == root.state.counts()[1]
-    maybe_vacuum(root, forced.points_dropped, queued=False)
+    chunks = root.state.counts()[1]
+    (crate / "src" / "store.rs").unlink()
+    dropped = run_batch(root, None, collab)
+    assert 0 < dropped.points_dropped == chunks - root.state.counts()[1]
+    maybe_vacuum(root, dropped.points_dropped, queued=False)
     assert root.progress.vacuums == 0  # a small crate stays under the minimum
     maybe_vacuum(root, VACUUM_MIN_POINTS, queued=True)
     assert root.progress.vacuums == 0  # not while work waits for the root
