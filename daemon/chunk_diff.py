@@ -139,14 +139,15 @@ def check_stored(
 ) -> ChunkDiff:
     """What a forced reindex must write for a file whose content is as recorded, against
     what the indexes hold for it: its state rows (`row_fields` by id), the ids of its
-    vector points and of its chunks still waiting for one. A chunk whose row differs or
-    is missing, or whose vector is missing or pending, is changed (written again, vector
-    included); every id held and no longer produced is removed."""
+    vector points and of its chunks still waiting for one (state.db's pending rows). A
+    chunk whose row differs or is missing, or whose vector is missing or pending, is
+    changed (written again, vector included); every id held anywhere and no longer
+    produced is removed."""
     changed = tuple(
         (cid, c)
         for cid, c in new
         if rows.get(cid) != _doc_fields(c) or cid not in points or cid in pending
     )
     ids = {cid for cid, _ in new}
-    removed = tuple(sorted((rows.keys() | points) - ids))
+    removed = tuple(sorted((rows.keys() | points | pending) - ids))
     return ChunkDiff(changed, (), removed, len(new) - len(changed))

@@ -38,6 +38,8 @@ class _Work:
     paths: set[str] = field(default_factory=set)
     full: bool = False
     force: bool = False
+    #: Paths a forced batch stopped before: checked, not rewritten blind (`run_batch`).
+    check: set[str] = field(default_factory=set)
     #: Embed the chunks a lexical-first batch recorded as pending.
     vectors: bool = False
 
@@ -128,9 +130,11 @@ class Indexer:
         *,
         force: bool = False,
         vectors: bool = False,
+        check: set[str] | None = None,
     ) -> None:
-        """Queue `paths` of `root` (None: the whole root); `force` rebuilds from scratch;
-        `vectors` (alone) embeds what the root has pending."""
+        """Queue `paths` of `root` (None: the whole root); `force` rebuilds it (`check`:
+        the paths a forced batch did not reach); `vectors` (alone) embeds what the root
+        has pending."""
         with self._cond:
             self._roots[root.id] = root
             work = self._work.setdefault(root.id, _Work())
@@ -142,6 +146,7 @@ class Indexer:
                 work.full = True
             else:
                 work.paths |= paths
+                work.check |= check or set()
             self._cond.notify_all()
 
     def hold(self, root_id: str) -> object:
@@ -280,16 +285,19 @@ class Indexer:
         if work.files:
             with root.lock:
                 paths = None if (work.full or work.force) else work.paths
+                unchecked: list[str] = []
                 report = run_batch(
                     root,
                     paths,
                     self.collab,
                     force=work.force,
+                    check=work.check,
                     should_yield=lambda: self._others_waiting(root.id),
+                    unchecked=unchecked.extend,
                 )
             if report.interrupted and not (root.cancelled or self.collab.should_stop()):
                 # It gave way to another root: what it did not write is still in flight.
-                self.enqueue(root, root.state.inflight())
+                self.enqueue(root, root.state.inflight(), check=set(unchecked))
         else:
             with root.lock:
                 report = fill_vectors(

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -174,9 +174,11 @@ class FileLedger:
         skipped: dict[str, tuple[str, str]],
         vectors_later: list[PendingVector],
         patches: list[ChunkPatch] | None = None,
+        checked: Collection[str] = (),
     ) -> None:
         """Record what the indexes now hold (after their commit): state.db, the records
-        and the tree change together, or not at all."""
+        and the tree change together, or not at all; `checked` files' graph rows are
+        compared with those state.db holds (a forced reindex)."""
         for f in files:
             self._tree.set_file(f.path, f.hash)
         for p in deleted:
@@ -191,6 +193,7 @@ class FileLedger:
                 merkle_root=self._tree.root_hash,
                 patches=patches or (),
                 graphs=self._take_graphs(files, deleted),
+                checked=checked,
             )
         except BaseException:
             self._restore_tree([f.path for f in files] + deleted)

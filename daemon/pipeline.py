@@ -16,7 +16,7 @@ import functools
 import os
 import stat as stat_mod
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
@@ -145,7 +145,7 @@ def _reconcile(root: RootIndex, paths: Iterable[str] | None) -> _Scan:
 
 
 def _stored(root: RootIndex) -> _Stored:
-    return _Stored(root.vectors.ids_by_path(), root.state.pending_ids())
+    return _Stored(root.vectors.ids_by_path(), root.state.pending_ids_by_path())
 
 
 class _Pending:
@@ -162,6 +162,8 @@ class _Pending:
         self.skipped: dict[str, tuple[str, str]] = {}
         self.vectors_later: list[PendingVector] = []
         self.patches: list[ChunkPatch] = []
+        #: Files checked against the indexes (forced, content as recorded).
+        self.checked: set[str] = set()
         self.since = time.monotonic()
 
     def __bool__(self) -> bool:
@@ -189,6 +191,7 @@ def _commit(
             pending.skipped,
             pending.vectors_later,
             pending.patches,
+            pending.checked,
         )
 
 
@@ -219,20 +222,31 @@ class _Plan:
     gone: list[str]  # recorded or in-flight paths no longer present
     inflight: set[str]
     pending: _Pending
-    stored: _Stored | None = None  # a forced batch's check of what the indexes hold
+    #: Files whose content, when as recorded, is checked against what the indexes hold
+    #: (a forced reindex), with what the vector store and state.db's pending rows hold.
+    check: set[str] = field(default_factory=set)
+    stored: _Stored | None = None
 
 
 @dataclass(frozen=True)
 class _Stored:
-    """What the vector store holds, read once when a forced batch starts: a file whose
-    content is as recorded is then checked against the indexes, not rewritten blind."""
+    """What the vector store holds, and which recorded chunks still wait for a vector,
+    read once when a forced batch starts: a file whose content is as recorded is then
+    checked against the indexes, not rewritten blind."""
 
     points: dict[str, set[str]]  # ids by path
-    pending: set[str]  # recorded chunks without a vector yet
+    pending: dict[str, set[str]]  # ids by path
 
 
-def _plan(root: RootIndex, paths: set[str] | None, force: bool, report: BatchReport) -> _Plan:
-    """Reconcile `paths` and split them into files to read and paths to drop."""
+def _plan(
+    root: RootIndex,
+    paths: set[str] | None,
+    force: bool,
+    report: BatchReport,
+    check: Collection[str] = (),
+) -> _Plan:
+    """Reconcile `paths` and split them into files to read and paths to drop; forced
+    (`force`, or the `check` paths a forced batch left), which files to check."""
     inflight = root.state.inflight()
     if paths is not None:
         paths = paths | inflight  # a failed batch's leftovers are redone by the next
@@ -268,7 +282,12 @@ def _plan(root: RootIndex, paths: set[str] | None, force: bool, report: BatchRep
     for shown in scan.not_utf8:
         pending.skipped[shown] = ("non_utf8_name", "the file name is not valid UTF-8")
         report.skipped += 1
-    return _Plan(candidates, gone, inflight, pending)
+    plan = _Plan(candidates, gone, inflight, pending)
+    plan.check = {p for p in candidates if (force and p not in inflight) or p in check}
+    if plan.check:
+        with report.timed("check"):
+            plan.stored = _stored(root)
+    return plan
 
 
 def run_batch(
@@ -277,13 +296,18 @@ def run_batch(
     collab: Collaborators,
     *,
     force: bool = False,
+    check: Collection[str] = (),
     should_yield: Callable[[], bool] = lambda: False,
+    unchecked: Callable[[list[str]], None] = lambda _: None,
 ) -> BatchReport:
-    """Bring the indexes of `root` up to date for `paths` (None: the whole root).
+    """Bring the indexes of `root` up to date for `paths` (None: the whole root); `force`
+    reads every file again, and checks against the indexes those whose content is as
+    recorded (as it does the `check` paths, left by a forced batch that stopped).
 
     `should_yield` says another root's file work waits: the batch then stops at its next
     step boundary (after `MIN_RUN_BEFORE_YIELD_S`). Files not written yet stay in
-    flight, so the caller resumes exactly where it stopped by queueing them again."""
+    flight, so the caller resumes exactly where it stopped by queueing them again, and
+    those still to check are passed to `unchecked`."""
     report = BatchReport()
     prog = root.progress
     if not root.path.is_dir():
@@ -291,10 +315,7 @@ def run_batch(
         prog.set_watcher("root missing; waiting for it to return")
         return report
     prog.begin(Activity.SCANNING)
-    plan = _plan(root, None if paths is None else set(paths), force, report)
-    if force:
-        with report.timed("check"):
-            plan.stored = _stored(root)
+    plan = _plan(root, None if paths is None else set(paths), force, report, check)
     prog.files_planned(len(plan.candidates))
     prog.set_activity(Activity.INDEXING)
     root.state.mark_inflight([*plan.candidates, *plan.gone])
@@ -308,18 +329,19 @@ def run_batch(
             root.vectors.delete_paths(plan.gone)
             plan.pending.deleted.extend(plan.gone)
             report.deleted += len(plan.gone)
-        finished = _write_files(root, plan, collab, report, force, should_yield)
+        rest = _write_files(root, plan, collab, report, force, should_yield)
     finally:
         if collab.graph_pool is not None:
             collab.graph_pool.release()
         if in_worker:
             root.lexical.write_here()
-    if not finished:
+    if rest is not None:
         report.interrupted += 1
+        unchecked([p for p in rest if p in plan.check])
     elif paths is None:
         root.ledger.full_scan_done()
-    if finished and plan.stored is not None:
-        drop_orphans(root, plan.stored.points)
+    if rest is None and plan.stored is not None:  # paths this batch wrote are not stray
+        drop_orphans(root, plan.stored.points.keys() - {*plan.candidates, *plan.gone})
     prog.end()
     return report
 
@@ -331,10 +353,10 @@ def _write_files(
     report: BatchReport,
     force: bool,
     should_yield: Callable[[], bool],
-) -> bool:
+) -> list[str] | None:
     """Read, chunk, embed and write the planned files a step at a time, committing on the
-    interval; False when a stop, a removal or other work interrupted it (what is done
-    stays; the rest stays in flight)."""
+    interval; the files not reached when a stop, a removal or other work interrupted it
+    (what is done stays; the rest stays in flight), None when it finished."""
     cfg = collab.config.index
     yield_after = time.monotonic() + MIN_RUN_BEFORE_YIELD_S
     pending = plan.pending
@@ -346,7 +368,7 @@ def _write_files(
     for i, rel in enumerate(plan.candidates):
         # An in-flight file may be half written in one index: rewrite it even if unchanged.
         redo = force or rel in plan.inflight
-        stored = None if rel in plan.inflight else plan.stored
+        stored = plan.stored if rel in plan.check else None
         prepared = _prepare_file(root, rel, collab, pending, report, (redo, stored))
         if prepared is not None:
             step.append(prepared)
@@ -367,9 +389,9 @@ def _write_files(
         root.progress.file_done(i + 1)
         if stop:
             log.info("batch_interrupted", root=str(root.path), done=i + 1)
-            return False
+            return [f.record.path for f in step] + plan.candidates[i + 1 :]
     _commit(root, pending, report, collab.chunk_cache)
-    return True
+    return None
 
 
 def _prepare_file(
@@ -382,7 +404,8 @@ def _prepare_file(
 ) -> FileWrite | None:
     """Read, hash and chunk one file; None when there is nothing to write for it. Unless
     `redo` (rewrite it), the new chunks are compared with those the indexes hold (when
-    known); with what the vector store holds, with what state.db and it hold."""
+    known); given what the stores hold (`redo[1]`, a forced reindex), they are checked
+    against state.db's rows and the vector store's points instead."""
     force, stored = redo
     with report.timed("read"):
         data, st, reason = _read(root, rel, collab.config.index.max_file_bytes)
@@ -417,16 +440,28 @@ def _prepare_file(
     diff, shared = _diff(root, (rel, digest), chunks, (old, stored), report)
     with report.timed("graph"):
         _stage_graph(root, rel, (digest, data), collab, pending, cache_it=not typed)
-    if diff is None:
-        report.points_dropped += root.ledger.chunks_of([rel])
-    else:
-        report.points_dropped += len(diff.removed) + len(diff.changed)
-        report.chunks_moved += len(diff.moved)
-        report.chunks_kept += diff.kept
+    _count_diff(root, rel, diff, stored, report)
+    if stored is not None and diff is not None:
+        pending.checked.add(rel)  # its graph rows are checked too, when recorded
     record = FileRecord(rel, st.st_size, st.st_mtime_ns, st.st_ino, digest, len(chunks))
     prepared = FileWrite(record, chunks, diff, shared, lexical_whole=stored is not None)
     root.progress.chunks_planned(len(prepared.docs))
     return prepared
+
+
+def _count_diff(
+    root: RootIndex, rel: str, diff: ChunkDiff | None, stored: _Stored | None, report: BatchReport
+) -> None:
+    """Count what writing a file's chunks leaves as vector garbage (of a checked file,
+    only the points the store holds), keeps and moves."""
+    if diff is None:
+        report.points_dropped += root.ledger.chunks_of([rel])
+        return
+    dropped = (*diff.removed, *(cid for cid, _ in diff.changed))
+    held = None if stored is None else stored.points.get(rel, set())
+    report.points_dropped += len(dropped) if held is None else sum(c in held for c in dropped)
+    report.chunks_moved += len(diff.moved)
+    report.chunks_kept += diff.kept
 
 
 def _diff(
@@ -461,7 +496,8 @@ def _checked(
     if rec is None or rec.hash != digest:
         return None
     rows = {cid: row_fields(r) for cid, r in root.state.chunk_rows_of(rel).items()}
-    return check_stored(chunks, rows, stored.points.get(rel, set()), stored.pending)
+    points, pending = stored.points.get(rel, set()), stored.pending.get(rel, set())
+    return check_stored(chunks, rows, points, pending)
 
 
 def _shared(chunks: list[IdChunk], policy: EmbedPolicy) -> dict[str, str]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -276,19 +276,21 @@ class StateDB:
         merkle_root: str | None = None,
         patches: Iterable[ChunkPatch] = (),
         graphs: Mapping[str, TableRows] | None = None,
+        checked: Collection[str] = (),
     ) -> None:
         """Record what the indexes now hold, in one transaction; `pending` are chunks of
         these files that Tantivy holds and the vector store does not yet; `merkle_root`
         is the tree's root hash over the records as they are after this commit; `graphs`
-        the files' symbol graphs. A file with a patch keeps the chunk rows that `chunks`
-        does not replace."""
+        the files' symbol graphs (those of `checked` files compared with the rows held,
+        and written only when they differ). A file with a patch keeps the chunk rows that
+        `chunks` does not replace."""
         file_list, deleted_list = list(files), list(deleted)
         touched = [f.path for f in file_list] + deleted_list
         with self._lock:
             try:
                 with state_errors(self.path), self._db:
                     _drop_chunks(self._db, touched, list(patches))
-                    written = self._graph_rows.write(self._db, touched, graphs or {})
+                    written = self._graph_rows.write(self._db, touched, graphs or {}, checked)
                     _write_records(self._db, file_list, chunks, deleted_list, skipped, pending)
                     if merkle_root is not None:
                         self.set_meta("merkle_root", merkle_root)
@@ -336,6 +338,12 @@ class StateDB:
 
     def pending_ids(self) -> set[str]:
         return {r[0] for r in self._reader().execute("SELECT id FROM pending_vectors")}
+
+    def pending_ids_by_path(self) -> dict[str, set[str]]:
+        out: dict[str, set[str]] = {}
+        for path, cid in self._reader().execute("SELECT path, id FROM pending_vectors"):
+            out.setdefault(path, set()).add(cid)
+        return out
 
     def vectors_written(self, ids: Iterable[str]) -> None:
         """These chunks' vectors are flushed to the vector store."""

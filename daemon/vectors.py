@@ -322,7 +322,7 @@ class ServerStore:
     def ids_by_path(self) -> dict[str, set[str]]:
         return _ids_by_path(
             lambda offset: self._client.scroll(
-                self.collection, limit=1000, offset=offset, with_payload=["path"]
+                self.collection, limit=ID_PAGE, offset=offset, with_payload=["path"]
             )
         )
 

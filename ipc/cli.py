@@ -646,21 +646,8 @@ def cmd_reindex(args: argparse.Namespace, paths: RuntimePaths) -> int:
         print(f"rebuilding {', '.join(result['roots'])}; follow it with: rcmd status")
         return 0
     for root in result["roots"]:
-        info = _wait_with_progress(paths, root)
-        _report_indexed(paths, info)
-        _report_checked(info.get("last_batch") or {})
+        _report_indexed(paths, _wait_with_progress(paths, root))
     return 0
-
-
-def _report_checked(batch: dict[str, Any]) -> None:
-    """What a forced reindex found when it checked state.db and the vectors."""
-    if batch.get("kind") != "force":
-        return
-    kept, written = batch.get("chunks_kept", 0), batch.get("chunks_written", 0)
-    if kept == written:
-        print("state.db and the vectors held every chunk as it should be")
-    else:
-        print(f"state.db and the vectors: {written - kept} chunks written again, {kept} were right")
 
 
 @command(

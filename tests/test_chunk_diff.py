@@ -179,13 +179,18 @@ def test_force_checks_both_stores_and_repairs_what_differs(
     cached: tuple[Path, Collaborators, RootIndex],
 ) -> None:
     """A forced reindex rewrites every Tantivy doc, and of state.db and the vector store
-    exactly what differs from the files: a damaged row, a lost or a stray point."""
-    _crate, collab, root = cached
+    exactly what differs from the files: a damaged chunk row, a lost graph row (of a
+    file whose rows the daemon remembers), a lost or a stray point, a stray pending row."""
+    crate, collab, root = cached
     n = root.state.counts()[1]
     report = run_batch(root, None, collab, force=True)
     assert report.chunks_written == n and report.chunks_kept == n
     assert report.chunks == 0 and report.points_dropped == 0
     _consistent(root)
+    path = crate / RETRY
+    path.write_text(path.read_text().replace("saturating_pow(attempt)", "pow(attempt)"))
+    run_batch(root, [RETRY], collab)  # a save: its graph rows are remembered
+    fill_vectors(root, collab, lambda: False)
     damaged, lost = sorted(root.state.chunk_ids_of(RETRY))[:2]
     good = root.state.chunk_rows([damaged])[damaged]
     graph = "SELECT count(*) FROM sym_refs JOIN sym_files f ON f.id = file WHERE f.path=?"
@@ -195,6 +200,7 @@ def test_force_checks_both_stores_and_repairs_what_differs(
         last = _count(db, graph.replace("count(*)", "max(sym_refs.rowid)"), RETRY)
         db.execute("DELETE FROM sym_refs WHERE rowid=?", (last,))  # a lost graph row
         assert _count(db, graph, RETRY) == refs - 1
+        db.execute("INSERT INTO pending_vectors VALUES(?, ?, 'fn', 'gone')", ("d" * 32, RETRY))
     root.vectors.delete_ids([lost])
     stray = "e" * 32
     root.vectors.upsert([VectorPoint(stray, RETRY, "fn", np.ones(collab.embedder.dim, np.float32))])
@@ -202,8 +208,9 @@ def test_force_checks_both_stores_and_repairs_what_differs(
     assert not verify_root(root)["ok"]
     report = run_batch(root, None, collab, force=True)
     assert report.chunks_written == n and report.chunks_kept == n - 2
-    assert report.chunks == 2 and report.points_dropped == 3  # two rewritten, the stray
+    assert report.chunks == 2 and report.points_dropped == 2  # the damaged one, the stray
     assert root.state.chunk_rows([damaged])[damaged] == good
+    assert "d" * 32 not in root.state.pending_ids()
     with apsw.Connection(str(root.state.path)) as db:
         assert _count(db, graph, RETRY) == refs
     _consistent(root)
@@ -213,3 +220,28 @@ def _count(db: apsw.Connection, sql: str, *args: object) -> int:
     row = db.execute(sql, args).fetchone()
     assert row is not None
     return int(row[0])
+
+
+def test_a_forced_batch_that_gives_way_leaves_the_rest_to_check(
+    cached: tuple[Path, Collaborators, RootIndex], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A forced batch that stops for another root's work hands the files it did not
+    reach to `unchecked`; the batch that resumes checks them (no vector written, no
+    garbage) instead of rewriting them blind as in-flight files."""
+    import daemon.pipeline
+
+    _crate, collab, root = cached
+    index = dataclasses.replace(collab.config.index, chunks_per_step=1)
+    collab = dataclasses.replace(collab, config=dataclasses.replace(collab.config, index=index))
+    monkeypatch.setattr(daemon.pipeline, "MIN_RUN_BEFORE_YIELD_S", 0.0)
+    rest: list[str] = []
+    first = run_batch(
+        root, None, collab, force=True, should_yield=lambda: True, unchecked=rest.extend
+    )
+    assert first.interrupted == 1 and rest and set(rest) <= root.state.inflight()
+    second = run_batch(root, root.state.inflight(), collab, check=rest)
+    assert second.interrupted == 0 and second.indexed == len(rest)
+    assert second.chunks == second.points_dropped == second.cache_hits == 0
+    assert first.chunks_kept + second.chunks_kept == root.state.counts()[1]
+    assert not root.state.inflight()
+    _consistent(root)
