@@ -245,3 +245,38 @@ def test_a_forced_batch_that_gives_way_leaves_the_rest_to_check(
     assert first.chunks_kept + second.chunks_kept == root.state.counts()[1]
     assert not root.state.inflight()
     _consistent(root)
+
+
+def test_the_indexer_resumes_a_forced_batch_that_gave_way_by_checking(
+    cached: tuple[Path, Collaborators, RootIndex],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another root's queued work makes the forced batch give way after one step; the
+    indexer queues the rest with `check`, so the whole rebuild writes no vector."""
+    import daemon.pipeline
+    from daemon.indexer import Indexer
+
+    _crate, collab, root = cached
+    index = dataclasses.replace(collab.config.index, chunks_per_step=1)
+    collab = dataclasses.replace(collab, config=dataclasses.replace(collab.config, index=index))
+    monkeypatch.setattr(daemon.pipeline, "MIN_RUN_BEFORE_YIELD_S", 0.0)
+    (tmp_path / "other" / "src").mkdir(parents=True)
+    (tmp_path / "other" / "src" / "lib.rs").write_text("pub fn other() {}\n")
+    model = (collab.embedder.model_id, collab.embedder.dim)
+    other = RootIndex((tmp_path / "other").resolve(), collab.config, *model)
+    run_batch(other, None, collab)
+    fill_vectors(other, collab, lambda: False)
+    indexer = Indexer(collab)
+    indexer.enqueue(root, None, force=True)
+    indexer.enqueue(other, {"src/lib.rs"})  # queued behind it: the forced batch gives way
+    indexer.start()
+    try:
+        assert indexer.wait_idle(root.id, 120) and indexer.wait_idle(other.id, 120)
+    finally:
+        assert indexer.stop()
+        other.close()
+    assert indexer.totals.interrupted >= 1
+    assert indexer.totals.chunks_kept == root.state.counts()[1]
+    assert indexer.totals.points_dropped == indexer.totals.chunks == 0
+    _consistent(root)
