@@ -54,12 +54,17 @@ class FileWrite:
     diff: ChunkDiff | None
     #: Embedded text by chunk id, for the chunks that share a vector (`embed_groups`).
     shared: dict[str, str]
-    #: Every Tantivy doc of the file is written again, whatever `diff` says (a forced
-    #: reindex: `diff` then says which state rows and vectors differ from the file's).
-    lexical_whole: bool = False
+    #: Checked against the indexes (a forced reindex): every Tantivy doc of the file is
+    #: written again, and `diff` says which state rows and vectors differ from its chunks.
+    checked: bool = False
 
     def embed_text(self, cid: str, c: Chunk) -> str:
         return self.shared.get(cid) or c.embed_text()
+
+    @property
+    def lexical_whole(self) -> bool:
+        """Whether every Tantivy doc of the file is written again (its path's docs go)."""
+        return self.checked or self.diff is None
 
     @property
     def docs(self) -> list[IdChunk]:

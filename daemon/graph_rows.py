@@ -131,13 +131,11 @@ class GraphRows:
             graph = graphs.get(path)
             if path in checked and graph is not None:
                 held = _stored(db, path)
-                file = held[0] if held is not None and _same(held[1], graph) else None
-                if file is None:  # rewritten whole: its rows stay in the order written
-                    _drop(db, path)
-                    file = _insert(db, path, graph)
-                if small:
-                    keep[path] = FileRows(file, _counted(graph))
-                continue
+                if held is not None and _same(held[1], graph):
+                    if small:
+                        keep[path] = FileRows(held[0], _counted(graph))
+                    continue
+                old = None  # rewritten whole, so its rows stay in the order written
             if old is not None and graph is not None:
                 new = _counted(graph)
                 _write_difference(db, old, new)

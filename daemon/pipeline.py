@@ -444,7 +444,7 @@ def _prepare_file(
     if stored is not None and diff is not None:
         pending.checked.add(rel)  # its graph rows are checked too, when recorded
     record = FileRecord(rel, st.st_size, st.st_mtime_ns, st.st_ino, digest, len(chunks))
-    prepared = FileWrite(record, chunks, diff, shared, lexical_whole=stored is not None)
+    prepared = FileWrite(record, chunks, diff, shared, checked=stored is not None)
     root.progress.chunks_planned(len(prepared.docs))
     return prepared
 
@@ -652,7 +652,7 @@ def _write_step(
     whole = [f.record.path for f in step if f.diff is None]
     diffs = [f.diff for f in step if f.diff is not None]
     patched = [f.diff for f in step if f.diff is not None and not f.lexical_whole]
-    lexical_whole = [f.record.path for f in step if f.lexical_whole or f.diff is None]
+    lexical_whole = [f.record.path for f in step if f.lexical_whole]
     with report.timed("tantivy"):
         root.lexical.delete_paths(lexical_whole)
         root.lexical.delete_ids([cid for d in patched for cid in d.lexical_deletes])
@@ -778,12 +778,10 @@ def _flush_filled(root: RootIndex, ids: list[str], report: BatchReport) -> None:
     root.ledger.vectors_written(ids)
 
 
-def drop_orphans(root: RootIndex, vector_paths: Iterable[str] | None = None) -> int:
+def drop_orphans(root: RootIndex, vector_paths: Iterable[str]) -> int:
     """Delete index entries whose path has no state record (left by a crash or a bug);
-    `vector_paths`: the vector store's paths when read already (since, only recorded
-    paths were written to it)."""
-    if vector_paths is None:
-        vector_paths = root.vectors.ids_by_path()
+    `vector_paths`: the vector store's paths, as the forced batch read them (less those
+    it wrote or deleted since)."""
     orphans = (set(root.lexical.ids_by_path()) | set(vector_paths)) - set(root.ledger)
     if orphans:
         root.lexical.delete_paths(orphans)

@@ -103,6 +103,10 @@ class ChunkRow:
     text: str
 
 
+#: The columns of a `ChunkRow`, in its fields' order.
+_CHUNK_ROW = "id,path,start_line,end_line,symbol,kind,signature,text"
+
+
 @dataclass(frozen=True, slots=True)
 class ChunkPatch:
     """A file rewritten chunk by chunk (an edit): its other rows and pending vectors stay.
@@ -193,10 +197,7 @@ class StateDB:
         return int(files[0] if files else 0), int(chunks[0] if chunks else 0)
 
     def chunk_ids_by_path(self) -> dict[str, set[str]]:
-        out: dict[str, set[str]] = {}
-        for path, cid in self._reader().execute("SELECT path, id FROM chunks"):
-            out.setdefault(path, set()).add(cid)
-        return out
+        return _ids_by_path(self._reader().execute("SELECT path, id FROM chunks"))
 
     def chunk_ids_of(self, path: str) -> set[str]:
         """The chunk ids recorded for one file."""
@@ -209,8 +210,7 @@ class StateDB:
             return {}
         marks = ",".join("?" * len(id_list))
         rows = self._reader().execute(
-            "SELECT id,path,start_line,end_line,symbol,kind,signature,text "
-            f"FROM chunks WHERE id IN ({marks})",
+            f"SELECT {_CHUNK_ROW} FROM chunks WHERE id IN ({marks})",
             id_list,
         )
         return {r[0]: ChunkRow(*r) for r in rows}
@@ -218,8 +218,7 @@ class StateDB:
     def chunk_rows_of(self, path: str) -> dict[str, ChunkRow]:
         """Every chunk row recorded for one file, by id."""
         rows = self._reader().execute(
-            "SELECT id,path,start_line,end_line,symbol,kind,signature,text "
-            "FROM chunks WHERE path=?",
+            f"SELECT {_CHUNK_ROW} FROM chunks WHERE path=?",
             (path,),
         )
         return {r[0]: ChunkRow(*r) for r in rows}
@@ -340,10 +339,7 @@ class StateDB:
         return {r[0] for r in self._reader().execute("SELECT id FROM pending_vectors")}
 
     def pending_ids_by_path(self) -> dict[str, set[str]]:
-        out: dict[str, set[str]] = {}
-        for path, cid in self._reader().execute("SELECT path, id FROM pending_vectors"):
-            out.setdefault(path, set()).add(cid)
-        return out
+        return _ids_by_path(self._reader().execute("SELECT path, id FROM pending_vectors"))
 
     def vectors_written(self, ids: Iterable[str]) -> None:
         """These chunks' vectors are flushed to the vector store."""
@@ -361,6 +357,13 @@ class StateDB:
             tables = ("files", "chunks", "skipped", "inflight", "pending_vectors", "sym_files")
             for table in (*tables, *GRAPH_TABLES):
                 self._db.execute(f"DELETE FROM {table}")
+
+
+def _ids_by_path(rows: Iterable[tuple[str, str]]) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for path, cid in rows:
+        out.setdefault(path, set()).add(cid)
+    return out
 
 
 def _write_records(
