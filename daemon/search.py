@@ -28,6 +28,7 @@ from daemon.query import (
     symbol_name,
     symbol_words,
 )
+from daemon.query_adapter import QueryAdapter
 from daemon.root import RootIndex
 from daemon.state import ChunkRow
 from daemon.tokenize import code_tokens, query_tokens, stems, whole_identifiers
@@ -365,6 +366,11 @@ class SearchOutcome:
     #: For a question in words: "low" when even the best hit matches it weakly.
     confidence: str | None
 
+    def notes(self) -> dict[str, object]:
+        """What the reply says beside the hits: `exact` and `confidence`, when known."""
+        notes = {"exact": self.exact, "confidence": self.confidence}
+        return {key: value for key, value in notes.items() if value is not None}
+
 
 def search_roots(
     roots: Sequence[RootIndex],
@@ -372,9 +378,10 @@ def search_roots(
     *,
     embed_query: Callable[[str], npt.NDArray[np.float32]] | None,
     tuning: SearchConfig | None = None,
+    adapter: QueryAdapter | None = None,
 ) -> list[SearchHit]:
     """The hits of `run_search` (for callers that need only them)."""
-    return run_search(roots, request, embed_query=embed_query, tuning=tuning).hits
+    return run_search(roots, request, embed_query=embed_query, tuning=tuning, adapter=adapter).hits
 
 
 def run_search(
@@ -383,6 +390,7 @@ def run_search(
     *,
     embed_query: Callable[[str], npt.NDArray[np.float32]] | None,
     tuning: SearchConfig | None = None,
+    adapter: QueryAdapter | None = None,
 ) -> SearchOutcome:
     """Best `request.limit` hits over `roots` for `request` (its `root` is the caller's to
     resolve into `roots`), with what the reply says about them.
@@ -391,7 +399,8 @@ def run_search(
     (`_fuse`). The filters (`daemon.filters`: path glob, kind, symbol) keep only
     matching chunks, searching deeper to make up for it. Chunks of the symbol asked for
     are also looked up directly, ranked by the query when there is one. `tuning` holds
-    the candidate depth, the RRF constant and the fusion weights."""
+    the candidate depth, the RRF constant and the fusion weights; `adapter` moves a
+    question's vector towards code (`daemon.query_adapter`)."""
     tuning = tuning or SearchConfig()
     query, mode, limit, symbol = request.query, request.mode, request.limit, request.symbol_name
     filters = row_filters(request)
@@ -402,6 +411,8 @@ def run_search(
         mode == "vector" or (mode == "hybrid" and _vector_weight(identifier, tuning) > 0)
     ) and (bool(query.strip()) or symbol is None)
     vector = embed_query(query) if wants_vector and embed_query is not None else None
+    if vector is not None and adapter is not None and tuning.query_adapter and not identifier:
+        vector = adapter.apply(vector)
     per_root = {
         root.id: _root_lists(root, query, mode=mode, depth=depth, vector=vector, tuning=tuning)
         for root in roots

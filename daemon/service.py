@@ -29,6 +29,7 @@ from daemon.indexer import Indexer
 from daemon.metrics import peak_rss_bytes, rss_bytes
 from daemon.parse_cache import ParseCache
 from daemon.pipeline import Collaborators
+from daemon.query_adapter import load_adapter
 from daemon.reader import read_lines
 from daemon.registry import Registry
 from daemon.root import RootIndex
@@ -121,6 +122,7 @@ class Service:
             )
         )
         self.cookies = Cookies()
+        self.adapter = load_adapter(embedder.model_id, dim=embedder.dim)
         model = (embedder.model_id, embedder.dim)
         self.registry = Registry(config, *model, self.indexer, self.cookies)
         self.adopter = Adopter(config, self.registry, model, chunk_cache)
@@ -207,7 +209,11 @@ class Service:
         if req.fresh:
             bring_up_to_date(roots, self.cookies, self.indexer, self.config.search.fresh_timeout_s)
         outcome = run_search(
-            roots, req, embed_query=self.embedder.embed_query, tuning=self.config.search
+            roots,
+            req,
+            embed_query=self.embedder.embed_query,
+            tuning=self.config.search,
+            adapter=self.adapter,
         )
         by_path = {str(r.path): r for r in roots}
         hits = [
@@ -220,10 +226,7 @@ class Service:
         reply: dict[str, Any] = {"results": results}
         if req.max_tokens is not None:
             reply["results"], reply["cut"] = apply_budget(results, req.max_tokens)
-        if outcome.exact is not None:
-            reply["exact"] = outcome.exact
-        if outcome.confidence is not None:
-            reply["confidence"] = outcome.confidence
+        reply.update(outcome.notes())
         reply["took_ms"] = round((time.perf_counter() - t) * 1000, 2)
         return reply
 
@@ -273,7 +276,6 @@ class Service:
             embed_query=lambda _query: vector,
             tuning=self.config.search,
         )
-
         span = (source["root"], source["path"], source["start_line"], source["end_line"])
         results = [h.to_json() for h in hits if not overlaps(h, *span)][:limit]
         return {"results": results}

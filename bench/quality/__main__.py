@@ -46,6 +46,8 @@ RANKING_FILES = (
     "daemon/search.py",
     "daemon/tokenize.py",
     "daemon/embedder.py",
+    "daemon/query_adapter.py",
+    "daemon/model/query_adapter.npz",
     "bench/quality",
 )
 

@@ -27,6 +27,7 @@ from bench.quality.evaluate import MODES, Result, Searcher, run_doc, run_hand, s
 from bench.quality.runs import CorpusSets
 from daemon.config import EmbeddingConfig, SearchConfig, load_config
 from daemon.embedder import Embedder
+from daemon.query_adapter import ADAPTER_FILE, QueryAdapter, load_adapter
 from daemon.root import RootIndex
 from daemon.search import search_roots
 from ipc.requests import SearchRequest
@@ -49,12 +50,15 @@ def parse_settings(args: list[str]) -> dict[str, Any]:
 
 
 def searcher(
-    root: RootIndex, cfg: SearchConfig, embed: Callable[[str], npt.NDArray[np.float32]]
+    root: RootIndex,
+    cfg: SearchConfig,
+    embed: Callable[[str], npt.NDArray[np.float32]],
+    adapter: QueryAdapter | None = None,
 ) -> Searcher:
     def search(q: str, mode: str, limit: int) -> tuple[list[Result], float]:
         t = time.perf_counter()
         req = SearchRequest(query=q, mode=mode, limit=limit)
-        hits = search_roots([root], req, embed_query=embed, tuning=cfg)
+        hits = search_roots([root], req, embed_query=embed, tuning=cfg, adapter=adapter)
         ms = (time.perf_counter() - t) * 1000
         return [Result(h.path, h.start_line, h.end_line, h.symbol, h.score) for h in hits], ms
 
@@ -105,6 +109,7 @@ def main() -> int:
     p.add_argument("--work", type=Path, default=DEFAULT_WORK)
     p.add_argument("--corpora")
     p.add_argument("--split", choices=("dev", "test", "all"), default="dev")
+    p.add_argument("--adapter", type=Path, default=ADAPTER_FILE, help="query adapter file")
     p.add_argument("settings", nargs="*", help="KNOB=VALUE of [search]")
     args = p.parse_args()
     sets = [
@@ -120,12 +125,15 @@ def main() -> int:
             memo[q] = embedder.embed_query(q)
         return memo[q]
 
+    adapter = load_adapter(embedder.model_id, args.adapter)
     roots = _open(args.work, sets, (embedder.model_id, embedder.dim))
     blank, real = roots[: len(sets)], roots[len(sets) :]
     for change in [parse_settings(args.settings)] if args.settings else SWEEP:
         cfg = dataclasses.replace(SearchConfig(), **change)
         ranks = {
-            s.corpus.name: _corpus_ranks(s, searcher(b, cfg, embed), searcher(r, cfg, embed))
+            s.corpus.name: _corpus_ranks(
+                s, searcher(b, cfg, embed, adapter), searcher(r, cfg, embed, adapter)
+            )
             for s, b, r in zip(sets, blank, real, strict=True)
         }
         print(f"== {change or 'defaults'}")

@@ -30,6 +30,7 @@ from daemon.config import SearchConfig, load_config
 from daemon.embed_cache import open_cache
 from daemon.embedder import Embedder
 from daemon.pipeline import Collaborators, fill_vectors, run_batch
+from daemon.query_adapter import load_adapter
 from daemon.root import RootIndex
 
 #: Registry crates in neither split (Debian bookworm's versions), of different styles.
@@ -61,6 +62,7 @@ def run(work: Path, knob: str, values: list[str]) -> dict[str, Any]:
     collab = Collaborators(
         config, embedder, open_cache(config.paths.embed_cache), chunk_cache=chunks
     )
+    adapter = load_adapter(embedder.model_id)
     memo: dict[str, npt.NDArray[np.float32]] = {}
 
     def embed(q: str) -> npt.NDArray[np.float32]:
@@ -79,7 +81,7 @@ def run(work: Path, knob: str, values: list[str]) -> dict[str, Any]:
         per_crate[name] = {}
         for value in values:
             cfg = dataclasses.replace(SearchConfig(), **parse_settings([f"{knob}={value}"]))
-            search = searcher(root, cfg, embed)
+            search = searcher(root, cfg, embed, adapter)
             per_crate[name][value] = {m: run_doc(search, queries, m).ranks for m in MODES}
         root.close()
         print(f"{name}: {len(queries)} queries", flush=True)
