@@ -35,6 +35,7 @@ from scipy.optimize import minimize
 from bench.harness import save
 from bench.quality.corpora import REGISTRY, Corpus, blank_docs
 from bench.quality.corpus import doc_queries
+from bench.quality.evaluate import K, summary
 from daemon.chunker import Chunk, chunk_source
 from daemon.config import EmbeddingConfig
 from daemon.embed_groups import EmbedPolicy, embedded_texts
@@ -202,15 +203,15 @@ def fit(data: list[Pairs], scale: float, lam: float, iters: int) -> Matrix:
 
 def mrr(w: Matrix, data: list[Pairs]) -> float:
     """MRR@10 of the answers among their crate's chunks, questions mapped by `w`."""
-    rr: list[float] = []
+    ranks: list[int | None] = []
     for p in data:
         v = p.questions @ w.T
         v /= np.linalg.norm(v, axis=1, keepdims=True)
         sims = v @ p.chunks.T
         for i, a in enumerate(p.answers):
             rank = int((sims[i] > sims[i, a]).sum()) + 1
-            rr.append(1 / rank if rank <= 10 else 0.0)
-    return round(float(np.mean(rr)), 4) if rr else 0.0
+            ranks.append(rank if rank <= K else None)
+    return float(summary(ranks)["mrr@10"])
 
 
 def split(pairs: dict[str, list[Pairs]]) -> tuple[set[str], list[Pairs]]:
