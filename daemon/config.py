@@ -185,13 +185,15 @@ class SearchConfig:
     fusion: str = "adaptive"
     #: Longest a `fresh` search waits for the changes made before it to be indexed.
     fresh_timeout_s: float = 30.0
-    #: A question in words whose best vector hit is less similar than this (cosine, of
-    #: the question's vector after the query adapter) is answered with `confidence: low`:
-    #: the tree may not hold what it asks for. Chosen on the dev split of `python -m
-    #: bench.quality` as the highest value (to 0.01) that flags at most 5% of answerable
-    #: questions (3 of 73; 1 of 6 absent ones flagged); on test it flags 0 of 44
-    #: answerable and 4 of 9 absent questions. Without the adapter: 0.43.
-    low_confidence_cosine: float = 0.38
+    #: A question in words whose best vector hit is less similar than this (cosine) is
+    #: answered with `confidence: low`: the tree may not hold what it asks for. Two
+    #: values, one per space the question's vector is in: `low_confidence_cosine` as
+    #: embedded (no adapter: `query_adapter = false`, another model), and
+    #: `low_confidence_adapted_cosine` after the query adapter. Each is chosen by
+    #: `python -m bench.quality.threshold` on the dev split: the highest value (to 0.01)
+    #: that flags at most 5% of answerable questions.
+    low_confidence_cosine: float = 0.41
+    low_confidence_adapted_cosine: float = 0.38
 
 
 @dataclass(frozen=True, slots=True)

@@ -410,9 +410,11 @@ def run_search(
     wants_vector = (
         mode == "vector" or (mode == "hybrid" and _vector_weight(identifier, tuning) > 0)
     ) and (bool(query.strip()) or symbol is None)
-    vector = embed_query(query) if wants_vector and embed_query is not None else None
-    if vector is not None and adapter is not None and tuning.query_adapter and not identifier:
-        vector = adapter.apply(vector)
+    vector, adapted = (
+        question_vector(query, embed_query, adapter, tuning)
+        if wants_vector and embed_query is not None
+        else (None, False)
+    )
     per_root = {
         root.id: _root_lists(root, query, mode=mode, depth=depth, vector=vector, tuning=tuning)
         for root in roots
@@ -421,9 +423,25 @@ def run_search(
     if symbol is not None:
         keyed = _with_symbol_hits(roots, symbol, keyed)
     hits = _resolve_hits(keyed, roots, request, filters, tuning)
+    floor = tuning.low_confidence_adapted_cosine if adapted else tuning.low_confidence_cosine
     return SearchOutcome(
-        hits, _exact_info(query, per_root.values()), _confidence(query, hits, per_root, tuning)
+        hits, _exact_info(query, per_root.values()), _confidence(query, hits, per_root, floor)
     )
+
+
+def question_vector(
+    query: str,
+    embed_query: Callable[[str], npt.NDArray[np.float32]],
+    adapter: QueryAdapter | None,
+    tuning: SearchConfig,
+) -> tuple[npt.NDArray[np.float32], bool]:
+    """The vector `query` is searched with, and whether the query adapter mapped it (a
+    question in words, with the adapter on): the two spaces have their own confidence
+    floors."""
+    vector = embed_query(query)
+    if adapter is None or not tuning.query_adapter or classify(query) == "identifier":
+        return vector, False
+    return adapter.apply(vector), True
 
 
 def _resolve_hits(
@@ -490,10 +508,11 @@ def _confidence(
     query: str,
     hits: list[SearchHit],
     rankings: dict[str, RootLists],
-    tuning: SearchConfig,
+    floor: float,
 ) -> str | None:
     """For a question in words: "low" when the best hit is weak, judged by the vector
-    side's best cosine (an absolute measure, unlike ranks) or, without vectors, by how
+    side's best cosine against `floor` (an absolute measure, unlike ranks; the floor of
+    the space the question's vector is in) or, without vectors, by how
     many of the question's words the best hit holds. None for identifiers."""
     if classify(query) == "identifier" or not query.strip():
         return None
@@ -501,7 +520,7 @@ def _confidence(
         return "low"
     cosines = [r.vec[0][1] for r in rankings.values() if r.vec]
     if cosines:
-        return "low" if max(cosines) < tuning.low_confidence_cosine else "high"
+        return "low" if max(cosines) < floor else "high"
     wanted = {t for t in query_tokens(query) if t not in STOPWORDS}
     have = set(query_tokens(hits[0].snippet + " " + hits[0].symbol))
     return "low" if wanted and len(wanted & have) * 2 < len(wanted) else "high"

@@ -3,6 +3,7 @@ questions in words, and what ships is a sane map."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from daemon.config import SearchConfig
 from daemon.embedder import DEFAULT_MODEL_ID
 from daemon.pipeline import fill_vectors, run_batch
 from daemon.query_adapter import ADAPTER_FILE, QueryAdapter, base_model, load_adapter
-from daemon.search import search_roots
+from daemon.search import run_search, search_roots
 from ipc.requests import SearchRequest
 
 
@@ -70,6 +71,23 @@ def test_only_questions_in_words_are_mapped(embedder: Any, setup: Any) -> None:
     assert paths(question, flip) != paths(question, None)
     assert paths(question, flip, query_adapter=False) == paths(question, None)
     assert paths("RetryPolicy", flip) == paths("RetryPolicy", None)
+
+    def confidence(query: str, **knobs: Any) -> str | None:
+        # Floors no cosine can pass (2) and every cosine passes (-1) tell the spaces apart.
+        tuning = SearchConfig(low_confidence_adapted_cosine=2.0, low_confidence_cosine=-1.0)
+        req = SearchRequest(query=query, mode="hybrid", limit=5)
+        out = run_search(
+            [root],
+            req,
+            embed_query=embedder.embed_query,
+            tuning=dataclasses.replace(tuning, **knobs),
+            adapter=flip,
+        )
+        return out.confidence
+
+    assert confidence(question) == "low"  # mapped: the adapted floor
+    assert confidence(question, query_adapter=False) == "high"  # as embedded: its own floor
+    assert confidence("RetryPolicy") is None
 
 
 def test_the_fit_gradient_matches_finite_differences() -> None:

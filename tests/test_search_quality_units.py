@@ -10,6 +10,7 @@ import pytest
 from bench.quality.corpora import blank_docs
 from bench.quality.corpus import decl_line, first_sentence, mentions_name
 from bench.quality.metrics import gains, ndcg, paired_interval, score
+from bench.quality.threshold import flagged, highest_floor
 from daemon.query import classify, symbol_matches, symbol_name, symbol_words
 from daemon.search import is_near_duplicate, item_extent, snippet
 from daemon.state import ChunkRow
@@ -107,6 +108,18 @@ def test_metrics_count_each_target_once() -> None:
     assert ndcg([0, 1], 1) == pytest.approx(1 / 1.5849625, rel=1e-6)
     s = score([([0, 1], 1), ([0] * 10 + [1], 1)])
     assert (s.hit1, s.hit10, s.mrr10) == (0.0, 0.5, 0.25)
+
+
+def test_the_confidence_floor_flags_at_most_its_share_of_answerable_questions() -> None:
+    scores = [0.30, 0.355, 0.42, 0.47, 0.51, 0.52, 0.60, 0.61, 0.70, 0.72]
+    # 10% of 10: one may be flagged; the second lowest (0.355) bounds the floor.
+    assert highest_floor(scores, share=0.1) == pytest.approx(0.35)
+    assert flagged(scores, 0.35) == 1 and flagged(scores, 0.36) == 2
+    assert highest_floor(scores, share=0.0) == pytest.approx(0.30)
+    assert flagged(scores, highest_floor(scores, share=0.0)) == 0
+    assert highest_floor([0.42], share=0.05) == pytest.approx(0.42)
+    with pytest.raises(ValueError):
+        highest_floor([])
 
 
 def test_corpus_helpers() -> None:
