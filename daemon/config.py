@@ -148,7 +148,7 @@ class SearchConfig:
     #: How many candidates each side contributes to fusion.
     candidates: int = 50
     #: RRF weight of the BM25 list for questions in words (the vector list weighs 1).
-    natural_lexical_weight: float = 0.7
+    natural_lexical_weight: float = 0.5
     #: RRF weight of the BM25 list for identifier-like queries (`Vec::push`, `read_to_string`).
     identifier_lexical_weight: float = 1.0
     #: RRF weight of the vector list for identifier-like queries (questions weigh 1);
@@ -193,7 +193,7 @@ class SearchConfig:
     #: `python -m bench.quality.threshold` on the dev split: the highest value (to 0.01)
     #: that flags at most 5% of answerable questions.
     low_confidence_cosine: float = 0.41
-    low_confidence_adapted_cosine: float = 0.38
+    low_confidence_adapted_cosine: float = 0.40
 
 
 @dataclass(frozen=True, slots=True)

@@ -250,7 +250,7 @@ def run(work: Path, scale: float, lam: float, iters: int, out: Path) -> dict[str
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--work", type=Path, default=Path.home() / ".cache" / "rcmd-adapter")
-    p.add_argument("--scale", type=float, default=20.0, help="cosine → logit scale")
+    p.add_argument("--scale", type=float, default=60.0, help="cosine → logit scale")
     p.add_argument("--lam", type=float, default=0.03, help="weight of ‖W − I‖²")
     p.add_argument("--iters", type=int, default=150)
     p.add_argument("--out", type=Path, default=ADAPTER_FILE)
@@ -261,7 +261,8 @@ def main() -> int:
         return 0
     figures = run(args.work, args.scale, args.lam, args.iters, args.out)
     print(figures["held_out_mrr@10"])
-    command = f"python -m bench.quality.adapter --lam {args.lam} --iters {args.iters}"
+    settings = f"--scale {args.scale} --lam {args.lam} --iters {args.iters}"
+    command = f"python -m bench.quality.adapter {settings}"
     save("quality-adapter", command, figures)
     return 0
 

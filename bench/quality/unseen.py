@@ -30,7 +30,7 @@ from daemon.config import SearchConfig, load_config
 from daemon.embed_cache import open_cache
 from daemon.embedder import Embedder
 from daemon.pipeline import Collaborators, fill_vectors, run_batch
-from daemon.query_adapter import load_adapter
+from daemon.query_adapter import ADAPTER_FILE, load_adapter
 from daemon.root import RootIndex
 
 #: Registry crates in neither split (Debian bookworm's versions), of different styles.
@@ -54,7 +54,7 @@ def _index(corpus: Corpus, work: Path, collab: Collaborators, model: tuple[str, 
     return root
 
 
-def run(work: Path, knob: str, values: list[str]) -> dict[str, Any]:
+def run(work: Path, knob: str, values: list[str], adapter_file: Path) -> dict[str, Any]:
     config = load_config({"RCMD_HOME": str(work / "home")})
     config.paths.cache_dir.mkdir(parents=True, exist_ok=True)
     embedder = Embedder(config.embedding, config.paths.cache_dir)
@@ -62,7 +62,7 @@ def run(work: Path, knob: str, values: list[str]) -> dict[str, Any]:
     collab = Collaborators(
         config, embedder, open_cache(config.paths.embed_cache), chunk_cache=chunks
     )
-    adapter = load_adapter(embedder.model_id)
+    adapter = load_adapter(embedder.model_id, adapter_file)
     memo: dict[str, npt.NDArray[np.float32]] = {}
 
     def embed(q: str) -> npt.NDArray[np.float32]:
@@ -111,9 +111,10 @@ def main() -> int:
     p.add_argument("--work", type=Path, default=Path.home() / ".cache" / "rcmd-quality-unseen")
     p.add_argument("--knob", default="abbreviation_weight", help="a [search] setting")
     p.add_argument("--values", default="0,1", help="comma-separated values of the knob")
+    p.add_argument("--adapter", type=Path, default=ADAPTER_FILE, help="query adapter file")
     args = p.parse_args()
     values = args.values.split(",")
-    figures = run(args.work, args.knob, values)
+    figures = run(args.work, args.knob, values, args.adapter)
     for value in values:
         f = figures[value]
         cells = ", ".join(f"{m} {f['pooled'][m]:.3f}" for m in MODES)
@@ -121,6 +122,8 @@ def main() -> int:
         for name, row in f["crates"].items():
             print(f"    {name:13} " + " ".join(f"{m} {row[m]:.3f}" for m in MODES))
     command = f"python -m bench.quality.unseen --knob {args.knob} --values {args.values}"
+    if args.adapter != ADAPTER_FILE:
+        command += f" --adapter {args.adapter}"
     save("quality-unseen", command, {"knob": args.knob, "crates": UNSEEN, "figures": figures})
     return 0
 
