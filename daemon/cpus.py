@@ -36,6 +36,12 @@ class CpuInfo:
         return {"usable": self.usable, "cores": self.cores, "model": self.model, "vnni": self.vnni}
 
     @property
+    def spare(self) -> bool:
+        """Whether a worker process can run beside this one on a CPU of its own (the
+        graph and Tantivy-document workers pay only then)."""
+        return self.usable >= 2
+
+    @property
     def signature(self) -> str:
         """What a measured layout depends on: the same on the same machine and limits."""
         return f"{self.model}|usable={self.usable}|cores={self.cores}|vnni={self.vnni}"

@@ -320,7 +320,7 @@ def run_batch(
     prog.set_activity(Activity.INDEXING)
     root.state.mark_inflight([*plan.candidates, *plan.gone])
     workers = len(plan.candidates) >= collab.config.index.lexical_worker_files > 0
-    in_worker = workers and cpu_info().usable >= 2 and root.lexical.write_in_worker()
+    in_worker = workers and cpu_info().spare and root.lexical.write_in_worker()
     report.lexical_worker += in_worker
     try:
         if plan.gone:

@@ -118,7 +118,7 @@ class Service:
                 should_stop=self.stop_requested.is_set,
                 chunk_cache=chunk_cache,
                 parse_cache=self.parse_cache,
-                graph_pool=GraphPool() if cpu_info().usable >= 2 else None,
+                graph_pool=GraphPool() if cpu_info().spare else None,
             )
         )
         self.cookies = Cookies()

@@ -45,6 +45,8 @@ def test_candidates_cover_runs_threads_and_cores() -> None:
     smt = CpuInfo(usable=4, cores=2, model="m", vnni=False)
     assert candidates(smt) == [Layout(4, 1), Layout(1, 4), Layout(2, 1), Layout(2, 2)]
     assert candidates(CpuInfo(1, 1, "m", False)) == [Layout(1, 1)]
+    # Worker processes (graphs, Tantivy documents) only with a CPU to spare.
+    assert plain.spare and smt.spare and not CpuInfo(1, 1, "m", False).spare
 
 
 def test_calibration_keeps_the_fastest_and_closes_the_rest(tmp_path: Path) -> None:
