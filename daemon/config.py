@@ -159,6 +159,9 @@ class SearchConfig:
     symbol_weight: float = 1.0
     #: BM25 boost of the code text (symbol 3, signature 1.5, path 1) for questions in words.
     natural_content_boost: float = 0.3
+    #: BM25 boost, for questions in words, of an item's doc comments on top of the code
+    #: text that holds them: the prose a question's words meet best.
+    natural_doc_boost: float = 3.0
     #: BM25 weight of a code-like identifier's whole form against its parts
     #: (`NonZeroU32` against `non`, `zero`, `u`, `32`).
     whole_identifier_boost: float = 4.0

@@ -18,10 +18,19 @@ from daemon.lexical_writes import LexicalDoc, LocalWrites, Writes, start_worker
 from daemon.tokenize import query_tokens, stem, stems
 
 #: How the indexed terms are made (recorded per root; a root built under another
-#: version is rebuilt): 2 = English stems of the code tokens.
-LEXICAL_VERSION = "2"
-#: Field → boost used when scoring a query against it.
-FIELD_BOOSTS = {"symbol_t": 3.0, "signature_t": 1.5, "path_t": 1.0, "content_t": 1.0}
+#: version is rebuilt): 2 = English stems of the code tokens; 3 = doc comments also
+#: in a field of their own.
+LEXICAL_VERSION = "3"
+#: Field → boost used when scoring a query against it. `doc_t` (the doc comments, also
+#: part of `content_t`) is searched by questions in words only (`[search]
+#: natural_doc_boost`).
+FIELD_BOOSTS = {
+    "symbol_t": 3.0,
+    "signature_t": 1.5,
+    "path_t": 1.0,
+    "content_t": 1.0,
+    "doc_t": 0.0,
+}
 
 
 def schema() -> tantivy.Schema:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import re
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
@@ -52,9 +53,20 @@ class LexicalDoc:
     end_line: int
 
 
+#: A doc comment line (`///`, `//!`) or a `#[doc = "..."]` attribute: the prose of a
+#: chunk's text.
+_DOC = re.compile(r'^[ \t]*(?://[/!]([^\n]*)|#!?\[doc\s*=\s*"([^\n]*)"\s*\])', re.M)
+
+
+def doc_prose(text: str) -> str:
+    """The doc comments written in `text`, markers removed: the words a question in words
+    meets best, searched as a field of their own (`doc_t`)."""
+    return "\n".join(a or b for a, b in _DOC.findall(text))
+
+
 def document(d: LexicalDoc) -> tantivy.Document:
     """The Tantivy document of a chunk: its stored fields and the lexical terms of the
-    four searched ones."""
+    searched ones."""
     return tantivy.Document(
         chunk_id=d.chunk_id,
         path=d.path,
@@ -65,6 +77,7 @@ def document(d: LexicalDoc) -> tantivy.Document:
         signature_t=as_field_text(index_terms(d.signature)),
         path_t=as_field_text(index_terms(d.path.replace("/", " "))),
         content_t=as_field_text(index_terms(d.text)),
+        doc_t=as_field_text(index_terms(doc_prose(d.text))),
     )
 
 

@@ -48,10 +48,17 @@ class RootIndex:
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "root.txt").write_text(str(path) + "\n")
         self.state = StateDB(self.dir / "state.db")
+        relexed = not self.state.created and self.state.get_meta("lexical") != LEXICAL_VERSION
+        if relexed:
+            # Built under another lexical version, maybe another schema that Tantivy would
+            # refuse to open: it is rebuilt below, as any layout change is.
+            shutil.rmtree(self.dir / "tantivy", ignore_errors=True)
         missing = [
             side
             for side in ("tantivy", "qdrant")
-            if not (self.dir / side).exists() and not (side == "qdrant" and config.vector_store.url)
+            if not (self.dir / side).exists()
+            and not (side == "qdrant" and config.vector_store.url)
+            and not (side == "tantivy" and relexed)
         ]
         try:
             self.lexical = LexicalIndex(self.dir / "tantivy")

@@ -176,7 +176,11 @@ def _root_lists(
 ) -> RootLists:
     identifier = classify(query) == "identifier"
     drop = STOPWORDS if tuning.natural_stopwords and not identifier else frozenset()
-    boosts = None if identifier else {"content_t": tuning.natural_content_boost}
+    boosts = (
+        None
+        if identifier
+        else {"content_t": tuning.natural_content_boost, "doc_t": tuning.natural_doc_boost}
+    )
     # A code-like identifier is matched whole before its parts (`NonZeroU32` over `u32`).
     emphasis = (
         dict.fromkeys(whole_identifiers(query), tuning.whole_identifier_boost)

@@ -5,15 +5,18 @@ layout (model, text, chunk policy) rebuilds a root built under another one."""
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from typing import Any
 
 import apsw
 import pytest
+import tantivy
 
 import daemon.root
 from daemon.activity import Activity, RootProgress
 from daemon.indexer import Indexer
+from daemon.lexical import LEXICAL_VERSION
 from daemon.pipeline import run_batch
 from daemon.verify import verify_root
 from tests.conftest import wait_until
@@ -95,11 +98,38 @@ def test_a_root_indexed_before_stems_is_rebuilt(setup: Any) -> None:
     with apsw.Connection(str(db)) as conn:
         conn.execute("DELETE FROM meta WHERE key = 'lexical'")
     rebuilt = open_root()
-    assert len(rebuilt.ledger) == 0 and rebuilt.state.get_meta("lexical") == "2"
+    assert len(rebuilt.ledger) == 0 and rebuilt.state.get_meta("lexical") == LEXICAL_VERSION
     run_batch(rebuilt, None, collab)
     hits = rebuilt.lexical.search("backoffs", 5)
     symbols = rebuilt.state.chunk_symbols(cid for cid, _ in hits).values()
     assert "net::retry::fetch_with_retry" in symbols
+
+
+def test_a_root_whose_tantivy_index_has_an_older_schema_is_rebuilt_in_place(setup: Any) -> None:
+    """An upgrade that adds a Tantivy field (version 3: doc comments) leaves roots whose
+    index has the old schema, which Tantivy refuses to open: the root is rebuilt where
+    it is, not set aside as broken, and then searches the new field."""
+    _crate, collab, open_root = setup
+    root = open_root()
+    run_batch(root, None, collab)
+    folder = root.dir / "tantivy"
+    db = root.dir / "state.db"
+    root.close()
+    shutil.rmtree(folder)
+    folder.mkdir()
+    old = tantivy.SchemaBuilder()
+    for name in ("chunk_id", "path", "kind", "symbol_t", "content_t"):
+        old.add_text_field(name, stored=True)
+    tantivy.Index(old.build(), str(folder))
+    with apsw.Connection(str(db)) as conn:
+        conn.execute("UPDATE meta SET value = '2' WHERE key = 'lexical'")
+    rebuilt = open_root()
+    assert len(rebuilt.ledger) == 0 and rebuilt.state.get_meta("lexical") == LEXICAL_VERSION
+    assert not root.dir.with_name(root.dir.name + ".broken").exists()
+    run_batch(rebuilt, None, collab)
+    hits = rebuilt.lexical.search("exponential", 5, boosts={"doc_t": 1.0, "content_t": 0.0})
+    symbols = rebuilt.state.chunk_symbols(cid for cid, _ in hits).values()
+    assert "net::retry::fetch_with_retry" in symbols  # found by its doc comment alone
 
 
 def test_progress_has_a_rate_only_while_active() -> None:
