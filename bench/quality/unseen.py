@@ -1,7 +1,8 @@
-"""Doc-comment queries on crates outside the evaluation's dev and test splits: a check,
-on code nobody looked at while tuning, that a search setting helps where it was not
-chosen. Each crate is indexed in process from a doc-blanked copy (fresh home under
---work), then its queries run with each value of the setting, per mode.
+"""Crates outside the evaluation's dev and test splits: a check, on code nobody looked at
+while tuning, that a search setting helps where it was not chosen. Two sets per crate,
+each indexed in process (fresh home under --work), run with each value of the setting,
+per mode: doc-comment queries on a doc-blanked copy, and the task-style questions of
+`unseen_hand.json` on the crate as it is (a hit: a result whose symbol is an answer).
 
     python -m bench.quality.unseen                               # abbreviation_weight 0 vs 1
     python -m bench.quality.unseen --knob fusion --values adaptive,zscore
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,16 @@ import numpy.typing as npt
 from bench.harness import save
 from bench.quality.corpora import Corpus, copy_root, registry_crate
 from bench.quality.corpus import doc_queries
-from bench.quality.evaluate import MODES, run_doc, summary
+from bench.quality.evaluate import (
+    MODES,
+    K,
+    Result,
+    Searcher,
+    first_rank,
+    run_doc,
+    summary,
+    symbol_matches,
+)
 from bench.quality.tune import parse_settings, searcher
 from daemon.chunk_cache import ChunkCache
 from daemon.config import SearchConfig, load_config
@@ -43,11 +54,45 @@ UNSEEN = (
     ("tracing-core", "0.1.30"),
 )
 
-Ranks = dict[str, dict[str, list[int | None]]]  # value → mode → first-answer ranks
+HAND = Path(__file__).with_name("unseen_hand.json")
+SETS = ("doc", "hand")
+
+Ranks = dict[str, dict[str, dict[str, list[int | None]]]]  # value → set → mode → ranks
 
 
-def _index(corpus: Corpus, work: Path, collab: Collaborators, model: tuple[str, int]) -> RootIndex:
-    root = RootIndex(copy_root(corpus, work, blank=True), collab.config, *model)
+@dataclasses.dataclass(frozen=True, slots=True)
+class SymbolQuestion:
+    crate: str
+    query: str
+    expect: tuple[str, ...]  # symbols (or path suffixes) that answer it
+
+
+def hand_questions(path: Path = HAND) -> list[SymbolQuestion]:
+    return [
+        SymbolQuestion(q["crate"], q["q"], tuple(q["expect"]))
+        for q in json.loads(path.read_text())["questions"]
+    ]
+
+
+def run_symbol_questions(
+    search: Searcher, questions: list[SymbolQuestion], mode: str
+) -> list[int | None]:
+    """The rank of the first result defining one of each question's answers."""
+    ranks: list[int | None] = []
+    for q in questions:
+        results, _ms = search(q.query, mode, K)
+
+        def answers(r: Result, q: SymbolQuestion = q) -> bool:
+            return any(symbol_matches(r.symbol, e) for e in q.expect)
+
+        ranks.append(first_rank(results, answers))
+    return ranks
+
+
+def _index(
+    corpus: Corpus, work: Path, collab: Collaborators, model: tuple[str, int], blank: bool
+) -> RootIndex:
+    root = RootIndex(copy_root(corpus, work, blank=blank), collab.config, *model)
     run_batch(root, None, collab)
     while root.ledger.vectors_pending:
         fill_vectors(root, collab, lambda: False)
@@ -71,38 +116,50 @@ def run(work: Path, knob: str, values: list[str], adapter_file: Path) -> dict[st
         return memo[q]
 
     per_crate: dict[str, Ranks] = {}
+    hand = hand_questions()
+    model = (embedder.model_id, embedder.dim)
     for name, version in UNSEEN:
         corpus = registry_crate(name, version, "unseen", "")
         if not corpus.available:
             print(f"{name}-{version}: not installed (apt-get install librust-{name}-dev)")
             continue
         queries = doc_queries(corpus)
-        root = _index(corpus, work, collab, (embedder.model_id, embedder.dim))
-        per_crate[name] = {}
-        for value in values:
-            cfg = dataclasses.replace(SearchConfig(), **parse_settings([f"{knob}={value}"]))
-            search = searcher(root, cfg, embed, adapter)
-            per_crate[name][value] = {m: run_doc(search, queries, m).ranks for m in MODES}
-        root.close()
-        print(f"{name}: {len(queries)} queries", flush=True)
+        mine = [q for q in hand if q.crate == name]
+        per_crate[name] = {value: {} for value in values}
+        for kind in SETS:
+            root = _index(corpus, work, collab, model, blank=kind == "doc")
+            for value in values:
+                cfg = dataclasses.replace(SearchConfig(), **parse_settings([f"{knob}={value}"]))
+                search = searcher(root, cfg, embed, adapter)
+                per_crate[name][value][kind] = {
+                    m: run_doc(search, queries, m).ranks
+                    if kind == "doc"
+                    else run_symbol_questions(search, mine, m)
+                    for m in MODES
+                }
+            root.close()
+        print(f"{name}: {len(queries)} doc-comment queries, {len(mine)} questions", flush=True)
     chunks.close()
     return _figures(per_crate, values)
 
 
 def _figures(per_crate: dict[str, Ranks], values: list[str]) -> dict[str, Any]:
-    """MRR@10 per value and mode, pooled and per crate."""
+    """MRR@10 per value, set and mode, pooled and per crate."""
 
     def mrr(ranks: list[int | None]) -> float:
         return round(float(summary(ranks)["mrr@10"]), 3)
 
     out: dict[str, Any] = {}
     for value in values:
-        pooled = {m: [r for c in per_crate.values() for r in c[value][m]] for m in MODES}
-        out[value] = {
-            "queries": len(pooled["hybrid"]),
-            "pooled": {m: mrr(pooled[m]) for m in MODES},
-            "crates": {n: {m: mrr(c[value][m]) for m in MODES} for n, c in per_crate.items()},
-        }
+        out[value] = {}
+        for kind in SETS:
+            rows = {n: c[value][kind] for n, c in per_crate.items()}
+            pooled = {m: [r for row in rows.values() for r in row[m]] for m in MODES}
+            out[value][kind] = {
+                "queries": len(pooled["hybrid"]),
+                "pooled": {m: mrr(pooled[m]) for m in MODES},
+                "crates": {n: {m: mrr(row[m]) for m in MODES} for n, row in rows.items()},
+            }
     return out
 
 
@@ -116,11 +173,12 @@ def main() -> int:
     values = args.values.split(",")
     figures = run(args.work, args.knob, values, args.adapter)
     for value in values:
-        f = figures[value]
-        cells = ", ".join(f"{m} {f['pooled'][m]:.3f}" for m in MODES)
-        print(f"{args.knob}={value}: pooled {cells} (n={f['queries']})")
-        for name, row in f["crates"].items():
-            print(f"    {name:13} " + " ".join(f"{m} {row[m]:.3f}" for m in MODES))
+        for kind in SETS:
+            f = figures[value][kind]
+            cells = ", ".join(f"{m} {f['pooled'][m]:.3f}" for m in MODES)
+            print(f"{args.knob}={value} {kind}: pooled {cells} (n={f['queries']})")
+            for name, row in f["crates"].items():
+                print(f"    {name:13} " + " ".join(f"{m} {row[m]:.3f}" for m in MODES))
     command = f"python -m bench.quality.unseen --knob {args.knob} --values {args.values}"
     if args.adapter != ADAPTER_FILE:
         command += f" --adapter {args.adapter}"
