@@ -42,6 +42,7 @@ RANKING_FILES = (
     "daemon/config.py",
     "daemon/fusion.py",
     "daemon/lexical.py",
+    "daemon/lexical_writes.py",
     "daemon/query.py",
     "daemon/search.py",
     "daemon/tokenize.py",
