@@ -48,29 +48,22 @@ class RootIndex:
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "root.txt").write_text(str(path) + "\n")
         self.state = StateDB(self.dir / "state.db")
-        relexed = not self.state.created and self.state.get_meta("lexical") != LEXICAL_VERSION
-        if relexed:
-            # Built under another lexical version, maybe another schema that Tantivy would
-            # refuse to open: it is rebuilt below, as any layout change is.
-            shutil.rmtree(self.dir / "tantivy", ignore_errors=True)
         missing = [
             side
             for side in ("tantivy", "qdrant")
-            if not (self.dir / side).exists()
-            and not (side == "qdrant" and config.vector_store.url)
-            and not (side == "tantivy" and relexed)
+            if not (self.dir / side).exists() and not (side == "qdrant" and config.vector_store.url)
         ]
-        try:
-            self.lexical = LexicalIndex(self.dir / "tantivy")
-        except Exception as exc:  # a damaged meta.json, a foreign directory
-            self.state.close()
-            raise StateError(f"{self.dir / 'tantivy'}: {exc}") from exc
         self.ledger = FileLedger(self.state)
         self.progress = RootProgress()
         #: Which chunks share a vector (recorded in the layout: a change rebuilds).
         self.policy = policy_of(config.embedding)
         layout = {**build_layout(model_id, dim, self.policy), **graph_layout()}
         reset = self._reset_if_rebuilt(layout, missing)
+        try:
+            self.lexical = LexicalIndex(self.dir / "tantivy")
+        except Exception as exc:  # a damaged meta.json, a foreign directory
+            self.state.close()
+            raise StateError(f"{self.dir / 'tantivy'}: {exc}") from exc
         try:
             self.vectors: VectorStore = open_store(
                 config.vector_store, self.dir / "qdrant", self.id, dim
@@ -116,9 +109,10 @@ class RootIndex:
         if reset:
             if not self.state.created:
                 log.warning("index_layout_changed", root=str(self.path), was=recorded, now=layout)
-            shutil.rmtree(self.dir / "qdrant", ignore_errors=True)
-            self.lexical.delete_all()
-            self.lexical.commit()
+            # Removed before they are opened: an index made under another layout may
+            # have a schema Tantivy refuses to open (a new field in LEXICAL_VERSION 3).
+            for side in ("tantivy", "qdrant"):
+                shutil.rmtree(self.dir / side, ignore_errors=True)
             self.ledger.reset()
         for key, value in layout.items():
             self.state.set_meta(key, value)
