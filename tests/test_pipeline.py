@@ -507,6 +507,9 @@ config = load_config({{"RCMD_HOME": {str(home)!r}}})
 emb = Embedder(config.embedding, config.paths.cache_dir)
 root = RootIndex(Path({str(crate)!r}), config, emb.model_id, emb.dim)
 collab = Collaborators(config, emb, EmbedCache(config.paths.embed_cache))
+# The root's state (made above, as root) is handed to `nobody`, whose daemon it becomes.
+for p in Path({str(home)!r}).rglob("*"):
+    p.chmod(0o777 if p.is_dir() else 0o666)
 os.setgid(65534); os.setuid(65534)
 run_batch(root, None, collab)
 print(json.dumps({{"skipped": list(root.state.skipped()), "files": root.state.counts()[0]}}))
