@@ -9,6 +9,7 @@ import pytest
 
 from bench.quality.corpora import blank_docs
 from bench.quality.corpus import decl_line, first_sentence, mentions_name
+from bench.quality.hand import file_items
 from bench.quality.metrics import gains, ndcg, paired_interval, score
 from bench.quality.threshold import flagged, highest_floor
 from daemon.lexical_writes import doc_prose
@@ -154,6 +155,15 @@ def test_corpus_helpers() -> None:
     assert mentions_name("Returns the length.", "len")
     assert not mentions_name("Returns the length.", "le")
     assert not mentions_name("Makes room for more elements.", "reserve")
+
+
+def test_hand_answers_name_methods_of_impls_on_references(tmp_path: Path) -> None:
+    src = tmp_path / "vec.rs"
+    src.write_text(
+        "impl<'a, T> Drain for &'a mut Vec<T> {\n    fn par_drain(self) {}\n}\n"
+        "impl Foo<u8> {\n    fn get(&self) {}\n}\n"
+    )
+    assert [name for name, _, _ in file_items(src)] == ["Vec::par_drain", "Foo::get"]
 
 
 def test_item_extent_joins_the_parts_of_one_item() -> None:

@@ -63,7 +63,12 @@ class Question:
 
 
 def _type_name(node: tree_sitter.Node) -> str:
-    """`Foo` for `Foo<T>`, `a::Foo`, `&Foo`: the last path segment without generics."""
+    """`Foo` for `Foo<T>`, `a::Foo`, `&'a mut Foo`: the last path segment without
+    generics, references or their lifetimes."""
+    if node.type in ("reference_type", "pointer_type"):
+        inner = node.child_by_field_name("type")
+        if inner is not None:
+            return _type_name(inner)
     text = (node.text or b"").decode()
     return text.split("<", 1)[0].rsplit("::", 1)[-1].strip("&* ")
 
