@@ -9,7 +9,8 @@ import pytest
 
 from bench.quality.corpora import blank_docs
 from bench.quality.corpus import decl_line, first_sentence, mentions_name
-from bench.quality.hand import file_items
+from bench.quality.evaluate import Result, Searcher, run_hand
+from bench.quality.hand import Question, Target, file_items
 from bench.quality.metrics import gains, ndcg, paired_interval, score
 from bench.quality.threshold import flagged, highest_floor
 from daemon.lexical_writes import doc_prose
@@ -110,6 +111,24 @@ def test_metrics_count_each_target_once() -> None:
     assert ndcg([0, 1], 1) == pytest.approx(1 / 1.5849625, rel=1e-6)
     s = score([([0, 1], 1), ([0] * 10 + [1], 1)])
     assert (s.hit1, s.hit10, s.mrr10) == (0.0, 0.5, 0.25)
+
+
+def test_a_hand_hit_counts_on_screen_only_when_the_answer_shows_at_the_opened_line() -> None:
+    answer = Question("c", "q", (Target("a.rs", 400, 420), Target("b.rs")))
+    whole_impl = Result("a.rs", 100, 900)
+    method = Result("a.rs", 395, 421)
+    other_file = Result("b.rs", 7, 9)
+
+    def searcher(results: list[Result]) -> Searcher:
+        return lambda query, mode, limit: (results, 0.0)
+
+    run = run_hand(searcher([whole_impl, method]), [answer], "hybrid")
+    assert (run.ranks, run.screen_ranks) == ([1], [2])
+    run = run_hand(searcher([Result("c.rs", 1, 5), other_file]), [answer], "hybrid")
+    assert (run.ranks, run.screen_ranks) == ([2], [2])
+    run = run_hand(searcher([whole_impl]), [answer], "hybrid")
+    assert (run.ranks, run.screen_ranks) == ([1], [None])
+    assert run.to_json()["screen"]["mrr@10"] == 0.0
 
 
 def test_the_confidence_floor_flags_at_most_its_share_of_answerable_questions() -> None:

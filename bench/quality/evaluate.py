@@ -5,7 +5,7 @@ the first answer; shared by the harness and tuning. Aggregates come from the ran
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bench.quality.corpus import DocQuery, Item
@@ -17,6 +17,11 @@ MODES = ("bm25", "vector", "hybrid")
 K = 10
 #: A result of at most this many lines is a fragment (issue 24 asks for their share).
 FRAGMENT_LINES = 3
+#: An editor opened at a result's first line shows this many lines: a hit "on screen"
+#: puts the answer's first line among them. Overlap alone counts a 3,000-line item that
+#: contains the answer somewhere, which no reader can use (issue 18's complaint about
+#: whole-macro ranges); both are recorded.
+SCREEN_LINES = 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +56,11 @@ def holds(r: Result, item: Item) -> bool:
     return r.path == item.path and r.start_line <= item.decl_line <= r.end_line
 
 
+def on_screen(r: Result, first_line: int) -> bool:
+    """The answer starting at `first_line` (0: a whole file) shows when `r` is opened."""
+    return first_line == 0 or first_line - r.start_line < SCREEN_LINES
+
+
 def symbol_matches(symbol: str, name: str) -> bool:
     """`alloc::vec::Vec::with_capacity` matches `Vec::with_capacity` and `with_capacity`."""
     return symbol == name or symbol.endswith("::" + name)
@@ -60,6 +70,18 @@ def first_rank(results: Sequence[Result], hit: Callable[[Result], bool]) -> int 
     return next((i + 1 for i, r in enumerate(results[:K]) if hit(r)), None)
 
 
+#: A result's verdict against a query's answers: (overlaps one, one shows on screen).
+Verdict = Callable[[Result], tuple[bool, bool]]
+
+
+def ranks_of(results: Sequence[Result], verdict: Verdict) -> tuple[int | None, int | None]:
+    """The first-answer rank by overlap, and by an answer on the opening screen."""
+    marks = [verdict(r) for r in results[:K]]
+    first = next((i + 1 for i, (hit, _) in enumerate(marks) if hit), None)
+    screen = next((i + 1 for i, (_, seen) in enumerate(marks) if seen), None)
+    return first, screen
+
+
 @dataclass
 class SetRun:
     """One query set in one mode: first-answer ranks (None: not in the top 10), the
@@ -67,14 +89,19 @@ class SetRun:
 
     ranks: list[int | None]
     latencies_ms: list[float]
+    #: The first rank whose result shows an answer on its first screen (`on_screen`).
+    screen_ranks: list[int | None] = field(default_factory=list)
     fragments: int = 0
     kind_fragments: int = 0
     results: int = 0
     top_scores: list[float | None] | None = None
     symbol_top3: list[bool] | None = None
 
-    def add(self, results: Sequence[Result], ms: float, rank: int | None) -> None:
+    def add(
+        self, results: Sequence[Result], ms: float, rank: int | None, screen: int | None = None
+    ) -> None:
         self.ranks.append(rank)
+        self.screen_ranks.append(screen)
         self.latencies_ms.append(ms)
         self.results += len(results[:K])
         self.fragments += sum(r.fragment() for r in results[:K])
@@ -89,6 +116,8 @@ class SetRun:
             "fragments": [self.fragments, self.results],
             "kind_fragments": [self.kind_fragments, self.results],
             "ranks": self.ranks,
+            "screen": summary(self.screen_ranks),
+            "screen_ranks": self.screen_ranks,
         }
         if self.top_scores is not None:
             out["top_scores"] = [None if s is None else round(s, 5) for s in self.top_scores]
@@ -114,15 +143,19 @@ def _here(r: Result, corpus: str) -> bool:
     return r.corpus in ("", corpus)
 
 
-def _item_hit(corpus: str, item: Item) -> Callable[[Result], bool]:
-    return lambda r: _here(r, corpus) and holds(r, item)
+def _item_verdict(corpus: str, item: Item) -> Verdict:
+    def verdict(r: Result) -> tuple[bool, bool]:
+        hit = _here(r, corpus) and holds(r, item)
+        return hit, hit and on_screen(r, item.decl_line)
+
+    return verdict
 
 
 def run_doc(search: Searcher, queries: Sequence[DocQuery], mode: str) -> SetRun:
     run = SetRun([], [])
     for q in queries:
         results, ms = search(q.query, mode, K)
-        run.add(results, ms, first_rank(results, _item_hit(q.corpus, q.item)))
+        run.add(results, ms, *ranks_of(results, _item_verdict(q.corpus, q.item)))
     return run
 
 
@@ -133,7 +166,7 @@ def run_identifiers(search: Searcher, corpus: str, items: Sequence[Item], mode: 
     for it in items:
         name = it.owner_name()
         results, ms = search(name, mode, K)
-        run.add(results, ms, first_rank(results, _item_hit(corpus, it)))
+        run.add(results, ms, *ranks_of(results, _item_verdict(corpus, it)))
         assert run.symbol_top3 is not None
         run.symbol_top3.append(
             any(_here(r, corpus) and symbol_matches(r.symbol, name) for r in results[:3])
@@ -142,16 +175,21 @@ def run_identifiers(search: Searcher, corpus: str, items: Sequence[Item], mode: 
 
 
 def run_hand(search: Searcher, questions: Sequence[Question], mode: str) -> SetRun:
-    """Hand-written questions: the rank of the first result overlapping a target (for
-    absent questions, None always; their top scores are what counts)."""
+    """Hand-written questions: the rank of the first result overlapping a target, and
+    of the first showing one on screen (for absent questions, None always; their top
+    scores are what counts)."""
     run = SetRun([], [], top_scores=[])
     for q in questions:
         results, ms = search(q.query, mode, K)
-
-        def hit(r: Result, q: Question = q) -> bool:
-            return _here(r, q.corpus) and any(
-                t.hit(r.path, r.start_line, r.end_line) for t in q.targets
-            )
-
-        run.add(results, ms, first_rank(results, hit))
+        run.add(results, ms, *ranks_of(results, _target_verdict(q)))
     return run
+
+
+def _target_verdict(q: Question) -> Verdict:
+    def verdict(r: Result) -> tuple[bool, bool]:
+        if not _here(r, q.corpus):
+            return False, False
+        hits = [t for t in q.targets if t.hit(r.path, r.start_line, r.end_line)]
+        return bool(hits), any(on_screen(r, t.start) for t in hits)
+
+    return verdict
