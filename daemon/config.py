@@ -195,8 +195,8 @@ class SearchConfig:
     #: `low_confidence_adapted_cosine` after the query adapter. Each is chosen by
     #: `python -m bench.quality.threshold` on the dev split: the highest value (to 0.01)
     #: that flags at most 5% of answerable questions.
-    low_confidence_cosine: float = 0.41
-    low_confidence_adapted_cosine: float = 0.40
+    low_confidence_cosine: float = 0.40
+    low_confidence_adapted_cosine: float = 0.39
 
 
 @dataclass(frozen=True, slots=True)
