@@ -19,8 +19,10 @@ from typing import Any
 
 from ipc import __version__
 from ipc.client import (
+    STOPPED_WITH_ROOTS,
     WAIT_STEP_S,
     ensure_daemon,
+    has_roots,
     is_running,
     request,
     request_starting,
@@ -29,7 +31,7 @@ from ipc.client import (
 )
 from ipc.commands import COMMANDS, HelpFormatter, argument, command, request_from_args
 from ipc.completion import SHELLS
-from ipc.errors import BadRequest, NotFound, RcmdError
+from ipc.errors import BadRequest, DaemonNotRunning, NotFound, RcmdError
 from ipc.paths import RuntimePaths, runtime_paths
 from ipc.requests import (
     CalleesRequest,
@@ -574,12 +576,18 @@ def _embedding_lines(status: dict[str, Any]) -> list[str]:
     "Show the daemon (pid, uptime, memory, embedding cache) and each root: files,\n"
     "chunks, Merkle root, last commit, queue, current activity, skipped files by\n"
     "reason. --verify also checks that disk, state.db, Tantivy and Qdrant agree\n"
-    "(exit code 1 if they do not).",
+    "(exit code 1 if they do not). It never starts a stopped daemon (a search does).",
     schema=StatusRequest,
 )
 @argument("--json", action="store_true", help="print one JSON object for tools")
 def cmd_status(args: argparse.Namespace, paths: RuntimePaths) -> int:
-    status = request_starting(paths, request_from_args(StatusRequest, args))
+    """Report, never start: after `rcmd stop`, `rcmd status` must not bring it back."""
+    try:
+        status = request(paths, request_from_args(StatusRequest, args))
+    except DaemonNotRunning:
+        if not has_roots(paths):
+            raise
+        raise DaemonNotRunning(STOPPED_WITH_ROOTS) from None
     if args.json:
         _print_json(status)
         return 1 if args.verify and not status["verify"]["ok"] else 0

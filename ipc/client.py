@@ -23,6 +23,11 @@ NOT_RUNNING = (
     "daemon not running; add a root with: rcmd index PATH (starts it), "
     "or run it as a service: rcmd service install"
 )
+STOPPED_WITH_ROOTS = (
+    "daemon not running; its roots and indexes are kept and it resumes them when it "
+    "starts: a search starts it (rcmd search QUERY), or run it as a service: "
+    "rcmd service install"
+)
 #: How long `stop_daemon` waits for the daemon to commit and exit.
 STOP_WAIT_S = 120.0
 #: Seconds one `wait` request blocks before `wait_root` shows progress and asks again.

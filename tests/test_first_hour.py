@@ -53,10 +53,14 @@ def test_search_into_a_closed_pipe_is_quiet(daemon: Daemon, crate: Path) -> None
 def test_a_stopped_daemon_restarts_for_search_and_config_errors_name_the_key(
     daemon: Daemon, crate: Path, tmp_path: Path
 ) -> None:
-    """19.6: with roots registered and no daemon, search starts one; a bad config value is
-    one line naming the key and the file."""
+    """19.6: with roots registered and no daemon, search starts one (status only says
+    so: it must not undo a `stop`); a bad config value is one line naming the key and
+    the file."""
     daemon.cli("index", str(crate), "--wait")
     daemon.stop()
+    status = daemon.cli("status", check=False)
+    assert status.returncode == 1 and status.stderr.count("\n") == 1, status.stderr
+    assert "rcmd search" in status.stderr and not is_running(daemon.paths)
     try:
         assert daemon.search("fetch_with_retry", "--mode", "bm25")
     finally:
