@@ -86,12 +86,18 @@ EMBED_TEXT_VERSION = 2
 #: symbols, splitting): each root records it, and a root chunked under another version
 #: is rebuilt (cheaply: unchanged texts come from the embedding cache) instead of
 #: applying the new policy only to files edited later.
-CHUNK_POLICY_VERSION = 3
+CHUNK_POLICY_VERSION = 4
 #: Bounds that no real Rust file comes near; a file past one is skipped and reported
 #: (`too_complex`) instead of costing quadratic time and memory: 10,000 nested `mod`s
 #: made 340 MB of symbol paths from a 268 KB file.
 MAX_NESTING = 64
 MAX_SYMBOL_CHARS = 1024
+#: An impl's self type longer than this is cut (with "…"): a symbol is one line of a
+#: search result, and such types come from macro bodies (`($($ty),+)` and the like).
+MAX_TYPE_CHARS = 80
+#: Text no type contains: where a macro body's repetition was read as an impl's type
+#: (bitflags' `impl $BitFlags { $( … )* }`), the type is unknown and the impl is `impl`.
+_NOT_A_TYPE = ("{", "#[", "//")
 MAX_CHUNKS_PER_FILE = 20_000
 
 
@@ -790,7 +796,10 @@ def _type_name(node: tree_sitter.Node, src: bytes) -> str:
         if nxt is None:
             break
         node = nxt
-    return _collapse(_text(node, src))
+    text = _collapse(_text(node, src))
+    if any(mark in text for mark in _NOT_A_TYPE):
+        return "impl"
+    return text if len(text) <= MAX_TYPE_CHARS else text[: MAX_TYPE_CHARS - 1] + "…"
 
 
 def _doc_lines(node: tree_sitter.Node, src: bytes) -> list[str]:

@@ -25,9 +25,10 @@ from daemon.resolve import Scope, candidates, crate_prefix, path_segments, use_e
 from ipc.kinds import NODE_KINDS
 
 #: Bumped whenever extraction or the graph's tables change (2: the `sym_*` tables, and
-#: references to qualifiers and capitalised values): a root whose graph was built under
-#: another version (or none) is rebuilt through the caches.
-GRAPH_VERSION = 2
+#: references to qualifiers and capitalised values; 3: impl types as the chunker now
+#: names them, `chunker.MAX_TYPE_CHARS`): a root whose graph was built under another
+#: version (or none) is rebuilt through the caches.
+GRAPH_VERSION = 3
 #: Reference kinds that `callers`/`callees` count as calls.
 CALL_KINDS = frozenset({"call", "method", "macro"})
 

@@ -15,6 +15,7 @@ from daemon.chunker import (
     DEFAULT_BUDGET,
     KINDS,
     MAX_NESTING,
+    MAX_TYPE_CHARS,
     Chunk,
     TooComplex,
     chunk_source,
@@ -268,6 +269,42 @@ def test_macro_rules() -> None:
     # A plain comment right above an item travels with it but is not documentation.
     assert ensure.start_line == line_of(rel, "// Internal helper")
     assert ensure.doc == ""
+
+
+# Reduced from bitflags 1.3.2's `__impl_bitflags!`: tree-sitter reads the `$( … )*`
+# repetition inside `impl $BitFlags { … }` as the impl's type.
+MISREAD_MACRO = b"""macro_rules! flags {
+        $BitFlags:ident: $T:ty {
+        }
+    ) => {
+            fn fmt(&self, f: &mut $crate::_core::fmt::Formatter) -> $crate::_core::fmt::Result {
+        }
+        impl $BitFlags {
+            $(
+                $(#[$attr $($args)*])*
+                pub const $Flag: Self = Self { bits: $value };
+            )*
+        }
+        impl $crate::_core::iter::FromIterator<$BitFlags> for $BitFlags {
+                let mut result = Self::empty();
+                result.extend(iterator);
+        }
+    };
+"""
+
+
+def test_symbols_stay_one_short_line_when_a_type_is_misread_or_long() -> None:
+    misread = chunk_source("src/flags.rs", MISREAD_MACRO)
+    assert "flags::flags::impl" in {c.symbol for c in misread if c.kind == "impl"}
+    assert all("{" not in c.symbol and "#[" not in c.symbol for c in misread)
+    tuple_impl = (
+        b"impl Parser for ("
+        + b", ".join(b"P%d<Input>" % i for i in range(20))
+        + (b") {\n    fn parse(&mut self) -> bool {\n        true\n    }\n}\n")
+    )
+    (parse,) = [c for c in chunk_source("src/t.rs", tuple_impl) if c.kind == "method"]
+    owner = parse.symbol.removeprefix("t::").removesuffix("::parse")
+    assert len(owner) == MAX_TYPE_CHARS and owner.startswith("(P0<Input>, ") and owner[-1] == "…"
 
 
 def test_inline_modules_prefix_symbols() -> None:
