@@ -98,7 +98,7 @@ class SetRun:
     symbol_top3: list[bool] | None = None
 
     def add(
-        self, results: Sequence[Result], ms: float, rank: int | None, screen: int | None = None
+        self, results: Sequence[Result], ms: float, rank: int | None, screen: int | None
     ) -> None:
         self.ranks.append(rank)
         self.screen_ranks.append(screen)
