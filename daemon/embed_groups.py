@@ -163,15 +163,20 @@ def shared_runs(ranked: Ranked) -> list[Ranked]:
 def fold_shared(runs: list[Ranked], rows: Mapping[str, ChunkRow], words: frozenset[str]) -> Ranked:
     """One point per run: the parts of a long item count as its first part (whose text
     the vector is); of several items, the one holding most of the query's (stemmed)
-    `words`, then the longest. So a hit on a group reports its best-matching member."""
+    `words`, then the longest, then the first in file order (path, line), so the same
+    member is reported whatever order the store returned the run in."""
 
-    def fit(kv: tuple[str, float]) -> tuple[int, int]:
+    def preference(kv: tuple[str, float]) -> tuple[int, int, int, str, int]:
         row = rows.get(kv[0])
         if row is None:
-            return (-1, 0)
-        return (len(words.intersection(index_terms(row.text))), row.end_line - row.start_line)
+            return (1, 0, 0, "", 0)
+        held = len(words.intersection(index_terms(row.text)))
+        return (0, -held, row.start_line - row.end_line, row.path, row.start_line)
 
-    return [run[0] if len(run) == 1 else max(_first_parts(run, rows), key=fit) for run in runs]
+    def pick(run: Ranked) -> tuple[str, float]:
+        return run[0] if len(run) == 1 else min(_first_parts(run, rows), key=preference)
+
+    return [pick(run) for run in runs]
 
 
 def _first_parts(run: Ranked, rows: Mapping[str, ChunkRow]) -> Ranked:

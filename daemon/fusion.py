@@ -10,24 +10,40 @@ K = TypeVar("K", bound=Hashable)
 
 
 def rrf(
-    rankings: Sequence[Sequence[K]], k: int = 60, weights: Sequence[float] | None = None
+    rankings: Sequence[Sequence[K]],
+    k: int = 60,
+    weights: Sequence[float] | None = None,
+    ranks: Sequence[Sequence[int]] | None = None,
 ) -> list[tuple[K, float]]:
-    """Fuse best-first lists: score(d) = Σ w_i / (k + rank_i(d)), ranks from 1.
+    """Fuse best-first lists: score(d) = Σ w_i / (k + rank_i(d)), ranks from 1, or each
+    list's `ranks` where given (see `tied_ranks`).
 
     Ties are broken by the first list a document appears in and then its rank there, so
     the order is stable for equal inputs.
     """
     if weights is None:
         weights = [1.0] * len(rankings)
-    if len(weights) != len(rankings):
-        raise ValueError("one weight per ranking")
+    if len(weights) != len(rankings) or (ranks is not None and len(ranks) != len(rankings)):
+        raise ValueError("one weight (and one rank list) per ranking")
     scores: dict[K, float] = {}
     first_seen: dict[K, tuple[int, int]] = {}
     for li, (ranking, w) in enumerate(zip(rankings, weights, strict=True)):
-        for rank, key in enumerate(ranking, start=1):
+        positions = ranks[li] if ranks is not None else range(1, len(ranking) + 1)
+        for rank, key in zip(positions, ranking, strict=True):
             scores[key] = scores.get(key, 0.0) + w / (k + rank)
             first_seen.setdefault(key, (li, rank))
     return sorted(scores.items(), key=lambda kv: (-kv[1], first_seen[kv[0]]))
+
+
+def tied_ranks(scores: Sequence[float]) -> list[int]:
+    """Ranks from 1 of best-first `scores`, equal scores sharing the best rank of their
+    run (0.9, 0.5, 0.5, 0.2 → 1, 2, 2, 4). A list that cannot tell two candidates apart
+    then ranks them alike, and their order comes from the other lists rather than from
+    which of them a store happened to write first."""
+    out: list[int] = []
+    for i, score in enumerate(scores):
+        out.append(out[-1] if i and score == scores[i - 1] else i + 1)
+    return out
 
 
 def standout(scores: Sequence[float], top: int = 20) -> float:

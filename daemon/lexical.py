@@ -198,27 +198,35 @@ class LexicalIndex:
                 q = tantivy.Query.term_query(self.schema, field, term)
                 weight = boost * emphasised
                 clauses.append((tantivy.Occur.Should, tantivy.Query.boost_query(q, weight)))
+        return self._ranked(tantivy.Query.boolean_query(clauses), limit)
+
+    def _ranked(self, query: tantivy.Query, limit: int) -> list[tuple[str, float]]:
+        """(chunk id, score) of `query`'s best `limit` documents, best first and equal
+        scores in file order (path, first line). Tantivy orders a tie by where each
+        document was written, which depends on how batches happened to finish, so the
+        same query would list tied chunks differently after every rebuild."""
         searcher = self.index.searcher()
-        result = searcher.search(tantivy.Query.boolean_query(clauses), limit, count=False)
-        out: list[tuple[str, float]] = []
+        result = searcher.search(query, limit, count=False)
+        placed = []
         for score, address in result.hits:
             doc = searcher.doc(address)
-            out.append((str(doc["chunk_id"][0]), float(score)))
-        return out
+            place = (str(doc["path"][0]), int(doc["start_line"][0]))
+            placed.append((-float(score), place, str(doc["chunk_id"][0])))
+        placed.sort()
+        return [(cid, -negated) for negated, _place, cid in placed]
 
     def symbol_candidates(self, words: list[str], limit: int) -> list[str]:
         """Chunk ids whose symbol holds every one of `words` (whole, lowercased
-        identifiers), best BM25 first: shorter symbols, i.e. closer matches, lead. The
-        caller checks the exact symbol; this only narrows the index to a few candidates."""
+        identifiers), best BM25 first: shorter symbols, i.e. closer matches, lead, then
+        file order. The caller checks the exact symbol; this only narrows the index to a
+        few candidates."""
         if not words:
             return []
         clauses = [
             (tantivy.Occur.Must, tantivy.Query.term_query(self.schema, "symbol_t", w))
             for w in dict.fromkeys(stems(words))
         ]
-        searcher = self.index.searcher()
-        result = searcher.search(tantivy.Query.boolean_query(clauses), limit, count=False)
-        return [str(searcher.doc(a)["chunk_id"][0]) for _, a in result.hits]
+        return [cid for cid, _ in self._ranked(tantivy.Query.boolean_query(clauses), limit)]
 
     def ids_by_path(self) -> dict[str, set[str]]:
         """Every (path → chunk ids) the committed index holds; for verify."""

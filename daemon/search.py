@@ -19,7 +19,7 @@ import numpy.typing as npt
 from daemon.config import SearchConfig
 from daemon.embed_groups import fold_shared, shared_runs
 from daemon.filters import row_filters
-from daemon.fusion import confidence_weighted, rrf, standout, zscore_sum
+from daemon.fusion import confidence_weighted, rrf, standout, tied_ranks, zscore_sum
 from daemon.query import (
     STOPWORDS,
     classify,
@@ -224,9 +224,11 @@ def _scored_sides(
     return bm25, _flat({rid: r.vec for rid, r in per_root.items()})
 
 
-def _merged(lists: dict[str, list[tuple[str, float]]]) -> list[Key]:
-    """One list over every root, best raw score first (ties keep root order)."""
-    return [key for key, _ in sorted(_flat(lists), key=lambda kv: -kv[1])]
+def _merged(lists: dict[str, list[tuple[str, float]]]) -> tuple[list[Key], list[int]]:
+    """One list over every root, best raw score first, and its ranks: equal raw scores
+    share a rank (`fusion.tied_ranks`)."""
+    merged = sorted(_flat(lists), key=lambda kv: -kv[1])
+    return [key for key, _ in merged], tied_ranks([score for _, score in merged])
 
 
 def _interleaved(lists: dict[str, list[str]]) -> list[Key]:
@@ -265,15 +267,20 @@ def _fuse(
     lex_w, vec_w = _lexical_weight(identifier, tuning), _vector_weight(identifier, tuning)
     if tuning.fusion == "adaptive" and mode == "hybrid" and not identifier:
         lex_w, vec_w = _adaptive_weights(per_root, lex_w, vec_w)
-    lists = [(_merged({rid: r.bm25 for rid, r in per_root.items()}), lex_w)]
+    lists = [(*_merged({rid: r.bm25 for rid, r in per_root.items()}), lex_w)]
     if mode == "hybrid":
-        vec = _merged({rid: r.vec for rid, r in per_root.items()})
-        lists.append((vec, vec_w))
+        lists.append((*_merged({rid: r.vec for rid, r in per_root.items()}), vec_w))
     if identifier and symbol_name(query) is not None and tuning.symbol_weight > 0:
-        lists.append((exact, tuning.symbol_weight))
-    lists = [(ids, w) for ids, w in lists if w > 0]
-    best = sum(w for _ids, w in lists) / (tuning.rrf_k + 1)
-    fused = rrf([ids for ids, _ in lists], k=tuning.rrf_k, weights=[w for _, w in lists])
+        # Its order is deliberate (closest symbol, then file order), so ranks are places.
+        lists.append((exact, list(range(1, len(exact) + 1)), tuning.symbol_weight))
+    lists = [entry for entry in lists if entry[2] > 0]
+    best = sum(w for _ids, _ranks, w in lists) / (tuning.rrf_k + 1)
+    fused = rrf(
+        [ids for ids, _, _ in lists],
+        k=tuning.rrf_k,
+        weights=[w for _, _, w in lists],
+        ranks=[ranks for _, ranks, _ in lists],
+    )
     return _exact_first([(key, score / best) for key, score in fused], first)
 
 

@@ -102,6 +102,16 @@ def test_a_shared_vector_folds_into_its_best_matching_member() -> None:
     assert fold_shared(runs, parts, frozenset({"retri"})) == [("p0", 0.7)]
 
 
+def test_a_tied_fold_picks_the_same_member_whatever_the_store_order() -> None:
+    twins = {
+        "x": ChunkRow("x", "src/b.rs", 5, 6, "b::probe", "fn", "", "fn probe() {}"),
+        "y": ChunkRow("y", "src/a.rs", 9, 10, "a::probe", "fn", "", "fn probe() {}"),
+    }
+    for order in (["x", "y"], ["y", "x"]):
+        runs = shared_runs([(cid, 0.8) for cid in order])
+        assert fold_shared(runs, twins, frozenset({"probe"})) == [("y", 0.8)]
+
+
 def test_vector_search_reports_one_member_per_shared_vector(
     tmp_path: Path, embedder: Any, setup: Any
 ) -> None:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from daemon.fusion import confidence_weighted, rrf, standout, zscore_sum
+from daemon.fusion import confidence_weighted, rrf, standout, tied_ranks, zscore_sum
 
 
 def test_rrf_rewards_agreement() -> None:
@@ -128,3 +128,20 @@ def test_zscore_sum_is_scale_free_and_counts_a_missing_candidate_as_the_lowest()
     assert zscore_sum([[], []]) == []
     # A weight scales a list's say.
     assert zscore_sum([bm25, cos], [0.0, 1.0])[0][0] == "b"
+
+
+def test_equal_scores_share_a_rank() -> None:
+    assert tied_ranks([0.9, 0.5, 0.5, 0.2, 0.2, 0.2, 0.1]) == [1, 2, 2, 4, 4, 4, 7]
+    assert tied_ranks([]) == []
+
+
+def test_a_tie_in_one_list_is_decided_by_the_other() -> None:
+    # BM25 cannot tell "b" from "c"; the vectors (at half weight) prefer "c". With
+    # positional ranks the order the store listed the tie in ("b" first) would win.
+    lexical, vector, weights = ["a", "b", "c"], ["c", "b"], [1.0, 0.5]
+    tied = rrf([lexical, vector], weights=weights, ranks=[tied_ranks([3.0, 2.0, 2.0]), [1, 2]])
+    assert [key for key, _ in tied][:2] == ["c", "b"]
+    positional = rrf([lexical, vector], weights=weights)
+    assert [key for key, _ in positional][:2] == ["b", "c"]
+    with pytest.raises(ValueError):
+        rrf([lexical], ranks=[[1, 2, 3], [1]])
