@@ -46,7 +46,9 @@ class Registry:
 
     # ---- reads ----
     def roots(self) -> list[RootIndex]:
-        return list(self._roots.values())
+        """Every open root in path order: the same order however they were registered, so
+        a search over several roots breaks ties between them the same way every time."""
+        return sorted(self._roots.values(), key=lambda r: str(r.path))
 
     def failed(self) -> dict[str, str]:
         """Registered roots that could not be opened, with why."""

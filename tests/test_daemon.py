@@ -241,6 +241,23 @@ def test_several_roots_rank_on_one_scale(daemon: Daemon, crate: Path, tmp_path: 
     assert [h["score"] for h in every] == sorted((h["score"] for h in every), reverse=True)
 
 
+def test_roots_that_tie_list_in_path_order_whatever_their_registration(
+    daemon: Daemon, tmp_path: Path
+) -> None:
+    """Two roots holding the same function tie on every list; the hits come in the
+    roots' path order, not in the order they were registered (which a restart loses)."""
+    twin = "pub fn frobnicate_widget(level: u32) -> u32 {\n    level * 7 + 3\n}\n"
+    zeta, alpha = tmp_path / "zeta", tmp_path / "alpha"
+    for root in (zeta, alpha):
+        (root / "src").mkdir(parents=True)
+        (root / "src" / "lib.rs").write_text(twin)
+        index(daemon, root)
+    expected = [str(alpha.resolve()), str(zeta.resolve())]
+    for query in ("frobnicate widget level", "frobnicate_widget"):
+        hits = daemon.search(query, "--mode", "bm25", "--limit", "2")
+        assert [h["root"] for h in hits] == expected, query
+
+
 def raw_exchange(path: Path, payload: bytes) -> list[dict[str, Any]]:
     with socket.socket(socket.AF_UNIX) as s:
         s.settimeout(30)
