@@ -46,6 +46,20 @@ def tied_ranks(scores: Sequence[float]) -> list[int]:
     return out
 
 
+#: How many candidates past the depth a store is asked for, so that a run of equal scores
+#: reaching the depth is seen whole and cut in file order, not in the store's order.
+TIE_MARGIN = 32
+
+
+def through_ties(scores: Sequence[float], n: int) -> int:
+    """How many of best-first `scores` to look at for the best `n`: n, and those after it
+    that tie with the n-th, so a run of equal scores is taken whole before it is cut."""
+    end = min(n, len(scores))
+    while 0 < end < len(scores) and scores[end] == scores[end - 1]:
+        end += 1
+    return end
+
+
 def standout(scores: Sequence[float], top: int = 20) -> float:
     """How far a list's best score stands above the rest of its `top`, in standard
     deviations of the rest: large when one candidate is clearly the answer, near 0

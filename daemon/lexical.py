@@ -14,6 +14,7 @@ from pathlib import Path
 import tantivy
 
 from daemon.abbrev import abbreviations
+from daemon.fusion import TIE_MARGIN, through_ties
 from daemon.lexical_writes import LexicalDoc, LocalWrites, Writes, start_worker
 from daemon.tokenize import query_tokens, stem, stems
 
@@ -204,16 +205,17 @@ class LexicalIndex:
         """(chunk id, score) of `query`'s best `limit` documents, best first and equal
         scores in file order (path, first line). Tantivy orders a tie by where each
         document was written, which depends on how batches happened to finish, so the
-        same query would list tied chunks differently after every rebuild."""
+        same query would list tied chunks differently after every rebuild; a tie that
+        reaches `limit` is read whole (up to `TIE_MARGIN` more) before it is cut."""
         searcher = self.index.searcher()
-        result = searcher.search(query, limit, count=False)
+        hits = searcher.search(query, limit + TIE_MARGIN, count=False).hits
         placed = []
-        for score, address in result.hits:
+        for score, address in hits[: through_ties([s for s, _ in hits], limit)]:
             doc = searcher.doc(address)
             place = (str(doc["path"][0]), int(doc["start_line"][0]))
             placed.append((-float(score), place, str(doc["chunk_id"][0])))
         placed.sort()
-        return [(cid, -negated) for negated, _place, cid in placed]
+        return [(cid, -negated) for negated, _place, cid in placed[:limit]]
 
     def symbol_candidates(self, words: list[str], limit: int) -> list[str]:
         """Chunk ids whose symbol holds every one of `words` (whole, lowercased

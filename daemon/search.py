@@ -19,7 +19,15 @@ import numpy.typing as npt
 from daemon.config import SearchConfig
 from daemon.embed_groups import fold_shared, shared_runs
 from daemon.filters import row_filters
-from daemon.fusion import confidence_weighted, rrf, standout, tied_ranks, zscore_sum
+from daemon.fusion import (
+    TIE_MARGIN,
+    confidence_weighted,
+    rrf,
+    standout,
+    through_ties,
+    tied_ranks,
+    zscore_sum,
+)
 from daemon.query import (
     STOPWORDS,
     classify,
@@ -190,8 +198,8 @@ def _root_lists(
     lexical = mode in ("hybrid", "bm25")
     shorts = 0.0 if identifier else tuning.abbreviation_weight
     bm25 = root.lexical.search(query, depth, drop, boosts, emphasis, shorts) if lexical else []
-    vec = root.vectors.search(vector, depth) if vector is not None else []
-    vec = _fold_shared(root, vec, query, drop)
+    vec = root.vectors.search(vector, depth + TIE_MARGIN) if vector is not None else []
+    vec = _fold_shared(root, vec[: through_ties([s for _, s in vec], depth)], query, drop)
     name = symbol_name(query) if identifier and tuning.symbol_weight > 0 else None
     exact = _symbol_hits(root, name, ignore_case=True, limit=depth * 4) if name else []
     return RootLists(bm25, vec, exact)

@@ -4,8 +4,12 @@ follows how batches finish. Real Tantivy over the fixture crate."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from daemon.fusion import through_ties
+from daemon.lexical import LexicalIndex
+from daemon.lexical_writes import LexicalDoc
 from daemon.pipeline import run_batch
 from daemon.search import search_roots
 from ipc.requests import SearchRequest
@@ -32,3 +36,21 @@ def test_tied_hits_are_listed_in_file_order_not_write_order(setup: Any) -> None:
     for req in (ident, looked_up):
         hits = search_roots([root], req, embed_query=None)
         assert [h.path for h in hits[:2]] == ["src/left.rs", "src/right.rs"], req
+
+
+def test_a_tie_reaching_the_depth_is_cut_in_file_order(tmp_path: Path) -> None:
+    index = LexicalIndex(tmp_path / "tantivy")
+    for name in ("e", "d", "c", "b", "a"):  # written last to first
+        index.add([LexicalDoc(name, f"src/{name}.rs", "fn", "probe", "fn probe()", TWIN, 1, 3)])
+        index.commit()
+    assert [cid for cid, _ in index.search("frobnicate widget", 2)] == ["a", "b"]
+    assert index.symbol_candidates(["probe"], 3) == ["a", "b", "c"]
+
+
+def test_through_ties_takes_a_run_of_equal_scores_whole() -> None:
+    scores = [0.9, 0.5, 0.5, 0.5, 0.2]
+    assert through_ties(scores, 2) == 4
+    assert through_ties(scores, 1) == 1
+    assert through_ties(scores, 4) == 4
+    assert through_ties(scores, 9) == 5
+    assert through_ties([], 3) == 0
