@@ -32,6 +32,11 @@ import json
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    #: What `add_subparsers` returns (generic only to the type checker).
+    Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
 #: Subcommand -> (module, function taking the parsed arguments); imported when run.
 COMMANDS = {
@@ -56,13 +61,8 @@ COMMANDS = {
 }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
-    )
-    work = str(Path(tempfile.gettempdir()) / "rcmd-bench")
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _daemon_and_model_commands(sub: Subparsers, work: str) -> None:
+    """index, search, embed, vectors: the daemon on a corpus, the embedder, the stores."""
     p = sub.add_parser("index", help="the daemon scenarios on one corpus")
     p.add_argument("corpus", help="small, medium, large or synthetic:N")
     p.add_argument("--clients", type=int, default=50, help="searching clients during the index")
@@ -98,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--queries", type=int, default=200)
     p.add_argument("--one", nargs=2, metavar=("STORE", "N"), help=argparse.SUPPRESS)
 
+
+def _micro_commands(sub: Subparsers, work: str) -> None:
+    """hash, scale, writes, refactor, startup, cli: one cost each, in isolation."""
     p = sub.add_parser("hash", help="blake3 against sha256")
     p.add_argument("--corpus", default="medium")
 
@@ -129,6 +132,9 @@ def main(argv: list[str] | None = None) -> int:
         "the source tree",
     )
 
+
+def _scenario_commands(sub: Subparsers, work: str) -> None:
+    """snapshots, edits, reindex, cluster, cold, baseline, ops, chaos."""
     p = sub.add_parser("snapshots", help="export, adopt with 1%% changed, seeded worktrees")
     p.add_argument("corpus", nargs="?", default="small")
     p.add_argument("--runs", type=int, default=3)
@@ -184,8 +190,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kill", action="store_true", help="SIGKILL and restart the daemon midway")
     p.add_argument("--work", default=work)
 
-    sub.add_parser("report", help="render bench/results into docs/PERFORMANCE.md")
 
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    work = str(Path(tempfile.gettempdir()) / "rcmd-bench")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _daemon_and_model_commands(sub, work)
+    _micro_commands(sub, work)
+    _scenario_commands(sub, work)
+    sub.add_parser("report", help="render bench/results into docs/PERFORMANCE.md")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
     args = parser.parse_args(argv)
     if args.command == "report":
         from bench.report import render

@@ -96,43 +96,58 @@ def run(args: Any) -> dict[str, Any]:
             list(model.embed(texts[:8]))
         rcmd.embed(texts[:8])
         rcmd_float.embed(texts[:8])
-        runs: dict[str, list[float]] = {name: [] for name in ways}
-        vectors: dict[str, Any] = {}
-        for _ in range(args.rounds):
-            for name, way in ways.items():
-                t = time.perf_counter()
-                vectors[name] = np.asarray(way())
-                runs[name].append(time.perf_counter() - t)
-        tokens = sum(lengths)
-        out: dict[str, Any] = {"chunks": len(texts), "real_tokens": tokens, "rounds": args.rounds}
-        base = statistics.median(runs["naive_stock"])
-        base_256 = statistics.median(runs["naive_256"])
-        for name, times in runs.items():
-            s = statistics.median(times)
-            out[name] = {
-                "median_s": round(s, 2),
-                "chunks_per_s": round(len(texts) / s, 1),
-                "tokens_per_s": round(tokens / s),
-                "speedup_vs_stock": round(base / s, 2),
-                "speedup_vs_256": round(base_256 / s, 2),
-            }
-        out["speedup"] = out["rcmd"]["speedup_vs_stock"]
-        out["speedup_same_tokens"] = out["rcmd"]["speedup_vs_256"]
-        cos = (vectors["rcmd"] * vectors["naive_256"]).sum(axis=1)
-        out["rcmd_cosine_to_float"] = {
-            "mean": round(float(cos.mean()), 4),
-            "min": round(float(cos.min()), 4),
-        }
-        cos = (vectors["rcmd_float"] * vectors["naive_256"]).sum(axis=1)
-        out["rcmd_float_cosine_to_float"] = round(float(cos.min()), 5)
+        runs, vectors = _timed(ways, args.rounds)
+        out = _figures(runs, vectors, len(texts), sum(lengths), args.rounds)
         t = time.perf_counter()
         rcmd.token_lengths(texts)
         out["tokenize_s"] = round(time.perf_counter() - t, 3)
-        out["int8_over_float"] = round(
-            out["rcmd"]["tokens_per_s"] / out["rcmd_float"]["tokens_per_s"], 2
-        )
         out["layout"] = rcmd.layout_status()
         out["machine_after"] = machine_state()
     command = f"python -m bench embed --chunks {args.chunks} --corpus {args.corpus}"
     save("embedding", f"{command} --rounds {args.rounds}", out)
+    return out
+
+
+def _timed(
+    ways: dict[str, Callable[[], Any]], rounds: int
+) -> tuple[dict[str, list[float]], dict[str, Any]]:
+    """Seconds of each way per round (interleaved, so load hits all alike), last vectors."""
+    runs: dict[str, list[float]] = {name: [] for name in ways}
+    vectors: dict[str, Any] = {}
+    for _ in range(rounds):
+        for name, way in ways.items():
+            t = time.perf_counter()
+            vectors[name] = np.asarray(way())
+            runs[name].append(time.perf_counter() - t)
+    return runs, vectors
+
+
+def _figures(
+    runs: dict[str, list[float]], vectors: dict[str, Any], chunks: int, tokens: int, rounds: int
+) -> dict[str, Any]:
+    """Medians, rates and ratios of every way, and how far rcmd's vectors are from float."""
+    out: dict[str, Any] = {"chunks": chunks, "real_tokens": tokens, "rounds": rounds}
+    base = statistics.median(runs["naive_stock"])
+    base_256 = statistics.median(runs["naive_256"])
+    for name, times in runs.items():
+        s = statistics.median(times)
+        out[name] = {
+            "median_s": round(s, 2),
+            "chunks_per_s": round(chunks / s, 1),
+            "tokens_per_s": round(tokens / s),
+            "speedup_vs_stock": round(base / s, 2),
+            "speedup_vs_256": round(base_256 / s, 2),
+        }
+    out["speedup"] = out["rcmd"]["speedup_vs_stock"]
+    out["speedup_same_tokens"] = out["rcmd"]["speedup_vs_256"]
+    cos = (vectors["rcmd"] * vectors["naive_256"]).sum(axis=1)
+    out["rcmd_cosine_to_float"] = {
+        "mean": round(float(cos.mean()), 4),
+        "min": round(float(cos.min()), 4),
+    }
+    cos = (vectors["rcmd_float"] * vectors["naive_256"]).sum(axis=1)
+    out["rcmd_float_cosine_to_float"] = round(float(cos.min()), 5)
+    out["int8_over_float"] = round(
+        out["rcmd"]["tokens_per_s"] / out["rcmd_float"]["tokens_per_s"], 2
+    )
     return out

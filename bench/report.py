@@ -75,10 +75,12 @@ def _fmt(value: Any) -> str:
     return f"{round(value, 3):g}" if isinstance(value, float) else str(value)
 
 
-def targets(results: dict[str, Any]) -> list[str]:
-    """The performance issue's targets against the latest figures: one row each."""
-    m = "index-medium"
-    rows: list[tuple[str, str, bool | None]] = []
+Row = tuple[str, str, bool | None]
+
+
+def _index_targets(results: dict[str, Any], m: str) -> list[Row]:
+    """Targets 1–4: embedding, the lexical pass, forced reindex, no-change startup."""
+    rows: list[Row] = []
 
     def row(target: str, figure: str, met: bool | None) -> None:
         rows.append((target, figure, met))
@@ -120,6 +122,16 @@ def targets(results: dict[str, Any]) -> list[str]:
         f"median {_fmt(med)} s over {len(large)} restarts, files read {read}, scan µs/file {us}",
         None if med is None else med <= 3 and not any(read),
     )
+    return rows
+
+
+def _serving_targets(results: dict[str, Any], m: str) -> list[Row]:
+    """Targets 5–9: edits, search latency, memory, floods, the scale curve."""
+    rows: list[Row] = []
+
+    def row(target: str, figure: str, met: bool | None) -> None:
+        rows.append((target, figure, met))
+
     p50, p95 = _get(results, f"{m}.edits.p50_s"), _get(results, f"{m}.edits.p95_s")
     row(
         "5. edit → searchable on medium: p50 ≤ 1 s, p95 ≤ 2 s",
@@ -161,6 +173,13 @@ def targets(results: dict[str, Any]) -> list[str]:
         f"peak RSS MB {[r['peak_rss_mb'] for r in scale]}",
         None if spread is None else spread <= 1.25,
     )
+    return rows
+
+
+def targets(results: dict[str, Any]) -> list[str]:
+    """The performance issue's targets against the latest figures: one row each."""
+    m = "index-medium"
+    rows = _index_targets(results, m) + _serving_targets(results, m)
     mark = {True: "met", False: "**missed**", None: "see below"}
     lines = ["| target | figure | |", "|---|---|---|"]
     lines += [f"| {t} | {f} | {mark[ok]} |" for t, f, ok in rows]

@@ -10,6 +10,7 @@ query p50/p99 (top 50), the time to reopen the store from disk, RSS and on-disk 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -37,81 +38,101 @@ def _disk_mb(path: Path) -> float:
     return round(dir_bytes(path) / 2**20, 1)
 
 
+class _Edge:
+    """Qdrant Edge through rcmd's own wrapper, as the daemon writes it."""
+
+    def __init__(self, path: Path) -> None:
+        from daemon.vectors import EdgeStore
+
+        self.path, self.store = path, EdgeStore(path, DIM)
+
+    def upsert(self, data: np.ndarray, lo: int, hi: int) -> None:
+        from daemon.vectors import VectorPoint
+
+        self.store.upsert(
+            [VectorPoint(f"{i:032x}", f"src/f{i // 20}.rs", "fn", data[i]) for i in range(lo, hi)]
+        )
+
+    def flush(self) -> None:
+        self.store.flush()
+
+    def query(self, v: np.ndarray) -> Any:
+        return self.store.search(v, 50)
+
+    def reopen(self) -> None:
+        from daemon.vectors import EdgeStore
+
+        self.store.close()
+        self.store = EdgeStore(self.path, DIM)
+
+
+class _ClientLocal:
+    """qdrant-client's local (in-process) mode, one collection."""
+
+    def __init__(self, path: Path) -> None:
+        from qdrant_client import QdrantClient, models
+
+        self.path, self.client = path, QdrantClient(path=str(path))
+        self.client.create_collection(
+            "c", vectors_config=models.VectorParams(size=DIM, distance=models.Distance.COSINE)
+        )
+
+    def upsert(self, data: np.ndarray, lo: int, hi: int) -> None:
+        from qdrant_client import models
+
+        self.client.upsert(
+            "c",
+            [
+                models.PointStruct(id=i, vector=data[i].tolist(), payload={"path": f"f{i}"})
+                for i in range(lo, hi)
+            ],
+        )
+
+    def flush(self) -> None:
+        """Local mode writes through; nothing to flush."""
+
+    def query(self, v: np.ndarray) -> Any:
+        return self.client.query_points("c", query=v.tolist(), limit=50)
+
+    def reopen(self) -> None:
+        from qdrant_client import QdrantClient
+
+        self.client.close()
+        self.client = QdrantClient(path=str(self.path))
+
+
 def one(store: str, n: int, queries: int) -> dict[str, Any]:
     """Measure one store at one size in this process."""
     from daemon.metrics import rss_bytes
-    from daemon.vectors import EdgeStore, VectorPoint
 
     data = _vectors(n, 1)
     probes = _vectors(queries, 2)
     tmp = Path(tempfile.mkdtemp(prefix="rcmd-vec-"))
     out: dict[str, Any] = {"store": store, "points": n}
     t = time.perf_counter()
-    if store == "edge":
-        s: Any = EdgeStore(tmp / "shard", DIM)
-
-        def upsert(lo: int, hi: int) -> None:
-            s.upsert(
-                [
-                    VectorPoint(f"{i:032x}", f"src/f{i // 20}.rs", "fn", data[i])
-                    for i in range(lo, hi)
-                ]
-            )
-
-        def query(v: np.ndarray) -> Any:
-            return s.search(v, 50)
-
-        def reopen() -> Any:
-            s.close()
-            return EdgeStore(tmp / "shard", DIM)
-    else:
-        from qdrant_client import QdrantClient, models
-
-        client = QdrantClient(path=str(tmp / "local"))
-        client.create_collection(
-            "c", vectors_config=models.VectorParams(size=DIM, distance=models.Distance.COSINE)
-        )
-
-        def upsert(lo: int, hi: int) -> None:
-            client.upsert(
-                "c",
-                [
-                    models.PointStruct(id=i, vector=data[i].tolist(), payload={"path": f"f{i}"})
-                    for i in range(lo, hi)
-                ],
-            )
-
-        def query(v: np.ndarray) -> Any:
-            return client.query_points("c", query=v.tolist(), limit=50)
-
-        def reopen() -> Any:
-            nonlocal client
-            client.close()
-            client = QdrantClient(path=str(tmp / "local"))
-            return client
-
+    s: _Edge | _ClientLocal = (
+        _Edge(tmp / "shard") if store == "edge" else _ClientLocal(tmp / "local")
+    )
     out["create_s"] = round(time.perf_counter() - t, 3)
     t = time.perf_counter()
     for lo in range(0, n, BATCH):
-        upsert(lo, min(n, lo + BATCH))
-    if store == "edge":
-        s.flush()
+        s.upsert(data, lo, min(n, lo + BATCH))
+    s.flush()
     seconds = time.perf_counter() - t
     out["upsert_s"] = round(seconds, 1)
     out["upsert_points_per_s"] = round(n / seconds)
     t = time.perf_counter()
-    reopened = reopen()
+    s.reopen()
     out["reopen_s"] = round(time.perf_counter() - t, 2)
-    if store == "edge":
-        s = reopened
     times = []
     for v in probes:
         t = time.perf_counter()
-        query(v)
+        s.query(v)
         times.append(time.perf_counter() - t)
     out["query"] = summary_ms(times)
     out["rss_mb"] = rss_bytes() >> 20
     out["disk_mb"] = _disk_mb(tmp)
+    shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
