@@ -125,7 +125,7 @@ class FileLedger:
         read, so a search can flag hits whose lines may have moved."""
         rec = self._records.get(path)
         try:
-            st = os.lstat(root / path)
+            st = os.lstat(os.path.join(root, path))
         except OSError:
             return True
         return rec is None or (rec.size, rec.mtime_ns, rec.inode) != (

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import numpy.typing as npt
@@ -69,7 +69,12 @@ class SearchHit:
     stale: bool = False
 
     def to_json(self) -> dict[str, object]:
-        return asdict(self)
+        """The reply's record of this hit: its fields as they are (`asdict` deep-copies
+        each value, ~3% of an identifier search's time on medium)."""
+        return {f: getattr(self, f) for f in _HIT_FIELDS}
+
+
+_HIT_FIELDS = tuple(f.name for f in fields(SearchHit))
 
 
 def snippet(text: str, words: Sequence[str], lines: int = SNIPPET_LINES) -> str:

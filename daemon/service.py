@@ -6,7 +6,6 @@ a long search or verify never blocks another client.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import threading
 import time
@@ -216,13 +215,10 @@ class Service:
             adapter=self.adapter,
         )
         by_path = {str(r.path): r for r in roots}
-        hits = [
-            dataclasses.replace(
-                h, stale=by_path[h.root].ledger.is_stale(by_path[h.root].path, h.path)
-            )
+        results = [
+            h.to_json() | {"stale": by_path[h.root].ledger.is_stale(by_path[h.root].path, h.path)}
             for h in outcome.hits
         ]
-        results = [h.to_json() for h in hits]
         reply: dict[str, Any] = {"results": results}
         if req.max_tokens is not None:
             reply["results"], reply["cut"] = apply_budget(results, req.max_tokens)
