@@ -74,6 +74,17 @@ def crash_point(name: str) -> None:
         os._exit(137)
 
 
+def hold_point(name: str, should_stop: Callable[[], bool]) -> None:
+    """Wait here until the daemon is asked to stop, when the test-only switch
+    RCMD_TEST_HOLD_AT names this point: a test of what a client sees while a root is
+    indexing (Ctrl-C in `index --wait`, `stop` mid-batch) then runs no race against the
+    indexing finishing first."""
+    if os.environ.get("RCMD_TEST_HOLD_AT") != name:
+        return
+    while not should_stop():
+        time.sleep(0.01)
+
+
 def chunk_id(root_id: str, path: str, c: Chunk, occurrence: int) -> str:
     return _chunk_id(root_id, path, c.symbol, c.kind, c.part, occurrence)
 
@@ -643,6 +654,7 @@ def _write_step(
     """Embed one step's chunks (`lexical_first`: only those in the cache; the rest are
     recorded as pending) and write them to both indexes (uncommitted). A file with a
     diff has only its changed and moved chunks written, and its removed ones deleted."""
+    hold_point("write_step", collab.should_stop)
     docs = [ic for f in step for ic in f.docs]
     embeds = [ic for f in step for ic in f.embeds]
     texts = {cid: f.embed_text(cid, c) for f in step for cid, c in f.embeds}

@@ -123,9 +123,12 @@ def _big_crate(where: Path, files: int) -> Path:
 
 def test_ctrl_c_leaves_indexing_running_and_stop_says_it_finishes(tmp_path: Path) -> None:
     """19.10: Ctrl-C in `index --wait` exits 130 saying indexing goes on; `rcmd stop`
-    while indexing says the daemon finishes its current step, then stops it."""
-    crate = _big_crate(tmp_path / "big", 400)  # cold cache: embedding takes a while
-    d = Daemon(tmp_path / "home")
+    while indexing says the daemon finishes its current step, then stops it. The daemon
+    holds its first write step until it is asked to stop (RCMD_TEST_HOLD_AT), so the
+    root is still indexing when the signal and the stop arrive: no race with a batch
+    that finishes first (a 400-file batch once did, on a loaded CI machine)."""
+    crate = _big_crate(tmp_path / "big", 40)
+    d = Daemon(tmp_path / "home", RCMD_TEST_HOLD_AT="write_step")
     d.start()
     try:
         env = {**d.env, "PYTHONPATH": str(REPO)}
