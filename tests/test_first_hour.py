@@ -126,14 +126,23 @@ def test_ctrl_c_leaves_indexing_running_and_stop_says_it_finishes(tmp_path: Path
     while indexing says the daemon finishes its current step, then stops it. The daemon
     holds its first write step until it is asked to stop (RCMD_TEST_HOLD_AT), so the
     root is still indexing when the signal and the stop arrive: no race with a batch
-    that finishes first (a 400-file batch once did, on a loaded CI machine)."""
+    that finishes first."""
     crate = _big_crate(tmp_path / "big", 40)
     d = Daemon(tmp_path / "home", RCMD_TEST_HOLD_AT="write_step")
     d.start()
     try:
         env = {**d.env, "PYTHONPATH": str(REPO)}
         cmd = [sys.executable, "-m", "ipc.cli", "index", str(crate), "--wait"]
-        proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True, cwd=REPO)
+        # Ctrl-C at a terminal always reaches the client, but a test run started in the
+        # background (`cmd &`, nohup) inherits SIGINT ignored, and Python then leaves it so.
+        proc = subprocess.Popen(
+            cmd,
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
         wait_until(lambda: d.status()["roots"], timeout=120)
         assert not d.root_status(crate)["idle"]
         proc.send_signal(signal.SIGINT)
