@@ -65,12 +65,11 @@ class SearchHit:
     kind: str
     score: float
     snippet: str
-    #: The file changed on disk after this hit was indexed (its lines may have moved).
-    stale: bool = False
 
     def to_json(self) -> dict[str, object]:
         """The reply's record of this hit: its fields as they are (`asdict` deep-copies
-        each value, ~3% of an identifier search's time on medium)."""
+        each value, ~3% of an identifier search's time on medium). The service adds
+        `stale`, which needs the file on disk (`service._replied`)."""
         return {f: getattr(self, f) for f in _HIT_FIELDS}
 
 

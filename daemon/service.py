@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -32,7 +32,7 @@ from daemon.query_adapter import load_adapter
 from daemon.reader import read_lines
 from daemon.registry import Registry
 from daemon.root import RootIndex
-from daemon.search import overlaps, run_search, search_roots
+from daemon.search import SearchHit, overlaps, run_search, search_roots
 from daemon.seeding import Adopter
 from daemon.status import caches_status, root_status, summary_line
 from daemon.sync import Cookies, bring_up_to_date
@@ -90,6 +90,16 @@ def _run_steps(steps: list[tuple[str, Callable[[], None]]]) -> None:
 def handler(schema: type[R], domain: Callable[[R], Any]) -> Handler:
     """A socket handler: parse `params` with the method's schema, then one domain call."""
     return lambda params: domain(schema.from_params(params))
+
+
+def _replied(roots: Sequence[RootIndex], hits: Sequence[SearchHit]) -> list[dict[str, Any]]:
+    """Each hit's reply record with `stale`: whether its file changed on disk after it
+    was indexed, so its lines may have moved (one lstat a hit, no read)."""
+    by_path = {str(r.path): r for r in roots}
+    return [
+        h.to_json() | {"stale": by_path[h.root].ledger.is_stale(by_path[h.root].path, h.path)}
+        for h in hits
+    ]
 
 
 class Service:
@@ -214,11 +224,7 @@ class Service:
             tuning=self.config.search,
             adapter=self.adapter,
         )
-        by_path = {str(r.path): r for r in roots}
-        results = [
-            h.to_json() | {"stale": by_path[h.root].ledger.is_stale(by_path[h.root].path, h.path)}
-            for h in outcome.hits
-        ]
+        results = _replied(roots, outcome.hits)
         reply: dict[str, Any] = {"results": results}
         if req.max_tokens is not None:
             reply["results"], reply["cut"] = apply_budget(results, req.max_tokens)
@@ -273,8 +279,8 @@ class Service:
             tuning=self.config.search,
         )
         span = (source["root"], source["path"], source["start_line"], source["end_line"])
-        results = [h.to_json() for h in hits if not overlaps(h, *span)][:limit]
-        return {"results": results}
+        kept = [h for h in hits if not overlaps(h, *span)][:limit]
+        return {"results": _replied(roots, kept)}
 
     def verify(self, req: VerifyRequest) -> dict[str, Any]:
         return self._verify(self.registry.select(req.root) if req.root else self.registry.roots())

@@ -48,6 +48,14 @@ def test_stale_hits_and_a_fresh_search_that_cannot_be_met(
         target.write_text("// moved down\n" + target.read_text())
         again = d.search("fetch_with_retry", "--mode", "bm25")
         assert again[0]["path"] == hits[0]["path"] and again[0]["stale"] is True
+        # `similar` flags the same way: touch its nearest hit's file (at the end, so the
+        # probe's lines stay as they are) and only the edited files' hits are stale.
+        probe = {"path": str(crate / "src/lib.rs"), "start_line": 1, "end_line": 3, "limit": 10}
+        first = d.call("similar", **probe)["results"][0]["path"]
+        (crate / first).write_text((crate / first).read_text() + "// touched\n")
+        near = d.call("similar", **probe)["results"]
+        assert near[0]["path"] == first and near[0]["stale"] is True, near[0]
+        assert all(h["stale"] is (h["path"] in {first, hits[0]["path"]}) for h in near), near
         out = d.cli("search", "fetch_with_retry", "--fresh", check=False)
         assert out.returncode == 1 and "--fresh" in out.stderr, out.stderr
     finally:
