@@ -7,6 +7,7 @@ otherwise platformdirs' per-user directories are used.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,7 +51,7 @@ def runtime_paths(env: dict[str, str] | None = None) -> RuntimePaths:
         )
     import platformdirs  # deferred: only the no-RCMD_HOME path needs it
 
-    runtime = platformdirs.user_runtime_dir("rcmd")
+    runtime = _user_runtime_dir(env)
     return RuntimePaths(
         state_dir=Path(platformdirs.user_state_dir("rcmd")),
         cache_dir=Path(platformdirs.user_cache_dir("rcmd")),
@@ -58,3 +59,18 @@ def runtime_paths(env: dict[str, str] | None = None) -> RuntimePaths:
         log_dir=Path(platformdirs.user_log_dir("rcmd")),
         config_file=Path(platformdirs.user_config_dir("rcmd")) / "config.toml",
     )
+
+
+def _user_runtime_dir(env: dict[str, str]) -> str:
+    """platformdirs' runtime directory, without the warning it prints on every command
+    when XDG_RUNTIME_DIR is unset (ssh without a login session, containers, cron): the
+    fallback it then takes (`/run/user/UID`, else `$TMPDIR/runtime-UID`) is checked to be
+    the user's own private directory, so there is nothing to tell. A variable that is set
+    but rejected (not owned by the user, not 0700) still warns: that is worth fixing."""
+    import platformdirs
+
+    category = getattr(platformdirs, "RuntimeDirWarning", None)
+    with warnings.catch_warnings():
+        if category is not None and not env.get("XDG_RUNTIME_DIR"):
+            warnings.simplefilter("ignore", category)
+        return platformdirs.user_runtime_dir("rcmd")

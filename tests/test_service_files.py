@@ -62,6 +62,16 @@ def test_systemd_analyze_verify(tmp_path: Path) -> None:
     assert "ListenStream=%t/rcmd/rcmd.sock" in SOCKET and "SocketMode=0600" in SOCKET
 
 
+def test_no_runtime_dir_variable_prints_no_warning(tmp_path: Path) -> None:
+    """Without XDG_RUNTIME_DIR (ssh, containers, cron) platformdirs warns on every call and
+    falls back to a private directory of the user's own; rcmd says only its one line."""
+    env = {k: v for k, v in os.environ.items() if k not in ("RCMD_HOME", "XDG_RUNTIME_DIR")}
+    env.update(HOME=str(tmp_path), TMPDIR=str(tmp_path))
+    proc = rcmd("status", env=env, timeout=60)
+    assert "Warning" not in proc.stderr, proc.stderr
+    assert len(proc.stderr.splitlines()) <= 1, proc.stderr
+
+
 def test_plist_keys() -> None:
     plist = plistlib.loads(
         render_plist(["/opt/bin/rcmd"], Path("/Users/me/Library/Logs/rcmd")).encode()
