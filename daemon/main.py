@@ -12,6 +12,7 @@ import fcntl
 import gc
 import os
 import resource
+import shlex
 import signal
 import stat
 import sys
@@ -24,6 +25,7 @@ from daemon.config import Config, ensure_dirs, load_config
 from daemon.metrics import trim_heap
 from daemon.systemd import Notifier, listen_socket
 from ipc.errors import AlreadyRunning, RcmdError, StateError
+from ipc.paths import LISTENING, STOPPING
 
 if TYPE_CHECKING:
     from daemon.embedder import TextEmbedder
@@ -66,18 +68,60 @@ def acquire_lock(lock_path: Path) -> int:
     """Hold an exclusive flock for the process's life. The fd is never closed: only the
     process's exit (or a kill) releases the lock, so `rcmd stop` seeing it free means the
     daemon is gone, and no second daemon can start while this one still runs."""
+    fd = _locked(lock_path)
+    if fd is None:
+        raise AlreadyRunning(
+            f"another rcmd daemon is running (pid {_holder(lock_path)[0]}); stop it with: rcmd stop"
+        )
+    return fd
+
+
+def acquire_state_lock(state_dir: Path, socket: Path) -> int:
+    """Hold the index's own lock for the process's life. The single-instance lock lives
+    beside the socket, so two shells that disagree on XDG_RUNTIME_DIR (an ssh session and
+    a desktop one) would each start a daemon on the same index, and the two would set
+    each other's stores aside as broken; this one, in the state folder, refuses the
+    second and says where the first one listens."""
+    lock_path = state_dir / "daemon.lock"
+    fd = _locked(lock_path, f"{os.getpid()}\n{socket}")
+    if fd is None:
+        pid, where = _holder(lock_path)
+        raise StateError(
+            f"another rcmd daemon (pid {pid}) already serves the index in {state_dir}, on "
+            f"{where}; reach it with: XDG_RUNTIME_DIR={shlex.quote(str(Path(where).parent.parent))}"
+            f" rcmd ..., or stop it with: kill {pid}"
+        )
+    return fd
+
+
+def mark(lock_fd: int, word: str) -> None:
+    """Add `word` (`LISTENING`, `STOPPING`) to the lock file, for clients that find no
+    socket to tell a daemon starting or stopping from one that lost its socket."""
+    os.pwrite(lock_fd, f" {word}".encode(), os.fstat(lock_fd).st_size)
+
+
+def _locked(lock_path: Path, content: str | None = None) -> int | None:
+    """An fd holding `lock_path`'s exclusive flock, with `content` (default: our pid)
+    written in it; None when another process holds it."""
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        pid = os.read(fd, 32).decode(errors="replace").strip() or "?"
         os.close(fd)
-        raise AlreadyRunning(
-            f"another rcmd daemon is running (pid {pid}); stop it with: rcmd stop"
-        ) from None
+        return None
     os.ftruncate(fd, 0)
-    os.write(fd, str(os.getpid()).encode())
+    os.write(fd, (content or str(os.getpid())).encode())
     return fd
+
+
+def _holder(lock_path: Path) -> tuple[str, str]:
+    """The pid (and socket, where recorded) a held lock file names."""
+    try:
+        lines = lock_path.read_text(errors="replace").splitlines()
+    except OSError:
+        lines = []
+    first = lines[0].split() if lines else []
+    return (first[0] if first else "?"), (lines[1] if len(lines) > 1 else "?")
 
 
 def _embedder(config: Config) -> TextEmbedder:
@@ -97,7 +141,7 @@ def _embedder(config: Config) -> TextEmbedder:
     return ClusterEmbedder(local, config.cluster)
 
 
-async def _serve(config: Config) -> None:
+async def _serve(config: Config, lock_fd: int) -> None:
     from daemon.chunk_cache import ChunkCache
     from daemon.embed_cache import open_cache
     from daemon.server import Server, bind_socket
@@ -110,6 +154,7 @@ async def _serve(config: Config) -> None:
     activated = listen_socket()
     sock = activated if activated is not None else bind_socket(config.paths.socket)
     socket_path = Path(sock.getsockname())
+    mark(lock_fd, LISTENING)
     notifier.status("starting")
     embedder = _embedder(config)
     chunks = open_or_set_aside(
@@ -146,6 +191,7 @@ async def _serve(config: Config) -> None:
         last_seen = server.requests
     log.info("daemon_stopping")
     notifier.stopping()
+    mark(lock_fd, STOPPING)
     await server.close()
     if activated is None:
         socket_path.unlink(missing_ok=True)  # systemd owns an activated socket
@@ -163,7 +209,8 @@ def run(foreground: bool = True) -> int:
         config = load_config()
         ensure_dirs(config.paths)
         _check_runtime_dir(config.paths.runtime_dir)
-        acquire_lock(config.paths.lock)
+        lock_fd = acquire_lock(config.paths.lock)
+        acquire_state_lock(config.paths.state_dir, config.paths.socket)
     except AlreadyRunning as exc:
         print(f"rcmd daemon: {exc}", file=sys.stderr)
         return AlreadyRunning.exit_status
@@ -177,7 +224,7 @@ def run(foreground: bool = True) -> int:
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     gc.set_threshold(*GC_THRESHOLDS)
     try:
-        asyncio.run(_serve(config))
+        asyncio.run(_serve(config, lock_fd))
     except RcmdError as exc:
         log.error("daemon_failed", error=str(exc))
         print(f"rcmd daemon: {exc}", file=sys.stderr)

@@ -15,7 +15,7 @@ from typing import Any
 
 from ipc import __version__
 from ipc.errors import AlreadyRunning, DaemonNotRunning, RcmdError, Timeout, error_for_code
-from ipc.paths import RuntimePaths
+from ipc.paths import LISTENING, STOPPING, RuntimePaths
 from ipc.protocol import PROTOCOL_VERSION, Request, decode_reply
 from ipc.requests import MethodRequest, StatusRequest, WaitRequest
 
@@ -43,7 +43,7 @@ def check_socket(path: Path) -> None:
     try:
         st = os.lstat(path)
     except FileNotFoundError:
-        raise DaemonNotRunning(NOT_RUNNING) from None
+        raise not_running(path) from None
     folder = os.lstat(path.parent)
     uid = os.getuid()
     problem = None
@@ -64,6 +64,23 @@ def check_socket(path: Path) -> None:
         )
 
 
+def not_running(socket_path: Path) -> RcmdError:
+    """The error for a socket nobody answers on. A daemon that holds the lock beside it
+    and says it listens, not that it is stopping, has lost its socket (deleted by hand,
+    or overwritten): starting another cannot help, so say which process to stop."""
+    lock = socket_path.with_name("rcmd.lock")
+    try:
+        words = lock.read_text(errors="replace").split()
+    except OSError:
+        return DaemonNotRunning(NOT_RUNNING)
+    if LISTENING not in words or STOPPING in words or lock_released(lock):
+        return DaemonNotRunning(NOT_RUNNING)
+    return RcmdError(
+        f"the daemon (pid {words[0]}) no longer listens on {socket_path} (was the socket "
+        f"deleted?); stop it with: kill {words[0]}, then run the command again"
+    )
+
+
 class Client:
     """One connection; requests are answered in order."""
 
@@ -76,7 +93,7 @@ class Client:
             self._sock.connect(str(socket_path))
         except (FileNotFoundError, ConnectionRefusedError):
             self._sock.close()
-            raise DaemonNotRunning(NOT_RUNNING) from None
+            raise not_running(socket_path) from None
         self._file = self._sock.makefile("rb")
         self._ids = itertools.count(1)
 

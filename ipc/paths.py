@@ -11,6 +11,12 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+#: Words a daemon adds to its lock file (after its pid) as it goes: its socket is bound,
+#: then closed on purpose. A client that finds no socket while the lock's holder says
+#: it listens knows the socket was lost, not that the daemon is starting or stopping.
+LISTENING = "listening"
+STOPPING = "stopping"
+
 
 @dataclass(frozen=True, slots=True)
 class RuntimePaths:

@@ -10,6 +10,7 @@ import signal
 import socket
 import stat
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from ipc.client import NOT_RUNNING
-from ipc.errors import BadRequest, NotFound, Timeout
+from ipc.client import NOT_RUNNING, Client
+from ipc.errors import BadRequest, DaemonNotRunning, NotFound, Timeout
 from tests.conftest import (
     REPO,
     Daemon,
@@ -341,6 +342,58 @@ def test_second_daemon_refuses(daemon: Daemon) -> None:
     assert proc.returncode == 75  # AlreadyRunning.exit_status: a spawning client waits on
     assert "already running" in proc.stderr or "another rcmd daemon" in proc.stderr
     assert daemon.call("hello")
+
+
+def test_a_second_daemon_on_the_same_index_refuses(tmp_path: Path) -> None:
+    """Two shells that disagree on XDG_RUNTIME_DIR (an ssh session, a desktop) find
+    different sockets but the same index: the second daemon must refuse, not set the
+    first one's stores aside as broken, and say where the first one listens."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("XDG_") and k != "RCMD_HOME"}
+    envs = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir(mode=0o700)
+        envs.append({**base, "HOME": str(tmp_path), "XDG_RUNTIME_DIR": str(tmp_path / name)})
+    first = subprocess.Popen(
+        [sys.executable, "-m", "daemon"],
+        env=envs[0],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        socket_a = tmp_path / "a" / "rcmd" / "rcmd.sock"
+        deadline = time.monotonic() + 120
+        while not _answers(socket_a):
+            assert first.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        proc = run_daemon_once(envs[1])
+        assert proc.returncode == 1, proc.stderr
+        assert "already serves the index" in proc.stderr and f"kill {first.pid}" in proc.stderr
+        assert str(socket_a) in proc.stderr
+        assert not (tmp_path / "b" / "rcmd" / "rcmd.sock").exists()
+        assert _answers(socket_a)
+    finally:
+        first.terminate()
+        first.wait(timeout=60)
+
+
+def _answers(sock: Path) -> bool:
+    try:
+        with Client(sock, timeout=30) as c:
+            return bool(c.call("hello"))
+    except DaemonNotRunning:
+        return False
+
+
+def test_a_lost_socket_names_the_daemon_to_stop(daemon: Daemon) -> None:
+    """A daemon alive whose socket was deleted: a command says which process to stop,
+    at once, instead of spawning a second daemon that waits on the lock for 120 s."""
+    pid = daemon.call("hello")["pid"]
+    daemon.paths.socket.unlink()
+    for args in (("status",), ("stop",), ("search", "anything")):
+        proc = run_rcmd(*args, env=daemon.env, timeout=60)
+        assert proc.returncode == 1, proc.stderr
+        assert "no longer listens" in proc.stderr and f"kill {pid}" in proc.stderr
 
 
 def test_sigterm_commits_and_exits_cleanly(daemon: Daemon, crate: Path) -> None:
