@@ -25,7 +25,7 @@ from daemon.embedder import Embedder, TextEmbedder
 from daemon.gitinfo import checkout_of
 from daemon.pipeline import Collaborators, fill_vectors, run_batch
 from daemon.root import RootIndex
-from daemon.snapshot import pack, stage_export
+from daemon.snapshot import check_export_target, pack, stage_export
 from ipc.errors import NotFound
 
 log = structlog.get_logger("rcmd.build")
@@ -56,8 +56,7 @@ def build_snapshot(root_path: Path, out: Path, address: str = "") -> dict[str, A
     """Index `root_path` from scratch and write its snapshot to `out`."""
     if not root_path.is_dir():
         raise NotFound(f"{root_path} is not a directory")
-    if not out.parent.is_dir():
-        raise NotFound(f"{out.parent} is not a directory; give a file in an existing one")
+    check_export_target(out)
     model_cache = load_config().paths.cache_dir
     t = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="rcmd-build-") as tmp:

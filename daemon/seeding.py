@@ -28,7 +28,7 @@ from daemon.embed_groups import policy_of
 from daemon.gitinfo import GitCheckout, checkout_of
 from daemon.registry import Registry
 from daemon.root import RootIndex, build_layout, root_id_for
-from daemon.snapshot import pack, stage_export, unpack
+from daemon.snapshot import check_export_target, pack, stage_export, unpack
 from daemon.snapshot_format import MANIFEST, Limits
 from ipc.errors import BadRequest, Busy, ConfigError, NotFound
 
@@ -91,8 +91,7 @@ class Adopter:
     def export(self, raw_root: str, out: Path) -> dict[str, Any]:
         """Write the index of the root holding `raw_root` to the snapshot file `out`."""
         root = self._registry.find(raw_root)
-        if not out.parent.is_dir():
-            raise NotFound(f"{out.parent} is not a directory; give a file in an existing one")
+        check_export_target(out)
         checkout = checkout_of(root.path)
         t = time.perf_counter()
         with self._workdir() as stage:
@@ -100,7 +99,10 @@ class Adopter:
                 manifest = stage_export(
                     root, stage, self._model, self._chunk_cache, checkout.head if checkout else None
                 )
-            size = pack(stage, out)
+            try:
+                size = pack(stage, out)
+            except OSError as exc:
+                raise BadRequest(f"cannot write {out}: {exc.strerror or exc}") from None
         log.info("snapshot_exported", root=str(root.path), file=str(out), bytes=size)
         return {
             "root": str(root.path),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tarfile
 import time
 from collections.abc import Iterable, Iterator
@@ -38,7 +39,7 @@ from daemon.snapshot_format import (
 )
 from daemon.state import ChunkRow, StateDB
 from ipc import __version__
-from ipc.errors import BadRequest, StateError
+from ipc.errors import BadRequest, NotFound, StateError
 
 #: Chunk rows read from state.db per query (SQLite caps the parameters of one query).
 ROWS_PER_QUERY = 5000
@@ -175,6 +176,24 @@ def _row_fields(r: ChunkRow) -> tuple[Any, ...]:
 
 def _order(r: ChunkRow) -> tuple[str, int, str]:
     return (r.path, r.start_line, r.id)
+
+
+def check_export_target(out: Path) -> None:
+    """Refuse any target but a new or regular file in an existing folder: a snapshot
+    replaces its path whole (written beside it, then renamed over it), which would turn
+    a device such as /dev/null, a pipe, a socket or a folder into a file. `out` is
+    resolved, so a link to one of those is refused as well."""
+    if not out.parent.is_dir():
+        raise NotFound(f"{out.parent} is not a directory; give a file in an existing one")
+    try:
+        mode = out.stat().st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise BadRequest(f"cannot write {out}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(mode):
+        kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+        raise BadRequest(f"{out} is {kind}; give the path of a new snapshot file")
 
 
 def pack(stage: Path, out: Path) -> int:

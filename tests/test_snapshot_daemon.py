@@ -3,7 +3,9 @@ and clones seeded from the root of their repository, through a real daemon and g
 
 from __future__ import annotations
 
+import os
 import shutil
+import stat
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -82,6 +84,36 @@ def test_export_then_index_from_the_file_elsewhere(
     finally:
         fresh.stop()
         fresh.kill()
+
+
+def test_export_writes_only_a_new_or_regular_file(
+    daemon: Daemon, crate: Path, tmp_path: Path
+) -> None:
+    """A snapshot replaces its path whole: a pipe (or a link to one), a folder or a
+    device such as /dev/null must be refused and left as they were, not turned into a
+    file."""
+    daemon.cli("index", str(crate), "--wait")
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    link = tmp_path / "link"
+    link.symlink_to(pipe)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for target, says in (
+        (pipe, "not a regular file"),
+        (link, "not a regular file"),
+        (folder, "is a directory"),
+        (tmp_path / "no" / "x", "not a directory"),
+    ):
+        proc = daemon.cli("export", str(crate), str(target), check=False)
+        assert proc.returncode == 1 and says in proc.stderr, proc.stderr
+        assert "internal" not in proc.stderr and "Traceback" not in proc.stderr
+    assert stat.S_ISFIFO(pipe.lstat().st_mode) and link.is_symlink() and folder.is_dir()
+    assert not list(folder.iterdir())
+    again = tmp_path / "again.rcmd.tar.gz"
+    again.write_text("an older snapshot")
+    daemon.cli("export", str(crate), str(again))
+    assert again.stat().st_size > 100
 
 
 def test_export_during_a_batch_is_consistent(daemon: Daemon, tmp_path: Path) -> None:
