@@ -107,6 +107,7 @@ class Indexer:
         self._held: dict[str, object] = {}
         #: Clients blocked in `wait_idle` (shown in status).
         self.waiters = 0
+        self.failures = FailedWork()
         self._pruned_at = -PRUNE_EVERY_S
         self._thread = threading.Thread(target=self._loop, name="rcmd-indexer", daemon=True)
 
@@ -206,7 +207,9 @@ class Indexer:
         def done() -> bool:
             work = self._work.get(root_id)
             running = self._running == root_id and self._running_files
-            return self._stopping or not (running or (work is not None and work.files))
+            if self._stopping or self.failures.error(root_id) is not None:
+                return True
+            return not (running or (work is not None and work.files))
 
         with self._cond:
             return bool(self._cond.wait_for(done, timeout=timeout)) and not self._stopping
@@ -257,7 +260,10 @@ class Indexer:
             except Exception as exc:  # a failed batch must not kill the indexer
                 root.lexical.rollback()
                 retry = self.collab.config.index.retry_after_s
-                root.progress.failed(f"{type(exc).__name__}: {exc} (retrying in {retry:g}s)")
+                error = f"{type(exc).__name__}: {exc} (retrying in {retry:g}s)"
+                root.progress.failed(error)
+                if work.files:
+                    self.failures.failed(root.id, error)
                 log.exception("batch_failed", root=str(root.path), retry_in_s=retry)
                 requeue_later(self, root, work, self.collab.config.index.retry_after_s)
             finally:
@@ -320,13 +326,7 @@ class Indexer:
         self.batches += 1
         summary = {
             "root": str(root.path),
-            "kind": "force"
-            if work.force
-            else "full"
-            if work.full
-            else "paths"
-            if work.paths
-            else "vectors",
+            "kind": _work_kind(work),
             "seconds": round(seconds, 4),
             "parse": _parse_kind(report),
             **report.to_json(),
@@ -334,6 +334,29 @@ class Indexer:
         root.progress.finished(report, summary)
         self.last_batch = summary
         log.info("batch_done", **summary)
+
+
+class FailedWork:
+    """Roots whose last batch of file work failed and waits for its retry
+    (`requeue_later`). That work is out of the queue meanwhile, so a `fresh` search
+    must not take the root for up to date: it is told why instead."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._errors: dict[str, str] = {}
+
+    def failed(self, root_id: str, error: str) -> None:
+        with self._lock:
+            self._errors[root_id] = error
+
+    def retried(self, root_id: str) -> None:
+        with self._lock:
+            self._errors.pop(root_id, None)
+
+    def error(self, root_id: str) -> str | None:
+        """Why the root's file work failed, while its retry is still to come."""
+        with self._lock:
+            return self._errors.get(root_id)
 
 
 def requeue_later(
@@ -344,19 +367,25 @@ def requeue_later(
     unless the indexer is stopping or the root was removed meanwhile."""
 
     def again() -> None:
-        if indexer.stopping or root.cancelled:
-            return
-        if work.force or work.full:
-            indexer.enqueue(root, None, force=work.force)
-        elif work.paths:
-            indexer.enqueue(root, work.paths)
-        if work.vectors:
-            indexer.enqueue(root, vectors=True)
+        if not (indexer.stopping or root.cancelled):
+            if work.force or work.full:
+                indexer.enqueue(root, None, force=work.force)
+            elif work.paths:
+                indexer.enqueue(root, work.paths)
+            if work.vectors:
+                indexer.enqueue(root, vectors=True)
+        indexer.failures.retried(root.id)  # after the work is back in the queue
 
     timer = threading.Timer(delay_s, again)
     timer.daemon = True
     timer.start()
     return timer
+
+
+def _work_kind(work: _Work) -> str:
+    if work.force:
+        return "force"
+    return "full" if work.full else "paths" if work.paths else "vectors"
 
 
 def _parse_kind(report: BatchReport) -> str:

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ipc.errors import Timeout
+from ipc.errors import StateError, Timeout
 
 if TYPE_CHECKING:
     from daemon.indexer import Indexer
@@ -85,4 +85,9 @@ def bring_up_to_date(
             raise Timeout(
                 f"{root.path} is still indexing after {timeout:g}s; "
                 "search again, or without --fresh"
+            )
+        if (error := indexer.failures.error(root.id)) is not None:
+            raise StateError(
+                f"{root.path}: indexing the latest changes failed ({error}), so --fresh "
+                "cannot answer; search without --fresh, or see: rcmd status"
             )

@@ -209,6 +209,8 @@ def test_full_or_read_only_state_dir_is_reported_and_recovered(
         status = d.root_status(crate)
         assert status["activity"] == "failed" and status["progress"]["eta_s"] is None
         assert d.search("fetch_with_retry", "--mode", "bm25")  # still answering
+        fresh = d.cli("search", "state_fault_marker", "--fresh", check=False)
+        assert fresh.returncode == 1 and "cannot answer" in fresh.stderr, fresh.stderr
         if fault == "full":
             _in_daemon_ns(pid, f'rm "{state}/filler"')
         else:

@@ -18,7 +18,9 @@ from daemon.activity import Activity, RootProgress
 from daemon.indexer import Indexer
 from daemon.lexical import LEXICAL_VERSION
 from daemon.pipeline import run_batch
+from daemon.sync import Cookies, bring_up_to_date
 from daemon.verify import verify_root
+from ipc.errors import StateError
 from tests.conftest import wait_until
 
 
@@ -158,5 +160,23 @@ def test_a_failed_batch_shows_failed_without_a_stale_eta(setup: Any) -> None:
         out = root.progress.to_json()
         assert out["last_error"] and "retrying" in out["last_error"]
         assert out["progress"]["eta_s"] is None and out["progress"]["chunks_per_s"] == 0
+    finally:
+        indexer.stop()
+
+
+def test_fresh_is_refused_while_failed_work_waits_for_its_retry(setup: Any) -> None:
+    """A failed batch's work is out of the queue until its retry: `fresh` must not take
+    the root for up to date then (it answered from the older index), but say why."""
+    _crate, collab, open_root = setup
+    root = open_root()
+    indexer = Indexer(collab)
+    indexer.start()
+    try:
+        root.state.close()  # every write of the batch now fails
+        indexer.enqueue(root, None)
+        wait_until(lambda: indexer.failures.error(root.id) is not None, timeout=60)
+        with pytest.raises(StateError, match="cannot answer") as caught:
+            bring_up_to_date([root], Cookies(), indexer, timeout=30)
+        assert "retrying" in str(caught.value)
     finally:
         indexer.stop()
