@@ -243,13 +243,19 @@ def _merged(lists: dict[str, list[tuple[str, float]]]) -> tuple[list[Key], list[
     return [key for key, _ in merged], tied_ranks([score for _, score in merged])
 
 
-def _interleaved(lists: dict[str, list[str]]) -> list[Key]:
-    """Rank-by-rank interleaving of per-root lists that carry no comparable score."""
+def _interleaved(lists: dict[str, list[str]]) -> tuple[list[Key], list[int]]:
+    """Rank-by-rank interleaving of per-root lists that carry no comparable score, and
+    their ranks: each entry keeps its place in its own root's list, so the same place in
+    two roots (the same symbol in two copies of a crate) is the same rank, not an order
+    between roots."""
     out: list[Key] = []
+    ranks: list[int] = []
     longest = max((len(ids) for ids in lists.values()), default=0)
     for rank in range(longest):
-        out.extend((rid, ids[rank]) for rid, ids in lists.items() if rank < len(ids))
-    return out
+        here = [(rid, ids[rank]) for rid, ids in lists.items() if rank < len(ids)]
+        out.extend(here)
+        ranks.extend([rank + 1] * len(here))
+    return out, ranks
 
 
 def _fuse(
@@ -266,7 +272,7 @@ def _fuse(
     chunks defining that exact name take the upper half of the scale, so they lead; a
     plain word (`retry`) only weighs them in the fusion."""
     identifier = classify(query) == "identifier"
-    exact = _interleaved({rid: r.exact for rid, r in per_root.items()})
+    exact, places = _interleaved({rid: r.exact for rid, r in per_root.items()})
     first = exact if identifier and strict_identifier(query) else []
     if mode == "vector":
         flat = _flat({rid: r.vec for rid, r in per_root.items()})
@@ -284,7 +290,7 @@ def _fuse(
         lists.append((*_merged({rid: r.vec for rid, r in per_root.items()}), vec_w))
     if identifier and symbol_name(query) is not None and tuning.symbol_weight > 0:
         # Its order is deliberate (closest symbol, then file order), so ranks are places.
-        lists.append((exact, list(range(1, len(exact) + 1)), tuning.symbol_weight))
+        lists.append((exact, places, tuning.symbol_weight))
     lists = [entry for entry in lists if entry[2] > 0]
     best = sum(w for _ids, _ranks, w in lists) / (tuning.rrf_k + 1)
     fused = rrf(
@@ -554,7 +560,7 @@ def _with_symbol_hits(
 ) -> list[tuple[Key, float]]:
     """`fused` narrowed to the chunks of `symbol`, followed by the matches the query did
     not reach, closest symbol first, scored below the rest."""
-    allowed = _interleaved(
+    allowed, _places = _interleaved(
         {r.id: _symbol_hits(r, symbol, ignore_case=False, limit=SYMBOL_DEPTH) for r in roots}
     )
     allowed_set = set(allowed)

@@ -245,8 +245,9 @@ def test_several_roots_rank_on_one_scale(daemon: Daemon, crate: Path, tmp_path: 
 def test_roots_that_tie_list_in_path_order_whatever_their_registration(
     daemon: Daemon, tmp_path: Path
 ) -> None:
-    """Two roots holding the same function tie on every list; the hits come in the
-    roots' path order, not in the order they were registered (which a restart loses)."""
+    """Two roots holding the same function tie on every list, the exact-symbol list
+    too: equal scores, in the roots' path order, not in the order they were registered
+    (which a restart loses)."""
     twin = "pub fn frobnicate_widget(level: u32) -> u32 {\n    level * 7 + 3\n}\n"
     zeta, alpha = tmp_path / "zeta", tmp_path / "alpha"
     for root in (zeta, alpha):
@@ -254,9 +255,10 @@ def test_roots_that_tie_list_in_path_order_whatever_their_registration(
         (root / "src" / "lib.rs").write_text(twin)
         index(daemon, root)
     expected = [str(alpha.resolve()), str(zeta.resolve())]
-    for query in ("frobnicate widget level", "frobnicate_widget"):
+    for query in ("frobnicate widget level", "frobnicate_widget", "frobnicate"):
         hits = daemon.search(query, "--mode", "bm25", "--limit", "2")
         assert [h["root"] for h in hits] == expected, query
+        assert hits[0]["score"] == hits[1]["score"], query
 
 
 def raw_exchange(path: Path, payload: bytes) -> list[dict[str, Any]]:
