@@ -115,10 +115,10 @@ class FileLedger:
     def _track_stat(self, records: Iterable[FileRecord], deleted: Iterable[str] = ()) -> None:
         if self._stat_tree is None:
             return
-        for r in records:
-            self._stat_tree.set_file(r.path, _stat_leaf(r.size, r.mtime_ns, r.inode))
         for p in deleted:
             self._stat_tree.remove_file(p)
+        for r in records:
+            self._stat_tree.set_file(r.path, _stat_leaf(r.size, r.mtime_ns, r.inode))
 
     def is_stale(self, root: Path, path: str) -> bool:
         """Whether `path` changed on disk (or went) since it was recorded: one lstat, no
@@ -178,11 +178,12 @@ class FileLedger:
     ) -> None:
         """Record what the indexes now hold (after their commit): state.db, the records
         and the tree change together, or not at all; `checked` files' graph rows are
-        compared with those state.db holds (a forced reindex)."""
-        for f in files:
-            self._tree.set_file(f.path, f.hash)
+        compared with those state.db holds (a forced reindex). Removals go first, as in
+        state.db, so a file swapped for a directory of its name is never both at once."""
         for p in deleted:
             self._tree.remove_file(p)
+        for f in files:
+            self._tree.set_file(f.path, f.hash)
         try:
             self._state.record(
                 files,
@@ -198,10 +199,10 @@ class FileLedger:
         except BaseException:
             self._restore_tree([f.path for f in files] + deleted)
             raise
-        for f in files:
-            self._records[f.path] = f
         for p in deleted:
             self._records.pop(p, None)
+        for f in files:
+            self._records[f.path] = f
         self._track_stat(files, deleted)
         self._vectors_pending = self._state.pending_count()
 

@@ -96,21 +96,22 @@ class MerkleTree:
             child = d
 
     def remove_file(self, path: str) -> None:
+        """Drop a file and prune the directories it leaves empty. A name may be a file
+        and a directory at once while a batch swaps one for the other (`set_file` of
+        `a/b` before `remove_file` of `a`), so a name leaves its parent only when it
+        is neither."""
         if self._files.pop(path, None) is None:
             return
         child = path
         for d in ancestors(path):
             self._dirty.add(d)
-            kids = self._children.get(d)
-            if kids is not None:
+            if child not in self._files and child not in self._children:  # gone: unlist
+                kids = self._children[d]
                 kids.discard(child)
-                if kids or d == "":
-                    break
-                del self._children[d]
-                self._dirs.pop(d, None)
+                if not kids and d:
+                    del self._children[d]
+                    self._dirs.pop(d, None)
             child = d
-        for d in ancestors(path):
-            self._dirty.add(d)
 
     def dir_hash(self, d: str = "") -> bytes:
         if d in self._dirty or d not in self._dirs:
@@ -118,7 +119,7 @@ class MerkleTree:
             for child in sorted(self._children.get(d, ()), key=_name):
                 if child in self._files:
                     h.update(_FILE + _name(child).encode() + b"\0" + self._files[child])
-                else:
+                if child in self._children:  # a directory: a file too while swapped
                     h.update(_DIR + _name(child).encode() + b"\0" + self.dir_hash(child))
             self._dirs[d] = h.digest()
             self._dirty.discard(d)

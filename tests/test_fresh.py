@@ -1,10 +1,12 @@
 """Fresh answers on request (issue 17.10): a client that edits and then searches with
 `--fresh` sees its edit, never the old text; hits from files changed since they were
-indexed say `stale`."""
+indexed say `stale`. A file swapped for a directory of its name in one batch leaves the
+records whole."""
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -61,3 +63,31 @@ def test_stale_hits_and_a_fresh_search_that_cannot_be_met(
     finally:
         d.stop()
         d.kill()
+
+
+def test_a_file_swapped_for_a_directory_of_its_name_in_one_batch(
+    daemon: Daemon, crate: Path
+) -> None:
+    """`src/swap.rs` becomes a directory holding `inner.rs` (one watcher batch), then a
+    file again while the daemon is stopped (its startup scan's batch): each time the new
+    code is found and `verify` holds. The batch records the new path before dropping
+    the old one, which once unlisted the name from the Merkle trees."""
+    daemon.cli("index", str(crate), "--wait")
+    swap = crate / "src" / "swap.rs"
+    swap.write_text("pub fn swap_file_marker() {}\n")
+    assert daemon.search("swap_file_marker", "--mode", "bm25", "--fresh")
+    swap.unlink()
+    swap.mkdir()
+    (swap / "inner.rs").write_text("pub fn swap_dir_marker() {}\n")
+    hits = daemon.search("swap_dir_marker", "--mode", "bm25", "--fresh")
+    assert hits and hits[0]["path"] == "src/swap.rs/inner.rs", hits[:2]
+    assert daemon.verify()["ok"], daemon.verify()
+    assert daemon.stop() == 0
+    shutil.rmtree(swap)
+    swap.write_text("pub fn swap_back_marker() {}\n")
+    daemon.start()
+    hits = daemon.search("swap_back_marker", "--mode", "bm25", "--fresh")
+    assert hits and hits[0]["path"] == "src/swap.rs", hits[:2]
+    gone = daemon.search("swap_dir_marker", "--mode", "bm25")
+    assert all(h["path"] == "src/swap.rs" for h in gone), gone
+    assert daemon.verify()["ok"], daemon.verify()

@@ -70,6 +70,46 @@ def test_diff_when_a_file_becomes_a_directory() -> None:
     assert diff.added == ("x/y.rs",)
 
 
+def test_a_file_swapped_for_a_directory_in_either_order_matches_a_fresh_build() -> None:
+    """A batch that replaces the file `src/w.rs` by a directory of that name (or the
+    reverse) sets the new path before removing the old one: for a moment the name is
+    both, and removing one kind must not drop the other."""
+    before = {"src/lib.rs": h("lib"), "src/w.rs": h("w")}
+    after = {"src/lib.rs": h("lib"), "src/w.rs/x.rs": h("x"), "src/w.rs/y/z.rs": h("z")}
+    for old, new in ((before, after), (after, before)):
+        sets: list[tuple[str, bytes | None]] = list(new.items())
+        removes: list[tuple[str, bytes | None]] = [(p, None) for p in old if p not in new]
+        for ops in (sets + removes, removes + sets):
+            tree = MerkleTree(old)
+            tree.root_hash  # noqa: B018 (materialize dir hashes before mutating)
+            for path, digest in ops:
+                if digest is None:
+                    tree.remove_file(path)
+                else:
+                    tree.set_file(path, digest)
+                tree.root_hash  # noqa: B018 (and in between, as a batch may)
+            assert tree.root_hash == MerkleTree(new).root_hash
+            assert tree.diff(MerkleTree(new)).empty and MerkleTree(new).diff(tree).empty
+
+
+def test_any_sequence_of_sets_and_removes_matches_a_fresh_build() -> None:
+    """Paths that are files and directories of each other, set and removed at random:
+    after every step the tree equals one built fresh from the files it holds."""
+    import random
+
+    names = ["a", "a/b", "a/b/c", "a/d", "e", "e/a", "e/a/b"]
+    rnd = random.Random(7)
+    tree = MerkleTree()
+    for _ in range(2000):
+        path = rnd.choice(names)
+        if rnd.random() < 0.5:
+            tree.set_file(path, h(str(rnd.randrange(3))))
+        else:
+            tree.remove_file(path)
+        if rnd.random() < 0.5:
+            assert tree.root_hash == MerkleTree(dict(tree.files)).root_hash, sorted(tree.files)
+
+
 def test_large_files_hash_the_same_with_threads() -> None:
     import blake3
 
