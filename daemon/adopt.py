@@ -190,10 +190,7 @@ def catch_up_records(
     records = []
     for f in manifest.files:
         if f.path not in differs:
-            st = disk[f.path][0]
-            records.append(
-                FileRecord(f.path, st.st_size, st.st_mtime_ns, st.st_ino, f.hash, f.chunks)
-            )
+            records.append(FileRecord.of(f.path, disk[f.path][0], f.hash, f.chunks))
     return records, diff
 
 

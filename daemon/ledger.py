@@ -33,8 +33,16 @@ if TYPE_CHECKING:
 log = structlog.get_logger("rcmd.ledger")
 
 
-def _stat_leaf(size: int, mtime_ns: int, inode: int) -> bytes:
-    return struct.pack("<qqQ", size, mtime_ns, inode)
+def _disk_leaf(st: os.stat_result) -> bytes:
+    return struct.pack("<qqqQ", st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+def _record_leaf(r: FileRecord) -> bytes:
+    """A record's stat leaf; one whose ctime is unknown (schema 1) is shorter, so it
+    equals no disk leaf and its file is read once."""
+    if r.ctime_ns is None:
+        return struct.pack("<qqQ", r.size, r.mtime_ns, r.inode)
+    return struct.pack("<qqqQ", r.size, r.mtime_ns, r.ctime_ns, r.inode)
 
 
 class FileLedger:
@@ -88,13 +96,11 @@ class FileLedger:
 
     # ---- the stat fast path ----
     def unchanged(self, path: str, st: os.stat_result) -> bool:
-        """Whether `path`'s (size, mtime, inode) match its record, so it need not be read."""
+        """Whether `path`'s (size, mtime, ctime, inode) match its record, so it need not
+        be read. The ctime catches a same-size edit whose mtime was set back (`cp -p`,
+        `touch -r`): setting the mtime changes it, as git's index relies on."""
         rec = self._records.get(path)
-        return (
-            not self._distrust_stat
-            and rec is not None
-            and (rec.size, rec.mtime_ns, rec.inode) == (st.st_size, st.st_mtime_ns, st.st_ino)
-        )
+        return not self._distrust_stat and rec is not None and rec.stat_agrees(st)
 
     def stat_diff(self, present: Mapping[str, os.stat_result]) -> MerkleDiff | None:
         """Files whose stat data differs from their records (`added`, `changed`) and
@@ -104,12 +110,8 @@ class FileLedger:
         if self._distrust_stat:
             return None
         if self._stat_tree is None:
-            self._stat_tree = MerkleTree(
-                {p: _stat_leaf(r.size, r.mtime_ns, r.inode) for p, r in self._records.items()}
-            )
-        disk = MerkleTree(
-            {p: _stat_leaf(st.st_size, st.st_mtime_ns, st.st_ino) for p, st in present.items()}
-        )
+            self._stat_tree = MerkleTree({p: _record_leaf(r) for p, r in self._records.items()})
+        disk = MerkleTree({p: _disk_leaf(st) for p, st in present.items()})
         return self._stat_tree.diff(disk)
 
     def _track_stat(self, records: Iterable[FileRecord], deleted: Iterable[str] = ()) -> None:
@@ -118,21 +120,18 @@ class FileLedger:
         for p in deleted:
             self._stat_tree.remove_file(p)
         for r in records:
-            self._stat_tree.set_file(r.path, _stat_leaf(r.size, r.mtime_ns, r.inode))
+            self._stat_tree.set_file(r.path, _record_leaf(r))
 
     def is_stale(self, root: Path, path: str) -> bool:
         """Whether `path` changed on disk (or went) since it was recorded: one lstat, no
-        read, so a search can flag hits whose lines may have moved."""
+        read, so a search can flag hits whose lines may have moved (an unknown ctime
+        does not: the file was as recorded when its record was last checked)."""
         rec = self._records.get(path)
         try:
             st = os.lstat(os.path.join(root, path))
         except OSError:
             return True
-        return rec is None or (rec.size, rec.mtime_ns, rec.inode) != (
-            st.st_size,
-            st.st_mtime_ns,
-            st.st_ino,
-        )
+        return rec is None or not rec.stat_agrees(st, unknown=True)
 
     def same_content(self, path: str, st: os.stat_result, digest: bytes) -> bool:
         """If `path` was read and its hash is the recorded one, refresh its stat data
@@ -140,7 +139,7 @@ class FileLedger:
         old = self._records.get(path)
         if old is None or old.hash != digest:
             return False
-        same = FileRecord(path, st.st_size, st.st_mtime_ns, st.st_ino, digest, old.chunks)
+        same = FileRecord.of(path, st, digest, old.chunks)
         self._state.update_stat([same])
         self._records[path] = same
         self._track_stat([same])

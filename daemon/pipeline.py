@@ -454,7 +454,7 @@ def _prepare_file(
     _count_diff(root, rel, diff, stored, report)
     if stored is not None and diff is not None:
         pending.checked.add(rel)  # its graph rows are checked too, when recorded
-    record = FileRecord(rel, st.st_size, st.st_mtime_ns, st.st_ino, digest, len(chunks))
+    record = FileRecord.of(rel, st, digest, len(chunks))
     prepared = FileWrite(record, chunks, diff, shared, checked=stored is not None)
     root.progress.chunks_planned(len(prepared.docs))
     return prepared

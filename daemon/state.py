@@ -12,10 +12,18 @@ The symbol graph (`graph_*` tables: definitions, references, impl relations, imp
 written in the same transaction as its file's chunks and goes with them. A database from
 before it gains the empty tables the same way; its root records no `symbol_graph`
 version and is rebuilt through the caches when opened (`daemon.root`).
+
+Schema 2 adds `files.ctime_ns`, the inode change time, to the stat fast path: a same-size
+edit whose mtime was set back (`cp -p`, `tar x`, `touch -r`) still changes it, as no
+user can set it. A v1 database gains the column in place, NULL ("unknown": the file is
+read and hashed once, and only a changed hash re-indexes it); the version goes up
+because a v1 daemon writes 7 values per row and would fail on the new table, while an
+unknown version is set aside and rebuilt.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Collection, Iterable, Iterator, Mapping
@@ -28,14 +36,14 @@ from daemon.graph_rows import GRAPH_TABLES, GraphRows, TableRows
 from daemon.sqlite import connect, state_errors
 from ipc.errors import StateError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS files(
     path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
     inode INTEGER NOT NULL, hash BLOB NOT NULL, chunks INTEGER NOT NULL,
-    indexed_at REAL NOT NULL);
+    indexed_at REAL NOT NULL, ctime_ns INTEGER);
 CREATE TABLE IF NOT EXISTS chunks(
     id TEXT PRIMARY KEY, path TEXT NOT NULL, start_line INTEGER NOT NULL,
     end_line INTEGER NOT NULL, symbol TEXT NOT NULL, kind TEXT NOT NULL,
@@ -89,6 +97,19 @@ class FileRecord:
     inode: int
     hash: bytes
     chunks: int
+    #: The inode change time; None in a record from schema 1 (unknown: read it once).
+    ctime_ns: int | None = None
+
+    @classmethod
+    def of(cls, path: str, st: os.stat_result, digest: bytes, chunks: int) -> FileRecord:
+        """The record of `path` as statted (`st`) and read (`digest`)."""
+        return cls(path, st.st_size, st.st_mtime_ns, st.st_ino, digest, chunks, st.st_ctime_ns)
+
+    def stat_agrees(self, st: os.stat_result, *, unknown: bool = False) -> bool:
+        """Whether `st` is the stat data recorded, so the file need not be read; an
+        unknown ctime agrees only when `unknown` says it may."""
+        same = (self.size, self.mtime_ns, self.inode) == (st.st_size, st.st_mtime_ns, st.st_ino)
+        return same and (st.st_ctime_ns == self.ctime_ns or (unknown and self.ctime_ns is None))
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +171,9 @@ class StateDB:
             self.created = row is None
             if row is None:
                 self.set_meta("schema_version", str(SCHEMA_VERSION))
+            elif row[0] == "1":  # no ctime yet: every record's is unknown (NULL)
+                self._db.execute("ALTER TABLE files ADD COLUMN ctime_ns INTEGER")
+                self.set_meta("schema_version", str(SCHEMA_VERSION))
             elif row[0] != str(SCHEMA_VERSION):
                 raise StateError(f"{path}: schema version {row[0]}, expected {SCHEMA_VERSION}")
 
@@ -183,9 +207,9 @@ class StateDB:
     # ---- files ----
     def files(self) -> dict[str, FileRecord]:
         return {
-            r[0]: FileRecord(r[0], r[1], r[2], r[3], bytes(r[4]), r[5])
+            r[0]: FileRecord(r[0], r[1], r[2], r[3], bytes(r[4]), r[5], r[6])
             for r in self._reader().execute(
-                "SELECT path,size,mtime_ns,inode,hash,chunks FROM files"
+                "SELECT path,size,mtime_ns,inode,hash,chunks,ctime_ns FROM files"
             )
         }
 
@@ -307,11 +331,11 @@ class StateDB:
         return self._reader()
 
     def update_stat(self, records: Iterable[FileRecord]) -> None:
-        """Refresh (size, mtime, inode) of files whose content hash did not change."""
+        """Refresh the stat data of files whose content hash did not change."""
         with self._lock, self._db:
             self._db.executemany(
-                "UPDATE files SET size=?, mtime_ns=?, inode=? WHERE path=?",
-                ((r.size, r.mtime_ns, r.inode, r.path) for r in records),
+                "UPDATE files SET size=?, mtime_ns=?, inode=?, ctime_ns=? WHERE path=?",
+                ((r.size, r.mtime_ns, r.inode, r.ctime_ns, r.path) for r in records),
             )
 
     def pending_vectors(
@@ -383,8 +407,12 @@ def _write_records(
     )
     db.executemany("DELETE FROM files WHERE path=?", ((p,) for p in deleted_list))
     db.executemany(
-        "INSERT OR REPLACE INTO files VALUES(?,?,?,?,?,?,?)",
-        ((f.path, f.size, f.mtime_ns, f.inode, f.hash, f.chunks, now) for f in file_list),
+        "INSERT OR REPLACE INTO files(path,size,mtime_ns,inode,hash,chunks,indexed_at,ctime_ns)"
+        " VALUES(?,?,?,?,?,?,?,?)",
+        (
+            (f.path, f.size, f.mtime_ns, f.inode, f.hash, f.chunks, now, f.ctime_ns)
+            for f in file_list
+        ),
     )
     db.executemany(
         "INSERT OR REPLACE INTO chunks VALUES(?,?,?,?,?,?,?,?)",

@@ -1,7 +1,7 @@
 """Fresh answers on request (issue 17.10): a client that edits and then searches with
 `--fresh` sees its edit, never the old text; hits from files changed since they were
 indexed say `stale`. A file swapped for a directory of its name in one batch leaves the
-records whole."""
+records whole, and a same-size edit whose mtime was set back is seen."""
 
 from __future__ import annotations
 
@@ -90,4 +90,31 @@ def test_a_file_swapped_for_a_directory_of_its_name_in_one_batch(
     assert hits and hits[0]["path"] == "src/swap.rs", hits[:2]
     gone = daemon.search("swap_dir_marker", "--mode", "bm25")
     assert all(h["path"] == "src/swap.rs" for h in gone), gone
+    assert daemon.verify()["ok"], daemon.verify()
+
+
+def test_a_same_size_edit_with_its_mtime_set_back_is_indexed(daemon: Daemon, crate: Path) -> None:
+    """Same size, same inode, atime and mtime restored (`cp -p`, `tar x`, `touch -r`):
+    only the inode change time differs, live and across a restart (the startup scan's
+    stat diff), and the edit is found."""
+    daemon.cli("index", str(crate), "--wait")
+    target = crate / "src" / "same_size.rs"
+    target.write_text("pub fn heron_quill() {}\n")
+    assert daemon.search("heron_quill", "--mode", "bm25", "--fresh")
+    for new, restart in (("otter_plank", False), ("lemur_gravy", True)):
+        if restart:
+            assert daemon.stop() == 0
+        before = target.stat()
+        target.write_text(f"pub fn {new}() {{}}\n")  # truncated in place: same inode
+        os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))
+        after = target.stat()
+        assert (after.st_size, after.st_mtime_ns, after.st_ino) == (
+            before.st_size,
+            before.st_mtime_ns,
+            before.st_ino,
+        )
+        if restart:
+            daemon.start()
+        hits = daemon.search(new, "--mode", "bm25", "--fresh")
+        assert hits and hits[0]["path"] == "src/same_size.rs", (new, hits[:2])
     assert daemon.verify()["ok"], daemon.verify()

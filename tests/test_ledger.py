@@ -72,6 +72,29 @@ def test_verify_diffs_contents_not_only_stat(setup: Any) -> None:
     assert "changed on disk since indexed: src/lib.rs" in report["problems"]
 
 
+def test_a_schema_1_database_gains_ctime_and_rereads_each_file_once(setup: Any) -> None:
+    """A state.db from before `files.ctime_ns` is migrated in place: every record's ctime
+    is unknown, so the next full scan reads and hashes each file once and re-indexes
+    none (the hashes agree); then the stat fast path holds again."""
+    _crate, collab, open_root = setup
+    root = open_root()
+    files = run_batch(root, None, collab).indexed
+    db_path = root.state.path
+    root.close()
+    db = apsw.Connection(str(db_path))
+    db.execute("ALTER TABLE files DROP COLUMN ctime_ns")
+    db.execute("UPDATE meta SET value='1' WHERE key='schema_version'")
+    db.close()
+    reopened = open_root()
+    assert reopened.state.get_meta("schema_version") == "2"
+    assert {r.ctime_ns for r in reopened.state.files().values()} == {None}
+    first = run_batch(reopened, None, collab)
+    assert first.read == files and first.indexed == 0
+    assert None not in {r.ctime_ns for r in reopened.state.files().values()}
+    assert run_batch(reopened, None, collab).read == 0
+    assert verify_root(reopened)["ok"]
+
+
 def test_chunk_policy_change_rebuilds_the_root(setup: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     _crate, collab, open_root = setup
     root = open_root()
