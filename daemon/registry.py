@@ -14,6 +14,7 @@ import shutil
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from shlex import quote
 from typing import Any
 
 import structlog
@@ -68,7 +69,9 @@ class Registry:
             ):
                 best = root
         if best is None:
-            raise NotFound(f"{path} is not inside an indexed root; add it with: rcmd index {path}")
+            raise NotFound(
+                f"{path} is not inside an indexed root; add it with: rcmd index {quote(str(path))}"
+            )
         return best
 
     def select(self, raw: str | None, deps: bool = False) -> list[RootIndex]:
@@ -234,7 +237,7 @@ class Registry:
             where = root_dir(self._config.paths, root_id_for(path))
             raise StateError(
                 f"cannot create the index of {path} in {where}: {exc.strerror or exc}; "
-                f"free some space or fix its permissions, then run: rcmd index {path}"
+                f"free some space or fix its permissions, then run: rcmd index {quote(str(path))}"
             ) from exc
         except StateError as exc:
             broken = root_dir(self._config.paths, root_id_for(path))

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from shlex import quote
 from typing import Any
 
 import structlog
@@ -123,7 +124,8 @@ class Adopter:
                 if registered:
                     raise BadRequest(
                         f"{path} is indexed already; to replace its index run: rcmd remove "
-                        f"{path}, then rcmd index {path} --from {snapshot}"
+                        f"{quote(str(path))}, then rcmd index {quote(str(path))} --from "
+                        f"{quote(str(snapshot))}"
                     )
                 self._from_file(path, snapshot)
             elif not registered and str(path) not in self._registry.failed():

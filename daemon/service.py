@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from shlex import quote
 from typing import Any, TypeVar
 
 import structlog
@@ -38,7 +39,7 @@ from daemon.status import caches_status, root_status, summary_line
 from daemon.sync import Cookies, bring_up_to_date
 from daemon.verify import verify_root
 from ipc import __version__
-from ipc.errors import BadRequest, Busy, NotFound, Timeout
+from ipc.errors import BadRequest, Busy, NotFound, StateError, Timeout
 from ipc.protocol import PROTOCOL_VERSION
 from ipc.requests import (
     NAV_REQUESTS,
@@ -195,7 +196,14 @@ class Service:
         return reply
 
     def export(self, req: ExportRequest) -> dict[str, Any]:
-        return self.adopter.export(req.path, Path(req.file).expanduser().resolve())
+        out = Path(req.file).expanduser().resolve()
+        try:
+            return self.adopter.export(req.path, out)
+        except OSError as exc:  # a folder, /proc, a full disk: not an internal error
+            raise StateError(
+                f"cannot write the snapshot {out}: {exc.strerror or exc}; "
+                "give a file in a folder you can write to"
+            ) from exc
 
     def reindex(self, req: ReindexRequest) -> dict[str, Any]:
         raw, force = req.path, req.force
@@ -334,7 +342,11 @@ class Service:
             "waiting": self.indexer.waiters,
             "roots": [root_status(self.indexer, self.registry, r) for r in self.registry.roots()],
             "failed_roots": [
-                {"path": p, "error": e, "next": f"see the log; remove it with: rcmd remove {p}"}
+                {
+                    "path": p,
+                    "error": e,
+                    "next": f"see the log; remove it with: rcmd remove {quote(p)}",
+                }
                 for p, e in self.registry.failed().items()
             ],
         }

@@ -15,6 +15,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from shlex import quote
 from typing import Any
 
 from ipc import __version__
@@ -59,6 +60,11 @@ examples:
   rcmd search HashMap::with_capacity --mode bm25 --json
   rcmd status                           roots, progress, cache, memory
 """
+
+
+class UsageError(RcmdError):
+    """A command line that cannot work as given: one line, exit status 2."""
+
 
 #: Without a terminal there is no progress to show: one `wait` request per this long.
 QUIET_WAIT_STEP_S = 60.0
@@ -157,22 +163,41 @@ def _report_indexed(paths: RuntimePaths, info: dict[str, Any]) -> None:
         raise RcmdError(f"last batch failed: {info['last_error']}; see {paths.log_file}")
 
 
-def _refuse_broad_or_nested(paths: RuntimePaths, target: Path) -> None:
-    """Ask for --yes before watching `/`, a top-level system folder or a home folder, or a
-    folder that holds or lies inside a root already indexed (its files twice)."""
+def broad_folder(target: Path) -> str | None:
+    """Why indexing `target` needs --yes because of where it lies (None: it does not):
+    `/`, a folder right under `/`, the home folder, or a folder beside it."""
     home = Path.home().resolve()
-    if len(target.parts) <= 2 or target == home or target.parent == home.parent:
+    if target == home:
+        return "your home folder"
+    if len(target.parts) <= 1:
+        return "the whole file system"
+    if len(target.parts) == 2:
+        return "a top-level folder (directly under /)"
+    if target.parent == home.parent:
+        return f"beside your home folder {home} (another user's home)"
+    return None
+
+
+def _refuse_broad(target: Path) -> None:
+    """Ask for --yes before watching a folder `broad_folder` names (no daemon needed)."""
+    why = broad_folder(target)
+    if why is not None:
         raise RcmdError(
-            f"{target} is a system or home folder: rcmd would watch and index every Rust "
-            f"file below it; if you mean it: rcmd index {target} --yes"
+            f"{target} is {why}: rcmd would watch and index every Rust file below it; "
+            f"if you mean it: rcmd index {quote(str(target))} --yes"
         )
+
+
+def _refuse_nested(paths: RuntimePaths, target: Path) -> None:
+    """Ask for --yes before watching a folder that holds or lies inside a root already
+    indexed (its files twice)."""
     for root in request(paths, StatusRequest())["roots"]:
         other = Path(root["path"])
         if other != target and (other in target.parents or target in other.parents):
             inside = "inside" if other in target.parents else "around"
             raise RcmdError(
                 f"{target} is {inside} the indexed root {other}: its files would be indexed "
-                f"twice; if you mean it: rcmd index {target} --yes"
+                f"twice; if you mean it: rcmd index {quote(str(target))} --yes"
             )
 
 
@@ -190,7 +215,8 @@ def _refuse_broad_or_nested(paths: RuntimePaths, target: Path) -> None:
 @argument(
     "--yes",
     action="store_true",
-    help="index it even if it is /, a system or home folder, or overlaps a root",
+    help="index it even if it is /, a top-level folder, your home folder or one beside "
+    "it, or overlaps a root",
 )
 def cmd_index(args: argparse.Namespace, paths: RuntimePaths) -> int:
     if not args.path.strip():
@@ -201,9 +227,11 @@ def cmd_index(args: argparse.Namespace, paths: RuntimePaths) -> int:
         raise RcmdError(f"{req.path} is not a directory; give the root of a Rust project")
     if req.snapshot and not Path(req.snapshot).is_file():
         raise RcmdError(f"{req.snapshot} is not a file; make one with: rcmd export ROOT FILE")
+    if not args.yes:
+        _refuse_broad(Path(req.path))
     ensure_daemon(paths)
     if not args.yes:
-        _refuse_broad_or_nested(paths, Path(req.path))
+        _refuse_nested(paths, Path(req.path))
     try:
         root = request(paths, req, ADOPT_TIMEOUT_S)
     except KeyboardInterrupt:
@@ -214,7 +242,7 @@ def cmd_index(args: argparse.Namespace, paths: RuntimePaths) -> int:
         if not req.snapshot:
             raise
         raise RcmdError(
-            f"{exc}; nothing was installed; index it without: rcmd index {req.path}"
+            f"{exc}; nothing was installed; index it without: rcmd index {quote(req.path)}"
         ) from None
     if root.get("seed"):
         _report_seed(root["seed"])
@@ -258,11 +286,18 @@ def _report_seed(seed: dict[str, Any]) -> None:
     schema=ExportRequest,
 )
 def cmd_export(args: argparse.Namespace, paths: RuntimePaths) -> int:
-    result = request_starting(paths, request_from_args(ExportRequest, args), ADOPT_TIMEOUT_S)
+    req = request_from_args(ExportRequest, args)
+    if Path(req.file).is_dir():
+        name = Path(req.file, f"{Path(req.path).name or 'root'}.rcmd.tar.gz")
+        raise RcmdError(
+            f"{req.file} is a directory; give the snapshot file to write, e.g.: "
+            f"rcmd export {quote(args.path)} {quote(str(name))}"
+        )
+    result = request_starting(paths, req, ADOPT_TIMEOUT_S)
     print(
         f"exported {result['root']} to {result['file']}: {result['files']} files, "
         f"{result['bytes'] / 1e6:.1f} MB; start a root from it with: "
-        f"rcmd index PATH --from {result['file']}"
+        f"rcmd index PATH --from {quote(result['file'])}"
     )
     return 0
 
@@ -290,7 +325,7 @@ def cmd_build(args: argparse.Namespace, paths: RuntimePaths) -> int:
     print(
         f"built {result['root']} into {result['file']}: {result['files']} files, "
         f"{result['chunks']} chunks, {result['bytes'] / 1e6:.1f} MB; start a root from it "
-        f"with: rcmd index PATH --from {result['file']}"
+        f"with: rcmd index PATH --from {quote(result['file'])}"
     )
     return 0
 
@@ -321,6 +356,8 @@ def cmd_search(args: argparse.Namespace, paths: RuntimePaths) -> int:
         # A usage error, like argparse's own (exit status 2).
         print("rcmd: give a query, or a symbol to look up with --symbol NAME", file=sys.stderr)
         return 2
+    if req.path is not None and _names_a_place(req.path):
+        req = _path_in_root(paths, req, search_all=args.all)
     result = _search_here(paths, req, search_all=args.all)
     exact = result.get("exact")
     if exact is not None and not exact["found"]:
@@ -344,16 +381,76 @@ def cmd_search(args: argparse.Namespace, paths: RuntimePaths) -> int:
     return 0
 
 
+def _cwd() -> str | None:
+    """The working directory, or None when it was deleted."""
+    try:
+        return os.getcwd()
+    except FileNotFoundError:
+        return None
+
+
+def _holder(roots: list[str], path: str) -> str | None:
+    """The innermost of `roots` holding `path` (the root itself or a path in it)."""
+    inside = [r for r in roots if path == r or path.startswith(r.rstrip("/") + "/")]
+    return max(inside, key=len, default=None)
+
+
 def _search_here(paths: RuntimePaths, req: SearchRequest | NavRequest, *, search_all: bool) -> Any:
     """Search the root holding the working directory, if one does, unless --all or
-    --root says otherwise; else every root."""
-    if req.root is None and not search_all:
+    --root says otherwise; else every root (also when the working directory is gone)."""
+    cwd = None if req.root is not None or search_all else _cwd()
+    if req.root is None and not search_all and cwd is None:
+        print("rcmd: the current directory no longer exists; searching every root", file=sys.stderr)
+    if cwd is not None:
         try:
-            return request_starting(paths, dataclasses.replace(req, root=os.getcwd()))
+            return request_starting(paths, dataclasses.replace(req, root=cwd))
         except NotFound as exc:
             if "not inside an indexed root" not in str(exc):
                 raise
     return request_starting(paths, req)
+
+
+def _names_a_place(value: str) -> bool:
+    """Whether a --path value names a place from the working directory (absolute, ~,
+    ./ or with ..), not a glob or a name matched anywhere in a root."""
+    if any(c in value for c in "*?["):
+        return False
+    parts = value.split("/")
+    return value.startswith(("/", "~")) or parts[0] == "." or ".." in parts
+
+
+def _outside(value: str, searched: list[str], in_another: bool) -> str:
+    """The error for a --path outside the roots searched, with the way to reach it."""
+    where = "it" if len(searched) == 1 else "one of them"
+    line = f"--path {quote(value)} is outside the roots searched ({', '.join(searched)}); "
+    if in_another:
+        return line + f"give a path inside {where}, or search every root with --all"
+    if value.startswith("./") and len(value) > 2:
+        return (
+            line + f"give a path inside {where}, or one relative to it: --path {quote(value[2:])}"
+        )
+    return line + f"give a path inside {where}"
+
+
+def _path_in_root(paths: RuntimePaths, req: SearchRequest, *, search_all: bool) -> SearchRequest:
+    """--path made relative to the searched root holding it (the search keeps to that
+    root); a place outside every searched root is a usage error."""
+    assert req.path is not None
+    target = str(Path(req.path).expanduser().resolve())
+    roots = request_starting(paths, StatusRequest())["roots"]
+    every = [r["path"] for r in roots]
+    searched = [r["path"] for r in roots if req.deps or not r.get("dependency")]
+    anchor = req.root if req.root is not None else None if search_all else _cwd()
+    here = _holder(every, anchor) if anchor is not None else None
+    if here is not None:
+        searched = [here]
+    elif req.root is not None or not searched:
+        return req  # the daemon says what is wrong with --root, or that no root is indexed
+    root = _holder(searched, target)
+    if root is None:
+        raise UsageError(_outside(req.path, searched, _holder(every, target) is not None))
+    rel = os.path.relpath(target, root)
+    return dataclasses.replace(req, root=root, path=None if rel == "." else rel)
 
 
 def _use_color(choice: str) -> bool:
@@ -373,7 +470,7 @@ def _display_path(hit: dict[str, Any], cwd: str, several_roots: bool) -> str:
 
 def _print_hits(hits: list[dict[str, Any]], query: str, color: bool) -> None:
     several = len({h["root"] for h in hits}) > 1
-    cwd = os.getcwd()
+    cwd = _cwd() or ""
     mark = _highlighter(query) if color else None
     path_on, num_on, off = ("\033[35m", "\033[32m", "\033[0m") if color else ("", "", "")
     for hit in hits:
@@ -409,7 +506,8 @@ def _navigate(args: argparse.Namespace, paths: RuntimePaths, schema: type[NavReq
         return None
     if not result["results"]:
         print(
-            f"rcmd: nothing found for {req.name}; look for it as text with: rcmd search {req.name}",
+            f"rcmd: nothing found for {req.name}; look for it as text with: "
+            f"rcmd search {quote(req.name)}",
             file=sys.stderr,
         )
         return None
@@ -418,7 +516,7 @@ def _navigate(args: argparse.Namespace, paths: RuntimePaths, schema: type[NavReq
 
 def _where(hit: dict[str, Any], several: bool) -> str:
     mark = "" if hit["confidence"] == "resolved" else "  [by name]"
-    shown = _display_path(hit, os.getcwd(), several)
+    shown = _display_path(hit, _cwd() or "", several)
     if " " in hit.get("crate", ""):  # a dependency crate (`name version`): where it lies
         mark += f"  [{hit['crate']}]"
         shown = os.path.join(hit["root"], hit["path"])
@@ -468,7 +566,7 @@ def cmd_refs(args: argparse.Namespace, paths: RuntimePaths) -> int:
     several = _several(result["results"])
     last = None
     for hit in result["results"]:
-        file = _display_path(hit, os.getcwd(), several)
+        file = _display_path(hit, _cwd() or "", several)
         if file != last:
             print(file)
             last = file
@@ -646,7 +744,7 @@ def cmd_status(args: argparse.Namespace, paths: RuntimePaths) -> int:
 def cmd_reindex(args: argparse.Namespace, paths: RuntimePaths) -> int:
     req = request_from_args(ReindexRequest, args)
     if not req.force:
-        target = f" {req.path}" if req.path else ""
+        target = f" {quote(req.path)}" if req.path else ""
         what = "rebuilds that root's index" if req.path else "rebuilds every root's index"
         raise RcmdError(f"reindex {what}; confirm with: rcmd reindex --force{target}")
     result = request_starting(paths, req)
@@ -661,7 +759,9 @@ def cmd_reindex(args: argparse.Namespace, paths: RuntimePaths) -> int:
 @command(
     "remove",
     "stop watching a root and delete its index",
-    "Unregister a root.",
+    "Stop watching a root and delete its index (its chunks, vectors and state; the\n"
+    "shared embedding cache is kept). The files in the root are not touched. To index\n"
+    "it again: rcmd index PATH.",
     schema=RemoveRequest,
 )
 def cmd_remove(args: argparse.Namespace, paths: RuntimePaths) -> int:
@@ -794,16 +894,56 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _write_error(exc: OSError) -> bool:
+    """Whether `exc` is a failed write with no file named: stdout's (a full disk, /dev/full,
+    an I/O error), as coreutils reports it."""
+    import errno
+
+    codes = {errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG}
+    return exc.filename is None and exc.errno in codes
+
+
+def _os_error_line(exc: OSError) -> str:
+    """One line for an OSError: `<strerror>: <file>`, and what to fix where that is known
+    (a deleted working directory, an RCMD_HOME that cannot hold rcmd's files)."""
+    if _write_error(exc):
+        return f"write error: {exc.strerror}"
+    if exc.filename is None and _cwd() is None:
+        return "the current directory no longer exists; cd to one that does, or give absolute paths"
+    line = f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc.strerror or exc)
+    home = os.environ.get("RCMD_HOME")
+    if not home or not exc.filename:
+        return line
+    base = Path(os.path.realpath(os.path.join(_cwd() or "/", os.path.expanduser(home))))
+    failed = Path(os.fsdecode(exc.filename))
+    if base != failed and base not in failed.parents:
+        return line
+    setting = f"RCMD_HOME={quote(home)}"
+    if base.exists() and not base.is_dir():
+        return f"{line}; {setting} is not a folder: point it at one (made if missing)"
+    return f"{line}; {setting} must be a folder you can write to"
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so the flush at exit has nowhere to fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser(argv[0] if argv and argv[0] in COMMANDS else None)
     args = parser.parse_args(argv)
-    if getattr(args, "limit", 1) < 1:
-        parser.error("--limit must be at least 1")
+    if sys.stdout is None and args.command != "daemon":  # `rcmd ... >&-`
+        print("rcmd: write error: stdout is closed", file=sys.stderr)
+        return 1
     try:
         code: int = args.func(args, runtime_paths())
         sys.stdout.flush()  # inside the try: a closed pipe surfaces here, not at exit
         return code
+    except UsageError as exc:
+        print(f"rcmd: {exc}", file=sys.stderr)
+        return 2
     except RcmdError as exc:
         print(f"rcmd: {exc}", file=sys.stderr)
         return 1
@@ -811,9 +951,13 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         # `rcmd search ... | head -1`: the reader left; stop quietly, as rg and grep do.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        _quiet_stdout()
         return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by it
+    except OSError as exc:
+        print(f"rcmd: {_os_error_line(exc)}", file=sys.stderr)
+        if _write_error(exc) and sys.stdout is not None:
+            _quiet_stdout()
+        return 1
 
 
 if __name__ == "__main__":

@@ -137,6 +137,27 @@ def argument(*names: str, **kwargs: Any) -> Callable[[F], F]:
     return add
 
 
+def in_bounds(kind: type, lo: float, hi: float) -> Callable[[str], Any]:
+    """An argparse `type` reading a number of `kind` within a field's protocol bounds, so
+    a value out of range is a usage error naming the option (exit status 2)."""
+    want = (
+        f"an integer from {lo:.0f} to {hi:.0f}"
+        if kind is int
+        else f"a number from {lo:g} to {hi:g}"
+    )
+
+    def read(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {want}, not {text!r}") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"must be {want}, not {text}")
+        return value
+
+    return read
+
+
 def add_schema_arguments(p: argparse.ArgumentParser, schema: type[MethodRequest]) -> None:
     """One argparse argument per schema field with a `cli` spec: flag or positional, help,
     choices, type and default all come from the field."""
@@ -154,7 +175,8 @@ def add_schema_arguments(p: argparse.ArgumentParser, schema: type[MethodRequest]
         if kind is bool:
             kw["action"] = "store_true"
         elif kind in (int, float):
-            kw["type"] = kind
+            bounds = meta.get("bounds")
+            kw["type"] = in_bounds(kind, *bounds) if bounds else kind
         if f.default is not MISSING and kind is not bool:
             kw["default"] = f.default
         if flag.startswith("-"):

@@ -246,7 +246,13 @@ class SearchRequest(MethodRequest):
     )
     path: str | None = field(
         default=None,
-        metadata=spec("only paths matching GLOB, e.g. 'src/net/*'", cli="--path", metavar="GLOB"),
+        metadata=spec(
+            "only paths matching GLOB, e.g. 'src/net/*'",
+            cli="--path",
+            cli_help="only paths matching GLOB ('src/net/*'), in a folder of that name (net), "
+            "or under a path from the current directory (../net, /abs/src)",
+            metavar="GLOB",
+        ),
     )
     kind: str | None = field(
         default=None, metadata=spec("only chunks of this kind", cli="--kind", choices=KINDS)

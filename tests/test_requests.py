@@ -242,7 +242,17 @@ def test_cli_arguments_map_to_schema_fields() -> None:
             kind, _ = base_type(types[f.name])
             if kind is not bool and f.default is not dataclasses.MISSING:
                 assert action.default == f.default
-                assert action.type is (kind if kind in (int, float) else None)
+                bounds = f.metadata.get("bounds")
+                if bounds is None or kind not in (int, float):
+                    assert action.type is (kind if kind in (int, float) else None)
+                    continue
+                # Out-of-range numbers are usage errors, at the schema's own bounds.
+                lo, hi = bounds
+                read = action.type
+                assert callable(read) and read(str(kind(hi))) == hi
+                for outside in (lo - 1, hi + 1):
+                    with pytest.raises(argparse.ArgumentTypeError, match=f"{lo:.0f} to"):
+                        read(str(kind(outside)))
 
 
 def test_cli_search_flags_are_the_search_fields() -> None:
