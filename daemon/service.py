@@ -39,7 +39,7 @@ from daemon.status import caches_status, root_status, summary_line
 from daemon.sync import Cookies, bring_up_to_date
 from daemon.verify import verify_root
 from ipc import __version__
-from ipc.errors import BadRequest, Busy, NotFound, StateError, Timeout
+from ipc.errors import BadRequest, Busy, NotFound, Timeout
 from ipc.protocol import PROTOCOL_VERSION
 from ipc.requests import (
     NAV_REQUESTS,
@@ -196,14 +196,7 @@ class Service:
         return reply
 
     def export(self, req: ExportRequest) -> dict[str, Any]:
-        out = Path(req.file).expanduser().resolve()
-        try:
-            return self.adopter.export(req.path, out)
-        except OSError as exc:  # a folder, /proc, a full disk: not an internal error
-            raise StateError(
-                f"cannot write the snapshot {out}: {exc.strerror or exc}; "
-                "give a file in a folder you can write to"
-            ) from exc
+        return self.adopter.export(req.path, Path(req.file).expanduser().resolve())
 
     def reindex(self, req: ReindexRequest) -> dict[str, Any]:
         raw, force = req.path, req.force

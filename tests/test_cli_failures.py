@@ -182,7 +182,7 @@ def test_export_to_a_folder_or_an_unwritable_place_is_one_line(
     assert f"{tmp_path} is a directory" in line
     assert f"rcmd export {shlex.quote(str(spaced))} {tmp_path}/demo_crate.rcmd.tar.gz" in line
     line = _one_line(daemon.cli("export", str(spaced), "/proc/x", check=False))
-    assert "cannot write the snapshot /proc/x" in line and "internal error" not in line
+    assert "cannot write /proc/x" in line and "internal error" not in line
     nested = _one_line(daemon.cli("index", str(spaced / "src"), check=False))
     assert f"rcmd index {shlex.quote(str(spaced / 'src'))} --yes" in nested
     assert shlex.split(nested.split("rcmd index ")[1])[0] == str(spaced / "src")
