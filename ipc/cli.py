@@ -475,9 +475,11 @@ def _print_hits(hits: list[dict[str, Any]], query: str, color: bool) -> None:
     path_on, num_on, off = ("\033[35m", "\033[32m", "\033[0m") if color else ("", "", "")
     for hit in hits:
         where = _display_path(hit, cwd, several)
+        # Its file changed after it was indexed: the lines may have moved (`stale`).
+        stale = "  [changed since indexed]" if hit.get("stale") else ""
         print(
             f"{path_on}{where}{off}:{num_on}{hit['start_line']}-{hit['end_line']}{off}  "
-            f"{hit['symbol']} ({hit['kind']})  {hit['score']:.4f}"
+            f"{hit['symbol']} ({hit['kind']})  {hit['score']:.4f}{stale}"
         )
         for line in hit["snippet"].splitlines()[:4]:
             print(f"    {mark(line) if mark else line}")

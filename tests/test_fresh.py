@@ -50,6 +50,8 @@ def test_stale_hits_and_a_fresh_search_that_cannot_be_met(
         target.write_text("// moved down\n" + target.read_text())
         again = d.search("fetch_with_retry", "--mode", "bm25")
         assert again[0]["path"] == hits[0]["path"] and again[0]["stale"] is True
+        shown = d.cli("search", "fetch_with_retry", "--mode", "bm25").stdout.splitlines()
+        assert shown[0].endswith("[changed since indexed]"), shown[0]
         # `similar` flags the same way: touch its nearest hit's file (at the end, so the
         # probe's lines stay as they are) and only the edited files' hits are stale.
         probe = {"path": str(crate / "src/lib.rs"), "start_line": 1, "end_line": 3, "limit": 10}
