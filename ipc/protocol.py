@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 import math
+import re
+from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,9 +37,11 @@ class Request:
 
 
 def _dump(obj: dict[str, Any]) -> bytes:
-    return (
-        json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode() + b"\n"
-    )
+    """One message line. Never fails on text: a lone surrogate (a non-UTF-8 file name
+    decoded with surrogateescape, say) goes out as its JSON escape (`\\udc80`), as
+    `ensure_ascii` would write it, instead of raising UnicodeEncodeError mid-reply."""
+    text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return text.encode("utf-8", "backslashreplace") + b"\n"
 
 
 def encode_result(req_id: Any, result: Any) -> bytes:
@@ -64,12 +69,52 @@ def _loads(line: bytes) -> Any:
     return json.loads(line, parse_float=_finite, parse_constant=_no_constant)
 
 
+#: A UTF-16 surrogate code point: JSON's `\\ud800` escapes spell them, UTF-8 cannot.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+#: Longest key shown when naming where a bad string is.
+_SHOWN_KEY_CHARS = 40
+
+
+def _strings(value: Any) -> Iterator[tuple[str, str]]:
+    """(where, text) of every string in decoded JSON, keys included, breadth first (no
+    recursion: nesting is only bounded by the parser's own limit)."""
+    todo: deque[tuple[Any, str]] = deque([(value, "")])
+    while todo:
+        item, at = todo.popleft()
+        if isinstance(item, str):
+            yield f"'{at}'" if at else "the string", item
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                yield f"a key of '{at}'" if at else "a key", key
+                shown = key if len(key) <= _SHOWN_KEY_CHARS else key[:_SHOWN_KEY_CHARS] + "..."
+                todo.append((child, f"{at}.{shown}" if at else shown))
+        elif isinstance(item, list):
+            todo.extend((child, f"{at}[{i}]") for i, child in enumerate(item))
+
+
+def unicode_problem(value: Any) -> str | None:
+    """Why `value` (decoded JSON) is not valid Unicode text, naming the first string that
+    holds a lone surrogate, else None. `"\\ud800"` is valid JSON syntax, but no UTF-8
+    can carry it: echoed in a reply, or used as a path, it raised UnicodeEncodeError."""
+    for where, text in _strings(value):
+        if (bad := _SURROGATE.search(text)) is not None:
+            return (
+                f"{where} is not valid Unicode: it holds the lone surrogate "
+                f"U+{ord(bad.group()):04X} (half of a UTF-16 pair), which UTF-8 cannot carry"
+            )
+    return None
+
+
 def decode_request(line: bytes) -> Request:
-    """Parse one request line; raises BadRequest with a message a client author can act on."""
+    """Parse one request line; raises BadRequest with a message a client author can act on.
+    Every string in it is checked here, once for every method: a lone surrogate is a
+    bad request, never an id that cannot be echoed or a path that cannot be encoded."""
     try:
         obj = _loads(line)
     except (ValueError, RecursionError) as exc:
         raise BadRequest(f"invalid JSON: {exc}") from None
+    if (problem := unicode_problem(obj)) is not None:
+        raise BadRequest(problem)
     if not isinstance(obj, dict):
         raise BadRequest("a request must be a JSON object")
     method = obj.get("method")
@@ -91,8 +136,10 @@ def request_id_of(line: bytes) -> Any:
         return None
     if isinstance(obj, dict):
         rid = obj.get("id")
-        if rid is None or isinstance(rid, (str, int, float)):
+        if rid is None or isinstance(rid, (int, float)):
             return rid
+        if isinstance(rid, str) and _SURROGATE.search(rid) is None:
+            return rid  # an id that is not valid Unicode cannot be echoed: null instead
     return None
 
 

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import socket
 import subprocess
+import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +18,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import Daemon, needs_userns, run_daemon_once
+from tests.conftest import REPO, Daemon, needs_userns, run_daemon_once
 
 pytestmark = pytest.mark.slow
 
@@ -258,3 +262,103 @@ def test_a_new_root_on_a_full_disk_gets_a_clear_error(
     finally:
         d.stop()
         d.kill()
+
+
+@pytest.fixture
+def bare_daemon(tmp_path: Path) -> Iterator[Daemon]:
+    """A daemon with no roots and a cold cache: for requests refused before any work. Like
+    every test daemon it is started from the checkout, a folder holding a Rust crate."""
+    d = Daemon(tmp_path / "home")
+    d.start()
+    try:
+        yield d
+    finally:
+        try:
+            d.stop()
+        finally:
+            d.kill()
+
+
+def _exchange(daemon: Daemon, lines: list[bytes]) -> list[dict[str, Any]]:
+    """Send `lines` on one connection, each after the last one's reply; the replies."""
+    replies = []
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(60)
+        sock.connect(str(daemon.paths.socket))
+        reader = sock.makefile("rb")
+        for line in lines:
+            sock.sendall(line + b"\n")
+            reply = reader.readline()
+            assert reply, f"the daemon closed the connection after {line!r}"
+            replies.append(json.loads(reply))
+    return replies
+
+
+def test_a_lone_surrogate_is_a_bad_request_and_the_connection_goes_on(bare_daemon: Daemon) -> None:
+    """`\\ud800` is valid JSON syntax but no UTF-8: as an id it killed the connection (the
+    reply could not be encoded), as a path it was an internal UnicodeEncodeError."""
+    bad = [
+        (rb'{"id":"\ud800","method":"hello"}', None, "'id'"),
+        (
+            rb'{"id":2,"method":"search","params":{"query":"x","root":"/t\udc80"}}',
+            2,
+            "'params.root'",
+        ),
+        (rb'{"id":3,"method":"index","params":{"path":"/tmp/\ud800"}}', 3, "'params.path'"),
+        (rb'{"id":4,"method":"read","params":{"path":"/tmp/\udfff.rs"}}', 4, "'params.path'"),
+        (b'{"id":5,"method":"remove","params":{"path":"/tmp/\xed\xa0\x80"}}', 5, "'params.path'"),
+    ]
+    lines = [line for pair in bad for line in (pair[0], b'{"id":"next","method":"hello"}')]
+    replies = _exchange(bare_daemon, lines)
+    for (line, rid, where), reply, after in zip(bad, replies[::2], replies[1::2], strict=True):
+        assert reply["id"] == rid and reply["error"]["code"] == "bad_request", (line, reply)
+        assert reply["error"]["message"].startswith(f"{where} is not valid Unicode"), reply
+        assert after["id"] == "next" and after["result"]["protocol"] == 1, (line, after)
+    assert bare_daemon.status()["roots"] == []
+    assert "Unhandled exception" not in bare_daemon.log.read_text()
+
+
+def test_mcp_bridge_answers_a_lone_surrogate(tmp_path: Path) -> None:
+    """The SDK's parser rejects `\\ud800` and only logs it: the agent waited forever.
+    The bridge answers it (and any line that is not JSON) with a JSON-RPC error, and goes
+    on; no daemon is needed, as none of these lines reaches a tool."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ipc.cli", "mcp"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env={**os.environ, "RCMD_HOME": str(tmp_path / "home"), "PYTHONPATH": str(REPO)},
+        cwd=REPO,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    out: queue.Queue[bytes] = queue.Queue()
+    threading.Thread(target=lambda: [out.put(line) for line in proc.stdout], daemon=True).start()
+
+    def ask(line: bytes) -> dict[str, Any]:
+        proc.stdin.write(line + b"\n")
+        proc.stdin.flush()
+        reply: dict[str, Any] = json.loads(out.get(timeout=60))  # Empty: no answer came
+        return reply
+
+    try:
+        hello = {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "t", "version": "1"},
+        }
+        init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": hello}
+        assert "result" in ask(json.dumps(init).encode())
+        proc.stdin.write(b'{"jsonrpc":"2.0","method":"notifications/initialized"}\n')
+        search = {"name": "search", "arguments": {"query": "a\ud800"}}
+        call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": search}
+        bad = ask(json.dumps(call).encode())  # ensure_ascii: sent as the `\\ud800` escape
+        assert bad["id"] == 2 and bad["error"]["code"] == -32600, bad
+        assert "'params.arguments.query' is not valid Unicode" in bad["error"]["message"]
+        bad_id = ask(rb'{"jsonrpc":"2.0","id":"\ud800","method":"tools/list"}')
+        assert bad_id["id"] is None and bad_id["error"]["code"] == -32600, bad_id
+        assert ask(b"not json")["error"]["code"] == -32700
+        tools = ask(b'{"jsonrpc":"2.0","id":3,"method":"tools/list"}')
+        assert tools["id"] == 3 and "search" in {t["name"] for t in tools["result"]["tools"]}
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=60)
+    assert not (tmp_path / "home" / "run" / "rcmd.sock").exists()  # no daemon was started

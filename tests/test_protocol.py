@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from hypothesis import given, settings
@@ -62,6 +63,43 @@ def test_request_id_recovered_from_bad_params() -> None:
     assert request_id_of(b'{"id": 9, "method": 1}') == 9
     assert request_id_of(b"garbage") is None
     assert request_id_of(b'{"id": [1]}') is None
+
+
+@pytest.mark.parametrize(
+    ("line", "where", "rid"),
+    [
+        (rb'{"id":"\ud800","method":"hello"}', "'id'", None),
+        (rb'{"id":4,"method":"search","params":{"root":"/r\udc80"}}', "'params.root'", 4),
+        (b'{"id":5,"method":"index","params":{"path":"/r\xed\xa0\x80"}}', "'params.path'", 5),
+        (rb'{"id":6,"method":"x","params":{"a":[1,"\udfff"]}}', "'params.a[1]'", 6),
+        (rb'{"id":7,"method":"x","params":{"k\ud800":1}}', "a key of 'params'", 7),
+        (rb'"\ud800"', "the string", None),
+    ],
+)
+def test_a_lone_surrogate_is_a_bad_request(line: bytes, where: str, rid: object) -> None:
+    """JSON's `\\ud800` escape (or the raw bytes of one) is no UTF-8 text: refused before
+    any method sees it, naming where it is; an id holding one is not echoed."""
+    with pytest.raises(BadRequest, match="^" + re.escape(where) + " is not valid Unicode: "):
+        decode_request(line)
+    assert request_id_of(line) == rid
+
+
+def test_a_surrogate_pair_is_one_character() -> None:
+    assert decode_request(rb'{"id":"\ud83d\ude00","method":"hello"}').id == "\U0001f600"
+
+
+def test_replies_never_fail_to_encode() -> None:
+    """A string UTF-8 cannot carry (a non-UTF-8 file name decoded with surrogateescape)
+    goes out as its JSON escape: the reply is still one valid line, read back the same."""
+    for line in (
+        encode_result("\udc80", {"path": "src/\udcff.rs"}),
+        encode_error("\ud800", NotFound("no root holds /x\udc80")),
+    ):
+        assert line.isascii() and line.endswith(b"\n") and line.count(b"\n") == 1
+    assert json.loads(encode_result(1, {"path": "src/\udcff.rs"}))["result"]["path"] == (
+        "src/\udcff.rs"
+    )
+    assert "ü" in encode_result(1, "ü\udc80").decode()  # the rest stays UTF-8
 
 
 json_values = st.recursive(
