@@ -207,6 +207,11 @@ def run(foreground: bool = True) -> int:
     raise_fd_limit()
     try:
         config = load_config()
+        # Work from `/`, as a daemon should, once the config's paths are absolute: the
+        # folder a CLI user happened to start it from would stay pinned (a mount that
+        # cannot be unmounted, a deleted folder kept alive), and nothing may resolve
+        # against it: every path in a request is absolute (ipc.requests).
+        os.chdir("/")
         ensure_dirs(config.paths)
         _check_runtime_dir(config.paths.runtime_dir)
         lock_fd = acquire_lock(config.paths.lock)

@@ -137,7 +137,8 @@ def _status_and_code_tools(server: MCPServer, forward: Forward) -> None:
 
     @server.tool()
     async def reindex(path: str | None = None, force: bool = True) -> dict[str, Any]:
-        """Rebuild a root's index (all roots without `path`); the embedding cache is reused."""
+        """Rebuild the index of the root holding `path`, an absolute path (all roots without
+        it); the embedding cache is reused."""
         return await forward(ReindexRequest(path=path, force=force))
 
     @server.tool()

@@ -57,13 +57,15 @@ def runtime_paths(env: dict[str, str] | None = None) -> RuntimePaths:
         )
     import platformdirs  # deferred: only the no-RCMD_HOME path needs it
 
+    # absolute(): a relative XDG_* variable is taken as is by platformdirs; the daemon
+    # leaves its working directory once it has read these.
     runtime = _user_runtime_dir(env)
     return RuntimePaths(
-        state_dir=Path(platformdirs.user_state_dir("rcmd")),
-        cache_dir=Path(platformdirs.user_cache_dir("rcmd")),
-        runtime_dir=Path(runtime),
-        log_dir=Path(platformdirs.user_log_dir("rcmd")),
-        config_file=Path(platformdirs.user_config_dir("rcmd")) / "config.toml",
+        state_dir=Path(platformdirs.user_state_dir("rcmd")).absolute(),
+        cache_dir=Path(platformdirs.user_cache_dir("rcmd")).absolute(),
+        runtime_dir=Path(runtime).absolute(),
+        log_dir=Path(platformdirs.user_log_dir("rcmd")).absolute(),
+        config_file=Path(platformdirs.user_config_dir("rcmd")).absolute() / "config.toml",
     )
 
 

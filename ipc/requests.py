@@ -13,6 +13,7 @@ Stdlib only (editors may vendor `ipc`).
 from __future__ import annotations
 
 import math
+import os
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -48,6 +49,7 @@ def spec(
     bounds: tuple[float, float] | None = None,
     metavar: str | None = None,
     resolve: bool = False,
+    absolute: bool = False,
     max_chars: int = MAX_STRING_CHARS,
 ) -> dict[str, Any]:
     """Metadata of one request field.
@@ -55,7 +57,10 @@ def spec(
     `cli`: the `rcmd` flag (`--kind`) or positional name (`query`) this field is exposed
     as; `cli_help` overrides `help` there. `choices`: allowed values. `bounds`: inclusive
     range of a number. `resolve`: the CLI makes the value an absolute path first.
-    `max_chars`: the longest string accepted (every string is also refused with a NUL).
+    `absolute`: the value names a file system location, so it must be an absolute path
+    (or start with `~`): the daemon cannot know the client's working directory, and
+    must not guess with its own. `resolve` implies it. `max_chars`: the longest string
+    accepted (every string is also refused with a NUL).
     """
     return {
         "help": help,
@@ -65,6 +70,7 @@ def spec(
         "bounds": bounds,
         "metavar": metavar,
         "resolve": resolve,
+        "absolute": absolute or resolve,
         "max_chars": max_chars,
     }
 
@@ -166,6 +172,8 @@ def _read(f: Field[Any], hint: Any, params: Mapping[str, Any]) -> Any:
         raise BadRequest(f"'{f.name}' must be {want}")
     if kind is str:
         _check_text(f.name, value, meta.get("max_chars", MAX_STRING_CHARS))
+        if meta.get("absolute"):
+            check_absolute(f.name, value)
     choices = meta.get("choices")
     if choices is not None and value not in choices:
         raise BadRequest(f"'{f.name}' must be one of {', '.join(choices)}")
@@ -177,6 +185,30 @@ def _check_text(name: str, value: str, max_chars: int) -> None:
         raise BadRequest(f"'{name}' is {len(value)} characters long; at most {max_chars}")
     if "\0" in value:
         raise BadRequest(f"'{name}' must not contain a NUL character")
+
+
+#: Most characters of a refused path quoted back in the error.
+_SHOWN_PATH_CHARS = 200
+
+
+def is_absolute(value: str) -> bool:
+    """Whether a location is absolute (`~` counts: the daemon user's home, the same for
+    every client). A relative one would resolve against the daemon's working directory:
+    `""` once registered the folder the daemon was started from."""
+    return os.path.isabs(os.path.expanduser(value))
+
+
+def _shown(value: str) -> str:
+    return repr(value if len(value) <= _SHOWN_PATH_CHARS else value[:_SHOWN_PATH_CHARS] + "...")
+
+
+def check_absolute(name: str, value: str) -> None:
+    """Refuse a location that is not absolute (see `is_absolute`)."""
+    if not is_absolute(value):
+        raise BadRequest(
+            f"'{name}' must be absolute: {_shown(value)} (the daemon cannot know the "
+            "client's working directory)"
+        )
 
 
 # ---- the methods ----
@@ -373,14 +405,18 @@ class RemoveRequest(MethodRequest):
 @protocol_method("verify", heavy=True)
 @dataclass(frozen=True, slots=True)
 class VerifyRequest(MethodRequest):
-    root: str | None = field(default=None, metadata=spec("the root to check (default: all)"))
+    root: str | None = field(
+        default=None, metadata=spec("the root to check (default: all)", absolute=True)
+    )
 
 
 @protocol_method("read", heavy=True)
 @dataclass(frozen=True, slots=True)
 class ReadRequest(MethodRequest):
     path: str = field(metadata=spec("a file: absolute, or relative to root"))
-    root: str | None = field(default=None, metadata=spec("the root `path` is relative to"))
+    root: str | None = field(
+        default=None, metadata=spec("the root `path` is relative to", absolute=True)
+    )
     start_line: int = field(default=1, metadata=spec("first line", bounds=(1, MAX_LINE)))
     end_line: int | None = field(
         default=None, metadata=spec("last line (inclusive)", bounds=(1, MAX_LINE))
@@ -389,6 +425,8 @@ class ReadRequest(MethodRequest):
     def check(self) -> None:
         if self.end_line is not None and self.end_line < self.start_line:
             raise BadRequest(f"'end_line' must be an integer from {self.start_line} to {MAX_LINE}")
+        if self.root is None and not is_absolute(self.path):
+            raise BadRequest(f"'path' must be absolute unless 'root' is given: {_shown(self.path)}")
 
 
 @protocol_method("similar", heavy=True)
@@ -400,7 +438,7 @@ class SimilarRequest(ReadRequest):
 @protocol_method("wait", long=True)
 @dataclass(frozen=True, slots=True)
 class WaitRequest(MethodRequest):
-    path: str = field(metadata=spec("a registered root (or a path inside one)"))
+    path: str = field(metadata=spec("a registered root (or a path inside one)", absolute=True))
     timeout_s: float = field(
         default=60.0, metadata=spec("give up after this long", bounds=(0, MAX_WAIT_S))
     )

@@ -318,6 +318,40 @@ def test_a_lone_surrogate_is_a_bad_request_and_the_connection_goes_on(bare_daemo
     assert "Unhandled exception" not in bare_daemon.log.read_text()
 
 
+def test_relative_paths_are_refused_and_register_nothing(
+    bare_daemon: Daemon, tmp_path: Path
+) -> None:
+    """Relative paths resolved against the daemon's working directory: `index ""`
+    registered the folder it was started from, and `remove` of a path relative to it
+    dropped a root. Now every location must be absolute, and the daemon works from `/`."""
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    bare_daemon.call("index", path=str(proj))
+    rel = os.path.relpath(proj, bare_daemon.source)  # `proj`, from the daemon's start folder
+    refused = [
+        ("index", {"path": ""}),
+        ("index", {"path": "."}),
+        ("index", {"path": "tests/fixtures/demo_crate"}),
+        ("index", {"path": rel}),
+        ("remove", {"path": ""}),
+        ("remove", {"path": rel}),
+        ("reindex", {"path": "", "force": True}),
+        ("wait", {"path": rel, "timeout_s": 0}),
+        ("verify", {"root": rel}),
+        ("search", {"query": "x", "root": rel}),
+        ("def", {"name": "x", "root": ""}),
+    ]
+    lines = [
+        json.dumps({"id": i, "method": m, "params": p}).encode() for i, (m, p) in enumerate(refused)
+    ]
+    for (method, params), reply in zip(refused, _exchange(bare_daemon, lines), strict=True):
+        assert reply["error"]["code"] == "bad_request", (method, params, reply)
+        assert "must be absolute" in reply["error"]["message"], (method, reply)
+    assert [r["path"] for r in bare_daemon.status()["roots"]] == [str(proj.resolve())]
+    pid = bare_daemon.call("hello")["pid"]
+    assert Path(f"/proc/{pid}/cwd").readlink() == Path("/")
+
+
 def test_mcp_bridge_answers_a_lone_surrogate(tmp_path: Path) -> None:
     """The SDK's parser rejects `\\ud800` and only logs it: the agent waited forever.
     The bridge answers it (and any line that is not JSON) with a JSON-RPC error, and goes

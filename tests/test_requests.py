@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +23,18 @@ from ipc.protocol import KINDS, MODES
 from ipc.requests import (
     MAX_LINE,
     REQUESTS,
+    DefRequest,
+    ExportRequest,
     IndexRequest,
     MethodRequest,
+    NavRequest,
     ReadRequest,
     ReindexRequest,
+    RemoveRequest,
     SearchRequest,
     SimilarRequest,
     StatusRequest,
+    VerifyRequest,
     WaitRequest,
     base_type,
     field_types,
@@ -158,6 +164,60 @@ def test_bad_params_are_bad_requests(
 ) -> None:
     with pytest.raises(BadRequest, match="^" + message.replace("(", r"\(")):
         schema.from_params(params)
+
+
+#: Every field naming a file system location, with the other params its method needs.
+LOCATIONS: list[tuple[type[MethodRequest], str, dict[str, Any]]] = [
+    (SearchRequest, "root", {"query": "x"}),
+    (DefRequest, "root", {"name": "x"}),
+    (IndexRequest, "path", {}),
+    (IndexRequest, "snapshot", {"path": "/abs/root"}),
+    (ExportRequest, "path", {"file": "/abs/out.tar.gz"}),
+    (ExportRequest, "file", {"path": "/abs/root"}),
+    (ReindexRequest, "path", {}),
+    (RemoveRequest, "path", {}),
+    (VerifyRequest, "root", {}),
+    (ReadRequest, "root", {"path": "src/lib.rs"}),
+    (SimilarRequest, "root", {"path": "src/lib.rs"}),
+    (WaitRequest, "path", {}),
+]
+
+
+@pytest.mark.parametrize(("schema", "name", "others"), LOCATIONS)
+@pytest.mark.parametrize("relative", ["", ".", "src", "../x", " /abs"])
+def test_locations_must_be_absolute(
+    schema: type[MethodRequest], name: str, others: dict[str, Any], relative: str
+) -> None:
+    """The daemon cannot know the client's working directory: `index ""` registered the
+    folder the daemon happened to start in."""
+    with pytest.raises(BadRequest, match=re.escape(f"'{name}' must be absolute: {relative!r}")):
+        schema.from_params({**others, name: relative})
+    assert getattr(schema.from_params({**others, name: "/abs/x"}), name) == "/abs/x"
+    assert getattr(schema.from_params({**others, name: "~/x"}), name) == "~/x"
+
+
+def test_every_location_field_is_checked() -> None:
+    """`resolve` (the CLI sends it absolute) implies `absolute`; a new location field
+    needs a LOCATIONS row above."""
+    checked = {(s, n) for s, n, _ in LOCATIONS}
+    for schema in REQUESTS.values():
+        for f in dataclasses.fields(schema):
+            if f.metadata.get("resolve"):
+                assert f.metadata.get("absolute"), (schema.__name__, f.name)
+            if f.metadata.get("absolute") and not issubclass(schema, NavRequest):
+                assert (schema, f.name) in checked, (schema.__name__, f.name)
+
+
+def test_a_read_path_is_absolute_or_under_a_root() -> None:
+    for schema in (ReadRequest, SimilarRequest):
+        with pytest.raises(BadRequest, match=r"^'path' must be absolute unless 'root' is given"):
+            schema.from_params({"path": "src/lib.rs"})
+        assert schema.from_params({"path": "src/lib.rs", "root": "/r"}).path == "src/lib.rs"
+        assert schema.from_params({"path": "/r/src/lib.rs"}).root is None
+
+
+def test_search_path_stays_a_root_relative_glob() -> None:
+    assert SearchRequest.from_params({"query": "x", "path": "src/net/*"}).path == "src/net/*"
 
 
 @pytest.mark.parametrize(
