@@ -8,15 +8,13 @@ through the method's schema (ipc.requests).
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from ipc import __version__
 from ipc.client import ensure_daemon, request
 from ipc.errors import RcmdError
 from ipc.paths import RuntimePaths
-from ipc.protocol import unicode_problem
 from ipc.requests import (
     CalleesRequest,
     CallersRequest,
@@ -137,8 +135,7 @@ def _status_and_code_tools(server: MCPServer, forward: Forward) -> None:
 
     @server.tool()
     async def reindex(path: str | None = None, force: bool = True) -> dict[str, Any]:
-        """Rebuild the index of the root holding `path`, an absolute path (all roots without
-        it); the embedding cache is reused."""
+        """Rebuild a root's index (all roots without `path`); the embedding cache is reused."""
         return await forward(ReindexRequest(path=path, force=force))
 
     @server.tool()
@@ -202,81 +199,6 @@ def _navigation_tools(server: MCPServer, forward: Forward) -> None:
         return await forward(ImplsRequest(name=name, root=root, limit=limit, deps=deps))
 
 
-#: JSON-RPC 2.0 error codes: the line is not JSON; it is JSON but not a valid request.
-PARSE_ERROR = -32700
-INVALID_REQUEST = -32600
-
-
-def refusal(line: str) -> dict[str, Any] | None:
-    """The JSON-RPC error that answers a stdin line the SDK would drop without a reply
-    (it only logs what it cannot parse, and the agent waits for an answer that never
-    comes): one that is not JSON, or a string in it that is not valid Unicode (its
-    parser rejects a lone surrogate; `ipc.protocol.unicode_problem`, as the daemon
-    checks its own requests). None for any other line, which goes on to the SDK."""
-    if not line.strip():
-        return None
-    try:
-        obj = json.loads(line)
-    except (ValueError, RecursionError) as exc:
-        return _rpc_error(None, PARSE_ERROR, f"invalid JSON: {exc}")
-    problem = unicode_problem(obj)
-    if problem is None:
-        return None
-    rid = obj.get("id") if isinstance(obj, dict) else None
-    ok_id = type(rid) is int or (isinstance(rid, str) and unicode_problem(rid) is None)
-    return _rpc_error(rid if ok_id else None, INVALID_REQUEST, problem)
-
-
-def _rpc_error(rid: int | str | None, code: int, message: str) -> dict[str, Any]:
-    return {"jsonrpc": "2.0", "id": rid, "error": {"code": code, "message": message}}
-
-
-class _CheckedLines:
-    """The stdin lines the SDK's stdio transport reads, less those `refusal` answers:
-    their errors go out on the transport's own write stream (set once it exists), so
-    replies never interleave."""
-
-    def __init__(self, source: AsyncIterable[str]) -> None:
-        self._source = source
-        self.replies: Any = None
-
-    def __aiter__(self) -> AsyncIterator[str]:
-        return self._lines()
-
-    async def _lines(self) -> AsyncIterator[str]:
-        import mcp_types
-        from mcp.shared.message import SessionMessage
-
-        async for line in self._source:
-            error = refusal(line)
-            if error is None:
-                yield line
-            else:
-                message = mcp_types.JSONRPCError.model_validate(error)
-                await self.replies.send(SessionMessage(message))
-
-
-async def _serve_stdio(server: MCPServer) -> None:
-    """`MCPServer.run_stdio_async`, reading stdin through `_CheckedLines` (stdout is the
-    SDK's own, still diverted from stray prints while it serves)."""
-    import sys
-
-    import anyio
-    from mcp.server.stdio import stdio_server
-
-    # As the SDK reads it: UTF-8, undecodable bytes replaced (closefd: fd 0 stays open).
-    with open(sys.stdin.fileno(), encoding="utf-8", errors="replace", closefd=False) as stdin:
-        lines = _CheckedLines(anyio.wrap_file(stdin))
-        # The transport only iterates its stdin: any async iterable of lines will do.
-        async with stdio_server(stdin=cast("anyio.AsyncFile[str]", lines)) as (reads, writes):
-            lines.replies = writes
-            # No public handle on it yet; the SDK's own in-memory client reaches it so.
-            lowlevel = server._lowlevel_server
-            await lowlevel.run(reads, writes, lowlevel.create_initialization_options())
-
-
 def run(paths: RuntimePaths) -> int:
-    import anyio
-
-    anyio.run(_serve_stdio, build_server(paths))
+    build_server(paths).run("stdio")
     return 0
