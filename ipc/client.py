@@ -9,7 +9,7 @@ import socket
 import stat
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -215,6 +215,23 @@ def _last_line(path: Path, offset: int) -> str:
     return lines[-1].removeprefix("rcmd daemon: ") if lines else ""
 
 
+def daemon_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The spawned daemon's environment. It starts in `/`, not in the user's folder:
+    `python -m` puts the working directory first on the import path, where a `json.py`
+    or `signal.py` of the user's project would replace the standard module. A client
+    run from a checkout puts that checkout on the path instead (an installed one is
+    found where it is installed), so client and daemon are the same version."""
+    import site
+
+    source = str(Path(__file__).resolve().parent.parent)
+    sites = [*site.getsitepackages(), site.getusersitepackages()]
+    installed = {str(Path(p).resolve()) for p in sites}
+    rest = env.get("PYTHONPATH", "")
+    if source in installed or source in rest.split(os.pathsep):
+        return dict(env)
+    return {**env, "PYTHONPATH": source + (os.pathsep + rest if rest else "")}
+
+
 def spawn_daemon(paths: RuntimePaths, timeout: float = 120.0) -> None:
     """Start a detached daemon (like watchman) and wait until its socket answers."""
     import subprocess
@@ -229,7 +246,8 @@ def spawn_daemon(paths: RuntimePaths, timeout: float = 120.0) -> None:
             stdout=subprocess.DEVNULL,
             stderr=err,
             start_new_session=True,
-            env=os.environ.copy(),
+            env=daemon_env(os.environ),
+            cwd="/",
         )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -22,6 +22,7 @@ from tests.conftest import (
     USERNS_REASON,
     Daemon,
     run_rcmd,
+    seed_cache,
     skip_or_fail,
     userns_available,
 )
@@ -188,3 +189,27 @@ def test_export_to_a_folder_or_an_unwritable_place_is_one_line(
     assert shlex.split(nested.split("rcmd index ")[1])[0] == str(spaced / "src")
     reindex = _one_line(daemon.cli("reindex", str(spaced), check=False))
     assert f"rcmd reindex --force {shlex.quote(str(spaced))}" in reindex
+
+
+def test_the_daemon_starts_in_a_project_that_holds_python_files(
+    tmp_path: Path, warm_cache: Path
+) -> None:
+    """A daemon the CLI starts runs from `/`: `python -m` puts the working directory
+    first on the import path, so a project's own `json.py` replaced the standard module
+    in it (the client here runs with -P, as the installed `rcmd` script never has the
+    working directory on its path)."""
+    project = tmp_path / "project"
+    shutil.copytree(FIXTURE_CRATE, project)
+    (project / "json.py").write_text("raise SystemExit('the project json.py was imported')\n")
+    home = tmp_path / "home"
+    seed_cache(home, warm_cache)
+    env = {**os.environ, "RCMD_HOME": str(home), "PYTHONPATH": str(REPO)}
+    cli = [sys.executable, "-P", "-m", "ipc.cli"]
+    run = {"env": env, "cwd": project, "capture_output": True, "text": True, "timeout": 300}
+    try:
+        proc = subprocess.run([*cli, "index", str(project), "--wait"], check=False, **run)
+        assert proc.returncode == 0, proc.stderr
+        hits = subprocess.run([*cli, "search", "fetch_with_retry", "--json"], check=False, **run)
+        assert json.loads(hits.stdout)["results"], hits.stderr
+    finally:
+        subprocess.run([*cli, "stop"], check=False, **run)
