@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -217,7 +218,13 @@ def daemon(tmp_path: Path, warm_cache: Path) -> Iterator[Daemon]:
     home = tmp_path / "home"
     home.mkdir()
     seed_cache(home, warm_cache)
-    d = Daemon(home)
+    with running(Daemon(home)) as d:
+        yield d
+
+
+@contextlib.contextmanager
+def running(d: Daemon) -> Iterator[Daemon]:
+    """`d` started, then stopped (killed if it will not stop) whatever the test did."""
     d.start()
     try:
         yield d

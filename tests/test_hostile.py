@@ -15,7 +15,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import Daemon, needs_userns, run_daemon_once
+from tests.conftest import Daemon, needs_userns, run_daemon_once, running
 
 pytestmark = pytest.mark.slow
 
@@ -265,15 +265,8 @@ def test_a_new_root_on_a_full_disk_gets_a_clear_error(
 def bare_daemon(tmp_path: Path) -> Iterator[Daemon]:
     """A daemon with no roots and a cold cache: for requests refused before any work. Like
     every test daemon it is started from the checkout, a folder holding a Rust crate."""
-    d = Daemon(tmp_path / "home")
-    d.start()
-    try:
+    with running(Daemon(tmp_path / "home")) as d:
         yield d
-    finally:
-        try:
-            d.stop()
-        finally:
-            d.kill()
 
 
 def _exchange(daemon: Daemon, lines: list[bytes]) -> list[dict[str, Any]]:

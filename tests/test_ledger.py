@@ -169,27 +169,11 @@ def test_progress_has_a_rate_only_while_active() -> None:
     assert out["progress"]["eta_s"] is None and out["progress"]["chunks_per_s"] == 0
 
 
-def test_a_failed_batch_shows_failed_without_a_stale_eta(setup: Any) -> None:
+def test_a_failed_batch_shows_failed_and_fresh_is_refused_until_its_retry(setup: Any) -> None:
     """Through the real indexer: a batch that fails (its state.db closed under it)
-    leaves the root `failed` with its error, and no rate or ETA."""
-    _crate, collab, open_root = setup
-    root = open_root()
-    indexer = Indexer(collab)
-    indexer.start()
-    try:
-        root.state.close()  # every write of the batch now fails
-        indexer.enqueue(root, None)
-        wait_until(lambda: root.progress.activity == Activity.FAILED, timeout=60)
-        out = root.progress.to_json()
-        assert out["last_error"] and "retrying" in out["last_error"]
-        assert out["progress"]["eta_s"] is None and out["progress"]["chunks_per_s"] == 0
-    finally:
-        indexer.stop()
-
-
-def test_fresh_is_refused_while_failed_work_waits_for_its_retry(setup: Any) -> None:
-    """A failed batch's work is out of the queue until its retry: `fresh` must not take
-    the root for up to date then (it answered from the older index), but say why."""
+    leaves the root `failed` with its error, and no rate or ETA. Its work is out of the
+    queue until the retry, so `fresh` must not take the root for up to date then (it
+    answered from the older index), but say why."""
     _crate, collab, open_root = setup
     root = open_root()
     indexer = Indexer(collab)
@@ -198,6 +182,10 @@ def test_fresh_is_refused_while_failed_work_waits_for_its_retry(setup: Any) -> N
         root.state.close()  # every write of the batch now fails
         indexer.enqueue(root, None)
         wait_until(lambda: indexer.failures.error(root.id) is not None, timeout=60)
+        out = root.progress.to_json()
+        assert out["activity"] == "failed"
+        assert out["last_error"] and "retrying" in out["last_error"]
+        assert out["progress"]["eta_s"] is None and out["progress"]["chunks_per_s"] == 0
         with pytest.raises(StateError, match="cannot answer") as caught:
             bring_up_to_date([root], Cookies(), indexer, timeout=30)
         assert "retrying" in str(caught.value)
