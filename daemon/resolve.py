@@ -41,6 +41,9 @@ def path_segments(written: str) -> Path_:
 
 
 def _is_ident(seg: str) -> bool:
+    """A name as written: plain, a macro variable (`$x`), or raw (`r#type`, `r#match`:
+    a keyword used as a name, which the chunker records with its `r#`)."""
+    seg = seg.removeprefix("r#")
     return seg.replace("_", "a").replace("$", "a").isalnum() or seg.isidentifier()
 
 

@@ -158,6 +158,15 @@ def test_path_helpers() -> None:
     assert not agrees("other::crc", ("codec", "crc"))
 
 
+def test_raw_identifiers_are_names() -> None:
+    """`r#match` is a name (a keyword used as one): defined, called and asked for."""
+    g = extract("src/lib.rs", b"pub fn r#match(x: u8) -> u8 { x }\nfn f() { r#match(3); }\n")
+    assert "r#match" in {d.symbol for d in g.defs}
+    assert next(r.targets for r in g.refs if r.kind == "call") == ("r#match",)
+    assert name_segments("r#match") == ("r#match",)
+    assert path_segments("crate::r#type::Token") == ("crate", "r#type", "Token")
+
+
 def test_broken_source_still_gives_a_graph() -> None:
     g = graph_of("src/x.rs", b"fn a( { b(); }\nfn c() { d(); }\n\xff\xfe")
     assert "x::c" in {d.symbol for d in g.defs}
