@@ -23,7 +23,7 @@ from daemon.chunker import CHUNK_POLICY_VERSION, Chunk
 from daemon.embed_cache import TOUCH_EVERY_S
 from daemon.graph_rows import TableRows, decode_rows, encode_rows
 from daemon.sqlite import connect, state_errors
-from daemon.symbols import GRAPH_VERSION
+from daemon.symbols import GRAPH_REVISION, GRAPH_VERSION
 
 _FIELDS = ("start_line", "end_line", "symbol", "kind", "signature", "doc", "text", "context")
 
@@ -35,7 +35,8 @@ def chunk_key(path: str, digest: bytes) -> bytes:
 def graph_key(path: str, digest: bytes) -> bytes:
     """Kept as its rows (`daemon.graph_rows`) since "rows": a graph kept as records
     before then is simply not found."""
-    return blake3.blake3(f"graph rows {GRAPH_VERSION}\0{path}\0".encode() + digest).digest(16)
+    version = f"{GRAPH_VERSION}.{GRAPH_REVISION}"
+    return blake3.blake3(f"graph rows {version}\0{path}\0".encode() + digest).digest(16)
 
 
 def _encode(chunks: list[Chunk]) -> bytes:

@@ -29,6 +29,11 @@ from ipc.kinds import NODE_KINDS
 #: names them, `chunker.MAX_TYPE_CHARS`): a root whose graph was built under another
 #: version (or none) is rebuilt through the caches.
 GRAPH_VERSION = 3
+#: Bumped when extraction finds more without changing what the tables mean (1: raw
+#: identifiers such as `r#match`): graph rows cached under another revision are not
+#: reused, so a file read again (an edit, `rcmd reindex --force`) gets the new rows,
+#: while a root's rows stay valid until then instead of a rebuild of every root.
+GRAPH_REVISION = 1
 #: Reference kinds that `callers`/`callees` count as calls.
 CALL_KINDS = frozenset({"call", "method", "macro"})
 
