@@ -108,7 +108,10 @@ class Server:
         }
         self._server: asyncio.AbstractServer | None = None
         self._conns = Connections(max_connections())
-        self.requests = 0
+        #: Requests answered and connections closed: after a burst of either (big
+        #: replies, many clients, half-sent lines buffered) the daemon's loop hands the
+        #: freed heap back once a quiet tick follows.
+        self.activity = 0
 
     async def serve(self, sock: socket.socket) -> None:
         # asyncio accepts up to `backlog` connections per wake-up before any of them is
@@ -169,6 +172,7 @@ class Server:
         finally:
             self._conns.release(writer)
             writer.close()
+            self.activity += 1
 
     async def _serve_client(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -191,7 +195,7 @@ class Server:
                 return
             if not line.strip():
                 continue
-            self.requests += 1
+            self.activity += 1
             await _send(writer, await self._handle_line(line))
 
 
