@@ -8,20 +8,29 @@ RCMD_HOME); any key can be overridden by `RCMD_<SECTION>_<KEY>`, e.g.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from ipc.errors import ConfigError
 from ipc.paths import RuntimePaths, runtime_paths
+
+_T = TypeVar("_T", int, float)
+
+
+def positive(default: _T) -> _T:
+    """A count, size or period that must be above 0 (checked when the config is read):
+    0 would mean a batch of nothing, an empty fusion list, or a loop that never sleeps."""
+    return field(default=default, metadata={"positive": True})
 
 
 @dataclass(frozen=True, slots=True)
 class IndexConfig:
     #: Files larger than this are skipped and reported in status.
-    max_file_bytes: int = 1 << 20
+    max_file_bytes: int = positive(1 << 20)
     #: Quiet time after the last file event before a batch starts. An editor's save
     #: (write a temporary file, rename it over) lands within a millisecond or two, so
     #: 20 ms still makes it one batch (watchman settles for 20 ms too). Every save waits
@@ -33,11 +42,11 @@ class IndexConfig:
     #: How often index writes are committed (and filled vectors flushed) while a long batch runs.
     commit_interval_s: float = 1.0
     #: Chunks embedded and written per step of a batch (bounds memory and commit latency).
-    chunks_per_step: int = 128
+    chunks_per_step: int = positive(128)
     #: A failed batch (a full disk, a server that is down) is queued again after this long.
-    retry_after_s: float = 30.0
+    retry_after_s: float = positive(30.0)
     #: Rescan period when the watcher fails, and how often a missing root is looked for.
-    poll_interval_s: float = 30.0
+    poll_interval_s: float = positive(30.0)
     #: A batch of at least this many changed files goes lexical-first: Tantivy and the
     #: records for every file, then the embeddings (cache misses) a few texts at a time,
     #: giving way to any file work. 1 (every batch) keeps an edit in one root from
@@ -75,11 +84,11 @@ class EmbeddingConfig:
 
     #: "default" is the offline int8 all-MiniLM-L6-v2; any fastembed model name works online.
     model: str = "default"
-    batch_size: int = 32
+    batch_size: int = positive(32)
     #: Padded-token budget per batch: length-sorted batches stop growing past it. Measured
     #: on 2 cores (512 alloc chunks): 2048 ran 1.25x faster than 8192 and peaked at 600 MB
     #: RSS instead of 1.8 GB, because onnxruntime's arena keeps the largest batch's memory.
-    max_batch_tokens: int = 2048
+    max_batch_tokens: int = positive(2048)
     #: Texts embedded side by side, one onnxruntime thread each; 0: the layout (runs x
     #: threads) measured once on this machine and kept in the cache dir (daemon/layout.py).
     threads: int = 0
@@ -91,7 +100,7 @@ class EmbeddingConfig:
     #: vector with its neighbours (daemon/embed_groups.py); 0: every chunk its own.
     group_small_chars: int = 200
     #: Most characters of text one shared vector is made of (the model reads ~256 tokens).
-    group_max_chars: int = 700
+    group_max_chars: int = positive(700)
     #: Whether the parts after an item's first (a long item is cut to fit the model)
     #: get vectors of their own; false: they share the first part's.
     later_parts: bool = False
@@ -110,14 +119,14 @@ class ClusterConfig:
     #: `cpus_per_worker` CPUs of the cluster.
     workers: int = 0
     #: CPUs each actor reserves (and the onnxruntime threads it runs).
-    cpus_per_worker: int = 1
+    cpus_per_worker: int = positive(1)
     #: Texts per batch sent to an actor.
-    batch_size: int = 32
+    batch_size: int = positive(32)
     #: Batches in flight per actor: a second one queued hides the round trip, more would
     #: only hold texts in the object store.
-    in_flight_per_worker: int = 2
+    in_flight_per_worker: int = positive(2)
     #: Longest a batch may take before the cluster counts as lost (local fallback).
-    batch_timeout_s: float = 120.0
+    batch_timeout_s: float = positive(120.0)
     #: After the cluster was lost (or unreachable), how long until it is tried again.
     reconnect_s: float = 60.0
     #: This machine's address as the cluster sees it; empty: 127.0.0.1 for a local
@@ -144,9 +153,9 @@ class SearchConfig:
     }
 
     #: Reciprocal-rank-fusion constant: smaller lets the top ranks of each list count more.
-    rrf_k: int = 20
+    rrf_k: int = positive(20)
     #: How many candidates each side contributes to fusion.
-    candidates: int = 50
+    candidates: int = positive(50)
     #: RRF weight of the BM25 list for questions in words (the vector list weighs 1).
     natural_lexical_weight: float = 0.5
     #: RRF weight of the BM25 list for identifier-like queries (`Vec::push`, `read_to_string`).
@@ -201,9 +210,14 @@ class SearchConfig:
 
 @dataclass(frozen=True, slots=True)
 class LogConfig:
+    #: The level names structlog's filtering logger knows (`logging`'s, lower case).
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {
+        "level": ("debug", "info", "warning", "warn", "error", "critical")
+    }
+
     level: str = "info"
     #: rcmd.log is rotated past this size; three old files are kept.
-    max_bytes: int = 10 << 20
+    max_bytes: int = positive(10 << 20)
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,18 +241,58 @@ _SECTIONS: dict[str, type[Any]] = {
 }
 
 
-def _coerce(where: str, raw: Any, kind: type[Any]) -> Any:
-    if kind is bool:
-        if isinstance(raw, str):
-            return raw.strip().lower() in ("1", "true", "yes", "on")
-        return bool(raw)
-    try:
-        value = kind(raw)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{where}: expected {kind.__name__}, got {raw!r}") from None
+#: What an RCMD_* variable may say for a boolean key (case-insensitive).
+_ENV_BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+_EXPECTED = {
+    bool: "true or false (a variable: true/false, 1/0, yes/no)",
+    int: "a whole number",
+    float: "a number",
+    str: "a string",
+}
+_BAD = object()
+
+
+def _typed(raw: Any, kind: type[Any]) -> Any:
+    """`raw` (a TOML value, or a variable's text) as `kind`, or _BAD. Stricter than the
+    constructors: `bool("flase")` is True, `int(1.5)` is 1, `int(True)` is 1."""
+    if isinstance(raw, str) and kind is not str:
+        if kind is bool:
+            return _ENV_BOOLS.get(raw.strip().lower(), _BAD)
+        try:
+            raw = kind(raw.strip())
+        except ValueError:
+            return _BAD
+    if kind is not bool and isinstance(raw, bool):
+        return _BAD
+    if kind is int and isinstance(raw, float):
+        return int(raw) if raw.is_integer() else _BAD
+    if kind is float and isinstance(raw, int):
+        return float(raw)
+    return raw if isinstance(raw, kind) else _BAD
+
+
+def _coerce(where: str, raw: Any, spec: dataclasses.Field[Any]) -> Any:
+    """One key's value, checked against its field: its type, finite, not negative, and
+    above 0 where the field is declared `positive`. A bad value would otherwise start a
+    daemon that answers nothing (a NaN weight) or fails every reply (inf is not JSON)."""
+    kind = type(spec.default)
+    value = _typed(raw, kind)
+    if value is _BAD:
+        raise ConfigError(f"{where}: expected {_EXPECTED[kind]}, got {raw!r}")
+    if kind is float and not math.isfinite(value):
+        raise ConfigError(f"{where}: must be a finite number, got {raw!r}")
     if kind in (int, float) and value < 0:
         raise ConfigError(f"{where}: must not be negative, got {raw!r}")
+    if spec.metadata.get("positive") and value <= 0:
+        raise ConfigError(f"{where}: must be above 0, got {raw!r}")
     return value
+
+
+def _choice(where: str, value: str, allowed: tuple[str, ...]) -> str:
+    """`value` as spelled in `allowed` (case-insensitive: `INFO` is `info`)."""
+    if value.lower() not in allowed:
+        raise ConfigError(f"{where}: must be one of {', '.join(allowed)}, got {value!r}")
+    return value.lower()
 
 
 def _build(
@@ -246,7 +300,7 @@ def _build(
 ) -> Any:
     """One section from the file's `values` and the RCMD_* variables; an error names the
     key and where its value came from (the file or the variable)."""
-    kinds = {f.name: type(f.default) for f in dataclasses.fields(cls)}
+    kinds = {f.name: f for f in dataclasses.fields(cls)}
     unknown = set(values) - set(kinds)
     if unknown:
         raise ConfigError(f"{file}: [{section}] unknown key(s): {', '.join(sorted(unknown))}")
@@ -258,9 +312,8 @@ def _build(
             merged[key] = (env_value, f"{var} ([{section}] {key})")
     built = {k: _coerce(where, v, kinds[k]) for k, (v, where) in merged.items()}
     for key, allowed in getattr(cls, "CHOICES", {}).items():
-        if key in built and built[key] not in allowed:
-            where = merged[key][1]
-            raise ConfigError(f"{where}: must be one of {', '.join(allowed)}, got {built[key]!r}")
+        if key in built:
+            built[key] = _choice(merged[key][1], built[key], allowed)
     return cls(**built)
 
 

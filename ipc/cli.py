@@ -32,7 +32,7 @@ from ipc.client import (
 )
 from ipc.commands import COMMANDS, HelpFormatter, argument, command, request_from_args
 from ipc.completion import SHELLS
-from ipc.errors import BadRequest, DaemonNotRunning, NotFound, RcmdError
+from ipc.errors import BadRequest, ConfigError, DaemonNotRunning, NotFound, RcmdError
 from ipc.paths import RuntimePaths, runtime_paths
 from ipc.requests import (
     CalleesRequest,
@@ -685,6 +685,7 @@ def cmd_status(args: argparse.Namespace, paths: RuntimePaths) -> int:
     try:
         status = request(paths, request_from_args(StatusRequest, args))
     except DaemonNotRunning:
+        _check_config()
         if not has_roots(paths):
             raise
         raise DaemonNotRunning(STOPPED_WITH_ROOTS) from None
@@ -730,6 +731,17 @@ def cmd_status(args: argparse.Namespace, paths: RuntimePaths) -> int:
                 print(f"  {p}")
         return 0 if v["ok"] else 1
     return 0
+
+
+def _check_config() -> None:
+    """With the daemon down, a broken config is what would stop the next search from
+    starting it: say that, not "a search starts it". Reading it takes a few ms."""
+    from daemon.config import load_config
+
+    try:
+        load_config()
+    except ConfigError as exc:
+        raise ConfigError(f"daemon not running, and it cannot start: {exc}") from None
 
 
 @command(
