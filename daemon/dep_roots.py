@@ -24,6 +24,9 @@ class DependencyRoots:
         self._file = file
         self._lock = threading.Lock()
         self._roots: dict[str, dict[str, Any]] = self._read()
+        #: Project -> why its last `index --deps` added no crates (a broken lock file),
+        #: for status; kept in memory only: the next `index --deps` says it again.
+        self._skipped: dict[str, str] = {}
 
     def _read(self) -> dict[str, dict[str, Any]]:
         try:
@@ -56,6 +59,17 @@ class DependencyRoots:
         """The dependency roots `project` was indexed with (`index --deps`)."""
         return [Path(p) for p, v in self._roots.items() if str(project) in v["used_by"]]
 
+    def note_skipped(self, project: Path, why: str | None) -> None:
+        """Remember (or, with None, forget) why `project`'s dependencies were skipped."""
+        with self._lock:
+            if why is None:
+                self._skipped.pop(str(project), None)
+            else:
+                self._skipped[str(project)] = why
+
+    def skipped(self, project: Path) -> str | None:
+        return self._skipped.get(str(project))
+
     def record(self, path: Path, crate: str, user: Path) -> None:
         with self._lock:
             entry = self._roots.setdefault(str(path), {"crate": crate, "used_by": []})
@@ -66,6 +80,7 @@ class DependencyRoots:
         """`path` is unregistered: as a dependency root, and as a user of others."""
         with self._lock:
             self._roots.pop(str(path), None)
+            self._skipped.pop(str(path), None)
             for entry in self._roots.values():
                 entry["used_by"] = [u for u in entry["used_by"] if u != str(path)]
             self._write()

@@ -21,6 +21,8 @@ from typing import Any
 
 import structlog
 
+from ipc.errors import BadRequest
+
 log = structlog.get_logger("rcmd.deps")
 
 DEBIAN_REGISTRY = Path("/usr/share/cargo/registry")
@@ -47,31 +49,73 @@ def find_lock(project: Path) -> Path | None:
     return None
 
 
+class ManifestError(ValueError):
+    """A lock file or manifest that cargo itself would refuse: its dependencies are
+    skipped (the project still indexes), and the reply says which file and why."""
+
+
+def _table(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ManifestError(f"{what} is not a table")
+    return value
+
+
 def locked_packages(lock_text: str) -> list[tuple[str, str]]:
     """(name, version) of every package a lock file takes from a registry (workspace
     members and git checkouts have no registry source)."""
-    data = tomllib.loads(lock_text)
+    packages = tomllib.loads(lock_text).get("package", [])
+    if not isinstance(packages, list):
+        raise ManifestError("`package` is not an array of [[package]] tables")
     out = []
-    for pkg in data.get("package", []):
+    for pkg in packages:
+        pkg = _table(pkg, "a [[package]] entry")
         source = pkg.get("source", "")
         if isinstance(source, str) and source.startswith(("registry+", "sparse+")):
-            out.append((str(pkg["name"]), str(pkg["version"])))
+            name, version = pkg.get("name"), pkg.get("version")
+            if not isinstance(name, str) or not isinstance(version, str):
+                raise ManifestError(f"a registry [[package]] without a name and version ({name!r})")
+            out.append((name, version))
     return sorted(set(out))
 
 
 def declared_crates(manifest_text: str) -> list[str]:
     """Crate names of a Cargo.toml's dependency tables (a renamed one by its `package`)."""
     data = tomllib.loads(manifest_text)
-    tables = [data.get(k, {}) for k in ("dependencies", "dev-dependencies", "build-dependencies")]
-    for target in data.get("target", {}).values():
-        tables += [target.get(k, {}) for k in ("dependencies", "dev-dependencies")]
+    kinds = ("dependencies", "dev-dependencies", "build-dependencies")
+    tables = [_table(data.get(k, {}), f"[{k}]") for k in kinds]
+    for name, target in _table(data.get("target", {}), "[target]").items():
+        target = _table(target, f"[target.{name}]")
+        tables += [_table(target.get(k, {}), f"[target.{name}.{k}]") for k in kinds[:2]]
     names = set()
     for table in tables:
         for key, spec in table.items():
             if isinstance(spec, dict) and (spec.get("path") or spec.get("git")):
                 continue  # not from a registry
-            names.add(spec.get("package", key) if isinstance(spec, dict) else key)
+            package = spec.get("package", key) if isinstance(spec, dict) else key
+            if not isinstance(package, str):
+                raise ManifestError(f"dependency {key}: `package` is not a string")
+            names.add(package)
     return sorted(names)
+
+
+def _wanted(project: Path) -> list[tuple[str, str | None]]:
+    """(name, locked version or None) of what `project` depends on; a lock file or
+    manifest that cannot be read or parsed is a BadRequest naming it and the problem."""
+    lock = find_lock(project)
+    manifest = project / "Cargo.toml"
+    file = lock if lock is not None else manifest
+    try:
+        if lock is not None:
+            return list(locked_packages(lock.read_text()))
+        if manifest.is_file():
+            return [(n, None) for n in declared_crates(manifest.read_text())]
+    except OSError as exc:
+        raise BadRequest(f"{file}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise BadRequest(f"{file}: not valid TOML: {exc}") from None
+    except ValueError as exc:  # ManifestError, UnicodeDecodeError
+        raise BadRequest(f"{file}: {exc}") from None
+    return []
 
 
 def source_dirs(project: Path, env: Mapping[str, str]) -> list[Path]:
@@ -108,15 +152,8 @@ def dependencies(project: Path, env: Mapping[str, str] | None = None) -> list[De
     """The dependency crates of `project` with their local sources (see the module doc)."""
     env = os.environ if env is None else env
     dirs = source_dirs(project, env)
-    lock = find_lock(project)
-    if lock is not None:
-        wanted: list[tuple[str, str | None]] = list(locked_packages(lock.read_text()))
-    elif (project / "Cargo.toml").is_file():
-        wanted = [(n, None) for n in declared_crates((project / "Cargo.toml").read_text())]
-    else:
-        wanted = []
     out = []
-    for name, version in wanted:
+    for name, version in _wanted(project):
         path = find_source(name, version, dirs)
         shown = version or (path.name[len(name) + 1 :] if path is not None else "?")
         out.append(DepCrate(name, shown, path.resolve() if path is not None else None))
@@ -127,9 +164,16 @@ def register_dependencies(
     project: Path, add: Callable[[Path, str], object], env: Mapping[str, str] | None = None
 ) -> dict[str, Any]:
     """`add(sources, "name version")` for each dependency crate of `project` found here;
-    the reply of `index --deps`: the crates added, and those found nowhere."""
+    the reply of `index --deps`: the crates added, and those found nowhere. A broken lock
+    file or manifest adds none and says why in `skipped` (the project itself is indexed
+    all the same: its code does not depend on the lock file being readable)."""
     found, missing = [], []
-    for dep in dependencies(project, env):
+    try:
+        deps = dependencies(project, env)
+    except BadRequest as exc:
+        log.warning("deps_skipped", root=str(project), error=str(exc))
+        return {"roots": [], "missing": [], "skipped": str(exc)}
+    for dep in deps:
         crate = f"{dep.name} {dep.version}"
         if dep.path is None:
             missing.append(crate)

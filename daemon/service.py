@@ -193,6 +193,7 @@ class Service:
         if req.deps:
             add = self.registry.add_dependency
             reply["deps"] = register_dependencies(path, lambda dep, crate: add(dep, crate, path))
+            self.registry.deps.note_skipped(path, reply["deps"].get("skipped"))
         return reply
 
     def export(self, req: ExportRequest) -> dict[str, Any]:

@@ -42,6 +42,8 @@ def root_status(indexer: Indexer, registry: Registry, root: RootIndex) -> dict[s
         "seed": json.loads(seed) if seed else None,
         # `name version` of a dependency root (`index --deps`), else None.
         "dependency": registry.deps.crate_of(root.path),
+        # Why `index --deps` added no dependency crates (a broken Cargo.lock), else None.
+        "deps_skipped": registry.deps.skipped(root.path),
         "skipped": {
             "count": len(skipped),
             "by_reason": dict(reasons),

@@ -256,6 +256,12 @@ def cmd_index(args: argparse.Namespace, paths: RuntimePaths) -> int:
 
 
 def _report_deps(deps: dict[str, Any]) -> None:
+    if deps.get("skipped"):
+        print(
+            f"rcmd: warning: dependencies not indexed (the project is): {deps['skipped']}",
+            file=sys.stderr,
+        )
+        return
     found, missing = deps["roots"], deps["missing"]
     print(f"dependencies: {len(found)} crates indexed as roots of their own (search them: --deps)")
     if missing:
@@ -712,6 +718,8 @@ def cmd_status(args: argparse.Namespace, paths: RuntimePaths) -> int:
             print(f"  seeded from {r['seeded_from']}")
         if r.get("dependency"):
             print(f"  dependency crate {r['dependency']} (searched with --deps)")
+        if r.get("deps_skipped"):
+            print(f"  dependencies not indexed: {r['deps_skipped']}")
         if r["last_commit"]:
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["last_commit"]))
             print(f"  last commit {when}")

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from daemon.deps import DEBIAN_REGISTRY, declared_crates, dependencies, find_source, locked_packages
+from ipc.errors import BadRequest
 from tests.conftest import Daemon
 
 LOCK = """\
@@ -161,3 +162,54 @@ def test_index_deps_makes_shared_dependency_roots(
     assert daemon.search("guard", "--mode", "bm25", "--all") and all(
         h["root"] != str(dep) for h in daemon.search("guard", "--mode", "bm25", "--all")
     )
+
+
+BROKEN = [
+    ("Cargo.lock", "version = 3\n\n[[package]\nname = 'x'\n", "not valid TOML: Expected ']]'"),
+    ("Cargo.lock", "version = 3\npackage = 5\n", "array of [[package]] tables"),
+    ("Cargo.lock", "[[package]]\nname = 'x'\nsource = 'registry+https://x'\n", "name and version"),
+    ("Cargo.lock", "package = [5]\n", "[[package]] entry is not a table"),
+    ("Cargo.toml", "[package\n", "not valid TOML: Expected ']'"),
+    ("Cargo.toml", "dependencies = 5\n", "[dependencies] is not a table"),
+    ("Cargo.toml", "[target]\nunix = 3\n", "[target.unix] is not a table"),
+    ("Cargo.toml", "[dependencies]\nx = { package = 3 }\n", "`package` is not a string"),
+]
+
+
+@pytest.mark.parametrize(("name", "text", "problem"), BROKEN)
+def test_a_broken_lock_or_manifest_is_a_bad_request_naming_it(
+    tmp_path: Path, name: str, text: str, problem: str
+) -> None:
+    (tmp_path / "Cargo.toml").write_text(MANIFEST)  # beside a lock file, never read
+    (tmp_path / name).write_text(text)
+    with pytest.raises(BadRequest) as exc:
+        dependencies(tmp_path, {"HOME": str(tmp_path)})
+    said = str(exc.value)
+    assert said.startswith(f"{tmp_path / name}: ") and problem in said and "\n" not in said
+
+
+def test_index_deps_with_a_broken_lock_indexes_the_project_without_them(
+    daemon: Daemon, tmp_path: Path
+) -> None:
+    """The reported case: `[[package]` unclosed was an internal error after the root had
+    been registered. Now the project is indexed, no crate is, and both the command and
+    status say why."""
+    proj = _project(tmp_path, "app")
+    lock = proj / "Cargo.lock"
+    lock.write_text("version = 3\n\n[[package]\nname = 'either'\n")
+    proc = daemon.cli("index", str(proj), "--deps")
+    warning = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(warning) == 1, proc.stderr
+    assert warning[0].startswith("rcmd: warning: dependencies not indexed (the project is): ")
+    assert f"{lock}: not valid TOML: Expected ']]'" in warning[0]
+    assert "dependencies:" not in proc.stdout
+    daemon.wait_idle(proj)
+    roots = daemon.status()["roots"]
+    assert [r["path"] for r in roots] == [str(proj)] and roots[0]["chunks"] > 0
+    assert roots[0]["deps_skipped"].startswith(f"{lock}: ")
+    assert f"dependencies not indexed: {lock}: " in daemon.cli("status").stdout
+
+    lock.write_text("version = 3\n")  # fixed: no registry packages, nothing skipped
+    reply = daemon.call("index", path=str(proj), deps=True)
+    assert reply["deps"] == {"roots": [], "missing": []}
+    assert daemon.root_status(proj)["deps_skipped"] is None
