@@ -15,10 +15,15 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from ipc.errors import ConfigError
 from ipc.paths import RuntimePaths
 
 LAUNCHD_LABEL = "com.github.rcmd.daemon"
 DEFAULT_EXEC = "%h/.local/bin/rcmd daemon"  # where pipx and `pip install --user` put it
+#: The socket of the default state (no RCMD_HOME): platformdirs' runtime dir is %t/rcmd.
+DEFAULT_LISTEN = "%t/rcmd/rcmd.sock"
+#: sockaddr_un.sun_path, NUL included (104 on macOS, 108 on Linux: daemon.server's limit).
+SUN_PATH_MAX = 104
 
 SERVICE = """\
 # rcmd code-search daemon, as a systemd user service.
@@ -35,7 +40,7 @@ StartLimitBurst=5
 Type=notify
 NotifyAccess=main
 ExecStart={exec_start}
-Restart=on-failure
+{environment}Restart=on-failure
 RestartSec=2
 TimeoutStopSec=60
 # Stay out of the way of the user's editor and compiler.
@@ -55,14 +60,14 @@ UMask=0077
 WantedBy=default.target
 """
 
-SOCKET = """\
+SOCKET_TEMPLATE = """\
 # Socket activation for rcmd: systemd listens where the CLI connects and starts
 # rcmd.service on the first connection. Install it with: rcmd service install
 [Unit]
 Description=rcmd code-search daemon socket
 
 [Socket]
-ListenStream=%t/rcmd/rcmd.sock
+ListenStream={listen}
 SocketMode=0600
 DirectoryMode=0700
 RemoveOnStop=yes
@@ -70,6 +75,8 @@ RemoveOnStop=yes
 [Install]
 WantedBy=sockets.target
 """
+
+SOCKET = SOCKET_TEMPLATE.format(listen=DEFAULT_LISTEN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +95,36 @@ def rcmd_command() -> list[str]:
     return [sys.executable, "-m", "ipc.cli"]
 
 
-def render_service(exec_start: str = DEFAULT_EXEC) -> str:
-    return SERVICE.format(exec_start=exec_start)
+def render_service(exec_start: str = DEFAULT_EXEC, rcmd_home: str | None = None) -> str:
+    """The service unit; `rcmd_home` (RCMD_HOME at install time) is passed to the daemon,
+    which would otherwise serve the default state while the CLI looks under RCMD_HOME."""
+    environment = ""
+    if rcmd_home is not None:
+        quoted = rcmd_home.replace("\\", "\\\\").replace('"', '\\"')
+        environment = f'Environment="RCMD_HOME={_unit_text(quoted)}"\n'
+    return SERVICE.format(exec_start=exec_start, environment=environment)
+
+
+def render_socket(listen: str = DEFAULT_LISTEN) -> str:
+    return SOCKET_TEMPLATE.format(listen=listen)
+
+
+def _unit_text(text: str) -> str:
+    """`text` as a unit file takes it literally: `%` starts a specifier."""
+    return text.replace("%", "%%")
+
+
+def _home_socket(paths: RuntimePaths, rcmd_home: str) -> str:
+    """ListenStream for RCMD_HOME's socket, where the CLI connects; refused (one line)
+    when a unit file cannot say it or the kernel cannot bind it."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in rcmd_home):
+        raise ConfigError(f"RCMD_HOME={rcmd_home!r} has a control character; a unit cannot hold it")
+    if len(os.fsencode(paths.socket)) >= SUN_PATH_MAX:
+        raise ConfigError(
+            f"socket path {paths.socket} is longer than {SUN_PATH_MAX - 1} bytes; "
+            "set RCMD_HOME to a shorter directory"
+        )
+    return _unit_text(str(paths.socket))
 
 
 def render_plist(program: list[str], log_dir: Path, rcmd_home: str | None = None) -> str:
@@ -119,16 +154,21 @@ def default_manager() -> str:
 def service_files(
     manager: str, paths: RuntimePaths, env: dict[str, str] | None = None
 ) -> ServiceFiles:
+    """The files for `manager`, rendered for this user; with RCMD_HOME set, both managers'
+    files carry it, so the service serves the state the CLI looks for."""
     env = dict(os.environ) if env is None else env
     home = Path(env.get("HOME", str(Path.home())))
+    # RCMD_HOME as the CLI resolved it (a relative one would name another folder from /).
+    rcmd_home = str(paths.config_file.parent) if env.get("RCMD_HOME") else None
     if manager == "systemd":
         unit_dir = Path(env.get("XDG_CONFIG_HOME") or home / ".config") / "systemd" / "user"
         exec_start = shlex.join([*rcmd_command(), "daemon"])
+        listen = DEFAULT_LISTEN if rcmd_home is None else _home_socket(paths, rcmd_home)
         return ServiceFiles(
             manager,
             {
-                unit_dir / "rcmd.service": render_service(exec_start),
-                unit_dir / "rcmd.socket": SOCKET,
+                unit_dir / "rcmd.service": render_service(exec_start, rcmd_home),
+                unit_dir / "rcmd.socket": render_socket(listen),
             },
             enable="systemctl --user daemon-reload && systemctl --user enable --now rcmd.socket",
             disable="systemctl --user disable --now rcmd.socket rcmd.service",
@@ -137,7 +177,7 @@ def service_files(
         agent = home / "Library" / "LaunchAgents" / f"{LAUNCHD_LABEL}.plist"
         return ServiceFiles(
             manager,
-            {agent: render_plist(rcmd_command(), paths.log_dir, env.get("RCMD_HOME"))},
+            {agent: render_plist(rcmd_command(), paths.log_dir, rcmd_home)},
             enable=f"launchctl bootstrap gui/$(id -u) {shlex.quote(str(agent))}",
             disable=f"launchctl bootout gui/$(id -u)/{LAUNCHD_LABEL}",
         )

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import plistlib
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,7 @@ from ipc.cli import build_parser
 from ipc.completion import script
 from ipc.paths import runtime_paths
 from ipc.units import LAUNCHD_LABEL, SOCKET, render_plist, render_service, service_files
-from tests.conftest import REPO, require_tools
+from tests.conftest import REPO, require_tools, wait_until
 from tests.conftest import run_rcmd as rcmd
 
 UNITS = REPO / "systemd"
@@ -131,3 +133,83 @@ def test_completion_scripts(shell: str) -> None:
     assert proc.returncode == 0 and not proc.stderr, proc.stderr
     out = rcmd("completion", shell, env=dict(os.environ))
     assert out.returncode == 0 and out.stdout == text
+
+
+def _unit_value(unit: str, key: str) -> str:
+    """`key`'s value in `unit` as systemd reads it: `%%` is `%`, and an Environment=
+    assignment in double quotes is unquoted with C escapes."""
+    value = next(line for line in unit.splitlines() if line.startswith(f"{key}="))
+    value = value.removeprefix(f"{key}=").replace("%%", "%")
+    if value.startswith('"'):
+        value = value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+    return value
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="systemd is Linux-only")
+def test_systemd_units_serve_rcmd_home(tmp_path: Path) -> None:
+    """The reported case: the socket unit listened at %t/rcmd/rcmd.sock and the service
+    served the default state, while the CLI under RCMD_HOME connected to RCMD_HOME's
+    socket. Now the units carry it: installed by the real CLI, checked by systemd, and
+    the daemon they describe started as systemd would (socket activation) answers the
+    CLI from RCMD_HOME."""
+    require_tools("systemd-analyze", "systemd-socket-activate")
+    with tempfile.TemporaryDirectory(prefix="rcmd-", dir="/tmp") as short:
+        home = Path(short) / 'my "h%ome\\x'  # a space, a quote, a specifier, a backslash
+        env = {**os.environ, "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "cfg")}
+        env["RCMD_HOME"] = str(home)
+        proc = rcmd("service", "install", "--manager", "systemd", env=env)
+        assert proc.returncode == 0, proc.stderr
+        units = tmp_path / "cfg" / "systemd" / "user"
+        socket_unit, service = (units / n for n in ("rcmd.socket", "rcmd.service"))
+        listen = _unit_value(socket_unit.read_text(), "ListenStream")
+        assert listen == str(runtime_paths(env).socket) == f"{home}/run/rcmd.sock"
+        assert _unit_value(service.read_text(), "Environment") == f"RCMD_HOME={home}"
+        runtime = tmp_path / "xdg"
+        runtime.mkdir(mode=0o700)
+        verify = subprocess.run(
+            ["systemd-analyze", "verify", "--user", str(socket_unit), str(service)],
+            env={**os.environ, "XDG_RUNTIME_DIR": str(runtime)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert verify.returncode == 0 and not verify.stderr.strip(), verify.stderr
+        _activate_and_ask(env, Path(listen), home)
+
+
+def _activate_and_ask(env: dict[str, str], listen: Path, home: Path) -> None:
+    """Listen at `listen` as rcmd.socket says (0600, in a 0700 folder), start the daemon
+    on the first connection with the service's RCMD_HOME, and ask it through the CLI."""
+    listen.parent.mkdir(parents=True, mode=0o700)
+    home.chmod(0o700)
+    env_args = ["-E", f"RCMD_HOME={home}", "-E", f"PYTHONPATH={REPO}"]
+    daemon = [sys.executable, "-m", "ipc.cli", "daemon"]
+    activate = subprocess.Popen(
+        ["systemd-socket-activate", "-l", str(listen), *env_args, *daemon],
+        cwd="/",
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(listen.exists, timeout=30)
+        listen.chmod(0o600)  # SocketMode=0600
+        status = rcmd("status", "--json", env=env, timeout=120)
+        assert status.returncode == 0, status.stderr
+        said = json.loads(status.stdout)
+        assert said["socket"] == str(listen) and said["pid"] == activate.pid
+        assert rcmd("stop", env=env, timeout=120).returncode == 0
+        activate.wait(timeout=60)
+    finally:
+        if activate.poll() is None:
+            activate.kill()
+            activate.wait()
+
+
+def test_service_install_refuses_an_rcmd_home_too_long_for_a_socket(tmp_path: Path) -> None:
+    """systemd could not bind RCMD_HOME's socket: say so at install, not at first use."""
+    env = {**os.environ, "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "cfg")}
+    env["RCMD_HOME"] = str(tmp_path / ("h" * 120))
+    proc = rcmd("service", "install", "--manager", "systemd", env=env)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1
+    assert "longer than 103 bytes; set RCMD_HOME to a shorter directory" in proc.stderr
+    assert not (tmp_path / "cfg").exists()
