@@ -7,23 +7,27 @@ disk, so the first scan passes them by), Tantivy from their chunk rows, a fresh 
 shard from their vectors. The caller renames the folder into place: a failure at any
 step leaves no half root.
 
+Before anything is written, the chunk rows of the matching files are checked against
+those files and a sample of the vectors against the local model (`daemon.snapshot_check`).
+
 Catch-up is the diff: changed and new files are all the first scan reads, chunks and
 writes (deleted ones were never installed), and of their chunks only the texts the
-embedding cache lacks (it takes the snapshot's entries) go through the model.
+embedding cache lacks go through the model. The snapshot's vectors go into the root's
+own vector store only, never into the shared embedding cache.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
-from daemon.embed_cache import EmbedCache, Vector
+from daemon.embed_groups import EmbedPolicy
 from daemon.graph import graph_layout, graph_of
 from daemon.graph_rows import TableRows, rows_of
 from daemon.ignore import IgnoreRules
@@ -31,7 +35,8 @@ from daemon.lexical import LexicalIndex
 from daemon.lexical_writes import LexicalDoc
 from daemon.merkle import MerkleDiff, MerkleTree, hash_bytes
 from daemon.regular import read_regular
-from daemon.snapshot import read_jsonl
+from daemon.snapshot import read_jsonl, read_manifest
+from daemon.snapshot_check import Embed, Sampled, check_file_rows, check_vectors, pick
 from daemon.snapshot_format import (
     CHUNKS,
     MANIFEST,
@@ -74,7 +79,9 @@ class InstallContext:
     layout: Mapping[str, str]
     dim: int
     max_file_bytes: int
-    embed_cache: Path
+    policy: EmbedPolicy
+    #: The daemon's embedder: a sample of the snapshot's vectors is made again with it.
+    embed: Embed
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +90,6 @@ class _Contents:
     chunks: dict[str, ChunkRow]
     pending: list[PendingVector]
     vector_ids: list[str]
-    keys: list[bytes | None]
     vectors: npt.NDArray[np.float16]
 
 
@@ -91,11 +97,7 @@ def _read_contents(
     snap: Path, found: Mapping[str, tuple[int, str]], ctx: InstallContext
 ) -> _Contents:
     """Every member parsed and checked: manifest, member hashes, rows, counts, vectors."""
-    try:
-        raw = json.loads((snap / MANIFEST).read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("snapshot manifest is not JSON") from None
-    manifest = parse_manifest(raw)
+    manifest = parse_manifest(read_manifest(snap / MANIFEST))
     check_layout(manifest, ctx.layout)
     check_members(manifest, found)
     files = {f.path: f for f in manifest.files}
@@ -115,7 +117,7 @@ def _read_contents(
     vectors = vectors.reshape(len(ids), ctx.dim)
     if not np.isfinite(vectors).all():
         raise BadRequest(f"snapshot: {VECTORS} holds values that are not finite")
-    return _Contents(manifest, chunks, pending, ids, [k for _c, k in pairs], vectors)
+    return _Contents(manifest, chunks, pending, ids, vectors)
 
 
 def _write_lexical(folder: Path, chunks: Iterable[ChunkRow]) -> None:
@@ -148,23 +150,6 @@ def _write_vectors(folder: Path, contents: _Contents, keep: set[str], dim: int) 
         store.close()
 
 
-def _merge_cache(path: Path, contents: _Contents) -> None:
-    """Add the snapshot's embedding-cache entries the cache lacks (on a connection of its
-    own: the daemon's is the indexer thread's)."""
-    offered = {k: i for i, k in enumerate(contents.keys) if k is not None}
-    if not offered:
-        return
-    cache = EmbedCache(path)
-    try:
-        have = cache.get_many(list(offered))
-        new: dict[bytes, Vector] = {
-            k: contents.vectors[i].astype(np.float32) for k, i in offered.items() if k not in have
-        }
-        cache.put_many(new)
-    finally:
-        cache.close()
-
-
 def disk_hashes(root: Path, max_bytes: int) -> dict[str, tuple[os.stat_result, bytes]]:
     """(stat, blake3) of every indexable file under `root` (links not followed; files
     over `max_bytes` left for the pipeline to skip)."""
@@ -194,18 +179,41 @@ def catch_up_records(
     return records, diff
 
 
-def disk_graphs(root: Path, records: list[FileRecord]) -> dict[str, TableRows]:
+def disk_graphs(
+    root: Path,
+    records: list[FileRecord],
+    rows: Mapping[str, Sequence[ChunkRow]],
+    sampled: set[str],
+) -> tuple[dict[str, TableRows], dict[str, bytes]]:
     """The symbol graph of each recorded file whose bytes on disk still hash as
-    recorded (a snapshot holds no graph: it is a function of the files, rebuilt here)."""
+    recorded (a snapshot holds no graph: it is a function of the files, rebuilt here),
+    after checking its chunk `rows` against those bytes; and the bytes of the `sampled`
+    files, whose vectors are checked next."""
     out: dict[str, TableRows] = {}
+    kept: dict[str, bytes] = {}
     for rec in records:
         try:
             data, _st = read_regular(root / rec.path, rec.size)
         except OSError:
             continue
         if data is not None and hash_bytes(data) == rec.hash:
+            check_file_rows(rec.path, data, rows.get(rec.path, ()))
             out[rec.path] = rows_of(graph_of(rec.path, data))
-    return out
+            if rec.path in sampled:
+                kept[rec.path] = data
+    return out, kept
+
+
+def _sample(contents: _Contents, paths: set[str]) -> list[Sampled]:
+    """A random few of the vectors of the chunks of `paths` (the files adopted)."""
+    chunks, ids = contents.chunks, contents.vector_ids
+    return pick(
+        [
+            Sampled(chunks[c], contents.vectors[i])
+            for i, c in enumerate(ids)
+            if chunks[c].path in paths
+        ]
+    )
 
 
 def _write_state(
@@ -250,13 +258,17 @@ def install(
     contents = _read_contents(snap, found, ctx)
     records, diff = catch_up_records(contents.manifest, disk_hashes(root, ctx.max_file_bytes))
     report = SeedReport(source, len(records), len(diff.changed), len(diff.added), len(diff.deleted))
-    graphs = disk_graphs(root, records)
+    sample = _sample(contents, {r.path for r in records})
+    rows: dict[str, list[ChunkRow]] = {}
+    for c in contents.chunks.values():
+        rows.setdefault(c.path, []).append(c)
+    graphs, data = disk_graphs(root, records, rows, {s.row.path for s in sample})
     records = [r for r in records if r.path in graphs]  # changed since hashed: index it again
     keep = {r.path for r in records}
+    check_vectors([s for s in sample if s.row.path in keep], data, ctx.policy, ctx.embed)
     build.mkdir()
     _write_lexical(build / "tantivy", (c for c in contents.chunks.values() if c.path in keep))
     _write_vectors(build / "qdrant", contents, keep, ctx.dim)
     _write_state(build / "state.db", contents, records, ctx, report, graphs)
-    _merge_cache(ctx.embed_cache, contents)
     (build / "root.txt").write_text(str(root) + "\n")
     return report

@@ -30,6 +30,7 @@ from daemon.gitinfo import GitCheckout, checkout_of
 from daemon.registry import Registry
 from daemon.root import RootIndex, build_layout, root_id_for
 from daemon.snapshot import check_export_target, pack, stage_export, unpack
+from daemon.snapshot_check import Embed
 from daemon.snapshot_format import MANIFEST, Limits
 from ipc.errors import BadRequest, Busy, ConfigError, NotFound
 
@@ -48,9 +49,11 @@ class Adopter:
         registry: Registry,
         model: tuple[str, int],
         chunk_cache: ChunkCache | None,
+        embed: Embed,
         limits: Limits | None = None,
     ) -> None:
         self._config = config
+        self._embed = embed
         self._registry = registry
         self._model = model
         self._chunk_cache = chunk_cache
@@ -138,7 +141,8 @@ class Adopter:
             build_layout(model_id, dim, policy_of(self._config.embedding)),
             dim,
             self._config.index.max_file_bytes,
-            self._config.paths.embed_cache,
+            policy_of(self._config.embedding),
+            self._embed,
         )
 
     def _install(

@@ -135,7 +135,7 @@ class Service:
         self.adapter = load_adapter(embedder.model_id, dim=embedder.dim)
         model = (embedder.model_id, embedder.dim)
         self.registry = Registry(config, *model, self.indexer, self.cookies)
-        self.adopter = Adopter(config, self.registry, model, chunk_cache)
+        self.adopter = Adopter(config, self.registry, model, chunk_cache, embedder.embed)
         self.handlers: dict[str, Handler] = {
             "hello": handler(HelloRequest, self.hello),
             "status": handler(StatusRequest, self.status),

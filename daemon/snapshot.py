@@ -59,6 +59,8 @@ def read_jsonl(path: Path) -> Iterator[object]:
                 yield json.loads(line)
             except ValueError:
                 raise BadRequest(f"snapshot {path.name} line {n} is not JSON") from None
+            except RecursionError:
+                raise BadRequest(f"snapshot {path.name} line {n} nests too deeply") from None
 
 
 def file_digest(path: Path) -> tuple[int, str]:
@@ -251,10 +253,48 @@ def _extract_one(src: IO[bytes], target: Path, size: int) -> str:
     return h.hexdigest()
 
 
+def read_manifest(path: Path) -> object:
+    """The manifest's JSON (checked by `parse_manifest`)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("snapshot manifest is not JSON") from None
+    except RecursionError:  # json nests a level per bracket, on the C stack's budget
+        raise BadRequest("snapshot manifest nests too deeply") from None
+
+
+def declared_sizes(manifest: object) -> dict[str, int]:
+    """Each member's size as the manifest states it: no other member is unpacked past
+    that (a gzip bomb is refused by its header, before a byte of it is inflated)."""
+    members = manifest.get("members") if isinstance(manifest, dict) else None
+    if not isinstance(members, dict):
+        raise BadRequest("snapshot manifest: members must be an object")
+    return {
+        str(name): info["size"]
+        for name, info in members.items()
+        if isinstance(info, dict) and type(info.get("size")) is int
+    }
+
+
+def _check_declared(m: tarfile.TarInfo, declared: dict[str, int] | None) -> None:
+    """The manifest comes first, and every later member is the size it declares."""
+    if declared is None:
+        if m.name != MANIFEST:
+            raise BadRequest(f"snapshot starts with {m.name}, not its {MANIFEST}")
+        return
+    size = declared.get(m.name)
+    if size is None:
+        raise BadRequest(f"snapshot member {m.name} is not listed in its manifest")
+    if m.size != size:
+        raise BadRequest(f"snapshot member {m.name} is {m.size} bytes; its manifest says {size}")
+
+
 def unpack(file: Path, dest: Path, limits: Limits) -> dict[str, tuple[int, str]]:
     """Unpack snapshot `file` into the empty folder `dest`, checking each member before a
-    byte of it is written; name → (size, blake3) of what was written."""
+    byte of it is written (the manifest first, then each member at its declared size);
+    name → (size, blake3) of what was written."""
     found: dict[str, tuple[int, str]] = {}
+    declared: dict[str, int] | None = None
     total = 0
     try:
         with tarfile.open(file, "r|gz") as tar:
@@ -264,12 +304,15 @@ def unpack(file: Path, dest: Path, limits: Limits) -> dict[str, tuple[int, str]]
                 check_member(m.name, _kind(m), m.size, limits)
                 if m.name in found:
                     raise BadRequest(f"snapshot member {m.name} appears twice")
+                _check_declared(m, declared)
                 total += m.size
                 if total > limits.total_bytes:
                     raise BadRequest(f"snapshot unpacks to over {limits.total_bytes} bytes")
                 src = tar.extractfile(m)
                 assert src is not None  # a regular file, checked above
                 found[m.name] = (m.size, _extract_one(src, dest / m.name, m.size))
+                if declared is None:
+                    declared = declared_sizes(read_manifest(dest / MANIFEST))
     except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
         raise BadRequest(f"{file} is not a readable rcmd snapshot: {exc}") from None
     if MANIFEST not in found:

@@ -34,6 +34,7 @@ from typing import Any
 from daemon.merkle import MerkleTree, ancestors
 from daemon.state import ChunkRow, PendingVector
 from ipc.errors import BadRequest
+from ipc.kinds import KINDS
 
 FORMAT = "rcmd-snapshot"
 FORMAT_VERSION = 1
@@ -47,6 +48,9 @@ DATA_MEMBERS = (CHUNKS, PENDING, VECTOR_IDS, VECTORS)
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _CHUNK_ID = re.compile(r"[0-9a-f]{32}")
 _CACHE_KEY = re.compile(r"[0-9a-f]{32}")
+#: C0 and C1 controls: no symbol, kind or signature the chunker makes holds one, and
+#: one in a name shown on a terminal (an ANSI escape) could rewrite what it shows.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,6 +273,11 @@ def check_layout(manifest: Manifest, layout: Mapping[str, str]) -> None:
 
 
 # ---- data rows ----
+def _row_want(cond: bool, what: str) -> None:
+    if not cond:
+        raise BadRequest(f"snapshot {CHUNKS}: {what}; refusing the snapshot")
+
+
 def chunk_row(row: object, files: Mapping[str, FileEntry]) -> ChunkRow:
     _want(isinstance(row, list) and len(row) == 8, "a chunk row must have 8 fields")
     assert isinstance(row, list)
@@ -276,16 +285,14 @@ def chunk_row(row: object, files: Mapping[str, FileEntry]) -> ChunkRow:
     _want(isinstance(cid, str) and _CHUNK_ID.fullmatch(cid) is not None, f"bad chunk id {cid!r}")
     _want(isinstance(path, str) and path in files, f"chunk of an unrecorded path {path!r}")
     _want(all(isinstance(s, str) for s in (symbol, kind, signature, text)), "chunk text fields")
-    return ChunkRow(
-        cid,
-        path,
-        _int(start, "start_line", 1),
-        _int(end, "end_line", 1),
-        symbol,
-        kind,
-        signature,
-        text,
+    _row_want(kind in KINDS, f"chunk {cid} has the unknown kind {kind!r}")
+    _row_want(
+        not any(_CONTROL.search(s) for s in (symbol, signature)),
+        f"chunk {cid} has a control character in its symbol or signature",
     )
+    first, last = _int(start, "start_line", 1), _int(end, "end_line", 1)
+    _row_want(first <= last, f"chunk {cid} starts at line {first}, after its end {last}")
+    return ChunkRow(cid, path, first, last, symbol, kind, signature, text)
 
 
 def pending_row(row: object, chunks: Mapping[str, ChunkRow]) -> PendingVector:

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import blake3
+import numpy as np
 import pytest
 
 from daemon.adopt import InstallContext, install
@@ -51,19 +53,24 @@ def export_file(root: RootIndex, collab: Collaborators, out: Path) -> Path:
     return out
 
 
+def context(collab: Collaborators) -> InstallContext:
+    """What the daemon installs a snapshot under: its layout, limits and embedder."""
+    e, policy = collab.embedder, policy_of(collab.config.embedding)
+    return InstallContext(
+        build_layout(e.model_id, e.dim, policy),
+        e.dim,
+        collab.config.index.max_file_bytes,
+        policy,
+        e.embed,
+    )
+
+
 def adopt(file: Path, tree: Path, collab: Collaborators, work: Path) -> Path:
     """Unpack and install `file` as the index of `tree` (what `rcmd index --from` does)."""
     snap = work / "snap"
     snap.mkdir(parents=True)
     found = unpack(file, snap, Limits())
-    e = collab.embedder
-    ctx = InstallContext(
-        build_layout(e.model_id, e.dim, policy_of(collab.config.embedding)),
-        e.dim,
-        collab.config.index.max_file_bytes,
-        collab.config.paths.embed_cache,
-    )
-    install(snap, found, work / "build", tree, ctx, str(file))
+    install(snap, found, work / "build", tree, context(collab), str(file))
     target = root_dir(collab.config.paths, root_id_for(tree))
     target.parent.mkdir(parents=True, exist_ok=True)
     (work / "build").rename(target)
@@ -180,7 +187,7 @@ def with_member(staged: Path, tmp_path: Path, info: tarfile.TarInfo, data: bytes
     """The good snapshot plus one extra member."""
     out = tmp_path / "extra.rcmd.tar.gz"
     with tarfile.open(out, "w:gz") as tar:
-        for p in sorted(staged.iterdir()):
+        for p in sorted(staged.iterdir(), key=lambda p: p.name != "manifest.json"):
             tar.add(p, arcname=p.name)
         tar.addfile(info, io.BytesIO(data) if info.isreg() else None)
     return out
@@ -202,14 +209,7 @@ def refused(file: Path, setup: Any, tmp_path: Path, limits: Limits | None = None
         snap = work / "snap"
         snap.mkdir(parents=True)
         found = unpack(file, snap, limits or Limits())
-        e = collab.embedder
-        ctx = InstallContext(
-            build_layout(e.model_id, e.dim, policy_of(collab.config.embedding)),
-            e.dim,
-            1 << 20,
-            collab.config.paths.embed_cache,
-        )
-        install(snap, found, work / "build", crate, ctx, str(file))
+        install(snap, found, work / "build", crate, context(collab), str(file))
     assert not (work / "build").exists()
     assert not root_dir(collab.config.paths, root_id_for(crate)).exists()
     assert not (tmp_path / "escaped").exists()
@@ -308,3 +308,146 @@ def test_refuses_a_file_that_is_no_snapshot(setup: Any, tmp_path: Path) -> None:
     file = tmp_path / "junk.tar.gz"
     file.write_bytes(b"\x1f\x8b not really gzip")
     assert "not a readable rcmd snapshot" in refused(file, setup, tmp_path)
+
+
+# ---- rows and vectors that do not hold for the files or the model ----
+
+
+def rewrite_jsonl(stage: Path, name: str, edit: Callable[[list[list[Any]]], None]) -> None:
+    """Edit the rows of member `name` in place, and restate its size and hash in the
+    manifest (what a forger does: the member hashes prove nothing about the content)."""
+    rows = [json.loads(line) for line in (stage / name).read_text().splitlines()]
+    edit(rows)
+    (stage / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    restate(stage, name)
+
+
+def restate(stage: Path, name: str) -> None:
+    data = (stage / name).read_bytes()
+    edit_manifest(
+        stage,
+        lambda m: m["members"].__setitem__(
+            name, {"size": len(data), "blake3": blake3.blake3(data).hexdigest()}
+        ),
+    )
+
+
+def fresh_collab(tmp_path: Path, embedder: Any) -> Collaborators:
+    """Collaborators in a home of their own with an empty embedding cache."""
+    config = load_config({"RCMD_HOME": str(tmp_path / "fresh")})
+    (tmp_path / "fresh" / "cache").mkdir(parents=True)
+    return Collaborators(config, embedder, EmbedCache(config.paths.embed_cache))
+
+
+def test_snapshot_vectors_never_enter_the_shared_cache(
+    staged: Path, embedder: Any, tmp_path: Path
+) -> None:
+    """An honest snapshot whose vectors name embedding-cache keys is adopted, but its
+    vectors go into the root's store only: the cache of this home stays empty."""
+    keys = {}
+
+    def with_keys(rows: list[list[Any]]) -> None:
+        for row in rows:
+            row[1] = keys.setdefault(row[0], blake3.blake3(row[0].encode()).hexdigest()[:32])
+
+    file = tampered(staged, tmp_path, lambda s: rewrite_jsonl(s, "vectors.jsonl", with_keys))
+    tree = tmp_path / "tree" / "demo_crate"
+    shutil.copytree(FIXTURE_CRATE, tree)
+    collab = fresh_collab(tmp_path, embedder)
+    try:
+        adopt(file, tree, collab, tmp_path / "work")
+        assert len(collab.cache) == 0
+    finally:
+        collab.cache.close()
+
+
+def made_up(vectors: Any) -> Any:
+    vectors[:] = vectors[0]  # every chunk the first one's vector
+    return vectors
+
+
+def another_build(vectors: Any) -> Any:
+    """Vectors at cosine ~0.99 to the model's: what the float graph gives (0.985-0.994)."""
+    noise = np.random.default_rng(7).standard_normal(vectors.shape)
+    noise *= 0.14 / np.linalg.norm(noise, axis=1, keepdims=True)
+    return vectors.astype(np.float32) + noise
+
+
+@pytest.mark.parametrize("forge", [made_up, another_build])
+def test_refuses_vectors_the_model_would_not_make(
+    staged: Path, setup: Any, tmp_path: Path, forge: Callable[[Any], Any]
+) -> None:
+    def change(stage: Path) -> None:
+        path = stage / "vectors.f16"
+        vectors = np.fromfile(path, dtype="<f2").reshape(-1, 384)
+        forge(vectors.copy()).astype("<f2").tofile(path)
+        restate(stage, "vectors.f16")
+
+    message = refused(tampered(staged, tmp_path, change), setup, tmp_path)
+    assert "is not this model's" in message and "\n" not in message
+
+
+def first_fn(rows: list[list[Any]]) -> list[Any]:
+    return next(r for r in rows if r[5] == "fn")
+
+
+@pytest.mark.parametrize(
+    ("edit", "says"),
+    [
+        (lambda r: r.__setitem__(7, "fn injected() { /* not in the file */ }"), "does not hold"),
+        (lambda r: r.__setitem__(5, "bogus"), "unknown kind"),
+        (lambda r: r.__setitem__(2, 99999999999), "after its end"),
+        (lambda r: r.__setitem__(3, 100000), "past the file's"),
+        (lambda r: r.__setitem__(4, "\x1b[31mred\x1b[0m"), "control character"),
+        (lambda r: r.__setitem__(6, "fn f()\x07"), "control character"),
+    ],
+    ids=["text", "kind", "start", "end", "symbol", "signature"],
+)
+def test_refuses_chunk_rows_that_do_not_hold_for_the_files(
+    staged: Path, setup: Any, tmp_path: Path, edit: Callable[[list[Any]], None], says: str
+) -> None:
+    def change(stage: Path) -> None:
+        rewrite_jsonl(stage, "chunks.jsonl", lambda rows: edit(first_fn(rows)))
+
+    message = refused(tampered(staged, tmp_path, change), setup, tmp_path)
+    assert says in message and "refusing the snapshot" in message and "\n" not in message
+
+
+def test_refuses_a_member_larger_than_declared_before_writing_it(
+    staged: Path, setup: Any, tmp_path: Path
+) -> None:
+    """A gzip bomb: a member whose header says 16 MiB of zeros, declared at its honest
+    size. Refused from its header: not a byte of it is written."""
+    out = tmp_path / "bomb.rcmd.tar.gz"
+    size = 16 << 20
+    with tarfile.open(out, "w:gz") as tar:
+        for p in sorted(staged.iterdir(), key=lambda p: p.name != "manifest.json"):
+            info = tar.gettarinfo(str(p), arcname=p.name)
+            if p.name == "vectors.f16":
+                info.size = size
+                tar.addfile(info, io.BytesIO(bytes(size)))
+            else:
+                tar.addfile(info, p.open("rb"))
+    assert "its manifest says" in refused(out, setup, tmp_path)
+    assert not (tmp_path / "work" / "snap" / "vectors.f16").exists()
+
+
+def test_refuses_a_deeply_nested_manifest(staged: Path, setup: Any, tmp_path: Path) -> None:
+    file = tampered(staged, tmp_path, lambda s: (s / "manifest.json").write_text("[" * 200_000))
+    assert "nests too deeply" in refused(file, setup, tmp_path)
+
+
+def test_adopts_an_honest_snapshot_of_crlf_and_bom_files(setup: Any, tmp_path: Path) -> None:
+    """Chunk texts are compared with the file's lines as the chunker reads them (BOM
+    dropped, CRLF as LF, invalid UTF-8 replaced): an honest snapshot of such files adopts."""
+    crate, collab, open_root = setup
+    odd = crate / "src" / "odd.rs"
+    odd.write_bytes(
+        b"\xef\xbb\xbf/// Odd \xff bytes.\r\npub fn odd_one() -> u8 {\r\n    1\r\n}\r\n"
+    )
+    source = open_root()
+    index_fully(source, collab)
+    file = export_file(source, collab, tmp_path / "odd.rcmd.tar.gz")
+    tree = tmp_path / "other" / "demo_crate"
+    shutil.copytree(crate, tree)
+    adopt(file, tree, collab, tmp_path / "work")
