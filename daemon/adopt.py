@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -36,7 +36,14 @@ from daemon.lexical_writes import LexicalDoc
 from daemon.merkle import MerkleDiff, MerkleTree, hash_bytes
 from daemon.regular import read_regular
 from daemon.snapshot import read_jsonl, read_manifest
-from daemon.snapshot_check import Embed, Sampled, check_file_rows, check_vectors, pick
+from daemon.snapshot_check import (
+    Embed,
+    Sampled,
+    check_file_rows,
+    check_pending,
+    check_vectors,
+    pick,
+)
 from daemon.snapshot_format import (
     CHUNKS,
     MANIFEST,
@@ -182,13 +189,13 @@ def catch_up_records(
 def disk_graphs(
     root: Path,
     records: list[FileRecord],
-    rows: Mapping[str, Sequence[ChunkRow]],
+    check: Callable[[str, bytes], None],
     sampled: set[str],
 ) -> tuple[dict[str, TableRows], dict[str, bytes]]:
     """The symbol graph of each recorded file whose bytes on disk still hash as
     recorded (a snapshot holds no graph: it is a function of the files, rebuilt here),
-    after checking its chunk `rows` against those bytes; and the bytes of the `sampled`
-    files, whose vectors are checked next."""
+    after `check(path, bytes)` of what the snapshot says of it; and the bytes of the
+    `sampled` files, whose vectors are checked next."""
     out: dict[str, TableRows] = {}
     kept: dict[str, bytes] = {}
     for rec in records:
@@ -197,11 +204,28 @@ def disk_graphs(
         except OSError:
             continue
         if data is not None and hash_bytes(data) == rec.hash:
-            check_file_rows(rec.path, data, rows.get(rec.path, ()))
+            check(rec.path, data)
             out[rec.path] = rows_of(graph_of(rec.path, data))
             if rec.path in sampled:
                 kept[rec.path] = data
     return out, kept
+
+
+def _file_checks(contents: _Contents, policy: EmbedPolicy) -> Callable[[str, bytes], None]:
+    """What is checked of each file adopted, given its bytes: its chunk rows hold its
+    lines, and its pending vectors name its chunks' texts."""
+    rows: dict[str, list[ChunkRow]] = {}
+    for c in contents.chunks.values():
+        rows.setdefault(c.path, []).append(c)
+    waiting: dict[str, list[tuple[ChunkRow, str]]] = {}
+    for v in contents.pending:
+        waiting.setdefault(v.path, []).append((contents.chunks[v.id], v.embed_text))
+
+    def check(path: str, data: bytes) -> None:
+        check_file_rows(path, data, rows.get(path, ()))
+        check_pending(data, waiting.get(path, ()), policy)
+
+    return check
 
 
 def _sample(contents: _Contents, paths: set[str]) -> list[Sampled]:
@@ -259,10 +283,8 @@ def install(
     records, diff = catch_up_records(contents.manifest, disk_hashes(root, ctx.max_file_bytes))
     report = SeedReport(source, len(records), len(diff.changed), len(diff.added), len(diff.deleted))
     sample = _sample(contents, {r.path for r in records})
-    rows: dict[str, list[ChunkRow]] = {}
-    for c in contents.chunks.values():
-        rows.setdefault(c.path, []).append(c)
-    graphs, data = disk_graphs(root, records, rows, {s.row.path for s in sample})
+    check = _file_checks(contents, ctx.policy)
+    graphs, data = disk_graphs(root, records, check, {s.row.path for s in sample})
     records = [r for r in records if r.path in graphs]  # changed since hashed: index it again
     keep = {r.path for r in records}
     check_vectors([s for s in sample if s.row.path in keep], data, ctx.policy, ctx.embed)

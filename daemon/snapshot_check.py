@@ -5,6 +5,8 @@ trusted only as far as they can be verified here.
 - Every chunk row of a file adopted as matching must hold that file's own lines over its
   range (the chunker's `text` is exactly those lines, BOM dropped and CRLF made LF), so
   no snippet, line number or range can be invented.
+- A vector left to make (a pending row) must name the text the local model embeds for
+  its chunk: it is embedded later and cached under that text.
 - A random sample of the installed vectors is embedded again from the files' texts: a
   vector that the local model would not make (made up, or from another model build) is
   refused. Vectors from a snapshot never enter the shared embedding cache: a sample
@@ -67,21 +69,51 @@ def pick(candidates: Sequence[Sampled], n: int = SAMPLE) -> list[Sampled]:
     return random.SystemRandom().sample(list(candidates), min(n, len(candidates)))
 
 
-def embedded_text(row: ChunkRow, data: bytes, policy: EmbedPolicy) -> str:
-    """The text the local model embeds for `row`, from its file's bytes `data`."""
-    listed = chunk_source(row.path, data)
-    for c, text in zip(listed, embedded_texts(listed, policy), strict=True):
-        if (c.start_line, c.end_line, c.symbol, c.kind) == (
-            row.start_line,
-            row.end_line,
-            row.symbol,
-            row.kind,
-        ):
-            return text
-    raise BadRequest(
+def _texts(path: str, data: bytes, policy: EmbedPolicy) -> dict[tuple[int, int, str, str], str]:
+    """The text the local model embeds for each chunk of the file, by its place and name."""
+    listed = chunk_source(path, data)
+    return {
+        (c.start_line, c.end_line, c.symbol, c.kind): text
+        for c, text in zip(listed, embedded_texts(listed, policy), strict=True)
+    }
+
+
+def _key(row: ChunkRow) -> tuple[int, int, str, str]:
+    return (row.start_line, row.end_line, row.symbol, row.kind)
+
+
+def _not_chunked(row: ChunkRow) -> BadRequest:
+    return BadRequest(
         f"snapshot: chunk {row.id} ({row.path}:{row.start_line}) is not one this rcmd's "
         "chunker makes of the file; refusing the snapshot"
     )
+
+
+def embedded_text(row: ChunkRow, data: bytes, policy: EmbedPolicy) -> str:
+    """The text the local model embeds for `row`, from its file's bytes `data`."""
+    text = _texts(row.path, data, policy).get(_key(row))
+    if text is None:
+        raise _not_chunked(row)
+    return text
+
+
+def check_pending(
+    data: bytes, pending: Iterable[tuple[ChunkRow, str]], policy: EmbedPolicy
+) -> None:
+    """Each (chunk row, text to embed) of a vector the snapshot left to make names the
+    text the local model would embed for that chunk: the vector made later, and put in
+    the shared cache, is then the one of the chunk's own text."""
+    texts: dict[tuple[int, int, str, str], str] | None = None
+    for row, text in pending:
+        texts = texts if texts is not None else _texts(row.path, data, policy)
+        mine = texts.get(_key(row))
+        if mine is None:
+            raise _not_chunked(row)
+        if text != mine:
+            raise BadRequest(
+                f"snapshot: the pending vector of chunk {row.id} ({row.path}:{row.start_line}) "
+                "names a text other than the chunk's; refusing the snapshot"
+            )
 
 
 def check_vectors(

@@ -13,7 +13,9 @@ below (nothing absolute, no `..`, no links or devices):
 - `pending.jsonl` — one `[id, path, kind, embed_text]` per chunk whose vector was not
   written yet (a lexical-first batch's).
 - `vectors.jsonl` + `vectors.f16` — one `[chunk id, embedding-cache key or null]` per
-  vector, and the vectors themselves, float16 little-endian, row by row.
+  vector, and the vectors themselves, float16 little-endian, row by row. The keys are
+  informational: adoption puts a snapshot's vectors in its root's store only, never in
+  the shared embedding cache (`daemon.snapshot_check`).
 
 Paths in records are relative to the root; the snapshot names no absolute path.
 
@@ -302,6 +304,8 @@ def pending_row(row: object, chunks: Mapping[str, ChunkRow]) -> PendingVector:
     chunk = chunks.get(cid) if isinstance(cid, str) else None
     _want(chunk is not None and chunk.path == path, f"pending vector of an unknown chunk {cid!r}")
     _want(isinstance(kind, str) and isinstance(text, str), "pending row text fields")
+    assert chunk is not None
+    _want(kind == chunk.kind, f"pending vector of {cid} is of another kind than its chunk")
     return PendingVector(cid, path, kind, text)
 
 

@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 
 from daemon.adopt import InstallContext, install
+from daemon.chunker import chunk_source
 from daemon.config import load_config, root_dir
 from daemon.embed_cache import EmbedCache
-from daemon.embed_groups import policy_of
+from daemon.embed_groups import EmbedPolicy, embedded_texts, policy_of
 from daemon.pipeline import Collaborators, fill_vectors, run_batch
 from daemon.root import RootIndex, build_layout, root_id_for
 from daemon.search import search_roots
@@ -451,3 +452,44 @@ def test_adopts_an_honest_snapshot_of_crlf_and_bom_files(setup: Any, tmp_path: P
     tree = tmp_path / "other" / "demo_crate"
     shutil.copytree(crate, tree)
     adopt(file, tree, collab, tmp_path / "work")
+
+
+def move_to_pending(stage: Path, text_of: Callable[[list[Any]], str]) -> None:
+    """Turn the last vector of the snapshot into a pending row whose text is
+    `text_of(chunk row)` (what an export taken during a lexical-first batch holds)."""
+    ids = [json.loads(line) for line in (stage / "vectors.jsonl").read_text().splitlines()]
+    cid = ids[-1][0]
+    row = next(
+        r for r in map(json.loads, (stage / "chunks.jsonl").read_text().splitlines()) if r[0] == cid
+    )
+    (stage / "vectors.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ids[:-1]))
+    vectors = (stage / "vectors.f16").read_bytes()
+    (stage / "vectors.f16").write_bytes(vectors[: -384 * 2])
+    (stage / "pending.jsonl").write_text(json.dumps([cid, row[1], row[5], text_of(row)]) + "\n")
+    for name in ("vectors.jsonl", "vectors.f16", "pending.jsonl"):
+        restate(stage, name)
+
+
+def own_text(row: list[Any]) -> str:
+    """The text the chunker embeds for the chunk `row` of the fixture crate."""
+    listed = chunk_source(row[1], (FIXTURE_CRATE / row[1]).read_bytes())
+    texts = embedded_texts(listed, EmbedPolicy())
+    return next(
+        t
+        for c, t in zip(listed, texts, strict=True)
+        if (c.start_line, c.end_line, c.symbol, c.kind) == (row[2], row[3], row[4], row[5])
+    )
+
+
+def test_pending_vectors_must_name_their_chunks_text(
+    staged: Path, setup: Any, tmp_path: Path
+) -> None:
+    """A pending row's text is embedded later and cached under that text: it must be the
+    chunk's own, or the chunk would be found by a text it does not hold."""
+    forged = tampered(staged, tmp_path, lambda s: move_to_pending(s, lambda r: "rm -rf /"))
+    assert "names a text other than the chunk's" in refused(forged, setup, tmp_path)
+    shutil.rmtree(tmp_path / "tampered")
+    honest = tampered(staged, tmp_path, lambda s: move_to_pending(s, own_text))
+    tree = tmp_path / "tree" / "demo_crate"
+    shutil.copytree(FIXTURE_CRATE, tree)
+    adopt(honest, tree, setup[1], tmp_path / "work2")
