@@ -367,14 +367,15 @@ def made_up(vectors: Any) -> Any:
     return vectors
 
 
-def another_build(vectors: Any) -> Any:
-    """Vectors at cosine ~0.99 to the model's: what the float graph gives (0.985-0.994)."""
+def nearby(vectors: Any) -> Any:
+    """Vectors at cosine ~0.96 to the model's: near, as another model's can be, but
+    below what another build of this one gives (the float graph: 0.985-0.994)."""
     noise = np.random.default_rng(7).standard_normal(vectors.shape)
-    noise *= 0.14 / np.linalg.norm(noise, axis=1, keepdims=True)
+    noise *= 0.3 / np.linalg.norm(noise, axis=1, keepdims=True)
     return vectors.astype(np.float32) + noise
 
 
-@pytest.mark.parametrize("forge", [made_up, another_build])
+@pytest.mark.parametrize("forge", [made_up, nearby])
 def test_refuses_vectors_the_model_would_not_make(
     staged: Path, setup: Any, tmp_path: Path, forge: Callable[[Any], Any]
 ) -> None:
