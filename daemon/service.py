@@ -37,7 +37,7 @@ from daemon.search import SearchHit, overlaps, run_search, search_roots
 from daemon.seeding import Adopter
 from daemon.status import caches_status, root_status, summary_line
 from daemon.sync import Cookies, bring_up_to_date
-from daemon.verify import verify_root
+from daemon.verify import unchecked_report, verify_root
 from ipc import __version__
 from ipc.errors import BadRequest, Busy, NotFound, Timeout
 from ipc.protocol import PROTOCOL_VERSION
@@ -288,11 +288,14 @@ class Service:
         return self._verify(self.registry.select(req.root) if req.root else self.registry.roots())
 
     def _verify(self, roots: list[RootIndex]) -> dict[str, Any]:
-        """Check each root's disk, state.db and indexes agree, once no batch runs on it."""
+        """Check each root's disk, state.db and indexes agree, once no batch runs on it.
+        A root still busy after VERIFY_WAIT_S is reported unchecked (`busy`), and the
+        others are checked all the same: one long embedding run must not hide them."""
         reports = []
         for root in roots:
             if not root.lock.acquire(timeout=VERIFY_WAIT_S):
-                raise Busy(f"{root.path} is indexing; retry when rcmd status shows it idle")
+                reports.append(unchecked_report(root))
+                continue
             try:
                 reports.append(verify_root(root))
             finally:

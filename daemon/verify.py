@@ -81,3 +81,15 @@ def verify_root(root: RootIndex) -> dict[str, Any]:
         "problems": problems[:MAX_PROBLEMS],
         "problem_count": len(problems),
     }
+
+
+def unchecked_report(root: RootIndex) -> dict[str, Any]:
+    """`verify_root`'s report for a root that was indexing throughout the wait: not
+    checked, so not ok, and saying when to ask again."""
+    return {
+        "path": str(root.path),
+        "ok": False,
+        "busy": True,
+        "problems": ["indexing: not checked; retry when rcmd status shows it idle"],
+        "problem_count": 1,
+    }

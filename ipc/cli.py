@@ -733,6 +733,9 @@ def cmd_status(args: argparse.Namespace, paths: RuntimePaths) -> int:
     if args.verify:
         v = status["verify"]
         for r in v["roots"]:
+            if r.get("busy"):
+                print(f"\nverify {r['path']}: indexing, not checked; retry when it is idle")
+                continue
             verdict = "ok" if r["ok"] else f"{r['problem_count']} problem(s)"
             print(f"\nverify {r['path']}: {verdict}")
             for p in r["problems"]:

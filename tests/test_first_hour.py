@@ -149,6 +149,10 @@ def test_ctrl_c_leaves_indexing_running_and_stop_says_it_finishes(tmp_path: Path
         _, err = proc.communicate(timeout=60)
         assert proc.returncode == 130, err
         assert "goes on in the background" in err and "Traceback" not in err
+        # --verify reports a root busy all through its wait as not checked, and goes on.
+        shown = d.cli("status", "--verify", check=False)
+        assert shown.returncode == 1, shown.stderr
+        assert f"verify {crate.resolve()}: indexing, not checked" in shown.stdout, shown.stdout
         stop = d.cli("stop")
         assert "finishes the current step" in stop.stdout and "daemon stopped" in stop.stdout
     finally:
