@@ -107,12 +107,16 @@ class IgnoreRules:
         return _ignored(self.layers_for("/".join(parts[:-1])), rel, is_dir)
 
     def walk(
-        self, rel_dir: str = "", not_utf8: set[str] | None = None
+        self,
+        rel_dir: str = "",
+        not_utf8: set[str] | None = None,
+        unreadable: set[str] | None = None,
     ) -> Iterator[tuple[str, os.stat_result]]:
         """Every indexable file at or below `rel_dir` with its lstat, in a stable order.
 
         Symlinks are not followed, so a link cannot lead the index outside the root. Names
-        that are not valid UTF-8 are left out and added, printable, to `not_utf8`.
+        that are not valid UTF-8 are left out and added, printable, to `not_utf8`; folders
+        that may not be listed (EACCES) are added to `unreadable`, to be reported.
         """
         stack = [rel_dir]
         while stack:
@@ -120,6 +124,10 @@ class IgnoreRules:
             try:
                 with os.scandir(os.path.join(self.root, current)) as it:
                     entries = sorted(it, key=lambda e: e.name)
+            except PermissionError:
+                if unreadable is not None:
+                    unreadable.add(current)
+                continue
             except OSError:
                 continue
             layers = self.layers_for(current, {e.name for e in entries})

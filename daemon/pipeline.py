@@ -113,6 +113,9 @@ class _Scan:
     present: dict[str, os.stat_result] = field(default_factory=dict)
     scope: list[str] = field(default_factory=list)  # prefixes fully reconciled
     not_utf8: set[str] = field(default_factory=set)  # printable names that cannot be indexed
+    #: Folders that may not be listed (EACCES): what they held is dropped, as an
+    #: unreadable file is, and each is reported as skipped instead of vanishing silently.
+    unreadable: set[str] = field(default_factory=set)
 
 
 def _reconcile(root: RootIndex, paths: Iterable[str] | None) -> _Scan:
@@ -122,7 +125,7 @@ def _reconcile(root: RootIndex, paths: Iterable[str] | None) -> _Scan:
     if paths is None:
         root.ignore.forget("")
         scan.scope.append("")
-        scan.present.update(root.ignore.walk("", scan.not_utf8))
+        scan.present.update(root.ignore.walk("", scan.not_utf8, scan.unreadable))
         return scan
     for rel in sorted(set(paths)):
         shown = printable_if_not_utf8(rel)
@@ -145,7 +148,7 @@ def _reconcile(root: RootIndex, paths: Iterable[str] | None) -> _Scan:
         if stat_mod.S_ISDIR(st.st_mode):
             scan.scope.append(rel)
             if not rel or not root.ignore.is_ignored(rel, True):
-                scan.present.update(root.ignore.walk(rel, scan.not_utf8))
+                scan.present.update(root.ignore.walk(rel, scan.not_utf8, scan.unreadable))
         elif stat_mod.S_ISREG(st.st_mode):
             scan.scope.append(rel)
             if is_indexable_name(name) and not root.ignore.is_ignored(rel, False):
@@ -292,6 +295,10 @@ def _plan(
             pending.skipped[p] = ("", "")
     for shown in scan.not_utf8:
         pending.skipped[shown] = ("non_utf8_name", "the file name is not valid UTF-8")
+        report.skipped += 1
+    for folder in scan.unreadable:
+        why = "Permission denied (a folder: its files are indexed again once it can be read)"
+        pending.skipped[folder or "."] = ("unreadable", why)
         report.skipped += 1
     plan = _Plan(candidates, gone, inflight, pending)
     plan.check = {p for p in candidates if (force and p not in inflight) or p in check}

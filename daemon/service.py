@@ -288,9 +288,8 @@ class Service:
         return self._verify(self.registry.select(req.root) if req.root else self.registry.roots())
 
     def _verify(self, roots: list[RootIndex]) -> dict[str, Any]:
-        """Check each root's disk, state.db and indexes agree, once no batch runs on it.
-        A root still busy after VERIFY_WAIT_S is reported unchecked (`busy`), and the
-        others are checked all the same: one long embedding run must not hide them."""
+        """Check each root's disk, state.db and indexes agree, once no batch runs on it;
+        one still busy after VERIFY_WAIT_S is reported unchecked, the others checked."""
         reports = []
         for root in roots:
             if not root.lock.acquire(timeout=VERIFY_WAIT_S):

@@ -473,7 +473,9 @@ def test_files_deleted_and_renamed_while_a_batch_reads_them(setup: Any) -> None:
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to another user")
 def test_unreadable_file_is_skipped_and_reported(warm_cache: Path) -> None:
-    """EACCES cannot happen to root, so the batch runs in a child that drops to `nobody`."""
+    """An unreadable file and a folder that may not be listed are each reported as
+    skipped (the folder's files vanished with no trace). EACCES cannot happen to root,
+    so the batch runs in a child that drops to `nobody`."""
     import shutil
     import subprocess
     import sys
@@ -486,6 +488,9 @@ def test_unreadable_file_is_skipped_and_reported(warm_cache: Path) -> None:
     (crate / "src" / "ok.rs").write_text("pub fn readable() {}\n")
     (crate / "src" / "secret.rs").write_text("pub fn hidden() {}\n")
     (crate / "src" / "secret.rs").chmod(0)
+    (crate / "src" / "locked").mkdir()
+    (crate / "src" / "locked" / "inner.rs").write_text("pub fn locked_away() {}\n")
+    (crate / "src" / "locked").chmod(0)  # a folder that may not be listed
     home = base / "home"
     seed_cache(home, warm_cache)
     for p in (base, crate, crate / "src", home, home / "cache"):
@@ -523,7 +528,10 @@ print(json.dumps({{"skipped": list(root.state.skipped()), "files": root.state.co
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["files"] == 1
-    assert out["skipped"] == [["src/secret.rs", "unreadable", "Permission denied"]]
+    skipped = {path: (reason, why) for path, reason, why in out["skipped"]}
+    assert skipped["src/secret.rs"] == ("unreadable", "Permission denied")
+    assert skipped["src/locked"][0] == "unreadable" and "a folder" in skipped["src/locked"][1]
+    assert len(skipped) == 2
 
 
 def test_hits_resolved_page_by_page_match_one_read(setup: Any) -> None:
