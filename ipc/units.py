@@ -109,6 +109,27 @@ def render_socket(listen: str = DEFAULT_LISTEN) -> str:
     return SOCKET_TEMPLATE.format(listen=listen)
 
 
+def exec_start_line(argv: list[str]) -> str:
+    """`argv` as an ExecStart= value systemd reads back word for word.
+
+    `%` starts a specifier everywhere and `$` a variable in the arguments (not in the
+    program's path, which systemd takes as written); a word with a space is quoted. systemd
+    refuses a program path holding a quote or a backslash at all, so such an install is
+    refused here, in one line, rather than by the service manager at the first start."""
+    program, *args = argv
+    if any(c in program for c in "\"'\\") or _has_control(program):
+        raise ConfigError(
+            f"systemd cannot start a program whose path has a quote, a backslash or a control "
+            f"character: {program!r}; install rcmd under a plainer path (e.g. pipx install)"
+        )
+    words = [_unit_text(program)] + [_unit_text(a).replace("$", "$$") for a in args]
+    return " ".join(f'"{w}"' if " " in w else w for w in words)
+
+
+def _has_control(text: str) -> bool:
+    return any(ord(c) < 32 or ord(c) == 127 for c in text)
+
+
 def _unit_text(text: str) -> str:
     """`text` as a unit file takes it literally: `%` starts a specifier."""
     return text.replace("%", "%%")
@@ -117,7 +138,7 @@ def _unit_text(text: str) -> str:
 def _home_socket(paths: RuntimePaths, rcmd_home: str) -> str:
     """ListenStream for RCMD_HOME's socket, where the CLI connects; refused (one line)
     when a unit file cannot say it or the kernel cannot bind it."""
-    if any(ord(c) < 32 or ord(c) == 127 for c in rcmd_home):
+    if _has_control(rcmd_home):
         raise ConfigError(f"RCMD_HOME={rcmd_home!r} has a control character; a unit cannot hold it")
     if len(os.fsencode(paths.socket)) >= SUN_PATH_MAX:
         raise ConfigError(
@@ -162,7 +183,7 @@ def service_files(
     rcmd_home = str(paths.config_file.parent) if env.get("RCMD_HOME") else None
     if manager == "systemd":
         unit_dir = Path(env.get("XDG_CONFIG_HOME") or home / ".config") / "systemd" / "user"
-        exec_start = shlex.join([*rcmd_command(), "daemon"])
+        exec_start = exec_start_line([*rcmd_command(), "daemon"])
         listen = DEFAULT_LISTEN if rcmd_home is None else _home_socket(paths, rcmd_home)
         return ServiceFiles(
             manager,

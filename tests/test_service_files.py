@@ -15,8 +15,16 @@ import pytest
 
 from ipc.cli import build_parser
 from ipc.completion import script
+from ipc.errors import ConfigError
 from ipc.paths import runtime_paths
-from ipc.units import LAUNCHD_LABEL, SOCKET, render_plist, render_service, service_files
+from ipc.units import (
+    LAUNCHD_LABEL,
+    SOCKET,
+    exec_start_line,
+    render_plist,
+    render_service,
+    service_files,
+)
 from tests.conftest import REPO, require_tools, wait_until
 from tests.conftest import run_rcmd as rcmd
 
@@ -107,6 +115,32 @@ def test_service_install_is_idempotent_and_uninstalls(tmp_path: Path, manager: s
     assert gone.returncode == 0 and spec.disable in gone.stdout
     assert not any(p.exists() for p in spec.files)
     assert "no " in rcmd("service", "uninstall", "--manager", manager, env=env).stdout
+
+
+def test_exec_start_names_a_program_under_an_odd_path(tmp_path: Path) -> None:
+    """An install path with a space, `%h` and `$X` used to be rendered by shlex: systemd
+    expanded `%h` to the home folder and could not find the program."""
+    require_tools("systemd-analyze")
+    folder = tmp_path / "my tools%h$X"
+    folder.mkdir()
+    program = folder / "rcmd"
+    shutil.copy("/bin/true", program)
+    exec_start = exec_start_line([str(program), "daemon"])
+    (tmp_path / "rcmd.service").write_text(render_service(exec_start))
+    (tmp_path / "rcmd.socket").write_text(SOCKET)
+    runtime = tmp_path / "xdg"
+    runtime.mkdir(mode=0o700)
+    units = [str(tmp_path / "rcmd.socket"), str(tmp_path / "rcmd.service")]
+    proc = subprocess.run(
+        ["systemd-analyze", "verify", "--user", *units],
+        env={**os.environ, "XDG_RUNTIME_DIR": str(runtime)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0 and not proc.stderr.strip(), proc.stderr
+    with pytest.raises(ConfigError, match="quote"):
+        exec_start_line(['/opt/it"s/rcmd', "daemon"])
 
 
 def test_installed_unit_runs_this_rcmd(tmp_path: Path) -> None:
