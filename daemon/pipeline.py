@@ -258,9 +258,12 @@ def _plan(
     force: bool,
     report: BatchReport,
     check: Collection[str] = (),
+    max_bytes: int | None = None,
 ) -> _Plan:
     """Reconcile `paths` and split them into files to read and paths to drop; forced
-    (`force`, or the `check` paths a forced batch left), which files to check."""
+    (`force`, or the `check` paths a forced batch left), which files to check. An indexed
+    file now over `max_bytes` is read again even if unchanged, so a lowered limit drops
+    it (from the stat data already at hand: no extra system call)."""
     inflight = root.state.inflight()
     if paths is not None:
         paths = paths | inflight  # a failed batch's leftovers are redone by the next
@@ -285,6 +288,13 @@ def _plan(
             if force or rel in inflight or not root.ledger.unchanged(rel, st)
         ]
         gone = root.ledger.under(lambda p: p not in scan.present and in_scope(p))
+    if max_bytes is not None:
+        listed = set(candidates)
+        candidates += [
+            p
+            for p, st in scan.present.items()
+            if st.st_size > max_bytes and p not in listed and p in root.ledger
+        ]
     report.unchanged += len(scan.present) - len(candidates)
     gone += [p for p in inflight if p not in scan.present and p not in root.ledger]
     pending = _Pending()
@@ -333,7 +343,8 @@ def run_batch(
         prog.set_watcher("root missing; waiting for it to return")
         return report
     prog.begin(Activity.SCANNING)
-    plan = _plan(root, None if paths is None else set(paths), force, report, check)
+    wanted = None if paths is None else set(paths)
+    plan = _plan(root, wanted, force, report, check, collab.config.index.max_file_bytes)
     prog.files_planned(len(plan.candidates))
     prog.set_activity(Activity.INDEXING)
     root.state.mark_inflight([*plan.candidates, *plan.gone])

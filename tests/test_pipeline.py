@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -154,6 +155,30 @@ def test_bad_files_are_skipped_and_reported(setup: Any) -> None:
     (crate / "src" / "blob.rs").write_text("pub fn now_fine() {}\n")
     run_batch(root, ["src/blob.rs"], collab)
     assert {p for p, _r, _d in root.state.skipped()} == {"src/huge.rs"}
+
+
+def test_a_lowered_size_limit_drops_indexed_files_and_a_raised_one_brings_them_back(
+    setup: Any,
+) -> None:
+    """The stat fast path skipped unchanged files, so a lowered `max_file_bytes` only
+    applied to files edited afterwards: the big ones stayed searchable."""
+    crate, collab, open_root = setup
+    root = open_root()
+    run_batch(root, None, collab)
+    sizes = {p.relative_to(crate).as_posix(): p.stat().st_size for p in crate.rglob("*.rs")}
+    limit = sorted(sizes.values())[len(sizes) // 2]
+    over = {p for p, n in sizes.items() if n > limit}
+    assert over and over != set(sizes)
+    index = replace(collab.config.index, max_file_bytes=limit)
+    lowered = replace(collab, config=replace(collab.config, index=index))
+    report = run_batch(root, None, lowered)
+    assert {p for p, r, _d in root.state.skipped() if r == "too_large"} == over
+    assert report.skipped == len(over) and not over & set(root.ledger.under(lambda _p: True))
+    assert not over & {h.split(":")[0] for h in search(root, collab, "fn", "bm25")}
+    assert verify_root(root)["ok"], verify_root(root)["problems"]
+    run_batch(root, None, collab)
+    assert not list(root.state.skipped()) and set(root.ledger.under(lambda _p: True)) == set(sizes)
+    assert verify_root(root)["ok"], verify_root(root)["problems"]
 
 
 def test_indexer_vacuums_when_garbage_passes_the_threshold(setup: Any) -> None:
