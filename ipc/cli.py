@@ -107,11 +107,12 @@ def _progress_line(root: dict[str, Any]) -> str:
     p = root["progress"]
     pending = root.get("vectors_pending", 0)
     if pending and p["files_done"] >= p["files_total"]:
-        # Lexical-first: every file is searchable with BM25; vectors are filling in.
+        # Lexical-first: every file is searchable with BM25; vectors are filling in. The
+        # root's "vectors pending" counts those not written yet, which lags the chunks
+        # embedded by a step: printing both here read as a sum that does not add up.
         return (
             f"{_bar(p['chunks_done'], p['chunks_total'])} BM25 ready; embedding "
-            f"{p['chunks_done']}/{p['chunks_total']} chunks"
-            f"  {_rate(p)}  ({pending} pending)"
+            f"{p['chunks_done']}/{p['chunks_total']} chunks  {_rate(p)}"
         )
     return (
         f"{_bar(p['files_done'], p['files_total'])} files {p['files_done']}/{p['files_total']}"

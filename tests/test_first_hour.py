@@ -109,6 +109,12 @@ def test_progress_says_starting_until_there_is_a_rate() -> None:
     assert "starting…" in _progress_line(root) and "ETA" not in _progress_line(root)
     root["progress"] = {**progress, "chunks_per_s": 20.0, "eta_s": 12.0}
     assert "20 chunks/s, ETA 12s" in _progress_line(root)
+    # Lexical-first: the vectors not yet written lag the chunks embedded by a step, so
+    # the line shows only the latter (640/2507 beside "2251 pending" read as a bad sum).
+    progress = {"files_done": 9, "files_total": 9, "chunks_done": 640, "chunks_total": 2507}
+    root = {"activity": "embedding", "vectors_pending": 2251, "progress": progress}
+    line = _progress_line(root)
+    assert "BM25 ready; embedding 640/2507 chunks" in line and "pending" not in line
 
 
 def _big_crate(where: Path, files: int) -> Path:
