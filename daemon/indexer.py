@@ -100,6 +100,9 @@ class Indexer:
         self._running_files = False
         self._stopping = False
         self.totals = BatchReport()
+        #: The running work's report, counted into as it goes (`embedding_counts`).
+        self._live: BatchReport | None = None
+        self._counts_lock = threading.Lock()
         self.batches = 0
         self.last_batch: dict[str, Any] = {}
         #: Roots whose queued work waits for their watch to be set up (`hold`), each
@@ -286,8 +289,22 @@ class Indexer:
     def stopping(self) -> bool:
         return self._stopping
 
+    def embedding_counts(self) -> dict[str, int]:
+        """Embedding-cache hits, misses and texts embedded so far, the running work's
+        included: a cold index embeds for minutes in one fill, and status showed 0 until
+        it ended."""
+        with self._counts_lock:
+            parts = [self.totals] if self._live is None else [self.totals, self._live]
+            return {
+                name: sum(getattr(p, name) for p in parts)
+                for name in ("cache_hits", "cache_misses", "texts_embedded")
+            }
+
     def _run(self, root: RootIndex, work: _Work) -> None:
         t0 = time.perf_counter()
+        live = BatchReport()
+        with self._counts_lock:
+            self._live = live
         if work.files:
             with root.lock:
                 paths = None if (work.full or work.force) else work.paths
@@ -300,6 +317,7 @@ class Indexer:
                     check=work.check,
                     should_yield=lambda: self._others_waiting(root.id),
                     unchecked=unchecked.extend,
+                    report=live,
                 )
             if report.interrupted and not (root.cancelled or self.collab.should_stop()):
                 # It gave way to another root: what it did not write is still in flight.
@@ -315,6 +333,7 @@ class Indexer:
                         or root.lock_wanted.is_set()
                         or self.collab.should_stop()
                     ),
+                    live,
                 )
         self._account(root, report, time.perf_counter() - t0, work)
         if root.ledger.vectors_pending and not root.cancelled:
@@ -322,7 +341,9 @@ class Indexer:
         maybe_vacuum(root, report.points_dropped, queued=self.queued(root.id) > 0)
 
     def _account(self, root: RootIndex, report: BatchReport, seconds: float, work: _Work) -> None:
-        self.totals.add(report)
+        with self._counts_lock:
+            self.totals.add(report)
+            self._live = None
         self.batches += 1
         summary = {
             "root": str(root.path),

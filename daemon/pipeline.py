@@ -327,6 +327,7 @@ def run_batch(
     check: Collection[str] = (),
     should_yield: Callable[[], bool] = lambda: False,
     unchecked: Callable[[list[str]], None] = lambda _: None,
+    report: BatchReport | None = None,
 ) -> BatchReport:
     """Bring the indexes of `root` up to date for `paths` (None: the whole root); `force`
     reads every file again, and checks against the indexes those whose content is as
@@ -335,8 +336,9 @@ def run_batch(
     `should_yield` says another root's file work waits: the batch then stops at its next
     step boundary (after `MIN_RUN_BEFORE_YIELD_S`). Files not written yet stay in
     flight, so the caller resumes exactly where it stopped by queueing them again, and
-    those still to check are passed to `unchecked`."""
-    report = BatchReport()
+    those still to check are passed to `unchecked`. `report` (a new one by default)
+    is counted into as the batch goes, so its caller can show the counts meanwhile."""
+    report = BatchReport() if report is None else report
     prog = root.progress
     if not root.path.is_dir():
         # An unmounted disk or a moved checkout is not "every file deleted".
@@ -759,7 +761,10 @@ def _embed(
 
 
 def fill_vectors(
-    root: RootIndex, collab: Collaborators, should_yield: Callable[[], bool]
+    root: RootIndex,
+    collab: Collaborators,
+    should_yield: Callable[[], bool],
+    report: BatchReport | None = None,
 ) -> BatchReport:
     """Embed the chunks recorded as pending, a step at a time, until none is left or
     `should_yield` says newer work waits (checked before each text, so an edit
@@ -768,8 +773,8 @@ def fill_vectors(
     commits: a flush took ~20 ms after every step of 128 (1.5 s of tokio's 27 s cold
     index; 0.45 s now, though the wall time moved less, ~1%). Pending rows are cleared
     only after their flush, so a crash repeats at most the steps of one interval (their
-    texts come from the embedding cache)."""
-    report = BatchReport()
+    texts come from the embedding cache). `report` as for `run_batch`."""
+    report = BatchReport() if report is None else report
     prog = root.progress
     prog.begin(Activity.EMBEDDING, chunks=root.ledger.vectors_pending)
     unflushed: list[str] = []
@@ -787,6 +792,7 @@ def fill_vectors(
         unflushed += [v.id for v in done]
         prog.chunks_embedded(len(done))
         report.vectors_filled += len(done)
+        hold_point("vectors_filled", collab.should_stop)
         if len(done) < len(todo):  # stopped for newer work: the rest stays pending
             break
         after = (todo[-1].path, todo[-1].id)

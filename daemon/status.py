@@ -90,9 +90,7 @@ def caches_status(
             "device": embedder.device_status(),
             "layout": embedder.layout_status(),
             "tokens_embedded": embedder.tokens_embedded,
-            "cache_hits": indexer.totals.cache_hits,
-            "cache_misses": indexer.totals.cache_misses,
-            "texts_embedded": indexer.totals.texts_embedded,
+            **indexer.embedding_counts(),
             "cache_pruned": cache.pruned,
         },
         "chunk_cache": {

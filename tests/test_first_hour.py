@@ -165,6 +165,29 @@ def test_ctrl_c_leaves_indexing_running_and_stop_says_it_finishes(tmp_path: Path
         d.kill()
 
 
+def test_embedding_counts_grow_while_a_long_fill_runs(tmp_path: Path) -> None:
+    """The cache hits and misses in status were added only when a fill ended, so a cold
+    index showed 0 and 0 for all of its minutes of embedding. The daemon holds after its
+    first step of vectors (RCMD_TEST_HOLD_AT) until it is asked to stop."""
+    crate = _big_crate(tmp_path / "big", 40)
+    d = Daemon(tmp_path / "home", RCMD_TEST_HOLD_AT="vectors_filled")
+    d.start()
+    try:
+        d.cli("index", str(crate))
+
+        def counted() -> bool:
+            said = d.status()
+            embedding = said["embedding"]
+            return embedding["cache_hits"] + embedding["cache_misses"] > 0
+
+        wait_until(counted, timeout=120)
+        assert not d.root_status(crate)["idle"]
+        assert d.root_status(crate)["activity"] == "embedding"
+        d.cli("stop")
+    finally:
+        d.kill()
+
+
 def test_search_colours_on_request_and_keeps_a_token_budget(daemon: Daemon, crate: Path) -> None:
     """19.12: --color always paints paths and matches, never (and NO_COLOR) does not;
     --max-tokens trims the results and counts the cut hits."""
