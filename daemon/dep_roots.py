@@ -4,6 +4,10 @@ and which projects use each: `deps.json` in the state dir, beside `roots.json`.
 A dependency root is indexed like any root but not watched (registry sources do not
 change), left out of searches unless `--deps` asks for them, and shared: two projects
 that use serde 1.0.152 share its one index.
+
+The file also keeps the projects indexed with `--deps`: the stat data of the manifests
+their crates were read from (so a changed Cargo.lock is noticed, `daemon.dep_sync`) and
+why their last reading added none, if it failed (shown in status across restarts).
 """
 
 from __future__ import annotations
@@ -23,12 +27,16 @@ class DependencyRoots:
     def __init__(self, file: Path) -> None:
         self._file = file
         self._lock = threading.Lock()
-        self._roots: dict[str, dict[str, Any]] = self._read()
-        #: Project -> why its last `index --deps` added no crates (a broken lock file),
-        #: for status; kept in memory only: the next `index --deps` says it again.
-        self._skipped: dict[str, str] = {}
+        data = self._read()
+        self._roots: dict[str, dict[str, Any]] = _roots_of(data)
+        #: Project -> {"manifest": stat data its crates were read from, "skipped": why
+        #: the last reading added none, or None}.
+        self._projects: dict[str, dict[str, Any]] = _projects_of(data)
+        for entry in self._roots.values():  # a file from before projects were kept
+            for user in entry["used_by"]:
+                self._projects.setdefault(user, {"manifest": [], "skipped": None})
 
-    def _read(self) -> dict[str, dict[str, Any]]:
+    def _read(self) -> dict[str, Any]:
         try:
             data = json.loads(self._file.read_text())
         except FileNotFoundError:
@@ -36,18 +44,11 @@ class DependencyRoots:
         except (OSError, ValueError) as exc:  # a damaged file: the crates index as roots
             log.error("deps_file_unreadable", path=str(self._file), error=str(exc))
             return {}
-        roots = data.get("roots") if isinstance(data, dict) else None
-        if not isinstance(roots, dict):
-            return {}
-        return {
-            p: {"crate": str(v.get("crate", "")), "used_by": sorted(set(v.get("used_by", [])))}
-            for p, v in roots.items()
-            if isinstance(p, str) and isinstance(v, dict)
-        }
+        return data if isinstance(data, dict) else {}
 
     def _write(self) -> None:
         tmp = self._file.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"roots": self._roots}, indent=1))
+        tmp.write_text(json.dumps({"roots": self._roots, "projects": self._projects}, indent=1))
         os.replace(tmp, self._file)
 
     def crate_of(self, path: Path) -> str | None:
@@ -59,16 +60,33 @@ class DependencyRoots:
         """The dependency roots `project` was indexed with (`index --deps`)."""
         return [Path(p) for p, v in self._roots.items() if str(project) in v["used_by"]]
 
-    def note_skipped(self, project: Path, why: str | None) -> None:
-        """Remember (or, with None, forget) why `project`'s dependencies were skipped."""
+    def note_project(self, project: Path, manifest: list[Any], skipped: str | None) -> None:
+        """`project` was indexed with its dependencies, read from files whose stat data is
+        `manifest`; `skipped` says why none was added (a broken lock file), else None."""
         with self._lock:
-            if why is None:
-                self._skipped.pop(str(project), None)
-            else:
-                self._skipped[str(project)] = why
+            self._projects[str(project)] = {"manifest": manifest, "skipped": skipped}
+            self._write()
+
+    def wants_deps(self, project: Path) -> bool:
+        return str(project) in self._projects
+
+    def manifest(self, project: Path) -> list[Any] | None:
+        entry = self._projects.get(str(project))
+        return entry["manifest"] if entry is not None else None
 
     def skipped(self, project: Path) -> str | None:
-        return self._skipped.get(str(project))
+        entry = self._projects.get(str(project))
+        return entry["skipped"] if entry is not None else None
+
+    def release(self, path: Path, user: Path) -> bool:
+        """`user` no longer uses the dependency root `path`; whether another one does."""
+        with self._lock:
+            entry = self._roots.get(str(path))
+            if entry is None:
+                return False
+            entry["used_by"] = [u for u in entry["used_by"] if u != str(user)]
+            self._write()
+            return bool(entry["used_by"])
 
     def record(self, path: Path, crate: str, user: Path) -> None:
         with self._lock:
@@ -80,7 +98,32 @@ class DependencyRoots:
         """`path` is unregistered: as a dependency root, and as a user of others."""
         with self._lock:
             self._roots.pop(str(path), None)
-            self._skipped.pop(str(path), None)
+            self._projects.pop(str(path), None)
             for entry in self._roots.values():
                 entry["used_by"] = [u for u in entry["used_by"] if u != str(path)]
             self._write()
+
+
+def _roots_of(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    roots = data.get("roots")
+    if not isinstance(roots, dict):
+        return {}
+    return {
+        p: {"crate": str(v.get("crate", "")), "used_by": sorted(set(v.get("used_by", [])))}
+        for p, v in roots.items()
+        if isinstance(p, str) and isinstance(v, dict)
+    }
+
+
+def _projects_of(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    projects = data.get("projects")
+    if not isinstance(projects, dict):
+        return {}
+    return {
+        p: {
+            "manifest": v.get("manifest") if isinstance(v.get("manifest"), list) else [],
+            "skipped": v["skipped"] if isinstance(v.get("skipped"), str) else None,
+        }
+        for p, v in projects.items()
+        if isinstance(p, str) and isinstance(v, dict)
+    }

@@ -16,7 +16,7 @@ from typing import Any
 import structlog
 
 from daemon.activity import Activity
-from daemon.metrics import BatchReport, rss_bytes, trim_heap
+from daemon.metrics import BatchReport, RunningTotals, rss_bytes, trim_heap
 from daemon.pipeline import Collaborators, fill_vectors, run_batch
 from daemon.root import RootIndex
 
@@ -99,10 +99,7 @@ class Indexer:
         #: Whether the running work is file work (not pending embedding).
         self._running_files = False
         self._stopping = False
-        self.totals = BatchReport()
-        #: The running work's report, counted into as it goes (`embedding_counts`).
-        self._live: BatchReport | None = None
-        self._counts_lock = threading.Lock()
+        self.totals = RunningTotals()
         self.batches = 0
         self.last_batch: dict[str, Any] = {}
         #: Roots whose queued work waits for their watch to be set up (`hold`), each
@@ -289,22 +286,9 @@ class Indexer:
     def stopping(self) -> bool:
         return self._stopping
 
-    def embedding_counts(self) -> dict[str, int]:
-        """Embedding-cache hits, misses and texts embedded so far, the running work's
-        included: a cold index embeds for minutes in one fill, and status showed 0 until
-        it ended."""
-        with self._counts_lock:
-            parts = [self.totals] if self._live is None else [self.totals, self._live]
-            return {
-                name: sum(getattr(p, name) for p in parts)
-                for name in ("cache_hits", "cache_misses", "texts_embedded")
-            }
-
     def _run(self, root: RootIndex, work: _Work) -> None:
         t0 = time.perf_counter()
-        live = BatchReport()
-        with self._counts_lock:
-            self._live = live
+        live = self.totals.start()
         if work.files:
             with root.lock:
                 paths = None if (work.full or work.force) else work.paths
@@ -336,14 +320,14 @@ class Indexer:
                     live,
                 )
         self._account(root, report, time.perf_counter() - t0, work)
+        if work.files and not root.cancelled:
+            self.collab.after_files(root)
         if root.ledger.vectors_pending and not root.cancelled:
             self.enqueue(root, vectors=True)
         maybe_vacuum(root, report.points_dropped, queued=self.queued(root.id) > 0)
 
     def _account(self, root: RootIndex, report: BatchReport, seconds: float, work: _Work) -> None:
-        with self._counts_lock:
-            self.totals.add(report)
-            self._live = None
+        self.totals.finish(report)
         self.batches += 1
         summary = {
             "root": str(root.path),

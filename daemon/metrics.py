@@ -6,6 +6,7 @@ import dataclasses
 import os
 import resource
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -101,3 +102,34 @@ class BatchReport:
         out: dict[str, Any] = dataclasses.asdict(self)
         out["stages"] = {k: round(v, 4) for k, v in self.stages.items()}
         return out
+
+
+class RunningTotals:
+    """The reports of finished work summed, and the running one's counts so far: a
+    cold index embeds for minutes in one fill, and figures taken only when work ends
+    showed 0 until then."""
+
+    COUNTED = ("cache_hits", "cache_misses", "texts_embedded")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._done = BatchReport()
+        self._live: BatchReport | None = None
+
+    def start(self) -> BatchReport:
+        """A new report for the work starting now, to count into as it goes."""
+        with self._lock:
+            self._live = BatchReport()
+            return self._live
+
+    def finish(self, report: BatchReport) -> None:
+        with self._lock:
+            self._done.add(report)
+            self._live = None
+
+    def counts(self) -> dict[str, int]:
+        """`COUNTED` figures, the running work's included (read unlocked by its thread:
+        each is an int, so a figure is at worst one step behind)."""
+        with self._lock:
+            parts = [self._done] if self._live is None else [self._done, self._live]
+            return {name: sum(getattr(p, name) for p in parts) for name in self.COUNTED}

@@ -65,6 +65,9 @@ class Collaborators:
     parse_cache: ParseCache | None = None
     #: Extracts the symbol graphs of big batches on another CPU (`daemon.graph_pool`).
     graph_pool: GraphPool | None = None
+    #: Called on the indexer thread after each file batch of a root; must not raise (a
+    #: project's dependency crates are refreshed there: `daemon.dep_sync`).
+    after_files: Callable[[RootIndex], object] = lambda _root: None
 
 
 def crash_point(name: str) -> None:
@@ -289,12 +292,7 @@ def _plan(
         ]
         gone = root.ledger.under(lambda p: p not in scan.present and in_scope(p))
     if max_bytes is not None:
-        listed = set(candidates)
-        candidates += [
-            p
-            for p, st in scan.present.items()
-            if st.st_size > max_bytes and p not in listed and p in root.ledger
-        ]
+        candidates += _over_limit(root, scan.present, set(candidates), max_bytes)
     report.unchanged += len(scan.present) - len(candidates)
     gone += [p for p in inflight if p not in scan.present and p not in root.ledger]
     pending = _Pending()
@@ -316,6 +314,18 @@ def _plan(
         with report.timed("check"):
             plan.stored = _stored(root)
     return plan
+
+
+def _over_limit(
+    root: RootIndex, present: dict[str, os.stat_result], listed: set[str], max_bytes: int
+) -> list[str]:
+    """Indexed files over `max_bytes` not `listed` yet: unchanged, but the limit was
+    lowered since they were indexed, so they must be read again (and dropped)."""
+    return [
+        p
+        for p, st in present.items()
+        if st.st_size > max_bytes and p not in listed and p in root.ledger
+    ]
 
 
 def run_batch(

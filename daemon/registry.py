@@ -21,6 +21,7 @@ import structlog
 
 from daemon.config import Config, root_dir
 from daemon.dep_roots import DependencyRoots
+from daemon.dep_sync import DependencySync
 from daemon.indexer import Indexer
 from daemon.root import RootIndex, root_id_for
 from daemon.sync import Cookies
@@ -44,6 +45,7 @@ class Registry:
         self._failed: dict[str, str] = {}
         self._lock = threading.Lock()
         self.deps = DependencyRoots(config.paths.state_dir / "deps.json")
+        self.dep_sync = DependencySync(self.deps, self.add_dependency, self.remove)
 
     # ---- reads ----
     def roots(self) -> list[RootIndex]:

@@ -20,7 +20,6 @@ from daemon.budget import apply_budget
 from daemon.chunk_cache import ChunkCache
 from daemon.config import Config
 from daemon.cpus import cpu_info
-from daemon.deps import register_dependencies
 from daemon.embed_cache import EmbedCache
 from daemon.embedder import TextEmbedder
 from daemon.graph import navigate
@@ -129,6 +128,7 @@ class Service:
                 chunk_cache=chunk_cache,
                 parse_cache=self.parse_cache,
                 graph_pool=GraphPool() if cpu_info().spare else None,
+                after_files=lambda root: self.registry.dep_sync.refresh(root.path),
             )
         )
         self.cookies = Cookies()
@@ -191,9 +191,7 @@ class Service:
         snapshot = Path(req.snapshot).expanduser().resolve() if req.snapshot else None
         reply = root_status(self.indexer, self.registry, self.adopter.add(path, snapshot))
         if req.deps:
-            add = self.registry.add_dependency
-            reply["deps"] = register_dependencies(path, lambda dep, crate: add(dep, crate, path))
-            self.registry.deps.note_skipped(path, reply["deps"].get("skipped"))
+            reply["deps"] = self.registry.dep_sync.register(path)
         return reply
 
     def export(self, req: ExportRequest) -> dict[str, Any]:

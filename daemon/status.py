@@ -90,7 +90,7 @@ def caches_status(
             "device": embedder.device_status(),
             "layout": embedder.layout_status(),
             "tokens_embedded": embedder.tokens_embedded,
-            **indexer.embedding_counts(),
+            **indexer.totals.counts(),
             "cache_pruned": cache.pruned,
         },
         "chunk_cache": {

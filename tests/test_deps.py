@@ -10,7 +10,7 @@ import pytest
 
 from daemon.deps import DEBIAN_REGISTRY, declared_crates, dependencies, find_source, locked_packages
 from ipc.errors import BadRequest
-from tests.conftest import Daemon
+from tests.conftest import Daemon, wait_until
 
 LOCK = """\
 version = 3
@@ -213,3 +213,70 @@ def test_index_deps_with_a_broken_lock_indexes_the_project_without_them(
     reply = daemon.call("index", path=str(proj), deps=True)
     assert reply["deps"] == {"roots": [], "missing": []}
     assert daemon.root_status(proj)["deps_skipped"] is None
+
+
+def _lock_of(*crates: str) -> str:
+    """A Cargo.lock of the app and `crates` ("name version") from the registry."""
+    packages = ['[[package]]\nname = "app"\nversion = "0.1.0"\n']
+    for crate in crates:
+        name, version = crate.split()
+        packages.append(
+            f'[[package]]\nname = "{name}"\nversion = "{version}"\n'
+            'source = "registry+https://github.com/rust-lang/crates.io-index"\n'
+        )
+    return "version = 3\n\n" + "\n".join(packages)
+
+
+def test_a_changed_lock_moves_the_project_to_its_new_crates(
+    registry: None, daemon: Daemon, tmp_path: Path
+) -> None:
+    """`cargo update` or a new dependency changed Cargo.lock, and `--deps` went on
+    answering from the crates of the old one until `index --deps` was run again. Now
+    the watcher's batch notices the lock changed: new crates are indexed, one no
+    project uses is removed, a broken lock keeps the last good crates and says why
+    (across a restart too), and a lock changed while the daemon was down is read at
+    its start."""
+    proj = _project(tmp_path, "app")
+    lock = proj / "Cargo.lock"
+    lock.write_text(_lock_of("scopeguard 1.1.0"))
+    guard, either = ((DEBIAN_REGISTRY / c).resolve() for c in CRATES)
+    daemon.call("index", path=str(proj), deps=True)
+
+    def roots() -> set[str]:
+        return {r["path"] for r in daemon.status()["roots"]}
+
+    assert roots() == {str(proj), str(guard)}
+    lock.write_text(_lock_of("either 1.6.1"))
+    wait_until(lambda: roots() == {str(proj), str(either)}, timeout=60)
+    daemon.wait_idle(either)
+    got = json.loads(daemon.cli("def", "Either", "--deps", "--json", cwd=proj).stdout)
+    assert {h["crate"] for h in got["results"]} == {"either 1.6.1"}
+
+    lock.write_text("version = 3\n\n[[package]\n")
+    wait_until(lambda: daemon.root_status(proj)["deps_skipped"] is not None, timeout=60)
+    assert roots() == {str(proj), str(either)}
+    assert daemon.stop() == 0
+    daemon.start()
+    assert daemon.root_status(proj)["deps_skipped"].startswith(f"{lock}: not valid TOML")
+
+    assert daemon.stop() == 0
+    lock.write_text(_lock_of("scopeguard 1.1.0", "either 1.6.1"))
+    daemon.start()
+    wait_until(lambda: roots() == {str(proj), str(guard), str(either)}, timeout=60)
+    assert daemon.root_status(proj)["deps_skipped"] is None
+
+
+def test_a_deps_file_from_before_projects_were_kept_reads_its_projects(tmp_path: Path) -> None:
+    """The projects that used crates are taken from `used_by`, with no manifest stat, so
+    their crates are read again at their first batch."""
+    from daemon.dep_roots import DependencyRoots
+
+    file = tmp_path / "deps.json"
+    file.write_text(
+        json.dumps({"roots": {"/reg/a-1.0.0": {"crate": "a 1.0.0", "used_by": ["/p"]}}})
+    )
+    deps = DependencyRoots(file)
+    assert deps.wants_deps(Path("/p")) and deps.manifest(Path("/p")) == []
+    assert deps.skipped(Path("/p")) is None and not deps.wants_deps(Path("/q"))
+    assert not deps.release(Path("/reg/a-1.0.0"), Path("/p"))
+    assert json.loads(file.read_text())["roots"]["/reg/a-1.0.0"]["used_by"] == []
