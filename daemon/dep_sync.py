@@ -87,6 +87,11 @@ class DependencySync:
             log.exception("deps_refresh_failed", root=str(project))
             return None
 
+    def drop_project(self, project: Path) -> None:
+        """`project` is being removed: its crates no other project uses go with it."""
+        for dep in self._deps.used_by(project):
+            self._release(dep, project)
+
     def _release(self, dep: Path, project: Path) -> None:
         if self._deps.release(dep, project):
             return

@@ -209,6 +209,7 @@ class Service:
 
     def remove(self, req: RemoveRequest) -> dict[str, Any]:
         path = Path(req.path).expanduser().resolve()
+        self.registry.dep_sync.drop_project(path)
         self.registry.remove(path)
         return {"removed": str(path)}
 

@@ -265,6 +265,13 @@ def test_a_changed_lock_moves_the_project_to_its_new_crates(
     wait_until(lambda: roots() == {str(proj), str(guard), str(either)}, timeout=60)
     assert daemon.root_status(proj)["deps_skipped"] is None
 
+    # Removing the project removes the crates no other project uses.
+    other = _project(tmp_path, "other")
+    (other / "Cargo.lock").write_text(_lock_of("either 1.6.1"))
+    daemon.call("index", path=str(other), deps=True)
+    daemon.cli("remove", str(proj))
+    assert roots() == {str(other), str(either)}
+
 
 def test_a_deps_file_from_before_projects_were_kept_reads_its_projects(tmp_path: Path) -> None:
     """The projects that used crates are taken from `used_by`, with no manifest stat, so
