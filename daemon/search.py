@@ -559,13 +559,26 @@ def _with_symbol_hits(
     roots: Sequence[RootIndex], symbol: str, fused: list[tuple[Key, float]]
 ) -> list[tuple[Key, float]]:
     """`fused` narrowed to the chunks of `symbol`, followed by the matches the query did
-    not reach, closest symbol first, scored below the rest."""
+    not reach, closest symbol and definitions before impl blocks first, scored below the
+    rest; with no query (a bare lookup) each is an exact match and scores 1."""
     allowed, _places = _interleaved(
-        {r.id: _symbol_hits(r, symbol, ignore_case=False, limit=SYMBOL_DEPTH) for r in roots}
+        {
+            r.id: _definitions_first(
+                r, _symbol_hits(r, symbol, ignore_case=False, limit=SYMBOL_DEPTH)
+            )
+            for r in roots
+        }
     )
     allowed_set = set(allowed)
     ranked = [(key, s) for key, s in fused if key in allowed_set]
     seen = {key for key, _ in ranked}
-    floor = min((s for _, s in ranked), default=1.0)
-    ranked += [(key, floor / 2) for key in allowed if key not in seen]
+    below = min(s for _, s in ranked) / 2 if ranked else 1.0
+    ranked += [(key, below) for key in allowed if key not in seen]
     return ranked
+
+
+def _definitions_first(root: RootIndex, cids: list[str]) -> list[str]:
+    """`cids` with impl blocks after the items themselves (`--symbol Graph`: the struct
+    before the `impl From<StableGraph> for Graph` whose chunk bears the same name)."""
+    rows = root.state.chunk_rows(cids)
+    return sorted(cids, key=lambda c: c not in rows or rows[c].kind == "impl")

@@ -80,3 +80,28 @@ def test_exact_identifiers_say_whether_they_exist(daemon: Daemon, crate: Path) -
     unrelated = daemon.cli("search", "render a triangle mesh with opengl shaders", "--json")
     assert json.loads(unrelated.stdout)["confidence"] == "low"
     assert "low confidence" in unrelated.stderr
+
+
+def test_a_bare_lookup_lists_the_item_before_impls_bearing_its_name(
+    daemon: Daemon, tmp_path: Path
+) -> None:
+    """`--symbol Graph` in petgraph listed `impl From<StableGraph> for Graph` (an earlier
+    file) before the struct, every hit at score 0.5. Items now come first, and each
+    exact match of a bare lookup scores 1."""
+    crate = tmp_path / "crate"
+    (crate / "src" / "model").mkdir(parents=True)
+    (crate / "src" / "conv.rs").write_text(
+        "use crate::model::things::Thing;\n\n/// Convert a byte.\n///\n/// Keeps it.\n"
+        "impl From<u8> for Thing {\n"
+        "    fn from(n: u8) -> Thing {\n        Thing { n }\n    }\n}\n"
+    )
+    (crate / "src" / "model" / "things.rs").write_text("pub struct Thing {\n    pub n: u8,\n}\n")
+    (crate / "src" / "model" / "mod.rs").write_text("pub mod things;\n")
+    (crate / "src" / "lib.rs").write_text("mod conv;\npub mod model;\n")
+    daemon.cli("index", str(crate), "--wait")
+    hits = json.loads(daemon.cli("search", "--symbol", "Thing", "--json").stdout)["results"]
+    assert [(h["path"], h["kind"]) for h in hits] == [
+        ("src/model/things.rs", "struct"),
+        ("src/conv.rs", "impl"),
+    ]
+    assert hits[0]["score"] == 1.0
