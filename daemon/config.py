@@ -187,6 +187,10 @@ class SearchConfig:
     #: For questions in words, a hit that is a fragment (a few lines of an impl header,
     #: a const, a type alias: `search.is_fragment`) counts this much of its score.
     fragment_weight: float = 0.5
+    #: For questions in words, a hit in test code (`search.is_test_code`: under tests/ or
+    #: benches/, in a `tests` module, a `#[test]` fn) counts this much of its score,
+    #: unless the question asks for tests.
+    test_weight: float = 0.5
     #: Drop a hit that overlaps a better one in the same file (parts of one item, a method
     #: and its impl).
     dedupe: bool = True

@@ -485,8 +485,11 @@ def _resolve_hits(
     score, looked at over twice the limit."""
     by_root = {r.id: r for r in roots}
     words = query_tokens(request.query)
-    demote = tuning.fragment_weight < 1 and classify(request.query) != "identifier"
+    demote = (tuning.fragment_weight < 1 or tuning.test_weight < 1) and classify(
+        request.query
+    ) != "identifier"
     wanted = 2 * request.limit if demote else request.limit
+    asks_for_tests = not TEST_WORDS.isdisjoint(words)
     hits: list[SearchHit] = []
     shown: list[tuple[str, ChunkRow]] = []
     page = max(2 * request.limit, RESOLVE_PAGE)
@@ -498,6 +501,8 @@ def _resolve_hits(
         shown.append((rid, row))
         if demote and is_fragment(row):
             score *= tuning.fragment_weight
+        if demote and is_test_code(row) and not asks_for_tests:
+            score *= tuning.test_weight
         hits.append(
             SearchHit(
                 root=str(by_root[rid].path),
@@ -523,6 +528,24 @@ FRAGMENT_LINES = 3
 
 def is_fragment(row: ChunkRow) -> bool:
     return row.kind in FRAGMENT_KINDS and row.end_line - row.start_line + 1 <= FRAGMENT_LINES
+
+
+#: Folders whose code is tests or benchmarks, not what a question about the code means.
+TEST_DIRS = frozenset({"tests", "benches"})
+#: A question holding one of these asks for test code: it is not demoted then.
+TEST_WORDS = frozenset({"test", "tests", "testing", "bench", "benches", "benchmark"})
+
+
+def is_test_code(row: ChunkRow) -> bool:
+    """Whether `row` is test code: under tests/ or benches/, a tests.rs file, in a
+    `tests` module, or a `#[test]` function."""
+    folders = row.path.split("/")
+    if TEST_DIRS.intersection(folders[:-1]) or folders[-1] in ("tests.rs", "test.rs"):
+        return True
+    if "tests" in row.symbol.split("::"):
+        return True
+    head = row.text[:200]
+    return "#[test]" in head or "::test]" in head
 
 
 def _exact_info(query: str, rankings: Iterable[RootLists]) -> dict[str, object] | None:

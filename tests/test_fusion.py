@@ -114,6 +114,22 @@ def test_fragments_are_headers_consts_and_aliases_not_short_fns() -> None:
     assert not is_fragment(row("method", 3)) and not is_fragment(row("fn", 1))
 
 
+def test_test_code_is_found_by_folder_module_and_attribute() -> None:
+    from daemon.search import is_test_code
+    from daemon.state import ChunkRow
+
+    def row(path: str, symbol: str = "m::f", text: str = "fn f() {}") -> ChunkRow:
+        return ChunkRow("id", path, 1, 3, symbol, "fn", "", text)
+
+    assert is_test_code(row("tests/api.rs")) and is_test_code(row("benches/a/b.rs"))
+    assert is_test_code(row("src/sync/tests.rs")) and is_test_code(row("src/x.rs", "x::tests::f"))
+    assert is_test_code(row("src/x.rs", text="#[tokio::test]\nasync fn f() {}"))
+    assert is_test_code(row("src/x.rs", text="/// Doc.\n#[test]\nfn f() {}"))
+    assert not is_test_code(row("src/tests_support.rs", "tests_support::f"))
+    assert not is_test_code(row("src/testing/mod.rs", "testing::f"))
+    assert not is_test_code(row("tests.rs/src/lib.rs"))  # a folder so named is no file
+
+
 def test_zscore_sum_is_scale_free_and_counts_a_missing_candidate_as_the_lowest() -> None:
     bm25 = [("a", 40.0), ("b", 10.0), ("c", 9.0), ("d", 8.0)]  # a stands out
     cos = [("b", 0.61), ("a", 0.60), ("c", 0.59), ("e", 0.58)]  # a plateau

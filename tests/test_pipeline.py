@@ -48,6 +48,37 @@ def test_index_search_and_verify(setup: Any) -> None:
     assert search(root, collab, "exponential backoff between attempts", "vector")
 
 
+def test_questions_rank_the_code_above_its_tests(setup: Any) -> None:
+    """petgraph's "shortest path between two nodes" led with a #[test] fn and a bench.
+    Test code now counts half for a question in words, unless the question asks for
+    tests; names are not questions, and are not demoted."""
+    crate, collab, open_root = setup
+    (crate / "tests").mkdir()
+    (crate / "tests" / "delays.rs").write_text(
+        "use demo::net::retry::RetryPolicy;\n\n/// The delay between attempts doubles.\n"
+        "#[test]\nfn delay_between_attempts_doubles() {\n"
+        "    let policy = RetryPolicy::new(3);\n"
+        "    assert_eq!(policy.next_delay(1), policy.next_delay(0) * 2);\n}\n"
+    )
+    root = open_root()
+    run_batch(root, None, collab)
+    fill_vectors(root, collab, lambda: False)
+    question = "delay between attempts doubles"
+    assert (
+        search(root, collab, question)[0] == "src/net/retry.rs:net::retry::RetryPolicy::next_delay"
+    )
+    flat = replace(collab.config.search, test_weight=1.0)
+    hits = search_roots(
+        [root],
+        SearchRequest(query=question, mode="hybrid", limit=10),
+        embed_query=collab.embedder.embed_query,
+        tuning=flat,
+    )
+    assert hits[0].path == "tests/delays.rs"  # what it was
+    asked = search(root, collab, "test that the delay between attempts doubles")
+    assert asked[0].startswith("tests/delays.rs")
+
+
 def test_second_run_reads_nothing(setup: Any) -> None:
     _crate, collab, open_root = setup
     root = open_root()
