@@ -116,6 +116,11 @@ class RunningTotals:
         self._done = BatchReport()
         self._live: BatchReport | None = None
 
+    @property
+    def done(self) -> BatchReport:
+        """The finished work's reports, summed."""
+        return self._done
+
     def start(self) -> BatchReport:
         """A new report for the work starting now, to count into as it goes."""
         with self._lock:

@@ -276,7 +276,8 @@ def test_the_indexer_resumes_a_forced_batch_that_gave_way_by_checking(
     finally:
         assert indexer.stop()
         other.close()
-    assert indexer.totals.interrupted >= 1
-    assert indexer.totals.chunks_kept == root.state.counts()[1]
-    assert indexer.totals.points_dropped == indexer.totals.chunks == 0
+    done = indexer.totals.done
+    assert done.interrupted >= 1
+    assert done.chunks_kept == root.state.counts()[1]
+    assert done.points_dropped == done.chunks == 0
     _consistent(root)
