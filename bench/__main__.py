@@ -18,6 +18,7 @@
     python -m bench baseline /tmp/old crates:rayon          an older checkout, timed the same way
     python -m bench ops [--checkout /tmp/old]               the embedding graph, op by op
     python -m bench chaos --seed 1 [--kill]                 random churn, then index == fresh?
+    python -m bench idle [--checkout /tmp/old]              idle CPU and wake-ups, N roots
     python -m bench report                                  bench/results → docs/PERFORMANCE.md
 
 Each command writes bench/results/<name>.json (machine, date, commit, command, figures);
@@ -58,6 +59,7 @@ COMMANDS = {
     "baseline": ("bench.baseline", "run"),
     "ops": ("bench.graph_ops", "run"),
     "chaos": ("bench.chaos", "run"),
+    "idle": ("bench.idle", "run"),
 }
 
 
@@ -131,6 +133,12 @@ def _micro_commands(sub: Subparsers, work: str) -> None:
         "tree into it first: VENV/bin/pip install --no-deps .); default: this one, with "
         "the source tree",
     )
+
+    p = sub.add_parser("idle", help="idle CPU and wake-ups with N watched roots")
+    p.add_argument("--roots", default="1,5,19", help="root counts, comma-separated")
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--seconds", type=float, default=30, help="sampling time per measurement")
+    p.add_argument("--checkout", help="an older checkout measured in the same run")
 
 
 def _scenario_commands(sub: Subparsers, work: str) -> None:

@@ -25,7 +25,7 @@ from daemon.dep_sync import DependencySync
 from daemon.indexer import Indexer
 from daemon.root import RootIndex, root_id_for
 from daemon.sync import Cookies
-from daemon.watcher import RootWatcher
+from daemon.watcher import RootWatcher, WatchHub
 from ipc.errors import BadRequest, NotFound, StateError
 
 log = structlog.get_logger("rcmd.registry")
@@ -42,6 +42,7 @@ class Registry:
         self._file = config.paths.state_dir / "roots.json"
         self._roots: dict[str, RootIndex] = {}
         self._watchers: dict[str, RootWatcher] = {}
+        self._hub = WatchHub(config.index.debounce_ms, config.index.max_wait_ms)
         self._failed: dict[str, str] = {}
         self._lock = threading.Lock()
         self.deps = DependencyRoots(config.paths.state_dir / "deps.json")
@@ -154,7 +155,7 @@ class Registry:
 
     def watcher_closers(self) -> list[tuple[str, Callable[[], None]]]:
         """Shutdown steps that stop new work coming in: the watchers."""
-        return [(f"watcher {w.root}", w.stop) for w in self._watchers.values()]
+        return [("watchers", self._hub.stop)]
 
     def root_closers(self) -> list[tuple[str, Callable[[], None]]]:
         """Shutdown steps once no batch runs: commit and close each root's stores."""
@@ -206,11 +207,10 @@ class Registry:
             return root
         hold = self._indexer.hold(root.id)  # the first scan waits for the watch
         watcher = RootWatcher(
+            self._hub,
             path,
             lambda paths: self._indexer.enqueue(root, paths),
             root.progress.set_watcher,
-            self._config.index.debounce_ms,
-            self._config.index.max_wait_ms,
             self._config.index.poll_interval_s,
             lambda names: self._cookies.seen(path, names),
             lambda: self._indexer.release(root.id, hold),

@@ -1,36 +1,42 @@
 """File events → debounced path sets for the indexer (watchfiles, inotify underneath).
 
+One thread and one watchfiles instance serve every watched root (`WatchHub`): the wait
+loop of watchfiles wakes every `step` ms and takes the GIL to look for a stop request,
+so an instance per root cost each idle root ~50 wake-ups a second (19 roots: 1,397
+wake-ups/s and 2.4% of a CPU, measured). `RootWatcher` is one root's side of it.
+
 watchfiles already coalesces: it yields once no event arrived for `step` ms, and at the
 latest after `debounce` ms of a constant stream. Every event is treated as "reconcile
 this path" by the pipeline, because renames and atomic saves arrive as bare add/delete
-pairs. If the watcher fails (watch limit, root deleted), the root falls back to periodic
-full rescans and says so in status.
+pairs. Each directory is watched on its own (`daemon.watch_dirs`); a new directory
+re-opens the watch on the new set, the new watches in place before the old ones are
+dropped, and what the old instance caught meanwhile is delivered.
 
-Each directory of the root is watched on its own (non-recursively), listed without
-following symlinks and without `target/` or `.git/`: notify's recursive mode follows
-links, which put watches (and indexed files) outside the root. A new directory restarts
-the watch on the new set, the new watches in place before the old ones are dropped.
+A root that disappears goes silent (inotify loses its directories): it waits for the
+root to return and is rescanned once watched again. If the watch cannot be set up (the
+inotify watch limit), the root that was being added (else the one with the most
+directories) falls back to a full rescan every `poll_s` seconds, retrying the watch each
+time, and the others stay watched; an error of the running watch does that to every root.
 
 inotify drops events when its queue (`fs.inotify.max_queued_events`) overflows, and
 watchfiles swallows the overflow notice (measured: 1,916 of 2,000 rewrites reported with a
 64-event queue, no error). Only a burst can overflow the queue, so a batch of at least
-`BURST_PATHS` paths is turned into a full rescan: the stat fast path makes that cheap
-(unchanged files cost one `stat`), and it finds whatever the lost events named.
+`BURST_PATHS` paths of a root is turned into a full rescan of it: the stat fast path
+makes that cheap (unchanged files cost one `stat`), and it finds whatever was lost.
 """
 
 from __future__ import annotations
 
-import os
-import stat
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import structlog
 
-from daemon.ignore import ALWAYS_IGNORED_DIRS
 from daemon.sync import is_cookie
+from daemon.watch_dirs import names_a_dir, relevant, watched_dirs
 
 if TYPE_CHECKING:
     from watchfiles._rust_notify import RustNotify
@@ -41,213 +47,311 @@ log = structlog.get_logger("rcmd.watcher")
 BURST_PATHS = 256
 #: Listings tried when directories vanish or appear while a watch is set up.
 OPEN_ATTEMPTS = 5
+#: Longest a wait for events lasts: how soon a root added, removed, gone or back is seen.
+TICK_MS = 100
+#: How often a missing root is looked for.
+MISSING_CHECK_S = 1.0
 
+PENDING, WATCHING, MISSING, POLLING = "pending", "watching", "missing", "polling"
 
-def relevant(root: Path, path: str) -> str | None:
-    """The root-relative posix path of an event worth reconciling, else None."""
-    try:
-        rel = Path(path).relative_to(root).as_posix()
-    except ValueError:
-        return None
-    if rel == ".":
-        return ""
-    parts = rel.split("/")
-    if any(p in ALWAYS_IGNORED_DIRS for p in parts):
-        return None
-    name = parts[-1]
-    if name.endswith(("~", ".swp", ".swx", ".tmp")) or name.startswith(".#"):
-        return None
-    return rel
+Events = Iterable[tuple[int, str]]
 
 
 class RootWatcher:
-    """A thread watching one root; calls `on_paths(set_of_rel_paths)` per batch, or
-    `on_paths(None)` when a full rescan is due (the watcher failed, or the root came back).
-
-    A watch on a deleted root goes silent (inotify loses the directory), so the root's
-    disappearance ends the watch; the thread then waits for the root to return and
-    starts watching again. A watcher that fails (watch limit, overflow) degrades to a
-    full rescan every `poll_s` seconds and retries the watch each time.
-    """
+    """One root's side of the shared watch: `on_paths(rels)` per batch, `on_paths(None)`
+    when a full rescan is due (bursts, a failed watch, the root's return). `on_ready` is
+    called once, when its watch is in place, has failed, or cannot start (the root is
+    missing, or the hub stops): the root's first scan waits for it, so nothing changes
+    unseen between that scan and the watch. Only the hub's thread calls the methods
+    other than `start` and `stop`."""
 
     def __init__(
         self,
+        hub: WatchHub,
         root: Path,
         on_paths: Callable[[set[str] | None], None],
         on_status: Callable[[str], None],
-        debounce_ms: int,
-        max_wait_ms: int,
         poll_s: float,
         on_cookies: Callable[[set[str]], None] = lambda _names: None,
         on_ready: Callable[[], None] = lambda: None,
     ) -> None:
         self.root = root
-        #: Called once, when the first watch is in place, has failed, or cannot start
-        #: (the root is missing, or the watcher stops): the root's first scan waits for
-        #: it, so nothing changes unseen between that scan and the watch.
-        self._on_ready: Callable[[], None] | None = on_ready
+        self._hub = hub
         self._on_paths = on_paths
         self._on_status = on_status
         self._on_cookies = on_cookies
-        self._step = max(1, debounce_ms)
-        self._max_wait = max(self._step, max_wait_ms)
-        self._poll_s = poll_s
+        self._on_ready: Callable[[], None] | None = on_ready
+        self.poll_s = poll_s
         #: Full rescans this watcher asked for (bursts, failures, the root's return).
         self.rescans = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, name=f"rcmd-watch-{root.name}", daemon=True
-        )
+        self.state = PENDING
+        #: The directories its watch covers, as last listed; `relist` asks for a listing.
+        self.dirs: list[str] = []
+        self.relist = True
+        #: Whether files may have changed unseen since the last full scan (the root was
+        #: gone, or the watch failed): it is rescanned once watched again.
+        self.gap = False
+        #: When a missing root is looked for again, or a failed watch retried.
+        self.due = 0.0
 
     def start(self) -> None:
-        self._thread.start()
+        self._hub.add(self)
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():  # never started for a missing root
-            self._thread.join(5)
+        """Stop watching; no callback runs after this returns (from another thread)."""
+        self._hub.remove(self)
 
-    def _ready(self) -> None:
+    def ready(self) -> None:
         ready, self._on_ready = self._on_ready, None
         if ready is not None:
             ready()
 
-    def _run(self) -> None:
-        try:
-            self._watch_loop()
-        finally:
-            self._ready()
+    def watching(self, caught: set[str]) -> None:
+        """Its watches are in place; `caught`: paths that may have been missed meanwhile."""
+        if self.state != WATCHING:
+            self.state = WATCHING
+            self._on_status("watching")
+            self.ready()
+        if self.gap:
+            self.gap = False
+            self.rescan()
+        elif caught:
+            self.deliver(caught)
 
-    def _watch_loop(self) -> None:
-        #: Whether files may have changed unseen since the last full scan: the root was
-        #: gone, or the watch failed. The rescan for it runs once the new watch is in
-        #: place, so nothing changed between that scan and the watch goes unseen.
-        gap = False
-        while not self._stop.is_set():
-            if not self.root.is_dir():
-                self._on_status("root missing; waiting for it to return")
-                self._ready()
-                while not self.root.is_dir():
-                    if self._stop.wait(self._poll_s):
-                        return
-                log.info("root_returned", root=str(self.root))
-                gap = True
-            reason = self._watch(rescan_when_watching=gap)
-            if reason is None:
-                gap = False
-                continue  # stopped, or the root went away: the loop decides
-            log.warning("watcher_failed", root=str(self.root), reason=reason)
-            self._ready()
-            self._on_status(
-                f"polling every {self._poll_s:g}s (watcher failed: {reason}); retrying it"
-            )
-            self._rescan()
-            gap = True
-            if self._stop.wait(self._poll_s):
-                return
+    def went_missing(self) -> None:
+        self.state, self.gap, self.relist = MISSING, True, True
+        self.due = time.monotonic() + MISSING_CHECK_S
+        self._on_status("root missing; waiting for it to return")
+        self.ready()
 
-    def _rescan(self) -> None:
+    def failed(self, reason: str) -> None:
+        """Its watch could not be set up or broke: rescan now and every `poll_s`."""
+        log.warning("watcher_failed", root=str(self.root), reason=reason)
+        self.state, self.gap, self.relist = POLLING, True, True
+        self.due = time.monotonic() + self.poll_s
+        self.ready()
+        self._on_status(f"polling every {self.poll_s:g}s (watcher failed: {reason}); retrying it")
+        self.rescan()
+
+    def rescan(self) -> None:
         self.rescans += 1
         self._on_paths(None)
 
-    def _watch(self, *, rescan_when_watching: bool) -> str | None:
-        """Watch until stopped or the root disappears (None), or fail (the reason)."""
-        try:
-            notify, caught = _open_notify(self.root)
-        except Exception as exc:  # inotify limits, directories that keep vanishing
-            return f"{type(exc).__name__}: {exc}"
-        try:
-            self._on_status("watching")
-            self._ready()
-            if rescan_when_watching:
-                self._rescan()
-            elif caught:
-                self._deliver(caught)
-            while not self._stop.is_set():
-                raw = notify.watch(self._max_wait, self._step, 1000, self._stop)
-                if raw == "stop":
-                    return None
-                if isinstance(raw, str):  # timeout, or a signal for the main thread
-                    if not self.root.is_dir():
-                        return None
-                    continue
-                rels = {r for _change, p in raw if (r := relevant(self.root, p)) is not None}
-                if _new_dirs(self.root, rels):
-                    notify, drained = _rewatch(self.root, notify)
-                    rels |= drained
-                self._deliver(rels)
-                if not self.root.is_dir():
-                    return None
-        except Exception as exc:  # inotify limits, overflow
-            return f"{type(exc).__name__}: {exc}"
-        finally:
-            notify.close()
-        return None
-
-    def _deliver(self, rels: set[str]) -> None:
+    def deliver(self, rels: set[str]) -> None:
         """Hand the paths to the indexer, then report cookies: a cookie is seen only once
         every event before it is queued (see daemon/sync.py)."""
         cookies = {r for r in rels if is_cookie(r)}
-        rels -= cookies
+        rels = rels - cookies
         if len(rels) >= BURST_PATHS:  # build output (target/) is not counted
             log.info("watch_burst_rescan", root=str(self.root), paths=len(rels))
-            self._rescan()
+            self.rescan()
         elif rels:
             self._on_paths(rels)
         if cookies:
             self._on_cookies(cookies)
 
 
-def watched_dirs(root: Path) -> list[str]:
-    """The directories to watch: every one under `root`, never through a symlink and
-    never into `target/` or `.git/`, so no watch (and no event) leads outside the root
-    and build output costs no watches."""
-    found = [str(root)]
-    stack = [str(root)]
-    while stack:
+class WatchHub:
+    """The one thread and watchfiles instance that watch every root (module docstring).
+    Roots are added and removed by request; the thread takes requests between waits,
+    which last at most `TICK_MS` without events."""
+
+    def __init__(self, debounce_ms: int, max_wait_ms: int) -> None:
+        self._step = max(1, debounce_ms)
+        self._max_wait = max(self._step, max_wait_ms)
+        self._lock = threading.Lock()
+        self._requests: list[tuple[bool, RootWatcher, threading.Event]] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        #: The thread's own state from here on.
+        self._watchers: list[RootWatcher] = []
+        self._notify: RustNotify | None = None
+        self._dirty = False
+
+    def add(self, watcher: RootWatcher) -> None:
+        self._request(True, watcher)
+
+    def remove(self, watcher: RootWatcher) -> None:
+        done = self._request(False, watcher)
+        if threading.current_thread() is not self._thread:
+            done.wait(5)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread.is_alive():
+            self._thread.join(5)
+
+    def _request(self, add: bool, watcher: RootWatcher) -> threading.Event:
+        done = threading.Event()
+        with self._lock:
+            if self._stop.is_set():  # shutting down: nothing will be watched
+                watcher.ready()
+                done.set()
+                return done
+            self._requests.append((add, watcher, done))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="rcmd-watch", daemon=True)
+                self._thread.start()
+        return done
+
+    def _run(self) -> None:
         try:
-            with os.scandir(stack.pop()) as entries:
-                for e in entries:
-                    if (
-                        e.name not in ALWAYS_IGNORED_DIRS
-                        and e.is_dir(follow_symlinks=False)
-                        and os.access(e.path, os.R_OK | os.X_OK)  # else inotify refuses it
-                    ):
-                        found.append(e.path)
-                        stack.append(e.path)
-        except OSError:  # removed or unreadable meanwhile: its parent's watch sees it
-            continue
-    return found
+            while not self._stop.is_set():
+                self._take_requests()
+                self._check_roots()
+                if self._dirty:
+                    self._dispatch(self._reopen(), reopen=False)
+                if self._notify is None:
+                    self._stop.wait(TICK_MS / 1000)
+                    continue
+                try:
+                    raw = self._notify.watch(self._max_wait, self._step, TICK_MS, self._stop)
+                except Exception as exc:  # the running watch broke (queue, internal error)
+                    self._fail_all(f"{type(exc).__name__}: {exc}")
+                    continue
+                if not isinstance(raw, str):  # else stopped, timed out, or a signal
+                    self._dispatch(raw, reopen=True)
+        finally:
+            self._close()
+
+    def _take_requests(self) -> None:
+        with self._lock:
+            requests, self._requests = self._requests, []
+        for add, watcher, done in requests:
+            if add and watcher not in self._watchers:
+                watcher.state, watcher.relist = PENDING, True
+                self._watchers.append(watcher)
+            elif not add and watcher in self._watchers:
+                self._watchers.remove(watcher)
+                watcher.ready()
+            self._dirty = True
+            done.set()
+
+    def _check_roots(self) -> None:
+        """Roots that went away, came back, or whose failed watch is due a retry."""
+        now = time.monotonic()
+        for w in self._watchers:
+            if w.state in (PENDING, WATCHING) and not w.root.is_dir():
+                w.went_missing()
+                self._dirty = True
+            elif w.state == MISSING and now >= w.due:
+                if w.root.is_dir():
+                    log.info("root_returned", root=str(w.root))
+                    w.state, self._dirty = PENDING, True
+                else:
+                    w.due = now + MISSING_CHECK_S
+            elif w.state == POLLING and now >= w.due:
+                w.state, self._dirty = PENDING, True
+
+    def _reopen(self) -> list[tuple[int, str]]:
+        """Watch the directories of every root that wants a watch with a new instance,
+        in place before the old one goes; what the old one caught is returned. A root
+        the watch cannot take (the watch limit) is failed, and the rest tried again."""
+        self._dirty = False
+        want = [w for w in self._watchers if w.state in (PENDING, WATCHING)]
+        new: RustNotify | None = None
+        caught: dict[RootWatcher, set[str]] = {}
+        while want:
+            try:
+                new, caught = _open(want)
+                break
+            except Exception as exc:  # inotify limits, directories that keep vanishing
+                culprit = _culprit(want)
+                want.remove(culprit)
+                culprit.failed(f"{type(exc).__name__}: {exc}")
+        old, self._notify = self._notify, new
+        drained = _drain(old) if old is not None else []
+        for w in want:
+            w.watching(caught.get(w, set()))
+        return drained
+
+    def _dispatch(self, raw: Events, *, reopen: bool) -> None:
+        """Deliver events to the roots they fall in; a new directory re-opens the watch
+        first (when `reopen`; else at the next turn), its catch delivered too."""
+        by_root = self._group(raw)
+        if any(names_a_dir(w.root, rels) for w, rels in by_root.items()):
+            for w, rels in by_root.items():
+                w.relist = w.relist or names_a_dir(w.root, rels)
+            if not reopen:
+                self._dirty = True
+            else:
+                for w, rels in self._group(self._reopen()).items():
+                    by_root.setdefault(w, set()).update(rels)
+        for w, rels in by_root.items():
+            if w.state == WATCHING:
+                w.deliver(rels)
+
+    def _group(self, raw: Events) -> dict[RootWatcher, set[str]]:
+        watching = [(w, str(w.root), str(w.root) + "/") for w in self._watchers]
+        by_root: dict[RootWatcher, set[str]] = {}
+        for _change, path in raw:
+            for w, top, prefix in watching:
+                if (path == top or path.startswith(prefix)) and (
+                    rel := relevant(w.root, path)
+                ) is not None:
+                    by_root.setdefault(w, set()).add(rel)
+        return by_root
+
+    def _fail_all(self, reason: str) -> None:
+        if self._notify is not None:
+            self._notify.close()
+            self._notify = None
+        for w in self._watchers:
+            if w.state == WATCHING:
+                w.failed(reason)
+
+    def _close(self) -> None:
+        if self._notify is not None:
+            self._notify.close()
+            self._notify = None
+        with self._lock:
+            requests, self._requests = self._requests, []
+        for w in self._watchers + [w for _add, w, _done in requests]:
+            w.ready()
+        for _add, _w, done in requests:
+            done.set()
 
 
-def _open_notify(root: Path) -> tuple[RustNotify, set[str]]:
-    """A watch on every directory of `root`, and the paths to reconcile that it may have
-    missed while it was set up.
+def _open(watchers: list[RootWatcher]) -> tuple[RustNotify, dict[RootWatcher, set[str]]]:
+    """A watch on every directory of `watchers`' roots, and per root the paths it may
+    have missed while it was set up.
 
     Setting up races the tree: a directory listed may be gone before its watch is added
     (listed again, up to `OPEN_ATTEMPTS` times: a rename during `cp -r` or a checkout is
     no failure), and one made before its parent's watch was added sends no event (the
-    listing is repeated after the watch is in place; such directories are watched by a
-    next instance and returned, so the pipeline walks what was written into them)."""
+    roots just listed are listed again once the watch is in place; such directories are
+    watched by a next instance and returned, so the pipeline walks what was written into
+    them). Roots not asked to `relist` keep their listing: their events name any new
+    directory."""
     from watchfiles._rust_notify import RustNotify
 
+    fresh = [w for w in watchers if w.relist]
+    for w in fresh:
+        w.dirs, w.relist = watched_dirs(w.root), False
     notify: RustNotify | None = None
-    caught: set[str] = set()
+    caught: dict[RootWatcher, set[str]] = {}
     error: OSError | None = None
     for _ in range(OPEN_ATTEMPTS):
-        dirs = watched_dirs(root)
+        dirs = sorted({d for w in watchers for d in w.dirs})
         try:
             # Non-recursive watches on a listed set: notify's recursive mode follows
             # symlinks. ignore_permission_denied stays off: it also hides the watch limit.
             new = RustNotify(dirs, False, False, 300, False, False)
         except (FileNotFoundError, NotADirectoryError) as exc:
             error = exc
+            for w in watchers:
+                w.dirs = watched_dirs(w.root)
             continue
         if notify is not None:
-            caught |= _drain(root, notify)
+            _catch(caught, watchers, _drain(notify))
         notify = new
-        appeared = set(watched_dirs(root)) - set(dirs)
-        caught |= {rel for d in appeared if (rel := relevant(root, d)) is not None}
+        appeared = False
+        for w in fresh:
+            listed = watched_dirs(w.root)
+            extra = set(listed) - set(w.dirs)
+            if extra:
+                appeared, w.dirs = True, listed
+                _catch(caught, [w], ((0, d) for d in extra))
         if not appeared:
             break
     if notify is None:
@@ -256,30 +360,22 @@ def _open_notify(root: Path) -> tuple[RustNotify, set[str]]:
     return notify, caught
 
 
-def _drain(root: Path, old: RustNotify) -> set[str]:
-    """What `old` caught and not yet reported, as paths to reconcile; `old` is closed."""
+def _catch(caught: dict[RootWatcher, set[str]], watchers: list[RootWatcher], raw: Events) -> None:
+    for _change, path in raw:
+        for w in watchers:
+            if (rel := relevant(w.root, path)) is not None:
+                caught.setdefault(w, set()).add(rel)
+
+
+def _culprit(want: list[RootWatcher]) -> RootWatcher:
+    """The root to leave out when the watch cannot be set up: one being added (else any)
+    with the most directories."""
+    pending = [w for w in want if w.state != WATCHING] or want
+    return max(pending, key=lambda w: len(w.dirs))
+
+
+def _drain(old: RustNotify) -> list[tuple[int, str]]:
+    """What `old` caught and not yet reported; `old` is closed."""
     raw = old.watch(1, 1, 1, None)
     old.close()
-    if isinstance(raw, str):
-        return set()
-    return {r for _c, p in raw if (r := relevant(root, p)) is not None}
-
-
-def _new_dirs(root: Path, rels: set[str]) -> bool:
-    """Whether an event names a real directory (created, or moved in or renamed: a
-    watch follows its inode, so a renamed one must be watched again under its name)."""
-    for rel in rels:
-        try:
-            if rel and stat.S_ISDIR(os.lstat(root / rel).st_mode):
-                return True
-        except OSError:
-            continue
-    return False
-
-
-def _rewatch(root: Path, old: RustNotify) -> tuple[RustNotify, set[str]]:
-    """Watch the current directory set; the new watches are in place before the old
-    ones go, and whatever the old instance caught meanwhile is returned, so nothing
-    falls between the two."""
-    new, caught = _open_notify(root)
-    return new, caught | _drain(root, old)
+    return [] if isinstance(raw, str) else list(raw)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from pathlib import Path
 
-from daemon.watcher import RootWatcher
+from daemon.watcher import RootWatcher, WatchHub
 
 
 def test_ready_comes_once_the_watch_is_in_place_so_an_edit_then_is_seen(tmp_path: Path) -> None:
@@ -21,14 +22,15 @@ def test_ready_comes_once_the_watch_is_in_place_so_an_edit_then_is_seen(tmp_path
         readies.append(list(statuses))
         (tmp_path / "a.rs").write_text("fn a() {}\n")
 
-    w = RootWatcher(tmp_path, calls.put, statuses.append, 20, 200, 30.0, on_ready=ready)
+    hub = WatchHub(20, 200)
+    w = RootWatcher(hub, tmp_path, calls.put, statuses.append, 30.0, on_ready=ready)
     w.start()
     try:
         assert calls.get(timeout=10) == {"a.rs"}
         assert readies == [["watching"]]
         assert w.rescans == 0
     finally:
-        w.stop()
+        hub.stop()
     assert readies == [["watching"]]  # once
 
 
@@ -37,12 +39,119 @@ def test_ready_comes_for_a_missing_root_too(tmp_path: Path) -> None:
     the root returns."""
     ready = threading.Event()
     statuses: list[str] = []
+    hub = WatchHub(20, 200)
     w = RootWatcher(
-        tmp_path / "gone", lambda _p: None, statuses.append, 20, 200, 30.0, on_ready=ready.set
+        hub, tmp_path / "gone", lambda _p: None, statuses.append, 30.0, on_ready=ready.set
     )
     w.start()
     try:
         assert ready.wait(10)
         assert statuses == ["root missing; waiting for it to return"]
     finally:
-        w.stop()
+        hub.stop()
+
+
+class _Root:
+    """A root watched through `hub`, its deliveries in a queue (None: a rescan)."""
+
+    def __init__(self, hub: WatchHub, path: Path) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.calls: queue.Queue[set[str] | None] = queue.Queue()
+        self.statuses: list[str] = []
+        self.ready = threading.Event()
+        self.watcher = RootWatcher(
+            hub, path, self.calls.put, self.statuses.append, 30.0, on_ready=self.ready.set
+        )
+        self.watcher.start()
+        assert self.ready.wait(10)
+
+    def next(self, timeout: float = 10) -> set[str] | None:
+        return self.calls.get(timeout=timeout)
+
+    def seen(self, rel: str, timeout: float = 10) -> None:
+        """Wait until a delivery names `rel` (saves can come as several batches)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            got = self.calls.get(timeout=max(0.01, deadline - time.monotonic()))
+            if got is not None and rel in got:
+                return
+
+
+def test_one_hub_delivers_each_root_only_its_own_events(tmp_path: Path) -> None:
+    hub = WatchHub(20, 200)
+    try:
+        a, b = _Root(hub, tmp_path / "a"), _Root(hub, tmp_path / "ab")  # a prefix of the other
+        (b.path / "lib.rs").write_text("fn b() {}\n")
+        b.seen("lib.rs")
+        (a.path / "main.rs").write_text("fn a() {}\n")
+        a.seen("main.rs")
+        assert a.calls.empty() and b.calls.empty()
+        assert a.statuses == b.statuses == ["watching"]
+    finally:
+        hub.stop()
+
+
+def test_a_removed_root_hears_nothing_and_the_other_goes_on(tmp_path: Path) -> None:
+    hub = WatchHub(20, 200)
+    try:
+        a, b = _Root(hub, tmp_path / "a"), _Root(hub, tmp_path / "b")
+        a.watcher.stop()
+        (a.path / "x.rs").write_text("fn x() {}\n")
+        (b.path / "y.rs").write_text("fn y() {}\n")
+        b.seen("y.rs")
+        assert a.calls.empty()
+    finally:
+        hub.stop()
+
+
+def test_a_new_folder_is_watched_and_the_other_root_still_is(tmp_path: Path) -> None:
+    """`mkdir -p` then a file at once: the top new folder is delivered (the pipeline
+    walks it, so what was written inside before its watch is found), the watch is
+    re-opened over every new folder, and later edits inside are seen."""
+    hub = WatchHub(20, 200)
+    try:
+        a, b = _Root(hub, tmp_path / "a"), _Root(hub, tmp_path / "b")
+        deep = a.path / "src" / "net" / "http"
+        deep.mkdir(parents=True)
+        (deep / "client.rs").write_text("fn c() {}\n")
+        a.seen("src")
+        (deep / "client.rs").write_text("fn c2() {}\n")
+        a.seen("src/net/http/client.rs")
+        (b.path / "z.rs").write_text("fn z() {}\n")
+        b.seen("z.rs")
+    finally:
+        hub.stop()
+
+
+def test_a_missing_root_comes_back_and_is_rescanned_while_another_is_watched(
+    tmp_path: Path,
+) -> None:
+    hub = WatchHub(20, 200)
+    try:
+        a, b = _Root(hub, tmp_path / "a"), _Root(hub, tmp_path / "b")
+        a.path.rmdir()
+        deadline = time.monotonic() + 10
+        while "root missing; waiting for it to return" not in a.statuses:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        (b.path / "y.rs").write_text("fn y() {}\n")
+        b.seen("y.rs")
+        a.path.mkdir()
+        while a.next() is not None:  # events of the folder's return, then the rescan
+            pass
+        assert a.watcher.rescans == 1 and a.statuses[-1] == "watching"
+        (a.path / "back.rs").write_text("fn back() {}\n")
+        a.seen("back.rs")
+    finally:
+        hub.stop()
+
+
+def test_stop_is_prompt_and_later_roots_are_ready_at_once(tmp_path: Path) -> None:
+    hub = WatchHub(20, 200)
+    _Root(hub, tmp_path / "a")
+    started = time.monotonic()
+    hub.stop()
+    assert time.monotonic() - started < 5
+    late = _Root(hub, tmp_path / "late")  # asserts its ready came
+    assert late.statuses == []
