@@ -600,6 +600,19 @@ def _macro_items(node: tree_sitter.Node, src: bytes) -> tree_sitter.Node | None:
     return _parse_expansions(lo, src[lo:hi], ranges)
 
 
+def invocation_items(node: tree_sitter.Node, src: bytes) -> tree_sitter.Node | None:
+    """The items written in a braced macro call at item level (`cfg_rt! { pub struct
+    JoinHandle … }` in tokio, `ast_struct! { pub struct ItemFn … }` in syn), parsed where
+    they stand as `_macro_items` parses a macro's rules; None when the tokens hold no item
+    (a call's arguments, a DSL)."""
+    tt = next((c for c in node.children if c.type == "token_tree"), None)
+    if tt is None or src[tt.start_byte : tt.start_byte + 1] != b"{":
+        return None
+    ranges = ((tt.start_point, tt.end_point, tt.start_byte + 1, tt.end_byte - 1),)
+    lo, hi = node.start_byte, node.end_byte
+    return _parse_expansions(lo, src[lo:hi], ranges)
+
+
 @functools.lru_cache(maxsize=16)
 def _parse_expansions(
     lo: int, body: bytes, ranges: tuple[tuple[Any, ...], ...]

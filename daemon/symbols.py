@@ -19,7 +19,14 @@ from typing import NamedTuple
 
 import tree_sitter
 
-from daemon.chunker import _language, _macro_items, _type_name, module_path, normalize
+from daemon.chunker import (
+    _language,
+    _macro_items,
+    _type_name,
+    invocation_items,
+    module_path,
+    normalize,
+)
 from daemon.parsing import parse_rust
 from daemon.resolve import Scope, candidates, crate_prefix, path_segments, use_entries
 from ipc.kinds import NODE_KINDS
@@ -30,10 +37,11 @@ from ipc.kinds import NODE_KINDS
 #: version (or none) is rebuilt through the caches.
 GRAPH_VERSION = 3
 #: Bumped when extraction finds more without changing what the tables mean (1: raw
-#: identifiers such as `r#match`): graph rows cached under another revision are not
-#: reused, so a file read again (an edit, `rcmd reindex --force`) gets the new rows,
-#: while a root's rows stay valid until then instead of a rebuild of every root.
-GRAPH_REVISION = 1
+#: identifiers such as `r#match`; 2: items written in braced macro calls, `cfg_rt! {…}`):
+#: graph rows cached under another revision are not reused, so a file read again (an
+#: edit, `rcmd reindex --force`) gets the new rows, while a root's rows stay valid until
+#: then instead of a rebuild of every root.
+GRAPH_REVISION = 2
 #: Reference kinds that `callers`/`callees` count as calls.
 CALL_KINDS = frozenset({"call", "method", "macro"})
 
@@ -207,6 +215,9 @@ class Walk:
     )
     trees: list[tree_sitter.Node] = field(default_factory=list)
     names: set[int] = field(default_factory=set)  # start bytes of defined names
+    #: Start bytes of macro calls' token trees parsed as items (`invocation_items`):
+    #: their references come from the parse, not from the tokens' shapes.
+    expanded: set[int] = field(default_factory=set)
 
 
 @functools.lru_cache(maxsize=1)
@@ -335,6 +346,12 @@ def _walk_level(
     for child in nodes:
         if child.type == "ERROR":
             stack.append((child, where))
+        elif child.type == "macro_invocation":
+            inner = invocation_items(child, walk.src)
+            if inner is not None:  # items written in a macro call: its module's (or type's)
+                walk.trees.append(inner)
+                walk.expanded.update(c.start_byte for c in child.children if c.type == "token_tree")
+                stack.append((inner, where))
         elif owner and child.type in _MEMBER_KINDS:
             symbol = (*pre, owner, _name(child, walk.src))
             _add(walk, child, symbol, _MEMBER_KINDS[child.type], pre, self_path)
@@ -560,6 +577,8 @@ def _references(walk: Walk, scope: Scope, hits: list[Hit]) -> list[Reference]:
                 _bind_let(node, src, owner)
             continue
         if pos < use_end or end <= taken_end or (capture in _NAMED and pos in walk.names):
+            continue
+        if capture == "tt" and pos in walk.expanded:
             continue
         taken_end = end
         inside, generics = enclosing.at(pos)
