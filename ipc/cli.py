@@ -35,6 +35,7 @@ from ipc.completion import SHELLS
 from ipc.errors import BadRequest, ConfigError, DaemonNotRunning, NotFound, RcmdError
 from ipc.paths import RuntimePaths, runtime_paths
 from ipc.requests import (
+    MAX_LIMIT,
     CalleesRequest,
     CallersRequest,
     DefRequest,
@@ -510,17 +511,36 @@ def _navigate(args: argparse.Namespace, paths: RuntimePaths, schema: type[NavReq
     root, or --root's); with --json print the results and return None."""
     req = request_from_args(schema, args)
     result = _search_here(paths, req, search_all=False)
+    shown, total = len(result["results"]), result.get("total", len(result["results"]))
     if args.json:
-        _print_json({"results": result["results"]})
-        return None
-    if not result["results"]:
+        _print_json({"results": result["results"], "total": total})
+    elif not result["results"]:
         print(
             f"rcmd: nothing found for {req.name}; look for it as text with: "
             f"rcmd search {quote(req.name)}",
             file=sys.stderr,
         )
-        return None
-    return result
+    if args.json and total > shown:
+        _say_more(schema.method, req.name, shown, total)
+    return None if args.json or not result["results"] else result
+
+
+def _nav_tail(method: str, args: argparse.Namespace, result: dict[str, Any]) -> int:
+    """After a navigation answer's lines: say when it was cut. The exit status."""
+    shown = len(result["results"])
+    total = result.get("total", shown)
+    if total > shown:
+        _say_more(method, args.name, shown, total)
+    return 0
+
+
+def _say_more(method: str, name: str, shown: int, total: int) -> None:
+    """A cut answer says so, and how to see the rest (or narrow it past the cap)."""
+    if total <= MAX_LIMIT:
+        more = f"see them all with: rcmd {method} {quote(name)} --limit {total}"
+    else:
+        more = f"narrow it with a qualified name (Type::{name.rsplit('::', 1)[-1]}) or --root"
+    print(f"rcmd: showing {shown} of {total} answers; {more}", file=sys.stderr)
 
 
 def _where(hit: dict[str, Any], several: bool) -> str:
@@ -536,7 +556,7 @@ def _several(hits: list[dict[str, Any]]) -> bool:
     return len({h["root"] for h in hits}) > 1
 
 
-_NAV_JSON = "print {results: [{root, path, line, symbol, kind, confidence, crate}]}"
+_NAV_JSON = "print {results: [{root, path, line, symbol, kind, confidence, crate}], total}"
 _NAV_NOTE = (
     "NAME may be a path suffix (codec::crc, Vec::push, push). Answers resolved through\n"
     "use declarations, self/super/crate and Self come first; the rest, matched by name\n"
@@ -553,11 +573,12 @@ _NAV_NOTE = (
 @argument("--json", action="store_true", help=_NAV_JSON)
 def cmd_def(args: argparse.Namespace, paths: RuntimePaths) -> int:
     result = _navigate(args, paths, DefRequest)
-    if result is not None:
-        several = _several(result["results"])
-        for hit in result["results"]:
-            print(f"{_where(hit, several)}  {hit['symbol']} ({hit['kind']})")
-    return 0
+    if result is None:
+        return 0
+    several = _several(result["results"])
+    for hit in result["results"]:
+        print(f"{_where(hit, several)}  {hit['symbol']} ({hit['kind']})")
+    return _nav_tail("def", args, result)
 
 
 @command(
@@ -581,7 +602,7 @@ def cmd_refs(args: argparse.Namespace, paths: RuntimePaths) -> int:
             last = file
         mark = "" if hit["confidence"] == "resolved" else "  [by name]"
         print(f"  {hit['line']}: {hit['symbol']} ({hit['kind']}) in {hit['via']}{mark}")
-    return 0
+    return _nav_tail("refs", args, result)
 
 
 @command(
@@ -604,7 +625,7 @@ def cmd_callers(args: argparse.Namespace, paths: RuntimePaths) -> int:
         print(f"{symbol} ({kind})")
         for hit in hits:
             print(f"  {_where(hit, several)}  calls {hit['via']}")
-    return 0
+    return _nav_tail("callers", args, result)
 
 
 @command(
@@ -616,11 +637,12 @@ def cmd_callers(args: argparse.Namespace, paths: RuntimePaths) -> int:
 @argument("--json", action="store_true", help=_NAV_JSON)
 def cmd_callees(args: argparse.Namespace, paths: RuntimePaths) -> int:
     result = _navigate(args, paths, CalleesRequest)
-    if result is not None:
-        several = _several(result["results"])
-        for hit in result["results"]:
-            print(f"{_where(hit, several)}  {hit['symbol']} ({hit['kind']}) from {hit['via']}")
-    return 0
+    if result is None:
+        return 0
+    several = _several(result["results"])
+    for hit in result["results"]:
+        print(f"{_where(hit, several)}  {hit['symbol']} ({hit['kind']}) from {hit['via']}")
+    return _nav_tail("callees", args, result)
 
 
 @command(
@@ -633,11 +655,12 @@ def cmd_callees(args: argparse.Namespace, paths: RuntimePaths) -> int:
 @argument("--json", action="store_true", help=_NAV_JSON)
 def cmd_impls(args: argparse.Namespace, paths: RuntimePaths) -> int:
     result = _navigate(args, paths, ImplsRequest)
-    if result is not None:
-        several = _several(result["results"])
-        for hit in result["results"]:
-            print(f"{_where(hit, several)}  {hit['symbol']}  (impl with {hit['via']})")
-    return 0
+    if result is None:
+        return 0
+    several = _several(result["results"])
+    for hit in result["results"]:
+        print(f"{_where(hit, several)}  {hit['symbol']}  (impl with {hit['via']})")
+    return _nav_tail("impls", args, result)
 
 
 def _fmt_bytes(n: int) -> str:

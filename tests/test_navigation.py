@@ -49,6 +49,16 @@ def test_navigation_follows_the_code_and_its_edits(daemon: Daemon, crate: Path) 
 
     text = daemon.cli("callers", "next_delay", "--root", str(crate)).stdout
     assert text.splitlines()[0] == "net::retry::fetch_with_retry (fn)"
+    # A cut answer says so (it used to end silently at the limit).
+    total = len(refs)
+    cut = daemon.cli("refs", "net::Transport", "--root", str(crate), "--limit", "1")
+    assert len(cut.stdout.splitlines()) == 2  # the file, then its one reference
+    assert cut.stderr.strip() == (
+        f"rcmd: showing 1 of {total} answers; "
+        f"see them all with: rcmd refs net::Transport --limit {total}"
+    )
+    as_json = daemon.cli("refs", "net::Transport", "--root", str(crate), "--json", "--limit", "1")
+    assert json.loads(as_json.stdout)["total"] == total
 
     # An edit changes the file's rows with its chunks; a deleted file's rows go with it.
     store = crate / "src" / "store.rs"
