@@ -37,7 +37,8 @@ from ipc.kinds import NODE_KINDS
 #: version (or none) is rebuilt through the caches.
 GRAPH_VERSION = 3
 #: Bumped when extraction finds more without changing what the tables mean (1: raw
-#: identifiers such as `r#match`; 2: items written in braced macro calls, `cfg_rt! {…}`):
+#: identifiers such as `r#match`; 2: items written in braced macro calls, `cfg_rt! {…}`,
+#: and a fn's own `use` kept out of its module's resolution):
 #: graph rows cached under another revision are not reused, so a file read again (an
 #: edit, `rcmd reindex --force`) gets the new rows, while a root's rows stay valid until
 #: then instead of a rebuild of every root.
@@ -717,7 +718,10 @@ def _strip_type(node: tree_sitter.Node) -> tree_sitter.Node:
 
 def _imports(walk: Walk, scope: Scope, hits: list[Hit]) -> list[Import]:
     """Every `use` of the file (in any module or block), with its target made absolute;
-    in order, so a `use` may build on an earlier one."""
+    in order, so a `use` may build on an earlier one. A `use` inside a fn's body names
+    nothing for the rest of its module: resolving the module's other lines through it
+    gave confident wrong answers (tokio's `use chan::Semaphore;` in one `drop` made the
+    module's struct `Semaphore` the trait everywhere); the fn's own lines go by name."""
     enclosing = _Enclosing(walk.defs)
     out: list[Import] = []
     for pos, _end, _prio, _n, capture, node in hits:
@@ -725,8 +729,10 @@ def _imports(walk: Walk, scope: Scope, hits: list[Hit]) -> list[Import]:
             continue
         inside, _generics = enclosing.at(pos)
         module = inside.module if inside is not None else scope.module
+        local = inside is not None and inside.out.kind in ("fn", "method")
         for alias, segs, line in use_entries(node, walk.src):
             target = scope.absolute(segs, module)
-            scope.add_import(module, alias, "::".join(target))
+            if not local:
+                scope.add_import(module, alias, "::".join(target))
             out.append(Import("::".join(module), alias, "::".join(target), line))
     return out

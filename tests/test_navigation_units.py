@@ -106,6 +106,29 @@ log!(JoinHandle, Helper);
     assert {r.line for r in refs_named(g, "JoinHandle")} >= {17}
 
 
+def test_a_use_inside_a_fn_does_not_rename_the_rest_of_its_module() -> None:
+    """tokio's bounded.rs: `use chan::Semaphore;` inside one `drop` resolved every other
+    `Semaphore` of the module (its own struct) to the trait, marked resolved."""
+    src = b"""mod chan { pub trait Semaphore { fn close(&self); } }
+
+pub struct Semaphore { n: u32 }
+
+fn make() -> Semaphore { Semaphore { n: 1 } }
+
+impl Drop for Rx {
+    fn drop(&mut self) {
+        use chan::Semaphore;
+        self.sem.close();
+    }
+}
+"""
+    g = extract("src/sync/bounded.rs", src)
+    uses = [r for r in refs_named(g, "Semaphore") if r.line == 5]
+    assert uses and all(r.targets == ("sync::bounded::Semaphore",) for r in uses)
+    (imported,) = [r for r in refs_named(g, "Semaphore") if r.kind == "use"]
+    assert imported.targets == ("sync::bounded::chan::Semaphore",)
+
+
 def test_references_have_kind_line_and_enclosing_item() -> None:
     src = b"""use std::fmt;
 fn run<T: Clone>(x: T) -> Vec<T> {
