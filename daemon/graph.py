@@ -186,10 +186,11 @@ class GraphReader:
         if not segs:
             return
         wanted = {s for _p, s, _k, _a, _b in self.definitions(segs)}
+        names = [segs[-1], *self._aliases(wanted, segs[-1])]
         rows = self._db.execute(
             "SELECT f.path, r.lines, r.enclosing, r.kind, r.written, r.targets FROM sym_refs r "
-            "JOIN sym_files f ON f.id = r.file WHERE r.name=?",
-            (segs[-1],),
+            f"JOIN sym_files f ON f.id = r.file WHERE r.name IN ({','.join('?' * len(names))})",
+            names,
         )
         for path, lines, enclosing, kind, written, targets in rows:
             if kinds is not None and kind not in kinds:
@@ -206,6 +207,18 @@ class GraphReader:
                         conf,
                         target or str(written),
                     )
+
+    def _aliases(self, wanted: set[str], name: str) -> list[str]:
+        """Other names `use … as` gives the `wanted` symbols (`use crate::crc as crc3`):
+        their references are judged too (only resolved ones can be theirs)."""
+        if not wanted:
+            return []
+        marks = ",".join("?" * len(wanted))
+        rows = self._db.execute(
+            f"SELECT DISTINCT alias FROM sym_imports WHERE target IN ({marks}) AND alias != ?",
+            [*sorted(wanted), name],
+        )
+        return sorted(str(r[0]) for r in rows if r[0] != "self")
 
     def ref_hits(self, segs: tuple[str, ...]) -> list[NavHit]:
         return [

@@ -100,13 +100,19 @@ class Registry:
 
     # ---- changes ----
     def load(self) -> None:
-        """Open every registered root (at start)."""
+        """Open every registered root (at start), each under the lock as `add_dependency`
+        opens its own: a project's first batch refreshed its crates (`daemon.dep_sync`)
+        meanwhile and opened a crate root this loop then opened again, found locked by
+        the first, and set aside as broken."""
         for path in self._read():
-            try:
-                self._open(Path(path))
-            except Exception as exc:
-                self._failed[path] = f"{type(exc).__name__}: {exc}"
-                log.error("root_open_failed", root=path, error=str(exc))
+            with self._lock:
+                if any(str(r.path) == path for r in self._roots.values()):
+                    continue
+                try:
+                    self._open(Path(path))
+                except Exception as exc:
+                    self._failed[path] = f"{type(exc).__name__}: {exc}"
+                    log.error("root_open_failed", root=path, error=str(exc))
 
     def add(self, path: Path) -> RootIndex:
         """Register and open `path`, or queue a rescan when it is registered already."""
@@ -242,6 +248,11 @@ class Registry:
                 f"free some space or fix its permissions, then run: rcmd index {quote(str(path))}"
             ) from exc
         except StateError as exc:
+            if "WouldBlock" in str(exc):  # locked by a live user, not damaged: keep it
+                raise StateError(
+                    f"the index of {path} is in use by another process ({exc}); "
+                    "stop it, then run: rcmd status"
+                ) from exc
             broken = root_dir(self._config.paths, root_id_for(path))
             aside = broken.with_name(broken.name + ".broken")
             log.error(

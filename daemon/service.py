@@ -34,7 +34,7 @@ from daemon.registry import Registry
 from daemon.root import RootIndex
 from daemon.search import SearchHit, overlaps, run_search, search_roots
 from daemon.seeding import Adopter
-from daemon.status import caches_status, root_status, summary_line
+from daemon.status import caches_status, root_status, root_statuses, summary_line
 from daemon.sync import Cookies, bring_up_to_date
 from daemon.verify import unchecked_report, verify_root
 from ipc import __version__
@@ -335,7 +335,7 @@ class Service:
             "vector_store": "qdrant-server" if self.config.vector_store.url else "qdrant-edge",
             "last_batch": self.indexer.last_batch,
             "waiting": self.indexer.waiters,
-            "roots": [root_status(self.indexer, self.registry, r) for r in self.registry.roots()],
+            "roots": root_statuses(self.indexer, self.registry),
             "failed_roots": [
                 {
                     "path": p,

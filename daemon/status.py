@@ -56,6 +56,19 @@ def root_status(indexer: Indexer, registry: Registry, root: RootIndex) -> dict[s
     }
 
 
+def root_statuses(indexer: Indexer, registry: Registry) -> list[dict[str, Any]]:
+    """Each root's status; a root removed while it is read (`rcmd remove`, a dependency
+    crate no project uses any more) is left out, not an internal error."""
+    out = []
+    for root in registry.roots():
+        try:
+            out.append(root_status(indexer, registry, root))
+        except Exception:
+            if root in registry.roots():
+                raise
+    return out
+
+
 def summary_line(indexer: Indexer, registry: Registry) -> str:
     """One line for a service manager's status display; never raises."""
     try:

@@ -262,8 +262,13 @@ def test_a_changed_lock_moves_the_project_to_its_new_crates(
     assert daemon.stop() == 0
     lock.write_text(_lock_of("scopeguard 1.1.0", "either 1.6.1"))
     daemon.start()
-    wait_until(lambda: roots() == {str(proj), str(guard), str(either)}, timeout=60)
-    assert daemon.root_status(proj)["deps_skipped"] is None
+    wait_until(
+        lambda: (
+            roots() == {str(proj), str(guard), str(either)}
+            and daemon.root_status(proj)["deps_skipped"] is None
+        ),
+        timeout=60,
+    )
 
     # Removing the project removes the crates no other project uses.
     other = _project(tmp_path, "other")

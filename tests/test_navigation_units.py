@@ -307,6 +307,28 @@ def test_def_refs_callees_impls(graph_db: StateDB) -> None:
     assert typed == [("app::via_frame", "resolved")]
 
 
+def test_uses_under_another_name_are_references(tmp_path: Path) -> None:
+    """`use crate::codec::crc as crc3; crc3(…)`: callees saw the call, refs and callers of
+    `crc` did not (outside tester; tokio's `Handle as SignalHandle`: 5 uses missed)."""
+    files = {
+        "src/codec.rs": b"pub fn crc(d: &[u8]) -> u32 { 0 }\n",
+        "src/app.rs": b"use crate::codec::crc as crc3;\nfn run() -> u32 {\n    crc3(&[])\n}\n",
+    }
+    state = StateDB(tmp_path / "state.db")
+    try:
+        recs = [FileRecord(p, len(b), 1, 1, b"h", 0) for p, b in files.items()]
+        graphs = {p: rows_of(graph_of(p, b)) for p, b in files.items()}
+        state.record(recs, [], [], {}, graphs=graphs)
+        refs = {
+            (h["path"], h["line"], h["kind"], h["confidence"]) for h in ask(state, "refs", "crc")
+        }
+        assert ("src/app.rs", 3, "call", "resolved") in refs
+        callers = [(h["symbol"], h["line"]) for h in ask(state, "callers", "codec::crc")]
+        assert callers == [("app::run", 3)]
+    finally:
+        state.close()
+
+
 def test_a_rewritten_or_deleted_file_takes_its_rows_along(graph_db: StateDB) -> None:
     rec = FileRecord("src/other.rs", 1, 1, 1, b"h2", 0)
     graph_db.record(
