@@ -14,6 +14,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from shlex import quote
 from typing import Any
@@ -525,6 +526,22 @@ def _navigate(args: argparse.Namespace, paths: RuntimePaths, schema: type[NavReq
     return None if args.json or not result["results"] else result
 
 
+def _flat_answer(
+    args: argparse.Namespace,
+    paths: RuntimePaths,
+    schema: type[NavRequest],
+    line: Callable[[dict[str, Any], bool], str],
+) -> int:
+    """A navigation answer printed a line per hit (`line(hit, several_roots)`)."""
+    result = _navigate(args, paths, schema)
+    if result is None:
+        return 0
+    several = _several(result["results"])
+    for hit in result["results"]:
+        print(line(hit, several))
+    return _nav_tail(schema.method, args, result)
+
+
 def _nav_tail(method: str, args: argparse.Namespace, result: dict[str, Any]) -> int:
     """After a navigation answer's lines: say when it was cut. The exit status."""
     shown = len(result["results"])
@@ -572,13 +589,12 @@ _NAV_NOTE = (
 )
 @argument("--json", action="store_true", help=_NAV_JSON)
 def cmd_def(args: argparse.Namespace, paths: RuntimePaths) -> int:
-    result = _navigate(args, paths, DefRequest)
-    if result is None:
-        return 0
-    several = _several(result["results"])
-    for hit in result["results"]:
-        print(f"{_where(hit, several)}  {hit['symbol']} ({hit['kind']})")
-    return _nav_tail("def", args, result)
+    return _flat_answer(
+        args,
+        paths,
+        DefRequest,
+        lambda h, several: f"{_where(h, several)}  {h['symbol']} ({h['kind']})",
+    )
 
 
 @command(
@@ -636,13 +652,12 @@ def cmd_callers(args: argparse.Namespace, paths: RuntimePaths) -> int:
 )
 @argument("--json", action="store_true", help=_NAV_JSON)
 def cmd_callees(args: argparse.Namespace, paths: RuntimePaths) -> int:
-    result = _navigate(args, paths, CalleesRequest)
-    if result is None:
-        return 0
-    several = _several(result["results"])
-    for hit in result["results"]:
-        print(f"{_where(hit, several)}  {hit['symbol']} ({hit['kind']}) from {hit['via']}")
-    return _nav_tail("callees", args, result)
+    return _flat_answer(
+        args,
+        paths,
+        CalleesRequest,
+        lambda h, several: f"{_where(h, several)}  {h['symbol']} ({h['kind']}) from {h['via']}",
+    )
 
 
 @command(
@@ -654,13 +669,12 @@ def cmd_callees(args: argparse.Namespace, paths: RuntimePaths) -> int:
 )
 @argument("--json", action="store_true", help=_NAV_JSON)
 def cmd_impls(args: argparse.Namespace, paths: RuntimePaths) -> int:
-    result = _navigate(args, paths, ImplsRequest)
-    if result is None:
-        return 0
-    several = _several(result["results"])
-    for hit in result["results"]:
-        print(f"{_where(hit, several)}  {hit['symbol']}  (impl with {hit['via']})")
-    return _nav_tail("impls", args, result)
+    return _flat_answer(
+        args,
+        paths,
+        ImplsRequest,
+        lambda h, several: f"{_where(h, several)}  {h['symbol']}  (impl with {h['via']})",
+    )
 
 
 def _fmt_bytes(n: int) -> str:
