@@ -10,6 +10,7 @@ its written path agrees with the name, and comes after every resolved one.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -302,6 +303,21 @@ def rank(hits: Iterable[NavHit]) -> list[NavHit]:
     return sorted(unique, key=lambda h: (h.confidence != "resolved", h.root, h.path, h.line))
 
 
+def _well_formed(name: str) -> bool:
+    """Whether `name` can be a path at all: no `::` at an end, no space outside `<…>`
+    (`a b` used to answer for `b`), and not the placeholder `_` (25 "type refs")."""
+    text = name.strip()
+    outside = text
+    for _ in range(8):  # generics nest
+        outside = re.sub(r"<[^<>]*>", "", outside)
+    return not (
+        text.startswith("::")
+        or text.endswith("::")
+        or any(c.isspace() for c in outside)
+        or text.rsplit("::", 1)[-1] == "_"
+    )
+
+
 _QUERIES = {
     "def": GraphReader.def_hits,
     "refs": GraphReader.ref_hits,
@@ -316,7 +332,7 @@ def navigate(
 ) -> dict[str, Any]:
     """The reply of a navigation method over (read connection, root path, dependency
     crate or None) triples."""
-    segs = name_segments(name)
+    segs = name_segments(name) if _well_formed(name) else ()
     if not segs:
         raise BadRequest(
             f"{name!r} is not a Rust name or path; ask for one like: rcmd {method} Vec::push"

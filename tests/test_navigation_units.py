@@ -342,8 +342,11 @@ def test_a_rewritten_or_deleted_file_takes_its_rows_along(graph_db: StateDB) -> 
 
 
 def test_a_name_that_is_no_path_is_refused(graph_db: StateDB) -> None:
-    with pytest.raises(BadRequest):
-        ask(graph_db, "def", "a b!")
+    for name in ("a b!", "a b", "crc::", "::crc", "_", "codec::_"):
+        with pytest.raises(BadRequest):
+            ask(graph_db, "def", name)
+    assert ask(graph_db, "refs", "<Frame as Check>::check") == ask(graph_db, "refs", "check")
+    assert ask(graph_db, "def", " crc ")  # spaces around a name are no part of it
 
 
 def test_method_calls_on_locals_of_a_written_type_resolve() -> None:
