@@ -10,7 +10,6 @@ its written path agrees with the name, and comes after every resolved one.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -20,7 +19,7 @@ import apsw
 import structlog
 import tree_sitter
 
-from daemon.resolve import crate_prefix, path_segments
+from daemon.resolve import crate_prefix, path_segments, strip_generics
 from daemon.symbols import CALL_KINDS, GRAPH_VERSION, FileGraph, extract
 from ipc.errors import BadRequest
 
@@ -307,9 +306,7 @@ def _well_formed(name: str) -> bool:
     """Whether `name` can be a path at all: no `::` at an end, no space outside `<…>`
     (`a b` used to answer for `b`), and not the placeholder `_` (25 "type refs")."""
     text = name.strip()
-    outside = text
-    for _ in range(8):  # generics nest
-        outside = re.sub(r"<[^<>]*>", "", outside)
+    outside = strip_generics(text)
     return not (
         text.startswith("::")
         or text.endswith("::")

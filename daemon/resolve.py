@@ -26,18 +26,23 @@ def path_segments(written: str) -> Path_:
     """`Vec::<u8>::new` -> (Vec, new); `<T as Tr>::m` -> (m,); `$crate::x` -> (crate, x)."""
     if written.isidentifier():  # the common case: one plain name
         return (written,)
-    text = "".join(written.split())
-    for _ in range(8):  # generics nest; peel them from the inside out
-        stripped = _GENERICS.sub("", text)
-        if stripped == text:
-            break
-        text = stripped
-    segs = tuple(s for s in text.split("::") if s)
+    segs = tuple(s for s in strip_generics("".join(written.split())).split("::") if s)
     if segs and segs[0] in _CRATE_HEADS:
         segs = ("crate", *segs[1:])
     if any(not _is_ident(s) for s in segs):
         return ()
     return segs
+
+
+def strip_generics(text: str) -> str:
+    """`text` without its `<…>` parts (`Vec::<u8>::new` -> `Vec::::new`); generics nest,
+    so they are peeled from the inside out."""
+    for _ in range(8):
+        stripped = _GENERICS.sub("", text)
+        if stripped == text:
+            break
+        text = stripped
+    return text
 
 
 def _is_ident(seg: str) -> bool:
