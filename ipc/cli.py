@@ -512,17 +512,16 @@ def _navigate(args: argparse.Namespace, paths: RuntimePaths, schema: type[NavReq
     root, or --root's); with --json print the results and return None."""
     req = request_from_args(schema, args)
     result = _search_here(paths, req, search_all=False)
-    shown, total = len(result["results"]), result.get("total", len(result["results"]))
     if args.json:
-        _print_json({"results": result["results"], "total": total})
+        hits = result["results"]
+        _print_json({"results": hits, "total": result.get("total", len(hits))})
+        _nav_tail(schema.method, args, result)
     elif not result["results"]:
         print(
             f"rcmd: nothing found for {req.name}; look for it as text with: "
             f"rcmd search {quote(req.name)}",
             file=sys.stderr,
         )
-    if args.json and total > shown:
-        _say_more(schema.method, req.name, shown, total)
     return None if args.json or not result["results"] else result
 
 
