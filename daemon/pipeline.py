@@ -260,8 +260,8 @@ def _plan(
     paths: set[str] | None,
     force: bool,
     report: BatchReport,
+    max_bytes: int,
     check: Collection[str] = (),
-    max_bytes: int | None = None,
 ) -> _Plan:
     """Reconcile `paths` and split them into files to read and paths to drop; forced
     (`force`, or the `check` paths a forced batch left), which files to check. An indexed
@@ -291,8 +291,7 @@ def _plan(
             if force or rel in inflight or not root.ledger.unchanged(rel, st)
         ]
         gone = root.ledger.under(lambda p: p not in scan.present and in_scope(p))
-    if max_bytes is not None:
-        candidates += _over_limit(root, scan.present, set(candidates), max_bytes)
+    candidates += _over_limit(root, scan.present, set(candidates), max_bytes)
     report.unchanged += len(scan.present) - len(candidates)
     gone += [p for p in inflight if p not in scan.present and p not in root.ledger]
     pending = _Pending()
@@ -356,7 +355,7 @@ def run_batch(
         return report
     prog.begin(Activity.SCANNING)
     wanted = None if paths is None else set(paths)
-    plan = _plan(root, wanted, force, report, check, collab.config.index.max_file_bytes)
+    plan = _plan(root, wanted, force, report, collab.config.index.max_file_bytes, check)
     prog.files_planned(len(plan.candidates))
     prog.set_activity(Activity.INDEXING)
     root.state.mark_inflight([*plan.candidates, *plan.gone])
