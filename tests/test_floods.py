@@ -160,6 +160,47 @@ def test_watch_limit_falls_back_to_polling(tmp_path: Path, crate: Path, warm_cac
         d.kill()
 
 
+@needs_userns
+def test_a_root_over_the_watch_limit_polls_alone(
+    tmp_path: Path, crate: Path, warm_cache: Path
+) -> None:
+    """One watchfiles instance watches every root: a root whose directories do not fit
+    the watch limit polls (retrying its watch), and the roots already watched stay so,
+    never rescanned for it."""
+    big = tmp_path / "big"
+    for i in range(60):
+        (big / "src" / f"m{i}").mkdir(parents=True)
+    (big / "src" / "lib.rs").write_text("pub fn big_root_marker() {}\n")
+    home = tmp_path / "home"
+    seed_cache(home, warm_cache)
+    d = Daemon(home, prefix=OWN_USERNS, RCMD_INDEX_POLL_INTERVAL_S="0.5")
+    d.start()
+    assert d.proc is not None
+    try:
+        set_watch_limit(d.proc.pid, 20)  # the crate's 3 directories fit; big's 62 do not
+        d.cli("index", str(crate), "--wait")
+        wait_until(lambda: watching(d, crate))
+        rescans = d.root_status(crate)["counters"]["watch_rescans"]
+        d.cli("index", str(big), "--wait")
+        wait_until(lambda: d.root_status(big)["watcher"].startswith("polling"))
+        assert "watch limit" in d.root_status(big)["watcher"]
+        wait_until(lambda: d.root_status(big)["counters"]["watch_rescans"] >= 3)  # retried
+        (crate / "src" / "still.rs").write_text("pub fn still_watched_marker() {}\n")
+        wait_until(lambda: top_symbol(d, "still_watched_marker") == "still::still_watched_marker")
+        assert watching(d, crate)
+        assert d.root_status(crate)["counters"]["watch_rescans"] == rescans
+        set_watch_limit(d.proc.pid, 100_000)
+        wait_until(lambda: watching(d, big))
+        (big / "src" / "m7" / "late.rs").write_text("pub fn big_watched_marker() {}\n")
+        wait_until(
+            lambda: (top_symbol(d, "big_watched_marker") or "").endswith("::big_watched_marker")
+        )
+        assert watching(d, crate)
+    finally:
+        d.stop()
+        d.kill()
+
+
 @pytest.mark.timeout(600)
 def test_what_changed_while_the_watch_was_down_is_found_once_it_is_back(
     tmp_path: Path, crate: Path, warm_cache: Path
