@@ -20,6 +20,9 @@ Chunk policy:
 * Inline ``mod x { ... }`` prefixes its items with ``x::``.  Its loose lines (``use``, ``//!``
   docs, macro calls) become ``mod`` chunks by the same rule as ``impl``; a ``mod`` without
   items is a single ``mod`` chunk.
+* Items written in a braced macro call (``cfg_rt! { pub fn spawn … }``, ``thread_local! {
+  static … }``) are items of the module or ``impl`` the call stands in; the call's own
+  lines are loose code.
 * File-level lines outside every item (``use``, ``//!``, ``extern crate``, ``mod foo;``,
   inner attributes, macro calls, unparsable text) become ``code`` chunks, one per contiguous
   run of such lines (blank lines at its edges trimmed).  Their symbol is the module path, or
@@ -50,6 +53,7 @@ from ipc.kinds import KINDS, NODE_KINDS
 
 __all__ = [
     "KINDS",
+    "MAX_MACRO_NESTING",
     "Chunk",
     "FileScope",
     "Member",
@@ -86,11 +90,14 @@ EMBED_TEXT_VERSION = 2
 #: symbols, splitting): each root records it, and a root chunked under another version
 #: is rebuilt (cheaply: unchanged texts come from the embedding cache) instead of
 #: applying the new policy only to files edited later.
-CHUNK_POLICY_VERSION = 4
+CHUNK_POLICY_VERSION = 5
 #: Bounds that no real Rust file comes near; a file past one is skipped and reported
 #: (`too_complex`) instead of costing quadratic time and memory: 10,000 nested `mod`s
 #: made 340 MB of symbol paths from a 268 KB file.
 MAX_NESTING = 64
+#: Braced macro calls nested deeper than this are loose code: each level parses its
+#: body again, so 1,600 nested calls (a 38 KB file) cost 5 s here and 27 s in the graph.
+MAX_MACRO_NESTING = 6
 MAX_SYMBOL_CHARS = 1024
 #: An impl's self type longer than this is cut (with "…"): a symbol is one line of a
 #: search result, and such types come from macro bodies (`($($ty),+)` and the like).
@@ -236,6 +243,7 @@ class _Frame:
     scope: int
     owner: str = ""  # self type / trait name when walking an impl or trait body
     context: str = ""  # impl/trait header when walking its body
+    calls: int = 0  # braced macro calls it stands in (`MAX_MACRO_NESTING`)
 
 
 #: Parts are cut to fit the embedding model's 256-token window with room for the header.
@@ -411,8 +419,13 @@ def _walk_container(
     members = _members(frame.node.children, bool(frame.owner), src, scopes[frame.scope])
     for child, kind, start, attached in members:
         if kind is None:
-            # Recovery leftovers: items inside are still items, the rest stays loose code.
-            frames.append(_Frame(child, frame.prefix, frame.scope, frame.owner, frame.context))
+            # Recovery leftovers and braced macro calls: items inside are items, the rest
+            # stays loose code.
+            calls = frame.calls + (child.type != "ERROR")
+            if calls <= MAX_MACRO_NESTING:
+                frames.append(
+                    _Frame(child, frame.prefix, frame.scope, frame.owner, frame.context, calls)
+                )
         else:
             _record_item(child, kind, start, attached, frame, src, scopes, items, frames)
 
@@ -429,7 +442,8 @@ def _members(
 ) -> Iterator[Member]:
     """A container's children that matter, in order: (item, kind, first row, the comments
     and attributes attached to it) for each item; (node, None, row, []) for each ERROR
-    node, whose children are walked as the container's. Inner docs go to `scope.docs`.
+    node and each braced macro call's parsed items, whose children are walked as the
+    container's. Inner docs go to `scope.docs`.
     `last_end`: last row of the sibling before `children` that is not a comment."""
     pending: list[tree_sitter.Node] = []  # comments/attributes that may belong to next item
     for child in children:
@@ -447,6 +461,12 @@ def _members(
         if kind is None:
             if ctype == "ERROR":
                 yield child, None, child.start_point.row, []
+            elif (
+                ctype == "macro_invocation" and (inner := invocation_items(child, src)) is not None
+            ):
+                # The call's own lines (`cfg_rt! {`, `}`) alone do not make a chunk.
+                scope.trivial_rows.update((child.start_point.row, _end_row(child)))
+                yield inner, None, child.start_point.row, []
             pending.clear()
             last_end = _end_row(child)
             continue
@@ -518,7 +538,7 @@ def _record_item(
     if kind == "macro":
         body = _macro_items(node, src)  # the items its rules expand to, parsed in place
 
-    if body is None or not _has_members(body, kind):
+    if body is None or not _has_members(body, kind, src):
         items.append((start, end, meta))
         return
 
@@ -574,13 +594,19 @@ def _container_scope(
     return scope
 
 
-def _has_members(body: tree_sitter.Node, kind: str) -> bool:
-    """Whether a block body holds items that become chunks of their own."""
+def _has_members(body: tree_sitter.Node, kind: str, src: bytes) -> bool:
+    """Whether a block body holds items that become chunks of their own (some may be
+    written in a braced macro call there)."""
     if kind in ("impl", "trait"):
-        return any(c.type == "function_item" for c in body.children)
-    if kind in ("mod", "macro"):
-        return any(c.type in _ITEM_KINDS for c in body.children)
-    return False
+        wanted: Iterable[str] = ("function_item",)
+    elif kind in ("mod", "macro"):
+        wanted = _ITEM_KINDS
+    else:
+        return False
+    return any(
+        c.type in wanted or (c.type == "macro_invocation" and invocation_items(c, src) is not None)
+        for c in body.children
+    )
 
 
 def _macro_items(node: tree_sitter.Node, src: bytes) -> tree_sitter.Node | None:

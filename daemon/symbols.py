@@ -20,6 +20,7 @@ from typing import NamedTuple
 import tree_sitter
 
 from daemon.chunker import (
+    MAX_MACRO_NESTING,
     _language,
     _macro_items,
     _type_name,
@@ -330,34 +331,36 @@ _Where = tuple[tuple[str, ...], str, tuple[str, ...] | None]
 def walk_units(walk: Walk, nodes: Iterable[tree_sitter.Node], prefix: tuple[str, ...]) -> None:
     """Record the definitions of `nodes` (top-level items) and of the containers the
     chunker walks inside them (mod, impl, trait, macro_rules bodies, ERROR nodes)."""
-    stack: list[tuple[tree_sitter.Node, _Where]] = []
-    _walk_level(walk, nodes, (prefix, "", None), stack)
+    stack: list[tuple[tree_sitter.Node, _Where, int]] = []
+    _walk_level(walk, nodes, (prefix, "", None), 0, stack)
     while stack:
-        node, where = stack.pop()
-        _walk_level(walk, node.children, where, stack)
+        node, where, calls = stack.pop()
+        _walk_level(walk, node.children, where, calls, stack)
 
 
 def _walk_level(
     walk: Walk,
     nodes: Iterable[tree_sitter.Node],
     where: _Where,
-    stack: list[tuple[tree_sitter.Node, _Where]],
+    calls: int,
+    stack: list[tuple[tree_sitter.Node, _Where, int]],
 ) -> None:
+    """`calls`: the braced macro calls `nodes` stand in (`MAX_MACRO_NESTING`)."""
     pre, owner, self_path = where
     for child in nodes:
         if child.type == "ERROR":
-            stack.append((child, where))
-        elif child.type == "macro_invocation":
+            stack.append((child, where, calls))
+        elif child.type == "macro_invocation" and calls < MAX_MACRO_NESTING:
             inner = invocation_items(child, walk.src)
             if inner is not None:  # items written in a macro call: its module's (or type's)
                 walk.trees.append(inner)
                 walk.expanded.update(c.start_byte for c in child.children if c.type == "token_tree")
-                stack.append((inner, where))
+                stack.append((inner, where, calls + 1))
         elif owner and child.type in _MEMBER_KINDS:
             symbol = (*pre, owner, _name(child, walk.src))
             _add(walk, child, symbol, _MEMBER_KINDS[child.type], pre, self_path)
         elif child.type in NODE_KINDS:
-            stack.extend(_item(walk, child, pre))
+            stack.extend((node, inside, calls) for node, inside in _item(walk, child, pre))
 
 
 def _item(

@@ -13,12 +13,13 @@ from typing import Any
 
 import pytest
 
-from daemon.chunker import chunk_source
+from daemon.chunker import MAX_MACRO_NESTING, chunk_source
 from daemon.config import load_config
 from daemon.embed_cache import EmbedCache
 from daemon.pipeline import Collaborators, run_batch
 from daemon.root import RootIndex
 from daemon.search import search_roots
+from daemon.symbols import extract
 from ipc.requests import SearchRequest
 
 CORE_NUM = Path("/usr/lib/rustlib/src/rust/library/core/src/num")
@@ -96,3 +97,61 @@ def test_an_identifier_is_matched_whole_before_its_parts(
         req = SearchRequest(query="NonZeroU32", mode="hybrid", limit=3)
         top3 = search_roots([root], req, embed_query=embedder.embed_query)
         assert "core/src/num/nonzero.rs" in {h.path for h in top3}, top3
+
+
+CALLS = b"""\
+use std::time::Duration;
+
+cfg_time! {
+    /// Error returned by `send_timeout`.
+    pub enum SendTimeoutError<T> {
+        Timeout(T),
+        Closed(T),
+    }
+}
+
+impl Receiver {
+    cfg_process_driver! {
+        /// Whether the value changed.
+        pub(crate) fn try_has_changed(&mut self) -> bool {
+            self.changed
+        }
+    }
+}
+
+thread_local! {
+    static DEPTH: Cell<u32> = Cell::new(0);
+}
+
+forward!(a, b);
+"""
+
+
+def test_items_in_a_braced_macro_call_are_chunks() -> None:
+    """`cfg_rt! { pub fn spawn … }` (tokio), `thread_local! { static … }`: the items are
+    the module's (or the impl's) with their own rows and docs; the call's own lines make
+    no chunk; a call whose arguments hold no item stays loose code."""
+    chunks = [
+        (c.kind, c.symbol, c.start_line, c.end_line) for c in chunk_source("src/lib.rs", CALLS)
+    ]
+    assert chunks == [
+        ("code", "lib", 1, 3),
+        ("enum", "SendTimeoutError", 4, 8),
+        ("method", "Receiver::try_has_changed", 13, 16),
+        ("static", "DEPTH", 21, 21),
+        ("code", "lib", 22, 24),
+    ]
+    doc = {c.symbol: c.doc for c in chunk_source("src/lib.rs", CALLS)}
+    assert doc["Receiver::try_has_changed"] == "Whether the value changed."
+
+
+def test_nested_macro_calls_are_items_to_a_bounded_depth() -> None:
+    """Each nested call's body is parsed again, so nesting past `MAX_MACRO_NESTING`
+    (which no real crate comes near; a 38 KB file of 1,600 levels cost 32 s) is loose
+    code; the chunker and the symbol graph stop at the same depth."""
+    depth = MAX_MACRO_NESTING + 4
+    src = "".join(f"m{i}! {{\nfn a{i}() {{}}\n" for i in range(depth)) + "}\n" * depth
+    fns = {c.symbol for c in chunk_source("src/lib.rs", src.encode()) if c.kind == "fn"}
+    assert fns == {f"a{i}" for i in range(MAX_MACRO_NESTING)}
+    graph = {d.symbol for d in extract("src/lib.rs", src.encode()).defs if d.kind == "fn"}
+    assert graph == fns
