@@ -34,9 +34,9 @@ from ipc.kinds import NODE_KINDS
 
 #: Bumped whenever extraction or the graph's tables change (2: the `sym_*` tables, and
 #: references to qualifiers and capitalised values; 3: impl types as the chunker now
-#: names them, `chunker.MAX_TYPE_CHARS`): a root whose graph was built under another
-#: version (or none) is rebuilt through the caches.
-GRAPH_VERSION = 3
+#: names them, `chunker.MAX_TYPE_CHARS`; 4: items written in fn bodies): a root whose
+#: graph was built under another version (or none) is rebuilt through the caches.
+GRAPH_VERSION = 4
 #: Bumped when extraction finds more without changing what the tables mean (1: raw
 #: identifiers such as `r#match`; 2: items written in braced macro calls, `cfg_rt! {…}`,
 #: and a fn's own `use` kept out of its module's resolution):
@@ -80,10 +80,13 @@ _PRIORITY = {
     "let": 10,
 }
 #: A call, method call or macro invocation written inside a macro's arguments, which
-#: tree-sitter leaves as unparsed tokens (`assert_eq!(parse(x), 1)`).
+#: tree-sitter leaves as unparsed tokens (`assert_eq!(parse(x), 1)`, `digit1::<_, (_,
+#: ErrorKind)>(b)`). A path starts nowhere but at its head and turbofish arguments are
+#: bounded: else the scan is quadratic (24 KB of `a::a::…` in a macro's arguments took
+#: 2.1 s, and a 1 MB file would stall the pipeline for an hour).
 _TT_CALL = re.compile(
-    rb"(\.\s*)?(?<![\w$])((?:[A-Za-z_][A-Za-z0-9_]*::)*[A-Za-z_][A-Za-z0-9_]*)"
-    rb"(?:::<[^()]*?>)?\s*(!\s*[(\[{]|\()"
+    rb"(\.\s*)?(?<![\w$])(?<!::)((?:[A-Za-z_][A-Za-z0-9_]*::){0,32}[A-Za-z_][A-Za-z0-9_]*)"
+    rb"(?:::<(?:[^()]|\([^()]{0,80}\)){0,120}?>)?\s*(!\s*[(\[{]|\()"
 )
 _STRING = re.compile(rb'"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\\n])\'')
 #: A capitalised path written inside a macro's arguments and not called (a type, a
@@ -323,18 +326,23 @@ def _text(node: tree_sitter.Node, src: bytes) -> str:
     return src[node.start_byte : node.end_byte].decode("utf-8", "replace")
 
 
-#: Where a container's members stand: their module, their owner type or trait (its
-#: name), and what `Self` means there.
-_Where = tuple[tuple[str, ...], str, tuple[str, ...] | None]
+#: Where a container's members stand: the path their symbols extend, their owner type
+#: or trait (its name), what `Self` means there, and the module their names resolve in
+#: (a fn's own for the items written in its body, whose symbols extend the fn's).
+_Where = tuple[tuple[str, ...], str, tuple[str, ...] | None, tuple[str, ...]]
 
 
 def walk_units(walk: Walk, nodes: Iterable[tree_sitter.Node], prefix: tuple[str, ...]) -> None:
     """Record the definitions of `nodes` (top-level items) and of the containers the
-    chunker walks inside them (mod, impl, trait, macro_rules bodies, ERROR nodes)."""
+    chunker walks inside them (mod, impl, trait, macro_rules bodies, ERROR nodes), and
+    of the items written in fn bodies (`fn outer() { struct Guard; fn helper() {} }`:
+    `outer::Guard`, `outer::helper`; not searchable chunks, but definitions)."""
     stack: list[tuple[tree_sitter.Node, _Where, int]] = []
-    _walk_level(walk, nodes, (prefix, "", None), 0, stack)
+    _walk_level(walk, nodes, (prefix, "", None, prefix), 0, stack)
     while stack:
         node, where, calls = stack.pop()
+        if node.type == "block":  # a fn body: its macro calls are expressions, not expanded
+            calls = MAX_MACRO_NESTING
         _walk_level(walk, node.children, where, calls, stack)
 
 
@@ -346,7 +354,7 @@ def _walk_level(
     stack: list[tuple[tree_sitter.Node, _Where, int]],
 ) -> None:
     """`calls`: the braced macro calls `nodes` stand in (`MAX_MACRO_NESTING`)."""
-    pre, owner, self_path = where
+    pre, owner, self_path, module = where
     for child in nodes:
         if child.type == "ERROR":
             stack.append((child, where, calls))
@@ -358,15 +366,28 @@ def _walk_level(
                 stack.append((inner, where, calls + 1))
         elif owner and child.type in _MEMBER_KINDS:
             symbol = (*pre, owner, _name(child, walk.src))
-            _add(walk, child, symbol, _MEMBER_KINDS[child.type], pre, self_path)
+            _add(walk, child, symbol, _MEMBER_KINDS[child.type], module, self_path)
+            stack.extend((body, inside, calls) for body, inside in _fn_body(child, symbol, module))
         elif child.type in NODE_KINDS:
-            stack.extend((node, inside, calls) for node, inside in _item(walk, child, pre))
+            items = _item(walk, child, pre, module)
+            stack.extend((body, inside, calls) for body, inside in items)
+
+
+def _fn_body(
+    node: tree_sitter.Node, symbol: tuple[str, ...], module: tuple[str, ...]
+) -> Iterator[tuple[tree_sitter.Node, _Where]]:
+    """A fn's body, where the items it declares stand (its statements are skipped; its
+    macro calls are expressions, a `quote! { fn … }` template, and never expanded)."""
+    body = node.child_by_field_name("body")
+    if body is not None and body.type == "block":
+        yield body, (symbol, "", None, module)
 
 
 def _item(
-    walk: Walk, node: tree_sitter.Node, pre: tuple[str, ...]
+    walk: Walk, node: tree_sitter.Node, pre: tuple[str, ...], module: tuple[str, ...]
 ) -> Iterator[tuple[tree_sitter.Node, _Where]]:
-    """Record one item; yield the bodies whose members are definitions of their own."""
+    """Record one item (its symbol extends `pre`, its names resolve in `module`); yield
+    the bodies whose members are definitions of their own."""
     kind = NODE_KINDS[node.type]
     src = walk.src
     if kind == "impl":
@@ -381,20 +402,22 @@ def _item(
     if kind == "mod":
         _add(walk, node, symbol, kind, symbol, None)
         if body is not None:
-            yield body, (symbol, "", None)
+            yield body, (symbol, "", None, symbol)
         return
     if kind == "impl":
-        _add(walk, node, symbol, kind, pre, symbol)
-        walk.impls.append((node, pre, symbol))
+        _add(walk, node, symbol, kind, module, symbol)
+        walk.impls.append((node, module, symbol))
         if body is not None:
-            yield body, (pre, name, symbol)
+            yield body, (pre, name, symbol, module)
         return
     if kind == "trait":
-        _add(walk, node, symbol, kind, pre, symbol)
+        _add(walk, node, symbol, kind, module, symbol)
         if body is not None:
-            yield body, (pre, name, symbol)
+            yield body, (pre, name, symbol, module)
         return
-    _add(walk, node, symbol, kind, pre, None)
+    _add(walk, node, symbol, kind, module, None)
+    if kind in ("fn", "method"):
+        yield from _fn_body(node, symbol, module)
     if kind == "enum" and body is not None:
         for v in body.named_children:
             if v.type == "enum_variant":
@@ -403,7 +426,7 @@ def _item(
         inner = _macro_items(node, src)
         if inner is not None:
             walk.trees.append(inner)
-            yield inner, (symbol, "", None)
+            yield inner, (symbol, "", None, symbol)
 
 
 def _name(node: tree_sitter.Node, src: bytes) -> str:

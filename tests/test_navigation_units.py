@@ -106,6 +106,50 @@ log!(JoinHandle, Helper);
     assert {r.line for r in refs_named(g, "JoinHandle")} >= {17}
 
 
+def test_items_written_in_fn_bodies_are_definitions(tmp_path: Path) -> None:
+    """`fn outer() { struct Guard; fn helper() {} }` (alloc's `SetLenOnDrop`, nom's test
+    parsers): most of `def`'s misses on the navigation bench. Their symbols extend the
+    fn's, their calls count for them, not for the fn around them, and a macro call in a
+    body is an expression (a `quote!` template defines nothing)."""
+    src = b"""pub fn outer(x: u32) -> u32 {
+    struct Guard;
+    impl Drop for Guard {
+        fn drop(&mut self) { cleanup(); }
+    }
+    fn helper(y: u32) -> u32 { y + 1 }
+    let t = quote! { fn templated() {} };
+    helper(x)
+}
+
+impl S {
+    fn m(&self) {
+        fn inner_m() { cleanup(); }
+        inner_m();
+    }
+}
+"""
+    g = extract("src/lib.rs", src)
+    defs = {(d.symbol, d.kind, d.line) for d in g.defs}
+    assert {
+        ("outer::Guard", "struct", 2),
+        ("outer::Guard", "impl", 3),
+        ("outer::Guard::drop", "method", 4),
+        ("outer::helper", "fn", 6),
+        ("S::m::inner_m", "fn", 13),
+    } <= defs
+    assert not [d for d in g.defs if d.name == "templated"]
+    state = StateDB(tmp_path / "state.db")
+    try:
+        rec = FileRecord("src/lib.rs", len(src), 1, 1, b"h", 0)
+        state.record([rec], [], [], {}, graphs={"src/lib.rs": rows_of(graph_of("src/lib.rs", src))})
+        assert [(h["path"], h["line"]) for h in ask(state, "def", "helper")] == [("src/lib.rs", 6)]
+        callers = {(h["symbol"], h["line"]) for h in ask(state, "callers", "cleanup")}
+        assert callers == {("outer::Guard::drop", 4), ("S::m::inner_m", 13)}
+        assert {h["symbol"] for h in ask(state, "callers", "inner_m")} == {"S::m"}
+    finally:
+        state.close()
+
+
 def test_a_use_inside_a_fn_does_not_rename_the_rest_of_its_module() -> None:
     """tokio's bounded.rs: `use chan::Semaphore;` inside one `drop` resolved every other
     `Semaphore` of the module (its own struct) to the trait, marked resolved."""
@@ -380,6 +424,16 @@ def test_calls_inside_macro_arguments_are_references() -> None:
         ("len", "method", 3),
     } <= got
     assert "f" not in {r.written for r in extract("src/lib.rs", src).refs}  # in a string
+
+
+def test_turbofish_calls_inside_macro_arguments_are_references() -> None:
+    """nom's tests: `assert_eq!(digit1::<_, (_, ErrorKind)>(b), …)`; a path is read
+    from its head only (`a::b::c(1)` is one call, never also `b::c` or `c`)."""
+    src = b"fn t() {\n    assert_eq!(digit1::<_, (_, ErrorKind)>(b), x.collect::<Vec<u8>>());\n"
+    src += b"    check!(a::b::c(1));\n}\n"
+    got = {(r.written, r.kind) for r in extract("src/lib.rs", src).refs if r.line in (2, 3)}
+    assert {("digit1", "call"), ("collect", "method"), ("a::b::c", "call")} <= got
+    assert not {w for w, k in got if k == "call"} & {"b::c", "c"}
 
 
 def test_a_root_from_before_the_graph_is_rebuilt_with_one(setup: Any) -> None:
