@@ -40,7 +40,7 @@ from __future__ import annotations
 import functools
 import re
 import textwrap
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
@@ -75,6 +75,7 @@ __all__ = [
 
 # tree-sitter node type -> chunk kind for items that become chunks (ipc/kinds.py).
 _ITEM_KINDS = NODE_KINDS
+_ITEMS_OR_USES = frozenset({*NODE_KINDS, "use_declaration"})
 _COMMENTS = frozenset({"line_comment", "block_comment"})
 _BOM = b"\xef\xbb\xbf"
 _MAX_SIGNATURE = 300
@@ -623,20 +624,28 @@ def _macro_items(node: tree_sitter.Node, src: bytes) -> tree_sitter.Node | None:
     if not ranges:
         return None
     lo, hi = node.start_byte, node.end_byte
-    return _parse_expansions(lo, src[lo:hi], ranges)
+    return _holding(_parse_expansions(lo, src[lo:hi], ranges), _ITEM_KINDS)
 
 
-def invocation_items(node: tree_sitter.Node, src: bytes) -> tree_sitter.Node | None:
+def invocation_items(
+    node: tree_sitter.Node, src: bytes, uses: bool = False
+) -> tree_sitter.Node | None:
     """The items written in a braced macro call at item level (`cfg_rt! { pub struct
     JoinHandle … }` in tokio, `ast_struct! { pub struct ItemFn … }` in syn), parsed where
     they stand as `_macro_items` parses a macro's rules; None when the tokens hold no item
-    (a call's arguments, a DSL)."""
+    (a call's arguments, a DSL) nor, with `uses`, a `use` (`cfg_rt! { pub use
+    task::spawn; }`: the symbol graph's imports)."""
     tt = next((c for c in node.children if c.type == "token_tree"), None)
     if tt is None or src[tt.start_byte : tt.start_byte + 1] != b"{":
         return None
     ranges = ((tt.start_point, tt.end_point, tt.start_byte + 1, tt.end_byte - 1),)
     lo, hi = node.start_byte, node.end_byte
-    return _parse_expansions(lo, src[lo:hi], ranges)
+    kinds = _ITEMS_OR_USES if uses else _ITEM_KINDS
+    return _holding(_parse_expansions(lo, src[lo:hi], ranges), kinds)
+
+
+def _holding(root: tree_sitter.Node | None, kinds: Container[str]) -> tree_sitter.Node | None:
+    return root if root is not None and any(c.type in kinds for c in root.children) else None
 
 
 @functools.lru_cache(maxsize=16)
@@ -650,7 +659,7 @@ def _parse_expansions(
     parser = tree_sitter.Parser(_language())
     parser.included_ranges = [tree_sitter.Range(*r) for r in ranges]
     root = parser.parse(bytes(lo) + body.replace(b"$", b"_")).root_node
-    return root if any(c.type in _ITEM_KINDS for c in root.children) else None
+    return _holding(root, _ITEMS_OR_USES)
 
 
 def _attached(

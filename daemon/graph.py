@@ -10,6 +10,7 @@ its written path agrees with the name, and comes after every resolved one.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -36,6 +37,11 @@ _IMPL_SIDES = (
 )
 #: Import hops followed from a candidate to the definition it re-exports.
 _MAX_HOPS = 4
+#: Spellings of a name tried for its definitions (`GraphReader.definitions`).
+_MAX_PATHS = 16
+#: A path to look up, and whether it starts at the crate's root (else it is a suffix).
+_Spelling = tuple[tuple[str, ...], bool]
+_VERSIONED = re.compile(r"-\d+(\.\d+)*([-+][\w.]+)?$")
 
 
 def graph_layout() -> dict[str, str]:
@@ -124,7 +130,58 @@ class GraphReader:
         return NavHit(self._root, path, line, symbol, kind, conf, crate, via)
 
     def definitions(self, segs: tuple[str, ...]) -> list[tuple[str, str, str, int, int]]:
-        """(path, symbol, kind, line, end_line) of the definitions `segs` names."""
+        """(path, symbol, kind, line, end_line) of the definitions `segs` names: as
+        written (a path suffix), else as the crate's users write it: the crate's own name
+        in front (`tokio::spawn` is the crate root's `spawn`), a path through `pub use`
+        re-exports (`tokio::sync::mpsc::Sender` is `sync::mpsc::bounded::Sender`)."""
+        first: _Spelling = (segs, False)
+        seen, queue = {first}, [first]
+        while queue and len(seen) <= _MAX_PATHS:
+            spelling = queue.pop(0)
+            found = self._defined(*spelling)
+            if found and any(kind != "mod" for _p, _s, kind, _a, _b in found):
+                return found
+            if found:  # `mod spawn; pub use spawn::spawn;`: the fn the path imports too
+                imported = [d for o in self._public_paths(*spelling) for d in self._defined(*o)]
+                return [d for d in imported if d[2] != "mod"] + found
+            for other in self._public_paths(*spelling):
+                if other not in seen:
+                    seen.add(other)
+                    queue.append(other)
+        return []
+
+    def _public_paths(self, segs: tuple[str, ...], anchored: bool) -> Iterator[_Spelling]:
+        """Other spellings of `segs` (a path from the crate's root when `anchored`, else
+        a suffix of one), each from the crate's root: without the crate's name in front,
+        and with a prefix that a module imports (`mpsc::Sender` where `mpsc` has `pub use
+        bounded::Sender`, or `pub use bounded::*`) replaced by what it imports."""
+        if not anchored and len(segs) > 1 and segs[0] in self._crate_names():
+            yield segs[1:], True
+        for i in range(len(segs), 0, -1):
+            module = "::".join(segs[: i - 1])
+            specific = anchored or bool(module)  # a glob counts in a module the path names
+            rows = self._db.execute(
+                "SELECT module, alias, target FROM sym_imports WHERE alias IN (?, ?)",
+                (segs[i - 1], "*" if specific else segs[i - 1]),
+            )
+            for mod, alias, target in rows:
+                if (anchored and mod != module) or (
+                    module and not (mod == module or str(mod).endswith("::" + module))
+                ):
+                    continue
+                head = path_segments(str(target))
+                yield ((*head, *segs[i:]) if alias != "*" else (*head, *segs[i - 1 :])), True
+
+    def _crate_names(self) -> set[str]:
+        """What the crate's users call it: a dependency's name, else the root folder's
+        (without a `-1.2.3` version)."""
+        name = self._crate.split()[0] if self._crate else self._root_name
+        return {name.replace("-", "_"), _VERSIONED.sub("", name).replace("-", "_")}
+
+    def _defined(
+        self, segs: tuple[str, ...], anchored: bool = False
+    ) -> list[tuple[str, str, str, int, int]]:
+        """The definitions whose symbol is `segs` (or, unless `anchored`, ends with it)."""
         if not segs:
             return []
         want = "::".join(segs)
@@ -136,7 +193,7 @@ class GraphReader:
         return [
             (str(p), str(s), str(k), int(a), int(b))
             for p, s, k, a, b in rows
-            if s == want or str(s).endswith("::" + want)
+            if s == want or (not anchored and str(s).endswith("::" + want))
         ]
 
     def resolve(self, candidate: str) -> str | None:
@@ -153,16 +210,31 @@ class GraphReader:
             if row is not None:
                 found = str(row[0])
                 break
-            module, _, alias = current.rpartition("::")
-            nxt = self._db.execute(
-                "SELECT target FROM sym_imports WHERE module=? AND alias=? LIMIT 1",
-                (module, alias),
-            ).fetchone()
-            if nxt is None or nxt[0] == current:
+            nxt = self._imported(current)
+            if nxt is None or nxt == current:
                 break
-            current = str(nxt[0])
+            current = nxt
         self._known[candidate] = found
         return found
+
+    def _imported(self, symbol: str) -> str | None:
+        """`symbol` with its longest prefix that a `use` names replaced by what that
+        imports (`sync::mpsc::Sender::send` where `sync::mpsc` has `pub use
+        bounded::Sender`); None when no prefix is imported."""
+        segs = symbol.split("::")
+        pairs = [("::".join(segs[: i - 1]), segs[i - 1]) for i in range(len(segs), 0, -1)]
+        rows = self._db.execute(
+            "SELECT module, alias, target FROM sym_imports WHERE "
+            + " OR ".join(["(module=? AND alias=?)"] * len(pairs)),
+            [v for pair in pairs for v in pair],
+        )
+        imports: dict[tuple[str, str], str] = {}
+        for module, alias, target in rows:
+            imports.setdefault((str(module), str(alias)), str(target))
+        for i, pair in zip(range(len(segs), 0, -1), pairs, strict=True):
+            if pair in imports:
+                return "::".join((imports[pair], *segs[i:]))
+        return None
 
     def judge(self, targets: str, written: str, wanted: set[str], segs: tuple[str, ...]) -> str:
         """`resolved:SYMBOL`, `name`, or "" (another definition's) for one reference."""

@@ -359,7 +359,7 @@ def _walk_level(
         if child.type == "ERROR":
             stack.append((child, where, calls))
         elif child.type == "macro_invocation" and calls < MAX_MACRO_NESTING:
-            inner = invocation_items(child, walk.src)
+            inner = invocation_items(child, walk.src, uses=True)
             if inner is not None:  # items written in a macro call: its module's (or type's)
                 walk.trees.append(inner)
                 walk.expanded.update(c.start_byte for c in child.children if c.type == "token_tree")

@@ -345,10 +345,55 @@ def test_def_refs_callees_impls(graph_db: StateDB) -> None:
     # A re-export is followed: the bound and the method call by name come after.
     check_refs = ask(graph_db, "refs", "Check")
     assert [h["confidence"] for h in check_refs][:3] == ["resolved"] * 3
-    assert ask(graph_db, "refs", "Reexported") == []  # not a definition's name
+    # A name a `pub use … as` gives is followed to the definition it re-exports.
+    (frame,) = ask(graph_db, "def", "Reexported")
+    assert (frame["symbol"], frame["path"]) == ("codec::Frame", "src/codec.rs")
     # `f: &crate::codec::Frame` is written down, so `f.check()` resolves.
     typed = [(h["symbol"], h["confidence"]) for h in ask(graph_db, "callers", "Frame::check")]
     assert typed == [("app::via_frame", "resolved")]
+
+
+def test_paths_as_the_crates_users_write_them(tmp_path: Path) -> None:
+    """tokio's `mpsc::Sender` is `sync::mpsc::bounded::Sender`, re-exported by
+    `pub use`; a user copies `tokio::sync::mpsc::Sender::send` from the docs. Both found
+    nothing; a glob re-export, a `use` written in a macro call and the crate's own name
+    in front are followed too."""
+    files = {
+        "src/sync/mpsc/mod.rs": b"mod bounded;\npub use self::bounded::{channel, Sender};\n",
+        "src/sync/mpsc/bounded.rs": b"pub struct Sender;\nimpl Sender { pub fn send(&self) {} }\n"
+        b"pub fn channel() -> Sender { Sender }\n",
+        "src/sync/watch.rs": b"mod inner { pub fn subscribe() {} }\npub use self::inner::*;\n",
+        "src/app.rs": b"use crate::sync::mpsc;\nfn run(tx: &mpsc::Sender) { tx.send(); }\n",
+        "src/lib.rs": b"pub mod task;\ncfg_rt! {\n    pub use task::spawn;\n}\n",
+        "src/task/mod.rs": b"mod spawn;\npub use spawn::spawn;\n",
+        "src/task/spawn.rs": b"pub fn spawn() {}\n",
+    }
+    state = StateDB(tmp_path / "state.db")
+    try:
+        recs = [FileRecord(p, len(b), 1, 1, b"h", 0) for p, b in files.items()]
+        graphs = {p: rows_of(graph_of(p, b)) for p, b in files.items()}
+        state.record(recs, [], [], {}, graphs=graphs)
+
+        def ask_tokio(method: str, name: str) -> list[dict[str, Any]]:
+            reader = (state.graph_reader(), "/deps/tokio-1.24.2", None)
+            found: list[dict[str, Any]] = navigate([reader], method, name, 100)["results"]
+            return found
+
+        for name in ("mpsc::Sender", "tokio::sync::mpsc::Sender", "sync::mpsc::Sender"):
+            hits = [(h["symbol"], h["kind"]) for h in ask_tokio("def", name)]
+            assert hits == [("sync::mpsc::bounded::Sender", "struct")], name
+        send = ask_tokio("def", "tokio::sync::mpsc::Sender::send")
+        assert [h["symbol"] for h in send] == ["sync::mpsc::bounded::Sender::send"]
+        callers = ask_tokio("callers", "mpsc::Sender::send")
+        assert [(h["symbol"], h["confidence"]) for h in callers] == [("app::run", "resolved")]
+        assert [h["line"] for h in ask_tokio("def", "watch::subscribe")] == [1]
+        # `tokio::spawn`: a `use` in a macro call, and a module named after its fn.
+        spawn = {(h["symbol"], h["kind"]) for h in ask_tokio("def", "tokio::spawn")}
+        assert ("task::spawn::spawn", "fn") in spawn
+        assert ask_tokio("def", "mpsc::Receiver") == []
+        assert ask_tokio("def", "other::Sender") == []
+    finally:
+        state.close()
 
 
 def test_uses_under_another_name_are_references(tmp_path: Path) -> None:
