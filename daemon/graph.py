@@ -369,9 +369,12 @@ def _constructs(written: str) -> bool:
 
 
 def rank(hits: Iterable[NavHit]) -> list[NavHit]:
-    """Resolved answers first, then by root, path and line; each answer once."""
+    """Resolved answers first, modules after items (`tokio::spawn` is a fn and the
+    module it is written in), then by root, path and line; each answer once."""
     unique = dict.fromkeys(hits)
-    return sorted(unique, key=lambda h: (h.confidence != "resolved", h.root, h.path, h.line))
+    return sorted(
+        unique, key=lambda h: (h.confidence != "resolved", h.kind == "mod", h.root, h.path, h.line)
+    )
 
 
 def _well_formed(name: str) -> bool:
