@@ -37,6 +37,14 @@ _IMPL_SIDES = (
 )
 #: Import hops followed from a candidate to the definition it re-exports.
 _MAX_HOPS = 4
+#: The standard library's crates: a path into them names nothing a root defines.
+_STD_CRATES = frozenset({"std", "core", "alloc"})
+#: The standard library's types whose methods may be their pointee's (`x.m()` of an
+#: `Arc<Foo>` or a `MutexGuard<Foo>` is Foo's `m`).
+_POINTERS = frozenset(
+    {"Arc", "Rc", "Box", "ManuallyDrop", "Pin", "Cow", "Ref", "RefMut", "MutexGuard"}
+    | {"RwLockReadGuard", "RwLockWriteGuard"}
+)
 #: Spellings of a name tried for its definitions (`GraphReader.definitions`).
 _MAX_PATHS = 16
 #: A path to look up, and whether it starts at the crate's root (else it is a suffix).
@@ -123,6 +131,7 @@ class GraphReader:
         self._root_name = PurePosixPath(root).name
         #: `name version` of a dependency root: every hit of it names that crate.
         self._crate = crate
+        self._names = _crate_names(crate.split()[0] if crate else self._root_name)
         self._known: dict[str, str | None] = {}
 
     def _hit(self, path: str, line: int, symbol: str, kind: str, conf: str, via: str) -> NavHit:
@@ -155,7 +164,7 @@ class GraphReader:
         a suffix of one), each from the crate's root: without the crate's name in front,
         and with a prefix that a module imports (`mpsc::Sender` where `mpsc` has `pub use
         bounded::Sender`, or `pub use bounded::*`) replaced by what it imports."""
-        if not anchored and len(segs) > 1 and segs[0] in self._crate_names():
+        if not anchored and len(segs) > 1 and segs[0] in self._names:
             yield segs[1:], True
         for i in range(len(segs), 0, -1):
             module = "::".join(segs[: i - 1])
@@ -171,12 +180,6 @@ class GraphReader:
                     continue
                 head = path_segments(str(target))
                 yield ((*head, *segs[i:]) if alias != "*" else (*head, *segs[i - 1 :])), True
-
-    def _crate_names(self) -> set[str]:
-        """What the crate's users call it: a dependency's name, else the root folder's
-        (without a `-1.2.3` version)."""
-        name = self._crate.split()[0] if self._crate else self._root_name
-        return {name.replace("-", "_"), _VERSIONED.sub("", name).replace("-", "_")}
 
     def _defined(
         self, segs: tuple[str, ...], anchored: bool = False
@@ -197,52 +200,69 @@ class GraphReader:
         ]
 
     def resolve(self, candidate: str) -> str | None:
-        """The defined symbol a candidate names, through `use` re-exports; None when no
-        file of the root defines it."""
-        if candidate in self._known:
-            return self._known[candidate]
-        found: str | None = None
-        current = candidate
-        for _ in range(_MAX_HOPS):
-            row = self._db.execute(
-                "SELECT symbol FROM sym_defs WHERE symbol=? LIMIT 1", (current,)
-            ).fetchone()
-            if row is not None:
-                found = str(row[0])
-                break
-            nxt = self._imported(current)
-            if nxt is None or nxt == current:
-                break
-            current = nxt
-        self._known[candidate] = found
-        return found
+        """The defined symbol a candidate names, through `use` re-exports and globs;
+        None when no file of the root defines it."""
+        if candidate not in self._known:
+            self._known[candidate] = self._follow(candidate, _MAX_HOPS)
+        return self._known[candidate]
 
-    def _imported(self, symbol: str) -> str | None:
+    def _follow(self, current: str, hops: int) -> str | None:
+        row = self._db.execute(
+            "SELECT symbol FROM sym_defs WHERE symbol=? LIMIT 1", (current,)
+        ).fetchone()
+        if row is not None:
+            return str(row[0])
+        if hops == 0:
+            return None
+        for nxt in self._imported(current):
+            if nxt != current and (found := self._follow(nxt, hops - 1)) is not None:
+                return found
+        return None
+
+    def _imported(self, symbol: str) -> list[str]:
         """`symbol` with its longest prefix that a `use` names replaced by what that
         imports (`sync::mpsc::Sender::send` where `sync::mpsc` has `pub use
-        bounded::Sender`); None when no prefix is imported."""
+        bounded::Sender`); else with a module's glob opened (`loom::sync::Mutex` where
+        `loom` has `pub use self::std::*`), one spelling per glob."""
         segs = symbol.split("::")
         pairs = [("::".join(segs[: i - 1]), segs[i - 1]) for i in range(len(segs), 0, -1)]
         rows = self._db.execute(
             "SELECT module, alias, target FROM sym_imports WHERE "
-            + " OR ".join(["(module=? AND alias=?)"] * len(pairs)),
+            + " OR ".join(["(module=? AND alias IN (?, '*'))"] * len(pairs)),
             [v for pair in pairs for v in pair],
         )
         imports: dict[tuple[str, str], str] = {}
+        globs: list[tuple[int, str]] = []
         for module, alias, target in rows:
-            imports.setdefault((str(module), str(alias)), str(target))
+            if alias == "*":
+                depth = len(str(module).split("::")) if module else 0
+                globs.append((depth, str(target)))
+            else:
+                imports.setdefault((str(module), str(alias)), str(target))
         for i, pair in zip(range(len(segs), 0, -1), pairs, strict=True):
             if pair in imports:
-                return "::".join((imports[pair], *segs[i:]))
-        return None
+                return ["::".join((imports[pair], *segs[i:]))]
+        globs.sort(key=lambda g: -g[0])  # the innermost module's globs first
+        return ["::".join((target, *segs[depth:])) for depth, target in globs]
 
     def judge(self, targets: str, written: str, wanted: set[str], segs: tuple[str, ...]) -> str:
-        """`resolved:SYMBOL`, `name`, or "" (another definition's) for one reference."""
+        """`resolved:SYMBOL`, `name`, or "" (another definition's) for one reference.
+        Asked for a path (`Mutex::lock`), a reference whose written type is the standard
+        library's (`self.inner.lock()` of a `std::sync::Mutex` field) is not the root's;
+        asked for a bare name, it counts by name as any other."""
         resolved = [r for c in targets.split("\n") if c and (r := self.resolve(c)) is not None]
         for r in resolved:
             if r in wanted:
                 return "resolved:" + r
         if resolved:
+            return ""
+        first = tuple(targets.partition("\n")[0].split("::"))
+        if (
+            len(segs) > 1
+            and first[0] in _STD_CRATES
+            and first[0] not in self._names
+            and (len(first) < 2 or first[-2] not in _POINTERS)  # `Arc::clone(&x).m()`
+        ):
             return ""
         return "name" if agrees(written, segs) else ""
 
@@ -360,6 +380,12 @@ class GraphReader:
                 conf = verdict.partition(":")[0]
                 out.append(self._hit(str(path), int(line), symbol, "impl", conf, str(written)))
         return out
+
+
+def _crate_names(name: str) -> frozenset[str]:
+    """What a crate's users call it, from a dependency's name or a root folder's (without
+    a `-1.2.3` version)."""
+    return frozenset({name.replace("-", "_"), _VERSIONED.sub("", name).replace("-", "_")})
 
 
 def _constructs(written: str) -> bool:

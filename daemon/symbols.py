@@ -28,6 +28,7 @@ from daemon.chunker import (
     module_path,
     normalize,
 )
+from daemon.fields import FieldTypes, struct_fields, type_path, value_type
 from daemon.parsing import parse_rust
 from daemon.resolve import Scope, candidates, crate_prefix, path_segments, use_entries
 from ipc.kinds import NODE_KINDS
@@ -106,6 +107,9 @@ _QUERY = """
 (call_expression function: (field_expression value: (self) field: (field_identifier) @self_method))
 (call_expression function: (field_expression value: (identifier) field: (field_identifier))
     @recv_method)
+(call_expression function: (field_expression
+    value: (field_expression value: (self) field: (field_identifier))
+    field: (field_identifier)) @recv_method)
 (call_expression function: (field_expression field: (field_identifier) @method))
 (call_expression function: (generic_function
     function: (field_expression field: (field_identifier) @method)))
@@ -223,6 +227,14 @@ class Walk:
     #: Start bytes of macro calls' token trees parsed as items (`invocation_items`):
     #: their references come from the parse, not from the tokens' shapes.
     expanded: set[int] = field(default_factory=set)
+    _fields: FieldTypes | None = None
+
+    def field_types(self) -> FieldTypes:
+        """The file's struct fields (`daemon.fields`), read from its own tree (not its
+        macros' bodies) when a `self.field.method()` first asks."""
+        if self._fields is None:
+            self._fields = struct_fields(self.trees[0], self.src) if self.trees else {}
+        return self._fields
 
 
 @functools.lru_cache(maxsize=1)
@@ -470,37 +482,21 @@ def _param_bindings(
     for p in params.named_children if params is not None else ():
         pattern, ty = p.child_by_field_name("pattern"), p.child_by_field_name("type")
         if p.type == "parameter" and pattern is not None and pattern.type == "identifier":
-            segs = _type_path(ty, src, generics) if ty is not None else ()
+            segs = type_path(ty, src, generics) if ty is not None else ()
             if segs:
                 yield _text(pattern, src), segs
 
 
-def _type_path(node: tree_sitter.Node, src: bytes, generics: frozenset[str]) -> tuple[str, ...]:
-    """The path of a written type (`&mut Foo<T>` -> Foo), or () for a type parameter,
-    a trait object or anything else that names no item."""
-    inner = _strip_type(node)
-    if inner.type not in ("type_identifier", "scoped_type_identifier"):
-        return ()
-    segs = path_segments(_text(inner, src))
-    return segs if segs and segs[0] not in generics else ()
-
-
 def _bind_let(node: tree_sitter.Node, src: bytes, inside: _Def) -> None:
-    """`let x: Foo`, `let x = Foo::new()`, `let x = Foo { .. }`: x is a Foo (a path's
-    owner counts only when capitalised, as a type is)."""
+    """`let x: Foo`, `let x = Foo::new()`, `let x = Foo { .. }`, `let x =
+    Arc::new(Foo::new())`: x is a Foo (`daemon.fields.value_type`)."""
     pattern = node.child_by_field_name("pattern")
     ty, value = node.child_by_field_name("type"), node.child_by_field_name("value")
     segs: tuple[str, ...] = ()
     if ty is not None:
-        segs = _type_path(ty, src, inside.generics)
-    elif value is not None and value.type == "call_expression":
-        f = value.child_by_field_name("function")
-        path = path_segments(_text(f, src)) if f is not None else ()
-        if len(path) >= 2 and path[-2][:1].isupper():
-            segs = path[:-1]
-    elif value is not None and value.type == "struct_expression":
-        name = value.child_by_field_name("name")
-        segs = path_segments(_text(name, src)) if name is not None else ()
+        segs = type_path(ty, src, inside.generics)
+    elif value is not None:
+        segs = value_type(value, src)
     if pattern is not None and segs:
         inside.bindings()[_text(pattern, src)] = segs
 
@@ -612,7 +608,7 @@ def _references(walk: Walk, scope: Scope, hits: list[Hit]) -> list[Reference]:
         if capture == "tt":
             out.extend(_token_tree_refs(node, src, memo, inside, generics))
         elif capture == "recv_method":
-            out.extend(_receiver_call(node, src, scope, inside))
+            out.extend(_receiver_call(node, walk, scope, inside))
         else:
             written = src[pos:end].decode("utf-8", "replace")
             line = node.start_point.row + 1
@@ -659,19 +655,31 @@ def _qualifier_kind(name: str) -> str:
 
 
 def _receiver_call(
-    node: tree_sitter.Node, src: bytes, scope: Scope, inside: _Def | None
+    node: tree_sitter.Node, walk: Walk, scope: Scope, inside: _Def | None
 ) -> Iterator[Reference]:
-    """`x.name(..)`: a method of x's type when the fn wrote it down, else by name."""
+    """`x.name(..)`, `self.x.name(..)`: a method of the receiver's type when the code
+    wrote that type down, else by name."""
     recv, fld = node.child_by_field_name("value"), node.child_by_field_name("field")
     if recv is None or fld is None:
         return
-    name = _text(fld, src)
-    bound = inside.bindings().get(_text(recv, src)) if inside is not None else None
+    name = _text(fld, walk.src)
+    bound = _receiver_type(recv, walk, inside) if inside is not None else None
     targets: tuple[str, ...] = ()
     if bound and inside is not None:
         targets = candidates((*bound, name), scope, inside.module, inside.self_path)
     where = inside.out.symbol if inside is not None else scope.module_symbol
     yield Reference(name, name, "method", fld.start_point.row + 1, where, targets)
+
+
+def _receiver_type(recv: tree_sitter.Node, walk: Walk, inside: _Def) -> tuple[str, ...] | None:
+    """The written type of a local or parameter (`x`), or of a field of `self`
+    (`self.x`, as the file's struct declares it)."""
+    if recv.type == "identifier":
+        return inside.bindings().get(_text(recv, walk.src))
+    field_node = recv.child_by_field_name("field")
+    if not inside.self_path or field_node is None:
+        return None
+    return walk.field_types().get(inside.self_path[-1], {}).get(_text(field_node, walk.src))
 
 
 def _token_tree_refs(

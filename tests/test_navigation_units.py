@@ -459,6 +459,60 @@ fn f(c: &mut Client, n: impl Fn()) {
     assert got[("send", 10)] == ()
 
 
+def test_method_calls_on_fields_of_self_follow_the_fields_type(tmp_path: Path) -> None:
+    """tokio's `callers Mutex::lock` listed 125 calls by name, most of them `.lock()` of
+    a loom or std mutex in a field: `self.s.acquire(1)` is the field's type's method,
+    through `Arc<…>` and `Arc::new(…)` too; asked for a path, a call on a std type is
+    left out; asked for a bare name, it still counts by name."""
+    mutex = b"""use crate::sync::batch_semaphore as semaphore;
+use std::sync::Mutex as StdMutex;
+use std::sync::Arc;
+pub struct Mutex<T> { s: semaphore::Semaphore, c: T }
+impl<T> Mutex<T> {
+    pub fn lock(&self) {
+        self.s.acquire(1);
+    }
+}
+pub struct Pipe { inner: Arc<StdMutex<u8>>, ours: Arc<Mutex<u8>> }
+impl Pipe {
+    fn read(&self) {
+        self.inner.lock();
+        self.ours.lock();
+    }
+}
+fn make() {
+    let m = Arc::new(Mutex::new());
+    m.lock();
+}
+"""
+    files = {
+        "src/sync/mutex.rs": mutex,
+        "src/sync/batch_semaphore.rs": b"pub struct Semaphore;\n"
+        b"impl Semaphore { pub fn acquire(&self, n: u32) {} }\n",
+        "src/sync/other.rs": b"pub struct Other;\nimpl Other { pub fn acquire(&self) {} }\n",
+    }
+    state = StateDB(tmp_path / "state.db")
+    try:
+        recs = [FileRecord(p, len(b), 1, 1, b"h", 0) for p, b in files.items()]
+        graphs = {p: rows_of(graph_of(p, b)) for p, b in files.items()}
+        state.record(recs, [], [], {}, graphs=graphs)
+
+        def callers(name: str) -> list[tuple[str, int, str]]:
+            return [(h["symbol"], h["line"], h["confidence"]) for h in ask(state, "callers", name)]
+
+        assert callers("batch_semaphore::Semaphore::acquire") == [
+            ("sync::mutex::Mutex::lock", 7, "resolved")
+        ]
+        assert callers("Other::acquire") == []
+        assert callers("sync::mutex::Mutex::lock") == [
+            ("sync::mutex::Pipe::read", 14, "resolved"),
+            ("sync::mutex::make", 19, "resolved"),
+        ]
+        assert ("sync::mutex::Pipe::read", 13, "name") in callers("lock")
+    finally:
+        state.close()
+
+
 def test_calls_inside_macro_arguments_are_references() -> None:
     src = b'fn t() {\n    assert_eq!(parse("f(x)"),\n        crate::a::b(1).len());\n}\n'
     got = {(r.written, r.kind, r.line) for r in extract("src/lib.rs", src).refs}

@@ -289,13 +289,16 @@ def test_edits_of_real_files_equal_a_full_rechunk() -> None:
 
 def test_an_edited_files_graph_follows_its_scope() -> None:
     """Unchanged items keep their references only while the file's scope does: a `use`
-    deleted (or a definition added) changes what their names resolve to."""
+    deleted (or a definition added, or a field's type changed) changes what their names
+    resolve to."""
     base = (
         "use std::cell::Cell;\n\nfn a() -> Cell<u8> { Cell::new(1) }\n\n"
-        "fn b() { a(); }\n\nfn c() { helper(); }\n"
+        "fn b() { a(); }\n\nfn c() { helper(); }\n\nstruct S { f: Cell<u8> }\n\n"
+        "impl S { fn g(&self) { self.f.get(); } }\n"
     )
     edits = [
         base.replace("helper();", "helper(); b();"),  # one item changed
+        base.replace("f: Cell<u8>", "f: Local"),  # a field's type: `self.f.get()` is Local's
         base.replace("use std::cell::Cell;\n", ""),  # a use gone
         base.replace("fn c()", "fn helper() {}\nfn c()"),  # a definition added
         "\n\n" + base,  # every item moved

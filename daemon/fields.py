@@ -1,0 +1,120 @@
+"""The written types of a file's struct fields, the item a written type names, and the
+item a `let`'s value builds.
+
+`self.inner.lock()` calls a method of the `inner` field's type: with that type known,
+`callers tokio::sync::Mutex::lock` can leave out the `.lock()` of a `std::sync::Mutex`
+field instead of listing every `.lock()` of the crate by name. Pure functions of a
+file's syntax tree; the struct and the `impl` are matched by the struct's name within
+the file (where Rust code keeps them together), and a name two structs of one file
+share is left out rather than guessed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+import tree_sitter
+
+from daemon.resolve import path_segments
+
+#: Struct name -> field name -> the path of the field's type as written.
+FieldTypes = dict[str, dict[str, tuple[str, ...]]]
+
+#: Pointers a method call sees through (`Arc<Mutex<T>>`: `.lock()` is Mutex's), as
+#: written bare or from std.
+_DEREF = frozenset(
+    {
+        *("Box", "Arc", "Rc", "ManuallyDrop", "Pin"),
+        *("std::sync::Arc", "std::rc::Rc", "std::boxed::Box", "std::pin::Pin"),
+    }
+)
+#: Wrappers read through before giving up on a type (`&&mut Arc<Box<T>>`).
+_MAX_WRAPPERS = 8
+
+
+def struct_fields(root: tree_sitter.Node, src: bytes) -> FieldTypes:
+    """Each struct of the file's modules (inline ones too; not those written in fn or
+    macro bodies) with the fields whose type names an item; structs of the same name are
+    left out. A walk over items only: an edit of a 1 MB file runs it every time."""
+    out: FieldTypes = {}
+    shared: set[str] = set()
+    stack = [root]
+    while stack:
+        for node in stack.pop().children:
+            if node.type == "mod_item" and (body := node.child_by_field_name("body")):
+                stack.append(body)
+            name_node = node.child_by_field_name("name") if node.type == "struct_item" else None
+            if name_node is None:
+                continue
+            name = _text(name_node, src)
+            if name in out:
+                shared.add(name)
+            out[name] = _fields(node, src)
+    for name in shared:
+        del out[name]
+    return out
+
+
+def _fields(node: tree_sitter.Node, src: bytes) -> dict[str, tuple[str, ...]]:
+    params = node.child_by_field_name("type_parameters")
+    generics = {
+        _text(n, src)
+        for p in (params.named_children if params is not None else ())
+        if (n := p.child_by_field_name("name") or p).type == "type_identifier"
+    }
+    body = node.child_by_field_name("body")
+    fields: dict[str, tuple[str, ...]] = {}
+    for decl in body.named_children if body is not None else ():
+        name, ty = decl.child_by_field_name("name"), decl.child_by_field_name("type")
+        if decl.type == "field_declaration" and name is not None and ty is not None:
+            segs = type_path(ty, src, generics)
+            if segs:
+                fields[_text(name, src)] = segs
+    return fields
+
+
+def type_path(node: tree_sitter.Node, src: bytes, generics: Collection[str]) -> tuple[str, ...]:
+    """The path of the item a written type names, as a method call sees it: `&mut
+    Foo<T>` and `Arc<Box<Foo>>` name Foo; () for a type parameter, a trait object, a
+    tuple or anything else that names no item."""
+    for _ in range(_MAX_WRAPPERS):
+        if node.type in ("reference_type", "pointer_type"):
+            inner = node.child_by_field_name("type")
+        elif node.type == "generic_type":
+            inner = node.child_by_field_name("type")
+            args = node.child_by_field_name("type_arguments")
+            if inner is not None and args is not None and _text(inner, src) in _DEREF:
+                inner = next((a for a in args.named_children if a.type != "lifetime"), inner)
+        else:
+            break
+        if inner is None:
+            return ()
+        node = inner
+    if node.type not in ("type_identifier", "scoped_type_identifier"):
+        return ()
+    segs = path_segments(_text(node, src))
+    return segs if segs and segs[0] not in generics else ()
+
+
+def value_type(node: tree_sitter.Node, src: bytes) -> tuple[str, ...]:
+    """The path of the item a value expression builds, where its shape says so: `Foo {
+    .. }`, `Foo::new()` (any call of a capitalised path's fn, as constructors are
+    written), and through `Arc::new(…)`, `Rc::new(…)`, `Box::new(…)` what they wrap."""
+    for _ in range(_MAX_WRAPPERS):
+        if node.type == "struct_expression":
+            name = node.child_by_field_name("name")
+            return path_segments(_text(name, src)) if name is not None else ()
+        f = node.child_by_field_name("function") if node.type == "call_expression" else None
+        path = path_segments(_text(f, src)) if f is not None else ()
+        if len(path) < 2 or not path[-2][:1].isupper():
+            return ()
+        args = node.child_by_field_name("arguments")
+        first = args.named_children[0] if args is not None and args.named_children else None
+        if path[-1] != "new" or "::".join(path[:-1]) not in _DEREF or first is None:
+            return path[:-1]
+        node = first
+    return ()
+
+
+def _text(node: tree_sitter.Node, src: bytes) -> str:
+    return src[node.start_byte : node.end_byte].decode("utf-8", "replace")
