@@ -1,0 +1,145 @@
+"""What a name or a candidate path names in one root's symbol graph: the definitions a
+name asked for means (written as a suffix, or as the crate's users write it: the crate's
+own name in front, a path through `pub use` re-exports and globs), and the definition a
+reference's candidate symbol resolves to through the imports."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import apsw
+
+from daemon.resolve import path_segments
+
+#: Import hops followed from a candidate to the definition it re-exports.
+_MAX_HOPS = 4
+#: Spellings of a name tried for its definitions (`Names.definitions`).
+_MAX_PATHS = 16
+#: A path to look up, and whether it starts at the crate's root (else it is a suffix).
+_Spelling = tuple[tuple[str, ...], bool]
+_VERSIONED = re.compile(r"-\d+(\.\d+)*([-+][\w.]+)?$")
+#: (path, symbol, kind, line, end_line) of a definition.
+Definition = tuple[str, str, str, int, int]
+
+
+class Names:
+    """Name lookups over one root's graph through the calling thread's read connection;
+    what a candidate resolves to is remembered for the reader's life (one request)."""
+
+    def __init__(self, conn: apsw.Connection, crate: str) -> None:
+        self._db = conn
+        #: What the crate's users call it (`tokio`, from `tokio-1.24.2`).
+        self.crate = _crate_names(crate)
+        self._known: dict[str, str | None] = {}
+
+    def definitions(self, segs: tuple[str, ...]) -> list[Definition]:
+        """(path, symbol, kind, line, end_line) of the definitions `segs` names: as
+        written (a path suffix), else as the crate's users write it: the crate's own name
+        in front (`tokio::spawn` is the crate root's `spawn`), a path through `pub use`
+        re-exports (`tokio::sync::mpsc::Sender` is `sync::mpsc::bounded::Sender`)."""
+        first: _Spelling = (segs, False)
+        seen, queue = {first}, [first]
+        while queue and len(seen) <= _MAX_PATHS:
+            spelling = queue.pop(0)
+            found = self._defined(*spelling)
+            if found and any(kind != "mod" for _p, _s, kind, _a, _b in found):
+                return found
+            if found:  # `mod spawn; pub use spawn::spawn;`: the fn the path imports too
+                imported = [d for o in self._public_paths(*spelling) for d in self._defined(*o)]
+                return [d for d in imported if d[2] != "mod"] + found
+            for other in self._public_paths(*spelling):
+                if other not in seen:
+                    seen.add(other)
+                    queue.append(other)
+        return []
+
+    def _public_paths(self, segs: tuple[str, ...], anchored: bool) -> Iterator[_Spelling]:
+        """Other spellings of `segs` (a path from the crate's root when `anchored`, else
+        a suffix of one), each from the crate's root: without the crate's name in front,
+        and with a prefix that a module imports (`mpsc::Sender` where `mpsc` has `pub use
+        bounded::Sender`, or `pub use bounded::*`) replaced by what it imports."""
+        if not anchored and len(segs) > 1 and segs[0] in self.crate:
+            yield segs[1:], True
+        for i in range(len(segs), 0, -1):
+            module = "::".join(segs[: i - 1])
+            specific = anchored or bool(module)  # a glob counts in a module the path names
+            rows = self._db.execute(
+                "SELECT module, alias, target FROM sym_imports WHERE alias IN (?, ?)",
+                (segs[i - 1], "*" if specific else segs[i - 1]),
+            )
+            for mod, alias, target in rows:
+                if (anchored and mod != module) or (
+                    module and not (mod == module or str(mod).endswith("::" + module))
+                ):
+                    continue
+                head = path_segments(str(target))
+                yield ((*head, *segs[i:]) if alias != "*" else (*head, *segs[i - 1 :])), True
+
+    def _defined(self, segs: tuple[str, ...], anchored: bool = False) -> list[Definition]:
+        """The definitions whose symbol is `segs` (or, unless `anchored`, ends with it)."""
+        if not segs:
+            return []
+        want = "::".join(segs)
+        rows = self._db.execute(
+            "SELECT f.path, d.symbol, d.kind, d.line, d.end_line FROM sym_defs d "
+            "JOIN sym_files f ON f.id = d.file WHERE d.name=? ORDER BY f.path, d.line",
+            (segs[-1],),
+        )
+        return [
+            (str(p), str(s), str(k), int(a), int(b))
+            for p, s, k, a, b in rows
+            if s == want or (not anchored and str(s).endswith("::" + want))
+        ]
+
+    def resolve(self, candidate: str) -> str | None:
+        """The defined symbol a candidate names, through `use` re-exports and globs;
+        None when no file of the root defines it."""
+        if candidate not in self._known:
+            self._known[candidate] = self._follow(candidate, _MAX_HOPS)
+        return self._known[candidate]
+
+    def _follow(self, current: str, hops: int) -> str | None:
+        row = self._db.execute(
+            "SELECT symbol FROM sym_defs WHERE symbol=? LIMIT 1", (current,)
+        ).fetchone()
+        if row is not None:
+            return str(row[0])
+        if hops == 0:
+            return None
+        for nxt in self._imported(current):
+            if nxt != current and (found := self._follow(nxt, hops - 1)) is not None:
+                return found
+        return None
+
+    def _imported(self, symbol: str) -> list[str]:
+        """`symbol` with its longest prefix that a `use` names replaced by what that
+        imports (`sync::mpsc::Sender::send` where `sync::mpsc` has `pub use
+        bounded::Sender`); else with a module's glob opened (`loom::sync::Mutex` where
+        `loom` has `pub use self::std::*`), one spelling per glob."""
+        segs = symbol.split("::")
+        pairs = [("::".join(segs[: i - 1]), segs[i - 1]) for i in range(len(segs), 0, -1)]
+        rows = self._db.execute(
+            "SELECT module, alias, target FROM sym_imports WHERE "
+            + " OR ".join(["(module=? AND alias IN (?, '*'))"] * len(pairs)),
+            [v for pair in pairs for v in pair],
+        )
+        imports: dict[tuple[str, str], str] = {}
+        globs: list[tuple[int, str]] = []
+        for module, alias, target in rows:
+            if alias == "*":
+                depth = len(str(module).split("::")) if module else 0
+                globs.append((depth, str(target)))
+            else:
+                imports.setdefault((str(module), str(alias)), str(target))
+        for i, pair in zip(range(len(segs), 0, -1), pairs, strict=True):
+            if pair in imports:
+                return ["::".join((imports[pair], *segs[i:]))]
+        globs.sort(key=lambda g: -g[0])  # the innermost module's globs first
+        return ["::".join((target, *segs[depth:])) for depth, target in globs]
+
+
+def _crate_names(name: str) -> frozenset[str]:
+    """What a crate's users call it, from a dependency's name or a root folder's (without
+    a `-1.2.3` version)."""
+    return frozenset({name.replace("-", "_"), _VERSIONED.sub("", name).replace("-", "_")})
