@@ -6,14 +6,17 @@ reference's candidate symbol resolves to through the imports."""
 from __future__ import annotations
 
 import re
+from collections import deque
 from collections.abc import Iterator
 
 import apsw
 
 from daemon.resolve import path_segments
 
-#: Import hops followed from a candidate to the definition it re-exports.
+#: Import hops followed from a candidate to the definition it re-exports, and how many
+#: spellings of it are looked up at most.
 _MAX_HOPS = 4
+MAX_LOOKUPS = 48
 #: Spellings of a name tried for its definitions (`Names.definitions`).
 _MAX_PATHS = 16
 #: A path to look up, and whether it starts at the crate's root (else it is a suffix).
@@ -93,23 +96,29 @@ class Names:
         ]
 
     def resolve(self, candidate: str) -> str | None:
-        """The defined symbol a candidate names, through `use` re-exports and globs;
-        None when no file of the root defines it."""
+        """The defined symbol a candidate names, through `use` re-exports and globs
+        (breadth first, each spelling once, at most `MAX_LOOKUPS` of them: a module of
+        many globs would otherwise multiply the spellings at every hop); None when no
+        file of the root defines it."""
         if candidate not in self._known:
-            self._known[candidate] = self._follow(candidate, _MAX_HOPS)
+            self._known[candidate] = self._follow(candidate)
         return self._known[candidate]
 
-    def _follow(self, current: str, hops: int) -> str | None:
-        row = self._db.execute(
-            "SELECT symbol FROM sym_defs WHERE symbol=? LIMIT 1", (current,)
-        ).fetchone()
-        if row is not None:
-            return str(row[0])
-        if hops == 0:
-            return None
-        for nxt in self._imported(current):
-            if nxt != current and (found := self._follow(nxt, hops - 1)) is not None:
-                return found
+    def _follow(self, candidate: str) -> str | None:
+        seen, queue = {candidate}, deque([(candidate, 0)])
+        for _lookup in range(MAX_LOOKUPS):
+            if not queue:
+                break
+            current, hops = queue.popleft()
+            row = self._db.execute(
+                "SELECT symbol FROM sym_defs WHERE symbol=? LIMIT 1", (current,)
+            ).fetchone()
+            if row is not None:
+                return str(row[0])
+            if hops < _MAX_HOPS:
+                fresh = [s for s in self._imported(current) if s not in seen]
+                seen.update(fresh)
+                queue.extend((s, hops + 1) for s in fresh)
         return None
 
     def _imported(self, symbol: str) -> list[str]:

@@ -10,6 +10,7 @@ import apsw
 import pytest
 
 from daemon.graph import agrees, graph_of, name_segments, navigate
+from daemon.graph_names import MAX_LOOKUPS, Names
 from daemon.graph_rows import rows_of
 from daemon.resolve import path_segments
 from daemon.state import GRAPH_TABLES, ChunkRow, FileRecord, StateDB
@@ -509,6 +510,43 @@ fn make() {
             ("sync::mutex::make", 19, "resolved"),
         ]
         assert ("sync::mutex::Pipe::read", 13, "name") in callers("lock")
+    finally:
+        state.close()
+
+
+class _CountingConnection:
+    """A read connection that counts the queries made through it."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn, self.queries = conn, 0
+
+    def execute(self, *args: Any) -> Any:
+        self.queries += 1
+        return self._conn.execute(*args)
+
+
+def test_resolution_through_many_globs_is_bounded(tmp_path: Path) -> None:
+    """A crate root of 40 `pub use mN::*` whose modules each `pub use super::*`: each
+    hop multiplied the spellings by 40 (40^4 lookups for a name defined nowhere); the
+    name defined in the last module is still found, one defined nowhere only by name."""
+    n = 40
+    files = {"src/lib.rs": "".join(f"mod m{i};\npub use m{i}::*;\n" for i in range(n)).encode()}
+    for i in range(n):
+        body = "pub use super::*;\n" + ("pub struct Deep;\n" if i == n - 1 else "")
+        files[f"src/m{i}.rs"] = body.encode()
+    files["src/user.rs"] = b"use crate::Deep;\nuse crate::Nowhere;\nfn f(d: Deep, x: Nowhere) {}\n"
+    state = StateDB(tmp_path / "state.db")
+    try:
+        recs = [FileRecord(p, len(b), 1, 1, b"h", 0) for p, b in files.items()]
+        graphs = {p: rows_of(graph_of(p, b)) for p, b in files.items()}
+        state.record(recs, [], [], {}, graphs=graphs)
+        refs = {(h["line"], h["confidence"]) for h in ask(state, "refs", "m39::Deep")}
+        assert (3, "resolved") in refs
+        nowhere = ask(state, "refs", "crate::Nowhere")  # by name only
+        assert nowhere and {h["confidence"] for h in nowhere} == {"name"}
+        counting = _CountingConnection(state.graph_reader())
+        assert Names(counting, "proj").resolve("Nowhere") is None
+        assert counting.queries <= 2 * MAX_LOOKUPS  # a definition and an import query each
     finally:
         state.close()
 
