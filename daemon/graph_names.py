@@ -16,7 +16,7 @@ from daemon.resolve import path_segments
 #: Import hops followed from a candidate to the definition it re-exports, and how many
 #: spellings of it are looked up at most.
 _MAX_HOPS = 4
-MAX_LOOKUPS = 48
+MAX_LOOKUPS = 32
 #: Spellings of a name tried for its definitions (`Names.definitions`).
 _MAX_PATHS = 16
 #: A path to look up, and whether it starts at the crate's root (else it is a suffix).
@@ -35,6 +35,8 @@ class Names:
         #: What the crate's users call it (`tokio`, from `tokio-1.24.2`).
         self.crate = _crate_names(crate)
         self._known: dict[str, str | None] = {}
+        self._exists: dict[str, bool] = {}
+        self._spellings: dict[str, list[str]] = {}
 
     def definitions(self, segs: tuple[str, ...]) -> list[Definition]:
         """(path, symbol, kind, line, end_line) of the definitions `segs` names: as
@@ -96,12 +98,16 @@ class Names:
         ]
 
     def resolve(self, candidate: str) -> str | None:
-        """The defined symbol a candidate names, through `use` re-exports and globs
-        (breadth first, each spelling once, at most `MAX_LOOKUPS` of them: a module of
-        many globs would otherwise multiply the spellings at every hop); None when no
-        file of the root defines it."""
+        """The defined symbol a candidate names (a path from the crate's own name too, as
+        its tests and examples write them), through `use` re-exports and the globs that
+        hold the next name (breadth first, each spelling once, at most `MAX_LOOKUPS` of
+        them: a module of many globs would otherwise multiply the spellings at every
+        hop); None when no file of the root defines it."""
         if candidate not in self._known:
-            self._known[candidate] = self._follow(candidate)
+            head, _, rest = candidate.partition("::")
+            own = rest if rest and head in self.crate else None  # `nom::bytes::tag` in tests
+            found = self._follow(own) if own is not None else None
+            self._known[candidate] = found if found is not None else self._follow(candidate)
         return self._known[candidate]
 
     def _follow(self, candidate: str) -> str | None:
@@ -110,22 +116,35 @@ class Names:
             if not queue:
                 break
             current, hops = queue.popleft()
-            row = self._db.execute(
-                "SELECT symbol FROM sym_defs WHERE symbol=? LIMIT 1", (current,)
-            ).fetchone()
-            if row is not None:
-                return str(row[0])
+            if self._defined_exactly(current):
+                return current
             if hops < _MAX_HOPS:
                 fresh = [s for s in self._imported(current) if s not in seen]
                 seen.update(fresh)
                 queue.extend((s, hops + 1) for s in fresh)
         return None
 
+    def _defined_exactly(self, symbol: str) -> bool:
+        if symbol not in self._exists:
+            self._exists[symbol] = (
+                self._db.execute(
+                    "SELECT 1 FROM sym_defs WHERE symbol=? LIMIT 1", (symbol,)
+                ).fetchone()
+                is not None
+            )
+        return self._exists[symbol]
+
     def _imported(self, symbol: str) -> list[str]:
         """`symbol` with its longest prefix that a `use` names replaced by what that
         imports (`sync::mpsc::Sender::send` where `sync::mpsc` has `pub use
         bounded::Sender`); else with a module's glob opened (`loom::sync::Mutex` where
-        `loom` has `pub use self::std::*`), one spelling per glob."""
+        `loom` has `pub use self::std::*`), one spelling per glob. Remembered: the
+        candidates of one request share most of their spellings."""
+        if symbol not in self._spellings:
+            self._spellings[symbol] = self._read_imports(symbol)
+        return self._spellings[symbol]
+
+    def _read_imports(self, symbol: str) -> list[str]:
         segs = symbol.split("::")
         pairs = [("::".join(segs[: i - 1]), segs[i - 1]) for i in range(len(segs), 0, -1)]
         rows = self._db.execute(
@@ -145,7 +164,26 @@ class Names:
             if pair in imports:
                 return ["::".join((imports[pair], *segs[i:]))]
         globs.sort(key=lambda g: -g[0])  # the innermost module's globs first
-        return ["::".join((target, *segs[depth:])) for depth, target in globs]
+        holding = self._holding(globs, segs)
+        return ["::".join((t, *segs[d:])) for d, t in globs if (d, t) in holding]
+
+    def _holding(self, globs: list[tuple[int, str]], segs: list[str]) -> set[tuple[int, str]]:
+        """The globs (depth in the path, module opened) whose module defines or imports
+        the path's next name: only those are worth following (two queries a depth)."""
+        out: set[tuple[int, str]] = set()
+        for depth in {d for d, _t in globs}:
+            name = segs[depth]
+            targets = {t for d, t in globs if d == depth}
+            rows = self._db.execute("SELECT symbol FROM sym_defs WHERE name=?", (name,))
+            defined = {str(r[0]) for r in rows}
+            rows = self._db.execute("SELECT module FROM sym_imports WHERE alias=?", (name,))
+            imported = {str(r[0]) for r in rows}
+            out.update(
+                (depth, t)
+                for t in targets
+                if (f"{t}::{name}" if t else name) in defined or t in imported
+            )
+        return out
 
 
 def _crate_names(name: str) -> frozenset[str]:
