@@ -131,12 +131,19 @@ def test_branch_switch_with_an_overflowing_event_queue(tmp_path: Path) -> None:
         d.kill()
 
 
-@needs_userns
-def test_watch_limit_falls_back_to_polling(tmp_path: Path, crate: Path, warm_cache: Path) -> None:
+def _userns_daemon(tmp_path: Path, warm_cache: Path, poll_s: str) -> Daemon:
+    """A started daemon in its own user namespace (its watch limit can be set), with a
+    warm embedding cache and failed watches retried every `poll_s` seconds."""
     home = tmp_path / "home"
     seed_cache(home, warm_cache)
-    d = Daemon(home, prefix=OWN_USERNS, RCMD_INDEX_POLL_INTERVAL_S="0.5")
+    d = Daemon(home, prefix=OWN_USERNS, RCMD_INDEX_POLL_INTERVAL_S=poll_s)
     d.start()
+    return d
+
+
+@needs_userns
+def test_watch_limit_falls_back_to_polling(tmp_path: Path, crate: Path, warm_cache: Path) -> None:
+    d = _userns_daemon(tmp_path, warm_cache, poll_s="0.5")
     assert d.proc is not None
     src = crate / "src"
     host_limit = Path("/proc/sys/user/max_inotify_watches").read_text()
@@ -171,10 +178,7 @@ def test_a_root_over_the_watch_limit_polls_alone(
     for i in range(60):
         (big / "src" / f"m{i}").mkdir(parents=True)
     (big / "src" / "lib.rs").write_text("pub fn big_root_marker() {}\n")
-    home = tmp_path / "home"
-    seed_cache(home, warm_cache)
-    d = Daemon(home, prefix=OWN_USERNS, RCMD_INDEX_POLL_INTERVAL_S="0.5")
-    d.start()
+    d = _userns_daemon(tmp_path, warm_cache, poll_s="0.5")
     assert d.proc is not None
     try:
         set_watch_limit(d.proc.pid, 20)  # the crate's 3 directories fit; big's 62 do not
@@ -209,10 +213,7 @@ def test_what_changed_while_the_watch_was_down_is_found_once_it_is_back(
     watch is tried again. A file written during that wait was lost for good when the
     retry succeeded (no scan after it; found in a chaos run where a directory renamed
     during the watch's setup failed it). Now a rescan follows the new watch."""
-    home = tmp_path / "home"
-    seed_cache(home, warm_cache)
-    d = Daemon(home, prefix=OWN_USERNS, RCMD_INDEX_POLL_INTERVAL_S="4")
-    d.start()
+    d = _userns_daemon(tmp_path, warm_cache, poll_s="4")
     assert d.proc is not None
     try:
         set_watch_limit(d.proc.pid, 1)

@@ -3,6 +3,8 @@ snippets (pure functions), and the queries over a real state.db holding their ro
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -139,16 +141,11 @@ impl S {
         ("S::m::inner_m", "fn", 13),
     } <= defs
     assert not [d for d in g.defs if d.name == "templated"]
-    state = StateDB(tmp_path / "state.db")
-    try:
-        rec = FileRecord("src/lib.rs", len(src), 1, 1, b"h", 0)
-        state.record([rec], [], [], {}, graphs={"src/lib.rs": rows_of(graph_of("src/lib.rs", src))})
+    with graph_state(tmp_path, {"src/lib.rs": src}) as state:
         assert [(h["path"], h["line"]) for h in ask(state, "def", "helper")] == [("src/lib.rs", 6)]
         callers = {(h["symbol"], h["line"]) for h in ask(state, "callers", "cleanup")}
         assert callers == {("outer::Guard::drop", 4), ("S::m::inner_m", 13)}
         assert {h["symbol"] for h in ask(state, "callers", "inner_m")} == {"S::m"}
-    finally:
-        state.close()
 
 
 def test_a_use_inside_a_fn_does_not_rename_the_rest_of_its_module() -> None:
@@ -299,14 +296,25 @@ fn generic<C: Check>(c: C) {}
 """
 
 
+@contextmanager
+def graph_state(tmp_path: Path, files: dict[str, bytes]) -> Iterator[StateDB]:
+    """A state.db holding the symbol graphs of `files` (path -> source)."""
+    state = StateDB(tmp_path / "state.db")
+    try:
+        recs = [FileRecord(p, len(b), 1, 1, b"h", 0) for p, b in files.items()]
+        state.record(
+            recs, [], [], {}, graphs={p: rows_of(graph_of(p, b)) for p, b in files.items()}
+        )
+        yield state
+    finally:
+        state.close()
+
+
 @pytest.fixture
 def graph_db(tmp_path: Path) -> Any:
     files = {"src/codec.rs": CODEC, "src/other.rs": OTHER, "src/app.rs": APP}
-    state = StateDB(tmp_path / "state.db")
-    recs = [FileRecord(p, len(b), 1, 1, b"h", 0) for p, b in files.items()]
-    state.record(recs, [], [], {}, graphs={p: rows_of(graph_of(p, b)) for p, b in files.items()})
-    yield state
-    state.close()
+    with graph_state(tmp_path, files) as state:
+        yield state
 
 
 def ask(state: StateDB, method: str, name: str) -> list[dict[str, Any]]:
@@ -369,11 +377,7 @@ def test_paths_as_the_crates_users_write_them(tmp_path: Path) -> None:
         "src/task/mod.rs": b"mod spawn;\npub use spawn::spawn;\n",
         "src/task/spawn.rs": b"pub fn spawn() {}\n",
     }
-    state = StateDB(tmp_path / "state.db")
-    try:
-        recs = [FileRecord(p, len(b), 1, 1, b"h", 0) for p, b in files.items()]
-        graphs = {p: rows_of(graph_of(p, b)) for p, b in files.items()}
-        state.record(recs, [], [], {}, graphs=graphs)
+    with graph_state(tmp_path, files) as state:
 
         def ask_tokio(method: str, name: str) -> list[dict[str, Any]]:
             reader = (state.graph_reader(), "/deps/tokio-1.24.2", None)
@@ -393,8 +397,6 @@ def test_paths_as_the_crates_users_write_them(tmp_path: Path) -> None:
         assert spawn[0] == ("task::spawn::spawn", "fn") and len(spawn) == 3  # then the module
         assert ask_tokio("def", "mpsc::Receiver") == []
         assert ask_tokio("def", "other::Sender") == []
-    finally:
-        state.close()
 
 
 def test_uses_under_another_name_are_references(tmp_path: Path) -> None:
@@ -404,19 +406,13 @@ def test_uses_under_another_name_are_references(tmp_path: Path) -> None:
         "src/codec.rs": b"pub fn crc(d: &[u8]) -> u32 { 0 }\n",
         "src/app.rs": b"use crate::codec::crc as crc3;\nfn run() -> u32 {\n    crc3(&[])\n}\n",
     }
-    state = StateDB(tmp_path / "state.db")
-    try:
-        recs = [FileRecord(p, len(b), 1, 1, b"h", 0) for p, b in files.items()]
-        graphs = {p: rows_of(graph_of(p, b)) for p, b in files.items()}
-        state.record(recs, [], [], {}, graphs=graphs)
+    with graph_state(tmp_path, files) as state:
         refs = {
             (h["path"], h["line"], h["kind"], h["confidence"]) for h in ask(state, "refs", "crc")
         }
         assert ("src/app.rs", 3, "call", "resolved") in refs
         callers = [(h["symbol"], h["line"]) for h in ask(state, "callers", "codec::crc")]
         assert callers == [("app::run", 3)]
-    finally:
-        state.close()
 
 
 def test_a_rewritten_or_deleted_file_takes_its_rows_along(graph_db: StateDB) -> None:
@@ -492,11 +488,7 @@ fn make() {
         b"impl Semaphore { pub fn acquire(&self, n: u32) {} }\n",
         "src/sync/other.rs": b"pub struct Other;\nimpl Other { pub fn acquire(&self) {} }\n",
     }
-    state = StateDB(tmp_path / "state.db")
-    try:
-        recs = [FileRecord(p, len(b), 1, 1, b"h", 0) for p, b in files.items()]
-        graphs = {p: rows_of(graph_of(p, b)) for p, b in files.items()}
-        state.record(recs, [], [], {}, graphs=graphs)
+    with graph_state(tmp_path, files) as state:
 
         def callers(name: str) -> list[tuple[str, int, str]]:
             return [(h["symbol"], h["line"], h["confidence"]) for h in ask(state, "callers", name)]
@@ -510,8 +502,6 @@ fn make() {
             ("sync::mutex::make", 19, "resolved"),
         ]
         assert ("sync::mutex::Pipe::read", 13, "name") in callers("lock")
-    finally:
-        state.close()
 
 
 class _CountingConnection:
@@ -535,11 +525,7 @@ def test_resolution_through_many_globs_is_bounded(tmp_path: Path) -> None:
         body = "pub use super::*;\n" + ("pub struct Deep;\n" if i == n - 1 else "")
         files[f"src/m{i}.rs"] = body.encode()
     files["src/user.rs"] = b"use crate::Deep;\nuse crate::Nowhere;\nfn f(d: Deep, x: Nowhere) {}\n"
-    state = StateDB(tmp_path / "state.db")
-    try:
-        recs = [FileRecord(p, len(b), 1, 1, b"h", 0) for p, b in files.items()]
-        graphs = {p: rows_of(graph_of(p, b)) for p, b in files.items()}
-        state.record(recs, [], [], {}, graphs=graphs)
+    with graph_state(tmp_path, files) as state:
         refs = {(h["line"], h["confidence"]) for h in ask(state, "refs", "m39::Deep")}
         assert (3, "resolved") in refs
         nowhere = ask(state, "refs", "crate::Nowhere")  # by name only
@@ -548,8 +534,6 @@ def test_resolution_through_many_globs_is_bounded(tmp_path: Path) -> None:
         assert Names(counting, "proj").resolve("Nowhere") is None
         # Each spelling: a definition and an import query, two for its globs' next name.
         assert counting.queries <= 4 * MAX_LOOKUPS
-    finally:
-        state.close()
 
 
 def test_calls_inside_macro_arguments_are_references() -> None:
