@@ -35,9 +35,11 @@ from ipc.kinds import NODE_KINDS
 
 #: Bumped whenever extraction or the graph's tables change (2: the `sym_*` tables, and
 #: references to qualifiers and capitalised values; 3: impl types as the chunker now
-#: names them, `chunker.MAX_TYPE_CHARS`; 4: items written in fn bodies): a root whose
-#: graph was built under another version (or none) is rebuilt through the caches.
-GRAPH_VERSION = 4
+#: names them, `chunker.MAX_TYPE_CHARS`; 4: items written in fn bodies; 5: a `use` in a
+#: braced macro call, method calls on fields of `self` typed by the file's structs): a
+#: root whose graph was built under another version (or none) is rebuilt through the
+#: caches.
+GRAPH_VERSION = 5
 #: Bumped when extraction finds more without changing what the tables mean (1: raw
 #: identifiers such as `r#match`; 2: items written in braced macro calls, `cfg_rt! {…}`,
 #: and a fn's own `use` kept out of its module's resolution):
