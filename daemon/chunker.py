@@ -648,14 +648,14 @@ def _holding(root: tree_sitter.Node | None, kinds: Container[str]) -> tree_sitte
     return root if root is not None and any(c.type in kinds for c in root.children) else None
 
 
-@functools.lru_cache(maxsize=16)
+@functools.lru_cache(maxsize=64)
 def _parse_expansions(
     lo: int, body: bytes, ranges: tuple[tuple[Any, ...], ...]
 ) -> tree_sitter.Node | None:
     """The parse of a macro's expansions: a pure function of its bytes and where they
     stand (the parser reads only the included ranges, so the bytes before the macro are
-    left zero), kept for the few latest macros because the chunker and the symbol graph
-    read the same file one after the other."""
+    left zero), kept for the latest macros because the chunker, the symbol graph and its
+    struct fields read the same file one after the other."""
     parser = tree_sitter.Parser(_language())
     parser.included_ranges = [tree_sitter.Range(*r) for r in ranges]
     root = parser.parse(bytes(lo) + body.replace(b"$", b"_")).root_node

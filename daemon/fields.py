@@ -15,6 +15,7 @@ from collections.abc import Collection
 
 import tree_sitter
 
+from daemon.chunker import MAX_MACRO_NESTING, invocation_items
 from daemon.resolve import path_segments
 
 #: Struct name -> field name -> the path of the field's type as written.
@@ -33,16 +34,24 @@ _MAX_WRAPPERS = 8
 
 
 def struct_fields(root: tree_sitter.Node, src: bytes) -> FieldTypes:
-    """Each struct of the file's modules (inline ones too; not those written in fn or
-    macro bodies) with the fields whose type names an item; structs of the same name are
-    left out. A walk over items only: an edit of a 1 MB file runs it every time."""
+    """Each struct of the file's modules (inline ones, and braced macro calls such as
+    tokio's `cfg_rt! { pub struct … }`; not those written in fn or `macro_rules!`
+    bodies) with the fields whose type names an item; structs of the same name are left
+    out. A walk over items only: an edit of a 1 MB file runs it every time."""
     out: FieldTypes = {}
     shared: set[str] = set()
-    stack = [root]
+    stack = [(root, 0)]
     while stack:
-        for node in stack.pop().children:
+        container, calls = stack.pop()
+        for node in container.children:
             if node.type == "mod_item" and (body := node.child_by_field_name("body")):
-                stack.append(body)
+                stack.append((body, calls))
+            elif (
+                node.type == "macro_invocation"
+                and calls < MAX_MACRO_NESTING
+                and (inner := invocation_items(node, src)) is not None
+            ):
+                stack.append((inner, calls + 1))
             name_node = node.child_by_field_name("name") if node.type == "struct_item" else None
             if name_node is None:
                 continue

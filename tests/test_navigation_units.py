@@ -481,6 +481,12 @@ fn make() {
     let m = Arc::new(Mutex::new());
     m.lock();
 }
+cfg_rt! {
+    pub struct Guarded { inner: Arc<StdMutex<u8>> }
+}
+impl Guarded {
+    fn g(&self) { self.inner.lock(); }
+}
 """
     files = {
         "src/sync/mutex.rs": mutex,
@@ -502,6 +508,7 @@ fn make() {
             ("sync::mutex::make", 19, "resolved"),
         ]
         assert ("sync::mutex::Pipe::read", 13, "name") in callers("lock")
+        assert ("sync::mutex::Guarded::g", 25, "name") in callers("lock")  # in a macro call
 
 
 class _CountingConnection:
