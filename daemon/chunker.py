@@ -91,7 +91,7 @@ EMBED_TEXT_VERSION = 2
 #: symbols, splitting): each root records it, and a root chunked under another version
 #: is rebuilt (cheaply: unchanged texts come from the embedding cache) instead of
 #: applying the new policy only to files edited later.
-CHUNK_POLICY_VERSION = 5
+CHUNK_POLICY_VERSION = 6
 #: Bounds that no real Rust file comes near; a file past one is skipped and reported
 #: (`too_complex`) instead of costing quadratic time and memory: 10,000 nested `mod`s
 #: made 340 MB of symbol paths from a 268 KB file.
@@ -229,6 +229,9 @@ class _Scope:
     trivial_rows: set[int] = field(default_factory=set)
     # Doc comment lines by row, so a run of loose lines can carry the docs it contains.
     docs: dict[int, list[str]] = field(default_factory=dict)
+    # First and last rows of braced macro calls whose items are chunks: cut off the
+    # edges of a run of loose lines.
+    call_rows: set[int] = field(default_factory=set)
 
 
 #: The scope of a file's loose lines, as `file_scope` makes it (opaque outside).
@@ -465,8 +468,8 @@ def _members(
             elif (
                 ctype == "macro_invocation" and (inner := invocation_items(child, src)) is not None
             ):
-                # The call's own lines (`cfg_rt! {`, `}`) alone do not make a chunk.
-                scope.trivial_rows.update((child.start_point.row, _end_row(child)))
+                # The call's own lines (`cfg_rt! {`, `}`) are no part of the code around.
+                scope.call_rows.update((child.start_point.row, _end_row(child)))
                 yield inner, None, child.start_point.row, []
             pending.clear()
             last_end = _end_row(child)
@@ -710,7 +713,12 @@ def _loose_runs(
                 last_nonblank = row
             row += 1
         scope = scopes[current]
-        rows = range(lo + start, lo + last_nonblank + 1)
+        first, last = lo + start, lo + last_nonblank
+        while first <= last and (first in scope.call_rows or not lines[first].strip()):
+            first += 1
+        while last >= first and (last in scope.call_rows or not lines[last].strip()):
+            last -= 1
+        rows = range(first, last + 1)
         if all(r in scope.trivial_rows or not lines[r].strip() for r in rows):
             continue
         emitted[current] = True

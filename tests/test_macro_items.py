@@ -129,17 +129,18 @@ forward!(a, b);
 
 def test_items_in_a_braced_macro_call_are_chunks() -> None:
     """`cfg_rt! { pub fn spawn … }` (tokio), `thread_local! { static … }`: the items are
-    the module's (or the impl's) with their own rows and docs; the call's own lines make
-    no chunk; a call whose arguments hold no item stays loose code."""
+    the module's (or the impl's) with their own rows and docs; the call's own lines are
+    no part of the loose code around it; a call whose arguments hold no item stays loose
+    code."""
     chunks = [
         (c.kind, c.symbol, c.start_line, c.end_line) for c in chunk_source("src/lib.rs", CALLS)
     ]
     assert chunks == [
-        ("code", "lib", 1, 3),
+        ("code", "lib", 1, 1),
         ("enum", "SendTimeoutError", 4, 8),
         ("method", "Receiver::try_has_changed", 13, 16),
         ("static", "DEPTH", 21, 21),
-        ("code", "lib", 22, 24),
+        ("code", "lib", 24, 24),
     ]
     doc = {c.symbol: c.doc for c in chunk_source("src/lib.rs", CALLS)}
     assert doc["Receiver::try_has_changed"] == "Whether the value changed."
