@@ -29,6 +29,8 @@ _DEREF = frozenset(
         *("std::sync::Arc", "std::rc::Rc", "std::boxed::Box", "std::pin::Pin"),
     }
 )
+#: Methods that give back what a `Result` or `Option` holds.
+_UNWRAPS = frozenset({"unwrap", "expect", "unwrap_or_default"})
 #: Wrappers read through before giving up on a type (`&&mut Arc<Box<T>>`).
 _MAX_WRAPPERS = 8
 
@@ -108,12 +110,22 @@ def type_path(node: tree_sitter.Node, src: bytes, generics: Collection[str]) -> 
 def value_type(node: tree_sitter.Node, src: bytes) -> tuple[str, ...]:
     """The path of the item a value expression builds, where its shape says so: `Foo {
     .. }`, `Foo::new()` (any call of a capitalised path's fn, as constructors are
-    written), and through `Arc::new(…)`, `Rc::new(…)`, `Box::new(…)` what they wrap."""
+    written), through `?`, `.await`, `.unwrap()` and `.expect(…)` (`File::open(p)?`),
+    and through `Arc::new(…)`, `Rc::new(…)`, `Box::new(…)` what they wrap."""
     for _ in range(_MAX_WRAPPERS):
+        if node.type in ("try_expression", "await_expression"):
+            node = node.named_children[0] if node.named_children else node
+            continue
         if node.type == "struct_expression":
             name = node.child_by_field_name("name")
             return path_segments(_text(name, src)) if name is not None else ()
         f = node.child_by_field_name("function") if node.type == "call_expression" else None
+        if f is not None and f.type == "field_expression":
+            method, value = f.child_by_field_name("field"), f.child_by_field_name("value")
+            if method is None or value is None or _text(method, src) not in _UNWRAPS:
+                return ()
+            node = value
+            continue
         path = path_segments(_text(f, src)) if f is not None else ()
         if len(path) < 2 or not path[-2][:1].isupper():
             return ()

@@ -110,7 +110,7 @@ _QUERY = """
 (call_expression function: (field_expression value: (identifier) field: (field_identifier))
     @recv_method)
 (call_expression function: (field_expression
-    value: (field_expression value: (self) field: (field_identifier))
+    value: (field_expression value: [(self) (identifier)] field: (field_identifier))
     field: (field_identifier)) @recv_method)
 (call_expression function: (field_expression field: (field_identifier) @method))
 (call_expression function: (generic_function
@@ -674,14 +674,20 @@ def _receiver_call(
 
 
 def _receiver_type(recv: tree_sitter.Node, walk: Walk, inside: _Def) -> tuple[str, ...] | None:
-    """The written type of a local or parameter (`x`), or of a field of `self`
-    (`self.x`, as the file's struct declares it)."""
+    """The written type of a local or parameter (`x`), or of a field of `self` or of
+    such a local (`self.x`, `p.x`, as the file's struct declares it)."""
     if recv.type == "identifier":
         return inside.bindings().get(_text(recv, walk.src))
-    field_node = recv.child_by_field_name("field")
-    if not inside.self_path or field_node is None:
+    field_node, owner_node = recv.child_by_field_name("field"), recv.child_by_field_name("value")
+    if field_node is None or owner_node is None:
         return None
-    return walk.field_types().get(inside.self_path[-1], {}).get(_text(field_node, walk.src))
+    if owner_node.type == "self":
+        owner = inside.self_path
+    else:
+        owner = _receiver_type(owner_node, walk, inside)
+    if not owner:
+        return None
+    return walk.field_types().get(owner[-1], {}).get(_text(field_node, walk.src))
 
 
 def _token_tree_refs(

@@ -458,9 +458,10 @@ fn f(c: &mut Client, n: impl Fn()) {
 
 def test_method_calls_on_fields_of_self_follow_the_fields_type(tmp_path: Path) -> None:
     """tokio's `callers Mutex::lock` listed 125 calls by name, most of them `.lock()` of
-    a loom or std mutex in a field: `self.s.acquire(1)` is the field's type's method,
-    through `Arc<…>` and `Arc::new(…)` too; asked for a path, a call on a std type is
-    left out; asked for a bare name, it still counts by name."""
+    a loom or std mutex in a field: `self.s.acquire(1)` is the field's type's method
+    (through `Arc<…>`, `Arc::new(…)` and `?` too, and a typed parameter's field's); asked
+    for a path, a call on a std type is left out; asked for a bare name, it still counts
+    by name."""
     mutex = b"""use crate::sync::batch_semaphore as semaphore;
 use std::sync::Mutex as StdMutex;
 use std::sync::Arc;
@@ -487,6 +488,14 @@ cfg_rt! {
 impl Guarded {
     fn g(&self) { self.inner.lock(); }
 }
+fn open_it() -> Result<(), ()> {
+    let m = Mutex::open()?;
+    m.lock();
+    Ok(())
+}
+fn through(p: &Pipe) {
+    p.ours.lock();
+}
 """
     files = {
         "src/sync/mutex.rs": mutex,
@@ -506,6 +515,8 @@ impl Guarded {
         assert callers("sync::mutex::Mutex::lock") == [
             ("sync::mutex::Pipe::read", 14, "resolved"),
             ("sync::mutex::make", 19, "resolved"),
+            ("sync::mutex::open_it", 29, "resolved"),  # `Mutex::open()?`
+            ("sync::mutex::through", 33, "resolved"),  # a field of a typed parameter
         ]
         assert ("sync::mutex::Pipe::read", 13, "name") in callers("lock")
         assert ("sync::mutex::Guarded::g", 25, "name") in callers("lock")  # in a macro call
