@@ -17,8 +17,10 @@ from daemon.resolve import path_segments
 #: spellings of it are looked up at most.
 _MAX_HOPS = 4
 MAX_LOOKUPS = 32
-#: Spellings of a name tried for its definitions (`Names.definitions`).
+#: Spellings of a name tried for its definitions (`Names.definitions`), and the longest
+#: path (in segments) they are tried for.
 _MAX_PATHS = 16
+MAX_SEGMENTS = 16
 #: A path to look up, and whether it starts at the crate's root (else it is a suffix).
 _Spelling = tuple[tuple[str, ...], bool]
 _VERSIONED = re.compile(r"-\d+(\.\d+)*([-+][\w.]+)?$")
@@ -63,7 +65,10 @@ class Names:
         """Other spellings of `segs` (a path from the crate's root when `anchored`, else
         a suffix of one), each from the crate's root: without the crate's name in front,
         and with a prefix that a module imports (`mpsc::Sender` where `mpsc` has `pub use
-        bounded::Sender`, or `pub use bounded::*`) replaced by what it imports."""
+        bounded::Sender`, or `pub use bounded::*`) replaced by what it imports. None for
+        a path longer than any a crate writes (`MAX_SEGMENTS`): each segment costs a query."""
+        if len(segs) > MAX_SEGMENTS:
+            return
         if not anchored and len(segs) > 1 and segs[0] in self.crate:
             yield segs[1:], True
         for i in range(len(segs), 0, -1):
@@ -146,6 +151,8 @@ class Names:
 
     def _read_imports(self, symbol: str) -> list[str]:
         segs = symbol.split("::")
+        if len(segs) > MAX_SEGMENTS:  # one query term a segment; no crate writes such paths
+            return []
         pairs = [("::".join(segs[: i - 1]), segs[i - 1]) for i in range(len(segs), 0, -1)]
         rows = self._db.execute(
             "SELECT module, alias, target FROM sym_imports WHERE "

@@ -554,6 +554,17 @@ def test_resolution_through_many_globs_is_bounded(tmp_path: Path) -> None:
         assert counting.queries <= 4 * MAX_LOOKUPS
 
 
+def test_overlong_paths_are_answered_not_followed(tmp_path: Path) -> None:
+    """A call through a 1,200-segment path made `callers f` fail with SQLite's
+    "Expression tree is too large" (one query term a segment), and a 600-segment name
+    took 0.4 s to ask: paths longer than `MAX_SEGMENTS` are not followed through imports."""
+    path = "::".join(["a"] * 1200) + "::f"
+    src = f"use crate::x::*;\nfn g() {{ {path}(); }}\nfn f() {{}}\n".encode()
+    with graph_state(tmp_path, {"src/lib.rs": src}) as state:
+        assert [h["symbol"] for h in ask(state, "callers", "f")] == ["g"]
+        assert ask(state, "def", "::".join(["sync"] * 300) + "::f") == []
+
+
 def test_calls_inside_macro_arguments_are_references() -> None:
     src = b'fn t() {\n    assert_eq!(parse("f(x)"),\n        crate::a::b(1).len());\n}\n'
     got = {(r.written, r.kind, r.line) for r in extract("src/lib.rs", src).refs}
