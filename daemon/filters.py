@@ -7,7 +7,7 @@ keeps a candidate only if every predicate holds, and searches deeper when any is
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from daemon.query import symbol_matches
 from daemon.state import ChunkRow
@@ -16,8 +16,9 @@ from ipc.requests import SearchRequest
 RowFilter = Callable[[ChunkRow], bool]
 
 
-def row_filters(request: SearchRequest) -> list[RowFilter]:
-    """The predicates `request` asks for (empty: no filtering)."""
+def row_filters(request: SearchRequest, also: Collection[str] = ()) -> list[RowFilter]:
+    """The predicates `request` asks for (empty: no filtering); a chunk whose symbol is
+    one of `also` passes the symbol filter too (the items a public path names)."""
     out: list[RowFilter] = []
     if (kind := request.kind) is not None:
         out.append(lambda row: row.kind == kind)
@@ -25,7 +26,10 @@ def row_filters(request: SearchRequest) -> list[RowFilter]:
         out.append(path_filter(glob))
     if (name := request.symbol_name) is not None:
         # Exact and case-sensitive: `name` itself or a symbol ending in `::name`.
-        out.append(lambda row: symbol_matches(row.symbol, name, ignore_case=False))
+        aliases = frozenset(also)
+        out.append(
+            lambda row: row.symbol in aliases or symbol_matches(row.symbol, name, ignore_case=False)
+        )
     return out
 
 

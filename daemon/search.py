@@ -28,6 +28,8 @@ from daemon.fusion import (
     tied_ranks,
     zscore_sum,
 )
+from daemon.graph import name_segments
+from daemon.graph_names import Names
 from daemon.query import (
     STOPWORDS,
     classify,
@@ -145,16 +147,35 @@ def is_near_duplicate(a: ChunkRow, b: ChunkRow) -> bool:
     return False
 
 
-def _symbol_hits(root: RootIndex, name: str, *, ignore_case: bool, limit: int) -> list[str]:
+def _symbol_hits(
+    root: RootIndex, name: str, *, ignore_case: bool, limit: int, public: bool = True
+) -> list[str]:
     """Chunk ids of `root` whose symbol is `name` or ends with `::name`, closest first,
-    from the `limit` best lexical candidates."""
+    from the `limit` best lexical candidates; for a path none ends with, those of the
+    items the path names as the crate's users write it (`public_symbols`:
+    `tokio::sync::Mutex` is `sync::mutex::Mutex`), unless not `public`."""
     cids = root.lexical.symbol_candidates(symbol_words(name), limit)
     symbols = root.state.chunk_symbols(cids)
-    return [
+    hits = [
         cid
         for cid in cids
         if cid in symbols and symbol_matches(symbols[cid], name, ignore_case=ignore_case)
     ]
+    if hits or not public:
+        return hits
+    for symbol in public_symbols(root, name):
+        found = _symbol_hits(root, symbol, ignore_case=False, limit=limit, public=False)
+        hits.extend(c for c in found if c not in hits)
+    return hits
+
+
+def public_symbols(root: RootIndex, name: str) -> list[str]:
+    """The symbols of the items a path names in `root` as its crate's users write it
+    (`daemon.graph_names`); none for a bare name, which has no other spelling."""
+    if "::" not in name:
+        return []
+    names = Names(root.state.graph_reader(), root.path.name)
+    return [symbol for _p, symbol, _k, _a, _b in names.definitions(name_segments(name))]
 
 
 def _vector_weight(identifier: bool, tuning: SearchConfig) -> float:
@@ -432,7 +453,8 @@ def run_search(
     question's vector towards code (`daemon.query_adapter`)."""
     tuning = tuning or SearchConfig()
     query, mode, limit, symbol = request.query, request.mode, request.limit, request.symbol_name
-    filters = row_filters(request)
+    public = [s for r in roots for s in public_symbols(r, symbol)] if symbol else []
+    filters = row_filters(request, public)
     depth = max(tuning.candidates, limit) * (FILTER_DEPTH_FACTOR if filters else 1)
     identifier = classify(query) == "identifier"
     # `similar` passes no query and its own vector; a bare symbol lookup embeds nothing.

@@ -33,6 +33,14 @@ def test_symbol_lookup(daemon: Daemon, crate: Path) -> None:
     vec = daemon.search("make a policy", "--symbol", "RetryPolicy::new", "--mode", "vector")
     assert [h["symbol"] for h in vec] == ["net::retry::RetryPolicy::new"]
 
+    # A path as the crate's users write it: the crate's name and its `pub use`, for
+    # `search --symbol` and `def` alike (lib.rs: `pub use net::retry::RetryPolicy`).
+    public = daemon.search("delay", "--symbol", "demo_crate::RetryPolicy::next_delay")
+    assert [h["symbol"] for h in public] == ["net::retry::RetryPolicy::next_delay"]
+    defs = json.loads(daemon.cli("def", "demo_crate::RetryPolicy", "--json").stdout)["results"]
+    assert [d["symbol"] for d in defs] == ["net::retry::RetryPolicy"]
+    assert daemon.search("delay", "--symbol", "demo_crate::Nowhere::next_delay") == []
+
     # The protocol: `query` may be left out with `symbol`, not otherwise.
     res = daemon.call("search", symbol="MemoryStore::get")["results"]
     assert [h["symbol"] for h in res] == ["store::MemoryStore::get"]
