@@ -73,18 +73,26 @@ class Names:
             yield segs[1:], True
         for i in range(len(segs), 0, -1):
             module = "::".join(segs[: i - 1])
-            specific = anchored or bool(module)  # a glob counts in a module the path names
-            rows = self._db.execute(
-                "SELECT module, alias, target FROM sym_imports WHERE alias IN (?, ?)",
-                (segs[i - 1], "*" if specific else segs[i - 1]),
-            )
-            for mod, alias, target in rows:
-                if (anchored and mod != module) or (
-                    module and not (mod == module or str(mod).endswith("::" + module))
-                ):
+            for mod, alias, target in self._imports_in(module, segs[i - 1], anchored):
+                if module and not (mod == module or mod.endswith("::" + module)):
                     continue
-                head = path_segments(str(target))
+                head = path_segments(target)
                 yield ((*head, *segs[i:]) if alias != "*" else (*head, *segs[i - 1 :])), True
+
+    def _imports_in(self, module: str, name: str, anchored: bool) -> list[tuple[str, str, str]]:
+        """(module, alias, target) of the imports of `name`, and the globs, in `module`
+        (anchored: that module of the crate's root; else any module whose path ends so;
+        no glob for a path of one segment, which names no module)."""
+        args: tuple[str, ...]
+        if anchored:
+            sql, args = "module=? AND alias IN (?, '*')", (module, name)
+        elif module:
+            sql = "alias IN (?, '*') AND (module=? OR module LIKE ?)"
+            args = (name, module, f"%{module}")  # LIKE's `_` is loose: checked after
+        else:
+            sql, args = "alias=?", (name,)
+        rows = self._db.execute(f"SELECT module, alias, target FROM sym_imports WHERE {sql}", args)
+        return [(str(m), str(a), str(t)) for m, a, t in rows]
 
     def _defined(self, segs: tuple[str, ...], anchored: bool = False) -> list[Definition]:
         """The definitions whose symbol is `segs` (or, unless `anchored`, ends with it)."""

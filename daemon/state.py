@@ -86,6 +86,7 @@ CREATE TABLE IF NOT EXISTS sym_imports(
     line INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS sym_imports_file ON sym_imports(file);
 CREATE INDEX IF NOT EXISTS sym_imports_alias ON sym_imports(module, alias);
+CREATE INDEX IF NOT EXISTS sym_imports_name ON sym_imports(alias);
 """
 
 
