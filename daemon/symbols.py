@@ -65,6 +65,8 @@ _PRELUDE_VALUES = frozenset({"Some", "None", "Ok", "Err"})
 #: Paths that end in these name no item of their own.
 _NOT_NAMES = frozenset({"Self", "self", "super", "crate"})
 _NO_TARGETS: tuple[str, ...] = ()
+#: Fields followed from a receiver (`self.a.b.c.m()`) before giving up on its type.
+_MAX_CHAIN = 8
 
 #: Among captures of one node, the most specific wins (a called path is also a path).
 _PRIORITY = {
@@ -110,7 +112,7 @@ _QUERY = """
 (call_expression function: (field_expression value: (identifier) field: (field_identifier))
     @recv_method)
 (call_expression function: (field_expression
-    value: (field_expression value: [(self) (identifier)] field: (field_identifier))
+    value: (field_expression field: (field_identifier))
     field: (field_identifier)) @recv_method)
 (call_expression function: (field_expression field: (field_identifier) @method))
 (call_expression function: (generic_function
@@ -675,19 +677,26 @@ def _receiver_call(
 
 def _receiver_type(recv: tree_sitter.Node, walk: Walk, inside: _Def) -> tuple[str, ...] | None:
     """The written type of a local or parameter (`x`), or of a field of `self` or of
-    such a local (`self.x`, `p.x`, as the file's struct declares it)."""
-    if recv.type == "identifier":
-        return inside.bindings().get(_text(recv, walk.src))
-    field_node, owner_node = recv.child_by_field_name("field"), recv.child_by_field_name("value")
-    if field_node is None or owner_node is None:
-        return None
-    if owner_node.type == "self":
+    such a local, through fields of fields (`self.x`, `p.x`, `self.a.b`, as the file's
+    structs declare them; a chain longer than `_MAX_CHAIN` is not followed)."""
+    names: list[str] = []
+    for _ in range(_MAX_CHAIN):
+        if recv.type != "field_expression":
+            break
+        field_node, value = recv.child_by_field_name("field"), recv.child_by_field_name("value")
+        if field_node is None or value is None:
+            return None
+        names.append(_text(field_node, walk.src))
+        recv = value
+    if recv.type == "self":
         owner = inside.self_path
+    elif recv.type == "identifier":
+        owner = inside.bindings().get(_text(recv, walk.src))
     else:
-        owner = _receiver_type(owner_node, walk, inside)
-    if not owner:
-        return None
-    return walk.field_types().get(owner[-1], {}).get(_text(field_node, walk.src))
+        return None  # a call's result, an index, a chain too long
+    for name in reversed(names):
+        owner = walk.field_types().get(owner[-1], {}).get(name) if owner else None
+    return owner
 
 
 def _token_tree_refs(

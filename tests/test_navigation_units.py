@@ -496,6 +496,10 @@ fn open_it() -> Result<(), ()> {
 fn through(p: &Pipe) {
     p.ours.lock();
 }
+pub struct Outer { pipe: Pipe }
+fn deep(o: &Outer) {
+    o.pipe.ours.lock();
+}
 """
     files = {
         "src/sync/mutex.rs": mutex,
@@ -517,6 +521,7 @@ fn through(p: &Pipe) {
             ("sync::mutex::make", 19, "resolved"),
             ("sync::mutex::open_it", 29, "resolved"),  # `Mutex::open()?`
             ("sync::mutex::through", 33, "resolved"),  # a field of a typed parameter
+            ("sync::mutex::deep", 37, "resolved"),  # a field of a field
         ]
         assert ("sync::mutex::Pipe::read", 13, "name") in callers("lock")
         assert ("sync::mutex::Guarded::g", 25, "name") in callers("lock")  # in a macro call
