@@ -148,34 +148,32 @@ def is_near_duplicate(a: ChunkRow, b: ChunkRow) -> bool:
 
 
 def _symbol_hits(
-    root: RootIndex, name: str, *, ignore_case: bool, limit: int, public: bool = True
-) -> list[str]:
+    root: RootIndex, name: str, *, ignore_case: bool, limit: int
+) -> tuple[list[str], list[str]]:
     """Chunk ids of `root` whose symbol is `name` or ends with `::name`, closest first,
     from the `limit` best lexical candidates; for a path none ends with, those of the
-    items the path names as the crate's users write it (`public_symbols`:
-    `tokio::sync::Mutex` is `sync::mutex::Mutex`), unless not `public`."""
+    items the path names as the crate's users write it (`tokio::sync::Mutex` is
+    `sync::mutex::Mutex`, through the symbol graph's `pub use`s), with those items'
+    symbols (none when `name` was found as written)."""
+    hits = _named(root, name, ignore_case=ignore_case, limit=limit)
+    if hits or "::" not in name:
+        return hits, []
+    names = Names(root.state.graph_reader(), root.path.name)
+    public = [symbol for _p, symbol, _k, _a, _b in names.definitions(name_segments(name))]
+    for symbol in public:
+        found = _named(root, symbol, ignore_case=False, limit=limit)
+        hits.extend(c for c in found if c not in hits)
+    return hits, public
+
+
+def _named(root: RootIndex, name: str, *, ignore_case: bool, limit: int) -> list[str]:
     cids = root.lexical.symbol_candidates(symbol_words(name), limit)
     symbols = root.state.chunk_symbols(cids)
-    hits = [
+    return [
         cid
         for cid in cids
         if cid in symbols and symbol_matches(symbols[cid], name, ignore_case=ignore_case)
     ]
-    if hits or not public:
-        return hits
-    for symbol in public_symbols(root, name):
-        found = _symbol_hits(root, symbol, ignore_case=False, limit=limit, public=False)
-        hits.extend(c for c in found if c not in hits)
-    return hits
-
-
-def public_symbols(root: RootIndex, name: str) -> list[str]:
-    """The symbols of the items a path names in `root` as its crate's users write it
-    (`daemon.graph_names`); none for a bare name, which has no other spelling."""
-    if "::" not in name:
-        return []
-    names = Names(root.state.graph_reader(), root.path.name)
-    return [symbol for _p, symbol, _k, _a, _b in names.definitions(name_segments(name))]
 
 
 def _vector_weight(identifier: bool, tuning: SearchConfig) -> float:
@@ -226,7 +224,7 @@ def _root_lists(
     vec = root.vectors.search(vector, depth + TIE_MARGIN) if vector is not None else []
     vec = _fold_shared(root, vec[: through_ties([s for _, s in vec], depth)], query, drop)
     name = symbol_name(query) if identifier and tuning.symbol_weight > 0 else None
-    exact = _symbol_hits(root, name, ignore_case=True, limit=depth * 4) if name else []
+    exact = _symbol_hits(root, name, ignore_case=True, limit=depth * 4)[0] if name else []
     return RootLists(bm25, vec, exact)
 
 
@@ -453,8 +451,12 @@ def run_search(
     question's vector towards code (`daemon.query_adapter`)."""
     tuning = tuning or SearchConfig()
     query, mode, limit, symbol = request.query, request.mode, request.limit, request.symbol_name
-    public = [s for r in roots for s in public_symbols(r, symbol)] if symbol else []
-    filters = row_filters(request, public)
+    found = (
+        {r.id: _symbol_hits(r, symbol, ignore_case=False, limit=SYMBOL_DEPTH) for r in roots}
+        if symbol is not None
+        else {}
+    )
+    filters = row_filters(request, [s for _cids, public in found.values() for s in public])
     depth = max(tuning.candidates, limit) * (FILTER_DEPTH_FACTOR if filters else 1)
     identifier = classify(query) == "identifier"
     # `similar` passes no query and its own vector; a bare symbol lookup embeds nothing.
@@ -472,7 +474,7 @@ def run_search(
     }
     keyed = _fuse(per_root, query, mode, tuning)
     if symbol is not None:
-        keyed = _with_symbol_hits(roots, symbol, keyed)
+        keyed = _with_symbol_hits(roots, {rid: cids for rid, (cids, _) in found.items()}, keyed)
     hits = _resolve_hits(keyed, roots, request, filters, tuning)
     floor = tuning.low_confidence_adapted_cosine if adapted else tuning.low_confidence_cosine
     return SearchOutcome(
@@ -601,19 +603,13 @@ def _confidence(
 
 
 def _with_symbol_hits(
-    roots: Sequence[RootIndex], symbol: str, fused: list[tuple[Key, float]]
+    roots: Sequence[RootIndex], found: dict[str, list[str]], fused: list[tuple[Key, float]]
 ) -> list[tuple[Key, float]]:
-    """`fused` narrowed to the chunks of `symbol`, followed by the matches the query did
-    not reach, closest symbol and definitions before impl blocks first, scored below the
-    rest; with no query (a bare lookup) each is an exact match and scores 1."""
-    allowed, _places = _interleaved(
-        {
-            r.id: _definitions_first(
-                r, _symbol_hits(r, symbol, ignore_case=False, limit=SYMBOL_DEPTH)
-            )
-            for r in roots
-        }
-    )
+    """`fused` narrowed to the chunks of the symbol asked for (`found`, by root id),
+    followed by the matches the query did not reach, closest symbol and definitions
+    before impl blocks first, scored below the rest; with no query (a bare lookup) each
+    is an exact match and scores 1."""
+    allowed, _places = _interleaved({r.id: _definitions_first(r, found[r.id]) for r in roots})
     allowed_set = set(allowed)
     ranked = [(key, s) for key, s in fused if key in allowed_set]
     seen = {key for key, _ in ranked}
