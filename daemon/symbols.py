@@ -234,8 +234,8 @@ class Walk:
     _fields: FieldTypes | None = None
 
     def field_types(self) -> FieldTypes:
-        """The file's struct fields (`daemon.fields`), read from its own tree (not its
-        macros' bodies) when a `self.field.method()` first asks."""
+        """The file's struct fields (`daemon.fields`), read from its own tree (with its
+        braced macro calls) when a `self.field.method()` first asks."""
         if self._fields is None:
             self._fields = struct_fields(self.trees[0], self.src) if self.trees else {}
         return self._fields

@@ -574,9 +574,10 @@ def _several(hits: list[dict[str, Any]]) -> bool:
 
 _NAV_JSON = "print {results: [{root, path, line, symbol, kind, confidence, crate}], total}"
 _NAV_NOTE = (
-    "NAME may be a path suffix (codec::crc, Vec::push, push). Answers resolved through\n"
-    "use declarations, self/super/crate and Self come first; the rest, matched by name\n"
-    "only, are marked [by name]."
+    "NAME may be a path suffix (codec::crc, Vec::push, push) or a path as the crate's\n"
+    "users write it (tokio::sync::Mutex, through pub use). Answers resolved through use\n"
+    "declarations, self/super/crate, Self and a receiver's written type come first; the\n"
+    "rest, matched by name only, are marked [by name]."
 )
 
 

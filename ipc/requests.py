@@ -293,7 +293,8 @@ class SearchRequest(MethodRequest):
         default=None,
         metadata=spec(
             "only the symbol NAME or one ending in ::NAME (exact, case-sensitive), "
-            "e.g. 'HashMap::with_capacity'; the query is then optional",
+            "e.g. 'HashMap::with_capacity', or what a public path names "
+            "(tokio::sync::Mutex); the query is then optional",
             cli="--symbol",
             metavar="NAME",
             max_chars=MAX_QUERY_CHARS,
