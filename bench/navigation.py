@@ -44,6 +44,7 @@ import apsw
 from bench import navigation_truth as truth
 from bench.harness import pct
 from daemon.chunker import chunk_source
+from daemon.crate_names import read_names
 from daemon.graph import graph_of, navigate
 from daemon.graph_rows import rows_of
 from daemon.state import FileRecord, StateDB
@@ -162,7 +163,7 @@ def _query(corpus: truth.Corpus, kind: str, name: str, bucket: str) -> Query | N
 def answer(conn: apsw.Connection, root: str, q: Query) -> tuple[set[Key], float]:
     """The graph's answer as label keys, and the query's milliseconds."""
     t = time.perf_counter()
-    hits = navigate([(conn, root, None)], q.kind, q.name, _LIMIT)["results"]
+    hits = navigate([(conn, root, None, read_names(Path(root)))], q.kind, q.name, _LIMIT)["results"]
     ms = (time.perf_counter() - t) * 1000
     if q.kind == "callees":
         return {(h["path"], h["line"], _last(h["symbol"])) for h in hits}, ms

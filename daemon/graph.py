@@ -13,17 +13,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 from typing import Any
 
 import apsw
 import structlog
 import tree_sitter
 
+from daemon.crate_names import CrateNames
 from daemon.graph_names import Definition, Names
-from daemon.resolve import crate_prefix, path_segments, strip_generics
+from daemon.resolve import path_segments, strip_generics
 from daemon.symbols import CALL_KINDS, GRAPH_VERSION, FileGraph, extract
 from ipc.errors import BadRequest
+
+#: What a navigation asks of one root: its graph's read connection, its path, `name
+#: version` when it is a dependency crate, and the names its crates go by.
+GraphSource = tuple[apsw.Connection, str, str | None, CrateNames]
 
 log = structlog.get_logger("rcmd.graph")
 
@@ -110,25 +114,21 @@ def agrees(written: str, segs: tuple[str, ...]) -> bool:
     return n > 0 and mine[-n:] == segs[-n:]
 
 
-def crate_of(rel_path: str, root_name: str) -> str:
-    """The crate a file belongs to: its folder in a workspace, else the root's name."""
-    prefix = crate_prefix(rel_path)
-    return prefix[0] if prefix else root_name.replace("-", "_")
-
-
 class GraphReader:
     """Queries over one root's graph through the calling thread's read connection."""
 
-    def __init__(self, conn: apsw.Connection, root: str, crate: str | None = None) -> None:
+    def __init__(
+        self, conn: apsw.Connection, root: str, crate: str | None, names: CrateNames
+    ) -> None:
         self._db = conn
         self._root = root
-        self._root_name = PurePosixPath(root).name
         #: `name version` of a dependency root: every hit of it names that crate.
         self._crate = crate
-        self._names = Names(conn, crate.split()[0] if crate else self._root_name)
+        self._crates = names
+        self._names = Names(conn, names)
 
     def _hit(self, path: str, line: int, symbol: str, kind: str, conf: str, via: str) -> NavHit:
-        crate = self._crate or crate_of(path, self._root_name)
+        crate = self._crate or self._crates.of(path)
         return NavHit(self._root, path, line, symbol, kind, conf, crate, via)
 
     def definitions(self, segs: tuple[str, ...]) -> list[Definition]:
@@ -313,11 +313,9 @@ _QUERIES = {
 }
 
 
-def navigate(
-    graphs: Iterable[tuple[apsw.Connection, str, str | None]], method: str, name: str, limit: int
-) -> dict[str, Any]:
+def navigate(graphs: Iterable[GraphSource], method: str, name: str, limit: int) -> dict[str, Any]:
     """The reply of a navigation method over (read connection, root path, dependency
-    crate or None) triples."""
+    crate or None, the root's crate names) tuples."""
     segs = name_segments(name) if _well_formed(name) else ()
     if not segs:
         raise BadRequest(
@@ -325,7 +323,7 @@ def navigate(
         )
     query = _QUERIES[method]
     hits: list[NavHit] = []
-    for conn, root, crate in graphs:
-        hits.extend(query(GraphReader(conn, root, crate), segs))
+    for conn, root, crate, names in graphs:
+        hits.extend(query(GraphReader(conn, root, crate, names), segs))
     ranked = rank(hits)
     return {"results": [h.to_json() for h in ranked[:limit]], "total": len(ranked)}

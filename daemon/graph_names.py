@@ -5,12 +5,12 @@ reference's candidate symbol resolves to through the imports."""
 
 from __future__ import annotations
 
-import re
 from collections import deque
 from collections.abc import Iterator
 
 import apsw
 
+from daemon.crate_names import CrateNames
 from daemon.resolve import path_segments
 
 #: Import hops followed from a candidate to the definition it re-exports, and how many
@@ -23,7 +23,6 @@ _MAX_PATHS = 16
 MAX_SEGMENTS = 16
 #: A path to look up, and whether it starts at the crate's root (else it is a suffix).
 _Spelling = tuple[tuple[str, ...], bool]
-_VERSIONED = re.compile(r"-\d+(\.\d+)*([-+][\w.]+)?$")
 #: (path, symbol, kind, line, end_line) of a definition.
 Definition = tuple[str, str, str, int, int]
 
@@ -32,10 +31,10 @@ class Names:
     """Name lookups over one root's graph through the calling thread's read connection;
     what a candidate resolves to is remembered for the reader's life (one request)."""
 
-    def __init__(self, conn: apsw.Connection, crate: str) -> None:
+    def __init__(self, conn: apsw.Connection, crates: CrateNames) -> None:
         self._db = conn
-        #: What the crate's users call it (`tokio`, from `tokio-1.24.2`).
-        self.crate = _crate_names(crate)
+        #: What the root's crates are called in paths (`tokio`, from its Cargo.toml).
+        self.crate = crates
         self._known: dict[str, str | None] = {}
         self._exists: dict[str, bool] = {}
         self._spellings: dict[str, list[str]] = {}
@@ -69,8 +68,9 @@ class Names:
         a path longer than any a crate writes (`MAX_SEGMENTS`): each segment costs a query."""
         if len(segs) > MAX_SEGMENTS:
             return
-        if not anchored and len(segs) > 1 and segs[0] in self.crate:
-            yield segs[1:], True
+        prefix = self.crate.prefix(segs[0]) if not anchored and len(segs) > 1 else None
+        if prefix is not None:
+            yield (*prefix, *segs[1:]), True
         for i in range(len(segs), 0, -1):
             module = "::".join(segs[: i - 1])
             for mod, alias, target in self._imports_in(module, segs[i - 1], anchored):
@@ -118,7 +118,8 @@ class Names:
         hop); None when no file of the root defines it."""
         if candidate not in self._known:
             head, _, rest = candidate.partition("::")
-            own = rest if rest and head in self.crate else None  # `nom::bytes::tag` in tests
+            prefix = self.crate.prefix(head) if rest else None  # `nom::bytes::tag` in tests
+            own = "::".join((*prefix, rest)) if prefix is not None else None
             found = self._follow(own) if own is not None else None
             self._known[candidate] = found if found is not None else self._follow(candidate)
         return self._known[candidate]
@@ -199,9 +200,3 @@ class Names:
                 if (f"{t}::{name}" if t else name) in defined or t in imported
             )
         return out
-
-
-def _crate_names(name: str) -> frozenset[str]:
-    """What a crate's users call it, from a dependency's name or a root folder's (without
-    a `-1.2.3` version)."""
-    return frozenset({name.replace("-", "_"), _VERSIONED.sub("", name).replace("-", "_")})

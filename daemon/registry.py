@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from shlex import quote
-from typing import Any
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -27,6 +27,9 @@ from daemon.root import RootIndex, root_id_for
 from daemon.sync import Cookies
 from daemon.watcher import RootWatcher, WatchHub
 from ipc.errors import BadRequest, NotFound, StateError
+
+if TYPE_CHECKING:
+    from daemon.graph import GraphSource
 
 log = structlog.get_logger("rcmd.registry")
 
@@ -71,6 +74,8 @@ class Registry:
                 best is None or len(str(root.path)) > len(str(best.path))
             ):
                 best = root
+        if best is None and not path.exists():
+            raise NotFound(f"{path} does not exist; see the indexed roots with: rcmd status")
         if best is None:
             raise NotFound(
                 f"{path} is not inside an indexed root; add it with: rcmd index {quote(str(path))}"
@@ -91,10 +96,10 @@ class Registry:
             raise NotFound("no roots are indexed; add one with: rcmd index PATH")
         return roots
 
-    def graph_readers(self, raw: str | None, deps: bool) -> list[tuple[Any, str, str | None]]:
-        """(graph read connection, root path, dependency crate or None) of `select`'s roots."""
+    def graph_readers(self, raw: str | None, deps: bool) -> list[GraphSource]:
+        """What `daemon.graph.navigate` reads of `select`'s roots."""
         return [
-            (r.state.graph_reader(), str(r.path), self.deps.crate_of(r.path))
+            (r.state.graph_reader(), str(r.path), self.deps.crate_of(r.path), r.crate_names())
             for r in self.select(raw, deps)
         ]
 

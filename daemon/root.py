@@ -14,6 +14,7 @@ import structlog
 from daemon.activity import RootProgress
 from daemon.chunker import CHUNK_POLICY_VERSION, EMBED_TEXT_VERSION
 from daemon.config import Config, root_dir
+from daemon.crate_names import CrateNames, CrateNamesCache
 from daemon.embed_groups import EmbedPolicy, policy_of
 from daemon.graph import graph_layout
 from daemon.ignore import IgnoreRules
@@ -77,6 +78,7 @@ class RootIndex:
         if reset and config.vector_store.url:
             self.vectors.delete_all()  # a server collection outlives the local state
         self.ignore = IgnoreRules(path)
+        self._crates = CrateNamesCache(path)
         #: Held while a batch, an embedding run or a vacuum writes to the stores.
         self.lock = threading.Lock()
         #: Set while an export waits for `lock`: an embedding run gives way at its next step.
@@ -125,6 +127,10 @@ class RootIndex:
 
     def cancel(self) -> None:
         self._cancelled = True
+
+    def crate_names(self) -> CrateNames:
+        """What the root's crates are called in paths (from their Cargo.toml)."""
+        return self._crates.get()
 
     def close(self) -> None:
         """Commit and release everything; safe to call twice."""

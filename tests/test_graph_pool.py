@@ -56,7 +56,9 @@ def test_a_big_batch_writes_the_same_graph_through_the_worker(setup: Any) -> Non
     run_batch(root, None, _with_pool(collab, pool), force=True)
     assert _rows(root) == in_process and in_process
     assert not pool.running  # the worker ends with the batch
-    hits = navigate([(root.state.graph_reader(), str(crate), None)], "def", "MemoryStore", 5)
+    hits = navigate(
+        [(root.state.graph_reader(), str(crate), None, root.crate_names())], "def", "MemoryStore", 5
+    )
     assert [h["kind"] for h in hits["results"]] == ["struct"]
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import apsw
 import pytest
 
+from daemon.crate_names import read_names
 from daemon.graph import agrees, graph_of, name_segments, navigate
 from daemon.graph_names import MAX_LOOKUPS, Names
 from daemon.graph_rows import rows_of
@@ -319,7 +320,7 @@ def graph_db(tmp_path: Path) -> Any:
 
 def ask(state: StateDB, method: str, name: str) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = navigate(
-        [(state.graph_reader(), "/r/proj", None)], method, name, 100
+        [(state.graph_reader(), "/r/proj", None, read_names(Path("/r/proj")))], method, name, 100
     )["results"]
     return results
 
@@ -380,7 +381,8 @@ def test_paths_as_the_crates_users_write_them(tmp_path: Path) -> None:
     with graph_state(tmp_path, files) as state:
 
         def ask_tokio(method: str, name: str) -> list[dict[str, Any]]:
-            reader = (state.graph_reader(), "/deps/tokio-1.24.2", None)
+            root = "/deps/tokio-1.24.2"
+            reader = (state.graph_reader(), root, None, read_names(Path(root)))
             found: list[dict[str, Any]] = navigate([reader], method, name, 100)["results"]
             return found
 
@@ -554,7 +556,7 @@ def test_resolution_through_many_globs_is_bounded(tmp_path: Path) -> None:
         nowhere = ask(state, "refs", "crate::Nowhere")  # by name only
         assert nowhere and {h["confidence"] for h in nowhere} == {"name"}
         counting = _CountingConnection(state.graph_reader())
-        assert Names(counting, "proj").resolve("Nowhere") is None
+        assert Names(counting, read_names(Path("proj"))).resolve("Nowhere") is None
         # Each spelling: a definition and an import query, two for its globs' next name.
         assert counting.queries <= 4 * MAX_LOOKUPS
 
@@ -609,7 +611,9 @@ def test_a_root_from_before_the_graph_is_rebuilt_with_one(setup: Any) -> None:
     assert len(again.ledger) == 0  # reset: the next batch rebuilds everything
     run_batch(again, None, collab)
     assert again.state.get_meta("symbol_graph") is not None
-    results = navigate([(again.state.graph_reader(), "/x", None)], "def", "MemoryStore", 10)
+    results = navigate(
+        [(again.state.graph_reader(), "/x", None, again.crate_names())], "def", "MemoryStore", 10
+    )
     assert [h["kind"] for h in results["results"]] == ["struct"]
 
 
@@ -631,7 +635,9 @@ def test_a_root_of_the_first_graph_tables_is_rebuilt_in_the_new_ones(setup: Any)
     tables = {r[0] for r in again.state._db.execute("SELECT name FROM sqlite_master")}
     assert "graph_refs" not in tables
     run_batch(again, None, collab)
-    results = navigate([(again.state.graph_reader(), "/x", None)], "refs", "MemoryStore", 10)
+    results = navigate(
+        [(again.state.graph_reader(), "/x", None, again.crate_names())], "refs", "MemoryStore", 10
+    )
     assert results["results"] and all(h["confidence"] for h in results["results"])
 
 
