@@ -158,7 +158,7 @@ def _symbol_hits(
     hits = _named(root, name, ignore_case=ignore_case, limit=limit)
     if hits or "::" not in name:
         return hits, []
-    names = Names(root.state.graph_reader(), root.path.name)
+    names = Names(root.state.graph_reader(), root.crate_names())
     public = [symbol for _p, symbol, _k, _a, _b in names.definitions(name_segments(name))]
     for symbol in public:
         found = _named(root, symbol, ignore_case=False, limit=limit)
@@ -561,15 +561,27 @@ TEST_WORDS = frozenset({"test", "tests", "testing", "bench", "benches", "benchma
 
 
 def is_test_code(row: ChunkRow) -> bool:
-    """Whether `row` is test code: under tests/ or benches/, a tests.rs file, in a
-    `tests` module, or a `#[test]` function."""
+    """Whether `row` is test code: under tests/ or benches/, in a module or file named
+    as tests are (`tests`, `test_map`, `proptests`, `hash_quality_test.rs`: a `#[cfg(test)]`
+    module's attribute is in its parent, so the name is what a chunk has of it), or a
+    `#[test]` function."""
     folders = row.path.split("/")
-    if TEST_DIRS.intersection(folders[:-1]) or folders[-1] in ("tests.rs", "test.rs"):
+    if TEST_DIRS.intersection(folders[:-1]) or is_test_name(folders[-1].removesuffix(".rs")):
         return True
-    if "tests" in row.symbol.split("::"):
+    if any(is_test_name(segment) for segment in row.symbol.split("::")[:-1]):
         return True
     head = row.text[:200]
     return "#[test]" in head or "::test]" in head
+
+
+def is_test_name(module: str) -> bool:
+    """`test`, `tests`, `test_map`, `fallback_tests`, `proptests`, `quality_test`; not
+    `testing` or `tests_support`, which crates also name public helpers."""
+    return (
+        module in ("test", "tests")
+        or module.startswith("test_")
+        or module.endswith(("_test", "tests"))
+    )
 
 
 def _exact_info(query: str, rankings: Iterable[RootLists]) -> dict[str, object] | None:

@@ -126,6 +126,12 @@ def test_test_code_is_found_by_folder_module_and_attribute() -> None:
     assert is_test_code(row("src/x.rs", text="#[tokio::test]\nasync fn f() {}"))
     assert is_test_code(row("src/x.rs", text="/// Doc.\n#[test]\nfn f() {}"))
     assert not is_test_code(row("src/tests_support.rs", "tests_support::f"))
+    # `#[cfg(test)] mod proptests { .. }`, hashbrown's `mod test_map`, a `quality_test.rs`.
+    assert is_test_code(row("src/x.rs", "x::proptests::f")) and is_test_code(
+        row("src/x.rs", "x::test_map::f")
+    )
+    assert is_test_code(row("src/hash_quality_test.rs", "hash_quality_test::f"))
+    assert not is_test_code(row("src/x.rs", "x::test_parse"))  # a fn's own name is no module
     assert not is_test_code(row("src/testing/mod.rs", "testing::f"))
     assert not is_test_code(row("tests.rs/src/lib.rs"))  # a folder so named is no file
 
