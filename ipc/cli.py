@@ -468,22 +468,21 @@ def _use_color(choice: str) -> bool:
     return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
 
 
-def _display_path(hit: dict[str, Any], cwd: str, several_roots: bool) -> str:
-    """A path that opens from the current directory when it lies in the hit's root;
-    otherwise root-relative, or absolute when hits come from several roots."""
-    full = os.path.join(hit["root"], hit["path"])
-    if cwd == hit["root"] or cwd.startswith(hit["root"].rstrip("/") + "/"):
+def _display_path(hit: dict[str, Any], cwd: str) -> str:
+    """A path that opens from the current directory: relative to it when the file lies
+    below it (as rg prints), else absolute."""
+    full = os.path.join(str(hit["root"]), str(hit["path"]))
+    if cwd and full.startswith(cwd.rstrip("/") + "/"):
         return os.path.relpath(full, cwd)
-    return full if several_roots else str(hit["path"])
+    return full
 
 
 def _print_hits(hits: list[dict[str, Any]], query: str, color: bool) -> None:
-    several = len({h["root"] for h in hits}) > 1
     cwd = _cwd() or ""
     mark = _highlighter(query) if color else None
     path_on, num_on, off = ("\033[35m", "\033[32m", "\033[0m") if color else ("", "", "")
     for hit in hits:
-        where = _display_path(hit, cwd, several)
+        where = _display_path(hit, cwd)
         # Its file changed after it was indexed: the lines may have moved (`stale`).
         stale = "  [changed since indexed]" if hit.get("stale") else ""
         print(
@@ -529,15 +528,14 @@ def _flat_answer(
     args: argparse.Namespace,
     paths: RuntimePaths,
     schema: type[NavRequest],
-    line: Callable[[dict[str, Any], bool], str],
+    line: Callable[[dict[str, Any]], str],
 ) -> int:
-    """A navigation answer printed a line per hit (`line(hit, several_roots)`)."""
+    """A navigation answer printed a line per hit (`line(hit)`)."""
     result = _navigate(args, paths, schema)
     if result is None:
         return 0
-    several = _several(result["results"])
     for hit in result["results"]:
-        print(line(hit, several))
+        print(line(hit))
     return _nav_tail(schema.method, args, result)
 
 
@@ -559,17 +557,13 @@ def _say_more(method: str, name: str, shown: int, total: int) -> None:
     print(f"rcmd: showing {shown} of {total} answers; {more}", file=sys.stderr)
 
 
-def _where(hit: dict[str, Any], several: bool) -> str:
+def _where(hit: dict[str, Any]) -> str:
     mark = "" if hit["confidence"] == "resolved" else "  [by name]"
-    shown = _display_path(hit, _cwd() or "", several)
+    shown = _display_path(hit, _cwd() or "")
     if " " in hit.get("crate", ""):  # a dependency crate (`name version`): where it lies
         mark += f"  [{hit['crate']}]"
         shown = os.path.join(hit["root"], hit["path"])
     return f"{shown}:{hit['line']}{mark}"
-
-
-def _several(hits: list[dict[str, Any]]) -> bool:
-    return len({h["root"] for h in hits}) > 1
 
 
 _NAV_JSON = "print {results: [{root, path, line, symbol, kind, confidence, crate}], total}"
@@ -593,7 +587,7 @@ def cmd_def(args: argparse.Namespace, paths: RuntimePaths) -> int:
         args,
         paths,
         DefRequest,
-        lambda h, several: f"{_where(h, several)}  {h['symbol']} ({h['kind']})",
+        lambda h: f"{_where(h)}  {h['symbol']} ({h['kind']})",
     )
 
 
@@ -609,10 +603,9 @@ def cmd_refs(args: argparse.Namespace, paths: RuntimePaths) -> int:
     result = _navigate(args, paths, RefsRequest)
     if result is None:
         return 0
-    several = _several(result["results"])
     last = None
     for hit in result["results"]:
-        file = _display_path(hit, _cwd() or "", several)
+        file = _display_path(hit, _cwd() or "")
         if file != last:
             print(file)
             last = file
@@ -633,14 +626,13 @@ def cmd_callers(args: argparse.Namespace, paths: RuntimePaths) -> int:
     result = _navigate(args, paths, CallersRequest)
     if result is None:
         return 0
-    several = _several(result["results"])
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for hit in result["results"]:
         groups.setdefault((hit["root"], hit["symbol"], hit["kind"]), []).append(hit)
     for (_root, symbol, kind), hits in groups.items():
         print(f"{symbol} ({kind})")
         for hit in hits:
-            print(f"  {_where(hit, several)}  calls {hit['via']}")
+            print(f"  {_where(hit)}  calls {hit['via']}")
     return _nav_tail("callers", args, result)
 
 
@@ -656,7 +648,7 @@ def cmd_callees(args: argparse.Namespace, paths: RuntimePaths) -> int:
         args,
         paths,
         CalleesRequest,
-        lambda h, several: f"{_where(h, several)}  {h['symbol']} ({h['kind']}) from {h['via']}",
+        lambda h: f"{_where(h)}  {h['symbol']} ({h['kind']}) from {h['via']}",
     )
 
 
@@ -673,7 +665,7 @@ def cmd_impls(args: argparse.Namespace, paths: RuntimePaths) -> int:
         args,
         paths,
         ImplsRequest,
-        lambda h, several: f"{_where(h, several)}  {h['symbol']}  (impl with {h['via']})",
+        lambda h: f"{_where(h)}  {h['symbol']}  (impl with {h['via']})",
     )
 
 

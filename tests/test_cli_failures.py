@@ -155,6 +155,27 @@ def test_search_path_resolves_from_the_working_directory(daemon: Daemon, spaced:
         assert f"--path {value} is outside the roots searched ({spaced})" in line, line
 
 
+def test_hits_print_paths_that_open_from_the_working_directory(
+    daemon: Daemon, spaced: Path
+) -> None:
+    """Below the working directory a hit's path is relative to it, elsewhere absolute
+    (a root-relative path opens from nowhere); a --root that does not exist says so."""
+    daemon.cli("index", str(spaced), "--wait")
+    q = ("search", "retry", "--mode", "bm25", "--limit", "1", "--root", str(spaced))
+    for cwd, prefix in (
+        (spaced, "src/"),
+        (spaced.parent, f"{spaced.name}/src/"),
+        (REPO, f"{spaced}/src/"),
+    ):
+        out = daemon.cli(*q, cwd=cwd).stdout
+        assert out.startswith(prefix), (cwd, out)
+        assert daemon.cli(
+            "def", "fetch_with_retry", "--root", str(spaced), cwd=cwd
+        ).stdout.startswith(prefix)
+    line = _one_line(daemon.cli("search", "retry", "--root", str(spaced.parent / "nowhere"), check=False))
+    assert "does not exist; see the indexed roots with: rcmd status" in line, line
+
+
 def test_full_stdout_and_a_deleted_working_directory(daemon: Daemon, spaced: Path) -> None:
     """`>/dev/full` is coreutils' write error; with the working directory deleted,
     search and def search every root and index asks for a folder that exists."""
