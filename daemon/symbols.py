@@ -19,6 +19,7 @@ from typing import NamedTuple
 
 import tree_sitter
 
+from daemon.bindings import Interval, binding_at, fn_bindings
 from daemon.chunker import (
     MAX_MACRO_NESTING,
     _language,
@@ -42,11 +43,12 @@ from ipc.kinds import NODE_KINDS
 GRAPH_VERSION = 5
 #: Bumped when extraction finds more without changing what the tables mean (1: raw
 #: identifiers such as `r#match`; 2: items written in braced macro calls, `cfg_rt! {…}`,
-#: and a fn's own `use` kept out of its module's resolution):
+#: and a fn's own `use` kept out of its module's resolution; 3: a receiver typed by the
+#: binding in scope where it is read, `daemon.bindings`):
 #: graph rows cached under another revision are not reused, so a file read again (an
 #: edit, `rcmd reindex --force`) gets the new rows, while a root's rows stay valid until
 #: then instead of a rebuild of every root.
-GRAPH_REVISION = 2
+GRAPH_REVISION = 3
 #: Reference kinds that `callers`/`callees` count as calls.
 CALL_KINDS = frozenset({"call", "method", "macro"})
 
@@ -82,7 +84,6 @@ _PRIORITY = {
     "type": 7,
     "value": 8,
     "tt": 9,
-    "let": 10,
 }
 #: A call, method call or macro invocation written inside a macro's arguments, which
 #: tree-sitter leaves as unparsed tokens (`assert_eq!(parse(x), 1)`, `digit1::<_, (_,
@@ -125,7 +126,6 @@ _QUERY = """
 (scoped_type_identifier) @type
 (use_declaration argument: (_) @use)
 (macro_invocation (token_tree) @tt)
-(let_declaration pattern: (identifier)) @let
 ((identifier) @value (#match? @value "^[A-Z]"))
 (struct_item name: (_) @name)
 (enum_item name: (_) @name)
@@ -202,18 +202,26 @@ class _Def:
     module: tuple[str, ...]  # the module its body's names resolve in
     self_path: tuple[str, ...] | None  # what `Self` means inside it
     generics: frozenset[str] = frozenset()  # its own type parameters
-    #: A fn's node and source: its parameters' types are read when a reference inside
-    #: it first needs them (an edit reads the references of the items it changed only).
+    #: A fn's node and source: its bindings are read when a receiver inside it first
+    #: needs them (an edit reads the references of the items it changed only).
     fn: tuple[tree_sitter.Node, bytes] | None = None
-    _bindings: dict[str, tuple[str, ...]] | None = None
+    _bindings: dict[str, list[Interval]] | None = None
 
-    def bindings(self) -> dict[str, tuple[str, ...]]:
-        """Local names of a fn whose type is written (`x: &Foo`, `let v = Vec::new()`)."""
+    def binding(self, name: str, pos: int) -> tuple[str, ...] | None:
+        """The written type of the local `name` in scope at byte `pos` (`x: &Foo`, `let
+        v = Vec::new()`), None where it has none (`daemon.bindings`)."""
         if self._bindings is None:
             self._bindings = {}
             if self.fn is not None:
-                self._bindings.update(_param_bindings(*self.fn, self.generics))
-        return self._bindings
+                node, src = self.fn
+                self._bindings = fn_bindings(
+                    node,
+                    src,
+                    _param_bindings(node, src, self.generics),
+                    functools.partial(_let_type, src=src, generics=self.generics),
+                    lambda ty: type_path(ty, src, self.generics),
+                )
+        return binding_at(self._bindings, name, pos) if name in self._bindings else None
 
 
 @dataclass(slots=True)
@@ -491,18 +499,13 @@ def _param_bindings(
                 yield _text(pattern, src), segs
 
 
-def _bind_let(node: tree_sitter.Node, src: bytes, inside: _Def) -> None:
+def _let_type(node: tree_sitter.Node, src: bytes, generics: frozenset[str]) -> tuple[str, ...]:
     """`let x: Foo`, `let x = Foo::new()`, `let x = Foo { .. }`, `let x =
     Arc::new(Foo::new())`: x is a Foo (`daemon.fields.value_type`)."""
-    pattern = node.child_by_field_name("pattern")
     ty, value = node.child_by_field_name("type"), node.child_by_field_name("value")
-    segs: tuple[str, ...] = ()
     if ty is not None:
-        segs = type_path(ty, src, inside.generics)
-    elif value is not None:
-        segs = value_type(value, src)
-    if pattern is not None and segs:
-        inside.bindings()[_text(pattern, src)] = segs
+        return type_path(ty, src, generics)
+    return value_type(value, src) if value is not None else ()
 
 
 class _Enclosing:
@@ -598,11 +601,6 @@ def _references(walk: Walk, scope: Scope, hits: list[Hit]) -> list[Reference]:
         if capture == "use":
             use_end = max(use_end, end)
             continue
-        if capture == "let":
-            owner = enclosing.at(pos)[0]
-            if owner is not None:
-                _bind_let(node, src, owner)
-            continue
         if pos < use_end or end <= taken_end or (capture in _NAMED and pos in walk.names):
             continue
         if capture == "tt" and pos in walk.expanded:
@@ -691,7 +689,7 @@ def _receiver_type(recv: tree_sitter.Node, walk: Walk, inside: _Def) -> tuple[st
     if recv.type == "self":
         owner = inside.self_path
     elif recv.type == "identifier":
-        owner = inside.bindings().get(_text(recv, walk.src))
+        owner = inside.binding(_text(recv, walk.src), recv.start_byte)
     else:
         return None  # a call's result, an index, a chain too long
     for name in reversed(names):

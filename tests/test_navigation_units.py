@@ -458,6 +458,73 @@ fn f(c: &mut Client, n: impl Fn()) {
     assert got[("send", 10)] == ()
 
 
+def test_a_shadowed_local_is_not_typed_by_the_binding_it_hides() -> None:
+    """Rust shadows freely: the `x` of `x.go()` is the binding in scope there, and a
+    `let`'s value still reads the one it shadows. The calls typed () below were resolved
+    to A's `go` (the last binding of `x` with a written type), and the last one to A's."""
+    src = b"""pub struct A;
+pub struct B;
+fn rebind_unknown() {
+    let x = A::new();
+    let x = x.into_b();
+    x.go();
+}
+fn param_rebind(x: A) {
+    let x = x.into_b();
+    x.go();
+}
+fn closure(x: A, bs: Vec<B>) {
+    bs.iter().for_each(|x| x.go());
+}
+fn for_loop(x: A, bs: Vec<B>) {
+    for x in bs { x.go(); }
+}
+fn tuple(x: A) {
+    let (x, _y) = (B::new(), 1);
+    x.go();
+}
+fn if_let(x: A, o: Option<B>) {
+    if let Some(x) = o { x.go(); }
+}
+fn arm(x: A, o: Option<B>) {
+    match o { Some(x) => x.go(), None => {} }
+}
+fn typed_closure(x: A) {
+    let f = |x: &B| x.go();
+}
+fn block() {
+    let x = A::new();
+    {
+        let x = B::new();
+        x.go();
+    }
+    x.go();
+}
+fn copies(x: A) {
+    let y = x.clone();
+    y.go();
+}
+fn value_reads_the_old_binding(x: B) {
+    let x: A = x.go();
+}
+"""
+    got = [(r.line, r.targets) for r in extract("src/lib.rs", src).refs if r.name == "go"]
+    assert got == [
+        (6, ()),
+        (10, ()),
+        (13, ()),
+        (16, ()),
+        (20, ()),
+        (23, ()),
+        (26, ()),
+        (29, ("B::go",)),
+        (35, ("B::go",)),
+        (37, ("A::go",)),
+        (41, ("A::go",)),  # a clone has its original's type
+        (44, ("B::go",)),
+    ]
+
+
 def test_method_calls_on_fields_of_self_follow_the_fields_type(tmp_path: Path) -> None:
     """tokio's `callers Mutex::lock` listed 125 calls by name, most of them `.lock()` of
     a loom or std mutex in a field: `self.s.acquire(1)` is the field's type's method
