@@ -239,7 +239,23 @@ class Walk:
     #: Start bytes of macro calls' token trees parsed as items (`invocation_items`):
     #: their references come from the parse, not from the tokens' shapes.
     expanded: set[int] = field(default_factory=set)
+    #: The names of the items written in each fn's body, by the fn's symbol: inside
+    #: the fn (and the items nested in it) they shadow the module's names.
+    blocks: dict[str, set[str]] = field(default_factory=dict)
     _fields: FieldTypes | None = None
+
+    def in_block(self, symbol: str, segs: tuple[str, ...]) -> str | None:
+        """The symbol `segs` names when its head is an item written in the body of a fn
+        around `symbol` (the innermost such fn; `fn outer() { struct Guard; … }`:
+        `Guard::new` is `outer::Guard::new` there), else None."""
+        if not self.blocks or not segs:
+            return None
+        parts = symbol.split("::")
+        for i in range(len(parts), 0, -1):
+            names = self.blocks.get("::".join(parts[:i]))
+            if names is not None and segs[0] in names:
+                return "::".join((*parts[:i], *segs))
+        return None
 
     def field_types(self) -> FieldTypes:
         """The file's struct fields (`daemon.fields`), read from its own tree (with its
@@ -393,6 +409,8 @@ def _walk_level(
             _add(walk, child, symbol, _MEMBER_KINDS[child.type], module, self_path)
             stack.extend((body, inside, calls) for body, inside in _fn_body(child, symbol, module))
         elif child.type in NODE_KINDS:
+            if pre != module and not owner and NODE_KINDS[child.type] != "impl":
+                walk.blocks.setdefault("::".join(pre), set()).add(_name(child, walk.src))
             items = _item(walk, child, pre, module)
             stack.extend((body, inside, calls) for body, inside in items)
 
@@ -559,8 +577,9 @@ class _Memo:
     path's segments, and its candidates per module and `Self` (the scope is complete by
     the time references are read)."""
 
-    def __init__(self, scope: Scope) -> None:
+    def __init__(self, scope: Scope, walk: Walk) -> None:
         self.scope = scope
+        self.walk = walk
         self._segs: dict[str, tuple[str, ...]] = {}
         self._found: dict[tuple[str, tuple[str, ...], tuple[str, ...] | None], tuple[str, ...]]
         self._found = {}
@@ -576,6 +595,8 @@ class _Memo:
     ) -> tuple[str, ...]:
         module = inside.module if inside is not None else self.scope.module
         self_path = inside.self_path if inside is not None else None
+        if inside is not None and (local := self.walk.in_block(inside.out.symbol, segs)):
+            return (local,)
         key = (written, module, self_path)
         found = self._found.get(key)
         if found is None:
@@ -589,7 +610,7 @@ def _references(walk: Walk, scope: Scope, hits: list[Hit]) -> list[Reference]:
     the root each time, so it is never asked here)."""
     src = walk.src
     enclosing = _Enclosing(walk.defs)
-    memo = _Memo(scope)
+    memo = _Memo(scope, walk)
     out: list[Reference] = []
     use_end = -1  # end of the last `use` argument: paths inside it are its imports
     taken_end = -1  # end of the last path taken: captures inside it are its parts
@@ -668,7 +689,9 @@ def _receiver_call(
     bound = _receiver_type(recv, walk, inside) if inside is not None else None
     targets: tuple[str, ...] = ()
     if bound and inside is not None:
-        targets = candidates((*bound, name), scope, inside.module, inside.self_path)
+        segs = (*bound, name)
+        local = walk.in_block(inside.out.symbol, segs)
+        targets = (local,) if local else candidates(segs, scope, inside.module, inside.self_path)
     where = inside.out.symbol if inside is not None else scope.module_symbol
     yield Reference(name, name, "method", fld.start_point.row + 1, where, targets)
 
@@ -726,12 +749,13 @@ def impl_relations(
     walk: Walk, impls: list[tuple[tree_sitter.Node, tuple[str, ...], tuple[str, ...]]], scope: Scope
 ) -> list[ImplRelation]:
     """The `impl Trait for Type` relations of `impls` (some of `walk.impls`)."""
-    return list(_relations(walk.src, impls, scope))
+    return list(_relations(walk, impls, scope))
 
 
 def _relations(
-    src: bytes, impls: list[tuple[tree_sitter.Node, tuple[str, ...], tuple[str, ...]]], scope: Scope
+    walk: Walk, impls: list[tuple[tree_sitter.Node, tuple[str, ...], tuple[str, ...]]], scope: Scope
 ) -> Iterator[ImplRelation]:
+    src = walk.src
     for node, module, symbol in impls:
         trait = node.child_by_field_name("trait")
         type_node = node.child_by_field_name("type")
@@ -743,11 +767,13 @@ def _relations(
         # A type that is no path (`&[u8]`, `(A, B)`, `[T; N]`) is named as written.
         type_segs = path_segments(_text(_strip_type(type_node), src))
         self_type = "::".join(type_segs) or " ".join(_text(type_node, src).split())
+        where = "::".join(symbol)
+        trait_local, type_local = walk.in_block(where, trait_segs), walk.in_block(where, type_segs)
         yield ImplRelation(
             "::".join(trait_segs),
-            candidates(trait_segs, scope, module, None),
+            (trait_local,) if trait_local else candidates(trait_segs, scope, module, None),
             self_type,
-            candidates(type_segs, scope, module, None),
+            (type_local,) if type_local else candidates(type_segs, scope, module, None),
             node.start_point.row + 1,
             "::".join(symbol),
         )

@@ -149,6 +149,37 @@ impl S {
         assert {h["symbol"] for h in ask(state, "callers", "inner_m")} == {"S::m"}
 
 
+def test_items_written_in_a_fn_body_shadow_the_modules_namesakes() -> None:
+    """Inside `outer`, `helper` and `Guard` are the items its body declares, not the
+    module's (those calls were resolved to the module's items), in the items nested
+    there too, and in the impls written there."""
+    src = b"""pub fn helper() {}
+pub struct Guard;
+pub trait Tr {}
+pub fn outer() {
+    fn helper() {}
+    struct Guard;
+    trait Tr {}
+    impl Guard { fn new() -> Guard { helper(); Guard } fn go(&self) {} }
+    impl Tr for Guard {}
+    helper();
+    let g = Guard::new();
+    g.go();
+}
+pub fn other() { helper(); Guard::new(); }
+"""
+    g = extract("src/lib.rs", src)
+    got = {(r.line, r.written): r.targets for r in g.refs if r.kind in ("call", "method")}
+    assert got[(8, "helper")] == ("outer::helper",)
+    assert got[(10, "helper")] == ("outer::helper",)
+    assert got[(11, "Guard::new")] == ("outer::Guard::new",)
+    assert got[(12, "go")] == ("outer::Guard::go",)
+    assert got[(14, "helper")] == ("helper",)
+    assert got[(14, "Guard::new")] == ("Guard::new",)
+    (rel,) = g.impls
+    assert (rel.trait_targets, rel.type_targets) == (("outer::Tr",), ("outer::Guard",))
+
+
 def test_a_use_inside_a_fn_does_not_rename_the_rest_of_its_module() -> None:
     """tokio's bounded.rs: `use chan::Semaphore;` inside one `drop` resolved every other
     `Semaphore` of the module (its own struct) to the trait, marked resolved."""
