@@ -207,9 +207,10 @@ class _Def:
     fn: tuple[tree_sitter.Node, bytes] | None = None
     _bindings: dict[str, list[Interval]] | None = None
 
-    def binding(self, name: str, pos: int) -> tuple[str, ...] | None:
+    def binding(self, name: str, pos: int, generics: frozenset[str]) -> tuple[str, ...] | None:
         """The written type of the local `name` in scope at byte `pos` (`x: &Foo`, `let
-        v = Vec::new()`), None where it has none (`daemon.bindings`)."""
+        v = Vec::new()`), None where it has none (`daemon.bindings`); `generics`: the
+        type parameters in scope in the fn (its impl's or trait's too), which name no item."""
         if self._bindings is None:
             self._bindings = {}
             if self.fn is not None:
@@ -217,9 +218,9 @@ class _Def:
                 self._bindings = fn_bindings(
                     node,
                     src,
-                    _param_bindings(node, src, self.generics),
-                    functools.partial(_let_type, src=src, generics=self.generics),
-                    lambda ty: type_path(ty, src, self.generics),
+                    _param_bindings(node, src, generics),
+                    functools.partial(_let_type, src=src, generics=generics),
+                    lambda ty: type_path(ty, src, generics),
                 )
         return binding_at(self._bindings, name, pos) if name in self._bindings else None
 
@@ -631,7 +632,7 @@ def _references(walk: Walk, scope: Scope, hits: list[Hit]) -> list[Reference]:
         if capture == "tt":
             out.extend(_token_tree_refs(node, src, memo, inside, generics))
         elif capture == "recv_method":
-            out.extend(_receiver_call(node, walk, scope, inside))
+            out.extend(_receiver_call(node, walk, scope, inside, generics))
         else:
             written = src[pos:end].decode("utf-8", "replace")
             line = node.start_point.row + 1
@@ -678,7 +679,11 @@ def _qualifier_kind(name: str) -> str:
 
 
 def _receiver_call(
-    node: tree_sitter.Node, walk: Walk, scope: Scope, inside: _Def | None
+    node: tree_sitter.Node,
+    walk: Walk,
+    scope: Scope,
+    inside: _Def | None,
+    generics: frozenset[str],
 ) -> Iterator[Reference]:
     """`x.name(..)`, `self.x.name(..)`: a method of the receiver's type when the code
     wrote that type down, else by name."""
@@ -686,7 +691,7 @@ def _receiver_call(
     if recv is None or fld is None:
         return
     name = _text(fld, walk.src)
-    bound = _receiver_type(recv, walk, inside) if inside is not None else None
+    bound = _receiver_type(recv, walk, inside, generics) if inside is not None else None
     targets: tuple[str, ...] = ()
     if bound and inside is not None:
         segs = (*bound, name)
@@ -696,7 +701,9 @@ def _receiver_call(
     yield Reference(name, name, "method", fld.start_point.row + 1, where, targets)
 
 
-def _receiver_type(recv: tree_sitter.Node, walk: Walk, inside: _Def) -> tuple[str, ...] | None:
+def _receiver_type(
+    recv: tree_sitter.Node, walk: Walk, inside: _Def, generics: frozenset[str]
+) -> tuple[str, ...] | None:
     """The written type of a local or parameter (`x`), or of a field of `self` or of
     such a local, through fields of fields (`self.x`, `p.x`, `self.a.b`, as the file's
     structs declare them; a chain longer than `_MAX_CHAIN` is not followed)."""
@@ -712,7 +719,7 @@ def _receiver_type(recv: tree_sitter.Node, walk: Walk, inside: _Def) -> tuple[st
     if recv.type == "self":
         owner = inside.self_path
     elif recv.type == "identifier":
-        owner = inside.binding(_text(recv, walk.src), recv.start_byte)
+        owner = inside.binding(_text(recv, walk.src), recv.start_byte, generics)
     else:
         return None  # a call's result, an index, a chain too long
     for name in reversed(names):

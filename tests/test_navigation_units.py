@@ -556,6 +556,21 @@ fn value_reads_the_old_binding(x: B) {
     ]
 
 
+def test_a_local_typed_by_an_impls_or_traits_type_parameter_names_no_item() -> None:
+    """`impl<Handle> Conn<Handle> { fn a(x: Handle) { x.close() } }`: `x` is of the
+    parameter, not of the struct `Handle` (its `close` was the resolved answer)."""
+    src = b"""pub struct Handle;
+pub struct Conn<H>(H);
+impl<Handle: Clone> Conn<Handle> {
+    pub fn a(&self, x: Handle) { x.close(); let y: Handle = x.clone(); y.close(); }
+}
+pub trait Tr<Handle> { fn b(&self, x: Handle) { x.close(); } }
+pub fn c(x: Handle) { x.close(); }
+"""
+    got = [(r.line, r.targets) for r in extract("src/lib.rs", src).refs if r.name == "close"]
+    assert got == [(4, ()), (4, ()), (6, ()), (7, ("Handle::close",))]
+
+
 def test_method_calls_on_fields_of_self_follow_the_fields_type(tmp_path: Path) -> None:
     """tokio's `callers Mutex::lock` listed 125 calls by name, most of them `.lock()` of
     a loom or std mutex in a field: `self.s.acquire(1)` is the field's type's method
