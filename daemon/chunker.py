@@ -551,10 +551,13 @@ def _record_item(
     body_row = node.start_point.row if kind == "macro" else body.start_point.row
     scopes.append(_container_scope(node, meta, start, end, body_row, attached, src, len(items)))
     index = len(scopes) - 1
+    # The braced macro calls around are counted through the block: a `mod` between two
+    # calls must not start the count again (`m! { mod a { m! { mod b { … } } } }` parsed
+    # the innermost items once a level, 64 levels deep).
     if kind in ("mod", "macro"):
-        frames.append(_Frame(body, (*frame.prefix, name), index))
+        frames.append(_Frame(body, (*frame.prefix, name), index, calls=frame.calls))
     else:
-        frames.append(_Frame(body, frame.prefix, index, name, signature))
+        frames.append(_Frame(body, frame.prefix, index, name, signature, frame.calls))
 
 
 def _bounded_symbol(prefix: tuple[str, ...], name: str, items_so_far: int) -> str:
