@@ -74,12 +74,8 @@ class Registry:
                 best is None or len(str(root.path)) > len(str(best.path))
             ):
                 best = root
-        if best is None and not path.exists():
-            raise NotFound(f"{path} does not exist; see the indexed roots with: rcmd status")
         if best is None:
-            raise NotFound(
-                f"{path} is not inside an indexed root; add it with: rcmd index {quote(str(path))}"
-            )
+            raise NotFound(_not_indexed(path))
         return best
 
     def select(self, raw: str | None, deps: bool = False) -> list[RootIndex]:
@@ -286,3 +282,9 @@ class Registry:
         if not real.is_file():
             raise NotFound(f"{real} is not a file")
         return root, real, real.relative_to(root.path).as_posix()
+
+
+def _not_indexed(path: Path) -> str:
+    if not path.exists():
+        return f"{path} does not exist; see the indexed roots with: rcmd status"
+    return f"{path} is not inside an indexed root; add it with: rcmd index {quote(str(path))}"

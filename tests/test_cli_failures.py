@@ -172,7 +172,8 @@ def test_hits_print_paths_that_open_from_the_working_directory(
         assert daemon.cli(
             "def", "fetch_with_retry", "--root", str(spaced), cwd=cwd
         ).stdout.startswith(prefix)
-    line = _one_line(daemon.cli("search", "retry", "--root", str(spaced.parent / "nowhere"), check=False))
+    nowhere = str(spaced.parent / "nowhere")
+    line = _one_line(daemon.cli("search", "retry", "--root", nowhere, check=False))
     assert "does not exist; see the indexed roots with: rcmd status" in line, line
 
 
