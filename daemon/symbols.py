@@ -22,6 +22,7 @@ import tree_sitter
 from daemon.bindings import Interval, binding_at, fn_bindings
 from daemon.chunker import (
     MAX_MACRO_NESTING,
+    MAX_NESTING,
     _language,
     _macro_items,
     _type_name,
@@ -444,7 +445,7 @@ def _item(
     body = node.child_by_field_name("body")
     if kind == "mod":
         _add(walk, node, symbol, kind, symbol, None)
-        if body is not None:
+        if body is not None and len(symbol) <= MAX_NESTING:
             yield body, (symbol, "", None, symbol)
         return
     if kind == "impl":
@@ -465,7 +466,9 @@ def _item(
         for v in body.named_children:
             if v.type == "enum_variant":
                 _add(walk, v, (*symbol, _name(v, src)), "variant", pre, None)
-    if kind == "macro":
+    if kind == "macro" and len(symbol) <= MAX_NESTING:
+        # Each level parses its body again: past the chunker's bound (a file it skips as
+        # too complex, which only a snapshot's adoption still reads) 1,500 levels took 11 s.
         inner = _macro_items(node, src)
         if inner is not None:
             walk.trees.append(inner)

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from daemon.chunker import MAX_MACRO_NESTING, chunk_source
+from daemon.chunker import MAX_MACRO_NESTING, MAX_NESTING, chunk_source
 from daemon.config import load_config
 from daemon.embed_cache import EmbedCache
 from daemon.pipeline import Collaborators, run_batch
@@ -171,3 +171,15 @@ def test_a_mod_between_nested_macro_calls_does_not_restart_the_count() -> None:
     }
     graph = {d.symbol for d in extract("src/lib.rs", src.encode()).defs if d.kind == "fn"}
     assert graph == fns
+
+
+def test_nested_macro_rules_in_the_graph_stop_at_the_chunkers_depth() -> None:
+    """Each `macro_rules!` level parses its body again. The chunker skips a file nested
+    past `MAX_NESTING` as too complex, but a snapshot's adoption builds the graph of the
+    files it adopts without chunking them: 1,500 levels cost 11 s there."""
+    depth = MAX_NESTING + 10
+    src = "".join(f"macro_rules! m{i} {{ () => {{ fn f{i}() {{}}\n" for i in range(depth))
+    src += "} };\n" * depth
+    fns = {d.symbol for d in extract("src/lib.rs", src.encode()).defs if d.kind == "fn"}
+    assert fns and max(len(s.split("::")) for s in fns) <= MAX_NESTING + 1
+    assert len(fns) < depth
