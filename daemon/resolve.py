@@ -68,7 +68,10 @@ class Scope:
 
     module: Path_
     crate: Path_
-    imports: dict[Path_, dict[str, Path_]] = field(default_factory=dict)
+    #: Module -> alias -> what it imports, in the order written: one alias may import
+    #: several paths under exclusive `#[cfg]`s (`#[cfg(test)] use super::mocks::spawn;`
+    #: beside `#[cfg(not(test))] use crate::blocking::spawn;`), and each may be meant.
+    imports: dict[Path_, dict[str, list[Path_]]] = field(default_factory=dict)
     globs: dict[Path_, list[Path_]] = field(default_factory=dict)
     locals: set[str] = field(default_factory=set)
 
@@ -81,7 +84,9 @@ class Scope:
         if alias == "*":
             self.globs.setdefault(module, []).append(segs)
         elif alias != "_":
-            self.imports.setdefault(module, {})[alias] = segs
+            targets = self.imports.setdefault(module, {}).setdefault(alias, [])
+            if segs not in targets:
+                targets.append(segs)
 
     def add_local(self, symbol: str) -> None:
         self.locals.add(symbol)
@@ -97,8 +102,8 @@ class Scope:
         if head == "super":
             return _super(segs, module)
         imported = self.imports.get(module, {}).get(head)
-        if imported is not None:
-            return (*imported, *segs[1:])
+        if imported:  # a `use` building on an alias of several: the first written
+            return (*imported[0], *segs[1:])
         if "::".join((*module, head)) in self.locals:
             return (*module, *segs)
         return segs
@@ -124,8 +129,8 @@ def candidates(
     if head == "Self":
         return ("::".join((*self_path, *rest)),) if self_path else ()
     imported = scope.imports.get(module, {}).get(head)
-    if imported is not None:
-        return ("::".join((*imported, *rest)),)
+    if imported:
+        return tuple("::".join((*target, *rest)) for target in imported)
     local = (*module, head)
     if "::".join(local) in scope.locals:
         return ("::".join((*local, *rest)),)

@@ -45,11 +45,12 @@ GRAPH_VERSION = 5
 #: Bumped when extraction finds more without changing what the tables mean (1: raw
 #: identifiers such as `r#match`; 2: items written in braced macro calls, `cfg_rt! {…}`,
 #: and a fn's own `use` kept out of its module's resolution; 3: a receiver typed by the
-#: binding in scope where it is read, `daemon.bindings`):
+#: binding in scope where it is read, `daemon.bindings`; 4: an alias imported under
+#: exclusive `#[cfg]`s means each of its paths):
 #: graph rows cached under another revision are not reused, so a file read again (an
 #: edit, `rcmd reindex --force`) gets the new rows, while a root's rows stay valid until
 #: then instead of a rebuild of every root.
-GRAPH_REVISION = 3
+GRAPH_REVISION = 4
 #: Reference kinds that `callers`/`callees` count as calls.
 CALL_KINDS = frozenset({"call", "method", "macro"})
 

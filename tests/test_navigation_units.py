@@ -848,3 +848,22 @@ def test_a_graph_written_over_an_older_one_equals_one_written_afresh(tmp_path: P
     fresh.record(recs, [], [], {}, graphs={p: rows_of(graph_of(p, b)) for p, b in last.items()})
     fresh.close()
     assert _graph_tables(tmp_path / "kept.db") == _graph_tables(tmp_path / "fresh.db")
+
+
+def test_an_alias_imported_under_exclusive_cfgs_means_each_of_its_paths(tmp_path: Path) -> None:
+    """tokio's fs/file.rs imports `spawn_blocking` from `blocking` and, under
+    `#[cfg(test)]`, from its mocks: a call may mean either (the last `use` won, so the
+    real fn's callers left out the file, and the mock's listed it as resolved)."""
+    files = {
+        "src/blocking.rs": b"pub fn spawn_blocking() {}\n",
+        "src/fs/mocks.rs": b"pub fn spawn_blocking() {}\n",
+        "src/fs/file.rs": (
+            b"#[cfg(not(test))]\nuse crate::blocking::spawn_blocking;\n"
+            b"#[cfg(test)]\nuse super::mocks::spawn_blocking;\n"
+            b"pub fn open() { spawn_blocking(); }\n"
+        ),
+    }
+    with graph_state(tmp_path, files) as state:
+        for name in ("blocking::spawn_blocking", "mocks::spawn_blocking"):
+            callers = {(h["symbol"], h["confidence"]) for h in ask(state, "callers", name)}
+            assert callers == {("fs::file::open", "resolved")}, (name, callers)
