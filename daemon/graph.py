@@ -118,7 +118,13 @@ class GraphReader:
     """Queries over one root's graph through the calling thread's read connection."""
 
     def __init__(
-        self, conn: apsw.Connection, root: str, crate: str | None, names: CrateNames
+        self,
+        conn: apsw.Connection,
+        root: str,
+        crate: str | None,
+        names: CrateNames,
+        *,
+        anchored: bool = False,
     ) -> None:
         self._db = conn
         self._root = root
@@ -126,6 +132,8 @@ class GraphReader:
         self._crate = crate
         self._crates = names
         self._names = Names(conn, names)
+        #: The name was asked from the crate's root (`crate::helper`), not as a suffix.
+        self._anchored = anchored
 
     def _hit(self, path: str, line: int, symbol: str, kind: str, conf: str, via: str) -> NavHit:
         crate = self._crate or self._crates.of(path)
@@ -133,7 +141,7 @@ class GraphReader:
 
     def definitions(self, segs: tuple[str, ...]) -> list[Definition]:
         """(path, symbol, kind, line, end_line) of the definitions `segs` names."""
-        return self._names.definitions(segs)
+        return self._names.definitions(segs, anchored=self._anchored)
 
     def resolve(self, candidate: str) -> str | None:
         """The defined symbol a candidate names; None when the root defines none."""
@@ -322,8 +330,9 @@ def navigate(graphs: Iterable[GraphSource], method: str, name: str, limit: int) 
             f"{name!r} is not a Rust name or path; ask for one like: rcmd {method} Vec::push"
         )
     query = _QUERIES[method]
+    anchored = path_segments(name)[:1] == ("crate",)
     hits: list[NavHit] = []
     for conn, root, crate, names in graphs:
-        hits.extend(query(GraphReader(conn, root, crate, names), segs))
+        hits.extend(query(GraphReader(conn, root, crate, names, anchored=anchored), segs))
     ranked = rank(hits)
     return {"results": [h.to_json() for h in ranked[:limit]], "total": len(ranked)}

@@ -39,13 +39,18 @@ class Names:
         self._exists: dict[str, bool] = {}
         self._spellings: dict[str, list[str]] = {}
 
-    def definitions(self, segs: tuple[str, ...]) -> list[Definition]:
+    def definitions(self, segs: tuple[str, ...], *, anchored: bool = False) -> list[Definition]:
         """(path, symbol, kind, line, end_line) of the definitions `segs` names: as
-        written (a path suffix), else as the crate's users write it: the crate's own name
-        in front (`tokio::spawn` is the crate root's `spawn`), a path through `pub use`
+        written (a path suffix; `anchored`: a path from a crate's root, as `crate::`
+        writes it), else as the crate's users write it: the crate's own name in front
+        (`tokio::spawn` is the crate root's `spawn`), a path through `pub use`
         re-exports (`tokio::sync::mpsc::Sender` is `sync::mpsc::bounded::Sender`)."""
-        first: _Spelling = (segs, False)
-        seen, queue = {first}, [first]
+        firsts: list[_Spelling] = (
+            [((*p, *segs), True) for p in dict.fromkeys([(), *self.crate.prefixes.values()])]
+            if anchored
+            else [(segs, False)]
+        )
+        seen, queue = set(firsts), list(firsts)
         while queue and len(seen) <= _MAX_PATHS:
             spelling = queue.pop(0)
             found = self._defined(*spelling)

@@ -867,3 +867,26 @@ def test_an_alias_imported_under_exclusive_cfgs_means_each_of_its_paths(tmp_path
         for name in ("blocking::spawn_blocking", "mocks::spawn_blocking"):
             callers = {(h["symbol"], h["confidence"]) for h in ask(state, "callers", name)}
             assert callers == {("fs::file::open", "resolved")}, (name, callers)
+
+
+def test_a_name_asked_from_crate_is_anchored_at_the_crates_root(tmp_path: Path) -> None:
+    """`crate::helper` is the crate root's `helper`, not every `helper` whose path ends
+    so (a fn of that name written in another fn's body, a module's)."""
+    files = {
+        "src/lib.rs": (
+            b"pub mod util;\npub fn helper() {}\n"
+            b"pub fn outer() { fn helper() {} helper(); }\npub fn main() { helper(); }\n"
+        ),
+        "src/util.rs": b"pub fn helper() {}\npub fn run() { helper(); }\n",
+    }
+    with graph_state(tmp_path, files) as state:
+        assert [h["symbol"] for h in ask(state, "def", "crate::helper")] == ["helper"]
+        assert {h["symbol"] for h in ask(state, "def", "helper")} == {
+            "helper",
+            "outer::helper",
+            "util::helper",
+        }
+        callers = {(h["symbol"], h["confidence"]) for h in ask(state, "callers", "crate::helper")}
+        assert callers == {("main", "resolved")}, callers
+        util = {h["symbol"] for h in ask(state, "callers", "crate::util::helper")}
+        assert util == {"util::run"}
