@@ -568,10 +568,12 @@ def _where(hit: dict[str, Any]) -> str:
 
 _NAV_JSON = "print {results: [{root, path, line, symbol, kind, confidence, crate}], total}"
 _NAV_NOTE = (
-    "NAME may be a path suffix (codec::crc, Vec::push, push) or a path as the crate's\n"
-    "users write it (tokio::sync::Mutex, through pub use). Answers resolved through use\n"
-    "declarations, self/super/crate, Self and a receiver's written type come first; the\n"
-    "rest, matched by name only, are marked [by name]."
+    "NAME may be a path suffix (codec::crc, Vec::push, push), a path from the crate's\n"
+    "root (crate::util::helper), or a path as the crate's users write it\n"
+    "(tokio::sync::Mutex, through pub use; the crate's name from its Cargo.toml).\n"
+    "Answers resolved through use declarations, self/super/crate, Self and a\n"
+    "receiver's written type come first; the rest, matched by name only, are marked\n"
+    "[by name]."
 )
 
 
