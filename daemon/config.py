@@ -166,6 +166,9 @@ class SearchConfig:
     #: RRF weight of the list of chunks whose symbol is exactly what an identifier query
     #: names; 0 turns exact symbol matching off.
     symbol_weight: float = 1.0
+    #: For a question of 2-4 words, the RRF weight of the chunks defining the identifier
+    #: its words spell joined (`lock slow`: `lock_slow`, `LockSlow`).
+    joined_weight: float = 1.0
     #: BM25 boost of the code text (symbol 3, signature 1.5, path 1) for questions in words.
     natural_content_boost: float = 0.3
     #: BM25 boost, for questions in words, of an item's doc comments on top of the code

@@ -66,6 +66,20 @@ def symbol_name(query: str) -> str | None:
     return text if _PATH.match(text) else None
 
 
+#: The most words a question may have to be tried as one identifier (`lock slow`).
+JOINED_WORDS = 4
+
+
+def joined_names(query: str) -> list[str]:
+    """The identifiers a short question's words spell when joined as code joins them:
+    `lock slow` -> `lock_slow`, `LockSlow`; none for a longer question or other tokens."""
+    words = query.split()
+    if not 2 <= len(words) <= JOINED_WORDS or not all(w.isalnum() for w in words):
+        return []
+    lower = [w.lower() for w in words]
+    return ["_".join(lower), "".join(w.capitalize() for w in lower)]
+
+
 def symbol_matches(symbol: str, name: str, *, ignore_case: bool = False) -> bool:
     """Whether `name` is `symbol` or a `::`-aligned suffix of it: `alloc::vec::Vec::push`
     matches `push`, `Vec::push` and itself, never `ec::push`."""

@@ -33,6 +33,7 @@ from daemon.graph_names import Names
 from daemon.query import (
     STOPWORDS,
     classify,
+    joined_names,
     strict_identifier,
     symbol_matches,
     symbol_name,
@@ -225,6 +226,11 @@ def _root_lists(
     vec = _fold_shared(root, vec[: through_ties([s for _, s in vec], depth)], query, drop)
     name = symbol_name(query) if identifier and tuning.symbol_weight > 0 else None
     exact = _symbol_hits(root, name, ignore_case=True, limit=depth * 4)[0] if name else []
+    if not identifier and tuning.joined_weight > 0:
+        joined = (
+            c for n in joined_names(query) for c in _named(root, n, ignore_case=True, limit=depth)
+        )
+        exact = list(dict.fromkeys(joined))
     return RootLists(bm25, vec, exact)
 
 
@@ -310,6 +316,8 @@ def _fuse(
     if identifier and symbol_name(query) is not None and tuning.symbol_weight > 0:
         # Its order is deliberate (closest symbol, then file order), so ranks are places.
         lists.append((exact, places, tuning.symbol_weight))
+    elif not identifier and exact:  # the identifier a short question's words spell
+        lists.append((exact, places, tuning.joined_weight))
     lists = [entry for entry in lists if entry[2] > 0]
     best = sum(w for _ids, _ranks, w in lists) / (tuning.rrf_k + 1)
     fused = rrf(

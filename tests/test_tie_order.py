@@ -54,3 +54,24 @@ def test_through_ties_takes_a_run_of_equal_scores_whole() -> None:
     assert through_ties(scores, 4) == 4
     assert through_ties(scores, 9) == 5
     assert through_ties([], 3) == 0
+
+
+SLOW = (
+    "/// Takes the lock on the slow path: a slow lock, locked slowly, the slow lock path.\n"
+    "pub fn lock_shared_slow(lock: u32) -> u32 {\n    lock + 1\n}\n\n"
+    "pub fn lock_slow() {}\n"
+)
+
+
+def test_a_short_questions_words_joined_find_the_identifier_they_spell(setup: Any) -> None:
+    """`lock slow` means `lock_slow` more than a chunk that says lock and slow most (as
+    parking_lot's `RawMutex::lock_slow` ranked fourth); `LockSlow` and `LOCK_SLOW` too."""
+    crate, collab, open_root = setup
+    root = open_root()
+    (crate / "src" / "slow.rs").write_text(SLOW)
+    run_batch(root, None, collab)
+    for query in ("lock slow", "Lock Slow"):
+        hits = search_roots(
+            [root], SearchRequest(query=query, mode="bm25", limit=3), embed_query=None
+        )
+        assert hits[0].symbol == "slow::lock_slow", [h.symbol for h in hits]
