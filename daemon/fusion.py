@@ -75,6 +75,24 @@ def standout(scores: Sequence[float], top: int = 20) -> float:
     return max(0.0, (best[0] - statistics.fmean(rest)) / spread)
 
 
+def keep_leaders(
+    fused: list[tuple[K, float]], leaders: Sequence[K], place: int
+) -> list[tuple[K, float]]:
+    """`fused` with each of `leaders` (a list's best candidate, where that list is sure
+    of it) moved up to `place` (1-based) when fusion left it lower, at the score of the
+    candidate it passes: a list sure of its answer may be outvoted, but not buried
+    under the other list's runners-up (weighted RRF put a BM25-only first candidate
+    below every vector-only candidate up to the 21st)."""
+    out = list(fused)
+    for leader in leaders:
+        at = next((i for i, (key, _) in enumerate(out) if key == leader), None)
+        if at is None or at < place:
+            continue
+        key, _score = out.pop(at)
+        out.insert(place - 1, (key, out[place - 1][1]))
+    return out
+
+
 def confidence_weighted(
     weights: Sequence[float], standouts: Sequence[float], lean: float = 1.0
 ) -> tuple[float, ...]:

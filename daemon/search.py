@@ -22,6 +22,7 @@ from daemon.filters import row_filters
 from daemon.fusion import (
     TIE_MARGIN,
     confidence_weighted,
+    keep_leaders,
     rrf,
     standout,
     through_ties,
@@ -326,7 +327,23 @@ def _fuse(
         weights=[w for _, _, w in lists],
         ranks=[ranks for _, ranks, _ in lists],
     )
-    return _exact_first([(key, score / best) for key, score in fused], first)
+    scaled = [(key, score / best) for key, score in fused]
+    if mode == "hybrid" and not identifier and tuning.leader_place > 0:
+        scaled = keep_leaders(scaled, _sure_leaders(per_root, tuning), tuning.leader_place)
+    return _exact_first(scaled, first)
+
+
+def _sure_leaders(per_root: dict[str, RootLists], tuning: SearchConfig) -> list[Key]:
+    """The best candidate of each side (over every root) whose best stands out by at
+    least `leader_standout` (`fusion.standout`): the sides fusion must not bury."""
+    out = []
+    for side in (
+        _flat({rid: r.bm25 for rid, r in per_root.items()}),
+        _flat({rid: r.vec for rid, r in per_root.items()}),
+    ):
+        if side and standout([s for _, s in side]) >= tuning.leader_standout:
+            out.append(max(side, key=lambda kv: kv[1])[0])
+    return out
 
 
 def _adaptive_weights(

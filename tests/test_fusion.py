@@ -2,7 +2,14 @@ from __future__ import annotations
 
 import pytest
 
-from daemon.fusion import confidence_weighted, rrf, standout, tied_ranks, zscore_sum
+from daemon.fusion import (
+    confidence_weighted,
+    keep_leaders,
+    rrf,
+    standout,
+    tied_ranks,
+    zscore_sum,
+)
 
 
 def test_rrf_rewards_agreement() -> None:
@@ -167,3 +174,16 @@ def test_a_tie_in_one_list_is_decided_by_the_other() -> None:
     assert [key for key, _ in positional][:2] == ["b", "c"]
     with pytest.raises(ValueError):
         rrf([lexical], ranks=[[1, 2, 3], [1]])
+
+
+def test_keep_leaders_lifts_a_sure_lists_best_to_its_place_only() -> None:
+    fused = [("a", 0.9), ("b", 0.8), ("c", 0.5), ("d", 0.4), ("e", 0.1)]
+    # `e` (a list's best, buried at 5) moves up to 2 at the score it passes; the order
+    # of the rest is kept, and the scores stay sorted.
+    lifted = keep_leaders(fused, ["e"], 2)
+    assert lifted == [("a", 0.9), ("e", 0.8), ("b", 0.8), ("c", 0.5), ("d", 0.4)]
+    assert keep_leaders(fused, ["b", "a"], 2) == fused  # already there
+    assert keep_leaders(fused, ["zz"], 2) == fused  # not a candidate
+    both = keep_leaders(fused, ["e", "d"], 2)
+    assert [k for k, _ in both] == ["a", "d", "e", "b", "c"]
+    assert [s for _, s in both] == sorted((s for _, s in both), reverse=True)
