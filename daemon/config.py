@@ -169,11 +169,9 @@ class SearchConfig:
     #: For a question of 2-4 words, the RRF weight of the chunks defining the identifier
     #: its words spell joined (`lock slow`: `lock_slow`, `LockSlow`).
     joined_weight: float = 1.0
-    #: For a question in words, a side's best candidate that stands out by at least
-    #: `leader_standout` (`fusion.standout`, in standard deviations of the rest of its
-    #: top 20) is placed no lower than `leader_place` in the hybrid list (0: off).
-    leader_place: int = 2
-    leader_standout: float = 2.5
+    #: For a question in words, each side's best candidate is placed no lower than
+    #: this in the hybrid list (0: off; `fusion.keep_leaders`).
+    leader_place: int = 3
     #: BM25 boost of the code text (symbol 3, signature 1.5, path 1) for questions in words.
     natural_content_boost: float = 0.3
     #: BM25 boost, for questions in words, of an item's doc comments on top of the code

@@ -10,6 +10,7 @@ half-written hits. A hit that overlaps a better one in the same file is dropped.
 from __future__ import annotations
 
 import dataclasses
+import heapq
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
 
@@ -138,13 +139,19 @@ def overlaps(hit: SearchHit, root: str, path: str, first: int, last: int) -> boo
 def is_near_duplicate(a: ChunkRow, b: ChunkRow) -> bool:
     """Whether `b` adds nothing to a result list that already shows `a`: same file, and
     the line ranges overlap (parts of one item) or one is the container chunk (impl, trait,
-    mod) of the other's symbol."""
+    mod) of the other's symbol. A container's few header lines (a fragment: `/// Config
+    helpers.` `pub mod config {`) stand for none of its items: they hid the fn a question
+    asked for behind a header that then kept half its score."""
     if a.path != b.path:
         return False
     if a.start_line <= b.end_line and b.start_line <= a.end_line:
         return True
     for outer, inner in ((a, b), (b, a)):
-        if outer.kind in CONTAINER_KINDS and inner.symbol.startswith(outer.symbol + "::"):
+        if (
+            outer.kind in CONTAINER_KINDS
+            and inner.symbol.startswith(outer.symbol + "::")
+            and not is_fragment(outer)
+        ):
             return True
     return False
 
@@ -327,23 +334,46 @@ def _fuse(
         weights=[w for _, _, w in lists],
         ranks=[ranks for _, ranks, _ in lists],
     )
-    scaled = [(key, score / best) for key, score in fused]
-    if mode == "hybrid" and not identifier and tuning.leader_place > 0:
-        scaled = keep_leaders(scaled, _sure_leaders(per_root, tuning), tuning.leader_place)
-    return _exact_first(scaled, first)
+    return _exact_first([(key, score / best) for key, score in fused], first)
 
 
-def _sure_leaders(per_root: dict[str, RootLists], tuning: SearchConfig) -> list[Key]:
-    """The best candidate of each side (over every root) whose best stands out by at
-    least `leader_standout` (`fusion.standout`): the sides fusion must not bury."""
+#: Candidates of a side looked at for its leader, past fragments and test code (a
+#: demoted first candidate keeps half its score, what RRF gives the 22nd at k = 20).
+LEADER_LOOKAHEAD = 20
+
+
+def _leaders(
+    per_root: dict[str, RootLists], roots: Sequence[RootIndex], query: str, tuning: SearchConfig
+) -> list[Key]:
+    """Each side's first candidate over every root that the hit list would not demote
+    (`_resolve_hits`: a fragment, test code): what that mode alone shows first, which
+    fusion may outvote but must not bury (`fusion.keep_leaders`)."""
+    by_root = {r.id: r for r in roots}
+    tests_ok = not TEST_WORDS.isdisjoint(query_tokens(query))
     out = []
     for side in (
         _flat({rid: r.bm25 for rid, r in per_root.items()}),
         _flat({rid: r.vec for rid, r in per_root.items()}),
     ):
-        if side and standout([s for _, s in side]) >= tuning.leader_standout:
-            out.append(max(side, key=lambda kv: kv[1])[0])
+        ahead = [key for key, _ in sorted(side, key=lambda kv: -kv[1])[:LEADER_LOOKAHEAD]]
+        rows = {
+            (rid, cid): row
+            for rid in dict.fromkeys(r for r, _ in ahead)
+            for cid, row in by_root[rid].state.chunk_rows(c for r, c in ahead if r == rid).items()
+        }
+        for key in ahead:
+            row = rows.get(key)
+            if row is not None and not _demoted(row, tuning, tests_ok):
+                out.append(key)
+                break
     return out
+
+
+def _demoted(row: ChunkRow, tuning: SearchConfig, tests_ok: bool) -> bool:
+    """Whether a question's hit list lowers `row` (`fragment_weight`, `test_weight`)."""
+    if tuning.fragment_weight < 1 and is_fragment(row):
+        return True
+    return tuning.test_weight < 1 and not tests_ok and is_test_code(row)
 
 
 def _adaptive_weights(
@@ -498,6 +528,8 @@ def run_search(
         for root in roots
     }
     keyed = _fuse(per_root, query, mode, tuning)
+    if mode == "hybrid" and not identifier and tuning.leader_place > 0:
+        keyed = keep_leaders(keyed, _leaders(per_root, roots, query, tuning), tuning.leader_place)
     if symbol is not None:
         keyed = _with_symbol_hits(roots, {rid: cids for rid, (cids, _) in found.items()}, keyed)
     hits = _resolve_hits(keyed, roots, request, filters, tuning)
@@ -530,19 +562,22 @@ def _resolve_hits(
     tuning: SearchConfig,
 ) -> list[SearchHit]:
     """The first `request.limit` candidates that pass the filters and add something; for
-    a question in words, fragments (see `is_fragment`) weigh `fragment_weight` of their
-    score, looked at over twice the limit."""
+    a question in words, fragments (see `is_fragment`) and test code weigh
+    `fragment_weight` and `test_weight` of their score, and candidates are read until
+    none left could still enter the list (the first hit does not depend on the limit)."""
     by_root = {r.id: r for r in roots}
     words = query_tokens(request.query)
     demote = (tuning.fragment_weight < 1 or tuning.test_weight < 1) and classify(
         request.query
     ) != "identifier"
-    wanted = 2 * request.limit if demote else request.limit
     asks_for_tests = not TEST_WORDS.isdisjoint(words)
     hits: list[SearchHit] = []
     shown: list[tuple[str, ChunkRow]] = []
+    kept: list[float] = []  # the `limit` best scores so far, a min-heap
     page = max(2 * request.limit, RESOLVE_PAGE)
     for rid, row, score in resolve_candidates(keyed, by_root, page, whole_items=tuning.whole_items):
+        if len(kept) >= request.limit and score < kept[0]:
+            break  # sorted by raw score: no later candidate can pass the list's last
         if not all(keep(row) for keep in filters):
             continue
         if tuning.dedupe and any(s_rid == rid and is_near_duplicate(s, row) for s_rid, s in shown):
@@ -564,7 +599,11 @@ def _resolve_hits(
                 snippet=snippet(row.text, words),
             )
         )
-        if len(hits) >= wanted:
+        if len(kept) < request.limit:
+            heapq.heappush(kept, score)
+        else:
+            heapq.heappushpop(kept, score)
+        if not demote and len(hits) >= request.limit:
             break
     if demote:
         hits.sort(key=lambda h: -h.score)  # stable: equal scores keep their order

@@ -187,3 +187,19 @@ def test_keep_leaders_lifts_a_sure_lists_best_to_its_place_only() -> None:
     both = keep_leaders(fused, ["e", "d"], 2)
     assert [k for k, _ in both] == ["a", "d", "e", "b", "c"]
     assert [s for _, s in both] == sorted((s for _, s in both), reverse=True)
+
+
+def test_a_containers_header_fragment_hides_none_of_its_items() -> None:
+    from daemon.search import is_near_duplicate
+    from daemon.state import ChunkRow
+
+    def row(symbol: str, kind: str, first: int, last: int) -> ChunkRow:
+        return ChunkRow("c", "src/lib.rs", first, last, symbol, kind, "", "text")
+
+    header = row("config", "mod", 50, 52)  # `/// Config helpers.` `pub mod config {` `use …;`
+    parse = row("config::parse_duration", "fn", 57, 63)
+    assert not is_near_duplicate(header, parse) and not is_near_duplicate(parse, header)
+    whole = row("config", "mod", 50, 71)  # a container chunk that holds its items
+    assert is_near_duplicate(whole, parse)
+    impl = row("Foo", "impl", 10, 30)
+    assert is_near_duplicate(impl, row("Foo::bar", "method", 40, 44))

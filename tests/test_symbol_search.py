@@ -113,3 +113,26 @@ def test_a_bare_lookup_lists_the_item_before_impls_bearing_its_name(
         ("src/conv.rs", "impl"),
     ]
     assert hits[0]["score"] == 1.0
+
+
+def test_each_sides_first_hit_is_in_the_hybrid_top_three(daemon: Daemon, crate: Path) -> None:
+    """Fusion may outvote a side's best answer but not bury it (`fusion.keep_leaders`):
+    weighted RRF ranked a BM25-only first hit below every vector-only one up to the
+    21st. Real daemon, real model, questions in words over the fixture crate."""
+    daemon.cli("index", str(crate), "--wait")
+    questions = (
+        "retry a failed http request with backoff",
+        "store a value in memory under a key",
+        "parse the configuration file",
+        "register a handler for an event source with a token",
+    )
+    for q in questions:
+        top3 = [(h["path"], h["start_line"]) for h in daemon.search(q, "--limit", "3")]
+        for mode in ("bm25", "vector"):
+            first = daemon.search(q, "--mode", mode, "--limit", "1")
+            assert (first[0]["path"], first[0]["start_line"]) in top3, (q, mode, top3)
+        # The first hit does not depend on the limit (with a demoted fragment first, a
+        # list of 1 read 2 candidates and showed the better of those two).
+        for mode in ("bm25", "vector", "hybrid"):
+            one, ten = (daemon.search(q, "--mode", mode, "--limit", n)[0] for n in ("1", "10"))
+            assert (one["path"], one["start_line"]) == (ten["path"], ten["start_line"]), (q, mode)
