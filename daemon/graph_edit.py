@@ -97,7 +97,7 @@ def extract(rel_path: str, source: bytes, tree: tree_sitter.Tree, memo: GraphMem
         if held is None and node.type in _SCOPED:
             return _whole(rel_path, source, tree, units, memo)
         plan.append((node, key, held))
-    walk = Walk(source, trees=[tree.root_node])
+    walk = Walk(source, path=rel_path, trees=[tree.root_node])
     if walk.field_types() != memo.fields:
         return _whole(rel_path, source, tree, units, memo)
     fresh = _walk_fresh(walk, plan, module_prefix(rel_path))

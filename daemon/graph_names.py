@@ -50,19 +50,26 @@ class Names:
             if anchored
             else [(segs, False)]
         )
-        seen, queue = set(firsts), list(firsts)
-        while queue and len(seen) <= _MAX_PATHS:
-            spelling = queue.pop(0)
-            found = self._defined(*spelling)
-            if found and any(kind != "mod" for _p, _s, kind, _a, _b in found):
-                return found
-            if found:  # `mod spawn; pub use spawn::spawn;`: the fn the path imports too
-                imported = [d for o in self._public_paths(*spelling) for d in self._defined(*o)]
-                return [d for d in imported if d[2] != "mod"] + found
-            for other in self._public_paths(*spelling):
-                if other not in seen:
-                    seen.add(other)
-                    queue.append(other)
+        seen, level = set(firsts), firsts
+        while level and len(seen) <= _MAX_PATHS:
+            # Every spelling of one depth: two imports of one alias under exclusive
+            # `#[cfg]`s (`#[path = "wrapper.rs"] mod imp;`, `use fallback as imp;`) both count.
+            found_all: list[Definition] = []
+            deeper: list[_Spelling] = []
+            for spelling in level:
+                found = self._defined(*spelling)
+                if found and all(kind == "mod" for _p, _s, kind, _a, _b in found):
+                    # `mod spawn; pub use spawn::spawn;`: the fn the path imports too
+                    imported = [d for o in self._public_paths(*spelling) for d in self._defined(*o)]
+                    found = [d for d in imported if d[2] != "mod"] + found
+                found_all.extend(found)
+                for other in () if found else self._public_paths(*spelling):
+                    if other not in seen and len(seen) <= _MAX_PATHS:
+                        seen.add(other)
+                        deeper.append(other)
+            if found_all:
+                return list(dict.fromkeys(found_all))
+            level = deeper
         return []
 
     def _public_paths(self, segs: tuple[str, ...], anchored: bool) -> Iterator[_Spelling]:
@@ -173,17 +180,18 @@ class Names:
             + " OR ".join(["(module=? AND alias IN (?, '*'))"] * len(pairs)),
             [v for pair in pairs for v in pair],
         )
-        imports: dict[tuple[str, str], str] = {}
+        imports: dict[tuple[str, str], list[str]] = {}
         globs: list[tuple[int, str]] = []
         for module, alias, target in rows:
             if alias == "*":
                 depth = len(str(module).split("::")) if module else 0
                 globs.append((depth, str(target)))
             else:
-                imports.setdefault((str(module), str(alias)), str(target))
+                # Several under exclusive `#[cfg]`s (`mod imp;` at two `#[path]`s): each.
+                imports.setdefault((str(module), str(alias)), []).append(str(target))
         for i, pair in zip(range(len(segs), 0, -1), pairs, strict=True):
             if pair in imports:
-                return ["::".join((imports[pair], *segs[i:]))]
+                return ["::".join((t, *segs[i:])) for t in dict.fromkeys(imports[pair])]
         globs.sort(key=lambda g: -g[0])  # the innermost module's globs first
         holding = self._holding(globs, segs)
         return ["::".join((t, *segs[d:])) for d, t in globs if (d, t) in holding]

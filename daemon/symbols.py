@@ -12,6 +12,7 @@ against every file's definitions when a query runs.
 from __future__ import annotations
 
 import functools
+import posixpath
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -46,11 +47,12 @@ GRAPH_VERSION = 5
 #: identifiers such as `r#match`; 2: items written in braced macro calls, `cfg_rt! {…}`,
 #: and a fn's own `use` kept out of its module's resolution; 3: a receiver typed by the
 #: binding in scope where it is read, `daemon.bindings`; 4: an alias imported under
-#: exclusive `#[cfg]`s means each of its paths):
+#: exclusive `#[cfg]`s means each of its paths; 5: `#[path = "x.rs"] mod m;` imports
+#: x.rs's module as `m`):
 #: graph rows cached under another revision are not reused, so a file read again (an
 #: edit, `rcmd reindex --force`) gets the new rows, while a root's rows stay valid until
 #: then instead of a rebuild of every root.
-GRAPH_REVISION = 4
+GRAPH_REVISION = 5
 #: Reference kinds that `callers`/`callees` count as calls.
 CALL_KINDS = frozenset({"call", "method", "macro"})
 
@@ -233,6 +235,8 @@ class Walk:
     trees to query (the file's and its macros' bodies) and where defined names stand."""
 
     src: bytes
+    #: The file's root-relative path: a `#[path = "x.rs"] mod m;` is read from its folder.
+    path: str = ""
     defs: list[_Def] = field(default_factory=list)
     impls: list[tuple[tree_sitter.Node, tuple[str, ...], tuple[str, ...]]] = field(
         default_factory=list
@@ -289,7 +293,7 @@ def extract(
 def prepare(rel_path: str, source: bytes, tree: tree_sitter.Tree) -> tuple[Walk, Scope]:
     """A file's definitions, and its scope before its imports are read."""
     root = tree.root_node
-    walk = Walk(source, trees=[root])
+    walk = Walk(source, path=rel_path, trees=[root])
     walk_units(walk, root.children, module_prefix(rel_path))
     return walk, new_scope(rel_path, [d.out for d in walk.defs])
 
@@ -810,15 +814,49 @@ def _imports(walk: Walk, scope: Scope, hits: list[Hit]) -> list[Import]:
     module's struct `Semaphore` the trait everywhere); the fn's own lines go by name."""
     enclosing = _Enclosing(walk.defs)
     out: list[Import] = []
-    for pos, _end, _prio, _n, capture, node in hits:
-        if capture != "use":
+    uses: list[tuple[int, tree_sitter.Node | Import]] = [
+        (pos, node) for pos, _end, _prio, _n, capture, node in hits if capture == "use"
+    ]
+    uses.extend(_path_mods(walk, scope.module))
+    for pos, entry in sorted(uses, key=lambda e: e[0]):
+        if isinstance(entry, Import):
+            scope.add_import(scope.module, entry.alias, entry.target)
+            out.append(entry)
             continue
         inside, _generics = enclosing.at(pos)
         module = inside.module if inside is not None else scope.module
         local = inside is not None and inside.out.kind in ("fn", "method")
-        for alias, segs, line in use_entries(node, walk.src):
+        for alias, segs, line in use_entries(entry, walk.src):
             target = scope.absolute(segs, module)
             if not local:
                 scope.add_import(module, alias, "::".join(target))
             out.append(Import("::".join(module), alias, "::".join(target), line))
     return out
+
+
+_PATH_ATTR = re.compile(rb'^#\[\s*path\s*=\s*"([^"\\]+)"\s*\]$')
+
+
+def _path_mods(walk: Walk, module: tuple[str, ...]) -> Iterator[tuple[int, Import]]:
+    """`#[path = "wrapper.rs"] mod imp;` at the file's top level, as an import of the
+    module that file holds under the name `imp` (`imp::TokenStream` is
+    `wrapper::TokenStream`; several, under exclusive `#[cfg]`s, are each meant). Placed
+    at the attribute, so an edit of it is an edit of the file's imports
+    (`daemon.graph_edit`)."""
+    if not walk.trees or not walk.path:
+        return
+    folder = posixpath.dirname(walk.path)
+    attrs: list[tree_sitter.Node] = []
+    for node in walk.trees[0].children:
+        if node.type == "attribute_item":
+            attrs.append(node)
+            continue
+        name = node.child_by_field_name("name") if node.type == "mod_item" else None
+        if name is not None and node.child_by_field_name("body") is None:
+            for attr in attrs:
+                m = _PATH_ATTR.match(walk.src[attr.start_byte : attr.end_byte])
+                if m is not None:
+                    file = posixpath.normpath(posixpath.join(folder, m.group(1).decode()))
+                    imp = Import("::".join(module), _text(name, walk.src), module_path(file), 0)
+                    yield attr.start_byte, imp._replace(line=attr.start_point.row + 1)
+        attrs = []

@@ -890,3 +890,28 @@ def test_a_name_asked_from_crate_is_anchored_at_the_crates_root(tmp_path: Path) 
         assert callers == {("main", "resolved")}, callers
         util = {h["symbol"] for h in ask(state, "callers", "crate::util::helper")}
         assert util == {"util::run"}
+
+
+def test_a_path_attribute_names_the_file_a_mod_declaration_reads(tmp_path: Path) -> None:
+    """proc-macro2's `#[path = "wrapper.rs"] mod imp;` beside a cfg'd `use crate::fallback
+    as imp;`: `imp::TokenStream` is either file's (only `fallback`'s was named, and
+    `resolved`); once_cell's three `#[path]`s of one `mod imp;` likewise."""
+    stream = b"pub struct TokenStream;\nimpl TokenStream { pub fn new() -> Self { TokenStream } }\n"
+    files = {
+        "src/lib.rs": (
+            b"#[cfg(not(wrap))]\nuse crate::fallback as imp;\n"
+            b'#[cfg(wrap)]\n#[path = "wrapper.rs"]\nmod imp;\nmod fallback;\n'
+            b"pub fn make() -> imp::TokenStream { imp::TokenStream::new() }\n"
+        ),
+        "src/wrapper.rs": stream,
+        "src/fallback.rs": stream,
+    }
+    with graph_state(tmp_path, files) as state:
+        defs = {(h["symbol"], h["confidence"]) for h in ask(state, "def", "imp::TokenStream")}
+        assert defs == {("wrapper::TokenStream", "resolved"), ("fallback::TokenStream", "resolved")}
+        for owner in ("wrapper", "fallback"):
+            callers = {
+                (h["symbol"], h["confidence"])
+                for h in ask(state, "callers", f"{owner}::TokenStream::new")
+            }
+            assert callers == {("make", "resolved")}, (owner, callers)

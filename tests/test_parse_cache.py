@@ -302,6 +302,9 @@ def test_an_edited_files_graph_follows_its_scope() -> None:
         base.replace("use std::cell::Cell;\n", ""),  # a use gone
         base.replace("fn c()", "fn helper() {}\nfn c()"),  # a definition added
         "\n\n" + base,  # every item moved
+        '#[path = "w.rs"]\nmod imp;\n' + base + "fn d() { imp::f(); }\n",  # w.rs's `f`
+        '#[path = "v.rs"]\nmod imp;\n' + base + "fn d() { imp::f(); }\n",  # ... then v.rs's
+        "#[cfg(test)]\nmod imp;\n" + base + "fn d() { imp::f(); }\n",  # ... then its own
     ]
     cache = ParseCache(64 << 20)
     memo = GraphMemo()
