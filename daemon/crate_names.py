@@ -17,12 +17,15 @@ from typing import Any
 
 import structlog
 
+from daemon.regular import read_regular
 from daemon.resolve import crate_prefix
 
 log = structlog.get_logger("rcmd.crates")
 
 #: Workspace members read at most: each is a file read when the manifest changes.
 MAX_MEMBERS = 512
+#: A Cargo.toml larger than this is no manifest anyone wrote.
+MAX_MANIFEST_BYTES = 1 << 20
 #: A version at the end of a folder's name (`tokio-1.24.2`, `sval-1.0.0-alpha.5`).
 _VERSIONED = re.compile(r"-\d+(\.\d+)*([-+][\w.]+)?$")
 
@@ -87,8 +90,13 @@ def read_names(root: Path) -> CrateNames:
 
 
 def _manifest(path: Path) -> dict[str, Any] | None:
+    """A parsed Cargo.toml; None when absent, not a regular file (a FIFO would block the
+    request that reads it), over `MAX_MANIFEST_BYTES`, or not TOML."""
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        data, _st = read_regular(path, MAX_MANIFEST_BYTES)
+        if data is None:
+            raise OSError(f"larger than {MAX_MANIFEST_BYTES} bytes")
+        return tomllib.loads(data.decode("utf-8"))
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
@@ -105,6 +113,8 @@ def _members(root: Path, data: dict[str, Any] | None) -> list[Path]:
     out: list[Path] = []
     for pattern in patterns:
         if not isinstance(pattern, str) or pattern.startswith("/") or ".." in pattern:
+            continue
+        if "**" in pattern:  # cargo's members are folders a level or two down
             continue
         for member in sorted(root.glob(pattern)) if pattern else []:
             if member.is_dir() and member != root and len(out) < MAX_MEMBERS:

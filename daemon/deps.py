@@ -21,6 +21,7 @@ from typing import Any
 
 import structlog
 
+from daemon.regular import read_regular
 from ipc.errors import BadRequest
 
 log = structlog.get_logger("rcmd.deps")
@@ -106,9 +107,9 @@ def _wanted(project: Path) -> list[tuple[str, str | None]]:
     file = lock if lock is not None else manifest
     try:
         if lock is not None:
-            return list(locked_packages(lock.read_text()))
+            return list(locked_packages(_read_text(lock)))
         if manifest.is_file():
-            return [(n, None) for n in declared_crates(manifest.read_text())]
+            return [(n, None) for n in declared_crates(_read_text(manifest))]
     except OSError as exc:
         raise BadRequest(f"{file}: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
@@ -116,6 +117,20 @@ def _wanted(project: Path) -> list[tuple[str, str | None]]:
     except ValueError as exc:  # ManifestError, UnicodeDecodeError
         raise BadRequest(f"{file}: {exc}") from None
     return []
+
+
+#: A lock file or manifest larger than this is not one cargo wrote (a big workspace's
+#: Cargo.lock is a few MB).
+MAX_MANIFEST_BYTES = 64 << 20
+
+
+def _read_text(path: Path) -> str:
+    """A lock file's or manifest's text: a regular file only (a FIFO swapped in would
+    block the request) and of a bounded size (a sparse file of terabytes would not)."""
+    data, _st = read_regular(path, MAX_MANIFEST_BYTES)
+    if data is None:
+        raise OSError(f"larger than {MAX_MANIFEST_BYTES >> 20} MB")
+    return data.decode("utf-8")
 
 
 def source_dirs(project: Path, env: Mapping[str, str]) -> list[Path]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from daemon.crate_names import CrateNamesCache, folder_names, read_names
+from daemon.crate_names import CrateNames, CrateNamesCache, folder_names, read_names
 from daemon.graph import navigate
 from tests.test_navigation_units import graph_state
 
@@ -82,3 +82,23 @@ def test_navigation_takes_the_manifests_crate_names(tmp_path: Path) -> None:
         assert [(h["symbol"], h["crate"]) for h in either] == [("inner::Either", "either")]
         parser = ask("either_core::Parser")
         assert [(h["symbol"], h["crate"]) for h in parser] == [("core::Parser", "either_core")]
+
+
+def test_a_manifest_that_is_a_fifo_or_huge_is_read_as_absent(tmp_path: Path) -> None:
+    """A FIFO named Cargo.toml blocked the request that read it until a writer came; a
+    sparse one of a terabyte was read whole. Both fall back to the folder's name."""
+    import os
+    import threading
+
+    root = tmp_path / "my-proj"
+    root.mkdir()
+    os.mkfifo(root / "Cargo.toml")
+    got: list[CrateNames] = []
+    reader = threading.Thread(target=lambda: got.append(read_names(root)), daemon=True)
+    reader.start()
+    reader.join(timeout=60)
+    assert got and got[0].of("src/lib.rs") == "my_proj"
+    (root / "Cargo.toml").unlink()
+    with open(root / "Cargo.toml", "wb") as f:
+        f.truncate(1 << 40)
+    assert read_names(root).of("src/lib.rs") == "my_proj"

@@ -188,6 +188,15 @@ def test_a_broken_lock_or_manifest_is_a_bad_request_naming_it(
     assert said.startswith(f"{tmp_path / name}: ") and problem in said and "\n" not in said
 
 
+def test_a_lock_file_of_terabytes_is_refused_unread(tmp_path: Path) -> None:
+    """A sparse Cargo.lock of 1 TB (no disk used) was read whole into memory."""
+    with open(tmp_path / "Cargo.lock", "wb") as f:
+        f.truncate(1 << 40)
+    with pytest.raises(BadRequest) as exc:
+        dependencies(tmp_path, {"HOME": str(tmp_path)})
+    assert "larger than 64 MB" in str(exc.value)
+
+
 def test_index_deps_with_a_broken_lock_indexes_the_project_without_them(
     daemon: Daemon, tmp_path: Path
 ) -> None:
