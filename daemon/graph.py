@@ -28,6 +28,18 @@ from ipc.errors import BadRequest
 #: What a navigation asks of one root: its graph's read connection, its path, `name
 #: version` when it is a dependency crate, and the names its crates go by.
 GraphSource = tuple[apsw.Connection, str, str | None, CrateNames]
+#: Keywords an item may still be named as raw identifiers (`fn r#type`), which users
+#: ask for without the `r#`.
+RAW_KEYWORDS = frozenset(
+    {
+        *("as", "break", "const", "continue", "else", "enum", "extern", "false", "fn"),
+        *("for", "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut", "pub"),
+        *("ref", "return", "static", "struct", "trait", "true", "type", "unsafe", "use"),
+        *("where", "while", "async", "await", "dyn", "abstract", "become", "box", "do"),
+        *("final", "macro", "override", "priv", "typeof", "unsized", "virtual", "yield"),
+        "try",
+    }
+)
 
 log = structlog.get_logger("rcmd.graph")
 
@@ -331,8 +343,14 @@ def navigate(graphs: Iterable[GraphSource], method: str, name: str, limit: int) 
         )
     query = _QUERIES[method]
     anchored = path_segments(name)[:1] == ("crate",)
-    hits: list[NavHit] = []
-    for conn, root, crate, names in graphs:
-        hits.extend(query(GraphReader(conn, root, crate, names, anchored=anchored), segs))
+    sources = list(graphs)
+
+    def ask(path: tuple[str, ...]) -> list[NavHit]:
+        readers = (GraphReader(c, r, k, n, anchored=anchored) for c, r, k, n in sources)
+        return [hit for reader in readers for hit in query(reader, path)]
+
+    hits = ask(segs)
+    if not hits and RAW_KEYWORDS.intersection(segs):  # `def type` for `fn r#type`
+        hits = ask(tuple(f"r#{s}" if s in RAW_KEYWORDS else s for s in segs))
     ranked = rank(hits)
     return {"results": [h.to_json() for h in ranked[:limit]], "total": len(ranked)}

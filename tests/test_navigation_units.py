@@ -915,3 +915,18 @@ def test_a_path_attribute_names_the_file_a_mod_declaration_reads(tmp_path: Path)
                 for h in ask(state, "callers", f"{owner}::TokenStream::new")
             }
             assert callers == {("make", "resolved")}, (owner, callers)
+
+
+def test_a_keyword_asked_bare_finds_the_raw_identifier(tmp_path: Path) -> None:
+    """`rcmd def type` for `fn r#type()`, `callers S::match` for `fn r#match`."""
+    files = {
+        "src/lib.rs": (
+            b"pub fn r#type() {}\npub fn user() { r#type(); }\npub struct S;\n"
+            b"impl S { pub fn r#match(&self) {} }\npub fn u2(s: S) { s.r#match(); }\n"
+        )
+    }
+    with graph_state(tmp_path, files) as state:
+        assert [h["symbol"] for h in ask(state, "def", "type")] == ["r#type"]
+        assert [h["symbol"] for h in ask(state, "callers", "type")] == ["user"]
+        assert [h["symbol"] for h in ask(state, "callers", "S::match")] == ["u2"]
+        assert ask(state, "def", "while") == []
