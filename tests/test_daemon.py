@@ -218,7 +218,10 @@ def test_several_roots_and_root_filter(daemon: Daemon, crate: Path, tmp_path: Pa
     narrowed = daemon.search("fetch_with_retry", "--root", str(other), "--mode", "bm25")
     assert {h["root"] for h in narrowed} == {str(other.resolve())}
     missing = daemon.cli("search", "x", "--root", str(tmp_path / "nowhere"), check=False)
-    assert missing.returncode == 1 and "rcmd index" in missing.stderr
+    assert missing.returncode == 1 and "does not exist" in missing.stderr
+    (tmp_path / "elsewhere").mkdir()
+    outside = daemon.cli("search", "x", "--root", str(tmp_path / "elsewhere"), check=False)
+    assert outside.returncode == 1 and "rcmd index" in outside.stderr
 
 
 def test_several_roots_rank_on_one_scale(daemon: Daemon, crate: Path, tmp_path: Path) -> None:
