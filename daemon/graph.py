@@ -336,6 +336,7 @@ _QUERIES = {
 def navigate(graphs: Iterable[GraphSource], method: str, name: str, limit: int) -> dict[str, Any]:
     """The reply of a navigation method over (read connection, root path, dependency
     crate or None, the root's crate names) tuples."""
+    name = name.strip().removesuffix("!")  # a macro as it is called: `info!`
     segs = name_segments(name) if _well_formed(name) else ()
     if not segs:
         raise BadRequest(

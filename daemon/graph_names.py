@@ -107,10 +107,13 @@ class Names:
         return [(str(m), str(a), str(t)) for m, a, t in rows]
 
     def _defined(self, segs: tuple[str, ...], anchored: bool = False) -> list[Definition]:
-        """The definitions whose symbol is `segs` (or, unless `anchored`, ends with it)."""
+        """The definitions whose symbol is `segs` (or, unless `anchored`, ends with it); a
+        macro asked from the crate's root is any of that name (`#[macro_export]` puts
+        `macros::info` at the root: `log::info`)."""
         if not segs:
             return []
         want = "::".join(segs)
+        root_macro = anchored and len(segs) == 1
         rows = self._db.execute(
             "SELECT f.path, d.symbol, d.kind, d.line, d.end_line FROM sym_defs d "
             "JOIN sym_files f ON f.id = d.file WHERE d.name=? ORDER BY f.path, d.line",
@@ -119,7 +122,9 @@ class Names:
         return [
             (str(p), str(s), str(k), int(a), int(b))
             for p, s, k, a, b in rows
-            if s == want or (not anchored and str(s).endswith("::" + want))
+            if s == want
+            or (not anchored and str(s).endswith("::" + want))
+            or (root_macro and k == "macro")
         ]
 
     def resolve(self, candidate: str) -> str | None:

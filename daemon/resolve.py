@@ -45,6 +45,27 @@ def strip_generics(text: str) -> str:
     return text
 
 
+def qualified_path(written: str) -> str:
+    """A path written from a qualified type as the item it names: `<S as Trait>::m` is
+    `Trait::m`, `<dyn Trait>::m` and `<S>::m` are `Trait::m` and `S::m`; "" when the
+    type names no item (`<[u8]>::len`). Read as written, `<dyn Deserializer>::erase`
+    was the module's own `fn erase`."""
+    depth = 0
+    for i, ch in enumerate(written):
+        depth += (ch == "<") - (ch == ">")
+        if depth == 0:
+            inner, rest = written[1:i], written[i + 1 :]
+            break
+    else:
+        return ""
+    head, sep, trait = inner.rpartition(" as ")
+    named = (trait if sep and head else inner).strip()
+    for prefix in ("&", "mut ", "dyn ", "impl "):
+        named = named.removeprefix(prefix).strip()
+    path = strip_generics(named).rstrip(":")
+    return f"{path}{rest}" if path and _is_ident(path.split("::")[-1]) else ""
+
+
 def _is_ident(seg: str) -> bool:
     """A name as written: plain, a macro variable (`$x`), or raw (`r#type`, `r#match`:
     a keyword used as a name, which the chunker records with its `r#`)."""

@@ -33,7 +33,14 @@ from daemon.chunker import (
 )
 from daemon.fields import FieldTypes, struct_fields, type_path, value_type
 from daemon.parsing import parse_rust
-from daemon.resolve import Scope, candidates, crate_prefix, path_segments, use_entries
+from daemon.resolve import (
+    Scope,
+    candidates,
+    crate_prefix,
+    path_segments,
+    qualified_path,
+    use_entries,
+)
 from ipc.kinds import NODE_KINDS
 
 #: Bumped whenever extraction or the graph's tables change (2: the `sym_*` tables, and
@@ -48,11 +55,12 @@ GRAPH_VERSION = 5
 #: and a fn's own `use` kept out of its module's resolution; 3: a receiver typed by the
 #: binding in scope where it is read, `daemon.bindings`; 4: an alias imported under
 #: exclusive `#[cfg]`s means each of its paths; 5: `#[path = "x.rs"] mod m;` imports
-#: x.rs's module as `m`):
+#: x.rs's module as `m`; 6: `<S as Trait>::m` is `Trait::m`, a fn's own name called in a
+#: macro's tokens is by name, `#[cfg_attr(.., path = "x.rs")]`):
 #: graph rows cached under another revision are not reused, so a file read again (an
 #: edit, `rcmd reindex --force`) gets the new rows, while a root's rows stay valid until
 #: then instead of a rebuild of every root.
-GRAPH_REVISION = 5
+GRAPH_REVISION = 6
 #: Reference kinds that `callers`/`callees` count as calls.
 CALL_KINDS = frozenset({"call", "method", "macro"})
 
@@ -658,7 +666,16 @@ def _path_refs(
 ) -> Iterator[Reference]:
     """The reference a captured path makes, and one to its qualifier (`Foo::new` uses
     `Foo`, `io::Result` uses `io`) unless that is `Self`, `crate`, ... or a type
-    parameter."""
+    parameter. A qualified type (`<S as Trait>::m`) is read as the item it names."""
+    if written.startswith("<"):
+        qualified = qualified_path(written)
+        if not qualified:  # `<[u8]>::len`: a name only
+            name = written.rsplit("::", 1)[-1]
+            if name.isidentifier():
+                where = inside.out.symbol if inside is not None else memo.scope.module_symbol
+                yield Reference(name, written, capture, line, where, _NO_TARGETS)
+            return
+        written = qualified
     segs = memo.segments(written)
     if not segs or segs[-1] in _NOT_NAMES or (capture in _NAMED and segs[0] in generics):
         return  # `Self` alone, or a type parameter, names no item
@@ -754,6 +771,11 @@ def _token_tree_refs(
             yield Reference(path.decode(), path.decode(), "method", line, where, ())
             continue
         kind = "macro" if m.group(3).startswith(b"!") else "call"
+        if inside is not None and kind == "call" and path.decode() == inside.out.name:
+            # `fn bind(..) { syscall!(bind(..)) }`: the macro makes the name another
+            # item (`libc::bind`); read as written it was the fn calling itself.
+            yield Reference(inside.out.name, path.decode(), kind, line, where, ())
+            continue
         yield from _path_refs(kind, path.decode(), line, memo, inside, generics)
     for m in _TT_VALUE.finditer(text):
         line = row + text.count(b"\n", 0, m.start(1)) + 1
@@ -834,7 +856,10 @@ def _imports(walk: Walk, scope: Scope, hits: list[Hit]) -> list[Import]:
     return out
 
 
-_PATH_ATTR = re.compile(rb'^#\[\s*path\s*=\s*"([^"\\]+)"\s*\]$')
+#: `#[path = "x.rs"]`, or `#[cfg_attr(unix, path = "sys/unix.rs")]` (socket2's `sys`).
+_PATH_ATTR = re.compile(
+    rb'^#\[\s*(?:cfg_attr\s*\(.*,\s*)?path\s*=\s*"([^"\\]+)"\s*\)?\s*\]$', re.DOTALL
+)
 
 
 def _path_mods(walk: Walk, module: tuple[str, ...]) -> Iterator[tuple[int, Import]]:

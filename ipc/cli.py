@@ -517,11 +517,21 @@ def _navigate(args: argparse.Namespace, paths: RuntimePaths, schema: type[NavReq
         _nav_tail(schema.method, args, result)
     elif not result["results"]:
         print(
-            f"rcmd: nothing found for {req.name}; look for it as text with: "
-            f"rcmd search {quote(req.name)}",
+            f"rcmd: {_NOTHING[schema.method].format(name=req.name)}; look for it as text "
+            f"with: rcmd search {quote(req.name)}",
             file=sys.stderr,
         )
     return None if args.json or not result["results"] else result
+
+
+#: What an empty answer says, by method (`callers X` found X but no caller of it).
+_NOTHING = {
+    "def": "no definition of {name} found",
+    "refs": "no references to {name} found",
+    "callers": "no callers of {name} found",
+    "callees": "no calls found in {name}",
+    "impls": "no impls of or by {name} found",
+}
 
 
 def _flat_answer(

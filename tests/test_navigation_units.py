@@ -930,3 +930,36 @@ def test_a_keyword_asked_bare_finds_the_raw_identifier(tmp_path: Path) -> None:
         assert [h["symbol"] for h in ask(state, "callers", "type")] == ["user"]
         assert [h["symbol"] for h in ask(state, "callers", "S::match")] == ["u2"]
         assert ask(state, "def", "while") == []
+
+
+def test_qualified_types_macro_self_calls_cfg_attr_paths_and_root_macros(tmp_path: Path) -> None:
+    """Four wrong or missing answers from crates in neither split: erased-serde's
+    `<dyn Deserializer>::erase(..)` was the module's `fn erase`, resolved; socket2's
+    `fn bind(..) { syscall!(bind(..)) }` called itself, resolved; its
+    `#[cfg_attr(unix, path = "sys/unix.rs")] mod sys;` named no file; `log::info` (a
+    `#[macro_export]` macro of `macros.rs`) and `info!` found nothing."""
+    files = {
+        "src/lib.rs": (
+            b"#[macro_use]\nmod macros;\n"
+            b'#[cfg_attr(unix, path = "sys/unix.rs")]\nmod sys;\n'
+            b"pub trait Deserializer { fn erase(&self); }\n"
+            b"impl dyn Deserializer { pub fn wrap(&self) {} }\n"
+            b"fn erase() {}\n"
+            b"pub fn use_it(d: &dyn Deserializer) { <dyn Deserializer>::wrap(d);"
+            b" <u8 as Deserializer>::erase(&1); sys::bind(1); }\n"
+        ),
+        "src/sys/unix.rs": b"pub fn bind(fd: i32) -> i32 { syscall!(bind(fd)) }\n",
+        "src/macros.rs": b"#[macro_export]\nmacro_rules! info { ($($t:tt)*) => {} }\n",
+    }
+    with graph_state(tmp_path, files) as state:
+        assert ask(state, "callers", "crate::erase") == []
+        erase = {
+            (h["symbol"], h["confidence"]) for h in ask(state, "callers", "Deserializer::erase")
+        }
+        assert erase == {("use_it", "resolved")}, erase
+        wrap = {(h["symbol"], h["confidence"]) for h in ask(state, "callers", "Deserializer::wrap")}
+        assert wrap == {("use_it", "resolved")}, wrap
+        bind = {(h["symbol"], h["confidence"]) for h in ask(state, "callers", "sys::unix::bind")}
+        assert bind == {("use_it", "resolved"), ("sys::unix::bind", "name")}, bind
+        for name in ("proj::info", "info!", "crate::info"):
+            assert [h["symbol"] for h in ask(state, "def", name)] == ["macros::info"], name
