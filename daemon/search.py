@@ -615,7 +615,12 @@ FRAGMENT_LINES = 3
 
 
 def is_fragment(row: ChunkRow) -> bool:
-    return row.kind in FRAGMENT_KINDS and row.end_line - row.start_line + 1 <= FRAGMENT_LINES
+    """A few lines that stand for no item: an `impl … {` header, a const, a type alias,
+    loose code; or the closing lines a `macro_rules!` body's items leave (`};` `}`,
+    erased-serde's tail ranked for a question beside the same macro's head)."""
+    if row.end_line - row.start_line + 1 > FRAGMENT_LINES:
+        return False
+    return row.kind in FRAGMENT_KINDS or (row.kind == "macro" and "macro_rules!" not in row.text)
 
 
 #: Folders whose code is tests or benchmarks, not what a question about the code means.

@@ -203,3 +203,12 @@ def test_a_containers_header_fragment_hides_none_of_its_items() -> None:
     assert is_near_duplicate(whole, parse)
     impl = row("Foo", "impl", 10, 30)
     assert is_near_duplicate(impl, row("Foo::bar", "method", 40, 44))
+
+
+def test_a_macro_rules_tail_is_a_fragment_and_a_small_macro_is_not() -> None:
+    from daemon.search import is_fragment
+    from daemon.state import ChunkRow
+
+    tail = ChunkRow("t", "src/de.rs", 964, 965, "de::m", "macro", "", "    };\n}")
+    small = ChunkRow("s", "src/de.rs", 1, 1, "de::n", "macro", "", "macro_rules! n { () => {} }")
+    assert is_fragment(tail) and not is_fragment(small)
