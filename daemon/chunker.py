@@ -21,8 +21,8 @@ Chunk policy:
   docs, macro calls) become ``mod`` chunks by the same rule as ``impl``; a ``mod`` without
   items is a single ``mod`` chunk.
 * Items written in a braced macro call (``cfg_rt! { pub fn spawn … }``, ``thread_local! {
-  static … }``) are items of the module or ``impl`` the call stands in; the call's own
-  lines are loose code.
+  static … }``, each branch of ``cfg_if! { if #[cfg(unix)] { … } else { … } }``) are items
+  of the module or ``impl`` the call stands in; the call's own lines are loose code.
 * File-level lines outside every item (``use``, ``//!``, ``extern crate``, ``mod foo;``,
   inner attributes, macro calls, unparsable text) become ``code`` chunks, one per contiguous
   run of such lines (blank lines at its edges trimmed).  Their symbol is the module path, or
@@ -91,7 +91,7 @@ EMBED_TEXT_VERSION = 2
 #: symbols, splitting): each root records it, and a root chunked under another version
 #: is rebuilt (cheaply: unchanged texts come from the embedding cache) instead of
 #: applying the new policy only to files edited later.
-CHUNK_POLICY_VERSION = 6
+CHUNK_POLICY_VERSION = 7
 #: Bounds that no real Rust file comes near; a file past one is skipped and reported
 #: (`too_complex`) instead of costing quadratic time and memory: 10,000 nested `mod`s
 #: made 340 MB of symbol paths from a 268 KB file.
@@ -644,7 +644,17 @@ def invocation_items(
     tt = next((c for c in node.children if c.type == "token_tree"), None)
     if tt is None or src[tt.start_byte : tt.start_byte + 1] != b"{":
         return None
-    ranges = ((tt.start_point, tt.end_point, tt.start_byte + 1, tt.end_byte - 1),)
+    ranges: tuple[tuple[Any, ...], ...] = (
+        (tt.start_point, tt.end_point, tt.start_byte + 1, tt.end_byte - 1),
+    )
+    name = node.child_by_field_name("macro")
+    if name is not None and src[name.start_byte : name.end_byte].endswith(b"cfg_if"):
+        # `cfg_if! { if #[cfg(unix)] { items } else { items } }`: the braced branches.
+        ranges = tuple(
+            (c.start_point, c.end_point, c.start_byte + 1, c.end_byte - 1)
+            for c in tt.children
+            if c.type == "token_tree" and src[c.start_byte : c.start_byte + 1] == b"{"
+        )
     lo, hi = node.start_byte, node.end_byte
     kinds = _ITEMS_OR_USES if uses else _ITEM_KINDS
     return _holding(_parse_expansions(lo, src[lo:hi], ranges), kinds)

@@ -871,17 +871,25 @@ def _path_mods(walk: Walk, module: tuple[str, ...]) -> Iterator[tuple[int, Impor
     if not walk.trees or not walk.path:
         return
     folder = posixpath.dirname(walk.path)
-    attrs: list[tree_sitter.Node] = []
-    for node in walk.trees[0].children:
-        if node.type == "attribute_item":
-            attrs.append(node)
-            continue
-        name = node.child_by_field_name("name") if node.type == "mod_item" else None
-        if name is not None and node.child_by_field_name("body") is None:
-            for attr in attrs:
-                m = _PATH_ATTR.match(walk.src[attr.start_byte : attr.end_byte])
-                if m is not None:
-                    file = posixpath.normpath(posixpath.join(folder, m.group(1).decode()))
-                    imp = Import("::".join(module), _text(name, walk.src), module_path(file), 0)
-                    yield attr.start_byte, imp._replace(line=attr.start_point.row + 1)
-        attrs = []
+    levels = [walk.trees[0].children]
+    for node in walk.trees[0].children:  # and in a braced call there: `cfg_if! { … }`
+        inner = (
+            invocation_items(node, walk.src, uses=True) if node.type == "macro_invocation" else None
+        )
+        if inner is not None:
+            levels.append(inner.children)
+    for nodes in levels:
+        attrs: list[tree_sitter.Node] = []
+        for node in nodes:
+            if node.type == "attribute_item":
+                attrs.append(node)
+                continue
+            name = node.child_by_field_name("name") if node.type == "mod_item" else None
+            if name is not None and node.child_by_field_name("body") is None:
+                for attr in attrs:
+                    m = _PATH_ATTR.match(walk.src[attr.start_byte : attr.end_byte])
+                    if m is not None:
+                        file = posixpath.normpath(posixpath.join(folder, m.group(1).decode()))
+                        imp = Import("::".join(module), _text(name, walk.src), module_path(file), 0)
+                        yield attr.start_byte, imp._replace(line=attr.start_point.row + 1)
+            attrs = []

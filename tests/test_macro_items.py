@@ -183,3 +183,30 @@ def test_nested_macro_rules_in_the_graph_stop_at_the_chunkers_depth() -> None:
     fns = {d.symbol for d in extract("src/lib.rs", src.encode()).defs if d.kind == "fn"}
     assert fns and max(len(s.split("::")) for s in fns) <= MAX_NESTING + 1
     assert len(fns) < depth
+
+
+CFG_IF = b"""cfg_if! {
+    if #[cfg(unix)] {
+        #[path = "unix.rs"]
+        mod imp;
+        pub use self::imp::pin;
+        impl Handle { pub fn as_raw(&self) -> i32 { 0 } }
+    } else {
+        #[path = "generic.rs"]
+        mod imp;
+        pub fn fallback() {}
+    }
+}
+pub struct Handle;
+"""
+
+
+def test_the_branches_of_cfg_if_hold_items_imports_and_path_mods() -> None:
+    """crossbeam-epoch's `pin` is `pub use`d inside `cfg_if! { if #[cfg(..)] { … } }`,
+    parking_lot_core's `imp` is a `#[path]` mod there, crossbeam-utils' unix impls sit
+    there: the braces after `if #[cfg]` and `else` were one unparsable call."""
+    chunks = {(c.symbol, c.kind, c.start_line) for c in chunk_source("src/lib.rs", CFG_IF)}
+    assert ("Handle::as_raw", "method", 6) in chunks and ("fallback", "fn", 10) in chunks
+    graph = extract("src/lib.rs", CFG_IF)
+    imports = {(i.alias, i.target) for i in graph.imports}
+    assert {("pin", "imp::pin"), ("imp", "unix"), ("imp", "generic")} <= imports, imports
