@@ -9,6 +9,8 @@ to that prefix, so `rcmd def mylib_core::Parser` finds `core::Parser`.
 
 from __future__ import annotations
 
+import fnmatch
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -26,6 +28,11 @@ log = structlog.get_logger("rcmd.crates")
 MAX_MEMBERS = 512
 #: A Cargo.toml larger than this is no manifest anyone wrote.
 MAX_MANIFEST_BYTES = 1 << 20
+#: Folder entries looked at, at most, expanding one of the members' globs, and all of
+#: them (`*/*/*/*/*/*` over eight symlinks to `.` listed 8^6 folders; over more levels
+#: it never ended): a glob past its bound matches nothing.
+MAX_GLOB_ENTRIES = 10_000
+MAX_GLOBS_ENTRIES = 100_000
 #: A version at the end of a folder's name (`tokio-1.24.2`, `sval-1.0.0-alpha.5`).
 _VERSIONED = re.compile(r"-\d+(\.\d+)*([-+][\w.]+)?$")
 
@@ -91,7 +98,8 @@ def read_names(root: Path) -> CrateNames:
 
 def _manifest(path: Path) -> dict[str, Any] | None:
     """A parsed Cargo.toml; None when absent, not a regular file (a FIFO would block the
-    request that reads it), over `MAX_MANIFEST_BYTES`, or not TOML."""
+    request that reads it), over `MAX_MANIFEST_BYTES`, not TOML, or nested deeper than
+    the parser recurses (`a = [[[…]]]`: a RecursionError failed every request)."""
     try:
         data, _st = read_regular(path, MAX_MANIFEST_BYTES)
         if data is None:
@@ -99,27 +107,62 @@ def _manifest(path: Path) -> dict[str, Any] | None:
         return tomllib.loads(data.decode("utf-8"))
     except FileNotFoundError:
         return None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        log.warning("manifest_unreadable", path=str(path), error=str(exc))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as exc:
+        log.warning("manifest_unreadable", path=str(path), error=str(exc) or type(exc).__name__)
         return None
 
 
 def _members(root: Path, data: dict[str, Any] | None) -> list[Path]:
-    """The member folders a workspace manifest lists (globs expanded), inside `root`."""
+    """The member folders a workspace manifest lists (globs expanded), each once and
+    inside `root` once symlinks are resolved: a member that is the root again, or a link
+    to it, read the root's manifest (up to 1 MB) once per link."""
     workspace = data.get("workspace") if data is not None else None
     patterns = workspace.get("members") if isinstance(workspace, dict) else None
     if not isinstance(patterns, list):
         return []
+    real_root = os.path.realpath(root)
+    seen = {real_root}
     out: list[Path] = []
-    for pattern in patterns:
-        if not isinstance(pattern, str) or pattern.startswith("/") or ".." in pattern:
+    budget = [MAX_GLOBS_ENTRIES]
+    for pattern in dict.fromkeys(p for p in patterns if isinstance(p, str)):
+        if pattern.startswith("/") or ".." in pattern:
             continue
         if "**" in pattern:  # cargo's members are folders a level or two down
             continue
-        for member in sorted(root.glob(pattern)) if pattern else []:
-            if member.is_dir() and member != root and len(out) < MAX_MEMBERS:
-                out.append(member)
+        for member in _expand(root, pattern, budget):
+            real = os.path.realpath(member)
+            if real in seen or not real.startswith(real_root.rstrip("/") + "/"):
+                continue
+            seen.add(real)
+            out.append(member)
+            if len(out) >= MAX_MEMBERS:
+                return out
     return out
+
+
+def _expand(root: Path, pattern: str, budget: list[int]) -> list[Path]:
+    """The folders `pattern` (a glob of `/`-separated segments) matches below `root`, in
+    name order, looking at no more than `MAX_GLOB_ENTRIES` folder entries, nor more than
+    `budget[0]` is left of all globs' (it is spent)."""
+    level, left = [root], MAX_GLOB_ENTRIES
+    for segment in (s for s in pattern.split("/") if s not in ("", ".")):
+        if not any(c in segment for c in "*?["):
+            level = [d / segment for d in level if (d / segment).is_dir()]
+            continue
+        deeper: list[Path] = []
+        for folder in level:
+            try:
+                names = sorted(e.name for e in os.scandir(folder))
+            except OSError:
+                continue
+            budget[0] -= len(names)
+            left -= len(names)
+            if budget[0] < 0 or left < 0:
+                log.warning("members_glob_too_wide", root=str(root), pattern=pattern)
+                return []
+            deeper.extend(folder / n for n in names if fnmatch.fnmatchcase(n, segment))
+        level = [d for d in deeper if d.is_dir()]
+    return level if level != [root] else []
 
 
 class CrateNamesCache:

@@ -102,3 +102,35 @@ def test_a_manifest_that_is_a_fifo_or_huge_is_read_as_absent(tmp_path: Path) -> 
     with open(root / "Cargo.toml", "wb") as f:
         f.truncate(1 << 40)
     assert read_names(root).of("src/lib.rs") == "my_proj"
+
+
+def test_a_manifest_nested_past_the_parsers_recursion_is_read_as_absent(tmp_path: Path) -> None:
+    """`a = [[[…]]]` a few thousand deep raised RecursionError out of `read_names`, so
+    every navigation request of the root failed as an internal error."""
+    deep = "a = " + "[" * 5000 + "]" * 5000 + "\n"
+    root = _write(tmp_path / "deep-crate", {"Cargo.toml": deep})
+    assert read_names(root).of("src/lib.rs") == "deep_crate"
+    cache = CrateNamesCache(root)
+    assert cache.get().of("src/lib.rs") == "deep_crate"
+
+
+def test_member_globs_through_symlinks_to_the_root_stay_bounded(tmp_path: Path) -> None:
+    """Links back to the root made `*/*/*/*/*/*` list 8^6 folders (more levels never
+    ended), and each link listed as a member read the root's manifest again (1 MB a
+    time): members are folders inside the root, each once, from a bounded glob."""
+    import time
+
+    root = _write(tmp_path / "ws", {"crates/real/Cargo.toml": '[package]\nname = "real"\n'})
+    for i in range(8):
+        (root / f"l{i}").symlink_to(".")
+    (root / "crates" / "up").symlink_to("..")
+    filler = "".join(f'k{i} = "{"x" * 60}"\n' for i in range(14_000))
+    members = '["*/*/*/*/*/*/*", "l*", "crates/*"]'
+    (root / "Cargo.toml").write_text(
+        f"[workspace]\nmembers = {members}\n[workspace.metadata]\n{filler}"
+    )
+    start = time.monotonic()
+    names = read_names(root)
+    assert time.monotonic() - start < 5
+    assert names.prefix("real") == ("real",) and names.prefix("ws") == ()
+    assert "up" not in names and not any(n.startswith("l") for n in names.prefixes)
