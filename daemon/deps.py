@@ -116,6 +116,8 @@ def _wanted(project: Path) -> list[tuple[str, str | None]]:
         raise BadRequest(f"{file}: not valid TOML: {exc}") from None
     except ValueError as exc:  # ManifestError, UnicodeDecodeError
         raise BadRequest(f"{file}: {exc}") from None
+    except RecursionError:  # `a = [[[…]]]`: tomllib recurses once a level
+        raise BadRequest(f"{file}: not valid TOML: nested too deeply") from None
     return []
 
 

@@ -170,6 +170,8 @@ BROKEN = [
     ("Cargo.lock", "[[package]]\nname = 'x'\nsource = 'registry+https://x'\n", "name and version"),
     ("Cargo.lock", "package = [5]\n", "[[package]] entry is not a table"),
     ("Cargo.toml", "[package\n", "not valid TOML: Expected ']'"),
+    ("Cargo.lock", "a = " + "[" * 5000 + "]" * 5000, "not valid TOML: nested too deeply"),
+    ("Cargo.toml", "a = " + "{b = " * 5000 + "1" + "}" * 5000, "nested too deeply"),
     ("Cargo.toml", "dependencies = 5\n", "[dependencies] is not a table"),
     ("Cargo.toml", "[target]\nunix = 3\n", "[target.unix] is not a table"),
     ("Cargo.toml", "[dependencies]\nx = { package = 3 }\n", "`package` is not a string"),
