@@ -37,6 +37,7 @@ from daemon.symbols import (
     impl_relations,
     module_prefix,
     new_scope,
+    path_mods,
     prepare,
     unit_refs,
     walk_units,
@@ -117,6 +118,8 @@ def extract(rel_path: str, source: bytes, tree: tree_sitter.Tree, memo: GraphMem
     ]
     if tuple((i.module, i.alias, i.target) for i in imports) != memo.imports:
         return _whole(rel_path, source, tree, units, memo)
+    if not _same_path_mods(walk, rel_path, plan):
+        return _whole(rel_path, source, tree, units, memo)
     for imp in imports:  # as `extract` adds them, in the file's order
         scope.add_import(tuple(imp.module.split("::")) if imp.module else (), imp.alias, imp.target)
     kept = _read_fresh(walk, scope, plan, fresh)
@@ -130,6 +133,22 @@ def extract(rel_path: str, source: bytes, tree: tree_sitter.Tree, memo: GraphMem
         impls.extend(at.impls)
     memo.units, memo.placed = kept, placed
     return finish(scope, source, defs, refs, impls, imports)
+
+
+def _same_path_mods(
+    walk: Walk, rel_path: str, plan: list[tuple[tree_sitter.Node, bytes, _Unit | None]]
+) -> bool:
+    """Whether the file's `#[path]` imports are those its kept attributes hold: one
+    depends on the `mod` after its attribute too (an attribute added before an unchanged
+    `mod`, an item put between them), not only on the attribute's bytes."""
+    now = [imp for _pos, imp in path_mods(walk, module_prefix(rel_path))]
+    held = [
+        i._replace(line=i.line + node.start_point.row)
+        for node, _, unit in plan
+        if node.type == "attribute_item"
+        for i in (unit.imports if unit is not None else ())
+    ]
+    return now == held
 
 
 def _place(

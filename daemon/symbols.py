@@ -56,11 +56,12 @@ GRAPH_VERSION = 5
 #: binding in scope where it is read, `daemon.bindings`; 4: an alias imported under
 #: exclusive `#[cfg]`s means each of its paths; 5: `#[path = "x.rs"] mod m;` imports
 #: x.rs's module as `m`; 6: `<S as Trait>::m` is `Trait::m`, a fn's own name called in a
-#: macro's tokens is by name, `#[cfg_attr(.., path = "x.rs")]`):
+#: macro's tokens is by name, `#[cfg_attr(.., path = "x.rs")]`; 7: `#[path]` read past
+#: comments between it and its mod, never a path out of the root):
 #: graph rows cached under another revision are not reused, so a file read again (an
 #: edit, `rcmd reindex --force`) gets the new rows, while a root's rows stay valid until
 #: then instead of a rebuild of every root.
-GRAPH_REVISION = 6
+GRAPH_REVISION = 7
 #: Reference kinds that `callers`/`callees` count as calls.
 CALL_KINDS = frozenset({"call", "method", "macro"})
 
@@ -839,7 +840,7 @@ def _imports(walk: Walk, scope: Scope, hits: list[Hit]) -> list[Import]:
     uses: list[tuple[int, tree_sitter.Node | Import]] = [
         (pos, node) for pos, _end, _prio, _n, capture, node in hits if capture == "use"
     ]
-    uses.extend(_path_mods(walk, scope.module))
+    uses.extend(path_mods(walk, scope.module))
     for pos, entry in sorted(uses, key=lambda e: e[0]):
         if isinstance(entry, Import):
             scope.add_import(scope.module, entry.alias, entry.target)
@@ -862,12 +863,13 @@ _PATH_ATTR = re.compile(
 )
 
 
-def _path_mods(walk: Walk, module: tuple[str, ...]) -> Iterator[tuple[int, Import]]:
+def path_mods(walk: Walk, module: tuple[str, ...]) -> Iterator[tuple[int, Import]]:
     """`#[path = "wrapper.rs"] mod imp;` at the file's top level, as an import of the
     module that file holds under the name `imp` (`imp::TokenStream` is
     `wrapper::TokenStream`; several, under exclusive `#[cfg]`s, are each meant). Placed
     at the attribute, so an edit of it is an edit of the file's imports
-    (`daemon.graph_edit`)."""
+    (`daemon.graph_edit`). Comments may stand between the attributes and the `mod`; a
+    path out of the root (absolute, or up past it) names no module of it."""
     if not walk.trees or not walk.path:
         return
     folder = posixpath.dirname(walk.path)
@@ -879,17 +881,29 @@ def _path_mods(walk: Walk, module: tuple[str, ...]) -> Iterator[tuple[int, Impor
         if inner is not None:
             levels.append(inner.children)
     for nodes in levels:
-        attrs: list[tree_sitter.Node] = []
-        for node in nodes:
-            if node.type == "attribute_item":
-                attrs.append(node)
-                continue
-            name = node.child_by_field_name("name") if node.type == "mod_item" else None
-            if name is not None and node.child_by_field_name("body") is None:
-                for attr in attrs:
-                    m = _PATH_ATTR.match(walk.src[attr.start_byte : attr.end_byte])
-                    if m is not None:
-                        file = posixpath.normpath(posixpath.join(folder, m.group(1).decode()))
-                        imp = Import("::".join(module), _text(name, walk.src), module_path(file), 0)
-                        yield attr.start_byte, imp._replace(line=attr.start_point.row + 1)
-            attrs = []
+        yield from _declared_paths(nodes, walk.src, folder, module)
+
+
+def _declared_paths(
+    nodes: list[tree_sitter.Node], src: bytes, folder: str, module: tuple[str, ...]
+) -> Iterator[tuple[int, Import]]:
+    """`path_mods` of one list of items (comments may stand between an attribute and
+    its `mod`; a path out of the root names no module)."""
+    attrs: list[tree_sitter.Node] = []
+    for node in nodes:
+        if node.type == "attribute_item":
+            attrs.append(node)
+            continue
+        if node.type in ("line_comment", "block_comment"):
+            continue
+        name = node.child_by_field_name("name") if node.type == "mod_item" else None
+        if name is not None and node.child_by_field_name("body") is None:
+            for attr in attrs:
+                m = _PATH_ATTR.match(src[attr.start_byte : attr.end_byte])
+                written = m.group(1).decode("utf-8", "replace") if m is not None else ""
+                file = posixpath.normpath(posixpath.join(folder, written))
+                if not written or file.startswith(("/", "../")) or file == "..":
+                    continue
+                imp = Import("::".join(module), _text(name, src), module_path(file), 0)
+                yield attr.start_byte, imp._replace(line=attr.start_point.row + 1)
+        attrs = []

@@ -963,3 +963,19 @@ def test_qualified_types_macro_self_calls_cfg_attr_paths_and_root_macros(tmp_pat
         assert bind == {("use_it", "resolved"), ("sys::unix::bind", "name")}, bind
         for name in ("proj::info", "info!", "crate::info"):
             assert [h["symbol"] for h in ask(state, "def", name)] == ["macros::info"], name
+
+
+def test_a_path_attribute_reads_past_comments_and_never_out_of_the_root() -> None:
+    """A comment between `#[path]` and its `mod` hid the import; a path of bytes that
+    are not UTF-8 raised out of the extractor (the file lost its whole graph); an
+    absolute path or one up past the root named a module of the root (`/etc/x.rs`:
+    `etc::x`)."""
+
+    def targets(attr: bytes) -> list[str]:
+        src = b"#[path = " + attr + b"]\n// the platform's\nmod imp;\nfn d() { imp::f(); }\n"
+        return [i.target for i in extract("src/lib.rs", src).imports]
+
+    assert targets(b'"sys/unix.rs"') == ["sys::unix"]
+    assert targets(b'"\xff.rs"') == ["\ufffd"]
+    assert targets(b'"/etc/x.rs"') == [] and targets(b'"../../x.rs"') == []
+    assert targets(b'"../x.rs"') == ["x"]  # src/../x.rs is in the root

@@ -315,3 +315,26 @@ def test_an_edited_files_graph_follows_its_scope() -> None:
         parsed = cache.tree_for(("r", rel), digest)
         assert parsed is not None
         assert edited_graph(rel, *parsed, memo) == extract(rel, text.encode()), k
+
+
+def test_an_edited_files_path_imports_follow_the_mod_after_the_attribute() -> None:
+    """A `#[path]` import is placed at its attribute but depends on the `mod` after it:
+    an attribute added before an unchanged `mod`, or a comment or an impl put between
+    them or taken out, kept the last version's imports in the incremental graph."""
+    tail = "fn a() {}\n\nfn d() { imp::f(); }\n"
+    sessions = [
+        ["#[cfg(unix)]\nmod imp;\n", '#[cfg(unix)]\n#[path = "x.rs"]\nmod imp;\n'],
+        ['#[path = "w.rs"]\nmod imp;\n', '#[path = "w.rs"]\nimpl A {}\nmod imp;\n'],
+        ['#[path = "w.rs"]\nimpl A {}\nmod imp;\n', '#[path = "w.rs"]\nmod imp;\n'],
+        ['#[path = "w.rs"]\nmod imp;\n', '#[path = "w.rs"]\n// note\nmod imp;\n'],
+    ]
+    rel = "src/lib.rs"
+    for n, heads in enumerate(sessions):
+        cache = ParseCache(64 << 20)
+        memo = GraphMemo()
+        for k, text in enumerate([tail, *(head + tail for head in heads)]):
+            digest = bytes([n, k])
+            cache.chunk(("r", rel), text.encode(), digest)
+            parsed = cache.tree_for(("r", rel), digest)
+            assert parsed is not None
+            assert edited_graph(rel, *parsed, memo) == extract(rel, text.encode()), (n, k)
