@@ -38,6 +38,7 @@ class Names:
         self._known: dict[str, str | None] = {}
         self._exists: dict[str, bool] = {}
         self._spellings: dict[str, list[str]] = {}
+        self._named: dict[str, list[Definition]] = {}
 
     def definitions(self, segs: tuple[str, ...], *, anchored: bool = False) -> list[Definition]:
         """(path, symbol, kind, line, end_line) of the definitions `segs` names: as
@@ -50,8 +51,10 @@ class Names:
             if anchored
             else [(segs, False)]
         )
-        seen, level = set(firsts), firsts
-        while level and len(seen) <= _MAX_PATHS:
+        # The first depth is every crate root's (a workspace of 16 members found none:
+        # the bound on spellings was spent before the first); the bound is on the rest.
+        seen, level, more = set(firsts), firsts, _MAX_PATHS
+        while level:
             # Every spelling of one depth: two imports of one alias under exclusive
             # `#[cfg]`s (`#[path = "wrapper.rs"] mod imp;`, `use fallback as imp;`) both count.
             found_all: list[Definition] = []
@@ -64,9 +67,10 @@ class Names:
                     found = [d for d in imported if d[2] != "mod"] + found
                 found_all.extend(found)
                 for other in () if found else self._public_paths(*spelling):
-                    if other not in seen and len(seen) <= _MAX_PATHS:
+                    if other not in seen and more > 0:
                         seen.add(other)
                         deeper.append(other)
+                        more -= 1
             if found_all:
                 return list(dict.fromkeys(found_all))
             level = deeper
@@ -114,18 +118,25 @@ class Names:
             return []
         want = "::".join(segs)
         root_macro = anchored and len(segs) == 1
-        rows = self._db.execute(
-            "SELECT f.path, d.symbol, d.kind, d.line, d.end_line FROM sym_defs d "
-            "JOIN sym_files f ON f.id = d.file WHERE d.name=? ORDER BY f.path, d.line",
-            (segs[-1],),
-        )
         return [
-            (str(p), str(s), str(k), int(a), int(b))
-            for p, s, k, a, b in rows
-            if s == want
-            or (not anchored and str(s).endswith("::" + want))
-            or (root_macro and k == "macro")
+            d
+            for d in self._named_defs(segs[-1])
+            if d[1] == want
+            or (not anchored and d[1].endswith("::" + want))
+            or (root_macro and d[2] == "macro")
         ]
+
+    def _named_defs(self, name: str) -> list[Definition]:
+        """Every definition of `name`, read once a request: an anchored name is looked
+        up at each workspace member's root (hundreds of spellings of one name)."""
+        if name not in self._named:
+            rows = self._db.execute(
+                "SELECT f.path, d.symbol, d.kind, d.line, d.end_line FROM sym_defs d "
+                "JOIN sym_files f ON f.id = d.file WHERE d.name=? ORDER BY f.path, d.line",
+                (name,),
+            )
+            self._named[name] = [(str(p), str(s), str(k), int(a), int(b)) for p, s, k, a, b in rows]
+        return self._named[name]
 
     def resolve(self, candidate: str) -> str | None:
         """The defined symbol a candidate names (a path from the crate's own name too, as

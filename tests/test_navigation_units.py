@@ -992,3 +992,16 @@ def test_an_alias_imported_many_times_keeps_a_bounded_number_of_targets() -> Non
     assert len(refs) == n
     assert all(2 <= len(r.targets) <= 16 for r in refs)
     assert refs[5].targets[:2] == ("m0::x5", "m1::x5")
+
+
+def test_a_name_from_crate_is_found_in_a_workspace_of_many_members(tmp_path: Path) -> None:
+    """`crate::helper` is looked up at each member's root; with 16 members or more the
+    bound on spellings was spent before the first was tried, and nothing was found."""
+    from daemon.crate_names import CrateNames
+
+    files = {f"m{i}/src/lib.rs": b"pub fn helper() {}\n" for i in range(20)}
+    names = CrateNames({f"m{i}": (f"m{i}",) for i in range(20)})
+    with graph_state(tmp_path, files) as state:
+        graphs = [(state.graph_reader(), "/r/ws", None, names)]
+        found = navigate(graphs, "def", "crate::helper", 100)["results"]
+        assert sorted(h["symbol"] for h in found) == sorted(f"m{i}::helper" for i in range(20))
