@@ -57,11 +57,12 @@ GRAPH_VERSION = 5
 #: exclusive `#[cfg]`s means each of its paths; 5: `#[path = "x.rs"] mod m;` imports
 #: x.rs's module as `m`; 6: `<S as Trait>::m` is `Trait::m`, a fn's own name called in a
 #: macro's tokens is by name, `#[cfg_attr(.., path = "x.rs")]`; 7: `#[path]` read past
-#: comments between it and its mod, never a path out of the root):
+#: comments between it and its mod, never a path out of the root; 8: a typed receiver's
+#: method call inside a macro's tokens):
 #: graph rows cached under another revision are not reused, so a file read again (an
 #: edit, `rcmd reindex --force`) gets the new rows, while a root's rows stay valid until
 #: then instead of a rebuild of every root.
-GRAPH_REVISION = 7
+GRAPH_REVISION = 8
 #: Reference kinds that `callers`/`callees` count as calls.
 CALL_KINDS = frozenset({"call", "method", "macro"})
 
@@ -769,7 +770,11 @@ def _token_tree_refs(
             continue
         line = row + text.count(b"\n", 0, start) + 1
         if m.group(1):
-            yield Reference(path.decode(), path.decode(), "method", line, where, ())
+            name = path.decode()
+            targets = _tt_receiver(
+                text, (m.start(1), node.start_byte), name, memo, inside, generics
+            )
+            yield Reference(name, name, "method", line, where, targets)
             continue
         kind = "macro" if m.group(3).startswith(b"!") else "call"
         if inside is not None and kind == "call" and path.decode() == inside.out.name:
@@ -781,6 +786,38 @@ def _token_tree_refs(
     for m in _TT_VALUE.finditer(text):
         line = row + text.count(b"\n", 0, m.start(1)) + 1
         yield from _path_refs("value", m.group(1).decode(), line, memo, inside, generics)
+
+
+#: The receiver just before a method call's dot in a macro's tokens: `self`, or a local
+#: (not a field: `a.b.m()` is left by name, as its type is not read here).
+_TT_RECEIVER = re.compile(rb"(?<![\w$.])(self|[a-z_][A-Za-z0-9_]*)\s*$")
+
+
+def _tt_receiver(
+    text: bytes,
+    at: tuple[int, int],
+    name: str,
+    memo: _Memo,
+    inside: _Def | None,
+    generics: frozenset[str],
+) -> tuple[str, ...]:
+    """The candidates of `x.name(..)` written in a macro's tokens (`println!("{}",
+    s.total())`) when `x` is `self` or a local whose type the fn writes down, as
+    `_receiver_call` reads them outside macros; () otherwise. `at`: the dot's offset in
+    `text`, and where `text` starts in the file."""
+    dot, base = at
+    found = _TT_RECEIVER.search(text, max(dot - 64, 0), dot) if inside is not None else None
+    if found is None or inside is None:
+        return ()
+    recv = found.group(1).decode()
+    bound = (
+        inside.self_path
+        if recv == "self"
+        else inside.binding(recv, base + found.start(1), generics)
+    )
+    if not bound:
+        return ()
+    return candidates((*bound, name), memo.scope, inside.module, inside.self_path)
 
 
 def impl_relations(

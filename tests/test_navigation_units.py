@@ -1005,3 +1005,21 @@ def test_a_name_from_crate_is_found_in_a_workspace_of_many_members(tmp_path: Pat
         graphs = [(state.graph_reader(), "/r/ws", None, names)]
         found = navigate(graphs, "def", "crate::helper", 100)["results"]
         assert sorted(h["symbol"] for h in found) == sorted(f"m{i}::helper" for i in range(20))
+
+
+def test_a_typed_receivers_call_inside_a_macro_is_resolved(tmp_path: Path) -> None:
+    """`println!("{}", s.total())` with `s: &Store` counted by name for every `total`
+    (outside the macro it resolved); a field chain inside the tokens stays by name."""
+    files = {
+        "src/lib.rs": (
+            b"pub struct Store;\nimpl Store { pub fn total(&self) -> u32 { 0 }\n"
+            b'pub fn show(&self) { println!("{}", self.total()); } }\n'
+            b"pub struct Other;\nimpl Other { pub fn total(&self) -> u32 { 1 } }\n"
+            b'pub fn f(s: &Store, o: Other) { println!("{} {}", s.total(), o.total()); }\n'
+        )
+    }
+    with graph_state(tmp_path, files) as state:
+        store = {(h["symbol"], h["confidence"]) for h in ask(state, "callers", "Store::total")}
+        assert store == {("Store::show", "resolved"), ("f", "resolved")}, store
+        other = {(h["symbol"], h["confidence"]) for h in ask(state, "callers", "Other::total")}
+        assert other == {("f", "resolved")}, other
