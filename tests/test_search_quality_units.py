@@ -81,12 +81,14 @@ def _row(path: str, start: int, end: int, symbol: str, kind: str) -> ChunkRow:
 def test_near_duplicates() -> None:
     method = _row("src/a.rs", 10, 20, "a::Foo::bar", "method")
     part2 = _row("src/a.rs", 18, 40, "a::Foo::bar", "method")
-    impl = _row("src/a.rs", 5, 6, "a::Foo", "impl")
+    impl = _row("src/a.rs", 5, 9, "a::Foo", "impl")  # the impl's own lines: consts, types
+    header = _row("src/a.rs", 5, 6, "a::Foo", "impl")  # only its header: a fragment
     other = _row("src/a.rs", 30, 35, "a::Foo::baz", "method")
     elsewhere = _row("src/b.rs", 10, 20, "a::Foo::bar", "method")
     struct = _row("src/a.rs", 1, 3, "a::Foo", "struct")
     assert is_near_duplicate(method, part2)  # two parts of one item
     assert is_near_duplicate(method, impl) and is_near_duplicate(impl, method)
+    assert not is_near_duplicate(header, method) and not is_near_duplicate(method, header)
     assert not is_near_duplicate(method, other)  # a sibling method
     assert not is_near_duplicate(method, elsewhere)  # another file
     assert not is_near_duplicate(struct, method)  # a struct is no container of methods
