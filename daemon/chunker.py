@@ -17,6 +17,8 @@ Chunk policy:
   already travels with every method as ``context``); for ``trait`` the header run is always
   kept so each trait has a ``trait`` chunk.  An ``impl``/``trait`` without methods that have
   bodies is a single chunk.
+* An ``impl`` of a path (``impl crate::Socket``, ``impl super::T``) names the module that
+  path points to, not the one it is written in.
 * Inline ``mod x { ... }`` prefixes its items with ``x::``.  Its loose lines (``use``, ``//!``
   docs, macro calls) become ``mod`` chunks by the same rule as ``impl``; a ``mod`` without
   items is a single ``mod`` chunk.
@@ -49,6 +51,7 @@ import tree_sitter
 import tree_sitter_rust
 
 from daemon.parsing import parse_rust
+from daemon.resolve import crate_prefix, path_segments
 from ipc.kinds import KINDS, NODE_KINDS
 
 __all__ = [
@@ -91,7 +94,7 @@ EMBED_TEXT_VERSION = 2
 #: symbols, splitting): each root records it, and a root chunked under another version
 #: is rebuilt (cheaply: unchanged texts come from the embedding cache) instead of
 #: applying the new policy only to files edited later.
-CHUNK_POLICY_VERSION = 7
+CHUNK_POLICY_VERSION = 8
 #: Bounds that no real Rust file comes near; a file past one is skipped and reported
 #: (`too_complex`) instead of costing quadratic time and memory: 10,000 nested `mod`s
 #: made 340 MB of symbol paths from a 268 KB file.
@@ -248,6 +251,7 @@ class _Frame:
     owner: str = ""  # self type / trait name when walking an impl or trait body
     context: str = ""  # impl/trait header when walking its body
     calls: int = 0  # braced macro calls it stands in (`MAX_MACRO_NESTING`)
+    crate: tuple[str, ...] = ()  # what `crate::` means (`resolve.crate_prefix`)
 
 
 #: Parts are cut to fit the embedding model's 256-token window with room for the header.
@@ -312,7 +316,7 @@ def chunk_whole(
     prefix, top = file_scope(rel_path, lines)
     scopes = [top]
     items: list[tuple[int, int, _Meta]] = []
-    frames = [_Frame(tree.root_node, prefix, 0)]
+    frames = [_Frame(tree.root_node, prefix, 0, crate=crate_prefix(rel_path))]
     while frames:
         frame = frames.pop()
         _walk_container(frame, source, scopes, items, frames)
@@ -384,7 +388,7 @@ def item_chunks(
     scopes = [top]
     items: list[tuple[int, int, _Meta]] = []
     frames: list[_Frame] = []
-    frame = _Frame(node, prefix, 0)
+    frame = _Frame(node, prefix, 0, crate=crate_prefix(rel_path))
     _record_item(node, kind, first, attached, frame, source, scopes, items, frames)
     while frames:
         _walk_container(frames.pop(), source, scopes, items, frames)
@@ -428,7 +432,15 @@ def _walk_container(
             calls = frame.calls + (child.type != "ERROR")
             if calls <= MAX_MACRO_NESTING:
                 frames.append(
-                    _Frame(child, frame.prefix, frame.scope, frame.owner, frame.context, calls)
+                    _Frame(
+                        child,
+                        frame.prefix,
+                        frame.scope,
+                        frame.owner,
+                        frame.context,
+                        calls,
+                        frame.crate,
+                    )
                 )
         else:
             _record_item(child, kind, start, attached, frame, src, scopes, items, frames)
@@ -531,12 +543,13 @@ def _record_item(
         items.append((start, end, meta))
         return
 
+    owner = frame.prefix
     if kind == "impl":
         type_node = node.child_by_field_name("type")
-        name = _type_name(type_node, src) if type_node is not None else "impl"
+        owner, name = impl_owner(type_node, src, frame.prefix, frame.crate)
     else:
         name = _field_text(node, "name", src)
-    symbol = _bounded_symbol(frame.prefix, name, len(items))
+    symbol = _bounded_symbol(owner, name, len(items))
     signature = f"macro_rules! {name}" if kind == "macro" else _signature(node, src)
     meta = _Meta(symbol, kind, signature, _finish_doc(doc_lines))
     if kind == "macro":
@@ -555,9 +568,11 @@ def _record_item(
     # calls must not start the count again (`m! { mod a { m! { mod b { … } } } }` parsed
     # the innermost items once a level, 64 levels deep).
     if kind in ("mod", "macro"):
-        frames.append(_Frame(body, (*frame.prefix, name), index, calls=frame.calls))
+        frames.append(
+            _Frame(body, (*frame.prefix, name), index, calls=frame.calls, crate=frame.crate)
+        )
     else:
-        frames.append(_Frame(body, frame.prefix, index, name, signature, frame.calls))
+        frames.append(_Frame(body, owner, index, name, signature, frame.calls, frame.crate))
 
 
 def _bounded_symbol(prefix: tuple[str, ...], name: str, items_so_far: int) -> str:
@@ -848,6 +863,36 @@ def _signature(node: tree_sitter.Node, src: bytes) -> str:
     text = _OPEN_PAD.sub(r"\1", text)
     text = _CLOSE_PAD.sub(r"\1", text).rstrip(" ;={,")
     return text if len(text) <= _MAX_SIGNATURE else text[: _MAX_SIGNATURE - 1] + "…"
+
+
+def impl_owner(
+    node: tree_sitter.Node | None, src: bytes, prefix: tuple[str, ...], crate: tuple[str, ...]
+) -> tuple[tuple[str, ...], str]:
+    """The module an impl's self type lives in and the type's name: the module written
+    in (`prefix`) for a bare name; the crate's root for `impl crate::Socket` (socket2
+    writes its platform impls in `sys/unix.rs`: they were `sys::unix::Socket::*`, beside
+    that module's own `type Socket = c_int`), and `self::`/`super::` from `prefix`."""
+    if node is None:
+        return prefix, "impl"
+    name = _type_name(node, src)
+    while node.type in ("generic_type", "reference_type", "pointer_type"):
+        inner = node.child_by_field_name("type")
+        if inner is None:
+            break
+        node = inner
+    if node.type != "scoped_type_identifier" or name == "impl":
+        return prefix, name
+    segs = path_segments(_text(node, src))
+    ups = 0
+    while ups < len(segs) and segs[ups] == "super":
+        ups += 1
+    if segs[:1] == ("crate",):
+        return (*crate, *segs[1:-1]), name
+    if segs[:1] == ("self",):
+        return (*prefix, *segs[1:-1]), name
+    if ups:
+        return (*prefix[: max(len(prefix) - ups, 0)], *segs[ups:-1]), name
+    return prefix, name
 
 
 def _type_name(node: tree_sitter.Node, src: bytes) -> str:

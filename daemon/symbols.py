@@ -26,7 +26,7 @@ from daemon.chunker import (
     MAX_NESTING,
     _language,
     _macro_items,
-    _type_name,
+    impl_owner,
     invocation_items,
     module_path,
     normalize,
@@ -58,11 +58,12 @@ GRAPH_VERSION = 5
 #: x.rs's module as `m`; 6: `<S as Trait>::m` is `Trait::m`, a fn's own name called in a
 #: macro's tokens is by name, `#[cfg_attr(.., path = "x.rs")]`; 7: `#[path]` read past
 #: comments between it and its mod, never a path out of the root; 8: a typed receiver's
-#: method call inside a macro's tokens):
+#: method call inside a macro's tokens; 9: `impl crate::T` in another module is the crate
+#: root's `T`, as the chunker names it):
 #: graph rows cached under another revision are not reused, so a file read again (an
 #: edit, `rcmd reindex --force`) gets the new rows, while a root's rows stay valid until
 #: then instead of a rebuild of every root.
-GRAPH_REVISION = 8
+GRAPH_REVISION = 9
 #: Reference kinds that `callers`/`callees` count as calls.
 CALL_KINDS = frozenset({"call", "method", "macro"})
 
@@ -450,13 +451,17 @@ def _item(
     kind = NODE_KINDS[node.type]
     src = walk.src
     if kind == "impl":
-        type_node = node.child_by_field_name("type")
-        name = _type_name(type_node, src) if type_node is not None else "impl"
+        # `impl crate::Socket` in sys/unix.rs is the crate root's `Socket` (as the chunker
+        # names it); its members' symbols extend that path.
+        owner, name = impl_owner(
+            node.child_by_field_name("type"), src, pre, crate_prefix(walk.path)
+        )
+        symbol = (*owner, name)
     else:
         name = _name(node, src)
+        owner, symbol = pre, (*pre, name)
     if kind == "fn" and _takes_self(node):
         kind = "method"
-    symbol = (*pre, name)
     body = node.child_by_field_name("body")
     if kind == "mod":
         _add(walk, node, symbol, kind, symbol, None)
@@ -467,7 +472,7 @@ def _item(
         _add(walk, node, symbol, kind, module, symbol)
         walk.impls.append((node, module, symbol))
         if body is not None:
-            yield body, (pre, name, symbol, module)
+            yield body, (owner, name, symbol, module)
         return
     if kind == "trait":
         _add(walk, node, symbol, kind, module, symbol)

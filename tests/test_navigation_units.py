@@ -1023,3 +1023,31 @@ def test_a_typed_receivers_call_inside_a_macro_is_resolved(tmp_path: Path) -> No
         assert store == {("Store::show", "resolved"), ("f", "resolved")}, store
         other = {(h["symbol"], h["confidence"]) for h in ask(state, "callers", "Other::total")}
         assert other == {("f", "resolved")}, other
+
+
+def test_an_impl_of_a_path_names_the_module_the_path_points_to(tmp_path: Path) -> None:
+    """socket2 writes `impl crate::Socket { pub fn set_cloexec … }` in sys/unix.rs, beside
+    that module's own `type Socket = c_int`: its methods were `sys::unix::Socket::*`, so
+    `def socket2::Socket::set_cloexec` found nothing and a `&Socket` receiver matched by
+    name. Chunks and definitions now agree on the crate root's `Socket`."""
+    unix = (
+        b"pub type Socket = i32;\nimpl crate::Socket {\n    pub fn set_cloexec(&self) {}\n}\n"
+        b"impl super::Other { pub fn go(&self) {} }\n"
+    )
+    files = {
+        "src/lib.rs": b"mod sys;\npub struct Socket;\npub fn f(s: &Socket) { s.set_cloexec(); }\n",
+        "src/sys/unix.rs": unix,
+        "src/sys/mod.rs": b"pub mod unix;\npub struct Other;\n",
+    }
+    from daemon.chunker import chunk_source
+
+    symbols = {c.symbol for c in chunk_source("src/sys/unix.rs", unix)}
+    assert {"Socket::set_cloexec", "sys::Other::go", "sys::unix::Socket"} <= symbols, symbols
+    with graph_state(tmp_path, files) as state:
+        found = [(h["symbol"], h["path"]) for h in ask(state, "def", "proj::Socket::set_cloexec")]
+        assert found == [("Socket::set_cloexec", "src/sys/unix.rs")], found
+        callers = {
+            (h["symbol"], h["confidence"]) for h in ask(state, "callers", "Socket::set_cloexec")
+        }
+        assert callers == {("f", "resolved")}, callers
+        assert [h["symbol"] for h in ask(state, "def", "sys::Other::go")] == ["sys::Other::go"]
