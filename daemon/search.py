@@ -645,12 +645,15 @@ def is_test_code(row: ChunkRow) -> bool:
 
 def is_test_name(module: str) -> bool:
     """`test`, `tests`, `test_map`, `fallback_tests`, `proptests`, `quality_test`; not
-    `testing` or `tests_support`, which crates also name public helpers."""
+    `testing` or `tests_support`, which crates also name public helpers, nor words that
+    end so (`contests`)."""
     return (
-        module in ("test", "tests")
-        or module.startswith("test_")
-        or module.endswith(("_test", "tests"))
+        module in TEST_MODULES or module.startswith("test_") or module.endswith(("_test", "_tests"))
     )
+
+
+#: Module names that are test code whole.
+TEST_MODULES = frozenset({"test", "tests", "proptest", "proptests", "unittest", "unittests"})
 
 
 def _exact_info(query: str, rankings: Iterable[RootLists]) -> dict[str, object] | None:
@@ -678,8 +681,9 @@ def _confidence(
     cosines = [r.vec[0][1] for r in rankings.values() if r.vec]
     if cosines:
         return "low" if max(cosines) < floor else "high"
-    wanted = {t for t in query_tokens(query) if t not in STOPWORDS}
-    have = set(query_tokens(hits[0].snippet + " " + hits[0].symbol))
+    # As stems, as the BM25 side matched them: "detecting runs" holds `Detects … running`.
+    wanted = set(stems(t for t in query_tokens(query) if t not in STOPWORDS))
+    have = set(stems(query_tokens(hits[0].snippet + " " + hits[0].symbol)))
     return "low" if wanted and len(wanted & have) * 2 < len(wanted) else "high"
 
 

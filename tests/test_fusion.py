@@ -139,6 +139,7 @@ def test_test_code_is_found_by_folder_module_and_attribute() -> None:
     )
     assert is_test_code(row("src/hash_quality_test.rs", "hash_quality_test::f"))
     assert not is_test_code(row("src/x.rs", "x::test_parse"))  # a fn's own name is no module
+    assert not is_test_code(row("src/x.rs", "x::contests::f"))  # a word that ends so
     assert not is_test_code(row("src/testing/mod.rs", "testing::f"))
     assert not is_test_code(row("tests.rs/src/lib.rs"))  # a folder so named is no file
 

@@ -75,3 +75,24 @@ def test_a_short_questions_words_joined_find_the_identifier_they_spell(setup: An
             [root], SearchRequest(query=query, mode="bm25", limit=3), embed_query=None
         )
         assert hits[0].symbol == "slow::lock_slow", [h.symbol for h in hits]
+
+
+def test_a_bm25_answer_holding_the_questions_stems_is_not_low_confidence(setup: Any) -> None:
+    """Without vectors, confidence compares the question's words with the best hit's;
+    as written, "detecting runs within procedural macros" matched one word of `Detects
+    whether we are running inside a procedural macro` and the right answer was "low"."""
+    from daemon.search import run_search
+
+    crate, collab, open_root = setup
+    root = open_root()
+    (crate / "src" / "inside.rs").write_text(
+        "/// Detects whether we are running inside a procedural macro.\n"
+        "pub fn inside_proc_macro() -> bool {\n    false\n}\n"
+    )
+    run_batch(root, None, collab)
+    question = SearchRequest(query="detecting runs within procedural macros", mode="bm25")
+    outcome = run_search([root], question, embed_query=None)
+    assert outcome.hits[0].symbol == "inside::inside_proc_macro"
+    assert outcome.confidence == "high"
+    nowhere = SearchRequest(query="decode a jpeg image from bytes", mode="bm25")
+    assert run_search([root], nowhere, embed_query=None).confidence == "low"
