@@ -74,7 +74,8 @@ def joined_names(query: str) -> list[str]:
     """The identifiers a short question's words spell when joined as code joins them:
     `lock slow` -> `lock_slow`, `LockSlow`; none for a longer question or other tokens."""
     words = query.split()
-    if not 2 <= len(words) <= JOINED_WORDS or not all(w.isalnum() for w in words):
+    # ASCII only: `capitalize` spells `ß` as `Ss`, and code's identifiers are ASCII.
+    if not 2 <= len(words) <= JOINED_WORDS or not all(w.isascii() and w.isalnum() for w in words):
         return []
     lower = [w.lower() for w in words]
     return ["_".join(lower), "".join(w.capitalize() for w in lower)]

@@ -288,3 +288,12 @@ def test_paired_interval_is_zero_for_equal_lists_and_covers_the_observed_gap() -
     assert 0 < lo <= observed <= hi
     with pytest.raises(ValueError):
         paired_interval(ranks, ranks[:-1], lambda a, b: a - b)
+
+
+def test_joined_names_spell_short_ascii_questions_only() -> None:
+    from daemon.query import joined_names
+
+    assert joined_names("lock slow") == ["lock_slow", "LockSlow"]
+    assert joined_names("Try Lock") == ["try_lock", "TryLock"]
+    assert joined_names("ß x") == [] and joined_names("a b c d e") == []
+    assert joined_names("lock") == [] and joined_names("lock.slow now") == []
