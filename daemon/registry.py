@@ -279,6 +279,8 @@ class Registry:
                 raise BadRequest("'path' must be absolute unless 'root' is given")
         real = candidate.resolve()
         root = self.find(str(real))
+        if raw_root and root is not base:  # `../other-root/src/lib.rs`
+            raise BadRequest(f"{raw} leads out of {base.path}; give it from its own root")
         if not real.is_file():
             raise NotFound(f"{real} is not a file")
         return root, real, real.relative_to(root.path).as_posix()

@@ -535,7 +535,9 @@ def run_search(
     hits = _resolve_hits(keyed, roots, request, filters, tuning)
     floor = tuning.low_confidence_adapted_cosine if adapted else tuning.low_confidence_cosine
     return SearchOutcome(
-        hits, _exact_info(query, per_root.values()), _confidence(query, hits, per_root, floor)
+        hits,
+        _exact_info(query, per_root.values(), roots),
+        _confidence(query, hits, per_root, floor),
     )
 
 
@@ -656,12 +658,20 @@ def is_test_name(module: str) -> bool:
 TEST_MODULES = frozenset({"test", "tests", "proptest", "proptests", "unittest", "unittests"})
 
 
-def _exact_info(query: str, rankings: Iterable[RootLists]) -> dict[str, object] | None:
-    """`{"symbol", "found"}` for an identifier-like query, None for words."""
+def _exact_info(
+    query: str, rankings: Iterable[RootLists], roots: Sequence[RootIndex]
+) -> dict[str, object] | None:
+    """`{"symbol", "found"}` for an identifier-like query, None for words. A name no
+    chunk bears may still be defined (a trait's required method is part of its trait's
+    chunk): the symbol graph is asked before saying it is not."""
     name = symbol_name(query) if classify(query) == "identifier" else None
     if name is None:
         return None
-    return {"symbol": name, "found": any(r.exact for r in rankings)}
+    found = any(r.exact for r in rankings) or any(
+        Names(root.state.graph_reader(), root.crate_names()).definitions(name_segments(name))
+        for root in roots
+    )
+    return {"symbol": name, "found": found}
 
 
 def _confidence(

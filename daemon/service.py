@@ -6,6 +6,7 @@ a long search or verify never blocks another client.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
@@ -92,14 +93,34 @@ def handler(schema: type[R], domain: Callable[[R], Any]) -> Handler:
     return lambda params: domain(schema.from_params(params))
 
 
-def _replied(roots: Sequence[RootIndex], hits: Sequence[SearchHit]) -> list[dict[str, Any]]:
+def _replied(
+    roots: Sequence[RootIndex], hits: Sequence[SearchHit], crate_of: Callable[[Path], str | None]
+) -> list[dict[str, Any]]:
     """Each hit's reply record with `stale`: whether its file changed on disk after it
-    was indexed, so its lines may have moved (one lstat a hit, no read)."""
+    was indexed, so its lines may have moved (one lstat a hit, no read); and a
+    dependency crate's hit with its `crate` (`NAME VERSION`), as navigation says it."""
     by_path = {str(r.path): r for r in roots}
-    return [
-        h.to_json() | {"stale": by_path[h.root].ledger.is_stale(by_path[h.root].path, h.path)}
-        for h in hits
-    ]
+    crates = {key: crate_of(r.path) for key, r in by_path.items()}
+    out = []
+    for h in hits:
+        root = by_path[h.root]
+        record = h.to_json() | {"stale": root.ledger.is_stale(root.path, h.path)}
+        out.append(record | ({"crate": crates[h.root]} if crates[h.root] else {}))
+    return out
+
+
+def root_relative(registry: Registry, req: SearchRequest) -> SearchRequest:
+    """An absolute `path` filter made relative to the root holding it (the search keeps
+    to that root), as the CLI does: an agent's `/abs/app/src` matched no root-relative
+    path and found nothing, silently."""
+    if req.path is None or not os.path.isabs(req.path):
+        return req
+    target = Path(req.path).resolve()
+    root = registry.find(str(target))
+    if req.root is not None and root is not registry.find(req.root):
+        raise BadRequest(f"path {req.path} is outside the root {req.root}")
+    rel = target.relative_to(root.path).as_posix()
+    return dataclasses.replace(req, root=str(root.path), path=None if rel == "." else rel)
 
 
 class Service:
@@ -214,6 +235,7 @@ class Service:
         return {"removed": str(path)}
 
     def search(self, req: SearchRequest) -> dict[str, Any]:
+        req = root_relative(self.registry, req)
         roots = self.registry.select(req.root, req.deps)
         t = time.perf_counter()
         if req.fresh:
@@ -225,7 +247,7 @@ class Service:
             tuning=self.config.search,
             adapter=self.adapter,
         )
-        results = _replied(roots, outcome.hits)
+        results = _replied(roots, outcome.hits, self.registry.deps.crate_of)
         reply: dict[str, Any] = {"results": results}
         if req.max_tokens is not None:
             reply["results"], reply["cut"] = apply_budget(results, req.max_tokens)
@@ -247,9 +269,7 @@ class Service:
         rcmd does not index."""
         root, real, rel = self.registry.confine(req.path, req.root)
         if rel not in root.ledger:
-            raise NotFound(
-                f"{rel} is not an indexed file of {root.path}; only indexed files are read"
-            )
+            raise NotFound(f"{rel} is not an indexed file of {root.path}; only those are read")
         start = req.start_line
         end = min(req.end_line or start + MAX_READ_LINES - 1, start + MAX_READ_LINES - 1)
         try:
@@ -269,9 +289,8 @@ class Service:
 
     def similar(self, req: SimilarRequest) -> dict[str, Any]:
         """Chunks nearest (by embedding) to a file's line range, the range itself excluded."""
-        source = self.read(req)  # a SimilarRequest is a ReadRequest with a limit
-        limit = req.limit
-        roots = self.registry.roots()
+        source, limit = self.read(req), req.limit  # a SimilarRequest: a ReadRequest, a limit
+        roots = self.registry.select(None)  # the projects, as a search without --deps
         vector = self.embedder.embed([source["text"]])[0]
         hits = search_roots(
             roots,
@@ -281,7 +300,7 @@ class Service:
         )
         span = (source["root"], source["path"], source["start_line"], source["end_line"])
         kept = [h for h in hits if not overlaps(h, *span)][:limit]
-        return {"results": _replied(roots, kept)}
+        return {"results": _replied(roots, kept, self.registry.deps.crate_of)}
 
     def verify(self, req: VerifyRequest) -> dict[str, Any]:
         return self._verify(self.registry.select(req.root) if req.root else self.registry.roots())

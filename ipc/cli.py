@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -554,14 +555,18 @@ def _nav_tail(method: str, args: argparse.Namespace, result: dict[str, Any]) -> 
     shown = len(result["results"])
     total = result.get("total", shown)
     if total > shown:
-        _say_more(method, args.name, shown, total)
+        # The same question: `--deps` and `--root` kept (without them it asks another).
+        kept = (["--deps"] if args.deps else []) + (["--root", args.root] if args.root else [])
+        _say_more(method, shlex.join([args.name, *kept]), shown, total)
     return 0
 
 
-def _say_more(method: str, name: str, shown: int, total: int) -> None:
-    """A cut answer says so, and how to see the rest (or narrow it past the cap)."""
+def _say_more(method: str, asked: str, shown: int, total: int) -> None:
+    """A cut answer says so, and how to see the rest (or narrow it past the cap);
+    `asked`: the name and the options that asked, quoted for a shell."""
+    name = shlex.split(asked)[0]
     if total <= MAX_LIMIT:
-        more = f"see them all with: rcmd {method} {quote(name)} --limit {total}"
+        more = f"see them all with: rcmd {method} {asked} --limit {total}"
     else:
         more = f"narrow it with a qualified name (Type::{name.rsplit('::', 1)[-1]}) or --root"
     print(f"rcmd: showing {shown} of {total} answers; {more}", file=sys.stderr)

@@ -134,8 +134,9 @@ def _status_and_code_tools(server: MCPServer, forward: Forward) -> None:
         return await forward(StatusRequest())
 
     @server.tool()
-    async def reindex(path: str | None = None, force: bool = True) -> dict[str, Any]:
-        """Rebuild a root's index (all roots without `path`); the embedding cache is reused."""
+    async def reindex(path: str | None = None, force: bool = False) -> dict[str, Any]:
+        """Scan a root again (all roots without `path`) and index what changed; `force`:
+        rebuild it whole (the embedding cache is reused), as `rcmd reindex --force`."""
         return await forward(ReindexRequest(path=path, force=force))
 
     @server.tool()

@@ -659,3 +659,24 @@ def test_status_answers_while_clients_wait(daemon: Daemon, tmp_path: Path) -> No
         results = [f.result(timeout=400) for f in futures]
     assert all(r["idle"] and r["files"] == files for r in results)
     assert daemon.call("status")["waiting"] == 0
+
+
+def test_agents_absolute_paths_cross_root_reads_and_trait_methods(
+    daemon: Daemon, crate: Path, tmp_path: Path
+) -> None:
+    """Three answers an agent got wrong: a search `path` given absolute matched nothing,
+    silently; `read` with a root and `../other/…` read another root's file; a trait's
+    required method (no chunk of its own) was said not to exist."""
+    other = tmp_path / "other"
+    (other / "src").mkdir(parents=True)
+    (other / "src" / "lib.rs").write_text("pub fn elsewhere() {}\\n")
+    index(daemon, crate)
+    index(daemon, other)
+    absolute = daemon.call("search", query="retry", mode="bm25", path=str(crate / "src" / "net"))
+    assert absolute["results"] and all(
+        h["path"].startswith("src/net/") and h["root"] == str(crate.resolve())
+        for h in absolute["results"]
+    )
+    with pytest.raises(BadRequest, match="leads out of"):
+        daemon.call("read", path=f"../{other.name}/src/lib.rs", root=str(crate))
+    assert daemon.call("search", query="Transport::send", mode="bm25")["exact"]["found"] is True

@@ -146,6 +146,9 @@ def test_index_deps_makes_shared_dependency_roots(
     assert {h["root"] for h in hits} == {str(proj.resolve())}
     deps_hits = daemon.search("guard", "--mode", "bm25", "--limit", "50", "--deps", "--all")
     assert str(dep) in {h["root"] for h in deps_hits}
+    # A crate's search hits name it, as its navigation hits do (README); the project's don't.
+    assert {h.get("crate") for h in deps_hits if h["root"] == str(dep)} == {"scopeguard 1.1.0"}
+    assert all("crate" not in h for h in deps_hits if h["root"] != str(dep))
 
     # A second project with the same lock shares the crates' roots.
     other = _project(tmp_path, "other")

@@ -4,6 +4,7 @@ def/refs/callers/callees/impls, and an edit or a deletion changes the file's gra
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,8 @@ def test_navigation_follows_the_code_and_its_edits(daemon: Daemon, crate: Path) 
     assert len(cut.stdout.splitlines()) == 2  # the file, then its one reference
     assert cut.stderr.strip() == (
         f"rcmd: showing 1 of {total} answers; "
-        f"see them all with: rcmd refs net::Transport --limit {total}"
+        f"see them all with: rcmd refs net::Transport --root {shlex.quote(str(crate))}"
+        f" --limit {total}"
     )
     as_json = daemon.cli("refs", "net::Transport", "--root", str(crate), "--json", "--limit", "1")
     assert json.loads(as_json.stdout)["total"] == total
