@@ -351,10 +351,7 @@ def _leaders(
     by_root = {r.id: r for r in roots}
     tests_ok = not TEST_WORDS.isdisjoint(query_tokens(query))
     out = []
-    for side in (
-        _flat({rid: r.bm25 for rid, r in per_root.items()}),
-        _flat({rid: r.vec for rid, r in per_root.items()}),
-    ):
+    for side in _scored_sides(per_root):
         ahead = [key for key, _ in sorted(side, key=lambda kv: -kv[1])[:LEADER_LOOKAHEAD]]
         rows = {
             (rid, cid): row
@@ -363,17 +360,20 @@ def _leaders(
         }
         for key in ahead:
             row = rows.get(key)
-            if row is not None and not _demoted(row, tuning, tests_ok):
+            if row is not None and all(share >= 1 for share in _shares(row, tuning, tests_ok)):
                 out.append(key)
                 break
     return out
 
 
-def _demoted(row: ChunkRow, tuning: SearchConfig, tests_ok: bool) -> bool:
-    """Whether a question's hit list lowers `row` (`fragment_weight`, `test_weight`)."""
-    if tuning.fragment_weight < 1 and is_fragment(row):
-        return True
-    return tuning.test_weight < 1 and not tests_ok and is_test_code(row)
+def _shares(row: ChunkRow, tuning: SearchConfig, asks_for_tests: bool) -> list[float]:
+    """The shares of its score a question's hit keeps (`_resolve_hits` applies them,
+    `_leaders` looks past a hit they lower): `fragment_weight` for a fragment,
+    `test_weight` for test code unless the question asks for tests."""
+    out = [tuning.fragment_weight] if is_fragment(row) else []
+    if not asks_for_tests and is_test_code(row):
+        out.append(tuning.test_weight)
+    return out
 
 
 def _adaptive_weights(
@@ -585,10 +585,8 @@ def _resolve_hits(
         if tuning.dedupe and any(s_rid == rid and is_near_duplicate(s, row) for s_rid, s in shown):
             continue
         shown.append((rid, row))
-        if demote and is_fragment(row):
-            score *= tuning.fragment_weight
-        if demote and is_test_code(row) and not asks_for_tests:
-            score *= tuning.test_weight
+        for share in _shares(row, tuning, asks_for_tests) if demote else ():
+            score *= share
         hits.append(
             SearchHit(
                 root=str(by_root[rid].path),
