@@ -19,7 +19,7 @@ from typing import Any
 
 import structlog
 
-from daemon.regular import read_regular
+from daemon.regular import read_text
 from daemon.resolve import crate_prefix
 
 log = structlog.get_logger("rcmd.crates")
@@ -101,10 +101,7 @@ def _manifest(path: Path) -> dict[str, Any] | None:
     request that reads it), over `MAX_MANIFEST_BYTES`, not TOML, or nested deeper than
     the parser recurses (`a = [[[…]]]`: a RecursionError failed every request)."""
     try:
-        data, _st = read_regular(path, MAX_MANIFEST_BYTES)
-        if data is None:
-            raise OSError(f"larger than {MAX_MANIFEST_BYTES} bytes")
-        return tomllib.loads(data.decode("utf-8"))
+        return tomllib.loads(read_text(path, MAX_MANIFEST_BYTES))
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as exc:

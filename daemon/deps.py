@@ -21,7 +21,7 @@ from typing import Any
 
 import structlog
 
-from daemon.regular import read_regular
+from daemon.regular import read_text
 from ipc.errors import BadRequest
 
 log = structlog.get_logger("rcmd.deps")
@@ -99,6 +99,11 @@ def declared_crates(manifest_text: str) -> list[str]:
     return sorted(names)
 
 
+#: A lock file or manifest larger than this is not one cargo wrote (a big workspace's
+#: Cargo.lock is a few MB).
+MAX_MANIFEST_BYTES = 64 << 20
+
+
 def _wanted(project: Path) -> list[tuple[str, str | None]]:
     """(name, locked version or None) of what `project` depends on; a lock file or
     manifest that cannot be read or parsed is a BadRequest naming it and the problem."""
@@ -107,9 +112,9 @@ def _wanted(project: Path) -> list[tuple[str, str | None]]:
     file = lock if lock is not None else manifest
     try:
         if lock is not None:
-            return list(locked_packages(_read_text(lock)))
+            return list(locked_packages(read_text(lock, MAX_MANIFEST_BYTES)))
         if manifest.is_file():
-            return [(n, None) for n in declared_crates(_read_text(manifest))]
+            return [(n, None) for n in declared_crates(read_text(manifest, MAX_MANIFEST_BYTES))]
     except OSError as exc:
         raise BadRequest(f"{file}: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
@@ -119,20 +124,6 @@ def _wanted(project: Path) -> list[tuple[str, str | None]]:
     except RecursionError:  # `a = [[[…]]]`: tomllib recurses once a level
         raise BadRequest(f"{file}: not valid TOML: nested too deeply") from None
     return []
-
-
-#: A lock file or manifest larger than this is not one cargo wrote (a big workspace's
-#: Cargo.lock is a few MB).
-MAX_MANIFEST_BYTES = 64 << 20
-
-
-def _read_text(path: Path) -> str:
-    """A lock file's or manifest's text: a regular file only (a FIFO swapped in would
-    block the request) and of a bounded size (a sparse file of terabytes would not)."""
-    data, _st = read_regular(path, MAX_MANIFEST_BYTES)
-    if data is None:
-        raise OSError(f"larger than {MAX_MANIFEST_BYTES >> 20} MB")
-    return data.decode("utf-8")
 
 
 def source_dirs(project: Path, env: Mapping[str, str]) -> list[Path]:

@@ -65,3 +65,13 @@ def read_regular(path: Path | str, max_bytes: int) -> tuple[bytes | None, os.sta
         os.close(fd)
     data = b"".join(parts)
     return (None if len(data) > max_bytes else data), st
+
+
+def read_text(path: Path | str, max_bytes: int) -> str:
+    """The UTF-8 text of the regular file `path` (a manifest, a lock file): OSError when
+    it is no regular file or holds more than `max_bytes` (a multiple of 1 MB), so a FIFO
+    or a sparse file of terabytes cannot stall or fill the daemon."""
+    data, _st = read_regular(path, max_bytes)
+    if data is None:
+        raise OSError(f"larger than {max_bytes >> 20} MB")
+    return data.decode("utf-8")
