@@ -557,16 +557,16 @@ def _nav_tail(method: str, args: argparse.Namespace, result: dict[str, Any]) -> 
     if total > shown:
         # The same question: `--deps` and `--root` kept (without them it asks another).
         kept = (["--deps"] if args.deps else []) + (["--root", args.root] if args.root else [])
-        _say_more(method, shlex.join([args.name, *kept]), shown, total)
+        _say_more(method, args.name, kept, (shown, total))
     return 0
 
 
-def _say_more(method: str, asked: str, shown: int, total: int) -> None:
+def _say_more(method: str, name: str, options: list[str], counts: tuple[int, int]) -> None:
     """A cut answer says so, and how to see the rest (or narrow it past the cap);
-    `asked`: the name and the options that asked, quoted for a shell."""
-    name = shlex.split(asked)[0]
+    `options`: those the question was asked with; `counts`: shown and total."""
+    shown, total = counts
     if total <= MAX_LIMIT:
-        more = f"see them all with: rcmd {method} {asked} --limit {total}"
+        more = f"see them all with: rcmd {method} {shlex.join([name, *options])} --limit {total}"
     else:
         more = f"narrow it with a qualified name (Type::{name.rsplit('::', 1)[-1]}) or --root"
     print(f"rcmd: showing {shown} of {total} answers; {more}", file=sys.stderr)
