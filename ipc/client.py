@@ -67,18 +67,43 @@ def check_socket(path: Path) -> None:
 def not_running(socket_path: Path) -> RcmdError:
     """The error for a socket nobody answers on. A daemon that holds the lock beside it
     and says it listens, not that it is stopping, has lost its socket (deleted by hand,
-    or overwritten): starting another cannot help, so say which process to stop."""
+    or overwritten): starting another cannot help, so say which process to stop.
+
+    The words are read again after the lock is seen held: a daemon starting after a
+    killed one takes the lock a moment before it rewrites the file, so the first read
+    can name the dead daemon as listening while the new one holds the lock."""
     lock = socket_path.with_name("rcmd.lock")
-    try:
-        words = lock.read_text(errors="replace").split()
-    except OSError:
+    words = _lock_words(lock)
+    if not _says_listening(words) or lock_released(lock):
         return DaemonNotRunning(NOT_RUNNING)
-    if LISTENING not in words or STOPPING in words or lock_released(lock):
+    if _lock_words(lock) != words or not _alive(words[0]):
         return DaemonNotRunning(NOT_RUNNING)
     return RcmdError(
         f"the daemon (pid {words[0]}) no longer listens on {socket_path} (was the socket "
         f"deleted?); stop it with: kill {words[0]}, then run the command again"
     )
+
+
+def _lock_words(lock: Path) -> list[str]:
+    try:
+        return lock.read_text(errors="replace").split()
+    except OSError:
+        return []
+
+
+def _says_listening(words: list[str]) -> bool:
+    return bool(words) and LISTENING in words and STOPPING not in words
+
+
+def _alive(pid: str) -> bool:
+    """Whether process `pid` exists (one of another user's counts: it holds the lock)."""
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, OverflowError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class Client:

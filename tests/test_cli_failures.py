@@ -235,3 +235,26 @@ def test_the_daemon_starts_in_a_project_that_holds_python_files(
         assert json.loads(hits.stdout)["results"], hits.stderr
     finally:
         subprocess.run([*cli, "stop"], check=False, **run)
+
+
+def test_a_lock_naming_a_dead_daemon_is_not_running(tmp_path: Path) -> None:
+    """A daemon starting after a killed one holds the lock a moment before it rewrites
+    the file, which still names the dead daemon as listening: a client asking then must
+    hear "not running" (and wait for the new one), not "kill <dead pid>"."""
+    import fcntl
+
+    from ipc.client import not_running
+    from ipc.errors import DaemonNotRunning
+
+    folder = tmp_path / "rcmd"
+    folder.mkdir(mode=0o700)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lock = folder / "rcmd.lock"
+    lock.write_text(f"{dead.pid} listening")
+    with open(lock) as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        assert isinstance(not_running(folder / "rcmd.sock"), DaemonNotRunning)
+        lock.write_text(f"{os.getpid()} listening")
+        lost = not_running(folder / "rcmd.sock")
+    assert not isinstance(lost, DaemonNotRunning) and f"kill {os.getpid()}" in str(lost)
