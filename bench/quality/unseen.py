@@ -6,6 +6,7 @@ per mode: doc-comment queries on a doc-blanked copy, and the task-style question
 
     python -m bench.quality.unseen                               # abbreviation_weight 0 vs 1
     python -m bench.quality.unseen --knob fusion --values adaptive,zscore
+    python -m bench.quality.unseen --crates bstr-0.2.17,slab-0.4.4 --values 1   # others
 
 Writes bench/results/quality-unseen.json.
 """
@@ -99,7 +100,13 @@ def _index(
     return root
 
 
-def run(work: Path, knob: str, values: list[str], adapter_file: Path) -> dict[str, Any]:
+def run(
+    work: Path,
+    knob: str,
+    values: list[str],
+    adapter_file: Path,
+    crates: tuple[tuple[str, str], ...] = UNSEEN,
+) -> dict[str, Any]:
     config = load_config({"RCMD_HOME": str(work / "home")})
     config.paths.cache_dir.mkdir(parents=True, exist_ok=True)
     embedder = Embedder(config.embedding, config.paths.cache_dir)
@@ -118,7 +125,7 @@ def run(work: Path, knob: str, values: list[str], adapter_file: Path) -> dict[st
     per_crate: dict[str, Ranks] = {}
     hand = hand_questions()
     model = (embedder.model_id, embedder.dim)
-    for name, version in UNSEEN:
+    for name, version in crates:
         corpus = registry_crate(name, version, "unseen", "")
         if not corpus.available:
             print(f"{name}-{version}: not installed (apt-get install librust-{name}-dev)")
@@ -126,7 +133,7 @@ def run(work: Path, knob: str, values: list[str], adapter_file: Path) -> dict[st
         queries = doc_queries(corpus)
         mine = [q for q in hand if q.crate == name]
         per_crate[name] = {value: {} for value in values}
-        for kind in SETS:
+        for kind in SETS if mine else ("doc",):
             root = _index(corpus, work, collab, model, blank=kind == "doc")
             for value in values:
                 cfg = dataclasses.replace(SearchConfig(), **parse_settings([f"{knob}={value}"]))
@@ -153,7 +160,7 @@ def _figures(per_crate: dict[str, Ranks], values: list[str]) -> dict[str, Any]:
     for value in values:
         out[value] = {}
         for kind in SETS:
-            rows = {n: c[value][kind] for n, c in per_crate.items()}
+            rows = {n: c[value][kind] for n, c in per_crate.items() if kind in c[value]}
             pooled = {m: [r for row in rows.values() for r in row[m]] for m in MODES}
             out[value][kind] = {
                 "queries": len(pooled["hybrid"]),
@@ -163,15 +170,32 @@ def _figures(per_crate: dict[str, Ranks], values: list[str]) -> dict[str, Any]:
     return out
 
 
+def _crate(spec: str) -> tuple[str, str]:
+    """`bstr-0.2.17` → ("bstr", "0.2.17"): the version starts at the last dash before a digit."""
+    name, _, version = spec.rpartition("-")
+    while name and not version[:1].isdigit():
+        name, _, head = name.rpartition("-")
+        version = f"{head}-{version}"
+    if not name:
+        raise SystemExit(f"--crates: {spec!r} is not NAME-VERSION (e.g. bstr-0.2.17)")
+    return name, version
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--work", type=Path, default=Path.home() / ".cache" / "rcmd-quality-unseen")
     p.add_argument("--knob", default="abbreviation_weight", help="a [search] setting")
     p.add_argument("--values", default="0,1", help="comma-separated values of the knob")
     p.add_argument("--adapter", type=Path, default=ADAPTER_FILE, help="query adapter file")
+    p.add_argument(
+        "--crates",
+        help="comma-separated NAME-VERSION registry crates instead of the six "
+        "(doc-comment queries only, unless unseen_hand.json has questions for them)",
+    )
     args = p.parse_args()
     values = args.values.split(",")
-    figures = run(args.work, args.knob, values, args.adapter)
+    crates = tuple(_crate(c) for c in args.crates.split(",")) if args.crates else UNSEEN
+    figures = run(args.work, args.knob, values, args.adapter, crates)
     for value in values:
         for kind in SETS:
             f = figures[value][kind]
@@ -180,9 +204,11 @@ def main() -> int:
             for name, row in f["crates"].items():
                 print(f"    {name:13} " + " ".join(f"{m} {row[m]:.3f}" for m in MODES))
     command = f"python -m bench.quality.unseen --knob {args.knob} --values {args.values}"
+    if args.crates:
+        command += f" --crates {args.crates}"
     if args.adapter != ADAPTER_FILE:
         command += f" --adapter {args.adapter}"
-    save("quality-unseen", command, {"knob": args.knob, "crates": UNSEEN, "figures": figures})
+    save("quality-unseen", command, {"knob": args.knob, "crates": crates, "figures": figures})
     return 0
 
 
