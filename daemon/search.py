@@ -427,6 +427,10 @@ def _exact_first(ranked: list[tuple[Key, float]], first: list[Key]) -> list[tupl
     return sorted(moved, key=lambda kv: -kv[1])
 
 
+#: The kind of loose module code between items (`ipc.kinds`): windows of a run, no item.
+LOOSE_KIND = "code"
+
+
 def resolve_candidates(
     keyed: Sequence[tuple[tuple[str, str], float]],
     by_root: dict[str, RootIndex],
@@ -438,7 +442,9 @@ def resolve_candidates(
     state.db a page at a time: ten hits need the rows (and text) of the first few dozen
     candidates, not of all of them. Candidates no longer recorded are skipped. With
     `whole_items`, a part of a split item spans the whole item (its snippet stays on
-    the part)."""
+    the part). Loose code (`code`) is no item: a run of it (http's 826-line
+    `standard_headers! { … }` table) is cut into windows, and a window's hit keeps its own
+    lines, or the editor would open the run at its top, hundreds of lines from the match."""
     for start in range(0, len(keyed), page):
         part = keyed[start : start + page]
         wanted: dict[str, list[str]] = {}
@@ -446,7 +452,9 @@ def resolve_candidates(
             wanted.setdefault(rid, []).append(cid)
         rows = {rid: by_root[rid].state.chunk_rows(cids) for rid, cids in wanted.items()}
         spans = {
-            rid: by_root[rid].state.symbol_spans((r.path, r.symbol, r.kind) for r in got.values())
+            rid: by_root[rid].state.symbol_spans(
+                (r.path, r.symbol, r.kind) for r in got.values() if r.kind != LOOSE_KIND
+            )
             for rid, got in rows.items()
             if whole_items
         }
@@ -454,7 +462,7 @@ def resolve_candidates(
             row = rows[rid].get(cid)
             if row is None:
                 continue
-            if whole_items:
+            if whole_items and row.kind != LOOSE_KIND:
                 extent = spans[rid][(row.path, row.symbol, row.kind)]
                 first, last = item_extent(row.start_line, row.end_line, extent)
                 row = dataclasses.replace(row, start_line=first, end_line=last)

@@ -645,3 +645,29 @@ def test_vectors_filled_in_small_steps_embed_each_text_once_and_flush_at_the_end
     finally:
         root.close()
         cache.close()
+
+
+def test_a_window_of_loose_code_keeps_its_own_lines_and_a_split_fn_shows_whole(
+    setup: Any,
+) -> None:
+    """A long run of loose code (http's 826-line `standard_headers! { … }` table) is cut
+    into windows; a hit on one keeps the window's lines, not the run's (it read 148–973
+    for a row near the end, so the editor opened hundreds of lines from it). A long fn
+    cut into parts still shows as the whole fn."""
+    crate, collab, open_root = setup
+    rows = "\n".join(f'    (Header{i}, HEADER_{i}, b"header-{i}");' for i in range(300))
+    rows = rows.replace("(Header250,", "(ZebraCrossing,")
+    body = "\n".join(f"    let v{i} = {i} + 1; // quagga step {i}" for i in range(250))
+    (crate / "src" / "tables.rs").write_text(
+        f"standard_headers! {{\n{rows}\n}}\n\npub fn long_quagga() {{\n{body}\n}}\n"
+    )
+    root = open_root()
+    run_batch(root, None, collab)
+    req = SearchRequest(query="zebra crossing", mode="bm25", limit=5)
+    hit = search_roots([root], req, embed_query=None)[0]
+    row = 2 + 250  # `standard_headers! {` is line 1
+    assert (hit.path, hit.kind) == ("src/tables.rs", "code")
+    assert hit.start_line <= row <= hit.end_line and hit.end_line - hit.start_line < 60
+    fn = search_roots([root], replace(req, query="quagga"), embed_query=None)
+    fn_hit = next(h for h in fn if h.symbol.endswith("long_quagga"))
+    assert (fn_hit.start_line, fn_hit.end_line) == (304, 304 + 251)
