@@ -79,17 +79,28 @@ def keep_leaders(
     fused: list[tuple[K, float]], leaders: Sequence[K], place: int
 ) -> list[tuple[K, float]]:
     """`fused` with each of `leaders` (a list's best candidate, where that list is sure
-    of it) moved up to `place` (1-based) when fusion left it lower, at the score of the
-    candidate it passes: a list sure of its answer may be outvoted, but not buried
-    under the other list's runners-up (weighted RRF put a BM25-only first candidate
-    below every vector-only candidate up to the 21st)."""
-    out = list(fused)
-    for leader in leaders:
-        at = next((i for i, (key, _) in enumerate(out) if key == leader), None)
-        if at is None or at < place:
+    of it) within the first `place` (1-based) where there is room beside fusion's own
+    first, at the score of the candidate it passes: a list sure of its answer may be
+    outvoted, but not buried under the other list's runners-up (weighted RRF put a
+    BM25-only first candidate below every vector-only candidate up to the 21st).
+
+    Leaders are placed together: lifting one to `place` must not push another, lifted
+    or already there, out (regex's `captures_iter`, BM25's first, went from third to
+    fourth when the vector side's first was lifted after it)."""
+    wanted = set(leaders)
+    pending = [key for key, _ in fused if key in wanted]
+    out: list[tuple[K, float]] = []
+    for key, score in fused:
+        if key in wanted:
+            if key in pending:
+                out.append((key, score))
+                pending.remove(key)
             continue
-        key, _score = out.pop(at)
-        out.insert(place - 1, (key, out[place - 1][1]))
+        if out and pending and place - len(out) <= len(pending):
+            out.extend((lead, score) for lead in pending)
+            pending.clear()
+        out.append((key, score))
+    out.extend((key, dict(fused)[key]) for key in pending)
     return out
 
 

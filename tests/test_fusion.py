@@ -190,6 +190,20 @@ def test_keep_leaders_lifts_a_sure_lists_best_to_its_place_only() -> None:
     assert [s for _, s in both] == sorted((s for _, s in both), reverse=True)
 
 
+def test_keep_leaders_lifts_both_sides_firsts_without_pushing_either_out() -> None:
+    # Both sides' firsts buried (regex: BM25's `captures_iter` lifted to third, then the
+    # vector side's first lifted to third pushed it to fourth): both end in the top 3.
+    fused = [("a", 0.9), ("b", 0.8), ("c", 0.7), ("d", 0.6), ("bm", 0.5), ("vec", 0.4)]
+    both = keep_leaders(fused, ["bm", "vec"], 3)
+    assert [k for k, _ in both] == ["a", "bm", "vec", "b", "c", "d"]
+    assert [s for _, s in both] == sorted((s for _, s in both), reverse=True)
+    # One already at the place, the other buried: the one there is not pushed out.
+    there = [("a", 0.9), ("b", 0.8), ("bm", 0.7), ("d", 0.6), ("vec", 0.4)]
+    assert [k for k, _ in keep_leaders(there, ["bm", "vec"], 3)][:3] == ["a", "bm", "vec"]
+    # Fusion's own first stays first.
+    assert keep_leaders(fused, ["vec", "bm"], 3)[0] == ("a", 0.9)
+
+
 def test_a_containers_header_fragment_hides_none_of_its_items() -> None:
     from daemon.search import is_near_duplicate
     from daemon.state import ChunkRow
