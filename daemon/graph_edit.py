@@ -32,6 +32,7 @@ from daemon.symbols import (
     Import,
     Reference,
     Walk,
+    alias_imports,
     extract_prepared,
     finish,
     impl_relations,
@@ -63,6 +64,7 @@ class _Unit(NamedTuple):
     imports: tuple[Import, ...]
     defs: tuple[Definition, ...]
     impls: tuple[ImplRelation, ...]
+    aliases: tuple[Import, ...] = ()
 
 
 @dataclass(slots=True)
@@ -127,12 +129,15 @@ def extract(rel_path: str, source: bytes, tree: tree_sitter.Tree, memo: GraphMem
         return _whole(rel_path, source, tree, units, memo)
     refs: list[Reference] = []
     impls: list[ImplRelation] = []
+    aliases: list[Import] = []
     for node, key, _ in plan:
         at = _place(memo, placed, key, kept[key], node.start_point.row)
         refs.extend(at.refs)
         impls.extend(at.impls)
+        row = node.start_point.row
+        aliases.extend(i._replace(line=i.line + row) for i in kept[key].aliases)
     memo.units, memo.placed = kept, placed
-    return finish(scope, source, defs, refs, impls, imports)
+    return finish(scope, source, defs, refs, impls, imports, aliases)
 
 
 def _same_path_mods(
@@ -200,11 +205,13 @@ def _read_fresh(
         if found is None:
             return None
         row = -node.start_point.row
+        mine = [a for a in walk.aliases if node.start_byte <= a[0].start_byte < node.end_byte]
         kept[key] = _Unit(
             tuple(_moved(found, row)),
             (),
             tuple(_moved_defs([d.out for d in walk.defs[defs]], row)),
             tuple(_moved_impls(impl_relations(walk, walk.impls[impls], scope), row)),
+            tuple(i._replace(line=i.line + row) for i in alias_imports(walk, mine, scope)),
         )
     return kept
 
@@ -238,6 +245,7 @@ def _whole(
     imports = _by_unit(firsts, graph.imports)
     defs = _by_unit(firsts, graph.defs[own:])
     impls = _by_unit(firsts, graph.impls)
+    aliases = _by_unit(firsts, graph.aliases)
     for k, node in enumerate(units or ()):
         key, row = _key(source, node), node.start_point.row
         at = _Placed(row, refs.get(k, []), defs.get(k, []), impls.get(k, []))
@@ -247,6 +255,7 @@ def _whole(
             tuple(i._replace(line=i.line - row) for i in imports.get(k, ())),
             tuple(_moved_defs(at.defs, -row)),
             tuple(_moved_impls(at.impls, -row)),
+            tuple(i._replace(line=i.line - row) for i in aliases.get(k, ())),
         )
     return graph
 

@@ -80,7 +80,7 @@ def rows_of(graph: FileGraph) -> TableRows:
         )
         for i in graph.impls
     )
-    return (list(graph.defs), list(_ref_rows(graph)), list(impls), list(graph.imports))
+    return (list(graph.defs), list(_ref_rows(graph)), list(impls), [*graph.imports, *graph.aliases])
 
 
 def encode_rows(rows: TableRows) -> bytes:

@@ -34,6 +34,7 @@ from daemon.chunker import (
 from daemon.fields import FieldTypes, struct_fields, type_path, value_type
 from daemon.parsing import parse_rust
 from daemon.resolve import (
+    MAX_ALIAS_TARGETS,
     Scope,
     candidates,
     crate_prefix,
@@ -59,11 +60,12 @@ GRAPH_VERSION = 5
 #: macro's tokens is by name, `#[cfg_attr(.., path = "x.rs")]`; 7: `#[path]` read past
 #: comments between it and its mod, never a path out of the root; 8: a typed receiver's
 #: method call inside a macro's tokens; 9: `impl crate::T` in another module is the crate
-#: root's `T`, as the chunker names it):
+#: root's `T`, as the chunker names it; 10: a type alias is an import of the type it
+#: names, for paths through it):
 #: graph rows cached under another revision are not reused, so a file read again (an
 #: edit, `rcmd reindex --force`) gets the new rows, while a root's rows stay valid until
 #: then instead of a rebuild of every root.
-GRAPH_REVISION = 9
+GRAPH_REVISION = 10
 #: Reference kinds that `callers`/`callees` count as calls.
 CALL_KINDS = frozenset({"call", "method", "macro"})
 
@@ -205,6 +207,11 @@ class FileGraph:
     refs: tuple[Reference, ...] = ()
     impls: tuple[ImplRelation, ...] = ()
     imports: tuple[Import, ...] = ()
+    #: `type Mutex<T> = crate::mutex::Mutex<T>;` as an import of `mutex::Mutex` under the
+    #: alias's name (`alias_imports`): stored with the imports, so a path through the
+    #: alias (`spin::Mutex::lock`) reaches the type's items, but no name of the file
+    #: resolves through it (the alias is an item of its own there).
+    aliases: tuple[Import, ...] = ()
 
 
 @dataclass(slots=True)
@@ -254,6 +261,8 @@ class Walk:
     )
     trees: list[tree_sitter.Node] = field(default_factory=list)
     names: set[int] = field(default_factory=set)  # start bytes of defined names
+    #: The module-level type aliases (`type_item` nodes) and the module each stands in.
+    aliases: list[tuple[tree_sitter.Node, tuple[str, ...]]] = field(default_factory=list)
     #: Start bytes of macro calls' token trees parsed as items (`invocation_items`):
     #: their references come from the parse, not from the tokens' shapes.
     expanded: set[int] = field(default_factory=set)
@@ -330,7 +339,9 @@ def extract_prepared(walk: Walk, scope: Scope) -> FileGraph:
     imports = _imports(walk, scope, hits)
     refs = [*_references(walk, scope, hits), *_use_refs(imports)]
     defs = [d.out for d in walk.defs]
-    return finish(scope, walk.src, defs, refs, impl_relations(walk, walk.impls, scope), imports)
+    impls = impl_relations(walk, walk.impls, scope)
+    aliases = alias_imports(walk, walk.aliases, scope)
+    return finish(scope, walk.src, defs, refs, impls, imports, aliases)
 
 
 def finish(
@@ -340,6 +351,7 @@ def finish(
     refs: list[Reference],
     impls: list[ImplRelation],
     imports: list[Import],
+    aliases: list[Import],
 ) -> FileGraph:
     """The file's graph, each list in the file's order whatever order it was found in
     (an edit reads only its changed items); the file is its module's body: a `mod` row
@@ -347,10 +359,13 @@ def finish(
     refs.sort(key=lambda r: r.line)
     defs.sort(key=lambda d: (d.line, -d.end_line, d))
     impls.sort(key=lambda i: (i.line, i))
+    aliases.sort(key=lambda i: i.line)
     mod_path = "::".join(scope.module)
     rows = src.count(b"\n") + 1
     own = (Definition(mod_path, scope.module[-1], "mod", 1, rows),) if scope.module else ()
-    return FileGraph(mod_path, own + tuple(defs), tuple(refs), tuple(impls), tuple(imports))
+    return FileGraph(
+        mod_path, own + tuple(defs), tuple(refs), tuple(impls), tuple(imports), tuple(aliases)
+    )
 
 
 def unit_refs(walk: Walk, scope: Scope, node: tree_sitter.Node) -> list[Reference] | None:
@@ -365,6 +380,24 @@ def unit_refs(walk: Walk, scope: Scope, node: tree_sitter.Node) -> list[Referenc
     _add_hits(hits, captured)
     hits.sort()
     return _references(walk, scope, hits)
+
+
+def alias_imports(
+    walk: Walk, aliases: Iterable[tuple[tree_sitter.Node, tuple[str, ...]]], scope: Scope
+) -> list[Import]:
+    """Each type alias that names an item (`type Mutex<T> = crate::mutex::Mutex<T>;`,
+    `type Inner = Arc<spin::SpinMutex>`, as a method call sees through the pointer) as
+    an import of what it may name under the alias's name; `scope` complete."""
+    out: list[Import] = []
+    for node, module in aliases:
+        ty = node.child_by_field_name("type")
+        segs = type_path(ty, walk.src, _type_params(node, walk.src)) if ty is not None else ()
+        name, where = _name(node, walk.src), "::".join(module)
+        own = "::".join((*module, name))
+        for target in candidates(segs, scope, module, None)[:MAX_ALIAS_TARGETS]:
+            if target != own:
+                out.append(Import(where, name, target, node.start_point.row + 1))
+    return out
 
 
 def _use_refs(imports: list[Import]) -> Iterator[Reference]:
@@ -480,6 +513,8 @@ def _item(
             yield body, (pre, name, symbol, module)
         return
     _add(walk, node, symbol, kind, module, None)
+    if kind == "type" and pre == module:
+        walk.aliases.append((node, module))
     if kind in ("fn", "method"):
         yield from _fn_body(node, symbol, module)
     if kind == "enum" and body is not None:
@@ -519,14 +554,19 @@ def _add(
     name = node.child_by_field_name("name")
     if name is not None:
         walk.names.add(name.start_byte)
+    generics = _type_params(node, walk.src)
+    fn = (node, walk.src) if kind in ("fn", "method") else None
+    walk.defs.append(_Def(out, node.start_byte, node.end_byte, module, self_path, generics, fn))
+
+
+def _type_params(node: tree_sitter.Node, src: bytes) -> frozenset[str]:
+    """The names of an item's own type parameters (`<T: Read, U>`: T and U)."""
     params = node.child_by_field_name("type_parameters")
-    generics = frozenset(
-        _text(n, walk.src)
+    return frozenset(
+        _text(n, src)
         for p in (params.named_children if params is not None else ())
         if (n := p.child_by_field_name("name") or p).type == "type_identifier"
     )
-    fn = (node, walk.src) if kind in ("fn", "method") else None
-    walk.defs.append(_Def(out, node.start_byte, node.end_byte, module, self_path, generics, fn))
 
 
 def _param_bindings(

@@ -1051,3 +1051,39 @@ def test_an_impl_of_a_path_names_the_module_the_path_points_to(tmp_path: Path) -
         }
         assert callers == {("f", "resolved")}, callers
         assert [h["symbol"] for h in ask(state, "def", "sys::Other::go")] == ["sys::Other::go"]
+
+
+def test_a_path_through_a_type_alias_reaches_the_types_items(tmp_path: Path) -> None:
+    """spin writes `pub type Mutex<T> = crate::mutex::Mutex<T>;` at its root and its
+    users `spin::Mutex::lock`: `def` found nothing, and a field typed by a private alias
+    (`inner: InnerMutex<T>`, two under exclusive `#[cfg]`s) called `lock` by name only.
+    The alias itself stays an item of its own: its uses are not the type's."""
+    files = {
+        "src/lib.rs": b"pub mod mutex;\npub type Mutex<T> = crate::mutex::Mutex<T>;\n"
+        b"pub fn f(m: &Mutex<u8>) { m.lock(); }\n",
+        "src/mutex.rs": b"pub mod spin;\npub mod ticket;\nuse self::spin::SpinMutex;\n"
+        b"#[cfg(a)]\ntype InnerMutex<T> = SpinMutex<T>;\n"
+        b"#[cfg(not(a))]\ntype InnerMutex<T> = self::ticket::TicketMutex<T>;\n"
+        b"pub struct Mutex<T> { inner: InnerMutex<T> }\n"
+        b"impl<T> Mutex<T> { pub fn lock(&self) { self.inner.lock(); } }\n",
+        "src/mutex/spin.rs": b"pub struct SpinMutex<T>(T);\n"
+        b"impl<T> SpinMutex<T> { pub fn lock(&self) {} }\n",
+        "src/mutex/ticket.rs": b"pub struct TicketMutex<T>(T);\n"
+        b"impl<T> TicketMutex<T> { pub fn lock(&self) {} }\n",
+        "src/other.rs": b"pub struct Other;\nimpl Other { pub fn lock(&self) {} }\n",
+    }
+    with graph_state(tmp_path, files) as state:
+        root = "/deps/spin-0.9.5"
+        reader = (state.graph_reader(), root, None, read_names(Path(root)))
+
+        def spin(method: str, name: str) -> set[tuple[str, str]]:
+            found = navigate([reader], method, name, 100)["results"]
+            return {(h["symbol"], h["confidence"]) for h in found}
+
+        assert spin("def", "spin::Mutex::lock") == {("mutex::Mutex::lock", "resolved")}
+        assert spin("def", "spin::Mutex") == {("Mutex", "resolved")}
+        assert spin("callers", "mutex::Mutex::lock") == {("f", "resolved")}
+        assert spin("callers", "SpinMutex::lock") == {("mutex::Mutex::lock", "resolved")}
+        assert spin("callers", "Other::lock") == set()
+        users = {h["via"] for h in navigate([reader], "refs", "spin::Mutex", 100)["results"]}
+        assert "f" in users and "mutex::Mutex::lock" not in users, users

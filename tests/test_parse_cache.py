@@ -305,6 +305,10 @@ def test_an_edited_files_graph_follows_its_scope() -> None:
         '#[path = "w.rs"]\nmod imp;\n' + base + "fn d() { imp::f(); }\n",  # w.rs's `f`
         '#[path = "v.rs"]\nmod imp;\n' + base + "fn d() { imp::f(); }\n",  # ... then v.rs's
         "#[cfg(test)]\nmod imp;\n" + base + "fn d() { imp::f(); }\n",  # ... then its own
+        base + "type Shared = Cell<u8>;\n",  # an alias: an import of std's Cell
+        base + "type Shared = S;\n",  # ... then of the file's S
+        "\n" + base + "type Shared = S;\n",  # ... moved
+        base.replace("use std::cell::Cell;\n", "") + "type Shared = Cell<u8>;\n",  # `Cell` gone
     ]
     cache = ParseCache(64 << 20)
     memo = GraphMemo()
