@@ -61,11 +61,12 @@ GRAPH_VERSION = 5
 #: comments between it and its mod, never a path out of the root; 8: a typed receiver's
 #: method call inside a macro's tokens; 9: `impl crate::T` in another module is the crate
 #: root's `T`, as the chunker names it; 10: a type alias is an import of the type it
-#: names, for paths through it):
+#: names, for paths through it; 11: `self.m()` in a macro's tokens is `Self`'s `m`, not
+#: `Self`'s path resolved again as if written in the module):
 #: graph rows cached under another revision are not reused, so a file read again (an
 #: edit, `rcmd reindex --force`) gets the new rows, while a root's rows stay valid until
 #: then instead of a rebuild of every root.
-GRAPH_REVISION = 10
+GRAPH_REVISION = 11
 #: Reference kinds that `callers`/`callees` count as calls.
 CALL_KINDS = frozenset({"call", "method", "macro"})
 
@@ -855,11 +856,9 @@ def _tt_receiver(
     if found is None or inside is None:
         return ()
     recv = found.group(1).decode()
-    bound = (
-        inside.self_path
-        if recv == "self"
-        else inside.binding(recv, base + found.start(1), generics)
-    )
+    if recv == "self":  # `Self`'s path is a symbol already, not a path to resolve
+        return ("::".join((*inside.self_path, name)),) if inside.self_path else ()
+    bound = inside.binding(recv, base + found.start(1), generics)
     if not bound:
         return ()
     return candidates((*bound, name), memo.scope, inside.module, inside.self_path)

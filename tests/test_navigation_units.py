@@ -1087,3 +1087,21 @@ def test_a_path_through_a_type_alias_reaches_the_types_items(tmp_path: Path) -> 
         assert spin("callers", "Other::lock") == set()
         users = {h["via"] for h in navigate([reader], "refs", "spin::Mutex", 100)["results"]}
         assert "f" in users and "mutex::Mutex::lock" not in users, users
+
+
+def test_self_in_a_macros_tokens_is_the_impls_type_not_a_path_to_resolve(tmp_path: Path) -> None:
+    """serde_json's `tri!(self.peek())` in de.rs, whose `use serde::de;` made the impl's
+    `de::Deserializer` serde's: `Self`'s path was resolved again as if written there, so a
+    crate importing a module under its own module's name got another item's method."""
+    files = {
+        "src/imp/mod.rs": b"pub mod de;\n",
+        "src/imp/de.rs": b"pub struct Deserializer;\nimpl Deserializer { pub fn peek(&self) {} }\n",
+        "src/de.rs": b"use crate::imp::de;\npub struct Deserializer;\nimpl Deserializer {\n"
+        b"    pub fn peek(&self) {}\n    pub fn go(&self) { tri!(self.peek()); }\n}\n",
+    }
+    with graph_state(tmp_path, files) as state:
+        own = {
+            (h["symbol"], h["confidence"]) for h in ask(state, "callers", "de::Deserializer::peek")
+        }
+        assert own == {("de::Deserializer::go", "resolved")}, own
+        assert ask(state, "callers", "imp::de::Deserializer::peek") == []
