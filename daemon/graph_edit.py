@@ -72,7 +72,7 @@ class GraphMemo:
     """What the last extraction of one file found, per top-level node (by its bytes)."""
 
     rel_path: str = ""
-    locals: frozenset[str] = frozenset()
+    locals: frozenset[tuple[str, frozenset[str]]] = frozenset()
     #: The file's imports (module, alias, target), in order: a `use` deleted with its
     #: item changes the scope as much as one added.
     imports: tuple[tuple[str, str, str], ...] = ()
@@ -110,7 +110,7 @@ def extract(rel_path: str, source: bytes, tree: tree_sitter.Tree, memo: GraphMem
         if held is not None:
             defs.extend(_place(memo, placed, key, held, node.start_point.row).defs)
     scope = new_scope(rel_path, defs)
-    if frozenset(scope.locals) != memo.locals:
+    if frozenset(scope.locals.items()) != memo.locals:
         return _whole(rel_path, source, tree, units, memo)
     imports = [
         i._replace(line=i.line + node.start_point.row)
@@ -232,7 +232,7 @@ def _whole(
     """The whole file read again, and the memo rebuilt from it (unless not `keep`):
     each node's references, imports, definitions and impls are those on its rows."""
     walk, scope = prepare(rel_path, source, tree)
-    known = frozenset(scope.locals)
+    known = frozenset(scope.locals.items())
     graph = extract_prepared(walk, scope)
     memo.rel_path, memo.locals, memo.units, memo.placed = (rel_path if units else ""), known, {}, {}
     memo.imports = tuple((i.module, i.alias, i.target) for i in graph.imports)

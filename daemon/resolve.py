@@ -83,6 +83,9 @@ def crate_prefix(rel_path: str) -> Path_:
     return ()
 
 
+#: Kinds of item a path may go through (`m::x`, `T::new`); a fn, const, static or macro
+#: of the same name lives in another namespace.
+PATH_HEADS = frozenset({"mod", "struct", "enum", "union", "trait", "type"})
 #: Paths one alias of a module imports, at most: exclusive `#[cfg]`s give two or three,
 #: and each is a candidate of every reference through the alias (4,000 of one alias in
 #: a 190 KB file: 4,000 references of 4,000 targets each, 1.6 GB).
@@ -100,7 +103,9 @@ class Scope:
     #: beside `#[cfg(not(test))] use crate::blocking::spawn;`), and each may be meant.
     imports: dict[Path_, dict[str, list[Path_]]] = field(default_factory=dict)
     globs: dict[Path_, list[Path_]] = field(default_factory=dict)
-    locals: set[str] = field(default_factory=set)
+    #: The file's items and their kinds: only a module, type or trait may head a path
+    #: (`regex::Regex` is never the `macro_rules! regex` beside it, nor a `fn regex`).
+    locals: dict[str, frozenset[str]] = field(default_factory=dict)
 
     @property
     def module_symbol(self) -> str:
@@ -115,8 +120,12 @@ class Scope:
             if segs not in targets and len(targets) < MAX_ALIAS_TARGETS:
                 targets.append(segs)
 
-    def add_local(self, symbol: str) -> None:
-        self.locals.add(symbol)
+    def add_local(self, symbol: str, kind: str) -> None:
+        self.locals[symbol] = self.locals.get(symbol, frozenset()) | {kind}
+
+    def holds(self, symbol: str) -> bool:
+        """Whether `symbol` is an item of the file that a path may go through."""
+        return not PATH_HEADS.isdisjoint(self.locals.get(symbol, ()))
 
     def absolute(self, segs: Path_, module: Path_) -> Path_:
         """A `use` path made absolute: its head read as `crate`/`self`/`super`, an earlier
@@ -131,7 +140,7 @@ class Scope:
         imported = self.imports.get(module, {}).get(head)
         if imported:  # a `use` building on an alias of several: the first written
             return (*imported[0], *segs[1:])
-        if "::".join((*module, head)) in self.locals:
+        if self.holds("::".join((*module, head))):
             return (*module, *segs)
         return segs
 
@@ -159,7 +168,8 @@ def candidates(
     if imported:
         return tuple("::".join((*target, *rest)) for target in imported)
     local = (*module, head)
-    if "::".join(local) in scope.locals:
+    symbol = "::".join(local)
+    if scope.holds(symbol) or (not rest and symbol in scope.locals):  # `f::x` is no fn's
         return ("::".join((*local, *rest)),)
     out = ["::".join((*g, *segs)) for g in scope.globs.get(module, [])]
     if rest:

@@ -62,11 +62,12 @@ GRAPH_VERSION = 5
 #: method call inside a macro's tokens; 9: `impl crate::T` in another module is the crate
 #: root's `T`, as the chunker names it; 10: a type alias is an import of the type it
 #: names, for paths through it; 11: `self.m()` in a macro's tokens is `Self`'s `m`, not
-#: `Self`'s path resolved again as if written in the module):
+#: `Self`'s path resolved again as if written in the module; 12: a path's head is never a
+#: fn, const, static or macro of the module, and `m!()` is the module's own macro):
 #: graph rows cached under another revision are not reused, so a file read again (an
 #: edit, `rcmd reindex --force`) gets the new rows, while a root's rows stay valid until
 #: then instead of a rebuild of every root.
-GRAPH_REVISION = 11
+GRAPH_REVISION = 12
 #: Reference kinds that `callers`/`callees` count as calls.
 CALL_KINDS = frozenset({"call", "method", "macro"})
 
@@ -329,7 +330,7 @@ def new_scope(rel_path: str, defs: list[Definition]) -> Scope:
     scope = Scope(module_prefix(rel_path), crate_prefix(rel_path))
     for d in defs:
         if d.kind not in ("method", "variant", "impl"):
-            scope.add_local(d.symbol)
+            scope.add_local(d.symbol, d.kind)
     return scope
 
 
@@ -737,13 +738,22 @@ def _path_refs(
         if capture == "self_method" and self_path:
             targets = ("::".join((*self_path, segs[-1])),)
     else:
-        targets = memo.candidates(written, segs, inside)
+        targets = _own_macro(memo, segs, inside) if capture == "macro" else ()
+        targets = targets or memo.candidates(written, segs, inside)
     yield Reference(segs[-1], written, kind, line, where, targets)
     if len(segs) >= 2 and segs[-2] not in _NOT_NAMES and segs[-2] not in generics:
         head = segs[:-1]
         qualifier = "::".join(head)
         found = memo.candidates(qualifier, head, inside)
         yield Reference(head[-1], qualifier, _qualifier_kind(head[-1]), line, where, found)
+
+
+def _own_macro(memo: _Memo, segs: tuple[str, ...], inside: _Def | None) -> tuple[str, ...]:
+    """`regex!()` where the module defines `macro_rules! regex`: that macro, even where a
+    `use regex;` brings in the crate of that name (macros have a namespace of their own)."""
+    module = inside.module if inside is not None else memo.scope.module
+    own = "::".join((*module, segs[0]))
+    return (own,) if len(segs) == 1 and "macro" in memo.scope.locals.get(own, ()) else ()
 
 
 def _qualifier_kind(name: str) -> str:

@@ -1105,3 +1105,28 @@ def test_self_in_a_macros_tokens_is_the_impls_type_not_a_path_to_resolve(tmp_pat
         }
         assert own == {("de::Deserializer::go", "resolved")}, own
         assert ask(state, "callers", "imp::de::Deserializer::peek") == []
+
+
+def test_a_path_head_is_never_a_fn_const_or_macro_of_the_module(tmp_path: Path) -> None:
+    """regex's tests/test_default.rs has `use regex;` beside `macro_rules! regex`: the
+    import, and every `regex::Regex::new` of the file, went to the macro's path and
+    counted by name. A macro, fn, const or static lives in another namespace than the
+    modules and types a path goes through; alone, as a call, it is still the item."""
+    files = {
+        "src/lib.rs": b"pub struct Regex;\nimpl Regex { pub fn new() {} }\n",
+        "src/other.rs": b"pub struct Regex;\nimpl Regex { pub fn new() {} }\n",
+        "tests/t.rs": b"use regex;\nmacro_rules! regex { () => {} }\nfn helper() {}\n"
+        b"fn go() { regex::Regex::new(); helper(); }\nfn more() { regex!(); }\n",
+    }
+    with graph_state(tmp_path, files) as state:
+        root = "/deps/regex-1.7.1"
+        reader = (state.graph_reader(), root, None, read_names(Path(root)))
+
+        def regex(method: str, name: str) -> set[tuple[str, str]]:
+            found = navigate([reader], method, name, 100)["results"]
+            return {(h["symbol"], h["confidence"]) for h in found}
+
+        assert regex("callers", "crate::Regex::new") == {("tests::t::go", "resolved")}
+        assert regex("callers", "other::Regex::new") == set()
+        assert regex("callers", "tests::t::helper") == {("tests::t::go", "resolved")}
+        assert regex("callers", "tests::t::regex") == {("tests::t::more", "resolved")}
