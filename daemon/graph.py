@@ -146,6 +146,10 @@ class GraphReader:
         self._names = Names(conn, names)
         #: The name was asked from the crate's root (`crate::helper`), not as a suffix.
         self._anchored = anchored
+        #: Dependency crates asked beside this root, by the name code writes them with:
+        #: a path into one (`serde_json::from_str`) is judged by that crate's graph.
+        self.peers: dict[str, list[GraphReader]] = {}
+        self._wanted: dict[tuple[str, ...], set[str]] = {}
 
     def _hit(self, path: str, line: int, symbol: str, kind: str, conf: str, via: str) -> NavHit:
         crate = self._crate or self._crates.of(path)
@@ -159,17 +163,48 @@ class GraphReader:
         """The defined symbol a candidate names; None when the root defines none."""
         return self._names.resolve(candidate)
 
+    def wanted(self, segs: tuple[str, ...]) -> set[str]:
+        """The symbols of the definitions `segs` names in this root."""
+        if segs not in self._wanted:
+            self._wanted[segs] = {s for _p, s, _k, _a, _b in self.definitions(segs)}
+        return self._wanted[segs]
+
+    def _in_peer(self, targets: list[str]) -> tuple[GraphReader, str] | None:
+        """The dependency crate and its symbol that the first candidate written from a
+        crate's name (`serde_json::Value::as_str`, `http::header::HeaderMap`) resolves
+        to; None when none does (or the name is this root's own crate)."""
+        for candidate in targets:
+            head = candidate.partition("::")[0]
+            if head in self._names.crate or self._names.defines(head):
+                continue  # its own crate, or its own `mod http` beside the crate http
+            for peer in self.peers.get(head, ()):
+                found = peer.resolve(candidate)
+                if found is not None:
+                    return peer, found
+        return None
+
+    def resolve_anywhere(self, targets: list[str]) -> str | None:
+        """The symbol the first candidate resolves to here, or in a dependency crate."""
+        for c in targets:
+            if (r := self.resolve(c)) is not None:
+                return r
+        found = self._in_peer(targets)
+        return found[1] if found is not None else None
+
     def judge(self, targets: str, written: str, wanted: set[str], segs: tuple[str, ...]) -> str:
         """`resolved:SYMBOL`, `name`, or "" (another definition's) for one reference.
         Asked for a path (`Mutex::lock`), a reference whose written type is the standard
         library's (`self.inner.lock()` of a `std::sync::Mutex` field) is not the root's;
         asked for a bare name, it counts by name as any other."""
-        resolved = [r for c in targets.split("\n") if c and (r := self.resolve(c)) is not None]
+        candidates = [c for c in targets.split("\n") if c]
+        resolved = [r for c in candidates if (r := self.resolve(c)) is not None]
         for r in resolved:
             if r in wanted:
                 return "resolved:" + r
         if resolved:
             return ""
+        if (peer := self._in_peer(candidates)) is not None:
+            return "resolved:" + peer[1] if peer[1] in peer[0].wanted(segs) else ""
         first = tuple(targets.partition("\n")[0].split("::"))
         if (
             len(segs) > 1
@@ -191,7 +226,7 @@ class GraphReader:
         """(path, line, enclosing, kind, confidence, target) of the references to `segs`."""
         if not segs:
             return
-        wanted = {s for _p, s, _k, _a, _b in self.definitions(segs)}
+        wanted = self.wanted(segs)
         names = [segs[-1], *self._aliases(wanted, segs[-1])]
         rows = self._db.execute(
             "SELECT f.path, r.lines, r.enclosing, r.kind, r.written, r.targets FROM sym_refs r "
@@ -263,10 +298,10 @@ class GraphReader:
             for lines, rkind, written, targets in rows:
                 if rkind not in _CALLING or _constructs(str(written)):
                     continue
-                found = [r for c in str(targets).split("\n") if c and (r := self.resolve(c))]
+                found = self.resolve_anywhere([c for c in str(targets).split("\n") if c])
                 if rkind == "path" and not found:
                     continue  # an unresolved path is more often a constant than a callee
-                name = found[0] if found else str(written)
+                name = found or str(written)
                 conf = "resolved" if found else "name"
                 for line in str(lines).split():
                     out.append(self._hit(def_path, int(line), name, str(rkind), conf, symbol))
@@ -277,7 +312,7 @@ class GraphReader:
         implements; each side judged like a reference."""
         if not segs:
             return []
-        wanted = {s for _p, s, _k, _a, _b in self.definitions(segs)}
+        wanted = self.wanted(segs)
         out: list[NavHit] = []
         for key, judged, judged_t, shown, shown_t in _IMPL_SIDES:
             rows = self._db.execute(
@@ -289,8 +324,8 @@ class GraphReader:
                 verdict = self.judge(str(targets), str(written), wanted, segs)
                 if not verdict:
                     continue
-                found = [r for c in str(other_targets).split("\n") if c and (r := self.resolve(c))]
-                symbol = found[0] if found else str(other)
+                found = self.resolve_anywhere([c for c in str(other_targets).split("\n") if c])
+                symbol = found or str(other)
                 conf = verdict.partition(":")[0]
                 out.append(self._hit(str(path), int(line), symbol, "impl", conf, str(written)))
         return out
@@ -333,6 +368,18 @@ _QUERIES = {
 }
 
 
+def _link_peers(readers: list[GraphReader], sources: list[GraphSource]) -> None:
+    """Give each root the dependency crates asked beside it, by each name their code goes
+    by (`serde_json`); several versions of one crate are each tried."""
+    peers: dict[str, list[GraphReader]] = {}
+    for reader, (_c, _r, crate, names) in zip(readers, sources, strict=True):
+        if crate is not None:
+            for name in names.prefixes:
+                peers.setdefault(name, []).append(reader)
+    for reader in readers:
+        reader.peers = peers
+
+
 def navigate(graphs: Iterable[GraphSource], method: str, name: str, limit: int) -> dict[str, Any]:
     """The reply of a navigation method over (read connection, root path, dependency
     crate or None, the root's crate names) tuples."""
@@ -347,7 +394,8 @@ def navigate(graphs: Iterable[GraphSource], method: str, name: str, limit: int) 
     sources = list(graphs)
 
     def ask(path: tuple[str, ...]) -> list[NavHit]:
-        readers = (GraphReader(c, r, k, n, anchored=anchored) for c, r, k, n in sources)
+        readers = [GraphReader(c, r, k, n, anchored=anchored) for c, r, k, n in sources]
+        _link_peers(readers, sources)
         return [hit for reader in readers for hit in query(reader, path)]
 
     hits = ask(segs)

@@ -166,6 +166,10 @@ class Names:
                 queue.extend((s, hops + 1) for s in fresh)
         return None
 
+    def defines(self, symbol: str) -> bool:
+        """Whether a file of the root defines `symbol` (a path from the crate's root)."""
+        return self._defined_exactly(symbol)
+
     def _defined_exactly(self, symbol: str) -> bool:
         if symbol not in self._exists:
             self._exists[symbol] = (

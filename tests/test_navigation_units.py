@@ -1130,3 +1130,45 @@ def test_a_path_head_is_never_a_fn_const_or_macro_of_the_module(tmp_path: Path) 
         assert regex("callers", "other::Regex::new") == set()
         assert regex("callers", "tests::t::helper") == {("tests::t::go", "resolved")}
         assert regex("callers", "tests::t::regex") == {("tests::t::more", "resolved")}
+
+
+def test_a_path_into_a_dependency_crate_resolves_in_its_graph(tmp_path: Path) -> None:
+    """With `--deps`, a project's `serde_json::from_str(..)` and `v.as_str()` on a
+    `v: &Value` imported from serde_json came by name only, after every resolved call
+    inside the crate: each root was judged alone. A path from a dependency's name is
+    judged by that crate's graph; a method of the project's own type stays out."""
+    dep = {
+        "src/lib.rs": b"pub mod de;\npub mod value;\npub use crate::de::from_str;\n"
+        b"pub use crate::value::Value;\n",
+        "src/de.rs": b"pub fn from_str() {}\npub fn helper() { from_str(); }\n",
+        "src/value.rs": b"pub struct Value;\nimpl Value { pub fn as_str(&self) {} }\n",
+    }
+    main = (
+        b"use serde_json::Value;\nfn parse(v: &Value) { serde_json::from_str(); v.as_str(); }\n"
+        b"struct Other;\nimpl Other { fn as_str(&self) {} }\nfn other(o: &Other) { o.as_str(); }\n"
+    )
+    (tmp_path / "dep").mkdir()
+    (tmp_path / "proj").mkdir()
+    with (
+        graph_state(tmp_path / "dep", dep) as deps,
+        graph_state(tmp_path / "proj", {"src/main.rs": main}) as proj,
+    ):
+        crate = "/deps/serde_json-1.0.87"
+        sources = [
+            (proj.graph_reader(), "/r/proj", None, read_names(Path("/r/proj"))),
+            (deps.graph_reader(), crate, "serde_json 1.0.87", read_names(Path(crate))),
+        ]
+
+        def both(method: str, name: str) -> set[tuple[str, str, str]]:
+            found = navigate(sources, method, name, 100)["results"]
+            return {(h["root"], h["symbol"], h["confidence"]) for h in found}
+
+        assert both("callers", "serde_json::from_str") == {
+            ("/r/proj", "parse", "resolved"),
+            (crate, "de::helper", "resolved"),
+        }
+        assert both("callers", "Value::as_str") == {("/r/proj", "parse", "resolved")}
+        callees = {(s, c) for _r, s, c in both("callees", "parse")}
+        assert {("de::from_str", "resolved"), ("value::Value::as_str", "resolved")} <= callees
+        alone = navigate(sources[:1], "callers", "serde_json::from_str", 100)["results"]
+        assert [(h["symbol"], h["confidence"]) for h in alone] == [("parse", "name")]
