@@ -149,8 +149,17 @@ class Names:
             prefix = self.crate.prefix(head) if rest else None  # `nom::bytes::tag` in tests
             own = "::".join((*prefix, rest)) if prefix is not None else None
             found = self._follow(own) if own is not None else None
-            self._known[candidate] = found if found is not None else self._follow(candidate)
+            found = found if found is not None else self._follow(candidate)
+            if found is None and "::" not in (own if own is not None else candidate):
+                found = self._root_macro(own if own is not None else candidate)
+            self._known[candidate] = found
         return self._known[candidate]
+
+    def _root_macro(self, name: str) -> str | None:
+        """A `macro_rules!` of that name in any module: `#[macro_export]` puts it at the
+        crate's root, where `use serde_json::json;` finds it (as `definitions` does)."""
+        macros = [d[1] for d in self._named_defs(name) if d[2] == "macro"]
+        return macros[0] if macros else None
 
     def _follow(self, candidate: str) -> str | None:
         seen, queue = {candidate}, deque([(candidate, 0)])

@@ -1142,9 +1142,11 @@ def test_a_path_into_a_dependency_crate_resolves_in_its_graph(tmp_path: Path) ->
         b"pub use crate::value::Value;\n",
         "src/de.rs": b"pub fn from_str() {}\npub fn helper() { from_str(); }\n",
         "src/value.rs": b"pub struct Value;\nimpl Value { pub fn as_str(&self) {} }\n",
+        "src/macros.rs": b"#[macro_export]\nmacro_rules! json { () => {} }\n",
     }
     main = (
-        b"use serde_json::Value;\nfn parse(v: &Value) { serde_json::from_str(); v.as_str(); }\n"
+        b"use serde_json::{json, Value};\n"
+        b"fn parse(v: &Value) { serde_json::from_str(); v.as_str(); json!(); }\n"
         b"struct Other;\nimpl Other { fn as_str(&self) {} }\nfn other(o: &Other) { o.as_str(); }\n"
     )
     (tmp_path / "dep").mkdir()
@@ -1168,6 +1170,7 @@ def test_a_path_into_a_dependency_crate_resolves_in_its_graph(tmp_path: Path) ->
             (crate, "de::helper", "resolved"),
         }
         assert both("callers", "Value::as_str") == {("/r/proj", "parse", "resolved")}
+        assert both("callers", "serde_json::json") == {("/r/proj", "parse", "resolved")}
         callees = {(s, c) for _r, s, c in both("callees", "parse")}
         assert {("de::from_str", "resolved"), ("value::Value::as_str", "resolved")} <= callees
         alone = navigate(sources[:1], "callers", "serde_json::from_str", 100)["results"]
