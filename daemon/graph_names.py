@@ -21,6 +21,9 @@ MAX_LOOKUPS = 32
 #: path (in segments) they are tried for.
 _MAX_PATHS = 16
 MAX_SEGMENTS = 16
+#: Kinds of definition that leave a path's item to look for: a module named after the fn
+#: it re-exports, an impl of a type re-exported there.
+_NO_ITEM = frozenset({"mod", "impl"})
 #: A path to look up, and whether it starts at the crate's root (else it is a suffix).
 _Spelling = tuple[tuple[str, ...], bool]
 #: (path, symbol, kind, line, end_line) of a definition.
@@ -61,10 +64,11 @@ class Names:
             deeper: list[_Spelling] = []
             for spelling in level:
                 found = self._defined(*spelling)
-                if found and all(kind == "mod" for _p, _s, kind, _a, _b in found):
-                    # `mod spawn; pub use spawn::spawn;`: the fn the path imports too
+                if found and all(kind in _NO_ITEM for _p, _s, kind, _a, _b in found):
+                    # `mod spawn; pub use spawn::spawn;`: the fn the path imports too; and
+                    # `impl X for crate::Result` beside `pub use error::Result`: the alias
                     imported = [d for o in self._public_paths(*spelling) for d in self._defined(*o)]
-                    found = [d for d in imported if d[2] != "mod"] + found
+                    found = [d for d in imported if d[2] not in _NO_ITEM] + found
                 found_all.extend(found)
                 for other in () if found else self._public_paths(*spelling):
                     if other not in seen and more > 0:

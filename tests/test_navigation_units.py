@@ -1175,3 +1175,21 @@ def test_a_path_into_a_dependency_crate_resolves_in_its_graph(tmp_path: Path) ->
         assert {("de::from_str", "resolved"), ("value::Value::as_str", "resolved")} <= callees
         alone = navigate(sources[:1], "callers", "serde_json::from_str", 100)["results"]
         assert [(h["symbol"], h["confidence"]) for h in alone] == [("parse", "name")]
+
+
+def test_an_impl_of_a_crate_path_does_not_hide_the_item_re_exported_there(
+    tmp_path: Path,
+) -> None:
+    """hyper's ffi writes `impl<T> IntoDynTaskType for crate::Result<T>` and its root
+    `pub use crate::error::{Error, Result};`: `def hyper::Result` answered the impl
+    (named at the crate's root, as the chunker names it) instead of the alias."""
+    files = {
+        "src/lib.rs": b"mod error;\nmod ffi;\npub use crate::error::{Error, Result};\n",
+        "src/error.rs": b"pub struct Error;\npub type Result<T> = std::result::Result<T, Error>;\n",
+        "src/ffi.rs": b"pub trait Task {}\nimpl<T> Task for crate::Result<T> {}\n",
+    }
+    with graph_state(tmp_path, files) as state:
+        root = "/deps/hyper-0.14.19"
+        reader = (state.graph_reader(), root, None, read_names(Path(root)))
+        found = navigate([reader], "def", "hyper::Result", 100)["results"]
+        assert [(h["symbol"], h["kind"]) for h in found] == [("error::Result", "type")], found
