@@ -221,6 +221,7 @@ class Registry:
             self._config.index.poll_interval_s,
             lambda names: self._cookies.seen(path, names),
             lambda: self._indexer.release(root.id, hold),
+            lambda: self._cookies.rescanned(path),
         )
         self._watchers[root.id] = watcher
         if path.is_dir():

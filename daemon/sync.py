@@ -44,6 +44,13 @@ class Cookies:
                 if event is not None:
                     event.set()
 
+    def rescanned(self, root: Path) -> None:
+        """A full rescan of `root` was queued: it covers every cookie written so far."""
+        with self._lock:
+            for (where, _name), event in self._waiting.items():
+                if where == root:
+                    event.set()
+
     def sync(self, root: Path, timeout: float) -> bool:
         """Write a cookie into `root` and wait until the watcher reports it: True then,
         False at the deadline. OSError when the root cannot be written (read-only)."""

@@ -35,7 +35,9 @@ def relevant(root: Path, path: str) -> str | None:
 def watched_dirs(root: Path) -> list[str]:
     """The directories to watch: every one under `root`, never through a symlink and
     never into `target/` or `.git/`, so no watch (and no event) leads outside the root
-    and build output costs no watches."""
+    and build output costs no watches. A folder whose name is not UTF-8 is left out:
+    watchfiles refuses such a path (UnicodeEncodeError), which failed the whole root's
+    watch for good, and the index skips what it holds anyway (`non_utf8_name`)."""
     found = [str(root)]
     stack = [str(root)]
     while stack:
@@ -44,6 +46,7 @@ def watched_dirs(root: Path) -> list[str]:
                 for e in entries:
                     if (
                         e.name not in ALWAYS_IGNORED_DIRS
+                        and utf8(e.path)
                         and e.is_dir(follow_symlinks=False)
                         and os.access(e.path, os.R_OK | os.X_OK)  # else inotify refuses it
                     ):
@@ -52,6 +55,15 @@ def watched_dirs(root: Path) -> list[str]:
         except OSError:  # removed or unreadable meanwhile: its parent's watch sees it
             continue
     return found
+
+
+def utf8(path: str) -> bool:
+    """Whether `path` (as os.fsdecode gives it) is valid UTF-8: no surrogate escapes."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def names_a_dir(root: Path, rels: set[str]) -> bool:

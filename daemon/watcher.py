@@ -17,6 +17,11 @@ root to return and is rescanned once watched again. If the watch cannot be set u
 inotify watch limit), the root that was being added (else the one with the most
 directories) falls back to a full rescan every `poll_s` seconds, retrying the watch each
 time, and the others stay watched; an error of the running watch does that to every root.
+One error is no broken watch: an event naming a path that is not UTF-8 (a file saved under
+such a name in any root) makes watchfiles drop the batch it was in, for every root. The
+watch is then opened again at once and every root rescanned; past `MAX_LOSSES` losses
+within `LOSS_WINDOW_S` it polls, so no file rewritten again and again keeps every root
+rescanning.
 
 inotify drops events when its queue (`fs.inotify.max_queued_events`) overflows, and
 watchfiles swallows the overflow notice (measured: 1,916 of 2,000 rewrites reported with a
@@ -51,6 +56,11 @@ OPEN_ATTEMPTS = 5
 TICK_MS = 100
 #: How often a missing root is looked for.
 MISSING_CHECK_S = 1.0
+#: watchfiles' error for an event whose path is not UTF-8 (the batch is lost, not the watch).
+UNDECODABLE = "Unable to decode path"
+#: More lost batches than this within `LOSS_WINDOW_S` seconds fail the watch to polling.
+MAX_LOSSES = 5
+LOSS_WINDOW_S = 60.0
 
 PENDING, WATCHING, MISSING, POLLING = "pending", "watching", "missing", "polling"
 
@@ -62,8 +72,10 @@ class RootWatcher:
     when a full rescan is due (bursts, a failed watch, the root's return). `on_ready` is
     called once, when its watch is in place, has failed, or cannot start (the root is
     missing, or the hub stops): the root's first scan waits for it, so nothing changes
-    unseen between that scan and the watch. Only the hub's thread calls the methods
-    other than `start` and `stop`."""
+    unseen between that scan and the watch. `on_rescan` runs after each full rescan is
+    queued: a cookie written before it is covered by it, even if its event was lost
+    (else a `--fresh` search waited out its timeout). Only the hub's thread calls the
+    methods other than `start` and `stop`."""
 
     def __init__(
         self,
@@ -74,8 +86,10 @@ class RootWatcher:
         poll_s: float,
         on_cookies: Callable[[set[str]], None] = lambda _names: None,
         on_ready: Callable[[], None] = lambda: None,
+        on_rescan: Callable[[], None] = lambda: None,
     ) -> None:
         self.root = root
+        self._on_rescan = on_rescan
         self._hub = hub
         self._on_paths = on_paths
         self._on_status = on_status
@@ -136,6 +150,11 @@ class RootWatcher:
     def rescan(self) -> None:
         self.rescans += 1
         self._on_paths(None)
+        self._on_rescan()
+
+    def lost(self) -> None:
+        """Events may have been lost: watch again (listed afresh) and rescan then."""
+        self.gap = self.relist = True
 
     def deliver(self, rels: set[str]) -> None:
         """Hand the paths to the indexer, then report cookies: a cookie is seen only once
@@ -167,6 +186,7 @@ class WatchHub:
         self._watchers: list[RootWatcher] = []
         self._notify: RustNotify | None = None
         self._dirty = False
+        self._losses: list[float] = []
 
     def add(self, watcher: RootWatcher) -> None:
         self._request(True, watcher)
@@ -207,7 +227,7 @@ class WatchHub:
                 try:
                     raw = self._notify.watch(self._max_wait, self._step, TICK_MS, self._stop)
                 except Exception as exc:  # the running watch broke (queue, internal error)
-                    self._fail_all(f"{type(exc).__name__}: {exc}")
+                    self._broken(exc)
                     continue
                 if not isinstance(raw, str):  # else stopped, timed out, or a signal
                     self._dispatch(raw, reopen=True)
@@ -280,6 +300,24 @@ class WatchHub:
         for w, rels in by_root.items():
             if w.state == WATCHING:
                 w.deliver(rels)
+
+    def _broken(self, exc: Exception) -> None:
+        """The running watch raised: a lost batch (module docstring) re-opens the watch at
+        once and rescans every root; anything else, or too many losses of late, polls."""
+        reason = f"{type(exc).__name__}: {exc}"
+        now = time.monotonic()
+        self._losses = [t for t in self._losses if now - t < LOSS_WINDOW_S] + [now]
+        if UNDECODABLE not in str(exc) or len(self._losses) > MAX_LOSSES:
+            self._fail_all(reason)
+            return
+        log.warning("watch_events_lost", reason=reason)
+        if self._notify is not None:
+            self._notify.close()
+            self._notify = None
+        for w in self._watchers:
+            if w.state == WATCHING:
+                w.lost()
+        self._dirty = True
 
     def _fail_all(self, reason: str) -> None:
         if self._notify is not None:

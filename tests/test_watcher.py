@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
 from pathlib import Path
 
+from daemon.sync import Cookies
 from daemon.watcher import RootWatcher, WatchHub
 
 
@@ -54,14 +56,14 @@ def test_ready_comes_for_a_missing_root_too(tmp_path: Path) -> None:
 class _Root:
     """A root watched through `hub`, its deliveries in a queue (None: a rescan)."""
 
-    def __init__(self, hub: WatchHub, path: Path) -> None:
+    def __init__(self, hub: WatchHub, path: Path, poll_s: float = 30.0) -> None:
         path.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.calls: queue.Queue[set[str] | None] = queue.Queue()
         self.statuses: list[str] = []
         self.ready = threading.Event()
         self.watcher = RootWatcher(
-            hub, path, self.calls.put, self.statuses.append, 30.0, on_ready=self.ready.set
+            hub, path, self.calls.put, self.statuses.append, poll_s, on_ready=self.ready.set
         )
         self.watcher.start()
         assert self.ready.wait(10)
@@ -155,3 +157,64 @@ def test_stop_is_prompt_and_later_roots_are_ready_at_once(tmp_path: Path) -> Non
     assert time.monotonic() - started < 5
     late = _Root(hub, tmp_path / "late")  # asserts its ready came
     assert late.statuses == []
+
+
+def test_a_file_named_in_no_utf8_costs_a_rescan_not_the_watch(tmp_path: Path) -> None:
+    """watchfiles cannot decode `f\\xff.rs` and drops the batch it came in, for every
+    root. That once failed every root to polling (`poll_interval_s`, 30 s): edits in
+    any root went unseen that long. Now the watch is opened again at once, every root
+    rescanned (the lost batch may have held anything), and later edits are seen."""
+    hub = WatchHub(20, 200)
+    try:
+        a = _Root(hub, tmp_path / "a", poll_s=3600)
+        b = _Root(hub, tmp_path / "b", poll_s=3600)
+        with open(bytes(a.path) + b"/f\xff.rs", "wb") as f:
+            f.write(b"fn f() {}\n")
+        assert a.next() is None and b.next() is None  # the rescans
+        (b.path / "y.rs").write_text("fn y() {}\n")
+        b.seen("y.rs")
+        assert a.statuses == b.statuses == ["watching"]
+    finally:
+        hub.stop()
+
+
+def test_a_folder_named_in_no_utf8_is_left_out_of_the_watch(tmp_path: Path) -> None:
+    """watchfiles refuses a path that is not UTF-8 (UnicodeEncodeError), so a root
+    holding such a folder could never be watched: it polled for good. The index skips
+    that folder; the watch leaves it out and covers the rest."""
+    root = tmp_path / "r"
+    os.makedirs(bytes(root) + b"/d\xff")
+    hub = WatchHub(20, 200)
+    try:
+        r = _Root(hub, root, poll_s=3600)
+        assert r.statuses == ["watching"]
+        (root / "x.rs").write_text("fn x() {}\n")
+        r.seen("x.rs")
+    finally:
+        hub.stop()
+
+
+def test_a_rescan_answers_the_cookies_waiting_for_its_root(tmp_path: Path) -> None:
+    """A cookie whose event was in a lost batch was never reported: `search --fresh`
+    waited out its timeout. A full rescan queued after the cookie was written covers
+    it: the wait ends, after the rescan is queued."""
+    cookies = Cookies()
+    calls: list[set[str] | None] = []
+    w = RootWatcher(
+        WatchHub(20, 200),
+        tmp_path,
+        calls.append,
+        lambda _s: None,
+        30.0,
+        on_rescan=lambda: cookies.rescanned(tmp_path),
+    )
+    answer: list[bool] = []
+    waiter = threading.Thread(target=lambda: answer.append(cookies.sync(tmp_path, 60)))
+    waiter.start()
+    deadline = time.monotonic() + 10
+    while not any(tmp_path.iterdir()):  # the cookie is written (no watch reports it)
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    w.rescan()
+    waiter.join(10)
+    assert answer == [True] and calls == [None]
