@@ -48,6 +48,8 @@ class RootProgress:
         self.last_batch: dict[str, Any] = {}
         self.last_error = ""
         self.watcher = "starting"
+        #: An embedding run that gave way to file work: (chunks done, seconds it ran).
+        self._paused_fill: tuple[int, float] | None = None
 
     # ---- the current step ----
     def begin(self, activity: Activity, *, files: int = 0, chunks: int = 0) -> None:
@@ -56,6 +58,23 @@ class RootProgress:
         self.files_total, self.files_done = files, 0
         self.chunks_total, self.chunks_done = chunks, 0
         self.activity = activity
+
+    def begin_embedding(self, pending: int) -> None:
+        """Start embedding `pending` chunks, or resume a run that gave way to file work:
+        its count and its clock (less the time it waited) go on. Begun afresh, each
+        save elsewhere put a cold index's bar back to 0 and its rate to "starting", and
+        the ETA then came from the first slow seconds (114 s shown for 27 s left)."""
+        done, ran = self._paused_fill or (0, 0.0)
+        self._paused_fill = None
+        self.begin(Activity.EMBEDDING, chunks=done + pending)
+        self.chunks_done = done
+        self.started_at -= ran
+
+    def end_embedding(self, pending: int) -> None:
+        """The run stopped; with `pending` chunks left it gave way and will resume."""
+        if pending:
+            self._paused_fill = (self.chunks_done, time.time() - self.started_at)
+        self.end()
 
     def set_activity(self, activity: Activity) -> None:
         self.activity = activity

@@ -785,7 +785,7 @@ def fill_vectors(
     texts come from the embedding cache). `report` as for `run_batch`."""
     report = BatchReport() if report is None else report
     prog = root.progress
-    prog.begin(Activity.EMBEDDING, chunks=root.ledger.vectors_pending)
+    prog.begin_embedding(root.ledger.vectors_pending)
     unflushed: list[str] = []
     after: tuple[str, str] | None = None  # the last row written, not yet flushed
     flushed_at = time.monotonic()
@@ -809,7 +809,7 @@ def fill_vectors(
             _flush_filled(root, unflushed, report)
             unflushed, flushed_at = [], time.monotonic()
     _flush_filled(root, unflushed, report)
-    prog.end()
+    prog.end_embedding(root.ledger.vectors_pending)
     return report
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from daemon.activity import Activity
 from daemon.config import SearchConfig, load_config
 from daemon.embed_cache import EmbedCache
 from daemon.pipeline import Collaborators, fill_vectors, run_batch
@@ -556,6 +557,7 @@ def test_unreadable_file_is_skipped_and_reported(warm_cache: Path) -> None:
 import os, json
 from pathlib import Path
 from daemon.chunker import chunk_source
+from daemon.activity import Activity
 from daemon.config import SearchConfig, load_config
 from daemon.embed_cache import EmbedCache
 from daemon.embedder import Embedder
@@ -671,3 +673,43 @@ def test_a_window_of_loose_code_keeps_its_own_lines_and_a_split_fn_shows_whole(
     fn = search_roots([root], replace(req, query="quagga"), embed_query=None)
     fn_hit = next(h for h in fn if h.symbol.endswith("long_quagga"))
     assert (fn_hit.start_line, fn_hit.end_line) == (304, 304 + 251)
+
+
+def test_embedding_that_gave_way_resumes_its_progress(
+    crate: Path, tmp_path: Path, embedder: Any
+) -> None:
+    """A fill that stops for file work elsewhere (any save in another root) once began
+    again at 0 of what was left, with no rate ("starting…") and an ETA from its first
+    slow seconds. Resumed, its count, total and rate go on."""
+    import dataclasses
+
+    config = load_config({"RCMD_HOME": str(tmp_path / "home")})
+    config = dataclasses.replace(config, index=dataclasses.replace(config.index, chunks_per_step=3))
+    config.paths.cache_dir.mkdir(parents=True)
+    cache = EmbedCache(config.paths.embed_cache)
+    collab = Collaborators(config, embedder, cache)
+    root = RootIndex(crate.resolve(), config, embedder.model_id, embedder.dim)
+    try:
+        run_batch(root, None, collab)
+        total = root.state.pending_count()
+        asked = itertools.count()
+        fill_vectors(root, collab, lambda: next(asked) >= 8)
+        done = total - root.state.pending_count()
+        assert 0 < done < total
+        seen: list[dict[str, Any]] = []
+
+        def first_look() -> bool:
+            if not seen:
+                seen.append(root.progress.rates())
+            return False
+
+        root.progress.begin(Activity.SCANNING)  # another batch of the root between
+        fill_vectors(root, collab, first_look)
+        assert seen[0]["chunks_done"] == done and seen[0]["chunks_total"] == total
+        assert seen[0]["chunks_per_s"] > 0 and seen[0]["eta_s"] is not None
+        assert root.progress.rates()["chunks_done"] == total
+        root.progress.begin_embedding(0)  # a finished run is not resumed
+        assert root.progress.rates()["chunks_done"] == 0
+    finally:
+        root.close()
+        cache.close()
