@@ -8,10 +8,11 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.conftest import Daemon, seed_cache
+from tests.conftest import Daemon, running, seed_cache, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -120,3 +121,36 @@ def test_a_same_size_edit_with_its_mtime_set_back_is_indexed(daemon: Daemon, cra
         hits = daemon.search(new, "--mode", "bm25", "--fresh")
         assert hits and hits[0]["path"] == "src/same_size.rs", (new, hits[:2])
     assert daemon.verify()["ok"], daemon.verify()
+
+
+def test_a_file_named_in_no_utf8_keeps_every_root_watched(
+    tmp_path: Path, crate: Path, warm_cache: Path
+) -> None:
+    """A file saved as `f\\xff.rs` in one root once failed the shared watch of every
+    root to polling (`poll_interval_s`): edits in another root went unseen meanwhile.
+    Now it is skipped (said in status), every root stays watched, and a later edit
+    elsewhere is searchable without `--fresh`."""
+    other = tmp_path / "other"
+    shutil.copytree(crate, other)
+    home = tmp_path / "home"
+    seed_cache(home, warm_cache)
+    with running(Daemon(home, RCMD_INDEX_POLL_INTERVAL_S="3600")) as d:
+        d.cli("index", str(crate), "--wait")
+        d.cli("index", str(other), "--wait")
+        with open(bytes(crate / "src") + b"/f\xff.rs", "wb") as f:
+            f.write(b"pub fn undecodable_name() {}\n")
+        wait_until(lambda: _root(d, crate)["skipped"]["by_reason"].get("non_utf8_name"))
+        (other / "src" / "later.rs").write_text("pub fn later_edit_marker() {}\n")
+        wait_until(
+            lambda: any(
+                h["path"] == "src/later.rs"
+                for h in d.search("later_edit_marker", "--mode", "bm25", "--root", str(other))
+            )
+        )
+        assert _root(d, crate)["watcher"] == _root(d, other)["watcher"] == "watching"
+        assert d.verify()["ok"]
+
+
+def _root(d: Daemon, path: Path) -> dict[str, Any]:
+    roots: list[dict[str, Any]] = d.status()["roots"]
+    return next(r for r in roots if r["path"] == str(path.resolve()))
