@@ -106,6 +106,7 @@ def run(
     values: list[str],
     adapter_file: Path,
     crates: tuple[tuple[str, str], ...] = UNSEEN,
+    hand_file: Path = HAND,
 ) -> dict[str, Any]:
     config = load_config({"RCMD_HOME": str(work / "home")})
     config.paths.cache_dir.mkdir(parents=True, exist_ok=True)
@@ -123,7 +124,7 @@ def run(
         return memo[q]
 
     per_crate: dict[str, Ranks] = {}
-    hand = hand_questions()
+    hand = hand_questions(hand_file)
     model = (embedder.model_id, embedder.dim)
     for name, version in crates:
         corpus = registry_crate(name, version, "unseen", "")
@@ -190,12 +191,13 @@ def main() -> int:
     p.add_argument(
         "--crates",
         help="comma-separated NAME-VERSION registry crates instead of the six "
-        "(doc-comment queries only, unless unseen_hand.json has questions for them)",
+        "(doc-comment queries only, unless the --hand file has questions for them)",
     )
+    p.add_argument("--hand", type=Path, default=HAND, help="task questions (JSON)")
     args = p.parse_args()
     values = args.values.split(",")
     crates = tuple(_crate(c) for c in args.crates.split(",")) if args.crates else UNSEEN
-    figures = run(args.work, args.knob, values, args.adapter, crates)
+    figures = run(args.work, args.knob, values, args.adapter, crates, args.hand)
     for value in values:
         for kind in SETS:
             f = figures[value][kind]
@@ -206,6 +208,8 @@ def main() -> int:
     command = f"python -m bench.quality.unseen --knob {args.knob} --values {args.values}"
     if args.crates:
         command += f" --crates {args.crates}"
+    if args.hand != HAND:
+        command += f" --hand {args.hand}"
     if args.adapter != ADAPTER_FILE:
         command += f" --adapter {args.adapter}"
     save("quality-unseen", command, {"knob": args.knob, "crates": crates, "figures": figures})
