@@ -227,8 +227,7 @@ class Registry:
         if path.is_dir():
             self._indexer.enqueue(root, None)
         else:
-            # An unmounted disk or a moved checkout: keep the index, do not "delete" it all;
-            # the watcher rescans when the root is back.
+            # An unmounted disk, a moved checkout: keep the index; rescanned when it is back.
             root.progress.set_watcher("root missing; waiting for it to return")
             log.warning("root_missing", root=str(path))
         try:

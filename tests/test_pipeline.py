@@ -614,22 +614,28 @@ def test_hits_resolved_page_by_page_match_one_read(setup: Any) -> None:
     )
 
 
+def _stepped_root(
+    crate: Path, tmp_path: Path, embedder: Any, **index: Any
+) -> tuple[RootIndex, Collaborators, EmbedCache]:
+    """`crate` opened with vectors filled 3 chunks a step (and `index` settings), so a
+    fill can be stopped part way."""
+    import dataclasses
+
+    config = load_config({"RCMD_HOME": str(tmp_path / "home")})
+    settings = dataclasses.replace(config.index, chunks_per_step=3, **index)
+    config = dataclasses.replace(config, index=settings)
+    config.paths.cache_dir.mkdir(parents=True)
+    cache = EmbedCache(config.paths.embed_cache)
+    collab = Collaborators(config, embedder, cache)
+    return RootIndex(crate.resolve(), config, embedder.model_id, embedder.dim), collab, cache
+
+
 def test_vectors_filled_in_small_steps_embed_each_text_once_and_flush_at_the_end(
     crate: Path, tmp_path: Path, embedder: Any
 ) -> None:
     """Steps written before their flush are not handed out again (the cursor moves past
     them), a stop for newer work leaves the rest pending, and the next fill ends it."""
-    import dataclasses
-
-    config = load_config({"RCMD_HOME": str(tmp_path / "home")})
-    config = dataclasses.replace(
-        config,
-        index=dataclasses.replace(config.index, commit_interval_s=3600.0, chunks_per_step=3),
-    )
-    config.paths.cache_dir.mkdir(parents=True)
-    cache = EmbedCache(config.paths.embed_cache)
-    collab = Collaborators(config, embedder, cache)
-    root = RootIndex(crate.resolve(), config, embedder.model_id, embedder.dim)
+    root, collab, cache = _stepped_root(crate, tmp_path, embedder, commit_interval_s=3600.0)
     try:
         run_batch(root, None, collab)
         pending = root.state.pending_vectors(10_000)
@@ -681,14 +687,7 @@ def test_embedding_that_gave_way_resumes_its_progress(
     """A fill that stops for file work elsewhere (any save in another root) once began
     again at 0 of what was left, with no rate ("starting…") and an ETA from its first
     slow seconds. Resumed, its count, total and rate go on."""
-    import dataclasses
-
-    config = load_config({"RCMD_HOME": str(tmp_path / "home")})
-    config = dataclasses.replace(config, index=dataclasses.replace(config.index, chunks_per_step=3))
-    config.paths.cache_dir.mkdir(parents=True)
-    cache = EmbedCache(config.paths.embed_cache)
-    collab = Collaborators(config, embedder, cache)
-    root = RootIndex(crate.resolve(), config, embedder.model_id, embedder.dim)
+    root, collab, cache = _stepped_root(crate, tmp_path, embedder)
     try:
         run_batch(root, None, collab)
         total = root.state.pending_count()
