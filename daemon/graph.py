@@ -197,7 +197,7 @@ class GraphReader:
         library's (`self.inner.lock()` of a `std::sync::Mutex` field) is not the root's;
         asked for a bare name, it counts by name as any other."""
         candidates = [c for c in targets.split("\n") if c]
-        resolved = [r for c in candidates if (r := self.resolve(c)) is not None]
+        resolved = [r for c in candidates for r in self._names.resolve_all(c)]
         for r in resolved:
             if r in wanted:
                 return "resolved:" + r

@@ -38,7 +38,7 @@ class Names:
         self._db = conn
         #: What the root's crates are called in paths (`tokio`, from its Cargo.toml).
         self.crate = crates
-        self._known: dict[str, str | None] = {}
+        self._known: dict[str, list[str]] = {}
         self._exists: dict[str, bool] = {}
         self._spellings: dict[str, list[str]] = {}
         self._named: dict[str, list[Definition]] = {}
@@ -148,14 +148,22 @@ class Names:
         hold the next name (breadth first, each spelling once, at most `MAX_LOOKUPS` of
         them: a module of many globs would otherwise multiply the spellings at every
         hop); None when no file of the root defines it."""
+        found = self.resolve_all(candidate)
+        return found[0] if found else None
+
+    def resolve_all(self, candidate: str) -> list[str]:
+        """Every defined symbol a candidate names as `resolve` finds them: the first, and
+        the others an import of several paths reaches as near (`type InnerMutex<T> =
+        SpinMutex<T>` and `= TicketMutex<T>` under exclusive `#[cfg]`s: either is meant)."""
         if candidate not in self._known:
             head, _, rest = candidate.partition("::")
             prefix = self.crate.prefix(head) if rest else None  # `nom::bytes::tag` in tests
             own = "::".join((*prefix, rest)) if prefix is not None else None
-            found = self._follow(own) if own is not None else None
-            found = found if found is not None else self._follow(candidate)
-            if found is None and "::" not in (own if own is not None else candidate):
-                found = self._root_macro(own if own is not None else candidate)
+            found = self._follow(own) if own is not None else []
+            found = found or self._follow(candidate)
+            if not found and "::" not in (own if own is not None else candidate):
+                macro = self._root_macro(own if own is not None else candidate)
+                found = [macro] if macro is not None else []
             self._known[candidate] = found
         return self._known[candidate]
 
@@ -165,19 +173,25 @@ class Names:
         macros = [d[1] for d in self._named_defs(name) if d[2] == "macro"]
         return macros[0] if macros else None
 
-    def _follow(self, candidate: str) -> str | None:
+    def _follow(self, candidate: str) -> list[str]:
+        """The defined symbols nearest to `candidate` through imports: the first found,
+        and those found at as many hops (the other paths of one import)."""
         seen, queue = {candidate}, deque([(candidate, 0)])
+        found: list[str] = []
+        found_hops = 0
         for _lookup in range(MAX_LOOKUPS):
-            if not queue:
+            if not queue or (found and queue[0][1] > found_hops):
                 break
             current, hops = queue.popleft()
             if self._defined_exactly(current):
-                return current
-            if hops < _MAX_HOPS:
+                found.append(current)
+                found_hops = hops
+                continue
+            if hops < _MAX_HOPS and not found:
                 fresh = [s for s in self._imported(current) if s not in seen]
                 seen.update(fresh)
                 queue.extend((s, hops + 1) for s in fresh)
-        return None
+        return found
 
     def defines(self, symbol: str) -> bool:
         """Whether a file of the root defines `symbol` (a path from the crate's root)."""

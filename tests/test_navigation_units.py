@@ -1193,3 +1193,34 @@ def test_an_impl_of_a_crate_path_does_not_hide_the_item_re_exported_there(
         reader = (state.graph_reader(), root, None, read_names(Path(root)))
         found = navigate([reader], "def", "hyper::Result", 100)["results"]
         assert [(h["symbol"], h["kind"]) for h in found] == [("error::Result", "type")], found
+
+
+def test_a_type_alias_under_exclusive_cfgs_means_each_type_it_names(tmp_path: Path) -> None:
+    """spin's mutex.rs picks `InnerMutex` by cfg feature, a `type` alias for each: a
+    call through it may mean either (`callers TicketMutex::lock` left out mutex.rs:186,
+    the first alias's `SpinMutex::lock` alone listed it). A `pub use` written twice the
+    same way, and a path (`Inner::new()`) through the alias, mean each too."""
+    files = {
+        "src/lib.rs": b"pub mod spin;\npub mod ticket;\npub mod other;\n",
+        "src/mutex.rs": b"#[cfg(a)]\ntype InnerMutex<T> = crate::spin::SpinMutex<T>;\n"
+        b"#[cfg(not(a))]\ntype InnerMutex<T> = crate::ticket::TicketMutex<T>;\n"
+        b"#[cfg(a)]\npub use crate::spin::SpinMutex as Pick;\n"
+        b"#[cfg(not(a))]\npub use crate::ticket::TicketMutex as Pick;\n"
+        b"pub struct Mutex<T> { inner: InnerMutex<T> }\n"
+        b"impl<T> Mutex<T> {\n    pub fn lock(&self) { self.inner.lock(); }\n"
+        b"    pub fn new() { InnerMutex::new(); }\n    pub fn pick() { Pick::new(); }\n}\n",
+        "src/spin.rs": b"pub struct SpinMutex<T>(T);\n"
+        b"impl<T> SpinMutex<T> { pub fn lock(&self) {} pub fn new() {} }\n",
+        "src/ticket.rs": b"pub struct TicketMutex<T>(T);\n"
+        b"impl<T> TicketMutex<T> { pub fn lock(&self) {} pub fn new() {} }\n",
+        "src/other.rs": b"pub struct Other;\n"
+        b"impl Other { pub fn lock(&self) {} pub fn new() {} }\n",
+    }
+    with graph_state(tmp_path, files) as state:
+        for ty in ("SpinMutex", "TicketMutex"):
+            lock = {(h["symbol"], h["confidence"]) for h in ask(state, "callers", f"{ty}::lock")}
+            assert lock == {("mutex::Mutex::lock", "resolved")}, (ty, lock)
+            new = {(h["symbol"], h["confidence"]) for h in ask(state, "callers", f"{ty}::new")}
+            assert new == {("mutex::Mutex::new", "resolved"), ("mutex::Mutex::pick", "resolved")}
+        assert ask(state, "callers", "Other::lock") == []
+        assert ask(state, "callers", "Other::new") == []
