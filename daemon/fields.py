@@ -18,6 +18,8 @@ import tree_sitter
 from daemon.chunker import MAX_MACRO_NESTING, invocation_items
 from daemon.resolve import path_segments
 
+#: The head of a type path that is a type parameter's (`(PARAM, "T")`): no item's path.
+PARAM = "<param>"
 #: Struct name -> field name -> the path of the field's type as written.
 FieldTypes = dict[str, dict[str, tuple[str, ...]]]
 
@@ -78,16 +80,19 @@ def _fields(node: tree_sitter.Node, src: bytes) -> dict[str, tuple[str, ...]]:
     for decl in body.named_children if body is not None else ():
         name, ty = decl.child_by_field_name("name"), decl.child_by_field_name("type")
         if decl.type == "field_declaration" and name is not None and ty is not None:
-            segs = type_path(ty, src, generics)
+            segs = type_path(ty, src, generics, params=True)
             if segs:
                 fields[_text(name, src)] = segs
     return fields
 
 
-def type_path(node: tree_sitter.Node, src: bytes, generics: Collection[str]) -> tuple[str, ...]:
+def type_path(
+    node: tree_sitter.Node, src: bytes, generics: Collection[str], *, params: bool = False
+) -> tuple[str, ...]:
     """The path of the item a written type names, as a method call sees it: `&mut
-    Foo<T>` and `Arc<Box<Foo>>` name Foo; () for a type parameter, a trait object, a
-    tuple or anything else that names no item."""
+    Foo<T>` and `Arc<Box<Foo>>` name Foo; () for a trait object, a tuple or anything
+    else that names no item, and for a type parameter unless `params`: then `(PARAM,
+    T)` (a method call on it is of the traits `T` is bound by)."""
     for _ in range(_MAX_WRAPPERS):
         if node.type in ("reference_type", "pointer_type"):
             inner = node.child_by_field_name("type")
@@ -104,6 +109,8 @@ def type_path(node: tree_sitter.Node, src: bytes, generics: Collection[str]) -> 
     if node.type not in ("type_identifier", "scoped_type_identifier"):
         return ()
     segs = path_segments(_text(node, src))
+    if params and len(segs) == 1 and segs[0] in generics:
+        return (PARAM, segs[0])
     return segs if segs and segs[0] not in generics else ()
 
 

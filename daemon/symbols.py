@@ -31,7 +31,7 @@ from daemon.chunker import (
     module_path,
     normalize,
 )
-from daemon.fields import FieldTypes, struct_fields, type_path, value_type
+from daemon.fields import PARAM, FieldTypes, struct_fields, type_path, value_type
 from daemon.parsing import parse_rust
 from daemon.resolve import (
     MAX_ALIAS_TARGETS,
@@ -42,6 +42,7 @@ from daemon.resolve import (
     qualified_path,
     use_entries,
 )
+from daemon.type_params import NO_PARAMS, Bounds, TypeParams, bound_candidates, item_bounds
 from ipc.kinds import NODE_KINDS
 
 #: Bumped whenever extraction or the graph's tables change (2: the `sym_*` tables, and
@@ -63,11 +64,13 @@ GRAPH_VERSION = 5
 #: root's `T`, as the chunker names it; 10: a type alias is an import of the type it
 #: names, for paths through it; 11: `self.m()` in a macro's tokens is `Self`'s `m`, not
 #: `Self`'s path resolved again as if written in the module; 12: a path's head is never a
-#: fn, const, static or macro of the module, and `m!()` is the module's own macro):
+#: fn, const, static or macro of the module, and `m!()` is the module's own macro; 13:
+#: `R::m()` and `x.m()` on an `x: R` for a type parameter `R: A + B` are `A::m`, `B::m`,
+#: `daemon.type_params`):
 #: graph rows cached under another revision are not reused, so a file read again (an
 #: edit, `rcmd reindex --force`) gets the new rows, while a root's rows stay valid until
 #: then instead of a rebuild of every root.
-GRAPH_REVISION = 12
+GRAPH_REVISION = 13
 #: Reference kinds that `callers`/`callees` count as calls.
 CALL_KINDS = frozenset({"call", "method", "macro"})
 
@@ -226,6 +229,7 @@ class _Def:
     module: tuple[str, ...]  # the module its body's names resolve in
     self_path: tuple[str, ...] | None  # what `Self` means inside it
     generics: frozenset[str] = frozenset()  # its own type parameters
+    bounds: Bounds = field(default_factory=dict)  # the traits its `<..>`/`where` bound
     #: A fn's node and source: its bindings are read when a receiver inside it first
     #: needs them (an edit reads the references of the items it changed only).
     fn: tuple[tree_sitter.Node, bytes] | None = None
@@ -244,7 +248,7 @@ class _Def:
                     src,
                     _param_bindings(node, src, generics),
                     functools.partial(_let_type, src=src, generics=generics),
-                    lambda ty: type_path(ty, src, generics),
+                    lambda ty: type_path(ty, src, generics, params=True),
                 )
         return binding_at(self._bindings, name, pos) if name in self._bindings else None
 
@@ -558,7 +562,10 @@ def _add(
         walk.names.add(name.start_byte)
     generics = _type_params(node, walk.src)
     fn = (node, walk.src) if kind in ("fn", "method") else None
-    walk.defs.append(_Def(out, node.start_byte, node.end_byte, module, self_path, generics, fn))
+    d = _Def(out, node.start_byte, node.end_byte, module, self_path, generics, fn=fn)
+    if kind in ("fn", "method", "impl", "trait"):
+        d.bounds = item_bounds(node, walk.src)
+    walk.defs.append(d)
 
 
 def _type_params(node: tree_sitter.Node, src: bytes) -> frozenset[str]:
@@ -578,7 +585,7 @@ def _param_bindings(
     for p in params.named_children if params is not None else ():
         pattern, ty = p.child_by_field_name("pattern"), p.child_by_field_name("type")
         if p.type == "parameter" and pattern is not None and pattern.type == "identifier":
-            segs = type_path(ty, src, generics) if ty is not None else ()
+            segs = type_path(ty, src, generics, params=True) if ty is not None else ()
             if segs:
                 yield _text(pattern, src), segs
 
@@ -588,7 +595,7 @@ def _let_type(node: tree_sitter.Node, src: bytes, generics: frozenset[str]) -> t
     Arc::new(Foo::new())`: x is a Foo (`daemon.fields.value_type`)."""
     ty, value = node.child_by_field_name("type"), node.child_by_field_name("value")
     if ty is not None:
-        return type_path(ty, src, generics)
+        return type_path(ty, src, generics, params=True)
     return value_type(value, src) if value is not None else ()
 
 
@@ -598,21 +605,21 @@ class _Enclosing:
 
     def __init__(self, defs: list[_Def]) -> None:
         self._spans = sorted(defs, key=lambda d: (d.start, -d.end))
-        self._stack: list[tuple[_Def, frozenset[str]]] = []
+        self._stack: list[tuple[_Def, TypeParams]] = []
         self._i = 0
 
-    def at(self, pos: int) -> tuple[_Def | None, frozenset[str]]:
+    def at(self, pos: int) -> tuple[_Def | None, TypeParams]:
         spans, stack = self._spans, self._stack
         while self._i < len(spans) and spans[self._i].start <= pos:
             nxt = spans[self._i]
             while stack and stack[-1][0].end <= nxt.start:
                 stack.pop()
-            outer = stack[-1][1] if stack else frozenset()
-            stack.append((nxt, outer | nxt.generics if nxt.generics else outer))
+            outer = stack[-1][1] if stack else NO_PARAMS
+            stack.append((nxt, outer.inner(nxt.generics, nxt.bounds)))
             self._i += 1
         while stack and stack[-1][0].end <= pos:
             stack.pop()
-        return stack[-1] if stack else (None, frozenset())
+        return stack[-1] if stack else (None, NO_PARAMS)
 
 
 Hit = tuple[int, int, int, int, str, tree_sitter.Node]
@@ -737,6 +744,11 @@ def _path_refs(
         self_path = inside.self_path if inside is not None else None
         if capture == "self_method" and self_path:
             targets = ("::".join((*self_path, segs[-1])),)
+    elif capture in ("call", "path") and len(segs) > 1 and segs[0] in generics:
+        module = inside.module if inside is not None else memo.scope.module
+        self_path = inside.self_path if inside is not None else None
+        targets = bound_candidates(segs[0], segs[1:], generics, memo.scope, (module, self_path))
+        targets = targets or memo.candidates(written, segs, inside)
     else:
         targets = _own_macro(memo, segs, inside) if capture == "macro" else ()
         targets = targets or memo.candidates(written, segs, inside)
@@ -776,7 +788,10 @@ def _receiver_call(
     name = _text(fld, walk.src)
     bound = _receiver_type(recv, walk, inside, generics) if inside is not None else None
     targets: tuple[str, ...] = ()
-    if bound and inside is not None:
+    if bound and bound[0] == PARAM and inside is not None:
+        where_ = (inside.module, inside.self_path)
+        targets = bound_candidates(bound[1], (name,), generics, scope, where_)
+    elif bound and inside is not None:
         segs = (*bound, name)
         local = walk.in_block(inside.out.symbol, segs)
         targets = (local,) if local else candidates(segs, scope, inside.module, inside.self_path)
@@ -806,8 +821,20 @@ def _receiver_type(
     else:
         return None  # a call's result, an index, a chain too long
     for name in reversed(names):
+        if owner and owner[0] == PARAM:
+            return None  # a field of a type parameter's value: no struct of the file
         owner = walk.field_types().get(owner[-1], {}).get(name) if owner else None
+    # A struct's parameter (`read: R`) is the impl's of that name only on `self`'s own
+    # field, where a fn's parameter of the name does not hide it.
+    if owner and owner[0] == PARAM and names and not _own_field(recv, names, owner, inside):
+        return None
     return owner
+
+
+def _own_field(
+    recv: tree_sitter.Node, names: list[str], owner: tuple[str, ...], inside: _Def
+) -> bool:
+    return recv.type == "self" and len(names) == 1 and owner[1] not in inside.generics
 
 
 def _token_tree_refs(
@@ -871,6 +898,10 @@ def _tt_receiver(
     bound = inside.binding(recv, base + found.start(1), generics)
     if not bound:
         return ()
+    if bound[0] == PARAM:
+        return bound_candidates(
+            bound[1], (name,), generics, memo.scope, (inside.module, inside.self_path)
+        )
     return candidates((*bound, name), memo.scope, inside.module, inside.self_path)
 
 

@@ -568,7 +568,8 @@ pub trait Tr<Handle> { fn b(&self, x: Handle) { x.close(); } }
 pub fn c(x: Handle) { x.close(); }
 """
     got = [(r.line, r.targets) for r in extract("src/lib.rs", src).refs if r.name == "close"]
-    assert got == [(4, ()), (4, ()), (6, ()), (7, ("Handle::close",))]
+    clone = ("std::Clone::close",)  # of the trait it is bound by, std's: no item of the root
+    assert got == [(4, clone), (4, clone), (6, ()), (7, ("Handle::close",))]
 
 
 def test_method_calls_on_fields_of_self_follow_the_fields_type(tmp_path: Path) -> None:
@@ -1224,3 +1225,48 @@ def test_a_type_alias_under_exclusive_cfgs_means_each_type_it_names(tmp_path: Pa
             assert new == {("mutex::Mutex::new", "resolved"), ("mutex::Mutex::pick", "resolved")}
         assert ask(state, "callers", "Other::lock") == []
         assert ask(state, "callers", "Other::new") == []
+
+
+def test_calls_through_a_type_parameter_are_its_bound_traits_items(tmp_path: Path) -> None:
+    """spin's rwlock.rs is generic over `R: RelaxStrategy` and calls `R::relax()`, and
+    serde_json's `impl<'de, R: Read<'de>> Deserializer<R>` calls `self.read.peek()` on a
+    field `read: R`: neither was a caller of the trait's method, not even by name. The
+    bounds of `<R: A + B>` and of `where` clauses, on the fn and on its impl or trait,
+    make the calls the bound traits' items; a prelude trait (`Iterator`) is std's, never
+    the root's namesake; `Self::m()` in a trait's default method is the trait's `m`."""
+    files = {
+        "src/lib.rs": b"pub mod relax;\npub mod read;\npub mod other;\n"
+        b"pub trait Iterator { fn next(&mut self); }\n",
+        "src/relax.rs": b"pub trait RelaxStrategy { fn relax(); }\n"
+        b"pub trait Twice { fn twice(&self) { Self::once(); } fn once(); }\n",
+        "src/read.rs": b"pub trait Read<'de> { fn peek(&mut self); }\n",
+        "src/other.rs": b"pub struct Other;\nimpl Other { pub fn relax() {}\n"
+        b"    pub fn peek(&mut self) {} pub fn next(&mut self) {} }\n",
+        "src/rwlock.rs": b"use crate::relax::{RelaxStrategy, Twice};\nuse crate::read::Read;\n"
+        b"pub struct Lock<R> { read: R }\n"
+        b"impl<R: RelaxStrategy> Lock<R> {\n    pub fn write(&self) { R::relax(); }\n}\n"
+        b"impl<'de, R> Lock<R> where R: Read<'de> {\n"
+        b"    fn peek(&mut self) { self.read.peek(); }\n"
+        b"    fn other<S: Twice>(&mut self, s: &S, r: &mut R) { r.peek(); s.twice(); }\n}\n"
+        b"pub fn spin<S: Clone + RelaxStrategy>() { S::relax(); }\n"
+        b"pub fn walk<I: Iterator>(mut it: I) { it.next(); }\n",
+    }
+    with graph_state(tmp_path, files) as state:
+
+        def callers(name: str) -> set[tuple[str, str]]:
+            return {(h["symbol"], h["confidence"]) for h in ask(state, "callers", name)}
+
+        assert callers("RelaxStrategy::relax") == {
+            ("rwlock::Lock::write", "resolved"),
+            ("rwlock::spin", "resolved"),
+        }
+        assert callers("read::Read::peek") == {
+            ("rwlock::Lock::peek", "resolved"),
+            ("rwlock::Lock::other", "resolved"),
+        }
+        assert callers("Twice::twice") == {("rwlock::Lock::other", "resolved")}
+        assert callers("Twice::once") == {("relax::Twice::twice", "resolved")}
+        assert callers("Other::relax") == set()
+        assert callers("Other::peek") == set()
+        assert callers("crate::Iterator::next") == set()
+        assert ("rwlock::walk", "name") in callers("next")

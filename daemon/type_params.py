@@ -1,0 +1,130 @@
+"""The type parameters in scope at a reference, with the traits each is bound by.
+
+`R::relax()` in a fn generic over `R: RelaxStrategy`, and `x.read(..)` on an `x: T`
+where `T: Read`, can only call an item of a bound trait: those items are the call's
+candidates, resolved like any written path (`RelaxStrategy::relax`), where the call was
+otherwise a path no item has (`R::relax`) and counted by no name. Bounds are read from
+`<R: A + B>` and `where R: A` on the item and on every item around it (an impl's or a
+trait's parameters are its methods'). A prelude trait named bare (`Iterator`, `Clone`)
+is std's, never the root's namesake.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Self
+
+import tree_sitter
+
+from daemon.resolve import MAX_ALIAS_TARGETS, Path_, Scope, candidates, path_segments
+
+#: Trait bounds by type parameter name: each bound as the path written.
+Bounds = dict[str, tuple[Path_, ...]]
+#: The standard prelude's traits, as a bound names them without a `use`.
+_PRELUDE_TRAITS = frozenset(
+    {
+        *("Clone", "Copy", "Default", "Drop", "Eq", "PartialEq", "Ord", "PartialOrd"),
+        *("Fn", "FnMut", "FnOnce", "Send", "Sync", "Sized", "Unpin", "ToString", "ToOwned"),
+        *("AsRef", "AsMut", "From", "Into", "TryFrom", "TryInto", "FromIterator"),
+        *("Iterator", "IntoIterator", "DoubleEndedIterator", "ExactSizeIterator", "Extend"),
+    }
+)
+#: Bounds kept per parameter: `T: A + B + ...` beyond this names no more candidates.
+_MAX_BOUNDS = 4
+
+
+class TypeParams(frozenset[str]):
+    """The names of the type parameters in scope (a set, as before), and the traits
+    each is bound by there."""
+
+    bounds: Bounds
+
+    def __new__(cls, names: frozenset[str] = frozenset(), bounds: Bounds | None = None) -> Self:
+        self = super().__new__(cls, names)
+        self.bounds = bounds or {}
+        return self
+
+    def inner(self, names: frozenset[str], bounds: Bounds) -> TypeParams:
+        """The parameters inside an item that declares `names` and `bounds`: its own
+        parameters hide the outer ones of the same name; its `where` clause may bound
+        an outer one further (`fn f(&self) where R: Read` in an `impl<R>`)."""
+        if not names and not bounds:
+            return self
+        merged = {k: v for k, v in self.bounds.items() if k not in names}
+        for name, more in bounds.items():
+            merged[name] = tuple(dict.fromkeys((*merged.get(name, ()), *more)))[:_MAX_BOUNDS]
+        return TypeParams(self | names, merged)
+
+
+NO_PARAMS = TypeParams()
+
+
+def item_bounds(node: tree_sitter.Node, src: bytes) -> Bounds:
+    """The trait bounds an item writes on type parameters: `<R: A + B>` and `where R:
+    A` (a parameter named bare on the left; `Vec<T>: X` and `T::Item: Y` bound no
+    parameter)."""
+    out: dict[str, list[Path_]] = {}
+    params = node.child_by_field_name("type_parameters")
+    for p in params.named_children if params is not None else ():
+        name, bounds = p.child_by_field_name("name"), p.child_by_field_name("bounds")
+        if p.type == "type_parameter" and name is not None and bounds is not None:
+            out.setdefault(_text(name, src), []).extend(_bound_paths(bounds, src))
+    for clause in node.children:
+        if clause.type != "where_clause":
+            continue
+        for pred in clause.named_children:
+            left, bounds = pred.child_by_field_name("left"), pred.child_by_field_name("bounds")
+            if left is not None and bounds is not None and left.type == "type_identifier":
+                out.setdefault(_text(left, src), []).extend(_bound_paths(bounds, src))
+    return {k: tuple(dict.fromkeys(v))[:_MAX_BOUNDS] for k, v in out.items() if v}
+
+
+def _bound_paths(bounds: tree_sitter.Node, src: bytes) -> Iterator[Path_]:
+    """The traits of one `: A + io::Read<'a> + for<'b> Tr<'b>` (not `?Sized`, not a
+    lifetime, not `Fn(..)`)."""
+    for b in bounds.named_children:
+        if b.type == "higher_ranked_trait_bound":
+            b = b.child_by_field_name("type") or b
+        if b.type == "generic_type":
+            b = b.child_by_field_name("type") or b
+        if b.type in ("type_identifier", "scoped_type_identifier"):
+            segs = path_segments(_text(b, src))
+            if segs:
+                yield segs
+
+
+def bound_candidates(
+    param: str,
+    rest: Path_,
+    params: frozenset[str],
+    scope: Scope,
+    where: tuple[Path_, Path_ | None],
+) -> tuple[str, ...]:
+    """The candidates of `P::rest` (or of `x.rest(..)` on an `x: P`) for a type
+    parameter `P`: `rest` in each trait `P` is bound by; () when no bound is known.
+    `where`: the module the path is written in and what `Self` means there."""
+    bounds = params.bounds.get(param, ()) if isinstance(params, TypeParams) else ()
+    module, self_path = where
+    out: list[str] = []
+    std: list[str] = []  # last: the first candidate of a path left by name is the crate's
+    for bound in bounds:
+        head = bound[0]
+        if len(bound) == 1 and head in _PRELUDE_TRAITS and not _named_here(scope, module, head):
+            std.append("::".join(("std", head, *rest)))  # std's, whatever the root defines
+            continue
+        out.extend(candidates((*bound, *rest), scope, module, self_path))
+    return tuple(dict.fromkeys((*out, *std)))[:MAX_ALIAS_TARGETS]
+
+
+def _named_here(scope: Scope, module: Path_, name: str) -> bool:
+    """Whether `name` means something of the crate in `module`: an import, an item, or
+    possibly a glob's."""
+    return (
+        name in scope.imports.get(module, {})
+        or "::".join((*module, name)) in scope.locals
+        or bool(scope.globs.get(module))
+    )
+
+
+def _text(node: tree_sitter.Node, src: bytes) -> str:
+    return src[node.start_byte : node.end_byte].decode("utf-8", "replace")
