@@ -20,6 +20,9 @@ from daemon.resolve import path_segments
 
 #: The head of a type path that is a type parameter's (`(PARAM, "T")`): no item's path.
 PARAM = "<param>"
+#: The head of a type path that is `impl Trait` or `dyn Trait` (`(TRAIT, "io", "Read")`):
+#: a method call on it is the trait's.
+TRAIT = "<trait>"
 #: Struct name -> field name -> the path of the field's type as written.
 FieldTypes = dict[str, dict[str, tuple[str, ...]]]
 
@@ -106,12 +109,28 @@ def type_path(
         if inner is None:
             return ()
         node = inner
+    if params and node.type in ("abstract_type", "dynamic_type", "bounded_type"):
+        return _trait_of(node, src)
     if node.type not in ("type_identifier", "scoped_type_identifier"):
         return ()
     segs = path_segments(_text(node, src))
     if params and len(segs) == 1 and segs[0] in generics:
         return (PARAM, segs[0])
     return segs if segs and segs[0] not in generics else ()
+
+
+def _trait_of(node: tree_sitter.Node, src: bytes) -> tuple[str, ...]:
+    """`impl io::Read`, `dyn Tr<'a> + Send` as `(TRAIT, *the first trait's path)`; () for
+    `impl Fn(u8)` and anything else."""
+    if node.type == "bounded_type":
+        node = next((c for c in node.named_children if c.type == "dynamic_type"), node)
+    trait = node.child_by_field_name("trait")
+    if trait is not None and trait.type == "generic_type":
+        trait = trait.child_by_field_name("type")
+    if trait is None or trait.type not in ("type_identifier", "scoped_type_identifier"):
+        return ()
+    segs = path_segments(_text(trait, src))
+    return (TRAIT, *segs) if segs else ()
 
 
 def value_type(node: tree_sitter.Node, src: bytes) -> tuple[str, ...]:

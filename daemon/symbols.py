@@ -31,7 +31,7 @@ from daemon.chunker import (
     module_path,
     normalize,
 )
-from daemon.fields import PARAM, FieldTypes, struct_fields, type_path, value_type
+from daemon.fields import PARAM, TRAIT, FieldTypes, struct_fields, type_path, value_type
 from daemon.parsing import parse_rust
 from daemon.resolve import (
     MAX_ALIAS_TARGETS,
@@ -42,7 +42,14 @@ from daemon.resolve import (
     qualified_path,
     use_entries,
 )
-from daemon.type_params import NO_PARAMS, Bounds, TypeParams, bound_candidates, item_bounds
+from daemon.type_params import (
+    NO_PARAMS,
+    Bounds,
+    TypeParams,
+    bound_candidates,
+    item_bounds,
+    trait_candidates,
+)
 from ipc.kinds import NODE_KINDS
 
 #: Bumped whenever extraction or the graph's tables change (2: the `sym_*` tables, and
@@ -66,11 +73,12 @@ GRAPH_VERSION = 5
 #: `Self`'s path resolved again as if written in the module; 12: a path's head is never a
 #: fn, const, static or macro of the module, and `m!()` is the module's own macro; 13:
 #: `R::m()` and `x.m()` on an `x: R` for a type parameter `R: A + B` are `A::m`, `B::m`,
-#: `daemon.type_params`):
+#: `daemon.type_params`; 14: `x.m()` on an `x: impl Trait`, `&dyn Trait`, `Box<dyn
+#: Trait>` is `Trait::m`):
 #: graph rows cached under another revision are not reused, so a file read again (an
 #: edit, `rcmd reindex --force`) gets the new rows, while a root's rows stay valid until
 #: then instead of a rebuild of every root.
-GRAPH_REVISION = 13
+GRAPH_REVISION = 14
 #: Reference kinds that `callers`/`callees` count as calls.
 CALL_KINDS = frozenset({"call", "method", "macro"})
 
@@ -788,9 +796,8 @@ def _receiver_call(
     name = _text(fld, walk.src)
     bound = _receiver_type(recv, walk, inside, generics) if inside is not None else None
     targets: tuple[str, ...] = ()
-    if bound and bound[0] == PARAM and inside is not None:
-        where_ = (inside.module, inside.self_path)
-        targets = bound_candidates(bound[1], (name,), generics, scope, where_)
+    if bound and bound[0] in (PARAM, TRAIT) and inside is not None:
+        targets = _marked(bound, name, generics, scope, inside)
     elif bound and inside is not None:
         segs = (*bound, name)
         local = walk.in_block(inside.out.symbol, segs)
@@ -821,14 +828,25 @@ def _receiver_type(
     else:
         return None  # a call's result, an index, a chain too long
     for name in reversed(names):
-        if owner and owner[0] == PARAM:
-            return None  # a field of a type parameter's value: no struct of the file
+        if owner and owner[0] in (PARAM, TRAIT):
+            return None  # a field of a type parameter's or a trait's value: no struct
         owner = walk.field_types().get(owner[-1], {}).get(name) if owner else None
     # A struct's parameter (`read: R`) is the impl's of that name only on `self`'s own
     # field, where a fn's parameter of the name does not hide it.
     if owner and owner[0] == PARAM and names and not _own_field(recv, names, owner, inside):
         return None
     return owner
+
+
+def _marked(
+    bound: tuple[str, ...], name: str, generics: frozenset[str], scope: Scope, inside: _Def
+) -> tuple[str, ...]:
+    """The candidates of `x.name(..)` on an `x` of a type parameter (`(PARAM, "T")`: the
+    traits it is bound by) or of `impl Trait`/`dyn Trait` (`(TRAIT, *path)`)."""
+    where = (inside.module, inside.self_path)
+    if bound[0] == PARAM:
+        return bound_candidates(bound[1], (name,), generics, scope, where)
+    return trait_candidates((bound[1:],), (name,), scope, where)
 
 
 def _own_field(
@@ -898,10 +916,8 @@ def _tt_receiver(
     bound = inside.binding(recv, base + found.start(1), generics)
     if not bound:
         return ()
-    if bound[0] == PARAM:
-        return bound_candidates(
-            bound[1], (name,), generics, memo.scope, (inside.module, inside.self_path)
-        )
+    if bound[0] in (PARAM, TRAIT):
+        return _marked(bound, name, generics, memo.scope, inside)
     return candidates((*bound, name), memo.scope, inside.module, inside.self_path)
 
 

@@ -11,7 +11,7 @@ is std's, never the root's namesake.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Self
 
 import tree_sitter
@@ -104,10 +104,18 @@ def bound_candidates(
     parameter `P`: `rest` in each trait `P` is bound by; () when no bound is known.
     `where`: the module the path is written in and what `Self` means there."""
     bounds = params.bounds.get(param, ()) if isinstance(params, TypeParams) else ()
+    return trait_candidates(bounds, rest, scope, where)
+
+
+def trait_candidates(
+    traits: Iterable[Path_], rest: Path_, scope: Scope, where: tuple[Path_, Path_ | None]
+) -> tuple[str, ...]:
+    """`rest` in each of `traits` (paths as written in `where`'s module): a bound's, or
+    the trait of an `impl Trait` or `dyn Trait`; a bare prelude trait's is std's."""
     module, self_path = where
     out: list[str] = []
     std: list[str] = []  # last: the first candidate of a path left by name is the crate's
-    for bound in bounds:
+    for bound in traits:
         head = bound[0]
         if len(bound) == 1 and head in _PRELUDE_TRAITS and not _named_here(scope, module, head):
             std.append("::".join(("std", head, *rest)))  # std's, whatever the root defines

@@ -1270,3 +1270,34 @@ def test_calls_through_a_type_parameter_are_its_bound_traits_items(tmp_path: Pat
         assert callers("Other::peek") == set()
         assert callers("crate::Iterator::next") == set()
         assert ("rwlock::walk", "name") in callers("next")
+
+
+def test_calls_on_an_impl_or_dyn_trait_value_are_the_traits_items(tmp_path: Path) -> None:
+    """`fn f(r: impl Read)`, `&mut dyn Read` and a field `Box<dyn Read + Send>` call the
+    trait's method as a type parameter bound by it does (they counted by name only); a
+    bare prelude trait (`dyn Iterator`) is std's, never the root's namesake."""
+    files = {
+        "src/lib.rs": b"pub mod read;\npub mod other;\n"
+        b"pub trait Iterator { fn next(&mut self); }\n",
+        "src/read.rs": b"pub trait Read { fn fill(&mut self); }\n",
+        "src/other.rs": b"pub struct Other;\n"
+        b"impl Other { pub fn fill(&mut self) {} pub fn next(&mut self) {} }\n",
+        "src/user.rs": b"use crate::read::Read;\npub struct Holder { src: Box<dyn Read + Send> }\n"
+        b"impl Holder { fn pull(&mut self) { self.src.fill(); } }\n"
+        b"pub fn one(mut r: impl Read) { r.fill(); }\n"
+        b"pub fn two(r: &mut dyn Read) { r.fill(); }\n"
+        b"pub fn walk(it: &mut dyn Iterator<Item = u8>) { it.next(); }\n",
+    }
+    with graph_state(tmp_path, files) as state:
+
+        def callers(name: str) -> set[tuple[str, str]]:
+            return {(h["symbol"], h["confidence"]) for h in ask(state, "callers", name)}
+
+        assert callers("read::Read::fill") == {
+            ("user::Holder::pull", "resolved"),
+            ("user::one", "resolved"),
+            ("user::two", "resolved"),
+        }
+        assert callers("Other::fill") == set()
+        assert callers("crate::Iterator::next") == set()
+        assert ("user::walk", "name") in callers("next")
