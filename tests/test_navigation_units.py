@@ -3,6 +3,7 @@ snippets (pure functions), and the queries over a real state.db holding their ro
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -354,6 +355,11 @@ def ask(state: StateDB, method: str, name: str) -> list[dict[str, Any]]:
         [(state.graph_reader(), "/r/proj", None, read_names(Path("/r/proj")))], method, name, 100
     )["results"]
     return results
+
+
+def judged_callers(state: StateDB, name: str) -> set[tuple[str, str]]:
+    """(caller, confidence) of each caller of `name`."""
+    return {(h["symbol"], h["confidence"]) for h in ask(state, "callers", name)}
 
 
 def test_callers_of_a_module_path_leave_out_another_modules_namesake(graph_db: StateDB) -> None:
@@ -1252,10 +1258,7 @@ def test_calls_through_a_type_parameter_are_its_bound_traits_items(tmp_path: Pat
         b"pub fn walk<I: Iterator>(mut it: I) { it.next(); }\n",
     }
     with graph_state(tmp_path, files) as state:
-
-        def callers(name: str) -> set[tuple[str, str]]:
-            return {(h["symbol"], h["confidence"]) for h in ask(state, "callers", name)}
-
+        callers = functools.partial(judged_callers, state)
         assert callers("RelaxStrategy::relax") == {
             ("rwlock::Lock::write", "resolved"),
             ("rwlock::spin", "resolved"),
@@ -1289,10 +1292,7 @@ def test_calls_on_an_impl_or_dyn_trait_value_are_the_traits_items(tmp_path: Path
         b"pub fn walk(it: &mut dyn Iterator<Item = u8>) { it.next(); }\n",
     }
     with graph_state(tmp_path, files) as state:
-
-        def callers(name: str) -> set[tuple[str, str]]:
-            return {(h["symbol"], h["confidence"]) for h in ask(state, "callers", name)}
-
+        callers = functools.partial(judged_callers, state)
         assert callers("read::Read::fill") == {
             ("user::Holder::pull", "resolved"),
             ("user::one", "resolved"),
