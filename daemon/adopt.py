@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from daemon.embed_groups import EmbedPolicy
-from daemon.graph import graph_layout, graph_of
+from daemon.graph import GRAPH_REVISION_KEY, graph_layout, graph_of, graph_revision
 from daemon.graph_rows import TableRows, rows_of
 from daemon.ignore import IgnoreRules
 from daemon.lexical import LexicalIndex
@@ -252,7 +252,9 @@ def _write_state(
     tree = MerkleTree({r.path: r.hash for r in records})
     state = StateDB(path)
     try:
-        for key, value in {**ctx.layout, **graph_layout()}.items():
+        # Every graph row is made here, by this extraction: the revision is current.
+        current = {**ctx.layout, **graph_layout(), GRAPH_REVISION_KEY: graph_revision()}
+        for key, value in current.items():
             state.set_meta(key, value)
         state.record(
             records,

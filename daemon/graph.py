@@ -22,7 +22,7 @@ import tree_sitter
 from daemon.crate_names import CrateNames
 from daemon.graph_names import Definition, Names
 from daemon.resolve import path_segments, strip_generics
-from daemon.symbols import CALL_KINDS, GRAPH_VERSION, FileGraph, extract
+from daemon.symbols import CALL_KINDS, GRAPH_REVISION, GRAPH_VERSION, FileGraph, extract
 from ipc.errors import BadRequest
 
 #: What a navigation asks of one root: its graph's read connection, its path, `name
@@ -60,6 +60,15 @@ _POINTERS = frozenset(
     {"Arc", "Rc", "Box", "ManuallyDrop", "Pin", "Cow", "Ref", "RefMut", "MutexGuard"}
     | {"RwLockReadGuard", "RwLockWriteGuard"}
 )
+
+
+#: state.db meta key: the extraction revision (`GRAPH_REVISION`) every file's graph rows
+#: are, or will be once the files in flight are read again, made by.
+GRAPH_REVISION_KEY = "graph_revision"
+
+
+def graph_revision() -> str:
+    return str(GRAPH_REVISION)
 
 
 def graph_layout() -> dict[str, str]:

@@ -359,6 +359,8 @@ def run_batch(
     prog.files_planned(len(plan.candidates))
     prog.set_activity(Activity.INDEXING)
     root.state.mark_inflight([*plan.candidates, *plan.gone])
+    if force and paths is None:
+        root.graph_current()  # every file is read again, now or after a restart
     workers = len(plan.candidates) >= collab.config.index.lexical_worker_files > 0
     in_worker = workers and cpu_info().spare and root.lexical.write_in_worker()
     report.lexical_worker += in_worker

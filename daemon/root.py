@@ -16,7 +16,7 @@ from daemon.chunker import CHUNK_POLICY_VERSION, EMBED_TEXT_VERSION
 from daemon.config import Config, root_dir
 from daemon.crate_names import CrateNames, CrateNamesCache
 from daemon.embed_groups import EmbedPolicy, policy_of
-from daemon.graph import graph_layout
+from daemon.graph import GRAPH_REVISION_KEY, graph_layout, graph_revision
 from daemon.ignore import IgnoreRules
 from daemon.ledger import FileLedger
 from daemon.lexical import LEXICAL_VERSION, LexicalIndex
@@ -60,6 +60,14 @@ class RootIndex:
         self.policy = policy_of(config.embedding)
         layout = {**build_layout(model_id, dim, self.policy), **graph_layout()}
         reset = self._reset_if_rebuilt(layout, missing)
+        # Graph rows of an older extraction (a navigation fix since) are made again by a
+        # forced batch, which reads every file; no rebuild of the stores.
+        recorded = self.state.get_meta(GRAPH_REVISION_KEY)
+        self._graph_stale = not reset and recorded != graph_revision()
+        if reset:
+            self.graph_current()
+        elif self._graph_stale:
+            log.info("graph_revision_changed", root=str(path), was=recorded, now=graph_revision())
         try:
             self.lexical = LexicalIndex(self.dir / "tantivy")
         except Exception as exc:  # a damaged meta.json, a foreign directory
@@ -119,6 +127,17 @@ class RootIndex:
         for key, value in layout.items():
             self.state.set_meta(key, value)
         return reset
+
+    @property
+    def graph_stale(self) -> bool:
+        """Whether some file's graph rows were made by an older extraction revision."""
+        return self._graph_stale
+
+    def graph_current(self) -> None:
+        """Record that every file's graph rows are the current revision's: called once a
+        forced batch marked every file in flight (a restart reads them again too)."""
+        self.state.set_meta(GRAPH_REVISION_KEY, graph_revision())
+        self._graph_stale = False
 
     @property
     def cancelled(self) -> bool:
