@@ -69,14 +69,15 @@ def not_running(socket_path: Path) -> RcmdError:
     and says it listens, not that it is stopping, has lost its socket (deleted by hand,
     or overwritten): starting another cannot help, so say which process to stop.
 
-    The words are read again after the lock is seen held: a daemon starting after a
-    killed one takes the lock a moment before it rewrites the file, so the first read
-    can name the dead daemon as listening while the new one holds the lock."""
+    A starting daemon races the client: the socket looked for before it bound, the lock
+    read after it said so (the socket answers now); or the lock read after the next
+    daemon took it but before it rewrote the file naming a killed one (read again, and
+    the pid checked). Each is "not running" yet, which callers wait on."""
     lock = socket_path.with_name("rcmd.lock")
     words = _lock_words(lock)
     if not _says_listening(words) or lock_released(lock):
         return DaemonNotRunning(NOT_RUNNING)
-    if _lock_words(lock) != words or not _alive(words[0]):
+    if _lock_words(lock) != words or not _alive(words[0]) or _connects(socket_path):
         return DaemonNotRunning(NOT_RUNNING)
     return RcmdError(
         f"the daemon (pid {words[0]}) no longer listens on {socket_path} (was the socket "
@@ -93,6 +94,17 @@ def _lock_words(lock: Path) -> list[str]:
 
 def _says_listening(words: list[str]) -> bool:
     return bool(words) and LISTENING in words and STOPPING not in words
+
+
+def _connects(socket_path: Path) -> bool:
+    """Whether something listens on `socket_path` now."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        try:
+            probe.connect(str(socket_path))
+        except OSError:
+            return False
+    return True
 
 
 def _alive(pid: str) -> bool:

@@ -258,3 +258,24 @@ def test_a_lock_naming_a_dead_daemon_is_not_running(tmp_path: Path) -> None:
         lock.write_text(f"{os.getpid()} listening")
         lost = not_running(folder / "rcmd.sock")
     assert not isinstance(lost, DaemonNotRunning) and f"kill {os.getpid()}" in str(lost)
+
+
+def test_a_daemon_that_bound_its_socket_meanwhile_is_not_lost(tmp_path: Path) -> None:
+    """The client looked for the socket before a starting daemon bound it, and read the
+    lock after the daemon marked it listening: that daemon is starting, not lost (a test
+    fixture failed on "no longer listens ... kill <pid>" of a daemon just started)."""
+    import fcntl
+    import socket
+
+    from ipc.client import not_running
+    from ipc.errors import DaemonNotRunning
+
+    folder = tmp_path / "rcmd"
+    folder.mkdir(mode=0o700)
+    lock = folder / "rcmd.lock"
+    lock.write_text(f"{os.getpid()} listening")
+    with open(lock) as held, socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listening:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        listening.bind(str(folder / "rcmd.sock"))
+        listening.listen(1)
+        assert isinstance(not_running(folder / "rcmd.sock"), DaemonNotRunning)
