@@ -45,6 +45,8 @@ log = structlog.get_logger("rcmd.graph")
 
 #: Reference kinds a caller makes: calls, and a function named as a value (`map(f)`).
 _CALLING = frozenset({*CALL_KINDS, "path"})
+#: Reference kinds that may name a crate-root `#[macro_export]` macro no item holds.
+_MACRO_NAMING = frozenset({"macro", "use"})
 _RELATIVE_HEADS = frozenset({"crate", "self", "super", "Self"})
 #: (key, judged column, its targets, shown column, its targets) of each impl direction:
 #: the implementors of a trait, and the traits of a type.
@@ -168,9 +170,10 @@ class GraphReader:
         """(path, symbol, kind, line, end_line) of the definitions `segs` names."""
         return self._names.definitions(segs, anchored=self._anchored)
 
-    def resolve(self, candidate: str) -> str | None:
-        """The defined symbol a candidate names; None when the root defines none."""
-        return self._names.resolve(candidate)
+    def resolve(self, candidate: str, *, macro: bool = False) -> str | None:
+        """The defined symbol a candidate names; None when the root defines none.
+        `macro`: the reference may name a `#[macro_export]` macro (`Names.resolve_all`)."""
+        return self._names.resolve(candidate, macro=macro)
 
     def wanted(self, segs: tuple[str, ...]) -> set[str]:
         """The symbols of the definitions `segs` names in this root."""
@@ -178,7 +181,9 @@ class GraphReader:
             self._wanted[segs] = {s for _p, s, _k, _a, _b in self.definitions(segs)}
         return self._wanted[segs]
 
-    def _in_peer(self, targets: list[str]) -> tuple[GraphReader, str] | None:
+    def _in_peer(
+        self, targets: list[str], *, macro: bool = False
+    ) -> tuple[GraphReader, str] | None:
         """The dependency crate and its symbol that the first candidate written from a
         crate's name (`serde_json::Value::as_str`, `http::header::HeaderMap`) resolves
         to; None when none does (or the name is this root's own crate)."""
@@ -187,32 +192,35 @@ class GraphReader:
             if head in self._names.crate or self._names.defines(head):
                 continue  # its own crate, or its own `mod http` beside the crate http
             for peer in self.peers.get(head, ()):
-                found = peer.resolve(candidate)
+                found = peer.resolve(candidate, macro=macro)
                 if found is not None:
                     return peer, found
         return None
 
-    def resolve_anywhere(self, targets: list[str]) -> str | None:
+    def resolve_anywhere(self, targets: list[str], *, macro: bool = False) -> str | None:
         """The symbol the first candidate resolves to here, or in a dependency crate."""
         for c in targets:
-            if (r := self.resolve(c)) is not None:
+            if (r := self.resolve(c, macro=macro)) is not None:
                 return r
-        found = self._in_peer(targets)
+        found = self._in_peer(targets, macro=macro)
         return found[1] if found is not None else None
 
-    def judge(self, targets: str, written: str, wanted: set[str], segs: tuple[str, ...]) -> str:
+    def judge(
+        self, targets: str, written: str, wanted: set[str], segs: tuple[str, ...], kind: str = ""
+    ) -> str:
         """`resolved:SYMBOL`, `name`, or "" (another definition's) for one reference.
         Asked for a path (`Mutex::lock`), a reference whose written type is the standard
         library's (`self.inner.lock()` of a `std::sync::Mutex` field) is not the root's;
         asked for a bare name, it counts by name as any other."""
         candidates = [c for c in targets.split("\n") if c]
-        resolved = [r for c in candidates for r in self._names.resolve_all(c)]
+        macro = kind in _MACRO_NAMING
+        resolved = [r for c in candidates for r in self._names.resolve_all(c, macro=macro)]
         for r in resolved:
             if r in wanted:
                 return "resolved:" + r
         if resolved:
             return ""
-        if (peer := self._in_peer(candidates)) is not None:
+        if (peer := self._in_peer(candidates, macro=macro)) is not None:
             return "resolved:" + peer[1] if peer[1] in peer[0].wanted(segs) else ""
         first = tuple(targets.partition("\n")[0].split("::"))
         if (
@@ -245,7 +253,7 @@ class GraphReader:
         for path, lines, enclosing, kind, written, targets in rows:
             if kinds is not None and kind not in kinds:
                 continue
-            verdict = self.judge(str(targets), str(written), wanted, segs)
+            verdict = self.judge(str(targets), str(written), wanted, segs, str(kind))
             if verdict:
                 conf, _, target = verdict.partition(":")
                 for line in str(lines).split():
@@ -307,7 +315,8 @@ class GraphReader:
             for lines, rkind, written, targets in rows:
                 if rkind not in _CALLING or _constructs(str(written)):
                     continue
-                found = self.resolve_anywhere([c for c in str(targets).split("\n") if c])
+                candidates = [c for c in str(targets).split("\n") if c]
+                found = self.resolve_anywhere(candidates, macro=rkind in _MACRO_NAMING)
                 if rkind == "path" and not found:
                     continue  # an unresolved path is more often a constant than a callee
                 name = found or str(written)

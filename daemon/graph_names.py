@@ -39,6 +39,8 @@ class Names:
         #: What the root's crates are called in paths (`tokio`, from its Cargo.toml).
         self.crate = crates
         self._known: dict[str, list[str]] = {}
+        #: Each candidate as a path from the crate's root (its crate's name left off).
+        self._bare: dict[str, str] = {}
         self._exists: dict[str, bool] = {}
         self._spellings: dict[str, list[str]] = {}
         self._named: dict[str, list[Definition]] = {}
@@ -142,30 +144,36 @@ class Names:
             self._named[name] = [(str(p), str(s), str(k), int(a), int(b)) for p, s, k, a, b in rows]
         return self._named[name]
 
-    def resolve(self, candidate: str) -> str | None:
+    def resolve(self, candidate: str, *, macro: bool = False) -> str | None:
         """The defined symbol a candidate names (a path from the crate's own name too, as
         its tests and examples write them), through `use` re-exports and the globs that
         hold the next name (breadth first, each spelling once, at most `MAX_LOOKUPS` of
         them: a module of many globs would otherwise multiply the spellings at every
-        hop); None when no file of the root defines it."""
-        found = self.resolve_all(candidate)
+        hop); None when no file of the root defines it. `macro`: see `resolve_all`."""
+        found = self.resolve_all(candidate, macro=macro)
         return found[0] if found else None
 
-    def resolve_all(self, candidate: str) -> list[str]:
+    def resolve_all(self, candidate: str, *, macro: bool = False) -> list[str]:
         """Every defined symbol a candidate names as `resolve` finds them: the first, and
         the others an import of several paths reaches as near (`type InnerMutex<T> =
-        SpinMutex<T>` and `= TicketMutex<T>` under exclusive `#[cfg]`s: either is meant)."""
+        SpinMutex<T>` and `= TicketMutex<T>` under exclusive `#[cfg]`s: either is meant).
+        Only a macro call or a `use` (`macro`) may name a crate-root `#[macro_export]`
+        macro that no item holds: a call `check(1)` of a closure, its candidate `check`
+        from a `use super::*;`, is no `macro_rules! check` elsewhere in the crate."""
         if candidate not in self._known:
             head, _, rest = candidate.partition("::")
             prefix = self.crate.prefix(head) if rest else None  # `nom::bytes::tag` in tests
             own = "::".join((*prefix, rest)) if prefix is not None else None
             found = self._follow(own) if own is not None else []
             found = found or self._follow(candidate)
-            if not found and "::" not in (own if own is not None else candidate):
-                macro = self._root_macro(own if own is not None else candidate)
-                found = [macro] if macro is not None else []
             self._known[candidate] = found
-        return self._known[candidate]
+            self._bare[candidate] = own if own is not None else candidate
+        found = self._known[candidate]
+        bare = self._bare[candidate]
+        if found or not macro or "::" in bare:
+            return found
+        root_macro = self._root_macro(bare)
+        return [root_macro] if root_macro is not None else []
 
     def _root_macro(self, name: str) -> str | None:
         """A `macro_rules!` of that name in any module: `#[macro_export]` puts it at the

@@ -1301,3 +1301,24 @@ def test_calls_on_an_impl_or_dyn_trait_value_are_the_traits_items(tmp_path: Path
         assert callers("Other::fill") == set()
         assert callers("crate::Iterator::next") == set()
         assert ("user::walk", "name") in callers("next")
+
+
+def test_a_call_is_never_a_root_macro_of_its_name(tmp_path: Path) -> None:
+    """A closure `check` called in a `mod tests { use super::*; }` of the root has the
+    candidate `check` (through the glob), which no item holds: it was resolved to a
+    `macro_rules! check` of another module (the crate-root `#[macro_export]` fallback),
+    so `callers m::check` answered a closure call as resolved. Only a macro call (or a
+    `use`) may name such a macro."""
+    files = {
+        "src/lib.rs": b"pub mod m;\n#[cfg(test)]\nmod tests {\n    use super::*;\n"
+        b"    fn t() { let check = |x: u8| x; check(1); }\n    fn u() { check!(); }\n}\n",
+        "src/m.rs": b"#[macro_export]\nmacro_rules! check { () => {} }\npub fn g() { check!(); }\n",
+    }
+    with graph_state(tmp_path, files) as state:
+        assert judged_callers(state, "m::check") == {
+            ("m::g", "resolved"),
+            ("tests::u", "resolved"),
+            ("tests::t", "name"),
+        }
+        callees = {(h["symbol"], h["confidence"]) for h in ask(state, "callees", "tests::t")}
+        assert callees == {("check", "name")}
