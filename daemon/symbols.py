@@ -74,11 +74,12 @@ GRAPH_VERSION = 5
 #: fn, const, static or macro of the module, and `m!()` is the module's own macro; 13:
 #: `R::m()` and `x.m()` on an `x: R` for a type parameter `R: A + B` are `A::m`, `B::m`,
 #: `daemon.type_params`; 14: `x.m()` on an `x: impl Trait`, `&dyn Trait`, `Box<dyn
-#: Trait>` is `Trait::m`):
+#: Trait>` is `Trait::m`; 15: a bare prelude bound is std's only for its own items
+#: (`it.sorted()` under `I: Iterator` is an extension trait's, by name, not std's)):
 #: graph rows cached under another revision are not reused, so a file read again (an
 #: edit, `rcmd reindex --force`) gets the new rows, while a root's rows stay valid until
 #: then instead of a rebuild of every root.
-GRAPH_REVISION = 14
+GRAPH_REVISION = 15
 #: Reference kinds that `callers`/`callees` count as calls.
 CALL_KINDS = frozenset({"call", "method", "macro"})
 

@@ -6,7 +6,8 @@ candidates, resolved like any written path (`RelaxStrategy::relax`), where the c
 otherwise a path no item has (`R::relax`) and counted by no name. Bounds are read from
 `<R: A + B>` and `where R: A` on the item and on every item around it (an impl's or a
 trait's parameters are its methods'). A prelude trait named bare (`Iterator`, `Clone`)
-is std's, never the root's namesake.
+is std's, never the root's namesake; a name that is none of its own items is an
+extension trait's (`it.sorted()`, itertools'), left by name.
 """
 
 from __future__ import annotations
@@ -20,15 +21,54 @@ from daemon.resolve import MAX_ALIAS_TARGETS, Path_, Scope, candidates, path_seg
 
 #: Trait bounds by type parameter name: each bound as the path written.
 Bounds = dict[str, tuple[Path_, ...]]
-#: The standard prelude's traits, as a bound names them without a `use`.
-_PRELUDE_TRAITS = frozenset(
-    {
-        *("Clone", "Copy", "Default", "Drop", "Eq", "PartialEq", "Ord", "PartialOrd"),
-        *("Fn", "FnMut", "FnOnce", "Send", "Sync", "Sized", "Unpin", "ToString", "ToOwned"),
-        *("AsRef", "AsMut", "From", "Into", "TryFrom", "TryInto", "FromIterator"),
-        *("Iterator", "IntoIterator", "DoubleEndedIterator", "ExactSizeIterator", "Extend"),
-    }
+#: The standard prelude's traits, as a bound names them without a `use`, and their own
+#: items: a call of another name on such a value (`it.sorted()` under `I: Iterator`) is
+#: an extension trait's (itertools' `Itertools`, blanket over every iterator), not std's.
+_ITER = (
+    *("next", "next_chunk", "size_hint", "count", "last", "advance_by", "nth", "step_by"),
+    *("chain", "zip", "intersperse", "intersperse_with", "map", "for_each", "filter"),
+    *("filter_map", "enumerate", "peekable", "skip_while", "take_while", "map_while"),
+    *("skip", "take", "scan", "flat_map", "flatten", "map_windows", "fuse", "inspect"),
+    *("by_ref", "collect", "try_collect", "collect_into", "partition", "is_partitioned"),
+    *("partition_in_place", "try_fold", "try_for_each", "fold", "reduce", "try_reduce"),
+    *("all", "any", "find", "find_map", "try_find", "position", "rposition", "max", "min"),
+    *("max_by_key", "max_by", "min_by_key", "min_by", "rev", "unzip", "copied", "cloned"),
+    *("cycle", "array_chunks", "sum", "product", "cmp", "cmp_by", "partial_cmp", "eq"),
+    *("partial_cmp_by", "eq_by", "ne", "lt", "le", "gt", "ge", "is_sorted", "Item"),
+    *("is_sorted_by", "is_sorted_by_key"),
 )
+_BACK = ("next_back", "advance_back_by", "nth_back", "rfind", "try_rfold", "rfold")
+_PRELUDE_TRAITS: dict[str, frozenset[str]] = {
+    name: frozenset(items)
+    for name, items in {
+        "Clone": ("clone", "clone_from"),
+        "Copy": (),
+        "Default": ("default",),
+        "Drop": ("drop",),
+        "Eq": (),
+        "PartialEq": ("eq", "ne"),
+        "Ord": ("cmp", "max", "min", "clamp"),
+        "PartialOrd": ("partial_cmp", "lt", "le", "gt", "ge"),
+        "Fn": ("call", "Output"),
+        "FnMut": ("call_mut", "Output"),
+        "FnOnce": ("call_once", "Output"),
+        **{marker: () for marker in ("Send", "Sync", "Sized", "Unpin")},
+        "ToString": ("to_string",),
+        "ToOwned": ("to_owned", "clone_into", "Owned"),
+        "AsRef": ("as_ref",),
+        "AsMut": ("as_mut",),
+        "From": ("from",),
+        "Into": ("into",),
+        "TryFrom": ("try_from", "Error"),
+        "TryInto": ("try_into", "Error"),
+        "FromIterator": ("from_iter",),
+        "Iterator": _ITER,
+        "IntoIterator": ("into_iter", "Item", "IntoIter"),
+        "DoubleEndedIterator": (*_ITER, *_BACK),
+        "ExactSizeIterator": (*_ITER, "len", "is_empty"),
+        "Extend": ("extend", "extend_one", "extend_reserve"),
+    }.items()
+}
 #: Bounds kept per parameter: `T: A + B + ...` beyond this names no more candidates.
 _MAX_BOUNDS = 4
 
@@ -111,15 +151,17 @@ def trait_candidates(
     traits: Iterable[Path_], rest: Path_, scope: Scope, where: tuple[Path_, Path_ | None]
 ) -> tuple[str, ...]:
     """`rest` in each of `traits` (paths as written in `where`'s module): a bound's, or
-    the trait of an `impl Trait` or `dyn Trait`; a bare prelude trait's is std's."""
+    the trait of an `impl Trait` or `dyn Trait`; a bare prelude trait's own item is std's,
+    and another name on it none (an extension trait's, by name)."""
     module, self_path = where
     out: list[str] = []
     std: list[str] = []  # last: the first candidate of a path left by name is the crate's
     for bound in traits:
         head = bound[0]
         if len(bound) == 1 and head in _PRELUDE_TRAITS and not _named_here(scope, module, head):
-            std.append("::".join(("std", head, *rest)))  # std's, whatever the root defines
-            continue
+            if rest[0] in _PRELUDE_TRAITS[head]:  # std's, whatever the root defines
+                std.append("::".join(("std", head, *rest)))
+            continue  # else an extension trait's: left by name
         out.extend(candidates((*bound, *rest), scope, module, self_path))
     return tuple(dict.fromkeys((*out, *std)))[:MAX_ALIAS_TARGETS]
 

@@ -574,8 +574,8 @@ pub trait Tr<Handle> { fn b(&self, x: Handle) { x.close(); } }
 pub fn c(x: Handle) { x.close(); }
 """
     got = [(r.line, r.targets) for r in extract("src/lib.rs", src).refs if r.name == "close"]
-    clone = ("std::Clone::close",)  # of the trait it is bound by, std's: no item of the root
-    assert got == [(4, clone), (4, clone), (6, ()), (7, ("Handle::close",))]
+    # no item of Clone, the trait it is bound by: an extension trait's, by name
+    assert got == [(4, ()), (4, ()), (6, ()), (7, ("Handle::close",))]
 
 
 def test_method_calls_on_fields_of_self_follow_the_fields_type(tmp_path: Path) -> None:
@@ -1322,3 +1322,25 @@ def test_a_call_is_never_a_root_macro_of_its_name(tmp_path: Path) -> None:
         }
         callees = {(h["symbol"], h["confidence"]) for h in ask(state, "callees", "tests::t")}
         assert callees == {("check", "name")}
+
+
+def test_an_extension_traits_method_on_a_prelude_bound_counts_by_name(tmp_path: Path) -> None:
+    """itertools' tests/test_std.rs: `j.sorted()` on a `j: I` under `I: Iterator` calls
+    `Itertools::sorted` (a blanket impl over every iterator), not an item of Iterator:
+    its candidate was `std::Iterator::sorted`, a std path, so `callers Itertools::sorted`
+    left it out (it counted by name before bounds were read). A prelude trait's own
+    items stay std's (`it.next()` is no caller of the root's `Iterator::next`)."""
+    files = {
+        "src/lib.rs": b"pub trait Iterator { fn next(&mut self); }\n"
+        b"pub trait Itertools: std::iter::Iterator { fn sorted(self) {} }\n"
+        b"impl<T: std::iter::Iterator> Itertools for T {}\n",
+        "tests/t.rs": b"fn sort<I: Iterator + Clone>(i: I) { i.clone().count(); i.sorted(); }\n"
+        b"fn walk(mut it: impl Iterator<Item = u8>) { it.next(); it.sorted(); }\n",
+    }
+    with graph_state(tmp_path, files) as state:
+        callers = functools.partial(judged_callers, state)
+        assert callers("Itertools::sorted") == {
+            ("tests::t::sort", "name"),
+            ("tests::t::walk", "name"),
+        }
+        assert callers("crate::Iterator::next") == set()
