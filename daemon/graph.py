@@ -197,13 +197,15 @@ class GraphReader:
                     return peer, found
         return None
 
-    def resolve_anywhere(self, targets: list[str], *, macro: bool = False) -> str | None:
-        """The symbol the first candidate resolves to here, or in a dependency crate."""
+    def resolve_anywhere(self, targets: list[str], *, macro: bool = False) -> list[str]:
+        """The symbols the first candidate that resolves here resolves to (each type an
+        alias under exclusive `#[cfg]`s names: spin's `InnerMutex` is `SpinMutex` and
+        `TicketMutex`), else the one it resolves to in a dependency crate."""
         for c in targets:
-            if (r := self.resolve(c, macro=macro)) is not None:
-                return r
-        found = self._in_peer(targets, macro=macro)
-        return found[1] if found is not None else None
+            if found := self._names.resolve_all(c, macro=macro):
+                return found
+        peer = self._in_peer(targets, macro=macro)
+        return [peer[1]] if peer is not None else []
 
     def judge(
         self, targets: str, written: str, wanted: set[str], segs: tuple[str, ...], kind: str = ""
@@ -319,10 +321,10 @@ class GraphReader:
                 found = self.resolve_anywhere(candidates, macro=rkind in _MACRO_NAMING)
                 if rkind == "path" and not found:
                     continue  # an unresolved path is more often a constant than a callee
-                name = found or str(written)
                 conf = "resolved" if found else "name"
-                for line in str(lines).split():
-                    out.append(self._hit(def_path, int(line), name, str(rkind), conf, symbol))
+                for name in found or [str(written)]:
+                    for line in str(lines).split():
+                        out.append(self._hit(def_path, int(line), name, str(rkind), conf, symbol))
         return out
 
     def impl_hits(self, segs: tuple[str, ...]) -> list[NavHit]:
@@ -343,9 +345,9 @@ class GraphReader:
                 if not verdict:
                     continue
                 found = self.resolve_anywhere([c for c in str(other_targets).split("\n") if c])
-                symbol = found or str(other)
                 conf = verdict.partition(":")[0]
-                out.append(self._hit(str(path), int(line), symbol, "impl", conf, str(written)))
+                for symbol in found or [str(other)]:
+                    out.append(self._hit(str(path), int(line), symbol, "impl", conf, str(written)))
         return out
 
 

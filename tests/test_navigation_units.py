@@ -1206,7 +1206,8 @@ def test_a_type_alias_under_exclusive_cfgs_means_each_type_it_names(tmp_path: Pa
     """spin's mutex.rs picks `InnerMutex` by cfg feature, a `type` alias for each: a
     call through it may mean either (`callers TicketMutex::lock` left out mutex.rs:186,
     the first alias's `SpinMutex::lock` alone listed it). A `pub use` written twice the
-    same way, and a path (`Inner::new()`) through the alias, mean each too."""
+    same way, and a path (`Inner::new()`) through the alias, mean each too; `callees
+    Mutex::lock` lists both (it listed the first alone)."""
     files = {
         "src/lib.rs": b"pub mod spin;\npub mod ticket;\npub mod other;\n",
         "src/mutex.rs": b"#[cfg(a)]\ntype InnerMutex<T> = crate::spin::SpinMutex<T>;\n"
@@ -1231,6 +1232,12 @@ def test_a_type_alias_under_exclusive_cfgs_means_each_type_it_names(tmp_path: Pa
             assert new == {("mutex::Mutex::new", "resolved"), ("mutex::Mutex::pick", "resolved")}
         assert ask(state, "callers", "Other::lock") == []
         assert ask(state, "callers", "Other::new") == []
+        # `callees` lists each type the alias names, not the first written alone.
+        lock = {(h["symbol"], h["confidence"]) for h in ask(state, "callees", "Mutex::lock")}
+        assert lock == {
+            ("spin::SpinMutex::lock", "resolved"),
+            ("ticket::TicketMutex::lock", "resolved"),
+        }
 
 
 def test_calls_through_a_type_parameter_are_its_bound_traits_items(tmp_path: Path) -> None:
