@@ -23,8 +23,12 @@ PARAM = "<param>"
 #: The head of a type path that is `impl Trait` or `dyn Trait` (`(TRAIT, "io", "Read")`):
 #: a method call on it is the trait's.
 TRAIT = "<trait>"
-#: Struct name -> field name -> the path of the field's type as written.
+#: Struct name -> field name -> the path of the field's type as written; under `PARAMS`,
+#: the struct's type and const parameters in order (a field typed `A` of `struct S<A>`
+#: is, in `impl<X: Tr> S<X>`, an `X`: the parameter at its position, not its name).
 FieldTypes = dict[str, dict[str, tuple[str, ...]]]
+#: The key of a struct's parameters among its fields (no field can be named so).
+PARAMS = "<params>"
 
 #: Pointers a method call sees through (`Arc<Mutex<T>>`: `.lock()` is Mutex's), as
 #: written bare or from std.
@@ -79,7 +83,7 @@ def _fields(node: tree_sitter.Node, src: bytes) -> dict[str, tuple[str, ...]]:
         if (n := p.child_by_field_name("name") or p).type == "type_identifier"
     }
     body = node.child_by_field_name("body")
-    fields: dict[str, tuple[str, ...]] = {}
+    fields: dict[str, tuple[str, ...]] = {PARAMS: _param_names(params, src)}
     for decl in body.named_children if body is not None else ():
         name, ty = decl.child_by_field_name("name"), decl.child_by_field_name("type")
         if decl.type == "field_declaration" and name is not None and ty is not None:
@@ -87,6 +91,17 @@ def _fields(node: tree_sitter.Node, src: bytes) -> dict[str, tuple[str, ...]]:
             if segs:
                 fields[_text(name, src)] = segs
     return fields
+
+
+def _param_names(params: tree_sitter.Node | None, src: bytes) -> tuple[str, ...]:
+    """`<'a, A: Tr, const N: usize>`: (A, N), as the impl's type arguments stand."""
+    out: list[str] = []
+    for p in params.named_children if params is not None else ():
+        if p.type in ("lifetime_parameter", "lifetime"):
+            continue
+        name = p.child_by_field_name("name") or p
+        out.append(_text(name, src))
+    return tuple(out)
 
 
 def type_path(
@@ -117,6 +132,27 @@ def type_path(
     if params and len(segs) == 1 and segs[0] in generics:
         return (PARAM, segs[0])
     return segs if segs and segs[0] not in generics else ()
+
+
+def impl_argument(
+    fn: tree_sitter.Node, params: tuple[str, ...], param: str, src: bytes, generics: Collection[str]
+) -> tuple[str, ...]:
+    """What the struct parameter `param` (of `params`, in order) is inside the impl that
+    holds the method `fn`: the impl's type argument at its position, read as
+    `type_path` reads a type (`impl<X: Tr> S<X>`: `(PARAM, X)`; `impl S<File>`: `File`);
+    () where no impl writes one there. `Node.parent` is slow: asked only for a field
+    typed by a parameter."""
+    holder = fn.parent
+    impl = holder.parent if holder is not None and holder.type == "declaration_list" else None
+    ty = impl.child_by_field_name("type") if impl is not None else None
+    if impl is None or impl.type != "impl_item" or ty is None or param not in params:
+        return ()
+    if ty.type == "generic_type" and (args := ty.child_by_field_name("type_arguments")):
+        written = [a for a in args.named_children if a.type != "lifetime"]
+        at = params.index(param)
+        if at < len(written) and written[at].type != "type_binding":
+            return type_path(written[at], src, generics, params=True)
+    return ()
 
 
 def _trait_of(node: tree_sitter.Node, src: bytes) -> tuple[str, ...]:

@@ -31,7 +31,16 @@ from daemon.chunker import (
     module_path,
     normalize,
 )
-from daemon.fields import PARAM, TRAIT, FieldTypes, struct_fields, type_path, value_type
+from daemon.fields import (
+    PARAM,
+    PARAMS,
+    TRAIT,
+    FieldTypes,
+    impl_argument,
+    struct_fields,
+    type_path,
+    value_type,
+)
 from daemon.parsing import parse_rust
 from daemon.resolve import (
     MAX_ALIAS_TARGETS,
@@ -75,11 +84,13 @@ GRAPH_VERSION = 5
 #: `R::m()` and `x.m()` on an `x: R` for a type parameter `R: A + B` are `A::m`, `B::m`,
 #: `daemon.type_params`; 14: `x.m()` on an `x: impl Trait`, `&dyn Trait`, `Box<dyn
 #: Trait>` is `Trait::m`; 15: a bare prelude bound is std's only for its own items
-#: (`it.sorted()` under `I: Iterator` is an extension trait's, by name, not std's)):
+#: (`it.sorted()` under `I: Iterator` is an extension trait's, by name, not std's); 16:
+#: `self.x.m()` on a field typed by the struct's parameter is of the impl's type
+#: argument at that parameter's position, not of its namesake):
 #: graph rows cached under another revision are not reused, so a file read again (an
 #: edit, `rcmd reindex --force`) gets the new rows, while a root's rows stay valid until
 #: then instead of a rebuild of every root.
-GRAPH_REVISION = 15
+GRAPH_REVISION = 16
 #: Reference kinds that `callers`/`callees` count as calls.
 CALL_KINDS = frozenset({"call", "method", "macro"})
 
@@ -828,15 +839,35 @@ def _receiver_type(
         owner = inside.binding(_text(recv, walk.src), recv.start_byte, generics)
     else:
         return None  # a call's result, an index, a chain too long
-    for name in reversed(names):
+    return _through_fields(owner, names[::-1], recv.type == "self", walk, (inside, generics))
+
+
+def _through_fields(
+    owner: tuple[str, ...] | None,
+    names: list[str],
+    on_self: bool,
+    walk: Walk,
+    at: tuple[_Def, frozenset[str]],
+) -> tuple[str, ...] | None:
+    """The type of the field reached from a value of type `owner` through `names` (in
+    the order written: `self.a.b` is a, b) as the file's structs declare them. `at`:
+    the fn the receiver is read in and the type parameters in scope there."""
+    inside, generics = at
+    struct = owner
+    for name in names:
         if owner and owner[0] in (PARAM, TRAIT):
             return None  # a field of a type parameter's or a trait's value: no struct
+        struct = owner
         owner = walk.field_types().get(owner[-1], {}).get(name) if owner else None
-    # A struct's parameter (`read: R`) is the impl's of that name only on `self`'s own
-    # field, where a fn's parameter of the name does not hide it.
-    if owner and owner[0] == PARAM and names and not _own_field(recv, names, owner, inside):
+    if not (owner and owner[0] == PARAM and names):
+        return owner
+    # A struct's parameter (`read: R`) is known only on `self`'s own field: the impl's
+    # type argument at its position (`impl<X: Read> S<X>`), else left by name.
+    if not on_self or len(names) != 1 or struct is None or inside.fn is None:
         return None
-    return owner
+    params = walk.field_types().get(struct[-1], {}).get(PARAMS, ())
+    fn, src = inside.fn
+    return impl_argument(fn, params, owner[1], src, generics) or None
 
 
 def _marked(
@@ -848,12 +879,6 @@ def _marked(
     if bound[0] == PARAM:
         return bound_candidates(bound[1], (name,), generics, scope, where)
     return trait_candidates((bound[1:],), (name,), scope, where)
-
-
-def _own_field(
-    recv: tree_sitter.Node, names: list[str], owner: tuple[str, ...], inside: _Def
-) -> bool:
-    return recv.type == "self" and len(names) == 1 and owner[1] not in inside.generics
 
 
 def _token_tree_refs(
