@@ -86,11 +86,12 @@ GRAPH_VERSION = 5
 #: Trait>` is `Trait::m`; 15: a bare prelude bound is std's only for its own items
 #: (`it.sorted()` under `I: Iterator` is an extension trait's, by name, not std's); 16:
 #: `self.x.m()` on a field typed by the struct's parameter is of the impl's type
-#: argument at that parameter's position, not of its namesake):
+#: argument at that parameter's position, not of its namesake; 17: `self.x.m()` and
+#: `v.x.m()` in a macro's tokens follow the field's type):
 #: graph rows cached under another revision are not reused, so a file read again (an
 #: edit, `rcmd reindex --force`) gets the new rows, while a root's rows stay valid until
 #: then instead of a rebuild of every root.
-GRAPH_REVISION = 16
+GRAPH_REVISION = 17
 #: Reference kinds that `callers`/`callees` count as calls.
 CALL_KINDS = frozenset({"call", "method", "macro"})
 
@@ -915,9 +916,11 @@ def _token_tree_refs(
         yield from _path_refs("value", m.group(1).decode(), line, memo, inside, generics)
 
 
-#: The receiver just before a method call's dot in a macro's tokens: `self`, or a local
-#: (not a field: `a.b.m()` is left by name, as its type is not read here).
-_TT_RECEIVER = re.compile(rb"(?<![\w$.])(self|[a-z_][A-Za-z0-9_]*)\s*$")
+#: The receiver just before a method call's dot in a macro's tokens: `self` or a local,
+#: and the fields read from it (`self.read` in `tri!(self.read.peek())`).
+_TT_RECEIVER = re.compile(
+    rb"(?<![\w$.])(self|[a-z_][A-Za-z0-9_]*)((?:\s*\.\s*[A-Za-z_][A-Za-z0-9_]*){0,8})\s*$"
+)
 
 
 def _tt_receiver(
@@ -929,17 +932,23 @@ def _tt_receiver(
     generics: frozenset[str],
 ) -> tuple[str, ...]:
     """The candidates of `x.name(..)` written in a macro's tokens (`println!("{}",
-    s.total())`) when `x` is `self` or a local whose type the fn writes down, as
-    `_receiver_call` reads them outside macros; () otherwise. `at`: the dot's offset in
-    `text`, and where `text` starts in the file."""
+    s.total())`, `tri!(self.read.peek())`) when `x` is `self` or a local whose type the
+    fn writes down, or a field of one, as `_receiver_call` reads them outside macros; ()
+    otherwise. `at`: the dot's offset in `text`, and where `text` starts in the file."""
     dot, base = at
-    found = _TT_RECEIVER.search(text, max(dot - 64, 0), dot) if inside is not None else None
+    found = _TT_RECEIVER.search(text, max(dot - 160, 0), dot) if inside is not None else None
     if found is None or inside is None:
         return ()
     recv = found.group(1).decode()
-    if recv == "self":  # `Self`'s path is a symbol already, not a path to resolve
+    fields = [f.strip().decode() for f in found.group(2).split(b".")[1:]]
+    if recv == "self" and not fields:  # `Self`'s path is a symbol already, not a path
         return ("::".join((*inside.self_path, name)),) if inside.self_path else ()
-    bound = inside.binding(recv, base + found.start(1), generics)
+    owner = (
+        inside.self_path
+        if recv == "self"
+        else inside.binding(recv, base + found.start(1), generics)
+    )
+    bound = _through_fields(owner, fields, recv == "self", memo.walk, (inside, generics))
     if not bound:
         return ()
     if bound[0] in (PARAM, TRAIT):

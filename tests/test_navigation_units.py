@@ -1374,3 +1374,28 @@ def test_a_field_typed_by_a_struct_parameter_is_the_impls_argument_at_its_positi
         assert callers("tr::Foo::m") == {("s::S::f", "name")}
         assert callers("tr::Bar::m") == {("s::S::g", "resolved"), ("s::S::f", "name")}
         assert callers("Other::m") == {("s::S::h", "resolved"), ("s::S::f", "name")}
+
+
+def test_a_method_call_on_a_field_in_a_macros_tokens_follows_the_fields_type(
+    tmp_path: Path,
+) -> None:
+    """serde_json's de.rs writes `tri!(self.read.ignore_str())` on a field `read: R` with
+    `R: Read<'de>`: by name only, where the same call outside `tri!` resolved. A field
+    of `self` or of a typed local is read in a macro's tokens as outside them."""
+    files = {
+        "src/lib.rs": b"pub mod read;\npub mod other;\npub mod de;\n",
+        "src/read.rs": b"pub trait Read<'de> { fn peek(&mut self); }\n",
+        "src/other.rs": b"pub struct Other;\nimpl Other { pub fn peek(&mut self) {} }\n",
+        "src/de.rs": b"use crate::read::Read;\nuse crate::other::Other;\n"
+        b"macro_rules! tri { ($e:expr) => { $e }; }\n"
+        b"pub struct De<R> { read: R, other: Other }\n"
+        b"pub struct Outer { de: Other }\n"
+        b"impl<'de, R: Read<'de>> De<R> {\n"
+        b"    fn first(&mut self) { tri!(self.read.peek()); }\n"
+        b"    fn second(&mut self, o: &mut Outer) {\n"
+        b"        tri!(self . other.peek()); tri!(o.de.peek());\n    }\n}\n",
+    }
+    with graph_state(tmp_path, files) as state:
+        callers = functools.partial(judged_callers, state)
+        assert callers("read::Read::peek") == {("de::De::first", "resolved")}
+        assert callers("Other::peek") == {("de::De::second", "resolved")}
