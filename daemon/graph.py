@@ -22,6 +22,7 @@ import tree_sitter
 from daemon.crate_names import CrateNames
 from daemon.graph_names import Definition, Names
 from daemon.resolve import path_segments, strip_generics
+from daemon.supertraits import Supertraits
 from daemon.symbols import CALL_KINDS, GRAPH_REVISION, GRAPH_VERSION, FileGraph, extract
 from ipc.errors import BadRequest
 
@@ -155,6 +156,8 @@ class GraphReader:
         self._crate = crate
         self._crates = names
         self._names = Names(conn, names)
+        #: `Sub::m` that names no item is the `m` of a supertrait `Sub` writes.
+        self._supers = Supertraits(conn, self._names)
         #: The name was asked from the crate's root (`crate::helper`), not as a suffix.
         self._anchored = anchored
         #: Dependency crates asked beside this root, by the name code writes them with:
@@ -200,9 +203,13 @@ class GraphReader:
     def resolve_anywhere(self, targets: list[str], *, macro: bool = False) -> list[str]:
         """The symbols the first candidate that resolves here resolves to (each type an
         alias under exclusive `#[cfg]`s names: spin's `InnerMutex` is `SpinMutex` and
-        `TicketMutex`), else the one it resolves to in a dependency crate."""
+        `TicketMutex`), else a supertrait's item it means, else the one it resolves to in
+        a dependency crate."""
         for c in targets:
             if found := self._names.resolve_all(c, macro=macro):
+                return found
+        for c in targets:
+            if found := self._supers.inherited(c):
                 return found
         peer = self._in_peer(targets, macro=macro)
         return [peer[1]] if peer is not None else []
@@ -217,6 +224,8 @@ class GraphReader:
         candidates = [c for c in targets.split("\n") if c]
         macro = kind in _MACRO_NAMING
         resolved = [r for c in candidates for r in self._names.resolve_all(c, macro=macro)]
+        if not resolved:  # `R::sup()` under `R: Sub`, `trait Sub: Super`: `Super::sup`
+            resolved = [r for c in candidates for r in self._supers.inherited(c)]
         for r in resolved:
             if r in wanted:
                 return "resolved:" + r

@@ -57,6 +57,7 @@ from daemon.type_params import (
     TypeParams,
     bound_candidates,
     item_bounds,
+    supertrait_starts,
     trait_candidates,
 )
 from ipc.kinds import NODE_KINDS
@@ -87,11 +88,12 @@ GRAPH_VERSION = 5
 #: (`it.sorted()` under `I: Iterator` is an extension trait's, by name, not std's); 16:
 #: `self.x.m()` on a field typed by the struct's parameter is of the impl's type
 #: argument at that parameter's position, not of its namesake; 17: `self.x.m()` and
-#: `v.x.m()` in a macro's tokens follow the field's type):
+#: `v.x.m()` in a macro's tokens follow the field's type; 18: a trait's supertraits are
+#: references of kind `supertrait`, `daemon.supertraits`):
 #: graph rows cached under another revision are not reused, so a file read again (an
 #: edit, `rcmd reindex --force`) gets the new rows, while a root's rows stay valid until
 #: then instead of a rebuild of every root.
-GRAPH_REVISION = 17
+GRAPH_REVISION = 18
 #: Reference kinds that `callers`/`callees` count as calls.
 CALL_KINDS = frozenset({"call", "method", "macro"})
 
@@ -202,7 +204,7 @@ class Reference(NamedTuple):
 
     name: str
     written: str
-    kind: str  # call | method | macro | path | type | bound | use | value | module
+    kind: str  # call | method | macro | path | type | bound | supertrait | use | value | module
     line: int
     enclosing: str
     targets: tuple[str, ...]
@@ -296,6 +298,9 @@ class Walk:
     #: The names of the items written in each fn's body, by the fn's symbol: inside
     #: the fn (and the items nested in it) they shadow the module's names.
     blocks: dict[str, set[str]] = field(default_factory=dict)
+    #: Start bytes of the supertraits traits write (`trait Sub: Super`): their bounds are
+    #: references of kind `supertrait`, which the graph follows for inherited items.
+    supers: set[int] = field(default_factory=set)
     _fields: FieldTypes | None = None
 
     def in_block(self, symbol: str, segs: tuple[str, ...]) -> str | None:
@@ -586,6 +591,8 @@ def _add(
     d = _Def(out, node.start_byte, node.end_byte, module, self_path, generics, fn=fn)
     if kind in ("fn", "method", "impl", "trait"):
         d.bounds = item_bounds(node, walk.src)
+    if kind == "trait":
+        walk.supers.update(supertrait_starts(node))
     walk.defs.append(d)
 
 
@@ -729,6 +736,8 @@ def _references(walk: Walk, scope: Scope, hits: list[Hit]) -> list[Reference]:
         else:
             written = src[pos:end].decode("utf-8", "replace")
             line = node.start_point.row + 1
+            if capture == "bound" and pos in walk.supers:
+                capture = "supertrait"
             out.extend(_path_refs(capture, written, line, memo, inside, generics))
     return out
 

@@ -119,6 +119,21 @@ def item_bounds(node: tree_sitter.Node, src: bytes) -> Bounds:
     return {k: tuple(dict.fromkeys(v))[:_MAX_BOUNDS] for k, v in out.items() if v}
 
 
+def supertrait_starts(node: tree_sitter.Node) -> Iterator[int]:
+    """Where each supertrait of a trait item is written (`trait Sub: Super + io::Other`,
+    `where Self: Third`; not the bounds of its type parameters): the start bytes of the
+    bounds, as the graph's `bound` captures stand."""
+    bounds = node.child_by_field_name("bounds")
+    clauses = [c for c in node.children if c.type == "where_clause"]
+    lists = [bounds] if bounds is not None else []
+    for pred in (p for clause in clauses for p in clause.named_children):
+        left, more = pred.child_by_field_name("left"), pred.child_by_field_name("bounds")
+        if left is not None and more is not None and left.text == b"Self":
+            lists.append(more)
+    for b in (b for listed in lists for b in listed.named_children):
+        yield b.start_byte
+
+
 def _bound_paths(bounds: tree_sitter.Node, src: bytes) -> Iterator[Path_]:
     """The traits of one `: A + io::Read<'a> + for<'b> Tr<'b>` (not `?Sized`, not a
     lifetime, not `Fn(..)`)."""

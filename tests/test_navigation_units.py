@@ -1399,3 +1399,38 @@ def test_a_method_call_on_a_field_in_a_macros_tokens_follows_the_fields_type(
         callers = functools.partial(judged_callers, state)
         assert callers("read::Read::peek") == {("de::De::first", "resolved")}
         assert callers("Other::peek") == {("de::De::second", "resolved")}
+
+
+def test_a_call_through_a_bound_trait_may_be_a_supertraits_item(tmp_path: Path) -> None:
+    """`trait Sub: Super` and `fn f<R: Sub>() { R::sup() }`: the candidate `Sub::sup` named
+    no item and `R::sup` is no spelling of `Super::sup`, so the call was missing from its
+    callers. A supertrait (`trait T: A + B`, `where Self: C`, through theirs) is looked
+    up for the item; a bound on the trait's own parameter (`trait Gen<T: Free>`) is not."""
+    files = {
+        "src/lib.rs": b"pub mod tr;\npub mod user;\npub mod other;\n",
+        "src/tr.rs": b"pub trait Super { fn sup(&self); fn up(); }\n"
+        b"pub trait Extra { fn oth(&self); }\npub trait Mid: Super {}\n"
+        b"pub trait Sub: Mid where Self: Extra { fn go(&self) { self.sup(); } }\n"
+        b"pub trait Free { fn free(&self); }\npub trait Gen<T: Free>: Extra {}\n",
+        "src/user.rs": b"use crate::tr::{Gen, Sub};\n"
+        b"pub fn one<R: Sub>() { R::up(); }\n"
+        b"pub fn two<R: Sub>(x: R) { x.sup(); x.oth(); }\n"
+        b"pub fn three(x: &dyn Sub) { x.sup(); }\n"
+        b"pub fn four<G: Gen<u8>>(g: G) { g.free(); }\n",
+        "src/other.rs": b"pub struct Namesake;\n"
+        b"impl Namesake { pub fn sup(&self) {} pub fn up() {} pub fn free(&self) {} }\n",
+    }
+    with graph_state(tmp_path, files) as state:
+        callers = functools.partial(judged_callers, state)
+        assert callers("tr::Super::sup") == {
+            ("user::two", "resolved"),
+            ("user::three", "resolved"),
+            ("tr::Sub::go", "resolved"),
+        }
+        assert callers("tr::Super::up") == {("user::one", "resolved")}
+        assert callers("tr::Extra::oth") == {("user::two", "resolved")}
+        assert callers("tr::Free::free") == {("user::four", "name")}
+        assert callers("Namesake::sup") == set()
+        assert callers("Namesake::up") == set()
+        callees = {(h["symbol"], h["confidence"]) for h in ask(state, "callees", "user::one")}
+        assert callees == {("tr::Super::up", "resolved")}
