@@ -147,6 +147,10 @@ def impl_argument(
     ty = impl.child_by_field_name("type") if impl is not None else None
     if impl is None or impl.type != "impl_item" or ty is None or param not in params:
         return ()
+    while ty.type in ("reference_type", "pointer_type"):  # `impl Tr for &'a mut S<R>`
+        ty = ty.child_by_field_name("type")
+        if ty is None:
+            return ()
     if ty.type == "generic_type" and (args := ty.child_by_field_name("type_arguments")):
         written = [a for a in args.named_children if a.type != "lifetime"]
         at = params.index(param)

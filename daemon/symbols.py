@@ -89,11 +89,12 @@ GRAPH_VERSION = 5
 #: `self.x.m()` on a field typed by the struct's parameter is of the impl's type
 #: argument at that parameter's position, not of its namesake; 17: `self.x.m()` and
 #: `v.x.m()` in a macro's tokens follow the field's type; 18: a trait's supertraits are
-#: references of kind `supertrait`, `daemon.supertraits`):
+#: references of kind `supertrait`, `daemon.supertraits`; 19: the type argument of `impl
+#: Tr for &mut S<R>` as 15 reads `S<R>`'s):
 #: graph rows cached under another revision are not reused, so a file read again (an
 #: edit, `rcmd reindex --force`) gets the new rows, while a root's rows stay valid until
 #: then instead of a rebuild of every root.
-GRAPH_REVISION = 18
+GRAPH_REVISION = 19
 #: Reference kinds that `callers`/`callees` count as calls.
 CALL_KINDS = frozenset({"call", "method", "macro"})
 

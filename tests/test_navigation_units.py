@@ -1358,7 +1358,8 @@ def test_a_field_typed_by_a_struct_parameter_is_the_impls_argument_at_its_positi
 ) -> None:
     """`struct S<A> { x: A }` under `impl<A: Foo, B> S<B>`: the field's `A` is the impl's
     `B` (unbound: by name), not the impl's `A` (it resolved to `Foo::m`); `impl<X: Bar>
-    S<X>` makes it an `X`, `impl S<Other>` an `Other`."""
+    S<X>` makes it an `X` (`impl<Y: Bar> Tr for &mut S<Y>` a `Y`), `impl S<Other>` an
+    `Other`."""
     files = {
         "src/lib.rs": b"pub mod tr;\npub mod other;\npub mod s;\n",
         "src/tr.rs": b"pub trait Foo { fn m(&self); }\npub trait Bar { fn m(&self); }\n",
@@ -1367,12 +1368,17 @@ def test_a_field_typed_by_a_struct_parameter_is_the_impls_argument_at_its_positi
         b"pub struct S<'a, A> { x: A, r: &'a u8 }\n"
         b"impl<'a, A: Foo, B> S<'a, B> {\n    fn f(&self) { self.x.m(); }\n}\n"
         b"impl<'a, X: Bar> S<'a, X> {\n    fn g(&self) { self.x.m(); }\n}\n"
-        b"impl<'a> S<'a, Other> {\n    fn h(&self) { self.x.m(); }\n}\n",
+        b"impl<'a> S<'a, Other> {\n    fn h(&self) { self.x.m(); }\n}\n"
+        b"impl<'a, Y: Bar> Tr for &'a mut S<'a, Y> {\n    fn k(&self) { self.x.m(); }\n}\n",
     }
     with graph_state(tmp_path, files) as state:
         callers = functools.partial(judged_callers, state)
         assert callers("tr::Foo::m") == {("s::S::f", "name")}
-        assert callers("tr::Bar::m") == {("s::S::g", "resolved"), ("s::S::f", "name")}
+        assert callers("tr::Bar::m") == {
+            ("s::S::g", "resolved"),
+            ("s::S::k", "resolved"),
+            ("s::S::f", "name"),
+        }
         assert callers("Other::m") == {("s::S::h", "resolved"), ("s::S::f", "name")}
 
 
