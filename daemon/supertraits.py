@@ -7,6 +7,8 @@ Super::sup`, not even by name (`R::sup` is no spelling of it). When a candidate 
 resolves to nothing and `T` is a trait of the root, `m` is looked up in the supertraits
 `T` writes (`trait T: A + B`, `where Self: C`: references of kind `supertrait`, resolved
 as any path), breadth first through theirs, bounded in depth and in traits visited.
+An associated type's bounds are followed alike: `T::Item::m()` and `<T as Tr>::Item::m()`
+(the candidate `Tr::Item::m`) under `trait Tr { type Item: Foo; }` are `Foo::m`.
 """
 
 from __future__ import annotations
@@ -56,12 +58,14 @@ class Supertraits:
         return []
 
     def _of(self, trait: str) -> list[str]:
-        """The supertraits the trait `trait` (a defined symbol) writes, each as the first
-        of its candidates that resolves (all it reaches as near); none for a type."""
+        """The supertraits the trait `trait` (a defined symbol) writes, or the bounds of
+        an associated type, each as the first of its candidates that resolves (all it
+        reaches as near); none for a struct or a type alias."""
         if trait not in self._supers:
             rows = self._db.execute(
                 "SELECT r.targets FROM sym_defs d JOIN sym_refs r ON r.file = d.file "
-                "WHERE d.symbol=? AND d.kind='trait' AND r.kind='supertrait' AND r.enclosing=?",
+                "WHERE d.symbol=? AND d.kind IN ('trait', 'type') AND r.enclosing=? "
+                "AND r.kind IN ('supertrait', 'assoc_bound')",
                 (trait, trait),
             )
             out: list[str] = []

@@ -90,11 +90,12 @@ GRAPH_VERSION = 5
 #: argument at that parameter's position, not of its namesake; 17: `self.x.m()` and
 #: `v.x.m()` in a macro's tokens follow the field's type; 18: a trait's supertraits are
 #: references of kind `supertrait`, `daemon.supertraits`; 19: the type argument of `impl
-#: Tr for &mut S<R>` as 15 reads `S<R>`'s):
+#: Tr for &mut S<R>` as 15 reads `S<R>`'s; 20: an associated type's bounds in a trait
+#: (`type Item: Foo;`) are references of kind `assoc_bound`):
 #: graph rows cached under another revision are not reused, so a file read again (an
 #: edit, `rcmd reindex --force`) gets the new rows, while a root's rows stay valid until
 #: then instead of a rebuild of every root.
-GRAPH_REVISION = 19
+GRAPH_REVISION = 20
 #: Reference kinds that `callers`/`callees` count as calls.
 CALL_KINDS = frozenset({"call", "method", "macro"})
 
@@ -205,7 +206,9 @@ class Reference(NamedTuple):
 
     name: str
     written: str
-    kind: str  # call | method | macro | path | type | bound | supertrait | use | value | module
+    #: call | method | macro | path | type | bound | use | value | module, and the bounds
+    #: that items are inherited through: supertrait | assoc_bound
+    kind: str
     line: int
     enclosing: str
     targets: tuple[str, ...]
@@ -299,9 +302,10 @@ class Walk:
     #: The names of the items written in each fn's body, by the fn's symbol: inside
     #: the fn (and the items nested in it) they shadow the module's names.
     blocks: dict[str, set[str]] = field(default_factory=dict)
-    #: Start bytes of the supertraits traits write (`trait Sub: Super`): their bounds are
-    #: references of kind `supertrait`, which the graph follows for inherited items.
-    supers: set[int] = field(default_factory=set)
+    #: The kinds of the bounds that a trait's items inherit, by start byte: `trait Sub:
+    #: Super` (`supertrait`), `type Item: Foo;` in a trait (`assoc_bound`): the graph
+    #: follows them for an item no candidate names (`daemon.supertraits`).
+    supers: dict[int, str] = field(default_factory=dict)
     _fields: FieldTypes | None = None
 
     def in_block(self, symbol: str, segs: tuple[str, ...]) -> str | None:
@@ -593,7 +597,11 @@ def _add(
     if kind in ("fn", "method", "impl", "trait"):
         d.bounds = item_bounds(node, walk.src)
     if kind == "trait":
-        walk.supers.update(supertrait_starts(node))
+        walk.supers.update(dict.fromkeys(supertrait_starts(node), "supertrait"))
+    elif node.type == "associated_type" and (bounds := node.child_by_field_name("bounds")):
+        walk.supers.update(
+            dict.fromkeys((b.start_byte for b in bounds.named_children), "assoc_bound")
+        )
     walk.defs.append(d)
 
 
@@ -737,8 +745,8 @@ def _references(walk: Walk, scope: Scope, hits: list[Hit]) -> list[Reference]:
         else:
             written = src[pos:end].decode("utf-8", "replace")
             line = node.start_point.row + 1
-            if capture == "bound" and pos in walk.supers:
-                capture = "supertrait"
+            if capture == "bound":
+                capture = walk.supers.get(pos, capture)
             out.extend(_path_refs(capture, written, line, memo, inside, generics))
     return out
 

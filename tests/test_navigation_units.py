@@ -1440,3 +1440,24 @@ def test_a_call_through_a_bound_trait_may_be_a_supertraits_item(tmp_path: Path) 
         assert callers("Namesake::up") == set()
         callees = {(h["symbol"], h["confidence"]) for h in ask(state, "callees", "user::one")}
         assert callees == {("tr::Super::up", "resolved")}
+
+
+def test_a_call_through_an_associated_type_is_its_bounds_item(tmp_path: Path) -> None:
+    """`T::Item::m()` and `<T as Tr>::Item::m()` under `trait Tr { type Item: Foo; }` call
+    `Foo::m` (the candidate `Tr::Item::m` named no item: not even by name); an unbound
+    associated type, or a bound of a GAT's own parameter, names nothing."""
+    files = {
+        "src/lib.rs": b"pub mod tr;\npub mod user;\npub mod other;\n",
+        "src/tr.rs": b"pub trait Foo { fn m(); }\npub trait X { fn m(); }\n"
+        b"pub trait Tr { type Item: Foo; type Plain; type G<T: X>; }\n",
+        "src/user.rs": b"use crate::tr::Tr;\n"
+        b"pub fn one<T: Tr>() { T::Item::m(); }\n"
+        b"pub fn two<T: Tr>() { <T as Tr>::Item::m(); }\n"
+        b"pub fn three<T: Tr>() { T::Plain::m(); <T as Tr>::G::<u8>::m(); }\n",
+        "src/other.rs": b"pub struct Namesake;\nimpl Namesake { pub fn m() {} }\n",
+    }
+    with graph_state(tmp_path, files) as state:
+        callers = functools.partial(judged_callers, state)
+        assert callers("tr::Foo::m") == {("user::one", "resolved"), ("user::two", "resolved")}
+        assert callers("tr::X::m") == set()
+        assert callers("Namesake::m") == set()
