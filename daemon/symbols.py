@@ -90,11 +90,11 @@ GRAPH_VERSION = 5
 #: argument at that parameter's position, not of its namesake; 17: `self.x.m()` and
 #: `v.x.m()` in a macro's tokens follow the field's type; 18: a trait's supertraits are
 #: references of kind `supertrait`, `daemon.supertraits`; 19: the type argument of `impl
-#: Tr for &mut S<R>` as 15 reads `S<R>`'s; 20: an associated type's bounds in a trait
+#: Tr for &mut S<R>` as 16 reads `S<R>`'s; 20: an associated type's bounds in a trait
 #: (`type Item: Foo;`) are references of kind `assoc_bound`):
-#: graph rows cached under another revision are not reused, so a file read again (an
-#: edit, `rcmd reindex --force`) gets the new rows, while a root's rows stay valid until
-#: then instead of a rebuild of every root.
+#: graph rows cached under another revision are not reused, and a root whose rows an
+#: older revision made reads its files again once at start (`RootIndex.graph_stale`: a
+#: forced batch, its stores checked, not rebuilt).
 GRAPH_REVISION = 20
 #: Reference kinds that `callers`/`callees` count as calls.
 CALL_KINDS = frozenset({"call", "method", "macro"})
