@@ -63,10 +63,16 @@ class DaemonDriver:
                 cwd=self.source,
             )
         deadline = time.monotonic() + timeout
-        while not self._answers():
-            if time.monotonic() > deadline:
-                raise RcmdError(f"the daemon did not answer within {timeout:g}s; see {self.log}")
-            time.sleep(0.05)
+        try:
+            while not self._answers():
+                if time.monotonic() > deadline:
+                    raise RcmdError(
+                        f"the daemon did not answer within {timeout:g}s; see {self.log}"
+                    )
+                time.sleep(0.05)
+        except BaseException:
+            self.kill()  # a start that failed leaves no daemon behind
+            raise
         return time.perf_counter() - t
 
     def _answers(self) -> bool:

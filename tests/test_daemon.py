@@ -680,3 +680,14 @@ def test_agents_absolute_paths_cross_root_reads_and_trait_methods(
     with pytest.raises(BadRequest, match="leads out of"):
         daemon.call("read", path=f"../{other.name}/src/lib.rs", root=str(crate))
     assert daemon.call("search", query="Transport::send", mode="bm25")["exact"]["found"] is True
+
+
+def test_a_start_that_fails_leaves_no_daemon_behind(tmp_path: Path) -> None:
+    """A driver whose start gave up (here: no answer within a millisecond) kills the
+    process it started: a CI run's failed fixture left its daemon running for good."""
+    from ipc.errors import RcmdError
+
+    d = Daemon(tmp_path / "home")
+    with pytest.raises(RcmdError, match="did not answer"):
+        d.start(timeout=0.001)
+    assert d.proc is None or d.proc.poll() is not None
