@@ -21,7 +21,7 @@ import tree_sitter
 
 from daemon.crate_names import CrateNames
 from daemon.graph_names import Definition, Names
-from daemon.resolve import path_segments, strip_generics
+from daemon.resolve import STD_CRATES, path_segments, strip_generics
 from daemon.supertraits import Supertraits
 from daemon.symbols import CALL_KINDS, GRAPH_REVISION, GRAPH_VERSION, FileGraph, extract
 from ipc.errors import BadRequest
@@ -55,8 +55,6 @@ _IMPL_SIDES = (
     ("trait_name", "trait", "trait_targets", "self_type", "type_targets"),
     ("type_name", "self_type", "type_targets", "trait", "trait_targets"),
 )
-#: The standard library's crates: a path into them names nothing a root defines.
-_STD_CRATES = frozenset({"std", "core", "alloc"})
 #: The standard library's types whose methods may be their pointee's (`x.m()` of an
 #: `Arc<Foo>` or a `MutexGuard<Foo>` is Foo's `m`).
 _POINTERS = frozenset(
@@ -236,7 +234,7 @@ class GraphReader:
         first = tuple(targets.partition("\n")[0].split("::"))
         if (
             len(segs) > 1
-            and first[0] in _STD_CRATES
+            and first[0] in STD_CRATES
             and first[0] not in self._names.crate
             and (len(first) < 2 or first[-2] not in _POINTERS)  # `Arc::clone(&x).m()`
         ):

@@ -20,6 +20,8 @@ Path_ = tuple[str, ...]
 
 _GENERICS = re.compile(r"<[^<>]*>")
 _CRATE_HEADS = frozenset({"crate", "$crate", "_crate"})
+#: The standard library's crates: a path into them names nothing a root defines.
+STD_CRATES = frozenset({"std", "core", "alloc"})
 
 
 def path_segments(written: str) -> Path_:

@@ -91,11 +91,12 @@ GRAPH_VERSION = 5
 #: `v.x.m()` in a macro's tokens follow the field's type; 18: a trait's supertraits are
 #: references of kind `supertrait`, `daemon.supertraits`; 19: the type argument of `impl
 #: Tr for &mut S<R>` as 16 reads `S<R>`'s; 20: an associated type's bounds in a trait
-#: (`type Item: Foo;`) are references of kind `assoc_bound`):
+#: (`type Item: Foo;`) are references of kind `assoc_bound`; 21: a call on a value of a
+#: trait reached by a std path (`R: std::io::Read`) is by name, an extension trait's maybe):
 #: graph rows cached under another revision are not reused, and a root whose rows an
 #: older revision made reads its files again once at start (`RootIndex.graph_stale`: a
 #: forced batch, its stores checked, not rebuilt).
-GRAPH_REVISION = 20
+GRAPH_REVISION = 21
 #: Reference kinds that `callers`/`callees` count as calls.
 CALL_KINDS = frozenset({"call", "method", "macro"})
 

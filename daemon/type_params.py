@@ -17,7 +17,14 @@ from typing import Self
 
 import tree_sitter
 
-from daemon.resolve import MAX_ALIAS_TARGETS, Path_, Scope, candidates, path_segments
+from daemon.resolve import (
+    MAX_ALIAS_TARGETS,
+    STD_CRATES,
+    Path_,
+    Scope,
+    candidates,
+    path_segments,
+)
 
 #: Trait bounds by type parameter name: each bound as the path written.
 Bounds = dict[str, tuple[Path_, ...]]
@@ -167,7 +174,9 @@ def trait_candidates(
 ) -> tuple[str, ...]:
     """`rest` in each of `traits` (paths as written in `where`'s module): a bound's, or
     the trait of an `impl Trait` or `dyn Trait`; a bare prelude trait's own item is std's,
-    and another name on it none (an extension trait's, by name)."""
+    and another name on it none (an extension trait's, by name), as is any name on a
+    trait reached by a std path (`std::io::Read`, `use core::future::Future`), whose
+    items are not known here (`r.read_u32()`: byteorder's `ReadBytesExt`)."""
     module, self_path = where
     out: list[str] = []
     std: list[str] = []  # last: the first candidate of a path left by name is the crate's
@@ -177,7 +186,10 @@ def trait_candidates(
             if rest[0] in _PRELUDE_TRAITS[head]:  # std's, whatever the root defines
                 std.append("::".join(("std", head, *rest)))
             continue  # else an extension trait's: left by name
-        out.extend(candidates((*bound, *rest), scope, module, self_path))
+        found = candidates((*bound, *rest), scope, module, self_path)
+        if found and all(c.partition("::")[0] in STD_CRATES for c in found):
+            continue  # a std trait's items are not known here: an extension's, by name
+        out.extend(found)
     return tuple(dict.fromkeys((*out, *std)))[:MAX_ALIAS_TARGETS]
 
 

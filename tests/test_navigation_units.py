@@ -1353,6 +1353,26 @@ def test_an_extension_traits_method_on_a_prelude_bound_counts_by_name(tmp_path: 
         assert callers("crate::Iterator::next") == set()
 
 
+def test_an_extension_traits_method_on_a_std_path_bound_counts_by_name(tmp_path: Path) -> None:
+    """`r.read_u32()` on an `r: R` under `R: std::io::Read` (byteorder's `ReadBytesExt`),
+    `f.boxed()` under `F: Future` imported from core (futures' `FutureExt`): extension
+    traits' methods on a std trait's values. Their candidates were std paths, so
+    `callers ReadBytesExt::read_u32` left them out; std's own items are not known here,
+    so such a call counts by name, as it did before bounds were read."""
+    files = {
+        "src/lib.rs": b"pub mod ext;\npub mod user;\n",
+        "src/ext.rs": b"pub trait ReadBytesExt: std::io::Read { fn read_u32(&mut self) {} }\n"
+        b"pub trait FutureExt { fn boxed(self) {} }\n",
+        "src/user.rs": b"use core::future::Future;\n"
+        b"pub fn g<R: std::io::Read>(mut r: R) { r.read_u32(); }\n"
+        b"pub fn h<F: Future>(f: F) { f.boxed(); }\n",
+    }
+    with graph_state(tmp_path, files) as state:
+        callers = functools.partial(judged_callers, state)
+        assert callers("ReadBytesExt::read_u32") == {("user::g", "name")}
+        assert callers("FutureExt::boxed") == {("user::h", "name")}
+
+
 def test_a_field_typed_by_a_struct_parameter_is_the_impls_argument_at_its_position(
     tmp_path: Path,
 ) -> None:
