@@ -26,6 +26,7 @@ import numpy.typing as npt
 from daemon.config import EmbeddingConfig
 from daemon.cpus import cpu_info
 from daemon.layout import LAYOUT_FILE, Layout, LayoutStore, calibrated, measure
+from daemon.token_window import encode_bounded
 from ipc.errors import ConfigError
 
 DEFAULT_MODEL = "default"
@@ -253,7 +254,7 @@ class _OfflineModel:
         self._pool.shutdown(wait=True)
 
     def _tokenize(self, texts: Sequence[str]) -> list[list[int]]:
-        return [e.ids for e in self.tokenizer.encode_batch(list(texts))]
+        return [e.ids for e in encode_bounded(self.tokenizer, texts)[1]]
 
     def lengths(self, texts: Sequence[str]) -> list[int]:
         return [len(ids) for ids in self._tokenize(texts)]
@@ -378,12 +379,15 @@ class _FastembedModel:
     def lengths(self, texts: Sequence[str]) -> list[int]:
         # fastembed pads each batch to its longest text; the attention mask counts the
         # real tokens.
-        return [sum(e.attention_mask) for e in self.tokenizer.encode_batch(list(texts))]
+        return [sum(e.attention_mask) for e in encode_bounded(self.tokenizer, texts)[1]]
 
     def embed(self, texts: Sequence[str], cfg: EmbeddingConfig) -> npt.NDArray[np.float32]:
-        """Length-sorted batches: each is padded only to its own longest text."""
+        """Length-sorted batches: each is padded only to its own longest text. fastembed
+        gets the heads `encode_bounded` cut (the same truncated tokens, far less work)."""
+        texts, encodings = encode_bounded(self.tokenizer, texts)
+        lengths = [sum(e.attention_mask) for e in encodings]
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        for batch in plan_batches(self.lengths(texts), cfg.batch_size, cfg.max_batch_tokens):
+        for batch in plan_batches(lengths, cfg.batch_size, cfg.max_batch_tokens):
             chunk = [texts[i] for i in batch]
             out[batch] = np.asarray(list(self.model.embed(chunk, batch_size=len(chunk))))
         return out
