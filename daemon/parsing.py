@@ -31,3 +31,11 @@ def parse_rust(source: bytes) -> tree_sitter.Tree:
     with _lock:
         _last = (source, tree)
     return tree
+
+
+def forget_last_tree() -> None:
+    """Drop the tree kept for the next reader: an idle daemon has none, and the tree of
+    a 1 MB file costs ~70 MB."""
+    global _last
+    with _lock:
+        _last = None
