@@ -14,7 +14,8 @@ can choose differently from a fresh parse, found by the property test).
 
 Memory: a tree costs about 46 bytes per source byte (measured: 32 MB for a 0.69 MB file
 of 3,000 items), the pieces and chunks a few more (an entry for a 0.97 MB file grew the
-RSS by 51 MB), so an entry is counted as `ENTRY_BYTES_PER_SOURCE_BYTE` times its size.
+RSS by 51 MB), so an entry is counted as `ENTRY_BYTES_PER_SOURCE_BYTE` times its size, or
+`ENTRY_BYTES_PER_NODE` times its tree's nodes when that is more (sources dense in nodes).
 Used by the indexer thread only.
 """
 
@@ -33,6 +34,12 @@ from daemon.units import Edit, Piece, TreeChunks, chunk_tree
 
 #: The tree (~46x), the bytes, the pieces and their chunks (~7x): measured 53x.
 ENTRY_BYTES_PER_SOURCE_BYTE = 56
+#: A tree's cost per node, with margin: a source dense in nodes costs more than the
+#: per-byte figure says (120k nested blocks in 240 KB: 480k nodes, 46 MB of tree, 200
+#: bytes a source byte; 100k nested parens: 98 bytes a node), and two such entries held
+#: 95 MB under a 64 MB budget. Code has 0.2-0.37 nodes a byte (45-90 bytes a node), where
+#: the bytes still decide, so its entries are counted as before.
+ENTRY_BYTES_PER_NODE = 150
 #: Prefix/suffix comparison step: slices this long are compared in C, then bytes one by one.
 _BLOCK = 4096
 
@@ -93,10 +100,12 @@ class _Entry:
     chunks: list[Chunk]
     #: What the last symbol graph of the file found per top-level item (daemon.graph_edit).
     graph: GraphMemo = field(default_factory=GraphMemo)
+    #: Estimated bytes held, fixed when stored (an edit changes the tree in place).
+    size: int = field(init=False)
 
-    @property
-    def size(self) -> int:
-        return max(len(self.source), 1) * ENTRY_BYTES_PER_SOURCE_BYTE
+    def __post_init__(self) -> None:
+        by_bytes = max(len(self.source), 1) * ENTRY_BYTES_PER_SOURCE_BYTE
+        self.size = max(by_bytes, self.tree.root_node.descendant_count * ENTRY_BYTES_PER_NODE)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,12 @@ from hypothesis import strategies as st
 from daemon.chunker import chunk_source
 from daemon.graph_edit import GraphMemo
 from daemon.graph_edit import extract as edited_graph
-from daemon.parse_cache import ENTRY_BYTES_PER_SOURCE_BYTE, ParseCache, derive_edit
+from daemon.parse_cache import (
+    ENTRY_BYTES_PER_NODE,
+    ENTRY_BYTES_PER_SOURCE_BYTE,
+    ParseCache,
+    derive_edit,
+)
 from daemon.symbols import extract
 from daemon.units import chunk_tree
 from tests.conftest import FIXTURE_CRATE
@@ -231,6 +236,20 @@ def test_cache_is_bounded_least_recently_used_first() -> None:
     tiny = ParseCache(10)
     tiny.chunk(("r", "src/a.rs"), text, b"d")
     assert len(tiny) == 0  # an entry that cannot fit is not kept
+
+
+def test_a_source_dense_in_nodes_is_counted_by_its_nodes() -> None:
+    """120k nested blocks in 240 KB make 480k nodes (46 MB of tree, 200 bytes a source
+    byte): counted at 56 bytes a source byte, two such files held 95 MB under a 64 MB
+    budget. Real code is counted by its bytes, as before."""
+    dense = b"pub fn h() { " + b"{" * 20_000 + b"}" * 20_000 + b" }\n"
+    cache = ParseCache(1 << 30)
+    cache.chunk(("r", "src/blocks.rs"), dense, b"d")
+    assert cache.size >= 40_000 * ENTRY_BYTES_PER_NODE > len(dense) * ENTRY_BYTES_PER_SOURCE_BYTE
+    text = BASE.encode()
+    plain = ParseCache(1 << 30)
+    plain.chunk(("r", "src/m.rs"), text, b"d")
+    assert plain.size == len(text) * ENTRY_BYTES_PER_SOURCE_BYTE
 
 
 def test_units_equal_the_whole_walk_on_real_files() -> None:
