@@ -19,6 +19,7 @@
     python -m bench ops [--checkout /tmp/old]               the embedding graph, op by op
     python -m bench chaos --seed 1 [--kill]                 random churn, then index == fresh?
     python -m bench idle [--checkout /tmp/old]              idle CPU and wake-ups, N roots
+    python -m bench hostile [--checkout /tmp/old]           RSS for a root of worst-case files
     python -m bench report                                  bench/results → docs/PERFORMANCE.md
 
 Each command writes bench/results/<name>.json (machine, date, commit, command, figures);
@@ -60,6 +61,7 @@ COMMANDS = {
     "ops": ("bench.graph_ops", "run"),
     "chaos": ("bench.chaos", "run"),
     "idle": ("bench.idle", "run"),
+    "hostile": ("bench.hostile_memory", "run"),
 }
 
 
@@ -138,6 +140,10 @@ def _micro_commands(sub: Subparsers, work: str) -> None:
     p.add_argument("--roots", default="1,5,19", help="root counts, comma-separated")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--seconds", type=float, default=30, help="sampling time per measurement")
+    p.add_argument("--checkout", help="an older checkout measured in the same run")
+
+    p = sub.add_parser("hostile", help="peak and settled RSS for a root of worst-case files")
+    p.add_argument("--runs", type=int, default=3)
     p.add_argument("--checkout", help="an older checkout measured in the same run")
 
 
