@@ -44,6 +44,8 @@ class Names:
         self._exists: dict[str, bool] = {}
         self._spellings: dict[str, list[str]] = {}
         self._named: dict[str, list[Definition]] = {}
+        self._holders_of: dict[str, dict[str, int]] = {}
+        self._all_globs: list[tuple[str, str]] | None = None
 
     def definitions(self, segs: tuple[str, ...], *, anchored: bool = False) -> list[Definition]:
         """(path, symbol, kind, line, end_line) of the definitions `segs` names: as
@@ -95,7 +97,13 @@ class Names:
             yield (*prefix, *segs[1:]), True
         for i in range(len(segs), 0, -1):
             module = "::".join(segs[: i - 1])
-            for mod, alias, target in self._imports_in(module, segs[i - 1], anchored):
+            holders = self._holders(segs[i - 1])
+            rows = self._imports_in(module, segs[i - 1], anchored)
+            # A glob of a module that holds no such name is a spelling spent: left out,
+            # and the globs nearest to the name's module first.
+            rows = [r for r in rows if r[1] != "*" or r[2] in holders]
+            rows.sort(key=lambda r: holders.get(r[2], -1) if r[1] == "*" else -1)
+            for mod, alias, target in rows:
                 if module and not (mod == module or mod.endswith("::" + module)):
                     continue
                 head = path_segments(target)
@@ -247,24 +255,37 @@ class Names:
         for i, pair in zip(range(len(segs), 0, -1), pairs, strict=True):
             if pair in imports:
                 return ["::".join((t, *segs[i:])) for t in dict.fromkeys(imports[pair])]
-        globs.sort(key=lambda g: -g[0])  # the innermost module's globs first
+        # The innermost module's globs first, of one module those nearest to the name.
+        globs.sort(key=lambda g: (-g[0], self._holders(segs[g[0]]).get(g[1], 0)))
         holding = self._holding(globs, segs)
         return ["::".join((t, *segs[d:])) for d, t in globs if (d, t) in holding]
 
     def _holding(self, globs: list[tuple[int, str]], segs: list[str]) -> set[tuple[int, str]]:
-        """The globs (depth in the path, module opened) whose module defines or imports
-        the path's next name: only those are worth following (two queries a depth)."""
-        out: set[tuple[int, str]] = set()
-        for depth in {d for d, _t in globs}:
-            name = segs[depth]
-            targets = {t for d, t in globs if d == depth}
-            rows = self._db.execute("SELECT symbol FROM sym_defs WHERE name=?", (name,))
-            defined = {str(r[0]) for r in rows}
+        """The globs (depth in the path, module opened) whose module holds the path's
+        next name: only those are worth following."""
+        return {(d, t) for d, t in globs if t in self._holders(segs[d])}
+
+    def _holders(self, name: str) -> dict[str, int]:
+        """The modules (paths from the crate's root) that hold `name`: define it, import
+        it, or open by a glob a module that holds it, up to `_MAX_HOPS` globs deep
+        (gimli's root holds `Reader` through `pub use crate::read::*;` and `read`'s
+        `pub use self::reader::*;`; one glob deep, its twenty globs spent the bound),
+        each with the globs between it and the name (0: it defines or imports it)."""
+        if name not in self._holders_of:
+            held = dict.fromkeys((d[1].rpartition("::")[0] for d in self._named_defs(name)), 0)
             rows = self._db.execute("SELECT module FROM sym_imports WHERE alias=?", (name,))
-            imported = {str(r[0]) for r in rows}
-            out.update(
-                (depth, t)
-                for t in targets
-                if (f"{t}::{name}" if t else name) in defined or t in imported
-            )
-        return out
+            held.update(dict.fromkeys((str(r[0]) for r in rows), 0))
+            for hop in range(1, _MAX_HOPS + 1):
+                more = {m for m, t in self._globs() if t in held and m not in held}
+                if not more:
+                    break
+                held.update(dict.fromkeys(more, hop))
+            self._holders_of[name] = held
+        return self._holders_of[name]
+
+    def _globs(self) -> list[tuple[str, str]]:
+        """(module, target) of every glob import of the root, read once a request."""
+        if self._all_globs is None:
+            rows = self._db.execute("SELECT module, target FROM sym_imports WHERE alias='*'")
+            self._all_globs = [(str(m), str(t)) for m, t in rows]
+        return self._all_globs

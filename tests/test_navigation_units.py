@@ -1481,3 +1481,33 @@ def test_a_call_through_an_associated_type_is_its_bounds_item(tmp_path: Path) ->
         assert callers("tr::Foo::m") == {("user::one", "resolved"), ("user::two", "resolved")}
         assert callers("tr::X::m") == set()
         assert callers("Namesake::m") == set()
+
+
+def test_a_name_two_globs_deep_is_found_past_many_globs(tmp_path: Path) -> None:
+    """gimli's root has `pub use crate::read::*;` after three other globs and `read`
+    has twenty `pub use self::mN::*;`: `def gimli::Reader` found nothing (the bound on
+    spellings was spent on globs whose modules hold no `Reader`), though
+    `gimli::read::Reader` was found."""
+    files = {
+        "src/lib.rs": b"".join(
+            f"pub mod {m};\npub use crate::{m}::*;\n".encode() for m in ("common", "arch", "consts")
+        )
+        + b"pub mod read;\npub use crate::read::*;\n"
+    }
+    for m in ("common", "arch", "consts"):
+        files[f"src/{m}.rs"] = f"pub struct In{m};\n".encode()
+    files["src/read/mod.rs"] = b"".join(
+        f"mod m{i};\npub use self::m{i}::*;\n".encode() for i in range(20)
+    )
+    for i in range(20):
+        body = "pub trait Reader {}\n" if i == 7 else f"pub struct S{i};\n"
+        files[f"src/read/m{i}.rs"] = body.encode()
+    files["src/user.rs"] = b"use crate::Reader;\nfn f<R: Reader>(r: R) {}\n"
+    with graph_state(tmp_path, files) as state:
+        root = "/deps/gimli-0.27.0"
+        reader = (state.graph_reader(), root, None, read_names(Path(root)))
+        for name in ("gimli::Reader", "gimli::read::Reader", "crate::Reader"):
+            hits = navigate([reader], "def", name, 100)["results"]
+            assert [h["symbol"] for h in hits] == ["read::m7::Reader"], name
+        refs = {(h["path"], h["confidence"]) for h in ask(state, "refs", "read::m7::Reader")}
+        assert ("src/user.rs", "resolved") in refs
