@@ -6,7 +6,7 @@ reference's candidate symbol resolves to through the imports."""
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import apsw
 
@@ -243,27 +243,14 @@ class Names:
             + " OR ".join(["(module=? AND alias IN (?, '*'))"] * len(pairs)),
             [v for pair in pairs for v in pair],
         )
-        imports: dict[tuple[str, str], list[str]] = {}
-        globs: list[tuple[int, str]] = []
-        for module, alias, target in rows:
-            if alias == "*":
-                depth = len(str(module).split("::")) if module else 0
-                globs.append((depth, str(target)))
-            else:
-                # Several under exclusive `#[cfg]`s (`mod imp;` at two `#[path]`s): each.
-                imports.setdefault((str(module), str(alias)), []).append(str(target))
+        imports, globs = _split_imports(rows)
         for i, pair in zip(range(len(segs), 0, -1), pairs, strict=True):
             if pair in imports:
                 return ["::".join((t, *segs[i:])) for t in dict.fromkeys(imports[pair])]
-        # The innermost module's globs first, of one module those nearest to the name.
+        # The innermost module's globs first, of one module those nearest to the name;
+        # only a glob whose module holds the path's next name is worth following.
         globs.sort(key=lambda g: (-g[0], self._holders(segs[g[0]]).get(g[1], 0)))
-        holding = self._holding(globs, segs)
-        return ["::".join((t, *segs[d:])) for d, t in globs if (d, t) in holding]
-
-    def _holding(self, globs: list[tuple[int, str]], segs: list[str]) -> set[tuple[int, str]]:
-        """The globs (depth in the path, module opened) whose module holds the path's
-        next name: only those are worth following."""
-        return {(d, t) for d, t in globs if t in self._holders(segs[d])}
+        return ["::".join((t, *segs[d:])) for d, t in globs if t in self._holders(segs[d])]
 
     def _holders(self, name: str) -> dict[str, int]:
         """The modules (paths from the crate's root) that hold `name`: define it, import
@@ -275,12 +262,7 @@ class Names:
             held = dict.fromkeys((d[1].rpartition("::")[0] for d in self._named_defs(name)), 0)
             rows = self._db.execute("SELECT module FROM sym_imports WHERE alias=?", (name,))
             held.update(dict.fromkeys((str(r[0]) for r in rows), 0))
-            for hop in range(1, _MAX_HOPS + 1):
-                more = {m for m, t in self._globs() if t in held and m not in held}
-                if not more:
-                    break
-                held.update(dict.fromkeys(more, hop))
-            self._holders_of[name] = held
+            self._holders_of[name] = through_globs(held, self._globs())
         return self._holders_of[name]
 
     def _globs(self) -> list[tuple[str, str]]:
@@ -289,3 +271,30 @@ class Names:
             rows = self._db.execute("SELECT module, target FROM sym_imports WHERE alias='*'")
             self._all_globs = [(str(m), str(t)) for m, t in rows]
         return self._all_globs
+
+
+def _split_imports(
+    rows: Iterable[tuple[object, object, object]],
+) -> tuple[dict[tuple[str, str], list[str]], list[tuple[int, str]]]:
+    """(module, alias) → targets of the named imports among `rows`, and (depth of the
+    module, target) of the globs."""
+    imports: dict[tuple[str, str], list[str]] = {}
+    globs: list[tuple[int, str]] = []
+    for module, alias, target in rows:
+        if alias == "*":
+            globs.append((len(str(module).split("::")) if module else 0, str(target)))
+        else:
+            # Several under exclusive `#[cfg]`s (`mod imp;` at two `#[path]`s): each.
+            imports.setdefault((str(module), str(alias)), []).append(str(target))
+    return imports, globs
+
+
+def through_globs(held: dict[str, int], globs: list[tuple[str, str]]) -> dict[str, int]:
+    """`held` (module → globs between it and a name) grown by the modules whose globs
+    open one of them, up to `_MAX_HOPS` globs deep."""
+    for hop in range(1, _MAX_HOPS + 1):
+        more = {m for m, t in globs if t in held and m not in held}
+        if not more:
+            break
+        held.update(dict.fromkeys(more, hop))
+    return held
