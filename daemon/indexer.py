@@ -142,15 +142,15 @@ class Indexer:
         vectors: bool = False,
         check: set[str] | None = None,
     ) -> None:
-        """Queue `paths` of `root` (None: the whole root); `force` rebuilds it (`check`:
-        the paths a forced batch did not reach); `vectors` (alone) embeds what the root
-        has pending."""
+        """Queue `paths` of `root` (None: the whole root, forced while its graph is stale:
+        a root back after missing at start too); `force` rebuilds it (`check`: the paths
+        a forced batch did not reach); `vectors` (alone) embeds what the root has pending."""
         with self._cond:
             self._roots[root.id] = root
             work = self._work.setdefault(root.id, _Work())
             if vectors:
                 work.vectors = True
-            elif force:
+            elif force or (paths is None and root.graph_stale):
                 work.force = True
             elif paths is None:
                 work.full = True

@@ -210,7 +210,7 @@ class Registry:
         if self.deps.crate_of(path) is not None:
             # Registry sources do not change: one scan (stat fast path) per start.
             root.progress.set_watcher("not watched (dependency sources)")
-            self._indexer.enqueue(root, None, force=root.graph_stale)
+            self._indexer.enqueue(root, None)  # forced while its graph is stale
             return root
         hold = self._indexer.hold(root.id)  # the first scan waits for the watch
         watcher = RootWatcher(
@@ -225,7 +225,7 @@ class Registry:
         )
         self._watchers[root.id] = watcher
         if path.is_dir():
-            self._indexer.enqueue(root, None, force=root.graph_stale)
+            self._indexer.enqueue(root, None)  # forced while its graph is stale
         else:
             # An unmounted disk, a moved checkout: keep the index; rescanned when it is back.
             root.progress.set_watcher("root missing; waiting for it to return")

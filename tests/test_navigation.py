@@ -127,3 +127,41 @@ def test_graph_rows_of_an_older_extraction_are_made_again_at_start(
     (revision,) = db.execute("SELECT value FROM meta WHERE key = 'graph_revision'").fetchone()
     db.close()
     assert revision != "1"
+
+
+def _stale(daemon: Daemon, crate: Path) -> Path:
+    """The crate's state.db with its graph rows made by revision 1 (and no references)."""
+    import apsw
+
+    (state,) = [
+        p.parent / "state.db"
+        for p in daemon.home.rglob("root.txt")
+        if p.read_text().strip() == str(crate.resolve())
+    ]
+    db = apsw.Connection(str(state))
+    db.execute("DELETE FROM sym_refs")
+    db.execute("UPDATE meta SET value = '1' WHERE key = 'graph_revision'")
+    db.close()
+    return state
+
+
+def test_a_stale_root_missing_at_start_is_read_again_when_it_returns(
+    daemon: Daemon, crate: Path
+) -> None:
+    """A root unmounted while the daemon starts has no forced batch then; its return
+    (a full rescan) must read its files again, not pass them by on their stat data: its
+    graph rows stayed an older extraction's until the next start."""
+    daemon.cli("index", str(crate), "--wait")
+    callers = nav(daemon, "callers", "next_delay", crate)
+    daemon.stop()
+    _stale(daemon, crate)
+    away = crate.with_name("away")
+    crate.rename(away)
+    daemon.start()
+    missing = "root missing"
+    wait_until(lambda: missing in daemon.cli("status").stdout, timeout=60)
+    away.rename(crate)
+    wait_until(lambda: missing not in daemon.cli("status").stdout, timeout=60)
+    daemon.wait_idle(crate)
+    assert nav(daemon, "callers", "next_delay", crate) == callers
+    assert daemon.verify()["ok"]
