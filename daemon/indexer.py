@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +44,8 @@ class _Work:
     check: set[str] = field(default_factory=set)
     #: Embed the chunks a lexical-first batch recorded as pending.
     vectors: bool = False
+    #: Some of `paths` were named by events (edits), not left by a batch that gave way.
+    edited: bool = False
 
     def __bool__(self) -> bool:
         return bool(self.files or self.vectors)
@@ -51,6 +54,26 @@ class _Work:
     def files(self) -> bool:
         """Whether there is file work (which goes before any pending embedding)."""
         return bool(self.paths or self.full or self.force)
+
+    @property
+    def edits(self) -> bool:
+        """Whether it is edits alone: they go before whole-root work (an upgrade's
+        refresh of every root) and any batch's leftovers."""
+        return self.edited and not (self.full or self.force)
+
+
+#: The order work is taken in: edits, other file work, pending embedding.
+_TIERS: tuple[Callable[[_Work], bool], ...] = (lambda w: w.edits, lambda w: w.files, bool)
+
+
+def _pick(work: dict[str, _Work], held: Container[str]) -> str | None:
+    """The root whose work goes next: edits first, then other file work (whole roots,
+    a batch's leftovers); pending embedding only when no file work is left."""
+    for tier in _TIERS:
+        for rid, w in work.items():
+            if w and rid not in held and tier(w):
+                return rid
+    return None
 
 
 def release_writers(roots: list[RootIndex]) -> None:
@@ -141,10 +164,12 @@ class Indexer:
         force: bool = False,
         vectors: bool = False,
         check: set[str] | None = None,
+        resumed: bool = False,
     ) -> None:
         """Queue `paths` of `root` (None: the whole root, forced while its graph is stale:
-        a root back after missing at start too); `force` rebuilds it (`check`: the paths
-        a forced batch did not reach); `vectors` (alone) embeds what the root has pending."""
+        a root back after missing at start too); `force` rebuilds it (`check`: what a
+        forced batch did not reach); `resumed`: a batch's leftovers, not edits; `vectors`
+        (alone) embeds what the root has pending."""
         with self._cond:
             self._roots[root.id] = root
             work = self._work.setdefault(root.id, _Work())
@@ -157,6 +182,7 @@ class Indexer:
             else:
                 work.paths |= paths
                 work.check |= check or set()
+                work.edited |= bool(paths) and not resumed
             self._cond.notify_all()
 
     def hold(self, root_id: str) -> object:
@@ -247,14 +273,11 @@ class Indexer:
     def _next(self) -> tuple[RootIndex, _Work] | None:
         with self._cond:
             while not self._stopping:
-                # File work for any root first; pending embedding only when none is left.
-                for files_only in (True, False):
-                    for rid, work in list(self._work.items()):
-                        if work and rid not in self._held and (work.files or not files_only):
-                            del self._work[rid]
-                            self._running = rid
-                            self._running_files = work.files
-                            return self._roots[rid], work
+                if (rid := _pick(self._work, self._held)) is not None:
+                    work = self._work.pop(rid)
+                    self._running = rid
+                    self._running_files = work.files
+                    return self._roots[rid], work
                 self._cond.wait()
             return None
 
@@ -314,7 +337,7 @@ class Indexer:
                 )
             if report.interrupted and not (root.cancelled or self.collab.should_stop()):
                 # It gave way to another root: what it did not write is still in flight.
-                self.enqueue(root, root.state.inflight(), check=set(unchecked))
+                self.enqueue(root, root.state.inflight(), check=set(unchecked), resumed=True)
         else:
             with root.lock:
                 report = fill_vectors(

@@ -712,3 +712,37 @@ def test_embedding_that_gave_way_resumes_its_progress(
     finally:
         root.close()
         cache.close()
+
+
+def test_an_edit_goes_before_other_roots_whole_root_work(setup: Any, tmp_path: Path) -> None:
+    """After an upgrade every stale root has a forced batch queued (and each gives way
+    to the next): an edit in another root is taken first, not after a turn of each."""
+    import shutil
+
+    from daemon.indexer import Indexer
+
+    crate, collab, _open_root = setup
+    roots = []
+    for name in ("a", "b", "c"):
+        copy = tmp_path / name
+        shutil.copytree(crate, copy)
+        roots.append(RootIndex(copy.resolve(), collab.config, *_model(collab)))
+    done: list[str] = []
+    indexer = Indexer(replace(collab, after_files=lambda root: done.append(root.path.name)))
+    try:
+        indexer.enqueue(roots[0], None, force=True)
+        indexer.enqueue(roots[1], None, force=True)
+        indexer.enqueue(roots[2], {"src/lib.rs"})
+        indexer.enqueue(roots[1], {"src/lib.rs"}, resumed=True)  # leftovers: not an edit
+        indexer.start()
+        for root in roots:
+            assert indexer.wait_idle(root.id, 120)
+    finally:
+        assert indexer.stop()
+        for root in roots:
+            root.close()
+    assert done[0] == "c" and sorted(done) == ["a", "b", "c"]
+
+
+def _model(collab: Collaborators) -> tuple[str, int]:
+    return collab.embedder.model_id, collab.embedder.dim
