@@ -11,13 +11,16 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ipc import __version__
 from ipc.errors import AlreadyRunning, DaemonNotRunning, RcmdError, Timeout, error_for_code
 from ipc.paths import LISTENING, STOPPING, RuntimePaths
 from ipc.protocol import PROTOCOL_VERSION, Request, decode_reply
 from ipc.requests import MethodRequest, StatusRequest, WaitRequest
+
+if TYPE_CHECKING:
+    import subprocess
 
 NOT_RUNNING = (
     "daemon not running; add a root with: rcmd index PATH (starts it), "
@@ -270,29 +273,21 @@ def daemon_env(env: Mapping[str, str]) -> dict[str, str]:
 
 
 def spawn_daemon(paths: RuntimePaths, timeout: float = 120.0) -> None:
-    """Start a detached daemon (like watchman) and wait until its socket answers."""
-    import subprocess
-
+    """Start a detached daemon (like watchman) and wait until its socket answers. One
+    that found the lock held waits for the holder; when the holder lets go without
+    answering (it was stopping: `rcmd stop` racing this command), another is started."""
     paths.log_dir.mkdir(parents=True, exist_ok=True)
     err_file = paths.log_dir / "daemon.stderr"
     offset = err_file.stat().st_size if err_file.exists() else 0
-    with open(err_file, "ab") as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "daemon", "--detached"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-            start_new_session=True,
-            env=daemon_env(os.environ),
-            cwd="/",
-        )
+    proc = _popen_daemon(err_file)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if is_running(paths):
             return
         code = proc.poll()
         if code == AlreadyRunning.exit_status:
-            pass  # another client's daemon won the lock: wait for it to answer
+            if lock_released(paths.lock) and not is_running(paths):
+                proc = _popen_daemon(err_file)  # the holder was stopping, and is gone
         elif code is not None and not is_running(paths):
             reason = _last_line(err_file, offset) or f"it exited with code {code}"
             raise RcmdError(
@@ -301,6 +296,21 @@ def spawn_daemon(paths: RuntimePaths, timeout: float = 120.0) -> None:
             )
         time.sleep(0.05)
     raise RcmdError(f"the daemon did not answer within {timeout:.0f}s; see {paths.log_file}")
+
+
+def _popen_daemon(err_file: Path) -> subprocess.Popen[bytes]:
+    import subprocess  # here: the CLI's start stays light
+
+    with open(err_file, "ab") as err:
+        return subprocess.Popen(
+            [sys.executable, "-m", "daemon", "--detached"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            start_new_session=True,
+            env=daemon_env(os.environ),
+            cwd="/",
+        )
 
 
 def lock_released(lock: Path) -> bool:

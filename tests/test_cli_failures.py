@@ -25,6 +25,7 @@ from tests.conftest import (
     seed_cache,
     skip_or_fail,
     userns_available,
+    wait_until,
 )
 
 
@@ -279,3 +280,46 @@ def test_a_daemon_that_bound_its_socket_meanwhile_is_not_lost(tmp_path: Path) ->
         listening.bind(str(folder / "rcmd.sock"))
         listening.listen(1)
         assert isinstance(not_running(folder / "rcmd.sock"), DaemonNotRunning)
+
+
+def test_a_command_racing_a_stopping_daemon_starts_the_next_one(
+    tmp_path: Path, crate: Path, warm_cache: Path
+) -> None:
+    """`rcmd stop` in one shell, `rcmd index` in another: the daemon it spawns finds the
+    lock held by the one still stopping, and exits to wait for it; once that one is gone
+    nothing answered, and the command failed after 120 s ("did not answer")."""
+    import fcntl
+
+    home = tmp_path / "home"
+    seed_cache(home, warm_cache)
+    env = {**os.environ, "RCMD_HOME": str(home), "PYTHONPATH": str(REPO)}
+    paths = runtime_paths(env)
+    paths.runtime_dir.mkdir(mode=0o700, parents=True)
+    refused = paths.log_dir / "daemon.stderr"
+    with open(paths.lock, "w") as stopping:  # a daemon finishing its last step
+        fcntl.flock(stopping.fileno(), fcntl.LOCK_EX)
+        stopping.write(f"{os.getpid()} listening stopping")
+        stopping.flush()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ipc.cli", "index", str(crate), "--wait"],
+            env=env,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            wait_until(
+                lambda: refused.exists() and "another rcmd daemon" in refused.read_text(),
+                timeout=120,
+            )
+        except BaseException:
+            proc.kill()
+            raise
+    try:
+        out, err = proc.communicate(timeout=100)  # under the client's own 120 s
+        assert proc.returncode == 0, err
+        assert "indexed" in out
+    finally:
+        proc.kill()
+        run_rcmd("stop", env=env)
