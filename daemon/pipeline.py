@@ -487,7 +487,7 @@ def _prepare_file(
         pending.checked.add(rel)  # its graph rows are checked too, when recorded
     record = FileRecord.of(rel, st, digest, len(chunks))
     prepared = FileWrite(record, chunks, diff, shared, checked=stored is not None)
-    root.progress.chunks_planned(len(prepared.docs))
+    root.progress.chunks_planned(len(prepared.embeds))  # what it embeds
     return prepared
 
 

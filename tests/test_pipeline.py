@@ -746,3 +746,17 @@ def test_an_edit_goes_before_other_roots_whole_root_work(setup: Any, tmp_path: P
 
 def _model(collab: Collaborators) -> tuple[str, int]:
     return collab.embedder.model_id, collab.embedder.dim
+
+
+def test_a_forced_batch_plans_only_the_chunks_it_embeds(setup: Any) -> None:
+    """A stale root's refresh at start is a forced batch whose vectors are all in
+    place: its progress said "chunks embedded 0/2861" (every Tantivy doc rewritten
+    counted as a chunk to embed), with an ETA, while it embedded none."""
+    _crate, collab, open_root = setup
+    root = open_root()
+    run_batch(root, None, collab)
+    fill_vectors(root, collab, lambda: False)
+    checked = run_batch(root, None, collab, force=True)
+    assert checked.chunks == 0 and checked.chunks_written > 0
+    progress = root.progress.rates()
+    assert progress["chunks_total"] == progress["chunks_done"] == 0
