@@ -429,7 +429,7 @@ def _write_files(
             pending = _Pending(pending.pool)
         # Counted after the commit, so "every file done" means every file is searchable.
         root.progress.file_done(i + 1)
-        if stop:
+        if stop and not last:  # stopped after the last file: it has finished
             log.info("batch_interrupted", root=str(root.path), done=i + 1)
             return [f.record.path for f in step] + plan.candidates[i + 1 :]
     _commit(root, pending, report, collab.chunk_cache)

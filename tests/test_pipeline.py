@@ -760,3 +760,33 @@ def test_a_forced_batch_plans_only_the_chunks_it_embeds(setup: Any) -> None:
     assert checked.chunks == 0 and checked.chunks_written > 0
     progress = root.progress.rates()
     assert progress["chunks_total"] == progress["chunks_done"] == 0
+
+
+def test_a_forced_batch_stopped_after_its_last_file_has_finished(
+    setup: Any, tmp_path: Path
+) -> None:
+    """A stop (or a turn given to another root) that falls after the last file: every
+    file is written, yet the batch counted as interrupted and skipped what follows a
+    whole-root pass, so the points of a path state.db does not know stayed."""
+    import numpy as np
+
+    from daemon.vectors import VectorPoint
+
+    crate, collab, _open_root = setup
+    one = tmp_path / "one"
+    (one / "src").mkdir(parents=True)
+    (one / "src" / "lib.rs").write_text((crate / "src" / "lib.rs").read_text())
+    root = RootIndex(one.resolve(), collab.config, collab.embedder.model_id, collab.embedder.dim)
+    try:
+        run_batch(root, None, collab)
+        fill_vectors(root, collab, lambda: False)
+        stray = np.ones(collab.embedder.dim, dtype=np.float32)
+        root.vectors.upsert([VectorPoint("ab" * 16, "src/gone.rs", "fn", stray)])
+        root.vectors.flush()
+        assert not verify_root(root)["ok"]
+        stopping = replace(collab, should_stop=lambda: True)  # asked after the one file
+        report = run_batch(root, None, stopping, force=True)
+        assert report.interrupted == 0 and report.indexed == 1
+        assert verify_root(root)["ok"]
+    finally:
+        root.close()
