@@ -20,6 +20,7 @@
     python -m bench chaos --seed 1 [--kill]                 random churn, then index == fresh?
     python -m bench idle [--checkout /tmp/old]              idle CPU and wake-ups, N roots
     python -m bench hostile [--checkout /tmp/old]           RSS for a root of worst-case files
+    python -m bench refresh                                 start-up after a graph revision change
     python -m bench report                                  bench/results → docs/PERFORMANCE.md
 
 Each command writes bench/results/<name>.json (machine, date, commit, command, figures);
@@ -62,6 +63,7 @@ COMMANDS = {
     "chaos": ("bench.chaos", "run"),
     "idle": ("bench.idle", "run"),
     "hostile": ("bench.hostile_memory", "run"),
+    "refresh": ("bench.graph_refresh", "run"),
 }
 
 
@@ -145,6 +147,9 @@ def _micro_commands(sub: Subparsers, work: str) -> None:
     p = sub.add_parser("hostile", help="peak and settled RSS for a root of worst-case files")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--checkout", help="an older checkout measured in the same run")
+
+    p = sub.add_parser("refresh", help="start-up after a graph revision change vs a plain one")
+    p.add_argument("--runs", type=int, default=3)
 
 
 def _scenario_commands(sub: Subparsers, work: str) -> None:

@@ -61,7 +61,8 @@ class RootIndex:
         layout = {**build_layout(model_id, dim, self.policy), **graph_layout()}
         reset = self._reset_if_rebuilt(layout, missing)
         # Graph rows of an older extraction (a navigation fix since) are made again by a
-        # forced batch, which reads every file; no rebuild of the stores.
+        # forced batch: every file read again, its Tantivy documents rewritten, state.db
+        # and the vectors checked (nothing embedded again).
         recorded = self.state.get_meta(GRAPH_REVISION_KEY)
         self._graph_stale = not reset and recorded != graph_revision()
         if reset:

@@ -95,7 +95,7 @@ GRAPH_VERSION = 5
 #: trait reached by a std path (`R: std::io::Read`) is by name, an extension trait's maybe):
 #: graph rows cached under another revision are not reused, and a root whose rows an
 #: older revision made reads its files again once at start (`RootIndex.graph_stale`: a
-#: forced batch, its stores checked, not rebuilt).
+#: forced batch: Tantivy documents rewritten, state.db and the vectors checked).
 GRAPH_REVISION = 21
 #: Reference kinds that `callers`/`callees` count as calls.
 CALL_KINDS = frozenset({"call", "method", "macro"})
