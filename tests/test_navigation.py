@@ -98,37 +98,6 @@ def test_a_root_started_from_a_snapshot_has_its_graph(
     assert daemon.verify()["ok"]
 
 
-def test_graph_rows_of_an_older_extraction_are_made_again_at_start(
-    daemon: Daemon, crate: Path
-) -> None:
-    """A navigation fix (GRAPH_REVISION) reaches roots indexed before it: at start, a root
-    whose rows an older extraction made is read again (a forced batch; its stores are
-    kept). Here the old rows lost every reference; the new start makes them again."""
-    import apsw
-
-    daemon.cli("index", str(crate), "--wait")
-    callers = nav(daemon, "callers", "next_delay", crate)
-    assert callers
-    daemon.stop()
-    (state,) = [
-        p.parent / "state.db"
-        for p in daemon.home.rglob("root.txt")
-        if p.read_text().strip() == str(crate.resolve())
-    ]
-    db = apsw.Connection(str(state))
-    db.execute("DELETE FROM sym_refs")
-    db.execute("UPDATE meta SET value = '1' WHERE key = 'graph_revision'")
-    db.close()
-    daemon.start()
-    daemon.wait_idle(crate)
-    assert nav(daemon, "callers", "next_delay", crate) == callers
-    daemon.stop()
-    db = apsw.Connection(str(state))
-    (revision,) = db.execute("SELECT value FROM meta WHERE key = 'graph_revision'").fetchone()
-    db.close()
-    assert revision != "1"
-
-
 def _stale(daemon: Daemon, crate: Path) -> Path:
     """The crate's state.db with its graph rows made by revision 1 (and no references)."""
     import apsw
@@ -143,6 +112,29 @@ def _stale(daemon: Daemon, crate: Path) -> Path:
     db.execute("UPDATE meta SET value = '1' WHERE key = 'graph_revision'")
     db.close()
     return state
+
+
+def test_graph_rows_of_an_older_extraction_are_made_again_at_start(
+    daemon: Daemon, crate: Path
+) -> None:
+    """A navigation fix (GRAPH_REVISION) reaches roots indexed before it: at start, a root
+    whose rows an older extraction made is read again (a forced batch; its stores are
+    kept). Here the old rows lost every reference; the new start makes them again."""
+    import apsw
+
+    daemon.cli("index", str(crate), "--wait")
+    callers = nav(daemon, "callers", "next_delay", crate)
+    assert callers
+    daemon.stop()
+    state = _stale(daemon, crate)
+    daemon.start()
+    daemon.wait_idle(crate)
+    assert nav(daemon, "callers", "next_delay", crate) == callers
+    daemon.stop()
+    db = apsw.Connection(str(state))
+    (revision,) = db.execute("SELECT value FROM meta WHERE key = 'graph_revision'").fetchone()
+    db.close()
+    assert revision != "1"
 
 
 def test_a_stale_root_missing_at_start_is_read_again_when_it_returns(
