@@ -3,7 +3,8 @@
 Events that arrive while a batch runs are merged into the root's pending path set, so a
 burst (a branch switch) becomes a few large batches instead of thousands of small ones.
 Embedding left pending by a lexical-first batch is the lowest-priority work: it runs a
-step at a time and gives way as soon as file changes are queued for any root.
+step at a time and gives way as soon as file changes are queued for any root. Work
+passed over `MAX_PASSED` times goes next whatever its tier, so none waits for good.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import structlog
 from daemon.activity import Activity
 from daemon.metrics import BatchReport, RunningTotals, rss_bytes, trim_heap
 from daemon.parsing import forget_last_tree
-from daemon.pipeline import Collaborators, fill_vectors, run_batch
+from daemon.pipeline import MIN_RUN_BEFORE_YIELD_S, Collaborators, fill_vectors, run_batch
 from daemon.root import RootIndex
 
 log = structlog.get_logger("rcmd.indexer")
@@ -30,6 +31,10 @@ VACUUM_FRACTION = 0.2
 VACUUM_RETRY_S = 3600.0
 #: Going idle after embedding at least this many texts reloads the model to drop its arena.
 RELEASE_AFTER_TEXTS = 256
+#: Work passed over this many times goes next, whatever its tier: an editor saving
+#: every 100 ms (each save queued while the last one's batch ran) kept the edit tier
+#: busy for good, and another root's cold index or refresh waited until it stopped.
+MAX_PASSED = 4
 #: The caches are pruned when the indexer goes idle, at most this often (measuring
 #: their size reads every row's size: not a cost for each save).
 PRUNE_EVERY_S = 600.0
@@ -46,6 +51,8 @@ class _Work:
     vectors: bool = False
     #: Some of `paths` were named by events (edits), not left by a batch that gave way.
     edited: bool = False
+    #: How many times other work was picked while this waited (`MAX_PASSED`).
+    passed: int = 0
 
     def __bool__(self) -> bool:
         return bool(self.files or self.vectors)
@@ -68,12 +75,31 @@ _TIERS: tuple[Callable[[_Work], bool], ...] = (lambda w: w.edits, lambda w: w.fi
 
 def _pick(work: dict[str, _Work], held: Container[str]) -> str | None:
     """The root whose work goes next: edits first, then other file work (whole roots,
-    a batch's leftovers); pending embedding only when no file work is left."""
-    for tier in _TIERS:
-        for rid, w in work.items():
-            if w and rid not in held and tier(w):
-                return rid
-    return None
+    a batch's leftovers); pending embedding only when no file work is left. Work
+    passed over `MAX_PASSED` times goes first, so no tier waits for good."""
+    ready = {rid: w for rid, w in work.items() if w and rid not in held}
+    if not ready:
+        return None
+    oldest = max(ready, key=lambda rid: ready[rid].passed)
+    if ready[oldest].passed < MAX_PASSED:
+        oldest = next(rid for tier in _TIERS for rid, w in ready.items() if tier(w))
+    for rid, w in ready.items():
+        w.passed += rid != oldest
+    return oldest
+
+
+def _embedding_yields(indexer: Indexer, root: RootIndex, work: _Work) -> Callable[[], bool]:
+    """When pending embedding gives way: to file work at once, unless it waited
+    `MAX_PASSED` turns behind it (then after `MIN_RUN_BEFORE_YIELD_S`: it embedded one
+    text a turn); to a stop, the root's removal or a lock wanted, at once."""
+    turn = time.monotonic() + (MIN_RUN_BEFORE_YIELD_S if work.passed >= MAX_PASSED else 0.0)
+    return lambda: (
+        indexer.stopping
+        or (time.monotonic() >= turn and indexer.files_waiting())
+        or root.cancelled
+        or root.lock_wanted.is_set()
+        or indexer.collab.should_stop()
+    )
 
 
 def release_writers(roots: list[RootIndex]) -> None:
@@ -264,7 +290,7 @@ class Indexer:
             finally:
                 self.waiters -= 1
 
-    def _files_waiting(self) -> bool:
+    def files_waiting(self) -> bool:
         with self._cond:
             return self._stopping or any(
                 w.files for rid, w in self._work.items() if rid not in self._held
@@ -340,17 +366,7 @@ class Indexer:
                 self.enqueue(root, root.state.inflight(), check=set(unchecked), resumed=True)
         else:
             with root.lock:
-                report = fill_vectors(
-                    root,
-                    self.collab,
-                    lambda: (
-                        self._files_waiting()
-                        or root.cancelled
-                        or root.lock_wanted.is_set()
-                        or self.collab.should_stop()
-                    ),
-                    live,
-                )
+                report = fill_vectors(root, self.collab, _embedding_yields(self, root, work), live)
         self._account(root, report, time.perf_counter() - t0, work)
         if work.files and not root.cancelled:
             self.collab.after_files(root)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -790,3 +791,57 @@ def test_a_forced_batch_stopped_after_its_last_file_has_finished(
         assert verify_root(root)["ok"]
     finally:
         root.close()
+
+
+def _saving(
+    indexer: Any, other: RootIndex, saves: int
+) -> tuple[Callable[[RootIndex], None], list[tuple[str, int]]]:
+    """An `after_files` hook for an editor saving root "a" all the time: each save is
+    queued while the last one's batch runs (`saves` in all). It records the roots'
+    batches in order, each with `other`'s pending vectors then."""
+    left = iter(range(saves))
+    done: list[tuple[str, int]] = []
+
+    def after(root: RootIndex) -> None:
+        done.append((root.path.name, other.ledger.vectors_pending))
+        if root.path.name == "a" and next(left, None) is not None:
+            indexer.enqueue(root, {"src/lib.rs"})
+
+    return after, done
+
+
+def test_an_editor_saving_all_the_time_does_not_starve_another_root(
+    setup: Any, tmp_path: Path
+) -> None:
+    """Edits go first; a save every 100 ms (each one queued while the last one's batch
+    ran) kept that tier busy for good, and another root's cold index waited until the
+    saves stopped: it now gets a turn after a few, and its vectors are embedded too."""
+    import shutil
+
+    from daemon.indexer import MAX_PASSED, Indexer
+
+    crate, collab, _open_root = setup
+    roots = []
+    for name in ("a", "b"):
+        shutil.copytree(crate, tmp_path / name)
+        roots.append(RootIndex((tmp_path / name).resolve(), collab.config, *_model(collab)))
+    fresh = "".join(f"/// Unseen {i}.\npub fn unseen_{i}() -> u32 {{ {i} }}\n" for i in range(9))
+    (tmp_path / "b" / "src" / "fresh.rs").write_text(fresh)  # not in the warm cache
+    hooks: list[Callable[[RootIndex], None]] = []
+    indexer = Indexer(replace(collab, after_files=lambda root: hooks[0](root)))
+    after, done = _saving(indexer, roots[1], 4 * MAX_PASSED)
+    hooks.append(after)
+    try:
+        indexer.enqueue(roots[0], {"src/lib.rs"})
+        indexer.enqueue(roots[1], None)
+        indexer.start()
+        for root in roots:
+            assert indexer.wait_idle(root.id, 120)
+    finally:
+        assert indexer.stop()
+        for root in roots:
+            root.close()
+    names = [name for name, _pending in done]
+    assert names.index("b") <= MAX_PASSED
+    pending = [n for _name, n in done[names.index("b") :]]
+    assert pending[0] > 0 and 0 in pending[:-1], "b's vectors waited for the last save"
