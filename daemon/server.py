@@ -149,8 +149,11 @@ class Server:
             req_id = req.id
             loop = asyncio.get_running_loop()
             pool = self._pool(req.method, req.params)
-            result = await loop.run_in_executor(pool, self._call, req.method, req.params)
-            return encode_result(req_id, result)
+            try:
+                job = loop.run_in_executor(pool, self._call, req.method, req.params)
+            except RuntimeError as exc:  # a line read as `close` shut the pools down
+                raise Busy("the daemon is stopping; run the command again") from exc
+            return encode_result(req_id, await job)
         except RcmdError as exc:
             return encode_error(req_id if req_id is not None else request_id_of(line), exc)
         except Exception as exc:

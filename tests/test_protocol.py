@@ -136,3 +136,20 @@ def test_client_side_imports_nothing_heavy() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_request_read_while_the_daemon_stops_is_told_so() -> None:
+    """A command racing `rcmd stop` (10 at once) got "internal error: RuntimeError:
+    cannot schedule new futures after shutdown": its line was read after the request
+    pools shut down. It is told the daemon is stopping (code busy)."""
+    import asyncio
+    import json
+
+    from daemon.server import Server
+
+    server = Server({"hello": lambda _params: {"ok": True}})
+    asyncio.run(server.close())
+    line = json.dumps({"id": 1, "method": "hello", "params": {}}).encode() + b"\n"
+    reply = json.loads(asyncio.run(server._handle_line(line)))
+    assert reply["error"]["code"] == "busy", reply
+    assert "stopping" in reply["error"]["message"]
