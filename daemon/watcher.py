@@ -52,6 +52,9 @@ log = structlog.get_logger("rcmd.watcher")
 BURST_PATHS = 256
 #: Listings tried when directories vanish or appear while a watch is set up.
 OPEN_ATTEMPTS = 5
+#: Waits before a root watched until now is blamed for a watch that cannot be set up:
+#: the watches of the attempt that failed are released by the kernel a moment later.
+RELEASE_WAITS_S = (0.02, 0.05, 0.1, 0.2)
 #: Longest a wait for events lasts: how soon a root added, removed, gone or back is seen.
 TICK_MS = 100
 #: How often a missing root is looked for.
@@ -271,12 +274,20 @@ class WatchHub:
         want = [w for w in self._watchers if w.state in (PENDING, WATCHING)]
         new: RustNotify | None = None
         caught: dict[RootWatcher, set[str]] = {}
+        waited = 0
         while want:
             try:
                 new, caught = _open(want)
                 break
             except Exception as exc:  # inotify limits, directories that keep vanishing
                 culprit = _culprit(want)
+                if culprit.state == WATCHING and waited < len(RELEASE_WAITS_S):
+                    # The kernel frees a failed instance's watches a moment after it
+                    # closes: a root watched until now is tried again before it is
+                    # blamed (a root over the limit made the one beside it poll).
+                    time.sleep(RELEASE_WAITS_S[waited])
+                    waited += 1
+                    continue
                 want.remove(culprit)
                 culprit.failed(f"{type(exc).__name__}: {exc}")
         old, self._notify = self._notify, new
