@@ -269,7 +269,8 @@ def test_the_indexer_resumes_a_forced_batch_that_gave_way_by_checking(
     fill_vectors(other, collab, lambda: False)
     indexer = Indexer(collab)
     indexer.enqueue(root, None, force=True)
-    indexer.enqueue(other, {"src/lib.rs"})  # queued behind it: the forced batch gives way
+    # Whole-root work queued behind it (an edit would go first): the forced batch gives way.
+    indexer.enqueue(other, None)
     indexer.start()
     try:
         assert indexer.wait_idle(root.id, 120) and indexer.wait_idle(other.id, 120)
