@@ -261,16 +261,25 @@ class Indexer:
                 w.files for rid, w in self._work.items() if rid != root_id and rid not in self._held
             )
 
+    def files_pending(self, root_id: str) -> bool:
+        """Whether file work for the root is queued or running: until it ends, BM25 and
+        the graph miss the files it has not read (a new root's first scan)."""
+        with self._cond:
+            return self._files_pending(root_id)
+
+    def _files_pending(self, root_id: str) -> bool:
+        work = self._work.get(root_id)
+        running = self._running == root_id and self._running_files
+        return running or (work is not None and work.files)
+
     def wait_files_done(self, root_id: str, timeout: float) -> bool:
         """Block until no file work is queued or running for the root (pending vectors
         may remain: BM25 answers for every file by then); False at the deadline."""
 
         def done() -> bool:
-            work = self._work.get(root_id)
-            running = self._running == root_id and self._running_files
             if self._stopping or self.failures.error(root_id) is not None:
                 return True
-            return not (running or (work is not None and work.files))
+            return not self._files_pending(root_id)
 
         with self._cond:
             return bool(self._cond.wait_for(done, timeout=timeout)) and not self._stopping

@@ -109,6 +109,14 @@ def _replied(
     return out
 
 
+def indexing(indexer: Indexer, roots: list[RootIndex]) -> dict[str, Any]:
+    """`indexing`: the roots answered whose files are still being read, so an empty or
+    thin answer from a root mid-way through its first scan is not taken for "nothing
+    matches" (`{}` when none)."""
+    busy = [str(r.path) for r in roots if indexer.files_pending(r.id)]
+    return {"indexing": busy} if busy else {}
+
+
 def root_relative(registry: Registry, req: SearchRequest) -> SearchRequest:
     """An absolute `path` filter made relative to the root holding it (the search keeps
     to that root), as the CLI does: an agent's `/abs/app/src` matched no root-relative
@@ -252,6 +260,7 @@ class Service:
         if req.max_tokens is not None:
             reply["results"], reply["cut"] = apply_budget(results, req.max_tokens)
         reply.update(outcome.notes())
+        reply.update(indexing(self.indexer, roots))
         reply["took_ms"] = round((time.perf_counter() - t) * 1000, 2)
         return reply
 
@@ -260,6 +269,7 @@ class Service:
         t = time.perf_counter()
         graphs = self.registry.graph_readers(req.root, req.deps)
         reply = navigate(graphs, req.method, req.name, req.limit)
+        reply.update(indexing(self.indexer, self.registry.select(req.root, req.deps)))
         reply["took_ms"] = round((time.perf_counter() - t) * 1000, 2)
         return reply
 

@@ -378,8 +378,9 @@ def cmd_search(args: argparse.Namespace, paths: RuntimePaths) -> int:
         )
     if result.get("confidence") == "low" and result["results"]:
         print("rcmd: low confidence: nothing matches the question closely", file=sys.stderr)
+    _say_indexing(result, fresh=True)
     if args.json:
-        keys = ("results", "cut", "exact", "confidence")
+        keys = ("results", "cut", "exact", "confidence", "indexing")
         _print_json({k: result[k] for k in keys if k in result})
         return 0
     if not result["results"]:
@@ -389,6 +390,18 @@ def cmd_search(args: argparse.Namespace, paths: RuntimePaths) -> int:
     if result.get("cut"):
         print(f"({result['cut']} more results cut by --max-tokens)", file=sys.stderr)
     return 0
+
+
+def _say_indexing(result: dict[str, Any], *, fresh: bool) -> None:
+    """One stderr line when a root answered is still reading its files: its answer may
+    lack what it has not read yet (a first index answered "no results" as if final)."""
+    wait = "--fresh waits for it; " if fresh else ""
+    for root in result.get("indexing", ()):
+        print(
+            f"rcmd: {root} is still being indexed; results may be incomplete "
+            f"({wait}progress: rcmd status)",
+            file=sys.stderr,
+        )
 
 
 def _cwd() -> str | None:
@@ -512,9 +525,11 @@ def _navigate(args: argparse.Namespace, paths: RuntimePaths, schema: type[NavReq
     root, or --root's); with --json print the results and return None."""
     req = request_from_args(schema, args)
     result = _search_here(paths, req, search_all=False)
+    _say_indexing(result, fresh=False)
     if args.json:
         hits = result["results"]
-        _print_json({"results": hits, "total": result.get("total", len(hits))})
+        busy = {"indexing": result["indexing"]} if "indexing" in result else {}
+        _print_json({"results": hits, "total": result.get("total", len(hits))} | busy)
         _nav_tail(schema.method, args, result)
     elif not result["results"]:
         print(

@@ -110,7 +110,8 @@ def _search_tools(server: MCPServer, forward: Forward) -> None:
         `stale: true` changed on disk since it was indexed. max_tokens: a budget for the
         results (about 4 characters a token): snippets are trimmed, later hits cut, and
         `cut` says how many. deps: also search the dependency crates indexed with
-        `rcmd index --deps`."""
+        `rcmd index --deps`. A reply with `indexing` names roots still reading their
+        files: their answer may be incomplete (fresh: true waits for them)."""
         return await forward(
             SearchRequest(
                 query=query,

@@ -323,3 +323,21 @@ def test_a_command_racing_a_stopping_daemon_starts_the_next_one(
     finally:
         proc.kill()
         run_rcmd("stop", env=env)
+
+
+def test_search_and_def_say_when_a_root_is_still_being_indexed(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A reply naming roots still `indexing` keeps the key in --json and says so on
+    stderr: an empty answer from a root mid-way through its first scan read as final."""
+    from ipc import cli
+
+    busy = "/src/big"
+    reply = {"results": [], "total": 0, "confidence": "low", "indexing": [busy]}
+    monkeypatch.setattr(cli, "_search_here", lambda *_a, **_k: reply)
+    for argv, wait in ((["search", "parse elf"], "--fresh waits"), (["def", "Elf"], None)):
+        assert cli.main([*argv, "--json"]) == 0
+        out, err = capsys.readouterr()
+        assert json.loads(out)["indexing"] == [busy], out
+        assert f"rcmd: {busy} is still being indexed; results may be incomplete" in err
+        assert (wait in err) if wait else "--fresh" not in err, err

@@ -845,3 +845,23 @@ def test_an_editor_saving_all_the_time_does_not_starve_another_root(
     assert names.index("b") <= MAX_PASSED
     pending = [n for _name, n in done[names.index("b") :]]
     assert pending[0] > 0 and 0 in pending[:-1], "b's vectors waited for the last save"
+
+
+def test_answers_name_the_roots_still_reading_their_files(setup: Any) -> None:
+    """Search and navigation replies list, as `indexing`, the roots whose file work is
+    queued or running: a root mid-way through its first scan answered an empty list with
+    nothing saying it was not final."""
+    from daemon.indexer import Indexer
+    from daemon.service import indexing
+
+    _crate, collab, open_root = setup
+    root = open_root()
+    indexer = Indexer(collab)  # not started yet: the first scan stays queued
+    indexer.enqueue(root, None)
+    try:
+        assert indexing(indexer, [root]) == {"indexing": [str(root.path)]}
+        indexer.start()
+        assert indexer.wait_files_done(root.id, 120)
+        assert indexing(indexer, [root]) == {}  # vectors may still be pending: BM25 has all
+    finally:
+        assert indexer.stop()
