@@ -75,7 +75,7 @@ class Registry:
             ):
                 best = root
         if best is None:
-            raise NotFound(_not_indexed(path))
+            raise NotFound(_not_indexed(path, [r.path for r in self.roots()]))
         return best
 
     def select(self, raw: str | None, deps: bool = False) -> list[RootIndex]:
@@ -286,7 +286,18 @@ class Registry:
         return root, real, real.relative_to(root.path).as_posix()
 
 
-def _not_indexed(path: Path) -> str:
+def _not_indexed(path: Path, roots: list[Path]) -> str:
+    """The error for a path no root holds, naming a next command that works: `rcmd
+    index FILE` fails (not a directory), and a folder holding roots needs `--yes`
+    where one of its roots was meant."""
     if not path.exists():
         return f"{path} does not exist; see the indexed roots with: rcmd status"
-    return f"{path} is not inside an indexed root; add it with: rcmd index {quote(str(path))}"
+    head = f"{path} is not inside an indexed root"
+    below = sorted(str(r) for r in roots if path in r.parents)
+    if below:
+        more = f" (and {len(below) - 3} more: rcmd status)" if len(below) > 3 else ""
+        return f"{head}; give one of the roots in it: {', '.join(below[:3])}{more}"
+    if path.is_dir():
+        return f"{head}; add it with: rcmd index {quote(str(path))}"
+    project = next((d for d in path.parents if (d / "Cargo.toml").is_file()), path.parent)
+    return f"{head}; add its project with: rcmd index {quote(str(project))}"

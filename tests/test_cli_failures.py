@@ -341,3 +341,23 @@ def test_search_and_def_say_when_a_root_is_still_being_indexed(
         assert json.loads(out)["indexing"] == [busy], out
         assert f"rcmd: {busy} is still being indexed; results may be incomplete" in err
         assert (wait in err) if wait else "--fresh" not in err, err
+
+
+def test_a_root_outside_every_root_names_a_command_that_works(
+    daemon: Daemon, spaced: Path, tmp_path: Path
+) -> None:
+    """--root naming a file outside every root suggests indexing its project (`rcmd
+    index FILE` fails: not a directory), and a folder holding roots names them (indexing
+    it would overlap them)."""
+    daemon.cli("index", str(spaced), "--wait")
+    loose = tmp_path / "loose" / "src"
+    loose.mkdir(parents=True)
+    (loose.parent / "Cargo.toml").write_text('[package]\nname = "loose"\n')
+    (loose / "lib.rs").write_text("pub fn loose() {}\n")
+    line = _one_line(daemon.cli("def", "loose", "--root", str(loose / "lib.rs"), check=False))
+    assert line.endswith(f"add its project with: rcmd index {shlex.quote(str(loose.parent))}\n")
+    proc = daemon.cli("index", shlex.split(line)[-1], check=False)
+    assert proc.returncode == 0, proc.stderr
+    above = spaced.parent
+    line = _one_line(daemon.cli("search", "retry", "--root", str(above), check=False))
+    assert line.endswith(f"give one of the roots in it: {spaced}\n"), line
