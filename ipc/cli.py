@@ -532,12 +532,22 @@ def _navigate(args: argparse.Namespace, paths: RuntimePaths, schema: type[NavReq
         _print_json({"results": hits, "total": result.get("total", len(hits))} | busy)
         _nav_tail(schema.method, args, result)
     elif not result["results"]:
-        print(
-            f"rcmd: {_NOTHING[schema.method].format(name=req.name)}; look for it as text "
-            f"with: rcmd search {quote(req.name)}",
-            file=sys.stderr,
-        )
+        nothing = _NOTHING[schema.method].format(name=req.name)
+        print(f"rcmd: {nothing}; {_next(paths, req)}", file=sys.stderr)
     return None if args.json or not result["results"] else result
+
+
+def _next(paths: RuntimePaths, req: NavRequest) -> str:
+    """What to try after an empty answer: `--deps` when the project's dependency crates
+    answer it (a name from tokio_util, asked in a project using it, was sent to a text
+    search that leaves them out too), else a text search."""
+    if not req.deps:
+        wider = _search_here(paths, dataclasses.replace(req, deps=True), search_all=False)
+        if wider["results"]:
+            where = ["--root", req.root] if req.root else []
+            again = shlex.join(["rcmd", req.method, req.name, "--deps", *where])
+            return f"its dependency crates have {wider.get('total', 1)}: {again}"
+    return f"look for it as text with: rcmd search {quote(req.name)}"
 
 
 #: What an empty answer says, by method (`callers X` found X but no caller of it).

@@ -137,6 +137,10 @@ def test_index_deps_makes_shared_dependency_roots(
     # Searches and navigation stay in the project unless --deps asks for its crates.
     plain = daemon.cli("def", "ScopeGuard", "--json", cwd=proj).stdout
     assert json.loads(plain)["results"] == []
+    # The empty answer's next command is the one that finds it, not a text search that
+    # leaves the crates out too.
+    told = daemon.cli("def", "ScopeGuard", cwd=proj).stderr
+    assert told.endswith("its dependency crates have 1: rcmd def ScopeGuard --deps\n"), told
     got = json.loads(daemon.cli("def", "ScopeGuard", "--deps", "--json", cwd=proj).stdout)
     hit = got["results"][0]
     assert (hit["root"], hit["path"], hit["crate"]) == (str(dep), "src/lib.rs", "scopeguard 1.1.0")
