@@ -91,7 +91,7 @@ def build_server(paths: RuntimePaths) -> Any:
 def _search_tools(server: MCPServer, forward: Forward) -> None:
     @server.tool()
     async def search(
-        query: str,
+        query: str = "",
         root: str | None = None,
         limit: int = 10,
         mode: str = "hybrid",
@@ -105,7 +105,7 @@ def _search_tools(server: MCPServer, forward: Forward) -> None:
         """Search indexed Rust code. mode: hybrid (default), bm25 or vector. path: a glob on
         the root-relative path (e.g. "src/net/*"); kind: fn, method, struct, enum, trait,
         impl, macro, ... ; root: narrow to the root holding this absolute path; symbol: an
-        exact symbol lookup (e.g. "Vec::push"), query may then be empty. fresh: true after
+        exact symbol lookup (e.g. "Vec::push"), query may then be left out. fresh: true after
         you edited files, to search only once your edits are indexed. A hit with
         `stale: true` changed on disk since it was indexed. max_tokens: a budget for the
         results (about 4 characters a token): snippets are trimmed, later hits cut, and

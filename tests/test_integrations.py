@@ -199,6 +199,9 @@ def test_mcp_bridge_with_the_sdk_client(daemon: Daemon, crate: Path) -> None:
             assert outside.is_error
             # 19.7: the one-line reason reaches the agent, not only "Error executing tool".
             assert "is not inside an indexed root" in outside.content[0].text
+            # A symbol lookup needs no query (the schema's default), as the tool says.
+            named = payload(await client.call_tool("search", {"symbol": "fetch_with_retry"}))
+            assert [h["path"] for h in named["results"]] == ["src/net/retry.rs"], named
             empty = await client.call_tool("search", {"query": ""})
             assert empty.is_error and "'query' must not be empty" in empty.content[0].text
             assert len(empty.content[0].text.splitlines()) == 1
