@@ -14,13 +14,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-def rss_bytes() -> int:
-    """Current resident set size; falls back to the peak where /proc is missing (macOS)."""
+def _current_rss() -> int | None:
+    """Current resident set size from /proc; None where it is missing (macOS)."""
     try:
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
-        return peak_rss_bytes()
+        return None
+
+
+def rss_bytes() -> int:
+    """Current resident set size; falls back to the peak where /proc is missing."""
+    current = _current_rss()
+    return peak_rss_bytes() if current is None else current
 
 
 def trim_heap() -> None:
@@ -36,8 +42,11 @@ def trim_heap() -> None:
 
 
 def peak_rss_bytes() -> int:
+    """The most resident memory so far, never below the current: Linux updates
+    `ru_maxrss` lazily, and status showed a peak under the RSS beside it."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024
+    peak = peak if sys.platform == "darwin" else peak * 1024
+    return max(peak, _current_rss() or 0)
 
 
 @dataclass

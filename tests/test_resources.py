@@ -41,3 +41,15 @@ def test_remove_closes_every_file_of_the_root(daemon: Daemon, crate: Path) -> No
     assert _held(daemon.proc.pid, state)  # the check sees them while the root lives
     daemon.cli("remove", str(crate))
     assert _held(daemon.proc.pid, state) == []
+
+
+def test_the_peak_rss_is_never_below_the_current(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Linux updates `ru_maxrss` lazily: status showed `peak_rss_bytes` under the
+    `rss_bytes` beside it (498,249,728 against 498,561,024)."""
+    import resource
+    from types import SimpleNamespace
+
+    from daemon import metrics
+
+    monkeypatch.setattr(resource, "getrusage", lambda _who: SimpleNamespace(ru_maxrss=1))
+    assert metrics.peak_rss_bytes() >= metrics.rss_bytes() > 1024
