@@ -119,9 +119,11 @@ class NavHit:
 
 
 def name_segments(name: str) -> tuple[str, ...]:
-    """A query name as segments, without a leading `crate::`/`self::`."""
+    """A query name as segments, without a leading `crate::`/`self::`/`super::`: a
+    name is asked from no module, so the rest is matched as a suffix (an editor's
+    `super::flow_control::FlowControl`, copied from the code, found nothing)."""
     segs = path_segments(name)
-    while segs and segs[0] in ("crate", "self"):
+    while segs and segs[0] in ("crate", "self", "super"):
         segs = segs[1:]
     return segs
 

@@ -436,6 +436,11 @@ def test_paths_as_the_crates_users_write_them(tmp_path: Path) -> None:
         assert spawn[0] == ("task::spawn::spawn", "fn") and len(spawn) == 3  # then the module
         assert ask_tokio("def", "mpsc::Receiver") == []
         assert ask_tokio("def", "other::Sender") == []
+        # A path copied from the code as written in a module (`super::`), asked from no
+        # module, is matched as the suffix after it, as `self::` already was.
+        for name in ("super::bounded::Sender", "super::super::mpsc::bounded::Sender"):
+            hits = [(h["symbol"], h["kind"]) for h in ask_tokio("def", name)]
+            assert hits == [("sync::mpsc::bounded::Sender", "struct")], name
 
 
 def test_uses_under_another_name_are_references(tmp_path: Path) -> None:
