@@ -117,6 +117,18 @@ def indexing(indexer: Indexer, roots: list[RootIndex]) -> dict[str, Any]:
     return {"indexing": busy} if busy else {}
 
 
+def navigation_notes(
+    indexer: Indexer, roots: list[RootIndex], hits: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Each hit marked `stale` as search hits are (its file changed or went since it was
+    read: an editor jumped to a moved line, or to a deleted file), and `indexing`."""
+    by_path = {str(r.path): r for r in roots}
+    for hit in hits:
+        root = by_path.get(hit["root"])
+        hit["stale"] = root is not None and root.ledger.is_stale(root.path, hit["path"])
+    return indexing(indexer, roots)
+
+
 def root_relative(registry: Registry, req: SearchRequest) -> SearchRequest:
     """An absolute `path` filter made relative to the root holding it (the search keeps
     to that root), as the CLI does: an agent's `/abs/app/src` matched no root-relative
@@ -267,9 +279,10 @@ class Service:
     def navigate(self, req: NavRequest) -> dict[str, Any]:
         """Definitions, references, callers, callees or impls of a name (`daemon.graph`)."""
         t = time.perf_counter()
+        roots = self.registry.select(req.root, req.deps)
         graphs = self.registry.graph_readers(req.root, req.deps)
         reply = navigate(graphs, req.method, req.name, req.limit)
-        reply.update(indexing(self.indexer, self.registry.select(req.root, req.deps)))
+        reply.update(navigation_notes(self.indexer, roots, reply["results"]))
         reply["took_ms"] = round((time.perf_counter() - t) * 1000, 2)
         return reply
 

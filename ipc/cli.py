@@ -599,6 +599,7 @@ def _say_more(method: str, name: str, options: list[str], counts: tuple[int, int
 
 def _where(hit: dict[str, Any]) -> str:
     mark = "" if hit["confidence"] == "resolved" else "  [by name]"
+    mark += "  [changed since indexed]" if hit.get("stale") else ""
     shown = _display_path(hit, _cwd() or "")
     if " " in hit.get("crate", ""):  # a dependency crate (`name version`): where it lies
         mark += f"  [{hit['crate']}]"
@@ -606,7 +607,7 @@ def _where(hit: dict[str, Any]) -> str:
     return f"{shown}:{hit['line']}{mark}"
 
 
-_NAV_JSON = "print {results: [{root, path, line, symbol, kind, confidence, crate}], total}"
+_NAV_JSON = "print {results: [{root, path, line, symbol, kind, confidence, crate, stale}], total}"
 _NAV_NOTE = (
     "NAME may be a path suffix (codec::crc, Vec::push, push), a path from the crate's\n"
     "root (crate::util::helper), or a path as the crate's users write it\n"
@@ -652,6 +653,7 @@ def cmd_refs(args: argparse.Namespace, paths: RuntimePaths) -> int:
             print(file)
             last = file
         mark = "" if hit["confidence"] == "resolved" else "  [by name]"
+        mark += "  [changed since indexed]" if hit.get("stale") else ""
         print(f"  {hit['line']}: {hit['symbol']} ({hit['kind']}) in {hit['via']}{mark}")
     return _nav_tail("refs", args, result)
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Daemon, wait_until
+from tests.conftest import Daemon, running, seed_cache, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -35,6 +35,7 @@ def test_navigation_follows_the_code_and_its_edits(daemon: Daemon, crate: Path) 
         "kind": "method",
         "confidence": "resolved",
         "crate": "demo_crate",
+        "stale": False,
     }
     refs = nav(daemon, "refs", "net::Transport", crate)
     assert {(h["path"], h["line"], h["kind"], h["confidence"]) for h in refs} >= {
@@ -157,3 +158,23 @@ def test_a_stale_root_missing_at_start_is_read_again_when_it_returns(
     daemon.wait_idle(crate)
     assert nav(daemon, "callers", "next_delay", crate) == callers
     assert daemon.verify()["ok"]
+
+
+def test_answers_from_a_file_changed_since_it_was_read_are_stale(
+    tmp_path: Path, crate: Path, warm_cache: Path
+) -> None:
+    """A navigation hit says `stale`, as a search hit does, while its file's change
+    waits to be indexed: an editor jumped to a moved line, or to a deleted file."""
+    home = tmp_path / "home"
+    home.mkdir()
+    seed_cache(home, warm_cache)
+    slow = {"RCMD_INDEX_DEBOUNCE_MS": "600000", "RCMD_INDEX_MAX_WAIT_MS": "600000"}
+    with running(Daemon(home, **slow)) as daemon:
+        daemon.cli("index", str(crate), "--wait")
+        (fresh,) = nav(daemon, "def", "RetryPolicy::next_delay", crate)
+        assert fresh["stale"] is False
+        (crate / "src" / "net" / "retry.rs").unlink()  # its batch waits for the debounce
+        (gone,) = nav(daemon, "def", "RetryPolicy::next_delay", crate)
+        assert (gone["path"], gone["stale"]) == ("src/net/retry.rs", True)
+        said = daemon.cli("callers", "RetryPolicy::next_delay", "--root", str(crate)).stdout
+        assert "[changed since indexed]" in said, said
