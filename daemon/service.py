@@ -287,9 +287,8 @@ class Service:
         return reply
 
     def read(self, req: ReadRequest) -> dict[str, Any]:
-        """The lines `req` names (at most MAX_READ_LINES and MAX_READ_BYTES) of a file that
-        is indexed: never `.env`, `.git/config`, `target/` or anything else in a root that
-        rcmd does not index."""
+        """The lines `req` names (at most MAX_READ_LINES and MAX_READ_BYTES) of an indexed
+        file: never `.env`, `.git/config`, `target/` or anything else rcmd does not index."""
         root, real, rel = self.registry.confine(req.path, req.root)
         if rel not in root.ledger:
             raise NotFound(f"{rel} is not an indexed file of {root.path}; only those are read")
