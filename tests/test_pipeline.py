@@ -730,11 +730,18 @@ def test_an_edit_goes_before_other_roots_whole_root_work(setup: Any, tmp_path: P
         roots.append(RootIndex(copy.resolve(), collab.config, *_model(collab)))
     done: list[str] = []
     indexer = Indexer(replace(collab, after_files=lambda root: done.append(root.path.name)))
+    indexer.enqueue(roots[0], None, force=True)
+    indexer.enqueue(roots[1], None, force=True)
+    indexer.enqueue(roots[2], {"src/lib.rs"})
+    indexer.enqueue(roots[1], {"src/lib.rs"}, resumed=True)  # leftovers: not an edit
+    _run_until_idle(indexer, roots)
+    assert done[0] == "c" and sorted(done) == ["a", "b", "c"]
+
+
+def _run_until_idle(indexer: Any, roots: list[RootIndex]) -> None:
+    """Start `indexer` on what was queued, wait until every root is idle, then stop it
+    and close the roots."""
     try:
-        indexer.enqueue(roots[0], None, force=True)
-        indexer.enqueue(roots[1], None, force=True)
-        indexer.enqueue(roots[2], {"src/lib.rs"})
-        indexer.enqueue(roots[1], {"src/lib.rs"}, resumed=True)  # leftovers: not an edit
         indexer.start()
         for root in roots:
             assert indexer.wait_idle(root.id, 120)
@@ -742,7 +749,6 @@ def test_an_edit_goes_before_other_roots_whole_root_work(setup: Any, tmp_path: P
         assert indexer.stop()
         for root in roots:
             root.close()
-    assert done[0] == "c" and sorted(done) == ["a", "b", "c"]
 
 
 def _model(collab: Collaborators) -> tuple[str, int]:
@@ -831,16 +837,9 @@ def test_an_editor_saving_all_the_time_does_not_starve_another_root(
     indexer = Indexer(replace(collab, after_files=lambda root: hooks[0](root)))
     after, done = _saving(indexer, roots[1], 4 * MAX_PASSED)
     hooks.append(after)
-    try:
-        indexer.enqueue(roots[0], {"src/lib.rs"})
-        indexer.enqueue(roots[1], None)
-        indexer.start()
-        for root in roots:
-            assert indexer.wait_idle(root.id, 120)
-    finally:
-        assert indexer.stop()
-        for root in roots:
-            root.close()
+    indexer.enqueue(roots[0], {"src/lib.rs"})
+    indexer.enqueue(roots[1], None)
+    _run_until_idle(indexer, roots)
     names = [name for name, _pending in done]
     assert names.index("b") <= MAX_PASSED
     pending = [n for _name, n in done[names.index("b") :]]
