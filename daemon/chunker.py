@@ -50,7 +50,7 @@ from typing import Any
 import tree_sitter
 import tree_sitter_rust
 
-from daemon.parsing import parse_rust
+from daemon.parsing import node_text, parse_rust
 from daemon.resolve import crate_prefix, path_segments
 from ipc.kinds import KINDS, NODE_KINDS
 
@@ -835,13 +835,9 @@ def _end_row(node: tree_sitter.Node) -> int:
     return end.row
 
 
-def _text(node: tree_sitter.Node, src: bytes) -> str:
-    return src[node.start_byte : node.end_byte].decode("utf-8", "replace")
-
-
 def _field_text(node: tree_sitter.Node, name: str, src: bytes) -> str:
     child = node.child_by_field_name(name)
-    return _text(child, src) if child is not None else "?"
+    return node_text(child, src) if child is not None else "?"
 
 
 def _collapse(text: str) -> str:
@@ -882,7 +878,7 @@ def impl_owner(
         node = inner
     if node.type != "scoped_type_identifier" or name == "impl":
         return prefix, name
-    segs = path_segments(_text(node, src))
+    segs = path_segments(node_text(node, src))
     ups = 0
     while ups < len(segs) and segs[ups] == "super":
         ups += 1
@@ -910,7 +906,7 @@ def _type_name(node: tree_sitter.Node, src: bytes) -> str:
         if nxt is None:
             break
         node = nxt
-    text = _collapse(_text(node, src))
+    text = _collapse(node_text(node, src))
     if any(mark in text for mark in _NOT_A_TYPE):
         return "impl"
     return text if len(text) <= MAX_TYPE_CHARS else text[: MAX_TYPE_CHARS - 1] + "…"
@@ -930,7 +926,7 @@ def _comment_doc_lines(node: tree_sitter.Node, src: bytes) -> list[str]:
     doc = node.child_by_field_name("doc")
     if doc is None:
         return [""]
-    text = _text(doc, src)
+    text = node_text(doc, src)
     if node.type == "line_comment":
         return [_drop_space(text.rstrip("\n"))]
     out = []
@@ -947,7 +943,7 @@ def _drop_space(line: str) -> str:
 
 def _doc_attr_lines(node: tree_sitter.Node, src: bytes) -> list[str]:
     attr = next((c for c in node.named_children if c.type == "attribute"), None)
-    if attr is None or not attr.named_children or _text(attr.named_children[0], src) != "doc":
+    if attr is None or not attr.named_children or node_text(attr.named_children[0], src) != "doc":
         return []
     value = attr.child_by_field_name("value")
     if value is None or value.type not in ("string_literal", "raw_string_literal"):
@@ -955,9 +951,9 @@ def _doc_attr_lines(node: tree_sitter.Node, src: bytes) -> list[str]:
     pieces = []
     for part in value.named_children:
         if part.type == "string_content":
-            pieces.append(_text(part, src))
+            pieces.append(node_text(part, src))
         elif part.type == "escape_sequence":
-            esc = _text(part, src)
+            esc = node_text(part, src)
             pieces.append(_ESCAPES.get(esc[1:], esc))
     return "".join(pieces).split("\n")
 

@@ -16,6 +16,7 @@ from collections.abc import Collection
 import tree_sitter
 
 from daemon.chunker import MAX_MACRO_NESTING, invocation_items
+from daemon.parsing import node_text
 from daemon.resolve import path_segments
 
 #: The head of a type path that is a type parameter's (`(PARAM, "T")`): no item's path.
@@ -66,7 +67,7 @@ def struct_fields(root: tree_sitter.Node, src: bytes) -> FieldTypes:
             name_node = node.child_by_field_name("name") if node.type == "struct_item" else None
             if name_node is None:
                 continue
-            name = _text(name_node, src)
+            name = node_text(name_node, src)
             if name in out:
                 shared.add(name)
             out[name] = _fields(node, src)
@@ -78,7 +79,7 @@ def struct_fields(root: tree_sitter.Node, src: bytes) -> FieldTypes:
 def _fields(node: tree_sitter.Node, src: bytes) -> dict[str, tuple[str, ...]]:
     params = node.child_by_field_name("type_parameters")
     generics = {
-        _text(n, src)
+        node_text(n, src)
         for p in (params.named_children if params is not None else ())
         if (n := p.child_by_field_name("name") or p).type == "type_identifier"
     }
@@ -89,7 +90,7 @@ def _fields(node: tree_sitter.Node, src: bytes) -> dict[str, tuple[str, ...]]:
         if decl.type == "field_declaration" and name is not None and ty is not None:
             segs = type_path(ty, src, generics, params=True)
             if segs:
-                fields[_text(name, src)] = segs
+                fields[node_text(name, src)] = segs
     return fields
 
 
@@ -100,7 +101,7 @@ def _param_names(params: tree_sitter.Node | None, src: bytes) -> tuple[str, ...]
         if p.type in ("lifetime_parameter", "lifetime"):
             continue
         name = p.child_by_field_name("name") or p
-        out.append(_text(name, src))
+        out.append(node_text(name, src))
     return tuple(out)
 
 
@@ -117,7 +118,7 @@ def type_path(
         elif node.type == "generic_type":
             inner = node.child_by_field_name("type")
             args = node.child_by_field_name("type_arguments")
-            if inner is not None and args is not None and _text(inner, src) in _DEREF:
+            if inner is not None and args is not None and node_text(inner, src) in _DEREF:
                 inner = next((a for a in args.named_children if a.type != "lifetime"), inner)
         else:
             break
@@ -128,7 +129,7 @@ def type_path(
         return _trait_of(node, src)
     if node.type not in ("type_identifier", "scoped_type_identifier"):
         return ()
-    segs = path_segments(_text(node, src))
+    segs = path_segments(node_text(node, src))
     if params and len(segs) == 1 and segs[0] in generics:
         return (PARAM, segs[0])
     return segs if segs and segs[0] not in generics else ()
@@ -169,7 +170,7 @@ def _trait_of(node: tree_sitter.Node, src: bytes) -> tuple[str, ...]:
         trait = trait.child_by_field_name("type")
     if trait is None or trait.type not in ("type_identifier", "scoped_type_identifier"):
         return ()
-    segs = path_segments(_text(trait, src))
+    segs = path_segments(node_text(trait, src))
     return (TRAIT, *segs) if segs else ()
 
 
@@ -184,15 +185,15 @@ def value_type(node: tree_sitter.Node, src: bytes) -> tuple[str, ...]:
             continue
         if node.type == "struct_expression":
             name = node.child_by_field_name("name")
-            return path_segments(_text(name, src)) if name is not None else ()
+            return path_segments(node_text(name, src)) if name is not None else ()
         f = node.child_by_field_name("function") if node.type == "call_expression" else None
         if f is not None and f.type == "field_expression":
             method, value = f.child_by_field_name("field"), f.child_by_field_name("value")
-            if method is None or value is None or _text(method, src) not in _UNWRAPS:
+            if method is None or value is None or node_text(method, src) not in _UNWRAPS:
                 return ()
             node = value
             continue
-        path = path_segments(_text(f, src)) if f is not None else ()
+        path = path_segments(node_text(f, src)) if f is not None else ()
         if len(path) < 2 or not path[-2][:1].isupper():
             return ()
         args = node.child_by_field_name("arguments")
@@ -201,7 +202,3 @@ def value_type(node: tree_sitter.Node, src: bytes) -> tuple[str, ...]:
             return path[:-1]
         node = first
     return ()
-
-
-def _text(node: tree_sitter.Node, src: bytes) -> str:
-    return src[node.start_byte : node.end_byte].decode("utf-8", "replace")

@@ -39,3 +39,8 @@ def forget_last_tree() -> None:
     global _last
     with _lock:
         _last = None
+
+
+def node_text(node: tree_sitter.Node, src: bytes) -> str:
+    """The source text of `node` in `src` (bytes that are not UTF-8 replaced)."""
+    return src[node.start_byte : node.end_byte].decode("utf-8", "replace")

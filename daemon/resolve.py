@@ -16,6 +16,8 @@ from pathlib import PurePosixPath
 
 import tree_sitter
 
+from daemon.parsing import node_text
+
 Path_ = tuple[str, ...]
 
 _GENERICS = re.compile(r"<[^<>]*>")
@@ -201,7 +203,7 @@ def use_entries(node: tree_sitter.Node, src: bytes) -> Iterator[tuple[str, Path_
             path = n.child_by_field_name("path")
             alias = n.child_by_field_name("alias")
             if path is not None and alias is not None:
-                yield _text(alias, src), (*prefix, *_segs(path, src)), line
+                yield node_text(alias, src), (*prefix, *_segs(path, src)), line
         elif t == "use_wildcard":
             opened = n.named_children[0] if n.named_children else None
             yield "*", (*prefix, *(_segs(opened, src) if opened is not None else ())), line
@@ -214,8 +216,4 @@ def use_entries(node: tree_sitter.Node, src: bytes) -> Iterator[tuple[str, Path_
 
 
 def _segs(node: tree_sitter.Node, src: bytes) -> Path_:
-    return path_segments(_text(node, src))
-
-
-def _text(node: tree_sitter.Node, src: bytes) -> str:
-    return src[node.start_byte : node.end_byte].decode("utf-8", "replace")
+    return path_segments(node_text(node, src))

@@ -41,7 +41,7 @@ from daemon.fields import (
     type_path,
     value_type,
 )
-from daemon.parsing import parse_rust
+from daemon.parsing import node_text, parse_rust
 from daemon.resolve import (
     MAX_ALIAS_TARGETS,
     Scope,
@@ -451,10 +451,6 @@ def _use_refs(imports: list[Import]) -> Iterator[Reference]:
             yield Reference(segs[-2], head, kind, imp.line, where, (head,))
 
 
-def _text(node: tree_sitter.Node, src: bytes) -> str:
-    return src[node.start_byte : node.end_byte].decode("utf-8", "replace")
-
-
 #: Where a container's members stand: the path their symbols extend, their owner type
 #: or trait (its name), what `Self` means there, and the module their names resolve in
 #: (a fn's own for the items written in its body, whose symbols extend the fn's).
@@ -570,7 +566,7 @@ def _item(
 
 def _name(node: tree_sitter.Node, src: bytes) -> str:
     child = node.child_by_field_name("name")
-    return _text(child, src) if child is not None else "?"
+    return node_text(child, src) if child is not None else "?"
 
 
 def _takes_self(node: tree_sitter.Node) -> bool:
@@ -610,7 +606,7 @@ def _type_params(node: tree_sitter.Node, src: bytes) -> frozenset[str]:
     """The names of an item's own type parameters (`<T: Read, U>`: T and U)."""
     params = node.child_by_field_name("type_parameters")
     return frozenset(
-        _text(n, src)
+        node_text(n, src)
         for p in (params.named_children if params is not None else ())
         if (n := p.child_by_field_name("name") or p).type == "type_identifier"
     )
@@ -625,7 +621,7 @@ def _param_bindings(
         if p.type == "parameter" and pattern is not None and pattern.type == "identifier":
             segs = type_path(ty, src, generics, params=True) if ty is not None else ()
             if segs:
-                yield _text(pattern, src), segs
+                yield node_text(pattern, src), segs
 
 
 def _let_type(node: tree_sitter.Node, src: bytes, generics: frozenset[str]) -> tuple[str, ...]:
@@ -825,7 +821,7 @@ def _receiver_call(
     recv, fld = node.child_by_field_name("value"), node.child_by_field_name("field")
     if recv is None or fld is None:
         return
-    name = _text(fld, walk.src)
+    name = node_text(fld, walk.src)
     bound = _receiver_type(recv, walk, inside, generics) if inside is not None else None
     targets: tuple[str, ...] = ()
     if bound and bound[0] in (PARAM, TRAIT) and inside is not None:
@@ -851,12 +847,12 @@ def _receiver_type(
         field_node, value = recv.child_by_field_name("field"), recv.child_by_field_name("value")
         if field_node is None or value is None:
             return None
-        names.append(_text(field_node, walk.src))
+        names.append(node_text(field_node, walk.src))
         recv = value
     if recv.type == "self":
         owner = inside.self_path
     elif recv.type == "identifier":
-        owner = inside.binding(_text(recv, walk.src), recv.start_byte, generics)
+        owner = inside.binding(node_text(recv, walk.src), recv.start_byte, generics)
     else:
         return None  # a call's result, an index, a chain too long
     return _through_fields(owner, names[::-1], recv.type == "self", walk, (inside, generics))
@@ -991,12 +987,12 @@ def _relations(
         type_node = node.child_by_field_name("type")
         if trait is None or type_node is None:
             continue
-        trait_segs = path_segments(_text(trait, src))
+        trait_segs = path_segments(node_text(trait, src))
         if not trait_segs:
             continue
         # A type that is no path (`&[u8]`, `(A, B)`, `[T; N]`) is named as written.
-        type_segs = path_segments(_text(_strip_type(type_node), src))
-        self_type = "::".join(type_segs) or " ".join(_text(type_node, src).split())
+        type_segs = path_segments(node_text(_strip_type(type_node), src))
+        self_type = "::".join(type_segs) or " ".join(node_text(type_node, src).split())
         where = "::".join(symbol)
         trait_local, type_local = walk.in_block(where, trait_segs), walk.in_block(where, type_segs)
         yield ImplRelation(
@@ -1096,6 +1092,6 @@ def _declared_paths(
                 file = posixpath.normpath(posixpath.join(folder, written))
                 if not written or file.startswith(("/", "../")) or file == "..":
                     continue
-                imp = Import("::".join(module), _text(name, src), module_path(file), 0)
+                imp = Import("::".join(module), node_text(name, src), module_path(file), 0)
                 yield attr.start_byte, imp._replace(line=attr.start_point.row + 1)
         attrs = []

@@ -17,6 +17,7 @@ from typing import Self
 
 import tree_sitter
 
+from daemon.parsing import node_text
 from daemon.resolve import (
     MAX_ALIAS_TARGETS,
     STD_CRATES,
@@ -115,14 +116,14 @@ def item_bounds(node: tree_sitter.Node, src: bytes) -> Bounds:
     for p in params.named_children if params is not None else ():
         name, bounds = p.child_by_field_name("name"), p.child_by_field_name("bounds")
         if p.type == "type_parameter" and name is not None and bounds is not None:
-            out.setdefault(_text(name, src), []).extend(_bound_paths(bounds, src))
+            out.setdefault(node_text(name, src), []).extend(_bound_paths(bounds, src))
     for clause in node.children:
         if clause.type != "where_clause":
             continue
         for pred in clause.named_children:
             left, bounds = pred.child_by_field_name("left"), pred.child_by_field_name("bounds")
             if left is not None and bounds is not None and left.type == "type_identifier":
-                out.setdefault(_text(left, src), []).extend(_bound_paths(bounds, src))
+                out.setdefault(node_text(left, src), []).extend(_bound_paths(bounds, src))
     return {k: tuple(dict.fromkeys(v))[:_MAX_BOUNDS] for k, v in out.items() if v}
 
 
@@ -150,7 +151,7 @@ def _bound_paths(bounds: tree_sitter.Node, src: bytes) -> Iterator[Path_]:
         if b.type == "generic_type":
             b = b.child_by_field_name("type") or b
         if b.type in ("type_identifier", "scoped_type_identifier"):
-            segs = path_segments(_text(b, src))
+            segs = path_segments(node_text(b, src))
             if segs:
                 yield segs
 
@@ -201,7 +202,3 @@ def _named_here(scope: Scope, module: Path_, name: str) -> bool:
         or "::".join((*module, name)) in scope.locals
         or bool(scope.globs.get(module))
     )
-
-
-def _text(node: tree_sitter.Node, src: bytes) -> str:
-    return src[node.start_byte : node.end_byte].decode("utf-8", "replace")
