@@ -76,13 +76,19 @@ def struct_fields(root: tree_sitter.Node, src: bytes) -> FieldTypes:
     return out
 
 
-def _fields(node: tree_sitter.Node, src: bytes) -> dict[str, tuple[str, ...]]:
+def type_param_names(node: tree_sitter.Node, src: bytes) -> frozenset[str]:
+    """The names of an item's own type parameters (`<T: Read, U>`: T and U)."""
     params = node.child_by_field_name("type_parameters")
-    generics = {
+    return frozenset(
         node_text(n, src)
         for p in (params.named_children if params is not None else ())
         if (n := p.child_by_field_name("name") or p).type == "type_identifier"
-    }
+    )
+
+
+def _fields(node: tree_sitter.Node, src: bytes) -> dict[str, tuple[str, ...]]:
+    params = node.child_by_field_name("type_parameters")
+    generics = type_param_names(node, src)
     body = node.child_by_field_name("body")
     fields: dict[str, tuple[str, ...]] = {PARAMS: _param_names(params, src)}
     for decl in body.named_children if body is not None else ():

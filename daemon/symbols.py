@@ -38,6 +38,7 @@ from daemon.fields import (
     FieldTypes,
     impl_argument,
     struct_fields,
+    type_param_names,
     type_path,
     value_type,
 )
@@ -429,7 +430,7 @@ def alias_imports(
     out: list[Import] = []
     for node, module in aliases:
         ty = node.child_by_field_name("type")
-        segs = type_path(ty, walk.src, _type_params(node, walk.src)) if ty is not None else ()
+        segs = type_path(ty, walk.src, type_param_names(node, walk.src)) if ty is not None else ()
         name, where = _name(node, walk.src), "::".join(module)
         own = "::".join((*module, name))
         for target in candidates(segs, scope, module, None)[:MAX_ALIAS_TARGETS]:
@@ -588,7 +589,7 @@ def _add(
     name = node.child_by_field_name("name")
     if name is not None:
         walk.names.add(name.start_byte)
-    generics = _type_params(node, walk.src)
+    generics = type_param_names(node, walk.src)
     fn = (node, walk.src) if kind in ("fn", "method") else None
     d = _Def(out, node.start_byte, node.end_byte, module, self_path, generics, fn=fn)
     if kind in ("fn", "method", "impl", "trait"):
@@ -600,16 +601,6 @@ def _add(
             dict.fromkeys((b.start_byte for b in bounds.named_children), "assoc_bound")
         )
     walk.defs.append(d)
-
-
-def _type_params(node: tree_sitter.Node, src: bytes) -> frozenset[str]:
-    """The names of an item's own type parameters (`<T: Read, U>`: T and U)."""
-    params = node.child_by_field_name("type_parameters")
-    return frozenset(
-        node_text(n, src)
-        for p in (params.named_children if params is not None else ())
-        if (n := p.child_by_field_name("name") or p).type == "type_identifier"
-    )
 
 
 def _param_bindings(
