@@ -21,6 +21,7 @@ import tree_sitter
 
 from daemon.crate_names import CrateNames
 from daemon.graph_names import Definition, Names
+from daemon.graph_rows import split_targets
 from daemon.resolve import STD_CRATES, path_segments, strip_generics
 from daemon.supertraits import Supertraits
 from daemon.symbols import CALL_KINDS, GRAPH_REVISION, GRAPH_VERSION, FileGraph, extract
@@ -221,7 +222,7 @@ class GraphReader:
         Asked for a path (`Mutex::lock`), a reference whose written type is the standard
         library's (`self.inner.lock()` of a `std::sync::Mutex` field) is not the root's;
         asked for a bare name, it counts by name as any other."""
-        candidates = [c for c in targets.split("\n") if c]
+        candidates = split_targets(targets)
         macro = kind in _MACRO_NAMING
         resolved = [r for c in candidates for r in self._names.resolve_all(c, macro=macro)]
         if not resolved:  # `R::sup()` under `R: Sub`, `trait Sub: Super`: `Super::sup`
@@ -326,7 +327,7 @@ class GraphReader:
             for lines, rkind, written, targets in rows:
                 if rkind not in _CALLING or _constructs(str(written)):
                     continue
-                candidates = [c for c in str(targets).split("\n") if c]
+                candidates = split_targets(targets)
                 found = self.resolve_anywhere(candidates, macro=rkind in _MACRO_NAMING)
                 if rkind == "path" and not found:
                     continue  # an unresolved path is more often a constant than a callee
@@ -353,7 +354,7 @@ class GraphReader:
                 verdict = self.judge(str(targets), str(written), wanted, segs)
                 if not verdict:
                     continue
-                found = self.resolve_anywhere([c for c in str(other_targets).split("\n") if c])
+                found = self.resolve_anywhere(split_targets(other_targets))
                 conf = verdict.partition(":")[0]
                 for symbol in found or [str(other)]:
                     out.append(self._hit(str(path), int(line), symbol, "impl", conf, str(written)))

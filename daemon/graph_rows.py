@@ -65,16 +65,26 @@ class FileRows:
     tables: tuple[Counter[_Row], ...]
 
 
+def joined_targets(targets: Iterable[str]) -> str:
+    """A reference's (or an impl side's) candidate symbols as one column."""
+    return "\n".join(targets)
+
+
+def split_targets(column: object) -> list[str]:
+    """The candidate symbols `joined_targets` stored, in order."""
+    return [c for c in str(column).split("\n") if c]
+
+
 def rows_of(graph: FileGraph) -> TableRows:
     """The rows of `graph`, per table of `GRAPH_TABLES`."""
     impls = (
         (
             i.trait.rsplit("::", 1)[-1],
             i.trait,
-            "\n".join(i.trait_targets),
+            joined_targets(i.trait_targets),
             i.self_type.rsplit("::", 1)[-1],
             i.self_type,
-            "\n".join(i.type_targets),
+            joined_targets(i.type_targets),
             i.line,
             i.symbol,
         )
@@ -101,7 +111,7 @@ def _ref_rows(graph: FileGraph) -> Iterator[_Row]:
     third of a file's references repeat one already made from the same item)."""
     lines: dict[tuple[str, str, str, str, str], list[str]] = {}
     for r in graph.refs:
-        key = (r.name, r.written, r.kind, r.enclosing, "\n".join(r.targets))
+        key = (r.name, r.written, r.kind, r.enclosing, joined_targets(r.targets))
         lines.setdefault(key, []).append(str(r.line))
     for key, at in lines.items():
         yield (*key, " ".join(at))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import apsw
 
 from daemon.graph_names import Names
+from daemon.graph_rows import split_targets
 
 #: Supertrait levels followed (`Sub: Mid`, `Mid: Super` is two) and traits read at most.
 MAX_DEPTH = 4
@@ -70,7 +71,7 @@ class Supertraits:
             )
             out: list[str] = []
             for (targets,) in rows:
-                for candidate in (c for c in str(targets).split("\n") if c):
+                for candidate in split_targets(targets):
                     if found := self._names.resolve_all(candidate):
                         out.extend(found)
                         break
