@@ -92,11 +92,11 @@ class Registry:
             raise NotFound("no roots are indexed; add one with: rcmd index PATH")
         return roots
 
-    def graph_readers(self, raw: str | None, deps: bool) -> list[GraphSource]:
-        """What `daemon.graph.navigate` reads of `select`'s roots."""
+    def graph_readers(self, roots: list[RootIndex]) -> list[GraphSource]:
+        """What `daemon.graph.navigate` reads of `roots` (as `select` gave them)."""
         return [
             (r.state.graph_reader(), str(r.path), self.deps.crate_of(r.path), r.crate_names())
-            for r in self.select(raw, deps)
+            for r in roots
         ]
 
     # ---- changes ----
