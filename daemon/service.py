@@ -96,17 +96,27 @@ def handler(schema: type[R], domain: Callable[[R], Any]) -> Handler:
 def _replied(
     roots: Sequence[RootIndex], hits: Sequence[SearchHit], crate_of: Callable[[Path], str | None]
 ) -> list[dict[str, Any]]:
-    """Each hit's reply record with `stale`: whether its file changed on disk after it
-    was indexed, so its lines may have moved (one lstat a hit, no read); and a
-    dependency crate's hit with its `crate` (`NAME VERSION`), as navigation says it."""
-    by_path = {str(r.path): r for r in roots}
-    crates = {key: crate_of(r.path) for key, r in by_path.items()}
+    """Each hit's reply record with `stale` (`_staleness`) and, for a dependency crate's
+    hit, its `crate` (`NAME VERSION`), as navigation says it."""
+    stale = _staleness(roots)
+    crates = {str(r.path): crate_of(r.path) for r in roots}
     out = []
     for h in hits:
-        root = by_path[h.root]
-        record = h.to_json() | {"stale": root.ledger.is_stale(root.path, h.path)}
+        record = h.to_json() | {"stale": stale(h.root, h.path)}
         out.append(record | ({"crate": crates[h.root]} if crates[h.root] else {}))
     return out
+
+
+def _staleness(roots: Sequence[RootIndex]) -> Callable[[str, str], bool]:
+    """Whether a hit's file (its root's path, its path in the root) changed on disk after
+    it was indexed, so its lines may have moved: one lstat a hit, no read."""
+    by_path = {str(r.path): r for r in roots}
+
+    def stale(root: str, path: str) -> bool:
+        found = by_path.get(root)
+        return found is not None and found.ledger.is_stale(found.path, path)
+
+    return stale
 
 
 def indexing(indexer: Indexer, roots: list[RootIndex]) -> dict[str, Any]:
@@ -122,10 +132,9 @@ def navigation_notes(
 ) -> dict[str, Any]:
     """Each hit marked `stale` as search hits are (its file changed or went since it was
     read: an editor jumped to a moved line, or to a deleted file), and `indexing`."""
-    by_path = {str(r.path): r for r in roots}
+    stale = _staleness(roots)
     for hit in hits:
-        root = by_path.get(hit["root"])
-        hit["stale"] = root is not None and root.ledger.is_stale(root.path, hit["path"])
+        hit["stale"] = stale(hit["root"], hit["path"])
     return indexing(indexer, roots)
 
 
