@@ -12,7 +12,7 @@ import os
 import stat
 from pathlib import Path
 
-from daemon.ignore import ALWAYS_IGNORED_DIRS
+from daemon.ignore import ALWAYS_IGNORED_DIRS, printable_if_not_utf8
 
 
 def relevant(root: Path, path: str) -> str | None:
@@ -46,7 +46,7 @@ def watched_dirs(root: Path) -> list[str]:
                 for e in entries:
                     if (
                         e.name not in ALWAYS_IGNORED_DIRS
-                        and utf8(e.path)
+                        and printable_if_not_utf8(e.path) is None
                         and e.is_dir(follow_symlinks=False)
                         and os.access(e.path, os.R_OK | os.X_OK)  # else inotify refuses it
                     ):
@@ -55,15 +55,6 @@ def watched_dirs(root: Path) -> list[str]:
         except OSError:  # removed or unreadable meanwhile: its parent's watch sees it
             continue
     return found
-
-
-def utf8(path: str) -> bool:
-    """Whether `path` (as os.fsdecode gives it) is valid UTF-8: no surrogate escapes."""
-    try:
-        path.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def names_a_dir(root: Path, rels: set[str]) -> bool:
