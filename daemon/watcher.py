@@ -322,26 +322,25 @@ class WatchHub:
             self._fail_all(reason)
             return
         log.warning("watch_events_lost", reason=reason)
-        if self._notify is not None:
-            self._notify.close()
-            self._notify = None
+        self._drop_notify()
         for w in self._watchers:
             if w.state == WATCHING:
                 w.lost()
         self._dirty = True
 
     def _fail_all(self, reason: str) -> None:
-        if self._notify is not None:
-            self._notify.close()
-            self._notify = None
+        self._drop_notify()
         for w in self._watchers:
             if w.state == WATCHING:
                 w.failed(reason)
 
-    def _close(self) -> None:
+    def _drop_notify(self) -> None:
         if self._notify is not None:
             self._notify.close()
             self._notify = None
+
+    def _close(self) -> None:
+        self._drop_notify()
         with self._lock:
             requests, self._requests = self._requests, []
         for w in self._watchers + [w for _add, w, _done in requests]:
