@@ -43,7 +43,7 @@ import functools
 import re
 import textwrap
 from collections.abc import Callable, Container, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -431,17 +431,7 @@ def _walk_container(
             # stays loose code.
             calls = frame.calls + (child.type != "ERROR")
             if calls <= MAX_MACRO_NESTING:
-                frames.append(
-                    _Frame(
-                        child,
-                        frame.prefix,
-                        frame.scope,
-                        frame.owner,
-                        frame.context,
-                        calls,
-                        frame.crate,
-                    )
-                )
+                frames.append(replace(frame, node=child, calls=calls))
         else:
             _record_item(child, kind, start, attached, frame, src, scopes, items, frames)
 
