@@ -482,6 +482,10 @@ def _use_color(choice: str) -> bool:
     return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
 
 
+#: What a hit whose file changed on disk after it was indexed is marked with.
+STALE_MARK = "  [changed since indexed]"
+
+
 def _display_path(hit: dict[str, Any], cwd: str) -> str:
     """A path that opens from the current directory: relative to it when the file lies
     below it (as rg prints), else absolute."""
@@ -498,7 +502,7 @@ def _print_hits(hits: list[dict[str, Any]], query: str, color: bool) -> None:
     for hit in hits:
         where = _display_path(hit, cwd)
         # Its file changed after it was indexed: the lines may have moved (`stale`).
-        stale = "  [changed since indexed]" if hit.get("stale") else ""
+        stale = STALE_MARK if hit.get("stale") else ""
         print(
             f"{path_on}{where}{off}:{num_on}{hit['start_line']}-{hit['end_line']}{off}  "
             f"{hit['symbol']} ({hit['kind']})  {hit['score']:.4f}{stale}"
@@ -597,9 +601,14 @@ def _say_more(method: str, name: str, options: list[str], counts: tuple[int, int
     print(f"rcmd: showing {shown} of {total} answers; {more}", file=sys.stderr)
 
 
-def _where(hit: dict[str, Any]) -> str:
+def _nav_marks(hit: dict[str, Any]) -> str:
+    """A navigation hit's marks: `[by name]` unless resolved, and `STALE_MARK`."""
     mark = "" if hit["confidence"] == "resolved" else "  [by name]"
-    mark += "  [changed since indexed]" if hit.get("stale") else ""
+    return mark + (STALE_MARK if hit.get("stale") else "")
+
+
+def _where(hit: dict[str, Any]) -> str:
+    mark = _nav_marks(hit)
     shown = _display_path(hit, _cwd() or "")
     if " " in hit.get("crate", ""):  # a dependency crate (`name version`): where it lies
         mark += f"  [{hit['crate']}]"
@@ -652,8 +661,7 @@ def cmd_refs(args: argparse.Namespace, paths: RuntimePaths) -> int:
         if file != last:
             print(file)
             last = file
-        mark = "" if hit["confidence"] == "resolved" else "  [by name]"
-        mark += "  [changed since indexed]" if hit.get("stale") else ""
+        mark = _nav_marks(hit)
         print(f"  {hit['line']}: {hit['symbol']} ({hit['kind']}) in {hit['via']}{mark}")
     return _nav_tail("refs", args, result)
 
