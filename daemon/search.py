@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -19,7 +19,7 @@ import numpy.typing as npt
 
 from daemon.config import SearchConfig
 from daemon.embed_groups import fold_shared, shared_runs
-from daemon.filters import row_filters
+from daemon.filters import RowFilter, row_filters
 from daemon.fusion import (
     TIE_MARGIN,
     confidence_weighted,
@@ -544,7 +544,7 @@ def run_search(
     floor = tuning.low_confidence_adapted_cosine if adapted else tuning.low_confidence_cosine
     return SearchOutcome(
         hits,
-        _exact_info(query, per_root.values(), roots),
+        _exact_info(query, per_root, roots, filters),
         _confidence(query, hits, per_root, floor),
     )
 
@@ -665,19 +665,35 @@ TEST_MODULES = frozenset({"test", "tests", "proptest", "proptests", "unittest", 
 
 
 def _exact_info(
-    query: str, rankings: Iterable[RootLists], roots: Sequence[RootIndex]
+    query: str,
+    rankings: dict[str, RootLists],
+    roots: Sequence[RootIndex],
+    filters: Sequence[RowFilter],
 ) -> dict[str, object] | None:
-    """`{"symbol", "found"}` for an identifier-like query, None for words. A name no
-    chunk bears may still be defined (a trait's required method is part of its trait's
-    chunk): the symbol graph is asked before saying it is not."""
+    """`{"symbol", "found"}` for an identifier-like query, None for words."""
     name = symbol_name(query) if classify(query) == "identifier" else None
     if name is None:
         return None
-    found = any(r.exact for r in rankings) or any(
-        Names(root.state.graph_reader(), root.crate_names()).definitions(name_segments(name))
+    found = any(
+        _defines(root, rankings[root.id].exact if root.id in rankings else [], name, filters)
         for root in roots
     )
     return {"symbol": name, "found": found}
+
+
+def _defines(root: RootIndex, exact: list[str], name: str, filters: Sequence[RowFilter]) -> bool:
+    """Whether `root` defines `name` where the filters look. A name no chunk bears may
+    still be defined (a trait's required method is part of its trait's chunk): the
+    symbol graph is asked before saying it is not. `Foo --path net` with `Foo` defined
+    elsewhere shows other code, and says that it is not `Foo`."""
+
+    def passes(row: ChunkRow) -> bool:
+        return all(keep(row) for keep in filters)
+
+    if exact and (not filters or any(map(passes, root.state.chunk_rows(exact).values()))):
+        return True
+    defined = Names(root.state.graph_reader(), root.crate_names()).definitions(name_segments(name))
+    return any(passes(ChunkRow("", p, a, b, s, k, "", "")) for p, s, k, a, b in defined)
 
 
 def _confidence(

@@ -371,8 +371,9 @@ def cmd_search(args: argparse.Namespace, paths: RuntimePaths) -> int:
     result = _search_here(paths, req, search_all=args.all)
     exact = result.get("exact")
     if exact is not None and not exact["found"]:
+        where = "where --path/--kind look" if req.path or req.kind else "in the searched roots"
         print(
-            f"rcmd: no symbol named {exact['symbol']} is defined in the searched roots; "
+            f"rcmd: no symbol named {exact['symbol']} is defined {where}; "
             "showing the closest matches",
             file=sys.stderr,
         )

@@ -81,6 +81,14 @@ def test_exact_identifiers_say_whether_they_exist(daemon: Daemon, crate: Path) -
     reply = json.loads(absent.stdout)
     assert reply["exact"] == {"symbol": "HashMap::with_capacity", "found": False}
     assert "no symbol named HashMap::with_capacity" in absent.stderr
+    # Filters narrow where it must be defined: a folder without it says it is not there.
+    elsewhere = daemon.cli("search", "RetryPolicy::next_delay", "--path", "store.rs", "--json")
+    assert json.loads(elsewhere.stdout)["exact"]["found"] is False
+    assert "is defined where --path/--kind look" in elsewhere.stderr
+    there = daemon.cli("search", "RetryPolicy::next_delay", "--path", "net", "--json")
+    assert json.loads(there.stdout)["exact"]["found"] is True
+    as_struct = daemon.cli("search", "RetryPolicy::next_delay", "--kind", "struct", "--json")
+    assert json.loads(as_struct.stdout)["exact"]["found"] is False
     question = json.loads(
         daemon.cli("search", "where do we retry failed http requests", "--json").stdout
     )
