@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pathspec
 
+from daemon.mounts import kernel_mounts_below
 from daemon.regular import read_regular
 
 IGNORE_FILES = (".gitignore", ".ignore")
@@ -76,9 +77,11 @@ def is_indexable_name(name: str) -> bool:
 class IgnoreRules:
     """Ignore decisions for one root, with each directory's rule files read once."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, kernel_mounts: list[Path] | None = None) -> None:
         self.root = root
         self._layers: dict[str, tuple[_Layer, ...]] = {}
+        # Folders a walk never enters (`/proc` under a root of `/`: `daemon.mounts`).
+        self._skipped = kernel_mounts_below(root, kernel_mounts or [])
 
     def layers_for(self, rel_dir: str, listing: set[str] | None = None) -> tuple[_Layer, ...]:
         cached = self._layers.get(rel_dir)
@@ -141,8 +144,10 @@ class IgnoreRules:
                     continue
                 try:
                     if entry.is_dir(follow_symlinks=False):
-                        if entry.name not in ALWAYS_IGNORED_DIRS and not _ignored(
-                            layers, rel, True
+                        if (
+                            entry.name not in ALWAYS_IGNORED_DIRS
+                            and rel not in self._skipped
+                            and not _ignored(layers, rel, True)
                         ):
                             subdirs.append(rel)
                     elif (

@@ -20,6 +20,7 @@ from daemon.graph import GRAPH_REVISION_KEY, graph_layout, graph_revision
 from daemon.ignore import IgnoreRules
 from daemon.ledger import FileLedger
 from daemon.lexical import LEXICAL_VERSION, LexicalIndex
+from daemon.mounts import kernel_mounts
 from daemon.state import StateDB
 from daemon.vectors import VectorStore, open_store
 from ipc.errors import StateError
@@ -86,7 +87,7 @@ class RootIndex:
             raise StateError(f"{self.dir / 'qdrant'}: {exc}") from exc
         if reset and config.vector_store.url:
             self.vectors.delete_all()  # a server collection outlives the local state
-        self.ignore = IgnoreRules(path)
+        self.ignore = IgnoreRules(path, kernel_mounts())
         self._crates = CrateNamesCache(path)
         #: Held while a batch, an embedding run or a vacuum writes to the stores.
         self.lock = threading.Lock()

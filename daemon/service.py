@@ -27,6 +27,7 @@ from daemon.graph import navigate
 from daemon.graph_pool import GraphPool
 from daemon.indexer import Indexer
 from daemon.metrics import peak_rss_bytes, rss_bytes
+from daemon.mounts import kernel_mount_of, kernel_mounts
 from daemon.parse_cache import ParseCache
 from daemon.pipeline import Collaborators
 from daemon.query_adapter import load_adapter
@@ -138,6 +139,17 @@ def navigation_notes(
     return indexing(indexer, roots)
 
 
+def folder_to_index(raw: str) -> Path:
+    """The folder an `index` request names, resolved; refused when it is none, or lies on
+    a kernel file system (`/proc/self` became a root named after the daemon's pid)."""
+    path = Path(raw).expanduser().resolve()
+    if not path.is_dir():
+        raise NotFound(f"{path} is not a directory")
+    if (mount := kernel_mount_of(path, kernel_mounts())) is not None:
+        raise BadRequest(f"{path} is on {mount}, a kernel file system without source files")
+    return path
+
+
 def root_relative(registry: Registry, req: SearchRequest) -> SearchRequest:
     """An absolute `path` filter made relative to the root holding it (the search keeps
     to that root), as the CLI does: an agent's `/abs/app/src` matched no root-relative
@@ -235,9 +247,7 @@ class Service:
         return {"protocol": PROTOCOL_VERSION, "version": version(), "pid": os.getpid()}
 
     def index(self, req: IndexRequest) -> dict[str, Any]:
-        path = Path(req.path).expanduser().resolve()
-        if not path.is_dir():
-            raise NotFound(f"{path} is not a directory")
+        path = folder_to_index(req.path)
         snapshot = Path(req.snapshot).expanduser().resolve() if req.snapshot else None
         reply = root_status(self.indexer, self.registry, self.adopter.add(path, snapshot))
         if req.deps:

@@ -310,6 +310,11 @@ def test_malformed_input_gets_errors_and_the_daemon_lives(daemon: Daemon) -> Non
         stalled.sendall(b'{"id": 1, "meth')
         assert daemon.call("hello")["protocol"] == 1
     assert daemon.call("status")["pid"] > 0
+    # A folder of a kernel file system is no root (`/proc/self` was one, named by pid).
+    if Path("/proc/self").is_dir():
+        with pytest.raises(BadRequest, match="kernel file system"):
+            daemon.call("index", path="/proc/self")
+        assert [r["path"] for r in daemon.call("status")["roots"]] == []
 
 
 def test_status_answers_while_a_big_batch_indexes(daemon: Daemon, tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from daemon.ignore import IgnoreRules
+from daemon.mounts import kernel_mount_of, kernel_mounts
 
 
 def make(root: Path, files: dict[str, str]) -> None:
@@ -75,3 +76,23 @@ def test_symlinks_are_not_followed(tmp_path: Path) -> None:
     (root / "src" / "loop").symlink_to(root, target_is_directory=True)
     (root / "src" / "file_link.rs").symlink_to(outside / "secret.rs")
     assert walked(root) == ["src/lib.rs"]
+
+
+def test_kernel_file_systems_are_never_walked(tmp_path: Path) -> None:
+    """A root of `/` (indexed with --yes) leaves /proc, /sys and /dev out: their mount
+    points, read from /proc/self/mounts (escaped spaces included), are not entered."""
+    mounts = tmp_path / "mounts"
+    root = tmp_path / "root"
+    mounts.write_text(
+        f"proc {root}/proc proc rw,nosuid 0 0\n"
+        f"sysfs {root}/my\\040sys sysfs rw 0 0\n"
+        f"/dev/vda1 {root}/home ext4 rw 0 0\n"
+        f"tmpfs {root}/run tmpfs rw 0 0\n"
+    )
+    make(root, {"proc/1/x.rs": "", "my sys/y.rs": "", "home/a/lib.rs": "", "run/b.rs": ""})
+    found = kernel_mounts(mounts)
+    assert found == [root / "proc", root / "my sys"]
+    assert kernel_mount_of(root / "proc" / "1", found) == root / "proc"
+    assert kernel_mount_of(root / "home", found) is None
+    assert sorted(r for r, _ in IgnoreRules(root, found).walk()) == ["home/a/lib.rs", "run/b.rs"]
+    assert kernel_mounts(tmp_path / "no such table") == []
