@@ -12,6 +12,7 @@ from bench.quality.corpus import decl_line, first_sentence, mentions_name
 from bench.quality.evaluate import Result, Searcher, run_hand
 from bench.quality.hand import Question, Target, file_items
 from bench.quality.metrics import gains, ndcg, paired_interval, score
+from bench.quality.report import batch_table
 from bench.quality.threshold import flagged, highest_floor
 from daemon.lexical_writes import doc_prose
 from daemon.query import classify, symbol_matches, symbol_name, symbol_words
@@ -131,6 +132,24 @@ def test_a_hand_hit_counts_on_screen_only_when_the_answer_shows_at_the_opened_li
     run = run_hand(searcher([whole_impl]), [answer], "hybrid")
     assert (run.ranks, run.screen_ranks) == ([1], [None])
     assert run.to_json()["screen"]["mrr@10"] == 0.0
+
+
+def test_hand_figures_are_split_by_the_batch_each_question_came_in() -> None:
+    """Ranks are stored per corpus in question order; the batch table picks each batch's
+    own, and leaves out absent questions (which are not ranked)."""
+    asked = [
+        Question("c", "a", (Target("a.rs"),), batch=1),
+        Question("c", "gone", (), absent=True, batch=3),
+        Question("c", "b", (Target("a.rs"),), batch=3),
+        Question("c", "d", (Target("a.rs"),), batch=3),
+    ]
+    ranks = {"bm25": [1, None, 2], "vector": [2, 1, 1], "hybrid": [1, 1, 4]}
+    res = {"rcmd": {"corpora": {"c": {"hand": {m: {"ranks": r} for m, r in ranks.items()}}}}}
+    res["corpora"] = {"c": {"split": "test"}}
+    table = batch_table(res, asked)
+    assert table[0] == "| corpus | batch 1 (n) | batch 3 (n) |"
+    assert table[2] == "| c | 1.000 / 0.500 / 1.000 (1) | 0.250 / 1.000 / 0.625 (2) |"
+    assert batch_table(res, asked[:1]) == []
 
 
 def test_the_confidence_floor_flags_at_most_its_share_of_answerable_questions() -> None:

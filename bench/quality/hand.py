@@ -60,6 +60,9 @@ class Question:
     targets: tuple[Target, ...]
     absent: bool = False
     kind: str = "words"  # "words" or "identifier"
+    #: When it was written (hand_multi.json's `batch`): each batch was committed before
+    #: any evaluation read it, so a later batch is a fresh sample of the same crates.
+    batch: int = 1
 
 
 def _type_name(node: tree_sitter.Node) -> str:
@@ -144,5 +147,6 @@ def load_questions(path: Path = HAND_MULTI) -> list[Question]:
             continue
         absent = bool(q.get("absent", False))
         targets = () if absent else _targets(corpus, q["expect"])
-        out.append(Question(corpus.name, q["q"], targets, absent, q.get("kind", "words")))
+        kind, batch = q.get("kind", "words"), q.get("batch", 1)
+        out.append(Question(corpus.name, q["q"], targets, absent, kind, batch))
     return out

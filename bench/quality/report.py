@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.quality.evaluate import MODES, SCREEN_LINES, summary
-from bench.quality.hand import load_questions
+from bench.quality.hand import Question, load_questions
 from bench.quality.metrics import paired_interval
 
 HERE = Path(__file__).parent
@@ -225,6 +225,32 @@ def question_table(res: dict[str, Any]) -> list[str]:
     return lines
 
 
+def batch_table(res: dict[str, Any], asked: list[Question] | None = None) -> list[str]:
+    """Hand-written MRR@10 per corpus and batch of questions (bm25 / vector / hybrid):
+    whether a later batch, written blind and committed before it was run, tells the
+    same story as the earlier ones. Empty when every question is of one batch. `asked`:
+    the questions in the order they were run (default: hand_multi.json's)."""
+    questions = [q for q in (load_questions() if asked is None else asked) if not q.absent]
+    batches = sorted({q.batch for q in questions})
+    if len(batches) < 2:
+        return []
+    lines = [
+        "| corpus | " + " | ".join(f"batch {b} (n)" for b in batches) + " |",
+        "|---|" + "---|" * len(batches),
+    ]
+    for name in res["corpora"]:
+        hand = res["rcmd"]["corpora"][name]["hand"]
+        mine = [q.batch for q in questions if q.corpus == name]
+        cells = []
+        for b in batches:
+            picked = [i for i, qb in enumerate(mine) if qb == b]
+            figs = [summary([hand[m]["ranks"][i] for i in picked])["mrr@10"] for m in MODES]
+            shown = " / ".join(f"{f:.3f}" for f in figs) + f" ({len(picked)})"
+            cells.append(shown if picked else "–")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def corpora_table(res: dict[str, Any]) -> list[str]:
     lines = [
         "| corpus | split | style | source | files | lines | rcmd chunks (blanked / real) "
@@ -276,6 +302,17 @@ def _sections(res: dict[str, Any]) -> list[str]:
         "",
         *absent_scores(res),
     ]
+    if by_batch := batch_table(res):
+        lines += [
+            "",
+            "## Hand-written questions by batch",
+            "",
+            "MRR@10 bm25 / vector / hybrid (number of answerable questions) per batch of "
+            "questions; each batch was written from the sources alone and committed before "
+            "any evaluation ran it.",
+            "",
+            *by_batch,
+        ]
     lines += [
         "",
         "## Hand-written questions one by one",
