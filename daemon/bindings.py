@@ -15,18 +15,40 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterator
+from typing import NamedTuple
 
 import tree_sitter
 
 from daemon.chunker import _language
+from daemon.resolve import path_segments
 
-#: (start, end, type path or None, the binding it copies) of one binding of a name: `let
-#: x = y.clone();` is typed as `y` is where the `let` stands, (y, the let's offset).
-Interval = tuple[int, int, tuple[str, ...] | None, tuple[str, int] | None]
+
+class Link(NamedTuple):
+    """A `let` typed by a call it makes where it stands (at `pos`): `let x = y.clone();`
+    (`method` ""), `let x = y.build()?;` (what `build` of y's type gives back), `let x =
+    Foo::open(p)?;` (`path`: Foo, what `Foo::open` gives back)."""
+
+    name: str  # the receiver (a local, or `self`); "" for a call of a path
+    pos: int
+    method: str = ""
+    unwraps: int = 0  # `?`, `.unwrap()`, `.expect(..)` applied to the call's value
+    awaited: bool = False
+    path: tuple[str, ...] = ()
+
+
+#: (start, end, type path or None, the call it is typed by) of one binding of a name:
+#: `let x = y.clone();` is typed as `y` is where the `let` stands; where the call's
+#: return type is unknown, the type path (if any) stands.
+Interval = tuple[int, int, tuple[str, ...] | None, Link | None]
 #: `let a = b.clone(); let c = a.clone();` links followed before giving up.
 _MAX_COPIES = 8
 #: Reads a written type node (`&Foo`) as a path; () for none.
 TypeOf = Callable[[tree_sitter.Node], tuple[str, ...]]
+#: What a call of `link.method` (or `link.path`) on a value of the given type gives back:
+#: its type path, () where the fn says nothing usable, None where the file has no such fn.
+Returns = Callable[[tuple[str, ...], Link], tuple[str, ...] | None]
+#: Methods that give back what a `Result` or `Option` holds.
+_UNWRAPS = frozenset({b"unwrap", b"expect", b"unwrap_or_default"})
 
 _QUERY = """
 (block (let_declaration pattern: (_) @pat) @let) @scope
@@ -86,24 +108,54 @@ def _match_bindings(
         start = let.end_byte if let is not None else pat.start_byte
         typed = let is not None and let.type == "let_declaration" and pat.type == "identifier"
         segs = (let_type(let) or None) if typed and let is not None else None
-        copied = _copied(let, src) if typed and segs is None and let is not None else None
+        link = call_link(let, src) if typed and let is not None else None
         for name in bound_names(pat, src):
-            yield name, (start, scope.end_byte, segs, copied)
+            yield name, (start, scope.end_byte, segs, link)
 
 
-def _copied(let: tree_sitter.Node, src: bytes) -> tuple[str, int] | None:
-    """`let x = y.clone();` (the idiom before a `move` closure): (y, where the let is)."""
+def call_link(let: tree_sitter.Node, src: bytes) -> Link | None:
+    """The call a `let`'s value is (through `?`, `.await`, `.unwrap()`, `.expect(..)`):
+    `y.clone()` (the idiom before a `move` closure), `y.m(..)` and `self.m(..)` on a
+    local or `self`, `Foo::m(..)` on a capitalised path; None for any other value."""
+    if let.child_by_field_name("type") is not None:
+        return None  # `let x: Foo = ..`: the written type stands
     value = let.child_by_field_name("value")
+    unwraps, awaited = 0, False
+    for _ in range(_MAX_COPIES):
+        if value is None or value.type not in ("try_expression", "await_expression"):
+            f = value.child_by_field_name("function") if value is not None else None
+            field = f.child_by_field_name("field") if f is not None else None
+            if f is None or field is None or src[field.start_byte : field.end_byte] not in _UNWRAPS:
+                break
+            value = f.child_by_field_name("value")
+        elif value.type == "await_expression":
+            awaited = True
+            value = value.named_children[0] if value.named_children else None
+            continue
+        else:
+            value = value.named_children[0] if value.named_children else None
+        unwraps += 1
     f = value.child_by_field_name("function") if value is not None else None
-    args = value.child_by_field_name("arguments") if value is not None else None
-    if f is None or f.type != "field_expression" or args is None or args.named_children:
+    if value is None or f is None or value.type != "call_expression":
         return None
+    if f.type == "scoped_identifier":
+        path = path_segments(_text(f, src))
+        if len(path) < 2 or not path[-2][:1].isupper():
+            return None
+        return Link("", let.start_byte, path[-1], unwraps, awaited, path[:-1])
     recv, method = f.child_by_field_name("value"), f.child_by_field_name("field")
-    if recv is None or method is None or recv.type != "identifier":
+    if f.type != "field_expression" or recv is None or method is None:
         return None
-    if src[method.start_byte : method.end_byte] != b"clone":
+    if recv.type not in ("identifier", "self"):
         return None
-    return src[recv.start_byte : recv.end_byte].decode("utf-8", "replace"), let.start_byte
+    name = _text(method, src)
+    if name == "clone" and (unwraps or awaited):
+        return None
+    return Link(_text(recv, src), let.start_byte, "" if name == "clone" else name, unwraps, awaited)
+
+
+def _text(node: tree_sitter.Node, src: bytes) -> str:
+    return src[node.start_byte : node.end_byte].decode("utf-8", "replace")
 
 
 def _one(match: dict[str, list[tree_sitter.Node]], name: str) -> tree_sitter.Node | None:
@@ -137,10 +189,16 @@ def bound_names(pattern: tree_sitter.Node, src: bytes) -> Iterator[str]:
             stack.extend(node.named_children)
 
 
-def binding_at(bindings: dict[str, list[Interval]], name: str, pos: int) -> tuple[str, ...] | None:
+def binding_at(
+    bindings: dict[str, list[Interval]],
+    name: str,
+    pos: int,
+    returns: Returns | None = None,
+    depth: int = 0,
+) -> tuple[str, ...] | None:
     """The type of the innermost binding of `name` visible at `pos` (the latest to start
     among those around it: an inner block's, or a later `let` of the same block),
-    through the bindings it clones."""
+    through the bindings it clones and, with `returns`, the calls it is the value of."""
     for _ in range(_MAX_COPIES):
         best: Interval | None = None
         for iv in bindings.get(name, ()):
@@ -148,5 +206,26 @@ def binding_at(bindings: dict[str, list[Interval]], name: str, pos: int) -> tupl
                 best = iv
         if best is None or best[3] is None:
             return best[2] if best is not None else None
-        name, pos = best[3]
+        link = best[3]
+        if link.method:
+            return _returned(bindings, link, best[2], returns, depth) if returns else best[2]
+        name, pos = link.name, link.pos
     return None
+
+
+def _returned(
+    bindings: dict[str, list[Interval]],
+    link: Link,
+    fallback: tuple[str, ...] | None,
+    returns: Returns,
+    depth: int,
+) -> tuple[str, ...] | None:
+    """The type a binding's call gives back (`Link`): `fallback` (the `let`'s own
+    reading, `Foo::new()` as a Foo) where the file defines no such fn."""
+    owner = link.path
+    if not owner and depth < _MAX_COPIES:
+        owner = binding_at(bindings, link.name, link.pos, returns, depth + 1) or ()
+    found = returns(owner, link) if owner else None
+    if found is None:
+        return fallback
+    return found or None

@@ -8,7 +8,8 @@ imports): while the scope is the same, an unchanged item keeps its references, m
 the rows the edit added or removed above it. Whatever could change the scope reads the
 whole file again: a changed item that is or holds a `use`, a `mod` or a `macro_rules!`
 (whose body is a tree of its own) or a top-level syntax error, another set of
-definitions, of imports or of struct fields' types, or two top-level items on one row
+definitions, of imports, of struct fields' types or of methods' return types (a `let x =
+y.build()` is typed by them, `daemon.returns`), or two top-level items on one row
 (references carry rows, not bytes). The result is always what `symbols.extract` gives;
 a property test checks it over random edits.
 """
@@ -25,6 +26,7 @@ import tree_sitter
 
 from daemon.fields import FieldTypes
 from daemon.resolve import Scope
+from daemon.returns import ReturnTypes
 from daemon.symbols import (
     Definition,
     FileGraph,
@@ -78,6 +80,8 @@ class GraphMemo:
     imports: tuple[tuple[str, str, str], ...] = ()
     #: The file's struct fields: a `self.x.method()` reads the type of `x` from them.
     fields: FieldTypes | None = None
+    #: What the file's methods give back: a `let x = y.build()` is typed by it.
+    returns: ReturnTypes | None = None
     units: dict[bytes, _Unit] = field(default_factory=dict)
     #: Each node's records at the row it stood on last time: a save that adds no line
     #: above a node builds none of them again.
@@ -101,7 +105,7 @@ def extract(rel_path: str, source: bytes, tree: tree_sitter.Tree, memo: GraphMem
             return _whole(rel_path, source, tree, units, memo)
         plan.append((node, key, held))
     walk = Walk(source, path=rel_path, trees=[tree.root_node])
-    if walk.field_types() != memo.fields:
+    if walk.field_types() != memo.fields or walk.return_types() != memo.returns:
         return _whole(rel_path, source, tree, units, memo)
     fresh = _walk_fresh(walk, plan, module_prefix(rel_path))
     defs = [d.out for d in walk.defs]
@@ -237,6 +241,7 @@ def _whole(
     memo.rel_path, memo.locals, memo.units, memo.placed = (rel_path if units else ""), known, {}, {}
     memo.imports = tuple((i.module, i.alias, i.target) for i in graph.imports)
     memo.fields = walk.field_types()
+    memo.returns = walk.return_types()
     if not keep:
         return graph
     firsts = [n.start_point.row + 1 for n in units or ()]

@@ -52,6 +52,7 @@ from daemon.resolve import (
     qualified_path,
     use_entries,
 )
+from daemon.returns import ReturnTypes, impl_returns, returned
 from daemon.type_params import (
     NO_PARAMS,
     Bounds,
@@ -93,11 +94,13 @@ GRAPH_VERSION = 5
 #: references of kind `supertrait`, `daemon.supertraits`; 19: the type argument of `impl
 #: Tr for &mut S<R>` as 16 reads `S<R>`'s; 20: an associated type's bounds in a trait
 #: (`type Item: Foo;`) are references of kind `assoc_bound`; 21: a call on a value of a
-#: trait reached by a std path (`R: std::io::Read`) is by name, an extension trait's maybe):
+#: trait reached by a std path (`R: std::io::Read`) is by name, an extension trait's maybe;
+#: 22: `let x = y.build()?` is typed by what the file's `build` gives back, `let x =
+#: Foo::m()` by `m`'s return type where the file writes one, `daemon.returns`):
 #: graph rows cached under another revision are not reused, and a root whose rows an
 #: older revision made reads its files again once at start (`RootIndex.graph_stale`: a
 #: forced batch: Tantivy documents rewritten, state.db and the vectors checked).
-GRAPH_REVISION = 21
+GRAPH_REVISION = 22
 #: Reference kinds that `callers`/`callees` count as calls.
 CALL_KINDS = frozenset({"call", "method", "macro"})
 
@@ -264,10 +267,13 @@ class _Def:
     fn: tuple[tree_sitter.Node, bytes] | None = None
     _bindings: dict[str, list[Interval]] | None = None
 
-    def binding(self, name: str, pos: int, generics: frozenset[str]) -> tuple[str, ...] | None:
+    def binding(
+        self, name: str, pos: int, generics: frozenset[str], walk: Walk
+    ) -> tuple[str, ...] | None:
         """The written type of the local `name` in scope at byte `pos` (`x: &Foo`, `let
-        v = Vec::new()`), None where it has none (`daemon.bindings`); `generics`: the
-        type parameters in scope in the fn (its impl's or trait's too), which name no item."""
+        v = Vec::new()`, `let v = y.build()?` by what the file's `build` gives back),
+        None where it has none (`daemon.bindings`); `generics`: the type parameters in
+        scope in the fn (its impl's or trait's too), which name no item."""
         if self._bindings is None:
             self._bindings = {}
             if self.fn is not None:
@@ -279,7 +285,10 @@ class _Def:
                     functools.partial(_let_type, src=src, generics=generics),
                     lambda ty: type_path(ty, src, generics, params=True),
                 )
-        return binding_at(self._bindings, name, pos) if name in self._bindings else None
+        if name not in self._bindings:
+            return None
+        table, at = walk.return_types(), (self.module, self.self_path)
+        return binding_at(self._bindings, name, pos, lambda o, link: returned(table, o, link, at))
 
 
 @dataclass(slots=True)
@@ -309,6 +318,7 @@ class Walk:
     #: follows them for an item no candidate names (`daemon.supertraits`).
     supers: dict[int, str] = field(default_factory=dict)
     _fields: FieldTypes | None = None
+    _returns: ReturnTypes | None = None
 
     def in_block(self, symbol: str, segs: tuple[str, ...]) -> str | None:
         """The symbol `segs` names when its head is an item written in the body of a fn
@@ -329,6 +339,14 @@ class Walk:
         if self._fields is None:
             self._fields = struct_fields(self.trees[0], self.src) if self.trees else {}
         return self._fields
+
+    def return_types(self) -> ReturnTypes:
+        """What the file's methods give back (`daemon.returns`), read from its own tree
+        when a `let x = y.m()` is first asked about."""
+        if self._returns is None:
+            prefix = module_prefix(self.path)
+            self._returns = impl_returns(self.trees[0], self.src, prefix) if self.trees else {}
+        return self._returns
 
 
 @functools.lru_cache(maxsize=1)
@@ -608,6 +626,9 @@ def _param_bindings(
 ) -> Iterator[tuple[str, tuple[str, ...]]]:
     params = node.child_by_field_name("parameters")
     for p in params.named_children if params is not None else ():
+        if p.type == "self_parameter":  # `let x = self.build()` asks what `Self`'s gives
+            yield "self", ("Self",)
+            continue
         pattern, ty = p.child_by_field_name("pattern"), p.child_by_field_name("type")
         if p.type == "parameter" and pattern is not None and pattern.type == "identifier":
             segs = type_path(ty, src, generics, params=True) if ty is not None else ()
@@ -843,7 +864,7 @@ def _receiver_type(
     if recv.type == "self":
         owner = inside.self_path
     elif recv.type == "identifier":
-        owner = inside.binding(node_text(recv, walk.src), recv.start_byte, generics)
+        owner = inside.binding(node_text(recv, walk.src), recv.start_byte, generics, walk)
     else:
         return None  # a call's result, an index, a chain too long
     return _through_fields(owner, names[::-1], recv.type == "self", walk, (inside, generics))
@@ -952,7 +973,7 @@ def _tt_receiver(
     owner = (
         inside.self_path
         if recv == "self"
-        else inside.binding(recv, base + found.start(1), generics)
+        else inside.binding(recv, base + found.start(1), generics, memo.walk)
     )
     bound = _through_fields(owner, fields, recv == "self", memo.walk, (inside, generics))
     if not bound:

@@ -308,13 +308,14 @@ def test_edits_of_real_files_equal_a_full_rechunk() -> None:
 
 def test_an_edited_files_graph_follows_its_scope() -> None:
     """Unchanged items keep their references only while the file's scope does: a `use`
-    deleted (or a definition added, or a field's type changed) changes what their names
-    resolve to."""
+    deleted (or a definition added, a field's type or a method's return type changed)
+    changes what their names resolve to."""
     base = (
         "use std::cell::Cell;\n\nfn a() -> Cell<u8> { Cell::new(1) }\n\n"
         "fn b() { a(); }\n\nfn c() { helper(); }\n\nstruct S { f: Cell<u8> }\n\n"
         "impl S { fn g(&self) { self.f.get(); } }\n"
     )
+    made = "fn e(s: S) {{ let x = s.mk(); x.get(); }}\n\nimpl S {{ fn mk(&self) -> {} {{ }} }}\n"
     edits = [
         base.replace("helper();", "helper(); b();"),  # one item changed
         base.replace("f: Cell<u8>", "f: Local"),  # a field's type: `self.f.get()` is Local's
@@ -328,6 +329,8 @@ def test_an_edited_files_graph_follows_its_scope() -> None:
         base + "type Shared = S;\n",  # ... then of the file's S
         "\n" + base + "type Shared = S;\n",  # ... moved
         base.replace("use std::cell::Cell;\n", "") + "type Shared = Cell<u8>;\n",  # `Cell` gone
+        base + made.format("Local"),  # `x.get()` on what `mk` gives back: Local's
+        base + made.format("Cell<u8>"),  # ... then Cell's: `e` unchanged, its `x` not
     ]
     cache = ParseCache(64 << 20)
     memo = GraphMemo()
