@@ -25,6 +25,7 @@ from daemon.graph_rows import split_targets
 from daemon.resolve import STD_CRATES, path_segments, strip_generics
 from daemon.supertraits import Supertraits
 from daemon.symbols import CALL_KINDS, GRAPH_REVISION, GRAPH_VERSION, FileGraph, extract
+from daemon.trait_impls import TraitImpls
 from ipc.errors import BadRequest
 
 #: What a navigation asks of one root: its graph's read connection, its path, `name
@@ -103,6 +104,9 @@ class NavHit:
     confidence: str  # "resolved" | "name"
     crate: str
     via: str = ""  # the matched side: the reference's target, a caller's callee
+    #: The impl whose method the reference resolved to, when a trait's method was asked
+    #: (`callers Tr::m` lists `foo.m()` of `impl Tr for Foo`): the impl's symbol.
+    impl: str = ""
 
     def to_json(self) -> dict[str, Any]:
         out = {
@@ -116,6 +120,8 @@ class NavHit:
         }
         if self.via:
             out["via"] = self.via
+        if self.impl:
+            out["impl"] = self.impl
         return out
 
 
@@ -159,6 +165,8 @@ class GraphReader:
         self._names = Names(conn, names)
         #: `Sub::m` that names no item is the `m` of a supertrait `Sub` writes.
         self._supers = Supertraits(conn, self._names)
+        #: `Tr::m` asked: the `m` of each `impl Tr for X` is a reference to it too.
+        self._impls = TraitImpls(conn, self._names)
         #: The name was asked from the crate's root (`crate::helper`), not as a suffix.
         self._anchored = anchored
         #: Dependency crates asked beside this root, by the name code writes them with:
@@ -166,9 +174,11 @@ class GraphReader:
         self.peers: dict[str, list[GraphReader]] = {}
         self._wanted: dict[tuple[str, ...], set[str]] = {}
 
-    def _hit(self, path: str, line: int, symbol: str, kind: str, conf: str, via: str) -> NavHit:
+    def _hit(
+        self, path: str, line: int, symbol: str, kind: str, conf: str, via: str, impl: str = ""
+    ) -> NavHit:
         crate = self._crate or self._crates.of(path)
-        return NavHit(self._root, path, line, symbol, kind, conf, crate, via)
+        return NavHit(self._root, path, line, symbol, kind, conf, crate, via, impl)
 
     def definitions(self, segs: tuple[str, ...]) -> list[Definition]:
         """(path, symbol, kind, line, end_line) of the definitions `segs` names."""
@@ -251,12 +261,16 @@ class GraphReader:
 
     def _refs(
         self, segs: tuple[str, ...], kinds: frozenset[str] | None
-    ) -> Iterator[tuple[str, int, str, str, str, str]]:
-        """(path, line, enclosing, kind, confidence, target) of the references to `segs`."""
+    ) -> Iterator[tuple[str, int, str, str, str, str, str]]:
+        """(path, line, enclosing, kind, confidence, target, impl) of the references to
+        `segs`; `impl` is the impl whose method a reference resolved to when `segs`
+        names a trait's method (`TraitImpls`), else ""."""
         if not segs:
             return
-        wanted = self.wanted(segs)
-        names = [segs[-1], *self._aliases(wanted, segs[-1])]
+        direct = self.wanted(segs)
+        through = self._impls.methods(direct)
+        wanted = direct | through.keys()
+        names = [segs[-1], *self._aliases(direct, segs[-1])]
         rows = self._db.execute(
             "SELECT f.path, r.lines, r.enclosing, r.kind, r.written, r.targets FROM sym_refs r "
             f"JOIN sym_files f ON f.id = r.file WHERE r.name IN ({','.join('?' * len(names))})",
@@ -268,6 +282,11 @@ class GraphReader:
             verdict = self.judge(str(targets), str(written), wanted, segs, str(kind))
             if verdict:
                 conf, _, target = verdict.partition(":")
+                impl = through.get(target, "") if target not in direct else ""
+                if impl and target == enclosing:
+                    # `impl Tr for u64 { fn m(self) { self.m() } }` delegates to an
+                    # inherent `m` of a type the root does not define; not a call of `Tr::m`.
+                    continue
                 for line in str(lines).split():
                     yield (
                         str(path),
@@ -276,6 +295,7 @@ class GraphReader:
                         str(kind),
                         conf,
                         target or str(written),
+                        impl,
                     )
 
     def _aliases(self, wanted: set[str], name: str) -> list[str]:
@@ -292,16 +312,16 @@ class GraphReader:
 
     def ref_hits(self, segs: tuple[str, ...]) -> list[NavHit]:
         return [
-            self._hit(p, line, target, kind, conf, enclosing)
-            for p, line, enclosing, kind, conf, target in self._refs(segs, None)
+            self._hit(p, line, target, kind, conf, enclosing, impl)
+            for p, line, enclosing, kind, conf, target, impl in self._refs(segs, None)
         ]
 
     def caller_hits(self, segs: tuple[str, ...]) -> list[NavHit]:
         refs = list(self._refs(segs, _CALLING))
         kinds = self._kinds_of({enclosing for _p, _l, enclosing, *_ in refs})
         return [
-            self._hit(p, line, enclosing, kinds.get(enclosing, "code"), conf, target)
-            for p, line, enclosing, _kind, conf, target in refs
+            self._hit(p, line, enclosing, kinds.get(enclosing, "code"), conf, target, impl)
+            for p, line, enclosing, _kind, conf, target, impl in refs
         ]
 
     def _kinds_of(self, symbols: Iterable[str]) -> dict[str, str]:

@@ -603,8 +603,11 @@ def _say_more(method: str, name: str, options: list[str], counts: tuple[int, int
 
 
 def _nav_marks(hit: dict[str, Any]) -> str:
-    """A navigation hit's marks: `[by name]` unless resolved, and `STALE_MARK`."""
+    """A navigation hit's marks: `[by name]` unless resolved, the impl whose method a
+    trait method's reference resolved to (`[impl foo::Foo]`), and `STALE_MARK`."""
     mark = "" if hit["confidence"] == "resolved" else "  [by name]"
+    if hit.get("impl"):
+        mark += f"  [impl {hit['impl']}]"
     return mark + (STALE_MARK if hit.get("stale") else "")
 
 
@@ -617,14 +620,17 @@ def _where(hit: dict[str, Any]) -> str:
     return f"{shown}:{hit['line']}{mark}"
 
 
-_NAV_JSON = "print {results: [{root, path, line, symbol, kind, confidence, crate, stale}], total}"
+_NAV_JSON = (
+    "print {results: [{root, path, line, symbol, kind, confidence, crate, stale, impl}], total}"
+)
 _NAV_NOTE = (
     "NAME may be a path suffix (codec::crc, Vec::push, push), a path from the crate's\n"
     "root (crate::util::helper), or a path as the crate's users write it\n"
     "(tokio::sync::Mutex, through pub use; the crate's name from its Cargo.toml).\n"
     "Answers resolved through use declarations, self/super/crate, Self and a\n"
     "receiver's written type come first; the rest, matched by name only, are marked\n"
-    "[by name]."
+    "[by name]. Asked for a trait's method (Trait::method), refs and callers also\n"
+    "list the calls resolved to an impl's method of that name, marked [impl TYPE]."
 )
 
 

@@ -40,7 +40,9 @@ failed requests") or identifiers (`HashMap::with_capacity`); results give root, 
 result's lines and `similar_code` to find code like a given range. `definitions`,
 `references`, `callers`, `callees` and `implementations` navigate the symbol graph: give
 a name or path suffix (`codec::crc`, `Vec::push`); answers say `confidence: resolved`
-(through imports and paths) or `name` (matched by name only)."""
+(through imports and paths) or `name` (matched by name only); asked for a trait's method
+(`Trait::method`), references and callers also give the calls resolved to an impl's
+method of that name, with `impl` (the impl's symbol)."""
 
 
 #: MCP tool → the protocol method it forwards to; its parameters are that method's fields

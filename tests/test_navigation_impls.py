@@ -1,5 +1,6 @@
-"""Navigation through what the code's impls say: a `let` is typed by what the method it
-calls gives back (extraction functions and the queries over a real state.db)."""
+"""Navigation through what the code's impls say: a trait method's references include the
+calls resolved to its impls' methods, and a `let` is typed by what the method it calls
+gives back (extraction functions and the queries over a real state.db)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,79 @@ from pathlib import Path
 from typing import Any
 
 from daemon.symbols import extract
+from ipc.cli import _nav_marks
 from tests.test_navigation_units import ask, graph_state
+
+SHAPES = b"""pub trait Draw { fn draw(&self); }
+pub trait Paint { fn draw(&self); }
+pub struct Circle;
+impl Draw for Circle { fn draw(&self) {} }
+pub struct Square;
+impl Square { pub fn draw(&self) {} }
+pub struct Both;
+impl Both { pub fn draw(&self) {} }
+impl Draw for Both { fn draw(&self) {} }
+pub struct Brush;
+impl Paint for Brush { fn draw(&self) {} }
+pub struct Wrap<T>(T);
+impl<T: Clone> Draw for Wrap<T> { fn draw(&self) { self.0.clone(); } }
+impl Draw for u64 { fn draw(&self) { self.draw(); } }
+"""
+USER = b"""use crate::shapes::{Both, Brush, Circle, Draw, Square, Wrap};
+pub fn generic<D: Draw>(d: &D) { d.draw(); }
+pub fn concrete(c: &Circle) { c.draw(); }
+pub fn path_call(c: Circle) { Circle::draw(&c); }
+pub fn wrapped(w: Wrap<u8>) { w.draw(); }
+pub fn inherent(s: &Square) { s.draw(); }
+pub fn ambiguous(b: &Both) { b.draw(); }
+pub fn other_trait(b: &Brush) { b.draw(); }
+"""
+
+
+def _hits(results: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
+    return {(h["symbol"], h["confidence"], h.get("impl", "")) for h in results}
+
+
+def test_a_trait_methods_callers_include_calls_resolved_to_its_impls(tmp_path: Path) -> None:
+    """`c.draw()` on a `c: &Circle` resolves to `Circle::draw` (an `impl Draw for
+    Circle`): rust-analyzer lists it under `Draw::draw`, rcmd did not. It is listed now,
+    marked with the impl, as is a generic impl's; an inherent `draw`, another trait's,
+    and a type with both an inherent and a trait `draw` (one symbol: which is meant
+    cannot be told) are not, nor `self.draw()` inside the impl's own `draw` (gimli's
+    `impl ReaderOffset for u64` delegates so to u64's inherent method, which no file
+    defines); `callers Circle::draw` answers as before."""
+    files = {"src/lib.rs": b"pub mod shapes;\npub mod user;\n", "src/shapes.rs": SHAPES}
+    files["src/user.rs"] = USER
+    with graph_state(tmp_path, files) as state:
+        callers = ask(state, "callers", "shapes::Draw::draw")
+        assert _hits(callers) == {
+            ("user::generic", "resolved", ""),
+            ("user::concrete", "resolved", "shapes::Circle"),
+            ("user::path_call", "resolved", "shapes::Circle"),
+            ("user::wrapped", "resolved", "shapes::Wrap"),
+        }
+        assert callers[0]["symbol"] == "user::generic"  # in file order
+        via = {h["symbol"]: h["via"] for h in callers}
+        assert via["user::concrete"] == "shapes::Circle::draw"
+        refs = ask(state, "refs", "Draw::draw")
+        assert ("shapes::Circle::draw", "resolved", "shapes::Circle") in _hits(refs)
+        assert ("shapes::Square::draw", "resolved", "shapes::Square") not in _hits(refs)
+        concrete = _hits(ask(state, "callers", "Circle::draw"))
+        assert concrete == {
+            ("user::concrete", "resolved", ""),
+            ("user::path_call", "resolved", ""),
+        }
+        assert _hits(ask(state, "callers", "Paint::draw")) == {
+            ("user::other_trait", "resolved", "shapes::Brush")
+        }
+
+
+def test_a_hit_through_an_impl_says_which_in_text() -> None:
+    assert _nav_marks({"confidence": "resolved", "impl": "shapes::Circle"}) == (
+        "  [impl shapes::Circle]"
+    )
+    assert _nav_marks({"confidence": "resolved"}) == ""
+
 
 BUILDER = b"""pub struct Bar;
 impl Bar { pub fn go(&self) {} }
@@ -64,10 +137,6 @@ def test_a_let_is_typed_by_what_the_method_it_calls_gives_back() -> None:
         30: ("Bar::go",),
         31: (),
     }
-
-
-def _hits(results: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
-    return {(h["symbol"], h["confidence"], h.get("impl", "")) for h in results}
 
 
 def test_a_let_typed_by_a_method_makes_its_calls_resolved_answers(tmp_path: Path) -> None:
