@@ -20,6 +20,7 @@ from typing import NamedTuple
 import tree_sitter
 
 from daemon.chunker import _language
+from daemon.parsing import node_text
 from daemon.resolve import path_segments
 
 
@@ -139,7 +140,7 @@ def call_link(let: tree_sitter.Node, src: bytes) -> Link | None:
     if value is None or f is None or value.type != "call_expression":
         return None
     if f.type == "scoped_identifier":
-        path = path_segments(_text(f, src))
+        path = path_segments(node_text(f, src))
         if len(path) < 2 or not path[-2][:1].isupper():
             return None
         return Link("", let.start_byte, path[-1], unwraps, awaited, path[:-1])
@@ -148,14 +149,11 @@ def call_link(let: tree_sitter.Node, src: bytes) -> Link | None:
         return None
     if recv.type not in ("identifier", "self"):
         return None
-    name = _text(method, src)
+    name = node_text(method, src)
     if name == "clone" and (unwraps or awaited):
         return None
-    return Link(_text(recv, src), let.start_byte, "" if name == "clone" else name, unwraps, awaited)
-
-
-def _text(node: tree_sitter.Node, src: bytes) -> str:
-    return src[node.start_byte : node.end_byte].decode("utf-8", "replace")
+    called = "" if name == "clone" else name
+    return Link(node_text(recv, src), let.start_byte, called, unwraps, awaited)
 
 
 def _one(match: dict[str, list[tree_sitter.Node]], name: str) -> tree_sitter.Node | None:
