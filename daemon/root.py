@@ -28,6 +28,12 @@ from ipc.errors import StateError
 log = structlog.get_logger("rcmd.root")
 
 
+#: What each index cannot be without: Tantivy opens a folder that lacks its meta.json
+#: as a new, empty index (BM25 then found nothing in a root whose state.db listed every
+#: file, and verify was the only one to say so).
+INDEX_MARKERS = {"tantivy": "tantivy/meta.json", "qdrant": "qdrant"}
+
+
 def root_id_for(path: Path) -> str:
     return blake3.blake3(str(path).encode()).hexdigest()[:16]
 
@@ -53,7 +59,8 @@ class RootIndex:
         missing = [
             side
             for side in ("tantivy", "qdrant")
-            if not (self.dir / side).exists() and not (side == "qdrant" and config.vector_store.url)
+            if not (self.dir / INDEX_MARKERS[side]).exists()
+            and not (side == "qdrant" and config.vector_store.url)
         ]
         self.ledger = FileLedger(self.state)
         self.progress = RootProgress()
@@ -114,7 +121,8 @@ class RootIndex:
         changed = any(v is not None and v != layout[k] for k, v in recorded.items())
         lost = missing if len(self.ledger) else []
         if lost:
-            note = f"{' and '.join(lost)}/ missing at start; rebuilding the index from the files"
+            gone = " and ".join(INDEX_MARKERS[side] for side in lost)
+            note = f"{gone} missing at start; rebuilding the index from the files"
             log.error("index_directory_missing", root=str(self.path), missing=lost)
             self.progress.note_error(note)
         reset = self.state.created or changed or bool(lost)

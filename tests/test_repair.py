@@ -47,12 +47,16 @@ def test_damaged_embedding_cache_is_set_aside(daemon: Daemon, crate: Path) -> No
     assert "cache_unusable_set_aside" in (daemon.home / "log" / "rcmd.log").read_text()
 
 
-@pytest.mark.parametrize("side", ["tantivy", "qdrant"])
+@pytest.mark.parametrize("side", ["tantivy", "qdrant", "tantivy/meta.json"])
 def test_missing_index_directory_is_rebuilt(daemon: Daemon, crate: Path, side: str) -> None:
+    """A Tantivy folder without its meta.json opened as a new, empty index: BM25 found
+    nothing, silently, in a root that status showed whole."""
     before = _indexed(daemon, crate)
-    shutil.rmtree(daemon.home / "state" / "roots" / before["id"] / side)
+    gone = daemon.home / "state" / "roots" / before["id"] / side
+    shutil.rmtree(gone) if gone.is_dir() else gone.unlink()
     daemon.start()
     _searchable(daemon, crate, before)
+    assert "index_directory_missing" in (daemon.home / "log" / "rcmd.log").read_text()
 
 
 def test_damaged_registry_is_rebuilt_from_the_root_folders(daemon: Daemon, crate: Path) -> None:
