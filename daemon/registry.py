@@ -24,6 +24,7 @@ from daemon.dep_roots import DependencyRoots
 from daemon.dep_sync import DependencySync
 from daemon.indexer import Indexer
 from daemon.root import RootIndex, root_id_for
+from daemon.sqlite import is_damage
 from daemon.sync import Cookies
 from daemon.watcher import RootWatcher, WatchHub
 from ipc.errors import BadRequest, NotFound, StateError
@@ -243,17 +244,15 @@ class Registry:
         try:
             return RootIndex(path, self._config, model_id, dim)
         except OSError as exc:  # a full disk, a read-only state folder: say which
-            where = root_dir(self._config.paths, root_id_for(path))
-            raise StateError(
-                f"cannot create the index of {path} in {where}: {exc.strerror or exc}; "
-                f"free some space or fix its permissions, then run: rcmd index {quote(str(path))}"
-            ) from exc
+            raise self._disk_failed(path, exc.strerror or str(exc)) from exc
         except StateError as exc:
             if "WouldBlock" in str(exc):  # locked by a live user, not damaged: keep it
                 raise StateError(
                     f"the index of {path} is in use by another process ({exc}); "
                     "stop it, then run: rcmd status"
                 ) from exc
+            if not is_damage(exc):  # whole, on a disk that failed: never set aside
+                raise self._disk_failed(path, str(exc)) from exc
             broken = root_dir(self._config.paths, root_id_for(path))
             aside = broken.with_name(broken.name + ".broken")
             log.error(
@@ -265,6 +264,13 @@ class Registry:
             shutil.rmtree(aside, ignore_errors=True)
             broken.rename(aside)
             return RootIndex(path, self._config, model_id, dim)
+
+    def _disk_failed(self, path: Path, why: str) -> StateError:
+        where = root_dir(self._config.paths, root_id_for(path))
+        return StateError(
+            f"cannot open the index of {path} in {where}: {why}; free some space or fix "
+            f"its permissions, then run: rcmd index {quote(str(path))}"
+        )
 
     def confine(self, raw: str, raw_root: str | None) -> tuple[RootIndex, Path, str]:
         """(root, real file, path relative to the root) for a `path` param, which may be

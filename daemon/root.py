@@ -135,7 +135,8 @@ class RootIndex:
                 shutil.rmtree(self.dir / side, ignore_errors=True)
             self.ledger.reset()
         for key, value in layout.items():
-            self.state.set_meta(key, value)
+            if reset or recorded.get(key) != value:  # no write when nothing changed:
+                self.state.set_meta(key, value)  # a root opens on a full disk too
         return reset
 
     @property

@@ -400,7 +400,8 @@ class Service:
                 {
                     "path": p,
                     "error": e,
-                    "next": f"see the log; remove it with: rcmd remove {quote(p)}",
+                    "next": f"see the log; once fixed, open it again with: rcmd index "
+                    f"{quote(p)} (or forget it: rcmd remove {quote(p)})",
                 }
                 for p, e in self.registry.failed().items()
             ],

@@ -48,13 +48,35 @@ def state_errors(path: Path) -> Iterator[None]:
         raise StateError(f"{path}: {exc}") from exc
 
 
+#: Errors that say the disk failed or refused (full, I/O, permissions), not that what
+#: is on it is damaged: nothing is set aside for them (a full disk at start moved a
+#: healthy cache aside, then failed to make the new one, and the daemon did not start).
+NOT_DAMAGE = (
+    apsw.FullError,
+    apsw.IOError,
+    apsw.CantOpenError,
+    apsw.ReadOnlyError,
+    apsw.PermissionsError,
+    OSError,
+)
+
+
+def is_damage(exc: StateError) -> bool:
+    """Whether `exc` says a store is damaged (set it aside), not that its disk failed."""
+    return not isinstance(exc.__cause__, NOT_DAMAGE)
+
+
 def open_or_set_aside(path: Path, opener: Callable[[Path], T]) -> T:
     """`opener(path)`, for a database that is only a cache: one that cannot be opened
     is set aside as `<name>.broken` (with its WAL files) and a new one started, so a
-    damaged cache never keeps the daemon from starting."""
+    damaged cache never keeps the daemon from starting. One on a disk that fails (full)
+    is kept, and an empty cache in memory serves until the next start."""
     try:
         return opener(path)
     except StateError as exc:
+        if not is_damage(exc):
+            log.error("cache_unusable_kept_in_memory", path=str(path), error=str(exc))
+            return opener(Path(":memory:"))
         aside = path.with_name(path.name + ".broken")
         log.error("cache_unusable_set_aside", path=str(path), error=str(exc), moved_to=str(aside))
         for suffix in ("", "-wal", "-shm"):

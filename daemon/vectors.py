@@ -131,6 +131,7 @@ class EdgeStore:
         )
         self._shard: Any
         if path.exists() and any(path.iterdir()):
+            _need_room(path, 0)  # loading replays the WAL into memory-mapped segments
             try:  # the config given again: shards made before SEARCH_THREADS get it too
                 self._shard = qe.EdgeShard.load(str(path), config)
             except Exception:

@@ -4,12 +4,15 @@ are tmpfs mounts in the daemon's own user and mount namespaces, never the host's
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Daemon, needs_userns, seed_cache, wait_until, write_new_code
+from tests.conftest import REPO, Daemon, needs_userns, seed_cache, wait_until, write_new_code
 
 pytestmark = pytest.mark.slow
 
@@ -81,3 +84,106 @@ def test_vectors_on_a_full_disk_fail_the_batch_not_the_daemon(
     finally:
         d.stop()
         d.kill()
+
+
+@pytest.fixture
+def held_tmpfs(tmp_path: Path) -> Iterator[tuple[list[str], int]]:
+    """A 64 MB tmpfs over `tmp_path/small/state` in user and mount namespaces held by a
+    process of their own, so daemons started in turn share it: (daemon prefix, holder pid)."""
+    state = tmp_path / "small" / "state"
+    state.mkdir(parents=True)
+    mount = f'mount -t tmpfs -o size=64m tmpfs "{state}" && echo ready && exec sleep 3600'
+    holder = subprocess.Popen(
+        ["unshare", "--user", "--map-current-user", "--mount", "--", "sh", "-c", mount],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        # Entering a mount namespace moves to its `/`: --wd keeps the checkout's code.
+        nsenter = ["nsenter", "--user", "--mount", "--target", str(holder.pid), f"--wd={REPO}"]
+        yield [*nsenter, "--preserve-credentials", "--"], holder.pid
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+
+
+@needs_userns
+def test_a_full_disk_at_start_keeps_every_index(
+    held_tmpfs: tuple[list[str], int], tmp_path: Path, crate: Path, warm_cache: Path
+) -> None:
+    """A daemon started on a full state disk wrote each root's layout again (no room:
+    the root failed to open, its status said to remove it); with that write gone, Edge
+    loading its shard was a SIGBUS. Now the root is kept whole and named with the
+    disk's error, and `rcmd index` opens it again once there is room: nothing is set
+    aside or indexed again."""
+    prefix, holder = held_tmpfs
+    home = tmp_path / "small"
+    state = home / "state"
+    seed_cache(home, warm_cache)
+    d = Daemon(home, prefix=prefix)
+    try:
+        d.start()
+        d.cli("index", str(crate), "--wait")
+        assert d.stop() == 0
+        _fill_leaving(holder, state, 0)
+        d.start()
+        (failed,) = d.status()["failed_roots"]
+        assert "No space left on device" in failed["error"], failed
+        assert f"rcmd index {crate}" in failed["next"], failed
+        assert d.cli("status").returncode == 0
+        _in_daemon_ns(holder, f'rm "{state}/filler"')
+        d.cli("index", str(crate), "--wait")
+        assert d.root_status(crate)["counters"]["files_read"] == 0  # nothing read again
+        assert d.verify()["ok"], d.verify()
+        assert d.search("fetch_with_retry", "--mode", "bm25")
+        assert not list(state.glob("roots/*.broken"))
+    finally:
+        d.stop()
+        d.kill()
+
+
+#: Run in a private tmpfs: a cache made with room, then opened on the disk made full.
+_FULL_CACHE_SCRIPT = """
+import sys
+from pathlib import Path
+import numpy as np
+from daemon.embed_cache import EmbedCache, open_cache
+path = Path(sys.argv[1]) / "embeddings.db"
+cache = EmbedCache(path)
+cache.put_many({b"k" * 16: np.ones(4, dtype=np.float32)})
+cache.close()
+for extra in ("embeddings.db-wal", "embeddings.db-shm"):
+    (path.parent / extra).unlink(missing_ok=True)
+with open(path.parent / "filler", "wb") as f:
+    try:
+        while True:
+            f.write(bytes(1 << 16))
+    except OSError:
+        pass
+cache = open_cache(path)
+cache.put_many({b"j" * 16: np.ones(4, dtype=np.float32)})
+print(sorted(p.name for p in path.parent.iterdir()))
+"""
+
+
+@needs_userns
+def test_a_cache_on_a_full_disk_is_kept_not_set_aside(tmp_path: Path) -> None:
+    """Opening a whole embedding cache on a full disk failed (its WAL index could not be
+    made): it was moved aside as broken, the new one could not be made either, and the
+    daemon did not start. Now the file stays and an empty cache in memory serves."""
+    disk = tmp_path / "cache"
+    disk.mkdir()
+    mount = f'mount -t tmpfs -o size=4m tmpfs "{disk}" && exec "$@"'
+    unshare = ["unshare", "--user", "--map-current-user", "--mount", "--"]
+    proc = subprocess.run(
+        [*unshare, "sh", "-c", mount, "sh", sys.executable, "-c", _FULL_CACHE_SCRIPT, str(disk)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    names = proc.stdout.strip().splitlines()[-1]
+    assert "'embeddings.db'" in names and "broken" not in names, proc.stdout
+    assert "cache_unusable_kept_in_memory" in proc.stdout
