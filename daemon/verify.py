@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
+
+import numpy as np
 
 from daemon.merkle import MerkleTree, hash_bytes
 from daemon.root import RootIndex
@@ -44,6 +47,27 @@ def _tree_problems(root: RootIndex, recorded: MerkleTree) -> tuple[list[str], in
     return problems, walked
 
 
+def _vector_ids(root: RootIndex) -> dict[str, set[str]]:
+    """The store's ids by path, once a search has read every stored vector: ids and
+    payloads can be whole while the vectors are not (a truncated vector file failed
+    every vector search while verify said ok)."""
+    first = next(iter(root.vectors.dump()), None)
+    if first is not None:
+        root.vectors.search(np.asarray(first[1], dtype=np.float32), 1)
+    return root.vectors.ids_by_path()
+
+
+def _read_index(
+    root: RootIndex, name: str, read: Callable[[], dict[str, set[str]]], problems: list[str]
+) -> dict[str, set[str]]:
+    """`read()`, or nothing and a problem naming the repair when the index is unreadable."""
+    try:
+        return read()
+    except Exception as exc:  # a damaged index: an error of its engine, any type
+        problems.append(f"{name} cannot be read ({exc}); restart the daemon to rebuild it")
+        return {}
+
+
 def verify_root(root: RootIndex) -> dict[str, Any]:
     """Compare the four views path by path; call with the root's lock held (no batch running)."""
     records = root.state.files()
@@ -51,8 +75,8 @@ def verify_root(root: RootIndex) -> dict[str, Any]:
     problems, walked = _tree_problems(root, recorded)
     state_ids = root.state.chunk_ids_by_path()
     pending = root.state.pending_ids()
-    lexical_ids = root.lexical.ids_by_path()
-    vector_ids = root.vectors.ids_by_path()
+    lexical_ids = _read_index(root, "tantivy", root.lexical.ids_by_path, problems)
+    vector_ids = _read_index(root, "qdrant", lambda: _vector_ids(root), problems)
     # Chunks a lexical-first batch left for later are in Tantivy, not yet in Qdrant.
     embedded = {p: ids - pending for p, ids in state_ids.items()}
     for name, want, ids in (("tantivy", state_ids, lexical_ids), ("qdrant", embedded, vector_ids)):

@@ -14,6 +14,7 @@ import pytest
 from daemon.chunker import chunk_source
 from daemon.embed_cache import cache_key
 from daemon.pipeline import fill_vectors, run_batch
+from daemon.vectors import EdgeStore
 from daemon.verify import verify_root
 from tests.conftest import Daemon
 
@@ -57,6 +58,48 @@ def test_missing_index_directory_is_rebuilt(daemon: Daemon, crate: Path, side: s
     daemon.start()
     _searchable(daemon, crate, before)
     assert "index_directory_missing" in (daemon.home / "log" / "rcmd.log").read_text()
+
+
+#: Qdrant Edge files a damaged disk or a careless cleanup may cut short.
+VECTOR_FILES = [
+    "vector_storage/vectors/chunk_0.mmap",
+    "payload_storage/page_0.dat",
+]
+
+
+def _cut(segments: Path, name: str) -> None:
+    (file,) = segments.glob(f"*/{name}")
+    with open(file, "r+b") as f:
+        f.truncate(0)
+
+
+@pytest.mark.parametrize("name", VECTOR_FILES)
+def test_unreadable_vector_files_are_rebuilt(daemon: Daemon, crate: Path, name: str) -> None:
+    """A truncated vector file opened without complaint: every search in words (of
+    every root) then failed with an internal error, verify said ok, and `reindex
+    --force` did not help. It is found at open now, and the root rebuilt."""
+    before = _indexed(daemon, crate)
+    root_dir = daemon.home / "state" / "roots" / before["id"]
+    _cut(root_dir / "qdrant" / "segments", name)
+    daemon.start()
+    _searchable(daemon, crate, before)
+    assert daemon.search("where do we retry failed http requests")
+    assert (root_dir.parent / (root_dir.name + ".broken")).is_dir()
+
+
+def test_verify_names_an_unreadable_vector_store(setup: Any) -> None:
+    """verify answered an internal error (a payload file cut short) or ok (a vector file
+    cut short); it names the store and the repair now."""
+    _crate, collab, open_root = setup
+    root = open_root()
+    run_batch(root, None, collab)
+    fill_vectors(root, collab, lambda: False)
+    root.vectors.close()
+    _cut(root.dir / "qdrant" / "segments", VECTOR_FILES[0])
+    root.vectors = EdgeStore(root.dir / "qdrant", collab.embedder.dim)  # opened unchecked
+    report = verify_root(root)
+    assert not report["ok"]
+    assert report["problems"][0].startswith("qdrant cannot be read"), report["problems"]
 
 
 def test_damaged_registry_is_rebuilt_from_the_root_folders(daemon: Daemon, crate: Path) -> None:
