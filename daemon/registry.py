@@ -8,11 +8,12 @@ aside as `<id>.broken` and rebuilt from its files: the state is a cache of the t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from shlex import quote
 from typing import TYPE_CHECKING
@@ -175,26 +176,28 @@ class Registry:
             data = json.loads(self._file.read_text())
             if not isinstance(data, dict) or not isinstance(data.get("roots"), list):
                 raise ValueError("not an object with a 'roots' list")
-        except FileNotFoundError:
-            return []
+        except FileNotFoundError:  # with root folders left, every index was orphaned
+            return self._rebuild("roots.json is missing") if any(_markers(self._file)) else []
         except (OSError, ValueError) as exc:
             return self._rebuild(str(exc))
         return [p for p in data["roots"] if isinstance(p, str)]
 
     def _rebuild(self, error: str) -> list[str]:
-        """A damaged roots.json: set it aside and find the roots again from their state
-        folders (each holds `root.txt`), so no root is forgotten or orphaned."""
+        """A damaged or missing roots.json: set it aside and find the roots again from
+        their state folders (each holds `root.txt`), so no root is forgotten or orphaned."""
         aside = self._file.with_name(self._file.name + ".broken")
-        os.replace(self._file, aside)
+        if self._file.exists():
+            os.replace(self._file, aside)
         found = []
-        for marker in sorted(self._file.parent.glob("roots/*/root.txt")):
+        for marker in sorted(_markers(self._file)):
             try:
                 found.append(marker.read_text().strip())
             except OSError:
                 continue
         paths = sorted({p for p in found if p})
         log.error("registry_damaged_rebuilt", error=error, moved_to=str(aside), roots=len(paths))
-        self._write(paths)
+        with contextlib.suppress(OSError):  # a full disk: found again at the next start
+            self._write(paths)
         return paths
 
     def _save(self) -> None:
@@ -241,10 +244,11 @@ class Registry:
 
     def _open_index(self, path: Path) -> RootIndex:
         model_id, dim = self._model
+        where = root_dir(self._config.paths, root_id_for(path))
         try:
             return RootIndex(path, self._config, model_id, dim)
         except OSError as exc:  # a full disk, a read-only state folder: say which
-            raise self._disk_failed(path, exc.strerror or str(exc)) from exc
+            raise _disk_failed(where, path, exc.strerror or str(exc)) from exc
         except StateError as exc:
             if "WouldBlock" in str(exc):  # locked by a live user, not damaged: keep it
                 raise StateError(
@@ -252,9 +256,8 @@ class Registry:
                     "stop it, then run: rcmd status"
                 ) from exc
             if not is_damage(exc):  # whole, on a disk that failed: never set aside
-                raise self._disk_failed(path, str(exc)) from exc
-            broken = root_dir(self._config.paths, root_id_for(path))
-            aside = broken.with_name(broken.name + ".broken")
+                raise _disk_failed(where, path, str(exc)) from exc
+            aside = where.with_name(where.name + ".broken")
             log.error(
                 "root_state_unusable_rebuilding",
                 root=str(path),
@@ -262,15 +265,8 @@ class Registry:
                 moved_to=str(aside),
             )
             shutil.rmtree(aside, ignore_errors=True)
-            broken.rename(aside)
+            where.rename(aside)
             return RootIndex(path, self._config, model_id, dim)
-
-    def _disk_failed(self, path: Path, why: str) -> StateError:
-        where = root_dir(self._config.paths, root_id_for(path))
-        return StateError(
-            f"cannot open the index of {path} in {where}: {why}; free some space or fix "
-            f"its permissions, then run: rcmd index {quote(str(path))}"
-        )
 
     def confine(self, raw: str, raw_root: str | None) -> tuple[RootIndex, Path, str]:
         """(root, real file, path relative to the root) for a `path` param, which may be
@@ -290,6 +286,19 @@ class Registry:
         if not real.is_file():
             raise NotFound(f"{real} is not a file")
         return root, real, real.relative_to(root.path).as_posix()
+
+
+def _markers(registry: Path) -> Iterator[Path]:
+    """The `root.txt` of each root folder beside `registry`: each names its root."""
+    return registry.parent.glob("roots/*/root.txt")
+
+
+def _disk_failed(where: Path, path: Path, why: str) -> StateError:
+    """The error of a root whose index in `where` is whole but its disk failed (full)."""
+    return StateError(
+        f"cannot open the index of {path} in {where}: {why}; free some space or fix "
+        f"its permissions, then run: rcmd index {quote(str(path))}"
+    )
 
 
 def _not_indexed(path: Path, roots: list[Path]) -> str:

@@ -102,13 +102,20 @@ def test_verify_names_an_unreadable_vector_store(setup: Any) -> None:
     assert report["problems"][0].startswith("qdrant cannot be read"), report["problems"]
 
 
-def test_damaged_registry_is_rebuilt_from_the_root_folders(daemon: Daemon, crate: Path) -> None:
+@pytest.mark.parametrize("damage", ["truncated", "deleted"])
+def test_damaged_registry_is_rebuilt_from_the_root_folders(
+    daemon: Daemon, crate: Path, damage: str
+) -> None:
+    """A deleted roots.json forgot every root (their indexes stayed on disk, orphaned)."""
     before = _indexed(daemon, crate)
     registry = daemon.home / "state" / "roots.json"
-    registry.write_text('{"roots": [trunc')
+    if damage == "deleted":
+        registry.unlink()
+    else:
+        registry.write_text('{"roots": [trunc')
     daemon.start()
     assert [r["path"] for r in daemon.call("status")["roots"]] == [str(crate.resolve())]
-    assert (registry.parent / "roots.json.broken").exists()
+    assert (registry.parent / "roots.json.broken").exists() == (damage == "truncated")
     assert json.loads(registry.read_text()) == {"roots": [str(crate.resolve())]}
     _searchable(daemon, crate, before)
 
