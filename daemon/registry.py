@@ -296,7 +296,7 @@ def _markers(registry: Path) -> Iterator[Path]:
 def _disk_failed(where: Path, path: Path, why: str) -> StateError:
     """The error of a root whose index in `where` is whole but its disk failed (full)."""
     return StateError(
-        f"cannot open the index of {path} in {where}: {why}; free some space or fix "
+        f"cannot use the index of {path} in {where}: {why}; free some space or fix "
         f"its permissions, then run: rcmd index {quote(str(path))}"
     )
 
