@@ -47,6 +47,9 @@ class RootProgress:
         self.vacuums = 0
         self.last_batch: dict[str, Any] = {}
         self.last_error = ""
+        #: What was found damaged when the root opened and what was done about it: kept
+        #: until the daemon stops (a rebuild's own success clears `last_error`).
+        self.repaired = ""
         self.watcher = "starting"
         #: An embedding run that gave way to file work: (chunks done, seconds it ran).
         self._paused_fill: tuple[int, float] | None = None
@@ -150,6 +153,7 @@ class RootProgress:
             "progress": self.rates(),
             "watcher": self.watcher,
             "last_error": self.last_error,
+            "repaired": self.repaired,
             "counters": {
                 "batches": self.batches,
                 "files_statted": t.statted,

@@ -9,6 +9,7 @@ aside as `<id>.broken` and rebuilt from its files: the state is a cache of the t
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -257,16 +258,8 @@ class Registry:
                 ) from exc
             if not is_damage(exc):  # whole, on a disk that failed: never set aside
                 raise _disk_failed(where, path, str(exc)) from exc
-            aside = where.with_name(where.name + ".broken")
-            log.error(
-                "root_state_unusable_rebuilding",
-                root=str(path),
-                error=str(exc),
-                moved_to=str(aside),
-            )
-            shutil.rmtree(aside, ignore_errors=True)
-            where.rename(aside)
-            return RootIndex(path, self._config, model_id, dim)
+            reopen = functools.partial(RootIndex, path, self._config, model_id, dim)
+            return _set_aside(path, where, str(exc), reopen)
 
     def confine(self, raw: str, raw_root: str | None) -> tuple[RootIndex, Path, str]:
         """(root, real file, path relative to the root) for a `path` param, which may be
@@ -291,6 +284,18 @@ class Registry:
 def _markers(registry: Path) -> Iterator[Path]:
     """The `root.txt` of each root folder beside `registry`: each names its root."""
     return registry.parent.glob("roots/*/root.txt")
+
+
+def _set_aside(path: Path, where: Path, error: str, reopen: Callable[[], RootIndex]) -> RootIndex:
+    """Move the unusable state folder `where` of root `path` aside as `<id>.broken` and
+    open the root anew (rebuilt from its files); status says so until the daemon stops."""
+    aside = where.with_name(where.name + ".broken")
+    log.error("root_state_unusable_rebuilding", root=str(path), error=error, moved_to=str(aside))
+    shutil.rmtree(aside, ignore_errors=True)
+    where.rename(aside)
+    root = reopen()
+    root.progress.repaired = f"unusable ({error}); set aside as {aside.name}, rebuilt"
+    return root
 
 
 def _disk_failed(where: Path, path: Path, why: str) -> StateError:

@@ -124,7 +124,7 @@ class RootIndex:
             gone = " and ".join(INDEX_MARKERS[side] for side in lost)
             note = f"{gone} missing at start; rebuilding the index from the files"
             log.error("index_directory_missing", root=str(self.path), missing=lost)
-            self.progress.note_error(note)
+            self.progress.repaired = note
         reset = self.state.created or changed or bool(lost)
         if reset:
             if not self.state.created:

@@ -819,6 +819,8 @@ def cmd_status(args: argparse.Namespace, paths: RuntimePaths) -> int:
             print(f"  skipped {r['skipped']['count']}: {reasons}")
         if r["last_error"]:
             print(f"  last error: {r['last_error']}")
+        if r.get("repaired"):
+            print(f"  repaired at start: {r['repaired']}")
     if args.verify:
         v = status["verify"]
         for r in v["roots"]:

@@ -58,6 +58,7 @@ def test_missing_index_directory_is_rebuilt(daemon: Daemon, crate: Path, side: s
     daemon.start()
     _searchable(daemon, crate, before)
     assert "index_directory_missing" in (daemon.home / "log" / "rcmd.log").read_text()
+    assert "missing at start; rebuilding" in daemon.root_status(crate)["repaired"]
 
 
 #: Qdrant Edge files a damaged disk or a careless cleanup may cut short.
@@ -85,6 +86,8 @@ def test_unreadable_vector_files_are_rebuilt(daemon: Daemon, crate: Path, name: 
     _searchable(daemon, crate, before)
     assert daemon.search("where do we retry failed http requests")
     assert (root_dir.parent / (root_dir.name + ".broken")).is_dir()
+    # Said after the rebuild too (its success clears last_error).
+    assert "set aside as" in daemon.cli("status").stdout.split("repaired at start: ")[1]
 
 
 def test_verify_names_an_unreadable_vector_store(setup: Any) -> None:
