@@ -22,7 +22,7 @@ import blake3
 from daemon.chunker import CHUNK_POLICY_VERSION, Chunk
 from daemon.embed_cache import TOUCH_EVERY_S
 from daemon.graph_rows import TableRows, decode_rows, encode_rows
-from daemon.sqlite import connect, state_errors
+from daemon.sqlite import cache_write, connect, state_errors
 from daemon.symbols import GRAPH_REVISION, GRAPH_VERSION
 
 _FIELDS = ("start_line", "end_line", "symbol", "kind", "signature", "doc", "text", "context")
@@ -103,12 +103,13 @@ class ChunkCache:
         now = self._clock()
         with state_errors(self._path):
             row = self._db.execute("SELECT data, added FROM chunks WHERE key=?", (key,)).fetchone()
-            if row is not None and row[1] < now - TOUCH_EVERY_S:
+        if row is not None and row[1] < now - TOUCH_EVERY_S:
+            with cache_write(self._path):
                 self._db.execute("UPDATE chunks SET added=? WHERE key=?", (now, key))
         return None if row is None else bytes(row[0])
 
     def _put(self, key: bytes, blob: bytes) -> None:
-        with state_errors(self._path), self._db:
+        with cache_write(self._path), self._db:
             self._db.execute(
                 "INSERT OR REPLACE INTO chunks VALUES(?,?,?,?)",
                 (key, blob, len(blob), self._clock()),

@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 import structlog
 
-from daemon.sqlite import connect, open_or_set_aside, state_errors
+from daemon.sqlite import cache_write, connect, open_or_set_aside, state_errors
 
 log = structlog.get_logger("rcmd.embed_cache")
 
@@ -87,13 +87,13 @@ class EmbedCache:
                 if used is None or used < now - TOUCH_EVERY_S:
                     stale.append((key, now))
             if stale:
-                with self._db:
+                with cache_write(self._path), self._db:
                     self._db.executemany("INSERT OR REPLACE INTO emb_use VALUES(?,?)", stale)
         return found
 
     def put_many(self, items: dict[bytes, Vector]) -> None:
         now = self._clock()
-        with self._db:
+        with cache_write(self._path), self._db:
             self._db.executemany(
                 "INSERT OR REPLACE INTO emb VALUES(?,?)",
                 ((k, v.astype(np.float16).tobytes()) for k, v in items.items()),

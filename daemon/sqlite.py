@@ -66,6 +66,19 @@ def is_damage(exc: StateError) -> bool:
     return not isinstance(exc.__cause__, NOT_DAMAGE)
 
 
+@contextmanager
+def cache_write(path: Path) -> Iterator[None]:
+    """A write to a database that is only a cache: one its disk refuses (full) loses the
+    entry, not the batch, which failed at each retry and embedded its texts again."""
+    try:
+        with state_errors(path):
+            yield
+    except StateError as exc:
+        if is_damage(exc):
+            raise
+        log.warning("cache_not_written", path=str(path), error=str(exc))
+
+
 def open_or_set_aside(path: Path, opener: Callable[[Path], T]) -> T:
     """`opener(path)`, for a database that is only a cache: one that cannot be opened
     is set aside as `<name>.broken` (with its WAL files) and a new one started, so a

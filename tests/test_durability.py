@@ -187,3 +187,35 @@ def test_a_cache_on_a_full_disk_is_kept_not_set_aside(tmp_path: Path) -> None:
     names = proc.stdout.strip().splitlines()[-1]
     assert "'embeddings.db'" in names and "broken" not in names, proc.stdout
     assert "cache_unusable_kept_in_memory" in proc.stdout
+
+
+@needs_userns
+def test_a_full_cache_disk_fails_no_batch(tmp_path: Path, crate: Path, warm_cache: Path) -> None:
+    """The caches on a disk of their own that is full (`~/.cache` on a small tmpfs):
+    a cache write failed every batch, which embedded its texts again at each retry and
+    never landed. A cache is a speed-up: the entry is lost, the batch lands."""
+    home = tmp_path / "home"
+    cache = home / "cache"
+    cache.mkdir(parents=True)
+    staged = tmp_path / "staged"
+    seed_cache(staged, warm_cache)
+    mount = 'mount -t tmpfs -o size=64m tmpfs "$0" && cp -a "$1"/. "$0"/ && shift && exec "$@"'
+    unshare = ["unshare", "--user", "--map-current-user", "--mount", "--", "sh", "-c", mount]
+    d = Daemon(home, prefix=[*unshare, str(cache), str(staged / "cache")])
+    try:
+        d.start()
+        assert d.proc is not None
+        d.cli("index", str(crate), "--wait")
+        wait_until(lambda: d.status()["embedding"]["loaded"], timeout=120)
+        _fill_leaving(d.proc.pid, cache, 0)
+        write_new_code(crate / "src" / "gen", "uncached", 3, 5)
+        status = wait_until(
+            lambda: (r := d.wait_idle(crate))["files"] == 7 + 3 and r["vectors_pending"] == 0 and r,
+            timeout=120,
+        )
+        assert not status["last_error"], status["last_error"]
+        assert d.verify()["ok"], d.verify()
+        assert d.search("uncached_1_2", "--mode", "bm25")[0]["symbol"].endswith("uncached_1_2")
+    finally:
+        d.stop()
+        d.kill()
