@@ -251,11 +251,13 @@ class EdgeStore:
         import sys
         import time
 
+        # Flushed while still attached: a flush a full disk refuses left the store
+        # closed for good (vector searches found nothing, every write failed).
+        self._shard.flush()
         shard, self._shard = self._shard, None
-        shard.flush()
-        shard.close()
         t = time.perf_counter()
         try:
+            shard.close()
             proc = subprocess.run(
                 [sys.executable, "-c", _VACUUM_SCRIPT, str(self.path)],
                 capture_output=True,

@@ -219,3 +219,56 @@ def test_a_full_cache_disk_fails_no_batch(tmp_path: Path, crate: Path, warm_cach
     finally:
         d.stop()
         d.kill()
+
+
+#: Run in a private tmpfs: an Edge store with deleted points, vacuumed on a full disk.
+_FULL_VACUUM_SCRIPT = """
+import sys, uuid
+from pathlib import Path
+import numpy as np
+from daemon.vectors import EdgeStore, VectorPoint
+disk = Path(sys.argv[1])
+store = EdgeStore(disk / "qdrant", 8)
+points = [
+    VectorPoint(uuid.uuid4().hex, f"f{i % 10}.rs", "fn", np.ones(8, dtype=np.float32))
+    for i in range(2000)
+]
+store.upsert(points)
+store.flush()
+store.delete_paths([f"f{i}.rs" for i in range(5)])
+with open(disk / "filler", "wb") as f:
+    try:
+        while True:
+            f.write(bytes(1 << 16))
+    except OSError:
+        pass
+try:
+    store.vacuum()
+except Exception as exc:
+    print("vacuum failed:", type(exc).__name__)
+(disk / "filler").unlink()
+store.upsert(points[:3])
+print("points", store.count(), "hits", len(store.search(np.ones(8, dtype=np.float32), 3)))
+store.close()
+"""
+
+
+@needs_userns
+def test_a_vacuum_on_a_full_disk_leaves_the_store_open(tmp_path: Path) -> None:
+    """A vacuum closed the shard, then flushed it: a full disk refused the flush, and the
+    store stayed closed until the daemon restarted (vector searches found nothing, as
+    if there were no vectors; every write failed)."""
+    disk = tmp_path / "state"
+    disk.mkdir()
+    mount = f'mount -t tmpfs -o size=24m tmpfs "{disk}" && exec "$@"'
+    unshare = ["unshare", "--user", "--map-current-user", "--mount", "--"]
+    proc = subprocess.run(
+        [*unshare, "sh", "-c", mount, "sh", sys.executable, "-c", _FULL_VACUUM_SCRIPT, str(disk)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "vacuum failed" in proc.stdout, proc.stdout
+    assert proc.stdout.strip().splitlines()[-1] == "points 1003 hits 3", proc.stdout
