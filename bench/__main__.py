@@ -19,6 +19,7 @@
     python -m bench ops [--checkout /tmp/old]               the embedding graph, op by op
     python -m bench chaos --seed 1 [--kill]                 random churn, then index == fresh?
     python -m bench idle [--checkout /tmp/old]              idle CPU and wake-ups, N roots
+    python -m bench depscale [--crates 50]                  idle cost of `index --deps`, N crates
     python -m bench hostile [--checkout /tmp/old]           RSS for a root of worst-case files
     python -m bench refresh                                 start-up after a graph revision change
     python -m bench report                                  bench/results → docs/PERFORMANCE.md
@@ -62,6 +63,7 @@ COMMANDS = {
     "ops": ("bench.graph_ops", "run"),
     "chaos": ("bench.chaos", "run"),
     "idle": ("bench.idle", "run"),
+    "depscale": ("bench.deps_scale", "run"),
     "hostile": ("bench.hostile_memory", "run"),
     "refresh": ("bench.graph_refresh", "run"),
 }
@@ -143,6 +145,16 @@ def _micro_commands(sub: Subparsers, work: str) -> None:
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--seconds", type=float, default=30, help="sampling time per measurement")
     p.add_argument("--checkout", help="an older checkout measured in the same run")
+
+    p = sub.add_parser("depscale", help="threads, fds, RSS, wake-ups of N dependency roots")
+    p.add_argument("--crates", type=int, default=50, help="registry crates in the lock file")
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--seconds", type=float, default=30, help="idle sampling time")
+    p.add_argument(
+        "--settle", type=float, default=70, help="seconds idle before sampling (parking: 60)"
+    )
+    p.add_argument("--nice", type=int, default=10, help="the daemon's niceness")
+    p.add_argument("--work", default=work, help="keeps the embedding cache of the first run")
 
     p = sub.add_parser("hostile", help="peak and settled RSS for a root of worst-case files")
     p.add_argument("--runs", type=int, default=3)
