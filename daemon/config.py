@@ -76,6 +76,10 @@ class IndexConfig:
     #: to one of them is parsed incrementally and re-chunks only the items it touched.
     #: An entry costs ~56 bytes per source byte, so 64 MB holds a 1.1 MB file's.
     parse_cache_mb: int = 64
+    #: A dependency root (`index --deps`) unused this long closes its Tantivy index and
+    #: vector shard (their threads and descriptors); the next `--deps` search or batch
+    #: opens them again (`daemon.parking`).
+    dependency_idle_s: float = positive(60.0)
 
 
 @dataclass(frozen=True, slots=True)

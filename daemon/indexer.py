@@ -334,6 +334,7 @@ class Indexer:
                 log.exception("batch_failed", root=str(root.path), retry_in_s=retry)
                 requeue_later(self, root, work, self.collab.config.index.retry_after_s)
             finally:
+                root.clock.touch()
                 with self._cond:
                     self._running = None
                     self._cond.notify_all()

@@ -8,6 +8,7 @@ The writes of a big batch are made in a worker process (`daemon.lexical_writes`)
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -72,13 +73,40 @@ class LexicalIndex:
         path.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.schema = schema()
-        self.index = tantivy.Index(self.schema, str(path), reuse=True)
+        #: Guards opening and letting go of `_index` (`park`, searches on many threads).
+        self._lock = threading.Lock()
+        self._index: tantivy.Index | None = tantivy.Index(self.schema, str(path), reuse=True)
+        self._closed = False
         self._heap = heap_bytes
         self._threads = threads
         self._writes: Writes | None = None
         #: Whether this batch's writes go to a worker process (`write_in_worker`).
         self._in_worker = False
         self.pending = 0
+
+    @property
+    def index(self) -> tantivy.Index:
+        """The open index, opened again (~0.5 ms) when `park` let it go."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError(f"{self.path}: the lexical index is closed")
+            if self._index is None:
+                self._index = tantivy.Index(self.schema, str(self.path), reuse=True)
+            return self._index
+
+    def park(self) -> bool:
+        """Let go of the index while no writer is open: its reader's thread, which polls
+        meta.json twice a second, ends with it (once running searches drop their
+        searchers). Whether it was let go now."""
+        with self._lock:
+            if self._index is None or self._writes is not None or self.pending:
+                return False
+            self._index = None
+            return True
+
+    @property
+    def parked(self) -> bool:
+        return self._index is None
 
     def _w(self) -> Writes:
         if self._writes is None:
@@ -163,7 +191,8 @@ class LexicalIndex:
             self.rollback()
         else:
             self.release_writer()
-        self.index = tantivy.Index(self.schema, str(self.path), reuse=True)
+        with self._lock:
+            self._index = tantivy.Index(self.schema, str(self.path), reuse=True)
 
     def close(self) -> None:
         """Commit, then let go of the index: its searcher maps segment files, which a
@@ -171,8 +200,9 @@ class LexicalIndex:
         if self._writes is not None:
             self.commit()
             self.release_writer()
-        if hasattr(self, "index"):
-            del self.index
+        with self._lock:
+            self._closed = True
+            self._index = None
 
     def search(
         self,

@@ -23,6 +23,7 @@ import structlog
 
 from daemon.config import Config, ensure_dirs, load_config
 from daemon.metrics import trim_heap
+from daemon.parking import park_idle
 from daemon.systemd import Notifier, listen_socket
 from ipc.errors import AlreadyRunning, RcmdError, StateError
 from ipc.paths import LISTENING, STOPPING
@@ -183,6 +184,9 @@ async def _serve(config: Config, lock_fd: int) -> None:
     last_seen = trimmed_at = 0
     while not await loop.run_in_executor(None, service.stop_requested.wait, STATUS_EVERY_S):
         notifier.status(service.summary())
+        # Off the loop: closing a few hundred shards at once takes a while.
+        idle_s = config.index.dependency_idle_s
+        await loop.run_in_executor(None, park_idle, service.registry, service.indexer, idle_s)
         # After a burst of requests or connections (big reads, many clients, half-sent
         # lines) hand the freed heap back once a quiet tick follows, as the indexer does
         # after batches. The GC thresholds are high (GC_THRESHOLDS), so the cycles that

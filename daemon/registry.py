@@ -93,6 +93,8 @@ class Registry:
             roots = [r for r in self.roots() if deps or self.deps.crate_of(r.path) is None]
         if not roots:
             raise NotFound("no roots are indexed; add one with: rcmd index PATH")
+        for root in roots:
+            root.clock.touch()  # a parked dependency root stays open a while (parking)
         return roots
 
     def graph_readers(self, roots: list[RootIndex]) -> list[GraphSource]:

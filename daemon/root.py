@@ -21,6 +21,7 @@ from daemon.ignore import IgnoreRules
 from daemon.ledger import FileLedger
 from daemon.lexical import LEXICAL_VERSION, LexicalIndex
 from daemon.mounts import kernel_mounts
+from daemon.parking import IdleClock, ParkableVectors
 from daemon.state import StateDB
 from daemon.vectors import VectorStore, open_store
 from ipc.errors import StateError
@@ -83,9 +84,7 @@ class RootIndex:
             self.state.close()
             raise StateError(f"{self.dir / 'tantivy'}: {exc}") from exc
         try:
-            self.vectors: VectorStore = open_store(
-                config.vector_store, self.dir / "qdrant", self.id, dim
-            )
+            self.vectors: VectorStore = _open_vectors(config, self.dir / "qdrant", self.id, dim)
         except Exception as exc:
             self.lexical.close()
             self.state.close()
@@ -102,6 +101,8 @@ class RootIndex:
         self.lock_wanted = threading.Event()
         self._closed = False
         self._cancelled = False
+        #: When a search, a navigation or a batch last used the root (`park`).
+        self.clock = IdleClock()
 
     def _reset_if_rebuilt(self, layout: dict[str, str], missing: list[str]) -> bool:
         """Empty every store when state.db is new (whatever the indexes hold is
@@ -162,6 +163,27 @@ class RootIndex:
         """What the root's crates are called in paths (from their Cargo.toml)."""
         return self._crates.get()
 
+    def park(self) -> bool:
+        """Close the Tantivy index and the vector shard (`daemon.parking`) unless a batch
+        holds the root; the next use opens them again. Whether anything was closed."""
+        if not self.lock.acquire(blocking=False):
+            return False
+        try:
+            if self._closed:
+                return False
+            closed = self.lexical.park()
+            if isinstance(self.vectors, ParkableVectors):
+                closed = self.vectors.park() or closed
+            return closed
+        finally:
+            self.lock.release()
+
+    @property
+    def parked(self) -> bool:
+        """Whether `park` closed the stores and nothing opened them since."""
+        vectors = not isinstance(self.vectors, ParkableVectors) or self.vectors.parked
+        return self.lexical.parked and vectors
+
     def close(self) -> None:
         """Commit and release everything; safe to call twice."""
         if self._closed:
@@ -175,3 +197,11 @@ class RootIndex:
         """Close and delete this root's state (it was removed by the user)."""
         self.close()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _open_vectors(config: Config, path: Path, root_id: str, dim: int) -> VectorStore:
+    """The root's vector store; an in-process shard can be parked (a server's
+    collection holds no thread or file here)."""
+    if config.vector_store.url:
+        return open_store(config.vector_store, path, root_id, dim)
+    return ParkableVectors(lambda: open_store(config.vector_store, path, root_id, dim))

@@ -1,0 +1,156 @@
+"""Dependency roots close their stores while idle (`daemon.parking`): a project with many
+crates kept a Tantivy watcher thread, two shard search threads and descriptors for every
+crate, forever. Real daemon, real registry crates, real stores."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from daemon.deps import DEBIAN_REGISTRY
+from daemon.lexical import LexicalIndex
+from daemon.parking import ParkableVectors
+from daemon.root import root_id_for
+from daemon.vectors import EdgeStore, VectorPoint
+from tests.conftest import Daemon, running, seed_cache
+
+CRATES = [
+    ("scopeguard", "1.1.0"),
+    ("either", "1.6.1"),
+    ("fnv", "1.0.7"),
+    ("lazy_static", "1.4.0"),
+    ("cfg-if", "1.0.0"),
+]
+#: Threads the stores of one open root start (Qdrant Edge's search pool, Tantivy's
+#: meta.json watcher); the daemon's own threads come and go with its pools.
+STORE_THREADS = ("edge-search", "thread-tantivy")
+
+
+def _project(base: Path) -> Path:
+    proj = base / "app"
+    (proj / "src").mkdir(parents=True)
+    (proj / "Cargo.toml").write_text('[package]\nname = "app"\nversion = "0.1.0"\n')
+    (proj / "src" / "lib.rs").write_text("/// Adds one.\npub fn inc(x: u32) -> u32 { x + 1 }\n")
+    src = 'source = "registry+https://github.com/rust-lang/crates.io-index"'
+    lock = "version = 3\n" + "".join(
+        f'\n[[package]]\nname = "{n}"\nversion = "{v}"\n{src}\n' for n, v in CRATES
+    )
+    (proj / "Cargo.lock").write_text(lock)
+    return proj
+
+
+def _store_threads(pid: int) -> int:
+    names = []
+    for comm in Path(f"/proc/{pid}/task").glob("*/comm"):
+        try:
+            names.append(comm.read_text().strip())
+        except OSError:  # a thread that ended meanwhile
+            continue
+    return sum(1 for n in names if n.startswith(STORE_THREADS))
+
+
+def _held_store_files(pid: int, dirs: list[Path]) -> list[str]:
+    """Files of the Tantivy indexes and shards under `dirs` that `pid` holds open or
+    mapped (state.db stays open: status and navigation read it)."""
+    held = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            held.add(os.readlink(fd))
+        except OSError:
+            continue
+    for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
+        parts = line.split(maxsplit=5)
+        if len(parts) == 6:
+            held.add(parts[5])
+    wanted = [f"{d}/tantivy/" for d in dirs] + [f"{d}/qdrant/" for d in dirs]
+    return sorted(h for h in held if h.startswith(tuple(wanted)))
+
+
+def _poll(pred: object, what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout:g}s: {what}")
+        time.sleep(0.1)
+
+
+def test_idle_dependency_roots_close_their_stores_and_still_answer(
+    tmp_path: Path, warm_cache: Path
+) -> None:
+    missing = [n for n, v in CRATES if not (DEBIAN_REGISTRY / f"{n}-{v}" / "Cargo.toml").is_file()]
+    if missing or not Path("/proc/self/maps").is_file():
+        pytest.skip(f"needs Debian's crate sources ({missing}) and /proc")
+    home = tmp_path / "home"
+    seed_cache(home, warm_cache)
+    proj = _project(tmp_path)
+    with running(Daemon(home, RCMD_INDEX_DEPENDENCY_IDLE_S="1")) as d:
+        assert d.proc is not None
+        pid = d.proc.pid
+        d.call("index", path=str(proj))
+        d.wait(proj)
+        alone = _store_threads(pid)
+        assert alone >= 1  # the project's own stores: the count below is not vacuous
+
+        reply = d.call("index", path=str(proj), deps=True)
+        deps = [Path(r["path"]) for r in reply["deps"]["roots"]]
+        assert len(deps) == len(CRATES)
+        for dep in deps:
+            d.wait(dep)
+        dirs = [home / "state" / "roots" / root_id_for(dep) for dep in deps]
+        assert all(x.is_dir() for x in dirs)
+
+        def parked() -> bool:
+            return _store_threads(pid) == alone and not _held_store_files(pid, dirs)
+
+        _poll(parked, "the crates' stores closed once idle")
+        # Still registered, indexed and shown as such.
+        for dep in deps:
+            status = d.root_status(dep)
+            assert status["dependency"] and status["chunks"] > 0 and status["idle"]
+        # A --deps search opens them again and answers as open stores do.
+        first = d.search("scope guard closure drop", "--deps", "--root", str(proj))
+        again = d.search("scope guard closure drop", "--deps", "--root", str(proj))
+        assert first == again
+        assert str(DEBIAN_REGISTRY.resolve() / "scopeguard-1.1.0") in {h["root"] for h in first}
+        nav = d.cli("def", "ScopeGuard", "--deps", "--json", cwd=proj).stdout
+        assert json.loads(nav)["results"][0]["crate"] == "scopeguard 1.1.0"
+        # ... and they close again once idle.
+        _poll(parked, "the crates' stores closed again after the search")
+        assert d.search("guard", "--mode", "bm25", "--deps", "--root", str(proj))
+
+
+def _points(n: int) -> list[VectorPoint]:
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    return [
+        VectorPoint(f"{i:032x}", f"f{i % 3}.rs", "fn", rng.random(8, dtype=np.float32))
+        for i in range(n)
+    ]
+
+
+def test_a_store_in_use_is_not_parked(tmp_path: Path) -> None:
+    """A dump (an export) in progress keeps its shard; a writer keeps its index."""
+    store = ParkableVectors(lambda: EdgeStore(tmp_path / "q", 8))
+    store.upsert(_points(30))
+    store.flush()
+    pages = store.dump()
+    next(pages)
+    assert not store.park()
+    assert len(list(pages)) == 29
+    assert store.park() and store.parked
+    assert store.count() == 30 and not store.parked  # opened again by the call
+    store.close()
+
+    lexical = LexicalIndex(tmp_path / "t")
+    lexical.delete_paths(["a.rs"])
+    assert not lexical.park()  # pending writes
+    lexical.commit()
+    lexical.release_writer()
+    assert lexical.park() and lexical.parked
+    assert lexical.num_docs() == 0 and not lexical.parked
+    lexical.close()
