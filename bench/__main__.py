@@ -151,7 +151,7 @@ def _micro_commands(sub: Subparsers, work: str) -> None:
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--seconds", type=float, default=30, help="idle sampling time")
     p.add_argument(
-        "--settle", type=float, default=70, help="seconds idle before sampling (parking: 60)"
+        "--idle-s", type=float, default=60, help="[index] dependency_idle_s of the daemon"
     )
     p.add_argument("--nice", type=int, default=10, help="the daemon's niceness")
     p.add_argument("--work", default=work, help="keeps the embedding cache of the first run")

@@ -5,11 +5,13 @@ A project's Cargo.lock names the N smallest crates of Debian's registry
 (`/usr/share/cargo/registry`, found by `daemon.deps` as a user's would be); each becomes
 one dependency root. Each run starts a daemon in a fresh home (its embedding cache
 copied from the first run's, so later runs embed nothing), indexes the project alone,
-samples it, indexes it with `--deps`, waits until every root is idle and `--settle`
-seconds more, and samples again: threads (/proc/PID/task), descriptors (/proc/PID/fd),
-RSS and the context switches of all threads over `--seconds` (each wake-up of a
-sleeping thread is one). Then a `--deps` search is timed twice (the first may open the
-crates' stores again) and the threads and descriptors read once more.
+samples it, indexes it with `--deps`, waits until every root is idle, `--idle-s`
+(`[index] dependency_idle_s`, shortened from 300 s) and `SETTLE_S` more, and samples
+again: threads (/proc/PID/task), descriptors (/proc/PID/fd), RSS and the context
+switches of all threads over `--seconds` (each wake-up of a sleeping thread is one).
+Then a `--deps` search is timed twice (the first opens parked crates' stores again),
+and threads and descriptors are read again, after `STATUS_CLIENTS` status requests at
+once, and in a restarted daemon idle as long.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import shutil
 import statistics
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +35,10 @@ from daemon.deps import DEBIAN_REGISTRY
 _CRATE = re.compile(r"^(?P<name>.+)-(?P<version>\d+\.\d+\.\d+.*)$")
 #: A query that every small crate's code answers in part (BM25 and vectors both run).
 QUERY = "return an error when the value is missing"
+#: Seconds idle, past `--idle-s`, before a sample (the quiet-tick clean-up runs first).
+SETTLE_S = 10.0
+#: Status requests sent at once after the searches (the daemon serves 8 at a time).
+STATUS_CLIENTS = 16
 
 
 def smallest_crates(n: int) -> list[tuple[str, str]]:
@@ -77,15 +84,18 @@ def snapshot(pid: int) -> dict[str, Any]:
         except OSError:
             continue
         kinds[_fd_kind(target)] += 1
-    rss = next(
-        int(line.split()[1]) // 1024
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-        if line.startswith("VmRSS:")
-    )
+    status = {
+        k: int(v.split()[0]) // 1024
+        for k, _, v in (
+            ln.partition(":") for ln in Path(f"/proc/{pid}/status").read_text().splitlines()
+        )
+        if k in ("VmRSS", "RssAnon", "RssFile")
+    }
     return {
         "threads": sum(names.values()),
         "fds": sum(kinds.values()),
-        "rss_mb": rss,
+        "rss_mb": status["VmRSS"],
+        "rss_file_mb": status["RssFile"],
         "thread_names": dict(names.most_common(12)),
         "fd_kinds": dict(kinds.most_common()),
     }
@@ -116,7 +126,8 @@ def measure(args: argparse.Namespace, crates: list[tuple[str, str]], work: Path)
     seed = Path(args.work) / "seed-cache"
     if seed.is_dir():
         shutil.copytree(seed, home / "cache")
-    d = BenchDaemon(home, {"PYTHONPATH": str(REPO)}, prefix=["nice", "-n", str(args.nice)])
+    env = {"PYTHONPATH": str(REPO), "RCMD_INDEX_DEPENDENCY_IDLE_S": str(args.idle_s)}
+    d = BenchDaemon(home, env, prefix=["nice", "-n", str(args.nice)])
     d.start()
     try:
         assert d.proc is not None
@@ -124,17 +135,20 @@ def measure(args: argparse.Namespace, crates: list[tuple[str, str]], work: Path)
         proj = make_project(work / "proj", crates)
         d.call("index", path=str(proj))
         d.wait(proj)
-        time.sleep(args.settle)
+        time.sleep(SETTLE_S)
         alone = {**snapshot(pid), **idle_rate(pid, args.seconds)}
         t = time.perf_counter()
         reply = d.call("index", path=str(proj), deps=True, timeout=600)
         for root in reply["deps"]["roots"]:
             d.wait(root["path"], timeout=3600)
         index_s = time.perf_counter() - t
-        time.sleep(args.settle)
+        time.sleep(args.idle_s + SETTLE_S)
         idle = {**snapshot(pid), **idle_rate(pid, args.seconds)}
         searches = [_search_s(d, proj) for _ in range(2)]
         after = snapshot(pid)
+        _status_burst(d, STATUS_CLIENTS)
+        burst = snapshot(pid)
+        restarted = _restarted(d, [Path(r["path"]) for r in reply["deps"]["roots"]], args.idle_s)
         roots = len(d.status()["roots"])
     finally:
         d.stop()
@@ -147,8 +161,30 @@ def measure(args: argparse.Namespace, crates: list[tuple[str, str]], work: Path)
         "project_alone": alone,
         "with_deps_idle": idle,
         "deps_search_ms": [round(s * 1000, 1) for s in searches],
-        "after_search": {k: after[k] for k in ("threads", "fds", "rss_mb")},
+        "after_search": {k: after[k] for k in ("threads", "fds", "rss_mb", "rss_file_mb")},
+        "after_status_burst": {k: burst[k] for k in ("threads", "fds", "rss_mb", "rss_file_mb")},
+        "restarted_idle": restarted,
     }
+
+
+def _restarted(d: BenchDaemon, deps: list[Path], idle_s: float) -> dict[str, Any]:
+    """Threads, descriptors and RSS once a restarted daemon (every store loaded from
+    disk, none created) has been idle as long as the first."""
+    d.stop()
+    d.start()
+    for dep in deps:
+        d.wait(dep)
+    time.sleep(idle_s + SETTLE_S)
+    assert d.proc is not None
+    got = snapshot(d.proc.pid)
+    return {k: got[k] for k in ("threads", "fds", "rss_mb", "rss_file_mb")}
+
+
+def _status_burst(d: BenchDaemon, clients: int) -> None:
+    """`clients` status calls at once: each request thread that serves one opens its own
+    read connection to every root's state.db (`daemon.state.StateDB`)."""
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(lambda _: d.status(), range(clients)))
 
 
 def _search_s(d: BenchDaemon, proj: Path) -> float:
@@ -179,7 +215,7 @@ def run(args: argparse.Namespace) -> None:
         "last_run": runs[-1],
     }
     command = f"python -m bench depscale --crates {args.crates} --runs {args.runs}"
-    command += f" --seconds {args.seconds:g}"
+    command += f" --seconds {args.seconds:g} --idle-s {args.idle_s:g}"
     print(save("depscale", command, out))
 
 
@@ -189,10 +225,12 @@ def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
     out: dict[str, Any] = {}
     for part in ("project_alone", "with_deps_idle"):
-        for key in ("threads", "fds", "rss_mb", "wakeups_per_s", "cpu_pct"):
+        for key in ("threads", "fds", "rss_mb", "rss_file_mb", "wakeups_per_s", "cpu_pct"):
             out[f"{part}.{key}_median"] = med(part, key)
-    for key in ("threads", "fds", "rss_mb"):
+    for key in ("threads", "fds", "rss_mb", "rss_file_mb"):
         out[f"after_search.{key}_median"] = med("after_search", key)
+        out[f"after_status_burst.{key}_median"] = med("after_status_burst", key)
+        out[f"restarted_idle.{key}_median"] = med("restarted_idle", key)
     out["wakeups_per_s_runs"] = [r["with_deps_idle"]["wakeups_per_s"] for r in runs]
     out["first_deps_search_ms_median"] = statistics.median(r["deps_search_ms"][0] for r in runs)
     out["second_deps_search_ms_median"] = statistics.median(r["deps_search_ms"][1] for r in runs)
