@@ -78,8 +78,9 @@ class IndexConfig:
     parse_cache_mb: int = 64
     #: A dependency root (`index --deps`) unused this long closes its Tantivy index and
     #: vector shard (their threads and descriptors); the next `--deps` search or batch
-    #: opens them again (`daemon.parking`).
-    dependency_idle_s: float = positive(60.0)
+    #: opens them again (`daemon.parking`: ~10 ms a crate, so a session of `--deps`
+    #: searches pays it once).
+    dependency_idle_s: float = positive(300.0)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,8 @@ index (its meta.json watcher thread polls twice a second) and a Qdrant Edge shar
 search threads, a descriptor): 50 crates were 151 idle threads and ~150 wake-ups a
 second (`python -m bench depscale`, docs/PERFORMANCE.md). A dependency root unused for
 `[index] dependency_idle_s` is parked: both stores are closed, and opened again by the
-next search or batch that needs them (~1 ms a root). Project roots never park.
+next search or batch that needs them (~10 ms a root, nearly all of it the shard's load,
+so a session of `--deps` searches pays it once). Project roots never park.
 """
 
 from __future__ import annotations
