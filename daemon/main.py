@@ -30,6 +30,8 @@ from ipc.paths import LISTENING, STOPPING
 
 if TYPE_CHECKING:
     from daemon.embedder import TextEmbedder
+    from daemon.server import Server
+    from daemon.service import Service
 
 #: How often the service manager's status line is refreshed.
 STATUS_EVERY_S = 2.0
@@ -181,11 +183,27 @@ async def _serve(config: Config, lock_fd: int) -> None:
         model=embedder.model_id,
     )
     notifier.ready(service.summary())
+    await _tick_until_stopped(service, server, notifier, config.index.dependency_idle_s)
+    log.info("daemon_stopping")
+    notifier.stopping()
+    mark(lock_fd, STOPPING)
+    await server.close()
+    if activated is None:
+        socket_path.unlink(missing_ok=True)  # systemd owns an activated socket
+    await loop.run_in_executor(None, service.shutdown)
+    await loop.run_in_executor(None, embedder.join)
+
+
+async def _tick_until_stopped(
+    service: Service, server: Server, notifier: Notifier, idle_s: float
+) -> None:
+    """Every STATUS_EVERY_S until a stop is asked: the service manager's status line,
+    idle dependency roots parked, and the heap trimmed after a burst of requests."""
+    loop = asyncio.get_running_loop()
     last_seen = trimmed_at = 0
     while not await loop.run_in_executor(None, service.stop_requested.wait, STATUS_EVERY_S):
         notifier.status(service.summary())
         # Off the loop: closing a few hundred shards at once takes a while.
-        idle_s = config.index.dependency_idle_s
         await loop.run_in_executor(None, park_idle, service.registry, service.indexer, idle_s)
         # After a burst of requests or connections (big reads, many clients, half-sent
         # lines) hand the freed heap back once a quiet tick follows, as the indexer does
@@ -196,14 +214,6 @@ async def _serve(config: Config, lock_fd: int) -> None:
             trim_heap()
             trimmed_at = last_seen
         last_seen = server.activity
-    log.info("daemon_stopping")
-    notifier.stopping()
-    mark(lock_fd, STOPPING)
-    await server.close()
-    if activated is None:
-        socket_path.unlink(missing_ok=True)  # systemd owns an activated socket
-    await loop.run_in_executor(None, service.shutdown)
-    await loop.run_in_executor(None, embedder.join)
 
 
 def run(foreground: bool = True) -> int:
