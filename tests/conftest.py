@@ -259,3 +259,19 @@ def setup(crate: Path, tmp_path: Path, embedder: Any, warm_cache: Path) -> Any:
     for r in roots:
         r.close()
     cache.close()
+
+
+def private_tmpfs(over: Path, size: str = "16m") -> list[str]:
+    """A command prefix: its own user and mount namespaces with a tmpfs of `size` over
+    `over` (the host's mounts are never touched; `needs_userns` says when this works)."""
+    return [
+        "unshare",
+        "--user",
+        "--map-current-user",
+        "--mount",
+        "--",
+        "sh",
+        "-c",
+        f'mount -t tmpfs -o size={size} tmpfs "$0" && exec "$@"',
+        str(over),
+    ]

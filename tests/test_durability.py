@@ -12,7 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, Daemon, needs_userns, seed_cache, wait_until, write_new_code
+from tests.conftest import (
+    REPO,
+    Daemon,
+    needs_userns,
+    private_tmpfs,
+    seed_cache,
+    wait_until,
+    write_new_code,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -25,20 +33,16 @@ def _in_daemon_ns(pid: int, script: str) -> str:
     ).stdout
 
 
-def _private_tmpfs(over: Path, size: str) -> list[str]:
-    """A daemon prefix: its own user and mount namespaces with a tmpfs over `over`."""
-    mount = f'mount -t tmpfs -o size={size} tmpfs "$0" && exec "$@"'
-    return [
-        "unshare",
-        "--user",
-        "--map-current-user",
-        "--mount",
-        "--",
-        "sh",
-        "-c",
-        mount,
-        str(over),
-    ]
+def _run_on_tmpfs(disk: Path, size: str, script: str) -> subprocess.CompletedProcess[str]:
+    """`script` run by Python (argv[1]: `disk`) with a tmpfs of `size` over `disk`."""
+    disk.mkdir()
+    return subprocess.run(
+        [*private_tmpfs(disk, size), sys.executable, "-c", script, str(disk)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
 
 
 def _fill_leaving(pid: int, folder: Path, free_kib: int) -> None:
@@ -62,7 +66,7 @@ def test_vectors_on_a_full_disk_fail_the_batch_not_the_daemon(
     state = home / "state"
     state.mkdir(parents=True)
     seed_cache(home, warm_cache)
-    d = Daemon(home, prefix=_private_tmpfs(state, "64m"), RCMD_INDEX_RETRY_AFTER_S="0.5")
+    d = Daemon(home, prefix=private_tmpfs(state, "64m"), RCMD_INDEX_RETRY_AFTER_S="0.5")
     try:
         d.start()
         assert d.proc is not None
@@ -172,17 +176,7 @@ def test_a_cache_on_a_full_disk_is_kept_not_set_aside(tmp_path: Path) -> None:
     """Opening a whole embedding cache on a full disk failed (its WAL index could not be
     made): it was moved aside as broken, the new one could not be made either, and the
     daemon did not start. Now the file stays and an empty cache in memory serves."""
-    disk = tmp_path / "cache"
-    disk.mkdir()
-    mount = f'mount -t tmpfs -o size=4m tmpfs "{disk}" && exec "$@"'
-    unshare = ["unshare", "--user", "--map-current-user", "--mount", "--"]
-    proc = subprocess.run(
-        [*unshare, "sh", "-c", mount, "sh", sys.executable, "-c", _FULL_CACHE_SCRIPT, str(disk)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
+    proc = _run_on_tmpfs(tmp_path / "cache", "4m", _FULL_CACHE_SCRIPT)
     assert proc.returncode == 0, proc.stderr
     names = proc.stdout.strip().splitlines()[-1]
     assert "'embeddings.db'" in names and "broken" not in names, proc.stdout
@@ -258,17 +252,7 @@ def test_a_vacuum_on_a_full_disk_leaves_the_store_open(tmp_path: Path) -> None:
     """A vacuum closed the shard, then flushed it: a full disk refused the flush, and the
     store stayed closed until the daemon restarted (vector searches found nothing, as
     if there were no vectors; every write failed)."""
-    disk = tmp_path / "state"
-    disk.mkdir()
-    mount = f'mount -t tmpfs -o size=24m tmpfs "{disk}" && exec "$@"'
-    unshare = ["unshare", "--user", "--map-current-user", "--mount", "--"]
-    proc = subprocess.run(
-        [*unshare, "sh", "-c", mount, "sh", sys.executable, "-c", _FULL_VACUUM_SCRIPT, str(disk)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
+    proc = _run_on_tmpfs(tmp_path / "state", "24m", _FULL_VACUUM_SCRIPT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "vacuum failed" in proc.stdout, proc.stdout
     assert proc.stdout.strip().splitlines()[-1] == "points 1003 hits 3", proc.stdout

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import Daemon, needs_userns, run_daemon_once, running
+from tests.conftest import Daemon, needs_userns, private_tmpfs, run_daemon_once, running
 
 pytestmark = pytest.mark.slow
 
@@ -152,21 +152,6 @@ def _in_daemon_ns(pid: int, script: str) -> None:
     )
 
 
-def _private_tmpfs(over: Path) -> list[str]:
-    """A daemon prefix: its own user and mount namespaces with a 16 MB tmpfs over `over`."""
-    return [
-        "unshare",
-        "--user",
-        "--map-current-user",
-        "--mount",
-        "--",
-        "sh",
-        "-c",
-        'mount -t tmpfs -o size=16m tmpfs "$0" && exec "$@"',
-        str(over),
-    ]
-
-
 @needs_userns
 @pytest.mark.parametrize(
     ("fault", "worker_files"), [("full", "200"), ("read_only", "200"), ("full", "1")]
@@ -187,7 +172,7 @@ def test_full_or_read_only_state_dir_is_reported_and_recovered(
     seed_cache(home, warm_cache)
     d = Daemon(
         home,
-        prefix=_private_tmpfs(state),
+        prefix=private_tmpfs(state),
         RCMD_INDEX_RETRY_AFTER_S="0.5",
         RCMD_INDEX_LEXICAL_WORKER_FILES=worker_files,
     )
@@ -246,7 +231,7 @@ def test_a_new_root_on_a_full_disk_gets_a_clear_error(
     state = home / "state"
     state.mkdir(parents=True)
     seed_cache(home, warm_cache)
-    d = Daemon(home, prefix=_private_tmpfs(state))
+    d = Daemon(home, prefix=private_tmpfs(state))
     try:
         d.start()
         assert d.proc is not None
