@@ -35,12 +35,12 @@ log = structlog.get_logger("rcmd.parking")
 class ParkableVectors:
     """A vector store opened by `opener`, closed by `park` while no call is inside it and
     opened again by the next call. The first open is made here, so a damaged store is
-    found when the root opens, as before."""
+    found when the root opens, as before (`opener(True)`; a reopen is `opener(False)`)."""
 
-    def __init__(self, opener: Callable[[], VectorStore]) -> None:
+    def __init__(self, opener: Callable[[bool], VectorStore]) -> None:
         self._opener = opener
         self._lock = threading.Lock()
-        self._store: VectorStore | None = opener()
+        self._store: VectorStore | None = opener(True)
         self._users = 0
         self._closed = False
 
@@ -50,7 +50,7 @@ class ParkableVectors:
             if self._closed:
                 raise StateError("the vector store is closed (its root was removed)")
             if self._store is None:
-                self._store = self._opener()
+                self._store = self._opener(False)
             self._users += 1
             store = self._store
         try:

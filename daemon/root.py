@@ -204,4 +204,6 @@ def _open_vectors(config: Config, path: Path, root_id: str, dim: int) -> VectorS
     collection holds no thread or file here)."""
     if config.vector_store.url:
         return open_store(config.vector_store, path, root_id, dim)
-    return ParkableVectors(lambda: open_store(config.vector_store, path, root_id, dim))
+    return ParkableVectors(
+        lambda first: open_store(config.vector_store, path, root_id, dim, check=first)
+    )

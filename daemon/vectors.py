@@ -388,12 +388,18 @@ class ServerStore:
         self._client.close()
 
 
-def open_store(cfg: VectorStoreConfig, path: Path, root_id: str, dim: int) -> VectorStore:
+def open_store(
+    cfg: VectorStoreConfig, path: Path, root_id: str, dim: int, *, check: bool = True
+) -> VectorStore:
+    """The root's store; with `check`, an in-process one's files are read through first
+    (`EdgeStore.check_readable`): not when a parked store is opened again, which this
+    daemon closed itself (a first `--deps` search reopens hundreds)."""
     if cfg.url:
         return ServerStore(cfg, root_id, dim)
     store = EdgeStore(path, dim)
     try:
-        store.check_readable()
+        if check:
+            store.check_readable()
     except Exception:
         with contextlib.suppress(Exception):
             store.close()

@@ -135,7 +135,7 @@ def _points(n: int) -> list[VectorPoint]:
 
 def test_a_store_in_use_is_not_parked(tmp_path: Path) -> None:
     """A dump (an export) in progress keeps its shard; a writer keeps its index."""
-    store = ParkableVectors(lambda: EdgeStore(tmp_path / "q", 8))
+    store = ParkableVectors(lambda _first: EdgeStore(tmp_path / "q", 8))
     store.upsert(_points(30))
     store.flush()
     pages = store.dump()
