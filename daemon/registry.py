@@ -25,7 +25,7 @@ from daemon.config import Config, root_dir
 from daemon.dep_roots import DependencyRoots
 from daemon.dep_sync import DependencySync
 from daemon.indexer import Indexer
-from daemon.root import RootIndex, root_id_for
+from daemon.root import RootIndex, misplaced, root_id_for
 from daemon.sqlite import is_damage
 from daemon.sync import Cookies
 from daemon.watcher import RootWatcher, WatchHub
@@ -248,20 +248,22 @@ class Registry:
     def _open_index(self, path: Path) -> RootIndex:
         model_id, dim = self._model
         where = root_dir(self._config.paths, root_id_for(path))
+        reopen = functools.partial(RootIndex, path, self._config, model_id, dim)
         try:
-            return RootIndex(path, self._config, model_id, dim)
-        except OSError as exc:  # a full disk, a read-only state folder: say which
-            raise _disk_failed(where, path, exc.strerror or str(exc)) from exc
-        except StateError as exc:
+            return reopen()
+        except (OSError, StateError) as exc:
             if "WouldBlock" in str(exc):  # locked by a live user, not damaged: keep it
                 raise StateError(
                     f"the index of {path} is in use by another process ({exc}); "
                     "stop it, then run: rcmd status"
                 ) from exc
-            if not is_damage(exc):  # whole, on a disk that failed: never set aside
-                raise _disk_failed(where, path, str(exc)) from exc
-            reopen = functools.partial(RootIndex, path, self._config, model_id, dim)
-            return _set_aside(path, where, str(exc), reopen)
+            wrong = misplaced(where)
+            if not wrong and (isinstance(exc, OSError) or not is_damage(exc)):
+                # Whole, on a disk that failed (full, read-only): never set aside.
+                why = exc.strerror if isinstance(exc, OSError) else None
+                raise _disk_failed(where, path, why or str(exc)) from exc
+            why = f"{exc}; the wrong kind: {', '.join(wrong)}" if wrong else str(exc)
+            return _set_aside(path, where, why, reopen)
 
     def confine(self, raw: str, raw_root: str | None) -> tuple[RootIndex, Path, str]:
         """(root, real file, path relative to the root) for a `path` param, which may be
@@ -284,8 +286,10 @@ class Registry:
 
 
 def _markers(registry: Path) -> Iterator[Path]:
-    """The `root.txt` of each root folder beside `registry`: each names its root."""
-    return registry.parent.glob("roots/*/root.txt")
+    """The `root.txt` of each root folder beside `registry`: each names its root. A
+    folder set aside (`<id>.broken`) names none: it outlives its root's removal, and a
+    rebuilt roots.json brought the removed root back from it."""
+    return (m for m in registry.parent.glob("roots/*/root.txt") if "." not in m.parent.name)
 
 
 def _set_aside(path: Path, where: Path, error: str, reopen: Callable[[], RootIndex]) -> RootIndex:

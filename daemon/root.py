@@ -34,6 +34,31 @@ log = structlog.get_logger("rcmd.root")
 #: file, and verify was the only one to say so).
 INDEX_MARKERS = {"tantivy": "tantivy/meta.json", "qdrant": "qdrant"}
 
+#: A state folder's entries and whether each is a folder. One of the other kind (a
+#: folder where state.db belongs) failed every open with EISDIR, ENOTDIR or EEXIST,
+#: which read as a failed disk: the root stayed failed, `rcmd index` did not help.
+STATE_LAYOUT = {
+    "root.txt": False,
+    "state.db": False,
+    "state.db-wal": False,
+    "state.db-shm": False,
+    "tantivy": True,
+    "tantivy/meta.json": False,
+    "qdrant": True,
+}
+
+
+def misplaced(where: Path) -> list[str]:
+    """The entries of state folder `where` (itself included, as '.') that exist as
+    the wrong kind: damage to set aside, never a disk to free or fix."""
+    if where.exists() and not where.is_dir():
+        return ["."]
+    return [
+        name
+        for name, folder in STATE_LAYOUT.items()
+        if (where / name).exists() and (where / name).is_dir() != folder
+    ]
+
 
 def root_id_for(path: Path) -> str:
     return blake3.blake3(str(path).encode()).hexdigest()[:16]
@@ -194,8 +219,11 @@ class RootIndex:
         self.state.close()
 
     def destroy(self) -> None:
-        """Close and delete this root's state (it was removed by the user)."""
+        """Close and delete this root's state (it was removed by the user). Its
+        `root.txt` goes first: a folder left half-deleted (a crash, a busy file) named
+        the root still, and a roots.json rebuilt from the markers brought it back."""
         self.close()
+        (self.dir / "root.txt").unlink(missing_ok=True)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

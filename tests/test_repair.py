@@ -151,3 +151,63 @@ def test_pathological_file_is_skipped_and_reported(setup: Any) -> None:
     ((path, reason, detail),) = list(root.state.skipped())
     assert (path, reason) == ("src/nested.rs", "too_complex") and "nested" in detail
     assert verify_root(root)["ok"]
+
+
+def _wrong_kind(entry: Path) -> None:
+    """Put an entry of the other kind where `entry` was (a folder for a file, and back)."""
+    was_dir = entry.is_dir()
+    shutil.rmtree(entry) if was_dir else entry.unlink()
+    if was_dir:
+        entry.write_text("not a folder")
+    else:
+        entry.mkdir()
+        (entry / "stray").write_text("x")
+
+
+@pytest.mark.parametrize("name", ["state.db", "root.txt", "qdrant", "tantivy"])
+def test_a_state_entry_of_the_wrong_kind_is_set_aside(
+    daemon: Daemon, crate: Path, name: str
+) -> None:
+    """A folder where state.db belongs (or a file for qdrant) failed the open with
+    EISDIR, ENOTDIR, EEXIST or 'unable to open', read as a failed disk: the root stayed
+    failed for good, told to free some space, and `rcmd index` failed the same way."""
+    before = _indexed(daemon, crate)
+    root_dir = daemon.home / "state" / "roots" / before["id"]
+    _wrong_kind(root_dir / name)
+    daemon.start()
+    assert daemon.call("status").get("failed") in (None, {}, []), daemon.call("status")
+    _searchable(daemon, crate, before)
+    assert (root_dir.parent / (root_dir.name + ".broken")).is_dir()
+    assert "the wrong kind: " + name in daemon.root_status(crate)["repaired"]
+
+
+def test_a_removed_root_set_aside_once_is_not_brought_back(daemon: Daemon, crate: Path) -> None:
+    """A root's set-aside folder (`<id>.broken`) keeps its root.txt after the root is
+    removed: a roots.json rebuilt from the markers registered the removed root again."""
+    before = _indexed(daemon, crate)
+    state = daemon.home / "state" / "roots" / before["id"]
+    for name in ("state.db-wal", "state.db-shm"):
+        (state / name).unlink(missing_ok=True)
+    (state / "state.db").write_bytes(b"not a database at all" * 200)
+    daemon.start()
+    daemon.wait_idle(crate)
+    daemon.cli("remove", str(crate))
+    assert daemon.stop() == 0
+    assert list((daemon.home / "state" / "roots").glob("*.broken/root.txt"))
+    (daemon.home / "state" / "roots.json").unlink()
+    daemon.start()
+    assert daemon.call("status")["roots"] == []
+
+
+def test_a_removed_root_leaves_no_marker_when_its_folder_is_half_deleted(
+    setup: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A removal cut short (the daemon killed inside the rmtree) left the folder with
+    its root.txt, which a rebuilt roots.json read back as a root to open."""
+    import daemon.root
+
+    _crate, _collab, open_root = setup
+    root = open_root()
+    monkeypatch.setattr(daemon.root.shutil, "rmtree", lambda *a, **k: None)  # cut short
+    root.destroy()
+    assert root.dir.is_dir() and not (root.dir / "root.txt").exists()
