@@ -139,7 +139,9 @@ class EdgeStore:
                 log.warning("vector_config_not_updated", path=str(path), exc_info=True)
                 self._shard = qe.EdgeShard.load(str(path))
         else:
-            _need_room(path.parent, 0)
+            # The folder's own disk where it exists (an empty mount point of another,
+            # full disk was checked on its parent's, and the create SIGBUSed).
+            _need_room(path if path.is_dir() else path.parent, 0)
             self._shard = qe.EdgeShard.create(str(path), config)
             self._shard.update(
                 qe.UpdateOperation.create_field_index("path", qe.PayloadSchemaType.Keyword)

@@ -256,3 +256,25 @@ def test_a_vacuum_on_a_full_disk_leaves_the_store_open(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "vacuum failed" in proc.stdout, proc.stdout
     assert proc.stdout.strip().splitlines()[-1] == "points 1003 hits 3", proc.stdout
+
+
+#: Run with a tiny tmpfs mounted over the (empty) store folder itself.
+_MOUNTED_STORE_SCRIPT = """
+import sys
+from pathlib import Path
+from daemon.vectors import EdgeStore
+try:
+    EdgeStore(Path(sys.argv[1]), 8).close()
+    print("created")
+except OSError as exc:
+    print("refused", exc.errno)
+"""
+
+
+@needs_userns
+def test_a_new_store_on_a_disk_of_its_own_checks_that_disk(tmp_path: Path) -> None:
+    """A new store's room was checked on its parent's disk: an empty store folder that
+    is a mount point of another (full) disk was created there, unchecked."""
+    proc = _run_on_tmpfs(tmp_path / "qdrant", "1m", _MOUNTED_STORE_SCRIPT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "refused 28", proc.stdout
