@@ -5,6 +5,7 @@ hold was made under another embedding model, text layout or chunk policy."""
 from __future__ import annotations
 
 import shutil
+import stat
 import threading
 from pathlib import Path
 
@@ -50,14 +51,24 @@ STATE_LAYOUT = {
 
 def misplaced(where: Path) -> list[str]:
     """The entries of state folder `where` (itself included, as '.') that exist as
-    the wrong kind: damage to set aside, never a disk to free or fix."""
-    if where.exists() and not where.is_dir():
+    the wrong kind: damage to set aside, never a disk to free or fix. One that cannot
+    be looked at (EACCES) is no evidence of damage."""
+    kind = _is_dir(where)
+    if kind is False:
         return ["."]
     return [
         name
         for name, folder in STATE_LAYOUT.items()
-        if (where / name).exists() and (where / name).is_dir() != folder
+        if kind and _is_dir(where / name) not in (None, folder)
     ]
+
+
+def _is_dir(path: Path) -> bool | None:
+    """Whether `path` is a folder; None where it is missing or cannot be looked at."""
+    try:
+        return stat.S_ISDIR(path.stat().st_mode)
+    except OSError:
+        return None
 
 
 def root_id_for(path: Path) -> str:
