@@ -4,7 +4,9 @@ the caller can set aside, never an apsw exception leaking into a reply."""
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -51,19 +53,46 @@ def state_errors(path: Path) -> Iterator[None]:
 #: Errors that say the disk failed or refused (full, I/O, permissions), not that what
 #: is on it is damaged: nothing is set aside for them (a full disk at start moved a
 #: healthy cache aside, then failed to make the new one, and the daemon did not start).
+#: A lock held by another process, or no memory, says nothing of the store either.
 NOT_DAMAGE = (
     apsw.FullError,
     apsw.IOError,
     apsw.CantOpenError,
     apsw.ReadOnlyError,
     apsw.PermissionsError,
+    apsw.BusyError,
+    apsw.LockedError,
+    apsw.NoMemError,
     OSError,
 )
+
+#: The same for Tantivy's and Qdrant's errors, which come as text holding Rust's
+#: `Os { code: N, .. }`: full, over quota, I/O, read-only, permissions, no file
+#: descriptor or memory left (a daemon out of descriptors at start took every root's
+#: Tantivy and Qdrant open error for damage and set each healthy index aside).
+DISK_ERRNOS = frozenset(
+    {
+        errno.ENOSPC,
+        errno.EDQUOT,
+        errno.EIO,
+        errno.EROFS,
+        errno.EACCES,
+        errno.EPERM,
+        errno.EMFILE,
+        errno.ENFILE,
+        errno.ENOMEM,
+    }
+)
+_RUST_OS_ERROR = re.compile(r"\bOs \{ code: (\d+)")
 
 
 def is_damage(exc: StateError) -> bool:
     """Whether `exc` says a store is damaged (set it aside), not that its disk failed."""
-    return not isinstance(exc.__cause__, NOT_DAMAGE)
+    cause = exc.__cause__
+    if isinstance(cause, NOT_DAMAGE):
+        return False
+    codes = {int(code) for code in _RUST_OS_ERROR.findall(str(cause or exc))}
+    return not codes & DISK_ERRNOS
 
 
 @contextmanager

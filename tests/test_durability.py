@@ -278,3 +278,44 @@ def test_a_new_store_on_a_disk_of_its_own_checks_that_disk(tmp_path: Path) -> No
     proc = _run_on_tmpfs(tmp_path / "qdrant", "1m", _MOUNTED_STORE_SCRIPT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == "refused 28", proc.stdout
+
+
+#: Run in a child: a root opened again with fewer and fewer descriptors left, each
+#: failure printed with whether it reads as damage.
+_OUT_OF_FDS_SCRIPT = """
+import os, resource, sys
+from pathlib import Path
+from daemon.config import load_config
+from daemon.root import RootIndex
+from daemon.sqlite import is_damage
+from ipc.errors import StateError
+cfg = load_config({"RCMD_HOME": sys.argv[1]})
+crate = Path(sys.argv[2])
+RootIndex(crate, cfg, "m", 8).close()
+_soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+for spare in range(0, 64, 2):
+    resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + spare, hard))
+    try:
+        RootIndex(crate, cfg, "m", 8).close()
+        break
+    except StateError as exc:
+        print("verdict", str(exc).split(": ")[0].rpartition("/")[2], is_damage(exc))
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (_soft, hard))
+"""
+
+
+def test_a_root_opened_without_file_descriptors_is_no_damage(tmp_path: Path, crate: Path) -> None:
+    """Tantivy's and Qdrant's 'Too many open files' (Rust's `Os { code: 24 }` in text)
+    read as damage: a daemon out of descriptors at start set healthy indexes aside."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _OUT_OF_FDS_SCRIPT, str(tmp_path / "home"), str(crate)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    verdicts = [line.split()[1:] for line in proc.stdout.splitlines() if line[:8] == "verdict "]
+    assert {"tantivy", "qdrant"} <= {name for name, _ in verdicts}, proc.stdout
+    assert {damage for _, damage in verdicts} == {"False"}, proc.stdout
