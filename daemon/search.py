@@ -10,12 +10,14 @@ half-written hits. A hit that overlaps a better one in the same file is dropped.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import heapq
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
 
 import numpy as np
 import numpy.typing as npt
+import structlog
 
 from daemon.config import SearchConfig
 from daemon.embed_groups import fold_shared, shared_runs
@@ -45,8 +47,11 @@ from daemon.query_adapter import QueryAdapter
 from daemon.root import RootIndex
 from daemon.state import ChunkRow
 from daemon.tokenize import code_tokens, query_tokens, stems, whole_identifiers
+from ipc.errors import StateError
 from ipc.kinds import CONTAINER_KINDS, FRAGMENT_KINDS
 from ipc.requests import SearchRequest
+
+log = structlog.get_logger("rcmd.search")
 
 SNIPPET_LINES = 6
 #: Longest snippet line; longer ones are cut (and marked with …).
@@ -230,7 +235,7 @@ def _root_lists(
     lexical = mode in ("hybrid", "bm25")
     shorts = 0.0 if identifier else tuning.abbreviation_weight
     bm25 = root.lexical.search(query, depth, drop, boosts, emphasis, shorts) if lexical else []
-    vec = root.vectors.search(vector, depth + TIE_MARGIN) if vector is not None else []
+    vec = _vector_list(root, vector, depth + TIE_MARGIN, mode) if vector is not None else []
     vec = _fold_shared(root, vec[: through_ties([s for _, s in vec], depth)], query, drop)
     name = symbol_name(query) if identifier and tuning.symbol_weight > 0 else None
     exact = _symbol_hits(root, name, ignore_case=True, limit=depth * 4)[0] if name else []
@@ -240,6 +245,24 @@ def _root_lists(
         )
         exact = list(dict.fromkeys(joined))
     return RootLists(bm25, vec, exact)
+
+
+def _vector_list(
+    root: RootIndex, vector: npt.NDArray[np.float32], limit: int, mode: str
+) -> list[tuple[str, float]]:
+    """The root's nearest chunks. A parked dependency root's shard (`daemon.parking`) is
+    loaded again only with room on the state disk (loading writes: a SIGBUS on a full
+    one); without, a hybrid search ranks that root by BM25, as during a vacuum, rather
+    than failing every `--deps` search that open shards answered. Vector mode says why."""
+    try:
+        return root.vectors.search(vector, limit)
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        if mode != "hybrid":
+            raise StateError(f"{root.path}: its vectors cannot be loaded: {exc}") from exc
+        log.warning("vectors_not_searched", root=str(root.path), error=str(exc))
+        return []
 
 
 def _fold_shared(

@@ -16,7 +16,8 @@ from daemon.lexical import LexicalIndex
 from daemon.parking import ParkableVectors
 from daemon.root import root_id_for
 from daemon.vectors import EdgeStore, VectorPoint
-from tests.conftest import Daemon, running, seed_cache
+from tests.conftest import Daemon, private_tmpfs, running, seed_cache
+from tests.test_durability import _fill_leaving, _in_daemon_ns, needs_userns
 
 CRATES = [
     ("scopeguard", "1.1.0"),
@@ -154,3 +155,43 @@ def test_a_store_in_use_is_not_parked(tmp_path: Path) -> None:
     assert lexical.park() and lexical.parked
     assert lexical.num_docs() == 0 and not lexical.parked
     lexical.close()
+
+
+@needs_userns
+def test_a_parked_root_on_a_nearly_full_disk_still_answers(
+    tmp_path: Path, warm_cache: Path
+) -> None:
+    """Loading a shard writes, so a parked root's is loaded again only with room on the
+    state disk: with under 4 MiB free every hybrid `--deps` search failed ("No space
+    left on device"), where the open shards had answered. Hybrid ranks such a root by
+    BM25; vector mode says why; once there is room the shards load again."""
+    missing = [n for n, v in CRATES if not (DEBIAN_REGISTRY / f"{n}-{v}" / "Cargo.toml").is_file()]
+    if missing:
+        pytest.skip(f"needs Debian's crate sources ({missing})")
+    home = tmp_path / "home"
+    state = home / "state"
+    state.mkdir(parents=True)
+    seed_cache(home, warm_cache)
+    proj = _project(tmp_path)
+    d = Daemon(home, prefix=private_tmpfs(state, "64m"), RCMD_INDEX_DEPENDENCY_IDLE_S="1")
+    with running(d):
+        assert d.proc is not None
+        pid = d.proc.pid
+        d.call("index", path=str(proj))
+        d.wait(proj)
+        reply = d.call("index", path=str(proj), deps=True)
+        deps = [Path(r["path"]) for r in reply["deps"]["roots"]]
+        for dep in deps:
+            d.wait(dep)
+        dirs = [state / "roots" / root_id_for(dep) for dep in deps]
+        _poll(lambda: not _held_store_files(pid, dirs), "the crates' stores closed once idle")
+        _fill_leaving(pid, state, 2048)
+        query = ("scope guard closure drop", "--deps", "--root", str(proj))
+        guard = str(DEBIAN_REGISTRY.resolve() / "scopeguard-1.1.0")
+        assert guard in {h["root"] for h in d.search(*query)}
+        refused = d.cli("search", *query, "--mode", "vector", check=False)
+        assert refused.returncode != 0 and "No space left on device" in refused.stderr
+        assert "internal error" not in refused.stderr
+        _in_daemon_ns(pid, f'rm "{state}/filler"')
+        assert guard in {h["root"] for h in d.search(*query, "--mode", "vector")}
+        assert d.proc.poll() is None
