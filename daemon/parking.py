@@ -66,12 +66,14 @@ class ParkableVectors:
     def park(self) -> bool:
         """Close the store unless a call is inside it; whether it was closed now. Closed
         under the lock: a call that reopens it meanwhile would find the shard still
-        held by the one closing."""
+        held by the one closing. A close that fails (its flush, on a full disk) keeps
+        the store, still attached and in use: dropped, it was loaded again beside the
+        shard it still held, and `parked` said it was closed."""
         with self._lock:
             if self._store is None or self._users:
                 return False
-            store, self._store = self._store, None
-            store.close()
+            self._store.close()
+            self._store = None
             return True
 
     def close(self) -> None:

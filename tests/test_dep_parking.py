@@ -17,7 +17,7 @@ from daemon.parking import ParkableVectors
 from daemon.root import root_id_for
 from daemon.vectors import EdgeStore, VectorPoint
 from tests.conftest import Daemon, private_tmpfs, running, seed_cache
-from tests.test_durability import _fill_leaving, _in_daemon_ns, needs_userns
+from tests.test_durability import _fill_leaving, _in_daemon_ns, _run_on_tmpfs, needs_userns
 
 CRATES = [
     ("scopeguard", "1.1.0"),
@@ -195,3 +195,44 @@ def test_a_parked_root_on_a_nearly_full_disk_still_answers(
         _in_daemon_ns(pid, f'rm "{state}/filler"')
         assert guard in {h["root"] for h in d.search(*query, "--mode", "vector")}
         assert d.proc.poll() is None
+
+
+#: Run in a private tmpfs: a store with deletions not yet flushed, parked on a full disk.
+_FULL_PARK_SCRIPT = """
+import sys, uuid
+from pathlib import Path
+import numpy as np
+from daemon.parking import ParkableVectors
+from daemon.vectors import EdgeStore, VectorPoint
+disk = Path(sys.argv[1])
+store = ParkableVectors(lambda _first: EdgeStore(disk / "qdrant", 8))
+one = np.ones(8, dtype=np.float32)
+store.upsert([VectorPoint(uuid.uuid4().hex, f"f{i % 10}.rs", "fn", one) for i in range(2000)])
+store.flush()
+store.delete_paths([f"f{i}.rs" for i in range(5)])
+with open(disk / "filler", "wb") as f:
+    try:
+        while True:
+            f.write(bytes(1 << 16))
+    except OSError:
+        pass
+try:
+    store.park()
+except Exception as exc:
+    print("park failed:", type(exc).__name__)
+print("parked", store.parked)
+(disk / "filler").unlink()
+print("parked", store.park(), "points", store.count(), "hits", len(store.search(one, 3)))
+store.close()
+"""
+
+
+@needs_userns
+def test_a_store_that_fails_to_close_stays_open(tmp_path: Path) -> None:
+    """Parking flushes the shard: a full disk refused it, and the store was dropped
+    while still holding its shard; `parked` said closed, and the next call loaded the
+    folder again beside it. It stays open and is parked once the disk has room."""
+    proc = _run_on_tmpfs(tmp_path / "state", "24m", _FULL_PARK_SCRIPT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.strip().splitlines()
+    assert lines == ["park failed: Exception", "parked False", "parked True points 1000 hits 3"]
