@@ -17,7 +17,9 @@ import tantivy
 from daemon.abbrev import abbreviations
 from daemon.fusion import TIE_MARGIN, through_ties
 from daemon.lexical_writes import LexicalDoc, LocalWrites, Writes, start_worker
+from daemon.parking import GONE_WHILE_PARKED
 from daemon.tokenize import query_tokens, stem, stems
+from ipc.errors import StateError
 
 #: How the indexed terms are made (recorded per root; a root built under another
 #: version is rebuilt): 2 = English stems of the code tokens; 3 = doc comments also
@@ -91,6 +93,10 @@ class LexicalIndex:
             if self._closed:
                 raise RuntimeError(f"{self.path}: the lexical index is closed")
             if self._index is None:
+                # Tantivy makes a new, empty index where meta.json is missing: a parked
+                # root's, deleted meanwhile, found nothing silently for good.
+                if not (self.path / "meta.json").is_file():
+                    raise StateError(f"{self.path / 'meta.json'} {GONE_WHILE_PARKED}")
                 self._index = tantivy.Index(self.schema, str(self.path), reuse=True)
             return self._index
 

@@ -31,6 +31,13 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("rcmd.parking")
 
+#: Why a parked store is not opened again: its files were deleted meanwhile, and Tantivy
+#: and Edge would make new, empty ones there (the next start finds them missing and
+#: rebuilds them from the files).
+GONE_WHILE_PARKED = (
+    "is gone since the root was parked; restart the daemon (rcmd stop) to rebuild it"
+)
+
 
 class ParkableVectors:
     """A vector store opened by `opener`, closed by `park` while no call is inside it and

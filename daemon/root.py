@@ -22,7 +22,7 @@ from daemon.ignore import IgnoreRules
 from daemon.ledger import FileLedger
 from daemon.lexical import LEXICAL_VERSION, LexicalIndex
 from daemon.mounts import kernel_mounts
-from daemon.parking import IdleClock, ParkableVectors
+from daemon.parking import GONE_WHILE_PARKED, IdleClock, ParkableVectors
 from daemon.state import StateDB
 from daemon.vectors import VectorStore, open_store
 from ipc.errors import StateError
@@ -243,6 +243,12 @@ def _open_vectors(config: Config, path: Path, root_id: str, dim: int) -> VectorS
     collection holds no thread or file here)."""
     if config.vector_store.url:
         return open_store(config.vector_store, path, root_id, dim)
-    return ParkableVectors(
-        lambda first: open_store(config.vector_store, path, root_id, dim, check=first)
-    )
+
+    def opener(first: bool) -> VectorStore:
+        # Edge makes a new, empty shard in a missing folder: a parked root's, deleted
+        # meanwhile, found nothing silently, and the next start saw no folder missing.
+        if not first and not (path.is_dir() and any(path.iterdir())):
+            raise StateError(f"{path} {GONE_WHILE_PARKED}")
+        return open_store(config.vector_store, path, root_id, dim, check=first)
+
+    return ParkableVectors(opener)

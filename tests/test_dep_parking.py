@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -236,3 +237,38 @@ def test_a_store_that_fails_to_close_stays_open(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = proc.stdout.strip().splitlines()
     assert lines == ["park failed: Exception", "parked False", "parked True points 1000 hits 3"]
+
+
+def test_a_parked_index_deleted_meanwhile_is_not_made_again_empty(
+    tmp_path: Path, warm_cache: Path
+) -> None:
+    """Tantivy and Edge make new, empty stores where theirs are missing: a parked root
+    whose index folders were deleted found nothing, silently, and the new folders hid
+    the loss from the next start. The search says so, and a restart rebuilds them."""
+    missing = [n for n, v in CRATES if not (DEBIAN_REGISTRY / f"{n}-{v}" / "Cargo.toml").is_file()]
+    if missing or not Path("/proc/self/maps").is_file():
+        pytest.skip(f"needs Debian's crate sources ({missing}) and /proc")
+    home = tmp_path / "home"
+    seed_cache(home, warm_cache)
+    proj = _project(tmp_path)
+    guard = DEBIAN_REGISTRY.resolve() / "scopeguard-1.1.0"
+    stores = home / "state" / "roots" / root_id_for(guard)
+    query = ("scope guard closure drop", "--deps", "--root", str(proj))
+    with running(Daemon(home, RCMD_INDEX_DEPENDENCY_IDLE_S="1")) as d:
+        assert d.proc is not None
+        d.call("index", path=str(proj))
+        d.wait(proj)
+        d.call("index", path=str(proj), deps=True)
+        d.wait(guard)
+        _poll(lambda: not _held_store_files(d.proc.pid, [stores]), "the crate's stores closed")
+        shutil.rmtree(stores / "qdrant")
+        (stores / "tantivy" / "meta.json").unlink()
+        for mode in ("bm25", "vector"):
+            out = d.cli("search", *query, "--mode", mode, check=False)
+            assert out.returncode != 0 and "is gone since the root was parked" in out.stderr
+        assert not (stores / "qdrant").exists() and not (stores / "tantivy" / "meta.json").exists()
+        d.stop()
+        d.start()
+        d.wait(guard)
+        assert guard.as_posix() in {h["root"] for h in d.search(*query)}
+        assert d.root_status(guard)["repaired"]
