@@ -275,3 +275,43 @@ def private_tmpfs(over: Path, size: str = "16m") -> list[str]:
         f'mount -t tmpfs -o size={size} tmpfs "$0" && exec "$@"',
         str(over),
     ]
+
+
+#: Python lines that fill the disk holding `disk` (a name the script defines) to the
+#: last byte: for scripts run in a `private_tmpfs`.
+FILL_DISK = """with open(disk / "filler", "wb") as f:
+    try:
+        while True:
+            f.write(bytes(1 << 16))
+    except OSError:
+        pass
+"""
+
+
+def in_daemon_ns(pid: int, script: str) -> str:
+    """Run `script` in the daemon's user and mount namespaces (never the host's)."""
+    nsenter = ["nsenter", "--user", "--mount", "--target", str(pid), "--preserve-credentials"]
+    return subprocess.run(
+        [*nsenter, "sh", "-c", script], check=True, capture_output=True, text=True
+    ).stdout
+
+
+def run_on_tmpfs(disk: Path, size: str, script: str) -> subprocess.CompletedProcess[str]:
+    """`script` run by Python (argv[1]: `disk`) with a tmpfs of `size` over `disk`."""
+    disk.mkdir()
+    return subprocess.run(
+        [*private_tmpfs(disk, size), sys.executable, "-c", script, str(disk)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+
+
+def fill_leaving(pid: int, folder: Path, free_kib: int) -> None:
+    """Fill `folder`'s disk with `folder/filler` until `free_kib` KiB are left."""
+    in_daemon_ns(
+        pid,
+        f'avail=$(df -k --output=avail "{folder}" | tail -1); '
+        f'head -c $(( (avail - {free_kib}) * 1024 )) /dev/zero > "{folder}/filler"',
+    )

@@ -7,18 +7,26 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import time
 from pathlib import Path
-
-import pytest
 
 from daemon.deps import DEBIAN_REGISTRY
 from daemon.lexical import LexicalIndex
 from daemon.parking import ParkableVectors
 from daemon.root import root_id_for
 from daemon.vectors import EdgeStore, VectorPoint
-from tests.conftest import Daemon, private_tmpfs, running, seed_cache
-from tests.test_durability import _fill_leaving, _in_daemon_ns, _run_on_tmpfs, needs_userns
+from tests.conftest import (
+    FILL_DISK,
+    Daemon,
+    fill_leaving,
+    in_daemon_ns,
+    needs_userns,
+    private_tmpfs,
+    run_on_tmpfs,
+    running,
+    seed_cache,
+    skip_or_fail,
+    wait_until,
+)
 
 CRATES = [
     ("scopeguard", "1.1.0"),
@@ -72,20 +80,19 @@ def _held_store_files(pid: int, dirs: list[Path]) -> list[str]:
     return sorted(h for h in held if h.startswith(tuple(wanted)))
 
 
-def _poll(pred: object, what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:g}s: {what}")
-        time.sleep(0.1)
+def _needs_crates(proc: bool = True) -> None:
+    """Skip (fail under RCMD_TEST_STRICT) without Debian's crate sources, or /proc."""
+    missing = [n for n, v in CRATES if not (DEBIAN_REGISTRY / f"{n}-{v}" / "Cargo.toml").is_file()]
+    if missing:
+        skip_or_fail(f"needs Debian's crate sources ({missing})")
+    if proc and not Path("/proc/self/maps").is_file():
+        skip_or_fail("needs /proc")
 
 
 def test_idle_dependency_roots_close_their_stores_and_still_answer(
     tmp_path: Path, warm_cache: Path
 ) -> None:
-    missing = [n for n, v in CRATES if not (DEBIAN_REGISTRY / f"{n}-{v}" / "Cargo.toml").is_file()]
-    if missing or not Path("/proc/self/maps").is_file():
-        pytest.skip(f"needs Debian's crate sources ({missing}) and /proc")
+    _needs_crates()
     home = tmp_path / "home"
     seed_cache(home, warm_cache)
     proj = _project(tmp_path)
@@ -108,7 +115,7 @@ def test_idle_dependency_roots_close_their_stores_and_still_answer(
         def parked() -> bool:
             return _store_threads(pid) == alone and not _held_store_files(pid, dirs)
 
-        _poll(parked, "the crates' stores closed once idle")
+        wait_until(parked, 60)  # the crates' stores closed once idle
         # Still registered, indexed and shown as such.
         for dep in deps:
             status = d.root_status(dep)
@@ -121,7 +128,7 @@ def test_idle_dependency_roots_close_their_stores_and_still_answer(
         nav = d.cli("def", "ScopeGuard", "--deps", "--json", cwd=proj).stdout
         assert json.loads(nav)["results"][0]["crate"] == "scopeguard 1.1.0"
         # ... and they close again once idle.
-        _poll(parked, "the crates' stores closed again after the search")
+        wait_until(parked, 60)  # the crates' stores closed again after the search
         assert d.search("guard", "--mode", "bm25", "--deps", "--root", str(proj))
 
 
@@ -166,9 +173,7 @@ def test_a_parked_root_on_a_nearly_full_disk_still_answers(
     state disk: with under 4 MiB free every hybrid `--deps` search failed ("No space
     left on device"), where the open shards had answered. Hybrid ranks such a root by
     BM25; vector mode says why; once there is room the shards load again."""
-    missing = [n for n, v in CRATES if not (DEBIAN_REGISTRY / f"{n}-{v}" / "Cargo.toml").is_file()]
-    if missing:
-        pytest.skip(f"needs Debian's crate sources ({missing})")
+    _needs_crates(proc=False)
     home = tmp_path / "home"
     state = home / "state"
     state.mkdir(parents=True)
@@ -185,15 +190,17 @@ def test_a_parked_root_on_a_nearly_full_disk_still_answers(
         for dep in deps:
             d.wait(dep)
         dirs = [state / "roots" / root_id_for(dep) for dep in deps]
-        _poll(lambda: not _held_store_files(pid, dirs), "the crates' stores closed once idle")
-        _fill_leaving(pid, state, 2048)
+        wait_until(
+            lambda: not _held_store_files(pid, dirs), 60
+        )  # the crates' stores closed once idle
+        fill_leaving(pid, state, 2048)
         query = ("scope guard closure drop", "--deps", "--root", str(proj))
         guard = str(DEBIAN_REGISTRY.resolve() / "scopeguard-1.1.0")
         assert guard in {h["root"] for h in d.search(*query)}
         refused = d.cli("search", *query, "--mode", "vector", check=False)
         assert refused.returncode != 0 and "No space left on device" in refused.stderr
         assert "internal error" not in refused.stderr
-        _in_daemon_ns(pid, f'rm "{state}/filler"')
+        in_daemon_ns(pid, f'rm "{state}/filler"')
         assert guard in {h["root"] for h in d.search(*query, "--mode", "vector")}
         assert d.proc.poll() is None
 
@@ -211,13 +218,7 @@ one = np.ones(8, dtype=np.float32)
 store.upsert([VectorPoint(uuid.uuid4().hex, f"f{i % 10}.rs", "fn", one) for i in range(2000)])
 store.flush()
 store.delete_paths([f"f{i}.rs" for i in range(5)])
-with open(disk / "filler", "wb") as f:
-    try:
-        while True:
-            f.write(bytes(1 << 16))
-    except OSError:
-        pass
-try:
+{FILL_DISK}try:
     store.park()
 except Exception as exc:
     print("park failed:", type(exc).__name__)
@@ -225,7 +226,7 @@ print("parked", store.parked)
 (disk / "filler").unlink()
 print("parked", store.park(), "points", store.count(), "hits", len(store.search(one, 3)))
 store.close()
-"""
+""".replace("{FILL_DISK}", FILL_DISK)
 
 
 @needs_userns
@@ -233,7 +234,7 @@ def test_a_store_that_fails_to_close_stays_open(tmp_path: Path) -> None:
     """Parking flushes the shard: a full disk refused it, and the store was dropped
     while still holding its shard; `parked` said closed, and the next call loaded the
     folder again beside it. It stays open and is parked once the disk has room."""
-    proc = _run_on_tmpfs(tmp_path / "state", "24m", _FULL_PARK_SCRIPT)
+    proc = run_on_tmpfs(tmp_path / "state", "24m", _FULL_PARK_SCRIPT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = proc.stdout.strip().splitlines()
     assert lines == ["park failed: Exception", "parked False", "parked True points 1000 hits 3"]
@@ -245,9 +246,7 @@ def test_a_parked_index_deleted_meanwhile_is_not_made_again_empty(
     """Tantivy and Edge make new, empty stores where theirs are missing: a parked root
     whose index folders were deleted found nothing, silently, and the new folders hid
     the loss from the next start. The search says so, and a restart rebuilds them."""
-    missing = [n for n, v in CRATES if not (DEBIAN_REGISTRY / f"{n}-{v}" / "Cargo.toml").is_file()]
-    if missing or not Path("/proc/self/maps").is_file():
-        pytest.skip(f"needs Debian's crate sources ({missing}) and /proc")
+    _needs_crates()
     home = tmp_path / "home"
     seed_cache(home, warm_cache)
     proj = _project(tmp_path)
@@ -260,7 +259,9 @@ def test_a_parked_index_deleted_meanwhile_is_not_made_again_empty(
         d.wait(proj)
         d.call("index", path=str(proj), deps=True)
         d.wait(guard)
-        _poll(lambda: not _held_store_files(d.proc.pid, [stores]), "the crate's stores closed")
+        wait_until(
+            lambda: not _held_store_files(d.proc.pid, [stores]), 60
+        )  # the crate's stores closed
         shutil.rmtree(stores / "qdrant")
         (stores / "tantivy" / "meta.json").unlink()
         for mode in ("bm25", "vector"):

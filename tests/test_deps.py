@@ -10,7 +10,7 @@ import pytest
 
 from daemon.deps import DEBIAN_REGISTRY, declared_crates, dependencies, find_source, locked_packages
 from ipc.errors import BadRequest
-from tests.conftest import Daemon, wait_until
+from tests.conftest import Daemon, skip_or_fail, wait_until
 
 LOCK = """\
 version = 3
@@ -111,7 +111,7 @@ def _project(base: Path, name: str) -> Path:
 def registry() -> None:
     missing = [c for c in CRATES if not (DEBIAN_REGISTRY / c / "Cargo.toml").is_file()]
     if missing:
-        pytest.skip("needs Debian's crate sources: apt-get install librust-{scopeguard,either}-dev")
+        skip_or_fail("needs Debian's crate sources: apt install librust-{scopeguard,either}-dev")
 
 
 def test_index_deps_makes_shared_dependency_roots(

@@ -13,45 +13,20 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import (
+    FILL_DISK,
     REPO,
     Daemon,
+    fill_leaving,
+    in_daemon_ns,
     needs_userns,
     private_tmpfs,
+    run_on_tmpfs,
     seed_cache,
     wait_until,
     write_new_code,
 )
 
 pytestmark = pytest.mark.slow
-
-
-def _in_daemon_ns(pid: int, script: str) -> str:
-    """Run `script` in the daemon's user and mount namespaces (never the host's)."""
-    nsenter = ["nsenter", "--user", "--mount", "--target", str(pid), "--preserve-credentials"]
-    return subprocess.run(
-        [*nsenter, "sh", "-c", script], check=True, capture_output=True, text=True
-    ).stdout
-
-
-def _run_on_tmpfs(disk: Path, size: str, script: str) -> subprocess.CompletedProcess[str]:
-    """`script` run by Python (argv[1]: `disk`) with a tmpfs of `size` over `disk`."""
-    disk.mkdir()
-    return subprocess.run(
-        [*private_tmpfs(disk, size), sys.executable, "-c", script, str(disk)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
-
-
-def _fill_leaving(pid: int, folder: Path, free_kib: int) -> None:
-    """Fill `folder`'s disk with `folder/filler` until `free_kib` KiB are left."""
-    _in_daemon_ns(
-        pid,
-        f'avail=$(df -k --output=avail "{folder}" | tail -1); '
-        f'head -c $(( (avail - {free_kib}) * 1024 )) /dev/zero > "{folder}/filler"',
-    )
 
 
 @needs_userns
@@ -72,14 +47,14 @@ def test_vectors_on_a_full_disk_fail_the_batch_not_the_daemon(
         assert d.proc is not None
         pid = d.proc.pid
         d.cli("index", str(crate), "--wait")
-        _fill_leaving(pid, state, 2048)
+        fill_leaving(pid, state, 2048)
         # ~1,500 new chunks: their text fits in the 2 MB left, their vectors do not.
         write_new_code(crate / "src" / "gen", "spill", 30, 50)
         error = wait_until(lambda: d.root_status(crate)["last_error"], timeout=120)
         assert "No space left on device" in error, error
         assert d.proc.poll() is None, d.log.read_text()[-2000:]
         assert d.search("fetch_with_retry", "--mode", "bm25")
-        _in_daemon_ns(pid, f'rm "{state}/filler"')
+        in_daemon_ns(pid, f'rm "{state}/filler"')
         wait_until(lambda: not d.root_status(crate)["last_error"], timeout=120)
         status = d.wait_idle(crate, timeout=300)
         assert status["vectors_pending"] == 0 and status["files"] == 7 + 30, status
@@ -130,13 +105,13 @@ def test_a_full_disk_at_start_keeps_every_index(
         d.start()
         d.cli("index", str(crate), "--wait")
         assert d.stop() == 0
-        _fill_leaving(holder, state, 0)
+        fill_leaving(holder, state, 0)
         d.start()
         (failed,) = d.status()["failed_roots"]
         assert "No space left on device" in failed["error"], failed
         assert f"rcmd index {crate}" in failed["next"], failed
         assert d.cli("status").returncode == 0
-        _in_daemon_ns(holder, f'rm "{state}/filler"')
+        in_daemon_ns(holder, f'rm "{state}/filler"')
         d.cli("index", str(crate), "--wait")
         assert d.root_status(crate)["counters"]["files_read"] == 0  # nothing read again
         assert d.verify()["ok"], d.verify()
@@ -176,7 +151,7 @@ def test_a_cache_on_a_full_disk_is_kept_not_set_aside(tmp_path: Path) -> None:
     """Opening a whole embedding cache on a full disk failed (its WAL index could not be
     made): it was moved aside as broken, the new one could not be made either, and the
     daemon did not start. Now the file stays and an empty cache in memory serves."""
-    proc = _run_on_tmpfs(tmp_path / "cache", "4m", _FULL_CACHE_SCRIPT)
+    proc = run_on_tmpfs(tmp_path / "cache", "4m", _FULL_CACHE_SCRIPT)
     assert proc.returncode == 0, proc.stderr
     names = proc.stdout.strip().splitlines()[-1]
     assert "'embeddings.db'" in names and "broken" not in names, proc.stdout
@@ -201,7 +176,7 @@ def test_a_full_cache_disk_fails_no_batch(tmp_path: Path, crate: Path, warm_cach
         assert d.proc is not None
         d.cli("index", str(crate), "--wait")
         wait_until(lambda: d.status()["embedding"]["loaded"], timeout=120)
-        _fill_leaving(d.proc.pid, cache, 0)
+        fill_leaving(d.proc.pid, cache, 0)
         write_new_code(crate / "src" / "gen", "uncached", 3, 5)
         status = wait_until(
             lambda: (r := d.wait_idle(crate))["files"] == 7 + 3 and r["vectors_pending"] == 0 and r,
@@ -230,13 +205,7 @@ points = [
 store.upsert(points)
 store.flush()
 store.delete_paths([f"f{i}.rs" for i in range(5)])
-with open(disk / "filler", "wb") as f:
-    try:
-        while True:
-            f.write(bytes(1 << 16))
-    except OSError:
-        pass
-try:
+{FILL_DISK}try:
     store.vacuum()
 except Exception as exc:
     print("vacuum failed:", type(exc).__name__)
@@ -244,7 +213,7 @@ except Exception as exc:
 store.upsert(points[:3])
 print("points", store.count(), "hits", len(store.search(np.ones(8, dtype=np.float32), 3)))
 store.close()
-"""
+""".replace("{FILL_DISK}", FILL_DISK)
 
 
 @needs_userns
@@ -252,7 +221,7 @@ def test_a_vacuum_on_a_full_disk_leaves_the_store_open(tmp_path: Path) -> None:
     """A vacuum closed the shard, then flushed it: a full disk refused the flush, and the
     store stayed closed until the daemon restarted (vector searches found nothing, as
     if there were no vectors; every write failed)."""
-    proc = _run_on_tmpfs(tmp_path / "state", "24m", _FULL_VACUUM_SCRIPT)
+    proc = run_on_tmpfs(tmp_path / "state", "24m", _FULL_VACUUM_SCRIPT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "vacuum failed" in proc.stdout, proc.stdout
     assert proc.stdout.strip().splitlines()[-1] == "points 1003 hits 3", proc.stdout
@@ -275,7 +244,7 @@ except OSError as exc:
 def test_a_new_store_on_a_disk_of_its_own_checks_that_disk(tmp_path: Path) -> None:
     """A new store's room was checked on its parent's disk: an empty store folder that
     is a mount point of another (full) disk was created there, unchecked."""
-    proc = _run_on_tmpfs(tmp_path / "qdrant", "1m", _MOUNTED_STORE_SCRIPT)
+    proc = run_on_tmpfs(tmp_path / "qdrant", "1m", _MOUNTED_STORE_SCRIPT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == "refused 28", proc.stdout
 
