@@ -188,14 +188,6 @@ class EdgeStore:
         self._unflushed = True
         self._shard.update(op)
 
-    def check_readable(self) -> None:
-        """Read every stored vector (one search: the segments are plain) and payload, so
-        damaged files are found at open, where the root is rebuilt from its files (a
-        truncated vector file failed every search in words, of every root, and verify
-        said ok)."""
-        self.search(np.ones(self._dim, dtype=np.float32), 1)
-        self.ids_by_path()
-
     def flush(self) -> None:
         if self._unflushed:
             self._shard.flush()
@@ -394,16 +386,28 @@ def open_store(
     cfg: VectorStoreConfig, path: Path, root_id: str, dim: int, *, check: bool = True
 ) -> VectorStore:
     """The root's store; with `check`, an in-process one's files are read through first
-    (`EdgeStore.check_readable`): not when a parked store is opened again, which this
+    (`read_through`): not when a parked store is opened again, which this
     daemon closed itself (a first `--deps` search reopens hundreds)."""
     if cfg.url:
         return ServerStore(cfg, root_id, dim)
     store = EdgeStore(path, dim)
     try:
         if check:
-            store.check_readable()
+            read_through(store)
     except Exception:
         with contextlib.suppress(Exception):
             store.close()
         raise
     return store
+
+
+def read_through(store: VectorStore) -> dict[str, set[str]]:
+    """The store's ids by path, once every stored vector has been read (one search with
+    a stored vector: the segments are plain) and every payload: ids and payloads can be
+    whole while the vectors are not. At open, damaged files are found where the root is
+    rebuilt from its files, and in `verify` they are named (a truncated vector file
+    failed every search in words, of every root, while verify said ok)."""
+    first = next(iter(store.dump()), None)
+    if first is not None:
+        store.search(np.asarray(first[1], dtype=np.float32), 1)
+    return store.ids_by_path()

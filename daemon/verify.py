@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
 from daemon.merkle import MerkleTree, hash_bytes
 from daemon.root import RootIndex
+from daemon.vectors import read_through
 
 MAX_PROBLEMS = 20
 
@@ -47,16 +46,6 @@ def _tree_problems(root: RootIndex, recorded: MerkleTree) -> tuple[list[str], in
     return problems, walked
 
 
-def _vector_ids(root: RootIndex) -> dict[str, set[str]]:
-    """The store's ids by path, once a search has read every stored vector: ids and
-    payloads can be whole while the vectors are not (a truncated vector file failed
-    every vector search while verify said ok)."""
-    first = next(iter(root.vectors.dump()), None)
-    if first is not None:
-        root.vectors.search(np.asarray(first[1], dtype=np.float32), 1)
-    return root.vectors.ids_by_path()
-
-
 def _read_index(
     root: RootIndex, name: str, read: Callable[[], dict[str, set[str]]], problems: list[str]
 ) -> dict[str, set[str]]:
@@ -76,7 +65,7 @@ def verify_root(root: RootIndex) -> dict[str, Any]:
     state_ids = root.state.chunk_ids_by_path()
     pending = root.state.pending_ids()
     lexical_ids = _read_index(root, "tantivy", root.lexical.ids_by_path, problems)
-    vector_ids = _read_index(root, "qdrant", lambda: _vector_ids(root), problems)
+    vector_ids = _read_index(root, "qdrant", lambda: read_through(root.vectors), problems)
     # Chunks a lexical-first batch left for later are in Tantivy, not yet in Qdrant.
     embedded = {p: ids - pending for p, ids in state_ids.items()}
     for name, want, ids in (("tantivy", state_ids, lexical_ids), ("qdrant", embedded, vector_ids)):
