@@ -81,6 +81,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 #: Run a command in a user namespace of its own, mapped to the same uid.
 OWN_USERNS = ["unshare", "--user", "--map-current-user", "--"]
+#: The same with a mount namespace of its own: mounts made there never reach the host.
+OWN_MOUNTNS = ["unshare", "--user", "--map-current-user", "--mount", "--"]
 
 
 def userns_available() -> bool:
@@ -265,11 +267,7 @@ def private_tmpfs(over: Path, size: str = "16m") -> list[str]:
     """A command prefix: its own user and mount namespaces with a tmpfs of `size` over
     `over` (the host's mounts are never touched; `needs_userns` says when this works)."""
     return [
-        "unshare",
-        "--user",
-        "--map-current-user",
-        "--mount",
-        "--",
+        *OWN_MOUNTNS,
         "sh",
         "-c",
         f'mount -t tmpfs -o size={size} tmpfs "$0" && exec "$@"',
@@ -315,3 +313,10 @@ def fill_leaving(pid: int, folder: Path, free_kib: int) -> None:
         f'avail=$(df -k --output=avail "{folder}" | tail -1); '
         f'head -c $(( (avail - {free_kib}) * 1024 )) /dev/zero > "{folder}/filler"',
     )
+
+
+def read_only(folder: Path) -> list[str]:
+    """A command prefix that sees `folder` read-only (a bind mount in namespaces of its
+    own): root ignores a folder's mode, so a test run as root cannot make it so."""
+    remount = 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && exec "$@"'
+    return [*OWN_MOUNTNS, "sh", "-c", remount, str(folder)]

@@ -21,6 +21,7 @@ from tests.conftest import (
     REPO,
     USERNS_REASON,
     Daemon,
+    read_only,
     run_rcmd,
     seed_cache,
     skip_or_fail,
@@ -74,9 +75,7 @@ def test_a_read_only_rcmd_home_is_one_line(tmp_path: Path) -> None:
     if os.access(home, os.W_OK):
         if not userns_available():
             skip_or_fail(USERNS_REASON + ", as root: to make a folder read-only")
-        remount = 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && exec "$@"'
-        private = ["unshare", "--user", "--map-current-user", "--mount", "--"]
-        cmd = [*private, "sh", "-c", remount, str(home), *cmd]
+        cmd = [*read_only(home), *cmd]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=REPO, timeout=120)
     assert f"RCMD_HOME={home} must be a folder you can write to" in _one_line(proc)
 

@@ -14,6 +14,7 @@ import pytest
 
 from tests.conftest import (
     FILL_DISK,
+    OWN_MOUNTNS,
     REPO,
     Daemon,
     fill_leaving,
@@ -73,7 +74,7 @@ def held_tmpfs(tmp_path: Path) -> Iterator[tuple[list[str], int]]:
     state.mkdir(parents=True)
     mount = f'mount -t tmpfs -o size=64m tmpfs "{state}" && echo ready && exec sleep 3600'
     holder = subprocess.Popen(
-        ["unshare", "--user", "--map-current-user", "--mount", "--", "sh", "-c", mount],
+        [*OWN_MOUNTNS, "sh", "-c", mount],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -169,8 +170,7 @@ def test_a_full_cache_disk_fails_no_batch(tmp_path: Path, crate: Path, warm_cach
     staged = tmp_path / "staged"
     seed_cache(staged, warm_cache)
     mount = 'mount -t tmpfs -o size=64m tmpfs "$0" && cp -a "$1"/. "$0"/ && shift && exec "$@"'
-    unshare = ["unshare", "--user", "--map-current-user", "--mount", "--", "sh", "-c", mount]
-    d = Daemon(home, prefix=[*unshare, str(cache), str(staged / "cache")])
+    d = Daemon(home, prefix=[*OWN_MOUNTNS, "sh", "-c", mount, str(cache), str(staged / "cache")])
     try:
         d.start()
         assert d.proc is not None

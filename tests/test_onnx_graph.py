@@ -20,7 +20,7 @@ from daemon.onnx_graph import (
     quantize_weight_matmuls,
     strip_softmax_nan_guards,
 )
-from tests.conftest import REPO, USERNS_REASON, skip_or_fail, userns_available
+from tests.conftest import REPO, USERNS_REASON, read_only, skip_or_fail, userns_available
 
 
 def _value(name: str, shape: list[int]) -> onnx.ValueInfoProto:
@@ -219,9 +219,7 @@ def test_a_cache_folder_without_room_still_gets_the_graph(tmp_path: Path) -> Non
         if os.access(model_dir, os.W_OK):
             if not userns_available():
                 skip_or_fail(USERNS_REASON + ", as root: to make a folder read-only")
-            remount = 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && exec "$@"'
-            private = ["unshare", "--user", "--map-current-user", "--mount", "--"]
-            build = [*private, "sh", "-c", remount, str(model_dir), *build]
+            build = [*read_only(model_dir), *build]
         out = subprocess.run(build, capture_output=True, text=True, cwd=REPO, timeout=300)
         assert out.returncode == 0, out.stderr
         assert not list(model_dir.glob("model-q8-*")) and not list(model_dir.glob(".*"))
