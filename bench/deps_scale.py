@@ -181,8 +181,8 @@ def _restarted(d: BenchDaemon, deps: list[Path], idle_s: float) -> dict[str, Any
 
 
 def _status_burst(d: BenchDaemon, clients: int) -> None:
-    """`clients` status calls at once: each request thread that serves one opens its own
-    read connection to every root's state.db (`daemon.state.StateDB`)."""
+    """`clients` status calls at once: each reads every root's state.db, on a read
+    connection lent per read (`daemon.sqlite.ReadPool`; one per thread, for good, before)."""
     with ThreadPoolExecutor(clients) as pool:
         list(pool.map(lambda _: d.status(), range(clients)))
 

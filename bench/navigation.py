@@ -214,7 +214,28 @@ def evaluate(
     state, texts = build(corpus, work / f"{corpus.name}.db")
     labelled = truth.load(texts)
     queries = pick(labelled, foreign_names(corpus), per, seed, corpus.name)
-    conn = state.graph_reader()
+    with state.reading() as conn:
+        lat, misses = _ask(conn, corpus, queries, labelled, split, tallies)
+    state.close()
+    out: dict[str, Any] = {"corpus": str(corpus), "split": split, "files": len(texts)}
+    out["queries"] = {k: sum(q.kind == k for q in queries) for k in KINDS}
+    out["accuracy"] = _accuracy(tallies, corpus.name)
+    for method in KINDS:
+        out[f"{method}_p50_ms"] = round(pct(lat[method], 0.5), 2)
+        out[f"{method}_p95_ms"] = round(pct(lat[method], 0.95), 2)
+    return out, misses
+
+
+def _ask(
+    conn: apsw.Connection,
+    corpus: Path,
+    queries: list[Query],
+    labelled: truth.Corpus,
+    split: str,
+    tallies: Tallies,
+) -> tuple[dict[str, list[float]], list[dict[str, Any]]]:
+    """Every query of one corpus, tallied under the corpus and its split: the latencies
+    by kind and the misses."""
     lat: dict[str, list[float]] = defaultdict(list)
     misses: list[dict[str, Any]] = []
     for q in queries:
@@ -228,14 +249,7 @@ def evaluate(
                 tallies[(scope, q.kind, q.bucket, "rg")].add(rg, want)
         if got != want:
             misses.append(_miss(labelled, corpus.name, q, got, want))
-    state.close()
-    out: dict[str, Any] = {"corpus": str(corpus), "split": split, "files": len(texts)}
-    out["queries"] = {k: sum(q.kind == k for q in queries) for k in KINDS}
-    out["accuracy"] = _accuracy(tallies, corpus.name)
-    for method in KINDS:
-        out[f"{method}_p50_ms"] = round(pct(lat[method], 0.5), 2)
-        out[f"{method}_p95_ms"] = round(pct(lat[method], 0.95), 2)
-    return out, misses
+    return lat, misses
 
 
 def _miss(

@@ -156,8 +156,8 @@ def park_idle(registry: Registry, indexer: Indexer, idle_s: float) -> int:
     except RuntimeError:
         return 0
     for root in roots:
-        if registry.deps.crate_of(root.path) is None or root.parked:
-            continue
+        if registry.deps.crate_of(root.path) is None:
+            continue  # a parked root is parked again: a status call read its state.db
         try:
             if root.clock.idle_for() >= idle_s and indexer.idle(root.id):
                 parked += root.park()

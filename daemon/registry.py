@@ -15,6 +15,7 @@ import os
 import shutil
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from shlex import quote
 from typing import TYPE_CHECKING
@@ -97,12 +98,20 @@ class Registry:
             root.clock.touch()  # a parked dependency root stays open a while (parking)
         return roots
 
-    def graph_readers(self, roots: list[RootIndex]) -> list[GraphSource]:
-        """What `daemon.graph.navigate` reads of `roots` (as `select` gave them)."""
-        return [
-            (r.state.graph_reader(), str(r.path), self.deps.crate_of(r.path), r.crate_names())
-            for r in roots
-        ]
+    @contextmanager
+    def graph_readers(self, roots: list[RootIndex]) -> Iterator[list[GraphSource]]:
+        """What `daemon.graph.navigate` reads of `roots` (as `select` gave them), each
+        on a read connection lent for the block."""
+        with ExitStack() as lent:
+            yield [
+                (
+                    lent.enter_context(r.state.reading()),
+                    str(r.path),
+                    self.deps.crate_of(r.path),
+                    r.crate_names(),
+                )
+                for r in roots
+            ]
 
     # ---- changes ----
     def load(self) -> None:

@@ -200,13 +200,15 @@ class RootIndex:
         return self._crates.get()
 
     def park(self) -> bool:
-        """Close the Tantivy index and the vector shard (`daemon.parking`) unless a batch
-        holds the root; the next use opens them again. Whether anything was closed."""
+        """Close the Tantivy index, the vector shard (`daemon.parking`) and the idle
+        state.db readers unless a batch holds the root; the next use opens them again.
+        Whether a store was closed."""
         if not self.lock.acquire(blocking=False):
             return False
         try:
             if self._closed:
                 return False
+            self.state.idle()
             closed = self.lexical.park()
             if isinstance(self.vectors, ParkableVectors):
                 closed = self.vectors.park() or closed

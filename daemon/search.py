@@ -172,8 +172,9 @@ def _symbol_hits(
     hits = _named(root, name, ignore_case=ignore_case, limit=limit)
     if hits or "::" not in name:
         return hits, []
-    names = Names(root.state.graph_reader(), root.crate_names())
-    public = [symbol for _p, symbol, _k, _a, _b in names.definitions(name_segments(name))]
+    with root.state.reading() as conn:
+        defined = Names(conn, root.crate_names()).definitions(name_segments(name))
+    public = [symbol for _p, symbol, _k, _a, _b in defined]
     for symbol in public:
         found = _named(root, symbol, ignore_case=False, limit=limit)
         hits.extend(c for c in found if c not in hits)
@@ -715,7 +716,8 @@ def _defines(root: RootIndex, exact: list[str], name: str, filters: Sequence[Row
 
     if exact and (not filters or any(map(passes, root.state.chunk_rows(exact).values()))):
         return True
-    defined = Names(root.state.graph_reader(), root.crate_names()).definitions(name_segments(name))
+    with root.state.reading() as conn:
+        defined = Names(conn, root.crate_names()).definitions(name_segments(name))
     return any(passes(ChunkRow("", p, a, b, s, k, "", "")) for p, s, k, a, b in defined)
 
 

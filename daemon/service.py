@@ -299,8 +299,8 @@ class Service:
         """Definitions, references, callers, callees or impls of a name (`daemon.graph`)."""
         t = time.perf_counter()
         roots = self.registry.select(req.root, req.deps)
-        graphs = self.registry.graph_readers(roots)
-        reply = navigate(graphs, req.method, req.name, req.limit)
+        with self.registry.graph_readers(roots) as graphs:
+            reply = navigate(graphs, req.method, req.name, req.limit)
         reply.update(navigation_notes(self.indexer, roots, reply["results"]))
         reply["took_ms"] = round((time.perf_counter() - t) * 1000, 2)
         return reply

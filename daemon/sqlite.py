@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,6 +40,63 @@ def connect(path: Path, *, readonly: bool = False) -> apsw.Connection:
             conn.execute("PRAGMA journal_mode=WAL").fetchall()
             conn.execute("PRAGMA synchronous=NORMAL").fetchall()
     return conn
+
+
+class ReadPool:
+    """Read connections to one database, each lent to one thread for one read and kept
+    (up to `keep` of them) for the next. A connection per thread that ever read held
+    descriptors for threads × roots for good: 11 a dependency crate idle, about 11,000
+    with 400 crates, past the common limit of 4,096."""
+
+    def __init__(self, path: Path, keep: int = 2) -> None:
+        self._path = path
+        self._keep = keep
+        self._lock = threading.Lock()
+        self._idle: list[apsw.Connection] = []
+        self._lent = 0
+        self._closed = False
+
+    @contextmanager
+    def lend(self) -> Iterator[apsw.Connection]:
+        """A connection no other thread uses until this block ends (apsw refuses one
+        used by two threads at once)."""
+        with self._lock:
+            if self._closed:
+                raise StateError(f"{self._path}: closed")
+            conn = self._idle.pop() if self._idle else None
+            self._lent += 1
+        try:
+            conn = conn or connect(self._path, readonly=True)
+            yield conn
+        finally:
+            self._give_back(conn)
+
+    def _give_back(self, conn: apsw.Connection | None) -> None:
+        with self._lock:
+            self._lent -= 1
+            if conn is not None and not self._closed and len(self._idle) < self._keep:
+                self._idle.append(conn)
+                return
+        if conn is not None:
+            conn.close()
+
+    def trim(self) -> None:
+        """Close the idle connections (a parked root holds no descriptors it can drop)."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+    def counts(self) -> tuple[int, int]:
+        """(idle, lent) connections now."""
+        with self._lock:
+            return len(self._idle), self._lent
+
+    def close(self) -> None:
+        """Close the idle connections now and each lent one when its read ends."""
+        with self._lock:
+            self._closed = True
+        self.trim()
 
 
 @contextmanager

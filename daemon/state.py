@@ -26,14 +26,16 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import apsw
 
 from daemon.graph_rows import GRAPH_TABLES, GraphRows, TableRows
-from daemon.sqlite import connect, state_errors
+from daemon.sqlite import ReadPool, connect, state_errors
 from ipc.errors import StateError
 
 SCHEMA_VERSION = 2
@@ -151,19 +153,20 @@ class PendingVector:
 
 
 class StateDB:
-    """One writer connection, used under a lock, plus a read connection per thread.
+    """One writer connection, used under a lock, plus a few read connections lent one
+    read at a time (`daemon.sqlite.ReadPool`).
 
     apsw refuses a connection used by two threads at once, and the indexer writes while
-    requests read: so every read goes through the calling thread's own connection (WAL
-    lets it see the last commit), and every write holds `_lock`.
+    requests read: so every read borrows a connection of its own (WAL lets it see the
+    last commit), and every write holds `_lock`.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.RLock()
-        self._local = threading.local()
-        self._readers: list[apsw.Connection] = []
-        self._db = connect(path)
+        self._reads = ReadPool(path)
+        self._writer: apsw.Connection | None = connect(path)
+        self._closed = False
         self._graph_rows = GraphRows()
         with state_errors(path), self._db:
             self._db.execute(_SCHEMA)
@@ -179,26 +182,43 @@ class StateDB:
                 raise StateError(f"{path}: schema version {row[0]}, expected {SCHEMA_VERSION}")
 
     def close(self) -> None:
-        """Close the writer and every thread's reader (a removed root's files must not
-        stay open in worker threads)."""
+        """Close the writer and the readers (a removed root's files must not stay open);
+        a reader lent out closes when its read ends."""
         with self._lock:
-            self._db.close()
-            for conn in self._readers:
-                conn.close()
-            self._readers.clear()
+            self._closed = True
+            self._close_writer()
+            self._reads.close()
 
-    def _reader(self) -> apsw.Connection:
-        conn: apsw.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = connect(self.path, readonly=True)
-            self._local.conn = conn
-            with self._lock:
-                self._readers.append(conn)
-        return conn
+    def idle(self) -> None:
+        """Close every connection not in use; the next read or write opens one again. A
+        parked root holds no descriptor then: SQLite keeps a closed reader's file open
+        while another connection to it holds a lock (the writer, in WAL mode, always)."""
+        with self._lock:
+            self._reads.trim()
+            self._close_writer()
+
+    def _close_writer(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    @property
+    def _db(self) -> apsw.Connection:
+        """The writer, opened again after `idle` closed it; used under `_lock`."""
+        if self._writer is None:
+            if self._closed:
+                raise StateError(f"{self.path}: closed")
+            self._writer = connect(self.path)
+        return self._writer
+
+    def reading(self) -> AbstractContextManager[apsw.Connection]:
+        """A read connection for several queries (the symbol graph's, `daemon.graph`),
+        this thread's alone until the block ends."""
+        return self._reads.lend()
 
     # ---- meta ----
     def get_meta(self, key: str) -> str | None:
-        row = self._reader().execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        row = self._one("SELECT value FROM meta WHERE key=?", (key,))
         return None if row is None else str(row[0])
 
     def set_meta(self, key: str, value: str) -> None:
@@ -209,24 +229,21 @@ class StateDB:
     def files(self) -> dict[str, FileRecord]:
         return {
             r[0]: FileRecord(r[0], r[1], r[2], r[3], bytes(r[4]), r[5], r[6])
-            for r in self._reader().execute(
-                "SELECT path,size,mtime_ns,inode,hash,chunks,ctime_ns FROM files"
-            )
+            for r in self._all("SELECT path,size,mtime_ns,inode,hash,chunks,ctime_ns FROM files")
         }
 
     def counts(self) -> tuple[int, int]:
         """(files, chunks) as recorded; read on the caller's thread."""
-        db = self._reader()
-        files = db.execute("SELECT count(*) FROM files").fetchone()
-        chunks = db.execute("SELECT count(*) FROM chunks").fetchone()
+        files = self._one("SELECT count(*) FROM files")
+        chunks = self._one("SELECT count(*) FROM chunks")
         return int(files[0] if files else 0), int(chunks[0] if chunks else 0)
 
     def chunk_ids_by_path(self) -> dict[str, set[str]]:
-        return _ids_by_path(self._reader().execute("SELECT path, id FROM chunks"))
+        return _ids_by_path(self._all("SELECT path, id FROM chunks"))
 
     def chunk_ids_of(self, path: str) -> set[str]:
         """The chunk ids recorded for one file."""
-        return {r[0] for r in self._reader().execute("SELECT id FROM chunks WHERE path=?", (path,))}
+        return {r[0] for r in self._all("SELECT id FROM chunks WHERE path=?", (path,))}
 
     def chunk_rows(self, ids: Iterable[str]) -> dict[str, ChunkRow]:
         """Result metadata for chunk ids; ids not recorded (yet, or any more) are absent."""
@@ -234,18 +251,12 @@ class StateDB:
         if not id_list:
             return {}
         marks = ",".join("?" * len(id_list))
-        rows = self._reader().execute(
-            f"SELECT {_CHUNK_ROW} FROM chunks WHERE id IN ({marks})",
-            id_list,
-        )
+        rows = self._all(f"SELECT {_CHUNK_ROW} FROM chunks WHERE id IN ({marks})", id_list)
         return {r[0]: ChunkRow(*r) for r in rows}
 
     def chunk_rows_of(self, path: str) -> dict[str, ChunkRow]:
         """Every chunk row recorded for one file, by id."""
-        rows = self._reader().execute(
-            f"SELECT {_CHUNK_ROW} FROM chunks WHERE path=?",
-            (path,),
-        )
+        rows = self._all(f"SELECT {_CHUNK_ROW} FROM chunks WHERE path=?", (path,))
         return {r[0]: ChunkRow(*r) for r in rows}
 
     def chunk_symbols(self, ids: Iterable[str]) -> dict[str, str]:
@@ -255,9 +266,7 @@ class StateDB:
         if not id_list:
             return {}
         marks = ",".join("?" * len(id_list))
-        rows = self._reader().execute(
-            f"SELECT id, symbol FROM chunks WHERE id IN ({marks})", id_list
-        )
+        rows = self._all(f"SELECT id, symbol FROM chunks WHERE id IN ({marks})", id_list)
         return {cid: symbol for cid, symbol in rows}
 
     def symbol_spans(
@@ -271,7 +280,7 @@ class StateDB:
         if not keys:
             return {}
         values = ",".join("(?,?,?)" for _ in keys)
-        rows = self._reader().execute(
+        rows = self._all(
             f"WITH k(p, s, kd) AS (VALUES {values}) "
             "SELECT c.path, c.symbol, c.kind, c.start_line, c.end_line "
             "FROM k JOIN chunks c ON c.path = k.p AND c.symbol = k.s AND c.kind = k.kd "
@@ -284,7 +293,7 @@ class StateDB:
         return out
 
     def inflight(self) -> set[str]:
-        return {r[0] for r in self._reader().execute("SELECT path FROM inflight")}
+        return {r[0] for r in self._all("SELECT path FROM inflight")}
 
     def mark_inflight(self, paths: Iterable[str]) -> None:
         with self._lock, self._db:
@@ -325,11 +334,7 @@ class StateDB:
 
     def graph_paths(self) -> set[str]:
         """Every path that has symbol graph rows (verify: each must have a record)."""
-        return {str(r[0]) for r in self._reader().execute("SELECT path FROM sym_files")}
-
-    def graph_reader(self) -> apsw.Connection:
-        """The calling thread's read connection, for the graph queries (`daemon.graph`)."""
-        return self._reader()
+        return {str(r[0]) for r in self._all("SELECT path FROM sym_files")}
 
     def update_stat(self, records: Iterable[FileRecord]) -> None:
         """Refresh the stat data of files whose content hash did not change."""
@@ -349,7 +354,7 @@ class StateDB:
             sql, args = "", (limit,)
         else:
             sql, args = "WHERE (path, id) > (?, ?)", (*after, limit)
-        rows = self._reader().execute(
+        rows = self._all(
             f"SELECT id, path, kind, embed_text FROM pending_vectors {sql} "
             "ORDER BY path, id LIMIT ?",
             args,
@@ -357,14 +362,14 @@ class StateDB:
         return [PendingVector(*r) for r in rows]
 
     def pending_count(self) -> int:
-        row = self._reader().execute("SELECT count(*) FROM pending_vectors").fetchone()
+        row = self._one("SELECT count(*) FROM pending_vectors")
         return int(row[0]) if row else 0
 
     def pending_ids(self) -> set[str]:
-        return {r[0] for r in self._reader().execute("SELECT id FROM pending_vectors")}
+        return {r[0] for r in self._all("SELECT id FROM pending_vectors")}
 
     def pending_ids_by_path(self) -> dict[str, set[str]]:
-        return _ids_by_path(self._reader().execute("SELECT path, id FROM pending_vectors"))
+        return _ids_by_path(self._all("SELECT path, id FROM pending_vectors"))
 
     def vectors_written(self, ids: Iterable[str]) -> None:
         """These chunks' vectors are flushed to the vector store."""
@@ -372,8 +377,18 @@ class StateDB:
             self._db.executemany("DELETE FROM pending_vectors WHERE id=?", ((i,) for i in ids))
             self.set_meta("last_commit", repr(time.time()))
 
-    def skipped(self) -> Iterator[tuple[str, str, str]]:
-        yield from self._reader().execute("SELECT path, reason, detail FROM skipped ORDER BY path")
+    def skipped(self) -> list[tuple[str, str, str]]:
+        return self._all("SELECT path, reason, detail FROM skipped ORDER BY path")
+
+    def _all(self, sql: str, args: Sequence[object] = ()) -> list[Any]:
+        """Every row of one query, on a borrowed read connection."""
+        with self._reads.lend() as db:
+            return db.execute(sql, args).fetchall()
+
+    def _one(self, sql: str, args: Sequence[object] = ()) -> Any:
+        """The first row of one query (None without one)."""
+        with self._reads.lend() as db:
+            return db.execute(sql, args).fetchone()
 
     def clear(self) -> None:
         """Forget everything recorded."""

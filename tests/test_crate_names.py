@@ -74,8 +74,9 @@ def test_navigation_takes_the_manifests_crate_names(tmp_path: Path) -> None:
     with graph_state(tmp_path, files) as state:
 
         def ask(name: str) -> list[dict[str, Any]]:
-            source = (state.graph_reader(), str(root), None, read_names(root))
-            results: list[dict[str, Any]] = navigate([source], "def", name, 10)["results"]
+            with state.reading() as conn:
+                source = (conn, str(root), None, read_names(root))
+                results: list[dict[str, Any]] = navigate([source], "def", name, 10)["results"]
             return results
 
         either = ask("either::Either")

@@ -80,6 +80,19 @@ def _held_store_files(pid: int, dirs: list[Path]) -> list[str]:
     return sorted(h for h in held if h.startswith(tuple(wanted)))
 
 
+def _state_files(pid: int, root_dir: Path) -> list[str]:
+    """The descriptors `pid` holds on one root's state.db and its WAL files."""
+    held = []
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith(f"{root_dir}/state.db"):
+            held.append(target)
+    return held
+
+
 def _needs_crates(proc: bool = True) -> None:
     """Skip (fail under RCMD_TEST_STRICT) without Debian's crate sources, or /proc."""
     missing = [n for n, v in CRATES if not (DEBIAN_REGISTRY / f"{n}-{v}" / "Cargo.toml").is_file()]
@@ -116,6 +129,8 @@ def test_idle_dependency_roots_close_their_stores_and_still_answer(
             return _store_threads(pid) == alone and not _held_store_files(pid, dirs)
 
         wait_until(parked, 60)  # the crates' stores closed once idle
+        # Nor state.db: 11 descriptors a crate were held, for good.
+        assert [_state_files(pid, d) for d in dirs] == [[]] * len(dirs)
         # Still registered, indexed and shown as such.
         for dep in deps:
             status = d.root_status(dep)

@@ -31,13 +31,13 @@ def _with_pool(collab: Any, pool: GraphPool) -> Any:
 
 
 def _rows(root: Any) -> list[tuple[Any, ...]]:
-    db = root.state.graph_reader()
-    return sorted(
-        db.execute(
-            "SELECT f.path, r.name, r.written, r.kind, r.enclosing, r.targets, r.lines "
-            "FROM sym_refs r JOIN sym_files f ON f.id = r.file"
+    with root.state.reading() as db:
+        return sorted(
+            db.execute(
+                "SELECT f.path, r.name, r.written, r.kind, r.enclosing, r.targets, r.lines "
+                "FROM sym_refs r JOIN sym_files f ON f.id = r.file"
+            )
         )
-    )
 
 
 def test_a_workers_graph_is_the_one_extracted_in_process(crate: Path) -> None:
@@ -56,9 +56,8 @@ def test_a_big_batch_writes_the_same_graph_through_the_worker(setup: Any) -> Non
     run_batch(root, None, _with_pool(collab, pool), force=True)
     assert _rows(root) == in_process and in_process
     assert not pool.running  # the worker ends with the batch
-    hits = navigate(
-        [(root.state.graph_reader(), str(crate), None, root.crate_names())], "def", "MemoryStore", 5
-    )
+    with root.state.reading() as conn:
+        hits = navigate([(conn, str(crate), None, root.crate_names())], "def", "MemoryStore", 5)
     assert [h["kind"] for h in hits["results"]] == ["struct"]
 
 

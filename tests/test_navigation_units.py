@@ -351,9 +351,9 @@ def graph_db(tmp_path: Path) -> Any:
 
 
 def ask(state: StateDB, method: str, name: str) -> list[dict[str, Any]]:
-    results: list[dict[str, Any]] = navigate(
-        [(state.graph_reader(), "/r/proj", None, read_names(Path("/r/proj")))], method, name, 100
-    )["results"]
+    with state.reading() as conn:
+        source = (conn, "/r/proj", None, read_names(Path("/r/proj")))
+        results: list[dict[str, Any]] = navigate([source], method, name, 100)["results"]
     return results
 
 
@@ -419,8 +419,9 @@ def test_paths_as_the_crates_users_write_them(tmp_path: Path) -> None:
 
         def ask_tokio(method: str, name: str) -> list[dict[str, Any]]:
             root = "/deps/tokio-1.24.2"
-            reader = (state.graph_reader(), root, None, read_names(Path(root)))
-            found: list[dict[str, Any]] = navigate([reader], method, name, 100)["results"]
+            with state.reading() as conn:
+                reader = (conn, root, None, read_names(Path(root)))
+                found: list[dict[str, Any]] = navigate([reader], method, name, 100)["results"]
             return found
 
         for name in ("mpsc::Sender", "tokio::sync::mpsc::Sender", "sync::mpsc::Sender"):
@@ -680,8 +681,9 @@ def test_resolution_through_many_globs_is_bounded(tmp_path: Path) -> None:
         assert (3, "resolved") in refs
         nowhere = ask(state, "refs", "crate::Nowhere")  # by name only
         assert nowhere and {h["confidence"] for h in nowhere} == {"name"}
-        counting = _CountingConnection(state.graph_reader())
-        assert Names(counting, read_names(Path("proj"))).resolve("Nowhere") is None
+        with state.reading() as conn:
+            counting = _CountingConnection(conn)
+            assert Names(counting, read_names(Path("proj"))).resolve("Nowhere") is None
         # Each spelling: a definition and an import query, two for its globs' next name.
         assert counting.queries <= 4 * MAX_LOOKUPS
 
@@ -736,9 +738,8 @@ def test_a_root_from_before_the_graph_is_rebuilt_with_one(setup: Any) -> None:
     assert len(again.ledger) == 0  # reset: the next batch rebuilds everything
     run_batch(again, None, collab)
     assert again.state.get_meta("symbol_graph") is not None
-    results = navigate(
-        [(again.state.graph_reader(), "/x", None, again.crate_names())], "def", "MemoryStore", 10
-    )
+    with again.state.reading() as conn:
+        results = navigate([(conn, "/x", None, again.crate_names())], "def", "MemoryStore", 10)
     assert [h["kind"] for h in results["results"]] == ["struct"]
 
 
@@ -760,9 +761,8 @@ def test_a_root_of_the_first_graph_tables_is_rebuilt_in_the_new_ones(setup: Any)
     tables = {r[0] for r in again.state._db.execute("SELECT name FROM sqlite_master")}
     assert "graph_refs" not in tables
     run_batch(again, None, collab)
-    results = navigate(
-        [(again.state.graph_reader(), "/x", None, again.crate_names())], "refs", "MemoryStore", 10
-    )
+    with again.state.reading() as conn:
+        results = navigate([(conn, "/x", None, again.crate_names())], "refs", "MemoryStore", 10)
     assert results["results"] and all(h["confidence"] for h in results["results"])
 
 
@@ -1013,8 +1013,8 @@ def test_a_name_from_crate_is_found_in_a_workspace_of_many_members(tmp_path: Pat
 
     files = {f"m{i}/src/lib.rs": b"pub fn helper() {}\n" for i in range(20)}
     names = CrateNames({f"m{i}": (f"m{i}",) for i in range(20)})
-    with graph_state(tmp_path, files) as state:
-        graphs = [(state.graph_reader(), "/r/ws", None, names)]
+    with graph_state(tmp_path, files) as state, state.reading() as conn:
+        graphs = [(conn, "/r/ws", None, names)]
         found = navigate(graphs, "def", "crate::helper", 100)["results"]
         assert sorted(h["symbol"] for h in found) == sorted(f"m{i}::helper" for i in range(20))
 
@@ -1084,9 +1084,9 @@ def test_a_path_through_a_type_alias_reaches_the_types_items(tmp_path: Path) -> 
         b"impl<T> TicketMutex<T> { pub fn lock(&self) {} }\n",
         "src/other.rs": b"pub struct Other;\nimpl Other { pub fn lock(&self) {} }\n",
     }
-    with graph_state(tmp_path, files) as state:
+    with graph_state(tmp_path, files) as state, state.reading() as conn:
         root = "/deps/spin-0.9.5"
-        reader = (state.graph_reader(), root, None, read_names(Path(root)))
+        reader = (conn, root, None, read_names(Path(root)))
 
         def spin(method: str, name: str) -> set[tuple[str, str]]:
             found = navigate([reader], method, name, 100)["results"]
@@ -1130,9 +1130,9 @@ def test_a_path_head_is_never_a_fn_const_or_macro_of_the_module(tmp_path: Path) 
         "tests/t.rs": b"use regex;\nmacro_rules! regex { () => {} }\nfn helper() {}\n"
         b"fn go() { regex::Regex::new(); helper(); }\nfn more() { regex!(); }\n",
     }
-    with graph_state(tmp_path, files) as state:
+    with graph_state(tmp_path, files) as state, state.reading() as conn:
         root = "/deps/regex-1.7.1"
-        reader = (state.graph_reader(), root, None, read_names(Path(root)))
+        reader = (conn, root, None, read_names(Path(root)))
 
         def regex(method: str, name: str) -> set[tuple[str, str]]:
             found = navigate([reader], method, name, 100)["results"]
@@ -1166,11 +1166,13 @@ def test_a_path_into_a_dependency_crate_resolves_in_its_graph(tmp_path: Path) ->
     with (
         graph_state(tmp_path / "dep", dep) as deps,
         graph_state(tmp_path / "proj", {"src/main.rs": main}) as proj,
+        proj.reading() as proj_conn,
+        deps.reading() as deps_conn,
     ):
         crate = "/deps/serde_json-1.0.87"
         sources = [
-            (proj.graph_reader(), "/r/proj", None, read_names(Path("/r/proj"))),
-            (deps.graph_reader(), crate, "serde_json 1.0.87", read_names(Path(crate))),
+            (proj_conn, "/r/proj", None, read_names(Path("/r/proj"))),
+            (deps_conn, crate, "serde_json 1.0.87", read_names(Path(crate))),
         ]
 
         def both(method: str, name: str) -> set[tuple[str, str, str]]:
@@ -1200,9 +1202,9 @@ def test_an_impl_of_a_crate_path_does_not_hide_the_item_re_exported_there(
         "src/error.rs": b"pub struct Error;\npub type Result<T> = std::result::Result<T, Error>;\n",
         "src/ffi.rs": b"pub trait Task {}\nimpl<T> Task for crate::Result<T> {}\n",
     }
-    with graph_state(tmp_path, files) as state:
+    with graph_state(tmp_path, files) as state, state.reading() as conn:
         root = "/deps/hyper-0.14.19"
-        reader = (state.graph_reader(), root, None, read_names(Path(root)))
+        reader = (conn, root, None, read_names(Path(root)))
         found = navigate([reader], "def", "hyper::Result", 100)["results"]
         assert [(h["symbol"], h["kind"]) for h in found] == [("error::Result", "type")], found
 
@@ -1508,9 +1510,9 @@ def test_a_name_two_globs_deep_is_found_past_many_globs(tmp_path: Path) -> None:
         body = "pub trait Reader {}\n" if i == 7 else f"pub struct S{i};\n"
         files[f"src/read/m{i}.rs"] = body.encode()
     files["src/user.rs"] = b"use crate::Reader;\nfn f<R: Reader>(r: R) {}\n"
-    with graph_state(tmp_path, files) as state:
+    with graph_state(tmp_path, files) as state, state.reading() as conn:
         root = "/deps/gimli-0.27.0"
-        reader = (state.graph_reader(), root, None, read_names(Path(root)))
+        reader = (conn, root, None, read_names(Path(root)))
         for name in ("gimli::Reader", "gimli::read::Reader", "crate::Reader"):
             hits = navigate([reader], "def", name, 100)["results"]
             assert [h["symbol"] for h in hits] == ["read::m7::Reader"], name
