@@ -397,13 +397,15 @@ def rank(hits: Iterable[NavHit]) -> list[NavHit]:
 
 
 def _well_formed(name: str) -> bool:
-    """Whether `name` can be a path at all: no `::` at an end, no space outside `<…>`
-    (`a b` used to answer for `b`), and not the placeholder `_` (25 "type refs")."""
+    """Whether `name` can be a path at all: no `::` at an end or twice in a row (`a::::b`
+    answered for `a::b`), no space outside `<…>` (`a b` used to answer for `b`), and not
+    the placeholder `_` (25 "type refs")."""
     text = name.strip()
     outside = strip_generics(text)
     return not (
         text.startswith("::")
         or text.endswith("::")
+        or "::::" in text
         or any(c.isspace() for c in outside)
         or text.rsplit("::", 1)[-1] == "_"
     )
