@@ -10,7 +10,6 @@ half-written hits. A hit that overlaps a better one in the same file is dropped.
 from __future__ import annotations
 
 import dataclasses
-import errno
 import heapq
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
@@ -20,6 +19,7 @@ import numpy.typing as npt
 import structlog
 
 from daemon.config import SearchConfig
+from daemon.degraded import LEXICAL, VECTORS, Degraded, StoreFailures
 from daemon.embed_groups import fold_shared, shared_runs
 from daemon.filters import RowFilter, row_filters
 from daemon.fusion import (
@@ -47,7 +47,6 @@ from daemon.query_adapter import QueryAdapter
 from daemon.root import RootIndex
 from daemon.state import ChunkRow
 from daemon.tokenize import code_tokens, query_tokens, stems, whole_identifiers
-from ipc.errors import StateError
 from ipc.kinds import CONTAINER_KINDS, FRAGMENT_KINDS
 from ipc.requests import SearchRequest
 
@@ -162,27 +161,32 @@ def is_near_duplicate(a: ChunkRow, b: ChunkRow) -> bool:
 
 
 def _symbol_hits(
-    root: RootIndex, name: str, *, ignore_case: bool, limit: int
+    root: RootIndex, name: str, failures: StoreFailures, *, ignore_case: bool, limit: int
 ) -> tuple[list[str], list[str]]:
     """Chunk ids of `root` whose symbol is `name` or ends with `::name`, closest first,
     from the `limit` best lexical candidates; for a path none ends with, those of the
     items the path names as the crate's users write it (`tokio::sync::Mutex` is
     `sync::mutex::Mutex`, through the symbol graph's `pub use`s), with those items'
     symbols (none when `name` was found as written)."""
-    hits = _named(root, name, ignore_case=ignore_case, limit=limit)
+    hits = _named(root, name, failures, ignore_case=ignore_case, limit=limit)
     if hits or "::" not in name:
         return hits, []
     with root.state.reading() as conn:
         defined = Names(conn, root.crate_names()).definitions(name_segments(name))
     public = [symbol for _p, symbol, _k, _a, _b in defined]
     for symbol in public:
-        found = _named(root, symbol, ignore_case=False, limit=limit)
+        found = _named(root, symbol, failures, ignore_case=False, limit=limit)
         hits.extend(c for c in found if c not in hits)
     return hits, public
 
 
-def _named(root: RootIndex, name: str, *, ignore_case: bool, limit: int) -> list[str]:
-    cids = root.lexical.symbol_candidates(symbol_words(name), limit)
+def _named(
+    root: RootIndex, name: str, failures: StoreFailures, *, ignore_case: bool, limit: int
+) -> list[str]:
+    words = symbol_words(name)
+    cids = failures.guard(
+        root, LEXICAL, lambda: root.lexical.symbol_candidates(words, limit), list[str]()
+    )
     symbols = root.state.chunk_symbols(cids)
     return [
         cid
@@ -199,6 +203,8 @@ def _vector_weight(identifier: bool, tuning: SearchConfig) -> float:
 
 
 Key = tuple[str, str]  # (root id, chunk id)
+#: A side's (chunk id, raw score) pairs, best first.
+Scored = list[tuple[str, float]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +225,7 @@ def _root_lists(
     depth: int,
     vector: npt.NDArray[np.float32] | None,
     tuning: SearchConfig,
+    failures: StoreFailures,
 ) -> RootLists:
     identifier = classify(query) == "identifier"
     drop = STOPWORDS if tuning.natural_stopwords and not identifier else frozenset()
@@ -233,37 +240,26 @@ def _root_lists(
         if strict_identifier(query)
         else None
     )
-    lexical = mode in ("hybrid", "bm25")
     shorts = 0.0 if identifier else tuning.abbreviation_weight
-    bm25 = root.lexical.search(query, depth, drop, boosts, emphasis, shorts) if lexical else []
-    vec = _vector_list(root, vector, depth + TIE_MARGIN, mode) if vector is not None else []
+    bm25, vec = Scored(), Scored()
+    if mode in ("hybrid", "bm25"):
+        args = (query, depth, drop, boosts, emphasis, shorts)
+        bm25 = failures.guard(root, LEXICAL, lambda: root.lexical.search(*args), Scored())
+    if (near := vector) is not None:  # a name for the lambda, narrowed
+        vec = failures.guard(
+            root, VECTORS, lambda: root.vectors.search(near, depth + TIE_MARGIN), Scored()
+        )
     vec = _fold_shared(root, vec[: through_ties([s for _, s in vec], depth)], query, drop)
     name = symbol_name(query) if identifier and tuning.symbol_weight > 0 else None
-    exact = _symbol_hits(root, name, ignore_case=True, limit=depth * 4)[0] if name else []
+    exact = _symbol_hits(root, name, failures, ignore_case=True, limit=depth * 4)[0] if name else []
     if not identifier and tuning.joined_weight > 0:
         joined = (
-            c for n in joined_names(query) for c in _named(root, n, ignore_case=True, limit=depth)
+            c
+            for n in joined_names(query)
+            for c in _named(root, n, failures, ignore_case=True, limit=depth)
         )
         exact = list(dict.fromkeys(joined))
     return RootLists(bm25, vec, exact)
-
-
-def _vector_list(
-    root: RootIndex, vector: npt.NDArray[np.float32], limit: int, mode: str
-) -> list[tuple[str, float]]:
-    """The root's nearest chunks. A parked dependency root's shard (`daemon.parking`) is
-    loaded again only with room on the state disk (loading writes: a SIGBUS on a full
-    one); without, a hybrid search ranks that root by BM25, as during a vacuum, rather
-    than failing every `--deps` search that open shards answered. Vector mode says why."""
-    try:
-        return root.vectors.search(vector, limit)
-    except OSError as exc:
-        if exc.errno != errno.ENOSPC:
-            raise
-        if mode != "hybrid":
-            raise StateError(f"{root.path}: its vectors cannot be loaded: {exc}") from exc
-        log.warning("vectors_not_searched", root=str(root.path), error=str(exc))
-        return []
 
 
 def _fold_shared(
@@ -500,10 +496,14 @@ class SearchOutcome:
     exact: dict[str, object] | None
     #: For a question in words: "low" when even the best hit matches it weakly.
     confidence: str | None
+    #: The roots ranked without a store that failed, or left out (`daemon.degraded`).
+    degraded: list[Degraded] = dataclasses.field(default_factory=list)
 
     def notes(self) -> dict[str, object]:
-        """What the reply says beside the hits: `exact` and `confidence`, when known."""
-        notes = {"exact": self.exact, "confidence": self.confidence}
+        """What the reply says beside the hits: `exact`, `confidence` and `degraded`,
+        when known."""
+        degraded = [d.to_json() for d in self.degraded] or None
+        notes = {"exact": self.exact, "confidence": self.confidence, "degraded": degraded}
         return {key: value for key, value in notes.items() if value is not None}
 
 
@@ -533,13 +533,18 @@ def run_search(
     Each root is ranked on its own and the roots merged on their shared [0, 1] scale
     (`_fuse`). The filters (`daemon.filters`: path glob, kind, symbol) keep only
     matching chunks, searching deeper to make up for it. Chunks of the symbol asked for
-    are also looked up directly, ranked by the query when there is one. `tuning` holds
+    are also looked up directly, ranked by the query when there is one. A root whose
+    store raises is ranked without it, or left out (`daemon.degraded`). `tuning` holds
     the candidate depth, the RRF constant and the fusion weights; `adapter` moves a
     question's vector towards code (`daemon.query_adapter`)."""
     tuning = tuning or SearchConfig()
     query, mode, limit, symbol = request.query, request.mode, request.limit, request.symbol_name
+    failures = StoreFailures()
     found = (
-        {r.id: _symbol_hits(r, symbol, ignore_case=False, limit=SYMBOL_DEPTH) for r in roots}
+        {
+            r.id: _symbol_hits(r, symbol, failures, ignore_case=False, limit=SYMBOL_DEPTH)
+            for r in roots
+        }
         if symbol is not None
         else {}
     )
@@ -556,9 +561,13 @@ def run_search(
         else (None, False)
     )
     per_root = {
-        root.id: _root_lists(root, query, mode=mode, depth=depth, vector=vector, tuning=tuning)
+        root.id: _root_lists(
+            root, query, mode=mode, depth=depth, vector=vector, tuning=tuning, failures=failures
+        )
         for root in roots
     }
+    ranking = ([LEXICAL] if mode != "vector" else []) + ([VECTORS] if vector is not None else [])
+    degraded = failures.report(roots, ranking)  # raises when no root could be searched
     keyed = _fuse(per_root, query, mode, tuning)
     if mode == "hybrid" and not identifier and tuning.leader_place > 0:
         keyed = keep_leaders(keyed, _leaders(per_root, roots, query, tuning), tuning.leader_place)
@@ -570,6 +579,7 @@ def run_search(
         hits,
         _exact_info(query, per_root, roots, filters),
         _confidence(query, hits, per_root, floor),
+        degraded,
     )
 
 

@@ -34,7 +34,7 @@ from daemon.query_adapter import load_adapter
 from daemon.reader import read_lines
 from daemon.registry import Registry
 from daemon.root import RootIndex
-from daemon.search import SearchHit, overlaps, run_search, search_roots
+from daemon.search import SearchHit, overlaps, run_search
 from daemon.seeding import Adopter
 from daemon.status import caches_status, root_status, root_statuses, summary_line
 from daemon.sync import Cookies, bring_up_to_date
@@ -333,15 +333,17 @@ class Service:
         source, limit = self.read(req), req.limit  # a SimilarRequest: a ReadRequest, a limit
         roots = self.registry.select(None)  # the projects, as a search without --deps
         vector = self.embedder.embed([source["text"]])[0]
-        hits = search_roots(
+        outcome = run_search(
             roots,
             SearchRequest(mode="vector", limit=limit + 20),
             embed_query=lambda _query: vector,
             tuning=self.config.search,
         )
         span = (source["root"], source["path"], source["start_line"], source["end_line"])
-        kept = [h for h in hits if not overlaps(h, *span)][:limit]
-        return {"results": _replied(roots, kept, self.registry.deps.crate_of)}
+        kept = [h for h in outcome.hits if not overlaps(h, *span)][:limit]
+        degraded = [d.to_json() for d in outcome.degraded]
+        reply = {"results": _replied(roots, kept, self.registry.deps.crate_of)}
+        return reply | ({"degraded": degraded} if degraded else {})
 
     def verify(self, req: VerifyRequest) -> dict[str, Any]:
         return self._verify(self.registry.select(req.root) if req.root else self.registry.roots())

@@ -380,8 +380,9 @@ def cmd_search(args: argparse.Namespace, paths: RuntimePaths) -> int:
     if result.get("confidence") == "low" and result["results"]:
         print("rcmd: low confidence: nothing matches the question closely", file=sys.stderr)
     _say_indexing(result, fresh=True)
+    _say_degraded(result, paths.log_file)
     if args.json:
-        keys = ("results", "cut", "exact", "confidence", "indexing")
+        keys = ("results", "cut", "exact", "confidence", "indexing", "degraded")
         _print_json({k: result[k] for k in keys if k in result})
         return 0
     if not result["results"]:
@@ -403,6 +404,16 @@ def _say_indexing(result: dict[str, Any], *, fresh: bool) -> None:
             f"({wait}progress: rcmd status)",
             file=sys.stderr,
         )
+
+
+def _say_degraded(result: dict[str, Any], log_file: Path) -> None:
+    """One stderr line per root whose store failed during the search: the answer came
+    from the other roots, or ranked that root by the side that still works."""
+    for d in result.get("degraded", ()):
+        failed = d["failed"]
+        why = "; ".join(f"its {store}: {error}" for store, error in failed.items())
+        how = "left out" if d["left_out"] else f"ranked without its {' and '.join(failed)}"
+        print(f"rcmd: {d['root']} {how} ({why}); see {log_file}", file=sys.stderr)
 
 
 def _cwd() -> str | None:

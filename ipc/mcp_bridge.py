@@ -113,7 +113,9 @@ def _search_tools(server: MCPServer, forward: Forward) -> None:
         results (about 4 characters a token): snippets are trimmed, later hits cut, and
         `cut` says how many. deps: also search the dependency crates indexed with
         `rcmd index --deps`. A reply with `indexing` names roots still reading their
-        files: their answer may be incomplete (fresh: true waits for them)."""
+        files: their answer may be incomplete (fresh: true waits for them); one with
+        `degraded` names roots whose index failed during the search, ranked without it
+        or (`left_out`) not searched."""
         return await forward(
             SearchRequest(
                 query=query,

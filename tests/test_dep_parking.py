@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 from daemon.deps import DEBIAN_REGISTRY
 from daemon.lexical import LexicalIndex
@@ -187,7 +188,8 @@ def test_a_parked_root_on_a_nearly_full_disk_still_answers(
     """Loading a shard writes, so a parked root's is loaded again only with room on the
     state disk: with under 4 MiB free every hybrid `--deps` search failed ("No space
     left on device"), where the open shards had answered. Hybrid ranks such a root by
-    BM25; vector mode says why; once there is room the shards load again."""
+    BM25, vector mode leaves it out, each saying so; a vector search of that root alone
+    fails, saying why; once there is room the shards load again."""
     _needs_crates(proc=False)
     home = tmp_path / "home"
     state = home / "state"
@@ -211,8 +213,14 @@ def test_a_parked_root_on_a_nearly_full_disk_still_answers(
         fill_leaving(pid, state, 2048)
         query = ("scope guard closure drop", "--deps", "--root", str(proj))
         guard = str(DEBIAN_REGISTRY.resolve() / "scopeguard-1.1.0")
-        assert guard in {h["root"] for h in d.search(*query)}
-        refused = d.cli("search", *query, "--mode", "vector", check=False)
+        reply, err = _searched(d, query)
+        assert guard in {h["root"] for h in reply["results"]}
+        assert f"rcmd: {guard} ranked without its vectors" in err
+        reply, err = _searched(d, (*query, "--mode", "vector"))
+        assert reply["results"] and guard not in {h["root"] for h in reply["results"]}
+        assert f"rcmd: {guard} left out (its vectors: " in err
+        assert "No space left on device" in err
+        refused = d.cli("search", query[0], "--root", guard, "--mode", "vector", check=False)
         assert refused.returncode != 0 and "No space left on device" in refused.stderr
         assert "internal error" not in refused.stderr
         in_daemon_ns(pid, f'rm "{state}/filler"')
@@ -224,6 +232,7 @@ def test_a_parked_root_on_a_nearly_full_disk_still_answers(
 _FULL_PARK_SCRIPT = """
 import sys, uuid
 from pathlib import Path
+from typing import Any
 import numpy as np
 from daemon.parking import ParkableVectors
 from daemon.vectors import EdgeStore, VectorPoint
@@ -255,12 +264,23 @@ def test_a_store_that_fails_to_close_stays_open(tmp_path: Path) -> None:
     assert lines == ["park failed: Exception", "parked False", "parked True points 1000 hits 3"]
 
 
+def _searched(d: Daemon, query: tuple[str, ...]) -> tuple[dict[str, Any], str]:
+    """The JSON reply of `rcmd search QUERY --json` and its stderr (it must succeed)."""
+    out = d.cli("search", *query, "--json")
+    reply: dict[str, Any] = json.loads(out.stdout)
+    return reply, out.stderr
+
+
 def test_a_parked_index_deleted_meanwhile_is_not_made_again_empty(
     tmp_path: Path, warm_cache: Path
 ) -> None:
     """Tantivy and Edge make new, empty stores where theirs are missing: a parked root
     whose index folders were deleted found nothing, silently, and the new folders hid
-    the loss from the next start. The search says so, and a restart rebuilds them."""
+    the loss from the next start. A search over several roots answers from the others,
+    naming that root (`degraded`, a line on stderr), a search of that root alone says
+    why it cannot answer, and a restart rebuilds the stores. Without its shard, a
+    hybrid search still ranks the root by BM25 (one root's failing store made every
+    `--deps` search an error)."""
     _needs_crates()
     home = tmp_path / "home"
     seed_cache(home, warm_cache)
@@ -268,6 +288,7 @@ def test_a_parked_index_deleted_meanwhile_is_not_made_again_empty(
     guard = DEBIAN_REGISTRY.resolve() / "scopeguard-1.1.0"
     stores = home / "state" / "roots" / root_id_for(guard)
     query = ("scope guard closure drop", "--deps", "--root", str(proj))
+    gone = "is gone since the root was parked"
     with running(Daemon(home, RCMD_INDEX_DEPENDENCY_IDLE_S="1")) as d:
         assert d.proc is not None
         d.call("index", path=str(proj))
@@ -278,10 +299,25 @@ def test_a_parked_index_deleted_meanwhile_is_not_made_again_empty(
             lambda: not _held_store_files(d.proc.pid, [stores]), 60
         )  # the crate's stores closed
         shutil.rmtree(stores / "qdrant")
+        reply, err = _searched(d, query)  # hybrid: the crate ranked by BM25 alone
+        assert str(guard) in {h["root"] for h in reply["results"]}
+        ((degraded,),) = [reply["degraded"]]
+        assert degraded["root"] == str(guard) and not degraded["left_out"]
+        assert gone in degraded["failed"]["vectors"]
+        assert f"rcmd: {guard} ranked without its vectors (its vectors: " in err
+        reply, err = _searched(d, (*query, "--mode", "vector"))  # left out, the rest answer
+        assert reply["results"] and str(guard) not in {h["root"] for h in reply["results"]}
+        assert [x["root"] for x in reply["degraded"] if x["left_out"]] == [str(guard)]
+        assert f"rcmd: {guard} left out (its vectors: " in err and gone in err
+        wait_until(lambda: not _held_store_files(d.proc.pid, [stores]), 60)  # parked again
         (stores / "tantivy" / "meta.json").unlink()
-        for mode in ("bm25", "vector"):
-            out = d.cli("search", *query, "--mode", mode, check=False)
-            assert out.returncode != 0 and "is gone since the root was parked" in out.stderr
+        for mode in ("bm25", "vector", "hybrid"):
+            reply, err = _searched(d, (*query, "--mode", mode))
+            assert str(guard) not in {h["root"] for h in reply["results"]}, mode
+            assert f"rcmd: {guard} left out (its " in err and gone in err, mode
+            alone = d.cli("search", query[0], "--root", str(guard), "--mode", mode, check=False)
+            assert alone.returncode != 0 and gone in alone.stderr, (mode, alone.stderr)
+            assert "internal error" not in alone.stderr
         assert not (stores / "qdrant").exists() and not (stores / "tantivy" / "meta.json").exists()
         d.stop()
         d.start()
