@@ -48,6 +48,9 @@ GIL_SWITCH_INTERVAL_S = 0.001
 #: of a ~100 ms save (in process, 20 saves, docs/PERFORMANCE.md). Reference counting
 #: frees nearly all of them anyway; cycles wait a little longer.
 GC_THRESHOLDS = (10_000, 10, 10)
+#: How long the stopping daemon waits, once its stores are closed, for the requests it
+#: was answering to send their reply (`Server.drain`).
+DRAIN_S = 5.0
 
 
 def _check_runtime_dir(path: Path) -> None:
@@ -191,6 +194,7 @@ async def _serve(config: Config, lock_fd: int) -> None:
     if activated is None:
         socket_path.unlink(missing_ok=True)  # systemd owns an activated socket
     await loop.run_in_executor(None, service.shutdown)
+    await server.drain(DRAIN_S)  # a search cut short by the stop is told so (Stopping)
     await loop.run_in_executor(None, embedder.join)
 
 

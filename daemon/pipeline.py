@@ -77,14 +77,16 @@ def crash_point(name: str) -> None:
         os._exit(137)
 
 
-def hold_point(name: str, should_stop: Callable[[], bool]) -> None:
-    """Wait here until the daemon is asked to stop, when the test-only switch
-    RCMD_TEST_HOLD_AT names this point: a test of what a client sees while a root is
-    indexing (Ctrl-C in `index --wait`, `stop` mid-batch) then runs no race against the
-    indexing finishing first."""
+def hold_point(name: str, until: Callable[[], bool]) -> None:
+    """Wait here until `until()` (the daemon asked to stop; for `search`, the searched
+    roots' stores closed by the stop), when the test-only switch RCMD_TEST_HOLD_AT names
+    this point: a test of what a client sees while a root is indexing (Ctrl-C in
+    `index --wait`, `stop` mid-batch) or a search runs then runs no race against the
+    work finishing first. The log says when it holds (`test_hold`)."""
     if os.environ.get("RCMD_TEST_HOLD_AT") != name:
         return
-    while not should_stop():
+    log.info("test_hold", point=name)
+    while not until():
         time.sleep(0.01)
 
 

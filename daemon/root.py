@@ -222,6 +222,11 @@ class RootIndex:
         vectors = not isinstance(self.vectors, ParkableVectors) or self.vectors.parked
         return self.lexical.parked and vectors
 
+    @property
+    def closed(self) -> bool:
+        """Whether `close` ran (the daemon is stopping, or the root was removed)."""
+        return self._closed
+
     def close(self) -> None:
         """Commit and release everything; safe to call twice."""
         if self._closed:

@@ -28,7 +28,15 @@ from typing import Any
 
 import structlog
 
-from ipc.errors import BadRequest, Busy, RcmdError, StateError, UnknownMethod
+from ipc.errors import (
+    STOPPING_MESSAGE,
+    BadRequest,
+    Busy,
+    RcmdError,
+    StateError,
+    Stopping,
+    UnknownMethod,
+)
 from ipc.protocol import (
     MAX_LINE_BYTES,
     decode_request,
@@ -112,6 +120,8 @@ class Server:
         #: replies, many clients, half-sent lines buffered) the daemon's loop hands the
         #: freed heap back once a quiet tick follows.
         self.activity = 0
+        #: Requests being answered, until their reply is sent (`drain`).
+        self._answering: set[asyncio.Task[None]] = set()
 
     async def serve(self, sock: socket.socket) -> None:
         # asyncio accepts up to `backlog` connections per wake-up before any of them is
@@ -127,6 +137,13 @@ class Server:
             self._server.close()
         for pool in self._pools.values():
             pool.shutdown(wait=False, cancel_futures=True)
+
+    async def drain(self, timeout: float) -> None:
+        """Wait up to `timeout` for the requests still being answered to send their
+        reply: a search the stop cut short would otherwise lose its connection with the
+        process, instead of being told the daemon is stopping."""
+        if self._answering:
+            await asyncio.wait(set(self._answering), timeout=timeout)
 
     def _call(self, method: str, params: dict[str, Any]) -> Any:
         handler = self._handlers.get(method)
@@ -152,7 +169,7 @@ class Server:
             try:
                 job = loop.run_in_executor(pool, self._call, req.method, req.params)
             except RuntimeError as exc:  # a line read as `close` shut the pools down
-                raise Busy("the daemon is stopping; run the command again") from exc
+                raise Stopping(STOPPING_MESSAGE) from exc
             return encode_result(req_id, await job)
         except RcmdError as exc:
             return encode_error(req_id if req_id is not None else request_id_of(line), exc)
@@ -199,7 +216,13 @@ class Server:
             if not line.strip():
                 continue
             self.activity += 1
-            await _send(writer, await self._handle_line(line))
+            answer = asyncio.ensure_future(self._answer(writer, line))
+            self._answering.add(answer)
+            answer.add_done_callback(self._answering.discard)
+            await answer
+
+    async def _answer(self, writer: asyncio.StreamWriter, line: bytes) -> None:
+        await _send(writer, await self._handle_line(line))
 
 
 async def _send(writer: asyncio.StreamWriter, data: bytes) -> None:

@@ -29,7 +29,7 @@ from daemon.indexer import Indexer
 from daemon.metrics import peak_rss_bytes, rss_bytes
 from daemon.mounts import kernel_mount_of, kernel_mounts
 from daemon.parse_cache import ParseCache
-from daemon.pipeline import Collaborators
+from daemon.pipeline import Collaborators, hold_point
 from daemon.query_adapter import load_adapter
 from daemon.reader import read_lines
 from daemon.registry import Registry
@@ -40,7 +40,15 @@ from daemon.status import caches_status, root_status, root_statuses, summary_lin
 from daemon.sync import Cookies, bring_up_to_date
 from daemon.verify import unchecked_report, verify_root
 from ipc import __version__
-from ipc.errors import BadRequest, Busy, NotFound, Timeout
+from ipc.errors import (
+    STOPPING_MESSAGE,
+    BadRequest,
+    NotFound,
+    RcmdError,
+    StateError,
+    Stopping,
+    Timeout,
+)
 from ipc.protocol import PROTOCOL_VERSION
 from ipc.requests import (
     NAV_REQUESTS,
@@ -92,6 +100,24 @@ def _run_steps(steps: list[tuple[str, Callable[[], None]]]) -> None:
 def handler(schema: type[R], domain: Callable[[R], Any]) -> Handler:
     """A socket handler: parse `params` with the method's schema, then one domain call."""
     return lambda params: domain(schema.from_params(params))
+
+
+def told_when_stopping(handle: Handler, stopping: threading.Event) -> Handler:
+    """`handle`, whose failure once a stop was asked is `Stopping`: shutdown closes the
+    stores under the requests still running (a search got "internal error" from its
+    closed index). An error of the request itself (not found, bad request) stays so."""
+
+    def call(params: dict[str, Any]) -> Any:
+        try:
+            return handle(params)
+        except Exception as exc:
+            own = isinstance(exc, RcmdError) and not isinstance(exc, StateError)
+            if own or not stopping.is_set():
+                raise
+            log.info("request_cut_short_by_stop", error=f"{type(exc).__name__}: {exc}")
+            raise Stopping(STOPPING_MESSAGE) from exc
+
+    return call
 
 
 def _replied(
@@ -198,7 +224,7 @@ class Service:
         model = (embedder.model_id, embedder.dim)
         self.registry = Registry(config, *model, self.indexer, self.cookies)
         self.adopter = Adopter(config, self.registry, model, chunk_cache, embedder.embed)
-        self.handlers: dict[str, Handler] = {
+        handlers: dict[str, Handler] = {
             "hello": handler(HelloRequest, self.hello),
             "status": handler(StatusRequest, self.status),
             "search": handler(SearchRequest, self.search),
@@ -212,6 +238,9 @@ class Service:
             "stop": handler(StopRequest, self.stop),
             "export": handler(ExportRequest, self.export),
             **{nav.method: handler(nav, self.navigate) for nav in NAV_REQUESTS},
+        }
+        self.handlers = {
+            method: told_when_stopping(h, self.stop_requested) for method, h in handlers.items()
         }
         if missing := REQUESTS.keys() - self.handlers.keys():
             raise RuntimeError(f"methods without a handler: {sorted(missing)}")
@@ -279,6 +308,7 @@ class Service:
         t = time.perf_counter()
         if req.fresh:
             bring_up_to_date(roots, self.cookies, self.indexer, self.config.search.fresh_timeout_s)
+        hold_point("search", lambda: all(r.closed for r in roots))
         outcome = run_search(
             roots,
             req,
@@ -286,6 +316,8 @@ class Service:
             tuning=self.config.search,
             adapter=self.adapter,
         )
+        if outcome.degraded and self.stop_requested.is_set():
+            raise Stopping(STOPPING_MESSAGE)  # its roots' stores closed under it, not failed
         results = _replied(roots, outcome.hits, self.registry.deps.crate_of)
         reply: dict[str, Any] = {"results": results}
         if req.max_tokens is not None:
@@ -372,7 +404,7 @@ class Service:
         root = self.registry.find(req.path)
         if not self.indexer.wait_idle(root.id, req.timeout_s):
             if self.stop_requested.is_set():
-                raise Busy("the daemon is stopping")
+                raise Stopping(STOPPING_MESSAGE)
             raise Timeout(
                 f"{root.path} is still indexing after {req.timeout_s:g}s; "
                 "wait again, or follow it with: rcmd status"

@@ -37,6 +37,20 @@ class Busy(RcmdError):
     code = "busy"
 
 
+class Stopping(Busy):
+    """The daemon is stopping (`rcmd stop`, SIGTERM): a request it was answering, or read
+    meanwhile, is not carried out (its stores are being closed under it)."""
+
+    code = "stopping"
+
+
+#: What a request cut short by a stop is told.
+STOPPING_MESSAGE = (
+    "the daemon is stopping; run the command again once it has stopped "
+    "(the rcmd CLI starts a new daemon), or start one with: rcmd daemon"
+)
+
+
 class Timeout(RcmdError):
     """A `wait` reached its deadline before the root was idle; asking again is fine."""
 
@@ -78,6 +92,7 @@ _BY_CODE: dict[str, type[RcmdError]] = {
         UnknownMethod,
         NotFound,
         Busy,
+        Stopping,
         Timeout,
         ConfigError,
         StateError,

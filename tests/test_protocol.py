@@ -141,7 +141,7 @@ def test_client_side_imports_nothing_heavy() -> None:
 def test_a_request_read_while_the_daemon_stops_is_told_so() -> None:
     """A command racing `rcmd stop` (10 at once) got "internal error: RuntimeError:
     cannot schedule new futures after shutdown": its line was read after the request
-    pools shut down. It is told the daemon is stopping (code busy)."""
+    pools shut down. It is told the daemon is stopping (code stopping)."""
     import asyncio
     import json
 
@@ -151,5 +151,5 @@ def test_a_request_read_while_the_daemon_stops_is_told_so() -> None:
     asyncio.run(server.close())
     line = json.dumps({"id": 1, "method": "hello", "params": {}}).encode() + b"\n"
     reply = json.loads(asyncio.run(server._handle_line(line)))
-    assert reply["error"]["code"] == "busy", reply
+    assert reply["error"]["code"] == "stopping", reply
     assert "stopping" in reply["error"]["message"]

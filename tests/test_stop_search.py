@@ -1,0 +1,40 @@
+"""`rcmd stop` while a search runs: the stop closes the stores under it, and its client
+got "internal error: RuntimeError: ... the lexical index is closed". Real daemon, real
+stores; the search holds (RCMD_TEST_HOLD_AT=search) until the stop has closed them, so
+there is no race with the search finishing first."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from ipc.errors import Busy, Stopping
+from tests.conftest import Daemon, seed_cache, wait_until
+
+
+def test_a_search_cut_short_by_stop_is_told_the_daemon_is_stopping(
+    tmp_path: Path, crate: Path, warm_cache: Path
+) -> None:
+    home = tmp_path / "home"
+    seed_cache(home, warm_cache)
+    d = Daemon(home, RCMD_TEST_HOLD_AT="search")
+    d.start()
+    try:
+        d.call("index", path=str(crate))
+        d.wait(crate)
+        log = home / "log" / "rcmd.log"
+        with ThreadPoolExecutor(1) as pool:
+            search = pool.submit(d.call, "search", query="retry failed requests")
+            wait_until(lambda: log.is_file() and "test_hold" in log.read_text(), 60)
+            stopped = d.cli("stop")
+            assert "daemon stopped" in stopped.stdout
+            with pytest.raises(Stopping) as told:
+                search.result(timeout=60)
+        assert isinstance(told.value, Busy)  # clients that catch Busy still do
+        assert "the daemon is stopping" in str(told.value)
+        assert "rcmd daemon" in str(told.value)
+        assert d.proc is not None and d.proc.wait(60) == 0
+    finally:
+        d.kill()
