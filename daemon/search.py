@@ -540,14 +540,11 @@ def run_search(
     tuning = tuning or SearchConfig()
     query, mode, limit, symbol = request.query, request.mode, request.limit, request.symbol_name
     failures = StoreFailures()
-    found = (
-        {
-            r.id: _symbol_hits(r, symbol, failures, ignore_case=False, limit=SYMBOL_DEPTH)
-            for r in roots
-        }
+    found = {
+        r.id: _symbol_hits(r, symbol, failures, ignore_case=False, limit=SYMBOL_DEPTH)
+        for r in roots
         if symbol is not None
-        else {}
-    )
+    }
     filters = row_filters(request, [s for _cids, public in found.values() for s in public])
     depth = max(tuning.candidates, limit) * (FILTER_DEPTH_FACTOR if filters else 1)
     identifier = classify(query) == "identifier"

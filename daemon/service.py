@@ -102,22 +102,31 @@ def handler(schema: type[R], domain: Callable[[R], Any]) -> Handler:
     return lambda params: domain(schema.from_params(params))
 
 
-def told_when_stopping(handle: Handler, stopping: threading.Event) -> Handler:
-    """`handle`, whose failure once a stop was asked is `Stopping`: shutdown closes the
-    stores under the requests still running (a search got "internal error" from its
-    closed index). An error of the request itself (not found, bad request) stays so."""
+def told_when_stopping(
+    stopping: threading.Event, handlers: dict[str, Handler]
+) -> dict[str, Handler]:
+    """`handlers`, each of which answers `Stopping` when it fails once a stop was asked:
+    shutdown closes the stores under the requests still running (a search got "internal
+    error" from its closed index), so a search's roots `degraded` then are no answer
+    either. An error of the request itself (not found, bad request) stays so."""
 
-    def call(params: dict[str, Any]) -> Any:
-        try:
-            return handle(params)
-        except Exception as exc:
-            own = isinstance(exc, RcmdError) and not isinstance(exc, StateError)
-            if own or not stopping.is_set():
-                raise
-            log.info("request_cut_short_by_stop", error=f"{type(exc).__name__}: {exc}")
-            raise Stopping(STOPPING_MESSAGE) from exc
+    def wrapped(handle: Handler) -> Handler:
+        def call(params: dict[str, Any]) -> Any:
+            try:
+                reply = handle(params)
+            except Exception as exc:
+                own = isinstance(exc, RcmdError) and not isinstance(exc, StateError)
+                if own or not stopping.is_set():
+                    raise
+                log.info("request_cut_short_by_stop", error=f"{type(exc).__name__}: {exc}")
+                raise Stopping(STOPPING_MESSAGE) from exc
+            if stopping.is_set() and isinstance(reply, dict) and reply.get("degraded"):
+                raise Stopping(STOPPING_MESSAGE)  # its roots' stores closed, not failed
+            return reply
 
-    return call
+        return call
+
+    return {method: wrapped(handle) for method, handle in handlers.items()}
 
 
 def _replied(
@@ -224,24 +233,7 @@ class Service:
         model = (embedder.model_id, embedder.dim)
         self.registry = Registry(config, *model, self.indexer, self.cookies)
         self.adopter = Adopter(config, self.registry, model, chunk_cache, embedder.embed)
-        handlers: dict[str, Handler] = {
-            "hello": handler(HelloRequest, self.hello),
-            "status": handler(StatusRequest, self.status),
-            "search": handler(SearchRequest, self.search),
-            "index": handler(IndexRequest, self.index),
-            "reindex": handler(ReindexRequest, self.reindex),
-            "remove": handler(RemoveRequest, self.remove),
-            "verify": handler(VerifyRequest, self.verify),
-            "read": handler(ReadRequest, self.read),
-            "similar": handler(SimilarRequest, self.similar),
-            "wait": handler(WaitRequest, self.wait),
-            "stop": handler(StopRequest, self.stop),
-            "export": handler(ExportRequest, self.export),
-            **{nav.method: handler(nav, self.navigate) for nav in NAV_REQUESTS},
-        }
-        self.handlers = {
-            method: told_when_stopping(h, self.stop_requested) for method, h in handlers.items()
-        }
+        self.handlers = told_when_stopping(self.stop_requested, _handlers(self))
         if missing := REQUESTS.keys() - self.handlers.keys():
             raise RuntimeError(f"methods without a handler: {sorted(missing)}")
 
@@ -316,8 +308,6 @@ class Service:
             tuning=self.config.search,
             adapter=self.adapter,
         )
-        if outcome.degraded and self.stop_requested.is_set():
-            raise Stopping(STOPPING_MESSAGE)  # its roots' stores closed under it, not failed
         results = _replied(roots, outcome.hits, self.registry.deps.crate_of)
         reply: dict[str, Any] = {"results": results}
         if req.max_tokens is not None:
@@ -373,9 +363,8 @@ class Service:
         )
         span = (source["root"], source["path"], source["start_line"], source["end_line"])
         kept = [h for h in outcome.hits if not overlaps(h, *span)][:limit]
-        degraded = [d.to_json() for d in outcome.degraded]
-        reply = {"results": _replied(roots, kept, self.registry.deps.crate_of)}
-        return reply | ({"degraded": degraded} if degraded else {})
+        # A query-less vector search has no `exact` nor `confidence`: notes are `degraded`.
+        return {"results": _replied(roots, kept, self.registry.deps.crate_of)} | outcome.notes()
 
     def verify(self, req: VerifyRequest) -> dict[str, Any]:
         return self._verify(self.registry.select(req.root) if req.root else self.registry.roots())
@@ -447,3 +436,22 @@ class Service:
     def summary(self) -> str:
         """One line for a service manager's status display."""
         return summary_line(self.indexer, self.registry)
+
+
+def _handlers(service: Service) -> dict[str, Handler]:
+    """The service's handler of each protocol method."""
+    return {
+        "hello": handler(HelloRequest, service.hello),
+        "status": handler(StatusRequest, service.status),
+        "search": handler(SearchRequest, service.search),
+        "index": handler(IndexRequest, service.index),
+        "reindex": handler(ReindexRequest, service.reindex),
+        "remove": handler(RemoveRequest, service.remove),
+        "verify": handler(VerifyRequest, service.verify),
+        "read": handler(ReadRequest, service.read),
+        "similar": handler(SimilarRequest, service.similar),
+        "wait": handler(WaitRequest, service.wait),
+        "stop": handler(StopRequest, service.stop),
+        "export": handler(ExportRequest, service.export),
+        **{nav.method: handler(nav, service.navigate) for nav in NAV_REQUESTS},
+    }

@@ -119,7 +119,7 @@ def test_similar_excludes_the_range_itself(daemon: Daemon, crate: Path) -> None:
     start = next(i for i, line in enumerate(lines, 1) if "pub fn fetch_with_retry" in line)
     result = daemon.call("similar", path=str(retry), start_line=start, end_line=start + 12)
     hits = result["results"]
-    assert hits
+    assert hits and set(result) == {"results"}  # `degraded` only when a store failed
     for h in hits:
         overlapping = (
             h["path"] == "src/net/retry.rs"
