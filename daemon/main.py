@@ -202,13 +202,16 @@ async def _tick_until_stopped(
     service: Service, server: Server, notifier: Notifier, idle_s: float
 ) -> None:
     """Every STATUS_EVERY_S until a stop is asked: the service manager's status line,
-    idle dependency roots parked, and the heap trimmed after a burst of requests."""
+    idle dependency roots parked, failed roots tried again (`daemon.reopen`), and the
+    heap trimmed after a burst of requests."""
     loop = asyncio.get_running_loop()
     last_seen = trimmed_at = 0
     while not await loop.run_in_executor(None, service.stop_requested.wait, STATUS_EVERY_S):
         notifier.status(service.summary())
         # Off the loop: closing a few hundred shards at once takes a while.
         await loop.run_in_executor(None, park_idle, service.registry, service.indexer, idle_s)
+        # A root that failed to open (a full disk) is tried again once its backoff is over.
+        await loop.run_in_executor(None, service.adopter.reopen_due)
         # After a burst of requests or connections (big reads, many clients, half-sent
         # lines) hand the freed heap back once a quiet tick follows, as the indexer does
         # after batches. The GC thresholds are high (GC_THRESHOLDS), so the cycles that

@@ -1,6 +1,6 @@
 """The registered roots: `roots.json`, the open `RootIndex` and watcher of each, and the
 roots that failed to open (kept registered and shown in status, so a passing failure
-loses nothing).
+loses nothing, and opened again by the daemon after a backoff: `daemon.reopen`).
 
 A root whose own state cannot be opened (truncated, damaged, another schema) is set
 aside as `<id>.broken` and rebuilt from its files: the state is a cache of the tree.
@@ -26,6 +26,7 @@ from daemon.config import Config, root_dir
 from daemon.dep_roots import DependencyRoots
 from daemon.dep_sync import DependencySync
 from daemon.indexer import Indexer
+from daemon.reopen import FIRST_RETRY_S, FailedRoot, FailedRoots, why
 from daemon.root import RootIndex, misplaced, root_id_for
 from daemon.sqlite import is_damage
 from daemon.sync import Cookies
@@ -50,7 +51,7 @@ class Registry:
         self._roots: dict[str, RootIndex] = {}
         self._watchers: dict[str, RootWatcher] = {}
         self._hub = WatchHub(config.index.debounce_ms, config.index.max_wait_ms)
-        self._failed: dict[str, str] = {}
+        self._failed = FailedRoots()
         self._lock = threading.Lock()
         self.deps = DependencyRoots(config.paths.state_dir / "deps.json")
         self.dep_sync = DependencySync(self.deps, self.add_dependency, self.remove)
@@ -61,9 +62,9 @@ class Registry:
         a search over several roots breaks ties between them the same way every time."""
         return sorted(self._roots.values(), key=lambda r: str(r.path))
 
-    def failed(self) -> dict[str, str]:
-        """Registered roots that could not be opened, with why."""
-        return dict(self._failed)
+    def failed(self) -> dict[str, FailedRoot]:
+        """Registered roots that could not be opened, with why and their next try."""
+        return self._failed.snapshot()
 
     def watch_rescans(self, root: RootIndex) -> int:
         w = self._watchers.get(root.id)
@@ -126,8 +127,19 @@ class Registry:
                 try:
                     self._open(Path(path))
                 except Exception as exc:
-                    self._failed[path] = f"{type(exc).__name__}: {exc}"
-                    log.error("root_open_failed", root=path, error=str(exc))
+                    self._failed.failed(path, why(exc))
+                    retry = FIRST_RETRY_S
+                    log.error("root_open_failed", root=path, error=str(exc), retry_in_s=retry)
+
+    def reopen_due(self) -> None:
+        """Open again each failed root whose backoff is over (`daemon.reopen`), one at a
+        time under the lock: a root removed meanwhile (`remove`) is not tried, and one
+        `add` opened meanwhile is not opened twice. Called from the daemon's tick, off
+        the event loop; a search never waits for it."""
+        for path in self._failed.due():
+            with self._lock:
+                if not any(str(r.path) == path for r in self._roots.values()):
+                    self._failed.retry(path, functools.partial(self._open, Path(path)))
 
     def add(self, path: Path) -> RootIndex:
         """Register and open `path`, or queue a rescan when it is registered already."""
@@ -136,8 +148,13 @@ class Registry:
                 if root.path == path:
                     self._indexer.enqueue(root, None)
                     return root
-            self._failed.pop(str(path), None)  # a root that failed to open gets another try
-            root = self._open(path)
+            try:
+                root = self._open(path)  # a root that failed to open is tried at once
+            except Exception as exc:
+                if str(path) in self._failed:  # still registered, tried again later
+                    self._failed.failed(str(path), why(exc))
+                raise
+            self._failed.forget(str(path))
             self._save()
         return root
 
@@ -150,6 +167,7 @@ class Registry:
             if known is not None:
                 return known
             root = self._open(path)
+            self._failed.forget(str(path))
             self._save()
         return root
 
@@ -157,8 +175,8 @@ class Registry:
         """Unregister `path`: stop its watcher and queued work, delete its state."""
         with self._lock:
             root = next((r for r in self.roots() if r.path == path), None)
-            if root is None and str(path) in self._failed:
-                del self._failed[str(path)]
+            # Never tried again once removed (open and failed: its watcher did not start).
+            if self._failed.forget(str(path)) and root is None:
                 self._save()
                 return
             if root is None:
@@ -213,7 +231,7 @@ class Registry:
         return paths
 
     def _save(self) -> None:
-        self._write(sorted({str(r.path) for r in self._roots.values()} | set(self._failed)))
+        self._write(sorted({str(r.path) for r in self._roots.values()} | set(self.failed())))
 
     def _write(self, paths: list[str]) -> None:
         tmp = self._file.with_suffix(".tmp")
@@ -221,7 +239,7 @@ class Registry:
         os.replace(tmp, self._file)
 
     def _open(self, path: Path) -> RootIndex:
-        root = self._open_index(path)
+        root = _open_index(self._config, self._model, path)
         self._roots[root.id] = root
         if self.deps.crate_of(path) is not None:
             # Registry sources do not change: one scan (stat fast path) per start.
@@ -254,26 +272,6 @@ class Registry:
         log.info("root_opened", root=str(path), id=root.id, files=len(root.ledger))
         return root
 
-    def _open_index(self, path: Path) -> RootIndex:
-        model_id, dim = self._model
-        where = root_dir(self._config.paths, root_id_for(path))
-        reopen = functools.partial(RootIndex, path, self._config, model_id, dim)
-        try:
-            return reopen()
-        except (OSError, StateError) as exc:
-            if "WouldBlock" in str(exc):  # locked by a live user, not damaged: keep it
-                raise StateError(
-                    f"the index of {path} is in use by another process ({exc}); "
-                    "stop it, then run: rcmd status"
-                ) from exc
-            wrong = misplaced(where)
-            if not wrong and (isinstance(exc, OSError) or not is_damage(exc)):
-                # Whole, on a disk that failed (full, read-only): never set aside.
-                why = exc.strerror if isinstance(exc, OSError) else None
-                raise _disk_failed(where, path, why or str(exc)) from exc
-            why = f"{exc}; the wrong kind: {', '.join(wrong)}" if wrong else str(exc)
-            return _set_aside(path, where, why, reopen)
-
     def confine(self, raw: str, raw_root: str | None) -> tuple[RootIndex, Path, str]:
         """(root, real file, path relative to the root) for a `path` param, which may be
         absolute or relative to `root`; refuses anything that resolves outside every root
@@ -292,6 +290,28 @@ class Registry:
         if not real.is_file():
             raise NotFound(f"{real} is not a file")
         return root, real, real.relative_to(root.path).as_posix()
+
+
+def _open_index(config: Config, model: tuple[str, int], path: Path) -> RootIndex:
+    """`path`'s index: opened, set aside and rebuilt when damaged, or an error that says
+    what to fix when it is whole on a disk (or in a process) that failed."""
+    where = root_dir(config.paths, root_id_for(path))
+    reopen = functools.partial(RootIndex, path, config, *model)
+    try:
+        return reopen()
+    except (OSError, StateError) as exc:
+        if "WouldBlock" in str(exc):  # locked by a live user, not damaged: keep it
+            raise StateError(
+                f"the index of {path} is in use by another process ({exc}); "
+                "stop it, then run: rcmd status"
+            ) from exc
+        wrong = misplaced(where)
+        if not wrong and (isinstance(exc, OSError) or not is_damage(exc)):
+            # Whole, on a disk that failed (full, read-only): never set aside.
+            cause = exc.strerror if isinstance(exc, OSError) else None
+            raise _disk_failed(where, path, cause or str(exc)) from exc
+        cause = f"{exc}; the wrong kind: {', '.join(wrong)}" if wrong else str(exc)
+        return _set_aside(path, where, cause, reopen)
 
 
 def _markers(registry: Path) -> Iterator[Path]:

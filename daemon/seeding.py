@@ -65,6 +65,16 @@ class Adopter:
         """Remove what an adoption or export cut short by a crash left behind."""
         shutil.rmtree(self._tmp, ignore_errors=True)
 
+    def reopen_due(self) -> None:
+        """The registry's failed roots tried again (`Registry.reopen_due`), but not while
+        an adoption runs: `index --from` replaces a failed root's state folder, and a try
+        meanwhile opened the folder being replaced (the next tick tries)."""
+        if self._lock.acquire(blocking=False):
+            try:
+                self._registry.reopen_due()
+            finally:
+                self._lock.release()
+
     @contextlib.contextmanager
     def _workdir(self) -> Iterator[Path]:
         self._tmp.mkdir(mode=0o700, parents=True, exist_ok=True)

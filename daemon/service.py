@@ -12,7 +12,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from shlex import quote
 from typing import Any, TypeVar
 
 import structlog
@@ -419,15 +418,7 @@ class Service:
             "last_batch": self.indexer.last_batch,
             "waiting": self.indexer.waiters,
             "roots": root_statuses(self.indexer, self.registry),
-            "failed_roots": [
-                {
-                    "path": p,
-                    "error": e,
-                    "next": f"see the log; once fixed, open it again with: rcmd index "
-                    f"{quote(p)} (or forget it: rcmd remove {quote(p)})",
-                }
-                for p, e in self.registry.failed().items()
-            ],
+            "failed_roots": [f.to_json(p) for p, f in self.registry.failed().items()],
         }
         if req.verify:
             out["verify"] = self._verify(self.registry.roots())

@@ -4,11 +4,13 @@ are tmpfs mounts in the daemon's own user and mount namespaces, never the host's
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -121,6 +123,53 @@ def test_a_full_disk_at_start_keeps_every_index(
     finally:
         d.stop()
         d.kill()
+
+
+def _failed_at_start(prefix: list[str], holder: int, home: Path, crate: Path) -> Daemon:
+    """A daemon started with `crate` indexed on a state disk (the held tmpfs) made full
+    meanwhile, so the root failed to open."""
+    d = Daemon(home, prefix=prefix)
+    d.start()
+    d.cli("index", str(crate), "--wait")
+    assert d.stop() == 0
+    fill_leaving(holder, home / "state", 0)
+    d.start()
+    return d
+
+
+@needs_userns
+def test_a_root_failed_on_a_full_disk_opens_by_itself_once_there_is_room(
+    held_tmpfs: tuple[list[str], int], tmp_path: Path, crate: Path, warm_cache: Path
+) -> None:
+    """A root that failed to open at start (its state disk full) stayed failed until
+    someone ran `rcmd index`, even once the disk had room again. Now the daemon tries it
+    again with a backoff and it opens by itself, whole: nothing read again or set aside."""
+    prefix, holder = held_tmpfs
+    home = tmp_path / "small"
+    state = home / "state"
+    seed_cache(home, warm_cache)
+    d = _failed_at_start(prefix, holder, home, crate)
+    try:
+        (failed,) = d.status()["failed_roots"]
+        assert failed["attempts"] == 1 and "tried again by itself" in failed["next"], failed
+        assert "tried again by itself" in d.cli("status").stdout
+        in_daemon_ns(holder, f'rm "{state}/filler"')
+        wait_until(lambda: not d.status()["failed_roots"], timeout=60)
+        status = d.wait_idle(crate)
+        assert status["counters"]["files_read"] == 0, status  # nothing read again
+        assert d.search("fetch_with_retry", "--mode", "bm25")
+        assert d.verify()["ok"], d.verify()
+        assert [r["attempt"] for r in _events(home, "root_reopened")] == [2]
+        assert ".broken" not in in_daemon_ns(holder, f'ls "{state}/roots"')
+    finally:
+        d.stop()
+        d.kill()
+
+
+def _events(home: Path, event: str) -> list[dict[str, Any]]:
+    """The daemon's structured log records (`log/rcmd.log`) of `event`."""
+    lines = (home / "log" / "rcmd.log").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r.get("event") == event]
 
 
 #: Run in a private tmpfs: a cache made with room, then opened on the disk made full.
