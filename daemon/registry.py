@@ -177,6 +177,9 @@ class Registry:
             root = next((r for r in self.roots() if r.path == path), None)
             # Never tried again once removed (open and failed: its watcher did not start).
             if self._failed.forget(str(path)) and root is None:
+                # Its state first, as an open root's: on a full disk that makes the room
+                # roots.json needs (a failed root was not removable there).
+                _delete_state(root_dir(self._config.paths, root_id_for(path)))
                 self._save()
                 return
             if root is None:
@@ -226,17 +229,12 @@ class Registry:
                 continue
         paths = sorted({p for p in found if p})
         log.error("registry_damaged_rebuilt", error=error, moved_to=str(aside), roots=len(paths))
-        with contextlib.suppress(OSError):  # a full disk: found again at the next start
-            self._write(paths)
+        with contextlib.suppress(StateError):  # a full disk: found again at the next start
+            _write(self._file, paths)
         return paths
 
     def _save(self) -> None:
-        self._write(sorted({str(r.path) for r in self._roots.values()} | set(self.failed())))
-
-    def _write(self, paths: list[str]) -> None:
-        tmp = self._file.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"roots": paths}))
-        os.replace(tmp, self._file)
+        _write(self._file, sorted({str(r.path) for r in self._roots.values()} | set(self.failed())))
 
     def _open(self, path: Path) -> RootIndex:
         root = _open_index(self._config, self._model, path)
@@ -314,11 +312,38 @@ def _open_index(config: Config, model: tuple[str, int], path: Path) -> RootIndex
         return _set_aside(path, where, cause, reopen)
 
 
+def _write(file: Path, paths: list[str]) -> None:
+    """Record `paths` as the registered roots. A disk that refuses (full) is a `state`
+    error saying so: `rcmd remove` of a root on a full disk was an `internal` error."""
+    tmp = file.with_suffix(".tmp")
+    try:
+        tmp.write_text(json.dumps({"roots": paths}))
+        os.replace(tmp, file)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise StateError(
+            f"cannot record the indexed roots in {file}: {exc.strerror}; free some space, "
+            "then run the command again"
+        ) from exc
+
+
 def _markers(registry: Path) -> Iterator[Path]:
     """The `root.txt` of each root folder beside `registry`: each names its root. A
     folder set aside (`<id>.broken`) names none: it outlives its root's removal, and a
     rebuilt roots.json brought the removed root back from it."""
     return (m for m in registry.parent.glob("roots/*/root.txt") if "." not in m.parent.name)
+
+
+def _delete_state(where: Path) -> None:
+    """Delete the state folder of a failed root the user removed, `root.txt` first (as
+    `RootIndex.destroy` does): left behind, a roots.json rebuilt from the markers
+    brought the removed root back. What cannot be deleted (an unreadable folder) stays,
+    named in the log."""
+    try:
+        (where / "root.txt").unlink(missing_ok=True)
+    except OSError as exc:
+        log.warning("removed_root_state_kept", folder=str(where), error=str(exc))
+    shutil.rmtree(where, ignore_errors=True)
 
 
 def _set_aside(path: Path, where: Path, error: str, reopen: Callable[[], RootIndex]) -> RootIndex:

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -170,6 +171,51 @@ def _events(home: Path, event: str) -> list[dict[str, Any]]:
     """The daemon's structured log records (`log/rcmd.log`) of `event`."""
     lines = (home / "log" / "rcmd.log").read_text().splitlines()
     return [r for r in map(json.loads, lines) if r.get("event") == event]
+
+
+def _tries(home: Path) -> int:
+    """The daemon's own failed tries to open a root again."""
+    return len(_events(home, "root_reopen_failed"))
+
+
+@needs_userns
+def test_a_root_that_keeps_failing_is_tried_with_a_backoff_until_removed(
+    held_tmpfs: tuple[list[str], int], tmp_path: Path, crate: Path, warm_cache: Path
+) -> None:
+    """The daemon's tries of a root that keeps failing back off (5 s, then 10 s, ...;
+    one at every 2 s tick would be a spin that fills the log), and `rcmd remove` of the
+    failed root ends them: with room again, the removed root never comes back."""
+    prefix, holder = held_tmpfs
+    home = tmp_path / "small"
+    state = home / "state"
+    seed_cache(home, warm_cache)
+    d = _failed_at_start(prefix, holder, home, crate)
+    try:
+        failed = wait_until(
+            lambda: (f := d.status()["failed_roots"]) and f[0]["attempts"] >= 2 and f[0],
+            timeout=60,
+        )
+        assert failed["attempts"] == 2 and _tries(home) == 1, failed
+        # The next try is due 10 s after the last: none in the next 7 s (a spin: 3).
+        window_end = time.monotonic() + 7
+        while time.monotonic() < window_end:
+            assert d.status()["failed_roots"][0]["attempts"] == 2
+            time.sleep(0.5)
+        assert _tries(home) == 1
+        d.cli("remove", str(crate))
+        status = d.status()
+        assert status["failed_roots"] == [] and status["roots"] == [], status
+        # (the tmpfs is seen in the holder's namespace only)
+        assert json.loads(in_daemon_ns(holder, f'cat "{state}/roots.json"'))["roots"] == []
+        assert in_daemon_ns(holder, f'ls "{state}/roots"') == ""  # nothing to bring it back
+        in_daemon_ns(holder, f'rm "{state}/filler"')
+        # Past the time the next try was due, and two ticks more: no try, no root.
+        time.sleep(max(0.0, failed["next_retry_at"] + 4 - time.time()))
+        assert _tries(home) == 1 and not _events(home, "root_reopened")
+        assert d.status()["roots"] == [] and d.status()["failed_roots"] == []
+    finally:
+        d.stop()
+        d.kill()
 
 
 #: Run in a private tmpfs: a cache made with room, then opened on the disk made full.
