@@ -154,13 +154,18 @@ def test_a_root_failed_on_a_full_disk_opens_by_itself_once_there_is_room(
         (failed,) = d.status()["failed_roots"]
         assert failed["attempts"] == 1 and "tried again by itself" in failed["next"], failed
         assert "tried again by itself" in d.cli("status").stdout
+        # `rcmd index` tries at once; failing, the root stays failed and counts the try
+        # (it was dropped from failed_roots until the next start).
+        refused = d.cli("index", str(crate), check=False)
+        assert refused.returncode != 0 and "No space left" in refused.stderr, refused.stderr
+        assert d.status()["failed_roots"][0]["attempts"] >= 2
         in_daemon_ns(holder, f'rm "{state}/filler"')
         wait_until(lambda: not d.status()["failed_roots"], timeout=60)
         status = d.wait_idle(crate)
         assert status["counters"]["files_read"] == 0, status  # nothing read again
         assert d.search("fetch_with_retry", "--mode", "bm25")
         assert d.verify()["ok"], d.verify()
-        assert [r["attempt"] for r in _events(home, "root_reopened")] == [2]
+        assert len(_events(home, "root_reopened")) == 1
         assert ".broken" not in in_daemon_ns(holder, f'ls "{state}/roots"')
     finally:
         d.stop()
