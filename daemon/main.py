@@ -207,7 +207,8 @@ async def _tick_until_stopped(
     loop = asyncio.get_running_loop()
     last_seen = trimmed_at = 0
     while not await loop.run_in_executor(None, service.stop_requested.wait, STATUS_EVERY_S):
-        notifier.status(service.summary())
+        if notifier.enabled:  # the summary reads every root; nobody asks for it otherwise
+            notifier.status(service.summary())
         # Off the loop: closing a few hundred shards at once takes a while.
         await loop.run_in_executor(None, park_idle, service.registry, service.indexer, idle_s)
         # A root that failed to open (a full disk) is tried again once its backoff is over.
