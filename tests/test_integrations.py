@@ -33,7 +33,7 @@ def recv_until(sock: socket.socket, needle: str, timeout: float = 120) -> list[s
             return seen
 
 
-def test_socket_activation_and_sd_notify(tmp_path: Path, warm_cache: Path) -> None:
+def test_socket_activation_and_sd_notify(tmp_path: Path, warm_cache: Path, crate: Path) -> None:
     home = tmp_path / "home"
     seed_cache(home, warm_cache)
     sock_path = tmp_path / "activated.sock"
@@ -74,6 +74,11 @@ def test_socket_activation_and_sd_notify(tmp_path: Path, warm_cache: Path) -> No
             hello = c.call("hello")
             assert hello["pid"] == proc.pid
             assert c.call("status")["socket"] == str(sock_path)
+            c.call("index", path=str(crate))
+            c.call("wait", path=str(crate), timeout_s=120)
+            (root,) = c.call("status")["roots"]
+            # The service manager's status line, once idle: the chunks status counts.
+            recv_until(notify, f"STATUS=idle: 1 root(s), {root['chunks']} chunks")
             c.call("stop")
         recv_until(notify, "STOPPING=1")
         assert proc.wait(60) == 0
