@@ -114,6 +114,23 @@ def write_new_code(src: Path, name: str, files: int, fns: int) -> None:
         (src / f"{name}_{i}.rs").write_text(body)
 
 
+def held_by(pid: int, prefix: str) -> list[str]:
+    """The files under `prefix` that `pid` holds open (`fd PATH`) or mapped (`map PATH`)."""
+    held = []
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:  # closed meanwhile
+            continue
+        if target.startswith(prefix):
+            held.append(f"fd {target}")
+    for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
+        parts = line.split(maxsplit=5)
+        if len(parts) == 6 and parts[5].startswith(prefix):
+            held.append(f"map {parts[5]}")
+    return held
+
+
 def wait_until(pred: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05) -> Any:
     """Poll `pred` until it returns something truthy; fail with a message at the deadline."""
     deadline = time.monotonic() + timeout

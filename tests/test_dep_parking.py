@@ -19,6 +19,7 @@ from tests.conftest import (
     FILL_DISK,
     Daemon,
     fill_leaving,
+    held_by,
     in_daemon_ns,
     needs_userns,
     private_tmpfs,
@@ -81,19 +82,6 @@ def _held_store_files(pid: int, dirs: list[Path]) -> list[str]:
     return sorted(h for h in held if h.startswith(tuple(wanted)))
 
 
-def _state_files(pid: int, root_dir: Path) -> list[str]:
-    """The descriptors `pid` holds on one root's state.db and its WAL files."""
-    held = []
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        try:
-            target = os.readlink(fd)
-        except OSError:
-            continue
-        if target.startswith(f"{root_dir}/state.db"):
-            held.append(target)
-    return held
-
-
 def _needs_crates(proc: bool = True) -> None:
     """Skip (fail under RCMD_TEST_STRICT) without Debian's crate sources, or /proc."""
     missing = [n for n, v in CRATES if not (DEBIAN_REGISTRY / f"{n}-{v}" / "Cargo.toml").is_file()]
@@ -131,7 +119,7 @@ def test_idle_dependency_roots_close_their_stores_and_still_answer(
 
         wait_until(parked, 60)  # the crates' stores closed once idle
         # Nor state.db: 11 descriptors a crate were held, for good.
-        assert [_state_files(pid, d) for d in dirs] == [[]] * len(dirs)
+        assert [held_by(pid, f"{d}/state.db") for d in dirs] == [[]] * len(dirs)
         # Still registered, indexed and shown as such.
         for dep in deps:
             status = d.root_status(dep)

@@ -2,32 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Daemon
+from tests.conftest import Daemon, held_by
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
-
-
-def _held(pid: int, prefix: str) -> list[str]:
-    """Open fds and memory maps of `pid` under `prefix`."""
-    held = []
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        try:
-            target = os.readlink(fd)
-        except OSError:
-            continue
-        if target.startswith(prefix):
-            held.append(f"fd {target}")
-    for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
-        parts = line.split(maxsplit=5)
-        if len(parts) == 6 and parts[5].startswith(prefix):
-            held.append(f"map {parts[5]}")
-    return held
 
 
 def test_remove_closes_every_file_of_the_root(daemon: Daemon, crate: Path) -> None:
@@ -38,9 +20,9 @@ def test_remove_closes_every_file_of_the_root(daemon: Daemon, crate: Path) -> No
         daemon.call("status")
     assert daemon.proc is not None
     state = str(daemon.home / "state" / "roots" / root_id)
-    assert _held(daemon.proc.pid, state)  # the check sees them while the root lives
+    assert held_by(daemon.proc.pid, state)  # the check sees them while the root lives
     daemon.cli("remove", str(crate))
-    assert _held(daemon.proc.pid, state) == []
+    assert held_by(daemon.proc.pid, state) == []
 
 
 def test_the_peak_rss_is_never_below_the_current(monkeypatch: pytest.MonkeyPatch) -> None:
