@@ -4,6 +4,7 @@ the caller can set aside, never an apsw exception leaking into a reply."""
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import re
@@ -24,8 +25,11 @@ T = TypeVar("T")
 BUSY_TIMEOUT_MS = 5000
 
 
-def connect(path: Path, *, readonly: bool = False) -> apsw.Connection:
-    """A connection to `path`; a writable one is in WAL mode, so readers never block it."""
+def connect(path: Path, *, readonly: bool = False, keep_wal: bool = False) -> apsw.Connection:
+    """A connection to `path`; a writable one is in WAL mode, so readers never block it.
+    With `keep_wal`, the last connection to close leaves the WAL and its index (-shm) in
+    place: a database closed while idle and opened again (`daemon.state.StateDB.idle`)
+    could not be read any more on a full disk, as the new -shm got no blocks."""
     flags = (
         apsw.SQLITE_OPEN_READONLY
         if readonly
@@ -39,6 +43,9 @@ def connect(path: Path, *, readonly: bool = False) -> apsw.Connection:
             # statement that returns rows.
             conn.execute("PRAGMA journal_mode=WAL").fetchall()
             conn.execute("PRAGMA synchronous=NORMAL").fetchall()
+        if keep_wal:
+            persist = ctypes.c_int(1)
+            conn.file_control("main", apsw.SQLITE_FCNTL_PERSIST_WAL, ctypes.addressof(persist))
     return conn
 
 
@@ -46,7 +53,8 @@ class ReadPool:
     """Read connections to one database, each lent to one thread for one read and kept
     (up to `keep` of them) for the next. A connection per thread that ever read held
     descriptors for threads × roots for good: 11 a dependency crate idle, about 11,000
-    with 400 crates, past the common limit of 4,096."""
+    with 400 crates, past the common limit of 4,096. Its connections keep the WAL
+    (`connect`): the pool is for a database closed while idle and opened again."""
 
     def __init__(self, path: Path, keep: int = 2) -> None:
         self._path = path
@@ -66,7 +74,7 @@ class ReadPool:
             conn = self._idle.pop() if self._idle else None
             self._lent += 1
         try:
-            conn = conn or connect(self._path, readonly=True)
+            conn = conn or connect(self._path, readonly=True, keep_wal=True)
             yield conn
         finally:
             self._give_back(conn)

@@ -165,7 +165,7 @@ class StateDB:
         self.path = path
         self._lock = threading.RLock()
         self._reads = ReadPool(path)
-        self._writer: apsw.Connection | None = connect(path)
+        self._writer: apsw.Connection | None = connect(path, keep_wal=True)
         self._closed = False
         self._graph_rows = GraphRows()
         with state_errors(path), self._db:
@@ -208,7 +208,7 @@ class StateDB:
         if self._writer is None:
             if self._closed:
                 raise StateError(f"{self.path}: closed")
-            self._writer = connect(self.path)
+            self._writer = connect(self.path, keep_wal=True)
         return self._writer
 
     def reading(self) -> AbstractContextManager[apsw.Connection]:

@@ -12,6 +12,7 @@ import apsw
 import pytest
 
 from daemon.state import FileRecord, StateDB
+from tests.conftest import FILL_DISK, needs_userns, run_on_tmpfs
 
 
 def _held(db: Path) -> list[str]:
@@ -69,3 +70,27 @@ def test_a_reader_lent_when_the_state_closes_is_closed_when_given_back(
     with pytest.raises(apsw.ConnectionClosedError):
         conn.execute("SELECT 1")
     assert _held(state.path) == []
+
+
+_IDLE_ON_A_FULL_DISK = """
+import sys
+from pathlib import Path
+from daemon.state import FileRecord, StateDB
+disk = Path(sys.argv[1])
+state = StateDB(disk / "state.db")
+state.record([FileRecord(f"src/{i}.rs", 1, 1, 1, b"h" * 32, 0) for i in range(200)], [], [], {})
+state.idle()  # a parked root: nothing of state.db open
+FILL
+print("files", len(state.files()), "meta", state.get_meta("schema_version"))
+"""
+
+
+@needs_userns
+def test_a_state_closed_while_idle_is_read_again_on_a_full_disk(tmp_path: Path) -> None:
+    """The last connection's close deleted the WAL and its -shm index; on a full disk
+    the next reader could not map a new -shm (disk I/O error), and every search of a
+    parked crate with a hit failed, while an open state.db was read as before."""
+    script = _IDLE_ON_A_FULL_DISK.replace("FILL", FILL_DISK)
+    proc = run_on_tmpfs(tmp_path / "disk", "4m", script)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["files", "200", "meta", "2"]
