@@ -248,6 +248,7 @@ class Service:
         STOP_TIMEOUT_S ends the process at once: closing stores under it would corrupt
         them, while its in-flight files are simply redone at the next start."""
         self.stop_requested.set()
+        self.cookies.close()  # a --fresh search waiting for its cookie stops waiting
         _run_steps(self.registry.watcher_closers())
         if not self.indexer.stop(STOP_TIMEOUT_S):
             log.error("indexer_did_not_stop_exiting", timeout_s=STOP_TIMEOUT_S)
@@ -298,6 +299,7 @@ class Service:
         roots = self.registry.select(req.root, req.deps)
         t = time.perf_counter()
         if req.fresh:
+            hold_point("fresh", lambda: all(r.closed for r in roots))
             bring_up_to_date(roots, self.cookies, self.indexer, self.config.search.fresh_timeout_s)
         hold_point("search", lambda: all(r.closed for r in roots))
         outcome = run_search(

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ipc.errors import StateError, Timeout
+from ipc.errors import STOPPING_MESSAGE, StateError, Stopping, Timeout
 
 if TYPE_CHECKING:
     from daemon.indexer import Indexer
@@ -35,6 +35,16 @@ class Cookies:
         self._lock = threading.Lock()
         self._waiting: dict[tuple[Path, str], threading.Event] = {}
         self._serial = itertools.count()
+        self._closed = False
+
+    def close(self) -> None:
+        """The daemon is stopping: its watchers report no more cookies. A `--fresh`
+        search waiting for one waited out `fresh_timeout_s` (30 s) and held the stop
+        that long, then lost its reply; each wait ends now, as `Stopping`."""
+        with self._lock:
+            self._closed = True
+            for event in self._waiting.values():
+                event.set()
 
     def seen(self, root: Path, names: set[str]) -> None:
         """The watcher saw these cookie paths (root-relative) under `root`."""
@@ -57,12 +67,17 @@ class Cookies:
         name = f"{COOKIE_PREFIX}{os.getpid()}-{next(self._serial)}"
         event = threading.Event()
         with self._lock:
+            if self._closed:
+                raise Stopping(STOPPING_MESSAGE)
             self._waiting[(root, name)] = event
         path = root / name
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
             os.close(fd)
-            return event.wait(timeout)
+            seen = event.wait(timeout)
+            if self._closed:
+                raise Stopping(STOPPING_MESSAGE)
+            return seen
         finally:
             with self._lock:
                 del self._waiting[(root, name)]
@@ -89,6 +104,8 @@ def bring_up_to_date(
         if not synced:
             indexer.enqueue(root, None)
         if not indexer.wait_files_done(root.id, max(deadline - time.monotonic(), 0)):
+            if indexer.stopping:  # not a slow batch: the stop ended the wait
+                raise Stopping(STOPPING_MESSAGE)
             raise Timeout(
                 f"{root.path} is still indexing after {timeout:g}s; "
                 "search again, or without --fresh"

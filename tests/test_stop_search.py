@@ -38,3 +38,31 @@ def test_a_search_cut_short_by_stop_is_told_the_daemon_is_stopping(
         assert d.proc is not None and d.proc.wait(60) == 0
     finally:
         d.kill()
+
+
+def test_a_fresh_search_waiting_for_its_cookie_does_not_hold_the_stop(
+    tmp_path: Path, crate: Path, warm_cache: Path
+) -> None:
+    """`search --fresh` waits until the watcher reports its cookie; the stop closes the
+    watchers, so none came: the search held the stop for `fresh_timeout_s` (30 s each
+    of 4 tries) and its client then lost the connection. Now the stop ends the wait and
+    the search is told the daemon is stopping. The hold (RCMD_TEST_HOLD_AT=fresh) waits
+    for the stop to close the stores before the cookie is written."""
+    home = tmp_path / "home"
+    seed_cache(home, warm_cache)
+    d = Daemon(home, RCMD_TEST_HOLD_AT="fresh", RCMD_SEARCH_FRESH_TIMEOUT_S="600")
+    d.start()
+    try:
+        d.call("index", path=str(crate))
+        d.wait(crate)
+        log = home / "log" / "rcmd.log"
+        with ThreadPoolExecutor(1) as pool:
+            search = pool.submit(d.call, "search", timeout=600, query="retry", fresh=True)
+            wait_until(lambda: log.is_file() and "test_hold" in log.read_text(), 60)
+            assert "daemon stopped" in d.cli("stop").stdout
+            with pytest.raises(Stopping):
+                search.result(timeout=120)
+        assert d.proc is not None and d.proc.wait(120) == 0
+        assert not list(crate.rglob(".rcmd-cookie-*"))
+    finally:
+        d.kill()
