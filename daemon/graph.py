@@ -396,6 +396,14 @@ def rank(hits: Iterable[NavHit]) -> list[NavHit]:
     )
 
 
+def is_path(name: str) -> bool:
+    """Whether `name` (a macro's `!` dropped) can name an item at all: well formed and
+    made of identifiers. Every chunk's symbol is such a path, so `--symbol 'a:::b'`,
+    `'a: :b'` or `':x'` answered "no results" as if it had looked."""
+    name = name.strip().removesuffix("!")
+    return _well_formed(name) and bool(path_segments(name))
+
+
 def _well_formed(name: str) -> bool:
     """Whether `name` can be a path at all: no `::` at an end or twice in a row (`a::::b`
     answered for `a::b`), no space outside `<…>` (`a b` used to answer for `b`), and not

@@ -22,7 +22,7 @@ from daemon.config import Config
 from daemon.cpus import cpu_info
 from daemon.embed_cache import EmbedCache
 from daemon.embedder import TextEmbedder
-from daemon.graph import navigate
+from daemon.graph import is_path, navigate
 from daemon.graph_pool import GraphPool
 from daemon.indexer import Indexer
 from daemon.metrics import peak_rss_bytes, rss_bytes
@@ -296,6 +296,11 @@ class Service:
 
     def search(self, req: SearchRequest) -> dict[str, Any]:
         req = root_relative(self.registry, req)
+        if (symbol := req.symbol_name) is not None and not is_path(symbol):
+            raise BadRequest(
+                f"'symbol' {symbol!r} is not a Rust name or path; "
+                "ask for one like: rcmd search --symbol Vec::push"
+            )
         roots = self.registry.select(req.root, req.deps)
         t = time.perf_counter()
         if req.fresh:

@@ -52,6 +52,23 @@ def test_symbol_lookup(daemon: Daemon, crate: Path) -> None:
     assert usage.returncode == 2 and "--symbol" in usage.stderr
 
 
+def test_a_symbol_no_item_can_have_is_refused(daemon: Daemon, crate: Path) -> None:
+    """Every item's symbol is a path of identifiers: `--symbol 'a:::b'` (three colons),
+    `'a: :b'` or `':b'` answered "no results" as if it had looked, as `'::::'` did."""
+    daemon.cli("index", str(crate), "--wait")
+    for bad in ("MemoryStore:::get", "MemoryStore: :get", ":get", "MemoryStore:get", "a b"):
+        with pytest.raises(BadRequest, match="is not a Rust name or path"):
+            daemon.call("search", symbol=bad)
+    refused = daemon.cli("search", "--symbol", "MemoryStore:::get", check=False)
+    assert refused.returncode != 0 and "rcmd search --symbol Vec::push" in refused.stderr
+    # Names as the code writes them still answer: generics, a macro as it is called.
+    ok = daemon.call("search", symbol="MemoryStore::get")["results"]
+    assert [h["symbol"] for h in ok] == ["store::MemoryStore::get"]
+    assert daemon.call("search", query="x", symbol=" MemoryStore::get ")["results"]
+    daemon.call("search", symbol="Wrapper<T>::fmt")
+    daemon.call("search", symbol="println!")
+
+
 def test_identifier_query_ranks_the_exact_symbol_first(daemon: Daemon, crate: Path) -> None:
     daemon.cli("index", str(crate), "--wait")
     for query, symbol in [
