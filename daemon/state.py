@@ -381,13 +381,14 @@ class StateDB:
         return self._all("SELECT path, reason, detail FROM skipped ORDER BY path")
 
     def _all(self, sql: str, args: Sequence[object] = ()) -> list[Any]:
-        """Every row of one query, on a borrowed read connection."""
-        with self._reads.lend() as db:
+        """Every row of one query, on a borrowed read connection; apsw's errors as
+        `StateError` (a disk that failed reached a reply as "internal error")."""
+        with state_errors(self.path), self._reads.lend() as db:
             return db.execute(sql, args).fetchall()
 
     def _one(self, sql: str, args: Sequence[object] = ()) -> Any:
-        """The first row of one query (None without one)."""
-        with self._reads.lend() as db:
+        """The first row of one query (None without one), as `_all`."""
+        with state_errors(self.path), self._reads.lend() as db:
             return db.execute(sql, args).fetchone()
 
     def clear(self) -> None:

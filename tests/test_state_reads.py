@@ -12,6 +12,7 @@ import apsw
 import pytest
 
 from daemon.state import FileRecord, StateDB
+from ipc.errors import StateError
 from tests.conftest import FILL_DISK, needs_userns, run_on_tmpfs
 
 
@@ -76,6 +77,7 @@ _IDLE_ON_A_FULL_DISK = """
 import sys
 from pathlib import Path
 from daemon.state import FileRecord, StateDB
+from ipc.errors import StateError
 disk = Path(sys.argv[1])
 state = StateDB(disk / "state.db")
 state.record([FileRecord(f"src/{i}.rs", 1, 1, 1, b"h" * 32, 0) for i in range(200)], [], [], {})
@@ -94,3 +96,16 @@ def test_a_state_closed_while_idle_is_read_again_on_a_full_disk(tmp_path: Path) 
     proc = run_on_tmpfs(tmp_path / "disk", "4m", script)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split() == ["files", "200", "meta", "2"]
+
+
+def test_a_read_that_fails_is_a_state_error(state: StateDB) -> None:
+    """A read's apsw error reached the reply as "internal error: NotADBError"; it names
+    the database now, as a write's does."""
+    state.idle()
+    for suffix in ("-wal", "-shm"):
+        Path(f"{state.path}{suffix}").unlink(missing_ok=True)
+    state.path.write_bytes(b"not a database at all" * 300)
+    with pytest.raises(StateError, match=r"state\.db"):
+        state.files()
+    with pytest.raises(StateError, match=r"state\.db"):
+        state.get_meta("schema_version")
