@@ -23,6 +23,7 @@ unknown version is set aside and rebuilt.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -198,7 +199,12 @@ class StateDB:
             self._close_writer()
 
     def _close_writer(self) -> None:
+        """Close the writer; its close checkpoints the WAL and, as the last connection,
+        truncates it (the file stays, `connect`'s keep_wal): frames left in it, all
+        checkpointed, would be laid over a state.db put back from elsewhere."""
         if self._writer is not None:
+            with contextlib.suppress(apsw.Error):
+                self._writer.execute("PRAGMA journal_size_limit=0").fetchall()
             self._writer.close()
             self._writer = None
 

@@ -5,6 +5,7 @@ a connection per thread that ever read held descriptors for threads × roots for
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 from pathlib import Path
 
@@ -109,3 +110,20 @@ def test_a_read_that_fails_is_a_state_error(state: StateDB) -> None:
         state.files()
     with pytest.raises(StateError, match=r"state\.db"):
         state.get_meta("schema_version")
+
+
+def test_a_state_db_put_back_is_read_as_it_is(state: StateDB, tmp_path: Path) -> None:
+    """The WAL now outlives the last connection (for a full disk): its frames, all
+    checkpointed, were kept and laid over a state.db copied back in their place."""
+    (tmp_path / "other").mkdir()
+    other = StateDB(tmp_path / "other" / "state.db")
+    other.record([FileRecord("src/other.rs", 2, 2, 2, b"o", 0)], [], [], {})
+    other.close()
+    state.idle()
+    assert Path(f"{state.path}-shm").is_file()  # kept, with the WAL, emptied
+    assert Path(f"{state.path}-wal").stat().st_size == 0
+    state.close()
+    shutil.copyfile(other.path, state.path)
+    again = StateDB(state.path)
+    assert list(again.files()) == ["src/other.rs"]
+    again.close()
