@@ -80,10 +80,9 @@ def crash_point(name: str) -> None:
 def hold_point(name: str, until: Callable[[], bool]) -> None:
     """Wait here until `until()` (the daemon asked to stop; for `search` and `fresh`,
     the searched roots' stores closed by the stop), when the test-only switch
-    RCMD_TEST_HOLD_AT names
-    this point: a test of what a client sees while a root is indexing (Ctrl-C in
-    `index --wait`, `stop` mid-batch) or a search runs then runs no race against the
-    work finishing first. The log says when it holds (`test_hold`)."""
+    RCMD_TEST_HOLD_AT names this point: a test of what a client sees while a root is
+    indexing (Ctrl-C in `index --wait`, `stop` mid-batch) or a search runs then runs no
+    race against the work finishing first. The log says when it holds (`test_hold`)."""
     if os.environ.get("RCMD_TEST_HOLD_AT") != name:
         return
     log.info("test_hold", point=name)

@@ -329,11 +329,6 @@ class SearchRequest(MethodRequest):
     def check(self) -> None:
         if self.symbol is not None and not self.symbol.strip():
             raise BadRequest("'symbol' must not be empty")
-        if self.symbol is not None and _empty_segment(self.symbol.strip()):
-            raise BadRequest(
-                f"'symbol' {self.symbol.strip()!r} is not a Rust name or path; "
-                "ask for one like: rcmd search --symbol Vec::push"
-            )
         if not self.query.strip() and self.symbol is None:
             raise BadRequest("'query' must not be empty (it may be left out with 'symbol')")
         if self.path is not None and (at := unclosed_class(self.path)) is not None:
@@ -448,12 +443,6 @@ class WaitRequest(MethodRequest):
     timeout_s: float = field(
         default=60.0, metadata=spec("give up after this long", bounds=(0, MAX_WAIT_S))
     )
-
-
-def _empty_segment(name: str) -> bool:
-    """Whether a path has an empty segment (`a::::b`, `Vec::`, `::`): no symbol has one,
-    and `--symbol '::::'` answered "no results" as if it had looked."""
-    return name.endswith("::") or "::::" in name
 
 
 # ---- navigation (the symbol graph) ----
