@@ -117,7 +117,13 @@ def told_when_stopping(
                 own = isinstance(exc, RcmdError) and not isinstance(exc, StateError)
                 if own or not stopping.is_set():
                     raise
-                log.info("request_cut_short_by_stop", error=f"{type(exc).__name__}: {exc}")
+                # A traceback unless a store or the disk said it: a bug of ours stays
+                # visible in the log though the client is told only "stopping".
+                log.info(
+                    "request_cut_short_by_stop",
+                    error=f"{type(exc).__name__}: {exc}",
+                    exc_info=not isinstance(exc, (OSError, RcmdError)),
+                )
                 raise Stopping(STOPPING_MESSAGE) from exc
             if stopping.is_set() and isinstance(reply, dict) and reply.get("degraded"):
                 raise Stopping(STOPPING_MESSAGE)  # its roots' stores closed, not failed
