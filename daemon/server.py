@@ -56,6 +56,8 @@ BACKLOG = 1024
 ACCEPT_BURST = 32
 #: sockaddr_un.sun_path is 108 bytes on Linux (104 on macOS), NUL included.
 SUN_PATH_MAX = 104
+#: Threads for the other calls (`hello`, `status`, `search`, navigation, ...).
+REQUEST_WORKERS = 8
 #: Threads for long calls (`wait`): this many clients can wait at once; more queue behind
 #: them, never behind or in front of other requests.
 LONG_WORKERS = 64
@@ -107,7 +109,7 @@ async def _skip_line(reader: asyncio.StreamReader, consumed: int) -> None:
 
 
 class Server:
-    def __init__(self, handlers: dict[str, Handler], workers: int = 8) -> None:
+    def __init__(self, handlers: dict[str, Handler], workers: int = REQUEST_WORKERS) -> None:
         self._handlers = handlers
         self._pools = {
             "cheap": ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rcmd-req"),
@@ -164,13 +166,23 @@ class Server:
         try:
             req = decode_request(line)
             req_id = req.id
+            if (schema := REQUESTS.get(req.method)) is not None and schema.instant:
+                return encode_result(req_id, self._call(req.method, req.params))
             loop = asyncio.get_running_loop()
             pool = self._pool(req.method, req.params)
             try:
                 job = loop.run_in_executor(pool, self._call, req.method, req.params)
             except RuntimeError as exc:  # a line read as `close` shut the pools down
                 raise Stopping(STOPPING_MESSAGE) from exc
-            return encode_result(req_id, await job)
+            try:
+                return encode_result(req_id, await job)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if job.cancelled() and task is not None and not task.cancelling():
+                    # Queued behind busy workers when the stop shut the pools down: its
+                    # client lost the connection without a reply.
+                    raise Stopping(STOPPING_MESSAGE) from None
+                raise
         except RcmdError as exc:
             return encode_error(req_id if req_id is not None else request_id_of(line), exc)
         except Exception as exc:

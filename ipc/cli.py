@@ -74,6 +74,10 @@ QUIET_WAIT_STEP_S = 60.0
 #: How long `index` and `export` may take to answer: adopting a snapshot or seeding a
 #: worktree (unpack, hash the tree, write both indexes) happens before the reply.
 ADOPT_TIMEOUT_S = 900.0
+#: How long `rcmd stop` waits to learn which roots are indexing: only to say so. With
+#: every request thread busy (long searches) a status queued behind them, and the
+#: stop failed after 60 s without stopping anything.
+STOP_STATUS_TIMEOUT_S = 3.0
 
 EPILOG = """\
 environment:
@@ -902,7 +906,13 @@ def cmd_stop(args: argparse.Namespace, paths: RuntimePaths) -> int:
     if not is_running(paths):
         print("daemon not running", file=sys.stderr)
         return 0
-    busy = [r for r in request(paths, StatusRequest())["roots"] if not r["idle"]]
+    try:
+        status = request(paths, StatusRequest(), timeout=STOP_STATUS_TIMEOUT_S)
+        busy = [r for r in status["roots"] if not r["idle"]]
+    except DaemonNotRunning:
+        raise
+    except RcmdError:  # every request thread busy: stopped without saying what it does
+        busy = []
     for r in busy:
         print(f"stopping: the daemon finishes the current step of {r['path']} first")
         print("  " + _progress_line(r))

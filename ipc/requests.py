@@ -86,6 +86,10 @@ class MethodRequest:
     #: The call may take seconds of work (`verify`, `read`, `similar`, opening a root):
     #: the server runs it on a small pool of its own, so cheap calls never queue behind it.
     heavy: ClassVar[bool] = False
+    #: The call does no work (`hello`, `stop`): the server answers it on its event loop,
+    #: so it never queues behind busy threads (`rcmd stop` timed out on its `hello`
+    #: behind eight long searches).
+    instant: ClassVar[bool] = False
 
     @classmethod
     def is_heavy(cls, params: Mapping[str, Any]) -> bool:
@@ -116,7 +120,7 @@ REQUESTS: dict[str, type[MethodRequest]] = {}
 
 
 def protocol_method(
-    name: str, *, long: bool = False, heavy: bool = False
+    name: str, *, long: bool = False, heavy: bool = False, instant: bool = False
 ) -> Callable[[type[R]], type[R]]:
     """Register a schema as the request of method `name`."""
 
@@ -124,6 +128,7 @@ def protocol_method(
         cls.method = name
         cls.long = long
         cls.heavy = heavy
+        cls.instant = instant
         REQUESTS[name] = cls
         return cls
 
@@ -214,13 +219,13 @@ def check_absolute(name: str, value: str) -> None:
 # ---- the methods ----
 
 
-@protocol_method("hello")
+@protocol_method("hello", instant=True)
 @dataclass(frozen=True, slots=True)
 class HelloRequest(MethodRequest):
     """Protocol version, package version and pid of the daemon."""
 
 
-@protocol_method("stop")
+@protocol_method("stop", instant=True)
 @dataclass(frozen=True, slots=True)
 class StopRequest(MethodRequest):
     """Commit and exit."""

@@ -147,9 +147,9 @@ def test_a_request_read_while_the_daemon_stops_is_told_so() -> None:
 
     from daemon.server import Server
 
-    server = Server({"hello": lambda _params: {"ok": True}})
+    server = Server({"status": lambda _params: {"ok": True}})
     asyncio.run(server.close())
-    line = json.dumps({"id": 1, "method": "hello", "params": {}}).encode() + b"\n"
+    line = json.dumps({"id": 1, "method": "status", "params": {}}).encode() + b"\n"
     reply = json.loads(asyncio.run(server._handle_line(line)))
     assert reply["error"]["code"] == "stopping", reply
     assert "stopping" in reply["error"]["message"]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from daemon.server import REQUEST_WORKERS
 from ipc.errors import Busy, Stopping
 from tests.conftest import Daemon, seed_cache, wait_until
 
@@ -64,5 +65,35 @@ def test_a_fresh_search_waiting_for_its_cookie_does_not_hold_the_stop(
                 search.result(timeout=120)
         assert d.proc is not None and d.proc.wait(120) == 0
         assert not list(crate.rglob(".rcmd-cookie-*"))
+    finally:
+        d.kill()
+
+
+def test_a_request_queued_behind_busy_workers_at_the_stop_is_told_so(
+    tmp_path: Path, crate: Path, warm_cache: Path
+) -> None:
+    """The stop shuts the request pools down, dropping what waits in them: a search
+    queued behind eight running ones lost its connection with no reply. Each of the
+    eight holds (RCMD_TEST_HOLD_AT=search) until the stop closed the stores, so the
+    ninth is queued when the stop comes."""
+    home = tmp_path / "home"
+    seed_cache(home, warm_cache)
+    d = Daemon(home, RCMD_TEST_HOLD_AT="search")
+    d.start()
+    try:
+        d.call("index", path=str(crate))
+        d.wait(crate)
+        log = home / "log" / "rcmd.log"
+        with ThreadPoolExecutor(REQUEST_WORKERS + 1) as pool:
+            searches = [
+                pool.submit(d.call, "search", query=f"retry {i}")
+                for i in range(REQUEST_WORKERS + 1)
+            ]
+            wait_until(lambda: log.read_text().count("test_hold") >= REQUEST_WORKERS, 60)
+            assert "daemon stopped" in d.cli("stop").stdout
+            for search in searches:
+                with pytest.raises(Stopping):
+                    search.result(timeout=60)
+        assert d.proc is not None and d.proc.wait(60) == 0
     finally:
         d.kill()
