@@ -68,6 +68,15 @@ def _dirs(root: Path) -> list[Path]:
     return [p for p in root.rglob("*") if p.is_dir() and not p.is_symlink()] + [root]
 
 
+def _write_text(path: Path, text: str) -> None:
+    """`path.write_text(text)`, failing (ENXIO, counted as raced) where an earlier op left
+    a FIFO at that name: opened for writing, a FIFO blocks until a reader comes, and a
+    run hung there for good (`too_large` after `fifo_over_file` took its big file)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NONBLOCK, 0o644)
+    with open(fd, "w") as f:
+        f.write(text)
+
+
 def append(rnd: random.Random, root: Path) -> None:
     with open(rnd.choice(_files(root)), "a") as f:
         f.write(f"\npub fn chaos_{rnd.randrange(10**6)}() -> u32 {{ {rnd.randrange(99)} }}\n")
@@ -76,7 +85,7 @@ def append(rnd: random.Random, root: Path) -> None:
 def atomic_save(rnd: random.Random, root: Path) -> None:
     f = rnd.choice(_files(root))
     tmp = f.with_name(f".{f.name}.tmp")
-    tmp.write_text(f.read_text(errors="replace") + "\n// edited\n")
+    _write_text(tmp, f.read_text(errors="replace") + "\n// edited\n")
     os.replace(tmp, f)
 
 
@@ -115,7 +124,7 @@ def link_out(rnd: random.Random, root: Path) -> None:
 def deep_tree(rnd: random.Random, root: Path) -> None:
     d = root.joinpath(*[f"d{i}" for i in range(rnd.randrange(5, 40))])
     d.mkdir(parents=True, exist_ok=True)
-    (d / "deep.rs").write_text("pub struct Deep;\n")
+    _write_text(d / "deep.rs", "pub struct Deep;\n")
 
 
 def add_crate(rnd: random.Random, root: Path) -> None:
@@ -130,7 +139,7 @@ def remove_crate(rnd: random.Random, root: Path) -> None:
 
 
 def too_large(rnd: random.Random, root: Path) -> None:
-    (rnd.choice(_dirs(root)) / f"big{rnd.randrange(100)}.rs").write_text("// x\n" * 300_000)
+    _write_text(rnd.choice(_dirs(root)) / f"big{rnd.randrange(100)}.rs", "// x\n" * 300_000)
 
 
 def dir_named_rs(rnd: random.Random, root: Path) -> None:
