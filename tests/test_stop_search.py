@@ -5,7 +5,9 @@ there is no race with the search finishing first."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -15,20 +17,36 @@ from ipc.errors import Busy, Stopping
 from tests.conftest import Daemon, seed_cache, wait_until
 
 
-def test_a_search_cut_short_by_stop_is_told_the_daemon_is_stopping(
-    tmp_path: Path, crate: Path, warm_cache: Path
-) -> None:
+@contextmanager
+def _held_at(
+    tmp_path: Path, crate: Path, warm_cache: Path, point: str, **env: str
+) -> Iterator[tuple[Daemon, Callable[[int], bool]]]:
+    """A daemon with `crate` indexed whose requests hold at `point`
+    (RCMD_TEST_HOLD_AT), and a check that `n` of them are holding (the log says so)."""
     home = tmp_path / "home"
     seed_cache(home, warm_cache)
-    d = Daemon(home, RCMD_TEST_HOLD_AT="search")
+    d = Daemon(home, RCMD_TEST_HOLD_AT=point, **env)
     d.start()
+    log = home / "log" / "rcmd.log"
+
+    def holding(n: int) -> bool:
+        return log.is_file() and log.read_text().count("test_hold") >= n
+
     try:
         d.call("index", path=str(crate))
         d.wait(crate)
-        log = home / "log" / "rcmd.log"
+        yield d, holding
+    finally:
+        d.kill()
+
+
+def test_a_search_cut_short_by_stop_is_told_the_daemon_is_stopping(
+    tmp_path: Path, crate: Path, warm_cache: Path
+) -> None:
+    with _held_at(tmp_path, crate, warm_cache, "search") as (d, holding):
         with ThreadPoolExecutor(1) as pool:
             search = pool.submit(d.call, "search", query="retry failed requests")
-            wait_until(lambda: log.is_file() and "test_hold" in log.read_text(), 60)
+            wait_until(lambda: holding(1), 60)
             stopped = d.cli("stop")
             assert "daemon stopped" in stopped.stdout
             with pytest.raises(Stopping) as told:
@@ -37,8 +55,6 @@ def test_a_search_cut_short_by_stop_is_told_the_daemon_is_stopping(
         assert "the daemon is stopping" in str(told.value)
         assert "rcmd daemon" in str(told.value)
         assert d.proc is not None and d.proc.wait(60) == 0
-    finally:
-        d.kill()
 
 
 def test_a_fresh_search_waiting_for_its_cookie_does_not_hold_the_stop(
@@ -49,24 +65,16 @@ def test_a_fresh_search_waiting_for_its_cookie_does_not_hold_the_stop(
     of 4 tries) and its client then lost the connection. Now the stop ends the wait and
     the search is told the daemon is stopping. The hold (RCMD_TEST_HOLD_AT=fresh) waits
     for the stop to close the stores before the cookie is written."""
-    home = tmp_path / "home"
-    seed_cache(home, warm_cache)
-    d = Daemon(home, RCMD_TEST_HOLD_AT="fresh", RCMD_SEARCH_FRESH_TIMEOUT_S="600")
-    d.start()
-    try:
-        d.call("index", path=str(crate))
-        d.wait(crate)
-        log = home / "log" / "rcmd.log"
+    fresh_timeout = {"RCMD_SEARCH_FRESH_TIMEOUT_S": "600"}
+    with _held_at(tmp_path, crate, warm_cache, "fresh", **fresh_timeout) as (d, holding):
         with ThreadPoolExecutor(1) as pool:
             search = pool.submit(d.call, "search", timeout=600, query="retry", fresh=True)
-            wait_until(lambda: log.is_file() and "test_hold" in log.read_text(), 60)
+            wait_until(lambda: holding(1), 60)
             assert "daemon stopped" in d.cli("stop").stdout
             with pytest.raises(Stopping):
                 search.result(timeout=120)
         assert d.proc is not None and d.proc.wait(120) == 0
         assert not list(crate.rglob(".rcmd-cookie-*"))
-    finally:
-        d.kill()
 
 
 def test_a_request_queued_behind_busy_workers_at_the_stop_is_told_so(
@@ -76,24 +84,15 @@ def test_a_request_queued_behind_busy_workers_at_the_stop_is_told_so(
     queued behind eight running ones lost its connection with no reply. Each of the
     eight holds (RCMD_TEST_HOLD_AT=search) until the stop closed the stores, so the
     ninth is queued when the stop comes."""
-    home = tmp_path / "home"
-    seed_cache(home, warm_cache)
-    d = Daemon(home, RCMD_TEST_HOLD_AT="search")
-    d.start()
-    try:
-        d.call("index", path=str(crate))
-        d.wait(crate)
-        log = home / "log" / "rcmd.log"
+    with _held_at(tmp_path, crate, warm_cache, "search") as (d, holding):
         with ThreadPoolExecutor(REQUEST_WORKERS + 1) as pool:
             searches = [
                 pool.submit(d.call, "search", query=f"retry {i}")
                 for i in range(REQUEST_WORKERS + 1)
             ]
-            wait_until(lambda: log.read_text().count("test_hold") >= REQUEST_WORKERS, 60)
+            wait_until(lambda: holding(REQUEST_WORKERS), 60)
             assert "daemon stopped" in d.cli("stop").stdout
             for search in searches:
                 with pytest.raises(Stopping):
                     search.result(timeout=60)
         assert d.proc is not None and d.proc.wait(60) == 0
-    finally:
-        d.kill()
