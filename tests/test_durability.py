@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,27 @@ def held_tmpfs(tmp_path: Path) -> Iterator[tuple[list[str], int]]:
         holder.wait(timeout=30)
 
 
+@contextmanager
+def _failed_at_start(
+    held_tmpfs: tuple[list[str], int], home: Path, crate: Path, warm_cache: Path
+) -> Iterator[Daemon]:
+    """A daemon started with `crate` indexed on a state disk (the held tmpfs) made full
+    meanwhile, so the root failed to open; stopped and killed after the block."""
+    prefix, holder = held_tmpfs
+    seed_cache(home, warm_cache)
+    d = Daemon(home, prefix=prefix)
+    try:
+        d.start()
+        d.cli("index", str(crate), "--wait")
+        assert d.stop() == 0
+        fill_leaving(holder, home / "state", 0)
+        d.start()
+        yield d
+    finally:
+        d.stop()
+        d.kill()
+
+
 @needs_userns
 def test_a_full_disk_at_start_keeps_every_index(
     held_tmpfs: tuple[list[str], int], tmp_path: Path, crate: Path, warm_cache: Path
@@ -100,17 +122,10 @@ def test_a_full_disk_at_start_keeps_every_index(
     loading its shard was a SIGBUS. Now the root is kept whole and named with the
     disk's error, and `rcmd index` opens it again once there is room: nothing is set
     aside or indexed again."""
-    prefix, holder = held_tmpfs
+    holder = held_tmpfs[1]
     home = tmp_path / "small"
     state = home / "state"
-    seed_cache(home, warm_cache)
-    d = Daemon(home, prefix=prefix)
-    try:
-        d.start()
-        d.cli("index", str(crate), "--wait")
-        assert d.stop() == 0
-        fill_leaving(holder, state, 0)
-        d.start()
+    with _failed_at_start(held_tmpfs, home, crate, warm_cache) as d:
         (failed,) = d.status()["failed_roots"]
         assert "No space left on device" in failed["error"], failed
         assert f"rcmd index {crate}" in failed["next"], failed
@@ -123,21 +138,6 @@ def test_a_full_disk_at_start_keeps_every_index(
         # The state disk is the daemon's tmpfs: the host's folder under it is empty.
         held = in_daemon_ns(holder, f'ls "{state}/roots"')
         assert held.strip() and ".broken" not in held, held
-    finally:
-        d.stop()
-        d.kill()
-
-
-def _failed_at_start(prefix: list[str], holder: int, home: Path, crate: Path) -> Daemon:
-    """A daemon started with `crate` indexed on a state disk (the held tmpfs) made full
-    meanwhile, so the root failed to open."""
-    d = Daemon(home, prefix=prefix)
-    d.start()
-    d.cli("index", str(crate), "--wait")
-    assert d.stop() == 0
-    fill_leaving(holder, home / "state", 0)
-    d.start()
-    return d
 
 
 @needs_userns
@@ -147,12 +147,10 @@ def test_a_root_failed_on_a_full_disk_opens_by_itself_once_there_is_room(
     """A root that failed to open at start (its state disk full) stayed failed until
     someone ran `rcmd index`, even once the disk had room again. Now the daemon tries it
     again with a backoff and it opens by itself, whole: nothing read again or set aside."""
-    prefix, holder = held_tmpfs
+    holder = held_tmpfs[1]
     home = tmp_path / "small"
     state = home / "state"
-    seed_cache(home, warm_cache)
-    d = _failed_at_start(prefix, holder, home, crate)
-    try:
+    with _failed_at_start(held_tmpfs, home, crate, warm_cache) as d:
         (failed,) = d.status()["failed_roots"]
         assert failed["attempts"] == 1 and "tried again by itself" in failed["next"], failed
         assert "tried again by itself" in d.cli("status").stdout
@@ -169,9 +167,6 @@ def test_a_root_failed_on_a_full_disk_opens_by_itself_once_there_is_room(
         assert d.verify()["ok"], d.verify()
         assert len(_events(home, "root_reopened")) == 1
         assert ".broken" not in in_daemon_ns(holder, f'ls "{state}/roots"')
-    finally:
-        d.stop()
-        d.kill()
 
 
 def _events(home: Path, event: str) -> list[dict[str, Any]]:
@@ -192,12 +187,10 @@ def test_a_root_that_keeps_failing_is_tried_with_a_backoff_until_removed(
     """The daemon's tries of a root that keeps failing back off (5 s, then 10 s, ...;
     one at every 2 s tick would be a spin that fills the log), and `rcmd remove` of the
     failed root ends them: with room again, the removed root never comes back."""
-    prefix, holder = held_tmpfs
+    holder = held_tmpfs[1]
     home = tmp_path / "small"
     state = home / "state"
-    seed_cache(home, warm_cache)
-    d = _failed_at_start(prefix, holder, home, crate)
-    try:
+    with _failed_at_start(held_tmpfs, home, crate, warm_cache) as d:
         failed = wait_until(
             lambda: (f := d.status()["failed_roots"]) and f[0]["attempts"] >= 2 and f[0],
             timeout=60,
@@ -220,9 +213,6 @@ def test_a_root_that_keeps_failing_is_tried_with_a_backoff_until_removed(
         time.sleep(max(0.0, failed["next_retry_at"] + 4 - time.time()))
         assert _tries(home) == 1 and not _events(home, "root_reopened")
         assert d.status()["roots"] == [] and d.status()["failed_roots"] == []
-    finally:
-        d.stop()
-        d.kill()
 
 
 #: Run in a private tmpfs: a cache made with room, then opened on the disk made full.
