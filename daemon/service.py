@@ -107,14 +107,15 @@ def told_when_stopping(
     """`handlers`, each of which answers `Stopping` when it fails once a stop was asked:
     shutdown closes the stores under the requests still running (a search got "internal
     error" from its closed index), so a search's roots `degraded` then are no answer
-    either. An error of the request itself (not found, bad request) stays so."""
+    either, nor a wait the stop ended (`Timeout`: a `wait`, a `--fresh` search's cookie
+    or batch). An error of the request itself (not found, bad request) stays so."""
 
     def wrapped(handle: Handler) -> Handler:
         def call(params: dict[str, Any]) -> Any:
             try:
                 reply = handle(params)
             except Exception as exc:
-                own = isinstance(exc, RcmdError) and not isinstance(exc, StateError)
+                own = isinstance(exc, RcmdError) and not isinstance(exc, (StateError, Timeout))
                 if own or not stopping.is_set():
                     raise
                 # A traceback unless a store or the disk said it: a bug of ours stays
@@ -404,8 +405,6 @@ class Service:
         Work queued before this call (an `index` or `reindex` that has answered) counts."""
         root = self.registry.find(req.path)
         if not self.indexer.wait_idle(root.id, req.timeout_s):
-            if self.stop_requested.is_set():
-                raise Stopping(STOPPING_MESSAGE)
             raise Timeout(
                 f"{root.path} is still indexing after {req.timeout_s:g}s; "
                 "wait again, or follow it with: rcmd status"

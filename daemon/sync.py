@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ipc.errors import STOPPING_MESSAGE, StateError, Stopping, Timeout
+from ipc.errors import StateError, Timeout
 
 if TYPE_CHECKING:
     from daemon.indexer import Indexer
@@ -40,7 +40,8 @@ class Cookies:
     def close(self) -> None:
         """The daemon is stopping: its watchers report no more cookies. A `--fresh`
         search waiting for one waited out `fresh_timeout_s` (30 s) and held the stop
-        that long, then lost its reply; each wait ends now, as `Stopping`."""
+        that long, then lost its reply; each wait ends now, unseen (the service tells
+        its client the daemon is stopping: `daemon.service.told_when_stopping`)."""
         with self._lock:
             self._closed = True
             for event in self._waiting.values():
@@ -63,21 +64,19 @@ class Cookies:
 
     def sync(self, root: Path, timeout: float) -> bool:
         """Write a cookie into `root` and wait until the watcher reports it: True then,
-        False at the deadline. OSError when the root cannot be written (read-only)."""
+        False at the deadline or once `close` ran. OSError when the root cannot be
+        written (read-only)."""
         name = f"{COOKIE_PREFIX}{os.getpid()}-{next(self._serial)}"
         event = threading.Event()
         with self._lock:
             if self._closed:
-                raise Stopping(STOPPING_MESSAGE)
+                return False
             self._waiting[(root, name)] = event
         path = root / name
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
             os.close(fd)
-            seen = event.wait(timeout)
-            if self._closed:
-                raise Stopping(STOPPING_MESSAGE)
-            return seen
+            return event.wait(timeout) and not self._closed
         finally:
             with self._lock:
                 del self._waiting[(root, name)]
@@ -104,8 +103,6 @@ def bring_up_to_date(
         if not synced:
             indexer.enqueue(root, None)
         if not indexer.wait_files_done(root.id, max(deadline - time.monotonic(), 0)):
-            if indexer.stopping:  # not a slow batch: the stop ended the wait
-                raise Stopping(STOPPING_MESSAGE)
             raise Timeout(
                 f"{root.path} is still indexing after {timeout:g}s; "
                 "search again, or without --fresh"
