@@ -4,6 +4,7 @@ the caller can set aside, never an apsw exception leaking into a reply."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import os
@@ -47,6 +48,15 @@ def connect(path: Path, *, readonly: bool = False, keep_wal: bool = False) -> ap
             persist = ctypes.c_int(1)
             conn.file_control("main", apsw.SQLITE_FCNTL_PERSIST_WAL, ctypes.addressof(persist))
     return conn
+
+
+def close_writer(conn: apsw.Connection) -> None:
+    """Close a writer opened with `keep_wal`: its close checkpoints the WAL and, as the
+    last connection, truncates it to nothing (the file stays): frames left in it, all
+    checkpointed, would be laid over a database put back from elsewhere."""
+    with contextlib.suppress(apsw.Error):
+        conn.execute("PRAGMA journal_size_limit=0").fetchall()
+    conn.close()
 
 
 class ReadPool:

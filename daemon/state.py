@@ -23,7 +23,6 @@ unknown version is set aside and rebuilt.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 import time
@@ -36,7 +35,7 @@ from typing import Any
 import apsw
 
 from daemon.graph_rows import GRAPH_TABLES, GraphRows, TableRows
-from daemon.sqlite import ReadPool, connect, state_errors
+from daemon.sqlite import ReadPool, close_writer, connect, state_errors
 from ipc.errors import StateError
 
 SCHEMA_VERSION = 2
@@ -199,13 +198,8 @@ class StateDB:
             self._close_writer()
 
     def _close_writer(self) -> None:
-        """Close the writer; its close checkpoints the WAL and, as the last connection,
-        truncates it (the file stays, `connect`'s keep_wal): frames left in it, all
-        checkpointed, would be laid over a state.db put back from elsewhere."""
         if self._writer is not None:
-            with contextlib.suppress(apsw.Error):
-                self._writer.execute("PRAGMA journal_size_limit=0").fetchall()
-            self._writer.close()
+            close_writer(self._writer)
             self._writer = None
 
     @property
