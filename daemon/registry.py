@@ -26,7 +26,7 @@ from daemon.config import Config, root_dir
 from daemon.dep_roots import DependencyRoots
 from daemon.dep_sync import DependencySync
 from daemon.indexer import Indexer
-from daemon.reopen import FIRST_RETRY_S, FailedRoot, FailedRoots, why
+from daemon.reopen import FailedRoot, FailedRoots, retry_delay, why
 from daemon.root import RootIndex, misplaced, root_id_for
 from daemon.sqlite import is_damage
 from daemon.sync import Cookies
@@ -114,6 +114,10 @@ class Registry:
                 for r in roots
             ]
 
+    def _opened(self, path: Path) -> RootIndex | None:
+        """The open root at `path`, if any (called under `_lock`)."""
+        return next((r for r in self._roots.values() if r.path == path), None)
+
     # ---- changes ----
     def load(self) -> None:
         """Open every registered root (at start), each under the lock as `add_dependency`
@@ -122,13 +126,12 @@ class Registry:
         the first, and set aside as broken."""
         for path in self._read():
             with self._lock:
-                if any(str(r.path) == path for r in self._roots.values()):
+                if self._opened(Path(path)) is not None:
                     continue
                 try:
                     self._open(Path(path))
                 except Exception as exc:
-                    self._failed.failed(path, why(exc))
-                    retry = FIRST_RETRY_S
+                    retry = retry_delay(self._failed.failed(path, why(exc)).attempts)
                     log.error("root_open_failed", root=path, error=str(exc), retry_in_s=retry)
 
     def reopen_due(self) -> None:
@@ -138,16 +141,15 @@ class Registry:
         the event loop; a search never waits for it."""
         for path in self._failed.due():
             with self._lock:
-                if not any(str(r.path) == path for r in self._roots.values()):
+                if self._opened(Path(path)) is None:
                     self._failed.retry(path, functools.partial(self._open, Path(path)))
 
     def add(self, path: Path) -> RootIndex:
         """Register and open `path`, or queue a rescan when it is registered already."""
         with self._lock:
-            for root in self.roots():
-                if root.path == path:
-                    self._indexer.enqueue(root, None)
-                    return root
+            if (known := self._opened(path)) is not None:
+                self._indexer.enqueue(known, None)
+                return known
             try:
                 root = self._open(path)  # a root that failed to open is tried at once
             except Exception as exc:
@@ -163,8 +165,7 @@ class Registry:
         root of project `user` (not watched; shared with other users)."""
         self.deps.record(path, crate, user)
         with self._lock:
-            known = next((r for r in self.roots() if r.path == path), None)
-            if known is not None:
+            if (known := self._opened(path)) is not None:
                 return known
             root = self._open(path)
             self._failed.forget(str(path))
@@ -174,7 +175,7 @@ class Registry:
     def remove(self, path: Path) -> None:
         """Unregister `path`: stop its watcher and queued work, delete its state."""
         with self._lock:
-            root = next((r for r in self.roots() if r.path == path), None)
+            root = self._opened(path)
             # Never tried again once removed (open and failed: its watcher did not start).
             if self._failed.forget(str(path)) and root is None:
                 # Its state first, as an open root's: on a full disk that makes the room
